@@ -1,0 +1,17 @@
+//! kaas-proxy: a Kafka-protocol-aware TLS ingress and tenant router.
+//!
+//! A frame's way through the proxy, module by module:
+//! [`listener`] (the one TLS port) → [`tls`] (ClientHello, per-tenant configuration) → [`router`] (SNI →
+//! tenant and broker) → [`kafka`] (framing, headers, in-flight requests, address rewriting) → [`upstream`]
+//! (the tenant's own cluster) → [`session`] (the two-way pump). [`config`] reads the YAML file.
+
+pub mod config;
+pub mod kafka;
+pub mod listener;
+pub mod router;
+pub mod session;
+pub mod tls;
+pub mod upstream;
+
+pub use config::Settings;
+pub use listener::Proxy;

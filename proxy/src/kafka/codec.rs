@@ -1,0 +1,126 @@
+//! Framing: Kafka frames are a 4-byte big-endian length followed by that many bytes.
+//!
+//! [`split_frame`] is pure: it takes complete frames off the front of a read buffer without copying (the frame
+//! shares the buffer's memory) and never allocates the size a peer claims. [`reserve_for_next`] grows the buffer
+//! in bounded steps, so a peer that claims 100 MiB and sends nothing costs nothing.
+
+use bytes::{Buf, Bytes, BytesMut};
+
+/// Read-buffer growth step while a large frame arrives.
+const GROWTH_STEP: usize = 256 * 1024;
+/// Smallest read into an empty buffer; enough for typical requests in one read.
+const MIN_READ: usize = 8 * 1024;
+
+/// Why a length prefix was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    #[error("frame length {0} is negative")]
+    Negative(i32),
+    #[error("frame of {len} bytes is larger than max_frame_bytes ({max})")]
+    TooLarge { len: u32, max: u32 },
+}
+
+/// A whole frame, length prefix included, so it can be forwarded as it came.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame(pub Bytes);
+
+impl Frame {
+    /// The bytes after the length prefix.
+    pub fn body(&self) -> &[u8] {
+        &self.0[4..]
+    }
+
+    /// Builds a frame from a body, adding the length prefix.
+    pub fn from_body(body: &[u8]) -> Frame {
+        let mut b = BytesMut::with_capacity(body.len() + 4);
+        b.extend_from_slice(&(body.len() as u32).to_be_bytes());
+        b.extend_from_slice(body);
+        Frame(b.freeze())
+    }
+}
+
+/// Declared body length of the frame at the front of `buf`, checked against `max`.
+fn declared_len(buf: &[u8], max: u32) -> Result<Option<usize>, FrameError> {
+    let Some(prefix) = buf.get(..4) else { return Ok(None) };
+    let len = i32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]);
+    if len < 0 {
+        return Err(FrameError::Negative(len));
+    }
+    if len as u32 > max {
+        return Err(FrameError::TooLarge { len: len as u32, max });
+    }
+    Ok(Some(len as usize))
+}
+
+/// Takes the first complete frame off `buf`, if there is one.
+pub fn split_frame(buf: &mut BytesMut, max: u32) -> Result<Option<Frame>, FrameError> {
+    match declared_len(buf, max)? {
+        Some(len) if buf.len() >= 4 + len => Ok(Some(Frame(buf.split_to(4 + len).freeze()))),
+        _ => Ok(None),
+    }
+}
+
+/// Makes room for the next read: at least [`MIN_READ`], at most one [`GROWTH_STEP`] beyond what is buffered,
+/// and never past the end of the frame being read.
+pub fn reserve_for_next(buf: &mut BytesMut, max: u32) -> Result<(), FrameError> {
+    let want = match declared_len(buf, max)? {
+        Some(len) => (4 + len - buf.len().min(4 + len)).clamp(MIN_READ.min(4 + len), GROWTH_STEP),
+        None => MIN_READ,
+    };
+    if buf.capacity() - buf.len() < want {
+        buf.reserve(want);
+    }
+    Ok(())
+}
+
+/// Drops the buffer's memory once it is empty and large, so idle connections hold little.
+pub fn shrink_if_idle(buf: &mut BytesMut) {
+    if buf.is_empty() && buf.capacity() > 4 * MIN_READ {
+        *buf = BytesMut::new();
+    }
+}
+
+/// Reads an i32 at `at` (for correlation ids), if present.
+pub fn i32_at(bytes: &[u8], at: usize) -> Option<i32> {
+    let mut s = bytes.get(at..at + 4)?;
+    Some(s.get_i32())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_complete_frames_only() {
+        let mut buf = BytesMut::from(&[0, 0, 0, 2, 7, 8, 0, 0, 0, 3, 1][..]);
+        assert_eq!(split_frame(&mut buf, 1024), Ok(Some(Frame(Bytes::from_static(&[0, 0, 0, 2, 7, 8])))));
+        assert_eq!(split_frame(&mut buf, 1024), Ok(None));
+        assert_eq!(buf.len(), 5);
+        buf.extend_from_slice(&[2, 3]);
+        let f = split_frame(&mut buf, 1024).expect("valid").expect("complete");
+        assert_eq!(f.body(), &[1, 2, 3]);
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn refuses_hostile_lengths_without_allocating() {
+        let mut huge = BytesMut::from(&0x7fff_ffffu32.to_be_bytes()[..]);
+        assert_eq!(split_frame(&mut huge, 1024), Err(FrameError::TooLarge { len: 0x7fff_ffff, max: 1024 }));
+        assert!(reserve_for_next(&mut huge, 1024).is_err());
+        assert!(huge.capacity() < 1024);
+        let mut negative = BytesMut::from(&(-5i32).to_be_bytes()[..]);
+        assert_eq!(split_frame(&mut negative, 1024), Err(FrameError::Negative(-5)));
+    }
+
+    #[test]
+    fn grows_in_steps() {
+        let mut buf = BytesMut::new();
+        buf.extend_from_slice(&(50_000_000u32).to_be_bytes());
+        reserve_for_next(&mut buf, 100_000_000).expect("allowed size");
+        assert!(buf.capacity() <= 4 + GROWTH_STEP + MIN_READ, "{}", buf.capacity());
+        let mut small = BytesMut::new();
+        small.extend_from_slice(&(10u32).to_be_bytes());
+        reserve_for_next(&mut small, 1024).expect("allowed size");
+        assert!(small.capacity() >= 14);
+    }
+}

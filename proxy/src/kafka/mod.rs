@@ -1,0 +1,112 @@
+//! Kafka awareness: framing ([`codec`]), headers ([`header`]), which APIs matter ([`apis`]), in-flight tracking
+//! ([`inflight`]), address rewriting ([`rewrite`]) and ApiVersions capping ([`versions`]).
+//!
+//! This module is pure: [`inspect_request`] and [`process_response`] turn frames into decisions and frames, and
+//! [`crate::session`] does the I/O. Records are never decoded: only request headers, the `acks` of Produce, and
+//! the bodies of responses that name brokers.
+
+pub mod apis;
+pub mod codec;
+pub mod header;
+pub mod inflight;
+pub mod rewrite;
+pub mod versions;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::ApiKey;
+use kaas_route::HostPort;
+
+use apis::{classify, RequestRefusal, ResponseAction};
+use codec::Frame;
+use header::HeaderError;
+use inflight::InFlight;
+use rewrite::{Advertise, RewriteError};
+use versions::{cap_api_versions, Capped, VersionsError};
+
+/// Why a client's request was not forwarded; the connection is closed.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error("unreadable request header: {0}")]
+    Header(#[from] HeaderError),
+    #[error("unreadable Produce request (acks): {0}")]
+    Acks(HeaderError),
+    #[error(transparent)]
+    Refused(#[from] RequestRefusal),
+}
+
+/// What the request path learned of one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inspected {
+    /// `None` for Produce with acks=0: no response will come.
+    pub inflight: Option<InFlight>,
+    pub api_key: i16,
+    pub version: i16,
+}
+
+/// Reads the header of a request frame and decides whether and how to track its response.
+pub fn inspect_request(frame: &Frame) -> Result<Inspected, RequestError> {
+    let body = frame.body();
+    let h = header::parse_request(body)?;
+    let api = h.api();
+    let action = classify(api, h.api_version)?;
+    let no_response = match (api, h.body_offset) {
+        (Some(ApiKey::Produce), Some(at)) => {
+            header::produce_acks(&body[at..], h.api_version).map_err(RequestError::Acks)? == 0
+        }
+        _ => false,
+    };
+    let inflight = (!no_response).then_some(InFlight {
+        correlation_id: h.correlation_id,
+        api_key: h.api_key,
+        version: h.api_version,
+        action,
+    });
+    Ok(Inspected { inflight, api_key: h.api_key, version: h.api_version })
+}
+
+/// Why a response could not be passed to the client; the connection is closed rather than risk a leak.
+#[derive(Debug, thiserror::Error)]
+pub enum ResponseError {
+    #[error("unreadable response header: {0}")]
+    Header(#[from] HeaderError),
+    #[error(transparent)]
+    Rewrite(#[from] RewriteError),
+    #[error(transparent)]
+    Versions(#[from] VersionsError),
+}
+
+/// A response ready for the client, and any broker addresses it revealed.
+#[derive(Debug)]
+pub struct Processed {
+    pub frame: Frame,
+    pub learned: Vec<(i32, HostPort)>,
+    pub rewritten: bool,
+}
+
+/// Rewrites a response frame according to the request it answers.
+pub fn process_response(frame: Frame, req: &InFlight, adv: &Advertise) -> Result<Processed, ResponseError> {
+    let unchanged = |frame| Processed { frame, learned: Vec::new(), rewritten: false };
+    let api = match (req.action, req.api()) {
+        (ResponseAction::Forward, _) | (_, None) => return Ok(unchanged(frame)),
+        (_, Some(api)) => api,
+    };
+    let header_len = header::response_header_len(frame.body(), api.response_header_version(req.version))?;
+    let body: Bytes = frame.0.slice(4 + header_len..);
+    let (new_body, learned) = match req.action {
+        ResponseAction::CapVersions => match cap_api_versions(&body, req.version)? {
+            Capped::Changed(b) => (Some(b), Vec::new()),
+            Capped::Unchanged | Capped::ErrorResponse(_) => (None, Vec::new()),
+        },
+        _ => {
+            let r = rewrite::rewrite_response(api, req.version, &body, adv)?;
+            (r.body, r.learned)
+        }
+    };
+    let Some(new_body) = new_body else { return Ok(unchanged(frame)) };
+    let header = &frame.body()[..header_len];
+    let mut out = BytesMut::with_capacity(4 + header_len + new_body.len());
+    out.put_u32((header_len + new_body.len()) as u32);
+    out.put_slice(header);
+    out.put_slice(&new_body);
+    Ok(Processed { frame: Frame(out.freeze()), learned, rewritten: true })
+}

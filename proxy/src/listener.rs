@@ -1,0 +1,188 @@
+//! Listener: the one TLS port. Accepts sockets and runs each connection's way through the proxy:
+//! ClientHello → route → (broker address) → handshake → upstream connection → session.
+//!
+//! A refused connection is logged once, with the peer and the reason, and never opens an upstream connection.
+//! One connection's failure never touches another's.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
+use tracing::{info, warn};
+
+use crate::config::Settings;
+use crate::kafka::rewrite::Advertise;
+use crate::router::{RouteTable, Target};
+use crate::session::{self, SessionContext};
+use crate::tls::{self, HelloError, TlsFront};
+use crate::upstream::Connector;
+
+/// Time a client has to complete its ClientHello and handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A bound proxy, ready to serve.
+#[derive(Debug)]
+pub struct Proxy {
+    listener: TcpListener,
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    table: RouteTable,
+    front: TlsFront,
+    connector: Connector,
+    advertised_port: u16,
+    max_frame_bytes: u32,
+    open: AtomicUsize,
+    closed: Notify,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("TLS configuration: {0}")]
+    Tls(#[from] rustls::Error),
+}
+
+impl Proxy {
+    /// Binds the listening socket. With port 0 the advertised port defaults to the port actually bound.
+    pub async fn bind(settings: &Settings) -> Result<Proxy, StartError> {
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .map_err(|source| StartError::Bind { addr: settings.listen, source })?;
+        let bound = listener.local_addr().map_err(|source| StartError::Bind { addr: settings.listen, source })?;
+        let table = RouteTable::from_settings(settings);
+        let front = TlsFront::new(settings.default_cert.clone(), &table)?;
+        let advertised_port = match settings.advertised_port {
+            0 => bound.port(),
+            p => p,
+        };
+        let shared = Arc::new(Shared {
+            table,
+            front,
+            connector: Connector {
+                connect_timeout: settings.connect_timeout,
+                max_frame_bytes: settings.max_frame_bytes,
+            },
+            advertised_port,
+            max_frame_bytes: settings.max_frame_bytes,
+            open: AtomicUsize::new(0),
+            closed: Notify::new(),
+        });
+        Ok(Proxy { listener, shared })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting and waits up to `drain` for open connections.
+    pub async fn run(self, shutdown: impl Future<Output = ()>, drain: Duration) {
+        info!(listen = ?self.local_addr().ok(), domain = %self.shared.table.domain, "kaas-proxy serving");
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                accepted = self.listener.accept() => match accepted {
+                    Ok((tcp, peer)) => {
+                        let shared = self.shared.clone();
+                        shared.open.fetch_add(1, Ordering::SeqCst);
+                        tokio::spawn(async move {
+                            handle(tcp, peer, &shared).await;
+                            if shared.open.fetch_sub(1, Ordering::SeqCst) == 1 {
+                                shared.closed.notify_waiters();
+                            }
+                        });
+                    }
+                    // Out of file descriptors and the like: back off rather than spin.
+                    Err(e) => {
+                        warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+            }
+        }
+        drop(self.listener);
+        let open = self.shared.open.load(Ordering::SeqCst);
+        info!(open, "stopped accepting; draining connections");
+        let drained = async {
+            while self.shared.open.load(Ordering::SeqCst) > 0 {
+                let notified = self.shared.closed.notified();
+                if self.shared.open.load(Ordering::SeqCst) == 0 {
+                    break;
+                }
+                notified.await;
+            }
+        };
+        if tokio::time::timeout(drain, drained).await.is_err() {
+            warn!(open = self.shared.open.load(Ordering::SeqCst), "drain timeout; closing remaining connections");
+        }
+    }
+}
+
+async fn handle(tcp: TcpStream, peer: SocketAddr, shared: &Shared) {
+    let _ = tcp.set_nodelay(true);
+    let start = match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls::read_client_hello(tcp)).await {
+        Ok(Ok(start)) => start,
+        Ok(Err(HelloError::Closed)) => return,
+        Ok(Err(e)) => return warn!(%peer, error = %e, "connection refused"),
+        Err(_) => return warn!(%peer, "connection refused: no ClientHello within {HANDSHAKE_TIMEOUT:?}"),
+    };
+    let sni = start.client_hello().server_name().map(str::to_owned);
+    let (tenant, target) = match shared.table.resolve(sni.as_deref()) {
+        Ok(route) => route,
+        Err(e) => {
+            warn!(%peer, sni = sni.as_deref().unwrap_or("-"), error = %e, "TLS refused: unrecognized_name");
+            return tls::refuse_unrecognized_name(start).await;
+        }
+    };
+    let sni = sni.unwrap_or_default();
+    let broker_addr = match target {
+        Target::Bootstrap => None,
+        Target::Broker(id) => match shared.connector.resolve_broker(&tenant, id).await {
+            Ok(addr) => Some(addr),
+            Err(e) => {
+                warn!(%peer, %sni, tenant = %tenant.name, error = %e, "TLS refused: unrecognized_name");
+                return tls::refuse_unrecognized_name(start).await;
+            }
+        },
+    };
+    let config = shared.front.config_for(&tenant.name);
+    let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, tls::finish(start, config));
+    let connect = async {
+        match &broker_addr {
+            Some(addr) => shared.connector.connect(addr).await.map(|s| (s, addr.clone())),
+            None => shared.connector.connect_bootstrap(&tenant).await,
+        }
+    };
+    let (client, upstream) = tokio::join!(handshake, connect);
+    let client = match client {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return warn!(%peer, %sni, error = %e, "TLS handshake failed"),
+        Err(_) => return warn!(%peer, %sni, "TLS handshake timed out"),
+    };
+    let (upstream, upstream_addr) = match upstream {
+        Ok(u) => u,
+        Err(e) => {
+            return warn!(%peer, %sni, tenant = %tenant.name, retryable = e.retryable(), error = %e,
+                "upstream unavailable; closing client connection")
+        }
+    };
+    tracing::debug!(%peer, %sni, tenant = %tenant.name, %target, upstream = %upstream_addr, "session open");
+    let ctx = SessionContext {
+        advertise: Advertise::new(&tenant.name, &shared.table.domain, shared.advertised_port),
+        tenant,
+        max_frame_bytes: shared.max_frame_bytes,
+        peer,
+    };
+    match session::run(client, upstream, &ctx).await {
+        Ok(()) => tracing::debug!(%peer, %sni, "session closed"),
+        Err(e) => warn!(%peer, %sni, tenant = %ctx.tenant.name, error = %e, "session closed on error"),
+    }
+}

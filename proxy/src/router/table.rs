@@ -1,0 +1,130 @@
+//! The route table: every tenant the proxy serves, and per tenant the broker addresses learned from the
+//! responses of its own cluster. Addresses only ever come from the tenant's cluster, never from a client.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+
+use kaas_route::HostPort;
+use rustls::sign::CertifiedKey;
+
+use super::sni::{self, SniError, Target};
+use crate::config::Settings;
+
+/// One tenant: its bootstrap servers, its certificate, and the node id → address table of its cluster.
+#[derive(Debug)]
+pub struct Tenant {
+    pub name: String,
+    pub bootstrap: Vec<HostPort>,
+    pub cert: Option<Arc<CertifiedKey>>,
+    brokers: RwLock<HashMap<i32, HostPort>>,
+    next_bootstrap: AtomicUsize,
+    /// Held while the proxy asks the cluster for metadata, so a burst of connections to an unknown id causes
+    /// one refresh, not one each.
+    pub(crate) refresh: tokio::sync::Mutex<()>,
+}
+
+impl Tenant {
+    pub fn new(name: String, bootstrap: Vec<HostPort>, cert: Option<Arc<CertifiedKey>>) -> Self {
+        Tenant {
+            name,
+            bootstrap,
+            cert,
+            brokers: RwLock::default(),
+            next_bootstrap: AtomicUsize::new(0),
+            refresh: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The upstream address of node `id`, if the cluster has reported it.
+    pub fn broker(&self, id: i32) -> Option<HostPort> {
+        self.brokers.read().unwrap_or_else(|p| p.into_inner()).get(&id).cloned()
+    }
+
+    /// Records addresses the tenant's cluster reported.
+    pub fn learn(&self, endpoints: impl IntoIterator<Item = (i32, HostPort)>) {
+        let mut table = self.brokers.write().unwrap_or_else(|p| p.into_inner());
+        for (id, addr) in endpoints {
+            if table.get(&id) != Some(&addr) {
+                tracing::debug!(tenant = %self.name, node = id, upstream = %addr, "learned broker address");
+                table.insert(id, addr);
+            }
+        }
+    }
+
+    /// Bootstrap servers in the order to try them: rotated per call, so connections spread over the list.
+    pub fn bootstrap_order(&self) -> impl Iterator<Item = &HostPort> {
+        let n = self.bootstrap.len().max(1);
+        let start = self.next_bootstrap.fetch_add(1, Ordering::Relaxed) % n;
+        self.bootstrap.iter().cycle().skip(start).take(self.bootstrap.len())
+    }
+}
+
+/// All tenants under one domain.
+#[derive(Debug)]
+pub struct RouteTable {
+    pub domain: String,
+    tenants: HashMap<String, Arc<Tenant>>,
+}
+
+impl RouteTable {
+    pub fn new(domain: &str, tenants: impl IntoIterator<Item = Tenant>) -> Self {
+        RouteTable {
+            domain: domain.to_ascii_lowercase(),
+            tenants: tenants.into_iter().map(|t| (t.name.clone(), Arc::new(t))).collect(),
+        }
+    }
+
+    pub fn from_settings(settings: &Settings) -> Self {
+        Self::new(
+            &settings.domain,
+            settings.tenants.iter().map(|t| Tenant::new(t.name.clone(), t.bootstrap.clone(), t.cert.clone())),
+        )
+    }
+
+    /// The tenant and target a TLS server name asks for.
+    pub fn resolve(&self, server_name: Option<&str>) -> Result<(Arc<Tenant>, Target), SniError> {
+        let name = server_name.ok_or(SniError::Missing)?;
+        let (tenant, target) = sni::parse(name, &self.domain)?;
+        let tenant = self
+            .tenants
+            .get(&tenant.to_ascii_lowercase())
+            .ok_or_else(|| SniError::UnknownTenant(name.to_owned()))?;
+        Ok((tenant.clone(), target))
+    }
+
+    pub fn tenants(&self) -> impl Iterator<Item = &Arc<Tenant>> {
+        self.tenants.values()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hp(s: &str) -> HostPort {
+        HostPort::parse(s).expect("test address")
+    }
+
+    #[test]
+    fn resolves_and_refuses() {
+        let table = RouteTable::new("Kaas.localhost", [Tenant::new("acme".into(), vec![hp("127.0.0.1:1")], None)]);
+        let (t, target) = table.resolve(Some("b3.ACME.kaas.localhost")).expect("known tenant");
+        assert_eq!((t.name.as_str(), target), ("acme", Target::Broker(3)));
+        assert_eq!(table.resolve(None).err(), Some(SniError::Missing));
+        assert!(matches!(table.resolve(Some("other.kaas.localhost")), Err(SniError::UnknownTenant(_))));
+    }
+
+    #[test]
+    fn learns_and_rotates() {
+        let t = Tenant::new("acme".into(), vec![hp("a:1"), hp("b:1"), hp("c:1")], None);
+        assert_eq!(t.broker(1), None);
+        t.learn([(1, hp("k1:9092")), (2, hp("k2:9092"))]);
+        t.learn([(1, hp("k1b:9092"))]);
+        assert_eq!(t.broker(1), Some(hp("k1b:9092")));
+        assert_eq!(t.broker(2), Some(hp("k2:9092")));
+        let firsts: Vec<_> = (0..4).map(|_| t.bootstrap_order().next().cloned()).collect();
+        assert_eq!(firsts, [Some(hp("a:1")), Some(hp("b:1")), Some(hp("c:1")), Some(hp("a:1"))]);
+        assert_eq!(t.bootstrap_order().count(), 3);
+    }
+}

@@ -1,0 +1,110 @@
+//! TLS termination. The ClientHello is read first (rustls `Acceptor` via `LazyConfigAcceptor`), so the whole
+//! server configuration — certificate today, client-certificate verifier and ACME certificates next — is chosen
+//! per tenant from the server name before the handshake goes on.
+//!
+//! Neighbours: [`crate::listener`] hands over accepted sockets; [`crate::router`] names the tenant; the
+//! finished stream goes to [`crate::session`].
+
+pub mod certs;
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::Arc;
+
+use rustls::crypto::CryptoProvider;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls::ServerConfig;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio_rustls::{server::TlsStream, LazyConfigAcceptor, StartHandshake};
+
+use crate::router::RouteTable;
+
+/// The one crypto provider of the workspace (ring), passed explicitly to every rustls builder.
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A fatal `unrecognized_name` alert record (TLS 1.2 framing, as sent before any ServerHello).
+const UNRECOGNIZED_NAME_ALERT: [u8; 7] = [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x70];
+
+/// What arrived instead of a usable ClientHello.
+#[derive(Debug, thiserror::Error)]
+pub enum HelloError {
+    #[error("plaintext Kafka on the TLS port (clients must use security.protocol=SSL)")]
+    PlaintextKafka,
+    #[error("not TLS (first byte {0:#04x})")]
+    NotTls(u8),
+    #[error("connection closed before a ClientHello")]
+    Closed,
+    #[error("invalid ClientHello: {0}")]
+    Invalid(io::Error),
+}
+
+/// Server configurations by tenant, built once: the handshake only picks one.
+#[derive(Debug)]
+pub struct TlsFront {
+    default: Arc<ServerConfig>,
+    tenants: HashMap<String, Arc<ServerConfig>>,
+}
+
+#[derive(Debug)]
+struct FixedCert(Arc<CertifiedKey>);
+
+impl ResolvesServerCert for FixedCert {
+    fn resolve(&self, _: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.clone())
+    }
+}
+
+fn server_config(cert: Arc<CertifiedKey>) -> Result<Arc<ServerConfig>, rustls::Error> {
+    let config = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(FixedCert(cert)));
+    Ok(Arc::new(config))
+}
+
+impl TlsFront {
+    pub fn new(default_cert: Arc<CertifiedKey>, table: &RouteTable) -> Result<Self, rustls::Error> {
+        let default = server_config(default_cert)?;
+        let mut tenants = HashMap::new();
+        for t in table.tenants() {
+            if let Some(cert) = &t.cert {
+                tenants.insert(t.name.clone(), server_config(cert.clone())?);
+            }
+        }
+        Ok(TlsFront { default, tenants })
+    }
+
+    /// The server configuration for a tenant's names.
+    pub fn config_for(&self, tenant: &str) -> Arc<ServerConfig> {
+        self.tenants.get(tenant).unwrap_or(&self.default).clone()
+    }
+}
+
+/// Reads up to the ClientHello. Plaintext Kafka is recognised by its first byte: a TLS handshake record starts
+/// with 0x16, a Kafka frame with the high byte of its length (0 for any frame under 16 MiB).
+pub async fn read_client_hello(tcp: TcpStream) -> Result<StartHandshake<TcpStream>, HelloError> {
+    let mut first = [0u8; 1];
+    match tcp.peek(&mut first).await {
+        Ok(0) | Err(_) => return Err(HelloError::Closed),
+        Ok(_) if first[0] == 0x16 => {}
+        Ok(_) if first[0] == 0x00 => return Err(HelloError::PlaintextKafka),
+        Ok(_) => return Err(HelloError::NotTls(first[0])),
+    }
+    LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp).await.map_err(HelloError::Invalid)
+}
+
+/// Ends a handshake that names no route with the `unrecognized_name` alert.
+pub async fn refuse_unrecognized_name(start: StartHandshake<TcpStream>) {
+    let StartHandshake { mut io, .. } = start;
+    let _ = io.write_all(&UNRECOGNIZED_NAME_ALERT).await;
+    let _ = io.shutdown().await;
+}
+
+/// Completes the handshake with the tenant's configuration.
+pub async fn finish(start: StartHandshake<TcpStream>, config: Arc<ServerConfig>) -> io::Result<TlsStream<TcpStream>> {
+    start.into_stream(config).await
+}

@@ -1,0 +1,160 @@
+//! Upstream: TCP connections to a tenant's own Kafka cluster.
+//!
+//! A bootstrap connection tries the tenant's bootstrap servers in turn; a broker connection goes to the address
+//! the router's table holds for that node id. An id the table lacks triggers one Metadata request of the proxy's
+//! own; an id the cluster still does not report is refused. Neighbours: [`crate::router`] (the table) and
+//! [`crate::kafka`] (framing, and the rewrite that feeds the table).
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, MetadataRequest, MetadataResponse, RequestHeader,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, Message, Request, StrBytes};
+use kaas_route::HostPort;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+
+use crate::kafka::codec::{reserve_for_next, split_frame};
+use crate::kafka::header::response_header_len;
+use crate::router::Tenant;
+
+/// Why no upstream connection could be made. `retryable` tells whether the client should simply try again.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("cannot connect to {addr}: {reason}")]
+    Connect { addr: HostPort, reason: String },
+    #[error("no bootstrap server of tenant {tenant} answered ({tried} tried)")]
+    NoBootstrap { tenant: String, tried: usize },
+    #[error("tenant {tenant} has no broker with node id {node}")]
+    UnknownNode { tenant: String, node: i32 },
+    #[error("metadata refresh failed: {0}")]
+    Refresh(String),
+}
+
+impl UpstreamError {
+    pub fn retryable(&self) -> bool {
+        !matches!(self, UpstreamError::UnknownNode { .. })
+    }
+}
+
+/// Connection settings shared by all tenants.
+#[derive(Debug, Clone, Copy)]
+pub struct Connector {
+    pub connect_timeout: Duration,
+    pub max_frame_bytes: u32,
+}
+
+impl Connector {
+    pub async fn connect(&self, addr: &HostPort) -> Result<TcpStream, UpstreamError> {
+        let fail = |reason: String| UpstreamError::Connect { addr: addr.clone(), reason };
+        let stream = timeout(self.connect_timeout, TcpStream::connect((addr.host.as_str(), addr.port)))
+            .await
+            .map_err(|_| fail(format!("timed out after {:?}", self.connect_timeout)))?
+            .map_err(|e| fail(e.to_string()))?;
+        let _ = stream.set_nodelay(true);
+        Ok(stream)
+    }
+
+    /// One of the tenant's bootstrap servers, the next on failure.
+    pub async fn connect_bootstrap(&self, tenant: &Tenant) -> Result<(TcpStream, HostPort), UpstreamError> {
+        let mut tried = 0;
+        for addr in tenant.bootstrap_order() {
+            tried += 1;
+            match self.connect(addr).await {
+                Ok(s) => return Ok((s, addr.clone())),
+                Err(e) => tracing::warn!(tenant = %tenant.name, error = %e, "bootstrap server unreachable"),
+            }
+        }
+        Err(UpstreamError::NoBootstrap { tenant: tenant.name.clone(), tried })
+    }
+
+    /// The upstream address of node `id`, asking the cluster once if the table does not know it.
+    pub async fn resolve_broker(&self, tenant: &Tenant, id: i32) -> Result<HostPort, UpstreamError> {
+        if let Some(addr) = tenant.broker(id) {
+            return Ok(addr);
+        }
+        let _one_at_a_time = tenant.refresh.lock().await;
+        if let Some(addr) = tenant.broker(id) {
+            return Ok(addr);
+        }
+        tracing::info!(tenant = %tenant.name, node = id, "unknown node id; refreshing metadata");
+        let brokers = self.fetch_brokers(tenant).await?;
+        tenant.learn(brokers);
+        tenant.broker(id).ok_or_else(|| UpstreamError::UnknownNode { tenant: tenant.name.clone(), node: id })
+    }
+
+    /// Asks a bootstrap server for the cluster's brokers (ApiVersions, then Metadata with no topics).
+    async fn fetch_brokers(&self, tenant: &Tenant) -> Result<Vec<(i32, HostPort)>, UpstreamError> {
+        let (mut stream, _) = self.connect_bootstrap(tenant).await?;
+        let io_deadline = self.connect_timeout * 2;
+        let exchange = async {
+            let versions: ApiVersionsResponse =
+                self.call(&mut stream, 1, 0, &ApiVersionsRequest::default()).await?;
+            let broker_max = versions
+                .api_keys
+                .iter()
+                .find(|k| k.api_key == ApiKey::Metadata as i16)
+                .map(|k| k.max_version)
+                .ok_or_else(|| UpstreamError::Refresh("broker does not offer Metadata".into()))?;
+            let version = broker_max.min(MetadataRequest::VERSIONS.max);
+            if version < 1 {
+                return Err(UpstreamError::Refresh(format!("broker offers only Metadata v{broker_max}")));
+            }
+            let request = MetadataRequest::default().with_topics(Some(Vec::new()));
+            let metadata: MetadataResponse = self.call(&mut stream, 2, version, &request).await?;
+            Ok(metadata.brokers)
+        };
+        let brokers = timeout(io_deadline, exchange)
+            .await
+            .map_err(|_| UpstreamError::Refresh(format!("no answer within {io_deadline:?}")))??;
+        Ok(brokers
+            .into_iter()
+            .filter_map(|b| {
+                let port = u16::try_from(b.port).ok()?;
+                Some((b.node_id.0, HostPort::parse(&format!("{}:{port}", b.host.as_str())).ok()?))
+            })
+            .collect())
+    }
+
+    async fn call<R: Request>(
+        &self,
+        stream: &mut TcpStream,
+        correlation_id: i32,
+        version: i16,
+        request: &R,
+    ) -> Result<R::Response, UpstreamError> {
+        let refresh = |e: String| UpstreamError::Refresh(e);
+        let api = ApiKey::try_from(R::KEY).map_err(|_| refresh(format!("unknown api key {}", R::KEY)))?;
+        let header = RequestHeader::default()
+            .with_request_api_key(R::KEY)
+            .with_request_api_version(version)
+            .with_correlation_id(correlation_id)
+            .with_client_id(Some(StrBytes::from_static_str("kaas-proxy")));
+        let mut out = BytesMut::new();
+        out.extend_from_slice(&[0; 4]);
+        header.encode(&mut out, api.request_header_version(version)).map_err(|e| refresh(e.to_string()))?;
+        request.encode(&mut out, version).map_err(|e| refresh(e.to_string()))?;
+        let len = (out.len() - 4) as u32;
+        out[..4].copy_from_slice(&len.to_be_bytes());
+        stream.write_all(&out).await.map_err(|e| refresh(e.to_string()))?;
+
+        let mut buf = BytesMut::new();
+        let frame = loop {
+            if let Some(frame) = split_frame(&mut buf, self.max_frame_bytes).map_err(|e| refresh(e.to_string()))? {
+                break frame;
+            }
+            reserve_for_next(&mut buf, self.max_frame_bytes).map_err(|e| refresh(e.to_string()))?;
+            if stream.read_buf(&mut buf).await.map_err(|e| refresh(e.to_string()))? == 0 {
+                return Err(refresh("broker closed the connection".into()));
+            }
+        };
+        let body = frame.body();
+        let header_len = response_header_len(body, api.response_header_version(version))
+            .map_err(|e| refresh(e.to_string()))?;
+        let mut rest: Bytes = frame.0.slice(4 + header_len..);
+        R::Response::decode(&mut rest, version).map_err(|e| refresh(format!("{api:?} response: {e:#}")))
+    }
+}

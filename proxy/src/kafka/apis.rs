@@ -27,8 +27,9 @@ pub fn policy(api: ApiKey) -> Policy {
         // KIP-951: leader endpoints ride along with NOT_LEADER errors.
         Produce => rewrite(10),
         Fetch => rewrite(16),
-        // KIP-932 share groups: node_endpoints in every version the crate knows.
-        ShareFetch | ShareAcknowledge => rewrite(api.valid_versions().min),
+        // KIP-932 share groups: node_endpoints in every version, including the early-access v0 the crate
+        // cannot read (so v0 is refused and hidden).
+        ShareFetch | ShareAcknowledge => rewrite(0),
         ApiVersions => Policy::Versions,
         Vote | BeginQuorumEpoch | EndQuorumEpoch | DescribeQuorum | FetchSnapshot | AddRaftVoter
         | RemoveRaftVoter | UpdateRaftVoter | BrokerRegistration | ControllerRegistration => Policy::Blocked,
@@ -49,8 +50,8 @@ pub enum ResponseAction {
 pub enum RequestRefusal {
     #[error("{0:?} is not available through the proxy (its messages carry internal addresses)")]
     Blocked(ApiKey),
-    #[error("{api:?} v{version} is newer than the proxy can rewrite (up to v{max}; ApiVersions advertised that)")]
-    TooNew { api: ApiKey, version: i16, max: i16 },
+    #[error("{api:?} v{version} is outside the versions the proxy can rewrite ({range}; ApiVersions advertised that)")]
+    Unreadable { api: ApiKey, version: i16, range: String },
 }
 
 /// The response action for a request, or why the request must not go upstream.
@@ -60,19 +61,45 @@ pub fn classify(api: Option<ApiKey>, version: i16) -> Result<ResponseAction, Req
         Policy::PassThrough => Ok(ResponseAction::Forward),
         Policy::Versions => Ok(ResponseAction::CapVersions),
         Policy::Blocked => Err(RequestRefusal::Blocked(api)),
-        Policy::Rewrite { decodable, .. } if version > decodable.max => {
-            Err(RequestRefusal::TooNew { api, version, max: decodable.max })
+        Policy::Rewrite { from_version, .. } if version < from_version => Ok(ResponseAction::Forward),
+        Policy::Rewrite { decodable, .. } if version < decodable.min || version > decodable.max => {
+            Err(RequestRefusal::Unreadable { api, version, range: decodable.to_string() })
         }
-        Policy::Rewrite { from_version, decodable } if version >= from_version.max(decodable.min) => {
-            Ok(ResponseAction::Rewrite(api))
-        }
-        Policy::Rewrite { .. } => Ok(ResponseAction::Forward),
+        Policy::Rewrite { .. } => Ok(ResponseAction::Rewrite(api)),
     }
+}
+
+/// The versions of a rewritten API a client may use, given the broker's range: those without addresses
+/// (below `from_version`) and those the proxy decodes, as one contiguous range (the upper part if they are
+/// not contiguous). `None` when nothing is left.
+pub fn usable_versions(broker: VersionRange, from_version: i16, decodable: VersionRange) -> Option<VersionRange> {
+    let upper_min = from_version.max(decodable.min);
+    let contiguous = from_version >= decodable.min;
+    let min = if contiguous && broker.min < from_version { broker.min } else { broker.min.max(upper_min) };
+    let max = broker.max.min(decodable.max);
+    (min <= max).then_some(VersionRange { min, max })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn unreadable(api: ApiKey, version: i16, range: &str) -> RequestRefusal {
+        RequestRefusal::Unreadable { api, version, range: range.into() }
+    }
+
+    #[test]
+    fn usable_ranges() {
+        let r = |min, max| VersionRange { min, max };
+        // Produce: v0-9 carry no address, v3-13 decodable.
+        assert_eq!(usable_versions(r(0, 12), 10, r(3, 13)), Some(r(0, 12)));
+        assert_eq!(usable_versions(r(0, 20), 10, r(3, 13)), Some(r(0, 13)));
+        // ShareFetch: addresses from v0, only v1 decodable.
+        assert_eq!(usable_versions(r(0, 1), 0, r(1, 1)), Some(r(1, 1)));
+        assert_eq!(usable_versions(r(0, 0), 0, r(1, 1)), None);
+        // Addresses from v2 but only v5+ decodable: the gap forces the upper part.
+        assert_eq!(usable_versions(r(0, 9), 2, r(5, 7)), Some(r(5, 7)));
+    }
 
     #[test]
     fn classification() {
@@ -80,7 +107,9 @@ mod tests {
         let cases = [
             (Some(ApiKey::Metadata), 12, Ok(Rewrite(ApiKey::Metadata))),
             (Some(ApiKey::Metadata), 0, Ok(Rewrite(ApiKey::Metadata))),
-            (Some(ApiKey::Metadata), 14, Err(RequestRefusal::TooNew { api: ApiKey::Metadata, version: 14, max: 13 })),
+            (Some(ApiKey::Metadata), 14, Err(unreadable(ApiKey::Metadata, 14, "0..13"))),
+            (Some(ApiKey::ShareFetch), 0, Err(unreadable(ApiKey::ShareFetch, 0, "1..1"))),
+            (Some(ApiKey::ShareFetch), 1, Ok(Rewrite(ApiKey::ShareFetch))),
             (Some(ApiKey::Produce), 9, Ok(Forward)),
             (Some(ApiKey::Produce), 10, Ok(Rewrite(ApiKey::Produce))),
             (Some(ApiKey::Fetch), 15, Ok(Forward)),

@@ -6,7 +6,9 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, ApiVersionsResponse};
 use kafka_protocol::protocol::{Decodable, Encodable};
 
-use super::apis::{policy, Policy};
+use kafka_protocol::protocol::VersionRange;
+
+use super::apis::{policy, usable_versions, Policy};
 
 /// Outcome of capping one ApiVersions response body.
 #[derive(Debug, PartialEq)]
@@ -38,9 +40,15 @@ pub fn cap_api_versions(body: &Bytes, version: i16) -> Result<Capped, VersionsEr
         let Ok(api) = ApiKey::try_from(entry.api_key) else { return true };
         match policy(api) {
             Policy::Blocked => false,
-            Policy::Rewrite { decodable, .. } => {
-                entry.max_version = entry.max_version.min(decodable.max);
-                entry.min_version <= entry.max_version
+            Policy::Rewrite { from_version, decodable } => {
+                let broker = VersionRange { min: entry.min_version, max: entry.max_version };
+                match usable_versions(broker, from_version, decodable) {
+                    Some(r) => {
+                        (entry.min_version, entry.max_version) = (r.min, r.max);
+                        true
+                    }
+                    None => false,
+                }
             }
             Policy::PassThrough | Policy::Versions => true,
         }

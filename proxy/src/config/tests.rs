@@ -1,1 +1,113 @@
+//! Configuration tests: a valid file with its defaults, and a file with one of every error, all reported at once.
 
+use std::path::Path;
+
+use super::*;
+
+/// Writes a self-signed certificate and key under `dir` as `<name>.pem` / `<name>.key`.
+fn write_cert(dir: &Path, name: &str) {
+    let ck = rcgen::generate_simple_self_signed(vec!["*.kaas.localhost".to_string()]).expect("rcgen");
+    std::fs::write(dir.join(format!("{name}.pem")), ck.cert.pem()).expect("write cert");
+    std::fs::write(dir.join(format!("{name}.key")), ck.signing_key.serialize_pem()).expect("write key");
+}
+
+fn keys(errors: &[ConfigError]) -> Vec<&str> {
+    errors.iter().map(|e| e.key.as_str()).collect()
+}
+
+#[test]
+fn valid_file_and_defaults() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_cert(dir.path(), "server");
+    write_cert(dir.path(), "acme");
+    let yaml = r#"
+listen: "127.0.0.1:9092"
+domain: kaas.localhost
+tls: { cert: server.pem, key: server.key }
+tenants:
+  - name: acme
+    bootstrap: ["127.0.0.1:19092", "kafka-1.acme.svc:9093"]
+    tls: { cert: acme.pem, key: acme.key }
+  - name: beta
+    bootstrap: ["[::1]:29092"]
+"#;
+    let s = from_yaml(yaml, dir.path()).expect("valid");
+    assert_eq!(s.listen, "127.0.0.1:9092".parse().expect("addr"));
+    assert_eq!((s.advertised_port, s.max_frame_bytes), (9092, 100 * 1024 * 1024));
+    assert_eq!(s.connect_timeout, Duration::from_secs(5));
+    assert_eq!(s.tenants.len(), 2);
+    assert!(s.tenants[0].cert.is_some() && s.tenants[1].cert.is_none());
+    assert_eq!(s.tenants[0].bootstrap[1].to_string(), "kafka-1.acme.svc:9093");
+}
+
+#[test]
+fn every_error_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_cert(dir.path(), "a");
+    write_cert(dir.path(), "b");
+    let yaml = r#"
+listen: "localhost"
+domain: "Bad_Domain"
+advertised_port: 0
+tls: { cert: a.pem, key: b.key }
+tenants:
+  - name: acme
+    bootstrap: ["127.0.0.1:19092", "no-port"]
+  - name: acme
+    bootstrap: ["127.0.0.1:1"]
+  - name: Not_A_Label
+    bootstrap: []
+    tls: { cert: missing.pem, key: a.key }
+"#;
+    let errors = from_yaml(yaml, dir.path()).expect_err("invalid");
+    assert_eq!(
+        keys(&errors),
+        [
+            "listen",
+            "domain",
+            "advertised_port",
+            "tls.key",
+            "tenants[0].bootstrap[1]",
+            "tenants[1].name",
+            "tenants[2].name",
+            "tenants[2].bootstrap",
+            "tenants[2].tls.cert",
+        ],
+        "{errors:#?}"
+    );
+    let text = |k: &str| errors.iter().find(|e| e.key == k).map(|e| e.message.clone()).unwrap_or_default();
+    assert!(text("tls.key").contains("does not match"), "{}", text("tls.key"));
+    assert!(text("tenants[1].name").contains("duplicate"));
+    assert!(text("tenants[2].tls.cert").contains("missing.pem"));
+}
+
+#[test]
+fn unknown_and_mistyped_keys_all_reported() {
+    let yaml = r#"
+listen: "127.0.0.1:9092"
+domain: kaas.localhost
+max_frame_bytes: -1
+idle_timeout: 5
+tls: { cert: a.pem, key: a.key, chain: x }
+tenants:
+  - name: acme
+    bootstrap: ["127.0.0.1:1"]
+    boostrap: []
+  - name: beta
+    bootstrap: "not a list"
+"#;
+    let errors = from_yaml(yaml, Path::new(".")).expect_err("invalid");
+    assert_eq!(keys(&errors), ["max_frame_bytes", "idle_timeout", "tls", "tenants[0]", "tenants[1]"], "{errors:#?}");
+    assert!(errors[1].message.contains("unknown key"));
+    assert!(errors[3].message.contains("boostrap"), "{}", errors[3].message);
+}
+
+#[test]
+fn missing_required_and_unreadable_file() {
+    let errors = from_yaml("domain: kaas.localhost\n", Path::new(".")).expect_err("invalid");
+    assert_eq!(keys(&errors), ["listen", "tls", "tenants"]);
+    let err = load(Path::new("/nonexistent/kaas-proxy.yaml")).expect_err("no file");
+    assert!(err.to_string().contains("cannot read"), "{err}");
+    assert!(from_yaml("- a list", Path::new(".")).is_err());
+    assert!(from_yaml("listen: [", Path::new(".")).is_err());
+}

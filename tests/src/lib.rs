@@ -1,0 +1,44 @@
+//! End-to-end harness: real parts wired together for the tests in `tests/tests/`.
+//!
+//! [`certs`] makes a CA and the proxy's certificate, [`tansu`] starts real Tansu brokers, [`proxy`] runs
+//! kaas-proxy in-process from a real configuration file and captures its log, [`relay`] counts upstream
+//! connections, [`python`] drives the Python clients, [`raw`] speaks Kafka over TLS byte by byte, and
+//! [`test_broker`] is a three-node broker on the real protocol (Tansu always reports a single node).
+
+pub mod certs;
+pub mod proxy;
+pub mod python;
+pub mod raw;
+pub mod relay;
+pub mod tansu;
+pub mod test_broker;
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// The domain every test serves tenants under; `*.localhost` resolves to loopback (libnss-myhostname).
+pub const DOMAIN: &str = "kaas.localhost";
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+}
+
+/// A port free right now on loopback.
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    l.local_addr().expect("local addr").port()
+}
+
+/// Polls until something accepts TCP connections on `port`.
+pub fn wait_for_port(port: u16, within: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    anyhow::bail!("nothing listens on port {port} after {within:?}")
+}

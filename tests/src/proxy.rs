@@ -1,0 +1,121 @@
+//! kaas-proxy run in-process from a real configuration file, on its own runtime thread, with its log captured
+//! so tests can assert on what operators would read. (nextest runs each test in its own process, so the
+//! captured log holds only that test's proxy.)
+
+use std::io::Write;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use tempfile::TempDir;
+
+use crate::certs::Certs;
+use crate::DOMAIN;
+
+static LOG: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+static INIT: OnceLock<()> = OnceLock::new();
+
+struct Capture;
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        LOG.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(buf);
+        std::io::stderr().write_all(buf)?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Installs the log capture and the process's crypto provider, once.
+pub fn init() {
+    INIT.get_or_init(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("info,kaas_proxy=debug")
+            .with_ansi(false)
+            .with_writer(|| Capture)
+            .try_init();
+    });
+}
+
+/// Everything the proxy logged so far in this process.
+pub fn logs() -> String {
+    String::from_utf8_lossy(&LOG.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
+}
+
+/// Waits until the log contains `needle` (log lines are written just after the event they describe).
+pub fn wait_for_log(needle: &str, within: Duration) -> bool {
+    let deadline = std::time::Instant::now() + within;
+    while std::time::Instant::now() < deadline {
+        if logs().contains(needle) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+/// A running proxy; stopped on drop.
+#[derive(Debug)]
+pub struct ProxyHandle {
+    pub port: u16,
+    pub config_dir: TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ProxyHandle {
+    /// Starts a proxy for `tenants` (name, bootstrap servers) on a free port, all interfaces (so both the
+    /// IPv4 and IPv6 loopback addresses of `*.localhost` reach it).
+    pub fn start(certs: &Certs, tenants: &[(&str, Vec<String>)]) -> anyhow::Result<ProxyHandle> {
+        init();
+        let dir = tempfile::tempdir()?;
+        let mut yaml = format!(
+            "listen: \"[::]:0\"\ndomain: {DOMAIN}\ntls:\n  cert: {}\n  key: {}\ntenants:\n",
+            certs.cert.display(),
+            certs.key.display()
+        );
+        for (name, bootstrap) in tenants {
+            let list: Vec<String> = bootstrap.iter().map(|b| format!("\"{b}\"")).collect();
+            yaml.push_str(&format!("  - name: {name}\n    bootstrap: [{}]\n", list.join(", ")));
+        }
+        let path = dir.path().join("kaas-proxy.yaml");
+        std::fs::write(&path, yaml)?;
+        let settings = kaas_proxy::config::load(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
+
+        let (port_tx, port_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build();
+            let Ok(rt) = rt else { return };
+            rt.block_on(async move {
+                match kaas_proxy::Proxy::bind(&settings).await {
+                    Ok(proxy) => {
+                        let _ = port_tx.send(proxy.local_addr().map(|a| a.port()).map_err(|e| e.to_string()));
+                        proxy.run(async { drop(stop_rx.await) }, Duration::from_millis(100)).await;
+                    }
+                    Err(e) => drop(port_tx.send(Err(e.to_string()))),
+                }
+            });
+        });
+        let port = port_rx.recv_timeout(Duration::from_secs(10))?.map_err(|e| anyhow::anyhow!(e))?;
+        Ok(ProxyHandle { port, config_dir: dir, stop: Some(stop_tx), thread: Some(thread) })
+    }
+
+    /// `<tenant>.<domain>:<port>`, the one setting a tenant's users are given.
+    pub fn bootstrap(&self, tenant: &str) -> String {
+        format!("{tenant}.{DOMAIN}:{}", self.port)
+    }
+}
+
+impl Drop for ProxyHandle {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

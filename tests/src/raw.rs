@@ -1,0 +1,103 @@
+//! A byte-level Kafka client over TLS: sends exactly what a test says (valid requests of any version, or
+//! hostile bytes) and returns the raw response frames, so tests can inspect every byte a client receives.
+
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader};
+use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::AlertDescription;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
+
+pub type Tls = TlsStream<TcpStream>;
+
+/// Connects to the proxy on loopback with `sni` (`None`: no SNI at all), trusting `ca`.
+pub async fn connect(port: u16, sni: Option<&str>, ca: &Path) -> io::Result<Tls> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).map_err(io::Error::other)? {
+        roots.add(cert.map_err(io::Error::other)?).map_err(io::Error::other)?;
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(io::Error::other)?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    // An IP address as server name makes rustls send no SNI extension.
+    let name = match sni {
+        Some(n) => ServerName::try_from(n.to_owned()).map_err(io::Error::other)?,
+        None => ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()),
+    };
+    let tcp = TcpStream::connect(("127.0.0.1", port)).await?;
+    TlsConnector::from(Arc::new(config)).connect(name, tcp).await
+}
+
+/// The TLS alert the server sent, if that is why `err` happened.
+pub fn alert_of(err: &io::Error) -> Option<AlertDescription> {
+    match err.get_ref()?.downcast_ref::<rustls::Error>()? {
+        rustls::Error::AlertReceived(a) => Some(*a),
+        _ => None,
+    }
+}
+
+/// Encodes a request frame (length prefix included).
+pub fn frame<R: Request>(correlation_id: i32, version: i16, request: &R) -> anyhow::Result<Bytes> {
+    let api = ApiKey::try_from(R::KEY).map_err(|_| anyhow::anyhow!("unknown api {}", R::KEY))?;
+    let mut b = BytesMut::from(&[0u8; 4][..]);
+    RequestHeader::default()
+        .with_request_api_key(R::KEY)
+        .with_request_api_version(version)
+        .with_correlation_id(correlation_id)
+        .with_client_id(Some(StrBytes::from_static_str("raw-e2e")))
+        .encode(&mut b, api.request_header_version(version))?;
+    request.encode(&mut b, version)?;
+    let len = (b.len() - 4) as u32;
+    b[..4].copy_from_slice(&len.to_be_bytes());
+    Ok(b.freeze())
+}
+
+/// Reads one whole frame (length prefix included). `Ok(None)` when the peer closed first.
+pub async fn read_frame<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> io::Result<Option<Bytes>> {
+    let mut len = [0u8; 4];
+    match s.read_exact(&mut len).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let n = u32::from_be_bytes(len) as usize;
+    let mut buf = vec![0u8; 4 + n];
+    buf[..4].copy_from_slice(&len);
+    s.read_exact(&mut buf[4..]).await?;
+    Ok(Some(Bytes::from(buf)))
+}
+
+/// Sends one request and returns the raw response frame and its decoded body.
+pub async fn call<R: Request>(s: &mut Tls, correlation_id: i32, version: i16, req: &R) -> anyhow::Result<(Bytes, R::Response)> {
+    s.write_all(&frame(correlation_id, version, req)?).await?;
+    let raw = read_frame(s).await?.ok_or_else(|| anyhow::anyhow!("connection closed before the response"))?;
+    let api = ApiKey::try_from(R::KEY).map_err(|_| anyhow::anyhow!("unknown api"))?;
+    let header_len = kaas_proxy::kafka::header::response_header_len(&raw[4..], api.response_header_version(version))?;
+    let mut body = raw.slice(4 + header_len..);
+    let decoded = R::Response::decode(&mut body, version)?;
+    Ok((raw, decoded))
+}
+
+/// True once the peer has closed the connection (reads end), within `within`.
+pub async fn closed_within(s: &mut Tls, within: std::time::Duration) -> bool {
+    let mut buf = [0u8; 1024];
+    let read = async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return true,
+                Ok(_) => continue,
+            }
+        }
+    };
+    tokio::time::timeout(within, read).await.unwrap_or(false)
+}

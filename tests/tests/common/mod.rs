@@ -1,0 +1,139 @@
+//! librdkafka helpers shared by the end-to-end tests (through the `rdkafka` crate).
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::Message;
+
+/// Client settings a tenant's user is given: the bootstrap name and the CA file, nothing else.
+pub fn client_config(bootstrap: &str, ca: &std::path::Path) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap)
+        .set("security.protocol", "SSL")
+        .set("ssl.ca.location", ca.to_string_lossy().as_ref())
+        .set("client.id", "e2e-rdkafka");
+    c
+}
+
+pub async fn create_topic(config: &ClientConfig, topic: &str, partitions: i32) -> anyhow::Result<()> {
+    let admin: AdminClient<DefaultClientContext> = config.create()?;
+    let results = admin
+        .create_topics(&[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))], &AdminOptions::new())
+        .await?;
+    for r in results {
+        r.map_err(|(t, e)| anyhow::anyhow!("create topic {t}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Deterministic record value covering all byte values.
+pub fn value(run: &str, i: usize) -> Vec<u8> {
+    let mut v = format!("{run}/{i:06}/").into_bytes();
+    v.extend((0..=255u8).cycle().skip(i % 256).take(200 + i % 300));
+    v
+}
+
+pub fn key(i: usize) -> Vec<u8> {
+    format!("key-{}", i % 32).into_bytes()
+}
+
+/// One record as a client sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seen {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Vec<u8>,
+    pub value: Vec<u8>,
+}
+
+/// Produces `count` keyed records with `acks`; returns the delivery reports in send order.
+pub async fn produce(config: &ClientConfig, topic: &str, run: &str, count: usize, acks: &str) -> anyhow::Result<Vec<(i32, i64)>> {
+    let producer: FutureProducer = config
+        .clone()
+        .set("acks", acks)
+        .set("linger.ms", "10")
+        .set("enable.idempotence", "false")
+        .set("queue.buffering.max.messages", "200000")
+        .create()?;
+    let mut pending = Vec::with_capacity(count);
+    for i in 0..count {
+        let (k, v) = (key(i), value(run, i));
+        let record = FutureRecord::to(topic).key(&k).payload(&v);
+        let fut = producer.send_result(record).map_err(|(e, _)| anyhow::anyhow!("enqueue {i}: {e}"))?;
+        pending.push(fut);
+    }
+    let mut reports = Vec::with_capacity(count);
+    for (i, fut) in pending.into_iter().enumerate() {
+        match fut.await? {
+            Ok(d) => reports.push((d.partition, d.offset)),
+            Err((e, _)) => anyhow::bail!("record {i} not delivered: {e}"),
+        }
+    }
+    Ok(reports)
+}
+
+/// Consumes until `expect` records arrived (or `within` passed), committing synchronously at the end.
+pub fn consume(config: &ClientConfig, topic: &str, group: &str, expect: usize, within: Duration) -> anyhow::Result<Vec<Seen>> {
+    let consumer: BaseConsumer = config
+        .clone()
+        .set("group.id", group)
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()?;
+    consumer.subscribe(&[topic])?;
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + within;
+    while seen.len() < expect && Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(500)) {
+            Some(Ok(m)) => seen.push(Seen {
+                partition: m.partition(),
+                offset: m.offset(),
+                key: m.key().unwrap_or_default().to_vec(),
+                value: m.payload().unwrap_or_default().to_vec(),
+            }),
+            Some(Err(e)) => anyhow::bail!("consume: {e}"),
+            None => {}
+        }
+    }
+    if !seen.is_empty() {
+        consumer.commit_consumer_state(CommitMode::Sync)?;
+    }
+    Ok(seen)
+}
+
+/// Asserts every produced record arrived once, byte-identical, and in produce order within each partition.
+pub fn assert_same_records(run: &str, count: usize, seen: &[Seen]) {
+    assert_eq!(seen.len(), count, "consumed count");
+    let mut by_partition: BTreeMap<i32, Vec<&Seen>> = BTreeMap::new();
+    for s in seen {
+        by_partition.entry(s.partition).or_default().push(s);
+    }
+    let mut found = vec![false; count];
+    for (partition, records) in by_partition {
+        let mut last_index = None;
+        let mut last_offset = -1;
+        for r in records {
+            assert!(r.offset > last_offset, "partition {partition}: offsets out of order");
+            last_offset = r.offset;
+            let text = String::from_utf8_lossy(&r.value[..r.value.len().min(40)]).into_owned();
+            let index: usize = text
+                .split('/')
+                .nth(1)
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("partition {partition}: unexpected value {text:?}"));
+            assert_eq!(r.value, value(run, index), "record {index}: value bytes differ");
+            assert_eq!(r.key, key(index), "record {index}: key differs");
+            assert!(!found[index], "record {index} consumed twice");
+            found[index] = true;
+            assert!(last_index.is_none_or(|l| l < index), "partition {partition}: record {index} out of order");
+            last_index = Some(index);
+        }
+    }
+}

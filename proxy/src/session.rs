@@ -11,7 +11,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::kafka::codec::{i32_at, reserve_for_next, shrink_if_idle, split_frame, FrameError};
-use crate::kafka::inflight::{InflightError, InflightQueue};
+use crate::kafka::inflight::{Answer, InflightError, InflightQueue};
 use crate::kafka::rewrite::Advertise;
 use crate::kafka::{inspect_request, process_response, RequestError, ResponseError};
 use crate::router::Tenant;
@@ -78,7 +78,12 @@ where
     let mut out: Vec<Bytes> = Vec::new();
     loop {
         reserve_for_next(&mut buf, max).map_err(SessionError::ClientFrame)?;
-        if client.read_buf(&mut buf).await.map_err(SessionError::ClientIo)? == 0 {
+        let read = match client.read_buf(&mut buf).await {
+            // Most Kafka clients close without TLS close_notify, or reset: an ordinary end, not an error.
+            Err(e) if is_abrupt_close(&e) => 0,
+            r => r.map_err(SessionError::ClientIo)?,
+        };
+        if read == 0 {
             let _ = upstream.shutdown().await;
             return match buf.len() {
                 0 => Ok(()),
@@ -87,8 +92,10 @@ where
         }
         while let Some(frame) = split_frame(&mut buf, max).map_err(SessionError::ClientFrame)? {
             let seen = inspect_request(&frame)?;
-            if let Some(entry) = seen.inflight {
-                inflight.push(entry);
+            if seen.expects_response {
+                inflight.push(seen.inflight);
+            } else {
+                inflight.push_unanswered(seen.inflight.correlation_id);
             }
             out.push(frame.0);
         }
@@ -118,7 +125,13 @@ where
         }
         while let Some(frame) = split_frame(&mut buf, max).map_err(SessionError::UpstreamFrame)? {
             let correlation_id = i32_at(frame.body(), 0).ok_or(SessionError::UpstreamTruncated)?;
-            let request = inflight.pop(correlation_id)?;
+            let request = match inflight.pop(correlation_id)? {
+                Answer::Request(r) => r,
+                Answer::Unsolicited => {
+                    tracing::trace!(peer = %ctx.peer, correlation_id, "dropped a broker's answer to acks=0");
+                    continue;
+                }
+            };
             let processed = process_response(frame, &request, &ctx.advertise)?;
             if !processed.learned.is_empty() {
                 ctx.tenant.learn(processed.learned);
@@ -128,6 +141,11 @@ where
         write_frames(&mut client, &mut out).await.map_err(SessionError::ClientIo)?;
         shrink_if_idle(&mut buf);
     }
+}
+
+fn is_abrupt_close(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(e.kind(), UnexpectedEof | ConnectionReset | ConnectionAborted | BrokenPipe)
 }
 
 /// Writes all queued frames with as few (vectored) writes as the sink accepts, then flushes.

@@ -124,9 +124,13 @@ def kp_create_topic(a):
     from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
 
+    from kafka.errors import TopicAlreadyExistsError
+
     admin = KafkaAdminClient(**kp_conf(a))
-    if a.topic not in admin.list_topics():
+    try:
         admin.create_topics([NewTopic(a.topic, a.partitions, 1)])
+    except TopicAlreadyExistsError:
+        pass
     admin.close()
 
 

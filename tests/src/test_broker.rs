@@ -121,7 +121,8 @@ fn handle(mut body: Bytes, node_id: i32, ports: &[u16], state: &Mutex<NodeState>
     let version = header.request_api_version;
     match ApiKey::try_from(header.request_api_key).ok()? {
         ApiKey::ApiVersions => {
-            let keys = [(ApiKey::Produce, 3, 11), (ApiKey::Metadata, 1, 12), (ApiKey::ApiVersions, 0, 3)]
+            // Fetch is offered (never served) because librdkafka only uses v2 record batches when it is.
+            let keys = [(ApiKey::Produce, 3, 11), (ApiKey::Fetch, 4, 12), (ApiKey::Metadata, 1, 12), (ApiKey::ApiVersions, 0, 3)]
                 .into_iter()
                 .map(|(k, min, max)| ApiVersion::default().with_api_key(k as i16).with_min_version(min).with_max_version(max))
                 .collect();

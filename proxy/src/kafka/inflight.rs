@@ -1,6 +1,7 @@
 //! In-flight requests of one connection, oldest first. Kafka answers requests on a connection in order, so each
 //! response is matched to the front entry and decoded with that request's API and version. Produce with
-//! acks=0 gets no response and is never queued.
+//! acks=0 gets no response from Kafka and is not queued; some brokers (Tansu) answer it anyway, so the last
+//! few such correlation ids are remembered and their answers recognised and dropped, as the client expects none.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -32,29 +33,64 @@ pub enum InflightError {
     OutOfOrder { expected: i32, got: i32 },
 }
 
+/// How many acks=0 correlation ids are remembered.
+const UNANSWERED_MEMORY: usize = 1024;
+
+/// What a response answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// The oldest outstanding request.
+    Request(InFlight),
+    /// An acks=0 Produce the client expects no answer to: drop it.
+    Unsolicited,
+}
+
+#[derive(Debug, Default)]
+struct Queues {
+    expected: VecDeque<InFlight>,
+    unanswered: VecDeque<i32>,
+}
+
 /// Shared by the two directions of one connection: requests push, responses pop.
 #[derive(Debug, Default)]
-pub struct InflightQueue(Mutex<VecDeque<InFlight>>);
+pub struct InflightQueue(Mutex<Queues>);
 
 impl InflightQueue {
-    pub fn push(&self, entry: InFlight) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).push_back(entry);
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queues> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Takes the request a response with `correlation_id` answers.
-    pub fn pop(&self, correlation_id: i32) -> Result<InFlight, InflightError> {
-        let mut q = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        match q.front() {
+    pub fn push(&self, entry: InFlight) {
+        self.lock().expected.push_back(entry);
+    }
+
+    /// Records a request that expects no response (Produce with acks=0).
+    pub fn push_unanswered(&self, correlation_id: i32) {
+        let mut q = self.lock();
+        if q.unanswered.len() == UNANSWERED_MEMORY {
+            q.unanswered.pop_front();
+        }
+        q.unanswered.push_back(correlation_id);
+    }
+
+    /// What a response with `correlation_id` answers.
+    pub fn pop(&self, correlation_id: i32) -> Result<Answer, InflightError> {
+        let mut q = self.lock();
+        if q.expected.front().is_some_and(|f| f.correlation_id == correlation_id) {
+            return Ok(Answer::Request(q.expected.pop_front().expect("front exists")));
+        }
+        if let Some(at) = q.unanswered.iter().position(|&c| c == correlation_id) {
+            q.unanswered.drain(..=at);
+            return Ok(Answer::Unsolicited);
+        }
+        match q.expected.front() {
             None => Err(InflightError::Unexpected(correlation_id)),
-            Some(front) if front.correlation_id != correlation_id => {
-                Err(InflightError::OutOfOrder { expected: front.correlation_id, got: correlation_id })
-            }
-            Some(_) => Ok(q.pop_front().expect("front exists")),
+            Some(front) => Err(InflightError::OutOfOrder { expected: front.correlation_id, got: correlation_id }),
         }
     }
 
     pub fn len(&self) -> usize {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.lock().expected.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -77,8 +113,25 @@ mod tests {
         q.push(req(1));
         q.push(req(2));
         assert_eq!(q.pop(2), Err(InflightError::OutOfOrder { expected: 1, got: 2 }));
-        assert_eq!(q.pop(1).map(|r| r.correlation_id), Ok(1));
-        assert_eq!(q.pop(2).map(|r| r.correlation_id), Ok(2));
+        assert_eq!(q.pop(1), Ok(Answer::Request(req(1))));
+        assert_eq!(q.pop(2), Ok(Answer::Request(req(2))));
         assert!(q.is_empty());
+    }
+
+    #[test]
+    fn answers_to_acks_0_are_recognised_and_bounded() {
+        let q = InflightQueue::default();
+        q.push_unanswered(1);
+        q.push(req(2));
+        q.push_unanswered(3);
+        assert_eq!(q.pop(1), Ok(Answer::Unsolicited));
+        assert_eq!(q.pop(2), Ok(Answer::Request(req(2))));
+        assert_eq!(q.pop(3), Ok(Answer::Unsolicited));
+        assert_eq!(q.pop(3), Err(InflightError::Unexpected(3)));
+        for id in 0..(UNANSWERED_MEMORY as i32 + 10) {
+            q.push_unanswered(id);
+        }
+        assert_eq!(q.pop(5), Err(InflightError::Unexpected(5)), "oldest forgotten");
+        assert_eq!(q.pop(UNANSWERED_MEMORY as i32 + 9), Ok(Answer::Unsolicited));
     }
 }

@@ -37,10 +37,9 @@ pub enum RequestError {
 /// What the request path learned of one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Inspected {
-    /// `None` for Produce with acks=0: no response will come.
-    pub inflight: Option<InFlight>,
-    pub api_key: i16,
-    pub version: i16,
+    /// The response expectation; `expects_response` is false for Produce with acks=0.
+    pub inflight: InFlight,
+    pub expects_response: bool,
 }
 
 /// Reads the header of a request frame and decides whether and how to track its response.
@@ -55,13 +54,8 @@ pub fn inspect_request(frame: &Frame) -> Result<Inspected, RequestError> {
         }
         _ => false,
     };
-    let inflight = (!no_response).then_some(InFlight {
-        correlation_id: h.correlation_id,
-        api_key: h.api_key,
-        version: h.api_version,
-        action,
-    });
-    Ok(Inspected { inflight, api_key: h.api_key, version: h.api_version })
+    let inflight = InFlight { correlation_id: h.correlation_id, api_key: h.api_key, version: h.api_version, action };
+    Ok(Inspected { inflight, expects_response: !no_response })
 }
 
 /// Why a response could not be passed to the client; the connection is closed rather than risk a leak.
@@ -109,4 +103,44 @@ pub fn process_response(frame: Frame, req: &InFlight, adv: &Advertise) -> Result
     out.put_slice(header);
     out.put_slice(&new_body);
     Ok(Processed { frame: Frame(out.freeze()), learned, rewritten: true })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::{ProduceRequest, RequestHeader};
+    use kafka_protocol::protocol::Encodable;
+
+    fn produce_frame(version: i16, acks: i16) -> Frame {
+        let mut b = BytesMut::new();
+        RequestHeader::default()
+            .with_request_api_key(ApiKey::Produce as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(5)
+            .encode(&mut b, ApiKey::Produce.request_header_version(version))
+            .expect("header");
+        ProduceRequest::default().with_acks(acks).encode(&mut b, version).expect("body");
+        Frame::from_body(&b)
+    }
+
+    #[test]
+    fn acks_0_expects_no_response() {
+        for version in [3, 8, 9, 11] {
+            for (acks, expects) in [(0, false), (1, true), (-1, true)] {
+                let seen = inspect_request(&produce_frame(version, acks)).expect("valid");
+                assert_eq!(seen.expects_response, expects, "v{version} acks={acks}");
+                assert_eq!(seen.inflight.correlation_id, 5);
+            }
+        }
+        let seen = inspect_request(&produce_frame(11, 1)).expect("valid");
+        assert_eq!(seen.inflight.action, ResponseAction::Rewrite(ApiKey::Produce));
+    }
+
+    #[test]
+    fn truncated_produce_body_is_refused() {
+        let full = produce_frame(9, 1);
+        let body_at = header::parse_request(full.body()).expect("header").body_offset.expect("known api");
+        let cut = Frame::from_body(&full.body()[..body_at + 2]);
+        assert!(matches!(inspect_request(&cut), Err(RequestError::Acks(_))));
+    }
 }

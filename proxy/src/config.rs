@@ -22,7 +22,8 @@ use crate::tls::certs;
 pub const DEFAULT_MAX_FRAME_BYTES: u32 = 100 * 1024 * 1024;
 const DEFAULT_CONNECT_TIMEOUT_SECONDS: u64 = 5;
 
-/// The file as written. Field names are the YAML keys.
+/// The file as written; field names are the YAML keys. The schema of record (for tools that write the file);
+/// [`load`] reads it key by key to report every error at once.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -51,7 +52,8 @@ fn default_connect_timeout_seconds() -> u64 {
     DEFAULT_CONNECT_TIMEOUT_SECONDS
 }
 
-/// Keys of [`Config`], for reporting every unknown or malformed key at once before the typed parse.
+/// Keys of [`Config`]. The file is read key by key (so every error is reported at once); a test checks this
+/// list and the parser against [`Config`] itself.
 const TOP_LEVEL_KEYS: &[&str] =
     &["listen", "domain", "advertised_port", "max_frame_bytes", "connect_timeout_seconds", "tls", "tenants"];
 
@@ -127,14 +129,7 @@ pub fn from_yaml(text: &str, base: &Path) -> Result<Settings, Vec<ConfigError>> 
     let Some(map) = value.as_mapping() else {
         return Err(vec![ConfigError { key: "(document)".into(), message: "must be a mapping".into() }]);
     };
-    check_shape(map, &mut errs);
-    if !errs.0.is_empty() {
-        return Err(errs.0);
-    }
-    let config: Config = match serde_norway::from_value(value) {
-        Ok(c) => c,
-        Err(e) => return Err(vec![ConfigError { key: "(document)".into(), message: e.to_string() }]),
-    };
+    let config = parse_keys(map, &mut errs);
     let settings = validate(&config, base, &mut errs);
     match settings {
         Some(s) if errs.0.is_empty() => Ok(s),
@@ -142,38 +137,46 @@ pub fn from_yaml(text: &str, base: &Path) -> Result<Settings, Vec<ConfigError>> 
     }
 }
 
-/// Reports unknown keys and wrongly typed values key by key, so one bad key does not hide the others.
-fn check_shape(map: &Mapping, errs: &mut Collector) {
+/// The file key by key: each key parsed on its own, so one bad key does not hide the others.
+#[derive(Debug, Default)]
+struct Parsed {
+    listen: Option<String>,
+    domain: Option<String>,
+    advertised_port: Option<u16>,
+    max_frame_bytes: Option<u32>,
+    connect_timeout_seconds: Option<u64>,
+    tls: Option<CertificateFiles>,
+    /// Tenants that parsed, with their index in the file.
+    tenants: Vec<(usize, TenantRoute)>,
+    tenant_count: usize,
+}
+
+fn parse_keys(map: &Mapping, errs: &mut Collector) -> Parsed {
+    let mut p = Parsed::default();
     for (k, v) in map {
         let Some(key) = k.as_str() else {
             errs.push(format!("{k:?}"), "keys must be strings");
             continue;
         };
-        if !TOP_LEVEL_KEYS.contains(&key) {
-            errs.push(key, format!("unknown key (expected one of: {})", TOP_LEVEL_KEYS.join(", ")));
-            continue;
-        }
-        let result = match key {
-            "listen" | "domain" => typed::<String>(v),
-            "advertised_port" => typed::<u16>(v),
-            "max_frame_bytes" => typed::<u32>(v),
-            "connect_timeout_seconds" => typed::<u64>(v),
-            "tls" => typed::<CertificateFiles>(v),
+        match key {
+            "listen" => p.listen = typed(key, v, errs),
+            "domain" => p.domain = typed(key, v, errs),
+            "advertised_port" => p.advertised_port = typed(key, v, errs),
+            "max_frame_bytes" => p.max_frame_bytes = typed(key, v, errs),
+            "connect_timeout_seconds" => p.connect_timeout_seconds = typed(key, v, errs),
+            "tls" => p.tls = typed(key, v, errs),
             "tenants" => match v.as_sequence() {
                 Some(seq) => {
+                    p.tenant_count = seq.len();
                     for (i, t) in seq.iter().enumerate() {
-                        if let Err(e) = typed::<TenantRoute>(t) {
-                            errs.push(format!("tenants[{i}]"), e);
+                        if let Some(route) = typed(&format!("tenants[{i}]"), t, errs) {
+                            p.tenants.push((i, route));
                         }
                     }
-                    Ok(())
                 }
-                None => Err("must be a list of tenants".to_string()),
+                None => errs.push(key, "must be a list of tenants"),
             },
-            _ => Ok(()),
-        };
-        if let Err(e) = result {
-            errs.push(key, e);
+            _ => errs.push(key, format!("unknown key (expected one of: {})", TOP_LEVEL_KEYS.join(", "))),
         }
     }
     for required in ["listen", "domain", "tls", "tenants"] {
@@ -181,47 +184,52 @@ fn check_shape(map: &Mapping, errs: &mut Collector) {
             errs.push(required, "missing (required)");
         }
     }
+    p
 }
 
-fn typed<T: serde::de::DeserializeOwned>(v: &Value) -> Result<(), String> {
-    serde_norway::from_value::<T>(v.clone()).map(drop).map_err(|e| e.to_string())
+fn typed<T: serde::de::DeserializeOwned>(key: &str, v: &Value, errs: &mut Collector) -> Option<T> {
+    serde_norway::from_value::<T>(v.clone()).map_err(|e| errs.push(key, e)).ok()
 }
 
-fn validate(config: &Config, base: &Path, errs: &mut Collector) -> Option<Settings> {
-    let listen = match config.listen.parse::<SocketAddr>() {
+fn validate(p: &Parsed, base: &Path, errs: &mut Collector) -> Option<Settings> {
+    let listen = p.listen.as_ref().and_then(|l| match l.parse::<SocketAddr>() {
         Ok(a) => Some(a),
         Err(_) => {
-            errs.push("listen", format!("{:?} is not an address like 127.0.0.1:9092 or [::]:9092", config.listen));
+            errs.push("listen", format!("{l:?} is not an address like 127.0.0.1:9092 or [::]:9092"));
             None
         }
-    };
-    let domain_ok = !config.domain.is_empty() && config.domain.split('.').all(|l| check_dns_label(l).is_ok());
-    if !domain_ok {
-        errs.push("domain", format!("{:?} is not a DNS name of lowercase labels", config.domain));
+    });
+    if let Some(domain) = &p.domain {
+        if domain.is_empty() || !domain.split('.').all(|l| check_dns_label(l).is_ok()) {
+            errs.push("domain", format!("{domain:?} is not a DNS name of lowercase labels"));
+        }
     }
-    if config.advertised_port == Some(0) {
+    if p.advertised_port == Some(0) {
         errs.push("advertised_port", "must be 1-65535");
     }
-    if !(1024..=i32::MAX as u32).contains(&config.max_frame_bytes) {
+    let max_frame_bytes = p.max_frame_bytes.unwrap_or(DEFAULT_MAX_FRAME_BYTES);
+    if !(1024..=i32::MAX as u32).contains(&max_frame_bytes) {
         errs.push("max_frame_bytes", format!("must be between 1024 and {}", i32::MAX));
     }
-    if config.connect_timeout_seconds == 0 {
+    let connect_timeout_seconds = p.connect_timeout_seconds.unwrap_or(DEFAULT_CONNECT_TIMEOUT_SECONDS);
+    if connect_timeout_seconds == 0 {
         errs.push("connect_timeout_seconds", "must be at least 1");
     }
-    let default_cert = load_cert("tls", &config.tls, base, errs);
-    if config.tenants.is_empty() {
+    let default_cert = p.tls.as_ref().and_then(|files| load_cert("tls", files, base, errs));
+    if p.tenant_count == 0 && p.listen.is_some() {
         errs.push("tenants", "needs at least one tenant");
     }
     let mut seen = HashSet::new();
-    let mut tenants = Vec::with_capacity(config.tenants.len());
-    for (i, route) in config.tenants.iter().enumerate() {
+    let mut tenants = Vec::with_capacity(p.tenants.len());
+    for (i, route) in &p.tenants {
         for e in route.validate() {
             errs.push(format!("tenants[{i}].{}", e.field), e.message);
         }
         if !seen.insert(route.name.as_str()) {
             errs.push(format!("tenants[{i}].name"), format!("duplicate tenant {:?}", route.name));
         }
-        let cert = route.tls.as_ref().and_then(|files| load_cert(&format!("tenants[{i}].tls"), files, base, errs));
+        let cert =
+            route.tls.as_ref().and_then(|files| load_cert(&format!("tenants[{i}].tls"), files, base, errs));
         tenants.push(TenantSettings {
             name: route.name.clone(),
             bootstrap: route.bootstrap.iter().filter_map(|b| HostPort::parse(b).ok()).collect(),
@@ -231,16 +239,21 @@ fn validate(config: &Config, base: &Path, errs: &mut Collector) -> Option<Settin
     let listen = listen?;
     Some(Settings {
         listen,
-        domain: config.domain.clone(),
-        advertised_port: config.advertised_port.unwrap_or(listen.port()),
-        max_frame_bytes: config.max_frame_bytes,
-        connect_timeout: Duration::from_secs(config.connect_timeout_seconds),
+        domain: p.domain.clone()?,
+        advertised_port: p.advertised_port.unwrap_or(listen.port()),
+        max_frame_bytes,
+        connect_timeout: Duration::from_secs(connect_timeout_seconds),
         default_cert: default_cert?,
         tenants,
     })
 }
 
-fn load_cert(key: &str, files: &CertificateFiles, base: &Path, errs: &mut Collector) -> Option<Arc<CertifiedKey>> {
+fn load_cert(
+    key: &str,
+    files: &CertificateFiles,
+    base: &Path,
+    errs: &mut Collector,
+) -> Option<Arc<CertifiedKey>> {
     match certs::load_pair(&base.join(&files.cert), &base.join(&files.key)) {
         Ok(k) => Some(Arc::new(k)),
         Err(e) => {

@@ -56,7 +56,8 @@ impl Proxy {
         let listener = TcpListener::bind(settings.listen)
             .await
             .map_err(|source| StartError::Bind { addr: settings.listen, source })?;
-        let bound = listener.local_addr().map_err(|source| StartError::Bind { addr: settings.listen, source })?;
+        let bound =
+            listener.local_addr().map_err(|source| StartError::Bind { addr: settings.listen, source })?;
         let table = RouteTable::from_settings(settings);
         let front = TlsFront::new(settings.default_cert.clone(), &table)?;
         let advertised_port = match settings.advertised_port {
@@ -121,7 +122,10 @@ impl Proxy {
             }
         };
         if tokio::time::timeout(drain, drained).await.is_err() {
-            warn!(open = self.shared.open.load(Ordering::SeqCst), "drain timeout; closing remaining connections");
+            warn!(
+                open = self.shared.open.load(Ordering::SeqCst),
+                "drain timeout; closing remaining connections"
+            );
         }
     }
 }

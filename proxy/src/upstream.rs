@@ -8,11 +8,11 @@
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use kaas_route::HostPort;
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, MetadataRequest, MetadataResponse, RequestHeader,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, Message, Request, StrBytes};
-use kaas_route::HostPort;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
@@ -143,7 +143,9 @@ impl Connector {
 
         let mut buf = BytesMut::new();
         let frame = loop {
-            if let Some(frame) = split_frame(&mut buf, self.max_frame_bytes).map_err(|e| refresh(e.to_string()))? {
+            if let Some(frame) =
+                split_frame(&mut buf, self.max_frame_bytes).map_err(|e| refresh(e.to_string()))?
+            {
                 break frame;
             }
             reserve_for_next(&mut buf, self.max_frame_bytes).map_err(|e| refresh(e.to_string()))?;

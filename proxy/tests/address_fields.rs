@@ -9,8 +9,8 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::Command;
 
-use kafka_protocol::messages::ApiKey;
 use kaas_proxy::kafka::apis::{policy, Policy};
+use kafka_protocol::messages::ApiKey;
 
 /// Fields named like addresses that are not broker endpoints, with the reason.
 const NOT_ENDPOINTS: &[(&str, &str, &str)] = &[
@@ -61,7 +61,8 @@ fn parse_versions(doc: &str) -> Option<(i16, i16)> {
 fn address_fields() -> Vec<Field> {
     let mut found = Vec::new();
     let dir = kafka_protocol_src();
-    let mut files: Vec<_> = std::fs::read_dir(&dir).expect("messages dir").flatten().map(|e| e.path()).collect();
+    let mut files: Vec<_> =
+        std::fs::read_dir(&dir).expect("messages dir").flatten().map(|e| e.path()).collect();
     files.sort();
     for path in files {
         let file = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
@@ -77,10 +78,16 @@ fn address_fields() -> Vec<Field> {
                 versions = parse_versions(line);
             } else if let Some(decl) = line.strip_prefix("pub ") {
                 let Some((name, _ty)) = decl.split_once(':') else { continue };
-                let addressy = ["host", "port"].iter().any(|w| name == *w || name.ends_with(&format!("_{w}")));
+                let addressy =
+                    ["host", "port"].iter().any(|w| name == *w || name.ends_with(&format!("_{w}")));
                 if addressy && !line.contains("fn ") {
                     if let Some(v) = versions {
-                        found.push(Field { file: file.clone(), owner: owner.clone(), name: name.to_owned(), versions: v });
+                        found.push(Field {
+                            file: file.clone(),
+                            owner: owner.clone(),
+                            name: name.to_owned(),
+                            versions: v,
+                        });
                     }
                 }
                 versions = None;
@@ -108,7 +115,11 @@ fn api_for(file: &str) -> Option<ApiKey> {
 #[test]
 fn every_address_field_in_every_response_is_rewritten_or_blocked() {
     let fields = address_fields();
-    assert!(fields.len() >= 20, "the walk found only {} fields; is the source layout unchanged?", fields.len());
+    assert!(
+        fields.len() >= 20,
+        "the walk found only {} fields; is the source layout unchanged?",
+        fields.len()
+    );
     let mut problems = Vec::new();
     let mut covered = BTreeSet::new();
     for f in &fields {
@@ -134,11 +145,18 @@ fn every_address_field_in_every_response_is_rewritten_or_blocked() {
         }
     }
     assert!(problems.is_empty(), "address fields the proxy would leak:\n{}", problems.join("\n"));
-    let expected: BTreeSet<String> =
-        ["Metadata", "FindCoordinator", "DescribeCluster", "Produce", "Fetch", "ShareFetch", "ShareAcknowledge"]
-            .into_iter()
-            .map(String::from)
-            .collect();
+    let expected: BTreeSet<String> = [
+        "Metadata",
+        "FindCoordinator",
+        "DescribeCluster",
+        "Produce",
+        "Fetch",
+        "ShareFetch",
+        "ShareAcknowledge",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect();
     assert_eq!(covered, expected, "rewritten APIs found by the walk");
 }
 

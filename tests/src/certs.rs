@@ -29,7 +29,8 @@ impl Certs {
         }
         let key = KeyPair::generate()?;
         let cert = CertificateParams::new(names)?.signed_by(&key, &issuer)?;
-        let certs = Certs { ca: dir.join("ca.pem"), cert: dir.join("server.pem"), key: dir.join("server.key") };
+        let certs =
+            Certs { ca: dir.join("ca.pem"), cert: dir.join("server.pem"), key: dir.join("server.key") };
         std::fs::write(&certs.ca, ca_cert.pem())?;
         std::fs::write(&certs.cert, cert.pem())?;
         std::fs::write(&certs.key, key.serialize_pem())?;

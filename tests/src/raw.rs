@@ -24,11 +24,12 @@ pub async fn connect(port: u16, sni: Option<&str>, ca: &Path) -> io::Result<Tls>
     for cert in CertificateDer::pem_file_iter(ca).map_err(io::Error::other)? {
         roots.add(cert.map_err(io::Error::other)?).map_err(io::Error::other)?;
     }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(io::Error::other)?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let config =
+        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(io::Error::other)?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
     // An IP address as server name makes rustls send no SNI extension.
     let name = match sni {
         Some(n) => ServerName::try_from(n.to_owned()).map_err(io::Error::other)?,
@@ -78,11 +79,17 @@ pub async fn read_frame<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> io::Resul
 }
 
 /// Sends one request and returns the raw response frame and its decoded body.
-pub async fn call<R: Request>(s: &mut Tls, correlation_id: i32, version: i16, req: &R) -> anyhow::Result<(Bytes, R::Response)> {
+pub async fn call<R: Request>(
+    s: &mut Tls,
+    correlation_id: i32,
+    version: i16,
+    req: &R,
+) -> anyhow::Result<(Bytes, R::Response)> {
     s.write_all(&frame(correlation_id, version, req)?).await?;
     let raw = read_frame(s).await?.ok_or_else(|| anyhow::anyhow!("connection closed before the response"))?;
     let api = ApiKey::try_from(R::KEY).map_err(|_| anyhow::anyhow!("unknown api"))?;
-    let header_len = kaas_proxy::kafka::header::response_header_len(&raw[4..], api.response_header_version(version))?;
+    let header_len =
+        kaas_proxy::kafka::header::response_header_len(&raw[4..], api.response_header_version(version))?;
     let mut body = raw.slice(4 + header_len..);
     let decoded = R::Response::decode(&mut body, version)?;
     Ok((raw, decoded))

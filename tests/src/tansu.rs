@@ -28,7 +28,15 @@ impl Tansu {
         let port = free_port();
         let url = format!("tcp://127.0.0.1:{port}");
         let child = Command::new(tansu_binary())
-            .args(["broker", "--cluster-id", cluster_id, "--listener-url", &url, "--advertised-listener-url", &url])
+            .args([
+                "broker",
+                "--cluster-id",
+                cluster_id,
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
             .args(["--storage-engine", "memory://tansu/"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -7,15 +7,17 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
+use kaas_proxy::kafka::codec::{reserve_for_next, split_frame};
 use kafka_protocol::messages::api_versions_response::ApiVersion;
-use kafka_protocol::messages::metadata_response::{MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic};
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsResponse, BrokerId, MetadataRequest, MetadataResponse, ProduceRequest, ProduceResponse,
-    RequestHeader, ResponseHeader, TopicName,
+    ApiKey, ApiVersionsResponse, BrokerId, MetadataRequest, MetadataResponse, ProduceRequest,
+    ProduceResponse, RequestHeader, ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{decode_request_header_from_buffer, Decodable, Encodable, StrBytes};
-use kaas_proxy::kafka::codec::{reserve_for_next, split_frame};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -49,7 +51,8 @@ impl TestCluster {
         for _ in 0..NODES {
             listeners.push(TcpListener::bind("127.0.0.1:0").await?);
         }
-        let ports: Vec<u16> = listeners.iter().map(|l| l.local_addr().map(|a| a.port())).collect::<Result<_, _>>()?;
+        let ports: Vec<u16> =
+            listeners.iter().map(|l| l.local_addr().map(|a| a.port())).collect::<Result<_, _>>()?;
         let mut nodes = Vec::new();
         let mut tasks = Vec::new();
         for (i, listener) in listeners.into_iter().enumerate() {
@@ -122,10 +125,17 @@ fn handle(mut body: Bytes, node_id: i32, ports: &[u16], state: &Mutex<NodeState>
     match ApiKey::try_from(header.request_api_key).ok()? {
         ApiKey::ApiVersions => {
             // Fetch is offered (never served) because librdkafka only uses v2 record batches when it is.
-            let keys = [(ApiKey::Produce, 3, 11), (ApiKey::Fetch, 4, 12), (ApiKey::Metadata, 1, 12), (ApiKey::ApiVersions, 0, 3)]
-                .into_iter()
-                .map(|(k, min, max)| ApiVersion::default().with_api_key(k as i16).with_min_version(min).with_max_version(max))
-                .collect();
+            let keys = [
+                (ApiKey::Produce, 3, 11),
+                (ApiKey::Fetch, 4, 12),
+                (ApiKey::Metadata, 1, 12),
+                (ApiKey::ApiVersions, 0, 3),
+            ]
+            .into_iter()
+            .map(|(k, min, max)| {
+                ApiVersion::default().with_api_key(k as i16).with_min_version(min).with_max_version(max)
+            })
+            .collect();
             // Versions beyond 3 are answered in v0 with UNSUPPORTED_VERSION, like a real broker.
             let msg = ApiVersionsResponse::default().with_api_keys(keys);
             respond(&header, &msg)
@@ -208,7 +218,8 @@ pub fn record_count(batches: &[Bytes]) -> usize {
     for all in batches {
         let mut at = 0;
         while at + 61 <= all.len() {
-            let batch_len = i32::from_be_bytes([all[at + 8], all[at + 9], all[at + 10], all[at + 11]]) as usize;
+            let batch_len =
+                i32::from_be_bytes([all[at + 8], all[at + 9], all[at + 10], all[at + 11]]) as usize;
             n += i32::from_be_bytes([all[at + 57], all[at + 58], all[at + 59], all[at + 60]]) as usize;
             at += 12 + batch_len;
         }

@@ -5,13 +5,13 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use kafka_protocol::messages::{ApiVersionsRequest, MetadataRequest};
 use kaas_e2e::certs::Certs;
 use kaas_e2e::proxy::{wait_for_log, ProxyHandle};
 use kaas_e2e::raw;
 use kaas_e2e::relay::CountingRelay;
 use kaas_e2e::tansu::Tansu;
 use kaas_e2e::DOMAIN;
+use kafka_protocol::messages::{ApiVersionsRequest, MetadataRequest};
 use rustls::AlertDescription;
 use tokio::io::AsyncWriteExt;
 
@@ -24,8 +24,8 @@ async fn hostile_inputs_are_refused_while_others_flow() {
     let tansu = Tansu::start("acme-cluster").expect("tansu");
     // acme's upstream connections are counted; the healthy producer uses a second tenant on the same broker.
     let relay = CountingRelay::start(tansu.addr()).await.expect("relay");
-    let proxy =
-        ProxyHandle::start(&certs, &[("acme", vec![relay.addr()]), ("steady", vec![tansu.addr()])]).expect("proxy");
+    let proxy = ProxyHandle::start(&certs, &[("acme", vec![relay.addr()]), ("steady", vec![tansu.addr()])])
+        .expect("proxy");
     let config = client_config(&proxy.bootstrap("steady"), &certs.ca);
     create_topic(&config, "steady", 1).await.expect("create topic");
 
@@ -35,7 +35,10 @@ async fn hostile_inputs_are_refused_while_others_flow() {
         tokio::spawn(async move {
             let mut total = 0;
             for round in 0..10 {
-                total += produce(&config, "steady", &format!("r{round}"), 100, "all").await.expect("steady produce").len();
+                total += produce(&config, "steady", &format!("r{round}"), 100, "all")
+                    .await
+                    .expect("steady produce")
+                    .len();
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             total
@@ -45,14 +48,18 @@ async fn hostile_inputs_are_refused_while_others_flow() {
 
     // Unknown SNI and no SNI: handshake fails with unrecognized_name, no upstream connection.
     assert_eq!(relay.accepted(), 0);
-    let err = raw::connect(proxy.port, Some(&format!("nobody.{DOMAIN}")), &certs.ca).await.expect_err("unknown tenant");
+    let err = raw::connect(proxy.port, Some(&format!("nobody.{DOMAIN}")), &certs.ca)
+        .await
+        .expect_err("unknown tenant");
     assert_eq!(raw::alert_of(&err), Some(AlertDescription::UnrecognisedName), "{err}");
     assert!(wait_for_log("nobody.kaas.localhost", LOG_WAIT), "refusal logged with the name");
     let err = raw::connect(proxy.port, None, &certs.ca).await.expect_err("no SNI");
     assert_eq!(raw::alert_of(&err), Some(AlertDescription::UnrecognisedName), "{err}");
     assert!(wait_for_log("no server name (SNI)", LOG_WAIT));
     assert_eq!(relay.accepted(), 0, "refused names opened upstream connections");
-    let err = raw::connect(proxy.port, Some(&format!("b999.acme.{DOMAIN}")), &certs.ca).await.expect_err("unknown node");
+    let err = raw::connect(proxy.port, Some(&format!("b999.acme.{DOMAIN}")), &certs.ca)
+        .await
+        .expect_err("unknown node");
     assert_eq!(raw::alert_of(&err), Some(AlertDescription::UnrecognisedName), "{err}");
     assert!(wait_for_log("has no broker with node id 999", LOG_WAIT));
     // The unknown node cost one metadata refresh of the proxy's own, and no client connection upstream.
@@ -68,11 +75,15 @@ async fn hostile_inputs_are_refused_while_others_flow() {
         ("2 GiB frame", 0x7fff_ffffu32.to_be_bytes().to_vec(), "larger than max_frame_bytes"),
         ("negative length", (-1i32).to_be_bytes().to_vec(), "is negative"),
         ("truncated header", vec![0, 0, 0, 3, 0, 18, 0], "truncated header"),
-        ("garbage after a valid frame", {
-            let mut b = raw::frame(7, 0, &ApiVersionsRequest::default()).expect("frame").to_vec();
-            b.extend_from_slice(b"garbage!");
-            b
-        }, "frame of 1734439522 bytes"),
+        (
+            "garbage after a valid frame",
+            {
+                let mut b = raw::frame(7, 0, &ApiVersionsRequest::default()).expect("frame").to_vec();
+                b.extend_from_slice(b"garbage!");
+                b
+            },
+            "frame of 1734439522 bytes",
+        ),
     ];
     for (name, bytes, log) in attacks {
         let mut conn = raw::connect(proxy.port, Some(&sni), &certs.ca).await.expect("tls");

@@ -71,7 +71,8 @@ async fn second_group_member_resumes_after_commit() {
     let first = consume(&config, "resume", "g-resume", 300, Duration::from_secs(60)).expect("first consumer");
     assert_eq!(first.len(), 300);
     produce(&config, "resume", "second", 200, "all").await.expect("produce second");
-    let second = consume(&config, "resume", "g-resume", 200, Duration::from_secs(60)).expect("second consumer");
+    let second =
+        consume(&config, "resume", "g-resume", 200, Duration::from_secs(60)).expect("second consumer");
     assert_same_records("second", 200, &second);
     let last_first = first.iter().map(|r| r.offset).max().unwrap_or(-1);
     assert!(second.iter().all(|r| r.offset > last_first), "second consumer re-read committed records");

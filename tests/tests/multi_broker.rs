@@ -23,7 +23,8 @@ async fn client_reaches_every_broker_through_its_name() {
 
     let md_client: BaseConsumer = config.create().expect("client");
     let md = md_client.fetch_metadata(Some("multi"), Duration::from_secs(20)).expect("metadata");
-    let mut hosts: Vec<(i32, String, i32)> = md.brokers().iter().map(|b| (b.id(), b.host().to_owned(), b.port())).collect();
+    let mut hosts: Vec<(i32, String, i32)> =
+        md.brokers().iter().map(|b| (b.id(), b.host().to_owned(), b.port())).collect();
     hosts.sort();
     let port = i32::from(proxy.port);
     assert_eq!(
@@ -32,7 +33,8 @@ async fn client_reaches_every_broker_through_its_name() {
         "one proxy name per node"
     );
 
-    let producer: FutureProducer = config.clone().set("enable.idempotence", "false").set("linger.ms", "0").create().expect("producer");
+    let producer: FutureProducer =
+        config.clone().set("enable.idempotence", "false").set("linger.ms", "0").create().expect("producer");
     let per_partition = 20;
     for partition in 0..PARTITIONS {
         for i in 0..per_partition {
@@ -45,13 +47,20 @@ async fn client_reaches_every_broker_through_its_name() {
         let leader = leader_of(partition);
         let node = cluster.node(leader);
         let batches = node.stored.get(&("multi".to_owned(), partition)).cloned().unwrap_or_default();
-        assert_eq!(record_count(&batches), per_partition, "partition {partition} on its leader, node {leader}");
+        assert_eq!(
+            record_count(&batches),
+            per_partition,
+            "partition {partition} on its leader, node {leader}"
+        );
         for other in (1..=NODES).filter(|n| *n != leader) {
             assert!(!cluster.node(other).stored.contains_key(&("multi".to_owned(), partition)));
         }
     }
     for id in 1..=NODES {
         assert!(cluster.node(id).connections > 0, "node {id} was never reached");
-        assert!(kaas_e2e::proxy::logs().contains(&format!("sni=b{id}.trio.{DOMAIN}")), "no connection named b{id}");
+        assert!(
+            kaas_e2e::proxy::logs().contains(&format!("sni=b{id}.trio.{DOMAIN}")),
+            "no connection named b{id}"
+        );
     }
 }

@@ -56,8 +56,21 @@ fn roundtrip(client: &str, acks: &str) {
     let bootstrap = s.proxy.bootstrap("acme");
     let topic = format!("py-{client}-{acks}");
     let out = run_client(&[
-        "roundtrip", "--client", client, "--bootstrap", &bootstrap, "--ca", &s.ca, "--topic", &topic,
-        "--group", &format!("{topic}-g"), "--count", "2000", "--acks", acks,
+        "roundtrip",
+        "--client",
+        client,
+        "--bootstrap",
+        &bootstrap,
+        "--ca",
+        &s.ca,
+        "--topic",
+        &topic,
+        "--group",
+        &format!("{topic}-g"),
+        "--count",
+        "2000",
+        "--acks",
+        acks,
     ])
     .expect("python client");
     assert_round_trip(&out, 2000);
@@ -66,8 +79,16 @@ fn roundtrip(client: &str, acks: &str) {
 #[test]
 fn confluent_kafka_metadata_shows_only_proxy_names() {
     let s = setup();
-    let out = run_client(&["metadata", "--client", "confluent", "--bootstrap", &s.proxy.bootstrap("acme"), "--ca", &s.ca])
-        .expect("python client");
+    let out = run_client(&[
+        "metadata",
+        "--client",
+        "confluent",
+        "--bootstrap",
+        &s.proxy.bootstrap("acme"),
+        "--ca",
+        &s.ca,
+    ])
+    .expect("python client");
     let brokers = out["brokers"].as_array().expect("brokers");
     assert!(!brokers.is_empty());
     for b in brokers {

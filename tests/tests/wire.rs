@@ -1,15 +1,15 @@
 //! Byte-level checks through kaas-proxy to a real Tansu: every response byte a client receives is free of
 //! upstream addresses, ApiVersions is capped, and the proxy's own metadata refresh routes `b<id>` names.
 
-use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, DescribeClusterRequest, FindCoordinatorRequest, MetadataRequest,
-};
-use kafka_protocol::protocol::{Message, StrBytes};
 use kaas_e2e::certs::Certs;
 use kaas_e2e::proxy::ProxyHandle;
 use kaas_e2e::raw;
 use kaas_e2e::tansu::Tansu;
 use kaas_e2e::DOMAIN;
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, DescribeClusterRequest, FindCoordinatorRequest, MetadataRequest,
+};
+use kafka_protocol::protocol::{Message, StrBytes};
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
@@ -24,17 +24,27 @@ async fn no_upstream_address_in_any_response_byte() {
     let upstream_port = tansu.port.to_string();
 
     let mut conn = raw::connect(proxy.port, Some(&format!("acme.{DOMAIN}")), &certs.ca).await.expect("tls");
-    let (raw_versions, versions) = raw::call(&mut conn, 1, 3, &ApiVersionsRequest::default()
-        .with_client_software_name(StrBytes::from_static_str("raw"))
-        .with_client_software_version(StrBytes::from_static_str("1"))).await.expect("api versions");
+    let (raw_versions, versions) = raw::call(
+        &mut conn,
+        1,
+        3,
+        &ApiVersionsRequest::default()
+            .with_client_software_name(StrBytes::from_static_str("raw"))
+            .with_client_software_version(StrBytes::from_static_str("1")),
+    )
+    .await
+    .expect("api versions");
     let mut frames = vec![raw_versions];
-    let range = |api: ApiKey| versions.api_keys.iter().find(|k| k.api_key == api as i16).map(|k| (k.min_version, k.max_version));
+    let range = |api: ApiKey| {
+        versions.api_keys.iter().find(|k| k.api_key == api as i16).map(|k| (k.min_version, k.max_version))
+    };
     let (md_min, md_max) = range(ApiKey::Metadata).expect("broker offers Metadata");
     assert!(md_max <= MetadataRequest::VERSIONS.max, "ApiVersions not capped: Metadata v{md_max}");
 
     let mut correlation = 2;
     for v in md_min.max(1)..=md_max {
-        let (raw, md) = raw::call(&mut conn, correlation, v, &MetadataRequest::default()).await.expect("metadata");
+        let (raw, md) =
+            raw::call(&mut conn, correlation, v, &MetadataRequest::default()).await.expect("metadata");
         correlation += 1;
         assert!(!md.brokers.is_empty(), "Metadata v{v}: no brokers");
         for b in &md.brokers {
@@ -57,13 +67,18 @@ async fn no_upstream_address_in_any_response_byte() {
             } else {
                 resp.coordinators.iter().map(|c| c.host.to_string()).collect()
             };
-            assert!(hosts.iter().all(|h| h.ends_with(&format!(".acme.{DOMAIN}"))), "FindCoordinator v{v}: {hosts:?}");
+            assert!(
+                hosts.iter().all(|h| h.ends_with(&format!(".acme.{DOMAIN}"))),
+                "FindCoordinator v{v}: {hosts:?}"
+            );
             frames.push(raw);
         }
     }
     if let Some((min, max)) = range(ApiKey::DescribeCluster) {
         for v in min..=max {
-            let (raw, _) = raw::call(&mut conn, correlation, v, &DescribeClusterRequest::default()).await.expect("describe cluster");
+            let (raw, _) = raw::call(&mut conn, correlation, v, &DescribeClusterRequest::default())
+                .await
+                .expect("describe cluster");
             correlation += 1;
             frames.push(raw);
         }
@@ -81,8 +96,10 @@ async fn broker_name_before_any_metadata_is_resolved_by_the_proxy() {
     let tansu = Tansu::start("acme-cluster").expect("tansu");
     let proxy = ProxyHandle::start(&certs, &[("acme", vec![tansu.addr()])]).expect("proxy");
     // Fresh proxy: the broker table is empty, so it must ask the cluster itself.
-    let mut conn = raw::connect(proxy.port, Some(&format!("b111.acme.{DOMAIN}")), &certs.ca).await.expect("tls");
-    let (_, md) = raw::call(&mut conn, 1, 9, &MetadataRequest::default()).await.expect("metadata via broker name");
+    let mut conn =
+        raw::connect(proxy.port, Some(&format!("b111.acme.{DOMAIN}")), &certs.ca).await.expect("tls");
+    let (_, md) =
+        raw::call(&mut conn, 1, 9, &MetadataRequest::default()).await.expect("metadata via broker name");
     assert_eq!(md.brokers.first().map(|b| b.node_id.0), Some(111));
     assert!(kaas_e2e::proxy::logs().contains("unknown node id; refreshing metadata"));
 }

@@ -97,9 +97,39 @@ tenants:
     bootstrap: "not a list"
 "#;
     let errors = from_yaml(yaml, Path::new(".")).expect_err("invalid");
-    assert_eq!(keys(&errors), ["max_frame_bytes", "idle_timeout", "tls", "tenants[0]", "tenants[1]"], "{errors:#?}");
+    assert_eq!(
+        keys(&errors),
+        ["max_frame_bytes", "idle_timeout", "tls", "tenants[0]", "tenants[1]"],
+        "{errors:#?}"
+    );
     assert!(errors[1].message.contains("unknown key"));
     assert!(errors[3].message.contains("boostrap"), "{}", errors[3].message);
+}
+
+#[test]
+fn unknown_keys_do_not_hide_other_errors() {
+    let yaml = "listen: nowhere\ndomain: kaas.localhost\ncolour: blue\ntls: { cert: none.pem, key: none.key }\ntenants: []\n";
+    let errors = from_yaml(yaml, Path::new(".")).expect_err("invalid");
+    assert_eq!(keys(&errors), ["colour", "listen", "tls.cert", "tenants"], "{errors:#?}");
+}
+
+#[test]
+fn the_key_list_matches_the_schema() {
+    let config = Config {
+        listen: "127.0.0.1:9092".into(),
+        domain: "kaas.localhost".into(),
+        advertised_port: Some(1),
+        max_frame_bytes: 1,
+        connect_timeout_seconds: 1,
+        tls: CertificateFiles { cert: "c".into(), key: "k".into() },
+        tenants: vec![],
+    };
+    let value = serde_norway::to_value(&config).expect("serialize");
+    let mut fields: Vec<&str> = value.as_mapping().expect("map").keys().filter_map(|k| k.as_str()).collect();
+    fields.sort_unstable();
+    let mut listed = TOP_LEVEL_KEYS.to_vec();
+    listed.sort_unstable();
+    assert_eq!(fields, listed);
 }
 
 #[test]

@@ -31,8 +31,16 @@ pub fn policy(api: ApiKey) -> Policy {
         // cannot read (so v0 is refused and hidden).
         ShareFetch | ShareAcknowledge => rewrite(0),
         ApiVersions => Policy::Versions,
-        Vote | BeginQuorumEpoch | EndQuorumEpoch | DescribeQuorum | FetchSnapshot | AddRaftVoter
-        | RemoveRaftVoter | UpdateRaftVoter | BrokerRegistration | ControllerRegistration => Policy::Blocked,
+        Vote
+        | BeginQuorumEpoch
+        | EndQuorumEpoch
+        | DescribeQuorum
+        | FetchSnapshot
+        | AddRaftVoter
+        | RemoveRaftVoter
+        | UpdateRaftVoter
+        | BrokerRegistration
+        | ControllerRegistration => Policy::Blocked,
         _ => Policy::PassThrough,
     }
 }
@@ -72,7 +80,11 @@ pub fn classify(api: Option<ApiKey>, version: i16) -> Result<ResponseAction, Req
 /// The versions of a rewritten API a client may use, given the broker's range: those without addresses
 /// (below `from_version`) and those the proxy decodes, as one contiguous range (the upper part if they are
 /// not contiguous). `None` when nothing is left.
-pub fn usable_versions(broker: VersionRange, from_version: i16, decodable: VersionRange) -> Option<VersionRange> {
+pub fn usable_versions(
+    broker: VersionRange,
+    from_version: i16,
+    decodable: VersionRange,
+) -> Option<VersionRange> {
     let upper_min = from_version.max(decodable.min);
     let contiguous = from_version >= decodable.min;
     let min = if contiguous && broker.min < from_version { broker.min } else { broker.min.max(upper_min) };

@@ -182,7 +182,10 @@ mod tests {
         for cut in 0..frame.len() {
             assert!(parse_request(&frame[..cut]).is_err(), "truncated at {cut}");
         }
-        assert_eq!(parse_request(&[0, 3, 0, 1, 0, 0, 0, 1, 0xff, 0xfe]), Err(HeaderError::Malformed("string length")));
+        assert_eq!(
+            parse_request(&[0, 3, 0, 1, 0, 0, 0, 1, 0xff, 0xfe]),
+            Err(HeaderError::Malformed("string length"))
+        );
     }
 
     #[test]

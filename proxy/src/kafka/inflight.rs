@@ -85,7 +85,9 @@ impl InflightQueue {
         }
         match q.expected.front() {
             None => Err(InflightError::Unexpected(correlation_id)),
-            Some(front) => Err(InflightError::OutOfOrder { expected: front.correlation_id, got: correlation_id }),
+            Some(front) => {
+                Err(InflightError::OutOfOrder { expected: front.correlation_id, got: correlation_id })
+            }
         }
     }
 

@@ -13,8 +13,8 @@ pub mod rewrite;
 pub mod versions;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::ApiKey;
 use kaas_route::HostPort;
+use kafka_protocol::messages::ApiKey;
 
 use apis::{classify, RequestRefusal, ResponseAction};
 use codec::Frame;
@@ -54,7 +54,8 @@ pub fn inspect_request(frame: &Frame) -> Result<Inspected, RequestError> {
         }
         _ => false,
     };
-    let inflight = InFlight { correlation_id: h.correlation_id, api_key: h.api_key, version: h.api_version, action };
+    let inflight =
+        InFlight { correlation_id: h.correlation_id, api_key: h.api_key, version: h.api_version, action };
     Ok(Inspected { inflight, expects_response: !no_response })
 }
 

@@ -6,12 +6,12 @@
 //! one decode and no re-encode.
 
 use bytes::{Bytes, BytesMut};
+use kaas_route::HostPort;
 use kafka_protocol::messages::{
-    ApiKey, DescribeClusterResponse, FetchResponse, FindCoordinatorResponse, MetadataResponse, ProduceResponse,
-    ShareAcknowledgeResponse, ShareFetchResponse,
+    ApiKey, DescribeClusterResponse, FetchResponse, FindCoordinatorResponse, MetadataResponse,
+    ProduceResponse, ShareAcknowledgeResponse, ShareFetchResponse,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use kaas_route::HostPort;
 
 /// How the proxy names brokers to clients.
 #[derive(Debug, Clone)]
@@ -97,8 +97,11 @@ fn apply<M: Decodable + Encodable>(
     visit: impl FnOnce(&mut M, &mut Visitor<'_>),
 ) -> Result<Option<Bytes>, RewriteError> {
     let mut buf = body.clone();
-    let mut msg = M::decode(&mut buf, version)
-        .map_err(|e| RewriteError::Decode { api, version, reason: format!("{e:#}") })?;
+    let mut msg = M::decode(&mut buf, version).map_err(|e| RewriteError::Decode {
+        api,
+        version,
+        reason: format!("{e:#}"),
+    })?;
     if !buf.is_empty() {
         return Err(RewriteError::Decode { api, version, reason: format!("{} trailing bytes", buf.len()) });
     }
@@ -156,11 +159,13 @@ pub fn rewrite_response(
                 v.endpoint(e.node_id.0, &mut e.host, &mut e.port);
             }
         }),
-        ApiKey::ShareAcknowledge => apply(api, body, version, &mut v, |m: &mut ShareAcknowledgeResponse, v| {
-            for e in &mut m.node_endpoints {
-                v.endpoint(e.node_id.0, &mut e.host, &mut e.port);
-            }
-        }),
+        ApiKey::ShareAcknowledge => {
+            apply(api, body, version, &mut v, |m: &mut ShareAcknowledgeResponse, v| {
+                for e in &mut m.node_endpoints {
+                    v.endpoint(e.node_id.0, &mut e.host, &mut e.port);
+                }
+            })
+        }
         _ => Err(RewriteError::NotRewritten { api }),
     }?;
     Ok(Rewritten { body, learned: v.learned })

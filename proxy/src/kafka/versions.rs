@@ -87,11 +87,13 @@ mod tests {
             entry(999, 0, 7),
         ]);
         for version in 0..=4 {
-            let Capped::Changed(out) = cap_api_versions(&encode(&msg, version), version).expect("decodes") else {
+            let Capped::Changed(out) = cap_api_versions(&encode(&msg, version), version).expect("decodes")
+            else {
                 panic!("v{version}: expected a change");
             };
             let got = ApiVersionsResponse::decode(&mut out.clone(), version).expect("re-decodes");
-            let keys: Vec<_> = got.api_keys.iter().map(|e| (e.api_key, e.min_version, e.max_version)).collect();
+            let keys: Vec<_> =
+                got.api_keys.iter().map(|e| (e.api_key, e.min_version, e.max_version)).collect();
             assert_eq!(
                 keys,
                 [

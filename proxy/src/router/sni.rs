@@ -71,17 +71,22 @@ pub fn parse<'a>(name: &'a str, domain: &str) -> Result<(&'a str, Target), SniEr
 mod tests {
     use super::*;
 
+    type Case = (&'static str, Result<(&'static str, Target), SniError>);
+
     #[test]
     fn names() {
         let d = "kaas.localhost";
-        let cases: &[(&str, Result<(&str, Target), SniError>)] = &[
+        let cases: &[Case] = &[
             ("acme.kaas.localhost", Ok(("acme", Target::Bootstrap))),
             ("acme.kaas.localhost.", Ok(("acme", Target::Bootstrap))),
             ("ACME.KAAS.localhost", Ok(("ACME", Target::Bootstrap))),
             ("b111.acme.kaas.localhost", Ok(("acme", Target::Broker(111)))),
             ("b0.acme.kaas.localhost", Ok(("acme", Target::Broker(0)))),
             ("b2147483647.acme.kaas.localhost", Ok(("acme", Target::Broker(i32::MAX)))),
-            ("b2147483648.acme.kaas.localhost", Err(SniError::Shape("b2147483648.acme.kaas.localhost".into()))),
+            (
+                "b2147483648.acme.kaas.localhost",
+                Err(SniError::Shape("b2147483648.acme.kaas.localhost".into())),
+            ),
             ("b007.acme.kaas.localhost", Err(SniError::Shape("b007.acme.kaas.localhost".into()))),
             ("b-1.acme.kaas.localhost", Err(SniError::Shape("b-1.acme.kaas.localhost".into()))),
             ("b.acme.kaas.localhost", Err(SniError::Shape("b.acme.kaas.localhost".into()))),

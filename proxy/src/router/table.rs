@@ -108,7 +108,8 @@ mod tests {
 
     #[test]
     fn resolves_and_refuses() {
-        let table = RouteTable::new("Kaas.localhost", [Tenant::new("acme".into(), vec![hp("127.0.0.1:1")], None)]);
+        let table =
+            RouteTable::new("Kaas.localhost", [Tenant::new("acme".into(), vec![hp("127.0.0.1:1")], None)]);
         let (t, target) = table.resolve(Some("b3.ACME.kaas.localhost")).expect("known tenant");
         assert_eq!((t.name.as_str(), target), ("acme", Target::Broker(3)));
         assert_eq!(table.resolve(None).err(), Some(SniError::Missing));

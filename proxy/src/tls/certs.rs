@@ -27,7 +27,9 @@ impl CertError {
     pub fn field(&self) -> &'static str {
         match self {
             CertError::CertUnreadable { .. } | CertError::CertInvalid { .. } => "cert",
-            CertError::KeyUnreadable { .. } | CertError::KeyInvalid { .. } | CertError::Mismatch { .. } => "key",
+            CertError::KeyUnreadable { .. } | CertError::KeyInvalid { .. } | CertError::Mismatch { .. } => {
+                "key"
+            }
         }
     }
 }
@@ -35,7 +37,8 @@ impl CertError {
 pub fn load_pair(cert: &Path, key: &Path) -> Result<CertifiedKey, CertError> {
     let cert_pem =
         std::fs::read(cert).map_err(|source| CertError::CertUnreadable { path: cert.into(), source })?;
-    let key_pem = std::fs::read(key).map_err(|source| CertError::KeyUnreadable { path: key.into(), source })?;
+    let key_pem =
+        std::fs::read(key).map_err(|source| CertError::KeyUnreadable { path: key.into(), source })?;
     let chain = CertificateDer::pem_slice_iter(&cert_pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| CertError::CertInvalid { path: cert.into(), reason: e.to_string() })?;

@@ -105,6 +105,9 @@ pub async fn refuse_unrecognized_name(start: StartHandshake<TcpStream>) {
 }
 
 /// Completes the handshake with the tenant's configuration.
-pub async fn finish(start: StartHandshake<TcpStream>, config: Arc<ServerConfig>) -> io::Result<TlsStream<TcpStream>> {
+pub async fn finish(
+    start: StartHandshake<TcpStream>,
+    config: Arc<ServerConfig>,
+) -> io::Result<TlsStream<TcpStream>> {
     start.into_stream(config).await
 }

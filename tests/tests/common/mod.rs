@@ -54,7 +54,13 @@ pub struct Seen {
 }
 
 /// Produces `count` keyed records with `acks`; returns the delivery reports in send order.
-pub async fn produce(config: &ClientConfig, topic: &str, run: &str, count: usize, acks: &str) -> anyhow::Result<Vec<(i32, i64)>> {
+pub async fn produce(
+    config: &ClientConfig,
+    topic: &str,
+    run: &str,
+    count: usize,
+    acks: &str,
+) -> anyhow::Result<Vec<(i32, i64)>> {
     let producer: FutureProducer = config
         .clone()
         .set("acks", acks)
@@ -80,7 +86,13 @@ pub async fn produce(config: &ClientConfig, topic: &str, run: &str, count: usize
 }
 
 /// Consumes until `expect` records arrived (or `within` passed), committing synchronously at the end.
-pub fn consume(config: &ClientConfig, topic: &str, group: &str, expect: usize, within: Duration) -> anyhow::Result<Vec<Seen>> {
+pub fn consume(
+    config: &ClientConfig,
+    topic: &str,
+    group: &str,
+    expect: usize,
+    within: Duration,
+) -> anyhow::Result<Vec<Seen>> {
     let consumer: BaseConsumer = config
         .clone()
         .set("group.id", group)
@@ -132,7 +144,10 @@ pub fn assert_same_records(run: &str, count: usize, seen: &[Seen]) {
             assert_eq!(r.key, key(index), "record {index}: key differs");
             assert!(!found[index], "record {index} consumed twice");
             found[index] = true;
-            assert!(last_index.is_none_or(|l| l < index), "partition {partition}: record {index} out of order");
+            assert!(
+                last_index.is_none_or(|l| l < index),
+                "partition {partition}: record {index} out of order"
+            );
             last_index = Some(index);
         }
     }

@@ -23,7 +23,8 @@ use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use super::*;
 use crate::kafka::apis::{policy, Policy};
 
-const UPSTREAM: [(i32, &str, i32); 3] = [(1, "10.0.0.1", 9093), (2, "kafka-2.internal", 9094), (3, "::1", 9095)];
+const UPSTREAM: [(i32, &str, i32); 3] =
+    [(1, "10.0.0.1", 9093), (2, "kafka-2.internal", 9094), (3, "::1", 9095)];
 
 fn s(v: &str) -> StrBytes {
     StrBytes::from_string(v.to_owned())
@@ -59,7 +60,12 @@ fn sample(api: ApiKey, version: i16) -> Bytes {
                 .with_partitions(vec![partition]);
             let brokers = UPSTREAM
                 .iter()
-                .map(|(id, h, p)| MetadataResponseBroker::default().with_node_id(BrokerId(*id)).with_host(s(h)).with_port(*p))
+                .map(|(id, h, p)| {
+                    MetadataResponseBroker::default()
+                        .with_node_id(BrokerId(*id))
+                        .with_host(s(h))
+                        .with_port(*p)
+                })
                 .collect();
             let m = MetadataResponse::default()
                 .with_brokers(brokers)
@@ -68,21 +74,37 @@ fn sample(api: ApiKey, version: i16) -> Bytes {
             encode(&m, version)
         }
         ApiKey::FindCoordinator if version < 4 => {
-            let m = FindCoordinatorResponse::default().with_node_id(BrokerId(2)).with_host(s("kafka-2.internal")).with_port(9094);
+            let m = FindCoordinatorResponse::default()
+                .with_node_id(BrokerId(2))
+                .with_host(s("kafka-2.internal"))
+                .with_port(9094);
             encode(&m.with_unknown_tagged_fields(unknown_tag(flexible)), version)
         }
         ApiKey::FindCoordinator => {
             let coordinators = vec![
-                Coordinator::default().with_key(s("group-a")).with_node_id(BrokerId(1)).with_host(s("10.0.0.1")).with_port(9093),
+                Coordinator::default()
+                    .with_key(s("group-a"))
+                    .with_node_id(BrokerId(1))
+                    .with_host(s("10.0.0.1"))
+                    .with_port(9093),
                 // A failed lookup: no node, no address. Must stay that way.
-                Coordinator::default().with_key(s("group-b")).with_node_id(BrokerId(-1)).with_port(-1).with_error_code(15),
+                Coordinator::default()
+                    .with_key(s("group-b"))
+                    .with_node_id(BrokerId(-1))
+                    .with_port(-1)
+                    .with_error_code(15),
             ];
             encode(&FindCoordinatorResponse::default().with_coordinators(coordinators), version)
         }
         ApiKey::DescribeCluster => {
             let brokers = UPSTREAM
                 .iter()
-                .map(|(id, h, p)| DescribeClusterBroker::default().with_broker_id(BrokerId(*id)).with_host(s(h)).with_port(*p))
+                .map(|(id, h, p)| {
+                    DescribeClusterBroker::default()
+                        .with_broker_id(BrokerId(*id))
+                        .with_host(s(h))
+                        .with_port(*p)
+                })
                 .collect();
             let m = DescribeClusterResponse::default().with_cluster_id(s("c1")).with_brokers(brokers);
             encode(&m, version)
@@ -96,11 +118,17 @@ fn sample(api: ApiKey, version: i16) -> Bytes {
             encode(&FetchResponse::default().with_node_endpoints(vec![e]), version)
         }
         ApiKey::ShareFetch => {
-            let e = ShareFetchEndpoint::default().with_node_id(BrokerId(1)).with_host(s("10.0.0.1")).with_port(9093);
+            let e = ShareFetchEndpoint::default()
+                .with_node_id(BrokerId(1))
+                .with_host(s("10.0.0.1"))
+                .with_port(9093);
             encode(&ShareFetchResponse::default().with_node_endpoints(vec![e]), version)
         }
         ApiKey::ShareAcknowledge => {
-            let e = ShareAckEndpoint::default().with_node_id(BrokerId(1)).with_host(s("10.0.0.1")).with_port(9093);
+            let e = ShareAckEndpoint::default()
+                .with_node_id(BrokerId(1))
+                .with_host(s("10.0.0.1"))
+                .with_port(9093);
             encode(&ShareAcknowledgeResponse::default().with_node_endpoints(vec![e]), version)
         }
         other => panic!("no sample for {other:?}"),
@@ -111,7 +139,9 @@ fn sample(api: ApiKey, version: i16) -> Bytes {
 fn rewritten_versions() -> Vec<(ApiKey, i16)> {
     ApiKey::iter()
         .filter_map(|api| match policy(api) {
-            Policy::Rewrite { from_version, decodable } => Some((api, from_version.max(decodable.min)..=decodable.max)),
+            Policy::Rewrite { from_version, decodable } => {
+                Some((api, from_version.max(decodable.min)..=decodable.max))
+            }
             _ => None,
         })
         .flat_map(|(api, versions)| versions.map(move |v| (api, v)))
@@ -180,8 +210,10 @@ fn every_version_rewrites_exactly() {
     assert!(cases.len() > 30, "expected every version of seven APIs, got {}", cases.len());
     for (api, version) in cases {
         let original = sample(api, version);
-        let out = rewrite_response(api, version, &original, &adv).unwrap_or_else(|e| panic!("{api:?} v{version}: {e}"));
-        let body = out.body.unwrap_or_else(|| panic!("{api:?} v{version}: named brokers but was not rewritten"));
+        let out = rewrite_response(api, version, &original, &adv)
+            .unwrap_or_else(|e| panic!("{api:?} v{version}: {e}"));
+        let body =
+            out.body.unwrap_or_else(|| panic!("{api:?} v{version}: named brokers but was not rewritten"));
         for (_, host, _) in UPSTREAM {
             assert!(!contains(&body, host.as_bytes()), "{api:?} v{version}: upstream host {host} leaked");
         }
@@ -239,7 +271,10 @@ fn truncated_or_trailing_bytes_are_errors() {
 #[test]
 fn controller_endpoints_are_renamed_but_not_learned() {
     let adv = Advertise::new("acme", "kaas.localhost", 9092);
-    let b = DescribeClusterBroker::default().with_broker_id(BrokerId(9)).with_host(s("controller-9")).with_port(9090);
+    let b = DescribeClusterBroker::default()
+        .with_broker_id(BrokerId(9))
+        .with_host(s("controller-9"))
+        .with_port(9090);
     let m = DescribeClusterResponse::default().with_endpoint_type(2).with_brokers(vec![b]);
     let out = rewrite_response(ApiKey::DescribeCluster, 2, &encode(&m, 2), &adv).expect("rewrites");
     assert!(out.learned.is_empty());

@@ -18,7 +18,7 @@ use crate::config::Settings;
 use crate::kafka::rewrite::Advertise;
 use crate::router::{RouteTable, Target};
 use crate::session::{self, SessionContext};
-use crate::tls::{self, HelloError, TlsFront};
+use crate::tls::{self, HelloError, Refusal, TlsFront};
 use crate::upstream::Connector;
 
 /// Time a client has to complete its ClientHello and handshake.
@@ -143,7 +143,7 @@ async fn handle(tcp: TcpStream, peer: SocketAddr, shared: &Shared) {
         Ok(route) => route,
         Err(e) => {
             warn!(%peer, sni = sni.as_deref().unwrap_or("-"), error = %e, "TLS refused: unrecognized_name");
-            return tls::refuse_unrecognized_name(start).await;
+            return tls::refuse(start, Refusal::UnrecognizedName).await;
         }
     };
     let sni = sni.unwrap_or_default();
@@ -151,9 +151,13 @@ async fn handle(tcp: TcpStream, peer: SocketAddr, shared: &Shared) {
         Target::Bootstrap => None,
         Target::Broker(id) => match shared.connector.resolve_broker(&tenant, id).await {
             Ok(addr) => Some(addr),
-            Err(e) => {
+            Err(e) if !e.retryable() => {
                 warn!(%peer, %sni, tenant = %tenant.name, error = %e, "TLS refused: unrecognized_name");
-                return tls::refuse_unrecognized_name(start).await;
+                return tls::refuse(start, Refusal::UnrecognizedName).await;
+            }
+            Err(e) => {
+                warn!(%peer, %sni, tenant = %tenant.name, error = %e, "TLS refused: tenant cluster unavailable");
+                return tls::refuse(start, Refusal::Unavailable).await;
             }
         },
     };

@@ -103,3 +103,33 @@ async fn broker_name_before_any_metadata_is_resolved_by_the_proxy() {
     assert_eq!(md.brokers.first().map(|b| b.node_id.0), Some(111));
     assert!(kaas_e2e::proxy::logs().contains("unknown node id; refreshing metadata"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bootstrap_falls_over_to_the_next_server() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let certs = Certs::generate(dir.path(), DOMAIN, &["acme"]).expect("certs");
+    let tansu = Tansu::start("acme-cluster").expect("tansu");
+    // Nothing listens on the first server (a port that was free a moment ago).
+    let dead = format!("127.0.0.1:{}", kaas_e2e::free_port());
+    let proxy = ProxyHandle::start(&certs, &[("acme", vec![dead.clone(), tansu.addr()])]).expect("proxy");
+    for correlation in 0..2 {
+        let mut conn =
+            raw::connect(proxy.port, Some(&format!("acme.{DOMAIN}")), &certs.ca).await.expect("tls");
+        let (_, md) =
+            raw::call(&mut conn, correlation, 9, &MetadataRequest::default()).await.expect("metadata");
+        assert_eq!(md.brokers.len(), 1);
+    }
+    assert!(kaas_e2e::proxy::logs().contains(&format!("cannot connect to {dead}")), "failover logged");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_name_of_an_unreachable_cluster_is_refused_as_unavailable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let certs = Certs::generate(dir.path(), DOMAIN, &["acme"]).expect("certs");
+    let dead = format!("127.0.0.1:{}", kaas_e2e::free_port());
+    let proxy = ProxyHandle::start(&certs, &[("acme", vec![dead])]).expect("proxy");
+    let err =
+        raw::connect(proxy.port, Some(&format!("b1.acme.{DOMAIN}")), &certs.ca).await.expect_err("refused");
+    assert_eq!(raw::alert_of(&err), Some(rustls::AlertDescription::InternalError), "{err}");
+    assert!(kaas_e2e::proxy::logs().contains("tenant cluster unavailable"));
+}

@@ -26,8 +26,25 @@ pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// A fatal `unrecognized_name` alert record (TLS 1.2 framing, as sent before any ServerHello).
-const UNRECOGNIZED_NAME_ALERT: [u8; 7] = [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x70];
+/// Why a handshake is ended before the ServerHello; the TLS alert the client receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The name routes nowhere: no SNI, unknown tenant, unknown broker id.
+    UnrecognizedName,
+    /// The name is fine but the tenant's cluster cannot be asked right now; clients retry.
+    Unavailable,
+}
+
+impl Refusal {
+    /// A fatal alert record (TLS 1.2 framing, as sent before any ServerHello).
+    fn alert(self) -> [u8; 7] {
+        let description = match self {
+            Refusal::UnrecognizedName => 112,
+            Refusal::Unavailable => 80, // internal_error
+        };
+        [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, description]
+    }
+}
 
 /// What arrived instead of a usable ClientHello.
 #[derive(Debug, thiserror::Error)]
@@ -97,10 +114,10 @@ pub async fn read_client_hello(tcp: TcpStream) -> Result<StartHandshake<TcpStrea
     LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp).await.map_err(HelloError::Invalid)
 }
 
-/// Ends a handshake that names no route with the `unrecognized_name` alert.
-pub async fn refuse_unrecognized_name(start: StartHandshake<TcpStream>) {
+/// Ends a handshake with the alert for `why`.
+pub async fn refuse(start: StartHandshake<TcpStream>, why: Refusal) {
     let StartHandshake { mut io, .. } = start;
-    let _ = io.write_all(&UNRECOGNIZED_NAME_ALERT).await;
+    let _ = io.write_all(&why.alert()).await;
     let _ = io.shutdown().await;
 }
 

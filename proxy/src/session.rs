@@ -10,7 +10,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::kafka::codec::{i32_at, reserve_for_next, shrink_if_idle, split_frame, FrameError};
+use crate::kafka::codec::{i32_at, reserve_for_next, shrink_if_idle, split_frame, Frame, FrameError};
 use crate::kafka::inflight::{Answer, InflightError, InflightQueue};
 use crate::kafka::rewrite::Advertise;
 use crate::kafka::{inspect_request, process_response, RequestError, ResponseError};
@@ -35,8 +35,8 @@ pub enum SessionError {
     Response(#[from] ResponseError),
     #[error("upstream response: {0}")]
     Inflight(#[from] InflightError),
-    #[error("upstream response too short for a correlation id")]
-    UpstreamTruncated,
+    #[error("upstream closed mid-frame or sent a frame too short for a correlation id ({0} bytes)")]
+    UpstreamTruncated(usize),
 }
 
 /// What a session needs besides its two streams.
@@ -57,90 +57,115 @@ where
     let (client_r, client_w) = tokio::io::split(client);
     let (upstream_r, upstream_w) = tokio::io::split(upstream);
     let inflight = InflightQueue::default();
+    let max = ctx.max_frame_bytes;
     tokio::select! {
-        r = requests(client_r, upstream_w, &inflight, ctx) => r,
-        r = responses(upstream_r, client_w, &inflight, ctx) => r,
+        r = pump(Source::Client, client_r, upstream_w, max, |f| on_request(f, &inflight)) => r,
+        r = pump(Source::Upstream, upstream_r, client_w, max, |f| on_response(f, &inflight, ctx)) => r,
     }
 }
 
-async fn requests<R, W>(
-    mut client: R,
-    mut upstream: W,
-    inflight: &InflightQueue,
-    ctx: &SessionContext,
+/// Which peer a pump reads from; decides how its errors are named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    Client,
+    Upstream,
+}
+
+impl Source {
+    fn frame_error(self, e: FrameError) -> SessionError {
+        match self {
+            Source::Client => SessionError::ClientFrame(e),
+            Source::Upstream => SessionError::UpstreamFrame(e),
+        }
+    }
+    fn read_error(self, e: std::io::Error) -> SessionError {
+        match self {
+            Source::Client => SessionError::ClientIo(e),
+            Source::Upstream => SessionError::UpstreamIo(e),
+        }
+    }
+    fn write_error(self, e: std::io::Error) -> SessionError {
+        match self {
+            Source::Client => SessionError::UpstreamIo(e),
+            Source::Upstream => SessionError::ClientIo(e),
+        }
+    }
+    fn truncated(self, n: usize) -> SessionError {
+        match self {
+            Source::Client => SessionError::ClientTruncated(n),
+            Source::Upstream => SessionError::UpstreamTruncated(n),
+        }
+    }
+}
+
+/// Moves frames from `from` to `to`, passing each through `on_frame` (which returns the bytes to send, or
+/// `None` to drop the frame). Ends when `from` closes, after shutting down `to`'s write side.
+async fn pump<R, W>(
+    side: Source,
+    mut from: R,
+    mut to: W,
+    max: u32,
+    mut on_frame: impl FnMut(Frame) -> Result<Option<Bytes>, SessionError>,
 ) -> Result<(), SessionError>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let max = ctx.max_frame_bytes;
     let mut buf = BytesMut::new();
     let mut out: Vec<Bytes> = Vec::new();
     loop {
-        reserve_for_next(&mut buf, max).map_err(SessionError::ClientFrame)?;
-        let read = match client.read_buf(&mut buf).await {
+        reserve_for_next(&mut buf, max).map_err(|e| side.frame_error(e))?;
+        let read = match from.read_buf(&mut buf).await {
             // Most Kafka clients close without TLS close_notify, or reset: an ordinary end, not an error.
-            Err(e) if is_abrupt_close(&e) => 0,
-            r => r.map_err(SessionError::ClientIo)?,
+            Err(e) if side == Source::Client && is_abrupt_close(&e) => 0,
+            r => r.map_err(|e| side.read_error(e))?,
         };
         if read == 0 {
-            let _ = upstream.shutdown().await;
+            let _ = to.shutdown().await;
             return match buf.len() {
                 0 => Ok(()),
-                n => Err(SessionError::ClientTruncated(n)),
+                n => Err(side.truncated(n)),
             };
         }
-        while let Some(frame) = split_frame(&mut buf, max).map_err(SessionError::ClientFrame)? {
-            let seen = inspect_request(&frame)?;
-            if seen.expects_response {
-                inflight.push(seen.inflight);
-            } else {
-                inflight.push_unanswered(seen.inflight.correlation_id);
-            }
-            out.push(frame.0);
+        while let Some(frame) = split_frame(&mut buf, max).map_err(|e| side.frame_error(e))? {
+            out.extend(on_frame(frame)?);
         }
-        write_frames(&mut upstream, &mut out).await.map_err(SessionError::UpstreamIo)?;
+        write_frames(&mut to, &mut out).await.map_err(|e| side.write_error(e))?;
         shrink_if_idle(&mut buf);
     }
 }
 
-async fn responses<R, W>(
-    mut upstream: R,
-    mut client: W,
+/// Client → upstream: read the header, remember what the response will need, forward the frame as it came.
+fn on_request(frame: Frame, inflight: &InflightQueue) -> Result<Option<Bytes>, SessionError> {
+    let seen = inspect_request(&frame)?;
+    if seen.expects_response {
+        inflight.push(seen.inflight);
+    } else {
+        inflight.push_unanswered(seen.inflight.correlation_id);
+    }
+    Ok(Some(frame.0))
+}
+
+/// Upstream → client: match the response to its request and rewrite it if it names brokers.
+fn on_response(
+    frame: Frame,
     inflight: &InflightQueue,
     ctx: &SessionContext,
-) -> Result<(), SessionError>
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
-    let max = ctx.max_frame_bytes;
-    let mut buf = BytesMut::new();
-    let mut out: Vec<Bytes> = Vec::new();
-    loop {
-        reserve_for_next(&mut buf, max).map_err(SessionError::UpstreamFrame)?;
-        if upstream.read_buf(&mut buf).await.map_err(SessionError::UpstreamIo)? == 0 {
-            let _ = client.shutdown().await;
-            return Ok(());
+) -> Result<Option<Bytes>, SessionError> {
+    let correlation_id =
+        i32_at(frame.body(), 0).ok_or(SessionError::UpstreamTruncated(frame.body().len()))?;
+    let request = match inflight.pop(correlation_id)? {
+        Answer::Request(r) => r,
+        Answer::Unsolicited => {
+            tracing::trace!(peer = %ctx.peer, correlation_id, "dropped a broker's answer to acks=0");
+            return Ok(None);
         }
-        while let Some(frame) = split_frame(&mut buf, max).map_err(SessionError::UpstreamFrame)? {
-            let correlation_id = i32_at(frame.body(), 0).ok_or(SessionError::UpstreamTruncated)?;
-            let request = match inflight.pop(correlation_id)? {
-                Answer::Request(r) => r,
-                Answer::Unsolicited => {
-                    tracing::trace!(peer = %ctx.peer, correlation_id, "dropped a broker's answer to acks=0");
-                    continue;
-                }
-            };
-            let processed = process_response(frame, &request, &ctx.advertise)?;
-            if !processed.learned.is_empty() {
-                ctx.tenant.learn(processed.learned);
-            }
-            out.push(processed.frame.0);
-        }
-        write_frames(&mut client, &mut out).await.map_err(SessionError::ClientIo)?;
-        shrink_if_idle(&mut buf);
+    };
+    let processed = process_response(frame, &request, &ctx.advertise)?;
+    if !processed.learned.is_empty() {
+        ctx.tenant.learn(processed.learned);
     }
+    Ok(Some(processed.frame.0))
 }
 
 fn is_abrupt_close(e: &std::io::Error) -> bool {

@@ -42,3 +42,27 @@ pub fn wait_for_port(port: u16, within: Duration) -> anyhow::Result<()> {
     }
     anyhow::bail!("nothing listens on port {port} after {within:?}")
 }
+
+/// The common arrangement: one tenant `acme` whose cluster is one real Tansu broker, behind a proxy.
+#[derive(Debug)]
+pub struct SingleTenant {
+    pub certs: certs::Certs,
+    pub tansu: tansu::Tansu,
+    pub proxy: proxy::ProxyHandle,
+    _dir: tempfile::TempDir,
+}
+
+impl SingleTenant {
+    pub fn start() -> anyhow::Result<SingleTenant> {
+        let dir = tempfile::tempdir()?;
+        let certs = certs::Certs::generate(dir.path(), DOMAIN, &["acme"])?;
+        let tansu = tansu::Tansu::start("acme-cluster")?;
+        let proxy = proxy::ProxyHandle::start(&certs, &[("acme", vec![tansu.addr()])])?;
+        Ok(SingleTenant { certs, tansu, proxy, _dir: dir })
+    }
+
+    /// `acme.kaas.localhost:<proxy port>`.
+    pub fn bootstrap(&self) -> String {
+        self.proxy.bootstrap("acme")
+    }
+}

@@ -5,31 +5,17 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use kaas_e2e::certs::Certs;
-use kaas_e2e::proxy::ProxyHandle;
-use kaas_e2e::tansu::Tansu;
-use kaas_e2e::DOMAIN;
+use kaas_e2e::{SingleTenant, DOMAIN};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
-struct Setup {
-    _dir: tempfile::TempDir,
-    certs: Certs,
-    _tansu: Tansu,
-    proxy: ProxyHandle,
-}
-
-fn setup() -> Setup {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let certs = Certs::generate(dir.path(), DOMAIN, &["acme"]).expect("certs");
-    let tansu = Tansu::start("acme-cluster").expect("tansu");
-    let proxy = ProxyHandle::start(&certs, &[("acme", vec![tansu.addr()])]).expect("proxy");
-    Setup { _dir: dir, certs, _tansu: tansu, proxy }
+fn setup() -> SingleTenant {
+    SingleTenant::start().expect("tansu and proxy")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metadata_names_only_proxy_hosts() {
     let s = setup();
-    let config = client_config(&s.proxy.bootstrap("acme"), &s.certs.ca);
+    let config = client_config(&s.bootstrap(), &s.certs.ca);
     create_topic(&config, "names", 3).await.expect("create topic");
     let consumer: BaseConsumer = config.create().expect("client");
     let md = consumer.fetch_metadata(None, Duration::from_secs(20)).expect("metadata");
@@ -44,7 +30,7 @@ async fn metadata_names_only_proxy_hosts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_records_acks_all_round_trip() {
     let s = setup();
-    let config = client_config(&s.proxy.bootstrap("acme"), &s.certs.ca);
+    let config = client_config(&s.bootstrap(), &s.certs.ca);
     create_topic(&config, "orders", 4).await.expect("create topic");
     let reports = produce(&config, "orders", "all", 10_000, "all").await.expect("produce");
     assert!(reports.iter().all(|(_, offset)| *offset >= 0));
@@ -55,7 +41,7 @@ async fn ten_thousand_records_acks_all_round_trip() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_records_acks_0_round_trip() {
     let s = setup();
-    let config = client_config(&s.proxy.bootstrap("acme"), &s.certs.ca);
+    let config = client_config(&s.bootstrap(), &s.certs.ca);
     create_topic(&config, "fire", 2).await.expect("create topic");
     produce(&config, "fire", "zero", 10_000, "0").await.expect("produce");
     let seen = consume(&config, "fire", "g-zero", 10_000, Duration::from_secs(120)).expect("consume");
@@ -65,7 +51,7 @@ async fn ten_thousand_records_acks_0_round_trip() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn second_group_member_resumes_after_commit() {
     let s = setup();
-    let config = client_config(&s.proxy.bootstrap("acme"), &s.certs.ca);
+    let config = client_config(&s.bootstrap(), &s.certs.ca);
     create_topic(&config, "resume", 1).await.expect("create topic");
     produce(&config, "resume", "first", 300, "all").await.expect("produce first");
     let first = consume(&config, "resume", "g-resume", 300, Duration::from_secs(60)).expect("first consumer");

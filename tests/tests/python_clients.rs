@@ -1,25 +1,13 @@
 //! Python clients through kaas-proxy to a real Tansu: confluent-kafka (librdkafka) and pure-Python kafka-python.
 
-use kaas_e2e::certs::Certs;
-use kaas_e2e::proxy::ProxyHandle;
 use kaas_e2e::python::run_client;
-use kaas_e2e::tansu::Tansu;
-use kaas_e2e::DOMAIN;
+use kaas_e2e::{SingleTenant, DOMAIN};
 use serde_json::Value;
 
-struct Setup {
-    _dir: tempfile::TempDir,
-    ca: String,
-    _tansu: Tansu,
-    proxy: ProxyHandle,
-}
-
-fn setup() -> Setup {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let certs = Certs::generate(dir.path(), DOMAIN, &["acme"]).expect("certs");
-    let tansu = Tansu::start("acme-cluster").expect("tansu");
-    let proxy = ProxyHandle::start(&certs, &[("acme", vec![tansu.addr()])]).expect("proxy");
-    Setup { _dir: dir, ca: certs.ca.to_string_lossy().into_owned(), _tansu: tansu, proxy }
+fn setup() -> (SingleTenant, String) {
+    let s = SingleTenant::start().expect("tansu and proxy");
+    let ca = s.certs.ca.to_string_lossy().into_owned();
+    (s, ca)
 }
 
 /// Every produced record consumed once with identical key and value, offsets increasing per partition.
@@ -52,8 +40,8 @@ fn assert_round_trip(out: &Value, count: usize) {
 }
 
 fn roundtrip(client: &str, acks: &str) {
-    let s = setup();
-    let bootstrap = s.proxy.bootstrap("acme");
+    let (s, ca) = setup();
+    let bootstrap = s.bootstrap();
     let topic = format!("py-{client}-{acks}");
     let out = run_client(&[
         "roundtrip",
@@ -62,7 +50,7 @@ fn roundtrip(client: &str, acks: &str) {
         "--bootstrap",
         &bootstrap,
         "--ca",
-        &s.ca,
+        &ca,
         "--topic",
         &topic,
         "--group",
@@ -78,17 +66,9 @@ fn roundtrip(client: &str, acks: &str) {
 
 #[test]
 fn confluent_kafka_metadata_shows_only_proxy_names() {
-    let s = setup();
-    let out = run_client(&[
-        "metadata",
-        "--client",
-        "confluent",
-        "--bootstrap",
-        &s.proxy.bootstrap("acme"),
-        "--ca",
-        &s.ca,
-    ])
-    .expect("python client");
+    let (s, ca) = setup();
+    let out = run_client(&["metadata", "--client", "confluent", "--bootstrap", &s.bootstrap(), "--ca", &ca])
+        .expect("python client");
     let brokers = out["brokers"].as_array().expect("brokers");
     assert!(!brokers.is_empty());
     for b in brokers {

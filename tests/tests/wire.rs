@@ -5,7 +5,7 @@ use kaas_e2e::certs::Certs;
 use kaas_e2e::proxy::ProxyHandle;
 use kaas_e2e::raw;
 use kaas_e2e::tansu::Tansu;
-use kaas_e2e::DOMAIN;
+use kaas_e2e::{SingleTenant, DOMAIN};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, DescribeClusterRequest, FindCoordinatorRequest, MetadataRequest,
 };
@@ -17,10 +17,7 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_upstream_address_in_any_response_byte() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let certs = Certs::generate(dir.path(), DOMAIN, &["acme"]).expect("certs");
-    let tansu = Tansu::start("acme-cluster").expect("tansu");
-    let proxy = ProxyHandle::start(&certs, &[("acme", vec![tansu.addr()])]).expect("proxy");
+    let SingleTenant { certs, tansu, proxy, .. } = &SingleTenant::start().expect("tansu and proxy");
     let upstream_port = tansu.port.to_string();
 
     let mut conn = raw::connect(proxy.port, Some(&format!("acme.{DOMAIN}")), &certs.ca).await.expect("tls");
@@ -91,10 +88,7 @@ async fn no_upstream_address_in_any_response_byte() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_name_before_any_metadata_is_resolved_by_the_proxy() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let certs = Certs::generate(dir.path(), DOMAIN, &["acme"]).expect("certs");
-    let tansu = Tansu::start("acme-cluster").expect("tansu");
-    let proxy = ProxyHandle::start(&certs, &[("acme", vec![tansu.addr()])]).expect("proxy");
+    let SingleTenant { certs, proxy, .. } = &SingleTenant::start().expect("tansu and proxy");
     // Fresh proxy: the broker table is empty, so it must ask the cluster itself.
     let mut conn =
         raw::connect(proxy.port, Some(&format!("b111.acme.{DOMAIN}")), &certs.ca).await.expect("tls");

@@ -1,0 +1,9 @@
+//! kaas-controller: a `KafkaTenant` becomes a sized tenant — a Cluster API cluster (or a namespace) and a Flux
+//! `HelmRelease` of the `charts/kaas` chart — committed to the GitOps repository; its route is published to
+//! the proxy once ready.
+//!
+//! [`crd`] (the resource) → [`sizing`] (pure) → [`render`] (pure manifests).
+
+pub mod crd;
+pub mod render;
+pub mod sizing;

@@ -1,0 +1,300 @@
+//! Rendering: a `KafkaTenant` and its sizing → the manifests committed to the GitOps repository. Pure: no I/O.
+//!
+//! `isolation: cluster` renders explicit Cluster API v1beta2 objects for AWS (Cluster, AWSCluster,
+//! KubeadmControlPlane, AWSMachineTemplates, MachineDeployments, KubeadmConfigTemplate) rather than a
+//! ClusterClass topology: every tenant's broker pool is sized differently, and explicit objects make each
+//! tenant's Git diff say exactly what changes. Root volumes are encrypted; Kafka's data volumes are PVCs of the
+//! chart's encrypted storage class. Then a Flux `HelmRelease` of `charts/kaas` that deploys into the new
+//! cluster through `<tenant>-kubeconfig`. `isolation: namespace` renders only the HelmRelease, into a tenant
+//! namespace on the shared cluster.
+
+use serde_json::{json, Value};
+
+use crate::crd::{AclResource, Isolation, KafkaTenant, PatternType, SpecError};
+use crate::sizing::{self, Demand, Sizing, SizingError, SYSTEM_INSTANCE, SYSTEM_NODES};
+
+/// Platform-wide settings the rendering needs besides the tenant.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Platform {
+    pub kubernetes_version: String,
+    pub control_plane_instance: String,
+    /// Flux source holding `charts/kaas` (a GitRepository in `flux-system`).
+    pub chart_source: String,
+    pub chart_path: String,
+    pub storage_class: String,
+}
+
+impl Default for Platform {
+    fn default() -> Self {
+        Platform {
+            kubernetes_version: "v1.33.4".into(),
+            control_plane_instance: "m7g.large".into(),
+            chart_source: "kaas".into(),
+            chart_path: "./charts/kaas".into(),
+            storage_class: "kaas-encrypted-gp3".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RenderError {
+    #[error("invalid tenant: {}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
+    Invalid(Vec<SpecError>),
+    #[error("the tenant has no metadata.name")]
+    NoName,
+    #[error("sizing: {0}")]
+    Sizing(#[from] SizingError),
+}
+
+/// The management-cluster namespace holding a tenant's objects.
+pub fn namespace(tenant: &str) -> String {
+    format!("kaas-{tenant}")
+}
+
+pub fn demand(t: &KafkaTenant) -> Demand {
+    Demand {
+        ingress_mbps: t.spec.throughput.ingress_mbps,
+        egress_mbps: t.spec.throughput.egress_mbps,
+        retention_hours: t.spec.retention_hours,
+        replication_factor: t.spec.replication_factor,
+        partitions: t.spec.partitions,
+    }
+}
+
+/// Every manifest of the tenant, in apply order.
+pub fn render(t: &KafkaTenant, p: &Platform) -> Result<Vec<Value>, RenderError> {
+    let name = t.metadata.name.clone().ok_or(RenderError::NoName)?;
+    let mut errors = t.spec.validate();
+    if let Err(m) = kaas_route::check_dns_label(&name) {
+        errors.insert(0, SpecError { field: "(metadata.name)".into(), message: m });
+    }
+    if !errors.is_empty() {
+        return Err(RenderError::Invalid(errors));
+    }
+    let sizing = sizing::size(&demand(t))?;
+    let ns = namespace(&name);
+    let mut out = Vec::new();
+    if t.spec.isolation == Isolation::Cluster {
+        out.extend(cluster_objects(&name, &ns, &t.spec.region, &sizing, p));
+    }
+    out.push(helm_release(t, &name, &ns, &sizing, p));
+    Ok(out)
+}
+
+fn labels(tenant: &str) -> Value {
+    json!({ "app.kubernetes.io/managed-by": "kaas-controller", "kaas.dev/tenant": tenant })
+}
+
+fn meta(name: &str, ns: &str, tenant: &str) -> Value {
+    json!({ "name": name, "namespace": ns, "labels": labels(tenant) })
+}
+
+fn machine_template(name: &str, ns: &str, tenant: &str, instance: &str, profile: &str) -> Value {
+    json!({
+        "apiVersion": "infrastructure.cluster.x-k8s.io/v1beta2",
+        "kind": "AWSMachineTemplate",
+        "metadata": meta(name, ns, tenant),
+        "spec": { "template": { "spec": {
+            "instanceType": instance,
+            "iamInstanceProfile": profile,
+            "rootVolume": { "size": 64, "type": "gp3", "encrypted": true },
+        }}}
+    })
+}
+
+fn machine_deployment(name: &str, ns: &str, tenant: &str, replicas: u32, version: &str, role: &str) -> Value {
+    json!({
+        "apiVersion": "cluster.x-k8s.io/v1beta2",
+        "kind": "MachineDeployment",
+        "metadata": meta(name, ns, tenant),
+        "spec": {
+            "clusterName": tenant,
+            "replicas": replicas,
+            "selector": { "matchLabels": { "kaas.dev/pool": name } },
+            "template": {
+                "metadata": { "labels": { "kaas.dev/pool": name, "kaas.dev/role": role } },
+                "spec": {
+                    "clusterName": tenant,
+                    "version": version,
+                    "bootstrap": { "configRef": {
+                        "apiGroup": "bootstrap.cluster.x-k8s.io", "kind": "KubeadmConfigTemplate", "name": format!("{tenant}-workers"),
+                    }},
+                    "infrastructureRef": {
+                        "apiGroup": "infrastructure.cluster.x-k8s.io", "kind": "AWSMachineTemplate", "name": name,
+                    },
+                }
+            }
+        }
+    })
+}
+
+fn cluster_objects(tenant: &str, ns: &str, region: &str, s: &Sizing, p: &Platform) -> Vec<Value> {
+    let cp = format!("{tenant}-control-plane");
+    let external_cloud = json!([{ "name": "cloud-provider", "value": "external" }]);
+    let node_registration =
+        json!({ "name": "{{ ds.meta_data.local_hostname }}", "kubeletExtraArgs": external_cloud });
+    vec![
+        json!({
+            "apiVersion": "cluster.x-k8s.io/v1beta2",
+            "kind": "Cluster",
+            "metadata": meta(tenant, ns, tenant),
+            "spec": {
+                "clusterNetwork": { "pods": { "cidrBlocks": ["192.168.0.0/16"] } },
+                "controlPlaneRef": { "apiGroup": "controlplane.cluster.x-k8s.io", "kind": "KubeadmControlPlane", "name": cp },
+                "infrastructureRef": { "apiGroup": "infrastructure.cluster.x-k8s.io", "kind": "AWSCluster", "name": tenant },
+            }
+        }),
+        json!({
+            "apiVersion": "infrastructure.cluster.x-k8s.io/v1beta2",
+            "kind": "AWSCluster",
+            "metadata": meta(tenant, ns, tenant),
+            "spec": { "region": region },
+        }),
+        json!({
+            "apiVersion": "controlplane.cluster.x-k8s.io/v1beta2",
+            "kind": "KubeadmControlPlane",
+            "metadata": meta(&cp, ns, tenant),
+            "spec": {
+                "replicas": 3,
+                "version": p.kubernetes_version,
+                "machineTemplate": { "spec": { "infrastructureRef": {
+                    "apiGroup": "infrastructure.cluster.x-k8s.io", "kind": "AWSMachineTemplate", "name": cp,
+                }}},
+                "kubeadmConfigSpec": {
+                    "initConfiguration": { "nodeRegistration": node_registration },
+                    "joinConfiguration": { "nodeRegistration": node_registration },
+                },
+            }
+        }),
+        machine_template(
+            &cp,
+            ns,
+            tenant,
+            &p.control_plane_instance,
+            "control-plane.cluster-api-provider-aws.sigs.k8s.io",
+        ),
+        machine_template(
+            &format!("{tenant}-brokers"),
+            ns,
+            tenant,
+            &s.instance_type,
+            "nodes.cluster-api-provider-aws.sigs.k8s.io",
+        ),
+        machine_template(
+            &format!("{tenant}-system"),
+            ns,
+            tenant,
+            SYSTEM_INSTANCE,
+            "nodes.cluster-api-provider-aws.sigs.k8s.io",
+        ),
+        json!({
+            "apiVersion": "bootstrap.cluster.x-k8s.io/v1beta2",
+            "kind": "KubeadmConfigTemplate",
+            "metadata": meta(&format!("{tenant}-workers"), ns, tenant),
+            "spec": { "template": { "spec": { "joinConfiguration": { "nodeRegistration": node_registration } } } },
+        }),
+        machine_deployment(
+            &format!("{tenant}-brokers"),
+            ns,
+            tenant,
+            s.brokers,
+            &p.kubernetes_version,
+            "kafka-broker",
+        ),
+        machine_deployment(
+            &format!("{tenant}-system"),
+            ns,
+            tenant,
+            SYSTEM_NODES,
+            &p.kubernetes_version,
+            "system",
+        ),
+    ]
+}
+
+/// The chart values: the one contract between the controller and `charts/kaas`.
+pub fn chart_values(t: &KafkaTenant, tenant: &str, s: &Sizing, p: &Platform) -> Value {
+    let users: Vec<Value> = t
+        .spec
+        .users
+        .iter()
+        .map(|u| {
+            let acls: Vec<Value> = u
+                .acls
+                .iter()
+                .map(|a| {
+                    let resource = match a.resource {
+                        AclResource::Topic => {
+                            json!({ "type": "topic", "name": a.name, "patternType": pattern(a.pattern_type) })
+                        }
+                        AclResource::Group => {
+                            json!({ "type": "group", "name": a.name, "patternType": pattern(a.pattern_type) })
+                        }
+                        AclResource::Cluster => json!({ "type": "cluster" }),
+                    };
+                    json!({ "resource": resource, "operations": a.operations })
+                })
+                .collect();
+            json!({ "name": u.name, "acls": acls })
+        })
+        .collect();
+    json!({
+        "tenant": tenant,
+        "kafka": {
+            "brokers": s.brokers,
+            "controllers": 3,
+            "storage": { "size": format!("{}Gi", s.storage_per_broker_gib), "class": p.storage_class },
+            "retentionHours": t.spec.retention_hours,
+            "replicationFactor": t.spec.replication_factor,
+            "minInsyncReplicas": (t.spec.replication_factor.max(2) - 1).max(1),
+            "partitions": s.partitions,
+            "instanceType": s.instance_type,
+        },
+        "users": users,
+    })
+}
+
+fn pattern(p: PatternType) -> &'static str {
+    match p {
+        PatternType::Literal => "literal",
+        PatternType::Prefix => "prefix",
+    }
+}
+
+fn helm_release(t: &KafkaTenant, tenant: &str, ns: &str, s: &Sizing, p: &Platform) -> Value {
+    let mut spec = json!({
+        "interval": "10m",
+        "releaseName": "kaas",
+        "targetNamespace": match t.spec.isolation { Isolation::Cluster => "kafka".to_owned(), Isolation::Namespace => format!("tenant-{tenant}") },
+        "install": { "createNamespace": true, "remediation": { "retries": 3 } },
+        "upgrade": { "remediation": { "retries": 3 } },
+        "chart": { "spec": {
+            "chart": p.chart_path,
+            "sourceRef": { "kind": "GitRepository", "name": p.chart_source, "namespace": "flux-system" },
+        }},
+        "values": chart_values(t, tenant, s, p),
+    });
+    if t.spec.isolation == Isolation::Cluster {
+        spec["kubeConfig"] =
+            json!({ "secretRef": { "name": format!("{tenant}-kubeconfig"), "key": "value" } });
+    }
+    json!({
+        "apiVersion": "helm.toolkit.fluxcd.io/v2",
+        "kind": "HelmRelease",
+        "metadata": meta(&format!("{tenant}-kafka"), ns, tenant),
+        "spec": spec,
+    })
+}
+
+/// Multi-document YAML, in order.
+pub fn to_yaml(objects: &[Value]) -> Result<String, serde_norway::Error> {
+    let mut out = String::new();
+    for o in objects {
+        out.push_str("---\n");
+        out.push_str(&serde_norway::to_string(o)?);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,164 @@
+//! Rendering tests: golden files for the example tenants, every rendered object validated against the real
+//! upstream CRD schemas in `../shared/crds/`, the generated KafkaTenant CRD compared with the committed one,
+//! and bad tenants refused with the field named. Regenerate goldens and the CRD with `UPDATE_GOLDEN=1`.
+
+use std::path::{Path, PathBuf};
+
+use kube::CustomResourceExt;
+use serde_json::Value;
+
+use super::*;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+}
+
+fn example(name: &str) -> KafkaTenant {
+    let text =
+        std::fs::read_to_string(repo().join(format!("controller/examples/{name}.yaml"))).expect("example");
+    serde_norway::from_str(&text).expect("example parses")
+}
+
+fn golden(path: &Path, actual: &str) {
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::create_dir_all(path.parent().expect("folder")).expect("mkdir");
+        std::fs::write(path, actual).expect("write golden");
+    }
+    let want = std::fs::read_to_string(path)
+        .unwrap_or_else(|_| panic!("{} missing (UPDATE_GOLDEN=1)", path.display()));
+    assert!(
+        want == actual,
+        "{} differs from the rendered output (UPDATE_GOLDEN=1 to accept)",
+        path.display()
+    );
+}
+
+#[test]
+fn examples_match_golden_files() {
+    for name in ["acme", "beta"] {
+        let objects = render(&example(name), &Platform::default()).expect("renders");
+        golden(&repo().join(format!("controller/testdata/{name}.yaml")), &to_yaml(&objects).expect("yaml"));
+    }
+}
+
+#[test]
+fn isolation_decides_the_objects() {
+    let kinds = |t: &KafkaTenant| -> Vec<String> {
+        render(t, &Platform::default())
+            .expect("renders")
+            .iter()
+            .map(|o| o["kind"].as_str().unwrap_or("").to_owned())
+            .collect()
+    };
+    let acme = kinds(&example("acme"));
+    assert_eq!(acme.first().map(String::as_str), Some("Cluster"));
+    assert_eq!(acme.last().map(String::as_str), Some("HelmRelease"));
+    assert_eq!(kinds(&example("beta")), ["HelmRelease"]);
+    let objects = render(&example("acme"), &Platform::default()).expect("renders");
+    let release = objects.last().expect("release");
+    assert_eq!(release["spec"]["kubeConfig"]["secretRef"]["name"], "acme-kubeconfig");
+    assert_eq!(release["spec"]["values"]["kafka"]["brokers"], 3);
+    for o in objects.iter().filter(|o| o["kind"] == "AWSMachineTemplate") {
+        assert_eq!(
+            o["spec"]["template"]["spec"]["rootVolume"]["encrypted"], true,
+            "{}",
+            o["metadata"]["name"]
+        );
+    }
+    let beta = render(&example("beta"), &Platform::default()).expect("renders");
+    assert!(beta[0]["spec"].get("kubeConfig").is_none());
+}
+
+/// The openAPIV3Schema of `apiVersion`/`kind` from the upstream CRDs.
+fn upstream_schema(crds: &[Value], api_version: &str, kind: &str) -> Option<Value> {
+    let (group, version) = api_version.split_once('/')?;
+    let crd = crds.iter().find(|c| c["spec"]["group"] == group && c["spec"]["names"]["kind"] == kind)?;
+    let v = crd["spec"]["versions"].as_array()?.iter().find(|v| v["name"] == version)?;
+    Some(v["schema"]["openAPIV3Schema"].clone())
+}
+
+fn load_crds() -> Vec<Value> {
+    let dir = repo().join("../shared/crds");
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())).flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            let text = std::fs::read_to_string(&path).expect("crd file");
+            for doc in serde_norway::Deserializer::from_str(&text) {
+                if let Ok(v) = Value::deserialize(doc) {
+                    if v["kind"] == "CustomResourceDefinition" {
+                        out.push(v);
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+use serde::Deserialize;
+
+#[test]
+fn rendered_objects_validate_against_upstream_crds() {
+    let crds = load_crds();
+    assert!(crds.len() >= 20, "upstream CRDs not found in ../shared/crds");
+    let mut checked = 0;
+    for name in ["acme", "beta"] {
+        for o in render(&example(name), &Platform::default()).expect("renders") {
+            let (api, kind) = (o["apiVersion"].as_str().unwrap_or(""), o["kind"].as_str().unwrap_or(""));
+            let schema = upstream_schema(&crds, api, kind)
+                .unwrap_or_else(|| panic!("no upstream CRD for {api} {kind}"));
+            let validator = jsonschema::validator_for(&schema).expect("schema compiles");
+            let errors: Vec<String> =
+                validator.iter_errors(&o).map(|e| format!("{}: {e}", e.instance_path())).collect();
+            assert!(errors.is_empty(), "{name}: {kind} {}:\n{}", o["metadata"]["name"], errors.join("\n"));
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 11);
+}
+
+#[test]
+fn generated_crd_matches_the_committed_file() {
+    let crd = serde_norway::to_string(&KafkaTenant::crd()).expect("crd yaml");
+    golden(&repo().join("charts/kaas-controller/crds/kafkatenant.yaml"), &crd);
+}
+
+#[test]
+fn bad_tenants_are_refused_naming_the_field() {
+    let mut t = example("acme");
+    t.spec.throughput.ingress_mbps = 0;
+    t.spec.users[1].name = "orders-service".into();
+    t.spec.region = "mars".into();
+    let Err(RenderError::Invalid(errors)) = render(&t, &Platform::default()) else {
+        panic!("accepted a bad tenant")
+    };
+    let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+    assert_eq!(fields, ["throughput.ingressMBps", "users[1].name", "region"]);
+    let mut unnamed = example("beta");
+    unnamed.metadata.name = Some("Beta_1".into());
+    assert!(matches!(render(&unnamed, &Platform::default()), Err(RenderError::Invalid(_))));
+    let unknown = "apiVersion: kaas.dev/v1alpha1\nkind: KafkaTenant\nmetadata: {name: x}\nspec:\n  throughput: {ingressMBps: 1, egressMBps: 1}\n  retentionHours: 1\n  retention: 5\n";
+    let err = serde_norway::from_str::<KafkaTenant>(unknown).expect_err("unknown field");
+    assert!(err.to_string().contains("retention"), "{err}");
+}
+
+#[test]
+fn the_schema_check_catches_broken_objects() {
+    let crds = load_crds();
+    let objects = render(&example("acme"), &Platform::default()).expect("renders");
+    let mut md = objects.iter().find(|o| o["kind"] == "MachineDeployment").expect("md").clone();
+    md["spec"]["replicas"] = Value::from("three");
+    let mut kcp = objects.iter().find(|o| o["kind"] == "KubeadmControlPlane").expect("kcp").clone();
+    kcp["spec"].as_object_mut().expect("spec").remove("version");
+    for broken in [md, kcp] {
+        let schema = upstream_schema(
+            &crds,
+            broken["apiVersion"].as_str().unwrap_or(""),
+            broken["kind"].as_str().unwrap_or(""),
+        )
+        .expect("schema");
+        let validator = jsonschema::validator_for(&schema).expect("schema compiles");
+        assert!(!validator.is_valid(&broken), "{} passed while broken", broken["kind"]);
+    }
+}

@@ -1,0 +1,225 @@
+//! Sizing: throughput, retention and replication factor → brokers, instance type, storage, nodes, partitions.
+//!
+//! A pure function following the published right-sizing rules for Kafka on AWS (the formulas, with a worked
+//! example, are in the README):
+//! - storage per broker = ingress × retention × RF ÷ brokers ÷ 0.7 (disks never past 70 % full), at most
+//!   16 TiB of EBS per broker (more brokers past that);
+//! - per broker, the write load ingress × RF ÷ brokers stays within the instance's baseline EBS throughput
+//!   (and a gp3 volume's), and the network load — in: ingress × RF ÷ brokers, out:
+//!   (ingress × (RF − 1) + egress) ÷ brokers, egress counting every consumer group's fan-out — within its
+//!   baseline network throughput, each at most 80 % used;
+//! - at least 3 brokers, at least RF, a multiple of the zone count (3);
+//! - partitions ≥ max(ingress ÷ p, egress ÷ c) with p, c the throughput one partition sustains for producers and
+//!   consumers, rounded up to a multiple of the brokers.
+//!
+//! Among the instance types that fit, the one with the fewest vCPUs in total wins (then fewer brokers).
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+pub const ZONES: u32 = 3;
+pub const DISK_FILL: f64 = 0.7;
+pub const HEADROOM: f64 = 0.8;
+pub const MAX_VOLUME_GIB: u64 = 16 * 1024;
+pub const GP3_MAX_MBPS: f64 = 1000.0;
+pub const PARTITION_PRODUCE_MBPS: f64 = 10.0;
+pub const PARTITION_CONSUME_MBPS: f64 = 20.0;
+pub const MAX_BROKERS: u32 = 90;
+/// KRaft controllers and platform add-ons run on their own small nodes, one per zone.
+pub const SYSTEM_NODES: u32 = ZONES;
+pub const SYSTEM_INSTANCE: &str = "m7g.large";
+
+/// An EC2 instance type with its baseline (sustained, not burst) throughputs in MB/s.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct InstanceType {
+    pub name: &'static str,
+    pub vcpus: u32,
+    pub memory_gib: u32,
+    pub network_mbps: f64,
+    pub ebs_mbps: f64,
+}
+
+/// Graviton general-purpose instances (AWS published baselines: network Gbit/s ÷ 8, EBS Mbit/s ÷ 8).
+pub const INSTANCE_TYPES: &[InstanceType] = &[
+    InstanceType { name: "m7g.large", vcpus: 2, memory_gib: 8, network_mbps: 117.0, ebs_mbps: 78.75 },
+    InstanceType { name: "m7g.xlarge", vcpus: 4, memory_gib: 16, network_mbps: 234.0, ebs_mbps: 156.25 },
+    InstanceType { name: "m7g.2xlarge", vcpus: 8, memory_gib: 32, network_mbps: 468.0, ebs_mbps: 312.5 },
+    InstanceType { name: "m7g.4xlarge", vcpus: 16, memory_gib: 64, network_mbps: 937.0, ebs_mbps: 625.0 },
+    InstanceType { name: "m7g.8xlarge", vcpus: 32, memory_gib: 128, network_mbps: 1875.0, ebs_mbps: 1250.0 },
+    InstanceType { name: "m7g.12xlarge", vcpus: 48, memory_gib: 192, network_mbps: 2812.0, ebs_mbps: 1875.0 },
+    InstanceType { name: "m7g.16xlarge", vcpus: 64, memory_gib: 256, network_mbps: 3750.0, ebs_mbps: 2500.0 },
+];
+
+/// What sizing needs to know.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Demand {
+    pub ingress_mbps: u32,
+    pub egress_mbps: u32,
+    pub retention_hours: u32,
+    pub replication_factor: u16,
+    pub partitions: Option<u32>,
+}
+
+/// The sized tenant, as recorded in the tenant's status and passed to the chart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Sizing {
+    pub brokers: u32,
+    pub instance_type: String,
+    pub storage_per_broker_gib: u64,
+    pub worker_nodes: u32,
+    pub partitions: u32,
+    pub zones: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SizingError {
+    #[error("no instance type carries this load within {MAX_BROKERS} brokers")]
+    TooLarge,
+    #[error("replication factor must be at least 1")]
+    ReplicationFactor,
+}
+
+fn round_up_to(n: u32, multiple: u32) -> u32 {
+    n.div_ceil(multiple) * multiple
+}
+
+/// Storage per broker in GiB for `brokers`.
+pub fn storage_per_broker_gib(d: &Demand, brokers: u32) -> u64 {
+    let bytes = f64::from(d.ingress_mbps)
+        * 1e6
+        * 3600.0
+        * f64::from(d.retention_hours)
+        * f64::from(d.replication_factor)
+        / f64::from(brokers)
+        / DISK_FILL;
+    (bytes / f64::from(1u32 << 30)).ceil() as u64
+}
+
+/// Whether `brokers` of `it` carry the demand within every per-broker limit.
+pub fn fits(d: &Demand, it: &InstanceType, brokers: u32) -> bool {
+    let n = f64::from(brokers);
+    let (t, e, r) = (f64::from(d.ingress_mbps), f64::from(d.egress_mbps), f64::from(d.replication_factor));
+    let write = t * r / n;
+    let net_in = t * r / n;
+    let net_out = (t * (r - 1.0) + e) / n;
+    write <= HEADROOM * it.ebs_mbps.min(GP3_MAX_MBPS)
+        && net_in <= HEADROOM * it.network_mbps
+        && net_out <= HEADROOM * it.network_mbps
+        && storage_per_broker_gib(d, brokers) <= MAX_VOLUME_GIB
+}
+
+pub fn size(d: &Demand) -> Result<Sizing, SizingError> {
+    if d.replication_factor == 0 {
+        return Err(SizingError::ReplicationFactor);
+    }
+    let min_brokers = round_up_to(u32::from(d.replication_factor).max(3), ZONES);
+    let best = INSTANCE_TYPES
+        .iter()
+        .filter_map(|it| {
+            (min_brokers..=MAX_BROKERS).step_by(ZONES as usize).find(|&n| fits(d, it, n)).map(|n| (it, n))
+        })
+        .min_by_key(|(it, n)| (it.vcpus * n, *n))
+        .ok_or(SizingError::TooLarge)?;
+    let (it, brokers) = best;
+    let computed = (f64::from(d.ingress_mbps) / PARTITION_PRODUCE_MBPS)
+        .max(f64::from(d.egress_mbps) / PARTITION_CONSUME_MBPS)
+        .ceil() as u32;
+    let partitions = d.partitions.unwrap_or_else(|| round_up_to(computed.max(brokers), brokers));
+    Ok(Sizing {
+        brokers,
+        instance_type: it.name.to_owned(),
+        storage_per_broker_gib: storage_per_broker_gib(d, brokers),
+        worker_nodes: brokers + SYSTEM_NODES,
+        partitions,
+        zones: ZONES,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn demand(ingress: u32, egress: u32, hours: u32, rf: u16) -> Demand {
+        Demand {
+            ingress_mbps: ingress,
+            egress_mbps: egress,
+            retention_hours: hours,
+            replication_factor: rf,
+            partitions: None,
+        }
+    }
+
+    fn vcpus(s: &Sizing) -> u32 {
+        let it = INSTANCE_TYPES.iter().find(|i| i.name == s.instance_type).expect("known type");
+        it.vcpus * s.brokers
+    }
+
+    #[test]
+    fn worked_example_from_the_readme() {
+        // 100 MB/s in, 200 MB/s out (two consumer groups), 24 h, RF 3.
+        let s = size(&demand(100, 200, 24, 3)).expect("fits");
+        assert_eq!(
+            s,
+            Sizing {
+                brokers: 3,
+                instance_type: "m7g.xlarge".into(),
+                storage_per_broker_gib: 11_496,
+                worker_nodes: 6,
+                partitions: 12,
+                zones: 3
+            }
+        );
+    }
+
+    #[test]
+    fn table() {
+        let cases = [
+            // (ingress, egress, hours, rf) → (brokers, type)
+            ((1, 1, 1, 3), (3, "m7g.large")),
+            ((10, 20, 168, 3), (3, "m7g.large")),
+            // EBS throughput per broker bounds it: 1500 MB/s written ÷ (0.8 × 156.25) → 12 brokers.
+            ((500, 1000, 24, 3), (12, "m7g.xlarge")),
+            // Storage bounds it: 1.1 PB ÷ 16 TiB → 63, rounded up to the zones → 66 brokers.
+            ((1000, 3000, 72, 3), (66, "m7g.large")),
+        ];
+        for ((i, e, h, r), (brokers, it)) in cases {
+            let s = size(&demand(i, e, h, r)).expect("fits");
+            assert_eq!((s.brokers, s.instance_type.as_str()), (brokers, it), "{i} {e} {h} {r}: {s:?}");
+        }
+        assert_eq!(size(&demand(2000, 6000, 8760, 5)), Err(SizingError::TooLarge));
+        let with_partitions = Demand { partitions: Some(7), ..demand(10, 10, 1, 3) };
+        assert_eq!(size(&with_partitions).map(|s| s.partitions), Ok(7));
+    }
+
+    proptest! {
+        #[test]
+        fn never_below_minimums_nor_past_limits(i in 1u32..2000, e in 1u32..6000, h in 1u32..8760, r in 1u16..=5) {
+            let d = demand(i, e, h, r);
+            if let Ok(s) = size(&d) {
+                prop_assert!(s.brokers >= 3 && s.brokers >= u32::from(r) && s.brokers % ZONES == 0);
+                prop_assert!(s.storage_per_broker_gib <= MAX_VOLUME_GIB);
+                let it = INSTANCE_TYPES.iter().find(|t| t.name == s.instance_type).expect("known type");
+                prop_assert!(fits(&d, it, s.brokers));
+                prop_assert!(s.partitions >= s.brokers && s.partitions % s.brokers == 0);
+                prop_assert!(f64::from(s.partitions) * PARTITION_PRODUCE_MBPS >= f64::from(i));
+            }
+        }
+
+        #[test]
+        fn monotone_in_throughput_and_retention(i in 1u32..1500, e in 1u32..4000, h in 1u32..4000, di in 0u32..500, dh in 0u32..4000) {
+            let (Ok(small), Ok(more_in), Ok(longer)) =
+                (size(&demand(i, e, h, 3)), size(&demand(i + di, e + di, h, 3)), size(&demand(i, e, h + dh, 3)))
+            else {
+                return Ok(());
+            };
+            prop_assert!(vcpus(&more_in) >= vcpus(&small));
+            prop_assert!(vcpus(&longer) >= vcpus(&small));
+            let total = |s: &Sizing| s.storage_per_broker_gib * u64::from(s.brokers);
+            // Rounding up per broker can shift totals by one GiB per broker.
+            prop_assert!(total(&longer) + u64::from(longer.brokers) >= total(&small));
+            prop_assert!(total(&more_in) + u64::from(more_in.brokers) >= total(&small));
+        }
+    }
+}

@@ -1,0 +1,57 @@
+//! `kaas-controller` without a cluster: `render` prints manifests, a bad tenant exits non-zero naming the field,
+//! `crd` prints the committed CRD.
+
+use std::process::Command;
+
+fn run(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_kaas-controller"))
+        .args(args)
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .output()
+        .expect("runs")
+}
+
+#[test]
+fn render_prints_the_manifests() {
+    let out = run(&["render", "-f", "controller/examples/acme.yaml"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let golden =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/acme.yaml")).expect("golden");
+    assert_eq!(text, golden);
+}
+
+#[test]
+fn bad_tenant_exits_non_zero_naming_the_field() {
+    let dir = tempfile_dir();
+    let file = dir.join("bad.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: kaas.dev/v1alpha1\nkind: KafkaTenant\nmetadata: {name: acme}\nspec:\n  throughput: {ingressMBps: 5000, egressMBps: 1}\n  retentionHours: 0\n",
+    )
+    .expect("write");
+    let out = run(&["render", "-f", file.to_str().expect("utf-8 path")]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("spec.throughput.ingressMBps") && err.contains("spec.retentionHours"), "{err}");
+    let out = run(&["render", "-f", "/nonexistent.yaml"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn crd_command_prints_the_committed_crd() {
+    let out = run(&["crd"]);
+    assert!(out.status.success());
+    let committed = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../charts/kaas-controller/crds/kafkatenant.yaml"
+    ))
+    .expect("committed crd");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), committed);
+}
+
+fn tempfile_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("kaas-controller-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}

@@ -5,5 +5,6 @@
 //! [`crd`] (the resource) → [`sizing`] (pure) → [`render`] (pure manifests).
 
 pub mod crd;
+pub mod gitops;
 pub mod render;
 pub mod sizing;

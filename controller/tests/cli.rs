@@ -55,3 +55,29 @@ fn tempfile_dir() -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).expect("temp dir");
     dir
 }
+
+#[test]
+fn sync_commits_good_tenants_and_names_the_bad_one() {
+    let dir = tempfile_dir().join("sync");
+    let (repo, tenants) = (dir.join("repo"), dir.join("tenants"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&repo).expect("mkdir");
+    std::fs::create_dir_all(&tenants).expect("mkdir");
+    let ok =
+        Command::new("git").args(["init", "--quiet", "--initial-branch=main"]).current_dir(&repo).status();
+    assert!(ok.expect("git").success());
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
+    for name in ["acme.yaml", "beta.yaml"] {
+        std::fs::copy(format!("{examples}/{name}"), tenants.join(name)).expect("copy");
+    }
+    std::fs::write(tenants.join("broken.yaml"), "apiVersion: kaas.dev/v1alpha1\nkind: KafkaTenant\nmetadata: {name: broken}\nspec:\n  throughput: {ingressMBps: 0, egressMBps: 1}\n  retentionHours: 1\n").expect("write");
+    let args = ["sync", "--repo", repo.to_str().expect("utf-8"), "-f", tenants.to_str().expect("utf-8")];
+    let out = run(&args);
+    assert_eq!(out.status.code(), Some(2));
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("acme: committed") && stdout.contains("beta: committed"), "{stdout}");
+    assert!(stderr.contains("broken.yaml") && stderr.contains("spec.throughput.ingressMBps"), "{stderr}");
+    assert!(repo.join("tenants/acme/manifests.yaml").exists() && !repo.join("tenants/broken").exists());
+    let again = run(&args);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("acme: unchanged"));
+}

@@ -1,0 +1,188 @@
+//! GitOps: each tenant's manifests live under `tenants/<tenant>/` of the repository Flux applies.
+//!
+//! One commit per change, naming the tenant and generation; no commit when nothing changed; deleting a tenant
+//! removes its folder. With a remote, every change is rebuilt on the remote's newest commit and pushed; when
+//! the push is rejected because another writer got there first, the change is rebuilt on the new head and
+//! pushed again, so concurrent controllers never lose each other's commits. Uses the `git` command line, so
+//! credentials come from the usual git configuration (credential helpers, `GIT_SSH_COMMAND`, a token in the URL).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+/// Attempts before a push is given up (each one rebuilds on the newest remote head).
+const PUSH_ATTEMPTS: u32 = 20;
+const AUTHOR: [&str; 4] = ["-c", "user.name=kaas-controller", "-c", "user.email=kaas-controller@kaas.dev"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum GitError {
+    #[error("git {args}: {message}")]
+    Command { args: String, message: String },
+    #[error("push to {remote} kept being rejected after {PUSH_ATTEMPTS} attempts")]
+    PushContention { remote: String },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// What a write did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Committed(String),
+    Unchanged,
+}
+
+/// A controller-owned work tree of the GitOps repository.
+#[derive(Debug, Clone)]
+pub struct Repo {
+    dir: PathBuf,
+    /// `Some((remote, branch))` when changes are pushed.
+    upstream: Option<(String, String)>,
+}
+
+/// A file of a tenant's folder: name inside `tenants/<tenant>/`, contents.
+pub type TenantFile = (String, String);
+
+impl Repo {
+    /// Uses the work tree at `dir` as it is; commits stay local.
+    pub fn local(dir: &Path) -> Result<Repo, GitError> {
+        let repo = Repo { dir: dir.to_owned(), upstream: None };
+        repo.git(&["rev-parse", "--git-dir"])?;
+        Ok(repo)
+    }
+
+    /// Clones `url` into `dir` (or reuses a clone already there) and pushes every change to `branch`.
+    pub fn clone_remote(url: &str, dir: &Path, branch: &str) -> Result<Repo, GitError> {
+        if !dir.join(".git").exists() {
+            let parent = dir.parent().unwrap_or(Path::new("."));
+            std::fs::create_dir_all(parent)?;
+            run(parent, &["clone", "--quiet", url, &dir.to_string_lossy()])?;
+        }
+        let repo = Repo { dir: dir.to_owned(), upstream: Some(("origin".into(), branch.into())) };
+        Ok(repo)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn git(&self, args: &[&str]) -> Result<String, GitError> {
+        run(&self.dir, args)
+    }
+
+    /// Makes `tenants/<tenant>/` hold exactly `files` (or nothing, for `None`), committed with `message`.
+    pub fn write_tenant(
+        &self,
+        tenant: &str,
+        files: Option<&[TenantFile]>,
+        message: &str,
+    ) -> Result<Outcome, GitError> {
+        let Some((remote, branch)) = &self.upstream else {
+            return self.commit_tenant(tenant, files, message);
+        };
+        for attempt in 0..PUSH_ATTEMPTS {
+            self.git(&["fetch", "--quiet", remote])?;
+            let remote_head = format!("{remote}/{branch}");
+            // An empty remote has no branch yet: start it from nothing.
+            if self.git(&["rev-parse", "--verify", "--quiet", &remote_head]).is_ok() {
+                self.git(&["checkout", "--quiet", "-B", branch, &remote_head])?;
+                self.git(&["reset", "--quiet", "--hard", &remote_head])?;
+            } else {
+                self.git(&["checkout", "--quiet", "--orphan", branch]).ok();
+            }
+            let outcome = self.commit_tenant(tenant, files, message)?;
+            if outcome == Outcome::Unchanged {
+                return Ok(outcome);
+            }
+            match self.git(&["push", "--quiet", remote, &format!("HEAD:refs/heads/{branch}")]) {
+                Ok(_) => return Ok(outcome),
+                Err(e) if is_rejection(&e) => std::thread::sleep(backoff(attempt)),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(GitError::PushContention { remote: remote.clone() })
+    }
+
+    /// Writes a rendered tenant's files under its name.
+    pub fn write_tenant_named(
+        &self,
+        tenant: &crate::crd::KafkaTenant,
+        files: Vec<TenantFile>,
+        message: &str,
+    ) -> Result<Outcome, GitError> {
+        let name = tenant.metadata.name.as_deref().unwrap_or_default();
+        self.write_tenant(name, Some(&files), message)
+    }
+
+    fn commit_tenant(
+        &self,
+        tenant: &str,
+        files: Option<&[TenantFile]>,
+        message: &str,
+    ) -> Result<Outcome, GitError> {
+        let folder = Path::new("tenants").join(tenant);
+        let abs = self.dir.join(&folder);
+        if abs.exists() {
+            std::fs::remove_dir_all(&abs)?;
+        }
+        if let Some(files) = files {
+            std::fs::create_dir_all(&abs)?;
+            for (name, text) in files {
+                std::fs::write(abs.join(name), text)?;
+            }
+        }
+        let folder = folder.to_string_lossy().into_owned();
+        self.git(&["add", "--all", "--", &folder])?;
+        if self.git(&["diff", "--cached", "--quiet", "--", &folder]).is_ok() {
+            return Ok(Outcome::Unchanged);
+        }
+        let mut args: Vec<&str> = AUTHOR.to_vec();
+        args.extend(["commit", "--quiet", "-m", message, "--", &folder]);
+        self.git(&args)?;
+        Ok(Outcome::Committed(self.git(&["rev-parse", "HEAD"])?.trim().to_owned()))
+    }
+}
+
+/// Growing, jittered wait, so two writers that collided do not collide again in lockstep.
+fn backoff(attempt: u32) -> Duration {
+    let jitter = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos() % 20);
+    Duration::from_millis(u64::from(10 * (attempt + 1).min(10) + jitter))
+}
+
+fn is_rejection(e: &GitError) -> bool {
+    matches!(e, GitError::Command { message, .. }
+        if message.contains("rejected") || message.contains("fetch first") || message.contains("non-fast-forward")
+            || message.contains("cannot lock ref"))
+}
+
+fn run(dir: &Path, args: &[&str]) -> Result<String, GitError> {
+    let out = Command::new("git").args(args).current_dir(dir).env("GIT_TERMINAL_PROMPT", "0").output()?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(GitError::Command {
+            args: args.join(" "),
+            message: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        })
+    }
+}
+
+/// The files of a tenant's folder: its manifests and a kustomization listing them, for Flux.
+pub fn tenant_files(manifests_yaml: String) -> Vec<TenantFile> {
+    let kustomization =
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - manifests.yaml\n"
+            .to_owned();
+    vec![("kustomization.yaml".into(), kustomization), ("manifests.yaml".into(), manifests_yaml)]
+}
+
+/// The commit message of a tenant change.
+pub fn message(tenant: &str, generation: Option<i64>) -> String {
+    match generation {
+        Some(g) => format!("tenant {tenant}: generation {g}"),
+        None => format!("tenant {tenant}: update"),
+    }
+}
+
+#[cfg(test)]
+mod tests;

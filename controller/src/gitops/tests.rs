@@ -1,0 +1,117 @@
+//! GitOps tests on real repositories: a bare remote and clones in temporary folders.
+
+use std::path::Path;
+
+use super::*;
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    run(dir, args).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A bare remote with one initial commit on `main`, and a scratch clone used to inspect it.
+fn remote(tmp: &Path) -> String {
+    let bare = tmp.join("remote.git");
+    std::fs::create_dir_all(&bare).expect("mkdir");
+    git(&bare, &["init", "--quiet", "--bare", "--initial-branch=main"]);
+    let seed = tmp.join("seed");
+    git(tmp, &["clone", "--quiet", &bare.to_string_lossy(), &seed.to_string_lossy()]);
+    std::fs::write(seed.join("README.md"), "gitops\n").expect("write");
+    git(&seed, &["add", "README.md"]);
+    let mut args = AUTHOR.to_vec();
+    args.extend(["commit", "--quiet", "-m", "init"]);
+    git(&seed, &args);
+    git(&seed, &["push", "--quiet", "origin", "HEAD:refs/heads/main"]);
+    bare.to_string_lossy().into_owned()
+}
+
+fn files(text: &str) -> Vec<TenantFile> {
+    tenant_files(text.to_owned())
+}
+
+fn remote_log(tmp: &Path, url: &str) -> Vec<String> {
+    let check = tmp.join(format!("check-{}", std::process::id()));
+    if check.exists() {
+        std::fs::remove_dir_all(&check).expect("clean");
+    }
+    git(tmp, &["clone", "--quiet", url, &check.to_string_lossy()]);
+    git(&check, &["log", "--format=%s", "main"]).lines().map(str::to_owned).collect()
+}
+
+#[test]
+fn one_commit_per_change_none_without_change_and_removal() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let url = remote(tmp.path());
+    let repo = Repo::clone_remote(&url, &tmp.path().join("ctl"), "main").expect("clone");
+    let first = repo.write_tenant("acme", Some(&files("a: 1\n")), &message("acme", Some(1))).expect("write");
+    assert!(matches!(first, Outcome::Committed(_)));
+    assert_eq!(
+        repo.write_tenant("acme", Some(&files("a: 1\n")), &message("acme", Some(2))).expect("same"),
+        Outcome::Unchanged
+    );
+    repo.write_tenant("acme", Some(&files("a: 2\n")), &message("acme", Some(3))).expect("change");
+    repo.write_tenant("acme", None, "remove tenant acme").expect("remove");
+    assert_eq!(
+        remote_log(tmp.path(), &url),
+        ["remove tenant acme", "tenant acme: generation 3", "tenant acme: generation 1", "init"]
+    );
+    assert!(!repo.dir().join("tenants/acme").exists());
+}
+
+#[test]
+fn push_is_rebuilt_when_the_remote_moved() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let url = remote(tmp.path());
+    let a = Repo::clone_remote(&url, &tmp.path().join("a"), "main").expect("clone a");
+    let b = Repo::clone_remote(&url, &tmp.path().join("b"), "main").expect("clone b");
+    a.write_tenant("acme", Some(&files("x\n")), "tenant acme: generation 1").expect("a writes");
+    // b's clone is now behind the remote; its push must be rebuilt on a's commit.
+    b.write_tenant("beta", Some(&files("y\n")), "tenant beta: generation 1").expect("b writes");
+    let log = remote_log(tmp.path(), &url);
+    assert_eq!(log, ["tenant beta: generation 1", "tenant acme: generation 1", "init"]);
+}
+
+#[test]
+fn two_controllers_pushing_at_once_lose_nothing() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let url = remote(tmp.path());
+    let handles: Vec<_> = ["one", "two"]
+        .into_iter()
+        .map(|who| {
+            let repo = Repo::clone_remote(&url, &tmp.path().join(who), "main").expect("clone");
+            std::thread::spawn(move || {
+                for g in 1..=5 {
+                    let tenant = format!("{who}-{g}");
+                    repo.write_tenant(
+                        &tenant,
+                        Some(&files(&format!("g: {g}\n"))),
+                        &message(&tenant, Some(g)),
+                    )
+                    .expect("write under contention");
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().expect("writer thread");
+    }
+    let log = remote_log(tmp.path(), &url);
+    assert_eq!(log.len(), 11, "{log:?}");
+    for who in ["one", "two"] {
+        for g in 1..=5 {
+            assert!(log.contains(&format!("tenant {who}-{g}: generation {g}")), "lost {who}-{g}: {log:?}");
+        }
+    }
+}
+
+#[test]
+fn local_repository_commits_without_push() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    git(tmp.path(), &["init", "--quiet", "--initial-branch=main"]);
+    let repo = Repo::local(tmp.path()).expect("local repo");
+    assert!(matches!(
+        repo.write_tenant("acme", Some(&files("a\n")), "tenant acme: generation 1"),
+        Ok(Outcome::Committed(_))
+    ));
+    assert_eq!(git(tmp.path(), &["log", "--format=%s"]).trim(), "tenant acme: generation 1");
+    assert!(Repo::local(&tmp.path().join("nope")).is_err());
+}

@@ -18,8 +18,9 @@ pub mod limits {
     pub const MAX_USERS: usize = 200;
 }
 
-#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[kube(
+    derive = "Default",
     group = "kaas.dev",
     version = "v1alpha1",
     kind = "KafkaTenant",
@@ -58,7 +59,7 @@ pub struct KafkaTenantSpec {
 }
 
 /// Desired throughput, in megabytes per second.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Throughput {
     /// Produced into the cluster.

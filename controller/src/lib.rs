@@ -2,9 +2,13 @@
 //! `HelmRelease` of the `charts/kaas` chart — committed to the GitOps repository; its route is published to
 //! the proxy once ready.
 //!
-//! [`crd`] (the resource) → [`sizing`] (pure) → [`render`] (pure manifests).
+//! [`crd`] (the resource) → [`sizing`] (pure) → [`render`] (pure manifests) → [`gitops`] (the repository) →
+//! [`reconcile`] (the loop, reading [`watched`] objects back, with [`metrics`]).
 
 pub mod crd;
 pub mod gitops;
+pub mod metrics;
+pub mod reconcile;
 pub mod render;
 pub mod sizing;
+pub mod watched;

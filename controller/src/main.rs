@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use kaas_controller::crd::KafkaTenant;
-use kaas_controller::{gitops, render};
+use kaas_controller::{gitops, reconcile, render};
 use kube::CustomResourceExt;
 
 #[derive(Debug, Parser)]
@@ -24,6 +24,25 @@ enum Command {
     Render {
         #[arg(short = 'f', long = "file")]
         file: PathBuf,
+    },
+    /// Run the controller against the cluster in the current kubeconfig (or in-cluster configuration).
+    Run {
+        /// GitOps repository to clone and push to (credentials from the usual git configuration).
+        #[arg(long, env = "KAAS_GITOPS_URL")]
+        gitops_url: String,
+        #[arg(long, env = "KAAS_GITOPS_BRANCH", default_value = "main")]
+        gitops_branch: String,
+        /// Where the controller keeps its clone.
+        #[arg(long, default_value = "/var/lib/kaas-controller/gitops")]
+        workdir: PathBuf,
+        /// Namespace and name of the ConfigMap the proxy reads its routes from.
+        #[arg(long, default_value = "kaas-system")]
+        routes_namespace: String,
+        #[arg(long, default_value = "kaas-proxy-routes")]
+        routes_config_map: String,
+        /// Address of the /metrics and /healthz endpoint.
+        #[arg(long, default_value = "0.0.0.0:8080")]
+        metrics_listen: std::net::SocketAddr,
     },
     /// Render every tenant file (*.yaml) in DIR and commit each to tenants/<tenant>/ of the repository.
     Sync {
@@ -54,6 +73,22 @@ fn run(args: Args) -> anyhow::Result<()> {
     match args.command {
         Command::Crd => print!("{}", serde_norway::to_string(&KafkaTenant::crd())?),
         Command::Render { file } => print!("{}", render_file(&file)?.1),
+        Command::Run {
+            gitops_url,
+            gitops_branch,
+            workdir,
+            routes_namespace,
+            routes_config_map,
+            metrics_listen,
+        } => {
+            let repo = gitops::Repo::clone_remote(&gitops_url, &workdir, &gitops_branch)?;
+            let routes = reconcile::RouteSource {
+                namespace: routes_namespace,
+                config_map: routes_config_map,
+                ..Default::default()
+            };
+            tokio::runtime::Runtime::new()?.block_on(serve(repo, routes, metrics_listen))?;
+        }
         Command::Sync { repo, remote, branch, dir } => {
             let repo = match remote {
                 Some(url) => gitops::Repo::clone_remote(&url, &repo, &branch)?,
@@ -88,6 +123,66 @@ fn run(args: Args) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+async fn serve(
+    repo: gitops::Repo,
+    routes: reconcile::RouteSource,
+    metrics_listen: std::net::SocketAddr,
+) -> anyhow::Result<()> {
+    use futures::StreamExt;
+    use kube::runtime::{watcher, Controller};
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    // The workspace's one crypto provider, chosen explicitly for the API server connection.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = kube::Client::try_default().await?;
+    let ctx = std::sync::Arc::new(reconcile::Context {
+        client: client.clone(),
+        repo: std::sync::Arc::new(std::sync::Mutex::new(repo)),
+        platform: render::Platform::default(),
+        routes,
+        metrics: kaas_controller::metrics::Metrics::default(),
+    });
+    let listener = tokio::net::TcpListener::bind(metrics_listen).await?;
+    tokio::spawn(serve_metrics(listener, ctx.clone()));
+    let tenants = kube::Api::<KafkaTenant>::all(client);
+    Controller::new(tenants, watcher::Config::default())
+        .shutdown_on_signal()
+        .run(reconcile::reconcile, reconcile::error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "reconcile error");
+            }
+        })
+        .await;
+    Ok(())
+}
+
+/// A minimal HTTP endpoint: `/metrics` (Prometheus text) and `/healthz`.
+async fn serve_metrics(listener: tokio::net::TcpListener, ctx: std::sync::Arc<reconcile::Context>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    while let Ok((mut stream, _)) = listener.accept().await {
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 1024];
+            let n = stream.read(&mut buf).await.unwrap_or(0);
+            let request = String::from_utf8_lossy(&buf[..n]);
+            let (status, body) = match request.split_whitespace().nth(1) {
+                Some("/metrics") => ("200 OK", ctx.metrics.encode()),
+                Some("/healthz") => ("200 OK", "ok\n".to_owned()),
+                _ => ("404 Not Found", "not found\n".to_owned()),
+            };
+            let response = format!(
+                "HTTP/1.1 {status}\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(response.as_bytes()).await;
+        });
+    }
 }
 
 /// Reads, validates and renders one tenant file.

@@ -1,0 +1,282 @@
+//! The reconcile loop over `KafkaTenant`, in the shape of kube-rs' controller-rs: finalizer, status with
+//! conditions, metrics, and an error policy that requeues.
+//!
+//! Apply: validate → size and render → commit to `tenants/<tenant>/` → read the Cluster API `Cluster` and the
+//! Flux `HelmRelease` back → when both are Ready, publish the tenant's route to the proxy's route source (a
+//! ConfigMap holding the tenants list, as `kaas_route::TenantRoute`s). Cleanup (finalizer): remove the folder
+//! and the route. A malformed tenant gets `Degraded` naming the field and nothing is committed for it.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use kaas_route::TenantRoute;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::controller::Action;
+use kube::runtime::finalizer::{finalizer, Event};
+use kube::{Client, ResourceExt};
+use serde_json::json;
+
+use crate::crd::{Condition, Isolation, KafkaTenant, KafkaTenantStatus};
+use crate::gitops::{self, Repo};
+use crate::metrics::Metrics;
+use crate::render::{self, Platform, RenderError};
+use crate::watched::{readiness, Cluster, HelmRelease};
+
+pub const FINALIZER: &str = "kaas.dev/tenant";
+/// Key of the route source ConfigMap holding the tenants list.
+pub const ROUTES_KEY: &str = "tenants.yaml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("kubernetes: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("git: {0}")]
+    Git(#[from] gitops::GitError),
+    #[error("render: {0}")]
+    Render(#[from] RenderError),
+    #[error("route source: {0}")]
+    Routes(String),
+    #[error("finalizer: {0}")]
+    Finalizer(Box<kube::runtime::finalizer::Error<Error>>),
+}
+
+impl Error {
+    /// Bounded label for metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::Kube(_) => "kube",
+            Error::Git(_) => "git",
+            Error::Render(_) => "render",
+            Error::Routes(_) => "routes",
+            Error::Finalizer(_) => "finalizer",
+        }
+    }
+}
+
+/// Where the proxy reads its routes from, and how tenants' clusters are reached.
+#[derive(Debug, Clone)]
+pub struct RouteSource {
+    pub namespace: String,
+    pub config_map: String,
+    /// Bootstrap address of a tenant's Kafka as the proxy reaches it; `{tenant}` is replaced.
+    pub cluster_bootstrap: String,
+    pub namespace_bootstrap: String,
+}
+
+impl Default for RouteSource {
+    fn default() -> Self {
+        RouteSource {
+            namespace: "kaas-system".into(),
+            config_map: "kaas-proxy-routes".into(),
+            cluster_bootstrap: "kafka-bootstrap.{tenant}.internal.kaas.dev:9093".into(),
+            namespace_bootstrap: "kaas-kafka-bootstrap.tenant-{tenant}.svc:9093".into(),
+        }
+    }
+}
+
+/// Everything a reconcile needs.
+#[allow(missing_debug_implementations)] // kube::Client is not Debug
+pub struct Context {
+    pub client: Client,
+    /// Git work is blocking and must not interleave within one work tree.
+    pub repo: Arc<Mutex<Repo>>,
+    pub platform: Platform,
+    pub routes: RouteSource,
+    pub metrics: Metrics,
+}
+
+pub async fn reconcile(tenant: Arc<KafkaTenant>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let ns = tenant.namespace().unwrap_or_else(|| "default".into());
+    let api: Api<KafkaTenant> = Api::namespaced(ctx.client.clone(), &ns);
+    let result = finalizer(&api, FINALIZER, tenant, |event| async {
+        match event {
+            Event::Apply(t) => apply(&t, &api, &ctx).await,
+            Event::Cleanup(t) => cleanup(&t, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)));
+    ctx.metrics.observe(started.elapsed(), result.as_ref().err().map(Error::reason));
+    result
+}
+
+/// Requeue with a delay after an error; the metrics already counted it.
+pub fn error_policy(_tenant: Arc<KafkaTenant>, error: &Error, _ctx: Arc<Context>) -> Action {
+    tracing::warn!(%error, "reconcile failed");
+    Action::requeue(Duration::from_secs(30))
+}
+
+fn condition(type_: &str, on: bool, reason: &str, message: &str, generation: Option<i64>) -> Condition {
+    Condition {
+        type_: type_.into(),
+        status: if on { "True" } else { "False" }.into(),
+        reason: reason.into(),
+        message: message.into(),
+        last_transition_time: None,
+        observed_generation: generation,
+    }
+}
+
+/// The three conditions, exactly one state at a time.
+fn conditions(state: &str, reason: &str, message: &str, generation: Option<i64>) -> Vec<Condition> {
+    ["Ready", "Provisioning", "Degraded"]
+        .iter()
+        .map(|t| condition(t, *t == state, reason, message, generation))
+        .collect()
+}
+
+async fn set_status(api: &Api<KafkaTenant>, t: &KafkaTenant, status: KafkaTenantStatus) -> Result<(), Error> {
+    let patch = json!({ "status": status });
+    api.patch_status(&t.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    Ok(())
+}
+
+async fn apply(t: &KafkaTenant, api: &Api<KafkaTenant>, ctx: &Context) -> Result<Action, Error> {
+    let name = t.name_any();
+    let generation = t.metadata.generation;
+    let manifests = match render::render(t, &ctx.platform) {
+        Ok(m) => m,
+        Err(e) => {
+            // Nothing is committed for a malformed tenant; it waits for its spec to change.
+            let status = KafkaTenantStatus {
+                observed_generation: generation,
+                conditions: conditions("Degraded", "InvalidSpec", &e.to_string(), generation),
+                ..Default::default()
+            };
+            set_status(api, t, status).await?;
+            return Ok(Action::await_change());
+        }
+    };
+    let sizing = crate::sizing::size(&render::demand(t)).ok();
+    let yaml = render::to_yaml(&manifests).map_err(|e| Error::Routes(e.to_string()))?;
+    let repo = ctx.repo.clone();
+    let message = gitops::message(&name, generation);
+    let tenant_name = name.clone();
+    let committed = tokio::task::spawn_blocking(move || {
+        let repo = repo.lock().unwrap_or_else(|p| p.into_inner());
+        repo.write_tenant(&tenant_name, Some(&gitops::tenant_files(yaml)), &message)
+    })
+    .await
+    .map_err(|e| Error::Routes(format!("git task: {e}")))?;
+    if let Err(e) = committed {
+        let status = KafkaTenantStatus {
+            observed_generation: generation,
+            conditions: conditions("Degraded", "GitWriteFailed", &e.to_string(), generation),
+            sizing,
+            ..Default::default()
+        };
+        set_status(api, t, status).await?;
+        return Err(e.into());
+    }
+
+    let waiting = readiness_of(t, ctx).await?;
+    let (state, reason, message, bootstrap) = match &waiting {
+        Some(why) => ("Provisioning", "Waiting", why.clone(), None),
+        None => {
+            publish_route(&name, Some(t.spec.isolation), ctx).await?;
+            (
+                "Ready",
+                "Published",
+                "route published to the proxy".to_owned(),
+                Some(format!("{name}.<proxy domain>")),
+            )
+        }
+    };
+    let status = KafkaTenantStatus {
+        observed_generation: generation,
+        conditions: conditions(state, reason, &message, generation),
+        sizing,
+        bootstrap,
+    };
+    set_status(api, t, status).await?;
+    Ok(match waiting {
+        Some(_) => Action::requeue(Duration::from_secs(30)),
+        None => Action::requeue(Duration::from_secs(600)),
+    })
+}
+
+/// `None` when everything the tenant needs is Ready; otherwise what it waits for.
+async fn readiness_of(t: &KafkaTenant, ctx: &Context) -> Result<Option<String>, Error> {
+    let name = t.name_any();
+    let ns = render::namespace(&name);
+    if t.spec.isolation == Isolation::Cluster {
+        let clusters: Api<Cluster> = Api::namespaced(ctx.client.clone(), &ns);
+        match clusters.get_opt(&name).await? {
+            None => return Ok(Some(format!("Cluster {ns}/{name} not created yet"))),
+            Some(c) => {
+                if let Err(why) = readiness(c.status.as_ref()) {
+                    return Ok(Some(format!("Cluster {ns}/{name}: {why}")));
+                }
+            }
+        }
+    }
+    let releases: Api<HelmRelease> = Api::namespaced(ctx.client.clone(), &ns);
+    let release = format!("{name}-kafka");
+    Ok(match releases.get_opt(&release).await? {
+        None => Some(format!("HelmRelease {ns}/{release} not created yet")),
+        Some(r) => readiness(r.status.as_ref()).err().map(|why| format!("HelmRelease {ns}/{release}: {why}")),
+    })
+}
+
+/// Sets (or, with `None`, removes) the tenant's entry in the route source.
+async fn publish_route(tenant: &str, isolation: Option<Isolation>, ctx: &Context) -> Result<(), Error> {
+    let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ctx.routes.namespace);
+    let existing = api.get_opt(&ctx.routes.config_map).await?;
+    let mut routes: Vec<TenantRoute> = match existing.as_ref().and_then(|c| c.data.as_ref()?.get(ROUTES_KEY))
+    {
+        Some(text) => {
+            serde_norway::from_str(text).map_err(|e| Error::Routes(format!("{ROUTES_KEY}: {e}")))?
+        }
+        None => Vec::new(),
+    };
+    let before = routes.clone();
+    routes.retain(|r| r.name != tenant);
+    if let Some(isolation) = isolation {
+        let template = match isolation {
+            Isolation::Cluster => &ctx.routes.cluster_bootstrap,
+            Isolation::Namespace => &ctx.routes.namespace_bootstrap,
+        };
+        routes.push(TenantRoute {
+            name: tenant.into(),
+            bootstrap: vec![template.replace("{tenant}", tenant)],
+            tls: None,
+        });
+        routes.sort_by(|a, b| a.name.cmp(&b.name));
+    }
+    if routes == before && existing.is_some() {
+        return Ok(());
+    }
+    let text = serde_norway::to_string(&routes).map_err(|e| Error::Routes(e.to_string()))?;
+    let mut cm = existing.unwrap_or_else(|| ConfigMap {
+        metadata: kube::api::ObjectMeta {
+            name: Some(ctx.routes.config_map.clone()),
+            namespace: Some(ctx.routes.namespace.clone()),
+            ..Default::default()
+        },
+        ..Default::default()
+    });
+    cm.data.get_or_insert_with(Default::default).insert(ROUTES_KEY.into(), text);
+    // replace() carries the resourceVersion: a concurrent writer makes this fail and the reconcile retry.
+    if cm.metadata.resource_version.is_some() {
+        api.replace(&ctx.routes.config_map, &PostParams::default(), &cm).await?;
+    } else {
+        api.create(&PostParams::default(), &cm).await?;
+    }
+    Ok(())
+}
+
+async fn cleanup(t: &KafkaTenant, ctx: &Context) -> Result<Action, Error> {
+    let name = t.name_any();
+    publish_route(&name, None, ctx).await?;
+    let repo = ctx.repo.clone();
+    let tenant_name = name.clone();
+    tokio::task::spawn_blocking(move || {
+        let repo = repo.lock().unwrap_or_else(|p| p.into_inner());
+        repo.write_tenant(&tenant_name, None, &format!("remove tenant {tenant_name}"))
+    })
+    .await
+    .map_err(|e| Error::Routes(format!("git task: {e}")))??;
+    Ok(Action::await_change())
+}

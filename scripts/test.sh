@@ -8,3 +8,5 @@ scripts/install-prereqs.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo nextest run --workspace --locked --no-fail-fast
+# Helm charts: rendered with the Helm v4 SDK, validated against upstream CRDs and Kubernetes' schemas.
+.venv/bin/python -m pytest -q charts/tests

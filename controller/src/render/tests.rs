@@ -162,3 +162,21 @@ fn the_schema_check_catches_broken_objects() {
         assert!(!validator.is_valid(&broken), "{} passed while broken", broken["kind"]);
     }
 }
+
+#[test]
+fn chart_values_satisfy_the_charts_schema() {
+    let text = std::fs::read_to_string(repo().join("charts/kaas/values.schema.json")).expect("chart schema");
+    let schema: Value = serde_json::from_str(&text).expect("json");
+    let validator = jsonschema::validator_for(&schema).expect("schema compiles");
+    for name in ["acme", "beta"] {
+        let objects = render(&example(name), &Platform::default()).expect("renders");
+        let values = &objects.last().expect("release")["spec"]["values"];
+        let errors: Vec<String> =
+            validator.iter_errors(values).map(|e| format!("{}: {e}", e.instance_path())).collect();
+        assert!(
+            errors.is_empty(),
+            "{name}: values break charts/kaas/values.schema.json:\n{}",
+            errors.join("\n")
+        );
+    }
+}

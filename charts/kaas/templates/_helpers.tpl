@@ -1,0 +1,11 @@
+{{- define "kaas.labels" -}}
+app.kubernetes.io/name: kaas
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+kaas.dev/tenant: {{ .Values.tenant }}
+{{- end -}}
+
+{{- define "kaas.cluster" -}}
+{{ .Release.Name }}
+{{- end -}}

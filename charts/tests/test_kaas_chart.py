@@ -1,0 +1,102 @@
+"""charts/kaas: renders for the defaults and for the values kaas-controller produces, every object valid for
+its upstream schema, lint clean, bad values refused naming the value."""
+import copy
+
+import helm_python as helm
+import pytest
+import yaml
+
+from conftest import ROOT, render, validate
+
+CHART = str(ROOT / "charts" / "kaas")
+
+
+def controller_values(example):
+    """The values kaas-controller rendered for an example tenant (its golden file): the contract in use."""
+    docs = yaml.safe_load_all((ROOT / "controller" / "testdata" / f"{example}.yaml").read_text())
+    release = [d for d in docs if d and d["kind"] == "HelmRelease"][0]
+    return release["spec"]["values"]
+
+
+VALUE_SETS = {
+    "defaults": None,
+    "controller-acme": controller_values("acme"),
+    "controller-beta": controller_values("beta"),
+    "no-components-no-monitoring": {
+        "tenant": "lean", "users": [],
+        "kafka": {"brokers": 6, "controllers": 5, "storage": {"size": "2Ti", "class": "fast"}, "retentionHours": 1,
+                  "replicationFactor": 3, "minInsyncReplicas": 2, "partitions": 12},
+        "components": {"strimzi": {"enabled": False}, "certManager": {"enabled": False},
+                       "externalDns": {"enabled": False}},
+        "monitoring": {"podMonitor": False}, "storageClass": {"create": False},
+    },
+    "remote-components": {"components": {"kubeConfigSecret": "acme-kubeconfig"}},
+}
+
+
+@pytest.mark.parametrize("name", sorted(VALUE_SETS))
+def test_renders_valid_objects(name, crd_schemas):
+    objects = render("kaas", VALUE_SETS[name])
+    kinds = [o["kind"] for o in objects]
+    assert kinds.count("Kafka") == 1 and kinds.count("KafkaNodePool") == 2
+    judged = [validate(o, crd_schemas) for o in objects]
+    assert "crd" in judged and "kubernetes" in judged
+
+
+def test_controller_values_size_the_cluster():
+    values = controller_values("acme")
+    objects = render("kaas", values)
+    brokers = [o for o in objects if o["kind"] == "KafkaNodePool" and o["metadata"]["name"] == "brokers"][0]
+    assert brokers["spec"]["replicas"] == values["kafka"]["brokers"]
+    assert brokers["spec"]["storage"]["volumes"][0]["size"] == values["kafka"]["storage"]["size"]
+    users = {o["metadata"]["name"]: o for o in objects if o["kind"] == "KafkaUser"}
+    assert set(users) == {"orders-service", "auditor", "kaas-proxy"}
+    acl = users["orders-service"]["spec"]["authorization"]["acls"][0]
+    assert acl == {"resource": {"type": "topic", "name": "orders", "patternType": "prefix"},
+                   "operations": ["Read", "Write", "Describe"]}
+    kafka = [o for o in objects if o["kind"] == "Kafka"][0]
+    assert kafka["spec"]["kafka"]["config"]["log.retention.hours"] == values["kafka"]["retentionHours"]
+    assert all(l["authentication"]["type"] == "tls" for l in kafka["spec"]["kafka"]["listeners"])
+    assert kafka["spec"]["kafka"]["authorization"]["type"] == "simple"
+
+
+def test_components_switch_and_target_the_tenant_cluster():
+    on = render("kaas", VALUE_SETS["remote-components"])
+    releases = [o for o in on if o["kind"] == "HelmRelease"]
+    assert sorted(r["metadata"]["name"] for r in releases) == ["cert-manager", "external-dns", "strimzi-kafka-operator"]
+    assert all(r["spec"]["kubeConfig"]["secretRef"]["name"] == "acme-kubeconfig" for r in releases)
+    assert len([o for o in on if o["kind"] == "HelmRepository"]) == 3
+    off = render("kaas", VALUE_SETS["no-components-no-monitoring"])
+    assert not [o for o in off if o["kind"] in ("HelmRelease", "HelmRepository", "PodMonitor", "StorageClass")]
+
+
+def test_storage_class_is_encrypted():
+    sc = [o for o in render("kaas") if o["kind"] == "StorageClass"][0]
+    assert sc["parameters"]["encrypted"] == "true"
+
+
+def test_lint_is_clean():
+    for values in (None, controller_values("acme")):
+        report = helm.lint(CHART, values, strict=True)
+        problems = [m for m in report["messages"] if m["severity"] >= 2] + report["errors"]
+        assert not problems, problems
+
+
+def defaults():
+    return copy.deepcopy(helm.Chart.load(CHART).values)
+
+
+@pytest.mark.parametrize("mutate, named", [
+    (lambda v: v["kafka"].__setitem__("brokers", -1), "brokers"),
+    # null is how a Helm user removes a default: the schema then finds it missing.
+    (lambda v: v["kafka"]["storage"].__setitem__("size", None), "size"),
+    (lambda v: v.__setitem__("colour", "blue"), "colour"),
+    (lambda v: v["kafka"].__setitem__("replicas", 3), "replicas"),
+    (lambda v: v["users"].append({"name": "Bad_Name"}), "Bad_Name"),
+])
+def test_bad_values_are_refused_naming_the_value(mutate, named):
+    values = defaults()
+    mutate(values)
+    with pytest.raises(helm.HelmValuesError) as err:
+        helm.Chart.load(CHART).validate_schema(values)
+    assert named in str(err.value), str(err.value)

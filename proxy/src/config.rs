@@ -40,9 +40,16 @@ pub struct Config {
     /// Time allowed to open a TCP connection to a tenant's broker.
     #[serde(default = "default_connect_timeout_seconds")]
     pub connect_timeout_seconds: u64,
+    /// Address of the health (`/healthz`, `/readyz`) endpoint; none when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_listen: Option<String>,
     /// Default certificate chain and key, used for names without a tenant certificate.
     pub tls: CertificateFiles,
+    #[serde(default)]
     pub tenants: Vec<TenantRoute>,
+    /// A YAML list of further tenants: the route source kaas-controller publishes (a mounted ConfigMap).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenants_file: Option<PathBuf>,
 }
 
 fn default_max_frame_bytes() -> u32 {
@@ -54,8 +61,17 @@ fn default_connect_timeout_seconds() -> u64 {
 
 /// Keys of [`Config`]. The file is read key by key (so every error is reported at once); a test checks this
 /// list and the parser against [`Config`] itself.
-const TOP_LEVEL_KEYS: &[&str] =
-    &["listen", "domain", "advertised_port", "max_frame_bytes", "connect_timeout_seconds", "tls", "tenants"];
+const TOP_LEVEL_KEYS: &[&str] = &[
+    "listen",
+    "domain",
+    "advertised_port",
+    "max_frame_bytes",
+    "connect_timeout_seconds",
+    "admin_listen",
+    "tls",
+    "tenants",
+    "tenants_file",
+];
 
 /// A validated configuration, certificates loaded.
 #[derive(Debug, Clone)]
@@ -65,6 +81,7 @@ pub struct Settings {
     pub advertised_port: u16,
     pub max_frame_bytes: u32,
     pub connect_timeout: Duration,
+    pub admin_listen: Option<SocketAddr>,
     pub default_cert: Arc<CertifiedKey>,
     pub tenants: Vec<TenantSettings>,
 }
@@ -129,7 +146,8 @@ pub fn from_yaml(text: &str, base: &Path) -> Result<Settings, Vec<ConfigError>> 
     let Some(map) = value.as_mapping() else {
         return Err(vec![ConfigError { key: "(document)".into(), message: "must be a mapping".into() }]);
     };
-    let config = parse_keys(map, &mut errs);
+    let mut config = parse_keys(map, &mut errs);
+    read_tenants_file(&mut config, base, &mut errs);
     let settings = validate(&config, base, &mut errs);
     match settings {
         Some(s) if errs.0.is_empty() => Ok(s),
@@ -145,10 +163,12 @@ struct Parsed {
     advertised_port: Option<u16>,
     max_frame_bytes: Option<u32>,
     connect_timeout_seconds: Option<u64>,
+    admin_listen: Option<String>,
     tls: Option<CertificateFiles>,
-    /// Tenants that parsed, with their index in the file.
-    tenants: Vec<(usize, TenantRoute)>,
+    /// Tenants that parsed, with the key naming them (`tenants[1]`, `tenants_file[0]`).
+    tenants: Vec<(String, TenantRoute)>,
     tenant_count: usize,
+    tenants_file: Option<PathBuf>,
 }
 
 fn parse_keys(map: &Mapping, errs: &mut Collector) -> Parsed {
@@ -164,13 +184,20 @@ fn parse_keys(map: &Mapping, errs: &mut Collector) -> Parsed {
             "advertised_port" => p.advertised_port = typed(key, v, errs),
             "max_frame_bytes" => p.max_frame_bytes = typed(key, v, errs),
             "connect_timeout_seconds" => p.connect_timeout_seconds = typed(key, v, errs),
+            "admin_listen" => p.admin_listen = typed(key, v, errs),
+            "tenants_file" => {
+                if let Some(path) = typed::<PathBuf>(key, v, errs) {
+                    p.tenants_file = Some(path);
+                }
+            }
             "tls" => p.tls = typed(key, v, errs),
             "tenants" => match v.as_sequence() {
                 Some(seq) => {
                     p.tenant_count = seq.len();
                     for (i, t) in seq.iter().enumerate() {
-                        if let Some(route) = typed(&format!("tenants[{i}]"), t, errs) {
-                            p.tenants.push((i, route));
+                        let key = format!("tenants[{i}]");
+                        if let Some(route) = typed(&key, t, errs) {
+                            p.tenants.push((key, route));
                         }
                     }
                 }
@@ -179,12 +206,40 @@ fn parse_keys(map: &Mapping, errs: &mut Collector) -> Parsed {
             _ => errs.push(key, format!("unknown key (expected one of: {})", TOP_LEVEL_KEYS.join(", "))),
         }
     }
-    for required in ["listen", "domain", "tls", "tenants"] {
+    for required in ["listen", "domain", "tls"] {
         if !map.contains_key(required) {
             errs.push(required, "missing (required)");
         }
     }
+    if !map.contains_key("tenants") && !map.contains_key("tenants_file") {
+        errs.push("tenants", "missing (required unless tenants_file is given)");
+    }
     p
+}
+
+/// Adds the tenants of `tenants_file` (relative to `base`), each named `tenants_file[i]`.
+fn read_tenants_file(p: &mut Parsed, base: &Path, errs: &mut Collector) {
+    let Some(file) = p.tenants_file.clone() else { return };
+    let path = base.join(&file);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) => return errs.push("tenants_file", format!("cannot read {}: {e}", path.display())),
+    };
+    let list: Value = match serde_norway::from_str(&text) {
+        Ok(Value::Null) => return,
+        Ok(v) => v,
+        Err(e) => return errs.push("tenants_file", format!("{}: not valid YAML: {e}", path.display())),
+    };
+    let Some(seq) = list.as_sequence() else {
+        return errs.push("tenants_file", format!("{} must hold a list of tenants", path.display()));
+    };
+    p.tenant_count += seq.len();
+    for (i, t) in seq.iter().enumerate() {
+        let key = format!("tenants_file[{i}]");
+        if let Some(route) = typed(&key, t, errs) {
+            p.tenants.push((key, route));
+        }
+    }
 }
 
 fn typed<T: serde::de::DeserializeOwned>(key: &str, v: &Value, errs: &mut Collector) -> Option<T> {
@@ -215,21 +270,28 @@ fn validate(p: &Parsed, base: &Path, errs: &mut Collector) -> Option<Settings> {
     if connect_timeout_seconds == 0 {
         errs.push("connect_timeout_seconds", "must be at least 1");
     }
+    let admin_listen = p.admin_listen.as_ref().and_then(|a| match a.parse::<SocketAddr>() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            errs.push("admin_listen", format!("{a:?} is not an address like 0.0.0.0:9100"));
+            None
+        }
+    });
     let default_cert = p.tls.as_ref().and_then(|files| load_cert("tls", files, base, errs));
-    if p.tenant_count == 0 && p.listen.is_some() {
+    // With a tenants_file (the controller's route source) an empty list is normal: no tenant is ready yet.
+    if p.tenant_count == 0 && p.tenants_file.is_none() && p.listen.is_some() {
         errs.push("tenants", "needs at least one tenant");
     }
     let mut seen = HashSet::new();
     let mut tenants = Vec::with_capacity(p.tenants.len());
-    for (i, route) in &p.tenants {
+    for (key, route) in &p.tenants {
         for e in route.validate() {
-            errs.push(format!("tenants[{i}].{}", e.field), e.message);
+            errs.push(format!("{key}.{}", e.field), e.message);
         }
         if !seen.insert(route.name.as_str()) {
-            errs.push(format!("tenants[{i}].name"), format!("duplicate tenant {:?}", route.name));
+            errs.push(format!("{key}.name"), format!("duplicate tenant {:?}", route.name));
         }
-        let cert =
-            route.tls.as_ref().and_then(|files| load_cert(&format!("tenants[{i}].tls"), files, base, errs));
+        let cert = route.tls.as_ref().and_then(|files| load_cert(&format!("{key}.tls"), files, base, errs));
         tenants.push(TenantSettings {
             name: route.name.clone(),
             bootstrap: route.bootstrap.iter().filter_map(|b| HostPort::parse(b).ok()).collect(),
@@ -243,6 +305,7 @@ fn validate(p: &Parsed, base: &Path, errs: &mut Collector) -> Option<Settings> {
         advertised_port: p.advertised_port.unwrap_or(listen.port()),
         max_frame_bytes,
         connect_timeout: Duration::from_secs(connect_timeout_seconds),
+        admin_listen,
         default_cert: default_cert?,
         tenants,
     })

@@ -3,8 +3,10 @@
 //! A frame's way through the proxy, module by module:
 //! [`listener`] (the one TLS port) → [`tls`] (ClientHello, per-tenant configuration) → [`router`] (SNI →
 //! tenant and broker) → [`kafka`] (framing, headers, in-flight requests, address rewriting) → [`upstream`]
-//! (the tenant's own cluster) → [`session`] (the two-way pump). [`config`] reads the YAML file.
+//! (the tenant's own cluster) → [`session`] (the two-way pump). [`config`] reads the YAML file; [`admin`]
+//! answers health probes.
 
+pub mod admin;
 pub mod config;
 pub mod kafka;
 pub mod listener;

@@ -14,6 +14,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use tracing::{info, warn};
 
+use crate::admin::Health;
 use crate::config::Settings;
 use crate::kafka::rewrite::Advertise;
 use crate::router::{RouteTable, Target};
@@ -28,6 +29,8 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 pub struct Proxy {
     listener: TcpListener,
+    admin: Option<TcpListener>,
+    health: Arc<Health>,
     shared: Arc<Shared>,
 }
 
@@ -58,6 +61,12 @@ impl Proxy {
             .map_err(|source| StartError::Bind { addr: settings.listen, source })?;
         let bound =
             listener.local_addr().map_err(|source| StartError::Bind { addr: settings.listen, source })?;
+        let admin = match settings.admin_listen {
+            Some(addr) => {
+                Some(TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?)
+            }
+            None => None,
+        };
         let table = RouteTable::from_settings(settings);
         let front = TlsFront::new(settings.default_cert.clone(), &table)?;
         let advertised_port = match settings.advertised_port {
@@ -76,7 +85,7 @@ impl Proxy {
             open: AtomicUsize::new(0),
             closed: Notify::new(),
         });
-        Ok(Proxy { listener, shared })
+        Ok(Proxy { listener, admin, health: Arc::default(), shared })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -86,6 +95,10 @@ impl Proxy {
     /// Serves until `shutdown` completes, then stops accepting and waits up to `drain` for open connections.
     pub async fn run(self, shutdown: impl Future<Output = ()>, drain: Duration) {
         info!(listen = ?self.local_addr().ok(), domain = %self.shared.table.domain, "kaas-proxy serving");
+        if let Some(admin) = self.admin {
+            tokio::spawn(crate::admin::serve(admin, self.health.clone()));
+        }
+        self.health.ready.store(true, Ordering::SeqCst);
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -109,6 +122,7 @@ impl Proxy {
                 },
             }
         }
+        self.health.ready.store(false, Ordering::SeqCst);
         drop(self.listener);
         let open = self.shared.open.load(Ordering::SeqCst);
         info!(open, "stopped accepting; draining connections");

@@ -44,3 +44,51 @@ fn check_accepts_a_valid_file() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("ok (1 tenants)"));
 }
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+fn http_get(port: u16, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes()).ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out)
+}
+
+#[test]
+fn health_endpoints_and_graceful_stop() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ck = rcgen::generate_simple_self_signed(vec!["*.kaas.localhost".to_string()]).expect("rcgen");
+    std::fs::write(dir.path().join("s.pem"), ck.cert.pem()).expect("write");
+    std::fs::write(dir.path().join("s.key"), ck.signing_key.serialize_pem()).expect("write");
+    std::fs::write(dir.path().join("routes.yaml"), "[]\n").expect("write");
+    let admin = free_port();
+    let path = dir.path().join("ok.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "listen: \"127.0.0.1:0\"\ndomain: kaas.localhost\nadmin_listen: \"127.0.0.1:{admin}\"\n\
+             tls: {{ cert: s.pem, key: s.key }}\ntenants_file: routes.yaml\n"
+        ),
+    )
+    .expect("write");
+    let mut child = kaas_proxy().arg("--config").arg(&path).spawn().expect("starts");
+    let mut ready = None;
+    for _ in 0..100 {
+        ready = http_get(admin, "/readyz");
+        if ready.is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(ready.expect("admin endpoint answers").starts_with("HTTP/1.1 200"));
+    assert!(http_get(admin, "/healthz").expect("healthz").starts_with("HTTP/1.1 200"));
+    assert!(http_get(admin, "/nope").expect("404").starts_with("HTTP/1.1 404"));
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
+    let status = child.wait().expect("exits");
+    assert!(status.success(), "{status}");
+}

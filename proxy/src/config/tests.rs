@@ -121,8 +121,10 @@ fn the_key_list_matches_the_schema() {
         advertised_port: Some(1),
         max_frame_bytes: 1,
         connect_timeout_seconds: 1,
+        admin_listen: Some("0.0.0.0:9100".into()),
         tls: CertificateFiles { cert: "c".into(), key: "k".into() },
         tenants: vec![],
+        tenants_file: Some("routes.yaml".into()),
     };
     let value = serde_norway::to_value(&config).expect("serialize");
     let mut fields: Vec<&str> = value.as_mapping().expect("map").keys().filter_map(|k| k.as_str()).collect();
@@ -140,4 +142,34 @@ fn missing_required_and_unreadable_file() {
     assert!(err.to_string().contains("cannot read"), "{err}");
     assert!(from_yaml("- a list", Path::new(".")).is_err());
     assert!(from_yaml("listen: [", Path::new(".")).is_err());
+}
+
+#[test]
+fn tenants_file_adds_tenants_and_names_its_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_cert(dir.path(), "server");
+    std::fs::write(
+        dir.path().join("routes.yaml"),
+        "- name: beta\n  bootstrap: [\"kafka-bootstrap.beta.internal:9093\"]\n- name: acme\n  bootstrap: [\"x\"]\n",
+    )
+    .expect("write");
+    let yaml = "listen: \"[::]:9092\"\ndomain: kaas.localhost\nadmin_listen: \"127.0.0.1:9100\"\n\
+                tls: { cert: server.pem, key: server.key }\ntenants:\n  - { name: acme, bootstrap: [\"127.0.0.1:1\"] }\n\
+                tenants_file: routes.yaml\n";
+    let errors = from_yaml(yaml, dir.path()).expect_err("duplicate and bad address");
+    assert_eq!(keys(&errors), ["tenants_file[1].bootstrap[0]", "tenants_file[1].name"], "{errors:#?}");
+    std::fs::write(
+        dir.path().join("routes.yaml"),
+        "- name: beta\n  bootstrap: [\"kafka-bootstrap.beta.internal:9093\"]\n",
+    )
+    .expect("write");
+    let s = from_yaml(yaml, dir.path()).expect("valid");
+    assert_eq!(s.tenants.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["acme", "beta"]);
+    assert_eq!(s.admin_listen, Some("127.0.0.1:9100".parse().expect("addr")));
+    // An empty route source is normal before any tenant is ready.
+    std::fs::write(dir.path().join("routes.yaml"), "[]\n").expect("write");
+    let only_file = "listen: \"[::]:9092\"\ndomain: kaas.localhost\ntls: { cert: server.pem, key: server.key }\ntenants_file: routes.yaml\n";
+    assert!(from_yaml(only_file, dir.path()).expect("valid").tenants.is_empty());
+    let missing = only_file.replace("routes.yaml", "nope.yaml");
+    assert_eq!(keys(&from_yaml(&missing, dir.path()).expect_err("missing file")), ["tenants_file"]);
 }

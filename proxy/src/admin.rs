@@ -1,0 +1,61 @@
+//! Admin endpoint for orchestrators: `/healthz` (the process serves) and `/readyz` (it accepts new
+//! connections; 503 while draining, so a rolling update moves traffic away before the pod stops).
+//! A deliberately tiny HTTP/1.1 responder: one request per connection, no keep-alive.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// Shared with the listener, which clears it when draining starts.
+#[derive(Debug, Default)]
+pub struct Health {
+    pub ready: AtomicBool,
+}
+
+fn respond(path: Option<&str>, health: &Health) -> (&'static str, &'static str) {
+    match path {
+        Some("/healthz") => ("200 OK", "ok\n"),
+        Some("/readyz") if health.ready.load(Ordering::SeqCst) => ("200 OK", "ready\n"),
+        Some("/readyz") => ("503 Service Unavailable", "draining\n"),
+        _ => ("404 Not Found", "not found\n"),
+    }
+}
+
+pub async fn serve(listener: TcpListener, health: Arc<Health>) {
+    while let Ok((mut stream, _)) = listener.accept().await {
+        let health = health.clone();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 1024];
+            let read = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut buf)).await;
+            let n = match read {
+                Ok(Ok(n)) => n,
+                _ => return,
+            };
+            let request = String::from_utf8_lossy(&buf[..n]);
+            let (status, body) = respond(request.split_whitespace().nth(1), &health);
+            let response = format!(
+                "HTTP/1.1 {status}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(response.as_bytes()).await;
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes() {
+        let h = Health::default();
+        assert_eq!(respond(Some("/healthz"), &h).0, "200 OK");
+        assert_eq!(respond(Some("/readyz"), &h).0, "503 Service Unavailable");
+        h.ready.store(true, Ordering::SeqCst);
+        assert_eq!(respond(Some("/readyz"), &h).0, "200 OK");
+        assert_eq!(respond(Some("/"), &h).0, "404 Not Found");
+        assert_eq!(respond(None, &h).0, "404 Not Found");
+    }
+}

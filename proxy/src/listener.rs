@@ -17,6 +17,7 @@ use tracing::{info, warn};
 use crate::admin::Health;
 use crate::config::Settings;
 use crate::kafka::rewrite::Advertise;
+use crate::metrics::{Metrics, Refused};
 use crate::router::{RouteTable, Target};
 use crate::session::{self, SessionContext};
 use crate::tls::{self, HelloError, Refusal, TlsFront};
@@ -43,6 +44,7 @@ struct Shared {
     max_frame_bytes: u32,
     open: AtomicUsize,
     closed: Notify,
+    metrics: Arc<Metrics>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +86,7 @@ impl Proxy {
             max_frame_bytes: settings.max_frame_bytes,
             open: AtomicUsize::new(0),
             closed: Notify::new(),
+            metrics: Arc::new(Metrics::new(settings.tenants.iter().map(|t| t.name.as_str()))),
         });
         Ok(Proxy { listener, admin, health: Arc::default(), shared })
     }
@@ -96,7 +99,7 @@ impl Proxy {
     pub async fn run(self, shutdown: impl Future<Output = ()>, drain: Duration) {
         info!(listen = ?self.local_addr().ok(), domain = %self.shared.table.domain, "kaas-proxy serving");
         if let Some(admin) = self.admin {
-            tokio::spawn(crate::admin::serve(admin, self.health.clone()));
+            tokio::spawn(crate::admin::serve(admin, self.health.clone(), self.shared.metrics.clone()));
         }
         self.health.ready.store(true, Ordering::SeqCst);
         tokio::pin!(shutdown);
@@ -105,6 +108,7 @@ impl Proxy {
                 _ = &mut shutdown => break,
                 accepted = self.listener.accept() => match accepted {
                     Ok((tcp, peer)) => {
+                        self.shared.metrics.accepted();
                         let shared = self.shared.clone();
                         shared.open.fetch_add(1, Ordering::SeqCst);
                         tokio::spawn(async move {
@@ -149,14 +153,25 @@ async fn handle(tcp: TcpStream, peer: SocketAddr, shared: &Shared) {
     let start = match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls::read_client_hello(tcp)).await {
         Ok(Ok(start)) => start,
         Ok(Err(HelloError::Closed)) => return,
-        Ok(Err(e)) => return warn!(%peer, error = %e, "connection refused"),
-        Err(_) => return warn!(%peer, "connection refused: no ClientHello within {HANDSHAKE_TIMEOUT:?}"),
+        Ok(Err(e)) => {
+            let why = match e {
+                HelloError::PlaintextKafka => Refused::Plaintext,
+                _ => Refused::NotTls,
+            };
+            shared.metrics.refused(why);
+            return warn!(%peer, error = %e, "connection refused");
+        }
+        Err(_) => {
+            shared.metrics.refused(Refused::NoClientHello);
+            return warn!(%peer, "connection refused: no ClientHello within {HANDSHAKE_TIMEOUT:?}");
+        }
     };
     let sni = start.client_hello().server_name().map(str::to_owned);
     let (tenant, target) = match shared.table.resolve(sni.as_deref()) {
         Ok(route) => route,
         Err(e) => {
             warn!(%peer, sni = sni.as_deref().unwrap_or("-"), error = %e, "TLS refused: unrecognized_name");
+            shared.metrics.refused(Refused::UnrecognizedName);
             return tls::refuse(start, Refusal::UnrecognizedName).await;
         }
     };
@@ -167,10 +182,12 @@ async fn handle(tcp: TcpStream, peer: SocketAddr, shared: &Shared) {
             Ok(addr) => Some(addr),
             Err(e) if !e.retryable() => {
                 warn!(%peer, %sni, tenant = %tenant.name, error = %e, "TLS refused: unrecognized_name");
+                shared.metrics.refused(Refused::UnrecognizedName);
                 return tls::refuse(start, Refusal::UnrecognizedName).await;
             }
             Err(e) => {
                 warn!(%peer, %sni, tenant = %tenant.name, error = %e, "TLS refused: tenant cluster unavailable");
+                shared.metrics.refused(Refused::ClusterUnavailable);
                 return tls::refuse(start, Refusal::Unavailable).await;
             }
         },
@@ -186,14 +203,21 @@ async fn handle(tcp: TcpStream, peer: SocketAddr, shared: &Shared) {
     let (client, upstream) = tokio::join!(handshake, connect);
     let client = match client {
         Ok(Ok(s)) => s,
-        Ok(Err(e)) => return warn!(%peer, %sni, error = %e, "TLS handshake failed"),
-        Err(_) => return warn!(%peer, %sni, "TLS handshake timed out"),
+        Ok(Err(e)) => {
+            shared.metrics.refused(Refused::Handshake);
+            return warn!(%peer, %sni, error = %e, "TLS handshake failed");
+        }
+        Err(_) => {
+            shared.metrics.refused(Refused::Handshake);
+            return warn!(%peer, %sni, "TLS handshake timed out");
+        }
     };
     let (upstream, upstream_addr) = match upstream {
         Ok(u) => u,
         Err(e) => {
+            shared.metrics.refused(Refused::UpstreamUnavailable);
             return warn!(%peer, %sni, tenant = %tenant.name, retryable = e.retryable(), error = %e,
-                "upstream unavailable; closing client connection")
+                "upstream unavailable; closing client connection");
         }
     };
     tracing::debug!(%peer, %sni, tenant = %tenant.name, %target, upstream = %upstream_addr, "session open");
@@ -203,7 +227,10 @@ async fn handle(tcp: TcpStream, peer: SocketAddr, shared: &Shared) {
         max_frame_bytes: shared.max_frame_bytes,
         peer,
     };
-    match session::run(client, upstream, &ctx).await {
+    shared.metrics.session_started(&ctx.tenant.name);
+    let result = session::run(client, upstream, &ctx).await;
+    shared.metrics.session_ended(&ctx.tenant.name, result.is_err());
+    match result {
         Ok(()) => tracing::debug!(%peer, %sni, "session closed"),
         Err(e) => warn!(%peer, %sni, tenant = %ctx.tenant.name, error = %e, "session closed on error"),
     }

@@ -87,6 +87,8 @@ fn health_endpoints_and_graceful_stop() {
     assert!(ready.expect("admin endpoint answers").starts_with("HTTP/1.1 200"));
     assert!(http_get(admin, "/healthz").expect("healthz").starts_with("HTTP/1.1 200"));
     assert!(http_get(admin, "/nope").expect("404").starts_with("HTTP/1.1 404"));
+    let metrics = http_get(admin, "/metrics").expect("metrics");
+    assert!(metrics.contains("kaas_proxy_listener_connections_total 0"), "{metrics}");
     let pid = child.id().to_string();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
     let status = child.wait().expect("exits");

@@ -1,0 +1,167 @@
+//! Prometheus metrics, `kaas_proxy_<subsystem>_<name>_<unit>[_total]`, with bounded labels (tenant, reason).
+//! Plain atomics, rendered in the text exposition format by [`Metrics::encode`]; the admin endpoint serves it.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+/// Why a connection was refused before a session started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    Plaintext,
+    NotTls,
+    NoClientHello,
+    UnrecognizedName,
+    ClusterUnavailable,
+    Handshake,
+    UpstreamUnavailable,
+}
+
+const REASONS: [Refused; 7] = [
+    Refused::Plaintext,
+    Refused::NotTls,
+    Refused::NoClientHello,
+    Refused::UnrecognizedName,
+    Refused::ClusterUnavailable,
+    Refused::Handshake,
+    Refused::UpstreamUnavailable,
+];
+
+impl Refused {
+    pub fn label(self) -> &'static str {
+        match self {
+            Refused::Plaintext => "plaintext",
+            Refused::NotTls => "not_tls",
+            Refused::NoClientHello => "no_client_hello",
+            Refused::UnrecognizedName => "unrecognized_name",
+            Refused::ClusterUnavailable => "cluster_unavailable",
+            Refused::Handshake => "handshake",
+            Refused::UpstreamUnavailable => "upstream_unavailable",
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct TenantCounters {
+    sessions: AtomicU64,
+    session_errors: AtomicU64,
+}
+
+#[derive(Debug)]
+pub struct Metrics {
+    connections: AtomicU64,
+    refused: [AtomicU64; REASONS.len()],
+    active: AtomicI64,
+    tenants: BTreeMap<String, TenantCounters>,
+}
+
+impl Metrics {
+    /// Counters for a fixed set of tenants (the label set stays bounded).
+    pub fn new<'a>(tenants: impl IntoIterator<Item = &'a str>) -> Self {
+        Metrics {
+            connections: AtomicU64::new(0),
+            refused: Default::default(),
+            active: AtomicI64::new(0),
+            tenants: tenants.into_iter().map(|t| (t.to_owned(), TenantCounters::default())).collect(),
+        }
+    }
+
+    pub fn accepted(&self) {
+        self.connections.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn refused(&self, why: Refused) {
+        if let Some(i) = REASONS.iter().position(|r| *r == why) {
+            self.refused[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn session_started(&self, tenant: &str) {
+        self.active.fetch_add(1, Ordering::Relaxed);
+        if let Some(t) = self.tenants.get(tenant) {
+            t.sessions.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn session_ended(&self, tenant: &str, failed: bool) {
+        self.active.fetch_sub(1, Ordering::Relaxed);
+        if let (true, Some(t)) = (failed, self.tenants.get(tenant)) {
+            t.session_errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn encode(&self) -> String {
+        let mut o = String::new();
+        let _ = writeln!(
+            o,
+            "# HELP kaas_proxy_listener_connections_total TCP connections accepted on the TLS port."
+        );
+        let _ = writeln!(o, "# TYPE kaas_proxy_listener_connections_total counter");
+        let _ =
+            writeln!(o, "kaas_proxy_listener_connections_total {}", self.connections.load(Ordering::Relaxed));
+        let _ = writeln!(
+            o,
+            "# HELP kaas_proxy_listener_refused_total Connections refused before a session, by reason."
+        );
+        let _ = writeln!(o, "# TYPE kaas_proxy_listener_refused_total counter");
+        for (r, n) in REASONS.iter().zip(&self.refused) {
+            let _ = writeln!(
+                o,
+                "kaas_proxy_listener_refused_total{{reason=\"{}\"}} {}",
+                r.label(),
+                n.load(Ordering::Relaxed)
+            );
+        }
+        let _ = writeln!(o, "# HELP kaas_proxy_session_active Sessions open now.");
+        let _ = writeln!(o, "# TYPE kaas_proxy_session_active gauge");
+        let _ = writeln!(o, "kaas_proxy_session_active {}", self.active.load(Ordering::Relaxed));
+        let _ = writeln!(o, "# HELP kaas_proxy_session_opened_total Sessions opened, by tenant.");
+        let _ = writeln!(o, "# TYPE kaas_proxy_session_opened_total counter");
+        for (name, t) in &self.tenants {
+            let _ = writeln!(
+                o,
+                "kaas_proxy_session_opened_total{{tenant=\"{name}\"}} {}",
+                t.sessions.load(Ordering::Relaxed)
+            );
+        }
+        let _ = writeln!(o, "# HELP kaas_proxy_session_errors_total Sessions closed on an error, by tenant.");
+        let _ = writeln!(o, "# TYPE kaas_proxy_session_errors_total counter");
+        for (name, t) in &self.tenants {
+            let _ = writeln!(
+                o,
+                "kaas_proxy_session_errors_total{{tenant=\"{name}\"}} {}",
+                t.session_errors.load(Ordering::Relaxed)
+            );
+        }
+        o
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_and_renders() {
+        let m = Metrics::new(["acme", "beta"]);
+        m.accepted();
+        m.accepted();
+        m.refused(Refused::Plaintext);
+        m.session_started("acme");
+        m.session_started("nobody");
+        m.session_ended("acme", true);
+        let text = m.encode();
+        for line in [
+            "kaas_proxy_listener_connections_total 2",
+            "kaas_proxy_listener_refused_total{reason=\"plaintext\"} 1",
+            "kaas_proxy_listener_refused_total{reason=\"handshake\"} 0",
+            "kaas_proxy_session_active 1",
+            "kaas_proxy_session_opened_total{tenant=\"acme\"} 1",
+            "kaas_proxy_session_errors_total{tenant=\"acme\"} 1",
+            "kaas_proxy_session_errors_total{tenant=\"beta\"} 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
+        }
+        assert!(!text.contains("nobody"), "unknown tenants add no label values");
+    }
+}

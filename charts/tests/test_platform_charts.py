@@ -1,0 +1,121 @@
+"""charts/kaas-proxy and charts/kaas-controller: render, every object valid, lint clean, the proxy's
+availability and lockdown settings, the controller's least-privilege RBAC, bad values refused."""
+import copy
+
+import helm_python as helm
+import kubernetes_validate
+import pytest
+import yaml
+
+from conftest import KUBE_VERSION, ROOT, render, validate
+
+PROXY_SETS = {
+    "defaults": None,
+    "three-replicas-with-tenant-names": {"replicaCount": 3, "externalDns": {"hostnames": ["*.acme.kaas.example.com"]}},
+    "no-monitoring-no-dns": {"serviceMonitor": {"enabled": False}, "externalDns": {"enabled": False},
+                             "service": {"type": "ClusterIP", "annotations": {}}},
+}
+CONTROLLER_SETS = {
+    "defaults": None,
+    "secret-url": {"gitops": {"existingSecret": "gitops-credentials", "url": "unused", "branch": "tenants"}},
+    "no-monitoring": {"serviceMonitor": {"enabled": False}},
+}
+
+
+@pytest.mark.parametrize("chart, values", [("kaas-proxy", v) for v in PROXY_SETS.values()]
+                         + [("kaas-controller", v) for v in CONTROLLER_SETS.values()])
+def test_renders_valid_objects(chart, values, crd_schemas):
+    for obj in render(chart, values, name=chart, namespace="kaas-system"):
+        validate(obj, crd_schemas)
+
+
+@pytest.mark.parametrize("chart", ["kaas-proxy", "kaas-controller"])
+def test_lint_is_clean(chart):
+    report = helm.lint(str(ROOT / "charts" / chart), strict=True)
+    problems = [m for m in report["messages"] if m["severity"] >= 2] + report["errors"]
+    assert not problems, problems
+
+
+def by_kind(objects, kind):
+    return [o for o in objects if o["kind"] == kind]
+
+
+def test_proxy_availability_and_lockdown():
+    objects = render("kaas-proxy", name="kaas-proxy", namespace="kaas-system")
+    deploy = by_kind(objects, "Deployment")[0]
+    spec = deploy["spec"]
+    assert spec["replicas"] >= 2
+    assert spec["strategy"]["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": 1}
+    pod = spec["template"]["spec"]
+    assert pod["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert pod["terminationGracePeriodSeconds"] > 30, "grace must cover the drain timeout"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    container = pod["containers"][0]
+    sc = container["securityContext"]
+    assert sc["readOnlyRootFilesystem"] is True and sc["capabilities"]["drop"] == ["ALL"]
+    assert not sc["allowPrivilegeEscalation"]
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["resources"]["requests"] and container["resources"]["limits"]
+    assert "--drain-timeout-seconds=30" in container["args"]
+    mounts = {m["mountPath"] for m in container["volumeMounts"]}
+    assert {"/etc/kaas-proxy/config", "/etc/kaas-proxy/tls", "/etc/kaas-proxy/routes"} <= mounts
+    assert by_kind(objects, "PodDisruptionBudget")[0]["spec"]["maxUnavailable"] == 1
+    lb = [s for s in by_kind(objects, "Service") if s["spec"]["type"] == "LoadBalancer"][0]
+    assert lb["metadata"]["annotations"]["external-dns.alpha.kubernetes.io/hostname"] == "*.kaas.example.com"
+    assert by_kind(objects, "ServiceMonitor")[0]["spec"]["endpoints"][0]["path"] == "/metrics"
+
+
+def test_proxy_configuration_is_what_the_binary_reads():
+    cm = by_kind(render("kaas-proxy", name="kaas-proxy", namespace="kaas-system"), "ConfigMap")[0]
+    config = yaml.safe_load(cm["data"]["kaas-proxy.yaml"])
+    assert config["tenants_file"] == "/etc/kaas-proxy/routes/tenants.yaml"
+    assert config["admin_listen"] == "0.0.0.0:9100"
+    assert set(config) <= {"listen", "domain", "advertised_port", "max_frame_bytes", "connect_timeout_seconds",
+                           "admin_listen", "tls", "tenants", "tenants_file"}
+
+
+def test_controller_rbac_is_exactly_what_it_uses():
+    objects = render("kaas-controller", name="kaas-controller", namespace="kaas-system")
+    cluster_rules = by_kind(objects, "ClusterRole")[0]["rules"]
+    granted = {(g, r, v) for rule in cluster_rules for g in rule["apiGroups"] for r in rule["resources"]
+               for v in rule["verbs"]}
+    assert granted == {
+        ("kaas.dev", "kafkatenants", "list"), ("kaas.dev", "kafkatenants", "watch"),
+        ("kaas.dev", "kafkatenants", "patch"), ("kaas.dev", "kafkatenants/status", "patch"),
+        ("cluster.x-k8s.io", "clusters", "get"), ("helm.toolkit.fluxcd.io", "helmreleases", "get"),
+    }
+    role = by_kind(objects, "Role")[0]
+    assert role["metadata"]["namespace"] == "kaas-system"
+    named = [r for r in role["rules"] if r.get("resourceNames")][0]
+    assert named["resourceNames"] == ["kaas-proxy-routes"] and sorted(named["verbs"]) == ["get", "update"]
+    assert not any("*" in str(rule) for rule in cluster_rules + role["rules"])
+    deploy = by_kind(objects, "Deployment")[0]["spec"]["template"]["spec"]
+    assert deploy["serviceAccountName"] == "kaas-controller"
+    assert deploy["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+def test_controller_chart_ships_the_generated_crd():
+    chart = helm.Chart.load(str(ROOT / "charts" / "kaas-controller"))
+    [crd_file] = chart.crds
+    crd = yaml.safe_load(crd_file["data"]) if "data" in crd_file else yaml.safe_load(
+        (ROOT / "charts" / "kaas-controller" / crd_file["name"]).read_text())
+    assert crd["spec"]["names"]["kind"] == "KafkaTenant"
+    kubernetes_validate.validate(crd, KUBE_VERSION, strict=True)
+
+
+@pytest.mark.parametrize("chart, mutate, named", [
+    ("kaas-proxy", lambda v: v.__setitem__("replicaCount", 1), "replicaCount"),
+    ("kaas-proxy", lambda v: v.__setitem__("replicaCount", -3), "replicaCount"),
+    ("kaas-proxy", lambda v: v.__setitem__("colour", "blue"), "colour"),
+    ("kaas-proxy", lambda v: v["tls"].__setitem__("secretName", None), "secretName"),
+    ("kaas-controller", lambda v: v["gitops"].__setitem__("url", None), "url"),
+    ("kaas-controller", lambda v: v["routes"].__setitem__("nmespace", "x"), "nmespace"),
+])
+def test_bad_values_are_refused_naming_the_value(chart, mutate, named):
+    loaded = helm.Chart.load(str(ROOT / "charts" / chart))
+    values = copy.deepcopy(loaded.values)
+    mutate(values)
+    with pytest.raises(helm.HelmValuesError) as err:
+        loaded.validate_schema(values)
+    assert named in str(err.value), str(err.value)

@@ -1,0 +1,370 @@
+//! The load generator: Kafka producers on raw connections (plain TCP or TLS with SNI), pipelined Produce
+//! requests of a pre-built record batch, latency per request into an HDR histogram.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use hdrhistogram::Histogram;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{ApiKey, ProduceRequest, RequestHeader, TopicName};
+use kafka_protocol::protocol::{Encodable, StrBytes};
+use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Where the load goes.
+#[derive(Debug, Clone)]
+pub enum Endpoint {
+    Plain(SocketAddr),
+    Tls { addr: SocketAddr, sni: String, tls: Arc<rustls::ClientConfig> },
+}
+
+/// A TLS client configuration trusting `ca`; `resume` keeps session tickets for resumed handshakes.
+pub fn tls_config(ca: &Path, resume: bool) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca)? {
+        roots.add(cert?)?;
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(kaas_proxy::tls::provider())
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    if !resume {
+        config.resumption = rustls::client::Resumption::disabled();
+    }
+    Ok(Arc::new(config))
+}
+
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+pub async fn connect(endpoint: &Endpoint) -> anyhow::Result<Box<dyn Io>> {
+    match endpoint {
+        Endpoint::Plain(addr) => {
+            let s = TcpStream::connect(addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("{addr} is not reachable: {e}"))?;
+            s.set_nodelay(true)?;
+            Ok(Box::new(s))
+        }
+        Endpoint::Tls { addr, sni, tls } => {
+            let s = TcpStream::connect(addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("{addr} is not reachable: {e}"))?;
+            s.set_nodelay(true)?;
+            let name = ServerName::try_from(sni.clone())?;
+            let tls = tokio_rustls::TlsConnector::from(tls.clone()).connect(name, s).await?;
+            Ok(Box::new(tls))
+        }
+    }
+}
+
+/// One run's shape.
+#[derive(Debug, Clone)]
+pub struct Workload {
+    pub connections: usize,
+    pub record_bytes: usize,
+    pub batch_records: usize,
+    pub inflight: usize,
+    pub acks: i16,
+    pub duration: Duration,
+    pub topic: String,
+    /// Connection i produces to partition i % partitions.
+    pub partitions: usize,
+}
+
+/// What one run measured.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub bytes: u64,
+    pub records: u64,
+    pub requests: u64,
+    pub errors: u64,
+    pub elapsed: Duration,
+    pub latency_us: Histogram<u64>,
+}
+
+/// A Produce request frame (v7, non-flexible) with correlation id 0, and the offset of that id.
+pub fn produce_frame(w: &Workload, partition: i32) -> anyhow::Result<BytesMut> {
+    let value = Bytes::from(vec![b'x'; w.record_bytes]);
+    let records: Vec<Record> = (0..w.batch_records)
+        .map(|i| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: -1,
+            timestamp: 0,
+            key: None,
+            value: Some(value.clone()),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut batch = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut batch,
+        &records,
+        &RecordEncodeOptions { version: 2, compression: Compression::None },
+    )?;
+    let request = ProduceRequest::default().with_acks(w.acks).with_timeout_ms(30_000).with_topic_data(vec![
+        TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_string(w.topic.clone())))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(partition)
+                .with_records(Some(batch.freeze()))]),
+    ]);
+    let version = 7;
+    let mut frame = BytesMut::from(&[0u8; 4][..]);
+    RequestHeader::default()
+        .with_request_api_key(ApiKey::Produce as i16)
+        .with_request_api_version(version)
+        .with_client_id(Some(StrBytes::from_static_str("kaas-bench")))
+        .encode(&mut frame, ApiKey::Produce.request_header_version(version))?;
+    request.encode(&mut frame, version)?;
+    let len = (frame.len() - 4) as u32;
+    frame[..4].copy_from_slice(&len.to_be_bytes());
+    Ok(frame)
+}
+
+const CORRELATION_AT: usize = 8;
+
+async fn read_response(io: &mut Box<dyn Io>, buf: &mut BytesMut) -> anyhow::Result<i32> {
+    loop {
+        if buf.len() >= 8 {
+            let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+            if buf.len() >= 4 + len {
+                let cid = i32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]);
+                let _ = buf.split_to(4 + len);
+                return Ok(cid);
+            }
+        }
+        if io.read_buf(buf).await? == 0 {
+            anyhow::bail!("connection closed by the target");
+        }
+    }
+}
+
+/// One connection's produce loop until the deadline.
+async fn producer(
+    endpoint: Endpoint,
+    w: Workload,
+    partition: i32,
+    deadline: Instant,
+) -> anyhow::Result<Outcome> {
+    let mut io = connect(&endpoint).await?;
+    let mut frame = produce_frame(&w, partition)?;
+    let payload = (w.record_bytes * w.batch_records) as u64;
+    let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let mut sent: VecDeque<(i32, Instant)> = VecDeque::new();
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    let (mut cid, mut requests, mut errors) = (0i32, 0u64, 0u64);
+    let start = Instant::now();
+    while Instant::now() < deadline {
+        while sent.len() < w.inflight.max(1) {
+            cid = cid.wrapping_add(1);
+            frame[CORRELATION_AT..CORRELATION_AT + 4].copy_from_slice(&cid.to_be_bytes());
+            io.write_all(&frame).await?;
+            requests += 1;
+            if w.acks != 0 {
+                sent.push_back((cid, Instant::now()));
+            }
+            if w.acks == 0 && Instant::now() >= deadline {
+                break;
+            }
+        }
+        io.flush().await?;
+        if w.acks == 0 {
+            continue;
+        }
+        let got = read_response(&mut io, &mut buf).await?;
+        match sent.pop_front() {
+            Some((c, at)) if c == got => {
+                let _ = latency.record(at.elapsed().as_micros().max(1) as u64);
+            }
+            _ => errors += 1,
+        }
+    }
+    while let Some((c, at)) = sent.pop_front() {
+        match read_response(&mut io, &mut buf).await {
+            Ok(got) if got == c => {
+                let _ = latency.record(at.elapsed().as_micros().max(1) as u64);
+            }
+            _ => errors += 1,
+        }
+    }
+    let done = requests - errors;
+    Ok(Outcome {
+        bytes: done * payload,
+        records: done * w.batch_records as u64,
+        requests,
+        errors,
+        elapsed: start.elapsed(),
+        latency_us: latency,
+    })
+}
+
+/// Runs `w` against `endpoint` with all its connections; outcomes merged.
+pub async fn run(endpoint: &Endpoint, w: &Workload) -> anyhow::Result<Outcome> {
+    let deadline = Instant::now() + w.duration;
+    let tasks: Vec<_> = (0..w.connections)
+        .map(|i| {
+            tokio::spawn(producer(endpoint.clone(), w.clone(), (i % w.partitions.max(1)) as i32, deadline))
+        })
+        .collect();
+    let mut total = Outcome {
+        bytes: 0,
+        records: 0,
+        requests: 0,
+        errors: 0,
+        elapsed: Duration::ZERO,
+        latency_us: Histogram::new_with_bounds(1, 60_000_000, 3)?,
+    };
+    for t in tasks {
+        let o = t.await??;
+        total.bytes += o.bytes;
+        total.records += o.records;
+        total.requests += o.requests;
+        total.errors += o.errors;
+        total.elapsed = total.elapsed.max(o.elapsed);
+        total.latency_us.add(&o.latency_us)?;
+    }
+    Ok(total)
+}
+
+/// Opens `n` TLS connections and keeps them idle (after one ApiVersions round trip) until dropped.
+pub async fn open_idle(endpoint: &Endpoint, n: usize) -> anyhow::Result<Vec<Box<dyn Io>>> {
+    let mut conns = Vec::with_capacity(n);
+    let frame = api_versions_frame()?.freeze();
+    for chunk in 0..n.div_ceil(100) {
+        let batch: Vec<_> = (0..100.min(n - chunk * 100))
+            .map(|_| {
+                let (endpoint, frame) = (endpoint.clone(), frame.clone());
+                tokio::spawn(async move { connect_and_greet(&endpoint, &frame).await })
+            })
+            .collect();
+        for t in batch {
+            conns.push(t.await??);
+        }
+    }
+    Ok(conns)
+}
+
+/// An ApiVersions v0 request frame (correlation id 1).
+fn api_versions_frame() -> anyhow::Result<BytesMut> {
+    let mut frame = BytesMut::from(&[0u8; 4][..]);
+    RequestHeader::default()
+        .with_request_api_key(ApiKey::ApiVersions as i16)
+        .with_request_api_version(0)
+        .with_correlation_id(1)
+        .with_client_id(Some(StrBytes::from_static_str("kaas-bench")))
+        .encode(&mut frame, 1)?;
+    let len = (frame.len() - 4) as u32;
+    frame[..4].copy_from_slice(&len.to_be_bytes());
+    Ok(frame)
+}
+
+/// Connects and completes one ApiVersions round trip (which also takes in TLS 1.3 session tickets).
+async fn connect_and_greet(endpoint: &Endpoint, frame: &[u8]) -> anyhow::Result<Box<dyn Io>> {
+    let mut io = connect(endpoint).await?;
+    io.write_all(frame).await?;
+    io.flush().await?;
+    let mut buf = BytesMut::new();
+    read_response(&mut io, &mut buf).await?;
+    Ok(io)
+}
+
+/// Connections per second that complete a TLS handshake and one ApiVersions round trip, `concurrency` at a
+/// time over `duration`. With a resuming client configuration, handshakes after the first are resumed.
+pub async fn handshakes(endpoint: &Endpoint, duration: Duration, concurrency: usize) -> anyhow::Result<f64> {
+    let deadline = Instant::now() + duration;
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let endpoint = endpoint.clone();
+            tokio::spawn(async move {
+                let frame = api_versions_frame()?;
+                let mut n = 0u64;
+                while Instant::now() < deadline {
+                    let mut io = connect_and_greet(&endpoint, &frame).await?;
+                    let _ = io.shutdown().await;
+                    n += 1;
+                }
+                anyhow::Ok(n)
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for t in tasks {
+        total += t.await??;
+    }
+    Ok(total as f64 / start.elapsed().as_secs_f64())
+}
+
+/// Creates `topic` (for Tansu, which does not create topics on produce), ignoring "already exists".
+pub async fn create_topic(addr: SocketAddr, topic: &str, partitions: i32) -> anyhow::Result<()> {
+    use kafka_protocol::messages::create_topics_request::CreatableTopic;
+    use kafka_protocol::messages::CreateTopicsRequest;
+    let mut io = connect(&Endpoint::Plain(addr)).await?;
+    let version = 4;
+    let req =
+        CreateTopicsRequest::default().with_timeout_ms(10_000).with_topics(vec![CreatableTopic::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
+            .with_num_partitions(partitions)
+            .with_replication_factor(1)]);
+    let mut frame = BytesMut::from(&[0u8; 4][..]);
+    RequestHeader::default()
+        .with_request_api_key(ApiKey::CreateTopics as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(1)
+        .with_client_id(Some(StrBytes::from_static_str("kaas-bench")))
+        .encode(&mut frame, ApiKey::CreateTopics.request_header_version(version))?;
+    req.encode(&mut frame, version)?;
+    let len = (frame.len() - 4) as u32;
+    frame[..4].copy_from_slice(&len.to_be_bytes());
+    io.write_all(&frame).await?;
+    io.flush().await?;
+    let mut buf = BytesMut::new();
+    read_response(&mut io, &mut buf).await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::protocol::Decodable;
+
+    #[test]
+    fn produce_frame_is_a_valid_request_carrying_the_batch() {
+        let w = Workload {
+            connections: 1,
+            record_bytes: 100,
+            batch_records: 5,
+            inflight: 1,
+            acks: 1,
+            duration: Duration::from_secs(1),
+            topic: "bench".into(),
+            partitions: 1,
+        };
+        let frame = produce_frame(&w, 3).expect("frame");
+        let len = u32::from_be_bytes([frame[0], frame[1], frame[2], frame[3]]) as usize;
+        assert_eq!(len + 4, frame.len());
+        let header = kaas_proxy::kafka::header::parse_request(&frame[4..]).expect("header");
+        assert_eq!((header.api_key, header.api_version), (ApiKey::Produce as i16, 7));
+        let mut body = Bytes::copy_from_slice(&frame[4 + header.body_offset.expect("known api")..]);
+        let req = ProduceRequest::decode(&mut body, 7).expect("decodes");
+        let p = &req.topic_data[0].partition_data[0];
+        assert_eq!((req.acks, p.index), (1, 3));
+        let records = p.records.as_ref().expect("records");
+        assert!(records.len() > 5 * 100, "batch holds the records");
+    }
+}

@@ -1,0 +1,204 @@
+//! The things measured: an upstream broker (Tansu or the synthetic one, each its own process), kaas-proxy
+//! (the release binary, its own process) and nginx `stream` TLS termination (Debian nginx) — plus their CPU
+//! time and peak memory, read from /proc.
+
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+pub fn wait_for(addr: SocketAddr, what: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if TcpStream::connect(addr).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    anyhow::bail!("{what} did not start listening on {addr}; see its log in the results folder")
+}
+
+/// A child process, killed on drop.
+#[derive(Debug)]
+pub struct Proc {
+    pub child: Child,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn(name: &'static str, cmd: &mut Command, log: &Path) -> anyhow::Result<Proc> {
+    let out = std::fs::File::create(log)?;
+    let child = cmd
+        .stdout(Stdio::from(out.try_clone()?))
+        .stderr(Stdio::from(out))
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("cannot start {name} ({:?}): {e}", cmd.get_program()))?;
+    Ok(Proc { child })
+}
+
+pub fn start_synthetic(dir: &Path, port: u16) -> anyhow::Result<Proc> {
+    let me = std::env::current_exe()?;
+    let p = spawn(
+        "synthetic-broker",
+        Command::new(me).args(["synthetic-broker", "--port", &port.to_string()]),
+        &dir.join("synthetic.log"),
+    )?;
+    wait_for(([127, 0, 0, 1], port).into(), "the synthetic broker")?;
+    Ok(p)
+}
+
+pub fn start_tansu(dir: &Path, port: u16) -> anyhow::Result<Proc> {
+    let url = format!("tcp://127.0.0.1:{port}");
+    let bin =
+        std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo/bin/tansu")).filter(|p| p.exists());
+    let mut cmd = Command::new(bin.unwrap_or_else(|| "tansu".into()));
+    cmd.args([
+        "broker",
+        "--listener-url",
+        &url,
+        "--advertised-listener-url",
+        &url,
+        "--storage-engine",
+        "memory://tansu/",
+    ]);
+    let p = spawn("tansu", &mut cmd, &dir.join("tansu.log"))?;
+    wait_for(([127, 0, 0, 1], port).into(), "tansu (scripts/install-prereqs.sh installs it)")?;
+    Ok(p)
+}
+
+/// Certificates for `*.bench.localhost` under a fresh CA: (ca, cert, key).
+pub fn certs(dir: &Path) -> anyhow::Result<(PathBuf, PathBuf, PathBuf)> {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate()?;
+    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key)?;
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate()?;
+    let names = vec![
+        "bench.kaas.localhost".to_string(),
+        "*.bench.kaas.localhost".to_string(),
+        "*.kaas.localhost".to_string(),
+    ];
+    let cert = CertificateParams::new(names)?.signed_by(&key, &issuer)?;
+    let paths = (dir.join("ca.pem"), dir.join("server.pem"), dir.join("server.key"));
+    std::fs::write(&paths.0, ca.pem())?;
+    std::fs::write(&paths.1, cert.pem())?;
+    std::fs::write(&paths.2, key.serialize_pem())?;
+    Ok(paths)
+}
+
+pub fn start_proxy(
+    bin: &Path,
+    dir: &Path,
+    port: u16,
+    upstream: u16,
+    cert: &Path,
+    key: &Path,
+) -> anyhow::Result<Proc> {
+    let config = dir.join("kaas-proxy.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: \"127.0.0.1:{port}\"\ndomain: kaas.localhost\ntls: {{ cert: {}, key: {} }}\n\
+             tenants:\n  - name: bench\n    bootstrap: [\"127.0.0.1:{upstream}\"]\n",
+            cert.display(),
+            key.display()
+        ),
+    )?;
+    let mut cmd = Command::new(bin);
+    cmd.arg("--config").arg(&config).env("RUST_LOG", "warn");
+    let p = spawn("kaas-proxy", &mut cmd, &dir.join("kaas-proxy.log"))
+        .map_err(|e| anyhow::anyhow!("{e}; build it with cargo build --release -p kaas-proxy"))?;
+    wait_for(([127, 0, 0, 1], port).into(), "kaas-proxy")?;
+    Ok(p)
+}
+
+pub fn start_nginx(dir: &Path, port: u16, upstream: u16, cert: &Path, key: &Path) -> anyhow::Result<Proc> {
+    let module =
+        ["/usr/lib/nginx/modules/ngx_stream_module.so", "/usr/share/nginx/modules/ngx_stream_module.so"]
+            .into_iter()
+            .find(|m| Path::new(m).exists())
+            .ok_or_else(|| {
+                anyhow::anyhow!("nginx's stream module is missing: apt-get install nginx libnginx-mod-stream")
+            })?;
+    let conf = dir.join("nginx.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "load_module {module};\nworker_processes auto;\ndaemon off;\nmaster_process on;\nuser root;\n\
+             pid {pid};\nerror_log stderr warn;\nworker_rlimit_nofile 65536;\nevents {{ worker_connections 30000; }}\n\
+             stream {{\n  server {{\n    listen 127.0.0.1:{port} ssl;\n    ssl_certificate {cert};\n\
+             ssl_certificate_key {key};\n    ssl_protocols TLSv1.2 TLSv1.3;\n    ssl_session_cache shared:SSL:10m;\n\
+             proxy_pass 127.0.0.1:{upstream};\n  }}\n}}\n",
+            pid = dir.join("nginx.pid").display(),
+            cert = cert.display(),
+            key = key.display()
+        ),
+    )?;
+    let mut cmd = Command::new("nginx");
+    cmd.arg("-c").arg(&conf).arg("-p").arg(dir).arg("-e").arg("stderr");
+    let p = spawn("nginx", &mut cmd, &dir.join("nginx.log"))
+        .map_err(|e| anyhow::anyhow!("{e}; apt-get install nginx libnginx-mod-stream"))?;
+    wait_for(([127, 0, 0, 1], port).into(), "nginx")?;
+    Ok(p)
+}
+
+/// CPU seconds and memory of a process and its children (nginx's workers).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Usage {
+    pub cpu_seconds: f64,
+    pub rss_kib: u64,
+    pub peak_rss_kib: u64,
+}
+
+fn pids_of(root: u32) -> Vec<u32> {
+    let mut pids = vec![root];
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for e in entries.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+            let ppid = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().and_then(|s| {
+                s.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok())
+            });
+            if ppid == Some(root) {
+                pids.push(pid);
+            }
+        }
+    }
+    pids
+}
+
+pub fn usage(root: u32) -> Usage {
+    let ticks = 100.0; // USER_HZ on Linux
+    let mut u = Usage::default();
+    for pid in pids_of(root) {
+        if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            let fields: Vec<&str> =
+                stat.rsplit_once(')').map(|(_, r)| r.split_whitespace().collect()).unwrap_or_default();
+            let utime: f64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+            let stime: f64 = fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+            u.cpu_seconds += (utime + stime) / ticks;
+        }
+        if let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
+            let kib = |key: &str| {
+                status
+                    .lines()
+                    .find(|l| l.starts_with(key))
+                    .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            u.rss_kib += kib("VmRSS:");
+            u.peak_rss_kib += kib("VmHWM:");
+        }
+    }
+    u
+}

@@ -58,35 +58,65 @@ pub fn markdown(rows: &[Row], command: &str) -> String {
             r.errors
         );
     }
-    let _ = writeln!(o, "\nRatios kaas-proxy ÷ nginx (same scenario, mean over rounds):\n");
-    for (scenario, metric, better) in [
-        ("throughput", "MB/s", "higher is better"),
-        ("latency", "p99 µs", "lower is better"),
-        ("idle-connections", "KiB/connection", "lower is better"),
-        ("handshakes-full", "handshakes/s", "higher is better"),
-        ("handshakes-resumed", "handshakes/s", "higher is better"),
-    ] {
-        let mean = |target: &str| {
+    let _ = writeln!(o, "\nRatios kaas-proxy ÷ nginx (same upstream and scenario, mean over rounds):\n");
+    let mut upstreams: Vec<&str> = rows.iter().map(|r| r.upstream.as_str()).collect();
+    upstreams.dedup();
+    for up in upstreams {
+        let mean = |scenario: &str, target: &str, pick: &dyn Fn(&Row) -> Option<f64>| {
             let vals: Vec<f64> = rows
                 .iter()
-                .filter(|r| r.scenario == scenario && r.target == target)
-                .filter_map(|r| match scenario {
-                    "throughput" => r.mb_per_s,
-                    "latency" => r.p99_us.map(|v| v as f64),
-                    _ => r.value,
-                })
+                .filter(|r| r.upstream == up && r.scenario == scenario && r.target == target)
+                .filter_map(pick)
                 .collect();
             (!vals.is_empty()).then(|| vals.iter().sum::<f64>() / vals.len() as f64)
         };
-        if let (Some(p), Some(n)) = (mean("kaas-proxy"), mean("nginx")) {
-            let _ = writeln!(o, "- {scenario}: {metric} {p:.1} vs {n:.1} → **{:.2}×** ({better})", p / n);
-        }
+        let mbps = |r: &Row| r.mb_per_s;
+        let p99 = |r: &Row| r.p99_us.map(|v| v as f64);
+        let value = |r: &Row| r.value;
+        let ratio = |label: &str, p: Option<f64>, n: Option<f64>, unit: &str, better: &str| match (p, n) {
+            (Some(p), Some(n)) if n != 0.0 => {
+                format!("- {up} {label}: {p:.1} vs {n:.1} {unit} → **{:.2}×** ({better})\n", p / n)
+            }
+            _ => String::new(),
+        };
+        o += &ratio(
+            "throughput",
+            mean("throughput", "kaas-proxy", &mbps),
+            mean("throughput", "nginx", &mbps),
+            "MB/s",
+            "goal ≥ 1.0",
+        );
+        // Added latency: each TLS path's p99 minus the direct p99 on the same workload.
+        let direct = mean("latency", "direct", &p99);
+        let added = |t: &str| Some(mean("latency", t, &p99)? - direct?);
+        o += &ratio("added p99 latency", added("kaas-proxy"), added("nginx"), "µs", "goal ≤ 1.2");
+        o += &ratio(
+            "idle memory",
+            mean("idle-connections", "kaas-proxy", &value),
+            mean("idle-connections", "nginx", &value),
+            "KiB/conn",
+            "lower is better; goal ≤ 64 KiB",
+        );
+        o += &ratio(
+            "full handshakes",
+            mean("handshakes-full", "kaas-proxy", &value),
+            mean("handshakes-full", "nginx", &value),
+            "/s",
+            "higher is better",
+        );
+        o += &ratio(
+            "resumed handshakes",
+            mean("handshakes-resumed", "kaas-proxy", &value),
+            mean("handshakes-resumed", "nginx", &value),
+            "/s",
+            "higher is better",
+        );
     }
     let _ = writeln!(o, "\nReproduce: `{command}`");
     o
 }
 
-/// A bar chart per metric (throughput, p99 latency) of the first upstream's rows.
+/// A bar chart per metric (throughput, p99 latency), one bar per target and upstream.
 pub fn svg(rows: &[Row]) -> String {
     let tp: Vec<(&str, f64)> = rows
         .iter()
@@ -109,11 +139,13 @@ pub fn svg(rows: &[Row]) -> String {
         let max = data.iter().map(|(_, v)| *v).fold(1.0, f64::max);
         for (j, (label, v)) in data.iter().enumerate() {
             let h = 220.0 * v / max;
-            let x = x0 + 10.0 + 40.0 * j as f64;
-            let colour = match *label {
-                "kaas-proxy" => "#2b7bb9",
-                "nginx" => "#999999",
-                _ => "#6ab04c",
+            let x = x0 + 10.0 + 55.0 * j as f64;
+            let colour = if label.starts_with("kaas-proxy") {
+                "#2b7bb9"
+            } else if label.starts_with("nginx") {
+                "#999999"
+            } else {
+                "#6ab04c"
             };
             let _ = writeln!(o, "<rect x=\"{x}\" y=\"{:.1}\" width=\"30\" height=\"{h:.1}\" fill=\"{colour}\"><title>{label}: {v:.1}</title></rect>", 260.0 - h);
             let _ = writeln!(

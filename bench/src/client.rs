@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use hdrhistogram::Histogram;
+use kaas_proxy::kafka::codec::encode_request;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{ApiKey, ProduceRequest, RequestHeader, TopicName};
-use kafka_protocol::protocol::{Encodable, StrBytes};
+use kafka_protocol::messages::{ProduceRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
@@ -123,17 +124,7 @@ pub fn produce_frame(w: &Workload, partition: i32) -> anyhow::Result<BytesMut> {
                 .with_index(partition)
                 .with_records(Some(batch.freeze()))]),
     ]);
-    let version = 7;
-    let mut frame = BytesMut::from(&[0u8; 4][..]);
-    RequestHeader::default()
-        .with_request_api_key(ApiKey::Produce as i16)
-        .with_request_api_version(version)
-        .with_client_id(Some(StrBytes::from_static_str("kaas-bench")))
-        .encode(&mut frame, ApiKey::Produce.request_header_version(version))?;
-    request.encode(&mut frame, version)?;
-    let len = (frame.len() - 4) as u32;
-    frame[..4].copy_from_slice(&len.to_be_bytes());
-    Ok(frame)
+    Ok(BytesMut::from(&encode_request(0, 7, "kaas-bench", &request)?[..]))
 }
 
 const CORRELATION_AT: usize = 8;
@@ -244,7 +235,7 @@ pub async fn run(endpoint: &Endpoint, w: &Workload) -> anyhow::Result<Outcome> {
 /// Opens `n` TLS connections and keeps them idle (after one ApiVersions round trip) until dropped.
 pub async fn open_idle(endpoint: &Endpoint, n: usize) -> anyhow::Result<Vec<Box<dyn Io>>> {
     let mut conns = Vec::with_capacity(n);
-    let frame = api_versions_frame()?.freeze();
+    let frame = api_versions_frame()?;
     for chunk in 0..n.div_ceil(100) {
         let batch: Vec<_> = (0..100.min(n - chunk * 100))
             .map(|_| {
@@ -260,17 +251,8 @@ pub async fn open_idle(endpoint: &Endpoint, n: usize) -> anyhow::Result<Vec<Box<
 }
 
 /// An ApiVersions v0 request frame (correlation id 1).
-fn api_versions_frame() -> anyhow::Result<BytesMut> {
-    let mut frame = BytesMut::from(&[0u8; 4][..]);
-    RequestHeader::default()
-        .with_request_api_key(ApiKey::ApiVersions as i16)
-        .with_request_api_version(0)
-        .with_correlation_id(1)
-        .with_client_id(Some(StrBytes::from_static_str("kaas-bench")))
-        .encode(&mut frame, 1)?;
-    let len = (frame.len() - 4) as u32;
-    frame[..4].copy_from_slice(&len.to_be_bytes());
-    Ok(frame)
+fn api_versions_frame() -> anyhow::Result<Bytes> {
+    Ok(encode_request(1, 0, "kaas-bench", &kafka_protocol::messages::ApiVersionsRequest::default())?)
 }
 
 /// Connects and completes one ApiVersions round trip (which also takes in TLS 1.3 session tickets).
@@ -321,16 +303,7 @@ pub async fn create_topic(addr: SocketAddr, topic: &str, partitions: i32) -> any
             .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
             .with_num_partitions(partitions)
             .with_replication_factor(1)]);
-    let mut frame = BytesMut::from(&[0u8; 4][..]);
-    RequestHeader::default()
-        .with_request_api_key(ApiKey::CreateTopics as i16)
-        .with_request_api_version(version)
-        .with_correlation_id(1)
-        .with_client_id(Some(StrBytes::from_static_str("kaas-bench")))
-        .encode(&mut frame, ApiKey::CreateTopics.request_header_version(version))?;
-    req.encode(&mut frame, version)?;
-    let len = (frame.len() - 4) as u32;
-    frame[..4].copy_from_slice(&len.to_be_bytes());
+    let frame = encode_request(1, version, "kaas-bench", &req)?;
     io.write_all(&frame).await?;
     io.flush().await?;
     let mut buf = BytesMut::new();
@@ -341,6 +314,7 @@ pub async fn create_topic(addr: SocketAddr, topic: &str, partitions: i32) -> any
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kafka_protocol::messages::ApiKey;
     use kafka_protocol::protocol::Decodable;
 
     #[test]

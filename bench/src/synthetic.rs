@@ -3,7 +3,7 @@
 //! (acknowledged at once, records dropped). It stores nothing and is not a broker; never a test oracle.
 
 use bytes::{Bytes, BytesMut};
-use kaas_proxy::kafka::codec::{reserve_for_next, split_frame};
+use kaas_proxy::kafka::codec::{encode_response, reserve_for_next, split_frame};
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
@@ -11,7 +11,7 @@ use kafka_protocol::messages::metadata_response::{
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsResponse, BrokerId, MetadataRequest, MetadataResponse, ProduceRequest,
-    ProduceResponse, RequestHeader, ResponseHeader,
+    ProduceResponse, RequestHeader,
 };
 use kafka_protocol::protocol::{decode_request_header_from_buffer, Decodable, Encodable, StrBytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -53,15 +53,7 @@ async fn connection(mut stream: TcpStream, port: u16) {
 
 fn respond<M: Encodable>(h: &RequestHeader, msg: &M) -> Option<Bytes> {
     let api = ApiKey::try_from(h.request_api_key).ok()?;
-    let mut b = BytesMut::from(&[0u8; 4][..]);
-    ResponseHeader::default()
-        .with_correlation_id(h.correlation_id)
-        .encode(&mut b, api.response_header_version(h.request_api_version))
-        .ok()?;
-    msg.encode(&mut b, h.request_api_version).ok()?;
-    let len = (b.len() - 4) as u32;
-    b[..4].copy_from_slice(&len.to_be_bytes());
-    Some(b.freeze())
+    encode_response(api, h.request_api_version, h.correlation_id, msg).ok()
 }
 
 fn handle(mut body: Bytes, port: u16) -> Option<Bytes> {

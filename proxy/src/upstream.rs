@@ -10,14 +10,14 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use kaas_route::HostPort;
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, MetadataRequest, MetadataResponse, RequestHeader,
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, MetadataRequest, MetadataResponse,
 };
-use kafka_protocol::protocol::{Decodable, Encodable, Message, Request, StrBytes};
+use kafka_protocol::protocol::{Decodable, Message, Request};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
-use crate::kafka::codec::{reserve_for_next, split_frame};
+use crate::kafka::codec::{encode_request, reserve_for_next, split_frame};
 use crate::kafka::header::response_header_len;
 use crate::router::Tenant;
 
@@ -128,17 +128,8 @@ impl Connector {
     ) -> Result<R::Response, UpstreamError> {
         let refresh = |e: String| UpstreamError::Refresh(e);
         let api = ApiKey::try_from(R::KEY).map_err(|_| refresh(format!("unknown api key {}", R::KEY)))?;
-        let header = RequestHeader::default()
-            .with_request_api_key(R::KEY)
-            .with_request_api_version(version)
-            .with_correlation_id(correlation_id)
-            .with_client_id(Some(StrBytes::from_static_str("kaas-proxy")));
-        let mut out = BytesMut::new();
-        out.extend_from_slice(&[0; 4]);
-        header.encode(&mut out, api.request_header_version(version)).map_err(|e| refresh(e.to_string()))?;
-        request.encode(&mut out, version).map_err(|e| refresh(e.to_string()))?;
-        let len = (out.len() - 4) as u32;
-        out[..4].copy_from_slice(&len.to_be_bytes());
+        let out = encode_request(correlation_id, version, "kaas-proxy", request)
+            .map_err(|e| refresh(e.to_string()))?;
         stream.write_all(&out).await.map_err(|e| refresh(e.to_string()))?;
 
         let mut buf = BytesMut::new();

@@ -5,9 +5,9 @@ use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, RequestHeader};
-use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
+use bytes::Bytes;
+use kafka_protocol::messages::ApiKey;
+use kafka_protocol::protocol::{Decodable, Request};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::AlertDescription;
@@ -49,18 +49,7 @@ pub fn alert_of(err: &io::Error) -> Option<AlertDescription> {
 
 /// Encodes a request frame (length prefix included).
 pub fn frame<R: Request>(correlation_id: i32, version: i16, request: &R) -> anyhow::Result<Bytes> {
-    let api = ApiKey::try_from(R::KEY).map_err(|_| anyhow::anyhow!("unknown api {}", R::KEY))?;
-    let mut b = BytesMut::from(&[0u8; 4][..]);
-    RequestHeader::default()
-        .with_request_api_key(R::KEY)
-        .with_request_api_version(version)
-        .with_correlation_id(correlation_id)
-        .with_client_id(Some(StrBytes::from_static_str("raw-e2e")))
-        .encode(&mut b, api.request_header_version(version))?;
-    request.encode(&mut b, version)?;
-    let len = (b.len() - 4) as u32;
-    b[..4].copy_from_slice(&len.to_be_bytes());
-    Ok(b.freeze())
+    Ok(kaas_proxy::kafka::codec::encode_request(correlation_id, version, "raw-e2e", request)?)
 }
 
 /// Reads one whole frame (length prefix included). `Ok(None)` when the peer closed first.

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
-use kaas_proxy::kafka::codec::{reserve_for_next, split_frame};
+use kaas_proxy::kafka::codec::{encode_response, reserve_for_next, split_frame};
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
@@ -15,7 +15,7 @@ use kafka_protocol::messages::metadata_response::{
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsResponse, BrokerId, MetadataRequest, MetadataResponse, ProduceRequest,
-    ProduceResponse, RequestHeader, ResponseHeader, TopicName,
+    ProduceResponse, RequestHeader, TopicName,
 };
 use kafka_protocol::protocol::{decode_request_header_from_buffer, Decodable, Encodable, StrBytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -107,16 +107,7 @@ async fn serve(mut stream: TcpStream, node_id: i32, ports: Vec<u16>, state: Arc<
 
 fn respond<M: Encodable>(header: &RequestHeader, msg: &M) -> Option<Bytes> {
     let api = ApiKey::try_from(header.request_api_key).ok()?;
-    let version = header.request_api_version;
-    let mut b = BytesMut::from(&[0u8; 4][..]);
-    ResponseHeader::default()
-        .with_correlation_id(header.correlation_id)
-        .encode(&mut b, api.response_header_version(version))
-        .ok()?;
-    msg.encode(&mut b, version).ok()?;
-    let len = (b.len() - 4) as u32;
-    b[..4].copy_from_slice(&len.to_be_bytes());
-    Some(b.freeze())
+    encode_response(api, header.request_api_version, header.correlation_id, msg).ok()
 }
 
 fn handle(mut body: Bytes, node_id: i32, ports: &[u16], state: &Mutex<NodeState>) -> Option<Bytes> {

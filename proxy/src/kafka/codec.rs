@@ -124,3 +124,65 @@ mod tests {
         assert!(small.capacity() >= 14);
     }
 }
+
+/// Why a message could not be encoded into a frame.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot encode {api:?} v{version}: {reason}")]
+pub struct EncodeError {
+    pub api: kafka_protocol::messages::ApiKey,
+    pub version: i16,
+    pub reason: String,
+}
+
+fn finish_frame(mut b: BytesMut) -> Bytes {
+    let len = (b.len() - 4) as u32;
+    b[..4].copy_from_slice(&len.to_be_bytes());
+    b.freeze()
+}
+
+/// A whole request frame: length, header (the version `api` uses at `version`), body. For the proxy's own
+/// requests and for tools and tests that speak Kafka.
+pub fn encode_request<R: kafka_protocol::protocol::Request>(
+    correlation_id: i32,
+    version: i16,
+    client_id: &'static str,
+    request: &R,
+) -> Result<Bytes, EncodeError> {
+    use kafka_protocol::messages::{ApiKey, RequestHeader};
+    use kafka_protocol::protocol::{Encodable, StrBytes};
+    let api = ApiKey::try_from(R::KEY).map_err(|_| EncodeError {
+        api: ApiKey::ApiVersions,
+        version,
+        reason: format!("unknown api key {}", R::KEY),
+    })?;
+    let fail = |e: anyhow::Error| EncodeError { api, version, reason: format!("{e:#}") };
+    let mut b = BytesMut::from(&[0u8; 4][..]);
+    RequestHeader::default()
+        .with_request_api_key(R::KEY)
+        .with_request_api_version(version)
+        .with_correlation_id(correlation_id)
+        .with_client_id(Some(StrBytes::from_static_str(client_id)))
+        .encode(&mut b, api.request_header_version(version))
+        .map_err(fail)?;
+    request.encode(&mut b, version).map_err(fail)?;
+    Ok(finish_frame(b))
+}
+
+/// A whole response frame for `api` at `version`: length, response header, body.
+pub fn encode_response<M: kafka_protocol::protocol::Encodable>(
+    api: kafka_protocol::messages::ApiKey,
+    version: i16,
+    correlation_id: i32,
+    message: &M,
+) -> Result<Bytes, EncodeError> {
+    use kafka_protocol::messages::ResponseHeader;
+    use kafka_protocol::protocol::Encodable;
+    let fail = |e: anyhow::Error| EncodeError { api, version, reason: format!("{e:#}") };
+    let mut b = BytesMut::from(&[0u8; 4][..]);
+    ResponseHeader::default()
+        .with_correlation_id(correlation_id)
+        .encode(&mut b, api.response_header_version(version))
+        .map_err(fail)?;
+    message.encode(&mut b, version).map_err(fail)?;
+    Ok(finish_frame(b))
+}

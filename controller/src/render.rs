@@ -76,6 +76,7 @@ pub fn render(t: &KafkaTenant, p: &Platform) -> Result<Vec<Value>, RenderError> 
     let mut out = Vec::new();
     if t.spec.isolation == Isolation::Cluster {
         out.extend(cluster_objects(&name, &ns, &t.spec.region, &sizing, p));
+        out.extend(components(&name, &ns));
     }
     out.push(helm_release(t, &name, &ns, &sizing, p));
     Ok(out)
@@ -251,6 +252,12 @@ pub fn chart_values(t: &KafkaTenant, tenant: &str, s: &Sizing, p: &Platform) -> 
             "instanceType": s.instance_type,
         },
         "users": users,
+        // The platform components are the controller's to place (below), never one copy per tenant release.
+        "components": {
+            "strimzi": { "enabled": false },
+            "certManager": { "enabled": false },
+            "externalDns": { "enabled": false },
+        },
     })
 }
 
@@ -275,8 +282,9 @@ fn helm_release(t: &KafkaTenant, tenant: &str, ns: &str, s: &Sizing, p: &Platfor
         "values": chart_values(t, tenant, s, p),
     });
     if t.spec.isolation == Isolation::Cluster {
-        spec["kubeConfig"] =
-            json!({ "secretRef": { "name": format!("{tenant}-kubeconfig"), "key": "value" } });
+        spec["kubeConfig"] = kube_config(tenant);
+        // Kafka's custom resources need the Strimzi operator's CRDs first.
+        spec["dependsOn"] = json!([{ "name": format!("{tenant}-strimzi") }]);
     }
     json!({
         "apiVersion": "helm.toolkit.fluxcd.io/v2",
@@ -284,6 +292,76 @@ fn helm_release(t: &KafkaTenant, tenant: &str, ns: &str, s: &Sizing, p: &Platfor
         "metadata": meta(&format!("{tenant}-kafka"), ns, tenant),
         "spec": spec,
     })
+}
+
+fn kube_config(tenant: &str) -> Value {
+    json!({ "secretRef": { "name": format!("{tenant}-kubeconfig"), "key": "value" } })
+}
+
+/// The platform components a tenant cluster needs before its Kafka: the Strimzi operator, cert-manager and
+/// external-dns, as Flux HelmReleases of their upstream charts (with their HelmRepository sources) beside the
+/// tenant's own release, installed into the tenant's cluster through its kubeconfig. (On the shared cluster of
+/// `isolation: namespace` the platform runs them once, for every tenant.)
+fn components(tenant: &str, ns: &str) -> Vec<Value> {
+    let list = [
+        (
+            "strimzi",
+            "strimzi-kafka-operator",
+            "1.2.0",
+            "oci://quay.io/strimzi-helm",
+            true,
+            "strimzi",
+            json!({ "watchAnyNamespace": true }),
+        ),
+        (
+            "cert-manager",
+            "cert-manager",
+            "v1.19.1",
+            "https://charts.jetstack.io",
+            false,
+            "cert-manager",
+            json!({ "crds": { "enabled": true } }),
+        ),
+        (
+            "external-dns",
+            "external-dns",
+            "1.19.0",
+            "https://kubernetes-sigs.github.io/external-dns/",
+            false,
+            "external-dns",
+            json!({ "provider": { "name": "aws" }, "policy": "upsert-only", "txtOwnerId": tenant }),
+        ),
+    ];
+    let mut out = Vec::new();
+    for (short, chart, version, url, oci, target_ns, values) in list {
+        let name = format!("{tenant}-{short}");
+        let mut repo = json!({ "interval": "1h", "url": url });
+        if oci {
+            repo["type"] = json!("oci");
+        }
+        out.push(json!({
+            "apiVersion": "source.toolkit.fluxcd.io/v1",
+            "kind": "HelmRepository",
+            "metadata": meta(&name, ns, tenant),
+            "spec": repo,
+        }));
+        out.push(json!({
+            "apiVersion": "helm.toolkit.fluxcd.io/v2",
+            "kind": "HelmRelease",
+            "metadata": meta(&name, ns, tenant),
+            "spec": {
+                "interval": "30m",
+                "releaseName": short,
+                "targetNamespace": target_ns,
+                "kubeConfig": kube_config(tenant),
+                "install": { "createNamespace": true, "crds": "CreateReplace" },
+                "upgrade": { "crds": "CreateReplace" },
+                "chart": { "spec": { "chart": chart, "version": version, "sourceRef": { "kind": "HelmRepository", "name": name } } },
+                "values": values,
+            },
+        }));
+    }
+    out
 }
 
 /// Multi-document YAML, in order.

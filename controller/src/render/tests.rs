@@ -58,6 +58,19 @@ fn isolation_decides_the_objects() {
     let release = objects.last().expect("release");
     assert_eq!(release["spec"]["kubeConfig"]["secretRef"]["name"], "acme-kubeconfig");
     assert_eq!(release["spec"]["values"]["kafka"]["brokers"], 3);
+    assert_eq!(release["spec"]["dependsOn"][0]["name"], "acme-strimzi");
+    let components: Vec<&str> = objects
+        .iter()
+        .filter(|o| {
+            o["kind"] == "HelmRelease" && o["spec"]["chart"]["spec"]["sourceRef"]["kind"] == "HelmRepository"
+        })
+        .map(|o| o["metadata"]["name"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(components, ["acme-strimzi", "acme-cert-manager", "acme-external-dns"]);
+    assert!(objects
+        .iter()
+        .filter(|o| o["kind"] == "HelmRelease")
+        .all(|o| o["spec"]["kubeConfig"]["secretRef"]["name"] == "acme-kubeconfig"));
     for o in objects.iter().filter(|o| o["kind"] == "AWSMachineTemplate") {
         assert_eq!(
             o["spec"]["template"]["spec"]["rootVolume"]["encrypted"], true,
@@ -115,7 +128,7 @@ fn rendered_objects_validate_against_upstream_crds() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 11);
+    assert_eq!(checked, 17);
 }
 
 #[test]

@@ -40,6 +40,10 @@ enum Command {
         routes_namespace: String,
         #[arg(long, default_value = "kaas-proxy-routes")]
         routes_config_map: String,
+        /// Path, as the proxy sees it, of each tenant's client CA (`{tenant}` is replaced); when set, the
+        /// published routes require client certificates signed by it.
+        #[arg(long)]
+        client_ca_template: Option<String>,
         /// Address of the /metrics and /healthz endpoint.
         #[arg(long, default_value = "0.0.0.0:8080")]
         metrics_listen: std::net::SocketAddr,
@@ -79,12 +83,14 @@ fn run(args: Args) -> anyhow::Result<()> {
             workdir,
             routes_namespace,
             routes_config_map,
+            client_ca_template,
             metrics_listen,
         } => {
             let repo = gitops::Repo::clone_remote(&gitops_url, &workdir, &gitops_branch)?;
             let routes = reconcile::RouteSource {
                 namespace: routes_namespace,
                 config_map: routes_config_map,
+                client_ca: client_ca_template,
                 ..Default::default()
             };
             tokio::runtime::Runtime::new()?.block_on(serve(repo, routes, metrics_listen))?;

@@ -62,6 +62,9 @@ pub struct RouteSource {
     /// Bootstrap address of a tenant's Kafka as the proxy reaches it; `{tenant}` is replaced.
     pub cluster_bootstrap: String,
     pub namespace_bootstrap: String,
+    /// Where the proxy finds each tenant's client CA (`{tenant}` is replaced); unset: no client certificates
+    /// are required.
+    pub client_ca: Option<String>,
 }
 
 impl Default for RouteSource {
@@ -71,6 +74,7 @@ impl Default for RouteSource {
             config_map: "kaas-proxy-routes".into(),
             cluster_bootstrap: "kafka-bootstrap.{tenant}.internal.kaas.dev:9093".into(),
             namespace_bootstrap: "kaas-kafka-bootstrap.tenant-{tenant}.svc:9093".into(),
+            client_ca: None,
         }
     }
 }
@@ -242,6 +246,7 @@ async fn publish_route(tenant: &str, isolation: Option<Isolation>, ctx: &Context
             name: tenant.into(),
             bootstrap: vec![template.replace("{tenant}", tenant)],
             tls: None,
+            client_ca: ctx.routes.client_ca.as_ref().map(|t| t.replace("{tenant}", tenant).into()),
         });
         routes.sort_by(|a, b| a.name.cmp(&b.name));
     }

@@ -91,6 +91,8 @@ pub struct TenantSettings {
     pub name: String,
     pub bootstrap: Vec<HostPort>,
     pub cert: Option<Arc<CertifiedKey>>,
+    /// Client certificates must chain to these, when set.
+    pub client_roots: Option<Arc<rustls::RootCertStore>>,
 }
 
 /// One problem, naming its key.
@@ -292,10 +294,18 @@ fn validate(p: &Parsed, base: &Path, errs: &mut Collector) -> Option<Settings> {
             errs.push(format!("{key}.name"), format!("duplicate tenant {:?}", route.name));
         }
         let cert = route.tls.as_ref().and_then(|files| load_cert(&format!("{key}.tls"), files, base, errs));
+        let client_roots = route.client_ca.as_ref().and_then(|ca| match certs::load_roots(&base.join(ca)) {
+            Ok(roots) => Some(Arc::new(roots)),
+            Err(e) => {
+                errs.push(format!("{key}.client_ca"), e);
+                None
+            }
+        });
         tenants.push(TenantSettings {
             name: route.name.clone(),
             bootstrap: route.bootstrap.iter().filter_map(|b| HostPort::parse(b).ok()).collect(),
             cert,
+            client_roots,
         });
     }
     let listen = listen?;

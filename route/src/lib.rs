@@ -20,6 +20,9 @@ pub struct TenantRoute {
     /// Certificate for this tenant's names, chosen by SNI; the proxy's default certificate otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<CertificateFiles>,
+    /// The tenant's client CA (PEM bundle). When set, every client must present a certificate it signed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ca: Option<PathBuf>,
 }
 
 /// A PEM certificate chain and its private key, as file paths.
@@ -168,6 +171,7 @@ mod tests {
             name: "Bad_Name".into(),
             bootstrap: vec!["ok:1".into(), "nope".into(), "x:0".into()],
             tls: None,
+            client_ca: None,
         };
         let fields: Vec<_> = route.validate().into_iter().map(|e| e.field).collect();
         assert_eq!(fields, ["name", "bootstrap[1]", "bootstrap[2]"]);

@@ -37,3 +37,39 @@ impl Certs {
         Ok(certs)
     }
 }
+
+/// A client CA (as a tenant's clients CA would be) that issues client certificates.
+#[derive(Debug)]
+pub struct ClientCa {
+    pub ca: PathBuf,
+    issuer: Issuer<'static, KeyPair>,
+    dir: PathBuf,
+}
+
+impl ClientCa {
+    pub fn generate(dir: &Path, name: &str) -> anyhow::Result<ClientCa> {
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name = DistinguishedName::new();
+        params.distinguished_name.push(DnType::CommonName, format!("{name} clients CA"));
+        let cert = params.self_signed(&key)?;
+        let ca = dir.join(format!("{name}-clients-ca.pem"));
+        std::fs::write(&ca, cert.pem())?;
+        Ok(ClientCa { ca, issuer: Issuer::new(params, key), dir: dir.to_owned() })
+    }
+
+    /// A client certificate for `user`: (cert PEM path, key PEM path).
+    pub fn issue(&self, user: &str) -> anyhow::Result<(PathBuf, PathBuf)> {
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params.distinguished_name = DistinguishedName::new();
+        params.distinguished_name.push(DnType::CommonName, user);
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = params.signed_by(&key, &self.issuer)?;
+        let paths = (self.dir.join(format!("{user}.pem")), self.dir.join(format!("{user}.key")));
+        std::fs::write(&paths.0, cert.pem())?;
+        std::fs::write(&paths.1, key.serialize_pem())?;
+        Ok(paths)
+    }
+}

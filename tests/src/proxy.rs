@@ -69,6 +69,15 @@ impl ProxyHandle {
     /// Starts a proxy for `tenants` (name, bootstrap servers) on a free port, all interfaces (so both the
     /// IPv4 and IPv6 loopback addresses of `*.localhost` reach it).
     pub fn start(certs: &Certs, tenants: &[(&str, Vec<String>)]) -> anyhow::Result<ProxyHandle> {
+        let with_ca: Vec<_> = tenants.iter().map(|(n, b)| (*n, b.clone(), None)).collect();
+        Self::start_with_client_cas(certs, &with_ca)
+    }
+
+    /// Like [`ProxyHandle::start`], with an optional client CA file per tenant (mutual TLS).
+    pub fn start_with_client_cas(
+        certs: &Certs,
+        tenants: &[(&str, Vec<String>, Option<std::path::PathBuf>)],
+    ) -> anyhow::Result<ProxyHandle> {
         init();
         let dir = tempfile::tempdir()?;
         let mut yaml = format!(
@@ -76,9 +85,12 @@ impl ProxyHandle {
             certs.cert.display(),
             certs.key.display()
         );
-        for (name, bootstrap) in tenants {
+        for (name, bootstrap, client_ca) in tenants {
             let list: Vec<String> = bootstrap.iter().map(|b| format!("\"{b}\"")).collect();
             yaml.push_str(&format!("  - name: {name}\n    bootstrap: [{}]\n", list.join(", ")));
+            if let Some(ca) = client_ca {
+                yaml.push_str(&format!("    client_ca: {}\n", ca.display()));
+            }
         }
         let path = dir.path().join("kaas-proxy.yaml");
         std::fs::write(&path, yaml)?;

@@ -20,16 +20,36 @@ pub type Tls = TlsStream<TcpStream>;
 
 /// Connects to the proxy on loopback with `sni` (`None`: no SNI at all), trusting `ca`.
 pub async fn connect(port: u16, sni: Option<&str>, ca: &Path) -> io::Result<Tls> {
+    connect_as(port, sni, ca, None).await
+}
+
+/// Like [`connect`], presenting a client certificate (cert PEM, key PEM) when given.
+pub async fn connect_as(
+    port: u16,
+    sni: Option<&str>,
+    ca: &Path,
+    client: Option<(&Path, &Path)>,
+) -> io::Result<Tls> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(ca).map_err(io::Error::other)? {
         roots.add(cert.map_err(io::Error::other)?).map_err(io::Error::other)?;
     }
-    let config =
+    let builder =
         rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
             .with_safe_default_protocol_versions()
             .map_err(io::Error::other)?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+            .with_root_certificates(roots);
+    let config = match client {
+        Some((cert, key)) => {
+            let chain = CertificateDer::pem_file_iter(cert)
+                .map_err(io::Error::other)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(io::Error::other)?;
+            let key = rustls::pki_types::PrivateKeyDer::from_pem_file(key).map_err(io::Error::other)?;
+            builder.with_client_auth_cert(chain, key).map_err(io::Error::other)?
+        }
+        None => builder.with_no_client_auth(),
+    };
     // An IP address as server name makes rustls send no SNI extension.
     let name = match sni {
         Some(n) => ServerName::try_from(n.to_owned()).map_err(io::Error::other)?,

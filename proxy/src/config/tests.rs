@@ -173,3 +173,23 @@ fn tenants_file_adds_tenants_and_names_its_errors() {
     let missing = only_file.replace("routes.yaml", "nope.yaml");
     assert_eq!(keys(&from_yaml(&missing, dir.path()).expect_err("missing file")), ["tenants_file"]);
 }
+
+#[test]
+fn client_ca_is_loaded_or_named_in_the_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_cert(dir.path(), "server");
+    write_cert(dir.path(), "ca");
+    std::fs::write(dir.path().join("empty.pem"), "").expect("write");
+    let yaml = |ca: &str| {
+        format!(
+            "listen: \"[::]:9092\"\ndomain: kaas.localhost\ntls: {{ cert: server.pem, key: server.key }}\n\
+             tenants:\n  - {{ name: acme, bootstrap: [\"127.0.0.1:1\"], client_ca: {ca} }}\n"
+        )
+    };
+    let s = from_yaml(&yaml("ca.pem"), dir.path()).expect("valid");
+    assert!(s.tenants[0].client_roots.is_some());
+    for bad in ["missing.pem", "empty.pem"] {
+        let errors = from_yaml(&yaml(bad), dir.path()).expect_err("bad client CA");
+        assert_eq!(keys(&errors), ["tenants[0].client_ca"], "{bad}: {errors:#?}");
+    }
+}

@@ -17,6 +17,8 @@ pub struct Tenant {
     pub name: String,
     pub bootstrap: Vec<HostPort>,
     pub cert: Option<Arc<CertifiedKey>>,
+    /// The tenant's client CA: when set, clients must present a certificate it signed.
+    pub client_roots: Option<Arc<rustls::RootCertStore>>,
     brokers: RwLock<HashMap<i32, HostPort>>,
     next_bootstrap: AtomicUsize,
     /// Held while the proxy asks the cluster for metadata, so a burst of connections to an unknown id causes
@@ -30,10 +32,16 @@ impl Tenant {
             name,
             bootstrap,
             cert,
+            client_roots: None,
             brokers: RwLock::default(),
             next_bootstrap: AtomicUsize::new(0),
             refresh: tokio::sync::Mutex::new(()),
         }
+    }
+
+    pub fn with_client_roots(mut self, roots: Option<Arc<rustls::RootCertStore>>) -> Self {
+        self.client_roots = roots;
+        self
     }
 
     /// The upstream address of node `id`, if the cluster has reported it.
@@ -78,7 +86,10 @@ impl RouteTable {
     pub fn from_settings(settings: &Settings) -> Self {
         Self::new(
             &settings.domain,
-            settings.tenants.iter().map(|t| Tenant::new(t.name.clone(), t.bootstrap.clone(), t.cert.clone())),
+            settings.tenants.iter().map(|t| {
+                Tenant::new(t.name.clone(), t.bootstrap.clone(), t.cert.clone())
+                    .with_client_roots(t.client_roots.clone())
+            }),
         )
     }
 

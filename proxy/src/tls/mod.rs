@@ -75,21 +75,43 @@ impl ResolvesServerCert for FixedCert {
     }
 }
 
-fn server_config(cert: Arc<CertifiedKey>) -> Result<Arc<ServerConfig>, rustls::Error> {
-    let config = ServerConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::new(FixedCert(cert)));
-    Ok(Arc::new(config))
+/// Why a tenant's TLS configuration could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum FrontError {
+    #[error("TLS configuration: {0}")]
+    Tls(#[from] rustls::Error),
+    #[error("client CA of tenant {tenant}: {reason}")]
+    ClientCa { tenant: String, reason: String },
+}
+
+fn server_config(
+    cert: Arc<CertifiedKey>,
+    client_roots: Option<Arc<rustls::RootCertStore>>,
+    tenant: &str,
+) -> Result<Arc<ServerConfig>, FrontError> {
+    let builder = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
+    let builder = match client_roots {
+        // mTLS: only certificates the tenant's client CA signed get through the handshake.
+        Some(roots) => {
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(roots, provider())
+                .build()
+                .map_err(|e| FrontError::ClientCa { tenant: tenant.to_owned(), reason: e.to_string() })?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    Ok(Arc::new(builder.with_cert_resolver(Arc::new(FixedCert(cert)))))
 }
 
 impl TlsFront {
-    pub fn new(default_cert: Arc<CertifiedKey>, table: &RouteTable) -> Result<Self, rustls::Error> {
-        let default = server_config(default_cert)?;
+    pub fn new(default_cert: Arc<CertifiedKey>, table: &RouteTable) -> Result<Self, FrontError> {
+        let default = server_config(default_cert.clone(), None, "(default)")?;
         let mut tenants = HashMap::new();
         for t in table.tenants() {
-            if let Some(cert) = &t.cert {
-                tenants.insert(t.name.clone(), server_config(cert.clone())?);
+            if t.cert.is_some() || t.client_roots.is_some() {
+                let cert = t.cert.clone().unwrap_or_else(|| default_cert.clone());
+                tenants.insert(t.name.clone(), server_config(cert, t.client_roots.clone(), &t.name)?);
             }
         }
         Ok(TlsFront { default, tenants })

@@ -127,7 +127,6 @@ fn handle(mut body: Bytes, node_id: i32, ports: &[u16], state: &Mutex<NodeState>
                 ApiVersion::default().with_api_key(k as i16).with_min_version(min).with_max_version(max)
             })
             .collect();
-            // Versions beyond 3 are answered in v0 with UNSUPPORTED_VERSION, like a real broker.
             let msg = ApiVersionsResponse::default().with_api_keys(keys);
             respond(&header, &msg)
         }

@@ -26,6 +26,20 @@ pub enum Endpoint {
     Tls { addr: SocketAddr, sni: String, tls: Arc<rustls::ClientConfig> },
 }
 
+impl Endpoint {
+    /// The endpoint connection `i` uses when the load is spread over `tenants` tenants: the same address under
+    /// the SNI name `bench<k>.<domain>` (targets without tenant routing ignore the name).
+    pub fn for_connection(&self, i: usize, tenants: usize) -> Endpoint {
+        match self {
+            Endpoint::Tls { addr, sni, tls } if tenants > 1 => {
+                let rest = sni.split_once('.').map_or("", |(_, r)| r);
+                Endpoint::Tls { addr: *addr, sni: format!("bench{}.{rest}", i % tenants), tls: tls.clone() }
+            }
+            other => other.clone(),
+        }
+    }
+}
+
 /// A TLS client configuration trusting `ca`; `resume` keeps session tickets for resumed handshakes.
 pub fn tls_config(ca: &Path, resume: bool) -> anyhow::Result<Arc<rustls::ClientConfig>> {
     let mut roots = rustls::RootCertStore::empty();
@@ -78,6 +92,10 @@ pub struct Workload {
     pub topic: String,
     /// Connection i produces to partition i % partitions.
     pub partitions: usize,
+    /// Connection i goes to tenant i % tenants (through the proxy).
+    pub tenants: usize,
+    /// Produce at most this many MB/s in total; `None`: flat out.
+    pub rate_mbps: Option<f64>,
 }
 
 /// What one run measured.
@@ -160,7 +178,15 @@ async fn producer(
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let (mut cid, mut requests, mut errors) = (0i32, 0u64, 0u64);
     let start = Instant::now();
+    // Each connection carries its share of the target rate.
+    let bytes_per_sec = w.rate_mbps.map(|r| r * 1e6 / w.connections.max(1) as f64);
     while Instant::now() < deadline {
+        if let Some(rate) = bytes_per_sec {
+            let due = Duration::from_secs_f64((requests * payload) as f64 / rate);
+            if let Some(wait) = due.checked_sub(start.elapsed()) {
+                tokio::time::sleep(wait).await;
+            }
+        }
         while sent.len() < w.inflight.max(1) {
             cid = cid.wrapping_add(1);
             frame[CORRELATION_AT..CORRELATION_AT + 4].copy_from_slice(&cid.to_be_bytes());
@@ -169,7 +195,7 @@ async fn producer(
             if w.acks != 0 {
                 sent.push_back((cid, Instant::now()));
             }
-            if w.acks == 0 && Instant::now() >= deadline {
+            if (w.acks == 0 && Instant::now() >= deadline) || bytes_per_sec.is_some() {
                 break;
             }
         }
@@ -209,7 +235,8 @@ pub async fn run(endpoint: &Endpoint, w: &Workload) -> anyhow::Result<Outcome> {
     let deadline = Instant::now() + w.duration;
     let tasks: Vec<_> = (0..w.connections)
         .map(|i| {
-            tokio::spawn(producer(endpoint.clone(), w.clone(), (i % w.partitions.max(1)) as i32, deadline))
+            let endpoint = endpoint.for_connection(i, w.tenants);
+            tokio::spawn(producer(endpoint, w.clone(), (i % w.partitions.max(1)) as i32, deadline))
         })
         .collect();
     let mut total = Outcome {
@@ -328,6 +355,8 @@ mod tests {
             duration: Duration::from_secs(1),
             topic: "bench".into(),
             partitions: 1,
+            tenants: 1,
+            rate_mbps: None,
         };
         let frame = produce_frame(&w, 3).expect("frame");
         let len = u32::from_be_bytes([frame[0], frame[1], frame[2], frame[3]]) as usize;
@@ -340,5 +369,92 @@ mod tests {
         assert_eq!((req.acks, p.index), (1, 3));
         let records = p.records.as_ref().expect("records");
         assert!(records.len() > 5 * 100, "batch holds the records");
+    }
+}
+
+/// Many clients bootstrapping at once: each connects, asks ApiVersions and Metadata for `topic`, and leaves.
+/// Returns completed bootstraps per second and the time each took.
+pub async fn metadata_storm(
+    endpoint: &Endpoint,
+    clients: usize,
+    concurrency: usize,
+    topic: &str,
+) -> anyhow::Result<(f64, Histogram<u64>)> {
+    use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+    use kafka_protocol::messages::MetadataRequest;
+    let versions = api_versions_frame()?;
+    let metadata = encode_request(
+        2,
+        9,
+        "kaas-bench",
+        &MetadataRequest::default().with_topics(Some(vec![MetadataRequestTopic::default()
+            .with_name(Some(TopicName(StrBytes::from_string(topic.to_owned()))))])),
+    )?;
+    let start = Instant::now();
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let tasks: Vec<_> = (0..concurrency.max(1))
+        .map(|_| {
+            let (endpoint, versions, metadata, next) =
+                (endpoint.clone(), versions.clone(), metadata.clone(), next.clone());
+            tokio::spawn(async move {
+                let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+                while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < clients {
+                    let began = Instant::now();
+                    let mut io = connect_and_greet(&endpoint, &versions).await?;
+                    io.write_all(&metadata).await?;
+                    io.flush().await?;
+                    let mut buf = BytesMut::new();
+                    read_response(&mut io, &mut buf).await?;
+                    let _ = h.record(began.elapsed().as_micros().max(1) as u64);
+                    let _ = io.shutdown().await;
+                }
+                anyhow::Ok(h)
+            })
+        })
+        .collect();
+    let mut all = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    for t in tasks {
+        all.add(&t.await??)?;
+    }
+    Ok((clients as f64 / start.elapsed().as_secs_f64(), all))
+}
+
+#[cfg(test)]
+mod endpoint_tests {
+    use super::*;
+
+    #[test]
+    fn connections_spread_over_tenant_names() {
+        let tls = tls_config_for_test();
+        let e = Endpoint::Tls { addr: ([127, 0, 0, 1], 1).into(), sni: "bench.kaas.localhost".into(), tls };
+        let names: Vec<String> = (0..4)
+            .map(|i| match e.for_connection(i, 3) {
+                Endpoint::Tls { sni, .. } => sni,
+                Endpoint::Plain(_) => String::new(),
+            })
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "bench0.kaas.localhost",
+                "bench1.kaas.localhost",
+                "bench2.kaas.localhost",
+                "bench0.kaas.localhost"
+            ]
+        );
+        match e.for_connection(5, 1) {
+            Endpoint::Tls { sni, .. } => assert_eq!(sni, "bench.kaas.localhost"),
+            Endpoint::Plain(_) => panic!("kind changed"),
+        }
+    }
+
+    fn tls_config_for_test() -> Arc<rustls::ClientConfig> {
+        Arc::new(
+            rustls::ClientConfig::builder_with_provider(kaas_proxy::tls::provider())
+                .with_safe_default_protocol_versions()
+                .expect("versions")
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth(),
+        )
     }
 }

@@ -50,6 +50,7 @@ enum Scenario {
     Latency,
     IdleConnections,
     Handshakes,
+    MetadataStorm,
 }
 
 #[derive(Debug, clap::Args)]
@@ -78,6 +79,15 @@ struct RunArgs {
     /// Requests in flight per connection in the throughput scenario.
     #[arg(long, default_value_t = 4)]
     inflight: usize,
+    /// Spread the throughput scenario's connections over this many tenants (proxy names bench0, bench1, …).
+    #[arg(long, default_value_t = 1)]
+    tenants: usize,
+    /// Target rate for the throughput scenario in MB/s, all connections together; default: flat out.
+    #[arg(long)]
+    rate_mbps: Option<f64>,
+    /// Clients bootstrapping (connect, ApiVersions, Metadata) in the metadata-storm scenario.
+    #[arg(long, default_value_t = 500)]
+    storm_clients: usize,
     /// acks for the throughput scenario (0, 1 or -1).
     #[arg(long, default_value_t = 1, allow_hyphen_values = true)]
     acks: i16,
@@ -135,7 +145,13 @@ struct Target {
 
 async fn run(a: RunArgs) -> anyhow::Result<()> {
     let scenarios = if a.scenarios.is_empty() {
-        vec![Scenario::Throughput, Scenario::Latency, Scenario::IdleConnections, Scenario::Handshakes]
+        vec![
+            Scenario::Throughput,
+            Scenario::Latency,
+            Scenario::IdleConnections,
+            Scenario::Handshakes,
+            Scenario::MetadataStorm,
+        ]
     } else {
         a.scenarios.clone()
     };
@@ -164,7 +180,7 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
             Upstream::Tansu => targets::start_tansu(&dir, up_port)?,
         };
         let (proxy_port, nginx_port) = (targets::free_port()?, targets::free_port()?);
-        let proxy = targets::start_proxy(&a.proxy_bin, &dir, proxy_port, up_port, &cert, &key)?;
+        let proxy = targets::start_proxy(&a.proxy_bin, &dir, proxy_port, up_port, a.tenants, (&cert, &key))?;
         let nginx = targets::start_nginx(&dir, nginx_port, up_port, &cert, &key)?;
         let sni = "bench.kaas.localhost".to_string();
         let local = |p: u16| -> SocketAddr { ([127, 0, 0, 1], p).into() };
@@ -210,6 +226,8 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
                                     duration,
                                     topic: "bench".into(),
                                     partitions: a.connections,
+                                    tenants: a.tenants,
+                                    rate_mbps: a.rate_mbps,
                                 }
                             } else {
                                 Workload {
@@ -221,6 +239,8 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
                                     duration,
                                     topic: "bench".into(),
                                     partitions: 1,
+                                    tenants: 1,
+                                    rate_mbps: None,
                                 }
                             };
                             let o = client::run(&t.endpoint, &w).await?;
@@ -289,12 +309,27 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
                             }
                             last
                         }
+                        Scenario::MetadataStorm => {
+                            let b = t.pid.map(targets::usage);
+                            let (rate, h) =
+                                client::metadata_storm(&t.endpoint, a.storm_clients, 50, "bench").await?;
+                            let mut r = row("metadata-storm", t.name, up_name, round);
+                            r.value = Some(rate);
+                            r.value_unit = Some(format!("bootstraps/s of {}", a.storm_clients));
+                            r.p50_us = Some(h.value_at_quantile(0.5));
+                            r.p99_us = Some(h.value_at_quantile(0.99));
+                            r.p999_us = Some(h.value_at_quantile(0.999));
+                            if let (Some(b), Some(pid)) = (b, t.pid) {
+                                r.cpu_seconds = Some(targets::usage(pid).cpu_seconds - b.cpu_seconds);
+                            }
+                            r
+                        }
                         _ => {
                             eprintln!("skipped (no TLS)");
                             continue;
                         }
                     };
-                    if r.scenario == "idle-connections" || r.scenario.starts_with("handshakes") {
+                    if r.value.is_some() {
                         eprintln!(
                             "{:.1} {}",
                             r.value.unwrap_or(0.0),

@@ -97,24 +97,26 @@ pub fn certs(dir: &Path) -> anyhow::Result<(PathBuf, PathBuf, PathBuf)> {
     Ok(paths)
 }
 
+/// kaas-proxy with tenant `bench` and, for `tenants` > 1, `bench0`..`bench<n-1>`, all on the same upstream.
 pub fn start_proxy(
     bin: &Path,
     dir: &Path,
     port: u16,
     upstream: u16,
-    cert: &Path,
-    key: &Path,
+    tenants: usize,
+    (cert, key): (&Path, &Path),
 ) -> anyhow::Result<Proc> {
     let config = dir.join("kaas-proxy.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen: \"127.0.0.1:{port}\"\ndomain: kaas.localhost\ntls: {{ cert: {}, key: {} }}\n\
-             tenants:\n  - name: bench\n    bootstrap: [\"127.0.0.1:{upstream}\"]\n",
-            cert.display(),
-            key.display()
-        ),
-    )?;
+    let mut yaml = format!(
+        "listen: \"127.0.0.1:{port}\"\ndomain: kaas.localhost\ntls: {{ cert: {}, key: {} }}\ntenants:\n",
+        cert.display(),
+        key.display()
+    );
+    let extra = if tenants > 1 { tenants } else { 0 };
+    for name in std::iter::once("bench".to_owned()).chain((0..extra).map(|i| format!("bench{i}"))) {
+        yaml.push_str(&format!("  - name: {name}\n    bootstrap: [\"127.0.0.1:{upstream}\"]\n"));
+    }
+    std::fs::write(&config, yaml)?;
     let mut cmd = Command::new(bin);
     cmd.arg("--config").arg(&config).env("RUST_LOG", "warn");
     let p = spawn("kaas-proxy", &mut cmd, &dir.join("kaas-proxy.log"))

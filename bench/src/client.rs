@@ -111,6 +111,15 @@ pub struct Outcome {
 
 /// A Produce request frame (v7, non-flexible) with correlation id 0, and the offset of that id.
 pub fn produce_frame(w: &Workload, partition: i32) -> anyhow::Result<BytesMut> {
+    produce_frame_with_timestamp(w, partition, 0)
+}
+
+/// Like [`produce_frame`], every record stamped with `timestamp_ms`.
+pub fn produce_frame_with_timestamp(
+    w: &Workload,
+    partition: i32,
+    timestamp_ms: i64,
+) -> anyhow::Result<BytesMut> {
     let value = Bytes::from(vec![b'x'; w.record_bytes]);
     let records: Vec<Record> = (0..w.batch_records)
         .map(|i| Record {
@@ -122,8 +131,10 @@ pub fn produce_frame(w: &Workload, partition: i32) -> anyhow::Result<BytesMut> {
             producer_epoch: -1,
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
-            sequence: -1,
-            timestamp: 0,
+            // The encoder keeps records in one batch while offset − sequence stays constant; the first
+            // sequence is −1 (no idempotence), so the batch header says "no sequence" as it should.
+            sequence: i as i32 - 1,
+            timestamp: timestamp_ms,
             key: None,
             value: Some(value.clone()),
             headers: Default::default(),
@@ -369,6 +380,10 @@ mod tests {
         assert_eq!((req.acks, p.index), (1, 3));
         let records = p.records.as_ref().expect("records");
         assert!(records.len() > 5 * 100, "batch holds the records");
+        // One v2 batch of all five records, with no producer sequence.
+        let count = i32::from_be_bytes([records[57], records[58], records[59], records[60]]);
+        let base_sequence = i32::from_be_bytes([records[53], records[54], records[55], records[56]]);
+        assert_eq!((count, base_sequence), (5, -1));
     }
 }
 

@@ -3,6 +3,7 @@
 //! non-Kafka-aware baseline), on Tansu or on a synthetic broker that is never the bottleneck.
 
 mod client;
+mod e2e;
 mod report;
 mod synthetic;
 mod targets;
@@ -51,6 +52,8 @@ enum Scenario {
     IdleConnections,
     Handshakes,
     MetadataStorm,
+    /// Produce → consume latency (Tansu only: the synthetic broker stores nothing).
+    EndToEnd,
 }
 
 #[derive(Debug, clap::Args)]
@@ -151,6 +154,7 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
             Scenario::IdleConnections,
             Scenario::Handshakes,
             Scenario::MetadataStorm,
+            Scenario::EndToEnd,
         ]
     } else {
         a.scenarios.clone()
@@ -202,6 +206,7 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
         ];
         if *upstream == Upstream::Tansu {
             client::create_topic(local(up_port), "bench", a.connections.max(1) as i32).await?;
+            client::create_topic(local(up_port), "bench-e2e", 1).await?;
         }
 
         for scenario in &scenarios {
@@ -323,6 +328,20 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
                                 r.cpu_seconds = Some(targets::usage(pid).cpu_seconds - b.cpu_seconds);
                             }
                             r
+                        }
+                        Scenario::EndToEnd if *upstream == Upstream::Tansu => {
+                            let h = e2e::run(&t.endpoint, "bench-e2e", 200, duration).await?;
+                            let mut r = row("end-to-end", t.name, up_name, round);
+                            r.p50_us = Some(h.value_at_quantile(0.5) * 1000);
+                            r.p99_us = Some(h.value_at_quantile(0.99) * 1000);
+                            r.p999_us = Some(h.value_at_quantile(0.999) * 1000);
+                            r.value = Some(h.len() as f64);
+                            r.value_unit = Some("records timed (ms resolution)".into());
+                            r
+                        }
+                        Scenario::EndToEnd => {
+                            eprintln!("skipped (the synthetic broker stores nothing; use --upstream tansu)");
+                            continue;
                         }
                         _ => {
                             eprintln!("skipped (no TLS)");

@@ -139,6 +139,14 @@ pub fn load(path: &Path) -> Result<Settings, ConfigErrors> {
     from_yaml(&text, base).map_err(|errors| ConfigErrors { file: path.to_owned(), errors })
 }
 
+/// The `tenants_file` a configuration file names, resolved against its folder (for watching it).
+pub fn tenants_file_of(path: &Path) -> Option<PathBuf> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let value: Value = serde_norway::from_str(&text).ok()?;
+    let file: PathBuf = value.get("tenants_file")?.as_str()?.into();
+    Some(path.parent().unwrap_or(Path::new(".")).join(file))
+}
+
 /// Parses and validates YAML text; `base` is the folder relative file paths start from.
 pub fn from_yaml(text: &str, base: &Path) -> Result<Settings, Vec<ConfigError>> {
     let mut errs = Collector::default();

@@ -37,8 +37,8 @@ pub struct Proxy {
 
 #[derive(Debug)]
 struct Shared {
-    table: RouteTable,
-    front: TlsFront,
+    /// Tenants and their TLS configurations; replaced whole on reload, read once per connection.
+    routes: std::sync::RwLock<Arc<Routes>>,
     connector: Connector,
     advertised_port: u16,
     max_frame_bytes: u32,
@@ -69,15 +69,13 @@ impl Proxy {
             }
             None => None,
         };
-        let table = RouteTable::from_settings(settings);
-        let front = TlsFront::new(settings.default_cert.clone(), &table)?;
+        let routes = Routes::build(settings, None)?;
         let advertised_port = match settings.advertised_port {
             0 => bound.port(),
             p => p,
         };
         let shared = Arc::new(Shared {
-            table,
-            front,
+            routes: std::sync::RwLock::new(Arc::new(routes)),
             connector: Connector {
                 connect_timeout: settings.connect_timeout,
                 max_frame_bytes: settings.max_frame_bytes,
@@ -91,13 +89,18 @@ impl Proxy {
         Ok(Proxy { listener, admin, health: Arc::default(), shared })
     }
 
+    /// A handle that swaps in new routes while the proxy runs.
+    pub fn reloader(&self) -> Reloader {
+        Reloader { shared: self.shared.clone() }
+    }
+
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
     }
 
     /// Serves until `shutdown` completes, then stops accepting and waits up to `drain` for open connections.
     pub async fn run(self, shutdown: impl Future<Output = ()>, drain: Duration) {
-        info!(listen = ?self.local_addr().ok(), domain = %self.shared.table.domain, "kaas-proxy serving");
+        info!(listen = ?self.local_addr().ok(), domain = %self.shared.routes().table.domain, "kaas-proxy serving");
         if let Some(admin) = self.admin {
             tokio::spawn(crate::admin::serve(admin, self.health.clone(), self.shared.metrics.clone()));
         }
@@ -148,6 +151,52 @@ impl Proxy {
     }
 }
 
+/// The route table and the TLS configurations built from one version of the settings.
+#[derive(Debug)]
+struct Routes {
+    table: RouteTable,
+    front: TlsFront,
+}
+
+impl Routes {
+    /// Builds from `settings`, keeping the broker addresses `previous` already learned for tenants that remain.
+    fn build(settings: &Settings, previous: Option<&Routes>) -> Result<Routes, StartError> {
+        let table = RouteTable::from_settings(settings);
+        if let Some(previous) = previous {
+            for tenant in table.tenants() {
+                if let Some(old) = previous.table.tenant(&tenant.name) {
+                    tenant.learn(old.brokers());
+                }
+            }
+        }
+        let front = TlsFront::new(settings.default_cert.clone(), &table)?;
+        Ok(Routes { table, front })
+    }
+}
+
+impl Shared {
+    fn routes(&self) -> Arc<Routes> {
+        self.routes.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// Applies new settings to a running proxy: tenants, certificates and client CAs. Connections already open keep
+/// the routes they started with. The listen address, advertised port and limits stay as started.
+#[derive(Debug, Clone)]
+pub struct Reloader {
+    shared: Arc<Shared>,
+}
+
+impl Reloader {
+    pub fn reload(&self, settings: &Settings) -> Result<usize, StartError> {
+        let next = Routes::build(settings, Some(&self.shared.routes()))?;
+        let tenants = next.table.tenants().count();
+        self.shared.metrics.add_tenants(settings.tenants.iter().map(|t| t.name.as_str()));
+        *self.shared.routes.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
+        Ok(tenants)
+    }
+}
+
 async fn handle(tcp: TcpStream, peer: SocketAddr, shared: &Shared) {
     let _ = tcp.set_nodelay(true);
     let start = match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls::read_client_hello(tcp)).await {
@@ -167,7 +216,8 @@ async fn handle(tcp: TcpStream, peer: SocketAddr, shared: &Shared) {
         }
     };
     let sni = start.client_hello().server_name().map(str::to_owned);
-    let (tenant, target) = match shared.table.resolve(sni.as_deref()) {
+    let routes = shared.routes();
+    let (tenant, target) = match routes.table.resolve(sni.as_deref()) {
         Ok(route) => route,
         Err(e) => {
             warn!(%peer, sni = sni.as_deref().unwrap_or("-"), error = %e, "TLS refused: unrecognized_name");
@@ -192,7 +242,7 @@ async fn handle(tcp: TcpStream, peer: SocketAddr, shared: &Shared) {
             }
         },
     };
-    let config = shared.front.config_for(&tenant.name);
+    let config = routes.front.config_for(&tenant.name);
     let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, tls::finish(start, config));
     let connect = async {
         match &broker_addr {
@@ -222,7 +272,7 @@ async fn handle(tcp: TcpStream, peer: SocketAddr, shared: &Shared) {
     };
     tracing::debug!(%peer, %sni, tenant = %tenant.name, %target, upstream = %upstream_addr, "session open");
     let ctx = SessionContext {
-        advertise: Advertise::new(&tenant.name, &shared.table.domain, shared.advertised_port),
+        advertise: Advertise::new(&tenant.name, &routes.table.domain, shared.advertised_port),
         tenant,
         max_frame_bytes: shared.max_frame_bytes,
         peer,

@@ -20,6 +20,9 @@ struct Args {
     /// Seconds to let open connections finish after a shutdown signal.
     #[arg(long, default_value_t = 30)]
     drain_timeout_seconds: u64,
+    /// Seconds between checks of the configuration and tenants_file for changes (0: never reload).
+    #[arg(long, default_value_t = 5)]
+    reload_seconds: u64,
 }
 
 #[tokio::main]
@@ -52,6 +55,11 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if args.reload_seconds > 0 {
+        let (path, every, reloader) =
+            (args.config.clone(), Duration::from_secs(args.reload_seconds), proxy.reloader());
+        tokio::spawn(async move { kaas_proxy::reload::watch(&path, every, reloader).await });
+    }
     proxy.run(shutdown_signal(), Duration::from_secs(args.drain_timeout_seconds)).await;
     ExitCode::SUCCESS
 }

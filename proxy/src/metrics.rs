@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// Why a connection was refused before a session started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,7 +53,8 @@ pub struct Metrics {
     connections: AtomicU64,
     refused: [AtomicU64; REASONS.len()],
     active: AtomicI64,
-    tenants: BTreeMap<String, TenantCounters>,
+    /// Grows only with configured tenants (on reload), so label values stay bounded.
+    tenants: std::sync::RwLock<BTreeMap<String, Arc<TenantCounters>>>,
 }
 
 impl Metrics {
@@ -62,8 +64,22 @@ impl Metrics {
             connections: AtomicU64::new(0),
             refused: Default::default(),
             active: AtomicI64::new(0),
-            tenants: tenants.into_iter().map(|t| (t.to_owned(), TenantCounters::default())).collect(),
+            tenants: std::sync::RwLock::new(
+                tenants.into_iter().map(|t| (t.to_owned(), Arc::default())).collect(),
+            ),
         }
+    }
+
+    /// Starts counting tenants added by a reload.
+    pub fn add_tenants<'a>(&self, tenants: impl IntoIterator<Item = &'a str>) {
+        let mut map = self.tenants.write().unwrap_or_else(|p| p.into_inner());
+        for t in tenants {
+            map.entry(t.to_owned()).or_default();
+        }
+    }
+
+    fn tenant(&self, name: &str) -> Option<Arc<TenantCounters>> {
+        self.tenants.read().unwrap_or_else(|p| p.into_inner()).get(name).cloned()
     }
 
     pub fn accepted(&self) {
@@ -78,14 +94,14 @@ impl Metrics {
 
     pub fn session_started(&self, tenant: &str) {
         self.active.fetch_add(1, Ordering::Relaxed);
-        if let Some(t) = self.tenants.get(tenant) {
+        if let Some(t) = self.tenant(tenant) {
             t.sessions.fetch_add(1, Ordering::Relaxed);
         }
     }
 
     pub fn session_ended(&self, tenant: &str, failed: bool) {
         self.active.fetch_sub(1, Ordering::Relaxed);
-        if let (true, Some(t)) = (failed, self.tenants.get(tenant)) {
+        if let (true, Some(t)) = (failed, self.tenant(tenant)) {
             t.session_errors.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -117,7 +133,8 @@ impl Metrics {
         let _ = writeln!(o, "kaas_proxy_session_active {}", self.active.load(Ordering::Relaxed));
         let _ = writeln!(o, "# HELP kaas_proxy_session_opened_total Sessions opened, by tenant.");
         let _ = writeln!(o, "# TYPE kaas_proxy_session_opened_total counter");
-        for (name, t) in &self.tenants {
+        let tenants = self.tenants.read().unwrap_or_else(|p| p.into_inner()).clone();
+        for (name, t) in &tenants {
             let _ = writeln!(
                 o,
                 "kaas_proxy_session_opened_total{{tenant=\"{name}\"}} {}",
@@ -126,7 +143,7 @@ impl Metrics {
         }
         let _ = writeln!(o, "# HELP kaas_proxy_session_errors_total Sessions closed on an error, by tenant.");
         let _ = writeln!(o, "# TYPE kaas_proxy_session_errors_total counter");
-        for (name, t) in &self.tenants {
+        for (name, t) in &tenants {
             let _ = writeln!(
                 o,
                 "kaas_proxy_session_errors_total{{tenant=\"{name}\"}} {}",

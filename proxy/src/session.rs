@@ -58,11 +58,26 @@ where
     let (upstream_r, upstream_w) = tokio::io::split(upstream);
     let inflight = InflightQueue::default();
     let max = ctx.max_frame_bytes;
+    let requests = pump(Source::Client, client_r, upstream_w, max, |f| on_request(f, &inflight));
+    let responses = pump(Source::Upstream, upstream_r, client_w, max, |f| on_response(f, &inflight, ctx));
+    tokio::pin!(requests, responses);
     tokio::select! {
-        r = pump(Source::Client, client_r, upstream_w, max, |f| on_request(f, &inflight)) => r,
-        r = pump(Source::Upstream, upstream_r, client_w, max, |f| on_response(f, &inflight, ctx)) => r,
+        r = &mut requests => match r {
+            // The client is done sending and the broker has our FIN. Let it read and act on everything first:
+            // dropping the upstream socket now, with its answers unread, would reset the connection and the
+            // broker could lose requests still in its buffer (acks=0 producers close right after writing).
+            Ok(()) => match tokio::time::timeout(DRAIN_AFTER_CLIENT_EOF, &mut responses).await {
+                Ok(Err(SessionError::ClientIo(_))) | Err(_) => Ok(()),
+                Ok(other) => other,
+            },
+            Err(e) => Err(e),
+        },
+        r = &mut responses => r,
     }
 }
+
+/// How long the upstream gets to finish after the client closed its side.
+const DRAIN_AFTER_CLIENT_EOF: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Which peer a pump reads from; decides how its errors are named.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -94,3 +94,67 @@ fn health_endpoints_and_graceful_stop() {
     let status = child.wait().expect("exits");
     assert!(status.success(), "{status}");
 }
+
+/// TLS handshake outcome against the proxy for `sni`: Ok when it completes.
+fn handshake(port: u16, sni: &str, ca: &rcgen::Certificate) -> Result<(), String> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    rt.block_on(async {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca.der().clone()).map_err(|e| e.to_string())?;
+        let config = rustls::ClientConfig::builder_with_provider(kaas_proxy::tls::provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.map_err(|e| e.to_string())?;
+        let name = rustls::pki_types::ServerName::try_from(sni.to_owned()).map_err(|e| e.to_string())?;
+        tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+            .connect(name, tcp)
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string())
+    })
+}
+
+#[test]
+fn route_changes_are_applied_without_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = rcgen::generate_simple_self_signed(vec!["*.kaas.localhost".to_string()]).expect("rcgen");
+    std::fs::write(dir.path().join("s.pem"), ca.cert.pem()).expect("write");
+    std::fs::write(dir.path().join("s.key"), ca.signing_key.serialize_pem()).expect("write");
+    std::fs::write(dir.path().join("routes.yaml"), "[]\n").expect("write");
+    let port = free_port();
+    let path = dir.path().join("proxy.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "listen: \"127.0.0.1:{port}\"\ndomain: kaas.localhost\ntls: {{ cert: s.pem, key: s.key }}\n\
+             tenants_file: routes.yaml\n"
+        ),
+    )
+    .expect("write");
+    let mut child =
+        kaas_proxy().arg("--config").arg(&path).arg("--reload-seconds=1").spawn().expect("starts");
+    let wait = |want_ok: bool| {
+        for _ in 0..60 {
+            if handshake(port, "acme.kaas.localhost", &ca.cert).is_ok() == want_ok {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        false
+    };
+    assert!(wait(false), "acme must be refused before it is routed");
+    std::fs::write(dir.path().join("routes.yaml"), "- name: acme\n  bootstrap: [\"127.0.0.1:1\"]\n")
+        .expect("write");
+    assert!(wait(true), "acme not routed after the route source changed");
+    // A broken route source is refused and the proxy keeps the routes it has.
+    std::fs::write(dir.path().join("routes.yaml"), "- name: Not A Label\n  bootstrap: []\n").expect("write");
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    assert!(
+        handshake(port, "acme.kaas.localhost", &ca.cert).is_ok(),
+        "a bad file dropped the working routes"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -49,6 +49,12 @@ impl Tenant {
         self.brokers.read().unwrap_or_else(|p| p.into_inner()).get(&id).cloned()
     }
 
+    /// Every learned node id and address.
+    pub fn brokers(&self) -> Vec<(i32, HostPort)> {
+        let table = self.brokers.read().unwrap_or_else(|p| p.into_inner());
+        table.iter().map(|(id, a)| (*id, a.clone())).collect()
+    }
+
     /// Records addresses the tenant's cluster reported.
     pub fn learn(&self, endpoints: impl IntoIterator<Item = (i32, HostPort)>) {
         let mut table = self.brokers.write().unwrap_or_else(|p| p.into_inner());
@@ -102,6 +108,10 @@ impl RouteTable {
             .get(&tenant.to_ascii_lowercase())
             .ok_or_else(|| SniError::UnknownTenant(name.to_owned()))?;
         Ok((tenant.clone(), target))
+    }
+
+    pub fn tenant(&self, name: &str) -> Option<&Arc<Tenant>> {
+        self.tenants.get(name)
     }
 
     pub fn tenants(&self) -> impl Iterator<Item = &Arc<Tenant>> {

@@ -1,0 +1,44 @@
+//! Reload: polls the configuration file and its `tenants_file` (the route source kaas-controller writes; a
+//! mounted ConfigMap changes in place) and applies new tenants, certificates and client CAs without a restart.
+//! A file that does not validate is reported and ignored: the proxy keeps serving the routes it has.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::config;
+use crate::listener::Reloader;
+
+fn contents(files: &[PathBuf]) -> Vec<Option<Vec<u8>>> {
+    files.iter().map(|f| std::fs::read(f).ok()).collect()
+}
+
+/// Runs until the task is dropped.
+pub async fn watch(path: &Path, every: Duration, reloader: Reloader) {
+    let mut files = watched(path);
+    let mut last = contents(&files);
+    loop {
+        tokio::time::sleep(every).await;
+        if contents(&files) == last {
+            continue;
+        }
+        match config::load(path) {
+            Ok(settings) => match reloader.reload(&settings) {
+                Ok(n) => tracing::info!(tenants = n, "routes reloaded"),
+                Err(e) => tracing::warn!(error = %e, "reload refused; keeping the current routes"),
+            },
+            Err(e) => tracing::warn!("reload refused; keeping the current routes: invalid configuration {e}"),
+        }
+        // The tenants_file key itself may have changed.
+        files = watched(path);
+        last = contents(&files);
+    }
+}
+
+/// The configuration file and, if it names one, its tenants_file.
+fn watched(path: &Path) -> Vec<PathBuf> {
+    let mut files = vec![path.to_owned()];
+    if let Some(extra) = config::tenants_file_of(path) {
+        files.push(extra);
+    }
+    files
+}

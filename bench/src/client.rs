@@ -98,6 +98,30 @@ pub struct Workload {
     pub rate_mbps: Option<f64>,
 }
 
+impl Workload {
+    /// One connection, one request in flight, acks=1, partition 0 of `topic`: the request-at-a-time shape of
+    /// the latency and end-to-end scenarios.
+    pub fn one_at_a_time(
+        topic: &str,
+        record_bytes: usize,
+        batch_records: usize,
+        duration: Duration,
+    ) -> Workload {
+        Workload {
+            connections: 1,
+            record_bytes,
+            batch_records,
+            inflight: 1,
+            acks: 1,
+            duration,
+            topic: topic.into(),
+            partitions: 1,
+            tenants: 1,
+            rate_mbps: None,
+        }
+    }
+}
+
 /// What one run measured.
 #[derive(Debug, Clone)]
 pub struct Outcome {
@@ -357,18 +381,7 @@ mod tests {
 
     #[test]
     fn produce_frame_is_a_valid_request_carrying_the_batch() {
-        let w = Workload {
-            connections: 1,
-            record_bytes: 100,
-            batch_records: 5,
-            inflight: 1,
-            acks: 1,
-            duration: Duration::from_secs(1),
-            topic: "bench".into(),
-            partitions: 1,
-            tenants: 1,
-            rate_mbps: None,
-        };
+        let w = Workload::one_at_a_time("bench", 100, 5, Duration::from_secs(1));
         let frame = produce_frame(&w, 3).expect("frame");
         let len = u32::from_be_bytes([frame[0], frame[1], frame[2], frame[3]]) as usize;
         assert_eq!(len + 4, frame.len());

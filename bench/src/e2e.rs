@@ -57,18 +57,7 @@ pub async fn run(
 ) -> anyhow::Result<Histogram<u64>> {
     let mut producer = connect(endpoint).await?;
     let mut consumer = connect(endpoint).await?;
-    let w = Workload {
-        connections: 1,
-        record_bytes: 100,
-        batch_records: 1,
-        inflight: 1,
-        acks: 1,
-        duration,
-        topic: topic.into(),
-        partitions: 1,
-        tenants: 1,
-        rate_mbps: None,
-    };
+    let w = Workload::one_at_a_time(topic, 100, 1, duration);
     let deadline = Instant::now() + duration;
     let produce = async {
         let mut buf = BytesMut::new();
@@ -147,18 +136,7 @@ mod tests {
 
     #[test]
     fn batch_walk_reads_offsets_and_timestamps() {
-        let w = Workload {
-            connections: 1,
-            record_bytes: 10,
-            batch_records: 3,
-            inflight: 1,
-            acks: 1,
-            duration: Duration::from_secs(1),
-            topic: "t".into(),
-            partitions: 1,
-            tenants: 1,
-            rate_mbps: None,
-        };
+        let w = Workload::one_at_a_time("t", 10, 3, Duration::from_secs(1));
         let frame = produce_frame_at(&w, 1_700_000_000_123).expect("frame");
         let h = kaas_proxy::kafka::header::parse_request(&frame[4..]).expect("header");
         let mut body = Bytes::copy_from_slice(&frame[4 + h.body_offset.expect("known")..]);

@@ -235,18 +235,7 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
                                     rate_mbps: a.rate_mbps,
                                 }
                             } else {
-                                Workload {
-                                    connections: 1,
-                                    record_bytes: 100,
-                                    batch_records: 1,
-                                    inflight: 1,
-                                    acks: 1,
-                                    duration,
-                                    topic: "bench".into(),
-                                    partitions: 1,
-                                    tenants: 1,
-                                    rate_mbps: None,
-                                }
+                                Workload::one_at_a_time("bench", 100, 1, duration)
                             };
                             let o = client::run(&t.endpoint, &w).await?;
                             let secs = o.elapsed.as_secs_f64().max(1e-9);

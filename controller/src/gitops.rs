@@ -102,17 +102,6 @@ impl Repo {
         Err(GitError::PushContention { remote: remote.clone() })
     }
 
-    /// Writes a rendered tenant's files under its name.
-    pub fn write_tenant_named(
-        &self,
-        tenant: &crate::crd::KafkaTenant,
-        files: Vec<TenantFile>,
-        message: &str,
-    ) -> Result<Outcome, GitError> {
-        let name = tenant.metadata.name.as_deref().unwrap_or_default();
-        self.write_tenant(name, Some(&files), message)
-    }
-
     fn commit_tenant(
         &self,
         tenant: &str,

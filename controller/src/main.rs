@@ -113,7 +113,8 @@ fn run(args: Args) -> anyhow::Result<()> {
                 match render_file(&file).and_then(|(tenant, yaml)| {
                     let name = tenant.metadata.name.clone().unwrap_or_default();
                     let msg = gitops::message(&name, tenant.metadata.generation);
-                    Ok((name, repo.write_tenant_named(&tenant, gitops::tenant_files(yaml), &msg)?))
+                    let outcome = repo.write_tenant(&name, Some(&gitops::tenant_files(yaml)), &msg)?;
+                    Ok((name, outcome))
                 }) {
                     Ok((name, gitops::Outcome::Committed(sha))) => {
                         println!("{name}: committed {}", &sha[..12.min(sha.len())])

@@ -3,6 +3,14 @@
 
 use std::process::Command;
 
+/// Writes a self-signed certificate for `*.kaas.localhost` as `s.pem` / `s.key` in `dir`.
+fn write_self_signed(dir: &std::path::Path) -> rcgen::CertifiedKey<rcgen::KeyPair> {
+    let ck = rcgen::generate_simple_self_signed(vec!["*.kaas.localhost".to_string()]).expect("rcgen");
+    std::fs::write(dir.join("s.pem"), ck.cert.pem()).expect("write");
+    std::fs::write(dir.join("s.key"), ck.signing_key.serialize_pem()).expect("write");
+    ck
+}
+
 fn kaas_proxy() -> Command {
     Command::new(env!("CARGO_BIN_EXE_kaas-proxy"))
 }
@@ -30,9 +38,7 @@ fn invalid_file_exits_non_zero_with_every_error() {
 #[test]
 fn check_accepts_a_valid_file() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let ck = rcgen::generate_simple_self_signed(vec!["*.kaas.localhost".to_string()]).expect("rcgen");
-    std::fs::write(dir.path().join("s.pem"), ck.cert.pem()).expect("write");
-    std::fs::write(dir.path().join("s.key"), ck.signing_key.serialize_pem()).expect("write");
+    write_self_signed(dir.path());
     let path = dir.path().join("ok.yaml");
     std::fs::write(
         &path,
@@ -61,9 +67,7 @@ fn http_get(port: u16, path: &str) -> Option<String> {
 #[test]
 fn health_endpoints_and_graceful_stop() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let ck = rcgen::generate_simple_self_signed(vec!["*.kaas.localhost".to_string()]).expect("rcgen");
-    std::fs::write(dir.path().join("s.pem"), ck.cert.pem()).expect("write");
-    std::fs::write(dir.path().join("s.key"), ck.signing_key.serialize_pem()).expect("write");
+    write_self_signed(dir.path());
     std::fs::write(dir.path().join("routes.yaml"), "[]\n").expect("write");
     let admin = free_port();
     let path = dir.path().join("ok.yaml");
@@ -119,9 +123,7 @@ fn handshake(port: u16, sni: &str, ca: &rcgen::Certificate) -> Result<(), String
 #[test]
 fn route_changes_are_applied_without_a_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let ca = rcgen::generate_simple_self_signed(vec!["*.kaas.localhost".to_string()]).expect("rcgen");
-    std::fs::write(dir.path().join("s.pem"), ca.cert.pem()).expect("write");
-    std::fs::write(dir.path().join("s.key"), ca.signing_key.serialize_pem()).expect("write");
+    let ca = write_self_signed(dir.path());
     std::fs::write(dir.path().join("routes.yaml"), "[]\n").expect("write");
     let port = free_port();
     let path = dir.path().join("proxy.yaml");

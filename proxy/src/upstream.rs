@@ -9,16 +9,16 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use kaas_route::HostPort;
-use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, MetadataRequest, MetadataResponse,
-};
-use kafka_protocol::protocol::{Decodable, Message, Request};
+use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, MetadataRequest};
+use kafka_protocol::protocol::{Message, Request};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
 use crate::kafka::codec::{encode_request, reserve_for_next, split_frame};
 use crate::kafka::header::response_header_len;
+use crate::kafka::rewrite::scan;
+use crate::kafka::versions::broker_range;
 use crate::router::Tenant;
 
 /// Why no upstream connection could be made. `retryable` tells whether the client should simply try again.
@@ -86,46 +86,39 @@ impl Connector {
         tenant.broker(id).ok_or_else(|| UpstreamError::UnknownNode { tenant: tenant.name.clone(), node: id })
     }
 
-    /// Asks a bootstrap server for the cluster's brokers (ApiVersions, then Metadata with no topics).
+    /// Asks a bootstrap server for the cluster's brokers (ApiVersions, then Metadata with no topics). Both
+    /// answers are walked with the same bounded reader as the responses clients get, never decoded.
     async fn fetch_brokers(&self, tenant: &Tenant) -> Result<Vec<(i32, HostPort)>, UpstreamError> {
         let (mut stream, _) = self.connect_bootstrap(tenant).await?;
         let io_deadline = self.connect_timeout * 2;
+        let refresh = |e: String| UpstreamError::Refresh(e);
         let exchange = async {
-            let versions: ApiVersionsResponse =
-                self.call(&mut stream, 1, 0, &ApiVersionsRequest::default()).await?;
-            let broker_max = versions
-                .api_keys
-                .iter()
-                .find(|k| k.api_key == ApiKey::Metadata as i16)
-                .map(|k| k.max_version)
-                .ok_or_else(|| UpstreamError::Refresh("broker does not offer Metadata".into()))?;
+            let versions = self.call(&mut stream, 1, 0, &ApiVersionsRequest::default()).await?;
+            let broker_max = broker_range(&versions, 0, ApiKey::Metadata)
+                .map_err(|e| refresh(e.to_string()))?
+                .ok_or_else(|| refresh("broker does not offer Metadata".into()))?
+                .max;
             let version = broker_max.min(MetadataRequest::VERSIONS.max);
             if version < 1 {
-                return Err(UpstreamError::Refresh(format!("broker offers only Metadata v{broker_max}")));
+                return Err(refresh(format!("broker offers only Metadata v{broker_max}")));
             }
             let request = MetadataRequest::default().with_topics(Some(Vec::new()));
-            let metadata: MetadataResponse = self.call(&mut stream, 2, version, &request).await?;
-            Ok(metadata.brokers)
+            let metadata = self.call(&mut stream, 2, version, &request).await?;
+            Ok(scan(ApiKey::Metadata, version, &metadata, None).map_err(|e| refresh(e.to_string()))?.learned)
         };
-        let brokers = timeout(io_deadline, exchange)
+        timeout(io_deadline, exchange)
             .await
-            .map_err(|_| UpstreamError::Refresh(format!("no answer within {io_deadline:?}")))??;
-        Ok(brokers
-            .into_iter()
-            .filter_map(|b| {
-                let port = u16::try_from(b.port).ok()?;
-                Some((b.node_id.0, HostPort::parse(&format!("{}:{port}", b.host.as_str())).ok()?))
-            })
-            .collect())
+            .map_err(|_| UpstreamError::Refresh(format!("no answer within {io_deadline:?}")))?
     }
 
+    /// Sends one request and returns the body of its response (after the response header).
     async fn call<R: Request>(
         &self,
         stream: &mut TcpStream,
         correlation_id: i32,
         version: i16,
         request: &R,
-    ) -> Result<R::Response, UpstreamError> {
+    ) -> Result<Bytes, UpstreamError> {
         let refresh = |e: String| UpstreamError::Refresh(e);
         let api = ApiKey::try_from(R::KEY).map_err(|_| refresh(format!("unknown api key {}", R::KEY)))?;
         let out = encode_request(correlation_id, version, "kaas-proxy", request)
@@ -144,10 +137,8 @@ impl Connector {
                 return Err(refresh("broker closed the connection".into()));
             }
         };
-        let body = frame.body();
-        let header_len = response_header_len(body, api.response_header_version(version))
-            .map_err(|e| refresh(e.to_string()))?;
-        let mut rest: Bytes = frame.0.slice(4 + header_len..);
-        R::Response::decode(&mut rest, version).map_err(|e| refresh(format!("{api:?} response: {e:#}")))
+        let header_len = response_header_len(frame.body(), api.response_header_version(version))
+            .map_err(|e| refresh(format!("{api:?} response: {e}")))?;
+        Ok(frame.0.slice(4 + header_len..))
     }
 }

@@ -1,9 +1,10 @@
 //! Kafka awareness: framing ([`codec`]), headers ([`header`]), which APIs matter ([`apis`]), in-flight tracking
-//! ([`inflight`]), address rewriting ([`rewrite`]) and ApiVersions capping ([`versions`]).
+//! ([`inflight`]), address rewriting ([`rewrite`]) and ApiVersions capping ([`versions`]), both walking broker
+//! bytes with the bounded cursor of [`wire`].
 //!
 //! This module is pure: [`inspect_request`] and [`process_response`] turn frames into decisions and frames, and
-//! [`crate::session`] does the I/O. Records are never decoded: only request headers, the `acks` of Produce, and
-//! the bodies of responses that name brokers.
+//! [`crate::session`] does the I/O. Nothing is decoded into messages: request headers and the `acks` of Produce
+//! are read by hand, the bodies of responses that name brokers are walked, and records are never looked at.
 
 pub mod apis;
 pub mod codec;
@@ -11,8 +12,9 @@ pub mod header;
 pub mod inflight;
 pub mod rewrite;
 pub mod versions;
+pub mod wire;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{BufMut, BytesMut};
 use kaas_route::HostPort;
 use kafka_protocol::messages::ApiKey;
 
@@ -20,7 +22,7 @@ use apis::{classify, RequestRefusal, ResponseAction};
 use codec::Frame;
 use header::HeaderError;
 use inflight::InFlight;
-use rewrite::{Advertise, RewriteError};
+use rewrite::{Advertise, RewriteError, Scan};
 use versions::{cap_api_versions, Capped, VersionsError};
 
 /// Why a client's request was not forwarded; the connection is closed.
@@ -86,23 +88,29 @@ pub fn process_response(frame: Frame, req: &InFlight, adv: &Advertise) -> Result
         (_, Some(api)) => api,
     };
     let header_len = header::response_header_len(frame.body(), api.response_header_version(req.version))?;
-    let body: Bytes = frame.0.slice(4 + header_len..);
-    let (new_body, learned) = match req.action {
-        ResponseAction::CapVersions => match cap_api_versions(&body, req.version)? {
-            Capped::Changed(b) => (Some(b), Vec::new()),
-            Capped::Unchanged | Capped::ErrorResponse(_) => (None, Vec::new()),
+    let (header, body) = frame.body().split_at(header_len);
+    let mut out = BytesMut::new();
+    out.put_u32(0);
+    out.put_slice(header);
+    let learned = match req.action {
+        ResponseAction::CapVersions => match cap_api_versions(body, req.version)? {
+            Capped::Changed(b) => {
+                out.put_slice(&b);
+                Vec::new()
+            }
+            Capped::Unchanged | Capped::ErrorResponse(_) => return Ok(unchanged(frame)),
         },
         _ => {
-            let r = rewrite::rewrite_response(api, req.version, &body, adv)?;
-            (r.body, r.learned)
+            let Scan { edits, learned } = rewrite::scan(api, req.version, body, Some(adv))?;
+            if edits.is_empty() {
+                return Ok(Processed { frame, learned, rewritten: false });
+            }
+            edits.apply(body, &mut out);
+            learned
         }
     };
-    let Some(new_body) = new_body else { return Ok(unchanged(frame)) };
-    let header = &frame.body()[..header_len];
-    let mut out = BytesMut::with_capacity(4 + header_len + new_body.len());
-    out.put_u32((header_len + new_body.len()) as u32);
-    out.put_slice(header);
-    out.put_slice(&new_body);
+    let len = (out.len() - 4) as u32;
+    out[..4].copy_from_slice(&len.to_be_bytes());
     Ok(Processed { frame: Frame(out.freeze()), learned, rewritten: true })
 }
 

@@ -1,17 +1,20 @@
-//! Broker-address rewriting: the responses that name brokers are decoded, every `host`/`port` replaced by the
-//! proxy's name for that node (`b<node-id>.<tenant>.<domain>`, advertised port), and re-encoded exactly with the
-//! same version. Node ids are kept. The original addresses are returned so the router can learn them.
+//! Broker-address rewriting by walking the wire format: the responses that name brokers are walked with the
+//! bounded [`Reader`] (never decoded into messages), each broker endpoint's `host`/`port` is spliced to the
+//! proxy's name for that node (`b<node-id>.<tenant>.<domain>`, advertised port), and everything else is copied
+//! through byte for byte. Node ids are kept. The original addresses are returned so the router can learn them.
 //!
-//! Pure: no I/O. A response that names no broker is left as it came (`body: None`), so the common case costs
-//! one decode and no re-encode.
+//! Broker bytes are hostile input: a walk checks every length and count against the bytes that arrived, so a
+//! broken response is an error naming the field, never an allocation sized by the broker. Pure: no I/O. A
+//! response that names no broker costs one scan and no allocation (`body: None`: forward it as it came).
+//! Neighbours: [`super::wire`] (cursor and splices), [`super::apis`] (which versions come here).
+
+use std::ops::Range;
 
 use bytes::{Bytes, BytesMut};
 use kaas_route::HostPort;
-use kafka_protocol::messages::{
-    ApiKey, DescribeClusterResponse, FetchResponse, FindCoordinatorResponse, MetadataResponse,
-    ProduceResponse, ShareAcknowledgeResponse, ShareFetchResponse,
-};
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::messages::ApiKey;
+
+use super::wire::{put_string, Edits, Reader, WireError, WireResult};
 
 /// How the proxy names brokers to clients.
 #[derive(Debug, Clone)]
@@ -42,133 +45,351 @@ pub struct Rewritten {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RewriteError {
-    #[error("cannot decode {api:?} v{version} response: {reason}")]
-    Decode { api: ApiKey, version: i16, reason: String },
-    #[error("cannot encode {api:?} v{version} response: {reason}")]
-    Encode { api: ApiKey, version: i16, reason: String },
+    #[error("malformed {api:?} v{version} response: {error}")]
+    Malformed { api: ApiKey, version: i16, error: WireError },
     #[error("{api:?} is not a response the proxy rewrites")]
     NotRewritten { api: ApiKey },
 }
 
-struct Visitor<'a> {
-    adv: &'a Advertise,
-    learn: bool,
-    touched: bool,
-    learned: Vec<(i32, HostPort)>,
+/// What a walk found: the splices to make and the endpoints seen.
+#[derive(Debug, Default)]
+pub struct Scan {
+    pub edits: Edits,
+    pub learned: Vec<(i32, HostPort)>,
 }
 
-impl Visitor<'_> {
-    /// One broker endpoint. Ids below zero are "no node" (for example a coordinator error); their address,
-    /// if any, is blanked rather than passed on.
-    fn endpoint(&mut self, node_id: i32, host: &mut StrBytes, port: &mut i32) {
-        self.touched = true;
-        if node_id < 0 {
-            if !host.is_empty() {
-                *host = StrBytes::default();
-                *port = -1;
-            }
-            return;
-        }
-        if self.learn {
-            if let Ok(port) = u16::try_from(*port) {
-                if let Ok(addr) = HostPort::parse(&format!("{}:{port}", bracket(host.as_str()))) {
-                    self.learned.push((node_id, addr));
-                }
-            }
-        }
-        *host = StrBytes::from_string(self.adv.host(node_id));
-        *port = i32::from(self.adv.port);
-    }
-}
-
-fn bracket(host: &str) -> std::borrow::Cow<'_, str> {
-    if host.contains(':') {
-        format!("[{host}]").into()
-    } else {
-        host.into()
-    }
-}
-
-fn apply<M: Decodable + Encodable>(
-    api: ApiKey,
-    body: &Bytes,
-    version: i16,
-    v: &mut Visitor<'_>,
-    visit: impl FnOnce(&mut M, &mut Visitor<'_>),
-) -> Result<Option<Bytes>, RewriteError> {
-    let mut buf = body.clone();
-    let mut msg = M::decode(&mut buf, version).map_err(|e| RewriteError::Decode {
+/// Walks the body (after the response header) of an `api` response of `version`. With `adv`, every endpoint
+/// gets a splice to the proxy's name; without, endpoints are only collected (the proxy's own metadata refresh).
+pub fn scan(api: ApiKey, version: i16, body: &[u8], adv: Option<&Advertise>) -> Result<Scan, RewriteError> {
+    let mut r = Reader::new(body, api.response_header_version(version) >= 1);
+    let mut w = Walk { adv, learn: true, scan: Scan::default() };
+    let walked = match api {
+        ApiKey::Metadata => w.metadata(&mut r, version),
+        ApiKey::FindCoordinator => w.find_coordinator(&mut r, version),
+        ApiKey::DescribeCluster => w.describe_cluster(&mut r, version),
+        ApiKey::Produce => w.produce(&mut r, version),
+        ApiKey::Fetch => w.fetch(&mut r, version),
+        ApiKey::ShareFetch => w.share_fetch(&mut r),
+        ApiKey::ShareAcknowledge => w.share_acknowledge(&mut r),
+        _ => return Err(RewriteError::NotRewritten { api }),
+    };
+    walked.and_then(|()| r.finish("end of response")).map_err(|error| RewriteError::Malformed {
         api,
         version,
-        reason: format!("{e:#}"),
+        error,
     })?;
-    if !buf.is_empty() {
-        return Err(RewriteError::Decode { api, version, reason: format!("{} trailing bytes", buf.len()) });
-    }
-    visit(&mut msg, v);
-    if !v.touched {
-        return Ok(None);
-    }
-    let encode_err = |e: anyhow::Error| RewriteError::Encode { api, version, reason: format!("{e:#}") };
-    let mut out = BytesMut::with_capacity(msg.compute_size(version).map_err(encode_err)?);
-    msg.encode(&mut out, version).map_err(encode_err)?;
-    Ok(Some(out.freeze()))
+    Ok(w.scan)
 }
 
 /// Rewrites the body (after the response header) of an `api` response of `version`.
 pub fn rewrite_response(
     api: ApiKey,
     version: i16,
-    body: &Bytes,
+    body: &[u8],
     adv: &Advertise,
 ) -> Result<Rewritten, RewriteError> {
-    let mut v = Visitor { adv, learn: true, touched: false, learned: Vec::new() };
-    let body = match api {
-        ApiKey::Metadata => apply(api, body, version, &mut v, |m: &mut MetadataResponse, v| {
-            for b in &mut m.brokers {
-                v.endpoint(b.node_id.0, &mut b.host, &mut b.port);
+    let Scan { edits, learned } = scan(api, version, body, Some(adv))?;
+    if edits.is_empty() {
+        return Ok(Rewritten { body: None, learned });
+    }
+    let mut out = BytesMut::new();
+    edits.apply(body, &mut out);
+    Ok(Rewritten { body: Some(out.freeze()), learned })
+}
+
+/// The state of one walk; the [`Reader`] is passed alongside so tagged-field payloads can be walked with
+/// readers of their own.
+struct Walk<'b> {
+    adv: Option<&'b Advertise>,
+    /// False for DescribeCluster's controller listing: renamed, but not routable as brokers.
+    learn: bool,
+    scan: Scan,
+}
+
+// Smallest encodings of array elements, so a count the remaining bytes cannot hold is refused up front.
+const ENDPOINT_MIN: usize = 4 + 1 + 4;
+const TOPIC_MIN: usize = 2;
+const PARTITION_MIN: usize = 4;
+const UUID: usize = 16;
+
+impl Walk<'_> {
+    /// `node_id`, `host`, `port`: one broker endpoint, spliced in place. Ids below zero are "no node" (a failed
+    /// coordinator lookup, say); their address, if any, is blanked rather than passed on.
+    fn endpoint(&mut self, r: &mut Reader<'_>, field: &'static str) -> WireResult<()> {
+        let node_id = r.i32(field)?;
+        let start = r.pos();
+        let host_range = r.string(field)?;
+        let host = r.text(host_range, field)?;
+        let port = r.i32(field)?;
+        let at = start..r.pos();
+        if node_id < 0 {
+            if !host.is_empty() && self.adv.is_some() {
+                self.splice(at, "", -1, r.flexible());
             }
-        }),
-        ApiKey::FindCoordinator => apply(api, body, version, &mut v, |m: &mut FindCoordinatorResponse, v| {
-            if version < 4 {
-                v.endpoint(m.node_id.0, &mut m.host, &mut m.port);
-            }
-            for c in &mut m.coordinators {
-                v.endpoint(c.node_id.0, &mut c.host, &mut c.port);
-            }
-        }),
-        ApiKey::DescribeCluster => apply(api, body, version, &mut v, |m: &mut DescribeClusterResponse, v| {
-            // endpoint_type 2 lists controllers: renamed so they never leak, but not routable as brokers.
-            v.learn = m.endpoint_type != 2;
-            for b in &mut m.brokers {
-                v.endpoint(b.broker_id.0, &mut b.host, &mut b.port);
-            }
-        }),
-        ApiKey::Produce => apply(api, body, version, &mut v, |m: &mut ProduceResponse, v| {
-            for e in &mut m.node_endpoints {
-                v.endpoint(e.node_id.0, &mut e.host, &mut e.port);
-            }
-        }),
-        ApiKey::Fetch => apply(api, body, version, &mut v, |m: &mut FetchResponse, v| {
-            for e in &mut m.node_endpoints {
-                v.endpoint(e.node_id.0, &mut e.host, &mut e.port);
-            }
-        }),
-        ApiKey::ShareFetch => apply(api, body, version, &mut v, |m: &mut ShareFetchResponse, v| {
-            for e in &mut m.node_endpoints {
-                v.endpoint(e.node_id.0, &mut e.host, &mut e.port);
-            }
-        }),
-        ApiKey::ShareAcknowledge => {
-            apply(api, body, version, &mut v, |m: &mut ShareAcknowledgeResponse, v| {
-                for e in &mut m.node_endpoints {
-                    v.endpoint(e.node_id.0, &mut e.host, &mut e.port);
-                }
-            })
+            return Ok(());
         }
-        _ => Err(RewriteError::NotRewritten { api }),
-    }?;
-    Ok(Rewritten { body, learned: v.learned })
+        if self.learn {
+            if let Some(addr) = parse_addr(host, port) {
+                self.scan.learned.push((node_id, addr));
+            }
+        }
+        if let Some(adv) = self.adv {
+            self.splice(at, &adv.host(node_id), i32::from(adv.port), r.flexible());
+        }
+        Ok(())
+    }
+
+    fn splice(&mut self, at: Range<usize>, host: &str, port: i32, flexible: bool) {
+        let mut with = Vec::with_capacity(host.len() + 6);
+        put_string(&mut with, host, flexible);
+        with.extend_from_slice(&port.to_be_bytes());
+        self.scan.edits.replace(at, with);
+    }
+
+    /// An array of NodeEndpoint (KIP-951 and share groups): node_id, host, port, rack, tagged fields.
+    fn node_endpoints(&mut self, r: &mut Reader<'_>) -> WireResult<()> {
+        r.each("node_endpoints", ENDPOINT_MIN, |r| {
+            self.endpoint(r, "node_endpoints.host")?;
+            r.nullable_string("node_endpoints.rack")?;
+            r.skip_tagged_fields("node_endpoints tags")
+        })
+    }
+
+    /// Top-level tagged fields where tag 0 holds `node_endpoints` (Produce v10+, Fetch v16+). Absent in the
+    /// common case: then this is a scan. When present, the field's size is recomputed after the splices.
+    fn tagged_node_endpoints(&mut self, r: &mut Reader<'_>, has_endpoints: bool) -> WireResult<()> {
+        r.tagged_fields("tags", |tag, size_at, payload| {
+            if tag != 0 || !has_endpoints {
+                return Ok(false);
+            }
+            let (start, edits_before) = (payload.pos(), self.scan.edits.len());
+            self.node_endpoints(payload)?;
+            if self.scan.edits.len() > edits_before {
+                self.scan.edits.resize(size_at, start..payload.pos());
+            }
+            Ok(true)
+        })
+    }
+
+    fn metadata(&mut self, r: &mut Reader<'_>, v: i16) -> WireResult<()> {
+        if v >= 3 {
+            r.i32("throttle_time_ms")?;
+        }
+        r.each("brokers", ENDPOINT_MIN, |r| {
+            self.endpoint(r, "brokers.host")?;
+            if v >= 1 {
+                r.nullable_string("brokers.rack")?;
+            }
+            r.skip_tagged_fields("brokers tags")
+        })?;
+        if v >= 2 {
+            r.nullable_string("cluster_id")?;
+        }
+        if v >= 1 {
+            r.i32("controller_id")?;
+        }
+        r.each("topics", TOPIC_MIN, |r| {
+            r.i16("topics.error_code")?;
+            r.nullable_string("topics.name")?;
+            if v >= 10 {
+                r.skip(UUID, "topics.topic_id")?;
+            }
+            if v >= 1 {
+                r.i8("topics.is_internal")?;
+            }
+            r.each("topics.partitions", PARTITION_MIN, |r| {
+                r.i16("partitions.error_code")?;
+                r.i32("partitions.partition_index")?;
+                r.i32("partitions.leader_id")?;
+                if v >= 7 {
+                    r.i32("partitions.leader_epoch")?;
+                }
+                r.skip_array("partitions.replica_nodes", 4)?;
+                r.skip_array("partitions.isr_nodes", 4)?;
+                if v >= 5 {
+                    r.skip_array("partitions.offline_replicas", 4)?;
+                }
+                r.skip_tagged_fields("partitions tags")
+            })?;
+            if v >= 8 {
+                r.i32("topics.topic_authorized_operations")?;
+            }
+            r.skip_tagged_fields("topics tags")
+        })?;
+        if (8..=10).contains(&v) {
+            r.i32("cluster_authorized_operations")?;
+        }
+        if v >= 13 {
+            r.i16("error_code")?;
+        }
+        r.skip_tagged_fields("tags")
+    }
+
+    fn find_coordinator(&mut self, r: &mut Reader<'_>, v: i16) -> WireResult<()> {
+        if v >= 1 {
+            r.i32("throttle_time_ms")?;
+        }
+        if v <= 3 {
+            r.i16("error_code")?;
+            if v >= 1 {
+                r.nullable_string("error_message")?;
+            }
+            self.endpoint(r, "host")?;
+        } else {
+            r.each("coordinators", 2 + ENDPOINT_MIN, |r| {
+                r.string("coordinators.key")?;
+                self.endpoint(r, "coordinators.host")?;
+                r.i16("coordinators.error_code")?;
+                r.nullable_string("coordinators.error_message")?;
+                r.skip_tagged_fields("coordinators tags")
+            })?;
+        }
+        r.skip_tagged_fields("tags")
+    }
+
+    fn describe_cluster(&mut self, r: &mut Reader<'_>, v: i16) -> WireResult<()> {
+        r.i32("throttle_time_ms")?;
+        r.i16("error_code")?;
+        r.nullable_string("error_message")?;
+        if v >= 1 {
+            // endpoint_type 2 lists controllers: renamed so they never leak, but not routable as brokers.
+            self.learn = r.i8("endpoint_type")? != 2;
+        }
+        r.string("cluster_id")?;
+        r.i32("controller_id")?;
+        r.each("brokers", ENDPOINT_MIN, |r| {
+            self.endpoint(r, "brokers.host")?;
+            r.nullable_string("brokers.rack")?;
+            if v >= 2 {
+                r.i8("brokers.is_fenced")?;
+            }
+            r.skip_tagged_fields("brokers tags")
+        })?;
+        r.i32("cluster_authorized_operations")?;
+        r.skip_tagged_fields("tags")
+    }
+
+    fn produce(&mut self, r: &mut Reader<'_>, v: i16) -> WireResult<()> {
+        r.each("responses", TOPIC_MIN, |r| {
+            if v <= 12 {
+                r.string("responses.name")?;
+            } else {
+                r.skip(UUID, "responses.topic_id")?;
+            }
+            r.each("partition_responses", PARTITION_MIN, |r| {
+                r.skip(4 + 2 + 8 + 8, "partition_responses.base_offset")?;
+                if v >= 5 {
+                    r.skip(8, "partition_responses.log_start_offset")?;
+                }
+                if v >= 8 {
+                    r.each("record_errors", PARTITION_MIN, |r| {
+                        r.i32("record_errors.batch_index")?;
+                        r.nullable_string("record_errors.batch_index_error_message")?;
+                        r.skip_tagged_fields("record_errors tags")
+                    })?;
+                    r.nullable_string("partition_responses.error_message")?;
+                }
+                // current_leader (tag 0) is a node id and epoch: no address.
+                r.skip_tagged_fields("partition_responses tags")
+            })?;
+            r.skip_tagged_fields("responses tags")
+        })?;
+        r.i32("throttle_time_ms")?;
+        self.tagged_node_endpoints(r, v >= 10)
+    }
+
+    fn fetch(&mut self, r: &mut Reader<'_>, v: i16) -> WireResult<()> {
+        r.i32("throttle_time_ms")?;
+        if v >= 7 {
+            r.i16("error_code")?;
+            r.i32("session_id")?;
+        }
+        r.each("responses", TOPIC_MIN, |r| {
+            if v <= 12 {
+                r.string("responses.topic")?;
+            } else {
+                r.skip(UUID, "responses.topic_id")?;
+            }
+            r.each("partitions", PARTITION_MIN, |r| {
+                r.skip(4 + 2 + 8 + 8, "partitions.high_watermark")?;
+                if v >= 5 {
+                    r.skip(8, "partitions.log_start_offset")?;
+                }
+                r.each_nullable("aborted_transactions", 16, |r| {
+                    r.skip(16, "aborted_transactions.first_offset")?;
+                    r.skip_tagged_fields("aborted_transactions tags")
+                })?;
+                if v >= 11 {
+                    r.i32("partitions.preferred_read_replica")?;
+                }
+                r.skip_nullable_bytes("partitions.records")?;
+                // diverging_epoch, current_leader, snapshot_id: offsets, ids and epochs, no address.
+                r.skip_tagged_fields("partitions tags")
+            })?;
+            r.skip_tagged_fields("responses tags")
+        })?;
+        self.tagged_node_endpoints(r, v >= 16)
+    }
+
+    /// ShareFetch v1 (KIP-932).
+    fn share_fetch(&mut self, r: &mut Reader<'_>) -> WireResult<()> {
+        r.i32("throttle_time_ms")?;
+        r.i16("error_code")?;
+        r.nullable_string("error_message")?;
+        r.i32("acquisition_lock_timeout_ms")?;
+        r.each("responses", UUID, |r| {
+            r.skip(UUID, "responses.topic_id")?;
+            r.each("partitions", PARTITION_MIN, |r| {
+                r.i32("partitions.partition_index")?;
+                r.i16("partitions.error_code")?;
+                r.nullable_string("partitions.error_message")?;
+                r.i16("partitions.acknowledge_error_code")?;
+                r.nullable_string("partitions.acknowledge_error_message")?;
+                leader_id_and_epoch(r)?;
+                r.skip_nullable_bytes("partitions.records")?;
+                r.each("acquired_records", 18, |r| {
+                    r.skip(18, "acquired_records.delivery_count")?;
+                    r.skip_tagged_fields("acquired_records tags")
+                })?;
+                r.skip_tagged_fields("partitions tags")
+            })?;
+            r.skip_tagged_fields("responses tags")
+        })?;
+        self.node_endpoints(r)?;
+        r.skip_tagged_fields("tags")
+    }
+
+    /// ShareAcknowledge v1 (KIP-932).
+    fn share_acknowledge(&mut self, r: &mut Reader<'_>) -> WireResult<()> {
+        r.i32("throttle_time_ms")?;
+        r.i16("error_code")?;
+        r.nullable_string("error_message")?;
+        r.each("responses", UUID, |r| {
+            r.skip(UUID, "responses.topic_id")?;
+            r.each("partitions", PARTITION_MIN, |r| {
+                r.i32("partitions.partition_index")?;
+                r.i16("partitions.error_code")?;
+                r.nullable_string("partitions.error_message")?;
+                leader_id_and_epoch(r)?;
+                r.skip_tagged_fields("partitions tags")
+            })?;
+            r.skip_tagged_fields("responses tags")
+        })?;
+        self.node_endpoints(r)?;
+        r.skip_tagged_fields("tags")
+    }
+}
+
+fn leader_id_and_epoch(r: &mut Reader<'_>) -> WireResult<()> {
+    r.skip(8, "current_leader")?;
+    r.skip_tagged_fields("current_leader tags")
+}
+
+/// `host:port` from a broker's endpoint, bracketing IPv6 literals.
+fn parse_addr(host: &str, port: i32) -> Option<HostPort> {
+    let port = u16::try_from(port).ok()?;
+    let addr = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
+    HostPort::parse(&addr).ok()
 }
 
 #[cfg(test)]

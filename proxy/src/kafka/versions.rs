@@ -1,14 +1,16 @@
 //! ApiVersions interception: the broker's list of APIs is capped so a client never picks a version whose
-//! response the proxy could not decode and rewrite, and blocked APIs are removed. Unknown API keys pass
-//! unchanged: the proxy never decodes their responses.
+//! response the proxy could not walk and rewrite, and blocked APIs are removed. Unknown API keys pass
+//! unchanged: the proxy never reads their responses.
+//!
+//! The response is walked with the bounded [`Reader`] and edited in place (entries dropped, ranges narrowed,
+//! the count fixed); the feature lists after the entries are copied through unread.
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, ApiVersionsResponse};
-use kafka_protocol::protocol::{Decodable, Encodable};
-
+use kafka_protocol::messages::ApiKey;
 use kafka_protocol::protocol::VersionRange;
 
 use super::apis::{policy, usable_versions, Policy};
+use super::wire::{uvarint, Edits, Reader, WireError, WireResult};
 
 /// Outcome of capping one ApiVersions response body.
 #[derive(Debug, PartialEq)]
@@ -22,42 +24,109 @@ pub enum Capped {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("cannot decode ApiVersions v{version} response: {reason}")]
+#[error("malformed ApiVersions v{version} response: {error}")]
 pub struct VersionsError {
     pub version: i16,
-    pub reason: String,
+    pub error: WireError,
 }
 
-pub fn cap_api_versions(body: &Bytes, version: i16) -> Result<Capped, VersionsError> {
-    let decoded = ApiVersionsResponse::decode(&mut body.clone(), version)
-        .or_else(|e| ApiVersionsResponse::decode(&mut body.clone(), 0).map_err(|_| e));
-    let mut msg = decoded.map_err(|e| VersionsError { version, reason: format!("{e:#}") })?;
-    if msg.error_code != 0 {
-        return Ok(Capped::ErrorResponse(msg.error_code));
-    }
-    let before = msg.api_keys.clone();
-    msg.api_keys.retain_mut(|entry| {
-        let Ok(api) = ApiKey::try_from(entry.api_key) else { return true };
-        match policy(api) {
-            Policy::Blocked => false,
-            Policy::Rewrite { from_version, decodable } => {
-                let broker = VersionRange { min: entry.min_version, max: entry.max_version };
-                match usable_versions(broker, from_version, decodable) {
-                    Some(r) => {
-                        (entry.min_version, entry.max_version) = (r.min, r.max);
-                        true
-                    }
-                    None => false,
-                }
-            }
-            Policy::PassThrough | Policy::Versions => true,
+/// One entry of the broker's list, and where it sits.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ApiEntry {
+    pub api_key: i16,
+    pub range: VersionRange,
+    /// Where the entry starts, where its max_version ends, and where it ends (after its tagged fields).
+    at: usize,
+    versions_end: usize,
+    end: usize,
+}
+
+/// Walks an ApiVersions response body: its error code, and each entry in turn. An error response stops after
+/// the error code (brokers answer an unsupported request version with a v0 body whatever was asked).
+fn walk(
+    body: &[u8],
+    version: i16,
+    mut each: impl FnMut(ApiEntry),
+) -> Result<(i16, Option<CountField>), VersionsError> {
+    let mut r = Reader::new(body, version >= 3);
+    let walked = (|| -> WireResult<(i16, Option<CountField>)> {
+        let error_code = r.i16("error_code")?;
+        if error_code != 0 {
+            return Ok((error_code, None));
         }
-    });
-    if msg.api_keys == before {
+        let count_at = r.pos();
+        let count = r.nullable_count("api_keys", 6)?.unwrap_or(0);
+        let count_field = CountField { at: count_at..r.pos(), count };
+        for _ in 0..count {
+            let at = r.pos();
+            let api_key = r.i16("api_keys.api_key")?;
+            let min = r.i16("api_keys.min_version")?;
+            let max = r.i16("api_keys.max_version")?;
+            let versions_end = r.pos();
+            r.skip_tagged_fields("api_keys tags")?;
+            each(ApiEntry { api_key, range: VersionRange { min, max }, at, versions_end, end: r.pos() });
+        }
+        if version >= 1 {
+            r.i32("throttle_time_ms")?;
+        }
+        r.skip_tagged_fields("tags")?;
+        r.finish("end of response")?;
+        Ok((0, Some(count_field)))
+    })();
+    walked.map_err(|error| VersionsError { version, error })
+}
+
+struct CountField {
+    at: std::ops::Range<usize>,
+    count: usize,
+}
+
+/// The broker's version range for `api`, if it offers it (for the proxy's own requests).
+pub fn broker_range(body: &[u8], version: i16, api: ApiKey) -> Result<Option<VersionRange>, VersionsError> {
+    let mut found = None;
+    walk(body, version, |e| {
+        if e.api_key == api as i16 {
+            found = Some(e.range);
+        }
+    })?;
+    Ok(found)
+}
+
+pub fn cap_api_versions(body: &[u8], version: i16) -> Result<Capped, VersionsError> {
+    let mut edits = Edits::default();
+    let mut dropped = 0;
+    let (error_code, count) = walk(body, version, |e| {
+        let Ok(api) = ApiKey::try_from(e.api_key) else { return };
+        let keep = match policy(api) {
+            Policy::Blocked => None,
+            Policy::Rewrite { from_version, decodable } => usable_versions(e.range, from_version, decodable),
+            Policy::PassThrough | Policy::Versions => Some(e.range),
+        };
+        match keep {
+            None => {
+                dropped += 1;
+                edits.replace(e.at..e.end, Vec::new());
+            }
+            Some(r) if r != e.range => {
+                let mut b = Vec::with_capacity(4);
+                b.extend_from_slice(&r.min.to_be_bytes());
+                b.extend_from_slice(&r.max.to_be_bytes());
+                edits.replace(e.at + 2..e.versions_end, b);
+            }
+            Some(_) => {}
+        }
+    })?;
+    let Some(count) = count else { return Ok(Capped::ErrorResponse(error_code)) };
+    if edits.is_empty() {
         return Ok(Capped::Unchanged);
     }
+    if dropped > 0 {
+        let n = count.count - dropped;
+        let encoded = if version >= 3 { uvarint(n as u32 + 1) } else { (n as i32).to_be_bytes().to_vec() };
+        edits.replace(count.at, encoded);
+    }
     let mut out = BytesMut::new();
-    msg.encode(&mut out, version).map_err(|e| VersionsError { version, reason: format!("{e:#}") })?;
+    edits.apply(body, &mut out);
     Ok(Capped::Changed(out.freeze()))
 }
 
@@ -65,6 +134,8 @@ pub fn cap_api_versions(body: &Bytes, version: i16) -> Result<Capped, VersionsEr
 mod tests {
     use super::*;
     use kafka_protocol::messages::api_versions_response::ApiVersion;
+    use kafka_protocol::messages::ApiVersionsResponse;
+    use kafka_protocol::protocol::{Decodable, Encodable};
 
     fn entry(key: i16, min: i16, max: i16) -> ApiVersion {
         ApiVersion::default().with_api_key(key).with_min_version(min).with_max_version(max)

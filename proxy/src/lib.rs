@@ -14,6 +14,8 @@ pub mod metrics;
 pub mod reload;
 pub mod router;
 pub mod session;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
 pub mod tls;
 pub mod upstream;
 

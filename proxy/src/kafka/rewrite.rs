@@ -393,4 +393,6 @@ fn parse_addr(host: &str, port: i32) -> Option<HostPort> {
 }
 
 #[cfg(test)]
+mod differential;
+#[cfg(test)]
 mod tests;

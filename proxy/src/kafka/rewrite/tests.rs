@@ -136,7 +136,7 @@ fn sample(api: ApiKey, version: i16) -> Bytes {
 }
 
 /// Every (api, version) whose responses the proxy rewrites.
-fn rewritten_versions() -> Vec<(ApiKey, i16)> {
+pub(super) fn rewritten_versions() -> Vec<(ApiKey, i16)> {
     ApiKey::iter()
         .filter_map(|api| match policy(api) {
             Policy::Rewrite { from_version, decodable } => {

@@ -1,0 +1,324 @@
+//! Test support shared by the proxy's unit tests, the end-to-end hostile-broker test and the fuzz target
+//! (feature `testkit`): random valid responses of every API the proxy rewrites, built with kafka-protocol, and
+//! the mutations a broken broker produces (flipped bytes, lengths and counts set to -1, 0 or huge, truncations,
+//! insertions). Not part of the proxy's behaviour.
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::{
+    describe_cluster_response as dc, fetch_response as fe, find_coordinator_response as fc,
+    metadata_response as md, produce_response as pr, share_acknowledge_response as sa,
+    share_fetch_response as sf, ApiKey, BrokerId, DescribeClusterResponse, FetchResponse,
+    FindCoordinatorResponse, MetadataResponse, ProduceResponse, ShareAcknowledgeResponse, ShareFetchResponse,
+    TopicName,
+};
+use kafka_protocol::protocol::{Encodable, StrBytes};
+
+/// splitmix64: a small deterministic generator, so a failure names a seed that reproduces it.
+#[derive(Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed)
+    }
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+    fn int(&mut self) -> i32 {
+        self.next() as i32
+    }
+    fn small(&mut self) -> usize {
+        self.below(4) as usize
+    }
+    fn chance(&mut self) -> bool {
+        self.below(2) == 0
+    }
+    fn text(&mut self, prefix: &str) -> StrBytes {
+        StrBytes::from_string(format!("{prefix}-{}", self.below(100_000)))
+    }
+    fn opt_text(&mut self, prefix: &str) -> Option<StrBytes> {
+        self.chance().then(|| self.text(prefix))
+    }
+    fn host(&mut self) -> StrBytes {
+        let hosts = ["10.1.2.3", "kafka-0.kafka-brokers.tenant.svc", "::1", "broker.internal", "x"];
+        StrBytes::from_static_str(hosts[self.below(hosts.len() as u64) as usize])
+    }
+    /// A node id, sometimes -1 ("no node").
+    fn node(&mut self) -> BrokerId {
+        BrokerId(if self.below(8) == 0 { -1 } else { self.below(2000) as i32 })
+    }
+    fn bytes(&mut self) -> Option<Bytes> {
+        self.chance().then(|| (0..self.below(300)).map(|_| self.next() as u8).collect())
+    }
+    fn unknown_tags(&mut self, flexible: bool) -> std::collections::BTreeMap<i32, Bytes> {
+        let mut m = std::collections::BTreeMap::new();
+        if flexible && self.below(4) == 0 {
+            m.insert(100 + self.below(50) as i32, Bytes::from_static(b"future field"));
+        }
+        m
+    }
+}
+
+fn many<T>(rng: &mut Rng, f: impl FnMut(&mut Rng) -> T) -> Vec<T> {
+    let n = rng.small();
+    let mut f = f;
+    (0..n).map(|_| f(rng)).collect()
+}
+
+/// Encodes a message body, panicking (test support) if the message does not fit the version.
+pub fn encode<M: Encodable>(m: &M, version: i16) -> Bytes {
+    let mut b = BytesMut::new();
+    m.encode(&mut b, version).unwrap_or_else(|e| panic!("{} v{version}: {e}", std::any::type_name::<M>()));
+    b.freeze()
+}
+
+/// A random valid response body of `api` at `version`.
+pub fn random_response(api: ApiKey, v: i16, rng: &mut Rng) -> Bytes {
+    let flexible = api.response_header_version(v) >= 1;
+    match api {
+        ApiKey::Metadata => {
+            let brokers = many(rng, |r| {
+                md::MetadataResponseBroker::default()
+                    .with_node_id(r.node())
+                    .with_host(r.host())
+                    .with_port(r.int())
+                    .with_rack(if v >= 1 { r.opt_text("rack") } else { None })
+                    .with_unknown_tagged_fields(r.unknown_tags(flexible))
+            });
+            let topics = many(rng, |r| {
+                let partitions = many(r, |r| {
+                    md::MetadataResponsePartition::default()
+                        .with_error_code(r.int() as i16)
+                        .with_partition_index(r.int())
+                        .with_leader_id(r.node())
+                        .with_leader_epoch(if v >= 7 { r.int() } else { -1 })
+                        .with_replica_nodes(many(r, |r| r.node()))
+                        .with_isr_nodes(many(r, |r| r.node()))
+                        .with_offline_replicas(if v >= 5 { many(r, |r| r.node()) } else { Vec::new() })
+                });
+                md::MetadataResponseTopic::default()
+                    .with_name(Some(TopicName(r.text("topic"))))
+                    .with_is_internal(v >= 1 && r.chance())
+                    .with_partitions(partitions)
+                    .with_topic_authorized_operations(if v >= 8 { r.int() } else { i32::MIN })
+            });
+            let m = MetadataResponse::default()
+                .with_throttle_time_ms(if v >= 3 { rng.int() } else { 0 })
+                .with_brokers(brokers)
+                .with_cluster_id(if v >= 2 { rng.opt_text("cluster") } else { None })
+                .with_controller_id(if v >= 1 { rng.node() } else { BrokerId(-1) })
+                .with_topics(topics)
+                .with_cluster_authorized_operations(if (8..=10).contains(&v) { rng.int() } else { i32::MIN })
+                .with_error_code(if v >= 13 { rng.int() as i16 } else { 0 })
+                .with_unknown_tagged_fields(rng.unknown_tags(flexible));
+            encode(&m, v)
+        }
+        ApiKey::FindCoordinator if v < 4 => {
+            let m = FindCoordinatorResponse::default()
+                .with_error_code(rng.int() as i16)
+                .with_error_message(if v >= 1 { rng.opt_text("err") } else { None })
+                .with_node_id(rng.node())
+                .with_host(rng.host())
+                .with_port(rng.int())
+                .with_unknown_tagged_fields(rng.unknown_tags(flexible));
+            encode(&m, v)
+        }
+        ApiKey::FindCoordinator => {
+            let coordinators = many(rng, |r| {
+                fc::Coordinator::default()
+                    .with_key(r.text("group"))
+                    .with_node_id(r.node())
+                    .with_host(r.host())
+                    .with_port(r.int())
+                    .with_error_code(r.int() as i16)
+                    .with_error_message(r.opt_text("err"))
+            });
+            encode(&FindCoordinatorResponse::default().with_coordinators(coordinators), v)
+        }
+        ApiKey::DescribeCluster => {
+            let brokers = many(rng, |r| {
+                dc::DescribeClusterBroker::default()
+                    .with_broker_id(r.node())
+                    .with_host(r.host())
+                    .with_port(r.int())
+                    .with_rack(r.opt_text("rack"))
+                    .with_is_fenced(v >= 2 && r.chance())
+            });
+            let m = DescribeClusterResponse::default()
+                .with_error_message(rng.opt_text("err"))
+                .with_endpoint_type(if v >= 1 { 1 + rng.below(2) as i8 } else { 1 })
+                .with_cluster_id(rng.text("cluster"))
+                .with_controller_id(rng.node())
+                .with_brokers(brokers)
+                .with_cluster_authorized_operations(rng.int());
+            encode(&m, v)
+        }
+        ApiKey::Produce => {
+            let responses = many(rng, |r| {
+                let partitions = many(r, |r| {
+                    pr::PartitionProduceResponse::default()
+                        .with_index(r.int())
+                        .with_error_code(r.int() as i16)
+                        .with_base_offset(r.next() as i64)
+                        .with_log_start_offset(if v >= 5 { r.next() as i64 } else { -1 })
+                        .with_record_errors(if v >= 8 {
+                            many(r, |r| {
+                                pr::BatchIndexAndErrorMessage::default()
+                                    .with_batch_index(r.int())
+                                    .with_batch_index_error_message(r.opt_text("bad"))
+                            })
+                        } else {
+                            Vec::new()
+                        })
+                        .with_error_message(if v >= 8 { r.opt_text("err") } else { None })
+                        .with_current_leader(if v >= 10 && r.chance() {
+                            pr::LeaderIdAndEpoch::default()
+                                .with_leader_id(r.node())
+                                .with_leader_epoch(r.int())
+                        } else {
+                            Default::default()
+                        })
+                });
+                pr::TopicProduceResponse::default()
+                    .with_name(TopicName(r.text("topic")))
+                    .with_partition_responses(partitions)
+            });
+            let endpoints = many(rng, |r| {
+                pr::NodeEndpoint::default()
+                    .with_node_id(r.node())
+                    .with_host(r.host())
+                    .with_port(r.int())
+                    .with_rack(r.opt_text("rack"))
+            });
+            let m = ProduceResponse::default()
+                .with_responses(responses)
+                .with_throttle_time_ms(rng.int())
+                .with_node_endpoints(if v >= 10 { endpoints } else { Vec::new() })
+                .with_unknown_tagged_fields(rng.unknown_tags(flexible));
+            encode(&m, v)
+        }
+        ApiKey::Fetch => {
+            let responses = many(rng, |r| {
+                let partitions = many(r, |r| {
+                    let mut p = fe::PartitionData::default()
+                        .with_partition_index(r.int())
+                        .with_error_code(r.int() as i16)
+                        .with_high_watermark(r.next() as i64)
+                        .with_aborted_transactions(r.chance().then(|| {
+                            many(r, |r| fe::AbortedTransaction::default().with_first_offset(r.next() as i64))
+                        }))
+                        .with_preferred_read_replica(if v >= 11 { r.node() } else { BrokerId(-1) })
+                        .with_records(r.bytes());
+                    if v >= 12 && r.chance() {
+                        p = p
+                            .with_current_leader(
+                                fe::LeaderIdAndEpoch::default().with_leader_id(r.node()).with_leader_epoch(7),
+                            )
+                            .with_diverging_epoch(
+                                fe::EpochEndOffset::default().with_epoch(3).with_end_offset(9),
+                            );
+                    }
+                    p
+                });
+                fe::FetchableTopicResponse::default()
+                    .with_topic(TopicName(r.text("topic")))
+                    .with_partitions(partitions)
+            });
+            let endpoints = many(rng, |r| {
+                fe::NodeEndpoint::default()
+                    .with_node_id(r.node())
+                    .with_host(r.host())
+                    .with_port(r.int())
+                    .with_rack(r.opt_text("rack"))
+            });
+            let m = FetchResponse::default()
+                .with_throttle_time_ms(rng.int())
+                .with_error_code(if v >= 7 { rng.int() as i16 } else { 0 })
+                .with_session_id(if v >= 7 { rng.int() } else { 0 })
+                .with_responses(responses)
+                .with_node_endpoints(if v >= 16 { endpoints } else { Vec::new() })
+                .with_unknown_tagged_fields(rng.unknown_tags(flexible));
+            encode(&m, v)
+        }
+        ApiKey::ShareFetch => {
+            let responses = many(rng, |r| {
+                let partitions = many(r, |r| {
+                    sf::PartitionData::default()
+                        .with_partition_index(r.int())
+                        .with_error_message(r.opt_text("err"))
+                        .with_acknowledge_error_message(r.opt_text("ack"))
+                        .with_current_leader(sf::LeaderIdAndEpoch::default().with_leader_id(r.int()))
+                        .with_records(r.bytes())
+                        .with_acquired_records(many(r, |r| {
+                            sf::AcquiredRecords::default()
+                                .with_first_offset(r.next() as i64)
+                                .with_delivery_count(2)
+                        }))
+                });
+                sf::ShareFetchableTopicResponse::default().with_partitions(partitions)
+            });
+            let endpoints = many(rng, |r| {
+                sf::NodeEndpoint::default().with_node_id(r.node()).with_host(r.host()).with_port(r.int())
+            });
+            let m = ShareFetchResponse::default()
+                .with_error_message(rng.opt_text("err"))
+                .with_responses(responses)
+                .with_node_endpoints(endpoints);
+            encode(&m, v)
+        }
+        ApiKey::ShareAcknowledge => {
+            let responses = many(rng, |r| {
+                let partitions = many(r, |r| {
+                    sa::PartitionData::default()
+                        .with_partition_index(r.int())
+                        .with_error_message(r.opt_text("err"))
+                        .with_current_leader(sa::LeaderIdAndEpoch::default().with_leader_epoch(r.int()))
+                });
+                sa::ShareAcknowledgeTopicResponse::default().with_partitions(partitions)
+            });
+            let endpoints = many(rng, |r| {
+                sa::NodeEndpoint::default().with_node_id(r.node()).with_host(r.host()).with_port(r.int())
+            });
+            encode(
+                &ShareAcknowledgeResponse::default().with_responses(responses).with_node_endpoints(endpoints),
+                v,
+            )
+        }
+        other => panic!("no generator for {other:?}"),
+    }
+}
+
+/// Mutations of a valid body: each byte flipped (a sample of positions), each 1-, 2- and 4-byte window set to
+/// -1, 0, 0x7fffffff and 65536 (the lengths and counts a broken broker sends), truncations and insertions.
+pub fn mutations(body: &[u8], rng: &mut Rng) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let n = body.len();
+    let positions: Vec<usize> =
+        if n <= 64 { (0..n).collect() } else { (0..64).map(|_| rng.below(n as u64) as usize).collect() };
+    for &at in &positions {
+        let mut b = body.to_vec();
+        b[at] ^= 1 << rng.below(8);
+        out.push((format!("flip@{at}"), b));
+        for value in [-1i32, 0, 0x7fff_ffff, 65536] {
+            for width in [1usize, 2, 4] {
+                if at + width <= n {
+                    let mut b = body.to_vec();
+                    b[at..at + width].copy_from_slice(&value.to_be_bytes()[4 - width..]);
+                    out.push((format!("set{width}@{at}={value}"), b));
+                }
+            }
+        }
+        out.push((format!("truncate@{at}"), body[..at].to_vec()));
+        let mut b = body.to_vec();
+        b.insert(at, rng.below(256) as u8);
+        out.push((format!("insert@{at}"), b));
+    }
+    out
+}

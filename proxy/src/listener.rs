@@ -19,7 +19,7 @@ use crate::config::Settings;
 use crate::kafka::rewrite::Advertise;
 use crate::metrics::{Metrics, Refused};
 use crate::router::{RouteTable, Target};
-use crate::session::{self, SessionContext};
+use crate::session::{self, SessionContext, SessionError};
 use crate::tls::{self, HelloError, Refusal, TlsFront};
 use crate::upstream::Connector;
 
@@ -280,6 +280,9 @@ async fn handle(tcp: TcpStream, peer: SocketAddr, shared: &Shared) {
     shared.metrics.session_started(&ctx.tenant.name);
     let result = session::run(client, upstream, &ctx).await;
     shared.metrics.session_ended(&ctx.tenant.name, result.is_err());
+    if let Err(SessionError::Response(e)) = &result {
+        shared.metrics.malformed_response(&ctx.tenant.name, e.api());
+    }
     match result {
         Ok(()) => tracing::debug!(%peer, %sni, "session closed"),
         Err(e) => warn!(%peer, %sni, tenant = %ctx.tenant.name, error = %e, "session closed on error"),

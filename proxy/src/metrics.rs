@@ -6,6 +6,8 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
+use kafka_protocol::messages::ApiKey;
+
 /// Why a connection was refused before a session started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refused {
@@ -42,10 +44,23 @@ impl Refused {
     }
 }
 
+/// The APIs whose responses the proxy reads: the `api` label of malformed-response counts.
+const READ_APIS: [ApiKey; 8] = [
+    ApiKey::ApiVersions,
+    ApiKey::Metadata,
+    ApiKey::FindCoordinator,
+    ApiKey::DescribeCluster,
+    ApiKey::Produce,
+    ApiKey::Fetch,
+    ApiKey::ShareFetch,
+    ApiKey::ShareAcknowledge,
+];
+
 #[derive(Debug, Default)]
 struct TenantCounters {
     sessions: AtomicU64,
     session_errors: AtomicU64,
+    malformed: [AtomicU64; READ_APIS.len()],
 }
 
 #[derive(Debug)]
@@ -106,6 +121,13 @@ impl Metrics {
         }
     }
 
+    /// A broker response the proxy could not walk (the session was closed).
+    pub fn malformed_response(&self, tenant: &str, api: ApiKey) {
+        if let (Some(i), Some(t)) = (READ_APIS.iter().position(|a| *a == api), self.tenant(tenant)) {
+            t.malformed[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     pub fn encode(&self) -> String {
         let mut o = String::new();
         let _ = writeln!(
@@ -150,6 +172,21 @@ impl Metrics {
                 t.session_errors.load(Ordering::Relaxed)
             );
         }
+        let _ = writeln!(
+            o,
+            "# HELP kaas_proxy_upstream_malformed_responses_total Broker responses that could not be read \
+             (each closed one client connection), by tenant and API."
+        );
+        let _ = writeln!(o, "# TYPE kaas_proxy_upstream_malformed_responses_total counter");
+        for (name, t) in &tenants {
+            for (api, n) in READ_APIS.iter().zip(&t.malformed) {
+                let _ = writeln!(
+                    o,
+                    "kaas_proxy_upstream_malformed_responses_total{{tenant=\"{name}\",api=\"{api:?}\"}} {}",
+                    n.load(Ordering::Relaxed)
+                );
+            }
+        }
         o
     }
 }
@@ -167,6 +204,8 @@ mod tests {
         m.session_started("acme");
         m.session_started("nobody");
         m.session_ended("acme", true);
+        m.malformed_response("acme", ApiKey::Metadata);
+        m.malformed_response("nobody", ApiKey::Metadata);
         let text = m.encode();
         for line in [
             "kaas_proxy_listener_connections_total 2",
@@ -176,6 +215,8 @@ mod tests {
             "kaas_proxy_session_opened_total{tenant=\"acme\"} 1",
             "kaas_proxy_session_errors_total{tenant=\"acme\"} 1",
             "kaas_proxy_session_errors_total{tenant=\"beta\"} 0",
+            "kaas_proxy_upstream_malformed_responses_total{tenant=\"acme\",api=\"Metadata\"} 1",
+            "kaas_proxy_upstream_malformed_responses_total{tenant=\"acme\",api=\"Fetch\"} 0",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
         }

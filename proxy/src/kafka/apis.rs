@@ -9,7 +9,7 @@ use kafka_protocol::protocol::VersionRange;
 pub enum Policy {
     /// Responses pass through as raw bytes, never decoded.
     PassThrough,
-    /// Responses of versions `from_version..=decodable.max` carry broker addresses: decoded and rewritten.
+    /// Responses of versions `from_version..=decodable.max` carry broker addresses: walked and rewritten.
     /// Versions above `decodable.max` cannot be read, so ApiVersions caps the API there.
     Rewrite { from_version: i16, decodable: VersionRange },
     /// ApiVersions itself: capped and filtered so clients only pick versions the proxy can rewrite.
@@ -19,15 +19,33 @@ pub enum Policy {
     Blocked,
 }
 
+/// The versions [`super::rewrite`] walks, per API: written out rather than taken from the kafka-protocol
+/// crate, so an upgrade that adds a version cannot send it to a walker that has not learnt its layout (the
+/// rewrite tests fail until it does).
+pub fn walkable(api: ApiKey) -> Option<VersionRange> {
+    use ApiKey::*;
+    let (min, max) = match api {
+        Metadata => (0, 13),
+        FindCoordinator => (0, 6),
+        DescribeCluster => (0, 2),
+        Produce => (3, 13),
+        Fetch => (4, 18),
+        ShareFetch | ShareAcknowledge => (1, 1),
+        _ => return None,
+    };
+    Some(VersionRange { min, max })
+}
+
 pub fn policy(api: ApiKey) -> Policy {
     use ApiKey::*;
-    let rewrite = |from_version| Policy::Rewrite { from_version, decodable: api.valid_versions() };
+    let decodable = walkable(api).unwrap_or(VersionRange { min: 0, max: -1 });
+    let rewrite = |from_version| Policy::Rewrite { from_version, decodable };
     match api {
         Metadata | FindCoordinator | DescribeCluster => rewrite(0),
         // KIP-951: leader endpoints ride along with NOT_LEADER errors.
         Produce => rewrite(10),
         Fetch => rewrite(16),
-        // KIP-932 share groups: node_endpoints in every version, including the early-access v0 the crate
+        // KIP-932 share groups: node_endpoints in every version, including the early-access v0 the walker
         // cannot read (so v0 is refused and hidden).
         ShareFetch | ShareAcknowledge => rewrite(0),
         ApiVersions => Policy::Versions,

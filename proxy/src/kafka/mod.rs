@@ -64,12 +64,25 @@ pub fn inspect_request(frame: &Frame) -> Result<Inspected, RequestError> {
 /// Why a response could not be passed to the client; the connection is closed rather than risk a leak.
 #[derive(Debug, thiserror::Error)]
 pub enum ResponseError {
-    #[error("unreadable response header: {0}")]
-    Header(#[from] HeaderError),
+    #[error("unreadable {api:?} response header: {error}")]
+    Header { api: ApiKey, error: HeaderError },
     #[error(transparent)]
     Rewrite(#[from] RewriteError),
     #[error(transparent)]
     Versions(#[from] VersionsError),
+}
+
+impl ResponseError {
+    /// The API whose response it was.
+    pub fn api(&self) -> ApiKey {
+        match self {
+            ResponseError::Header { api, .. } => *api,
+            ResponseError::Rewrite(
+                RewriteError::Malformed { api, .. } | RewriteError::NotRewritten { api },
+            ) => *api,
+            ResponseError::Versions(_) => ApiKey::ApiVersions,
+        }
+    }
 }
 
 /// A response ready for the client, and any broker addresses it revealed.
@@ -87,7 +100,8 @@ pub fn process_response(frame: Frame, req: &InFlight, adv: &Advertise) -> Result
         (ResponseAction::Forward, _) | (_, None) => return Ok(unchanged(frame)),
         (_, Some(api)) => api,
     };
-    let header_len = header::response_header_len(frame.body(), api.response_header_version(req.version))?;
+    let header_len = header::response_header_len(frame.body(), api.response_header_version(req.version))
+        .map_err(|error| ResponseError::Header { api, error })?;
     let (header, body) = frame.body().split_at(header_len);
     let mut out = BytesMut::new();
     out.put_u32(0);

@@ -386,7 +386,7 @@ fn leader_id_and_epoch(r: &mut Reader<'_>) -> WireResult<()> {
 }
 
 /// `host:port` from a broker's endpoint, bracketing IPv6 literals.
-fn parse_addr(host: &str, port: i32) -> Option<HostPort> {
+pub(crate) fn parse_addr(host: &str, port: i32) -> Option<HostPort> {
     let port = u16::try_from(port).ok()?;
     let addr = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
     HostPort::parse(&addr).ok()

@@ -21,7 +21,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
 use super::*;
-use crate::kafka::apis::{policy, Policy};
+use crate::testkit::rewritten_versions;
 
 const UPSTREAM: [(i32, &str, i32); 3] =
     [(1, "10.0.0.1", 9093), (2, "kafka-2.internal", 9094), (3, "::1", 9095)];
@@ -133,19 +133,6 @@ fn sample(api: ApiKey, version: i16) -> Bytes {
         }
         other => panic!("no sample for {other:?}"),
     }
-}
-
-/// Every (api, version) whose responses the proxy rewrites.
-pub(super) fn rewritten_versions() -> Vec<(ApiKey, i16)> {
-    ApiKey::iter()
-        .filter_map(|api| match policy(api) {
-            Policy::Rewrite { from_version, decodable } => {
-                Some((api, from_version.max(decodable.min)..=decodable.max))
-            }
-            _ => None,
-        })
-        .flat_map(|(api, versions)| versions.map(move |v| (api, v)))
-        .collect()
 }
 
 /// Puts the upstream addresses back into a rewritten response, by node id.

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the test prerequisites (idempotently) and runs the whole test suite: formatting, lints, unit tests,
-# golden files, and the end-to-end tests with real Tansu brokers and real clients.
+# golden files, the end-to-end tests with real brokers and real clients, a short fuzz run, and the chart tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -8,5 +8,7 @@ scripts/install-prereqs.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo nextest run --workspace --locked --no-fail-fast
+# Broker-response readers under libFuzzer with a malloc limit (30 s; FUZZ_SECONDS=3600 scripts/fuzz.sh runs long).
+scripts/fuzz.sh
 # Helm charts: rendered with the Helm v4 SDK, validated against upstream CRDs and Kubernetes' schemas.
 .venv/bin/python -m pytest -q charts/tests

@@ -1,5 +1,6 @@
-//! Micro-benchmarks of the proxy's per-frame work: request-header decode (every request) and Metadata rewrite
-//! (every metadata response). `cargo bench -p kaas-bench`.
+//! Micro-benchmarks of the proxy's per-frame work: request-header decode (every request), Metadata rewrite
+//! (every metadata response) and the scan of a Fetch v16+ response for KIP-951 leader endpoints (every fetch
+//! response of a modern consumer, almost always without them). `cargo bench -p kaas-bench`.
 
 use bytes::{Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -8,7 +9,8 @@ use kaas_proxy::kafka::rewrite::{rewrite_response, Advertise};
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
-use kafka_protocol::messages::{ApiKey, BrokerId, MetadataResponse, RequestHeader, TopicName};
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{ApiKey, BrokerId, FetchResponse, MetadataResponse, RequestHeader, TopicName};
 use kafka_protocol::protocol::{Encodable, StrBytes};
 
 fn request_header() -> Bytes {
@@ -55,6 +57,22 @@ fn metadata() -> Bytes {
     b.freeze()
 }
 
+/// Fetch v17 answering one topic's 12 partitions with 16 KiB of records each, no leader endpoints.
+fn fetch() -> Bytes {
+    let partitions = (0..12)
+        .map(|p| {
+            PartitionData::default()
+                .with_partition_index(p)
+                .with_high_watermark(1_000_000)
+                .with_records(Some(Bytes::from(vec![7u8; 16 * 1024])))
+        })
+        .collect();
+    let topic = FetchableTopicResponse::default().with_partitions(partitions);
+    let mut b = BytesMut::new();
+    FetchResponse::default().with_session_id(1).with_responses(vec![topic]).encode(&mut b, 17).expect("encode");
+    b.freeze()
+}
+
 fn benches(c: &mut Criterion) {
     let header = request_header();
     let mut g = c.benchmark_group("request_header");
@@ -71,6 +89,16 @@ fn benches(c: &mut Criterion) {
     g.bench_function("v12_6_brokers_600_partitions", |b| {
         b.iter(|| {
             rewrite_response(ApiKey::Metadata, 12, std::hint::black_box(&body), &adv).map(|r| r.learned.len())
+        })
+    });
+    g.finish();
+
+    let body = fetch();
+    let mut g = c.benchmark_group("fetch_rewrite");
+    g.throughput(Throughput::Bytes(body.len() as u64));
+    g.bench_function("v17_12_partitions_no_leader_endpoints", |b| {
+        b.iter(|| {
+            rewrite_response(ApiKey::Fetch, 17, std::hint::black_box(&body), &adv).map(|r| r.body.is_none())
         })
     });
     g.finish();

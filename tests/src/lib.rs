@@ -2,10 +2,12 @@
 //!
 //! [`certs`] makes a CA and the proxy's certificate, [`tansu`] starts real Tansu brokers, [`proxy`] runs
 //! kaas-proxy in-process from a real configuration file and captures its log, [`relay`] counts upstream
-//! connections, [`python`] drives the Python clients, [`raw`] speaks Kafka over TLS byte by byte, and
-//! [`test_broker`] is a three-node broker on the real protocol (Tansu always reports a single node).
+//! connections, [`python`] drives the Python clients, [`raw`] speaks Kafka over TLS byte by byte,
+//! [`hostile_broker`] answers with corrupted responses, and [`test_broker`] is a three-node broker on the real
+//! protocol (Tansu always reports a single node).
 
 pub mod certs;
+pub mod hostile_broker;
 pub mod proxy;
 pub mod python;
 pub mod raw;

@@ -46,6 +46,12 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install cargo-nextest --locked
 fi
 
+# --- cargo-fuzz (the broker-response fuzz target, scripts/fuzz.sh) ----------------------------------------------
+if ! cargo fuzz --version >/dev/null 2>&1; then
+  log "cargo-fuzz: installing"
+  cargo install cargo-fuzz --locked
+fi
+
 # --- Python clients in a virtual environment ---------------------------------------------------------------------
 VENV=.venv
 if [[ ! -x $VENV/bin/python ]]; then

@@ -6,10 +6,10 @@ use bytes::{Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use kaas_proxy::kafka::header::parse_request;
 use kaas_proxy::kafka::rewrite::{rewrite_response, Advertise};
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{ApiKey, BrokerId, FetchResponse, MetadataResponse, RequestHeader, TopicName};
 use kafka_protocol::protocol::{Encodable, StrBytes};
 
@@ -69,7 +69,11 @@ fn fetch() -> Bytes {
         .collect();
     let topic = FetchableTopicResponse::default().with_partitions(partitions);
     let mut b = BytesMut::new();
-    FetchResponse::default().with_session_id(1).with_responses(vec![topic]).encode(&mut b, 17).expect("encode");
+    FetchResponse::default()
+        .with_session_id(1)
+        .with_responses(vec![topic])
+        .encode(&mut b, 17)
+        .expect("encode");
     b.freeze()
 }
 

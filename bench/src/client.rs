@@ -9,14 +9,15 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use hdrhistogram::Histogram;
-use kaas_proxy::kafka::codec::encode_request;
+use kaas_proxy::kafka::client::KafkaClient;
+use kaas_proxy::kafka::codec::{encode_request, i32_at, FrameReader};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{ProduceRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// Where the load goes.
@@ -182,20 +183,16 @@ pub fn produce_frame_with_timestamp(
 
 const CORRELATION_AT: usize = 8;
 
-async fn read_response(io: &mut Box<dyn Io>, buf: &mut BytesMut) -> anyhow::Result<i32> {
-    loop {
-        if buf.len() >= 8 {
-            let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
-            if buf.len() >= 4 + len {
-                let cid = i32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]);
-                let _ = buf.split_to(4 + len);
-                return Ok(cid);
-            }
-        }
-        if io.read_buf(buf).await? == 0 {
-            anyhow::bail!("connection closed by the target");
-        }
-    }
+/// Largest frame the bench accepts from a target.
+const MAX_FRAME: u32 = 64 << 20;
+
+/// A target connection with its frame reader.
+type Conn = FrameReader<Box<dyn Io>>;
+
+/// Reads the next response; returns its correlation id.
+async fn read_response(conn: &mut Conn) -> anyhow::Result<i32> {
+    let frame = conn.read_frame().await?.ok_or_else(|| anyhow::anyhow!("connection closed by the target"))?;
+    i32_at(frame.body(), 0).ok_or_else(|| anyhow::anyhow!("response too short for a correlation id"))
 }
 
 /// One connection's produce loop until the deadline.
@@ -205,12 +202,11 @@ async fn producer(
     partition: i32,
     deadline: Instant,
 ) -> anyhow::Result<Outcome> {
-    let mut io = connect(&endpoint).await?;
+    let mut io = FrameReader::new(connect(&endpoint).await?, MAX_FRAME);
     let mut frame = produce_frame(&w, partition)?;
     let payload = (w.record_bytes * w.batch_records) as u64;
     let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
     let mut sent: VecDeque<(i32, Instant)> = VecDeque::new();
-    let mut buf = BytesMut::with_capacity(64 * 1024);
     let (mut cid, mut requests, mut errors) = (0i32, 0u64, 0u64);
     let start = Instant::now();
     // Each connection carries its share of the target rate.
@@ -225,7 +221,7 @@ async fn producer(
         while sent.len() < w.inflight.max(1) {
             cid = cid.wrapping_add(1);
             frame[CORRELATION_AT..CORRELATION_AT + 4].copy_from_slice(&cid.to_be_bytes());
-            io.write_all(&frame).await?;
+            io.get_mut().write_all(&frame).await?;
             requests += 1;
             if w.acks != 0 {
                 sent.push_back((cid, Instant::now()));
@@ -234,11 +230,11 @@ async fn producer(
                 break;
             }
         }
-        io.flush().await?;
+        io.get_mut().flush().await?;
         if w.acks == 0 {
             continue;
         }
-        let got = read_response(&mut io, &mut buf).await?;
+        let got = read_response(&mut io).await?;
         match sent.pop_front() {
             Some((c, at)) if c == got => {
                 let _ = latency.record(at.elapsed().as_micros().max(1) as u64);
@@ -247,7 +243,7 @@ async fn producer(
         }
     }
     while let Some((c, at)) = sent.pop_front() {
-        match read_response(&mut io, &mut buf).await {
+        match read_response(&mut io).await {
             Ok(got) if got == c => {
                 let _ = latency.record(at.elapsed().as_micros().max(1) as u64);
             }
@@ -295,7 +291,7 @@ pub async fn run(endpoint: &Endpoint, w: &Workload) -> anyhow::Result<Outcome> {
 }
 
 /// Opens `n` TLS connections and keeps them idle (after one ApiVersions round trip) until dropped.
-pub async fn open_idle(endpoint: &Endpoint, n: usize) -> anyhow::Result<Vec<Box<dyn Io>>> {
+pub async fn open_idle(endpoint: &Endpoint, n: usize) -> anyhow::Result<Vec<Conn>> {
     let mut conns = Vec::with_capacity(n);
     let frame = api_versions_frame()?;
     for chunk in 0..n.div_ceil(100) {
@@ -318,12 +314,11 @@ fn api_versions_frame() -> anyhow::Result<Bytes> {
 }
 
 /// Connects and completes one ApiVersions round trip (which also takes in TLS 1.3 session tickets).
-async fn connect_and_greet(endpoint: &Endpoint, frame: &[u8]) -> anyhow::Result<Box<dyn Io>> {
-    let mut io = connect(endpoint).await?;
-    io.write_all(frame).await?;
-    io.flush().await?;
-    let mut buf = BytesMut::new();
-    read_response(&mut io, &mut buf).await?;
+async fn connect_and_greet(endpoint: &Endpoint, frame: &[u8]) -> anyhow::Result<Conn> {
+    let mut io = FrameReader::new(connect(endpoint).await?, MAX_FRAME);
+    io.get_mut().write_all(frame).await?;
+    io.get_mut().flush().await?;
+    read_response(&mut io).await?;
     Ok(io)
 }
 
@@ -340,7 +335,7 @@ pub async fn handshakes(endpoint: &Endpoint, duration: Duration, concurrency: us
                 let mut n = 0u64;
                 while Instant::now() < deadline {
                     let mut io = connect_and_greet(&endpoint, &frame).await?;
-                    let _ = io.shutdown().await;
+                    let _ = io.get_mut().shutdown().await;
                     n += 1;
                 }
                 anyhow::Ok(n)
@@ -358,18 +353,13 @@ pub async fn handshakes(endpoint: &Endpoint, duration: Duration, concurrency: us
 pub async fn create_topic(addr: SocketAddr, topic: &str, partitions: i32) -> anyhow::Result<()> {
     use kafka_protocol::messages::create_topics_request::CreatableTopic;
     use kafka_protocol::messages::CreateTopicsRequest;
-    let mut io = connect(&Endpoint::Plain(addr)).await?;
-    let version = 4;
+    let mut client = KafkaClient::new(connect(&Endpoint::Plain(addr)).await?, MAX_FRAME, "kaas-bench");
     let req =
         CreateTopicsRequest::default().with_timeout_ms(10_000).with_topics(vec![CreatableTopic::default()
             .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
             .with_num_partitions(partitions)
             .with_replication_factor(1)]);
-    let frame = encode_request(1, version, "kaas-bench", &req)?;
-    io.write_all(&frame).await?;
-    io.flush().await?;
-    let mut buf = BytesMut::new();
-    read_response(&mut io, &mut buf).await?;
+    client.call(4, &req).await?;
     Ok(())
 }
 
@@ -429,12 +419,11 @@ pub async fn metadata_storm(
                 while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < clients {
                     let began = Instant::now();
                     let mut io = connect_and_greet(&endpoint, &versions).await?;
-                    io.write_all(&metadata).await?;
-                    io.flush().await?;
-                    let mut buf = BytesMut::new();
-                    read_response(&mut io, &mut buf).await?;
+                    io.get_mut().write_all(&metadata).await?;
+                    io.get_mut().flush().await?;
+                    read_response(&mut io).await?;
                     let _ = h.record(began.elapsed().as_micros().max(1) as u64);
-                    let _ = io.shutdown().await;
+                    let _ = io.get_mut().shutdown().await;
                 }
                 anyhow::Ok(h)
             })

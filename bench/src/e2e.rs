@@ -4,31 +4,19 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use hdrhistogram::Histogram;
-use kaas_proxy::kafka::codec::{encode_request, reserve_for_next, split_frame};
-use kaas_proxy::kafka::header::response_header_len;
+use kaas_proxy::kafka::client::KafkaClient;
+use kaas_proxy::kafka::codec::FrameReader;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse, TopicName};
-use kafka_protocol::protocol::{Decodable, StrBytes};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use kafka_protocol::messages::{BrokerId, FetchRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use tokio::io::AsyncWriteExt;
 
-use crate::client::{connect, Endpoint, Io, Workload};
+use crate::client::{connect, Endpoint, Workload};
 
 fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
-
-async fn read_frame(io: &mut Box<dyn Io>, buf: &mut BytesMut) -> anyhow::Result<Bytes> {
-    loop {
-        if let Some(frame) = split_frame(buf, 64 << 20)? {
-            return Ok(frame.0);
-        }
-        reserve_for_next(buf, 64 << 20)?;
-        if io.read_buf(buf).await? == 0 {
-            anyhow::bail!("connection closed by the target");
-        }
-    }
 }
 
 /// Per record batch in `records`: (next offset after it, its max timestamp).
@@ -55,12 +43,11 @@ pub async fn run(
     rate: u32,
     duration: Duration,
 ) -> anyhow::Result<Histogram<u64>> {
-    let mut producer = connect(endpoint).await?;
-    let mut consumer = connect(endpoint).await?;
+    let mut producer = FrameReader::new(connect(endpoint).await?, 64 << 20);
+    let mut consumer = KafkaClient::new(connect(endpoint).await?, 64 << 20, "kaas-bench");
     let w = Workload::one_at_a_time(topic, 100, 1, duration);
     let deadline = Instant::now() + duration;
     let produce = async {
-        let mut buf = BytesMut::new();
         let start = Instant::now();
         let mut n: u64 = 0;
         while Instant::now() < deadline {
@@ -70,21 +57,18 @@ pub async fn run(
             }
             // Timestamps are set by the producer at send time; the frame is built per record for that.
             let frame = produce_frame_at(&w, now_ms())?;
-            producer.write_all(&frame).await?;
-            producer.flush().await?;
-            read_frame(&mut producer, &mut buf).await?;
+            producer.get_mut().write_all(&frame).await?;
+            producer.get_mut().flush().await?;
+            producer.read_frame().await?.ok_or_else(|| anyhow::anyhow!("connection closed by the target"))?;
             n += 1;
         }
         anyhow::Ok(())
     };
     let consume = async {
         let mut latencies = Histogram::<u64>::new_with_bounds(1, 600_000, 3)?;
-        let mut buf = BytesMut::new();
         let mut offset = -1i64;
-        let mut cid = 0;
         let version = 4;
         while Instant::now() < deadline + Duration::from_millis(500) {
-            cid += 1;
             let fetch_from = offset.max(0);
             let req = FetchRequest::default()
                 .with_replica_id(BrokerId(-1))
@@ -97,13 +81,8 @@ pub async fn run(
                         .with_partition(0)
                         .with_fetch_offset(fetch_from)
                         .with_partition_max_bytes(1 << 20)])]);
-            consumer.write_all(&encode_request(cid, version, "kaas-bench", &req)?).await?;
-            consumer.flush().await?;
-            let frame = read_frame(&mut consumer, &mut buf).await?;
+            let resp = consumer.call_decoded(version, &req).await?;
             let arrived = now_ms();
-            let header = response_header_len(&frame[4..], ApiKey::Fetch.response_header_version(version))?;
-            let mut body = frame.slice(4 + header..);
-            let resp = FetchResponse::decode(&mut body, version)?;
             for p in resp.responses.iter().flat_map(|t| &t.partitions) {
                 if offset < 0 {
                     // Start at the end: only records produced from now on count.
@@ -133,6 +112,8 @@ fn produce_frame_at(w: &Workload, timestamp_ms: i64) -> anyhow::Result<BytesMut>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
+    use kafka_protocol::protocol::Decodable;
 
     #[test]
     fn batch_walk_reads_offsets_and_timestamps() {

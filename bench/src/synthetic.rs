@@ -3,7 +3,7 @@
 //! (acknowledged at once, records dropped). It stores nothing and is not a broker; never a test oracle.
 
 use bytes::{Bytes, BytesMut};
-use kaas_proxy::kafka::codec::{encode_response, reserve_for_next, split_frame};
+use kaas_proxy::kafka::codec::{encode_response, FrameReader};
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
@@ -14,7 +14,7 @@ use kafka_protocol::messages::{
     ProduceResponse, RequestHeader,
 };
 use kafka_protocol::protocol::{decode_request_header_from_buffer, Decodable, Encodable, StrBytes};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 pub async fn serve(listener: TcpListener) -> anyhow::Result<()> {
@@ -26,27 +26,24 @@ pub async fn serve(listener: TcpListener) -> anyhow::Result<()> {
     }
 }
 
-async fn connection(mut stream: TcpStream, port: u16) {
-    let mut buf = BytesMut::new();
+async fn connection(stream: TcpStream, port: u16) {
+    let mut frames = FrameReader::new(stream, 256 << 20);
     let mut out = BytesMut::new();
-    loop {
-        while let Ok(Some(frame)) = split_frame(&mut buf, 256 << 20) {
-            if let Some(reply) = handle(frame.0.slice(4..), port) {
+    // Every request a read completed is answered in one write (clients pipeline).
+    while let Ok(n) = frames.fill().await {
+        if n == 0 {
+            return;
+        }
+        while let Ok(Some(frame)) = frames.buffered_frame() {
+            if let Some(reply) = handle(frame.body_bytes(), port) {
                 out.extend_from_slice(&reply);
             }
         }
         if !out.is_empty() {
-            if stream.write_all(&out).await.is_err() {
+            if frames.get_mut().write_all(&out).await.is_err() {
                 return;
             }
             out.clear();
-        }
-        if reserve_for_next(&mut buf, 256 << 20).is_err() {
-            return;
-        }
-        match stream.read_buf(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
         }
     }
 }

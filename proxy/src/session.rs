@@ -7,10 +7,10 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
-use crate::kafka::codec::{i32_at, reserve_for_next, shrink_if_idle, split_frame, Frame, FrameError};
+use crate::kafka::codec::{i32_at, Frame, FrameError, FrameReader, ReadError};
 use crate::kafka::inflight::{Answer, InflightError, InflightQueue};
 use crate::kafka::rewrite::Advertise;
 use crate::kafka::{inspect_request, process_response, RequestError, ResponseError};
@@ -93,10 +93,12 @@ impl Source {
             Source::Upstream => SessionError::UpstreamFrame(e),
         }
     }
-    fn read_error(self, e: std::io::Error) -> SessionError {
-        match self {
-            Source::Client => SessionError::ClientIo(e),
-            Source::Upstream => SessionError::UpstreamIo(e),
+    fn read_error(self, e: ReadError) -> SessionError {
+        match (self, e) {
+            (_, ReadError::Frame(e)) => self.frame_error(e),
+            (_, ReadError::Truncated(n)) => self.truncated(n),
+            (Source::Client, ReadError::Io(e)) => SessionError::ClientIo(e),
+            (Source::Upstream, ReadError::Io(e)) => SessionError::UpstreamIo(e),
         }
     }
     fn write_error(self, e: std::io::Error) -> SessionError {
@@ -114,10 +116,11 @@ impl Source {
 }
 
 /// Moves frames from `from` to `to`, passing each through `on_frame` (which returns the bytes to send, or
-/// `None` to drop the frame). Ends when `from` closes, after shutting down `to`'s write side.
+/// `None` to drop the frame). Every frame a read completes is handled before one vectored write. Ends when
+/// `from` closes, after shutting down `to`'s write side.
 async fn pump<R, W>(
     side: Source,
-    mut from: R,
+    from: R,
     mut to: W,
     max: u32,
     mut on_frame: impl FnMut(Frame) -> Result<Option<Bytes>, SessionError>,
@@ -126,27 +129,25 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut buf = BytesMut::new();
+    let mut frames = FrameReader::new(from, max);
     let mut out: Vec<Bytes> = Vec::new();
     loop {
-        reserve_for_next(&mut buf, max).map_err(|e| side.frame_error(e))?;
-        let read = match from.read_buf(&mut buf).await {
+        let read = match frames.fill().await {
             // Most Kafka clients close without TLS close_notify, or reset: an ordinary end, not an error.
-            Err(e) if side == Source::Client && is_abrupt_close(&e) => 0,
+            Err(ReadError::Io(e)) if side == Source::Client && is_abrupt_close(&e) => 0,
             r => r.map_err(|e| side.read_error(e))?,
         };
         if read == 0 {
             let _ = to.shutdown().await;
-            return match buf.len() {
+            return match frames.pending() {
                 0 => Ok(()),
                 n => Err(side.truncated(n)),
             };
         }
-        while let Some(frame) = split_frame(&mut buf, max).map_err(|e| side.frame_error(e))? {
+        while let Some(frame) = frames.buffered_frame().map_err(|e| side.frame_error(e))? {
             out.extend(on_frame(frame)?);
         }
         write_frames(&mut to, &mut out).await.map_err(|e| side.write_error(e))?;
-        shrink_if_idle(&mut buf);
     }
 }
 
@@ -158,7 +159,7 @@ fn on_request(frame: Frame, inflight: &InflightQueue) -> Result<Option<Bytes>, S
     } else {
         inflight.push_unanswered(seen.inflight.correlation_id);
     }
-    Ok(Some(frame.0))
+    Ok(Some(frame.into_bytes()))
 }
 
 /// Upstream → client: match the response to its request and rewrite it if it names brokers.
@@ -180,7 +181,7 @@ fn on_response(
     if !processed.learned.is_empty() {
         ctx.tenant.learn(processed.learned);
     }
-    Ok(Some(processed.frame.0))
+    Ok(Some(processed.frame.into_bytes()))
 }
 
 fn is_abrupt_close(e: &std::io::Error) -> bool {

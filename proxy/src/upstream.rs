@@ -7,16 +7,13 @@
 
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
 use kaas_route::HostPort;
 use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, MetadataRequest};
-use kafka_protocol::protocol::{Message, Request};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use kafka_protocol::protocol::Message;
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
-use crate::kafka::codec::{encode_request, reserve_for_next, split_frame};
-use crate::kafka::header::response_header_len;
+use crate::kafka::client::KafkaClient;
 use crate::kafka::rewrite::scan;
 use crate::kafka::versions::broker_range;
 use crate::router::Tenant;
@@ -87,13 +84,15 @@ impl Connector {
     }
 
     /// Asks a bootstrap server for the cluster's brokers (ApiVersions, then Metadata with no topics). Both
-    /// answers are walked with the same bounded reader as the responses clients get, never decoded.
+    /// answers are walked with the same bounded readers as the responses clients get, never decoded.
     async fn fetch_brokers(&self, tenant: &Tenant) -> Result<Vec<(i32, HostPort)>, UpstreamError> {
-        let (mut stream, _) = self.connect_bootstrap(tenant).await?;
+        let (stream, _) = self.connect_bootstrap(tenant).await?;
+        let mut client = KafkaClient::new(stream, self.max_frame_bytes, "kaas-proxy");
         let io_deadline = self.connect_timeout * 2;
         let refresh = |e: String| UpstreamError::Refresh(e);
         let exchange = async {
-            let versions = self.call(&mut stream, 1, 0, &ApiVersionsRequest::default()).await?;
+            let versions =
+                client.call(0, &ApiVersionsRequest::default()).await.map_err(|e| refresh(e.to_string()))?;
             let broker_max = broker_range(&versions, 0, ApiKey::Metadata)
                 .map_err(|e| refresh(e.to_string()))?
                 .ok_or_else(|| refresh("broker does not offer Metadata".into()))?
@@ -103,42 +102,11 @@ impl Connector {
                 return Err(refresh(format!("broker offers only Metadata v{broker_max}")));
             }
             let request = MetadataRequest::default().with_topics(Some(Vec::new()));
-            let metadata = self.call(&mut stream, 2, version, &request).await?;
+            let metadata = client.call(version, &request).await.map_err(|e| refresh(e.to_string()))?;
             Ok(scan(ApiKey::Metadata, version, &metadata, None).map_err(|e| refresh(e.to_string()))?.learned)
         };
         timeout(io_deadline, exchange)
             .await
             .map_err(|_| UpstreamError::Refresh(format!("no answer within {io_deadline:?}")))?
-    }
-
-    /// Sends one request and returns the body of its response (after the response header).
-    async fn call<R: Request>(
-        &self,
-        stream: &mut TcpStream,
-        correlation_id: i32,
-        version: i16,
-        request: &R,
-    ) -> Result<Bytes, UpstreamError> {
-        let refresh = |e: String| UpstreamError::Refresh(e);
-        let api = ApiKey::try_from(R::KEY).map_err(|_| refresh(format!("unknown api key {}", R::KEY)))?;
-        let out = encode_request(correlation_id, version, "kaas-proxy", request)
-            .map_err(|e| refresh(e.to_string()))?;
-        stream.write_all(&out).await.map_err(|e| refresh(e.to_string()))?;
-
-        let mut buf = BytesMut::new();
-        let frame = loop {
-            if let Some(frame) =
-                split_frame(&mut buf, self.max_frame_bytes).map_err(|e| refresh(e.to_string()))?
-            {
-                break frame;
-            }
-            reserve_for_next(&mut buf, self.max_frame_bytes).map_err(|e| refresh(e.to_string()))?;
-            if stream.read_buf(&mut buf).await.map_err(|e| refresh(e.to_string()))? == 0 {
-                return Err(refresh("broker closed the connection".into()));
-            }
-        };
-        let header_len = response_header_len(frame.body(), api.response_header_version(version))
-            .map_err(|e| refresh(format!("{api:?} response: {e}")))?;
-        Ok(frame.0.slice(4 + header_len..))
     }
 }

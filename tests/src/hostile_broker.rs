@@ -10,13 +10,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use bytes::{BufMut, Bytes, BytesMut};
+use kaas_proxy::kafka::codec::{Frame, FrameReader};
 use kaas_proxy::kafka::header::parse_request;
 use kaas_proxy::kafka::rewrite::{rewrite_response, Advertise};
 use kaas_proxy::kafka::versions::cap_api_versions;
 use kaas_proxy::testkit::{mutations, random_response, Rng};
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{ApiKey, ApiVersionsResponse};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 /// What the broker sent for one correlation id: the API and version, and whether the proxy should accept it.
@@ -120,33 +121,25 @@ fn body_for(api: ApiKey, version: i16, correlation_id: i32, rng: &Mutex<Rng>) ->
     Ok(Bytes::from(all.swap_remove(pick).1))
 }
 
-async fn serve(mut conn: TcpStream, sent: Arc<Mutex<HashMap<i32, Sent>>>, rng: Arc<Mutex<Rng>>) {
-    let mut len = [0u8; 4];
-    while conn.read_exact(&mut len).await.is_ok() {
-        let n = u32::from_be_bytes(len) as usize;
-        if n > 1 << 20 {
-            return;
-        }
-        let mut req = vec![0u8; n];
-        if conn.read_exact(&mut req).await.is_err() {
-            return;
-        }
-        let Ok(h) = parse_request(&req) else { return };
+async fn serve(conn: TcpStream, sent: Arc<Mutex<HashMap<i32, Sent>>>, rng: Arc<Mutex<Rng>>) {
+    let mut frames = FrameReader::new(conn, 1 << 20);
+    while let Ok(Some(req)) = frames.read_frame().await {
+        let Ok(h) = parse_request(req.body()) else { return };
         let Some(api) = h.api() else { return };
         let Ok(body) = body_for(api, h.api_version, h.correlation_id, &rng) else { return };
         let acceptable = acceptable(api, h.api_version, &body);
         sent.lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(h.correlation_id, Sent { api, version: h.api_version, acceptable });
-        let mut frame = BytesMut::new();
         let flexible_header = api.response_header_version(h.api_version) >= 1;
-        frame.put_u32((4 + usize::from(flexible_header) + body.len()) as u32);
-        frame.put_i32(h.correlation_id);
-        if flexible_header {
-            frame.put_u8(0);
-        }
-        frame.put_slice(&body);
-        if conn.write_all(&frame).await.is_err() {
+        let frame = Frame::build(5 + body.len(), |b| {
+            b.put_i32(h.correlation_id);
+            if flexible_header {
+                b.put_u8(0);
+            }
+            b.put_slice(&body);
+        });
+        if frames.get_mut().write_all(frame.bytes()).await.is_err() {
             return;
         }
     }

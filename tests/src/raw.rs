@@ -6,17 +6,22 @@ use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use kaas_proxy::kafka::codec::{Frame, FrameReader, ReadError};
 use kafka_protocol::messages::ApiKey;
 use kafka_protocol::protocol::{Decodable, Request};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::AlertDescription;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
-pub type Tls = TlsStream<TcpStream>;
+/// A TLS connection to the proxy, read frame by frame (bounded) and written directly.
+pub type Tls = FrameReader<TlsStream<TcpStream>>;
+
+/// Largest frame a test accepts from the proxy.
+const MAX_FRAME: u32 = 256 << 20;
 
 /// Connects to the proxy on loopback with `sni` (`None`: no SNI at all), trusting `ca`.
 pub async fn connect(port: u16, sni: Option<&str>, ca: &Path) -> io::Result<Tls> {
@@ -56,7 +61,8 @@ pub async fn connect_as(
         None => ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()),
     };
     let tcp = TcpStream::connect(("127.0.0.1", port)).await?;
-    TlsConnector::from(Arc::new(config)).connect(name, tcp).await
+    let tls = TlsConnector::from(Arc::new(config)).connect(name, tcp).await?;
+    Ok(FrameReader::new(tls, MAX_FRAME))
 }
 
 /// The TLS alert the server sent, if that is why `err` happened.
@@ -73,18 +79,12 @@ pub fn frame<R: Request>(correlation_id: i32, version: i16, request: &R) -> anyh
 }
 
 /// Reads one whole frame (length prefix included). `Ok(None)` when the peer closed first.
-pub async fn read_frame<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> io::Result<Option<Bytes>> {
-    let mut len = [0u8; 4];
-    match s.read_exact(&mut len).await {
-        Ok(_) => {}
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(e),
+pub async fn read_frame(s: &mut Tls) -> io::Result<Option<Bytes>> {
+    match s.read_frame().await {
+        Ok(frame) => Ok(frame.map(Frame::into_bytes)),
+        Err(ReadError::Io(e)) => Err(e),
+        Err(e) => Err(io::Error::new(io::ErrorKind::InvalidData, e)),
     }
-    let n = u32::from_be_bytes(len) as usize;
-    let mut buf = vec![0u8; 4 + n];
-    buf[..4].copy_from_slice(&len);
-    s.read_exact(&mut buf[4..]).await?;
-    Ok(Some(Bytes::from(buf)))
 }
 
 /// Sends one request and returns the raw response frame and its decoded body.
@@ -106,12 +106,11 @@ pub async fn call<R: Request>(
 
 /// True once the peer has closed the connection (reads end), within `within`.
 pub async fn closed_within(s: &mut Tls, within: std::time::Duration) -> bool {
-    let mut buf = [0u8; 1024];
     let read = async {
         loop {
-            match s.read(&mut buf).await {
-                Ok(0) | Err(_) => return true,
-                Ok(_) => continue,
+            match s.read_frame().await {
+                Ok(Some(_)) => continue,
+                Ok(None) | Err(_) => return true,
             }
         }
     };

@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use bytes::{Bytes, BytesMut};
-use kaas_proxy::kafka::codec::{encode_response, reserve_for_next, split_frame};
+use bytes::Bytes;
+use kaas_proxy::kafka::codec::{encode_response, FrameReader};
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
@@ -18,7 +18,7 @@ use kafka_protocol::messages::{
     ProduceResponse, RequestHeader, TopicName,
 };
 use kafka_protocol::protocol::{decode_request_header_from_buffer, Decodable, Encodable, StrBytes};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 pub const NODES: i32 = 3;
@@ -86,21 +86,12 @@ impl Drop for TestCluster {
     }
 }
 
-async fn serve(mut stream: TcpStream, node_id: i32, ports: Vec<u16>, state: Arc<Mutex<NodeState>>) {
-    let mut buf = BytesMut::new();
-    loop {
-        while let Ok(Some(frame)) = split_frame(&mut buf, 64 << 20) {
-            let Some(reply) = handle(frame.0.slice(4..), node_id, &ports, &state) else { return };
-            if stream.write_all(&reply).await.is_err() {
-                return;
-            }
-        }
-        if reserve_for_next(&mut buf, 64 << 20).is_err() {
+async fn serve(stream: TcpStream, node_id: i32, ports: Vec<u16>, state: Arc<Mutex<NodeState>>) {
+    let mut frames = FrameReader::new(stream, 64 << 20);
+    while let Ok(Some(frame)) = frames.read_frame().await {
+        let Some(reply) = handle(frame.body_bytes(), node_id, &ports, &state) else { return };
+        if frames.get_mut().write_all(&reply).await.is_err() {
             return;
-        }
-        match stream.read_buf(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
         }
     }
 }

@@ -1,10 +1,16 @@
 //! Framing: Kafka frames are a 4-byte big-endian length followed by that many bytes.
 //!
-//! [`split_frame`] is pure: it takes complete frames off the front of a read buffer without copying (the frame
-//! shares the buffer's memory) and never allocates the size a peer claims. [`reserve_for_next`] grows the buffer
-//! in bounded steps, so a peer that claims 100 MiB and sends nothing costs nothing.
+//! [`FrameReader`] is the one way frames are read, by the proxy, its bench and its tests alike (mini-redis'
+//! `connection.rs` is the model): check the length prefix against the limit, then take the frame off the buffer
+//! without copying (it shares the buffer's memory). It never allocates the size a peer claims: the buffer grows
+//! in bounded steps, so a peer that claims 100 MiB and sends nothing costs nothing, and an idle connection's
+//! buffer is released. A [`Frame`]'s bytes are private, so no caller can build one whose prefix lies.
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 
 /// Read-buffer growth step while a large frame arrives.
 const GROWTH_STEP: usize = 256 * 1024;
@@ -20,9 +26,10 @@ pub enum FrameError {
     TooLarge { len: u32, max: u32 },
 }
 
-/// A whole frame, length prefix included, so it can be forwarded as it came.
+/// A whole frame, length prefix included, so it can be forwarded as it came. Always at least the 4 prefix
+/// bytes, and the prefix always equals the body's length.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Frame(pub Bytes);
+pub struct Frame(Bytes);
 
 impl Frame {
     /// The bytes after the length prefix.
@@ -30,12 +37,118 @@ impl Frame {
         &self.0[4..]
     }
 
+    /// The body as shared bytes (no copy).
+    pub fn body_bytes(&self) -> Bytes {
+        self.0.slice(4..)
+    }
+
+    /// The whole frame, prefix included.
+    pub fn bytes(&self) -> &Bytes {
+        &self.0
+    }
+
+    pub fn into_bytes(self) -> Bytes {
+        self.0
+    }
+
     /// Builds a frame from a body, adding the length prefix.
     pub fn from_body(body: &[u8]) -> Frame {
-        let mut b = BytesMut::with_capacity(body.len() + 4);
-        b.extend_from_slice(&(body.len() as u32).to_be_bytes());
-        b.extend_from_slice(body);
+        Frame::build(body.len(), |b| b.put_slice(body))
+    }
+
+    /// Builds a frame whose body `write` appends; the prefix is set from what it wrote.
+    pub fn build(capacity: usize, write: impl FnOnce(&mut BytesMut)) -> Frame {
+        let mut b = BytesMut::with_capacity(4 + capacity);
+        b.put_u32(0);
+        write(&mut b);
+        let len = (b.len() - 4) as u32;
+        b[..4].copy_from_slice(&len.to_be_bytes());
         Frame(b.freeze())
+    }
+}
+
+/// Why no frame could be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("closed mid-frame ({0} bytes of a partial frame)")]
+    Truncated(usize),
+}
+
+/// Reads whole frames off a byte stream, bounded by `max` bytes a frame.
+#[derive(Debug)]
+pub struct FrameReader<R> {
+    inner: R,
+    buf: BytesMut,
+    max: u32,
+}
+
+impl<R: AsyncRead + Unpin> FrameReader<R> {
+    pub fn new(inner: R, max: u32) -> Self {
+        FrameReader { inner, buf: BytesMut::new(), max }
+    }
+
+    /// The next frame; `Ok(None)` when the peer closed cleanly between frames.
+    pub async fn read_frame(&mut self) -> Result<Option<Frame>, ReadError> {
+        loop {
+            if let Some(frame) = self.buffered_frame()? {
+                return Ok(Some(frame));
+            }
+            if self.fill().await? == 0 {
+                return match self.buf.len() {
+                    0 => Ok(None),
+                    n => Err(ReadError::Truncated(n)),
+                };
+            }
+        }
+    }
+
+    /// One read from the stream into the buffer (bounded growth); 0 at end of stream.
+    pub async fn fill(&mut self) -> Result<usize, ReadError> {
+        shrink_if_idle(&mut self.buf);
+        reserve_for_next(&mut self.buf, self.max)?;
+        Ok(self.inner.read_buf(&mut self.buf).await?)
+    }
+
+    /// A complete frame already buffered, without reading.
+    pub fn buffered_frame(&mut self) -> Result<Option<Frame>, FrameError> {
+        split_frame(&mut self.buf, self.max)
+    }
+
+    /// Bytes of a partial frame still buffered.
+    pub fn pending(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// The stream, for writing to it.
+    pub fn get_mut(&mut self) -> &mut R {
+        &mut self.inner
+    }
+
+    pub fn into_inner(self) -> R {
+        self.inner
+    }
+}
+
+/// Writes go straight to the stream, so one value serves a request/response conversation.
+impl<R: AsyncWrite + Unpin> AsyncWrite for FrameReader<R> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 
@@ -53,7 +166,7 @@ fn declared_len(buf: &[u8], max: u32) -> Result<Option<usize>, FrameError> {
 }
 
 /// Takes the first complete frame off `buf`, if there is one.
-pub fn split_frame(buf: &mut BytesMut, max: u32) -> Result<Option<Frame>, FrameError> {
+fn split_frame(buf: &mut BytesMut, max: u32) -> Result<Option<Frame>, FrameError> {
     match declared_len(buf, max)? {
         Some(len) if buf.len() >= 4 + len => Ok(Some(Frame(buf.split_to(4 + len).freeze()))),
         _ => Ok(None),
@@ -62,7 +175,7 @@ pub fn split_frame(buf: &mut BytesMut, max: u32) -> Result<Option<Frame>, FrameE
 
 /// Makes room for the next read: at least [`MIN_READ`], at most one [`GROWTH_STEP`] beyond what is buffered,
 /// and never past the end of the frame being read.
-pub fn reserve_for_next(buf: &mut BytesMut, max: u32) -> Result<(), FrameError> {
+fn reserve_for_next(buf: &mut BytesMut, max: u32) -> Result<(), FrameError> {
     let want = match declared_len(buf, max)? {
         Some(len) => (4 + len - buf.len().min(4 + len)).clamp(MIN_READ.min(4 + len), GROWTH_STEP),
         None => MIN_READ,
@@ -74,7 +187,7 @@ pub fn reserve_for_next(buf: &mut BytesMut, max: u32) -> Result<(), FrameError> 
 }
 
 /// Drops the buffer's memory once it is empty and large, so idle connections hold little.
-pub fn shrink_if_idle(buf: &mut BytesMut) {
+fn shrink_if_idle(buf: &mut BytesMut) {
     if buf.is_empty() && buf.capacity() > 4 * MIN_READ {
         *buf = BytesMut::new();
     }
@@ -134,12 +247,6 @@ pub struct EncodeError {
     pub reason: String,
 }
 
-fn finish_frame(mut b: BytesMut) -> Bytes {
-    let len = (b.len() - 4) as u32;
-    b[..4].copy_from_slice(&len.to_be_bytes());
-    b.freeze()
-}
-
 /// A whole request frame: length, header (the version `api` uses at `version`), body. For the proxy's own
 /// requests and for tools and tests that speak Kafka.
 pub fn encode_request<R: kafka_protocol::protocol::Request>(
@@ -156,16 +263,18 @@ pub fn encode_request<R: kafka_protocol::protocol::Request>(
         reason: format!("unknown api key {}", R::KEY),
     })?;
     let fail = |e: anyhow::Error| EncodeError { api, version, reason: format!("{e:#}") };
-    let mut b = BytesMut::from(&[0u8; 4][..]);
-    RequestHeader::default()
-        .with_request_api_key(R::KEY)
-        .with_request_api_version(version)
-        .with_correlation_id(correlation_id)
-        .with_client_id(Some(StrBytes::from_static_str(client_id)))
-        .encode(&mut b, api.request_header_version(version))
-        .map_err(fail)?;
-    request.encode(&mut b, version).map_err(fail)?;
-    Ok(finish_frame(b))
+    let mut result = Ok(());
+    let frame = Frame::build(64, |b| {
+        result = RequestHeader::default()
+            .with_request_api_key(R::KEY)
+            .with_request_api_version(version)
+            .with_correlation_id(correlation_id)
+            .with_client_id(Some(StrBytes::from_static_str(client_id)))
+            .encode(b, api.request_header_version(version))
+            .and_then(|()| request.encode(b, version));
+    });
+    result.map_err(fail)?;
+    Ok(frame.into_bytes())
 }
 
 /// A whole response frame for `api` at `version`: length, response header, body.
@@ -178,11 +287,13 @@ pub fn encode_response<M: kafka_protocol::protocol::Encodable>(
     use kafka_protocol::messages::ResponseHeader;
     use kafka_protocol::protocol::Encodable;
     let fail = |e: anyhow::Error| EncodeError { api, version, reason: format!("{e:#}") };
-    let mut b = BytesMut::from(&[0u8; 4][..]);
-    ResponseHeader::default()
-        .with_correlation_id(correlation_id)
-        .encode(&mut b, api.response_header_version(version))
-        .map_err(fail)?;
-    message.encode(&mut b, version).map_err(fail)?;
-    Ok(finish_frame(b))
+    let mut result = Ok(());
+    let frame = Frame::build(64, |b| {
+        result = ResponseHeader::default()
+            .with_correlation_id(correlation_id)
+            .encode(b, api.response_header_version(version))
+            .and_then(|()| message.encode(b, version));
+    });
+    result.map_err(fail)?;
+    Ok(frame.into_bytes())
 }

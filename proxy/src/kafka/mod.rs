@@ -1,4 +1,5 @@
-//! Kafka awareness: framing ([`codec`]), headers ([`header`]), which APIs matter ([`apis`]), in-flight tracking
+//! Kafka awareness: framing ([`codec`]), the proxy's own requests ([`client`]), headers ([`header`]), which APIs
+//! matter ([`apis`]), in-flight tracking
 //! ([`inflight`]), address rewriting ([`rewrite`]) and ApiVersions capping ([`versions`]), both walking broker
 //! bytes with the bounded cursor of [`wire`].
 //!
@@ -7,6 +8,7 @@
 //! are read by hand, the bodies of responses that name brokers are walked, and records are never looked at.
 
 pub mod apis;
+pub mod client;
 pub mod codec;
 pub mod header;
 pub mod inflight;
@@ -14,7 +16,7 @@ pub mod rewrite;
 pub mod versions;
 pub mod wire;
 
-use bytes::{BufMut, BytesMut};
+use bytes::BufMut;
 use kaas_route::HostPort;
 use kafka_protocol::messages::ApiKey;
 
@@ -103,15 +105,9 @@ pub fn process_response(frame: Frame, req: &InFlight, adv: &Advertise) -> Result
     let header_len = header::response_header_len(frame.body(), api.response_header_version(req.version))
         .map_err(|error| ResponseError::Header { api, error })?;
     let (header, body) = frame.body().split_at(header_len);
-    let mut out = BytesMut::new();
-    out.put_u32(0);
-    out.put_slice(header);
-    let learned = match req.action {
+    let (new_frame, learned) = match req.action {
         ResponseAction::CapVersions => match cap_api_versions(body, req.version)? {
-            Capped::Changed(b) => {
-                out.put_slice(&b);
-                Vec::new()
-            }
+            Capped::Changed(b) => (Frame::from_body(&[header, &b].concat()), Vec::new()),
             Capped::Unchanged | Capped::ErrorResponse(_) => return Ok(unchanged(frame)),
         },
         _ => {
@@ -119,18 +115,20 @@ pub fn process_response(frame: Frame, req: &InFlight, adv: &Advertise) -> Result
             if edits.is_empty() {
                 return Ok(Processed { frame, learned, rewritten: false });
             }
-            edits.apply(body, &mut out);
-            learned
+            let new_frame = Frame::build(frame.body().len() + 64, |out| {
+                out.put_slice(header);
+                edits.apply(body, out);
+            });
+            (new_frame, learned)
         }
     };
-    let len = (out.len() - 4) as u32;
-    out[..4].copy_from_slice(&len.to_be_bytes());
-    Ok(Processed { frame: Frame(out.freeze()), learned, rewritten: true })
+    Ok(Processed { frame: new_frame, learned, rewritten: true })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::BytesMut;
     use kafka_protocol::messages::{ProduceRequest, RequestHeader};
     use kafka_protocol::protocol::Encodable;
 

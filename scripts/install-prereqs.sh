@@ -12,7 +12,9 @@ SUDO=""
 # libnss-myhostname: every *.localhost name resolves to loopback, so b111.acme.kaas.localhost works with no DNS.
 # libssl-dev/pkg-config/zlib1g-dev/make/g++: rdkafka-sys builds librdkafka from source (Debian's 2.0.2 is too old).
 # openssl: the demo generates its local CA and certificates with it.
-apt_pkgs=(libnss-myhostname libssl-dev pkg-config zlib1g-dev make g++ openssl python3-venv)
+# openjdk-17-jre-headless/maven: the tests' real Kafka brokers run on Java 17; Maven fetches their jars.
+apt_pkgs=(libnss-myhostname libssl-dev pkg-config zlib1g-dev make g++ openssl python3-venv
+  openjdk-17-jre-headless maven)
 missing=()
 for p in "${apt_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -39,6 +41,11 @@ else
   log "tansu: cargo install (about 12 minutes the first time)"
   cargo install tansu --locked --features dynostore,libsql
 fi
+
+# --- Apache Kafka, the real tenant clusters of the end-to-end tests ----------------------------------------------
+# The versions in scripts/kafka/versions.env, from Maven Central into ~/.cache/kaas/kafka/ (about 2 minutes
+# the first time; a version already complete is skipped).
+scripts/install-kafka.sh
 
 # --- cargo-nextest (the test runner) -----------------------------------------------------------------------------
 if ! cargo nextest --version >/dev/null 2>&1; then

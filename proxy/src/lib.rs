@@ -1,18 +1,26 @@
 //! kaas-proxy: a Kafka-protocol-aware TLS ingress and tenant router.
 //!
-//! A frame's way through the proxy, module by module:
-//! [`listener`] (the one TLS port) → [`tls`] (ClientHello, per-tenant configuration) → [`router`] (SNI →
-//! tenant and broker) → [`kafka`] (framing, headers, in-flight requests, address rewriting) → [`upstream`]
-//! (the tenant's own cluster) → [`session`] (the two-way pump). [`config`] reads the YAML file; [`admin`]
-//! answers health probes and serves [`metrics`]; [`reload`] applies route changes while running.
+//! A connection's way through the proxy, module by module: [`listener`] (the one TLS port: hello → route →
+//! connect → session) → [`tls`] (ClientHello, the tenant's server configuration) → [`router`] (server name →
+//! tenant and target, the tenant's broker table) → [`upstream`] (the tenant's own cluster) → [`session`] (the
+//! two-way frame pump) → [`kafka`] (framing, headers, in-flight requests, the walk that rewrites broker
+//! addresses). [`routes`] builds the routing state from [`config`] and swaps it on [`reload`]; [`error`] names
+//! failures by side; [`admin`] answers health probes and serves [`metrics`].
+//!
+//! Kept on purpose: the allocation-free header cursor and the bounded response walker (no peer-sized
+//! allocation), the one policy table for all APIs (`kafka::apis`), bounded buffer growth (`kafka::codec`), the
+//! address-field guard test and the golden round trip of every rewritten version, and the route type shared with
+//! the controller (`kaas-route`).
 
 pub mod admin;
 pub mod config;
+pub mod error;
 pub mod kafka;
 pub mod listener;
 pub mod metrics;
 pub mod reload;
 pub mod router;
+pub mod routes;
 pub mod session;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;

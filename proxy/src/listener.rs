@@ -1,27 +1,36 @@
-//! Listener: the one TLS port. Accepts sockets and runs each connection's way through the proxy:
-//! ClientHello → route → (broker address) → handshake → upstream connection → session.
+//! Listener: the one TLS port. Accepts sockets and takes each connection through four steps, each of which
+//! either hands on or refuses: **hello** (read the ClientHello) → **route** (server name → tenant and target,
+//! broker address) → **connect** (finish the client's handshake and reach the tenant's cluster, at once) →
+//! **session** ([`crate::session`]).
 //!
-//! A refused connection is logged once, with the peer and the reason, and never opens an upstream connection.
-//! One connection's failure never touches another's.
+//! A refusal is counted and logged in one place ([`Refused`]), once, inside the connection's `conn{peer, sni,
+//! tenant}` span, and never opens an upstream connection it does not need. One connection's failure never
+//! touches another's. Neighbours: [`crate::routes`] (the current routes), [`crate::tls`], [`crate::router`],
+//! [`crate::upstream`].
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use kaas_route::HostPort;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Notify;
-use tracing::{info, warn};
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::StartHandshake;
+use tokio_util::task::TaskTracker;
+use tracing::{field, info, warn, Instrument, Span};
 
 use crate::admin::Health;
 use crate::config::Settings;
+use crate::error::{Blame, Side};
 use crate::kafka::rewrite::Advertise;
-use crate::metrics::{Metrics, Refused};
-use crate::router::{RouteTable, Target};
+use crate::metrics::{Metrics, RefusalReason};
+use crate::router::{SniError, Target, Tenant};
+use crate::routes::{Reloader, RouteSet, Routes};
 use crate::session::{self, SessionContext, SessionError};
-use crate::tls::{self, HelloError, Refusal, TlsFront};
-use crate::upstream::Connector;
+use crate::tls::{self, Alert, FrontError, HelloError};
+use crate::upstream::{Connector, UpstreamError};
 
 /// Time a client has to complete its ClientHello and handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -32,19 +41,19 @@ pub struct Proxy {
     listener: TcpListener,
     admin: Option<TcpListener>,
     health: Arc<Health>,
-    shared: Arc<Shared>,
+    state: Arc<ProxyState>,
 }
 
+/// What every connection reads: the routes, how to reach upstreams, the limits, the metrics.
 #[derive(Debug)]
-struct Shared {
-    /// Tenants and their TLS configurations; replaced whole on reload, read once per connection.
-    routes: std::sync::RwLock<Arc<Routes>>,
+struct ProxyState {
+    routes: Arc<Routes>,
     connector: Connector,
     advertised_port: u16,
     max_frame_bytes: u32,
-    open: AtomicUsize,
-    closed: Notify,
     metrics: Arc<Metrics>,
+    /// Open connections, waited for when draining.
+    connections: TaskTracker,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -52,7 +61,7 @@ pub enum StartError {
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error(transparent)]
-    Tls(#[from] tls::FrontError),
+    Tls(#[from] FrontError),
 }
 
 impl Proxy {
@@ -69,29 +78,27 @@ impl Proxy {
             }
             None => None,
         };
-        let routes = Routes::build(settings, None)?;
         let advertised_port = match settings.advertised_port {
             0 => bound.port(),
             p => p,
         };
-        let shared = Arc::new(Shared {
-            routes: std::sync::RwLock::new(Arc::new(routes)),
+        let state = Arc::new(ProxyState {
+            routes: Arc::new(Routes::new(RouteSet::build(settings, None)?)),
             connector: Connector {
                 connect_timeout: settings.connect_timeout,
                 max_frame_bytes: settings.max_frame_bytes,
             },
             advertised_port,
             max_frame_bytes: settings.max_frame_bytes,
-            open: AtomicUsize::new(0),
-            closed: Notify::new(),
             metrics: Arc::new(Metrics::new(settings.tenants.iter().map(|t| t.name.as_str()))),
+            connections: TaskTracker::new(),
         });
-        Ok(Proxy { listener, admin, health: Arc::default(), shared })
+        Ok(Proxy { listener, admin, health: Arc::default(), state })
     }
 
     /// A handle that swaps in new routes while the proxy runs.
     pub fn reloader(&self) -> Reloader {
-        Reloader { shared: self.shared.clone() }
+        Reloader { routes: self.state.routes.clone(), metrics: self.state.metrics.clone() }
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -100,9 +107,10 @@ impl Proxy {
 
     /// Serves until `shutdown` completes, then stops accepting and waits up to `drain` for open connections.
     pub async fn run(self, shutdown: impl Future<Output = ()>, drain: Duration) {
-        info!(listen = ?self.local_addr().ok(), domain = %self.shared.routes().table.domain, "kaas-proxy serving");
+        let domain = self.state.routes.current().tenants.domain.clone();
+        info!(listen = ?self.local_addr().ok(), %domain, "kaas-proxy serving");
         if let Some(admin) = self.admin {
-            tokio::spawn(crate::admin::serve(admin, self.health.clone(), self.shared.metrics.clone()));
+            tokio::spawn(crate::admin::serve(admin, self.health.clone(), self.state.metrics.clone()));
         }
         self.health.ready.store(true, Ordering::SeqCst);
         tokio::pin!(shutdown);
@@ -111,15 +119,9 @@ impl Proxy {
                 _ = &mut shutdown => break,
                 accepted = self.listener.accept() => match accepted {
                     Ok((tcp, peer)) => {
-                        self.shared.metrics.accepted();
-                        let shared = self.shared.clone();
-                        shared.open.fetch_add(1, Ordering::SeqCst);
-                        tokio::spawn(async move {
-                            handle(tcp, peer, &shared).await;
-                            if shared.open.fetch_sub(1, Ordering::SeqCst) == 1 {
-                                shared.closed.notify_waiters();
-                            }
-                        });
+                        self.state.metrics.accepted();
+                        let state = self.state.clone();
+                        self.state.connections.spawn(async move { handle(tcp, peer, &state).await });
                     }
                     // Out of file descriptors and the like: back off rather than spin.
                     Err(e) => {
@@ -131,160 +133,213 @@ impl Proxy {
         }
         self.health.ready.store(false, Ordering::SeqCst);
         drop(self.listener);
-        let open = self.shared.open.load(Ordering::SeqCst);
-        info!(open, "stopped accepting; draining connections");
-        let drained = async {
-            while self.shared.open.load(Ordering::SeqCst) > 0 {
-                let notified = self.shared.closed.notified();
-                if self.shared.open.load(Ordering::SeqCst) == 0 {
-                    break;
-                }
-                notified.await;
-            }
-        };
-        if tokio::time::timeout(drain, drained).await.is_err() {
-            warn!(
-                open = self.shared.open.load(Ordering::SeqCst),
-                "drain timeout; closing remaining connections"
-            );
+        let connections = &self.state.connections;
+        connections.close();
+        info!(open = connections.len(), "stopped accepting; draining connections");
+        if tokio::time::timeout(drain, connections.wait()).await.is_err() {
+            warn!(open = connections.len(), "drain timeout; closing remaining connections");
         }
     }
 }
 
-/// The route table and the TLS configurations built from one version of the settings.
-#[derive(Debug)]
-struct Routes {
-    table: RouteTable,
-    front: TlsFront,
+/// Why a connection ended before its session: the one place refusals are named, counted and logged.
+#[derive(Debug, thiserror::Error)]
+enum Refused {
+    #[error("connection refused: {0}")]
+    Hello(HelloError),
+    #[error("connection refused: no ClientHello within {0:?}")]
+    NoClientHello(Duration),
+    #[error("TLS refused: unrecognized_name: {0}")]
+    UnknownName(SniError),
+    #[error("TLS refused: unrecognized_name: {0}")]
+    UnknownNode(UpstreamError),
+    #[error("TLS refused: tenant cluster unavailable: {0}")]
+    ClusterUnavailable(UpstreamError),
+    #[error("TLS handshake failed: {0}")]
+    Handshake(std::io::Error),
+    #[error("TLS handshake failed: timed out after {0:?}")]
+    HandshakeTimeout(Duration),
+    #[error("upstream unavailable; closing client connection: {0}")]
+    Upstream(UpstreamError),
 }
 
-impl Routes {
-    /// Builds from `settings`, keeping the broker addresses `previous` already learned for tenants that remain.
-    fn build(settings: &Settings, previous: Option<&Routes>) -> Result<Routes, StartError> {
-        let table = RouteTable::from_settings(settings);
-        if let Some(previous) = previous {
-            for tenant in table.tenants() {
-                if let Some(old) = previous.table.tenant(&tenant.name) {
-                    tenant.learn(old.brokers());
-                }
-            }
+impl Blame for Refused {
+    fn side(&self) -> Side {
+        match self {
+            Refused::ClusterUnavailable(_) | Refused::Upstream(_) => Side::Upstream,
+            _ => Side::Client,
         }
-        let front = TlsFront::new(settings.default_cert.clone(), &table)?;
-        Ok(Routes { table, front })
+    }
+
+    fn retryable(&self) -> bool {
+        match self {
+            Refused::ClusterUnavailable(e) | Refused::Upstream(e) => e.retryable(),
+            Refused::HandshakeTimeout(_) | Refused::NoClientHello(_) => true,
+            _ => false,
+        }
+    }
+
+    fn label(&self) -> &'static str {
+        self.reason().map_or("closed", RefusalReason::label)
     }
 }
 
-impl Shared {
-    fn routes(&self) -> Arc<Routes> {
-        self.routes.read().unwrap_or_else(|p| p.into_inner()).clone()
+impl Refused {
+    /// The TLS alert a refusal during the handshake ends it with.
+    fn alert(&self) -> Option<Alert> {
+        match self {
+            Refused::UnknownName(_) | Refused::UnknownNode(_) => Some(Alert::UnrecognizedName),
+            Refused::ClusterUnavailable(_) => Some(Alert::Unavailable),
+            _ => None,
+        }
+    }
+
+    /// The metric's reason; `None` for a client that simply left before saying anything.
+    fn reason(&self) -> Option<RefusalReason> {
+        Some(match self {
+            Refused::Hello(HelloError::Closed) => return None,
+            Refused::Hello(HelloError::PlaintextKafka) => RefusalReason::Plaintext,
+            Refused::Hello(_) => RefusalReason::NotTls,
+            Refused::NoClientHello(_) => RefusalReason::NoClientHello,
+            Refused::UnknownName(_) | Refused::UnknownNode(_) => RefusalReason::UnrecognizedName,
+            Refused::ClusterUnavailable(_) => RefusalReason::ClusterUnavailable,
+            Refused::Handshake(_) | Refused::HandshakeTimeout(_) => RefusalReason::Handshake,
+            Refused::Upstream(_) => RefusalReason::UpstreamUnavailable,
+        })
     }
 }
 
-/// Applies new settings to a running proxy: tenants, certificates and client CAs. Connections already open keep
-/// the routes they started with. The listen address, advertised port and limits stay as started.
-#[derive(Debug, Clone)]
-pub struct Reloader {
-    shared: Arc<Shared>,
+async fn handle(tcp: TcpStream, peer: SocketAddr, state: &ProxyState) {
+    // ERROR level so the connection's context is on every line it logs, whatever the filter.
+    let span = tracing::error_span!("conn", %peer, sni = field::Empty, tenant = field::Empty);
+    async {
+        let Err(Halt { refused, handshake }) = connection(tcp, peer, state).await else { return };
+        if let Some(reason) = refused.reason() {
+            state.metrics.refused(reason);
+            warn!(side = %refused.side(), reason = %reason.label(), retryable = refused.retryable(), "{refused}");
+        }
+        if let (Some(start), Some(alert)) = (handshake, refused.alert()) {
+            tls::refuse(start, alert).await;
+        }
+    }
+    .instrument(span)
+    .await
 }
 
-impl Reloader {
-    pub fn reload(&self, settings: &Settings) -> Result<usize, StartError> {
-        let next = Routes::build(settings, Some(&self.shared.routes()))?;
-        let tenants = next.table.tenants().count();
-        self.shared.metrics.add_tenants(settings.tenants.iter().map(|t| t.name.as_str()));
-        *self.shared.routes.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
-        Ok(tenants)
+/// A refusal, and the handshake still to be ended with its alert (after it is logged).
+struct Halt {
+    refused: Refused,
+    handshake: Option<StartHandshake<TcpStream>>,
+}
+
+impl From<Refused> for Halt {
+    fn from(refused: Refused) -> Self {
+        Halt { refused, handshake: None }
     }
 }
 
-async fn handle(tcp: TcpStream, peer: SocketAddr, shared: &Shared) {
+/// The four steps; a session that starts is not a refusal, whatever its end.
+async fn connection(tcp: TcpStream, peer: SocketAddr, state: &ProxyState) -> Result<(), Halt> {
     let _ = tcp.set_nodelay(true);
-    let start = match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls::read_client_hello(tcp)).await {
-        Ok(Ok(start)) => start,
-        Ok(Err(HelloError::Closed)) => return,
-        Ok(Err(e)) => {
-            let why = match e {
-                HelloError::PlaintextKafka => Refused::Plaintext,
-                _ => Refused::NotTls,
-            };
-            shared.metrics.refused(why);
-            return warn!(%peer, error = %e, "connection refused");
-        }
-        Err(_) => {
-            shared.metrics.refused(Refused::NoClientHello);
-            return warn!(%peer, "connection refused: no ClientHello within {HANDSHAKE_TIMEOUT:?}");
-        }
-    };
-    let sni = start.client_hello().server_name().map(str::to_owned);
-    let routes = shared.routes();
-    let (tenant, target) = match routes.table.resolve(sni.as_deref()) {
+    let start = hello(tcp).await?;
+    let routes = state.routes.current();
+    let route = match route(&start, &routes, state).await {
         Ok(route) => route,
-        Err(e) => {
-            warn!(%peer, sni = sni.as_deref().unwrap_or("-"), error = %e, "TLS refused: unrecognized_name");
-            shared.metrics.refused(Refused::UnrecognizedName);
-            return tls::refuse(start, Refusal::UnrecognizedName).await;
-        }
+        Err(refused) => return Err(Halt { refused, handshake: Some(start) }),
     };
-    let sni = sni.unwrap_or_default();
-    let broker_addr = match target {
-        Target::Bootstrap => None,
-        Target::Broker(id) => match shared.connector.resolve_broker(&tenant, id).await {
-            Ok(addr) => Some(addr),
-            Err(e) if !e.retryable() => {
-                warn!(%peer, %sni, tenant = %tenant.name, error = %e, "TLS refused: unrecognized_name");
-                shared.metrics.refused(Refused::UnrecognizedName);
-                return tls::refuse(start, Refusal::UnrecognizedName).await;
-            }
-            Err(e) => {
-                warn!(%peer, %sni, tenant = %tenant.name, error = %e, "TLS refused: tenant cluster unavailable");
-                shared.metrics.refused(Refused::ClusterUnavailable);
-                return tls::refuse(start, Refusal::Unavailable).await;
-            }
-        },
-    };
-    let config = routes.front.config_for(&tenant.name);
-    let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, tls::finish(start, config));
-    let connect = async {
-        match &broker_addr {
-            Some(addr) => shared.connector.connect(addr).await.map(|s| (s, addr.clone())),
-            None => shared.connector.connect_bootstrap(&tenant).await,
-        }
-    };
-    let (client, upstream) = tokio::join!(handshake, connect);
-    let client = match client {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
-            shared.metrics.refused(Refused::Handshake);
-            return warn!(%peer, %sni, error = %e, "TLS handshake failed");
-        }
-        Err(_) => {
-            shared.metrics.refused(Refused::Handshake);
-            return warn!(%peer, %sni, "TLS handshake timed out");
-        }
-    };
-    let (upstream, upstream_addr) = match upstream {
-        Ok(u) => u,
-        Err(e) => {
-            shared.metrics.refused(Refused::UpstreamUnavailable);
-            return warn!(%peer, %sni, tenant = %tenant.name, retryable = e.retryable(), error = %e,
-                "upstream unavailable; closing client connection");
-        }
-    };
-    tracing::debug!(%peer, %sni, tenant = %tenant.name, %target, upstream = %upstream_addr, "session open");
+    let (client, upstream) = connect(start, &routes, &route, state).await?;
     let ctx = SessionContext {
-        advertise: Advertise::new(&tenant.name, &routes.table.domain, shared.advertised_port),
-        tenant,
-        max_frame_bytes: shared.max_frame_bytes,
+        advertise: Advertise::new(&route.tenant.name, &routes.tenants.domain, state.advertised_port),
+        tenant: route.tenant,
+        max_frame_bytes: state.max_frame_bytes,
         peer,
     };
-    shared.metrics.session_started(&ctx.tenant.name);
-    let result = session::run(client, upstream, &ctx).await;
-    shared.metrics.session_ended(&ctx.tenant.name, result.is_err());
-    if let Err(SessionError::Response(e)) = &result {
-        shared.metrics.malformed_response(&ctx.tenant.name, e.api());
+    run_session(client, upstream, &ctx, state).await;
+    Ok(())
+}
+
+/// Step 1: the ClientHello, within the handshake timeout.
+async fn hello(tcp: TcpStream) -> Result<StartHandshake<TcpStream>, Refused> {
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls::read_client_hello(tcp)).await {
+        Ok(hello) => hello.map_err(Refused::Hello),
+        Err(_) => Err(Refused::NoClientHello(HANDSHAKE_TIMEOUT)),
     }
+}
+
+/// Where a connection goes.
+struct Route {
+    tenant: Arc<Tenant>,
+    target: Target,
+    /// The broker's upstream address for `b<id>` names; `None` for bootstrap.
+    broker: Option<HostPort>,
+}
+
+/// Step 2: the server name names a tenant and a target; a broker's address comes from the tenant's own
+/// cluster. Its refusals end the handshake with a TLS alert ([`Refused::alert`]).
+async fn route(
+    start: &StartHandshake<TcpStream>,
+    routes: &RouteSet,
+    state: &ProxyState,
+) -> Result<Route, Refused> {
+    let sni = start.client_hello().server_name().map(str::to_owned);
+    Span::current().record("sni", field::display(sni.as_deref().unwrap_or("-")));
+    let (tenant, target) = routes.tenants.resolve(sni.as_deref()).map_err(Refused::UnknownName)?;
+    Span::current().record("tenant", field::display(&tenant.name));
+    let broker = match target {
+        Target::Bootstrap => None,
+        Target::Broker(id) => match state.connector.resolve_broker(&tenant, id).await {
+            Ok(addr) => Some(addr),
+            Err(e) if !e.retryable() => return Err(Refused::UnknownNode(e)),
+            Err(e) => return Err(Refused::ClusterUnavailable(e)),
+        },
+    };
+    Ok(Route { tenant, target, broker })
+}
+
+/// Step 3: the client's handshake and the upstream connection, concurrently.
+async fn connect(
+    start: StartHandshake<TcpStream>,
+    routes: &RouteSet,
+    route: &Route,
+    state: &ProxyState,
+) -> Result<(TlsStream<TcpStream>, TcpStream), Refused> {
+    let config = routes.tls.config_for(&route.tenant.name);
+    let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, tls::finish(start, config));
+    let upstream = async {
+        match &route.broker {
+            Some(addr) => state.connector.connect(addr).await.map(|s| (s, addr.clone())),
+            None => state.connector.connect_bootstrap(&route.tenant).await,
+        }
+    };
+    let (client, upstream) = tokio::join!(handshake, upstream);
+    let client = match client {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return Err(Refused::Handshake(e)),
+        Err(_) => return Err(Refused::HandshakeTimeout(HANDSHAKE_TIMEOUT)),
+    };
+    let (upstream, addr) = upstream.map_err(Refused::Upstream)?;
+    tracing::debug!(target = %route.target, upstream = %addr, "session open");
+    Ok((client, upstream))
+}
+
+/// Step 4: the session, counted by tenant; how it ended is logged here.
+async fn run_session(
+    client: TlsStream<TcpStream>,
+    upstream: TcpStream,
+    ctx: &SessionContext,
+    state: &ProxyState,
+) {
+    let tenant = ctx.tenant.name.as_str();
+    state.metrics.session_started(tenant);
+    let result = session::run(client, upstream, ctx).await;
+    state.metrics.session_ended(tenant, result.is_err());
     match result {
-        Ok(()) => tracing::debug!(%peer, %sni, "session closed"),
-        Err(e) => warn!(%peer, %sni, tenant = %ctx.tenant.name, error = %e, "session closed on error"),
+        Ok(()) => tracing::debug!("session closed"),
+        Err(e) => {
+            if let SessionError::Response(e) = &e {
+                state.metrics.malformed_response(tenant, e.api());
+            }
+            warn!(side = %e.side(), kind = %e.label(), error = %e, "session closed on error");
+        }
     }
 }

@@ -10,7 +10,7 @@ use kafka_protocol::messages::ApiKey;
 
 /// Why a connection was refused before a session started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refused {
+pub enum RefusalReason {
     Plaintext,
     NotTls,
     NoClientHello,
@@ -20,26 +20,26 @@ pub enum Refused {
     UpstreamUnavailable,
 }
 
-const REASONS: [Refused; 7] = [
-    Refused::Plaintext,
-    Refused::NotTls,
-    Refused::NoClientHello,
-    Refused::UnrecognizedName,
-    Refused::ClusterUnavailable,
-    Refused::Handshake,
-    Refused::UpstreamUnavailable,
+const REASONS: [RefusalReason; 7] = [
+    RefusalReason::Plaintext,
+    RefusalReason::NotTls,
+    RefusalReason::NoClientHello,
+    RefusalReason::UnrecognizedName,
+    RefusalReason::ClusterUnavailable,
+    RefusalReason::Handshake,
+    RefusalReason::UpstreamUnavailable,
 ];
 
-impl Refused {
+impl RefusalReason {
     pub fn label(self) -> &'static str {
         match self {
-            Refused::Plaintext => "plaintext",
-            Refused::NotTls => "not_tls",
-            Refused::NoClientHello => "no_client_hello",
-            Refused::UnrecognizedName => "unrecognized_name",
-            Refused::ClusterUnavailable => "cluster_unavailable",
-            Refused::Handshake => "handshake",
-            Refused::UpstreamUnavailable => "upstream_unavailable",
+            RefusalReason::Plaintext => "plaintext",
+            RefusalReason::NotTls => "not_tls",
+            RefusalReason::NoClientHello => "no_client_hello",
+            RefusalReason::UnrecognizedName => "unrecognized_name",
+            RefusalReason::ClusterUnavailable => "cluster_unavailable",
+            RefusalReason::Handshake => "handshake",
+            RefusalReason::UpstreamUnavailable => "upstream_unavailable",
         }
     }
 }
@@ -101,7 +101,7 @@ impl Metrics {
         self.connections.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn refused(&self, why: Refused) {
+    pub fn refused(&self, why: RefusalReason) {
         if let Some(i) = REASONS.iter().position(|r| *r == why) {
             self.refused[i].fetch_add(1, Ordering::Relaxed);
         }
@@ -200,7 +200,7 @@ mod tests {
         let m = Metrics::new(["acme", "beta"]);
         m.accepted();
         m.accepted();
-        m.refused(Refused::Plaintext);
+        m.refused(RefusalReason::Plaintext);
         m.session_started("acme");
         m.session_started("nobody");
         m.session_ended("acme", true);

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
+use crate::error::{Blame, Side};
 use crate::kafka::codec::{i32_at, Frame, FrameError, FrameReader, ReadError};
 use crate::kafka::inflight::{Answer, InflightError, InflightQueue};
 use crate::kafka::rewrite::Advertise;
@@ -39,6 +40,35 @@ pub enum SessionError {
     UpstreamTruncated(usize),
 }
 
+impl Blame for SessionError {
+    fn side(&self) -> Side {
+        use SessionError::*;
+        match self {
+            ClientIo(_) | ClientFrame(_) | Request(_) | ClientTruncated(_) => Side::Client,
+            UpstreamIo(_) | UpstreamFrame(_) | Response(_) | Inflight(_) | UpstreamTruncated(_) => {
+                Side::Upstream
+            }
+        }
+    }
+
+    fn retryable(&self) -> bool {
+        // A broken link to the broker: the client reconnects and carries on. Bad bytes stay bad.
+        matches!(self, SessionError::UpstreamIo(_) | SessionError::UpstreamTruncated(_))
+    }
+
+    fn label(&self) -> &'static str {
+        use SessionError::*;
+        match self {
+            ClientIo(_) | UpstreamIo(_) => "io",
+            ClientFrame(_) | UpstreamFrame(_) => "frame",
+            ClientTruncated(_) | UpstreamTruncated(_) => "truncated",
+            Request(_) => "request",
+            Response(_) => "malformed_response",
+            Inflight(_) => "unmatched_response",
+        }
+    }
+}
+
 /// What a session needs besides its two streams.
 #[derive(Debug)]
 pub struct SessionContext {
@@ -58,8 +88,8 @@ where
     let (upstream_r, upstream_w) = tokio::io::split(upstream);
     let inflight = InflightQueue::default();
     let max = ctx.max_frame_bytes;
-    let requests = pump(Source::Client, client_r, upstream_w, max, |f| on_request(f, &inflight));
-    let responses = pump(Source::Upstream, upstream_r, client_w, max, |f| on_response(f, &inflight, ctx));
+    let requests = pump(Side::Client, client_r, upstream_w, max, |f| on_request(f, &inflight));
+    let responses = pump(Side::Upstream, upstream_r, client_w, max, |f| on_response(f, &inflight, ctx));
     tokio::pin!(requests, responses);
     tokio::select! {
         r = &mut requests => match r {
@@ -79,38 +109,39 @@ where
 /// How long the upstream gets to finish after the client closed its side.
 const DRAIN_AFTER_CLIENT_EOF: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Which peer a pump reads from; decides how its errors are named.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Source {
-    Client,
-    Upstream,
+/// Errors named by the side a pump reads from.
+trait PumpSide {
+    fn frame_error(self, e: FrameError) -> SessionError;
+    fn read_error(self, e: ReadError) -> SessionError;
+    fn write_error(self, e: std::io::Error) -> SessionError;
+    fn truncated(self, n: usize) -> SessionError;
 }
 
-impl Source {
+impl PumpSide for Side {
     fn frame_error(self, e: FrameError) -> SessionError {
         match self {
-            Source::Client => SessionError::ClientFrame(e),
-            Source::Upstream => SessionError::UpstreamFrame(e),
+            Side::Client => SessionError::ClientFrame(e),
+            Side::Upstream | Side::Internal => SessionError::UpstreamFrame(e),
         }
     }
     fn read_error(self, e: ReadError) -> SessionError {
         match (self, e) {
             (_, ReadError::Frame(e)) => self.frame_error(e),
             (_, ReadError::Truncated(n)) => self.truncated(n),
-            (Source::Client, ReadError::Io(e)) => SessionError::ClientIo(e),
-            (Source::Upstream, ReadError::Io(e)) => SessionError::UpstreamIo(e),
+            (Side::Client, ReadError::Io(e)) => SessionError::ClientIo(e),
+            (_, ReadError::Io(e)) => SessionError::UpstreamIo(e),
         }
     }
     fn write_error(self, e: std::io::Error) -> SessionError {
         match self {
-            Source::Client => SessionError::UpstreamIo(e),
-            Source::Upstream => SessionError::ClientIo(e),
+            Side::Client => SessionError::UpstreamIo(e),
+            Side::Upstream | Side::Internal => SessionError::ClientIo(e),
         }
     }
     fn truncated(self, n: usize) -> SessionError {
         match self {
-            Source::Client => SessionError::ClientTruncated(n),
-            Source::Upstream => SessionError::UpstreamTruncated(n),
+            Side::Client => SessionError::ClientTruncated(n),
+            Side::Upstream | Side::Internal => SessionError::UpstreamTruncated(n),
         }
     }
 }
@@ -119,7 +150,7 @@ impl Source {
 /// `None` to drop the frame). Every frame a read completes is handled before one vectored write. Ends when
 /// `from` closes, after shutting down `to`'s write side.
 async fn pump<R, W>(
-    side: Source,
+    side: Side,
     from: R,
     mut to: W,
     max: u32,
@@ -134,7 +165,7 @@ where
     loop {
         let read = match frames.fill().await {
             // Most Kafka clients close without TLS close_notify, or reset: an ordinary end, not an error.
-            Err(ReadError::Io(e)) if side == Source::Client && is_abrupt_close(&e) => 0,
+            Err(ReadError::Io(e)) if side == Side::Client && is_abrupt_close(&e) => 0,
             r => r.map_err(|e| side.read_error(e))?,
         };
         if read == 0 {

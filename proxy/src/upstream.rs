@@ -13,27 +13,60 @@ use kafka_protocol::protocol::Message;
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
-use crate::kafka::client::KafkaClient;
-use crate::kafka::rewrite::scan;
-use crate::kafka::versions::broker_range;
+use crate::error::{Blame, Side};
+use crate::kafka::client::{ClientError, KafkaClient};
+use crate::kafka::rewrite::{scan, RewriteError};
+use crate::kafka::versions::{broker_range, VersionsError};
 use crate::router::Tenant;
 
-/// Why no upstream connection could be made. `retryable` tells whether the client should simply try again.
+/// Why no upstream connection could be made.
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
-    #[error("cannot connect to {addr}: {reason}")]
-    Connect { addr: HostPort, reason: String },
+    #[error("cannot connect to {addr}: {source}")]
+    Connect { addr: HostPort, source: std::io::Error },
+    #[error("cannot connect to {addr}: timed out after {after:?}")]
+    ConnectTimeout { addr: HostPort, after: Duration },
     #[error("no bootstrap server of tenant {tenant} answered ({tried} tried)")]
     NoBootstrap { tenant: String, tried: usize },
     #[error("tenant {tenant} has no broker with node id {node}")]
     UnknownNode { tenant: String, node: i32 },
     #[error("metadata refresh failed: {0}")]
-    Refresh(String),
+    Refresh(#[from] RefreshError),
 }
 
-impl UpstreamError {
-    pub fn retryable(&self) -> bool {
+/// Why the proxy's own metadata request did not yield the cluster's brokers.
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshError {
+    #[error(transparent)]
+    Exchange(#[from] ClientError),
+    #[error(transparent)]
+    Versions(#[from] VersionsError),
+    #[error(transparent)]
+    Metadata(#[from] RewriteError),
+    #[error("the broker does not offer Metadata")]
+    NoMetadata,
+    #[error("the broker offers only Metadata v{0}")]
+    MetadataTooOld(i16),
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+}
+
+impl Blame for UpstreamError {
+    fn side(&self) -> Side {
+        Side::Upstream
+    }
+
+    fn retryable(&self) -> bool {
         !matches!(self, UpstreamError::UnknownNode { .. })
+    }
+
+    fn label(&self) -> &'static str {
+        match self {
+            UpstreamError::Connect { .. } | UpstreamError::ConnectTimeout { .. } => "connect",
+            UpstreamError::NoBootstrap { .. } => "no_bootstrap",
+            UpstreamError::UnknownNode { .. } => "unknown_node",
+            UpstreamError::Refresh(_) => "metadata_refresh",
+        }
     }
 }
 
@@ -46,11 +79,10 @@ pub struct Connector {
 
 impl Connector {
     pub async fn connect(&self, addr: &HostPort) -> Result<TcpStream, UpstreamError> {
-        let fail = |reason: String| UpstreamError::Connect { addr: addr.clone(), reason };
         let stream = timeout(self.connect_timeout, TcpStream::connect((addr.host.as_str(), addr.port)))
             .await
-            .map_err(|_| fail(format!("timed out after {:?}", self.connect_timeout)))?
-            .map_err(|e| fail(e.to_string()))?;
+            .map_err(|_| UpstreamError::ConnectTimeout { addr: addr.clone(), after: self.connect_timeout })?
+            .map_err(|source| UpstreamError::Connect { addr: addr.clone(), source })?;
         let _ = stream.set_nodelay(true);
         Ok(stream)
     }
@@ -89,24 +121,20 @@ impl Connector {
         let (stream, _) = self.connect_bootstrap(tenant).await?;
         let mut client = KafkaClient::new(stream, self.max_frame_bytes, "kaas-proxy");
         let io_deadline = self.connect_timeout * 2;
-        let refresh = |e: String| UpstreamError::Refresh(e);
         let exchange = async {
-            let versions =
-                client.call(0, &ApiVersionsRequest::default()).await.map_err(|e| refresh(e.to_string()))?;
-            let broker_max = broker_range(&versions, 0, ApiKey::Metadata)
-                .map_err(|e| refresh(e.to_string()))?
-                .ok_or_else(|| refresh("broker does not offer Metadata".into()))?
-                .max;
+            let versions = client.call(0, &ApiVersionsRequest::default()).await?;
+            let broker_max =
+                broker_range(&versions, 0, ApiKey::Metadata)?.ok_or(RefreshError::NoMetadata)?.max;
             let version = broker_max.min(MetadataRequest::VERSIONS.max);
             if version < 1 {
-                return Err(refresh(format!("broker offers only Metadata v{broker_max}")));
+                return Err(RefreshError::MetadataTooOld(broker_max));
             }
             let request = MetadataRequest::default().with_topics(Some(Vec::new()));
-            let metadata = client.call(version, &request).await.map_err(|e| refresh(e.to_string()))?;
-            Ok(scan(ApiKey::Metadata, version, &metadata, None).map_err(|e| refresh(e.to_string()))?.learned)
+            let metadata = client.call(version, &request).await?;
+            Ok(scan(ApiKey::Metadata, version, &metadata, None)?.learned)
         };
-        timeout(io_deadline, exchange)
-            .await
-            .map_err(|_| UpstreamError::Refresh(format!("no answer within {io_deadline:?}")))?
+        let brokers =
+            timeout(io_deadline, exchange).await.map_err(|_| RefreshError::Timeout(io_deadline))??;
+        Ok(brokers)
     }
 }

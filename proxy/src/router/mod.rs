@@ -1,10 +1,11 @@
 //! Router: turns the TLS server name into a tenant and a target, and keeps each tenant's broker table.
 //!
-//! Neighbours: [`crate::tls`] asks it which tenant a ClientHello names; [`crate::kafka::rewrite`] reports the
-//! broker addresses it sees so the table learns them; [`crate::upstream`] reads the table to connect.
+//! Neighbours: [`crate::listener`] asks it which tenant a ClientHello names; [`crate::kafka::rewrite`] reports
+//! the broker addresses it sees so the table learns them; [`crate::upstream`] reads the table to connect;
+//! [`crate::routes`] builds it from the settings.
 
 pub mod sni;
 pub mod table;
 
 pub use sni::{SniError, Target};
-pub use table::{RouteTable, Tenant};
+pub use table::{Tenant, TenantTable};

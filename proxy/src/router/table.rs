@@ -1,4 +1,4 @@
-//! The route table: every tenant the proxy serves, and per tenant the broker addresses learned from the
+//! The tenant table: every tenant the proxy serves, and per tenant the broker addresses learned from the
 //! responses of its own cluster. Addresses only ever come from the tenant's cluster, never from a client.
 
 use std::collections::HashMap;
@@ -6,19 +6,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use kaas_route::HostPort;
-use rustls::sign::CertifiedKey;
 
 use super::sni::{self, SniError, Target};
-use crate::config::Settings;
 
-/// One tenant: its bootstrap servers, its certificate, and the node id → address table of its cluster.
+/// One tenant: its bootstrap servers and the node id → address table of its cluster.
 #[derive(Debug)]
 pub struct Tenant {
     pub name: String,
     pub bootstrap: Vec<HostPort>,
-    pub cert: Option<Arc<CertifiedKey>>,
-    /// The tenant's client CA: when set, clients must present a certificate it signed.
-    pub client_roots: Option<Arc<rustls::RootCertStore>>,
     brokers: RwLock<HashMap<i32, HostPort>>,
     next_bootstrap: AtomicUsize,
     /// Held while the proxy asks the cluster for metadata, so a burst of connections to an unknown id causes
@@ -27,21 +22,14 @@ pub struct Tenant {
 }
 
 impl Tenant {
-    pub fn new(name: String, bootstrap: Vec<HostPort>, cert: Option<Arc<CertifiedKey>>) -> Self {
+    pub fn new(name: String, bootstrap: Vec<HostPort>) -> Self {
         Tenant {
             name,
             bootstrap,
-            cert,
-            client_roots: None,
             brokers: RwLock::default(),
             next_bootstrap: AtomicUsize::new(0),
             refresh: tokio::sync::Mutex::new(()),
         }
-    }
-
-    pub fn with_client_roots(mut self, roots: Option<Arc<rustls::RootCertStore>>) -> Self {
-        self.client_roots = roots;
-        self
     }
 
     /// The upstream address of node `id`, if the cluster has reported it.
@@ -76,27 +64,17 @@ impl Tenant {
 
 /// All tenants under one domain.
 #[derive(Debug)]
-pub struct RouteTable {
+pub struct TenantTable {
     pub domain: String,
     tenants: HashMap<String, Arc<Tenant>>,
 }
 
-impl RouteTable {
+impl TenantTable {
     pub fn new(domain: &str, tenants: impl IntoIterator<Item = Tenant>) -> Self {
-        RouteTable {
+        TenantTable {
             domain: domain.to_ascii_lowercase(),
             tenants: tenants.into_iter().map(|t| (t.name.clone(), Arc::new(t))).collect(),
         }
-    }
-
-    pub fn from_settings(settings: &Settings) -> Self {
-        Self::new(
-            &settings.domain,
-            settings.tenants.iter().map(|t| {
-                Tenant::new(t.name.clone(), t.bootstrap.clone(), t.cert.clone())
-                    .with_client_roots(t.client_roots.clone())
-            }),
-        )
     }
 
     /// The tenant and target a TLS server name asks for.
@@ -110,11 +88,11 @@ impl RouteTable {
         Ok((tenant.clone(), target))
     }
 
-    pub fn tenant(&self, name: &str) -> Option<&Arc<Tenant>> {
+    pub fn get(&self, name: &str) -> Option<&Arc<Tenant>> {
         self.tenants.get(name)
     }
 
-    pub fn tenants(&self) -> impl Iterator<Item = &Arc<Tenant>> {
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Tenant>> {
         self.tenants.values()
     }
 }
@@ -129,8 +107,7 @@ mod tests {
 
     #[test]
     fn resolves_and_refuses() {
-        let table =
-            RouteTable::new("Kaas.localhost", [Tenant::new("acme".into(), vec![hp("127.0.0.1:1")], None)]);
+        let table = TenantTable::new("Kaas.localhost", [Tenant::new("acme".into(), vec![hp("127.0.0.1:1")])]);
         let (t, target) = table.resolve(Some("b3.ACME.kaas.localhost")).expect("known tenant");
         assert_eq!((t.name.as_str(), target), ("acme", Target::Broker(3)));
         assert_eq!(table.resolve(None).err(), Some(SniError::Missing));
@@ -139,7 +116,7 @@ mod tests {
 
     #[test]
     fn learns_and_rotates() {
-        let t = Tenant::new("acme".into(), vec![hp("a:1"), hp("b:1"), hp("c:1")], None);
+        let t = Tenant::new("acme".into(), vec![hp("a:1"), hp("b:1"), hp("c:1")]);
         assert_eq!(t.broker(1), None);
         t.learn([(1, hp("k1:9092")), (2, hp("k2:9092"))]);
         t.learn([(1, hp("k1b:9092"))]);

@@ -1,9 +1,10 @@
 //! TLS termination. The ClientHello is read first (rustls `Acceptor` via `LazyConfigAcceptor`), so the whole
-//! server configuration — certificate today, client-certificate verifier and ACME certificates next — is chosen
-//! per tenant from the server name before the handshake goes on.
+//! server configuration — the tenant's certificate and, for a tenant with a client CA, its client-certificate
+//! verifier — is chosen per tenant from the server name before the handshake goes on.
 //!
-//! Neighbours: [`crate::listener`] hands over accepted sockets; [`crate::router`] names the tenant; the
-//! finished stream goes to [`crate::session`].
+//! Neighbours: [`crate::listener`] hands over accepted sockets and, once [`crate::router`] has named the
+//! tenant, asks for its configuration; [`crate::routes`] builds the [`TlsFront`]; the finished stream goes to
+//! [`crate::session`].
 
 pub mod certs;
 
@@ -19,28 +20,26 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_rustls::{server::TlsStream, LazyConfigAcceptor, StartHandshake};
 
-use crate::router::RouteTable;
-
 /// The one crypto provider of the workspace (ring), passed explicitly to every rustls builder.
 pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// Why a handshake is ended before the ServerHello; the TLS alert the client receives.
+/// The TLS alert that ends a handshake before the ServerHello.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
+pub enum Alert {
     /// The name routes nowhere: no SNI, unknown tenant, unknown broker id.
     UnrecognizedName,
     /// The name is fine but the tenant's cluster cannot be asked right now; clients retry.
     Unavailable,
 }
 
-impl Refusal {
+impl Alert {
     /// A fatal alert record (TLS 1.2 framing, as sent before any ServerHello).
     fn alert(self) -> [u8; 7] {
         let description = match self {
-            Refusal::UnrecognizedName => 112,
-            Refusal::Unavailable => 80, // internal_error
+            Alert::UnrecognizedName => 112,
+            Alert::Unavailable => 80, // internal_error
         };
         [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, description]
     }
@@ -80,8 +79,8 @@ impl ResolvesServerCert for FixedCert {
 pub enum FrontError {
     #[error("TLS configuration: {0}")]
     Tls(#[from] rustls::Error),
-    #[error("client CA of tenant {tenant}: {reason}")]
-    ClientCa { tenant: String, reason: String },
+    #[error("client CA of tenant {tenant}: {source}")]
+    ClientCa { tenant: String, source: rustls::server::VerifierBuilderError },
 }
 
 fn server_config(
@@ -96,7 +95,7 @@ fn server_config(
         Some(roots) => {
             let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(roots, provider())
                 .build()
-                .map_err(|e| FrontError::ClientCa { tenant: tenant.to_owned(), reason: e.to_string() })?;
+                .map_err(|source| FrontError::ClientCa { tenant: tenant.to_owned(), source })?;
             builder.with_client_cert_verifier(verifier)
         }
         None => builder.with_no_client_auth(),
@@ -104,17 +103,30 @@ fn server_config(
     Ok(Arc::new(builder.with_cert_resolver(Arc::new(FixedCert(cert)))))
 }
 
+/// What a tenant's TLS configuration is made of.
+#[derive(Debug)]
+pub struct TenantTls<'a> {
+    pub name: &'a str,
+    /// Its own certificate for its names, if not the default one.
+    pub cert: Option<Arc<CertifiedKey>>,
+    /// Its client CA: when set, clients must present a certificate it signed.
+    pub client_roots: Option<Arc<rustls::RootCertStore>>,
+}
+
 impl TlsFront {
-    pub fn new(default_cert: Arc<CertifiedKey>, table: &RouteTable) -> Result<Self, FrontError> {
+    pub fn new<'a>(
+        default_cert: Arc<CertifiedKey>,
+        tenants: impl IntoIterator<Item = TenantTls<'a>>,
+    ) -> Result<Self, FrontError> {
         let default = server_config(default_cert.clone(), None, "(default)")?;
-        let mut tenants = HashMap::new();
-        for t in table.tenants() {
+        let mut configs = HashMap::new();
+        for t in tenants {
             if t.cert.is_some() || t.client_roots.is_some() {
-                let cert = t.cert.clone().unwrap_or_else(|| default_cert.clone());
-                tenants.insert(t.name.clone(), server_config(cert, t.client_roots.clone(), &t.name)?);
+                let cert = t.cert.unwrap_or_else(|| default_cert.clone());
+                configs.insert(t.name.to_owned(), server_config(cert, t.client_roots, t.name)?);
             }
         }
-        Ok(TlsFront { default, tenants })
+        Ok(TlsFront { default, tenants: configs })
     }
 
     /// The server configuration for a tenant's names.
@@ -137,7 +149,7 @@ pub async fn read_client_hello(tcp: TcpStream) -> Result<StartHandshake<TcpStrea
 }
 
 /// Ends a handshake with the alert for `why`.
-pub async fn refuse(start: StartHandshake<TcpStream>, why: Refusal) {
+pub async fn refuse(start: StartHandshake<TcpStream>, why: Alert) {
     let StartHandshake { mut io, .. } = start;
     let _ = io.write_all(&why.alert()).await;
     let _ = io.shutdown().await;

@@ -1,0 +1,88 @@
+//! Routes: what the proxy serves right now — every tenant with its broker table ([`crate::router`]) and the TLS
+//! configuration of its names ([`crate::tls`]), built together from one version of the [`Settings`] and swapped
+//! whole when a reload brings new ones. Each connection takes one [`RouteSet`] when it starts and keeps it, so a
+//! reload never changes a connection under way.
+//!
+//! This is the one module that turns settings into routing state, so `config`, `router` and `tls` do not
+//! depend on one another. Neighbours: [`crate::listener`] reads the current set per connection;
+//! [`crate::reload`] watches the files and calls [`Reloader::reload`].
+
+use std::sync::{Arc, RwLock};
+
+use crate::config::Settings;
+use crate::metrics::Metrics;
+use crate::router::{Tenant, TenantTable};
+use crate::tls::{FrontError, TenantTls, TlsFront};
+
+/// One version of the routes: the tenants and their TLS configurations.
+#[derive(Debug)]
+pub struct RouteSet {
+    pub tenants: TenantTable,
+    pub tls: TlsFront,
+}
+
+impl RouteSet {
+    /// Builds from `settings`, keeping the broker addresses `previous` already learned for tenants that remain.
+    pub fn build(settings: &Settings, previous: Option<&RouteSet>) -> Result<RouteSet, FrontError> {
+        let tenants = TenantTable::new(
+            &settings.domain,
+            settings.tenants.iter().map(|t| Tenant::new(t.name.clone(), t.bootstrap.clone())),
+        );
+        if let Some(previous) = previous {
+            for tenant in tenants.iter() {
+                if let Some(old) = previous.tenants.get(&tenant.name) {
+                    tenant.learn(old.brokers());
+                }
+            }
+        }
+        let tls = TlsFront::new(
+            settings.default_cert.clone(),
+            settings.tenants.iter().map(|t| TenantTls {
+                name: &t.name,
+                cert: t.cert.clone(),
+                client_roots: t.client_roots.clone(),
+            }),
+        )?;
+        Ok(RouteSet { tenants, tls })
+    }
+}
+
+/// The current [`RouteSet`], replaced atomically.
+#[derive(Debug)]
+pub struct Routes {
+    current: RwLock<Arc<RouteSet>>,
+}
+
+impl Routes {
+    pub fn new(first: RouteSet) -> Self {
+        Routes { current: RwLock::new(Arc::new(first)) }
+    }
+
+    /// The set a new connection uses (a cheap clone of an `Arc`).
+    pub fn current(&self) -> Arc<RouteSet> {
+        self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn replace(&self, next: RouteSet) {
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
+    }
+}
+
+/// Applies new settings to a running proxy: tenants, certificates and client CAs. Connections already open keep
+/// the routes they started with. The listen address, advertised port and limits stay as started.
+#[derive(Debug, Clone)]
+pub struct Reloader {
+    pub(crate) routes: Arc<Routes>,
+    pub(crate) metrics: Arc<Metrics>,
+}
+
+impl Reloader {
+    /// Swaps in routes built from `settings`; returns how many tenants they hold.
+    pub fn reload(&self, settings: &Settings) -> Result<usize, FrontError> {
+        let next = RouteSet::build(settings, Some(&self.routes.current()))?;
+        let tenants = next.tenants.iter().count();
+        self.metrics.add_tenants(settings.tenants.iter().map(|t| t.name.as_str()));
+        self.routes.replace(next);
+        Ok(tenants)
+    }
+}

@@ -7,6 +7,9 @@ export PATH="$HOME/.cargo/bin:$PATH"
 scripts/install-prereqs.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
+# Licenses, banned crates and sources (advisories need the RustSec repository, outside the registries reached).
+cargo deny --log-level error check licenses bans sources
 cargo nextest run --workspace --locked --no-fail-fast
 # Broker-response readers under libFuzzer with a malloc limit (30 s; FUZZ_SECONDS=3600 scripts/fuzz.sh runs long).
 scripts/fuzz.sh

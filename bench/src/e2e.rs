@@ -20,7 +20,7 @@ fn now_ms() -> i64 {
 }
 
 /// Per record batch in `records`: (next offset after it, its max timestamp).
-fn batches(records: &[u8]) -> Vec<(i64, i64)> {
+pub fn batches(records: &[u8]) -> Vec<(i64, i64)> {
     let mut out = Vec::new();
     let mut at = 0;
     while at + 61 <= records.len() {

@@ -3,6 +3,7 @@
 //! non-Kafka-aware baseline), on Tansu or on a synthetic broker that is never the bottleneck.
 
 mod client;
+mod consume;
 mod e2e;
 mod report;
 mod synthetic;
@@ -43,6 +44,8 @@ enum Upstream {
     Synthetic,
     /// A real Tansu broker (in-memory storage).
     Tansu,
+    /// A real single-node Apache Kafka 4.4 (KRaft), from the jars scripts/install-prereqs.sh caches.
+    Kafka,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -52,8 +55,10 @@ enum Scenario {
     IdleConnections,
     Handshakes,
     MetadataStorm,
-    /// Produce → consume latency (Tansu only: the synthetic broker stores nothing).
+    /// Produce → consume latency (a real broker only: the synthetic broker stores nothing).
     EndToEnd,
+    /// Consumers reading a pre-filled topic with Fetch v16+ (a real broker only).
+    Consume,
 }
 
 #[derive(Debug, clap::Args)]
@@ -97,6 +102,9 @@ struct RunArgs {
     /// Idle TLS connections to open in the idle-connections scenario (10000 needs `ulimit -n 65536`).
     #[arg(long, default_value_t = 1000)]
     idle_connections: usize,
+    /// MB written into each partition of the consume scenario's topic before it runs.
+    #[arg(long, default_value_t = 32)]
+    consume_fill_mb: usize,
     /// The kaas-proxy binary (build it with `cargo build --release -p kaas-proxy`).
     #[arg(long, default_value = "target/release/kaas-proxy")]
     proxy_bin: PathBuf,
@@ -155,6 +163,7 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
             Scenario::Handshakes,
             Scenario::MetadataStorm,
             Scenario::EndToEnd,
+            Scenario::Consume,
         ]
     } else {
         a.scenarios.clone()
@@ -177,12 +186,20 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
         let up_name = match upstream {
             Upstream::Synthetic => "synthetic",
             Upstream::Tansu => "tansu",
+            Upstream::Kafka => "kafka",
         };
-        let up_port = targets::free_port()?;
-        let _broker = match upstream {
-            Upstream::Synthetic => targets::start_synthetic(&dir, up_port)?,
-            Upstream::Tansu => targets::start_tansu(&dir, up_port)?,
+        let (up_port, _broker) = match upstream {
+            Upstream::Synthetic => {
+                let port = targets::free_port()?;
+                (port, targets::Broker::Process(targets::start_synthetic(&dir, port)?))
+            }
+            Upstream::Tansu => {
+                let port = targets::free_port()?;
+                (port, targets::Broker::Process(targets::start_tansu(&dir, port)?))
+            }
+            Upstream::Kafka => targets::start_kafka()?,
         };
+        let stores = *upstream != Upstream::Synthetic;
         let (proxy_port, nginx_port) = (targets::free_port()?, targets::free_port()?);
         let proxy = targets::start_proxy(&a.proxy_bin, &dir, proxy_port, up_port, a.tenants, (&cert, &key))?;
         let nginx = targets::start_nginx(&dir, nginx_port, up_port, &cert, &key)?;
@@ -204,9 +221,14 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
                 tls: true,
             },
         ];
-        if *upstream == Upstream::Tansu {
+        if stores {
             client::create_topic(local(up_port), "bench", a.connections.max(1) as i32).await?;
             client::create_topic(local(up_port), "bench-e2e", 1).await?;
+            if scenarios.contains(&Scenario::Consume) {
+                client::create_topic(local(up_port), "bench-consume", a.connections.max(1) as i32).await?;
+                consume::fill(&all[0].endpoint, "bench-consume", a.connections.max(1), a.consume_fill_mb)
+                    .await?;
+            }
         }
 
         for scenario in &scenarios {
@@ -318,7 +340,23 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
                             }
                             r
                         }
-                        Scenario::EndToEnd if *upstream == Upstream::Tansu => {
+                        Scenario::Consume if stores => {
+                            let o =
+                                consume::run(&t.endpoint, "bench-consume", a.connections.max(1), duration)
+                                    .await?;
+                            let mut r = row("consume", t.name, up_name, round);
+                            r.mb_per_s = Some(o.bytes as f64 / 1e6 / o.elapsed.as_secs_f64().max(1e-9));
+                            r.requests = Some(o.fetches);
+                            if let (Some(b), Some(pid)) = (before, t.pid) {
+                                let after = targets::usage(pid);
+                                let cpu = after.cpu_seconds - b.cpu_seconds;
+                                r.cpu_seconds = Some(cpu);
+                                r.cpu_s_per_gb = (o.bytes > 0).then(|| cpu / (o.bytes as f64 / 1e9));
+                                r.peak_rss_mib = Some(after.peak_rss_kib as f64 / 1024.0);
+                            }
+                            r
+                        }
+                        Scenario::EndToEnd if stores => {
                             let h = e2e::run(&t.endpoint, "bench-e2e", 200, duration).await?;
                             let mut r = row("end-to-end", t.name, up_name, round);
                             r.p50_us = Some(h.value_at_quantile(0.5) * 1000);
@@ -328,8 +366,8 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
                             r.value_unit = Some("records timed (ms resolution)".into());
                             r
                         }
-                        Scenario::EndToEnd => {
-                            eprintln!("skipped (the synthetic broker stores nothing; use --upstream tansu)");
+                        Scenario::EndToEnd | Scenario::Consume => {
+                            eprintln!("skipped (the synthetic broker stores nothing; use --upstream tansu or kafka)");
                             continue;
                         }
                         _ => {

@@ -56,6 +56,25 @@ pub fn start_synthetic(dir: &Path, port: u16) -> anyhow::Result<Proc> {
     Ok(p)
 }
 
+/// The broker a run measures against: a process of ours, or an Apache Kafka cluster (stopped on drop).
+#[derive(Debug)]
+pub enum Broker {
+    Process(Proc),
+    Kafka(kaas_e2e::kafka::KafkaCluster),
+}
+
+/// A single-node Apache Kafka 4.4 (the end-to-end tests' fixture); returns its plaintext port.
+pub fn start_kafka() -> anyhow::Result<(u16, Broker)> {
+    use kaas_e2e::kafka::{ClusterOptions, KafkaCluster};
+    let cluster = KafkaCluster::start(ClusterOptions::named("bench").nodes(1))?;
+    let bootstrap = cluster.bootstrap_plain();
+    let port = bootstrap
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no port in {bootstrap}"))?;
+    Ok((port, Broker::Kafka(cluster)))
+}
+
 pub fn start_tansu(dir: &Path, port: u16) -> anyhow::Result<Proc> {
     let url = format!("tcp://127.0.0.1:{port}");
     let bin =

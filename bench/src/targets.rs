@@ -56,11 +56,12 @@ pub fn start_synthetic(dir: &Path, port: u16) -> anyhow::Result<Proc> {
     Ok(p)
 }
 
-/// The broker a run measures against: a process of ours, or an Apache Kafka cluster (stopped on drop).
+/// The broker a run measures against: a process of ours, or an Apache Kafka cluster. Held only to be
+/// stopped on drop.
 #[derive(Debug)]
 pub enum Broker {
-    Process(Proc),
-    Kafka(kaas_e2e::kafka::KafkaCluster),
+    Process(#[allow(dead_code)] Proc),
+    Kafka(#[allow(dead_code)] Box<kaas_e2e::kafka::KafkaCluster>),
 }
 
 /// A single-node Apache Kafka 4.4 (the end-to-end tests' fixture); returns its plaintext port.
@@ -72,7 +73,7 @@ pub fn start_kafka() -> anyhow::Result<(u16, Broker)> {
         .rsplit_once(':')
         .and_then(|(_, p)| p.parse().ok())
         .ok_or_else(|| anyhow::anyhow!("no port in {bootstrap}"))?;
-    Ok((port, Broker::Kafka(cluster)))
+    Ok((port, Broker::Kafka(Box::new(cluster))))
 }
 
 pub fn start_tansu(dir: &Path, port: u16) -> anyhow::Result<Proc> {

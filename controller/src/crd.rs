@@ -8,16 +8,24 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// Platform maxima: the largest tenant one Kafka cluster of this platform is sized for.
+/// Platform maxima: the largest tenant one Kafka cluster of this platform is sized for. The schema attributes
+/// of [`KafkaTenantSpec`] repeat these numbers; keep both in step.
 pub mod limits {
+    /// Largest `throughput.ingressMBps`, MB/s.
     pub const MAX_INGRESS_MBPS: u32 = 2_000;
+    /// Largest `throughput.egressMBps`, MB/s.
     pub const MAX_EGRESS_MBPS: u32 = 6_000;
+    /// Largest `retentionHours`: one year.
     pub const MAX_RETENTION_HOURS: u32 = 8_760;
+    /// Largest `replicationFactor`.
     pub const MAX_REPLICATION_FACTOR: u16 = 5;
+    /// Largest `partitions`.
     pub const MAX_PARTITIONS: u32 = 20_000;
+    /// Most `users` one tenant may have.
     pub const MAX_USERS: usize = 200;
 }
 
+/// The spec of a `KafkaTenant`: the demand the tenant's cluster is sized for, and its users.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[kube(
     derive = "Default",
@@ -35,6 +43,7 @@ pub mod limits {
 #[x_kube(validation = Rule::new("self.users.all(u, self.users.exists_one(v, v.name == u.name))").message("user names must be unique"))]
 #[x_kube(validation = Rule::new("!has(self.partitions) || self.partitions >= 1").message("partitions must be at least 1"))]
 pub struct KafkaTenantSpec {
+    /// Peak throughput the cluster is sized for, in megabytes per second.
     pub throughput: Throughput,
     /// How long records are kept, in hours.
     #[schemars(range(min = 1, max = 8760))]
@@ -47,9 +56,11 @@ pub struct KafkaTenantSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 20000))]
     pub partitions: Option<u32>,
+    /// The tenant's Kafka users and their ACLs; names are unique.
     #[serde(default)]
     #[schemars(length(max = 200))]
     pub users: Vec<User>,
+    /// Where the tenant's Kafka runs: its own cluster (default) or a namespace on the shared one.
     #[serde(default)]
     pub isolation: Isolation,
     /// Cloud region for `isolation: cluster` (for example eu-west-1).
@@ -72,59 +83,82 @@ pub struct Throughput {
     pub egress_mbps: u32,
 }
 
+/// A Kafka user of the tenant, authenticated by its TLS client certificate.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct User {
     /// DNS label; the user's TLS client certificate is issued for it.
     #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"))]
     pub name: String,
+    /// What the user may do; nothing when empty.
     #[serde(default)]
     #[schemars(length(max = 100))]
     pub acls: Vec<Acl>,
 }
 
+/// One allow rule: operations on the resources a name and pattern select.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Acl {
+    /// The kind of Kafka resource: `topic`, `group` or `cluster`.
     pub resource: AclResource,
     /// Resource name; ignored for `cluster`.
     #[serde(default)]
     #[schemars(length(max = 249))]
     pub name: String,
+    /// How `name` selects resources: exactly (default) or as a prefix.
     #[serde(default)]
     pub pattern_type: PatternType,
+    /// The operations allowed; at least one.
     #[schemars(length(min = 1))]
     pub operations: Vec<AclOperation>,
 }
 
+/// The kind of Kafka resource an ACL covers.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum AclResource {
+    /// Topics.
     Topic,
+    /// Consumer groups.
     Group,
+    /// The cluster itself; takes no name.
     Cluster,
 }
 
+/// How an ACL's name matches resource names.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PatternType {
+    /// The name exactly.
     #[default]
     Literal,
+    /// Every name that starts with it.
     Prefix,
 }
 
 /// Kafka ACL operations, named as Strimzi names them.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
 pub enum AclOperation {
+    /// Every operation.
     All,
+    /// Consume from topics; join and commit in groups.
     Read,
+    /// Produce to topics.
     Write,
+    /// Create topics.
     Create,
+    /// Delete topics, records or groups.
     Delete,
+    /// Change partitions and ACLs.
     Alter,
+    /// Read metadata and offsets.
     Describe,
+    /// Read configuration.
     DescribeConfigs,
+    /// Change configuration.
     AlterConfigs,
+    /// Idempotent produce (cluster resource).
     IdempotentWrite,
 }
 
@@ -150,10 +184,13 @@ fn default_region() -> String {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct KafkaTenantStatus {
+    /// The spec generation this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// `Ready`, `Provisioning` and `Degraded`; exactly one is `True`.
     #[serde(default)]
     pub conditions: Vec<Condition>,
+    /// The sized tenant, as passed to the chart; absent while the spec is invalid.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sizing: Option<crate::sizing::Sizing>,
     /// `<tenant>.<domain>:<port>` once the route is published.
@@ -165,13 +202,19 @@ pub struct KafkaTenantStatus {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Condition {
+    /// `Ready`, `Provisioning` or `Degraded`.
     #[serde(rename = "type")]
     pub type_: String,
+    /// `True` or `False`.
     pub status: String,
+    /// CamelCase reason, e.g. `Published`, `Waiting`, `InvalidSpec`, `GitWriteFailed`.
     pub reason: String,
+    /// Human-readable detail: what the tenant waits for, or what is wrong.
     pub message: String,
+    /// RFC 3339 time the status last changed; not set by the controller today.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_transition_time: Option<String>,
+    /// The spec generation the condition was set for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
 }
@@ -180,7 +223,9 @@ pub struct Condition {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("spec.{field}: {message}")]
 pub struct SpecError {
+    /// Path below `spec` in the API's camelCase, e.g. `users[1].name`; `(metadata.name)` for the name.
     pub field: String,
+    /// What is wrong.
     pub message: String,
 }
 

@@ -14,12 +14,24 @@ use std::time::Duration;
 const PUSH_ATTEMPTS: u32 = 20;
 const AUTHOR: [&str; 4] = ["-c", "user.name=kaas-controller", "-c", "user.email=kaas-controller@kaas.dev"];
 
+/// Why the GitOps repository could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum GitError {
+    /// A `git` command exited unsuccessfully (push rejections among them, which are retried).
     #[error("git {args}: {message}")]
-    Command { args: String, message: String },
+    Command {
+        /// The arguments, space-separated.
+        args: String,
+        /// git's standard error, trimmed.
+        message: String,
+    },
+    /// Every push attempt was rejected because other writers kept moving the branch.
     #[error("push to {remote} kept being rejected after {PUSH_ATTEMPTS} attempts")]
-    PushContention { remote: String },
+    PushContention {
+        /// The remote's name (`origin`).
+        remote: String,
+    },
+    /// `git` could not be started, or the tenant's folder could not be written.
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -27,7 +39,9 @@ pub enum GitError {
 /// What a write did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
+    /// A commit was made (and pushed, with a remote); holds its full hash.
     Committed(String),
+    /// The folder already held exactly these files: no commit.
     Unchanged,
 }
 
@@ -61,6 +75,7 @@ impl Repo {
         Ok(repo)
     }
 
+    /// The work tree.
     pub fn dir(&self) -> &Path {
         &self.dir
     }

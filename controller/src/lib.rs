@@ -5,6 +5,8 @@
 //! [`crd`] (the resource) → [`sizing`] (pure) → [`render`] (pure manifests) → [`gitops`] (the repository) →
 //! [`reconcile`] (the loop, reading [`watched`] objects back, with [`metrics`]).
 
+#![warn(missing_docs)]
+
 pub mod crd;
 pub mod gitops;
 pub mod metrics;

@@ -8,11 +8,14 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+/// Labels of `kaas_controller_reconcile_errors_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ErrorLabels {
+    /// The failure's bounded label ([`crate::reconcile::Error::reason`]).
     pub reason: String,
 }
 
+/// The controller's metrics: reconciles run, failures by reason, reconcile duration (seconds).
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
@@ -40,6 +43,7 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Records one reconcile: how long it `took` and, when it failed, the reason label.
     pub fn observe(&self, took: Duration, error: Option<&'static str>) {
         self.reconciles.inc();
         self.duration.observe(took.as_secs_f64());

@@ -23,20 +23,29 @@ use crate::metrics::Metrics;
 use crate::render::{self, Platform, RenderError};
 use crate::watched::{readiness, Cluster, HelmRelease};
 
+/// Finalizer on every `KafkaTenant`, so deleting one first removes its folder and route.
 pub const FINALIZER: &str = "kaas.dev/tenant";
 /// Key of the route source ConfigMap holding the tenants list.
 pub const ROUTES_KEY: &str = "tenants.yaml";
 
+/// Why a reconcile failed; [`error_policy`] requeues it.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// A Kubernetes API call failed (status patch, reading `Cluster`/`HelmRelease`, the route ConfigMap).
     #[error("kubernetes: {0}")]
     Kube(#[from] kube::Error),
+    /// Committing or pushing the tenant's folder failed; the tenant is also marked `Degraded`.
     #[error("git: {0}")]
     Git(#[from] gitops::GitError),
+    /// Rendering failed. Not raised by [`reconcile`] today: an invalid tenant is marked `Degraded` instead.
     #[error("render: {0}")]
     Render(#[from] RenderError),
+    /// The route ConfigMap could not be read or written as YAML; also manifests that would not serialize
+    /// and a git task that panicked.
     #[error("route source: {0}")]
     Routes(String),
+    /// What [`reconcile`] returns for every failure: the finalizer wraps the apply or cleanup error, or it
+    /// could not add or remove itself.
     #[error("finalizer: {0}")]
     Finalizer(Box<kube::runtime::finalizer::Error<Error>>),
 }
@@ -57,10 +66,13 @@ impl Error {
 /// Where the proxy reads its routes from, and how tenants' clusters are reached.
 #[derive(Debug, Clone)]
 pub struct RouteSource {
+    /// Namespace of the route ConfigMap (the proxy's).
     pub namespace: String,
+    /// Name of the ConfigMap whose `tenants.yaml` key the proxy reads as its `tenants_file`.
     pub config_map: String,
     /// Bootstrap address of a tenant's Kafka as the proxy reaches it; `{tenant}` is replaced.
     pub cluster_bootstrap: String,
+    /// The same for `isolation: namespace` tenants, whose Kafka runs on the shared cluster.
     pub namespace_bootstrap: String,
     /// Where the proxy finds each tenant's client CA (`{tenant}` is replaced); unset: no client certificates
     /// are required.
@@ -82,14 +94,20 @@ impl Default for RouteSource {
 /// Everything a reconcile needs.
 #[allow(missing_debug_implementations)] // kube::Client is not Debug
 pub struct Context {
+    /// The management cluster's API client.
     pub client: Client,
     /// Git work is blocking and must not interleave within one work tree.
     pub repo: Arc<Mutex<Repo>>,
+    /// Platform-wide rendering settings.
     pub platform: Platform,
+    /// Where routes are published.
     pub routes: RouteSource,
+    /// Counts every reconcile.
     pub metrics: Metrics,
 }
 
+/// Reconciles one tenant under the finalizer: apply (render, commit, wait for Ready, publish the route) or,
+/// on deletion, cleanup. Ready tenants are checked again every 10 minutes, waiting ones every 30 seconds.
 pub async fn reconcile(tenant: Arc<KafkaTenant>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
     let ns = tenant.namespace().unwrap_or_else(|| "default".into());

@@ -16,11 +16,15 @@ use crate::sizing::{self, Demand, Sizing, SizingError, SYSTEM_INSTANCE, SYSTEM_N
 /// Platform-wide settings the rendering needs besides the tenant.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Platform {
+    /// Kubernetes version of tenant clusters' control planes and workers, with the `v` (`v1.33.4`).
     pub kubernetes_version: String,
+    /// EC2 instance type of tenant clusters' control-plane machines.
     pub control_plane_instance: String,
     /// Flux source holding `charts/kaas` (a GitRepository in `flux-system`).
     pub chart_source: String,
+    /// Path of the chart inside that source.
     pub chart_path: String,
+    /// StorageClass of the brokers' data volumes, created by the chart (encrypted gp3).
     pub storage_class: String,
 }
 
@@ -36,12 +40,16 @@ impl Default for Platform {
     }
 }
 
+/// Why a tenant could not be rendered; nothing is committed for it.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum RenderError {
+    /// The spec fails validation, or the name is not a DNS label (field `(metadata.name)`); every problem.
     #[error("invalid tenant: {}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
     Invalid(Vec<SpecError>),
+    /// The object has no `metadata.name` (a file given to the CLI, say).
     #[error("the tenant has no metadata.name")]
     NoName,
+    /// The demand is valid but no cluster of this platform carries it.
     #[error("sizing: {0}")]
     Sizing(#[from] SizingError),
 }
@@ -51,6 +59,7 @@ pub fn namespace(tenant: &str) -> String {
     format!("kaas-{tenant}")
 }
 
+/// The sizing inputs of a tenant's spec.
 pub fn demand(t: &KafkaTenant) -> Demand {
     Demand {
         ingress_mbps: t.spec.throughput.ingress_mbps,

@@ -17,25 +17,39 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+/// Availability zones a cluster spans; broker counts are multiples of it so each zone holds as many.
 pub const ZONES: u32 = 3;
+/// Largest planned fill of a broker's data volume, as a fraction.
 pub const DISK_FILL: f64 = 0.7;
+/// Largest planned use of an instance's baseline network and EBS throughput, as a fraction.
 pub const HEADROOM: f64 = 0.8;
+/// Largest EBS volume (gp3): 16 TiB.
 pub const MAX_VOLUME_GIB: u64 = 16 * 1024;
+/// A gp3 volume's provisioned-throughput ceiling, MB/s.
 pub const GP3_MAX_MBPS: f64 = 1000.0;
+/// Produce throughput one partition sustains, MB/s.
 pub const PARTITION_PRODUCE_MBPS: f64 = 10.0;
+/// Consume throughput one partition sustains, MB/s.
 pub const PARTITION_CONSUME_MBPS: f64 = 20.0;
+/// Most brokers one tenant cluster is sized to; beyond that [`SizingError::TooLarge`].
 pub const MAX_BROKERS: u32 = 90;
 /// KRaft controllers and platform add-ons run on their own small nodes, one per zone.
 pub const SYSTEM_NODES: u32 = ZONES;
+/// Instance type of those system nodes.
 pub const SYSTEM_INSTANCE: &str = "m7g.large";
 
 /// An EC2 instance type with its baseline (sustained, not burst) throughputs in MB/s.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct InstanceType {
+    /// The EC2 API name, e.g. `m7g.xlarge`.
     pub name: &'static str,
+    /// Virtual CPUs; the choice minimises their total over the brokers.
     pub vcpus: u32,
+    /// Memory, GiB.
     pub memory_gib: u32,
+    /// Baseline network throughput, MB/s, checked against inbound and outbound load separately.
     pub network_mbps: f64,
+    /// Baseline EBS throughput, MB/s.
     pub ebs_mbps: f64,
 }
 
@@ -53,10 +67,15 @@ pub const INSTANCE_TYPES: &[InstanceType] = &[
 /// What sizing needs to know.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Demand {
+    /// Produced into the cluster, MB/s.
     pub ingress_mbps: u32,
+    /// Consumed out of it, MB/s, every consumer group counted.
     pub egress_mbps: u32,
+    /// How long records are kept.
     pub retention_hours: u32,
+    /// Copies of each partition; 0 is refused.
     pub replication_factor: u16,
+    /// Partitions asked for; `None` computes them from throughput.
     pub partitions: Option<u32>,
 }
 
@@ -64,18 +83,27 @@ pub struct Demand {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Sizing {
+    /// Kafka brokers, one node each; a multiple of the zones.
     pub brokers: u32,
+    /// EC2 instance type of the broker nodes.
     pub instance_type: String,
+    /// Data volume of each broker, GiB.
     pub storage_per_broker_gib: u64,
+    /// Worker nodes: the brokers plus one system node per zone.
     pub worker_nodes: u32,
+    /// Partitions of the default topic layout: as asked, or computed and rounded up to a multiple of brokers.
     pub partitions: u32,
+    /// Availability zones the cluster spans.
     pub zones: u32,
 }
 
+/// Why a demand could not be sized.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SizingError {
+    /// No instance type carries the load (or its storage) within [`MAX_BROKERS`] brokers.
     #[error("no instance type carries this load within {MAX_BROKERS} brokers")]
     TooLarge,
+    /// The replication factor is 0.
     #[error("replication factor must be at least 1")]
     ReplicationFactor,
 }
@@ -109,6 +137,8 @@ pub fn fits(d: &Demand, it: &InstanceType, brokers: u32) -> bool {
         && storage_per_broker_gib(d, brokers) <= MAX_VOLUME_GIB
 }
 
+/// Sizes a demand by the rules above: the fitting instance type and broker count with the fewest vCPUs in
+/// total (then the fewest brokers).
 pub fn size(d: &Demand) -> Result<Sizing, SizingError> {
     if d.replication_factor == 0 {
         return Err(SizingError::ReplicationFactor);

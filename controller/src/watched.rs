@@ -6,6 +6,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+/// The spec of a Cluster API `Cluster`; only its status is read.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, JsonSchema)]
 #[kube(
     derive = "Default",
@@ -17,10 +18,12 @@ use serde_json::{Map, Value};
     status = "ConditionsStatus"
 )]
 pub struct ClusterSpec {
+    /// The spec as it is, untyped.
     #[serde(flatten)]
     pub rest: Map<String, Value>,
 }
 
+/// The spec of a Flux `HelmRelease`; only its status is read.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, JsonSchema)]
 #[kube(
     derive = "Default",
@@ -32,6 +35,7 @@ pub struct ClusterSpec {
     status = "ConditionsStatus"
 )]
 pub struct HelmReleaseSpec {
+    /// The spec as it is, untyped.
     #[serde(flatten)]
     pub rest: Map<String, Value>,
 }
@@ -39,17 +43,23 @@ pub struct HelmReleaseSpec {
 /// The `status.conditions` both kinds carry (metav1.Condition shape).
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 pub struct ConditionsStatus {
+    /// Empty until the object's controller reports.
     #[serde(default)]
     pub conditions: Vec<ObservedCondition>,
 }
 
+/// One condition, with only the fields the controller reads.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 pub struct ObservedCondition {
+    /// The condition type; only `Ready` is looked at.
     #[serde(rename = "type")]
     pub type_: String,
+    /// `True`, `False` or `Unknown`.
     pub status: String,
+    /// CamelCase reason, shown when not ready.
     #[serde(default)]
     pub reason: String,
+    /// Human-readable detail, shown when not ready.
     #[serde(default)]
     pub message: String,
 }

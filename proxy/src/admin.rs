@@ -13,6 +13,7 @@ use crate::metrics::Metrics;
 /// Shared with the listener, which clears it when draining starts.
 #[derive(Debug, Default)]
 pub struct Health {
+    /// Whether `/readyz` answers 200; false before the listener is bound and while draining.
     pub ready: AtomicBool,
 }
 
@@ -26,6 +27,7 @@ fn respond(path: Option<&str>, health: &Health, metrics: &Metrics) -> (&'static 
     }
 }
 
+/// Answers admin requests on `listener` until accepting fails; each connection is served on its own task.
 pub async fn serve(listener: TcpListener, health: Arc<Health>, metrics: Arc<Metrics>) {
     while let Ok((mut stream, _)) = listener.accept().await {
         let (health, metrics) = (health.clone(), metrics.clone());

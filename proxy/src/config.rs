@@ -45,6 +45,7 @@ pub struct Config {
     pub admin_listen: Option<String>,
     /// Default certificate chain and key, used for names without a tenant certificate.
     pub tls: CertificateFiles,
+    /// Tenants written inline; may be empty or absent when `tenants_file` is given.
     #[serde(default)]
     pub tenants: Vec<TenantRoute>,
     /// A YAML list of further tenants: the route source kaas-controller publishes (a mounted ConfigMap).
@@ -76,20 +77,33 @@ const TOP_LEVEL_KEYS: &[&str] = &[
 /// A validated configuration, certificates loaded.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// The one TLS port; bound at start-up only (a reload does not move it).
     pub listen: SocketAddr,
+    /// Validated DNS name tenants live under, without a trailing dot.
     pub domain: String,
+    /// Port written into rewritten broker addresses; the port of `listen` unless configured (0: the port
+    /// [`crate::Proxy::bind`] actually bound).
     pub advertised_port: u16,
+    /// Largest Kafka frame accepted either way, 1024..=`i32::MAX`.
     pub max_frame_bytes: u32,
+    /// Time allowed to open a TCP connection to a tenant's broker; at least one second.
     pub connect_timeout: Duration,
+    /// Where `/healthz`, `/readyz` and `/metrics` are served; no admin endpoint when `None`.
     pub admin_listen: Option<SocketAddr>,
+    /// Chain and key for names whose tenant has no certificate of its own.
     pub default_cert: Arc<CertifiedKey>,
+    /// Inline tenants first, then those of `tenants_file`; names are unique.
     pub tenants: Vec<TenantSettings>,
 }
 
+/// One tenant of [`Settings`]: its [`TenantRoute`] validated, with its certificate and client CA loaded.
 #[derive(Debug, Clone)]
 pub struct TenantSettings {
+    /// DNS label; the tenant's names are `<name>.<domain>` and `b<node-id>.<name>.<domain>`.
     pub name: String,
+    /// Bootstrap servers in the order they are tried.
     pub bootstrap: Vec<HostPort>,
+    /// The tenant's own chain and key; `None` uses [`Settings::default_cert`].
     pub cert: Option<Arc<CertifiedKey>>,
     /// Client certificates must chain to these, when set.
     pub client_roots: Option<Arc<rustls::RootCertStore>>,
@@ -98,14 +112,18 @@ pub struct TenantSettings {
 /// One problem, naming its key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
+    /// Path of the key, e.g. `tenants[1].bootstrap[0]`; `(file)` or `(document)` for the whole file.
     pub key: String,
+    /// What is wrong, for the operator.
     pub message: String,
 }
 
 /// Every problem found in a file.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct ConfigErrors {
+    /// The configuration file as given on the command line.
     pub file: PathBuf,
+    /// Never empty; in the order found.
     pub errors: Vec<ConfigError>,
 }
 

@@ -15,6 +15,7 @@ pub enum Side {
 }
 
 impl Side {
+    /// `client`, `upstream` or `internal`: the value of log fields and metric labels.
     pub fn label(self) -> &'static str {
         match self {
             Side::Client => "client",

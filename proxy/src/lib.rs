@@ -12,6 +12,8 @@
 //! address-field guard test and the golden round trip of every rewritten version, and the route type shared with
 //! the controller (`kaas-route`).
 
+#![warn(missing_docs)]
+
 pub mod admin;
 pub mod config;
 pub mod error;

@@ -3,7 +3,7 @@
 //! broker address) → **connect** (finish the client's handshake and reach the tenant's cluster, at once) →
 //! **session** ([`crate::session`]).
 //!
-//! A refusal is counted and logged in one place ([`Refused`]), once, inside the connection's `conn{peer, sni,
+//! A refusal is counted and logged in one place (`Refused`), once, inside the connection's `conn{peer, sni,
 //! tenant}` span, and never opens an upstream connection it does not need. One connection's failure never
 //! touches another's. Neighbours: [`crate::routes`] (the current routes), [`crate::tls`], [`crate::router`],
 //! [`crate::upstream`].
@@ -56,10 +56,18 @@ struct ProxyState {
     connections: TaskTracker,
 }
 
+/// Why [`Proxy::bind`] failed; the process cannot serve.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// The TLS or admin address cannot be bound (in use, not local, no permission).
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// A TLS server configuration could not be built from the loaded certificates.
     #[error(transparent)]
     Tls(#[from] FrontError),
 }
@@ -101,6 +109,7 @@ impl Proxy {
         Reloader { routes: self.state.routes.clone(), metrics: self.state.metrics.clone() }
     }
 
+    /// The address the TLS port is bound to (the real port when configured with port 0).
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
     }

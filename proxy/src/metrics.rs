@@ -11,12 +11,19 @@ use kafka_protocol::messages::ApiKey;
 /// Why a connection was refused before a session started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RefusalReason {
+    /// Plaintext Kafka on the TLS port.
     Plaintext,
+    /// Neither TLS nor Kafka, or an unreadable ClientHello.
     NotTls,
+    /// No ClientHello within the handshake timeout.
     NoClientHello,
+    /// The server name routes nowhere (no SNI, unknown tenant, unknown broker id): alert `unrecognized_name`.
     UnrecognizedName,
+    /// The tenant's cluster could not be asked which brokers it has.
     ClusterUnavailable,
+    /// The TLS handshake failed or timed out (a client certificate refused, say).
     Handshake,
+    /// The client's target broker could not be reached after the handshake.
     UpstreamUnavailable,
 }
 
@@ -31,6 +38,7 @@ const REASONS: [RefusalReason; 7] = [
 ];
 
 impl RefusalReason {
+    /// The `reason` label value of `kaas_proxy_listener_refused_total`.
     pub fn label(self) -> &'static str {
         match self {
             RefusalReason::Plaintext => "plaintext",
@@ -63,6 +71,7 @@ struct TenantCounters {
     malformed: [AtomicU64; READ_APIS.len()],
 }
 
+/// The proxy's counters and gauge, shared by the listener, the sessions and the admin endpoint.
 #[derive(Debug)]
 pub struct Metrics {
     connections: AtomicU64,
@@ -97,16 +106,19 @@ impl Metrics {
         self.tenants.read().unwrap_or_else(|p| p.into_inner()).get(name).cloned()
     }
 
+    /// Counts a TCP connection accepted on the TLS port.
     pub fn accepted(&self) {
         self.connections.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Counts a connection refused before its session started.
     pub fn refused(&self, why: RefusalReason) {
         if let Some(i) = REASONS.iter().position(|r| *r == why) {
             self.refused[i].fetch_add(1, Ordering::Relaxed);
         }
     }
 
+    /// Counts a session opened for `tenant` and raises the active gauge; unknown tenants only move the gauge.
     pub fn session_started(&self, tenant: &str) {
         self.active.fetch_add(1, Ordering::Relaxed);
         if let Some(t) = self.tenant(tenant) {
@@ -114,6 +126,7 @@ impl Metrics {
         }
     }
 
+    /// Lowers the active gauge; counts a session error for `tenant` when `failed`.
     pub fn session_ended(&self, tenant: &str, failed: bool) {
         self.active.fetch_sub(1, Ordering::Relaxed);
         if let (true, Some(t)) = (failed, self.tenant(tenant)) {
@@ -128,6 +141,7 @@ impl Metrics {
         }
     }
 
+    /// Every metric in the Prometheus text exposition format, for `/metrics`.
     pub fn encode(&self) -> String {
         let mut o = String::new();
         let _ = writeln!(

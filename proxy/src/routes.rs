@@ -17,7 +17,9 @@ use crate::tls::{FrontError, TenantTls, TlsFront};
 /// One version of the routes: the tenants and their TLS configurations.
 #[derive(Debug)]
 pub struct RouteSet {
+    /// Server name → tenant, with each tenant's learned brokers.
     pub tenants: TenantTable,
+    /// Each tenant's TLS server configuration.
     pub tls: TlsFront,
 }
 
@@ -54,6 +56,7 @@ pub struct Routes {
 }
 
 impl Routes {
+    /// Starts with `first` as the current set.
     pub fn new(first: RouteSet) -> Self {
         Routes { current: RwLock::new(Arc::new(first)) }
     }

@@ -20,22 +20,31 @@ use crate::router::Tenant;
 /// How a session ended badly, by side: the client's fault, the upstream's, or the link between them.
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
+    /// Reading from or writing to the client failed (an abrupt close while idle is not an error).
     #[error("client i/o: {0}")]
     ClientIo(std::io::Error),
+    /// The client sent a length prefix that is negative or over `max_frame_bytes`.
     #[error("client frame: {0}")]
     ClientFrame(FrameError),
+    /// A client request was unreadable or refused; it was not forwarded.
     #[error("client request: {0}")]
     Request(#[from] RequestError),
+    /// The client closed inside a frame; holds the bytes of the partial frame.
     #[error("client closed mid-frame ({0} bytes of a partial frame)")]
     ClientTruncated(usize),
+    /// Reading from or writing to the broker failed.
     #[error("upstream i/o: {0}")]
     UpstreamIo(std::io::Error),
+    /// The broker sent a length prefix that is negative or over `max_frame_bytes`.
     #[error("upstream frame: {0}")]
     UpstreamFrame(FrameError),
+    /// A broker response the proxy must read could not be walked; it was not passed on.
     #[error("upstream response: {0}")]
     Response(#[from] ResponseError),
+    /// A broker response matched no outstanding request.
     #[error("upstream response: {0}")]
     Inflight(#[from] InflightError),
+    /// The broker closed inside a frame, or sent a frame shorter than a correlation id; holds its length.
     #[error("upstream closed mid-frame or sent a frame too short for a correlation id ({0} bytes)")]
     UpstreamTruncated(usize),
 }
@@ -72,9 +81,13 @@ impl Blame for SessionError {
 /// What a session needs besides its two streams.
 #[derive(Debug)]
 pub struct SessionContext {
+    /// The tenant the server name chose; learns the brokers responses name.
     pub tenant: Arc<Tenant>,
+    /// The names and port rewritten responses give the tenant's brokers.
     pub advertise: Advertise,
+    /// Largest frame accepted either way, bytes.
     pub max_frame_bytes: u32,
+    /// The client's address, for logs.
     pub peer: SocketAddr,
 }
 

@@ -22,6 +22,7 @@ use kaas_route::HostPort;
 pub struct Rng(u64);
 
 impl Rng {
+    /// A generator whose whole sequence is fixed by `seed`.
     pub fn new(seed: u64) -> Self {
         Rng(seed)
     }
@@ -32,6 +33,7 @@ impl Rng {
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^ (z >> 31)
     }
+    /// A number in `0..n` (0 when `n` is 0); slightly biased, which tests do not mind.
     pub fn below(&mut self, n: u64) -> u64 {
         self.next() % n.max(1)
     }

@@ -22,14 +22,39 @@ use crate::router::Tenant;
 /// Why no upstream connection could be made.
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
+    /// The TCP connection was refused or failed (or the host name did not resolve).
     #[error("cannot connect to {addr}: {source}")]
-    Connect { addr: HostPort, source: std::io::Error },
+    Connect {
+        /// The broker address tried.
+        addr: HostPort,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// The TCP connection did not complete within `connect_timeout`.
     #[error("cannot connect to {addr}: timed out after {after:?}")]
-    ConnectTimeout { addr: HostPort, after: Duration },
+    ConnectTimeout {
+        /// The broker address tried.
+        addr: HostPort,
+        /// The timeout that ran out.
+        after: Duration,
+    },
+    /// Every bootstrap server failed to connect (each failure is logged as it happens).
     #[error("no bootstrap server of tenant {tenant} answered ({tried} tried)")]
-    NoBootstrap { tenant: String, tried: usize },
+    NoBootstrap {
+        /// The tenant's name.
+        tenant: String,
+        /// How many servers were tried: the whole list.
+        tried: usize,
+    },
+    /// The cluster, asked afresh, does not report the node id the client named; not retryable.
     #[error("tenant {tenant} has no broker with node id {node}")]
-    UnknownNode { tenant: String, node: i32 },
+    UnknownNode {
+        /// The tenant's name.
+        tenant: String,
+        /// The node id from the server name.
+        node: i32,
+    },
+    /// The proxy's own Metadata request, made to learn an unknown node id, failed.
     #[error("metadata refresh failed: {0}")]
     Refresh(#[from] RefreshError),
 }
@@ -37,16 +62,22 @@ pub enum UpstreamError {
 /// Why the proxy's own metadata request did not yield the cluster's brokers.
 #[derive(Debug, thiserror::Error)]
 pub enum RefreshError {
+    /// Sending a request or reading its response failed.
     #[error(transparent)]
     Exchange(#[from] ClientError),
+    /// The ApiVersions response could not be walked.
     #[error(transparent)]
     Versions(#[from] VersionsError),
+    /// The Metadata response could not be walked.
     #[error(transparent)]
     Metadata(#[from] RewriteError),
+    /// The broker's ApiVersions does not list Metadata.
     #[error("the broker does not offer Metadata")]
     NoMetadata,
+    /// The broker's newest Metadata is v0, where an empty topic list means every topic; holds that version.
     #[error("the broker offers only Metadata v{0}")]
     MetadataTooOld(i16),
+    /// Both exchanges together took longer than twice `connect_timeout`; holds that deadline.
     #[error("no answer within {0:?}")]
     Timeout(Duration),
 }
@@ -73,11 +104,14 @@ impl Blame for UpstreamError {
 /// Connection settings shared by all tenants.
 #[derive(Debug, Clone, Copy)]
 pub struct Connector {
+    /// Time allowed for a TCP connect; twice it bounds the proxy's own metadata exchange.
     pub connect_timeout: Duration,
+    /// Largest response frame accepted on the proxy's own requests, bytes.
     pub max_frame_bytes: u32,
 }
 
 impl Connector {
+    /// A TCP connection to `addr` with Nagle off, within `connect_timeout`.
     pub async fn connect(&self, addr: &HostPort) -> Result<TcpStream, UpstreamError> {
         let stream = timeout(self.connect_timeout, TcpStream::connect((addr.host.as_str(), addr.port)))
             .await

@@ -1,8 +1,11 @@
 //! The tenant route: how the proxy reaches one tenant's Kafka cluster.
 //!
-//! This is the one definition of the concept. `kaas-proxy` reads a list of routes from its configuration (and,
-//! later, from the route source the controller writes); `kaas-controller` publishes them. Both depend on this
-//! crate and on nothing of each other. Only pure validation lives here: no I/O, no file access.
+//! This is the one definition of the concept. `kaas-proxy` reads a list of routes from its configuration and
+//! from its `tenants_file` (the ConfigMap `kaas-controller` writes, reloaded while running);
+//! `kaas-controller` publishes them. Both depend on this crate and on nothing of each other. Only pure
+//! validation lives here: no I/O, no file access.
+
+#![warn(missing_docs)]
 
 use std::fmt;
 use std::path::PathBuf;
@@ -29,7 +32,9 @@ pub struct TenantRoute {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CertificateFiles {
+    /// PEM certificate chain, leaf first.
     pub cert: PathBuf,
+    /// PEM private key matching the chain's leaf.
     pub key: PathBuf,
 }
 
@@ -37,7 +42,9 @@ pub struct CertificateFiles {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {message}")]
 pub struct RouteError {
+    /// Path of the offending field below the route, e.g. `name` or `bootstrap[1]`.
     pub field: String,
+    /// What is wrong with it, for a person to read.
     pub message: String,
 }
 
@@ -77,22 +84,28 @@ pub fn check_dns_label(label: &str) -> Result<(), String> {
 /// A `host:port` address as written in routes and Kafka responses. IPv6 hosts are written in brackets.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct HostPort {
+    /// Host name or IP address; an IPv6 address without its brackets.
     pub host: String,
+    /// TCP port, 1–65535 (0 is refused).
     pub port: u16,
 }
 
 /// Why a `host:port` string was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HostPortError {
+    /// No `:port` suffix, or an unbracketed IPv6 address; holds the input.
     #[error("{0:?} is not host:port")]
     Shape(String),
+    /// The port is not a number in 1–65535; holds the input.
     #[error("{0:?} has an invalid port (1-65535)")]
     Port(String),
+    /// The host is neither an IP address nor a valid DNS name (bracketed non-IPv6 included); holds the input.
     #[error("{0:?} has an invalid host name")]
     Host(String),
 }
 
 impl HostPort {
+    /// Parses `host:port` or `[ipv6]:port`; name labels are lenient (letters, digits, `-`, `_`, any case).
     pub fn parse(s: &str) -> Result<Self, HostPortError> {
         let (host, port) = s.rsplit_once(':').ok_or_else(|| HostPortError::Shape(s.into()))?;
         let port: u16 = port.parse().map_err(|_| HostPortError::Port(s.into()))?;

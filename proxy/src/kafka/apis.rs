@@ -11,7 +11,12 @@ pub enum Policy {
     PassThrough,
     /// Responses of versions `from_version..=decodable.max` carry broker addresses: walked and rewritten.
     /// Versions above `decodable.max` cannot be read, so ApiVersions caps the API there.
-    Rewrite { from_version: i16, decodable: VersionRange },
+    Rewrite {
+        /// First version whose responses carry broker addresses; earlier ones pass through.
+        from_version: i16,
+        /// The versions the walker can read ([`walkable`]); empty (`0..=-1`) when it reads none.
+        decodable: VersionRange,
+    },
     /// ApiVersions itself: capped and filtered so clients only pick versions the proxy can rewrite.
     Versions,
     /// Controller-quorum and inter-broker APIs whose messages carry addresses clients must never learn or set:
@@ -36,6 +41,7 @@ pub fn walkable(api: ApiKey) -> Option<VersionRange> {
     Some(VersionRange { min, max })
 }
 
+/// The proxy's treatment of `api`: the one table every path reads.
 pub fn policy(api: ApiKey) -> Policy {
     use ApiKey::*;
     let decodable = walkable(api).unwrap_or(VersionRange { min: 0, max: -1 });
@@ -66,18 +72,31 @@ pub fn policy(api: ApiKey) -> Policy {
 /// What to do with the response to a request of `api` at `version`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResponseAction {
+    /// Pass the response through untouched.
     Forward,
+    /// Walk the response body of this API and rewrite the broker addresses in it.
     Rewrite(ApiKey),
+    /// An ApiVersions response: cap and filter the advertised versions.
     CapVersions,
 }
 
 /// Why a request is refused before it reaches the broker.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RequestRefusal {
+    /// A controller-quorum or inter-broker API ([`Policy::Blocked`]).
     #[error("{0:?} is not available through the proxy (its messages carry internal addresses)")]
     Blocked(ApiKey),
+    /// A version of an address-carrying API whose response the walker cannot read (ApiVersions did not
+    /// offer it).
     #[error("{api:?} v{version} is outside the versions the proxy can rewrite ({range}; ApiVersions advertised that)")]
-    Unreadable { api: ApiKey, version: i16, range: String },
+    Unreadable {
+        /// The requested API.
+        api: ApiKey,
+        /// The requested version.
+        version: i16,
+        /// The readable versions, as `min..=max` text for the message.
+        range: String,
+    },
 }
 
 /// The response action for a request, or why the request must not go upstream.

@@ -11,22 +11,48 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use super::codec::{encode_request, i32_at, EncodeError, FrameReader, ReadError};
 use super::header::{response_header_len, HeaderError};
 
+/// Why a [`KafkaClient`] call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
+    /// The request could not be encoded at the asked version.
     #[error(transparent)]
     Encode(#[from] EncodeError),
+    /// Writing the request to the stream failed.
     #[error("sending: {0}")]
     Send(std::io::Error),
+    /// Reading the response frame failed, or its length prefix was refused.
     #[error("receiving: {0}")]
     Receive(#[from] ReadError),
+    /// The stream ended cleanly before the response.
     #[error("the peer closed the connection before answering")]
     Closed,
+    /// The response header is truncated or malformed.
     #[error("{api:?} response header: {source}")]
-    Header { api: ApiKey, source: HeaderError },
+    Header {
+        /// The API of the request.
+        api: ApiKey,
+        /// What was wrong with the header.
+        source: HeaderError,
+    },
+    /// The response answers another request than the one just sent.
     #[error("answer to correlation id {got}, expected {expected}")]
-    Correlation { expected: i32, got: i32 },
+    Correlation {
+        /// The id the request was sent with.
+        expected: i32,
+        /// The id the response carries.
+        got: i32,
+    },
+    /// kafka-protocol could not decode the response body ([`KafkaClient::call_decoded`] only).
     #[error("{api:?} v{version} response: {source:#}")]
-    Decode { api: ApiKey, version: i16, source: anyhow::Error },
+    Decode {
+        /// The API of the request.
+        api: ApiKey,
+        /// The version it was sent and decoded at.
+        version: i16,
+        /// The decoder's error.
+        source: anyhow::Error,
+    },
+    /// The request type's key is not an API kafka-protocol knows.
     #[error("unknown api key {0}")]
     UnknownApi(i16),
 }
@@ -40,6 +66,7 @@ pub struct KafkaClient<S> {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> KafkaClient<S> {
+    /// Wraps `stream`; responses longer than `max_frame_bytes` are refused, correlation ids start at 1.
     pub fn new(stream: S, max_frame_bytes: u32, client_id: &'static str) -> Self {
         KafkaClient { frames: FrameReader::new(stream, max_frame_bytes), client_id, next_correlation_id: 1 }
     }

@@ -20,10 +20,17 @@ const MIN_READ: usize = 8 * 1024;
 /// Why a length prefix was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum FrameError {
+    /// The prefix, read as Kafka's signed i32, is below zero.
     #[error("frame length {0} is negative")]
     Negative(i32),
+    /// The prefix claims more than the limit; refused before any of it is buffered.
     #[error("frame of {len} bytes is larger than max_frame_bytes ({max})")]
-    TooLarge { len: u32, max: u32 },
+    TooLarge {
+        /// The claimed body length, bytes.
+        len: u32,
+        /// The limit, bytes.
+        max: u32,
+    },
 }
 
 /// A whole frame, length prefix included, so it can be forwarded as it came. Always at least the 4 prefix
@@ -47,6 +54,7 @@ impl Frame {
         &self.0
     }
 
+    /// The whole frame, prefix included, without copying.
     pub fn into_bytes(self) -> Bytes {
         self.0
     }
@@ -70,10 +78,13 @@ impl Frame {
 /// Why no frame could be read.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
+    /// The length prefix was refused.
     #[error(transparent)]
     Frame(#[from] FrameError),
+    /// Reading the stream failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// The peer closed the stream inside a frame; holds the bytes buffered.
     #[error("closed mid-frame ({0} bytes of a partial frame)")]
     Truncated(usize),
 }
@@ -87,6 +98,7 @@ pub struct FrameReader<R> {
 }
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
+    /// Wraps `inner`; frames whose body is longer than `max` bytes are refused. Allocates nothing yet.
     pub fn new(inner: R, max: u32) -> Self {
         FrameReader { inner, buf: BytesMut::new(), max }
     }
@@ -128,6 +140,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         &mut self.inner
     }
 
+    /// The stream back; buffered bytes are dropped.
     pub fn into_inner(self) -> R {
         self.inner
     }
@@ -242,8 +255,11 @@ mod tests {
 #[derive(Debug, thiserror::Error)]
 #[error("cannot encode {api:?} v{version}: {reason}")]
 pub struct EncodeError {
+    /// The message's API (`ApiVersions` when the request's key is unknown).
     pub api: kafka_protocol::messages::ApiKey,
+    /// The version it was to be encoded at.
     pub version: i16,
+    /// The encoder's error chain.
     pub reason: String,
 }
 

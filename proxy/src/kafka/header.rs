@@ -9,8 +9,10 @@ use kafka_protocol::messages::ApiKey;
 /// Why a header could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HeaderError {
+    /// The bytes end inside the header; holds how many bytes there were.
     #[error("truncated header: {0} bytes")]
     Truncated(usize),
+    /// A field cannot be valid (a negative string length, a varint over 5 bytes); names the field.
     #[error("malformed {0}")]
     Malformed(&'static str),
 }
@@ -18,9 +20,13 @@ pub enum HeaderError {
 /// A decoded request header, borrowing from the frame body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestHeader<'a> {
+    /// Raw, as sent: unknown keys are kept and forwarded (see [`Self::api`]).
     pub api_key: i16,
+    /// The request's API version.
     pub api_version: i16,
+    /// Echoed by the broker in the response; matches responses to requests.
     pub correlation_id: i32,
+    /// Raw bytes (Kafka does not promise UTF-8); `None` when null or absent (header v0).
     pub client_id: Option<&'a [u8]>,
     /// Where the request body starts; `None` for API keys the proxy does not know (their header version is
     /// unknown, and their bodies are never read).
@@ -28,6 +34,7 @@ pub struct RequestHeader<'a> {
 }
 
 impl RequestHeader<'_> {
+    /// The API, when the key is one kafka-protocol knows.
     pub fn api(&self) -> Option<ApiKey> {
         ApiKey::try_from(self.api_key).ok()
     }

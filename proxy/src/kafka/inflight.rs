@@ -13,24 +13,37 @@ use super::apis::ResponseAction;
 /// What the proxy remembers of a request until its response comes back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InFlight {
+    /// The id its response must carry.
     pub correlation_id: i32,
+    /// Raw, as sent; possibly unknown to the proxy.
     pub api_key: i16,
+    /// The request's API version, which the response shares.
     pub version: i16,
+    /// What to do with the response.
     pub action: ResponseAction,
 }
 
 impl InFlight {
+    /// The API, when the key is one kafka-protocol knows.
     pub fn api(&self) -> Option<ApiKey> {
         ApiKey::try_from(self.api_key).ok()
     }
 }
 
+/// A response that matches no request: the broker broke Kafka's in-order promise, or sent something unasked.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InflightError {
+    /// A response came while no request was outstanding (and it answers no remembered acks=0 Produce).
     #[error("response with correlation id {0} to no outstanding request")]
     Unexpected(i32),
+    /// A response's correlation id is not the oldest outstanding request's.
     #[error("response with correlation id {got}, but the oldest outstanding request has {expected}")]
-    OutOfOrder { expected: i32, got: i32 },
+    OutOfOrder {
+        /// The oldest outstanding request's id.
+        expected: i32,
+        /// The response's id.
+        got: i32,
+    },
 }
 
 /// How many acks=0 correlation ids are remembered.
@@ -60,6 +73,7 @@ impl InflightQueue {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Records a request whose response will come, behind those already outstanding.
     pub fn push(&self, entry: InFlight) {
         self.lock().expected.push_back(entry);
     }
@@ -91,10 +105,12 @@ impl InflightQueue {
         }
     }
 
+    /// Requests awaiting a response (acks=0 Produce not counted).
     pub fn len(&self) -> usize {
         self.lock().expected.len()
     }
 
+    /// Whether no response is awaited.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -30,10 +30,13 @@ use versions::{cap_api_versions, Capped, VersionsError};
 /// Why a client's request was not forwarded; the connection is closed.
 #[derive(Debug, thiserror::Error)]
 pub enum RequestError {
+    /// The request header is truncated or malformed.
     #[error("unreadable request header: {0}")]
     Header(#[from] HeaderError),
+    /// A Produce body's `acks` cannot be read, so whether a response will come is unknown.
     #[error("unreadable Produce request (acks): {0}")]
     Acks(HeaderError),
+    /// The API is blocked, or its version is one the proxy cannot rewrite.
     #[error(transparent)]
     Refused(#[from] RequestRefusal),
 }
@@ -43,6 +46,7 @@ pub enum RequestError {
 pub struct Inspected {
     /// The response expectation; `expects_response` is false for Produce with acks=0.
     pub inflight: InFlight,
+    /// Whether the broker answers it; when false the request is not queued (see [`inflight`]).
     pub expects_response: bool,
 }
 
@@ -66,10 +70,18 @@ pub fn inspect_request(frame: &Frame) -> Result<Inspected, RequestError> {
 /// Why a response could not be passed to the client; the connection is closed rather than risk a leak.
 #[derive(Debug, thiserror::Error)]
 pub enum ResponseError {
+    /// The response header of a response the proxy must read is truncated or malformed.
     #[error("unreadable {api:?} response header: {error}")]
-    Header { api: ApiKey, error: HeaderError },
+    Header {
+        /// The API of the request it answers.
+        api: ApiKey,
+        /// What was wrong with the header.
+        error: HeaderError,
+    },
+    /// A body that names brokers could not be walked, or an address in it could not be rewritten.
     #[error(transparent)]
     Rewrite(#[from] RewriteError),
+    /// An ApiVersions response could not be read to cap it.
     #[error(transparent)]
     Versions(#[from] VersionsError),
 }
@@ -90,8 +102,11 @@ impl ResponseError {
 /// A response ready for the client, and any broker addresses it revealed.
 #[derive(Debug)]
 pub struct Processed {
+    /// The frame to send to the client: the original, or a rewritten copy.
     pub frame: Frame,
+    /// `(node id, real address)` of every broker the response named, for the tenant's broker table.
     pub learned: Vec<(i32, HostPort)>,
+    /// Whether `frame` differs from the broker's frame.
     pub rewritten: bool,
 }
 

@@ -21,14 +21,17 @@ use super::wire::{put_string, Edits, Reader, WireError, WireResult};
 pub struct Advertise {
     /// `.<tenant>.<domain>`, appended to `b<node-id>`.
     suffix: String,
+    /// The proxy's advertised port, written into every rewritten endpoint.
     pub port: u16,
 }
 
 impl Advertise {
+    /// Names for `tenant` under `domain`, reached on `port`.
     pub fn new(tenant: &str, domain: &str, port: u16) -> Self {
         Advertise { suffix: format!(".{tenant}.{domain}"), port }
     }
 
+    /// The name clients use for broker `node_id`: `b<node-id>.<tenant>.<domain>`.
     pub fn host(&self, node_id: i32) -> String {
         format!("b{node_id}{}", self.suffix)
     }
@@ -43,18 +46,34 @@ pub struct Rewritten {
     pub learned: Vec<(i32, HostPort)>,
 }
 
+/// Why a response body could not be walked.
 #[derive(Debug, thiserror::Error)]
 pub enum RewriteError {
+    /// The body does not hold what its API and version promise (short, bad count or length, trailing bytes).
     #[error("malformed {api:?} v{version} response: {error}")]
-    Malformed { api: ApiKey, version: i16, error: WireError },
+    Malformed {
+        /// The response's API.
+        api: ApiKey,
+        /// The response's version.
+        version: i16,
+        /// Which field failed and how.
+        error: WireError,
+    },
+    /// [`scan`] was asked to walk an API that names no brokers; a bug in the caller, not in the broker.
     #[error("{api:?} is not a response the proxy rewrites")]
-    NotRewritten { api: ApiKey },
+    NotRewritten {
+        /// The API asked for.
+        api: ApiKey,
+    },
 }
 
 /// What a walk found: the splices to make and the endpoints seen.
 #[derive(Debug, Default)]
 pub struct Scan {
+    /// Splices turning the broker's endpoints into the proxy's names; empty without an [`Advertise`].
     pub edits: Edits,
+    /// Upstream addresses of the brokers seen, by node id; negative ids, unparsable addresses and
+    /// DescribeCluster's controllers are left out.
     pub learned: Vec<(i32, HostPort)>,
 }
 

@@ -23,17 +23,22 @@ pub enum Capped {
     ErrorResponse(i16),
 }
 
+/// An ApiVersions response body that does not hold what its version promises.
 #[derive(Debug, thiserror::Error)]
 #[error("malformed ApiVersions v{version} response: {error}")]
 pub struct VersionsError {
+    /// The version the body was read as.
     pub version: i16,
+    /// Which field failed and how.
     pub error: WireError,
 }
 
 /// One entry of the broker's list, and where it sits.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ApiEntry {
+    /// Raw, as the broker sent it; possibly unknown to the proxy.
     pub api_key: i16,
+    /// The versions the broker supports, before capping.
     pub range: VersionRange,
     /// Where the entry starts, where its max_version ends, and where it ends (after its tagged fields).
     at: usize,
@@ -92,6 +97,7 @@ pub fn broker_range(body: &[u8], version: i16, api: ApiKey) -> Result<Option<Ver
     Ok(found)
 }
 
+/// Caps and filters the API list of an ApiVersions response body of `version` (see [`policy`]).
 pub fn cap_api_versions(body: &[u8], version: i16) -> Result<Capped, VersionsError> {
     let mut edits = Edits::default();
     let mut dropped = 0;

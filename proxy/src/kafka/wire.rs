@@ -14,29 +14,52 @@ use bytes::{BufMut, BytesMut};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {problem} (at byte {at})")]
 pub struct WireError {
+    /// The field being read, as the walker names it (`brokers.host`, say).
     pub field: &'static str,
+    /// Byte offset in the walked buffer where the field (or the failing read) starts.
     pub at: usize,
+    /// What was wrong.
     pub problem: Problem,
 }
 
+/// What was wrong with a field of broker bytes.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Problem {
+    /// A value, or the bytes a length promises, would run past the end.
     #[error("needs {need} bytes, {left} remain")]
-    Truncated { need: u64, left: usize },
+    Truncated {
+        /// Bytes the field needs.
+        need: u64,
+        /// Bytes left in the reader.
+        left: usize,
+    },
+    /// A length or count below -1 (-1 is null).
     #[error("length {0} is negative")]
     NegativeLength(i64),
+    /// A null string or array where the protocol requires a value.
     #[error("null where a value is required")]
     Null,
+    /// An array count whose smallest elements would not fit in the bytes left; refused before reading any.
     #[error("count {count} is more than the {left} bytes that remain could hold")]
-    CountTooLarge { count: u64, left: usize },
+    CountTooLarge {
+        /// The element count read.
+        count: u64,
+        /// Bytes left in the reader.
+        left: usize,
+    },
+    /// An unsigned varint still continues after 5 bytes (more than 32 bits).
     #[error("varint longer than 5 bytes")]
     Varint,
+    /// Bytes remain after the walk of the message (or of a tagged field it read): the layout was misread.
+    /// Holds how many.
     #[error("{0} bytes left over at the end")]
     Trailing(usize),
+    /// A string that must be text (a host name) is not UTF-8.
     #[error("not UTF-8")]
     Utf8,
 }
 
+/// The result of a [`Reader`] step.
 pub type WireResult<T> = Result<T, WireError>;
 
 /// A cursor over `buf[pos..end]`. `flexible` selects the compact encodings (KIP-482) of strings, bytes and
@@ -50,14 +73,17 @@ pub struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    /// A reader over all of `buf`; `flexible` for the flexible versions of the message (KIP-482).
     pub fn new(buf: &'a [u8], flexible: bool) -> Self {
         Reader { buf, pos: 0, end: buf.len(), flexible }
     }
 
+    /// The offset of the next byte to read, in [`Self::buf`].
     pub fn pos(&self) -> usize {
         self.pos
     }
 
+    /// Whether compact encodings and tagged fields are in use.
     pub fn flexible(&self) -> bool {
         self.flexible
     }
@@ -75,6 +101,7 @@ impl<'a> Reader<'a> {
         Err(WireError { field, at: self.pos, problem })
     }
 
+    /// The next `n` bytes, or [`Problem::Truncated`] when fewer remain.
     pub fn take(&mut self, n: usize, field: &'static str) -> WireResult<&'a [u8]> {
         if n > self.left() {
             return self.fail(field, Problem::Truncated { need: n as u64, left: self.left() });
@@ -84,6 +111,7 @@ impl<'a> Reader<'a> {
         Ok(s)
     }
 
+    /// Steps over `n` bytes, checked like [`Self::take`].
     pub fn skip(&mut self, n: usize, field: &'static str) -> WireResult<()> {
         self.take(n, field).map(|_| ())
     }
@@ -94,18 +122,22 @@ impl<'a> Reader<'a> {
         Ok(a)
     }
 
+    /// A signed byte.
     pub fn i8(&mut self, field: &'static str) -> WireResult<i8> {
         Ok(i8::from_be_bytes(self.array(field)?))
     }
 
+    /// A big-endian i16.
     pub fn i16(&mut self, field: &'static str) -> WireResult<i16> {
         Ok(i16::from_be_bytes(self.array(field)?))
     }
 
+    /// A big-endian i32.
     pub fn i32(&mut self, field: &'static str) -> WireResult<i32> {
         Ok(i32::from_be_bytes(self.array(field)?))
     }
 
+    /// An unsigned varint of at most 5 bytes.
     pub fn uvarint(&mut self, field: &'static str) -> WireResult<u32> {
         let mut value = 0u32;
         for shift in (0..35).step_by(7) {
@@ -271,7 +303,10 @@ pub enum Splice {
     Bytes(Vec<u8>),
     /// The unsigned-varint size of a tagged field whose payload is `payload`, recomputed after the edits
     /// inside it.
-    SizeOf { payload: Range<usize> },
+    SizeOf {
+        /// The payload's range in the original bytes.
+        payload: Range<usize>,
+    },
 }
 
 /// Replacements of byte ranges of one buffer. Ranges never overlap.
@@ -281,18 +316,22 @@ pub struct Edits {
 }
 
 impl Edits {
+    /// Whether nothing is to change: the original bytes can be sent as they are.
     pub fn is_empty(&self) -> bool {
         self.list.is_empty()
     }
 
+    /// Replaces the bytes at `at` (empty `with` deletes them).
     pub fn replace(&mut self, at: Range<usize>, with: Vec<u8>) {
         self.list.push((at, Splice::Bytes(with)));
     }
 
+    /// Rewrites the size varint at `size_field` to the length `payload` has after the edits inside it.
     pub fn resize(&mut self, size_field: Range<usize>, payload: Range<usize>) {
         self.list.push((size_field, Splice::SizeOf { payload }));
     }
 
+    /// How many edits are recorded.
     pub fn len(&self) -> usize {
         self.list.len()
     }

@@ -25,12 +25,17 @@ impl fmt::Display for Target {
 /// Why a server name does not name a route.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SniError {
+    /// The ClientHello has no server name (a client connecting by IP address, say).
     #[error("the client sent no server name (SNI)")]
     Missing,
+    /// The name does not end in `.<domain>`; holds the name.
     #[error("{0:?} is not under the proxy's domain")]
     OutsideDomain(String),
+    /// Under the domain, but neither `<tenant>` nor `b<node-id>.<tenant>` (a non-canonical node id included);
+    /// holds the name.
     #[error("{0:?} names no tenant (expected <tenant>.<domain> or b<node-id>.<tenant>.<domain>)")]
     Shape(String),
+    /// Well-formed, but the tenant is not in the current routes; holds the name.
     #[error("{0:?} names a tenant this proxy does not serve")]
     UnknownTenant(String),
 }

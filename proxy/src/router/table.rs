@@ -12,7 +12,9 @@ use super::sni::{self, SniError, Target};
 /// One tenant: its bootstrap servers and the node id → address table of its cluster.
 #[derive(Debug)]
 pub struct Tenant {
+    /// The tenant's DNS label, as configured: its key in the [`TenantTable`].
     pub name: String,
+    /// The configured bootstrap servers; [`Self::bootstrap_order`] rotates through them.
     pub bootstrap: Vec<HostPort>,
     brokers: RwLock<HashMap<i32, HostPort>>,
     next_bootstrap: AtomicUsize,
@@ -22,6 +24,7 @@ pub struct Tenant {
 }
 
 impl Tenant {
+    /// A tenant whose broker table is still empty: it fills as the cluster's responses name brokers.
     pub fn new(name: String, bootstrap: Vec<HostPort>) -> Self {
         Tenant {
             name,
@@ -65,11 +68,13 @@ impl Tenant {
 /// All tenants under one domain.
 #[derive(Debug)]
 pub struct TenantTable {
+    /// The proxy's domain, lowercased.
     pub domain: String,
     tenants: HashMap<String, Arc<Tenant>>,
 }
 
 impl TenantTable {
+    /// A table of `tenants` under `domain`; a later tenant with the same name replaces an earlier one.
     pub fn new(domain: &str, tenants: impl IntoIterator<Item = Tenant>) -> Self {
         TenantTable {
             domain: domain.to_ascii_lowercase(),
@@ -88,10 +93,12 @@ impl TenantTable {
         Ok((tenant.clone(), target))
     }
 
+    /// The tenant named exactly `name` (no case folding).
     pub fn get(&self, name: &str) -> Option<&Arc<Tenant>> {
         self.tenants.get(name)
     }
 
+    /// Every tenant, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = &Arc<Tenant>> {
         self.tenants.values()
     }

@@ -11,19 +11,52 @@ use super::provider;
 /// Why a certificate pair could not be used; [`CertError::field`] names the offending key (`cert` or `key`).
 #[derive(Debug, thiserror::Error)]
 pub enum CertError {
+    /// The certificate file cannot be read (missing, no permission).
     #[error("cannot read {path}: {source}")]
-    CertUnreadable { path: PathBuf, source: std::io::Error },
+    CertUnreadable {
+        /// The certificate file, as resolved.
+        path: PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// The certificate file has no CERTIFICATE block, or a broken one.
     #[error("{path} holds no PEM certificate ({reason})")]
-    CertInvalid { path: PathBuf, reason: String },
+    CertInvalid {
+        /// The certificate file, as resolved.
+        path: PathBuf,
+        /// What the PEM reader found.
+        reason: String,
+    },
+    /// The key file cannot be read (missing, no permission).
     #[error("cannot read {path}: {source}")]
-    KeyUnreadable { path: PathBuf, source: std::io::Error },
+    KeyUnreadable {
+        /// The key file, as resolved.
+        path: PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// The key file has no private key, or one of a type or algorithm ring cannot sign with.
     #[error("{path} holds no usable PEM private key ({reason})")]
-    KeyInvalid { path: PathBuf, reason: String },
+    KeyInvalid {
+        /// The key file, as resolved.
+        path: PathBuf,
+        /// What the PEM reader or the key provider said.
+        reason: String,
+    },
+    /// The key is not the private key of the chain's first (leaf) certificate.
     #[error("{key} does not match the certificate in {cert} ({reason})")]
-    Mismatch { cert: PathBuf, key: PathBuf, reason: String },
+    Mismatch {
+        /// The certificate file, as resolved.
+        cert: PathBuf,
+        /// The key file, as resolved.
+        key: PathBuf,
+        /// rustls' reason.
+        reason: String,
+    },
 }
 
 impl CertError {
+    /// The configuration key at fault, `cert` or `key`, appended to the key path of the pair in errors.
     pub fn field(&self) -> &'static str {
         match self {
             CertError::CertUnreadable { .. } | CertError::CertInvalid { .. } => "cert",
@@ -34,6 +67,7 @@ impl CertError {
     }
 }
 
+/// Loads a PEM chain and its private key and checks that the key belongs to the leaf certificate.
 pub fn load_pair(cert: &Path, key: &Path) -> Result<CertifiedKey, CertError> {
     let cert_pem =
         std::fs::read(cert).map_err(|source| CertError::CertUnreadable { path: cert.into(), source })?;

@@ -48,12 +48,16 @@ impl Alert {
 /// What arrived instead of a usable ClientHello.
 #[derive(Debug, thiserror::Error)]
 pub enum HelloError {
+    /// The first byte is 0x00: a Kafka frame's length, from a client configured without TLS.
     #[error("plaintext Kafka on the TLS port (clients must use security.protocol=SSL)")]
     PlaintextKafka,
+    /// The first byte is neither a TLS handshake record (0x16) nor plaintext Kafka; holds that byte.
     #[error("not TLS (first byte {0:#04x})")]
     NotTls(u8),
+    /// The peer closed (or the socket failed) before sending a byte.
     #[error("connection closed before a ClientHello")]
     Closed,
+    /// A TLS record arrived, but rustls could not read a ClientHello from it.
     #[error("invalid ClientHello: {0}")]
     Invalid(io::Error),
 }
@@ -77,10 +81,17 @@ impl ResolvesServerCert for FixedCert {
 /// Why a tenant's TLS configuration could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum FrontError {
+    /// rustls refused the configuration (the provider lacks the protocol versions asked for).
     #[error("TLS configuration: {0}")]
     Tls(#[from] rustls::Error),
+    /// No client-certificate verifier could be built from the tenant's client CA (no usable roots, say).
     #[error("client CA of tenant {tenant}: {source}")]
-    ClientCa { tenant: String, source: rustls::server::VerifierBuilderError },
+    ClientCa {
+        /// The tenant's name.
+        tenant: String,
+        /// rustls' reason.
+        source: rustls::server::VerifierBuilderError,
+    },
 }
 
 fn server_config(
@@ -106,6 +117,7 @@ fn server_config(
 /// What a tenant's TLS configuration is made of.
 #[derive(Debug)]
 pub struct TenantTls<'a> {
+    /// The tenant's name, the key [`TlsFront::config_for`] is asked with.
     pub name: &'a str,
     /// Its own certificate for its names, if not the default one.
     pub cert: Option<Arc<CertifiedKey>>,
@@ -114,6 +126,8 @@ pub struct TenantTls<'a> {
 }
 
 impl TlsFront {
+    /// Builds the default configuration and one per tenant that has its own certificate or a client CA;
+    /// the others share the default.
     pub fn new<'a>(
         default_cert: Arc<CertifiedKey>,
         tenants: impl IntoIterator<Item = TenantTls<'a>>,

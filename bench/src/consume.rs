@@ -26,6 +26,9 @@ const FETCH_MAX_BYTES: i32 = 8 << 20;
 pub struct Consumed {
     pub bytes: u64,
     pub fetches: u64,
+    /// Partition answers with an error code; the first code seen.
+    pub errors: u64,
+    pub first_error: Option<i16>,
     pub elapsed: Duration,
 }
 
@@ -87,6 +90,7 @@ pub async fn run(
             tokio::spawn(async move {
                 let mut client = KafkaClient::new(connect(&endpoint).await?, 64 << 20, "kaas-bench");
                 let (mut bytes, mut fetches, mut offset) = (0u64, 0u64, 0i64);
+                let (mut errors, mut first_error) = (0u64, None);
                 while Instant::now() < deadline {
                     let request = FetchRequest::default()
                         .with_replica_id(BrokerId(-1))
@@ -99,6 +103,11 @@ pub async fn run(
                             .with_partition_max_bytes(FETCH_MAX_BYTES)])]);
                     let response = client.call_decoded(version, &request).await?;
                     fetches += 1;
+                    let codes = response.responses.iter().flat_map(|t| &t.partitions).map(|p| p.error_code);
+                    for code in std::iter::once(response.error_code).chain(codes).filter(|c| *c != 0) {
+                        errors += 1;
+                        first_error = first_error.or(Some(code));
+                    }
                     let records: Vec<_> = response
                         .responses
                         .iter()
@@ -113,15 +122,17 @@ pub async fn run(
                     // At the end of the partition: start over, so the run measures reading, not waiting.
                     offset = next.unwrap_or(0);
                 }
-                anyhow::Ok((bytes, fetches))
+                anyhow::Ok((bytes, fetches, errors, first_error))
             })
         })
         .collect();
-    let mut total = Consumed { bytes: 0, fetches: 0, elapsed: Duration::ZERO };
+    let mut total = Consumed { bytes: 0, fetches: 0, errors: 0, first_error: None, elapsed: Duration::ZERO };
     for t in tasks {
-        let (bytes, fetches) = t.await??;
+        let (bytes, fetches, errors, first_error) = t.await??;
         total.bytes += bytes;
         total.fetches += fetches;
+        total.errors += errors;
+        total.first_error = total.first_error.or(first_error);
     }
     total.elapsed = start.elapsed();
     Ok(total)

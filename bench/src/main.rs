@@ -232,6 +232,12 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
         }
 
         for scenario in &scenarios {
+            if *scenario == Scenario::Consume && stores {
+                // Filled just before it is read: brokers with small test retention drop old segments.
+                client::create_topic(local(up_port), "bench-consume", a.connections.max(1) as i32).await?;
+                consume::fill(&all[0].endpoint, "bench-consume", a.connections.max(1), a.consume_fill_mb)
+                    .await?;
+            }
             for round in 0..a.rounds {
                 for t in &all {
                     let name = format!("{scenario:?}").to_lowercase();
@@ -347,6 +353,10 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
                             let mut r = row("consume", t.name, up_name, round);
                             r.mb_per_s = Some(o.bytes as f64 / 1e6 / o.elapsed.as_secs_f64().max(1e-9));
                             r.requests = Some(o.fetches);
+                            r.errors = o.errors;
+                            if let Some(code) = o.first_error {
+                                eprint!("(first error code {code}) ");
+                            }
                             if let (Some(b), Some(pid)) = (before, t.pid) {
                                 let after = targets::usage(pid);
                                 let cpu = after.cpu_seconds - b.cpu_seconds;

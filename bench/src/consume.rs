@@ -15,7 +15,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use tokio::io::AsyncWriteExt;
 
-use crate::client::{connect, produce_frame, Endpoint, Workload};
+use crate::client::{connect, produce_frame_with_timestamp, Endpoint, Workload};
 use crate::e2e::batches;
 
 /// Largest response a consumer asks for, per fetch (and per partition).
@@ -44,7 +44,8 @@ pub async fn fill(
     let per_request = w.record_bytes * w.batch_records;
     for partition in 0..partitions {
         let mut conn = FrameReader::new(connect(endpoint).await?, 64 << 20);
-        let frame = produce_frame(&w, partition as i32)?;
+        // Stamped now: Kafka's time retention drops records stamped in 1970 at its next check.
+        let frame = produce_frame_with_timestamp(&w, partition as i32, crate::e2e::now_ms())?;
         for _ in 0..(megabytes << 20).div_ceil(per_request) {
             conn.get_mut().write_all(&frame).await?;
             conn.read_frame().await?.ok_or_else(|| anyhow::anyhow!("broker closed while filling"))?;

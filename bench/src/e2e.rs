@@ -15,7 +15,7 @@ use tokio::io::AsyncWriteExt;
 
 use crate::client::{connect, Endpoint, Workload};
 
-fn now_ms() -> i64 {
+pub fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 

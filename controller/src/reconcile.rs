@@ -13,7 +13,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kaas_route::TenantRoute;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
-use kube::runtime::finalizer::{finalizer, Event};
+use kube::runtime::finalizer::{finalizer, Error as FinalizerError, Event};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 
@@ -45,7 +45,7 @@ pub enum Error {
     #[error("route source: {0}")]
     Routes(String),
     /// What [`reconcile`] returns for every failure: the finalizer wraps the apply or cleanup error, or it
-    /// could not add or remove itself.
+    /// could not add or remove itself. [`Error::reason`] labels the wrapped failure.
     #[error("finalizer: {0}")]
     Finalizer(Box<kube::runtime::finalizer::Error<Error>>),
 }
@@ -58,7 +58,12 @@ impl Error {
             Error::Git(_) => "git",
             Error::Render(_) => "render",
             Error::Routes(_) => "routes",
-            Error::Finalizer(_) => "finalizer",
+            // The finalizer wraps every failure of the apply or cleanup: label the failure, not the wrapper.
+            Error::Finalizer(e) => match e.as_ref() {
+                FinalizerError::ApplyFailed(inner) | FinalizerError::CleanupFailed(inner) => inner.reason(),
+                FinalizerError::AddFinalizer(_) | FinalizerError::RemoveFinalizer(_) => "kube",
+                _ => "finalizer",
+            },
         }
     }
 }

@@ -290,6 +290,12 @@ impl KafkaCluster {
         self.nodes.iter().map(|n| n.addr(listener)).collect()
     }
 
+    /// Every port of every node — plaintext, TLS and controller listeners: what a client of the proxy must
+    /// never see in any form.
+    pub fn ports(&self) -> Vec<u16> {
+        self.nodes.iter().flat_map(|n| [n.plain, n.tls, n.controller]).collect()
+    }
+
     /// `bootstrap.servers` for the plaintext listener.
     pub fn bootstrap_plain(&self) -> String {
         self.addrs(Listener::Plain).join(",")

@@ -3,19 +3,18 @@
 //! [`certs`] makes a CA and the proxy's certificate, [`tansu`] starts real Tansu brokers, [`proxy`] runs
 //! kaas-proxy in-process from a real configuration file and captures its log, [`relay`] counts upstream
 //! connections, [`python`] drives the Python clients, [`raw`] speaks Kafka over TLS byte by byte,
-//! [`hostile_broker`] answers with corrupted responses, [`test_broker`] is a three-node broker on the real
-//! protocol (Tansu always reports a single node), and [`kafka`] starts real Apache Kafka clusters (KRaft,
-//! mutual-TLS listeners, several at once).
+//! [`hostile_broker`] answers with corrupted responses, and [`kafka`] starts real Apache Kafka clusters
+//! (KRaft, mutual-TLS listeners, several at once); [`matrix`] runs every client against every broker.
 
 pub mod certs;
 pub mod hostile_broker;
 pub mod kafka;
+pub mod matrix;
 pub mod proxy;
 pub mod python;
 pub mod raw;
 pub mod relay;
 pub mod tansu;
-pub mod test_broker;
 
 use std::net::TcpListener;
 use std::path::PathBuf;

@@ -12,7 +12,8 @@ pub struct Tansu {
     child: Child,
 }
 
-fn tansu_binary() -> PathBuf {
+/// `~/.cargo/bin/tansu` (where install-prereqs puts it), else whatever PATH finds.
+pub fn tansu_binary() -> PathBuf {
     if let Some(home) = std::env::var_os("HOME") {
         let p = PathBuf::from(home).join(".cargo/bin/tansu");
         if p.exists() {

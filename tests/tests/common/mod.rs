@@ -2,6 +2,9 @@
 
 #![allow(dead_code)]
 
+pub mod proxied;
+pub mod wire;
+
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -23,11 +26,13 @@ pub fn client_config(bootstrap: &str, ca: &std::path::Path) -> ClientConfig {
 }
 
 pub async fn create_topic(config: &ClientConfig, topic: &str, partitions: i32) -> anyhow::Result<()> {
+    create_topics(config, &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))]).await
+}
+
+/// Creates `topics` and fails unless every one was created.
+pub async fn create_topics(config: &ClientConfig, topics: &[NewTopic<'_>]) -> anyhow::Result<()> {
     let admin: AdminClient<DefaultClientContext> = config.create()?;
-    let results = admin
-        .create_topics(&[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))], &AdminOptions::new())
-        .await?;
-    for r in results {
+    for r in admin.create_topics(topics, &AdminOptions::new()).await? {
         r.map_err(|(t, e)| anyhow::anyhow!("create topic {t}: {e}"))?;
     }
     Ok(())
@@ -151,4 +156,64 @@ pub fn assert_same_records(run: &str, count: usize, seen: &[Seen]) {
             last_index = Some(index);
         }
     }
+}
+
+/// Reads every partition of `topic` from the beginning, assigned rather than subscribed, at `isolation`
+/// (`read_committed` or `read_uncommitted`), until at least `expect` records arrived and each partition has
+/// reported its end since its last record. Records appear once a transaction's markers land, a moment after
+/// the commit returns: the count, not the first end-of-partition, says when to stop.
+pub fn consume_to_end(
+    config: &ClientConfig,
+    topic: &str,
+    partitions: i32,
+    isolation: &str,
+    expect: usize,
+    within: Duration,
+) -> anyhow::Result<Vec<Seen>> {
+    let consumer: BaseConsumer = config
+        .clone()
+        // librdkafka wants a group even for assigned partitions; nothing is committed to it.
+        .set("group.id", format!("{topic}-{isolation}"))
+        .set("isolation.level", isolation)
+        .set("enable.partition.eof", "true")
+        .set("enable.auto.commit", "false")
+        .create()?;
+    let mut assignment = rdkafka::TopicPartitionList::new();
+    for p in 0..partitions {
+        assignment.add_partition_offset(topic, p, rdkafka::Offset::Beginning)?;
+    }
+    consumer.assign(&assignment)?;
+    let mut seen = Vec::new();
+    let mut at_end = std::collections::BTreeSet::new();
+    let deadline = Instant::now() + within;
+    while seen.len() < expect || at_end.len() < partitions as usize {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "{topic} ({isolation}): {} records, partitions {at_end:?} at their end after {within:?}",
+            seen.len()
+        );
+        match consumer.poll(Duration::from_millis(500)) {
+            Some(Ok(m)) => {
+                at_end.remove(&m.partition());
+                seen.push(Seen {
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    key: m.key().unwrap_or_default().to_vec(),
+                    value: m.payload().unwrap_or_default().to_vec(),
+                });
+            }
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
+                at_end.insert(p);
+            }
+            Some(Err(e)) => anyhow::bail!("consume {topic}: {e}"),
+            None => {}
+        }
+    }
+    Ok(seen)
+}
+
+/// The records of `seen` produced in run `run` (see [`value`]).
+pub fn of_run(seen: &[Seen], run: &str) -> Vec<Seen> {
+    let prefix = format!("{run}/");
+    seen.iter().filter(|s| s.value.starts_with(prefix.as_bytes())).cloned().collect()
 }

@@ -21,15 +21,14 @@
 use std::collections::BTreeSet;
 use std::fs::{File, OpenOptions};
 use std::hash::{BuildHasher, Hasher};
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
-use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse, ResponseHeader};
-use kafka_protocol::protocol::Decodable;
+use kaas_proxy::kafka::client::KafkaClient;
+use kafka_protocol::messages::MetadataRequest;
 use rcgen::{BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair};
 
 use crate::certs::ClientCa;
@@ -673,40 +672,33 @@ fn base64url(bytes: &[u8]) -> String {
     out
 }
 
-/// Sends Metadata (no topics) to `addr` on a plaintext listener and returns the brokers it lists. Blocking
-/// rather than through `kaas_proxy::kafka::client` (async): the fixture runs inside the tests' runtimes.
+/// Sends Metadata (no topics) to `addr` on a plaintext listener and returns the brokers it lists. Blocking for
+/// the fixture's callers (the tests' runtimes are busy elsewhere): the exchange runs through
+/// `kaas_proxy::kafka::client` on a runtime of its own thread.
 pub fn metadata(addr: &str) -> anyhow::Result<ClusterView> {
-    let mut s = TcpStream::connect_timeout(&addr.parse()?, Duration::from_secs(2))?;
-    // A broker still starting may accept connections before it answers them.
-    s.set_read_timeout(Some(Duration::from_secs(3)))?;
-    s.set_write_timeout(Some(Duration::from_secs(3)))?;
-    let request = MetadataRequest::default().with_topics(Some(Vec::new()));
-    let correlation_id = 1;
-    s.write_all(&kaas_proxy::kafka::codec::encode_request(
-        correlation_id,
-        METADATA_VERSION,
-        "kaas-e2e-fixture",
-        &request,
-    )?)?;
-    let mut len = [0u8; 4];
-    s.read_exact(&mut len)?;
-    let len = u32::from_be_bytes(len);
-    anyhow::ensure!(len <= 1 << 24, "a {len}-byte Metadata response");
-    let mut body = vec![0u8; len as usize];
-    s.read_exact(&mut body)?;
-    let mut buf = bytes::Bytes::from(body);
-    let header =
-        ResponseHeader::decode(&mut buf, ApiKey::Metadata.response_header_version(METADATA_VERSION))?;
-    anyhow::ensure!(header.correlation_id == correlation_id, "response to another request");
-    let response = MetadataResponse::decode(&mut buf, METADATA_VERSION)?;
-    let mut brokers: Vec<_> =
-        response.brokers.iter().map(|b| (b.node_id.0, b.host.to_string(), b.port)).collect();
-    brokers.sort();
-    Ok(ClusterView {
-        cluster_id: response.cluster_id.map(|c| c.to_string()),
-        controller_id: response.controller_id.0,
-        brokers,
-    })
+    let addr = addr.to_owned();
+    let exchange = move || -> anyhow::Result<ClusterView> {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        rt.block_on(async {
+            // A broker still starting may accept connections before it answers them.
+            let within = Duration::from_secs(3);
+            let stream =
+                tokio::time::timeout(within, tokio::net::TcpStream::connect(addr.as_str())).await??;
+            let mut client = KafkaClient::new(stream, 1 << 24, "kaas-e2e-fixture");
+            let request = MetadataRequest::default().with_topics(Some(Vec::new()));
+            let response =
+                tokio::time::timeout(within, client.call_decoded(METADATA_VERSION, &request)).await??;
+            let mut brokers: Vec<_> =
+                response.brokers.iter().map(|b| (b.node_id.0, b.host.to_string(), b.port)).collect();
+            brokers.sort();
+            Ok(ClusterView {
+                cluster_id: response.cluster_id.map(|c| c.to_string()),
+                controller_id: response.controller_id.0,
+                brokers,
+            })
+        })
+    };
+    std::thread::spawn(exchange).join().map_err(|_| anyhow::anyhow!("metadata thread panicked"))?
 }
 
 /// What a failure report quotes from a node's log: its ERROR lines, each message once, the first and last

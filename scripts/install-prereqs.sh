@@ -12,9 +12,10 @@ SUDO=""
 # libnss-myhostname: every *.localhost name resolves to loopback, so b111.acme.kaas.localhost works with no DNS.
 # libssl-dev/pkg-config/zlib1g-dev/make/g++: rdkafka-sys builds librdkafka from source (Debian's 2.0.2 is too old).
 # openssl: the demo generates its local CA and certificates with it.
-# openjdk-17-jre-headless/maven: the tests' real Kafka brokers run on Java 17; Maven fetches their jars.
+# openjdk-17-jdk-headless/maven: the tests' real Kafka brokers run on Java 17; Maven fetches their jars and
+# compiles the compatibility matrix's Java client (javac is in the JDK).
 apt_pkgs=(libnss-myhostname libssl-dev pkg-config zlib1g-dev make g++ openssl python3-venv
-  openjdk-17-jre-headless maven)
+  openjdk-17-jdk-headless maven)
 missing=()
 for p in "${apt_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -32,6 +33,10 @@ if ! grep -Eq '^hosts:.*myhostname' /etc/nsswitch.conf; then
   $SUDO sed -i -E 's/^(hosts:.*)$/\1 myhostname/' /etc/nsswitch.conf
 fi
 getent hosts b111.acme.kaas.localhost >/dev/null || { echo "*.localhost does not resolve; check /etc/nsswitch.conf" >&2; exit 1; }
+
+# Tools built by `cargo install` below: many parallel codegen units and no LTO, so a fresh machine builds them in
+# minutes rather than tens of minutes (their run time does not matter here; cargo-deny asks for fat LTO).
+export CARGO_PROFILE_RELEASE_LTO=off CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 CARGO_PROFILE_RELEASE_DEBUG=0
 
 # --- Tansu, the Kafka broker the tests and the demo run against ---------------------------------------------------
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -59,6 +64,12 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
   cargo install cargo-fuzz --locked
 fi
 
+# --- cargo-deny (licenses, bans, sources of the dependency graph) ------------------------------------------------
+if ! cargo deny --version >/dev/null 2>&1; then
+  log "cargo-deny: installing"
+  cargo install cargo-deny --locked
+fi
+
 # --- Python clients in a virtual environment ---------------------------------------------------------------------
 VENV=.venv
 if [[ ! -x $VENV/bin/python ]]; then
@@ -70,5 +81,46 @@ if ! "$VENV/bin/python" -c 'import confluent_kafka, kafka, helm_python, kubernet
   "$VENV/bin/pip" install -q -r tests/python/requirements.txt
 else
   log "python: clients present"
+fi
+
+# --- The compatibility matrix's Java and Go clients (tests/java, tests/go) ---------------------------------------
+# Built outside the repository, into ${KAAS_CACHE:-~/.cache/kaas}/matrix/. The Java client once per Kafka version
+# in scripts/kafka/versions.env (its classes and the kafka-clients jars Maven resolves; about 10 s each the first
+# time), skipped while the stamp names the same version, pom and sources. The franz-go client with go build
+# (under a minute the first time, modules included), skipped while the binary is newer than every file in tests/go.
+MATRIX="${KAAS_CACHE:-$HOME/.cache/kaas}/matrix"
+mkdir -p "$MATRIX/java" "$MATRIX/go"
+# shellcheck source=kafka/versions.env
+source scripts/kafka/versions.env
+java_sources=$(find tests/java/pom.xml tests/java/src -type f | sort | xargs cat | sha256sum | cut -d' ' -f1)
+for version in "$KAFKA_VERSION" "$KAFKA_3_VERSION"; do
+  dest=$MATRIX/java/$version
+  stamp="$version $java_sources"
+  if [[ -f $dest/complete && $(<"$dest/complete") == "$stamp" ]]; then
+    log "matrix java client $version: $dest"
+    continue
+  fi
+  log "matrix java client $version: compiling against kafka-clients $version into $dest"
+  rm -rf "$dest"
+  # Maven's output is shown only when it fails (even -q -B prints stray colour codes).
+  if ! mvn -q -B -f tests/java/pom.xml -Dkafka.version="$version" -Dout="$dest" \
+    compile dependency:copy-dependencies >"$MATRIX/java/mvn.log" 2>&1; then
+    cat "$MATRIX/java/mvn.log" >&2
+    exit 1
+  fi
+  rm "$MATRIX/java/mvn.log"
+  printf '%s\n' "$stamp" >"$dest/complete"
+done
+# Go is not a Debian package here (Debian's is older than franz-go needs): the machine's, from /usr/local/go.
+[[ -x /usr/local/go/bin/go ]] && export PATH="$PATH:/usr/local/go/bin"
+command -v go >/dev/null || { echo "go is missing: the franz-go matrix client needs Go 1.26 or newer" >&2; exit 1; }
+go_bin=$MATRIX/go/matrix-client
+if [[ -x $go_bin && -z $(find tests/go -type f -newer "$go_bin") ]]; then
+  log "matrix go client: $go_bin"
+else
+  log "matrix go client: go build into $go_bin"
+  # Built beside and renamed, so an interrupted build never leaves a binary that looks current.
+  (cd tests/go && go build -buildvcs=false -o "$go_bin.tmp" .)
+  mv "$go_bin.tmp" "$go_bin"
 fi
 log "done"

@@ -1,4 +1,5 @@
-//! Hostile inputs, each refused cleanly and logged, while a healthy client keeps producing.
+//! Hostile inputs, each refused cleanly and logged, while a healthy client keeps producing to a real Apache
+//! Kafka broker through the same proxy.
 
 mod common;
 
@@ -6,10 +7,10 @@ use std::time::Duration;
 
 use common::*;
 use kaas_e2e::certs::Certs;
+use kaas_e2e::kafka::{ClusterOptions, KafkaCluster};
 use kaas_e2e::proxy::{wait_for_log, ProxyHandle};
 use kaas_e2e::raw;
 use kaas_e2e::relay::CountingRelay;
-use kaas_e2e::tansu::Tansu;
 use kaas_e2e::DOMAIN;
 use kafka_protocol::messages::{ApiVersionsRequest, MetadataRequest};
 use rustls::AlertDescription;
@@ -21,11 +22,14 @@ const LOG_WAIT: Duration = Duration::from_secs(5);
 async fn hostile_inputs_are_refused_while_others_flow() {
     let dir = tempfile::tempdir().expect("tempdir");
     let certs = Certs::generate(dir.path(), DOMAIN, &["acme", "steady"]).expect("certs");
-    let tansu = Tansu::start("acme-cluster").expect("tansu");
+    let kafka = KafkaCluster::start(ClusterOptions::named("acme").nodes(1)).expect("kafka");
     // acme's upstream connections are counted; the healthy producer uses a second tenant on the same broker.
-    let relay = CountingRelay::start(tansu.addr()).await.expect("relay");
-    let proxy = ProxyHandle::start(&certs, &[("acme", vec![relay.addr()]), ("steady", vec![tansu.addr()])])
-        .expect("proxy");
+    let relay = CountingRelay::start(kafka.bootstrap_plain()).await.expect("relay");
+    let proxy = ProxyHandle::start(
+        &certs,
+        &[("acme", vec![relay.addr()]), ("steady", vec![kafka.bootstrap_plain()])],
+    )
+    .expect("proxy");
     let config = client_config(&proxy.bootstrap("steady"), &certs.ca);
     create_topic(&config, "steady", 1).await.expect("create topic");
 

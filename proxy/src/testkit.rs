@@ -421,11 +421,32 @@ pub fn check(api: ApiKey, v: i16, body: &[u8], what: &str) -> bool {
     let adv = Advertise::new("acme", "kaas.localhost", 9092);
     let walked = rewrite_response(api, v, body, &adv);
     let Ok(walked) = walked else { return false };
-    // The walker accepted it, so every count and length in it fits the bytes: decoding it is safe.
+    // Only for inputs of fixed seeds: kafka-protocol itself may still reserve a misread count here (it does not
+    // check that a known tagged field's payload matches its declared size), so arbitrary inputs go to
+    // [`check_idempotent`] instead.
     if let Some((want, want_learned)) = oracle(api, v, body, &adv) {
         let got = walked.body.clone().unwrap_or_else(|| Bytes::copy_from_slice(body));
         assert!(same_message(api, v, &got, &want), "{what}: {api:?} v{v} differs from the oracle");
         assert_eq!(walked.learned, want_learned, "{what}: {api:?} v{v} learned");
+    }
+    true
+}
+
+/// The walker on arbitrary bytes (the fuzz target): whatever it accepts, it accepts again after rewriting and
+/// leaves unchanged (a rewritten response is a fixed point), and every endpoint in it is then a proxy name. Needs no decoder, so any input
+/// is safe. Returns whether the walker accepted the input.
+pub fn check_idempotent(api: ApiKey, v: i16, body: &[u8]) -> bool {
+    let adv = Advertise::new("acme", "kaas.localhost", 9092);
+    let Ok(first) = rewrite_response(api, v, body, &adv) else { return false };
+    let once = first.body.unwrap_or_else(|| Bytes::copy_from_slice(body));
+    let second = rewrite_response(api, v, &once, &adv)
+        .unwrap_or_else(|e| panic!("{api:?} v{v}: the walker refuses its own output: {e}"));
+    let twice = second.body.unwrap_or_else(|| once.clone());
+    assert_eq!(twice, once, "{api:?} v{v}: rewriting a rewritten response changed it");
+    // Every endpoint left in the rewritten response is the proxy's name for its node: nothing upstream leaks.
+    for (id, addr) in &second.learned {
+        let want = (adv.host(*id), adv.port);
+        assert_eq!((addr.host.clone(), addr.port), want, "{api:?} v{v}: an endpoint was not rewritten");
     }
     true
 }

@@ -50,20 +50,7 @@ async fn corrupted_broker_responses_cost_one_connection_each() {
         .expect("proxy");
     let config = client_config(&proxy.bootstrap("steady"), &certs.ca);
     create_topic(&config, "steady", 1).await.expect("create topic");
-    let steady = {
-        let config = config.clone();
-        tokio::spawn(async move {
-            let mut total = 0;
-            for round in 0..10 {
-                total += produce(&config, "steady", &format!("r{round}"), 100, "all")
-                    .await
-                    .expect("steady produce")
-                    .len();
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            total
-        })
-    };
+    let steady = steady_producer(&config, "steady", Duration::from_millis(50));
 
     let sni = format!("evil.{DOMAIN}");
     let mut cases = rewritten_versions();

@@ -34,20 +34,7 @@ async fn hostile_inputs_are_refused_while_others_flow() {
     create_topic(&config, "steady", 1).await.expect("create topic");
 
     // A healthy producer runs through all of it.
-    let steady = {
-        let config = config.clone();
-        tokio::spawn(async move {
-            let mut total = 0;
-            for round in 0..10 {
-                total += produce(&config, "steady", &format!("r{round}"), 100, "all")
-                    .await
-                    .expect("steady produce")
-                    .len();
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            total
-        })
-    };
+    let steady = steady_producer(&config, "steady", Duration::from_millis(100));
     let sni = format!("acme.{DOMAIN}");
 
     // Unknown SNI and no SNI: handshake fails with unrecognized_name, no upstream connection.

@@ -49,13 +49,28 @@ pub fn key(i: usize) -> Vec<u8> {
     format!("key-{}", i % 32).into_bytes()
 }
 
-/// One record as a client sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Seen {
-    pub partition: i32,
-    pub offset: i64,
-    pub key: Vec<u8>,
-    pub value: Vec<u8>,
+/// One record as a client sees it (the matrix's definition).
+pub use kaas_e2e::matrix::Seen;
+
+/// A healthy producer running beside an attack: 10 rounds of 100 records acks=all to `topic`, a pause of
+/// `pause` between rounds; the task returns how many were acknowledged.
+pub fn steady_producer(
+    config: &ClientConfig,
+    topic: &'static str,
+    pause: Duration,
+) -> tokio::task::JoinHandle<usize> {
+    let config = config.clone();
+    tokio::spawn(async move {
+        let mut total = 0;
+        for round in 0..10 {
+            total += produce(&config, topic, &format!("r{round}"), 100, "all")
+                .await
+                .expect("steady produce")
+                .len();
+            tokio::time::sleep(pause).await;
+        }
+        total
+    })
 }
 
 /// Produces `count` keyed records with `acks`; returns the delivery reports in send order.

@@ -147,6 +147,17 @@ fn row(scenario: &str, target: &str, upstream: &str, round: usize) -> Row {
     }
 }
 
+/// The target process's CPU per GB moved and peak memory, from its usage `before` the run and now.
+fn record_cost(r: &mut Row, before: Option<targets::Usage>, pid: Option<u32>, bytes: u64) {
+    if let (Some(b), Some(pid)) = (before, pid) {
+        let after = targets::usage(pid);
+        let cpu = after.cpu_seconds - b.cpu_seconds;
+        r.cpu_seconds = Some(cpu);
+        r.cpu_s_per_gb = (bytes > 0).then(|| cpu / (bytes as f64 / 1e9));
+        r.peak_rss_mib = Some(after.peak_rss_kib as f64 / 1024.0);
+    }
+}
+
 struct Target {
     name: &'static str,
     endpoint: Endpoint,
@@ -282,13 +293,7 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
                                 r.p99_us = Some(o.latency_us.value_at_quantile(0.99));
                                 r.p999_us = Some(o.latency_us.value_at_quantile(0.999));
                             }
-                            if let (Some(b), Some(pid)) = (before, t.pid) {
-                                let after = targets::usage(pid);
-                                let cpu = after.cpu_seconds - b.cpu_seconds;
-                                r.cpu_seconds = Some(cpu);
-                                r.cpu_s_per_gb = (o.bytes > 0).then(|| cpu / (o.bytes as f64 / 1e9));
-                                r.peak_rss_mib = Some(after.peak_rss_kib as f64 / 1024.0);
-                            }
+                            record_cost(&mut r, before, t.pid, o.bytes);
                             r
                         }
                         Scenario::IdleConnections if t.tls => {
@@ -357,13 +362,7 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
                             if let Some(code) = o.first_error {
                                 eprint!("(first error code {code}) ");
                             }
-                            if let (Some(b), Some(pid)) = (before, t.pid) {
-                                let after = targets::usage(pid);
-                                let cpu = after.cpu_seconds - b.cpu_seconds;
-                                r.cpu_seconds = Some(cpu);
-                                r.cpu_s_per_gb = (o.bytes > 0).then(|| cpu / (o.bytes as f64 / 1e9));
-                                r.peak_rss_mib = Some(after.peak_rss_kib as f64 / 1024.0);
-                            }
+                            record_cost(&mut r, before, t.pid, o.bytes);
                             r
                         }
                         Scenario::EndToEnd if stores => {

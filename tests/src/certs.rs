@@ -4,6 +4,17 @@ use std::path::{Path, PathBuf};
 
 use rcgen::{BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair};
 
+/// A new self-signed CA named `common_name`: its certificate as PEM, and the issuer that signs with it.
+pub fn new_ca(common_name: &str) -> anyhow::Result<(String, Issuer<'static, KeyPair>)> {
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.distinguished_name = DistinguishedName::new();
+    params.distinguished_name.push(DnType::CommonName, common_name);
+    let pem = params.self_signed(&key)?.pem();
+    Ok((pem, Issuer::new(params, key)))
+}
+
 #[derive(Debug, Clone)]
 pub struct Certs {
     pub ca: PathBuf,
@@ -14,13 +25,7 @@ pub struct Certs {
 impl Certs {
     /// Writes `ca.pem`, `server.pem`, `server.key` into `dir`, covering `<t>.<domain>` and `*.<t>.<domain>`.
     pub fn generate(dir: &Path, domain: &str, tenants: &[&str]) -> anyhow::Result<Certs> {
-        let ca_key = KeyPair::generate()?;
-        let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params.distinguished_name = DistinguishedName::new();
-        ca_params.distinguished_name.push(DnType::CommonName, "kaas e2e CA");
-        let ca_cert = ca_params.self_signed(&ca_key)?;
-        let issuer = Issuer::new(ca_params, ca_key);
+        let (ca_pem, issuer) = new_ca("kaas e2e CA")?;
 
         let mut names = vec![format!("*.{domain}")];
         for t in tenants {
@@ -31,7 +36,7 @@ impl Certs {
         let cert = CertificateParams::new(names)?.signed_by(&key, &issuer)?;
         let certs =
             Certs { ca: dir.join("ca.pem"), cert: dir.join("server.pem"), key: dir.join("server.key") };
-        std::fs::write(&certs.ca, ca_cert.pem())?;
+        std::fs::write(&certs.ca, ca_pem)?;
         std::fs::write(&certs.cert, cert.pem())?;
         std::fs::write(&certs.key, key.serialize_pem())?;
         Ok(certs)
@@ -48,15 +53,10 @@ pub struct ClientCa {
 
 impl ClientCa {
     pub fn generate(dir: &Path, name: &str) -> anyhow::Result<ClientCa> {
-        let key = KeyPair::generate()?;
-        let mut params = CertificateParams::new(Vec::<String>::new())?;
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name = DistinguishedName::new();
-        params.distinguished_name.push(DnType::CommonName, format!("{name} clients CA"));
-        let cert = params.self_signed(&key)?;
+        let (pem, issuer) = new_ca(&format!("{name} clients CA"))?;
         let ca = dir.join(format!("{name}-clients-ca.pem"));
-        std::fs::write(&ca, cert.pem())?;
-        Ok(ClientCa { ca, issuer: Issuer::new(params, key), dir: dir.to_owned() })
+        std::fs::write(&ca, pem)?;
+        Ok(ClientCa { ca, issuer, dir: dir.to_owned() })
     }
 
     /// A client certificate for `user`: (cert PEM path, key PEM path).

@@ -29,9 +29,9 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context};
 use kaas_proxy::kafka::client::KafkaClient;
 use kafka_protocol::messages::MetadataRequest;
-use rcgen::{BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair};
+use rcgen::{CertificateParams, DistinguishedName, DnType, Issuer, KeyPair};
 
-use crate::certs::ClientCa;
+use crate::certs::{new_ca, ClientCa};
 use crate::repo_root;
 
 /// The id of a cluster's first node; the others follow (11, 12, 13).
@@ -613,15 +613,10 @@ struct ClusterCa {
 
 impl ClusterCa {
     fn generate(dir: &Path, name: &str) -> anyhow::Result<ClusterCa> {
-        let key = KeyPair::generate()?;
-        let mut params = CertificateParams::new(Vec::<String>::new())?;
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name = DistinguishedName::new();
-        params.distinguished_name.push(DnType::CommonName, format!("{name} cluster CA"));
-        let cert = params.self_signed(&key)?;
+        let (ca_pem, issuer) = new_ca(&format!("{name} cluster CA"))?;
         let pem = dir.join(format!("{name}-cluster-ca.pem"));
-        std::fs::write(&pem, cert.pem())?;
-        Ok(ClusterCa { pem, ca_pem: cert.pem(), issuer: Issuer::new(params, key) })
+        std::fs::write(&pem, &ca_pem)?;
+        Ok(ClusterCa { pem, ca_pem, issuer })
     }
 
     /// Writes `keystore.pem` into `dir`: a broker's key, its certificate for the advertised host (and

@@ -122,7 +122,13 @@ pub fn process_response(frame: Frame, req: &InFlight, adv: &Advertise) -> Result
     let (header, body) = frame.body().split_at(header_len);
     let (new_frame, learned) = match req.action {
         ResponseAction::CapVersions => match cap_api_versions(body, req.version)? {
-            Capped::Changed(b) => (Frame::from_body(&[header, &b].concat()), Vec::new()),
+            Capped::Changed(b) => {
+                let frame = Frame::build(header.len() + b.len(), |out| {
+                    out.put_slice(header);
+                    out.put_slice(&b);
+                });
+                (frame, Vec::new())
+            }
             Capped::Unchanged | Capped::ErrorResponse(_) => return Ok(unchanged(frame)),
         },
         _ => {

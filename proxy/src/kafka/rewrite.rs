@@ -290,11 +290,7 @@ impl Walk<'_> {
 
     fn produce(&mut self, r: &mut Reader<'_>, v: i16) -> WireResult<()> {
         r.each("responses", TOPIC_MIN, |r| {
-            if v <= 12 {
-                r.string("responses.name")?;
-            } else {
-                r.skip(UUID, "responses.topic_id")?;
-            }
+            topic_name_or_id(r, v, "responses.name")?;
             r.each("partition_responses", PARTITION_MIN, |r| {
                 r.skip(4 + 2 + 8 + 8, "partition_responses.base_offset")?;
                 if v >= 5 {
@@ -324,11 +320,7 @@ impl Walk<'_> {
             r.i32("session_id")?;
         }
         r.each("responses", TOPIC_MIN, |r| {
-            if v <= 12 {
-                r.string("responses.topic")?;
-            } else {
-                r.skip(UUID, "responses.topic_id")?;
-            }
+            topic_name_or_id(r, v, "responses.topic")?;
             r.each("partitions", PARTITION_MIN, |r| {
                 r.skip(4 + 2 + 8 + 8, "partitions.high_watermark")?;
                 if v >= 5 {
@@ -396,6 +388,15 @@ impl Walk<'_> {
         })?;
         self.node_endpoints(r)?;
         r.skip_tagged_fields("tags")
+    }
+}
+
+/// Produce and Fetch name a topic by string up to v12 and by id from v13.
+fn topic_name_or_id(r: &mut Reader<'_>, v: i16, name_field: &'static str) -> WireResult<()> {
+    if v <= 12 {
+        r.string(name_field).map(|_| ())
+    } else {
+        r.skip(UUID, "responses.topic_id")
     }
 }
 

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::ConfigMap;
-use kaas_route::TenantRoute;
+use kaas_route::{Identity, TenantRoute, UpstreamRoute, UpstreamTls};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{finalizer, Error as FinalizerError, Event};
@@ -80,8 +80,13 @@ pub struct RouteSource {
     /// The same for `isolation: namespace` tenants, whose Kafka runs on the shared cluster.
     pub namespace_bootstrap: String,
     /// Where the proxy finds each tenant's client CA (`{tenant}` is replaced); unset: no client certificates
-    /// are required.
+    /// are required (unless `upstream_dir` provides the CA).
     pub client_ca: Option<String>,
+    /// Folder, as the proxy sees it, of each tenant's upstream material (`{tenant}` is replaced), kept from
+    /// the tenant's Strimzi secrets: `cluster-ca.crt` (`<cluster>-cluster-ca-cert`, `ca.crt`),
+    /// `clients-ca.crt` (`<cluster>-clients-ca-cert`, `ca.crt`) and `clients-ca.key` (`<cluster>-clients-ca`,
+    /// `ca.key`). Set: routes reach the brokers over TLS with each client's own identity. Unset: plaintext.
+    pub upstream_dir: Option<String>,
 }
 
 impl Default for RouteSource {
@@ -92,6 +97,38 @@ impl Default for RouteSource {
             cluster_bootstrap: "kafka-bootstrap.{tenant}.internal.kaas.dev:9093".into(),
             namespace_bootstrap: "kaas-kafka-bootstrap.tenant-{tenant}.svc:9093".into(),
             client_ca: None,
+            upstream_dir: None,
+        }
+    }
+}
+
+impl RouteSource {
+    /// The route published for `tenant`: its bootstrap address and, with `upstream_dir`, mutual TLS upstream
+    /// with `identity: client` (every client keeps its own principal at the broker).
+    pub fn route(&self, tenant: &str, isolation: Isolation) -> TenantRoute {
+        let template = match isolation {
+            Isolation::Cluster => &self.cluster_bootstrap,
+            Isolation::Namespace => &self.namespace_bootstrap,
+        };
+        let dir = self.upstream_dir.as_ref().map(|d| std::path::PathBuf::from(d.replace("{tenant}", tenant)));
+        let client_ca = match (&self.client_ca, &dir) {
+            (Some(t), _) => Some(t.replace("{tenant}", tenant).into()),
+            (None, Some(dir)) => Some(dir.join("clients-ca.crt")),
+            (None, None) => None,
+        };
+        let upstream = dir.map(|dir| UpstreamRoute {
+            tls: Some(UpstreamTls { ca: dir.join("cluster-ca.crt"), server_name: None }),
+            identity: Some(Identity::Client),
+            clients_ca_key: Some(dir.join("clients-ca.key")),
+            cert: None,
+            key: None,
+        });
+        TenantRoute {
+            name: tenant.into(),
+            bootstrap: vec![template.replace("{tenant}", tenant)],
+            tls: None,
+            client_ca,
+            upstream,
         }
     }
 }
@@ -261,16 +298,7 @@ async fn publish_route(tenant: &str, isolation: Option<Isolation>, ctx: &Context
     let before = routes.clone();
     routes.retain(|r| r.name != tenant);
     if let Some(isolation) = isolation {
-        let template = match isolation {
-            Isolation::Cluster => &ctx.routes.cluster_bootstrap,
-            Isolation::Namespace => &ctx.routes.namespace_bootstrap,
-        };
-        routes.push(TenantRoute {
-            name: tenant.into(),
-            bootstrap: vec![template.replace("{tenant}", tenant)],
-            tls: None,
-            client_ca: ctx.routes.client_ca.as_ref().map(|t| t.replace("{tenant}", tenant).into()),
-        });
+        routes.push(ctx.routes.route(tenant, isolation));
         routes.sort_by(|a, b| a.name.cmp(&b.name));
     }
     if routes == before && existing.is_some() {
@@ -307,4 +335,30 @@ async fn cleanup(t: &KafkaTenant, ctx: &Context) -> Result<Action, Error> {
     .await
     .map_err(|e| Error::Routes(format!("git task: {e}")))??;
     Ok(Action::await_change())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn published_routes_validate_and_carry_identity() {
+        let plain = RouteSource::default().route("acme", Isolation::Cluster);
+        assert_eq!((plain.upstream.as_ref(), plain.client_ca.as_ref()), (None, None));
+        assert!(plain.validate().is_empty(), "{:?}", plain.validate());
+
+        let source =
+            RouteSource { upstream_dir: Some("/etc/kaas/upstream/{tenant}".into()), ..Default::default() };
+        let route = source.route("acme", Isolation::Namespace);
+        assert!(route.validate().is_empty(), "{:?}", route.validate());
+        assert_eq!(route.bootstrap, ["kaas-kafka-bootstrap.tenant-acme.svc:9093"]);
+        assert_eq!(route.client_ca, Some("/etc/kaas/upstream/acme/clients-ca.crt".into()));
+        let upstream = route.upstream.expect("upstream published");
+        assert_eq!(upstream.identity(), Some(Identity::Client));
+        assert_eq!(upstream.tls.map(|t| t.ca), Some("/etc/kaas/upstream/acme/cluster-ca.crt".into()));
+        assert_eq!(upstream.clients_ca_key, Some("/etc/kaas/upstream/acme/clients-ca.key".into()));
+
+        let own_ca = RouteSource { client_ca: Some("/ca/{tenant}.pem".into()), ..source };
+        assert_eq!(own_ca.route("beta", Isolation::Cluster).client_ca, Some("/ca/beta.pem".into()));
+    }
 }

@@ -11,12 +11,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use kaas_route::{check_dns_label, CertificateFiles, HostPort, TenantRoute};
+use kaas_route::{check_dns_label, CertificateFiles, HostPort, Identity, TenantRoute};
 use rustls::sign::CertifiedKey;
 use serde::{Deserialize, Serialize};
 use serde_norway::{Mapping, Value};
 
 use crate::tls::certs;
+use crate::upstream::identity::ClientsCa;
+use crate::upstream::tls::{UpstreamAuth, UpstreamTls};
 
 /// Kafka's own default for `socket.request.max.bytes`.
 pub const DEFAULT_MAX_FRAME_BYTES: u32 = 100 * 1024 * 1024;
@@ -107,6 +109,8 @@ pub struct TenantSettings {
     pub cert: Option<Arc<CertifiedKey>>,
     /// Client certificates must chain to these, when set.
     pub client_roots: Option<Arc<rustls::RootCertStore>>,
+    /// TLS to the tenant's brokers and the identity presented there; plaintext when `None`.
+    pub upstream_tls: Option<Arc<UpstreamTls>>,
 }
 
 /// One problem, naming its key.
@@ -327,11 +331,13 @@ fn validate(p: &Parsed, base: &Path, errs: &mut Collector) -> Option<Settings> {
                 None
             }
         });
+        let upstream_tls = load_upstream(key, route, base, errs);
         tenants.push(TenantSettings {
             name: route.name.clone(),
             bootstrap: route.bootstrap.iter().filter_map(|b| HostPort::parse(b).ok()).collect(),
             cert,
             client_roots,
+            upstream_tls,
         });
     }
     let listen = listen?;
@@ -345,6 +351,46 @@ fn validate(p: &Parsed, base: &Path, errs: &mut Collector) -> Option<Settings> {
         default_cert: default_cert?,
         tenants,
     })
+}
+
+/// The tenant's upstream TLS material, loaded; every file problem reported under its key.
+fn load_upstream(
+    key: &str,
+    route: &TenantRoute,
+    base: &Path,
+    errs: &mut Collector,
+) -> Option<Arc<UpstreamTls>> {
+    let upstream = route.upstream.as_ref()?;
+    let tls = upstream.tls.as_ref()?;
+    let key = format!("{key}.upstream");
+    let roots =
+        certs::load_roots(&base.join(&tls.ca)).map_err(|e| errs.push(format!("{key}.tls.ca"), e)).ok();
+    // Route validation has already reported missing fields; only what is present is loaded here.
+    let auth = match upstream.identity() {
+        None => Some(UpstreamAuth::Anonymous),
+        Some(Identity::Proxy) => {
+            let (cert, private) = (upstream.cert.as_ref()?, upstream.key.as_ref()?);
+            let files = CertificateFiles { cert: cert.clone(), key: private.clone() };
+            load_cert(&key, &files, base, errs).map(UpstreamAuth::Proxy)
+        }
+        Some(Identity::Client) => {
+            let (bundle, ca_key) = (route.client_ca.as_ref()?, upstream.clients_ca_key.as_ref()?);
+            match ClientsCa::load(&base.join(bundle), &base.join(ca_key)) {
+                Ok(ca) => Some(UpstreamAuth::Client(Box::new(ca))),
+                Err(e) => {
+                    errs.push(format!("{key}.clients_ca_key"), e);
+                    None
+                }
+            }
+        }
+    };
+    match UpstreamTls::new(Arc::new(roots?), tls.server_name.as_deref(), auth?) {
+        Ok(t) => Some(Arc::new(t)),
+        Err(e) => {
+            errs.push(format!("{key}.tls"), e);
+            None
+        }
+    }
 }
 
 fn load_cert(

@@ -14,7 +14,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kaas_route::HostPort;
+use kaas_route::{HostPort, Identity};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::StartHandshake;
@@ -30,6 +30,8 @@ use crate::router::{SniError, Target, Tenant};
 use crate::routes::{Reloader, RouteSet, Routes};
 use crate::session::{self, SessionContext, SessionError};
 use crate::tls::{self, Alert, FrontError, HelloError};
+use crate::upstream::identity::ClientIdentity;
+use crate::upstream::tls::{Principal, UpstreamStream, UpstreamTls};
 use crate::upstream::{Connector, UpstreamError};
 
 /// Time a client has to complete its ClientHello and handshake.
@@ -90,15 +92,17 @@ impl Proxy {
             0 => bound.port(),
             p => p,
         };
+        let metrics = Arc::new(Metrics::new(settings.tenants.iter().map(|t| t.name.as_str())));
         let state = Arc::new(ProxyState {
             routes: Arc::new(Routes::new(RouteSet::build(settings, None)?)),
             connector: Connector {
                 connect_timeout: settings.connect_timeout,
                 max_frame_bytes: settings.max_frame_bytes,
+                metrics: metrics.clone(),
             },
             advertised_port,
             max_frame_bytes: settings.max_frame_bytes,
-            metrics: Arc::new(Metrics::new(settings.tenants.iter().map(|t| t.name.as_str()))),
+            metrics,
             connections: TaskTracker::new(),
         });
         Ok(Proxy { listener, admin, health: Arc::default(), state })
@@ -198,7 +202,8 @@ impl Refused {
     fn alert(&self) -> Option<Alert> {
         match self {
             Refused::UnknownName(_) | Refused::UnknownNode(_) => Some(Alert::UnrecognizedName),
-            Refused::ClusterUnavailable(_) => Some(Alert::Unavailable),
+            // `Upstream` has a handshake left to refuse only when the upstream was dialled first.
+            Refused::ClusterUnavailable(_) | Refused::Upstream(_) => Some(Alert::Unavailable),
             _ => None,
         }
     }
@@ -220,7 +225,7 @@ impl Refused {
 
 async fn handle(tcp: TcpStream, peer: SocketAddr, state: &ProxyState) {
     // ERROR level so the connection's context is on every line it logs, whatever the filter.
-    let span = tracing::error_span!("conn", %peer, sni = field::Empty, tenant = field::Empty);
+    let span = tracing::error_span!("conn", %peer, sni = field::Empty, tenant = field::Empty, principal = field::Empty);
     async {
         let Err(Halt { refused, handshake }) = connection(tcp, peer, state).await else { return };
         if let Some(reason) = refused.reason() {
@@ -281,6 +286,8 @@ struct Route {
     target: Target,
     /// The broker's upstream address for `b<id>` names; `None` for bootstrap.
     broker: Option<HostPort>,
+    /// TLS to the tenant's brokers; `None`: plaintext.
+    upstream_tls: Option<Arc<UpstreamTls>>,
 }
 
 /// Step 2: the server name names a tenant and a target; a broker's address comes from the tenant's own
@@ -294,47 +301,92 @@ async fn route(
     Span::current().record("sni", field::display(sni.as_deref().unwrap_or("-")));
     let (tenant, target) = routes.tenants.resolve(sni.as_deref()).map_err(Refused::UnknownName)?;
     Span::current().record("tenant", field::display(&tenant.name));
+    let upstream_tls = routes.upstream_tls(&tenant.name);
     let broker = match target {
         Target::Bootstrap => None,
-        Target::Broker(id) => match state.connector.resolve_broker(&tenant, id).await {
-            Ok(addr) => Some(addr),
-            Err(e) if !e.retryable() => return Err(Refused::UnknownNode(e)),
-            Err(e) => return Err(Refused::ClusterUnavailable(e)),
-        },
+        Target::Broker(id) => {
+            match state.connector.resolve_broker(&tenant, upstream_tls.as_deref(), id).await {
+                Ok(addr) => Some(addr),
+                Err(e @ UpstreamError::UnknownNode { .. }) => return Err(Refused::UnknownNode(e)),
+                Err(e) => return Err(Refused::ClusterUnavailable(e)),
+            }
+        }
     };
-    Ok(Route { tenant, target, broker })
+    Ok(Route { tenant, target, broker, upstream_tls })
 }
 
-/// Step 3: the client's handshake and the upstream connection, concurrently.
+/// Step 3: the client's handshake and the upstream connection. The upstream is dialled first, so that a
+/// tenant whose brokers cannot be reached (or whose certificate does not verify) ends the client's handshake
+/// with `internal_error`; with `identity: client` the client's certificate is the identity to present, so its
+/// handshake comes first and an upstream failure closes the connection after it.
 async fn connect(
     start: StartHandshake<TcpStream>,
     routes: &RouteSet,
     route: &Route,
     state: &ProxyState,
-) -> Result<(TlsStream<TcpStream>, TcpStream), Refused> {
+) -> Result<(TlsStream<TcpStream>, UpstreamStream), Halt> {
     let config = routes.tls.config_for(&route.tenant.name);
-    let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, tls::finish(start, config));
-    let upstream = async {
-        match &route.broker {
-            Some(addr) => state.connector.connect(addr).await.map(|s| (s, addr.clone())),
-            None => state.connector.connect_bootstrap(&route.tenant).await,
-        }
+    let tls = route.upstream_tls.as_deref();
+    if tls.and_then(UpstreamTls::identity) == Some(Identity::Client) {
+        let client = handshake(start, config).await?;
+        let identity = client_identity(&client);
+        let upstream = dial(route, state, Principal::Client(identity.as_ref())).await?;
+        return Ok((client, upstream));
+    }
+    let upstream = match dial(route, state, Principal::Client(None)).await {
+        Ok(upstream) => upstream,
+        Err(refused) => return Err(Halt { refused, handshake: Some(start) }),
     };
-    let (client, upstream) = tokio::join!(handshake, upstream);
-    let client = match client {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => return Err(Refused::Handshake(e)),
-        Err(_) => return Err(Refused::HandshakeTimeout(HANDSHAKE_TIMEOUT)),
-    };
-    let (upstream, addr) = upstream.map_err(Refused::Upstream)?;
-    tracing::debug!(target = %route.target, upstream = %addr, "session open");
+    let client = handshake(start, config).await?;
+    client_identity(&client);
     Ok((client, upstream))
+}
+
+/// The rest of the client's handshake, within the handshake timeout.
+async fn handshake(
+    start: StartHandshake<TcpStream>,
+    config: Arc<rustls::ServerConfig>,
+) -> Result<TlsStream<TcpStream>, Refused> {
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls::finish(start, config)).await {
+        Ok(Ok(s)) => Ok(s),
+        Ok(Err(e)) => Err(Refused::Handshake(e)),
+        Err(_) => Err(Refused::HandshakeTimeout(HANDSHAKE_TIMEOUT)),
+    }
+}
+
+/// The client's verified certificate identity, recorded on the connection's span as `principal`.
+fn client_identity(client: &TlsStream<TcpStream>) -> Option<ClientIdentity> {
+    let leaf = client.get_ref().1.peer_certificates()?.first()?;
+    match ClientIdentity::from_leaf(leaf) {
+        Ok(id) => {
+            Span::current().record("principal", field::display(&id.subject));
+            Some(id)
+        }
+        Err(e) => {
+            warn!(error = %e, "client certificate subject unreadable");
+            None
+        }
+    }
+}
+
+/// The upstream connection for `route`: its broker, or one of the tenant's bootstrap servers.
+async fn dial(route: &Route, state: &ProxyState, who: Principal<'_>) -> Result<UpstreamStream, Refused> {
+    let tls = route.upstream_tls.as_deref();
+    let (upstream, addr) = match &route.broker {
+        Some(addr) => {
+            state.connector.connect(&route.tenant.name, addr, tls, who).await.map(|s| (s, addr.clone()))
+        }
+        None => state.connector.connect_bootstrap(&route.tenant, tls, who).await,
+    }
+    .map_err(Refused::Upstream)?;
+    tracing::debug!(target = %route.target, upstream = %addr, "session open");
+    Ok(upstream)
 }
 
 /// Step 4: the session, counted by tenant; how it ended is logged here.
 async fn run_session(
     client: TlsStream<TcpStream>,
-    upstream: TcpStream,
+    upstream: UpstreamStream,
     ctx: &SessionContext,
     state: &ProxyState,
 ) {

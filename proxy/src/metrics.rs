@@ -64,11 +64,15 @@ const READ_APIS: [ApiKey; 8] = [
     ApiKey::ShareAcknowledge,
 ];
 
+/// The `reason` labels of failed upstream TLS handshakes (`crate::upstream::tls::TlsFailure::label`).
+pub const UPSTREAM_TLS_REASONS: [&str; 4] = ["broker_certificate", "broker_alert", "handshake", "timeout"];
+
 #[derive(Debug, Default)]
 struct TenantCounters {
     sessions: AtomicU64,
     session_errors: AtomicU64,
     malformed: [AtomicU64; READ_APIS.len()],
+    upstream_tls_failures: [AtomicU64; UPSTREAM_TLS_REASONS.len()],
 }
 
 /// The proxy's counters and gauge, shared by the listener, the sessions and the admin endpoint.
@@ -141,6 +145,15 @@ impl Metrics {
         }
     }
 
+    /// A TLS handshake with one of `tenant`'s brokers failed; `reason` is one of [`UPSTREAM_TLS_REASONS`].
+    pub fn upstream_tls_failed(&self, tenant: &str, reason: &str) {
+        if let (Some(i), Some(t)) =
+            (UPSTREAM_TLS_REASONS.iter().position(|r| *r == reason), self.tenant(tenant))
+        {
+            t.upstream_tls_failures[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     /// Every metric in the Prometheus text exposition format, for `/metrics`.
     pub fn encode(&self) -> String {
         let mut o = String::new();
@@ -201,6 +214,21 @@ impl Metrics {
                 );
             }
         }
+        let _ = writeln!(
+            o,
+            "# HELP kaas_proxy_upstream_tls_failures_total TLS handshakes with a tenant's brokers that failed, by \
+             tenant and reason."
+        );
+        let _ = writeln!(o, "# TYPE kaas_proxy_upstream_tls_failures_total counter");
+        for (name, t) in &tenants {
+            for (reason, n) in UPSTREAM_TLS_REASONS.iter().zip(&t.upstream_tls_failures) {
+                let _ = writeln!(
+                    o,
+                    "kaas_proxy_upstream_tls_failures_total{{tenant=\"{name}\",reason=\"{reason}\"}} {}",
+                    n.load(Ordering::Relaxed)
+                );
+            }
+        }
         o
     }
 }
@@ -220,6 +248,8 @@ mod tests {
         m.session_ended("acme", true);
         m.malformed_response("acme", ApiKey::Metadata);
         m.malformed_response("nobody", ApiKey::Metadata);
+        m.upstream_tls_failed("beta", "broker_certificate");
+        m.upstream_tls_failed("beta", "no_such_reason");
         let text = m.encode();
         for line in [
             "kaas_proxy_listener_connections_total 2",
@@ -231,6 +261,8 @@ mod tests {
             "kaas_proxy_session_errors_total{tenant=\"beta\"} 0",
             "kaas_proxy_upstream_malformed_responses_total{tenant=\"acme\",api=\"Metadata\"} 1",
             "kaas_proxy_upstream_malformed_responses_total{tenant=\"acme\",api=\"Fetch\"} 0",
+            "kaas_proxy_upstream_tls_failures_total{tenant=\"beta\",reason=\"broker_certificate\"} 1",
+            "kaas_proxy_upstream_tls_failures_total{tenant=\"acme\",reason=\"broker_alert\"} 0",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
         }

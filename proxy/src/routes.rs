@@ -7,12 +7,14 @@
 //! depend on one another. Neighbours: [`crate::listener`] reads the current set per connection;
 //! [`crate::reload`] watches the files and calls [`Reloader::reload`].
 
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use crate::config::Settings;
 use crate::metrics::Metrics;
 use crate::router::{Tenant, TenantTable};
 use crate::tls::{FrontError, TenantTls, TlsFront};
+use crate::upstream::tls::UpstreamTls;
 
 /// One version of the routes: the tenants and their TLS configurations.
 #[derive(Debug)]
@@ -21,6 +23,8 @@ pub struct RouteSet {
     pub tenants: TenantTable,
     /// Each tenant's TLS server configuration.
     pub tls: TlsFront,
+    /// TLS to each tenant's brokers, for tenants that have it.
+    upstream_tls: HashMap<String, Arc<UpstreamTls>>,
 }
 
 impl RouteSet {
@@ -45,7 +49,14 @@ impl RouteSet {
                 client_roots: t.client_roots.clone(),
             }),
         )?;
-        Ok(RouteSet { tenants, tls })
+        let upstream_tls =
+            settings.tenants.iter().filter_map(|t| Some((t.name.clone(), t.upstream_tls.clone()?))).collect();
+        Ok(RouteSet { tenants, tls, upstream_tls })
+    }
+
+    /// The tenant's upstream TLS; `None`: its brokers are reached in plaintext.
+    pub fn upstream_tls(&self, tenant: &str) -> Option<Arc<UpstreamTls>> {
+        self.upstream_tls.get(tenant).cloned()
     }
 }
 

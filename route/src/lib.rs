@@ -26,6 +26,69 @@ pub struct TenantRoute {
     /// The tenant's client CA (PEM bundle). When set, every client must present a certificate it signed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_ca: Option<PathBuf>,
+    /// How the proxy reaches the tenant's brokers: plaintext when absent, else TLS and an identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<UpstreamRoute>,
+}
+
+/// The security of the connections from the proxy to a tenant's brokers (bootstrap, `b<id>` and the proxy's
+/// own metadata requests alike).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamRoute {
+    /// TLS to the brokers; plaintext when absent (only an identity needs it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<UpstreamTls>,
+    /// Whose certificate the broker sees; see [`UpstreamRoute::identity`] for the default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<Identity>,
+    /// `identity: client`: the private key of the tenant's clients CA (PEM), whose certificate is in
+    /// `client_ca`; the proxy signs each client's upstream certificate with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clients_ca_key: Option<PathBuf>,
+    /// `identity: proxy`: the proxy's own certificate chain (PEM), its KafkaUser's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert: Option<PathBuf>,
+    /// `identity: proxy`: the private key of `cert` (PEM).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<PathBuf>,
+}
+
+/// TLS to a tenant's brokers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTls {
+    /// The CA bundle (PEM) broker certificates must chain to: Strimzi's `<cluster>-cluster-ca-cert` `ca.crt`.
+    pub ca: PathBuf,
+    /// The name every broker certificate is checked against, instead of the host the proxy dialled (a
+    /// bootstrap host or an address the cluster advertised).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
+}
+
+/// Whose identity the broker sees on the proxy's upstream connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Identity {
+    /// Each client's own: the proxy presents a short-lived certificate with the client's subject, signed by the
+    /// tenant's clients CA, so the broker's per-user ACLs, quotas and audit hold.
+    Client,
+    /// The proxy's own certificate: the broker sees one principal for every client.
+    Proxy,
+}
+
+impl UpstreamRoute {
+    /// The identity in force: as written, else `client` when the clients CA key is given, else `proxy` when a
+    /// certificate is, else none (TLS without a client certificate, as for a SASL_SSL listener).
+    pub fn identity(&self) -> Option<Identity> {
+        self.identity.or(if self.clients_ca_key.is_some() {
+            Some(Identity::Client)
+        } else if self.cert.is_some() || self.key.is_some() {
+            Some(Identity::Proxy)
+        } else {
+            None
+        })
+    }
 }
 
 /// A PEM certificate chain and its private key, as file paths.
@@ -66,7 +129,58 @@ impl TenantRoute {
                 errors.push(RouteError { field: format!("bootstrap[{i}]"), message: e.to_string() });
             }
         }
+        if let Some(upstream) = &self.upstream {
+            upstream.check(self.client_ca.is_some(), &mut errors);
+        }
         errors
+    }
+}
+
+impl UpstreamRoute {
+    fn check(&self, has_client_ca: bool, errors: &mut Vec<RouteError>) {
+        let mut push = |field: &str, message: &str| {
+            errors.push(RouteError { field: format!("upstream.{field}"), message: message.into() })
+        };
+        let identity = self.identity();
+        if identity.is_some() && self.tls.is_none() {
+            push("tls", "needed for an identity: a client certificate is only presented over TLS");
+        }
+        if let Some(name) = self.tls.as_ref().and_then(|t| t.server_name.as_deref()) {
+            if HostPort::parse(&format!("{name}:1")).is_err() {
+                push("tls.server_name", "must be a DNS name or an IP address");
+            }
+        }
+        match identity {
+            Some(Identity::Client) => {
+                if !has_client_ca {
+                    push(
+                        "identity",
+                        "client needs the tenant's client_ca: only an authenticated client has an identity",
+                    );
+                }
+                if self.clients_ca_key.is_none() {
+                    push(
+                        "clients_ca_key",
+                        "needed for identity: client (the key of the tenant's clients CA)",
+                    );
+                }
+                if self.cert.is_some() || self.key.is_some() {
+                    push("cert", "only for identity: proxy");
+                }
+            }
+            Some(Identity::Proxy) => {
+                if self.cert.is_none() {
+                    push("cert", "needed for identity: proxy (the proxy's own certificate)");
+                }
+                if self.key.is_none() {
+                    push("key", "needed for identity: proxy (the key of cert)");
+                }
+                if self.clients_ca_key.is_some() {
+                    push("clients_ca_key", "only for identity: client");
+                }
+            }
+            None => {}
+        }
     }
 }
 
@@ -185,9 +299,64 @@ mod tests {
             bootstrap: vec!["ok:1".into(), "nope".into(), "x:0".into()],
             tls: None,
             client_ca: None,
+            upstream: None,
         };
         let fields: Vec<_> = route.validate().into_iter().map(|e| e.field).collect();
         assert_eq!(fields, ["name", "bootstrap[1]", "bootstrap[2]"]);
+    }
+
+    fn upstream(yaml: &str) -> UpstreamRoute {
+        serde_norway::from_str(yaml).expect("valid upstream yaml")
+    }
+
+    #[test]
+    fn identity_defaults() {
+        let cases = [
+            ("{}", None),
+            ("tls: { ca: c }", None),
+            ("{ tls: { ca: c }, clients_ca_key: k }", Some(Identity::Client)),
+            ("{ tls: { ca: c }, cert: a, key: b }", Some(Identity::Proxy)),
+            ("{ tls: { ca: c }, identity: proxy, cert: a, key: b }", Some(Identity::Proxy)),
+            ("{ tls: { ca: c }, identity: client, clients_ca_key: k }", Some(Identity::Client)),
+        ];
+        for (yaml, want) in cases {
+            assert_eq!(upstream(yaml).identity(), want, "{yaml}");
+        }
+    }
+
+    #[test]
+    fn upstream_errors_name_their_fields() {
+        let cases: &[(&str, bool, &[&str])] = &[
+            ("{}", false, &[]),
+            ("tls: { ca: c }", false, &[]),
+            ("tls: { ca: c, server_name: \"bad name\" }", false, &["upstream.tls.server_name"]),
+            ("{ tls: { ca: c }, clients_ca_key: k }", true, &[]),
+            ("{ tls: { ca: c }, clients_ca_key: k }", false, &["upstream.identity"]),
+            ("clients_ca_key: k", true, &["upstream.tls"]),
+            ("{ tls: { ca: c }, identity: client }", true, &["upstream.clients_ca_key"]),
+            ("{ tls: { ca: c }, identity: client, clients_ca_key: k, cert: a }", true, &["upstream.cert"]),
+            ("{ tls: { ca: c }, identity: proxy }", false, &["upstream.cert", "upstream.key"]),
+            ("{ tls: { ca: c }, cert: a }", false, &["upstream.key"]),
+            (
+                "{ tls: { ca: c }, identity: proxy, cert: a, key: b, clients_ca_key: k }",
+                true,
+                &["upstream.clients_ca_key"],
+            ),
+        ];
+        for (yaml, client_ca, want) in cases {
+            let route = TenantRoute {
+                name: "acme".into(),
+                bootstrap: vec!["k:9093".into()],
+                tls: None,
+                client_ca: client_ca.then(|| "ca.pem".into()),
+                upstream: Some(upstream(yaml)),
+            };
+            let fields: Vec<_> = route.validate().into_iter().map(|e| e.field).collect();
+            assert_eq!(fields, *want, "{yaml}");
+        }
+        let err = serde_norway::from_str::<UpstreamRoute>("identity: nobody").expect_err("unknown identity");
+        assert!(err.to_string().contains("nobody") || err.to_string().contains("variant"), "{err}");
+        assert!(serde_norway::from_str::<UpstreamRoute>("tls: { ca: c, sni: x }").is_err(), "unknown key");
     }
 
     #[test]

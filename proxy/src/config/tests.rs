@@ -193,3 +193,90 @@ fn client_ca_is_loaded_or_named_in_the_error() {
         assert_eq!(keys(&errors), ["tenants[0].client_ca"], "{bad}: {errors:#?}");
     }
 }
+
+/// Writes a CA under `dir` as `<name>.pem` / `<name>.key`.
+fn write_ca(dir: &Path, name: &str) {
+    let key = rcgen::KeyPair::generate().expect("key");
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params.distinguished_name.push(rcgen::DnType::CommonName, name);
+    let cert = params.self_signed(&key).expect("self-signed");
+    std::fs::write(dir.join(format!("{name}.pem")), cert.pem()).expect("write cert");
+    std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).expect("write key");
+}
+
+#[test]
+fn upstream_tls_and_identities_load() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_cert(dir.path(), "server");
+    write_cert(dir.path(), "proxy-user");
+    write_ca(dir.path(), "cluster-ca");
+    write_ca(dir.path(), "clients-ca");
+    let yaml = r#"
+listen: "127.0.0.1:9092"
+domain: kaas.localhost
+tls: { cert: server.pem, key: server.key }
+tenants:
+  - name: plain
+    bootstrap: ["127.0.0.1:19092"]
+  - name: mine
+    bootstrap: ["127.0.0.1:19093"]
+    client_ca: clients-ca.pem
+    upstream: { tls: { ca: cluster-ca.pem }, clients_ca_key: clients-ca.key }
+  - name: shared
+    bootstrap: ["127.0.0.1:19094"]
+    upstream: { tls: { ca: cluster-ca.pem, server_name: kafka.internal }, cert: proxy-user.pem, key: proxy-user.key }
+  - name: sasl
+    bootstrap: ["127.0.0.1:19095"]
+    upstream: { tls: { ca: cluster-ca.pem } }
+"#;
+    let s = from_yaml(yaml, dir.path()).expect("valid");
+    let identities: Vec<_> =
+        s.tenants.iter().map(|t| t.upstream_tls.as_ref().map(|u| u.identity())).collect();
+    assert_eq!(identities, [None, Some(Some(Identity::Client)), Some(Some(Identity::Proxy)), Some(None)]);
+    let shared = s.tenants[2].upstream_tls.as_ref().expect("tls");
+    assert_eq!(
+        shared.server_name("10.0.0.7").map(|n| n.to_str().into_owned()).ok(),
+        Some("kafka.internal".into())
+    );
+    let sasl = s.tenants[3].upstream_tls.as_ref().expect("tls");
+    assert_eq!(sasl.server_name("10.0.0.7").map(|n| n.to_str().into_owned()).ok(), Some("10.0.0.7".into()));
+}
+
+#[test]
+fn upstream_errors_all_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_cert(dir.path(), "server");
+    write_cert(dir.path(), "other");
+    write_ca(dir.path(), "clients-ca");
+    write_ca(dir.path(), "stranger-ca");
+    let yaml = r#"
+listen: "127.0.0.1:9092"
+domain: kaas.localhost
+tls: { cert: server.pem, key: server.key }
+tenants:
+  - name: a
+    bootstrap: ["127.0.0.1:1"]
+    client_ca: clients-ca.pem
+    upstream: { tls: { ca: missing.pem }, clients_ca_key: stranger-ca.key }
+  - name: b
+    bootstrap: ["127.0.0.1:1"]
+    upstream: { tls: { ca: clients-ca.pem }, cert: server.pem, key: other.key }
+  - name: c
+    bootstrap: ["127.0.0.1:1"]
+    upstream: { identity: client, tls: { ca: clients-ca.pem, sni: x } }
+"#;
+    let errors = from_yaml(yaml, dir.path()).expect_err("invalid");
+    assert_eq!(
+        keys(&errors),
+        [
+            "tenants[2]",
+            "tenants[0].upstream.tls.ca",
+            "tenants[0].upstream.clients_ca_key",
+            "tenants[1].upstream.key"
+        ],
+        "{errors:#?}"
+    );
+    let text = format!("{errors:?}");
+    assert!(text.contains("missing.pem") && text.contains("no certificate in"), "{text}");
+}

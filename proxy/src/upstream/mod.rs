@@ -1,10 +1,15 @@
-//! Upstream: TCP connections to a tenant's own Kafka cluster.
+//! Upstream: connections to a tenant's own Kafka cluster, plaintext or TLS ([`tls`]) with the identity the
+//! tenant asks for ([`identity`]).
 //!
 //! A bootstrap connection tries the tenant's bootstrap servers in turn; a broker connection goes to the address
 //! the router's table holds for that node id. An id the table lacks triggers one Metadata request of the proxy's
 //! own; an id the cluster still does not report is refused. Neighbours: [`crate::router`] (the table) and
 //! [`crate::kafka`] (framing, and the rewrite that feeds the table).
 
+pub mod identity;
+pub mod tls;
+
+use std::sync::Arc;
 use std::time::Duration;
 
 use kaas_route::HostPort;
@@ -12,12 +17,16 @@ use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, MetadataRequest};
 use kafka_protocol::protocol::Message;
 use tokio::net::TcpStream;
 use tokio::time::timeout;
+use tokio_rustls::TlsConnector;
 
 use crate::error::{Blame, Side};
 use crate::kafka::client::{ClientError, KafkaClient};
 use crate::kafka::rewrite::{scan, RewriteError};
 use crate::kafka::versions::{broker_range, VersionsError};
+use crate::metrics::Metrics;
 use crate::router::Tenant;
+use identity::IdentityError;
+use tls::{Principal, TlsFailure, UpstreamStream, UpstreamTls, UpstreamTlsError};
 
 /// Why no upstream connection could be made.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +47,29 @@ pub enum UpstreamError {
         /// The timeout that ran out.
         after: Duration,
     },
+    /// The TLS handshake with the broker failed: its certificate did not verify, it refused the proxy's, or
+    /// it does not speak TLS.
+    #[error("TLS to {addr} failed ({}): {source}", .reason.label())]
+    Tls {
+        /// The broker address tried.
+        addr: HostPort,
+        /// What kind of failure.
+        reason: TlsFailure,
+        /// rustls' or the operating system's error.
+        source: std::io::Error,
+    },
+    /// The broker's name is not one a certificate can be checked against.
+    #[error("TLS to {addr}: {source}")]
+    TlsName {
+        /// The broker address tried.
+        addr: HostPort,
+        /// Why the name is unusable.
+        source: UpstreamTlsError,
+    },
+    /// The client's identity cannot be presented upstream (no certificate, a subject that cannot be
+    /// reproduced, a signing failure); not retryable.
+    #[error("no upstream identity: {0}")]
+    Identity(#[from] IdentityError),
     /// Every bootstrap server failed to connect (each failure is logged as it happens).
     #[error("no bootstrap server of tenant {tenant} answered ({tried} tried)")]
     NoBootstrap {
@@ -88,12 +120,22 @@ impl Blame for UpstreamError {
     }
 
     fn retryable(&self) -> bool {
-        !matches!(self, UpstreamError::UnknownNode { .. })
+        match self {
+            UpstreamError::UnknownNode { .. }
+            | UpstreamError::Identity(_)
+            | UpstreamError::TlsName { .. } => false,
+            UpstreamError::Tls { reason, .. } => {
+                matches!(reason, TlsFailure::Handshake | TlsFailure::Timeout)
+            }
+            _ => true,
+        }
     }
 
     fn label(&self) -> &'static str {
         match self {
             UpstreamError::Connect { .. } | UpstreamError::ConnectTimeout { .. } => "connect",
+            UpstreamError::Tls { .. } | UpstreamError::TlsName { .. } => "tls",
+            UpstreamError::Identity(_) => "identity",
             UpstreamError::NoBootstrap { .. } => "no_bootstrap",
             UpstreamError::UnknownNode { .. } => "unknown_node",
             UpstreamError::Refresh(_) => "metadata_refresh",
@@ -102,32 +144,72 @@ impl Blame for UpstreamError {
 }
 
 /// Connection settings shared by all tenants.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Connector {
-    /// Time allowed for a TCP connect; twice it bounds the proxy's own metadata exchange.
+    /// Time allowed for a TCP connect, and again for a TLS handshake; twice it bounds the proxy's own metadata
+    /// exchange.
     pub connect_timeout: Duration,
     /// Largest response frame accepted on the proxy's own requests, bytes.
     pub max_frame_bytes: u32,
+    /// Where upstream TLS failures are counted.
+    pub metrics: Arc<Metrics>,
 }
 
 impl Connector {
-    /// A TCP connection to `addr` with Nagle off, within `connect_timeout`.
-    pub async fn connect(&self, addr: &HostPort) -> Result<TcpStream, UpstreamError> {
-        let stream = timeout(self.connect_timeout, TcpStream::connect((addr.host.as_str(), addr.port)))
+    /// A TCP connection to `addr` with Nagle off, within `connect_timeout`; over TLS when the tenant has
+    /// upstream TLS, presenting `who`'s certificate as the tenant's identity mode says.
+    pub async fn connect(
+        &self,
+        tenant: &str,
+        addr: &HostPort,
+        tls: Option<&UpstreamTls>,
+        who: Principal<'_>,
+    ) -> Result<UpstreamStream, UpstreamError> {
+        // Before any socket: a client without an identity gets no upstream connection.
+        let config = match tls {
+            Some(tls) => Some(tls.config_for(who).await?),
+            None => None,
+        };
+        let tcp = timeout(self.connect_timeout, TcpStream::connect((addr.host.as_str(), addr.port)))
             .await
             .map_err(|_| UpstreamError::ConnectTimeout { addr: addr.clone(), after: self.connect_timeout })?
             .map_err(|source| UpstreamError::Connect { addr: addr.clone(), source })?;
-        let _ = stream.set_nodelay(true);
-        Ok(stream)
+        let _ = tcp.set_nodelay(true);
+        let (Some(tls), Some(config)) = (tls, config) else { return Ok(UpstreamStream::Plain(tcp)) };
+        let name = tls
+            .server_name(&addr.host)
+            .map_err(|source| UpstreamError::TlsName { addr: addr.clone(), source })?;
+        let tls_error = |reason, source| UpstreamError::Tls { addr: addr.clone(), reason, source };
+        match timeout(self.connect_timeout, TlsConnector::from(config).connect(name, tcp)).await {
+            Ok(Ok(stream)) => Ok(UpstreamStream::Tls(Box::new(stream))),
+            Ok(Err(e)) => {
+                let reason = TlsFailure::of(&e);
+                self.metrics.upstream_tls_failed(tenant, reason.label());
+                Err(tls_error(reason, e))
+            }
+            Err(_) => {
+                self.metrics.upstream_tls_failed(tenant, TlsFailure::Timeout.label());
+                let e =
+                    std::io::Error::new(std::io::ErrorKind::TimedOut, "no TLS handshake within the timeout");
+                Err(tls_error(TlsFailure::Timeout, e))
+            }
+        }
     }
 
-    /// One of the tenant's bootstrap servers, the next on failure.
-    pub async fn connect_bootstrap(&self, tenant: &Tenant) -> Result<(TcpStream, HostPort), UpstreamError> {
+    /// One of the tenant's bootstrap servers, the next on failure. An identity failure ends the attempt at
+    /// once: another server would refuse the same identity.
+    pub async fn connect_bootstrap(
+        &self,
+        tenant: &Tenant,
+        tls: Option<&UpstreamTls>,
+        who: Principal<'_>,
+    ) -> Result<(UpstreamStream, HostPort), UpstreamError> {
         let mut tried = 0;
         for addr in tenant.bootstrap_order() {
             tried += 1;
-            match self.connect(addr).await {
+            match self.connect(&tenant.name, addr, tls, who).await {
                 Ok(s) => return Ok((s, addr.clone())),
+                Err(e @ UpstreamError::Identity(_)) => return Err(e),
                 Err(e) => tracing::warn!(tenant = %tenant.name, error = %e, "bootstrap server unreachable"),
             }
         }
@@ -135,7 +217,12 @@ impl Connector {
     }
 
     /// The upstream address of node `id`, asking the cluster once if the table does not know it.
-    pub async fn resolve_broker(&self, tenant: &Tenant, id: i32) -> Result<HostPort, UpstreamError> {
+    pub async fn resolve_broker(
+        &self,
+        tenant: &Tenant,
+        tls: Option<&UpstreamTls>,
+        id: i32,
+    ) -> Result<HostPort, UpstreamError> {
         if let Some(addr) = tenant.broker(id) {
             return Ok(addr);
         }
@@ -144,15 +231,20 @@ impl Connector {
             return Ok(addr);
         }
         tracing::info!(tenant = %tenant.name, node = id, "unknown node id; refreshing metadata");
-        let brokers = self.fetch_brokers(tenant).await?;
+        let brokers = self.fetch_brokers(tenant, tls).await?;
         tenant.learn(brokers);
         tenant.broker(id).ok_or_else(|| UpstreamError::UnknownNode { tenant: tenant.name.clone(), node: id })
     }
 
-    /// Asks a bootstrap server for the cluster's brokers (ApiVersions, then Metadata with no topics). Both
-    /// answers are walked with the same bounded readers as the responses clients get, never decoded.
-    async fn fetch_brokers(&self, tenant: &Tenant) -> Result<Vec<(i32, HostPort)>, UpstreamError> {
-        let (stream, _) = self.connect_bootstrap(tenant).await?;
+    /// Asks a bootstrap server for the cluster's brokers (ApiVersions, then Metadata with no topics), as the
+    /// proxy itself. Both answers are walked with the same bounded readers as the responses clients get, never
+    /// decoded.
+    async fn fetch_brokers(
+        &self,
+        tenant: &Tenant,
+        tls: Option<&UpstreamTls>,
+    ) -> Result<Vec<(i32, HostPort)>, UpstreamError> {
+        let (stream, _) = self.connect_bootstrap(tenant, tls, Principal::Proxy).await?;
         let mut client = KafkaClient::new(stream, self.max_frame_bytes, "kaas-proxy");
         let io_deadline = self.connect_timeout * 2;
         let exchange = async {

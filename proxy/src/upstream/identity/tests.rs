@@ -1,0 +1,168 @@
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rcgen::{BasicConstraints, CertificateParams, DistinguishedName, DnType, DnValue, IsCa, KeyPair};
+use rustls::pki_types::{CertificateDer, UnixTime};
+use rustls::server::WebPkiClientVerifier;
+
+use super::*;
+
+/// A CA written into `dir` as `<stem>.pem` / `<stem>.key`; returns its certificate.
+fn write_ca(dir: &Path, stem: &str, cn: &str) -> CertificateDer<'static> {
+    let key = KeyPair::generate().expect("key");
+    let mut params = CertificateParams::default();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.distinguished_name = DistinguishedName::new();
+    params.distinguished_name.push(DnType::OrganizationName, "acme");
+    params.distinguished_name.push(DnType::CommonName, cn);
+    let cert = params.self_signed(&key).expect("self-signed CA");
+    std::fs::write(dir.join(format!("{stem}.pem")), cert.pem()).expect("write CA");
+    std::fs::write(dir.join(format!("{stem}.key")), key.serialize_pem()).expect("write key");
+    cert.der().clone()
+}
+
+/// The subject DER of a certificate with `dn`.
+fn subject_of(dn: DistinguishedName) -> (Vec<u8>, String) {
+    let key = KeyPair::generate().expect("key");
+    let mut params = CertificateParams::default();
+    params.distinguished_name = dn;
+    let cert = params.self_signed(&key).expect("cert");
+    let id = ClientIdentity::from_leaf(cert.der()).expect("readable");
+    (id.subject_der, id.subject)
+}
+
+/// DER of a Name from RDNs of (OID bytes, UTF8String value) attributes.
+fn name_der(rdns: &[&[(&[u8], &str)]]) -> Vec<u8> {
+    fn tlv(tag: u8, body: &[u8]) -> Vec<u8> {
+        assert!(body.len() < 128, "short form only");
+        let mut v = vec![tag, body.len() as u8];
+        v.extend_from_slice(body);
+        v
+    }
+    let mut seq = Vec::new();
+    for rdn in rdns {
+        let mut set = Vec::new();
+        for (oid, value) in *rdn {
+            let mut attr = tlv(0x06, oid);
+            attr.extend(tlv(0x0c, value.as_bytes()));
+            set.extend(tlv(0x30, &attr));
+        }
+        seq.extend(tlv(0x31, &set));
+    }
+    tlv(0x30, &seq)
+}
+
+const CN: &[u8] = &[0x55, 0x04, 0x03];
+const OU: &[u8] = &[0x55, 0x04, 0x0b];
+
+#[test]
+fn subjects_read_as_java_writes_them() {
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CountryName, DnValue::PrintableString("DE".try_into().expect("printable")));
+    dn.push(DnType::OrganizationName, "acme");
+    dn.push(DnType::OrganizationalUnitName, "pay,ments");
+    dn.push(DnType::CommonName, " alice+bob ");
+    let (_, subject) = subject_of(dn);
+    assert_eq!(subject, r"CN=\ alice\+bob\ ,OU=pay\,ments,O=acme,C=DE");
+    let (_, name) = X509Name::from_der(PROXY_SUBJECT).expect("valid DER");
+    assert_eq!(rfc2253(&name), "CN=kaas-proxy");
+    let two = name_der(&[&[(OU, "a")], &[(CN, "x"), (OU, "b")]]);
+    let (_, name) = X509Name::from_der(&two).expect("valid DER");
+    assert_eq!(rfc2253(&name), "CN=x+OU=b,OU=a");
+}
+
+#[test]
+fn minted_certificates_carry_the_exact_subject_and_verify_against_the_clients_ca() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca_der = write_ca(dir.path(), "old", "old clients CA");
+    let new_ca_der = write_ca(dir.path(), "new", "new clients CA");
+    // A rotation bundle: old and new CA; the key is the new one.
+    let bundle = dir.path().join("bundle.pem");
+    let pems = [dir.path().join("old.pem"), dir.path().join("new.pem")]
+        .map(|p| std::fs::read_to_string(p).expect("pem"))
+        .concat();
+    std::fs::write(&bundle, pems).expect("bundle");
+    let ca = ClientsCa::load(&bundle, &dir.path().join("new.key")).expect("loads");
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(new_ca_der).expect("root");
+    let verifier =
+        WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider()).build().expect("verifier");
+    let mut old_roots = rustls::RootCertStore::empty();
+    old_roots.add(ca_der).expect("root");
+    let old_verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(old_roots), provider())
+        .build()
+        .expect("verifier");
+
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, DnValue::PrintableString("acme".try_into().expect("printable")));
+    dn.push(DnType::OrganizationalUnitName, "payments");
+    dn.push(DnType::CommonName, "carol");
+    let (carol, _) = subject_of(dn);
+    for subject in [carol.as_slice(), PROXY_SUBJECT] {
+        let key = ca.mint(subject).expect("minted");
+        let leaf = &key.cert[0];
+        let (_, parsed) = x509_parser::parse_x509_certificate(leaf.as_ref()).expect("parses");
+        assert_eq!(parsed.subject().as_raw(), subject, "byte-identical subject");
+        let lifetime = parsed.validity().not_after.timestamp() - parsed.validity().not_before.timestamp();
+        assert_eq!(lifetime as u64, (MINTED_LIFETIME + CLOCK_SKEW).as_secs());
+        verifier.verify_client_cert(leaf, &[], UnixTime::now()).expect("the clients CA signed it");
+        assert!(old_verifier.verify_client_cert(leaf, &[], UnixTime::now()).is_err(), "not the old CA");
+    }
+}
+
+#[test]
+fn subjects_that_cannot_be_reproduced_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_ca(dir.path(), "ca", "clients CA");
+    let ca = ClientsCa::load(&dir.path().join("ca.pem"), &dir.path().join("ca.key")).expect("loads");
+    let cases: [(Vec<u8>, &str); 3] = [
+        (name_der(&[&[(OU, "a")], &[(OU, "b")], &[(CN, "x")]]), "twice"),
+        (name_der(&[&[(CN, "x"), (OU, "b")]]), "2 attributes"),
+        // x509-parser reads an empty RDN as no RDN; the re-encoding check catches it.
+        (name_der(&[&[]]), "re-encoding"),
+    ];
+    for (der, why) in cases {
+        match ca.mint(&der) {
+            Err(IdentityError::NotReproducible { why: got, .. }) => {
+                assert!(got.contains(why), "{why}: {got}")
+            }
+            other => panic!("expected NotReproducible({why}), got {other:?}"),
+        }
+    }
+    assert!(matches!(ca.mint(b"\x31\x00"), Err(IdentityError::Unreadable(_))), "a SET is not a Name");
+}
+
+#[test]
+fn clients_ca_load_errors_name_the_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_ca(dir.path(), "a", "A");
+    write_ca(dir.path(), "b", "B");
+    let p = |f: &str| dir.path().join(f);
+    let err = ClientsCa::load(&p("a.pem"), &p("b.key")).expect_err("mismatch");
+    assert!(matches!(err, CaError::NoMatchingCertificate { .. }), "{err}");
+    assert!(err.to_string().contains("a.pem") && err.to_string().contains("b.key"), "{err}");
+    let err = ClientsCa::load(&p("a.pem"), &p("missing.key")).expect_err("missing");
+    assert!(matches!(err, CaError::Unreadable { .. }), "{err}");
+    let err = ClientsCa::load(&p("a.pem"), &p("a.pem")).expect_err("a certificate is no key");
+    assert!(matches!(err, CaError::Key { .. }), "{err}");
+}
+
+#[test]
+fn the_cache_renews_and_stays_bounded() {
+    let cache = MintCache::new(2);
+    let t0 = Instant::now();
+    cache.insert(b"a".to_vec(), 1, t0);
+    assert_eq!(cache.get(b"a", t0), Some(1));
+    let renew = MINTED_LIFETIME - RENEW_BEFORE;
+    assert_eq!(cache.get(b"a", t0 + renew - Duration::from_secs(1)), Some(1));
+    assert_eq!(cache.get(b"a", t0 + renew), None, "due for renewal");
+    cache.insert(b"b".to_vec(), 2, t0 + Duration::from_secs(1));
+    cache.insert(b"c".to_vec(), 3, t0 + Duration::from_secs(2));
+    assert_eq!(cache.len(), 2);
+    assert_eq!(cache.get(b"a", t0), None, "the oldest made room");
+    assert_eq!((cache.get(b"b", t0), cache.get(b"c", t0)), (Some(2), Some(3)));
+    // Entries due for renewal go first.
+    cache.insert(b"d".to_vec(), 4, t0 + renew + Duration::from_secs(5));
+    assert_eq!(cache.len(), 1);
+}

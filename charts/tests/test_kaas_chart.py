@@ -70,6 +70,25 @@ def test_components_switch_and_target_the_tenant_cluster():
     assert not [o for o in off if o["kind"] in ("HelmRelease", "HelmRepository", "PodMonitor", "StorageClass")]
 
 
+def test_acls_are_enforced_for_every_user(crd_schemas):
+    """No super user: the proxy carries each client's identity, so the brokers enforce each user's own ACLs; the
+    proxy's KafkaUser holds only what proxy.acls grants. Optional scram-sha-512 listener and users."""
+    kafka = [o for o in render("kaas") if o["kind"] == "Kafka"][0]
+    assert "superUsers" not in kafka["spec"]["kafka"]["authorization"]
+    values = {"users": [{"name": "alice", "authentication": "scram-sha-512",
+                         "acls": [{"resource": {"type": "topic", "name": "orders"}, "operations": ["Read"]}]}],
+              "kafka": {"proxyListener": {"scram": {"enabled": True}}}}
+    objects = render("kaas", values)
+    assert all(validate(o, crd_schemas) for o in objects)
+    listeners = {l["name"]: l for l in [o for o in objects if o["kind"] == "Kafka"][0]["spec"]["kafka"]["listeners"]}
+    assert listeners["scram"]["authentication"]["type"] == "scram-sha-512" and listeners["scram"]["port"] == 9095
+    assert listeners["scram"]["tls"] is True and listeners["proxy"]["authentication"]["type"] == "tls"
+    users = {o["metadata"]["name"]: o["spec"] for o in objects if o["kind"] == "KafkaUser"}
+    assert users["alice"]["authentication"]["type"] == "scram-sha-512"
+    assert users["kaas-proxy"]["authentication"]["type"] == "tls"
+    assert users["kaas-proxy"]["authorization"] == {"type": "simple", "acls": []}
+
+
 def test_storage_class_is_encrypted():
     sc = [o for o in render("kaas") if o["kind"] == "StorageClass"][0]
     assert sc["parameters"]["encrypted"] == "true"
@@ -93,6 +112,8 @@ def defaults():
     (lambda v: v.__setitem__("colour", "blue"), "colour"),
     (lambda v: v["kafka"].__setitem__("replicas", 3), "replicas"),
     (lambda v: v["users"].append({"name": "Bad_Name"}), "Bad_Name"),
+    (lambda v: v["users"].append({"name": "eve", "authentication": "plain"}), "authentication"),
+    (lambda v: v["proxy"].__setitem__("acls", [{"resource": {"type": "topic"}, "operations": ["Fly"]}]), "/proxy/acls/0/operations"),
 ])
 def test_bad_values_are_refused_naming_the_value(mutate, named):
     values = defaults()

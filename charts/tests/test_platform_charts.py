@@ -66,6 +66,20 @@ def test_proxy_availability_and_lockdown():
     assert by_kind(objects, "ServiceMonitor")[0]["spec"]["endpoints"][0]["path"] == "/metrics"
 
 
+def test_upstream_material_reaches_the_proxy_where_the_controller_points():
+    proxy = by_kind(render("kaas-proxy", name="kaas-proxy", namespace="kaas-system"), "Deployment")[0]
+    pod = proxy["spec"]["template"]["spec"]
+    volume = [v for v in pod["volumes"] if v["name"] == "upstream"][0]["secret"]
+    assert volume["secretName"] == "kaas-proxy-upstream" and volume["optional"] is True
+    mount = [m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "upstream"][0]["mountPath"]
+    prefix = mount + "/{tenant}."
+    controller = by_kind(render("kaas-controller", {"routes": {"upstreamFiles": prefix}}, name="kaas-controller",
+                                namespace="kaas-system"), "Deployment")[0]
+    assert f"--upstream-files-template={prefix}" in controller["spec"]["template"]["spec"]["containers"][0]["args"]
+    plain = by_kind(render("kaas-controller", name="kaas-controller", namespace="kaas-system"), "Deployment")[0]
+    assert not [a for a in plain["spec"]["template"]["spec"]["containers"][0]["args"] if "upstream" in a]
+
+
 def test_proxy_configuration_is_what_the_binary_reads():
     cm = by_kind(render("kaas-proxy", name="kaas-proxy", namespace="kaas-system"), "ConfigMap")[0]
     config = yaml.safe_load(cm["data"]["kaas-proxy.yaml"])

@@ -44,11 +44,11 @@ enum Command {
         /// published routes require client certificates signed by it.
         #[arg(long)]
         client_ca_template: Option<String>,
-        /// Folder, as the proxy sees it, of each tenant's upstream TLS material (`{tenant}` is replaced:
-        /// `cluster-ca.crt`, `clients-ca.crt`, `clients-ca.key`); when set, routes reach brokers over TLS and each
-        /// client keeps its own identity there.
+        /// Path prefix, as the proxy sees it, of each tenant's upstream TLS material (`{tenant}` is replaced;
+        /// files `<prefix>cluster-ca.crt`, `<prefix>clients-ca.crt`, `<prefix>clients-ca.key`); when set, routes
+        /// reach brokers over TLS and each client keeps its own identity there.
         #[arg(long)]
-        upstream_dir_template: Option<String>,
+        upstream_files_template: Option<String>,
         /// Address of the /metrics and /healthz endpoint.
         #[arg(long, default_value = "0.0.0.0:8080")]
         metrics_listen: std::net::SocketAddr,
@@ -89,7 +89,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             routes_namespace,
             routes_config_map,
             client_ca_template,
-            upstream_dir_template,
+            upstream_files_template,
             metrics_listen,
         } => {
             let repo = gitops::Repo::clone_remote(&gitops_url, &workdir, &gitops_branch)?;
@@ -97,7 +97,7 @@ fn run(args: Args) -> anyhow::Result<()> {
                 namespace: routes_namespace,
                 config_map: routes_config_map,
                 client_ca: client_ca_template,
-                upstream_dir: upstream_dir_template,
+                upstream_files: upstream_files_template,
                 ..Default::default()
             };
             tokio::runtime::Runtime::new()?.block_on(serve(repo, routes, metrics_listen))?;

@@ -80,13 +80,15 @@ pub struct RouteSource {
     /// The same for `isolation: namespace` tenants, whose Kafka runs on the shared cluster.
     pub namespace_bootstrap: String,
     /// Where the proxy finds each tenant's client CA (`{tenant}` is replaced); unset: no client certificates
-    /// are required (unless `upstream_dir` provides the CA).
+    /// are required (unless `upstream_files` provides the CA).
     pub client_ca: Option<String>,
-    /// Folder, as the proxy sees it, of each tenant's upstream material (`{tenant}` is replaced), kept from
-    /// the tenant's Strimzi secrets: `cluster-ca.crt` (`<cluster>-cluster-ca-cert`, `ca.crt`),
-    /// `clients-ca.crt` (`<cluster>-clients-ca-cert`, `ca.crt`) and `clients-ca.key` (`<cluster>-clients-ca`,
-    /// `ca.key`). Set: routes reach the brokers over TLS with each client's own identity. Unset: plaintext.
-    pub upstream_dir: Option<String>,
+    /// Path prefix, as the proxy sees it, of each tenant's upstream material (`{tenant}` is replaced; e.g.
+    /// `/etc/kaas-proxy/upstream/{tenant}.`), files kept from the tenant's Strimzi secrets: `<prefix>cluster-ca.crt`
+    /// (`<cluster>-cluster-ca-cert`, `ca.crt`), `<prefix>clients-ca.crt` (`<cluster>-clients-ca-cert`, `ca.crt`)
+    /// and `<prefix>clients-ca.key` (`<cluster>-clients-ca`, `ca.key`). A prefix rather than a folder so that
+    /// one Secret (flat keys) can hold every tenant's files. Set: routes reach the brokers over TLS with each
+    /// client's own identity. Unset: plaintext.
+    pub upstream_files: Option<String>,
 }
 
 impl Default for RouteSource {
@@ -97,29 +99,29 @@ impl Default for RouteSource {
             cluster_bootstrap: "kafka-bootstrap.{tenant}.internal.kaas.dev:9093".into(),
             namespace_bootstrap: "kaas-kafka-bootstrap.tenant-{tenant}.svc:9093".into(),
             client_ca: None,
-            upstream_dir: None,
+            upstream_files: None,
         }
     }
 }
 
 impl RouteSource {
-    /// The route published for `tenant`: its bootstrap address and, with `upstream_dir`, mutual TLS upstream
+    /// The route published for `tenant`: its bootstrap address and, with `upstream_files`, mutual TLS upstream
     /// with `identity: client` (every client keeps its own principal at the broker).
     pub fn route(&self, tenant: &str, isolation: Isolation) -> TenantRoute {
         let template = match isolation {
             Isolation::Cluster => &self.cluster_bootstrap,
             Isolation::Namespace => &self.namespace_bootstrap,
         };
-        let dir = self.upstream_dir.as_ref().map(|d| std::path::PathBuf::from(d.replace("{tenant}", tenant)));
-        let client_ca = match (&self.client_ca, &dir) {
-            (Some(t), _) => Some(t.replace("{tenant}", tenant).into()),
-            (None, Some(dir)) => Some(dir.join("clients-ca.crt")),
-            (None, None) => None,
+        let prefix = self.upstream_files.as_ref().map(|p| p.replace("{tenant}", tenant));
+        let file = |name: &str| prefix.as_ref().map(|p| std::path::PathBuf::from(format!("{p}{name}")));
+        let client_ca = match &self.client_ca {
+            Some(t) => Some(t.replace("{tenant}", tenant).into()),
+            None => file("clients-ca.crt"),
         };
-        let upstream = dir.map(|dir| UpstreamRoute {
-            tls: Some(UpstreamTls { ca: dir.join("cluster-ca.crt"), server_name: None }),
+        let upstream = file("cluster-ca.crt").map(|ca| UpstreamRoute {
+            tls: Some(UpstreamTls { ca, server_name: None }),
             identity: Some(Identity::Client),
-            clients_ca_key: Some(dir.join("clients-ca.key")),
+            clients_ca_key: file("clients-ca.key"),
             cert: None,
             key: None,
         });
@@ -348,15 +350,15 @@ mod tests {
         assert!(plain.validate().is_empty(), "{:?}", plain.validate());
 
         let source =
-            RouteSource { upstream_dir: Some("/etc/kaas/upstream/{tenant}".into()), ..Default::default() };
+            RouteSource { upstream_files: Some("/etc/kaas/upstream/{tenant}.".into()), ..Default::default() };
         let route = source.route("acme", Isolation::Namespace);
         assert!(route.validate().is_empty(), "{:?}", route.validate());
         assert_eq!(route.bootstrap, ["kaas-kafka-bootstrap.tenant-acme.svc:9093"]);
-        assert_eq!(route.client_ca, Some("/etc/kaas/upstream/acme/clients-ca.crt".into()));
+        assert_eq!(route.client_ca, Some("/etc/kaas/upstream/acme.clients-ca.crt".into()));
         let upstream = route.upstream.expect("upstream published");
         assert_eq!(upstream.identity(), Some(Identity::Client));
-        assert_eq!(upstream.tls.map(|t| t.ca), Some("/etc/kaas/upstream/acme/cluster-ca.crt".into()));
-        assert_eq!(upstream.clients_ca_key, Some("/etc/kaas/upstream/acme/clients-ca.key".into()));
+        assert_eq!(upstream.tls.map(|t| t.ca), Some("/etc/kaas/upstream/acme.cluster-ca.crt".into()));
+        assert_eq!(upstream.clients_ca_key, Some("/etc/kaas/upstream/acme.clients-ca.key".into()));
 
         let own_ca = RouteSource { client_ca: Some("/ca/{tenant}.pem".into()), ..source };
         assert_eq!(own_ca.route("beta", Isolation::Cluster).client_ca, Some("/ca/beta.pem".into()));

@@ -130,6 +130,7 @@ impl RouteSource {
             bootstrap: vec![template.replace("{tenant}", tenant)],
             tls: None,
             client_ca,
+            client_crl: None,
             upstream,
         }
     }

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kaas_route::{check_dns_label, CertificateFiles, HostPort, Identity, TenantRoute};
+use rustls::pki_types::CertificateRevocationListDer;
 use rustls::sign::CertifiedKey;
 use serde::{Deserialize, Serialize};
 use serde_norway::{Mapping, Value};
@@ -109,6 +110,8 @@ pub struct TenantSettings {
     pub cert: Option<Arc<CertifiedKey>>,
     /// Client certificates must chain to these, when set.
     pub client_roots: Option<Arc<rustls::RootCertStore>>,
+    /// Revocation lists client certificates are checked against (with `client_roots` only).
+    pub client_crls: Vec<CertificateRevocationListDer<'static>>,
     /// TLS to the tenant's brokers and the identity presented there; plaintext when `None`.
     pub upstream_tls: Option<Arc<UpstreamTls>>,
 }
@@ -161,12 +164,44 @@ pub fn load(path: &Path) -> Result<Settings, ConfigErrors> {
     from_yaml(&text, base).map_err(|errors| ConfigErrors { file: path.to_owned(), errors })
 }
 
-/// The `tenants_file` a configuration file names, resolved against its folder (for watching it).
-pub fn tenants_file_of(path: &Path) -> Option<PathBuf> {
-    let text = std::fs::read_to_string(path).ok()?;
-    let value: Value = serde_norway::from_str(&text).ok()?;
-    let file: PathBuf = value.get("tenants_file")?.as_str()?.into();
-    Some(path.parent().unwrap_or(Path::new(".")).join(file))
+/// Every file a configuration file refers to, itself first, resolved against its folder: the tenants_file and
+/// every certificate, key, CA and CRL, inline tenants and those of the tenants_file alike. What the reloader
+/// watches, so a rotated certificate (a Secret updated in place) is picked up like a changed route. Read
+/// leniently: what does not parse is left out (the reload reports it).
+pub fn watched_files(path: &Path) -> Vec<PathBuf> {
+    let mut files = vec![path.to_owned()];
+    let base = path.parent().unwrap_or(Path::new("."));
+    let Some(text) = std::fs::read_to_string(path).ok() else { return files };
+    let Some(value) = serde_norway::from_str::<Value>(&text).ok() else { return files };
+    let Some(map) = value.as_mapping() else { return files };
+    let mut ignored = Collector::default();
+    let mut parsed = parse_keys(map, &mut ignored);
+    read_tenants_file(&mut parsed, base, &mut ignored);
+    let mut named: Vec<&Path> = Vec::new();
+    named.extend(parsed.tenants_file.as_deref());
+    if let Some(tls) = &parsed.tls {
+        named.extend([tls.cert.as_path(), tls.key.as_path()]);
+    }
+    for (_, route) in &parsed.tenants {
+        named.extend(route_files(route));
+    }
+    files.extend(named.into_iter().map(|f| base.join(f)));
+    files
+}
+
+/// The files one route names.
+fn route_files(route: &TenantRoute) -> Vec<&Path> {
+    let mut files: Vec<&Path> = Vec::new();
+    if let Some(tls) = &route.tls {
+        files.extend([tls.cert.as_path(), tls.key.as_path()]);
+    }
+    files.extend(route.client_ca.as_deref());
+    files.extend(route.client_crl.as_deref());
+    if let Some(up) = &route.upstream {
+        files.extend(up.tls.as_ref().map(|t| t.ca.as_path()));
+        files.extend([&up.clients_ca_key, &up.cert, &up.key].into_iter().filter_map(|f| f.as_deref()));
+    }
+    files
 }
 
 /// Parses and validates YAML text; `base` is the folder relative file paths start from.
@@ -331,12 +366,21 @@ fn validate(p: &Parsed, base: &Path, errs: &mut Collector) -> Option<Settings> {
                 None
             }
         });
+        let client_crls = match route.client_crl.as_ref().map(|crl| certs::load_crls(&base.join(crl))) {
+            None => Vec::new(),
+            Some(Ok(crls)) => crls,
+            Some(Err(e)) => {
+                errs.push(format!("{key}.client_crl"), e);
+                Vec::new()
+            }
+        };
         let upstream_tls = load_upstream(key, route, base, errs);
         tenants.push(TenantSettings {
             name: route.name.clone(),
             bootstrap: route.bootstrap.iter().filter_map(|b| HostPort::parse(b).ok()).collect(),
             cert,
             client_roots,
+            client_crls,
             upstream_tls,
         });
     }

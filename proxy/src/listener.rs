@@ -217,9 +217,26 @@ impl Refused {
             Refused::NoClientHello(_) => RefusalReason::NoClientHello,
             Refused::UnknownName(_) | Refused::UnknownNode(_) => RefusalReason::UnrecognizedName,
             Refused::ClusterUnavailable(_) => RefusalReason::ClusterUnavailable,
-            Refused::Handshake(_) | Refused::HandshakeTimeout(_) => RefusalReason::Handshake,
+            Refused::Handshake(e) => handshake_reason(e),
+            Refused::HandshakeTimeout(_) => RefusalReason::Handshake,
             Refused::Upstream(_) => RefusalReason::UpstreamUnavailable,
         })
+    }
+}
+
+/// Why a client's handshake failed, from the rustls error inside: client-certificate problems by kind.
+fn handshake_reason(e: &std::io::Error) -> RefusalReason {
+    use rustls::CertificateError as C;
+    match e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+        Some(rustls::Error::NoCertificatesPresented) => RefusalReason::ClientCertMissing,
+        Some(rustls::Error::InvalidCertificate(c)) => match c {
+            C::Expired | C::ExpiredContext { .. } => RefusalReason::ClientCertExpired,
+            C::NotValidYet | C::NotValidYetContext { .. } => RefusalReason::ClientCertNotYetValid,
+            C::UnknownIssuer => RefusalReason::ClientCertUnknownCa,
+            C::Revoked => RefusalReason::ClientCertRevoked,
+            _ => RefusalReason::ClientCertInvalid,
+        },
+        _ => RefusalReason::Handshake,
     }
 }
 

@@ -21,19 +21,37 @@ pub enum RefusalReason {
     UnrecognizedName,
     /// The tenant's cluster could not be asked which brokers it has.
     ClusterUnavailable,
-    /// The TLS handshake failed or timed out (a client certificate refused, say).
+    /// The TLS handshake failed or timed out for a reason other than the client's certificate.
     Handshake,
+    /// The tenant requires a client certificate and none was presented.
+    ClientCertMissing,
+    /// The client's certificate has expired.
+    ClientCertExpired,
+    /// The client's certificate is not valid yet.
+    ClientCertNotYetValid,
+    /// The client's certificate was not issued by the tenant's client CA (another CA, self-signed).
+    ClientCertUnknownCa,
+    /// The client's certificate is listed in the tenant's CRL.
+    ClientCertRevoked,
+    /// The client's certificate was refused for another reason (bad signature, wrong usage, unreadable).
+    ClientCertInvalid,
     /// The client's target broker could not be reached after the handshake.
     UpstreamUnavailable,
 }
 
-const REASONS: [RefusalReason; 7] = [
+const REASONS: [RefusalReason; 13] = [
     RefusalReason::Plaintext,
     RefusalReason::NotTls,
     RefusalReason::NoClientHello,
     RefusalReason::UnrecognizedName,
     RefusalReason::ClusterUnavailable,
     RefusalReason::Handshake,
+    RefusalReason::ClientCertMissing,
+    RefusalReason::ClientCertExpired,
+    RefusalReason::ClientCertNotYetValid,
+    RefusalReason::ClientCertUnknownCa,
+    RefusalReason::ClientCertRevoked,
+    RefusalReason::ClientCertInvalid,
     RefusalReason::UpstreamUnavailable,
 ];
 
@@ -47,6 +65,12 @@ impl RefusalReason {
             RefusalReason::UnrecognizedName => "unrecognized_name",
             RefusalReason::ClusterUnavailable => "cluster_unavailable",
             RefusalReason::Handshake => "handshake",
+            RefusalReason::ClientCertMissing => "client_cert_missing",
+            RefusalReason::ClientCertExpired => "client_cert_expired",
+            RefusalReason::ClientCertNotYetValid => "client_cert_not_yet_valid",
+            RefusalReason::ClientCertUnknownCa => "client_cert_unknown_ca",
+            RefusalReason::ClientCertRevoked => "client_cert_revoked",
+            RefusalReason::ClientCertInvalid => "client_cert_invalid",
             RefusalReason::UpstreamUnavailable => "upstream_unavailable",
         }
     }

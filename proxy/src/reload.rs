@@ -1,6 +1,7 @@
-//! Reload: polls the configuration file and its `tenants_file` (the route source kaas-controller writes; a
-//! mounted ConfigMap changes in place) and applies new tenants, certificates and client CAs without a restart.
-//! A file that does not validate is reported and ignored: the proxy keeps serving the routes it has.
+//! Reload: polls the configuration file, its `tenants_file` (the route source kaas-controller writes; a mounted
+//! ConfigMap changes in place) and every certificate, key, CA and CRL they name (mounted Secrets change in
+//! place when Strimzi rotates a CA), and applies new tenants and material without a restart. A file that does
+//! not validate is reported and ignored: the proxy keeps serving the routes it has.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -28,17 +29,13 @@ pub async fn watch(path: &Path, every: Duration, reloader: Reloader) {
             },
             Err(e) => tracing::warn!("reload refused; keeping the current routes: invalid configuration {e}"),
         }
-        // The tenants_file key itself may have changed.
+        // The files named may have changed with it.
         files = watched(path);
         last = contents(&files);
     }
 }
 
-/// The configuration file and, if it names one, its tenants_file.
+/// The configuration file and every file it names.
 fn watched(path: &Path) -> Vec<PathBuf> {
-    let mut files = vec![path.to_owned()];
-    if let Some(extra) = config::tenants_file_of(path) {
-        files.push(extra);
-    }
-    files
+    config::watched_files(path)
 }

@@ -47,6 +47,7 @@ impl RouteSet {
                 name: &t.name,
                 cert: t.cert.clone(),
                 client_roots: t.client_roots.clone(),
+                client_crls: t.client_crls.clone(),
             }),
         )?;
         let upstream_tls =

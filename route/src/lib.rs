@@ -26,6 +26,9 @@ pub struct TenantRoute {
     /// The tenant's client CA (PEM bundle). When set, every client must present a certificate it signed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_ca: Option<PathBuf>,
+    /// Revocation lists (PEM or DER) for the tenant's client certificates; only with `client_ca`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_crl: Option<PathBuf>,
     /// How the proxy reaches the tenant's brokers: plaintext when absent, else TLS and an identity.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream: Option<UpstreamRoute>,
@@ -128,6 +131,12 @@ impl TenantRoute {
             if let Err(e) = HostPort::parse(server) {
                 errors.push(RouteError { field: format!("bootstrap[{i}]"), message: e.to_string() });
             }
+        }
+        if self.client_crl.is_some() && self.client_ca.is_none() {
+            errors.push(RouteError {
+                field: "client_crl".into(),
+                message: "needs client_ca: only client certificates can be revoked".into(),
+            });
         }
         if let Some(upstream) = &self.upstream {
             upstream.check(self.client_ca.is_some(), &mut errors);
@@ -299,10 +308,11 @@ mod tests {
             bootstrap: vec!["ok:1".into(), "nope".into(), "x:0".into()],
             tls: None,
             client_ca: None,
+            client_crl: Some("revoked.crl".into()),
             upstream: None,
         };
         let fields: Vec<_> = route.validate().into_iter().map(|e| e.field).collect();
-        assert_eq!(fields, ["name", "bootstrap[1]", "bootstrap[2]"]);
+        assert_eq!(fields, ["name", "bootstrap[1]", "bootstrap[2]", "client_crl"]);
     }
 
     fn upstream(yaml: &str) -> UpstreamRoute {
@@ -349,6 +359,7 @@ mod tests {
                 bootstrap: vec!["k:9093".into()],
                 tls: None,
                 client_ca: client_ca.then(|| "ca.pem".into()),
+                client_crl: None,
                 upstream: Some(upstream(yaml)),
             };
             let fields: Vec<_> = route.validate().into_iter().map(|e| e.field).collect();

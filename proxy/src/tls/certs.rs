@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 use rustls::sign::CertifiedKey;
 
 use super::provider;
@@ -92,6 +92,21 @@ pub fn load_pair(cert: &Path, key: &Path) -> Result<CertifiedKey, CertError> {
         reason: e.to_string(),
     })?;
     Ok(certified)
+}
+
+/// Certificate revocation lists, PEM (`X509 CRL` blocks) or a single DER list.
+pub fn load_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if bytes.first() == Some(&0x30) {
+        return Ok(vec![CertificateRevocationListDer::from(bytes)]);
+    }
+    let crls = CertificateRevocationListDer::pem_slice_iter(&bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if crls.is_empty() {
+        return Err(format!("{} holds no X509 CRL", path.display()));
+    }
+    Ok(crls)
 }
 
 /// A client CA bundle, for verifying client certificates.

@@ -13,10 +13,11 @@ use std::io;
 use std::sync::Arc;
 
 use rustls::crypto::CryptoProvider;
+use rustls::pki_types::CertificateRevocationListDer;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::{server::TlsStream, LazyConfigAcceptor, StartHandshake};
 
@@ -97,6 +98,7 @@ pub enum FrontError {
 fn server_config(
     cert: Arc<CertifiedKey>,
     client_roots: Option<Arc<rustls::RootCertStore>>,
+    client_crls: Vec<CertificateRevocationListDer<'static>>,
     tenant: &str,
 ) -> Result<Arc<ServerConfig>, FrontError> {
     let builder = ServerConfig::builder_with_provider(provider())
@@ -105,6 +107,11 @@ fn server_config(
         // mTLS: only certificates the tenant's client CA signed get through the handshake.
         Some(roots) => {
             let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(roots, provider())
+                .with_crls(client_crls)
+                // A leaf is refused when its issuer's CRL lists it; an issuer without a CRL here (the new CA
+                // of a rotation, say) is not held against its certificates.
+                .only_check_end_entity_revocation()
+                .allow_unknown_revocation_status()
                 .build()
                 .map_err(|source| FrontError::ClientCa { tenant: tenant.to_owned(), source })?;
             builder.with_client_cert_verifier(verifier)
@@ -123,6 +130,8 @@ pub struct TenantTls<'a> {
     pub cert: Option<Arc<CertifiedKey>>,
     /// Its client CA: when set, clients must present a certificate it signed.
     pub client_roots: Option<Arc<rustls::RootCertStore>>,
+    /// Revocation lists the client certificates are checked against.
+    pub client_crls: Vec<CertificateRevocationListDer<'static>>,
 }
 
 impl TlsFront {
@@ -132,12 +141,13 @@ impl TlsFront {
         default_cert: Arc<CertifiedKey>,
         tenants: impl IntoIterator<Item = TenantTls<'a>>,
     ) -> Result<Self, FrontError> {
-        let default = server_config(default_cert.clone(), None, "(default)")?;
+        let default = server_config(default_cert.clone(), None, Vec::new(), "(default)")?;
         let mut configs = HashMap::new();
         for t in tenants {
             if t.cert.is_some() || t.client_roots.is_some() {
                 let cert = t.cert.unwrap_or_else(|| default_cert.clone());
-                configs.insert(t.name.to_owned(), server_config(cert, t.client_roots, t.name)?);
+                configs
+                    .insert(t.name.to_owned(), server_config(cert, t.client_roots, t.client_crls, t.name)?);
             }
         }
         Ok(TlsFront { default, tenants: configs })
@@ -162,11 +172,18 @@ pub async fn read_client_hello(tcp: TcpStream) -> Result<StartHandshake<TcpStrea
     LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp).await.map_err(HelloError::Invalid)
 }
 
-/// Ends a handshake with the alert for `why`.
+/// Ends a handshake with the alert for `why`. The peer's remaining bytes are read (for at most a second) before
+/// the socket is closed: closing with unread input sends a TCP reset, which can overtake the alert, and the
+/// client would report a reset instead of the reason.
 pub async fn refuse(start: StartHandshake<TcpStream>, why: Alert) {
     let StartHandshake { mut io, .. } = start;
     let _ = io.write_all(&why.alert()).await;
     let _ = io.shutdown().await;
+    let drain = async {
+        let mut sink = [0u8; 1024];
+        while matches!(io.read(&mut sink).await, Ok(n) if n > 0) {}
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), drain).await;
 }
 
 /// Completes the handshake with the tenant's configuration.

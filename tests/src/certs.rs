@@ -1,8 +1,10 @@
-//! A local CA and a server certificate for the proxy's names, as PEM files.
+//! A local CA and a server certificate for the proxy's names, and client CAs issuing client certificates, as
+//! PEM files.
 
 use std::path::{Path, PathBuf};
 
 use rcgen::{BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair};
+use time::OffsetDateTime;
 
 /// A new self-signed CA named `common_name`: its certificate as PEM, and the issuer that signs with it.
 pub fn new_ca(common_name: &str) -> anyhow::Result<(String, Issuer<'static, KeyPair>)> {
@@ -47,6 +49,9 @@ impl Certs {
 #[derive(Debug)]
 pub struct ClientCa {
     pub ca: PathBuf,
+    /// The CA's private key as a PKCS#8 PEM file (`<name>-clients-ca.key`, beside `ca`): what Strimzi keeps
+    /// as `ca.key` in `<cluster>-clients-ca`, so a proxy holding it can sign client certificates itself.
+    pub key: PathBuf,
     issuer: Issuer<'static, KeyPair>,
     dir: PathBuf,
 }
@@ -56,18 +61,56 @@ impl ClientCa {
         let (pem, issuer) = new_ca(&format!("{name} clients CA"))?;
         let ca = dir.join(format!("{name}-clients-ca.pem"));
         std::fs::write(&ca, pem)?;
-        Ok(ClientCa { ca, issuer, dir: dir.to_owned() })
+        let key = dir.join(format!("{name}-clients-ca.key"));
+        std::fs::write(&key, issuer.key().serialize_pem())?;
+        Ok(ClientCa { ca, key, issuer, dir: dir.to_owned() })
     }
 
     /// A client certificate for `user`: (cert PEM path, key PEM path).
     pub fn issue(&self, user: &str) -> anyhow::Result<(PathBuf, PathBuf)> {
-        let key = KeyPair::generate()?;
+        self.issue_for(user, &[(DnType::CommonName, user)], None)
+    }
+
+    /// A client certificate with any subject and validity, as identity tests need them (several attributes,
+    /// expired, not yet valid): written as `<file_stem>.pem` and `<file_stem>.key` in the CA's folder, their
+    /// paths returned.
+    ///
+    /// `subject` is in the order Kafka prints a certificate's principal (RFC 2253: the most specific
+    /// attribute first), so `[(CommonName, "carol"), (OrganizationalUnitName, "payments"),
+    /// (OrganizationName, "acme")]` is `User:CN=carol,OU=payments,O=acme`; the certificate encodes them the
+    /// other way round, as X.509 does. Each attribute type at most once. `validity` is (not before, not
+    /// after); `None` is rcgen's default, valid from 1975 to 4096.
+    pub fn issue_for(
+        &self,
+        file_stem: &str,
+        subject: &[(DnType, &str)],
+        validity: Option<(OffsetDateTime, OffsetDateTime)>,
+    ) -> anyhow::Result<(PathBuf, PathBuf)> {
+        anyhow::ensure!(
+            !file_stem.is_empty()
+                && !file_stem.contains(['/', '\\'])
+                && file_stem != "."
+                && file_stem != "..",
+            "client certificate file stem {file_stem:?} is not a plain file name"
+        );
+        anyhow::ensure!(!subject.is_empty(), "client certificate {file_stem}: empty subject");
         let mut params = CertificateParams::new(Vec::<String>::new())?;
         params.distinguished_name = DistinguishedName::new();
-        params.distinguished_name.push(DnType::CommonName, user);
+        for (i, (ty, value)) in subject.iter().enumerate().rev() {
+            anyhow::ensure!(
+                !subject[..i].iter().any(|(t, _)| t == ty),
+                "client certificate {file_stem}: {ty:?} given twice in its subject"
+            );
+            params.distinguished_name.push(ty.clone(), *value);
+        }
+        if let Some((not_before, not_after)) = validity {
+            params.not_before = not_before;
+            params.not_after = not_after;
+        }
         params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let key = KeyPair::generate()?;
         let cert = params.signed_by(&key, &self.issuer)?;
-        let paths = (self.dir.join(format!("{user}.pem")), self.dir.join(format!("{user}.key")));
+        let paths = (self.dir.join(format!("{file_stem}.pem")), self.dir.join(format!("{file_stem}.key")));
         std::fs::write(&paths.0, cert.pem())?;
         std::fs::write(&paths.1, key.serialize_pem())?;
         Ok(paths)

@@ -11,7 +11,20 @@
 //! - `TLS`: mutual TLS (`ssl.client.auth=required`), as a Strimzi cluster's `authentication: tls` listener:
 //!   broker certificates from the cluster's own CA, client certificates from its clients CA, both distinct
 //!   from the proxy's CA;
-//! - `CONTROLLER`: the KRaft quorum.
+//! - `CONTROLLER`: the KRaft quorum;
+//!
+//! and, once a test names SCRAM users ([`ClusterOptions::scram_user`]), a fourth:
+//! - `SASL`: SASL_SSL with SCRAM-SHA-512, as a Strimzi `authentication: scram-sha-512` listener: the broker
+//!   certificate of `TLS`, no client certificate, the users' credentials written at format time; a client
+//!   there is `User:<name>`.
+//!
+//! [`ClusterOptions::authorizer`] makes the cluster authorize every request by ACL, as a Strimzi cluster with
+//! `authorization: simple`; [`KafkaCluster::create_topic`] and [`KafkaCluster::create_acls`] set up what the
+//! test then runs against, over `PLAIN`, where the fixture is a super user. On `TLS` a client is
+//! `User:<its certificate's subject>`, e.g. `User:CN=alice`.
+//!
+//! Submodules: `setup` writes what the nodes start from (properties, CA, keystores), `admin` holds the
+//! fixture's own requests (Metadata, CreateTopics), `acl` the ACL types and CreateAcls/DescribeAcls.
 //!
 //! Node ids start at 11, so that no test passes by mistaking an index for an id. Each node is broker and
 //! controller in one JVM (combined mode; the nodes are the static quorum `controller.quorum.voters`, which
@@ -20,19 +33,23 @@
 
 use std::collections::BTreeSet;
 use std::fs::{File, OpenOptions};
-use std::hash::{BuildHasher, Hasher};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
-use kaas_proxy::kafka::client::KafkaClient;
-use kafka_protocol::messages::MetadataRequest;
-use rcgen::{CertificateParams, DistinguishedName, DnType, Issuer, KeyPair};
 
-use crate::certs::{new_ca, ClientCa};
+use crate::certs::ClientCa;
 use crate::repo_root;
+
+mod acl;
+mod admin;
+mod setup;
+
+pub use acl::{Acl, AclOperation, AclResource, ACLS_WITHIN};
+pub use admin::metadata;
+use admin::{error_text, exchange, EXCHANGE_WITHIN};
+use setup::{check_scram_user, free_ports, properties, random_cluster_id, ClusterCa};
 
 /// The id of a cluster's first node; the others follow (11, 12, 13).
 pub const FIRST_NODE_ID: i32 = 11;
@@ -57,8 +74,9 @@ pub const JVM_FLAGS: &[&str] = &[
     "-Djava.awt.headless=true",
 ];
 
-/// Metadata v12: the newest both 3.9 and 4.x answer (4.0 dropped v0–v3).
-const METADATA_VERSION: i16 = 12;
+/// SCRAM iterations of the credentials written at format time: Kafka's minimum and its tools' default is
+/// 4096; twice that, as Kafka's own examples use, still costs a client under a millisecond.
+pub const SCRAM_ITERATIONS: u32 = 8192;
 
 const VERSIONS_ENV: &str = include_str!("../../scripts/kafka/versions.env");
 
@@ -125,11 +143,23 @@ pub struct ClusterOptions {
     pub nodes: usize,
     /// Broker properties written after the fixture's own, so they override them.
     pub config: Vec<(String, String)>,
+    /// Authorize every request by ACL: see [`ClusterOptions::authorizer`].
+    pub authorizer: bool,
+    /// SCRAM-SHA-512 users (name, password) of the `SASL` listener, which exists only when there are some:
+    /// see [`ClusterOptions::scram_user`].
+    pub scram_users: Vec<(String, String)>,
 }
 
 impl Default for ClusterOptions {
     fn default() -> Self {
-        ClusterOptions { name: "kafka".into(), version: Version::Latest, nodes: 3, config: Vec::new() }
+        ClusterOptions {
+            name: "kafka".into(),
+            version: Version::Latest,
+            nodes: 3,
+            config: Vec::new(),
+            authorizer: false,
+            scram_users: Vec::new(),
+        }
     }
 }
 
@@ -152,6 +182,32 @@ impl ClusterOptions {
         self.config.push((key.into(), value.into()));
         self
     }
+
+    /// Authorization by ACL, as a Strimzi cluster with `authorization: simple` has: KRaft's
+    /// `StandardAuthorizer`, nothing allowed without an ACL (`allow.everyone.if.no.acl.found=false`), and
+    /// the super users `User:ANONYMOUS` and `User:CN=admin` (a client certificate for `admin`). ANONYMOUS is
+    /// the principal of the `PLAIN` listener, which carries the traffic between brokers, to the controllers
+    /// and the fixture's own requests ([`KafkaCluster::create_topic`], [`KafkaCluster::create_acls`]):
+    /// without it the cluster could not even form. So a test of authorization connects over `TLS` or `SASL`.
+    ///
+    /// Each denial is logged at INFO by the broker's `kafka.authorizer.logger` (`Principal = User:CN=bob is
+    /// Denied operation = WRITE ...`), which the tests' log configurations (`scripts/kafka/log4j.properties`
+    /// for 3.x, `log4j2.properties` for 4.x: INFO and up of every logger) write into the node's
+    /// `server.log`: a test greps [`KafkaCluster::log`] for it.
+    pub fn authorizer(mut self) -> Self {
+        self.authorizer = true;
+        self
+    }
+
+    /// A SCRAM-SHA-512 user of the `SASL` listener (repeatable; the first one adds the listener to every
+    /// node), its credential written into the metadata log when the nodes are formatted, as
+    /// `kafka-storage.sh format --add-scram` does: no request needed before clients log in. `kafka-storage`
+    /// cannot quote, so name and password must be non-empty and free of `,[]"=` and spaces
+    /// ([`KafkaCluster::start`] refuses them otherwise).
+    pub fn scram_user(mut self, name: &str, password: &str) -> Self {
+        self.scram_users.push((name.into(), password.into()));
+        self
+    }
 }
 
 /// A client-facing listener.
@@ -159,6 +215,8 @@ impl ClusterOptions {
 pub enum Listener {
     Plain,
     Tls,
+    /// SASL_SSL with SCRAM-SHA-512, on clusters with [`ClusterOptions::scram_user`] only.
+    Sasl,
 }
 
 #[derive(Debug)]
@@ -167,17 +225,29 @@ struct Node {
     plain: u16,
     tls: u16,
     controller: u16,
+    /// The `SASL` listener's port, when the cluster has SCRAM users.
+    sasl: Option<u16>,
     dir: PathBuf,
     process: Option<Child>,
 }
 
 impl Node {
-    fn addr(&self, listener: Listener) -> String {
+    /// `listener`'s address, if the node has that listener.
+    fn addr(&self, listener: Listener) -> Option<String> {
         let port = match listener {
             Listener::Plain => self.plain,
             Listener::Tls => self.tls,
+            Listener::Sasl => self.sasl?,
         };
-        format!("127.0.0.1:{port}")
+        Some(format!("127.0.0.1:{port}"))
+    }
+
+    fn plain_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.plain)
+    }
+
+    fn is_running(&self) -> bool {
+        self.process.is_some()
     }
 
     fn stop(&mut self) {
@@ -214,7 +284,9 @@ pub struct KafkaCluster {
     nodes: Vec<Node>,
     node_ids: Vec<i32>,
     ca: PathBuf,
+    ca_key: PathBuf,
     clients: ClientCa,
+    scram_users: Vec<(String, String)>,
     // Dropped after `Drop::drop` has stopped every process.
     dir: tempfile::TempDir,
 }
@@ -281,18 +353,18 @@ impl KafkaCluster {
 
     /// `host:port` of `node`'s listener.
     pub fn broker_addr(&self, node: i32, listener: Listener) -> anyhow::Result<String> {
-        Ok(self.node(node)?.addr(listener))
+        self.node(node)?.addr(listener).ok_or_else(|| self.no_sasl())
     }
 
-    /// Every node's address on `listener`, killed ones included.
+    /// Every node's address on `listener`, killed ones included (none on `Sasl` without SCRAM users).
     pub fn addrs(&self, listener: Listener) -> Vec<String> {
-        self.nodes.iter().map(|n| n.addr(listener)).collect()
+        self.nodes.iter().filter_map(|n| n.addr(listener)).collect()
     }
 
-    /// Every port of every node — plaintext, TLS and controller listeners: what a client of the proxy must
-    /// never see in any form.
+    /// Every port of every node — plaintext, TLS, controller and SASL listeners: what a client of the proxy
+    /// must never see in any form.
     pub fn ports(&self) -> Vec<u16> {
-        self.nodes.iter().flat_map(|n| [n.plain, n.tls, n.controller]).collect()
+        self.nodes.iter().flat_map(|n| [n.plain, n.tls, n.controller].into_iter().chain(n.sasl)).collect()
     }
 
     /// `bootstrap.servers` for the plaintext listener.
@@ -305,14 +377,43 @@ impl KafkaCluster {
         self.addrs(Listener::Tls).join(",")
     }
 
+    /// `bootstrap.servers` for the SASL_SSL listener (SCRAM-SHA-512, the broker certificates of
+    /// [`KafkaCluster::cluster_ca_pem`]); an error on a cluster without [`ClusterOptions::scram_user`], which
+    /// has no such listener.
+    pub fn bootstrap_sasl(&self) -> anyhow::Result<String> {
+        let addrs = self.addrs(Listener::Sasl);
+        if addrs.is_empty() {
+            return Err(self.no_sasl());
+        }
+        Ok(addrs.join(","))
+    }
+
     /// The CA that signed the broker certificates (clients' `ssl.ca.location`).
     pub fn cluster_ca_pem(&self) -> &Path {
         &self.ca
     }
 
+    /// The cluster CA's private key, a PKCS#8 PEM file beside [`KafkaCluster::cluster_ca_pem`] (Strimzi's
+    /// `<cluster>-cluster-ca` `ca.key`): for a test that signs certificates brokers' peers would trust.
+    pub fn cluster_ca_key(&self) -> &Path {
+        &self.ca_key
+    }
+
     /// The CA the TLS listener accepts client certificates from.
     pub fn clients_ca_pem(&self) -> &Path {
         &self.clients.ca
+    }
+
+    /// The clients CA's private key, a PKCS#8 PEM file beside [`KafkaCluster::clients_ca_pem`] (Strimzi's
+    /// `<cluster>-clients-ca` `ca.key`): so a proxy can sign client certificates the TLS listener accepts.
+    pub fn clients_ca_key(&self) -> &Path {
+        &self.clients.key
+    }
+
+    /// The clients CA itself, to issue certificates of any subject and validity
+    /// ([`ClientCa::issue_for`]).
+    pub fn clients_ca(&self) -> &ClientCa {
+        &self.clients
     }
 
     /// A client certificate for `user` from the cluster's clients CA: (cert PEM, key PEM).
@@ -355,7 +456,7 @@ impl KafkaCluster {
         let i = self.nodes.iter().position(|n| n.id == node).ok_or_else(|| self.unknown(node))?;
         anyhow::ensure!(self.nodes[i].process.is_none(), "node {node} is running");
         self.spawn(i)?;
-        let running: Vec<i32> = self.nodes.iter().filter(|n| n.process.is_some()).map(|n| n.id).collect();
+        let running: Vec<i32> = self.nodes.iter().filter(|n| n.is_running()).map(|n| n.id).collect();
         self.wait_for_brokers(&running, READY_WITHIN)
     }
 
@@ -376,13 +477,12 @@ impl KafkaCluster {
                     );
                 }
             }
-            let waiting = self.nodes.iter().filter(|n| n.process.is_some()).find_map(|n| {
-                match metadata(&n.addr(Listener::Plain)) {
+            let waiting =
+                self.nodes.iter().filter(|n| n.is_running()).find_map(|n| match metadata(&n.plain_addr()) {
                     Ok(view) if view.node_ids() == want => None,
                     Ok(view) => Some((n, format!("it lists brokers {:?}", view.node_ids()))),
                     Err(e) => Some((n, format!("{e:#}"))),
-                }
-            });
+                });
             let Some((node, why)) = waiting else { return Ok(()) };
             if Instant::now() >= deadline {
                 bail!(
@@ -398,7 +498,11 @@ impl KafkaCluster {
 
     /// What `node` answers to Metadata on its plaintext listener.
     pub fn metadata(&self, node: i32) -> anyhow::Result<ClusterView> {
-        metadata(&self.node(node)?.addr(Listener::Plain))
+        metadata(&self.node(node)?.plain_addr())
+    }
+
+    fn no_sasl(&self) -> anyhow::Error {
+        anyhow!("cluster {} has no SASL listener (it comes with ClusterOptions::scram_user)", self.name)
     }
 
     fn node(&self, id: i32) -> anyhow::Result<&Node> {
@@ -419,15 +523,20 @@ impl KafkaCluster {
         anyhow::ensure!(opts.nodes >= 1, "a cluster needs at least one node");
         let install = install_dir(opts.version)?;
         let dir = tempfile::Builder::new().prefix(&format!("kafka-{}-", opts.name)).tempdir()?;
-        let ports = free_ports(3 * opts.nodes)?;
+        for (name, password) in &opts.scram_users {
+            check_scram_user(name, password)?;
+        }
+        let per_node = if opts.scram_users.is_empty() { 3 } else { 4 };
+        let ports = free_ports(per_node * opts.nodes)?;
         let nodes: Vec<Node> = ports
-            .chunks(3)
+            .chunks(per_node)
             .zip(FIRST_NODE_ID..)
             .map(|(p, id)| Node {
                 id,
                 plain: p[0],
                 tls: p[1],
                 controller: p[2],
+                sasl: p.get(3).copied(),
                 dir: dir.path().join(format!("node-{id}")),
                 process: None,
             })
@@ -450,7 +559,9 @@ impl KafkaCluster {
             node_ids: nodes.iter().map(|n| n.id).collect(),
             nodes,
             ca: ca.pem,
+            ca_key: ca.key,
             clients,
+            scram_users: opts.scram_users.clone(),
             dir,
         })
     }
@@ -475,8 +586,19 @@ impl KafkaCluster {
     }
 
     /// Formats every node's storage with the cluster id, all at once, with the class `kafka-storage.sh`
-    /// runs (the same in 3.9 and 4.x).
+    /// runs (the same in 3.9 and 4.x), and the SCRAM credentials: `--add-scram` takes
+    /// `SCRAM-SHA-512=[name=alice,password=...,iterations=8192]` alike in 3.9 and 4.4 and salts the
+    /// password itself.
     fn format(&self) -> anyhow::Result<()> {
+        let scram: Vec<String> = self
+            .scram_users
+            .iter()
+            .flat_map(|(name, password)| {
+                let credential =
+                    format!("SCRAM-SHA-512=[name={name},password={password},iterations={SCRAM_ITERATIONS}]");
+                ["--add-scram".to_owned(), credential]
+            })
+            .collect();
         let mut running = Vec::new();
         for node in &self.nodes {
             let out = File::create(node.dir.join("format.log"))?;
@@ -484,6 +606,7 @@ impl KafkaCluster {
                 .java(node)
                 .args(["kafka.tools.StorageTool", "format", "--cluster-id", &self.cluster_id])
                 .args(["--config", "server.properties"])
+                .args(&scram)
                 .stdout(out.try_clone()?)
                 .stderr(out)
                 .spawn()
@@ -533,169 +656,6 @@ impl Drop for KafkaCluster {
     }
 }
 
-/// A node's `server.properties`: combined broker and controller, the three listeners, and what a small test
-/// cluster needs (internal topics replicated as far as the nodes allow, no waiting before rebalances, few
-/// threads, small segments), then `opts.config`.
-fn properties(
-    opts: &ClusterOptions,
-    node: &Node,
-    voters: &str,
-    keystore: &Path,
-    clients_ca: &Path,
-) -> String {
-    let n = opts.nodes;
-    // Replicas of internal topics, and the ISR they require: 3 and 2 as in production when there are 3 nodes.
-    let min_isr = n.min(2);
-    let mut p = format!(
-        "# Node {id} of the test cluster {name} (Kafka {version}), written by tests/src/kafka.rs.\n\
-         process.roles=broker,controller\n\
-         node.id={id}\n\
-         controller.quorum.voters={voters}\n\
-         controller.listener.names=CONTROLLER\n\
-         listeners=PLAIN://127.0.0.1:{plain},TLS://127.0.0.1:{tls},CONTROLLER://127.0.0.1:{controller}\n\
-         advertised.listeners=PLAIN://127.0.0.1:{plain},TLS://127.0.0.1:{tls}\n\
-         listener.security.protocol.map=PLAIN:PLAINTEXT,TLS:SSL,CONTROLLER:PLAINTEXT\n\
-         inter.broker.listener.name=PLAIN\n\
-         listener.name.tls.ssl.client.auth=required\n\
-         listener.name.tls.ssl.keystore.type=PEM\n\
-         listener.name.tls.ssl.keystore.location={keystore}\n\
-         listener.name.tls.ssl.truststore.type=PEM\n\
-         listener.name.tls.ssl.truststore.location={clients_ca}\n\
-         log.dirs={data}\n\
-         num.partitions=1\n\
-         default.replication.factor={n}\n\
-         min.insync.replicas={min_isr}\n\
-         offsets.topic.replication.factor={n}\n\
-         offsets.topic.num.partitions=5\n\
-         transaction.state.log.replication.factor={n}\n\
-         transaction.state.log.min.isr={min_isr}\n\
-         transaction.state.log.num.partitions=5\n\
-         group.initial.rebalance.delay.ms=0\n\
-         auto.create.topics.enable=false\n\
-         log.segment.bytes=8388608\n\
-         log.index.size.max.bytes=1048576\n\
-         num.network.threads=2\n\
-         num.io.threads=2\n\
-         background.threads=2\n\
-         num.recovery.threads.per.data.dir=1\n\
-         broker.heartbeat.interval.ms=1000\n\
-         broker.session.timeout.ms=6000\n",
-        id = node.id,
-        name = opts.name,
-        version = opts.version.number(),
-        plain = node.plain,
-        tls = node.tls,
-        controller = node.controller,
-        keystore = keystore.display(),
-        clients_ca = clients_ca.display(),
-        data = node.dir.join("data").display(),
-    );
-    if !opts.version.number().starts_with("3.") {
-        // Share groups (4.x): their state topic defaults to 3 replicas, too many for a single node.
-        p.push_str(&format!(
-            "share.coordinator.state.topic.replication.factor={n}\n\
-             share.coordinator.state.topic.min.isr={min_isr}\n\
-             share.coordinator.state.topic.num.partitions=5\n"
-        ));
-    }
-    for (k, v) in &opts.config {
-        p.push_str(&format!("{k}={v}\n"));
-    }
-    p
-}
-
-/// The cluster's own CA (Strimzi's "cluster CA"): it signs the broker certificates clients verify.
-struct ClusterCa {
-    pem: PathBuf,
-    ca_pem: String,
-    issuer: Issuer<'static, KeyPair>,
-}
-
-impl ClusterCa {
-    fn generate(dir: &Path, name: &str) -> anyhow::Result<ClusterCa> {
-        let (ca_pem, issuer) = new_ca(&format!("{name} cluster CA"))?;
-        let pem = dir.join(format!("{name}-cluster-ca.pem"));
-        std::fs::write(&pem, &ca_pem)?;
-        Ok(ClusterCa { pem, ca_pem, issuer })
-    }
-
-    /// Writes `keystore.pem` into `dir`: a broker's key, its certificate for the advertised host (and
-    /// `localhost`), and the CA, as Kafka's PEM keystore reads them.
-    fn keystore(&self, dir: &Path, cn: &str) -> anyhow::Result<PathBuf> {
-        let key = KeyPair::generate()?;
-        let names = vec!["127.0.0.1".to_owned(), "localhost".to_owned()];
-        let mut params = CertificateParams::new(names)?;
-        params.distinguished_name = DistinguishedName::new();
-        params.distinguished_name.push(DnType::CommonName, cn);
-        params.extended_key_usages =
-            vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth, rcgen::ExtendedKeyUsagePurpose::ClientAuth];
-        let cert = params.signed_by(&key, &self.issuer)?;
-        let path = dir.join("keystore.pem");
-        std::fs::write(&path, format!("{}{}{}", key.serialize_pem(), cert.pem(), self.ca_pem))?;
-        Ok(path)
-    }
-}
-
-/// `n` distinct free loopback ports: all bound at once so none is handed out twice.
-fn free_ports(n: usize) -> anyhow::Result<Vec<u16>> {
-    let held = (0..n).map(|_| TcpListener::bind("127.0.0.1:0")).collect::<Result<Vec<_>, _>>()?;
-    Ok(held.iter().map(|l| l.local_addr().map(|a| a.port())).collect::<Result<Vec<_>, _>>()?)
-}
-
-/// A fresh cluster id: 16 random bytes in unpadded URL-safe base64, like `kafka-storage.sh random-uuid`.
-fn random_cluster_id() -> String {
-    let mut bytes = [0u8; 16];
-    for half in bytes.chunks_mut(8) {
-        // RandomState is seeded randomly per process and differs per instance: enough to tell clusters apart.
-        let r = std::collections::hash_map::RandomState::new().build_hasher().finish();
-        half.copy_from_slice(&r.to_be_bytes());
-    }
-    // A leading '-' would read as an option on a command line; Kafka's own random ids avoid it too.
-    bytes[0] &= 0x7f;
-    base64url(&bytes)
-}
-
-fn base64url(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
-        for i in 0..=chunk.len() {
-            out.push(char::from(ALPHABET[(n >> (18 - 6 * i) & 63) as usize]));
-        }
-    }
-    out
-}
-
-/// Sends Metadata (no topics) to `addr` on a plaintext listener and returns the brokers it lists. Blocking for
-/// the fixture's callers (the tests' runtimes are busy elsewhere): the exchange runs through
-/// `kaas_proxy::kafka::client` on a runtime of its own thread.
-pub fn metadata(addr: &str) -> anyhow::Result<ClusterView> {
-    let addr = addr.to_owned();
-    let exchange = move || -> anyhow::Result<ClusterView> {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        rt.block_on(async {
-            // A broker still starting may accept connections before it answers them.
-            let within = Duration::from_secs(3);
-            let stream =
-                tokio::time::timeout(within, tokio::net::TcpStream::connect(addr.as_str())).await??;
-            let mut client = KafkaClient::new(stream, 1 << 24, "kaas-e2e-fixture");
-            let request = MetadataRequest::default().with_topics(Some(Vec::new()));
-            let response =
-                tokio::time::timeout(within, client.call_decoded(METADATA_VERSION, &request)).await??;
-            let mut brokers: Vec<_> =
-                response.brokers.iter().map(|b| (b.node_id.0, b.host.to_string(), b.port)).collect();
-            brokers.sort();
-            Ok(ClusterView {
-                cluster_id: response.cluster_id.map(|c| c.to_string()),
-                controller_id: response.controller_id.0,
-                brokers,
-            })
-        })
-    };
-    std::thread::spawn(exchange).join().map_err(|_| anyhow::anyhow!("metadata thread panicked"))?
-}
-
 /// What a failure report quotes from a node's log: its ERROR lines, each message once, the first and last
 /// few (a broker that gives up logs the cause near the end, then pages of orderly shutdown), and its last
 /// lines.
@@ -728,26 +688,6 @@ fn excerpt(path: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cluster_ids_are_22_url_safe_characters() {
-        for _ in 0..100 {
-            let id = random_cluster_id();
-            assert_eq!(id.len(), 22, "{id}");
-            assert!(id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'), "{id}");
-            assert!(!id.starts_with(['-', '_']), "{id}");
-        }
-        assert_ne!(random_cluster_id(), random_cluster_id());
-    }
-
-    #[test]
-    fn base64url_matches_the_rfc_4648_vectors() {
-        assert_eq!(base64url(b"f"), "Zg");
-        assert_eq!(base64url(b"fo"), "Zm8");
-        assert_eq!(base64url(b"foo"), "Zm9v");
-        assert_eq!(base64url(b"foob"), "Zm9vYg");
-        assert_eq!(base64url(&[0xfb, 0xff]), "-_8");
-    }
 
     #[test]
     fn excerpt_quotes_each_error_once_first_and_last_and_the_end() {

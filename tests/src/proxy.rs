@@ -60,6 +60,8 @@ pub fn wait_for_log(needle: &str, within: Duration) -> bool {
 #[derive(Debug)]
 pub struct ProxyHandle {
     pub port: u16,
+    /// The admin endpoint's port (`/metrics`, `/healthz`, `/readyz`).
+    pub admin_port: u16,
     pub config_dir: TempDir,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -78,13 +80,7 @@ impl ProxyHandle {
         certs: &Certs,
         tenants: &[(&str, Vec<String>, Option<std::path::PathBuf>)],
     ) -> anyhow::Result<ProxyHandle> {
-        init();
-        let dir = tempfile::tempdir()?;
-        let mut yaml = format!(
-            "listen: \"[::]:0\"\ndomain: {DOMAIN}\ntls:\n  cert: {}\n  key: {}\ntenants:\n",
-            certs.cert.display(),
-            certs.key.display()
-        );
+        let mut yaml = String::new();
         for (name, bootstrap, client_ca) in tenants {
             let list: Vec<String> = bootstrap.iter().map(|b| format!("\"{b}\"")).collect();
             yaml.push_str(&format!("  - name: {name}\n    bootstrap: [{}]\n", list.join(", ")));
@@ -92,6 +88,21 @@ impl ProxyHandle {
                 yaml.push_str(&format!("    client_ca: {}\n", ca.display()));
             }
         }
+        Self::start_with_tenants_yaml(certs, &yaml)
+    }
+
+    /// Like [`ProxyHandle::start`], with the `tenants:` list given as YAML (items indented two spaces), for
+    /// keys the other constructors do not cover (`upstream`).
+    pub fn start_with_tenants_yaml(certs: &Certs, tenants_yaml: &str) -> anyhow::Result<ProxyHandle> {
+        init();
+        let dir = tempfile::tempdir()?;
+        let admin_port = crate::free_port();
+        let yaml = format!(
+            "listen: \"[::]:0\"\ndomain: {DOMAIN}\nadmin_listen: \"127.0.0.1:{admin_port}\"\ntls:\n  cert: {}\n  \
+             key: {}\ntenants:\n{tenants_yaml}",
+            certs.cert.display(),
+            certs.key.display()
+        );
         let path = dir.path().join("kaas-proxy.yaml");
         std::fs::write(&path, yaml)?;
         let settings = kaas_proxy::config::load(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -112,7 +123,27 @@ impl ProxyHandle {
             });
         });
         let port = port_rx.recv_timeout(Duration::from_secs(10))?.map_err(|e| anyhow::anyhow!(e))?;
-        Ok(ProxyHandle { port, config_dir: dir, stop: Some(stop_tx), thread: Some(thread) })
+        Ok(ProxyHandle { port, admin_port, config_dir: dir, stop: Some(stop_tx), thread: Some(thread) })
+    }
+
+    /// The `/metrics` exposition, fetched over HTTP as Prometheus would.
+    pub fn metrics(&self) -> anyhow::Result<String> {
+        use std::io::Read;
+        let mut conn = std::net::TcpStream::connect(("127.0.0.1", self.admin_port))?;
+        conn.set_read_timeout(Some(Duration::from_secs(5)))?;
+        conn.write_all(b"GET /metrics HTTP/1.0\r\nHost: kaas-proxy\r\n\r\n")?;
+        let mut response = String::new();
+        conn.read_to_string(&mut response)?;
+        let (head, body) = response.split_once("\r\n\r\n").ok_or_else(|| anyhow::anyhow!("no HTTP body"))?;
+        anyhow::ensure!(head.starts_with("HTTP/1.") && head.contains(" 200 "), "GET /metrics: {head}");
+        Ok(body.to_owned())
+    }
+
+    /// The value of the metric sample `series` (name and labels exactly as exposed), 0 when absent.
+    pub fn metric(&self, series: &str) -> anyhow::Result<f64> {
+        let text = self.metrics()?;
+        let line = text.lines().find(|l| l.strip_prefix(series).is_some_and(|rest| rest.starts_with(' ')));
+        Ok(line.and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok()).unwrap_or(0.0))
     }
 
     /// `<tenant>.<domain>:<port>`, the one setting a tenant's users are given.

@@ -38,6 +38,40 @@ pub async fn create_topics(config: &ClientConfig, topics: &[NewTopic<'_>]) -> an
     Ok(())
 }
 
+/// A client context that keeps every error librdkafka reports (authentication failures surface only here).
+#[derive(Debug, Default)]
+pub struct Errors(pub std::sync::Mutex<Vec<rdkafka::error::KafkaError>>);
+
+impl rdkafka::ClientContext for Errors {
+    fn error(&self, error: rdkafka::error::KafkaError, _reason: &str) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).push(error);
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for Errors {}
+
+/// Asserts a client with `config` cannot log in: no metadata, and librdkafka reports an authentication error
+/// (which surfaces only through the client context, polled here).
+pub fn assert_authentication_fails(config: &ClientConfig) {
+    let consumer: BaseConsumer<Errors> = config.create_with_context(Errors::default()).expect("client");
+    assert!(consumer.fetch_metadata(None, Duration::from_secs(3)).is_err(), "metadata without logging in");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let seen = || {
+        let errors = consumer.context().0.lock().unwrap_or_else(|p| p.into_inner());
+        errors
+            .iter()
+            .any(|e| e.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::Authentication))
+    };
+    while !seen() {
+        assert!(
+            Instant::now() < deadline,
+            "no authentication error reported: {:?}",
+            consumer.context().0.lock().unwrap_or_else(|p| p.into_inner())
+        );
+        let _ = consumer.poll(Duration::from_millis(100));
+    }
+}
+
 /// Deterministic record value covering all byte values.
 pub fn value(run: &str, i: usize) -> Vec<u8> {
     let mut v = format!("{run}/{i:06}/").into_bytes();

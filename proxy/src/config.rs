@@ -97,6 +97,9 @@ pub struct Settings {
     pub default_cert: Arc<CertifiedKey>,
     /// Inline tenants first, then those of `tenants_file`; names are unique.
     pub tenants: Vec<TenantSettings>,
+    /// Problems of `tenants_file` entries that were left out so the others are served (a route published
+    /// before its certificate files are mounted, say); empty when every entry loaded. Logged by the caller.
+    pub skipped: Vec<ConfigError>,
 }
 
 /// One tenant of [`Settings`]: its [`TenantRoute`] validated, with its certificate and client CA loaded.
@@ -218,7 +221,32 @@ pub fn from_yaml(text: &str, base: &Path) -> Result<Settings, Vec<ConfigError>> 
     let settings = validate(&config, base, &mut errs);
     match settings {
         Some(s) if errs.0.is_empty() => Ok(s),
-        _ => Err(errs.0),
+        _ => without_broken_entries(config, base, errs.0),
+    }
+}
+
+/// When every error belongs to an entry of the `tenants_file` (whose entries come and go without an operator),
+/// the settings without those entries, the errors kept in [`Settings::skipped`]; otherwise all the errors.
+fn without_broken_entries(
+    mut config: Parsed,
+    base: &Path,
+    errors: Vec<ConfigError>,
+) -> Result<Settings, Vec<ConfigError>> {
+    let entry = |key: &str| {
+        key.strip_prefix("tenants_file[").and_then(|rest| Some(rest.split_once(']')?.0.to_owned()))
+    };
+    if errors.iter().any(|e| entry(&e.key).is_none()) {
+        return Err(errors);
+    }
+    let broken: HashSet<String> = errors.iter().filter_map(|e| entry(&e.key)).collect();
+    config.tenants.retain(|(key, _)| entry(key).is_none_or(|i| !broken.contains(&i)));
+    let mut again = Collector::default();
+    match validate(&config, base, &mut again) {
+        Some(mut settings) if again.0.is_empty() => {
+            settings.skipped = errors;
+            Ok(settings)
+        }
+        _ => Err(errors),
     }
 }
 
@@ -394,6 +422,7 @@ fn validate(p: &Parsed, base: &Path, errs: &mut Collector) -> Option<Settings> {
         admin_listen,
         default_cert: default_cert?,
         tenants,
+        skipped: Vec::new(),
     })
 }
 

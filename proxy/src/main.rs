@@ -44,8 +44,16 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    for e in &settings.skipped {
+        tracing::warn!(key = %e.key, "tenant left out: {}", e.message);
+    }
     if args.check {
-        println!("{}: ok ({} tenants)", args.config.display(), settings.tenants.len());
+        println!(
+            "{}: ok ({} tenants, {} left out)",
+            args.config.display(),
+            settings.tenants.len(),
+            settings.skipped.len()
+        );
         return ExitCode::SUCCESS;
     }
     let proxy = match Proxy::bind(&settings).await {

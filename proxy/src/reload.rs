@@ -1,7 +1,8 @@
 //! Reload: polls the configuration file, its `tenants_file` (the route source kaas-controller writes; a mounted
 //! ConfigMap changes in place) and every certificate, key, CA and CRL they name (mounted Secrets change in
 //! place when Strimzi rotates a CA), and applies new tenants and material without a restart. A file that does
-//! not validate is reported and ignored: the proxy keeps serving the routes it has.
+//! not validate is reported and ignored: the proxy keeps serving the routes it has; a `tenants_file` entry that
+//! does not load (its files not mounted yet, say) is left out and named, and the others are applied.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -24,6 +25,12 @@ pub async fn watch(path: &Path, every: Duration, reloader: Reloader) {
         }
         match config::load(path) {
             Ok(settings) => match reloader.reload(&settings) {
+                Ok(n) if !settings.skipped.is_empty() => {
+                    for e in &settings.skipped {
+                        tracing::warn!(key = %e.key, "tenant left out: {}", e.message);
+                    }
+                    tracing::info!(tenants = n, left_out = settings.skipped.len(), "routes reloaded");
+                }
                 Ok(n) => tracing::info!(tenants = n, "routes reloaded"),
                 Err(e) => tracing::warn!(error = %e, "reload refused; keeping the current routes"),
             },

@@ -156,8 +156,23 @@ fn tenants_file_adds_tenants_and_names_its_errors() {
     let yaml = "listen: \"[::]:9092\"\ndomain: kaas.localhost\nadmin_listen: \"127.0.0.1:9100\"\n\
                 tls: { cert: server.pem, key: server.key }\ntenants:\n  - { name: acme, bootstrap: [\"127.0.0.1:1\"] }\n\
                 tenants_file: routes.yaml\n";
-    let errors = from_yaml(yaml, dir.path()).expect_err("duplicate and bad address");
-    assert_eq!(keys(&errors), ["tenants_file[1].bootstrap[0]", "tenants_file[1].name"], "{errors:#?}");
+    // A broken entry of the route source is left out, named; the others are served.
+    let s = from_yaml(yaml, dir.path()).expect("the other entries are served");
+    assert_eq!(keys(&s.skipped), ["tenants_file[1].bootstrap[0]", "tenants_file[1].name"], "{:#?}", s.skipped);
+    assert_eq!(s.tenants.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["acme", "beta"]);
+    // An entry whose files are not there yet (published before its Secret is mounted) likewise.
+    std::fs::write(
+        dir.path().join("routes.yaml"),
+        "- name: beta\n  bootstrap: [\"b:1\"]\n- name: gamma\n  bootstrap: [\"g:1\"]\n  client_ca: later.pem\n",
+    )
+    .expect("write");
+    let s = from_yaml(yaml, dir.path()).expect("the other entries are served");
+    assert_eq!(keys(&s.skipped), ["tenants_file[1].client_ca"]);
+    assert_eq!(s.tenants.len(), 2);
+    // Errors outside the route source still refuse the whole file.
+    let bad_inline = yaml.replace("127.0.0.1:1", "no-port");
+    let errors = from_yaml(&bad_inline, dir.path()).expect_err("inline tenants are the operator's");
+    assert_eq!(keys(&errors), ["tenants[0].bootstrap[0]", "tenants_file[1].client_ca"], "{errors:#?}");
     std::fs::write(
         dir.path().join("routes.yaml"),
         "- name: beta\n  bootstrap: [\"kafka-bootstrap.beta.internal:9093\"]\n",

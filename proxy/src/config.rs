@@ -100,6 +100,9 @@ pub struct Settings {
     /// Problems of `tenants_file` entries that were left out so the others are served (a route published
     /// before its certificate files are mounted, say); empty when every entry loaded. Logged by the caller.
     pub skipped: Vec<ConfigError>,
+    /// Names of the entries left out (where their name could be read): a reload keeps serving the version of
+    /// these tenants it already has rather than drop them.
+    pub skipped_tenants: Vec<String>,
 }
 
 /// One tenant of [`Settings`]: its [`TenantRoute`] validated, with its certificate and client CA loaded.
@@ -239,11 +242,15 @@ fn without_broken_entries(
         return Err(errors);
     }
     let broken: HashSet<String> = errors.iter().filter_map(|e| entry(&e.key)).collect();
-    config.tenants.retain(|(key, _)| entry(key).is_none_or(|i| !broken.contains(&i)));
+    let is_broken = |key: &str| entry(key).is_some_and(|i| broken.contains(&i));
+    let names =
+        config.tenants.iter().filter(|(key, _)| is_broken(key)).map(|(_, r)| r.name.clone()).collect();
+    config.tenants.retain(|(key, _)| !is_broken(key));
     let mut again = Collector::default();
     match validate(&config, base, &mut again) {
         Some(mut settings) if again.0.is_empty() => {
             settings.skipped = errors;
+            settings.skipped_tenants = names;
             Ok(settings)
         }
         _ => Err(errors),
@@ -423,6 +430,7 @@ fn validate(p: &Parsed, base: &Path, errs: &mut Collector) -> Option<Settings> {
         default_cert: default_cert?,
         tenants,
         skipped: Vec::new(),
+        skipped_tenants: Vec::new(),
     })
 }
 

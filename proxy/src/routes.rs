@@ -28,9 +28,10 @@ pub struct RouteSet {
 }
 
 impl RouteSet {
-    /// Builds from `settings`, keeping the broker addresses `previous` already learned for tenants that remain.
+    /// Builds from `settings`, keeping the broker addresses `previous` already learned for tenants that remain,
+    /// and the whole previous version of tenants whose new entry was left out ([`Settings::skipped_tenants`]).
     pub fn build(settings: &Settings, previous: Option<&RouteSet>) -> Result<RouteSet, FrontError> {
-        let tenants = TenantTable::new(
+        let mut tenants = TenantTable::new(
             &settings.domain,
             settings.tenants.iter().map(|t| Tenant::new(t.name.clone(), t.bootstrap.clone())),
         );
@@ -41,7 +42,7 @@ impl RouteSet {
                 }
             }
         }
-        let tls = TlsFront::new(
+        let mut tls = TlsFront::new(
             settings.default_cert.clone(),
             settings.tenants.iter().map(|t| TenantTls {
                 name: &t.name,
@@ -50,8 +51,20 @@ impl RouteSet {
                 client_crls: t.client_crls.clone(),
             }),
         )?;
-        let upstream_tls =
+        let mut upstream_tls: HashMap<String, Arc<UpstreamTls>> =
             settings.tenants.iter().filter_map(|t| Some((t.name.clone(), t.upstream_tls.clone()?))).collect();
+        for name in &settings.skipped_tenants {
+            let Some((previous, tenant)) = previous.and_then(|p| Some((p, p.tenants.get(name)?.clone())))
+            else {
+                continue;
+            };
+            tracing::warn!(tenant = %name, "its new route does not load; serving its previous one");
+            tenants.keep(tenant);
+            tls.carry(&previous.tls, name);
+            if let Some(u) = previous.upstream_tls(name) {
+                upstream_tls.insert(name.clone(), u);
+            }
+        }
         Ok(RouteSet { tenants, tls, upstream_tls })
     }
 

@@ -48,7 +48,7 @@ fn check_accepts_a_valid_file() {
     .expect("write");
     let out = kaas_proxy().arg("--config").arg(&path).arg("--check").output().expect("runs");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("ok (1 tenants)"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok (1 tenants, 0 left out)"));
 }
 
 fn free_port() -> u16 {
@@ -160,10 +160,29 @@ fn route_changes_are_applied_without_a_restart() {
     std::fs::write(dir.path().join("routes.yaml"), "- name: acme\n  bootstrap: [\"127.0.0.1:1\"]\n")
         .expect("write");
     assert!(wait(true), "acme not routed after the route source changed");
-    // A broken route source is refused and the proxy keeps the routes it has.
-    std::fs::write(dir.path().join("routes.yaml"), "- name: Not A Label\n  bootstrap: []\n").expect("write");
+    // A broken route source is refused and the proxy keeps the routes it has; so is a new version of acme's
+    // route whose files are missing, while a valid new tenant beside it is applied.
+    std::fs::write(dir.path().join("routes.yaml"), "not: [a list\n").expect("write");
     std::thread::sleep(std::time::Duration::from_millis(2500));
     assert!(routed(port, "acme.kaas.localhost", &ca.cert), "a bad file dropped the working routes");
+    std::fs::write(
+        dir.path().join("routes.yaml"),
+        "- name: acme\n  bootstrap: [\"127.0.0.1:1\"]\n  client_ca: not-mounted-yet.pem\n\
+         - name: beta\n  bootstrap: [\"127.0.0.1:1\"]\n",
+    )
+    .expect("write");
+    let beta = || routed(port, "beta.kaas.localhost", &ca.cert);
+    assert!(
+        (0..60).any(|_| beta() || {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            false
+        }),
+        "beta not routed"
+    );
+    assert!(
+        routed(port, "acme.kaas.localhost", &ca.cert),
+        "acme dropped because its new route does not load"
+    );
     let _ = child.kill();
     let _ = child.wait();
 }

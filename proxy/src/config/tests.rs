@@ -158,7 +158,12 @@ fn tenants_file_adds_tenants_and_names_its_errors() {
                 tenants_file: routes.yaml\n";
     // A broken entry of the route source is left out, named; the others are served.
     let s = from_yaml(yaml, dir.path()).expect("the other entries are served");
-    assert_eq!(keys(&s.skipped), ["tenants_file[1].bootstrap[0]", "tenants_file[1].name"], "{:#?}", s.skipped);
+    assert_eq!(
+        keys(&s.skipped),
+        ["tenants_file[1].bootstrap[0]", "tenants_file[1].name"],
+        "{:#?}",
+        s.skipped
+    );
     assert_eq!(s.tenants.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["acme", "beta"]);
     // An entry whose files are not there yet (published before its Secret is mounted) likewise.
     std::fs::write(

@@ -93,6 +93,12 @@ impl TenantTable {
         Ok((tenant.clone(), target))
     }
 
+    /// Adds (or replaces) a tenant as it is, broker table included: a tenant carried over from the previous
+    /// routes.
+    pub fn keep(&mut self, tenant: Arc<Tenant>) {
+        self.tenants.insert(tenant.name.clone(), tenant);
+    }
+
     /// The tenant named exactly `name` (no case folding).
     pub fn get(&self, name: &str) -> Option<&Arc<Tenant>> {
         self.tenants.get(name)

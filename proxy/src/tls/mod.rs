@@ -153,6 +153,14 @@ impl TlsFront {
         Ok(TlsFront { default, tenants: configs })
     }
 
+    /// Takes `tenant`'s configuration from `previous` (a tenant whose new route did not load keeps its old one).
+    pub fn carry(&mut self, previous: &TlsFront, tenant: &str) {
+        match previous.tenants.get(tenant) {
+            Some(config) => self.tenants.insert(tenant.to_owned(), config.clone()),
+            None => self.tenants.remove(tenant),
+        };
+    }
+
     /// The server configuration for a tenant's names.
     pub fn config_for(&self, tenant: &str) -> Arc<ServerConfig> {
         self.tenants.get(tenant).unwrap_or(&self.default).clone()

@@ -76,8 +76,17 @@ def test_upstream_material_reaches_the_proxy_where_the_controller_points():
     controller = by_kind(render("kaas-controller", {"routes": {"upstreamFiles": prefix}}, name="kaas-controller",
                                 namespace="kaas-system"), "Deployment")[0]
     assert f"--upstream-files-template={prefix}" in controller["spec"]["template"]["spec"]["containers"][0]["args"]
-    plain = by_kind(render("kaas-controller", name="kaas-controller", namespace="kaas-system"), "Deployment")[0]
+    plain_objects = render("kaas-controller", name="kaas-controller", namespace="kaas-system")
+    plain = by_kind(plain_objects, "Deployment")[0]
     assert not [a for a in plain["spec"]["template"]["spec"]["containers"][0]["args"] if "upstream" in a]
+    # Reading Strimzi's secrets and writing the proxy's is granted only with upstream TLS on.
+    secret_rules = lambda objs: [r for o in objs if o["kind"] in ("ClusterRole", "Role") for r in o["rules"]
+                                 if "secrets" in r["resources"]]
+    assert not secret_rules(plain_objects)
+    on = render("kaas-controller", {"routes": {"upstreamFiles": prefix}}, name="kaas-controller", namespace="kaas-system")
+    rules = secret_rules(on)
+    assert any(r.get("resourceNames") == ["kaas-proxy-upstream"] and r["verbs"] == ["get", "update"] for r in rules)
+    assert not any("delete" in r["verbs"] or "list" in r["verbs"] for r in rules), rules
 
 
 def test_proxy_configuration_is_what_the_binary_reads():

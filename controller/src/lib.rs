@@ -3,7 +3,8 @@
 //! the proxy once ready.
 //!
 //! [`crd`] (the resource) → [`sizing`] (pure) → [`render`] (pure manifests) → [`gitops`] (the repository) →
-//! [`reconcile`] (the loop, reading [`watched`] objects back, with [`metrics`]).
+//! [`reconcile`] (the loop, reading [`watched`] objects back, with [`metrics`]), which keeps the proxy's
+//! [`upstream`] material in step with each tenant's Strimzi CAs.
 
 #![warn(missing_docs)]
 
@@ -13,4 +14,5 @@ pub mod metrics;
 pub mod reconcile;
 pub mod render;
 pub mod sizing;
+pub mod upstream;
 pub mod watched;

@@ -21,6 +21,7 @@ use crate::crd::{Condition, Isolation, KafkaTenant, KafkaTenantStatus};
 use crate::gitops::{self, Repo};
 use crate::metrics::Metrics;
 use crate::render::{self, Platform, RenderError};
+use crate::upstream;
 use crate::watched::{readiness, Cluster, HelmRelease};
 
 /// Finalizer on every `KafkaTenant`, so deleting one first removes its folder and route.
@@ -40,6 +41,9 @@ pub enum Error {
     /// Rendering failed. Not raised by [`reconcile`] today: an invalid tenant is marked `Degraded` instead.
     #[error("render: {0}")]
     Render(#[from] RenderError),
+    /// The tenant's upstream material could not be read from Strimzi's secrets or written to the proxy's.
+    #[error("upstream material: {0}")]
+    Upstream(#[from] upstream::UpstreamError),
     /// The route ConfigMap could not be read or written as YAML; also manifests that would not serialize
     /// and a git task that panicked.
     #[error("route source: {0}")]
@@ -58,6 +62,7 @@ impl Error {
             Error::Git(_) => "git",
             Error::Render(_) => "render",
             Error::Routes(_) => "routes",
+            Error::Upstream(_) => "upstream",
             // The finalizer wraps every failure of the apply or cleanup: label the failure, not the wrapper.
             Error::Finalizer(e) => match e.as_ref() {
                 FinalizerError::ApplyFailed(inner) | FinalizerError::CleanupFailed(inner) => inner.reason(),
@@ -89,6 +94,9 @@ pub struct RouteSource {
     /// one Secret (flat keys) can hold every tenant's files. Set: routes reach the brokers over TLS with each
     /// client's own identity. Unset: plaintext.
     pub upstream_files: Option<String>,
+    /// The Secret (in `namespace`) the proxy mounts its upstream files from; kept from Strimzi's secrets when
+    /// `upstream_files` is set.
+    pub upstream_secret: String,
 }
 
 impl Default for RouteSource {
@@ -100,6 +108,7 @@ impl Default for RouteSource {
             namespace_bootstrap: "kaas-kafka-bootstrap.tenant-{tenant}.svc:9093".into(),
             client_ca: None,
             upstream_files: None,
+            upstream_secret: "kaas-proxy-upstream".into(),
         }
     }
 }
@@ -114,14 +123,15 @@ impl RouteSource {
         };
         let prefix = self.upstream_files.as_ref().map(|p| p.replace("{tenant}", tenant));
         let file = |name: &str| prefix.as_ref().map(|p| std::path::PathBuf::from(format!("{p}{name}")));
+        let [cluster_ca, clients_ca, clients_ca_key] = upstream::FILES;
         let client_ca = match &self.client_ca {
             Some(t) => Some(t.replace("{tenant}", tenant).into()),
-            None => file("clients-ca.crt"),
+            None => file(clients_ca),
         };
-        let upstream = file("cluster-ca.crt").map(|ca| UpstreamRoute {
+        let upstream = file(cluster_ca).map(|ca| UpstreamRoute {
             tls: Some(UpstreamTls { ca, server_name: None }),
             identity: Some(Identity::Client),
-            clients_ca_key: file("clients-ca.key"),
+            clients_ca_key: file(clients_ca_key),
             cert: None,
             key: None,
         });
@@ -238,7 +248,18 @@ async fn apply(t: &KafkaTenant, api: &Api<KafkaTenant>, ctx: &Context) -> Result
         return Err(e.into());
     }
 
-    let waiting = readiness_of(t, ctx).await?;
+    let mut waiting = readiness_of(t, ctx).await?;
+    if waiting.is_none() && ctx.routes.upstream_files.is_some() {
+        // The files a route names are in place before the route is published.
+        waiting = match upstream::read(&ctx.client, &name, t.spec.isolation).await? {
+            Ok(material) => {
+                let (ns, secret) = (&ctx.routes.namespace, &ctx.routes.upstream_secret);
+                upstream::write(&ctx.client, ns, secret, &name, Some(&material)).await?;
+                None
+            }
+            Err(why) => Some(why),
+        };
+    }
     let (state, reason, message, bootstrap) = match &waiting {
         Some(why) => ("Provisioning", "Waiting", why.clone(), None),
         None => {
@@ -329,6 +350,9 @@ async fn publish_route(tenant: &str, isolation: Option<Isolation>, ctx: &Context
 async fn cleanup(t: &KafkaTenant, ctx: &Context) -> Result<Action, Error> {
     let name = t.name_any();
     publish_route(&name, None, ctx).await?;
+    if ctx.routes.upstream_files.is_some() {
+        upstream::write(&ctx.client, &ctx.routes.namespace, &ctx.routes.upstream_secret, &name, None).await?;
+    }
     let repo = ctx.repo.clone();
     let tenant_name = name.clone();
     tokio::task::spawn_blocking(move || {

@@ -59,6 +59,18 @@ pub fn namespace(tenant: &str) -> String {
     format!("kaas-{tenant}")
 }
 
+/// The Helm release name of a tenant's `kaas` chart, which is also its Strimzi `Kafka` cluster's name (so its
+/// CA secrets are `kaas-cluster-ca-cert`, `kaas-clients-ca-cert`, `kaas-clients-ca`).
+pub const KAFKA_RELEASE: &str = "kaas";
+
+/// The namespace the tenant's Kafka runs in: `kafka` on its own cluster, `tenant-<name>` on the shared one.
+pub fn kafka_namespace(tenant: &str, isolation: Isolation) -> String {
+    match isolation {
+        Isolation::Cluster => "kafka".to_owned(),
+        Isolation::Namespace => format!("tenant-{tenant}"),
+    }
+}
+
 /// The sizing inputs of a tenant's spec.
 pub fn demand(t: &KafkaTenant) -> Demand {
     Demand {
@@ -280,8 +292,8 @@ fn pattern(p: PatternType) -> &'static str {
 fn helm_release(t: &KafkaTenant, tenant: &str, ns: &str, s: &Sizing, p: &Platform) -> Value {
     let mut spec = json!({
         "interval": "10m",
-        "releaseName": "kaas",
-        "targetNamespace": match t.spec.isolation { Isolation::Cluster => "kafka".to_owned(), Isolation::Namespace => format!("tenant-{tenant}") },
+        "releaseName": KAFKA_RELEASE,
+        "targetNamespace": kafka_namespace(tenant, t.spec.isolation),
         "install": { "createNamespace": true, "remediation": { "retries": 3 } },
         "upgrade": { "remediation": { "retries": 3 } },
         "chart": { "spec": {

@@ -5,7 +5,10 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
-use k8s_openapi::api::core::v1::ConfigMap;
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::ByteString;
 use kaas_controller::crd::KafkaTenant;
 use kaas_controller::gitops::Repo;
 use kaas_controller::metrics::Metrics;
@@ -33,6 +36,14 @@ struct Fixture {
 
 impl Fixture {
     async fn new(tenants: Vec<KafkaTenant>, interceptors: Option<interceptor::Funcs>) -> Fixture {
+        Self::with_routes(tenants, interceptors, RouteSource::default()).await
+    }
+
+    async fn with_routes(
+        tenants: Vec<KafkaTenant>,
+        interceptors: Option<interceptor::Funcs>,
+        routes: RouteSource,
+    ) -> Fixture {
         let tmp = tempfile::tempdir().expect("tempdir");
         let bare = tmp.path().join("remote.git");
         std::fs::create_dir_all(&bare).expect("mkdir");
@@ -55,7 +66,7 @@ impl Fixture {
             client: client.clone(),
             repo: Arc::new(Mutex::new(repo)),
             platform: Platform::default(),
-            routes: RouteSource::default(),
+            routes,
             metrics: Metrics::default(),
         });
         Fixture { tmp, url, client, ctx }
@@ -232,4 +243,73 @@ async fn unreachable_remote_degrades_the_tenant() {
     assert!(err.contains("git"), "{err}");
     let (status, reason, _) = f.condition("acme", "Degraded").await;
     assert_eq!((status.as_str(), reason.as_str()), ("True", "GitWriteFailed"));
+}
+
+/// Writes one of Strimzi's CA secrets of tenant `tenant` (namespace isolation: `tenant-<name>`).
+async fn strimzi_secret(f: &Fixture, tenant: &str, name: &str, key: &str, value: &str) {
+    let ns = format!("tenant-{tenant}");
+    let api: Api<Secret> = Api::namespaced(f.client.clone(), &ns);
+    let mut secret = Secret::default();
+    secret.metadata.name = Some(name.into());
+    secret.metadata.namespace = Some(ns);
+    secret.data = Some([(key.to_owned(), ByteString(value.as_bytes().to_vec()))].into());
+    match api.get_opt(name).await.expect("get") {
+        Some(old) => {
+            secret.metadata.resource_version = old.metadata.resource_version;
+            api.replace(name, &PostParams::default(), &secret).await.expect("replace");
+        }
+        None => drop(api.create(&PostParams::default(), &secret).await.expect("create")),
+    }
+}
+
+async fn proxy_secret(f: &Fixture) -> BTreeMap<String, String> {
+    let api: Api<Secret> = Api::namespaced(f.client.clone(), "kaas-system");
+    let data =
+        api.get_opt("kaas-proxy-upstream").await.expect("get").and_then(|s| s.data).unwrap_or_default();
+    data.into_iter().map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned())).collect()
+}
+
+#[tokio::test]
+async fn strimzi_cas_reach_the_proxy_before_the_route_and_follow_rotations() {
+    let routes = RouteSource {
+        upstream_files: Some("/etc/kaas-proxy/upstream/{tenant}.".into()),
+        ..RouteSource::default()
+    };
+    let f = Fixture::with_routes(vec![example("beta")], None, routes).await;
+    f.make_ready("beta").await;
+    f.reconcile("beta").await.expect("applied");
+    let (status, _, message) = f.condition("beta", "Provisioning").await;
+    assert_eq!(status, "True");
+    assert!(message.contains("tenant-beta/kaas-cluster-ca-cert"), "{message}");
+    assert!(f.routes().await.is_empty(), "no route before its files exist");
+
+    strimzi_secret(&f, "beta", "kaas-cluster-ca-cert", "ca.crt", "cluster-ca-1").await;
+    strimzi_secret(&f, "beta", "kaas-clients-ca-cert", "ca.crt", "clients-ca-1").await;
+    f.reconcile("beta").await.expect("still waiting");
+    assert!(f.condition("beta", "Provisioning").await.2.contains("kaas-clients-ca"), "the key is missing");
+    strimzi_secret(&f, "beta", "kaas-clients-ca", "ca.key", "clients-key-1").await;
+    f.reconcile("beta").await.expect("ready");
+    assert_eq!(f.condition("beta", "Ready").await.0, "True");
+    let files = proxy_secret(&f).await;
+    assert_eq!(files.get("beta.cluster-ca.crt").map(String::as_str), Some("cluster-ca-1"));
+    assert_eq!(files.get("beta.clients-ca.crt").map(String::as_str), Some("clients-ca-1"));
+    assert_eq!(files.get("beta.clients-ca.key").map(String::as_str), Some("clients-key-1"));
+    let route = f.routes().await.pop().expect("route published");
+    assert!(route.validate().is_empty(), "{:?}", route.validate());
+    let upstream = route.upstream.expect("upstream");
+    assert_eq!(upstream.tls.map(|t| t.ca), Some("/etc/kaas-proxy/upstream/beta.cluster-ca.crt".into()));
+    assert_eq!(upstream.clients_ca_key, Some("/etc/kaas-proxy/upstream/beta.clients-ca.key".into()));
+    assert_eq!(route.client_ca, Some("/etc/kaas-proxy/upstream/beta.clients-ca.crt".into()));
+
+    // Strimzi renews the cluster CA: the next reconcile carries it to the proxy.
+    strimzi_secret(&f, "beta", "kaas-cluster-ca-cert", "ca.crt", "cluster-ca-2").await;
+    f.reconcile("beta").await.expect("rotated");
+    assert_eq!(proxy_secret(&f).await.get("beta.cluster-ca.crt").map(String::as_str), Some("cluster-ca-2"));
+
+    // Deleting the tenant removes its keys (and only its keys).
+    let mut deleting = f.tenants().get("beta").await.expect("tenant");
+    deleting.metadata.deletion_timestamp =
+        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()));
+    reconcile(Arc::new(deleting), f.ctx.clone()).await.expect("cleanup");
+    assert!(proxy_secret(&f).await.is_empty(), "{:?}", proxy_secret(&f).await);
 }

@@ -141,6 +141,7 @@ impl RouteSource {
             tls: None,
             client_ca,
             client_crl: None,
+            principal_mapping_rules: None,
             upstream,
         }
     }

@@ -19,6 +19,7 @@ use serde_norway::{Mapping, Value};
 
 use crate::tls::certs;
 use crate::upstream::identity::ClientsCa;
+use crate::upstream::principal::PrincipalMapper;
 use crate::upstream::tls::{UpstreamAuth, UpstreamTls};
 
 /// Kafka's own default for `socket.request.max.bytes`.
@@ -120,6 +121,8 @@ pub struct TenantSettings {
     pub client_crls: Vec<CertificateRevocationListDer<'static>>,
     /// TLS to the tenant's brokers and the identity presented there; plaintext when `None`.
     pub upstream_tls: Option<Arc<UpstreamTls>>,
+    /// Maps client certificate subjects to the principal names logged; `None`: the subject itself.
+    pub principals: Option<Arc<PrincipalMapper>>,
 }
 
 /// One problem, naming its key.
@@ -410,6 +413,12 @@ fn validate(p: &Parsed, base: &Path, errs: &mut Collector) -> Option<Settings> {
             }
         };
         let upstream_tls = load_upstream(key, route, base, errs);
+        let principals = route.principal_mapping_rules.as_deref().and_then(|rules| {
+            PrincipalMapper::parse(rules)
+                .map(Arc::new)
+                .map_err(|e| errs.push(format!("{key}.principal_mapping_rules"), e))
+                .ok()
+        });
         tenants.push(TenantSettings {
             name: route.name.clone(),
             bootstrap: route.bootstrap.iter().filter_map(|b| HostPort::parse(b).ok()).collect(),
@@ -417,6 +426,7 @@ fn validate(p: &Parsed, base: &Path, errs: &mut Collector) -> Option<Settings> {
             client_roots,
             client_crls,
             upstream_tls,
+            principals,
         });
     }
     let listen = listen?;

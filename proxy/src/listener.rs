@@ -346,7 +346,7 @@ async fn connect(
     let tls = route.upstream_tls.as_deref();
     if tls.and_then(UpstreamTls::identity) == Some(Identity::Client) {
         let client = handshake(start, config).await?;
-        let identity = client_identity(&client);
+        let identity = client_identity(&client, routes, &route.tenant.name);
         let upstream = dial(route, state, Principal::Client(identity.as_ref())).await?;
         return Ok((client, upstream));
     }
@@ -355,7 +355,7 @@ async fn connect(
         Err(refused) => return Err(Halt { refused, handshake: Some(start) }),
     };
     let client = handshake(start, config).await?;
-    client_identity(&client);
+    client_identity(&client, routes, &route.tenant.name);
     Ok((client, upstream))
 }
 
@@ -371,12 +371,13 @@ async fn handshake(
     }
 }
 
-/// The client's verified certificate identity, recorded on the connection's span as `principal`.
-fn client_identity(client: &TlsStream<TcpStream>) -> Option<ClientIdentity> {
+/// The client's verified certificate identity, recorded on the connection's span as `principal` (after the
+/// tenant's principal mapping rules).
+fn client_identity(client: &TlsStream<TcpStream>, routes: &RouteSet, tenant: &str) -> Option<ClientIdentity> {
     let leaf = client.get_ref().1.peer_certificates()?.first()?;
     match ClientIdentity::from_leaf(leaf) {
         Ok(id) => {
-            Span::current().record("principal", field::display(&id.subject));
+            Span::current().record("principal", field::display(routes.principal(tenant, &id.subject)));
             Some(id)
         }
         Err(e) => {

@@ -14,6 +14,7 @@ use crate::config::Settings;
 use crate::metrics::Metrics;
 use crate::router::{Tenant, TenantTable};
 use crate::tls::{FrontError, TenantTls, TlsFront};
+use crate::upstream::principal::PrincipalMapper;
 use crate::upstream::tls::UpstreamTls;
 
 /// One version of the routes: the tenants and their TLS configurations.
@@ -25,6 +26,8 @@ pub struct RouteSet {
     pub tls: TlsFront,
     /// TLS to each tenant's brokers, for tenants that have it.
     upstream_tls: HashMap<String, Arc<UpstreamTls>>,
+    /// Principal mapping rules, for tenants that have them.
+    principals: HashMap<String, Arc<PrincipalMapper>>,
 }
 
 impl RouteSet {
@@ -53,6 +56,8 @@ impl RouteSet {
         )?;
         let mut upstream_tls: HashMap<String, Arc<UpstreamTls>> =
             settings.tenants.iter().filter_map(|t| Some((t.name.clone(), t.upstream_tls.clone()?))).collect();
+        let mut principals: HashMap<String, Arc<PrincipalMapper>> =
+            settings.tenants.iter().filter_map(|t| Some((t.name.clone(), t.principals.clone()?))).collect();
         for name in &settings.skipped_tenants {
             let Some((previous, tenant)) = previous.and_then(|p| Some((p, p.tenants.get(name)?.clone())))
             else {
@@ -64,8 +69,19 @@ impl RouteSet {
             if let Some(u) = previous.upstream_tls(name) {
                 upstream_tls.insert(name.clone(), u);
             }
+            if let Some(p) = previous.principals.get(name) {
+                principals.insert(name.clone(), p.clone());
+            }
         }
-        Ok(RouteSet { tenants, tls, upstream_tls })
+        Ok(RouteSet { tenants, tls, upstream_tls, principals })
+    }
+
+    /// The principal name a client certificate `subject` of `tenant` is logged under.
+    pub fn principal(&self, tenant: &str, subject: &str) -> String {
+        match self.principals.get(tenant) {
+            Some(mapper) => mapper.map(subject),
+            None => subject.to_owned(),
+        }
     }
 
     /// The tenant's upstream TLS; `None`: its brokers are reached in plaintext.

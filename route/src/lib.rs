@@ -29,6 +29,11 @@ pub struct TenantRoute {
     /// Revocation lists (PEM or DER) for the tenant's client certificates; only with `client_ca`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_crl: Option<PathBuf>,
+    /// How a client certificate's subject becomes the principal named in the proxy's logs, as the tenant's
+    /// brokers set Kafka's `ssl.principal.mapping.rules` (`RULE:^CN=(.*?),OU=.*$/$1/,DEFAULT`); default: the
+    /// subject as it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal_mapping_rules: Option<String>,
     /// How the proxy reaches the tenant's brokers: plaintext when absent, else TLS and an identity.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream: Option<UpstreamRoute>,
@@ -309,6 +314,7 @@ mod tests {
             tls: None,
             client_ca: None,
             client_crl: Some("revoked.crl".into()),
+            principal_mapping_rules: None,
             upstream: None,
         };
         let fields: Vec<_> = route.validate().into_iter().map(|e| e.field).collect();
@@ -360,6 +366,7 @@ mod tests {
                 tls: None,
                 client_ca: client_ca.then(|| "ca.pem".into()),
                 client_crl: None,
+                principal_mapping_rules: None,
                 upstream: Some(upstream(yaml)),
             };
             let fields: Vec<_> = route.validate().into_iter().map(|e| e.field).collect();

@@ -5,7 +5,10 @@
 //
 // Connection settings are the three a tenant's user is given: the bootstrap address, TLS, and the CA file.
 // Without -ca the client speaks plaintext straight to a broker: how the harness tells a broker's or client's own
-// failure from the proxy's.
+// failure from the proxy's. With -cert and -key it also presents that client certificate (mutual TLS: a tenant
+// whose users have certificates), and with -partitions 0 it does not create the topic but uses it as it is (a
+// user who may write and read a topic, not create one). -idempotence true|false sets the producer's idempotence
+// (default: franz-go's own, on).
 package main
 
 import (
@@ -48,21 +51,27 @@ type result struct {
 }
 
 type options struct {
-	bootstrap, ca, topic, group string
-	partitions, records, more   int
+	bootstrap, ca, cert, key, topic, group, idempotence string
+	partitions, records, more                           int
 }
 
 func main() {
 	var o options
 	flag.StringVar(&o.bootstrap, "bootstrap", "", "host:port of the tenant (required)")
 	flag.StringVar(&o.ca, "ca", "", "CA file (PEM) that signed the proxy's certificate; without it, plaintext")
+	flag.StringVar(&o.cert, "cert", "", "client certificate (PEM) to present, with -key; needs -ca")
+	flag.StringVar(&o.key, "key", "", "the client certificate's private key (PEM)")
 	flag.StringVar(&o.topic, "topic", "", "topic, created if missing (required)")
 	flag.StringVar(&o.group, "group", "", "consumer group (required)")
-	flag.IntVar(&o.partitions, "partitions", 3, "partitions of the topic")
+	flag.IntVar(&o.partitions, "partitions", 3, "partitions of the topic; 0: use it as it is, do not create it")
 	flag.IntVar(&o.records, "records", 1000, "records of the first batch")
 	flag.IntVar(&o.more, "more", 100, "records of the second batch")
+	// A string, not a bool flag: the harness passes "-idempotence false" as two arguments.
+	flag.StringVar(&o.idempotence, "idempotence", "", "true|false: the producer's idempotence; empty: franz-go's")
 	flag.Parse()
-	if o.bootstrap == "" || o.topic == "" || o.group == "" {
+	badIdempotence := o.idempotence != "" && o.idempotence != "true" && o.idempotence != "false"
+	if o.bootstrap == "" || o.topic == "" || o.group == "" || (o.cert == "") != (o.key == "") ||
+		(o.cert != "" && o.ca == "") || badIdempotence {
 		flag.Usage()
 		os.Exit(2)
 	}
@@ -93,25 +102,39 @@ func run(o options, res *result) error {
 			return fmt.Errorf("no certificate in %s", o.ca)
 		}
 		// ServerName stays empty: franz-go then sets it to the host it dials, so each broker name is its SNI.
-		common = append(common, kgo.DialTLSConfig(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}))
+		config := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+		if o.cert != "" {
+			pair, err := tls.LoadX509KeyPair(o.cert, o.key)
+			if err != nil {
+				return fmt.Errorf("client certificate: %w", err)
+			}
+			config.Certificates = []tls.Certificate{pair}
+		}
+		common = append(common, kgo.DialTLSConfig(config))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 
 	// A record that cannot be delivered fails the cell in 30 s rather than never (franz-go's default).
-	producer, err := kgo.NewClient(append(common, kgo.RequiredAcks(kgo.AllISRAcks()),
-		kgo.ProducerLinger(5*time.Millisecond), kgo.RecordDeliveryTimeout(30*time.Second))...)
+	producerOpts := append(common, kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.ProducerLinger(5*time.Millisecond), kgo.RecordDeliveryTimeout(30*time.Second))
+	if o.idempotence == "false" {
+		producerOpts = append(producerOpts, kgo.DisableIdempotentWrite())
+	}
+	producer, err := kgo.NewClient(producerOpts...)
 	if err != nil {
 		return err
 	}
 	defer producer.Close()
 	adm := kadm.NewClient(producer)
-	created, err := adm.CreateTopic(ctx, int32(o.partitions), 1, nil, o.topic)
-	if err == nil {
-		err = created.Err
-	}
-	if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
-		return fmt.Errorf("create topic: %w", err)
+	if o.partitions > 0 {
+		created, err := adm.CreateTopic(ctx, int32(o.partitions), 1, nil, o.topic)
+		if err == nil {
+			err = created.Err
+		}
+		if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+			return fmt.Errorf("create topic: %w", err)
+		}
 	}
 	md, err := adm.BrokerMetadata(ctx)
 	if err != nil {

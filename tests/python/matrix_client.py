@@ -5,9 +5,13 @@ Create the topic, read the brokers, produce the records with acks=all, consume t
 produce more, consume again in the same group (which must start at the commit), and print what happened as one
 line of JSON. It checks nothing itself: the harness compares every byte. Connection settings are the three a
 tenant's user is given: the bootstrap address, TLS, and the CA file; without --ca the client speaks plaintext
-straight to a broker (how the harness tells a broker's or client's own failure from the proxy's).
+straight to a broker (how the harness tells a broker's or client's own failure from the proxy's). With --cert
+and --key the client also presents that certificate (mutual TLS: a tenant whose users have certificates), and
+with --partitions 0 it does not create the topic but uses it as it is (a user who may write and read a topic,
+not create one). --idempotence true|false sets the producer's idempotence (default: the client's own).
 
-  matrix_client.py --client confluent|kafka-python --bootstrap HOST:PORT [--ca CA.pem] --topic T --group G
+  matrix_client.py --client confluent|kafka-python --bootstrap HOST:PORT [--ca CA.pem [--cert C.pem --key K.pem]]
+                   --topic T --group G [--partitions 3] [--records 1000] [--more 100] [--idempotence BOOL]
 """
 import argparse
 import base64
@@ -49,6 +53,11 @@ class Confluent:
         self.conf = {"bootstrap.servers": a.bootstrap, "client.id": "matrix-confluent"}
         if a.ca:
             self.conf |= {"security.protocol": "SSL", "ssl.ca.location": a.ca}
+        if a.cert:
+            self.conf |= {"ssl.certificate.location": a.cert, "ssl.key.location": a.key}
+        self.producer_conf = {"acks": "all", "linger.ms": 5}
+        if a.idempotence is not None:
+            self.producer_conf["enable.idempotence"] = a.idempotence == "true"
         self.producer = None
         # One admin client for the whole run: its futures only resolve while it lives.
         self.admin = self.ck.admin.AdminClient(self.conf)
@@ -57,7 +66,8 @@ class Confluent:
         from confluent_kafka.admin import NewTopic
 
         admin = self.admin
-        for f in admin.create_topics([NewTopic(topic, partitions, 1)]).values():
+        created = admin.create_topics([NewTopic(topic, partitions, 1)]) if partitions > 0 else {}
+        for f in created.values():
             try:
                 f.result(30)
             except self.ck.KafkaException as e:
@@ -68,7 +78,7 @@ class Confluent:
 
     def produce(self, topic, indexes):
         if self.producer is None:
-            self.producer = self.ck.Producer(self.conf | {"acks": "all", "linger.ms": 5})
+            self.producer = self.ck.Producer(self.conf | self.producer_conf)
         reports = {}
 
         def report(i):
@@ -121,6 +131,11 @@ class KafkaPython:
         self.conf = {"bootstrap_servers": a.bootstrap, "client_id": "matrix-kafka-python"}
         if a.ca:
             self.conf |= {"security_protocol": "SSL", "ssl_cafile": a.ca}
+        if a.cert:
+            self.conf |= {"ssl_certfile": a.cert, "ssl_keyfile": a.key}
+        self.producer_conf = {"acks": "all", "linger_ms": 5}
+        if a.idempotence is not None:
+            self.producer_conf["enable_idempotence"] = a.idempotence == "true"
         self.producer = None
         self.coordinators = {}
 
@@ -130,7 +145,8 @@ class KafkaPython:
 
         admin = self.kafka.KafkaAdminClient(**self.conf)
         try:
-            admin.create_topics([NewTopic(topic, partitions, 1)])
+            if partitions > 0:
+                admin.create_topics([NewTopic(topic, partitions, 1)])
         except TopicAlreadyExistsError:
             pass
         brokers = [node(b["node_id"], b["host"], b["port"]) for b in admin.describe_cluster()["brokers"]]
@@ -139,7 +155,7 @@ class KafkaPython:
 
     def produce(self, topic, indexes):
         if self.producer is None:
-            self.producer = self.kafka.KafkaProducer(**self.conf, acks="all", linger_ms=5)
+            self.producer = self.kafka.KafkaProducer(**self.conf, **self.producer_conf)
         futures = [(i, self.producer.send(topic, key=key(i), value=value(i))) for i in indexes]
         self.producer.flush(60)
         out = []
@@ -186,12 +202,18 @@ def main():
     ap.add_argument("--client", choices=["confluent", "kafka-python"], required=True)
     ap.add_argument("--bootstrap", required=True)
     ap.add_argument("--ca", help="CA of the proxy's certificate; without it, plaintext")
+    ap.add_argument("--cert", help="client certificate (PEM) to present, with --key; needs --ca")
+    ap.add_argument("--key", help="the client certificate's private key (PEM)")
     ap.add_argument("--topic", required=True)
     ap.add_argument("--group", required=True)
-    ap.add_argument("--partitions", type=int, default=3)
+    ap.add_argument("--partitions", type=int, default=3, help="of the topic it creates; 0: use it as it is")
     ap.add_argument("--records", type=int, default=1000)
     ap.add_argument("--more", type=int, default=100)
+    ap.add_argument("--idempotence", choices=["true", "false"],
+                    help="the producer's idempotence; without it, the client's default")
     a = ap.parse_args()
+    if bool(a.cert) != bool(a.key) or (a.cert and not a.ca):
+        ap.error("--cert and --key go together, and with --ca")
     client = {"confluent": Confluent, "kafka-python": KafkaPython}[a.client](a)
     out = {"client": a.client, "version": client.version}
     status = 0

@@ -104,7 +104,7 @@ async fn broker_acls_hold_per_user_through_the_proxy() {
                 "      tls: {{ ca: {cluster_ca} }}\n      identity: client\n      clients_ca_key: {}\n",
                 path(cluster.clients_ca_key())
             ),
-        ),
+        ) + "    principal_mapping_rules: \"RULE:^CN=(.*?)$/$1/L,DEFAULT\"\n",
         tenant_yaml(
             "shared",
             &cluster,
@@ -146,7 +146,8 @@ async fn broker_acls_hold_per_user_through_the_proxy() {
             "the authorizer log names User:CN={user}"
         );
     }
-    assert!(logs().contains("principal=CN=alice"), "the proxy's session log carries the principal");
+    // Its log lines name the principal as the tenant's brokers map it (ssl.principal.mapping.rules).
+    assert!(logs().contains("tenant=mine principal=alice}"), "the proxy's session log carries the principal");
 
     // identity: proxy — the broker sees the proxy's one principal: bob's write now succeeds, as the proxy user.
     let bob_shared = client(&proxy, &certs, "shared", &bob);

@@ -177,20 +177,32 @@ async fn rdkafka_scenario(t: &Target) -> anyhow::Result<Report> {
     if let Some(ca) = &t.ca {
         config.set("security.protocol", "SSL").set("ssl.ca.location", ca.to_string_lossy().as_ref());
     }
+    if let Some((cert, key)) = &t.cert {
+        config
+            .set("ssl.certificate.location", cert.to_string_lossy().as_ref())
+            .set("ssl.key.location", key.to_string_lossy().as_ref());
+    }
 
     let admin: AdminClient<DefaultClientContext> = config.create()?;
-    let topic = NewTopic::new(&t.topic, matrix::PARTITIONS, TopicReplication::Fixed(1));
-    for r in admin.create_topics(&[topic], &AdminOptions::new()).await? {
-        match r {
-            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((name, e)) => anyhow::bail!("create topic {name}: {e}"),
+    if t.create_topic {
+        let topic = NewTopic::new(&t.topic, matrix::PARTITIONS, TopicReplication::Fixed(1));
+        for r in admin.create_topics(&[topic], &AdminOptions::new()).await? {
+            match r {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((name, e)) => anyhow::bail!("create topic {name}: {e}"),
+            }
         }
     }
     let md = admin.inner().fetch_metadata(None, Duration::from_secs(30))?;
     let brokers =
         md.brokers().iter().map(|b| Node { id: b.id(), host: b.host().to_owned(), port: b.port() }).collect();
 
-    let producer: FutureProducer = config.clone().set("acks", "all").set("linger.ms", "5").create()?;
+    let mut producer = config.clone();
+    producer.set("acks", "all").set("linger.ms", "5");
+    if let Some(on) = t.idempotence {
+        producer.set("enable.idempotence", on.to_string());
+    }
+    let producer: FutureProducer = producer.create()?;
     let produced = produce(&producer, &t.topic, 0..matrix::RECORDS).await?;
     let first = consume(&config, t, matrix::RECORDS)?;
     let more = matrix::RECORDS..matrix::RECORDS + matrix::MORE;

@@ -222,9 +222,19 @@ impl AsyncRead for UpstreamStream {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             UpstreamStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            UpstreamStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            UpstreamStream::Tls(s) => contained(|| Pin::new(s.as_mut()).poll_read(cx, buf)),
         }
     }
+}
+
+/// Runs a rustls read, turning a panic into an I/O error on this connection alone. rustls keeps a debug
+/// assertion (`!sent_fatal_alert`, rustls issue 959) that a broker can trip after the proxy has sent
+/// `close_notify` (the client left; its last answers are being drained) and the broker then sends bytes rustls
+/// refuses: in a debug build that would unwind through the session. Release builds return the error anyway.
+fn contained(read: impl FnOnce() -> Poll<io::Result<()>>) -> Poll<io::Result<()>> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(read)).unwrap_or_else(|_| {
+        Poll::Ready(Err(io::Error::other("TLS state error after close_notify (connection dropped)")))
+    })
 }
 
 impl AsyncWrite for UpstreamStream {

@@ -60,6 +60,16 @@ pub struct Target {
     /// The CA that signed the proxy's certificate; `None` for a direct run: plaintext, straight to the broker,
     /// which the harness makes only to tell a broker's or client's own failure from the proxy's.
     pub ca: Option<PathBuf>,
+    /// A client certificate and its key (PEM files, the key PKCS#8) that the client presents to the proxy
+    /// (mutual TLS, with `ca`); `None`: no client certificate, as in the matrix.
+    pub cert: Option<(PathBuf, PathBuf)>,
+    /// Whether the client creates the topic ([`PARTITIONS`] partitions, as the matrix has it) or uses it as it
+    /// is, made beforehand with as many: a user may be allowed to write and read a topic but not create it.
+    pub create_topic: bool,
+    /// The producer's idempotence; `None`: the client's own default, as in the matrix (on in kafka-clients
+    /// since 3.0 and in franz-go, off in librdkafka and kafka-python). An idempotent producer first asks for a
+    /// producer id, which Kafka grants only to a user who may write some topic.
+    pub idempotence: Option<bool>,
     pub proxy_port: u16,
     pub topic: String,
     pub group: String,
@@ -291,6 +301,9 @@ mod tests {
             tenant: "t".into(),
             bootstrap: format!("t.{DOMAIN}:9"),
             ca: Some(PathBuf::new()),
+            cert: None,
+            create_topic: true,
+            idempotence: None,
             proxy_port: 9,
             topic: "x".into(),
             group: "g".into(),

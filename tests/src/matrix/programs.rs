@@ -1,5 +1,6 @@
 //! The matrix's clients that are programs of their own, each run once per cell with the cell's bootstrap, CA,
-//! topic and group, reporting one JSON line on stdout ([`super::Report`]):
+//! topic and group (and, where the target sets them, the client certificate to present and the producer's
+//! idempotence), reporting one JSON line on stdout ([`super::Report`]):
 //! - confluent-kafka and kafka-python: `tests/python/matrix_client.py` in the project's `.venv`;
 //! - Java kafka-clients, one build per Kafka version in `scripts/kafka/versions.env`: `tests/java`, compiled by
 //!   scripts/install-prereqs.sh into `<cache>/matrix/java/<version>/{classes,libs}`;
@@ -119,12 +120,20 @@ impl Client for Program {
 
     fn run(&self, target: &Target) -> anyhow::Result<Report> {
         let mut c = self.command()?;
+        // Partitions 0: the programs use the topic as it is.
+        let partitions = if target.create_topic { super::PARTITIONS } else { 0 };
         let (partitions, records, more) =
-            (super::PARTITIONS.to_string(), super::RECORDS.to_string(), super::MORE.to_string());
+            (partitions.to_string(), super::RECORDS.to_string(), super::MORE.to_string());
         c.args(["--bootstrap", &target.bootstrap, "--topic", &target.topic, "--group", &target.group]);
         c.args(["--partitions", &partitions, "--records", &records, "--more", &more]);
         if let Some(ca) = &target.ca {
             c.arg("--ca").arg(ca);
+        }
+        if let Some((cert, key)) = &target.cert {
+            c.arg("--cert").arg(cert).arg("--key").arg(key);
+        }
+        if let Some(on) = target.idempotence {
+            c.args(["--idempotence", if on { "true" } else { "false" }]);
         }
         let (status, stdout, stderr) = run_with_deadline(c.stdin(Stdio::null()), RUN_WITHIN)?;
         let line = stdout.lines().rev().find(|l| l.starts_with('{'));

@@ -121,6 +121,9 @@ fn run_cell(
         tenant: column.tenant.clone(),
         bootstrap: format!("{}.{DOMAIN}:{proxy_port}", column.tenant),
         ca: Some(ca.to_owned()),
+        cert: None,
+        create_topic: true,
+        idempotence: None,
         proxy_port,
         group: format!("{topic}-group"),
         topic,
@@ -134,6 +137,7 @@ fn run_cell(
             let direct = Target {
                 bootstrap: column.direct.clone(),
                 ca: None,
+                cert: None,
                 topic: format!("{}-direct", target.topic),
                 group: format!("{}-direct", target.group),
                 ..target

@@ -1,5 +1,7 @@
 package dev.kaas.matrix;
 
+import java.nio.file.Files;
+import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Base64;
@@ -32,7 +34,11 @@ import org.apache.kafka.common.serialization.ByteArraySerializer;
  *
  * <p>Connection settings are the three a tenant's user is given, with the CA file read as a PEM truststore
  * (kafka-clients 2.7+), so no keystore tool is needed. Without {@code --ca} the client speaks plaintext straight
- * to a broker: how the harness tells a broker's or client's own failure from the proxy's.
+ * to a broker: how the harness tells a broker's or client's own failure from the proxy's. With {@code --cert} and
+ * {@code --key} (PEM files; the key PKCS#8, unencrypted) it also presents that client certificate, given to
+ * kafka-clients as a PEM keystore, inline. With {@code --partitions 0} it does not create the topic but uses it
+ * as it is (a user who may write and read a topic, not create one). {@code --idempotence true|false} sets the
+ * producer's {@code enable.idempotence} (default: kafka-clients' own, true since 3.0).
  */
 public final class MatrixClient {
     private static final Duration CONSUME_WITHIN = Duration.ofSeconds(60);
@@ -50,8 +56,15 @@ public final class MatrixClient {
         } catch (Exception e) {
             Throwable cause = e instanceof ExecutionException && e.getCause() != null ? e.getCause() : e;
             cause.printStackTrace();
+            // With its causes: kafka-clients often wraps the broker's answer (a producer in error state says
+            // so, and only its cause names the error that put it there).
+            StringBuilder error = new StringBuilder(step + ": " + cause);
+            Throwable c = cause.getCause();
+            for (int depth = 0; c != null && depth < 5; depth++, c = c.getCause()) {
+                error.append("; caused by: ").append(c);
+            }
             out.append(",\"error\":");
-            Json.string(out, step + ": " + cause);
+            Json.string(out, error.toString());
             status = 1;
         }
         System.out.println(out.append('}'));
@@ -71,12 +84,20 @@ public final class MatrixClient {
             common.put("ssl.truststore.type", "PEM");
             common.put("ssl.truststore.location", args.get("ca"));
         }
+        if (args.containsKey("cert")) {
+            common.put("ssl.keystore.type", "PEM");
+            common.put("ssl.keystore.certificate.chain", Files.readString(Path.of(args.get("cert"))));
+            common.put("ssl.keystore.key", Files.readString(Path.of(args.get("key"))));
+        }
         common.put("client.id", "matrix-java");
 
         step = "create topic, read brokers";
         try (Admin admin = Admin.create(common)) {
             try {
-                admin.createTopics(List.of(new NewTopic(topic, partitions, (short) 1))).all().get(30, TimeUnit.SECONDS);
+                if (partitions > 0) {
+                    admin.createTopics(List.of(new NewTopic(topic, partitions, (short) 1))).all()
+                        .get(30, TimeUnit.SECONDS);
+                }
             } catch (ExecutionException e) {
                 if (!(e.getCause() instanceof TopicExistsException)) {
                     throw e;
@@ -93,6 +114,9 @@ public final class MatrixClient {
         // A record that cannot be delivered fails the cell in 30 s rather than the default 2 minutes.
         p.put("request.timeout.ms", "20000");
         p.put("delivery.timeout.ms", "30000");
+        if (args.containsKey("idempotence")) {
+            p.put("enable.idempotence", args.get("idempotence"));
+        }
         try (KafkaProducer<byte[], byte[]> producer =
                 new KafkaProducer<>(p, new ByteArraySerializer(), new ByteArraySerializer())) {
             // Each part is made before any of it is appended, so that a failure half-way still leaves valid
@@ -213,12 +237,21 @@ public final class MatrixClient {
                 usage("--" + required + " is required");
             }
         }
+        if (args.containsKey("idempotence") && !List.of("true", "false").contains(args.get("idempotence"))) {
+            usage("--idempotence is true or false");
+        }
+        boolean cert = args.containsKey("cert");
+        if (cert != args.containsKey("key") || cert && !args.containsKey("ca")) {
+            usage("--cert and --key go together, and with --ca");
+        }
         return args;
     }
 
     private static void usage(String problem) {
-        System.err.println(problem + "\nusage: MatrixClient --bootstrap HOST:PORT [--ca CA.pem] --topic T --group G"
-            + " [--partitions 3] [--records 1000] [--more 100]\n(without --ca: plaintext, straight to a broker)");
+        System.err.println(problem + "\nusage: MatrixClient --bootstrap HOST:PORT"
+            + " [--ca CA.pem [--cert C.pem --key K.pem]] --topic T --group G [--partitions 3] [--records 1000]"
+            + " [--more 100] [--idempotence true|false]\n(without --ca: plaintext, straight to a broker;"
+            + " --partitions 0: the topic exists, it is not created)");
         System.exit(2);
     }
 

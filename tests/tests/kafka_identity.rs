@@ -315,6 +315,13 @@ async fn client_certificates_are_refused_by_kind_and_never_cross_tenants() {
     assert!(admitted(&proxy, &certs, &names("mine")[1], &alice).await);
 }
 
+async fn produce_one(producer: &FutureProducer) {
+    let record = FutureRecord::to("orders").key("k").payload("reauth");
+    if let Err((e, _)) = producer.send(record, Duration::from_secs(25)).await {
+        panic!("a record was not delivered across re-authentication: {e}");
+    }
+}
+
 /// A SASL client of tenant `tenant`: SCRAM-SHA-512 over TLS to the proxy, nothing else.
 fn scram_client(
     proxy: &ProxyHandle,
@@ -338,7 +345,9 @@ async fn scram_clients_authenticate_at_the_broker_through_the_proxy() {
         .nodes(1)
         .authorizer()
         .scram_user("alice", "alice-secret")
-        .scram_user("bob", "bob-secret");
+        .scram_user("bob", "bob-secret")
+        // KIP-368: sessions expire after 3 s unless the client re-authenticates on the same connection.
+        .config("connections.max.reauth.ms", "3000");
     let cluster = KafkaCluster::start(opts).expect("kafka");
     cluster.create_topic("orders", 1).expect("topic");
     let user = |name: &str| format!("User:{name}");
@@ -366,6 +375,18 @@ async fn scram_clients_authenticate_at_the_broker_through_the_proxy() {
     produce(&alice, "orders", "scram", 50, "all").await.expect("alice produces over SCRAM");
     let seen = consume(&alice, "orders", "g-scram", 50, Duration::from_secs(60)).expect("alice consumes");
     assert_same_records("scram", 50, &seen);
+
+    // Re-authentication passes through too: one producer writes for 8 s, across two session lifetimes, on the
+    // connections it opened first (a broker closing an expired session would show as new proxy sessions).
+    let producer: FutureProducer = alice.create().expect("producer");
+    let opened = || proxy.metric("kaas_proxy_session_opened_total{tenant=\"sasl\"}").expect("metrics");
+    produce_one(&producer).await;
+    let before = opened();
+    for _ in 0..16 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        produce_one(&producer).await;
+    }
+    assert_eq!(opened(), before, "no reconnect: the client re-authenticated through the proxy");
 
     // A wrong password: the broker's own authentication error reaches the client through the proxy.
     assert_authentication_fails(&scram_client(&proxy, &certs, "sasl", "alice", "not-her-password"));

@@ -277,13 +277,19 @@ async fn client_certificates_are_refused_by_kind_and_never_cross_tenants() {
     );
     let proxy = ProxyHandle::start_with_tenants_yaml(&certs, &(mine + &other)).expect("proxy");
     let alice = cluster.client_cert("alice").expect("alice");
-    let names = |t: &str| [format!("{t}.{DOMAIN}"), format!("b11.{t}.{DOMAIN}")];
+    // The broker name first: on a fresh proxy it makes the proxy ask the cluster itself (over mutual TLS as
+    // CN=kaas-proxy for `mine`).
+    let names = |t: &str| [format!("b11.{t}.{DOMAIN}"), format!("{t}.{DOMAIN}")];
 
     // Each tenant's own clients get through; a certificate of one tenant never opens the other.
     for name in names("mine") {
         assert!(admitted(&proxy, &certs, &name, &alice).await, "alice on {name}");
         assert!(!admitted(&proxy, &certs, &name, &good).await, "other's certificate on {name}");
     }
+    assert!(
+        logs().lines().any(|l| l.contains("refreshing metadata") && l.contains("tenant=mine")),
+        "the proxy asked the cluster for b11 itself"
+    );
     for name in names("other") {
         assert!(admitted(&proxy, &certs, &name, &good).await, "carol on {name}");
         assert!(!admitted(&proxy, &certs, &name, &alice).await, "mine's certificate on {name}");

@@ -66,6 +66,18 @@ impl ClientCa {
         Ok(ClientCa { ca, key, issuer, dir: dir.to_owned() })
     }
 
+    /// A later generation of `name`'s clients CA, as a rotation makes it: named `<name> clients CA
+    /// v<generation>` (Strimzi numbers its CA generations so), so that old and new differ by name as well as
+    /// by key in a bundle holding both; files and certificates in `dir` as with [`ClientCa::generate`].
+    pub fn generate_version(dir: &Path, name: &str, generation: u32) -> anyhow::Result<ClientCa> {
+        let (pem, issuer) = new_ca(&format!("{name} clients CA v{generation}"))?;
+        let ca = dir.join(format!("{name}-clients-ca.pem"));
+        std::fs::write(&ca, pem)?;
+        let key = dir.join(format!("{name}-clients-ca.key"));
+        std::fs::write(&key, issuer.key().serialize_pem())?;
+        Ok(ClientCa { ca, key, issuer, dir: dir.to_owned() })
+    }
+
     /// A client certificate for `user`: (cert PEM path, key PEM path).
     pub fn issue(&self, user: &str) -> anyhow::Result<(PathBuf, PathBuf)> {
         self.issue_for(user, &[(DnType::CommonName, user)], None)

@@ -24,7 +24,9 @@
 //! `User:<its certificate's subject>`, e.g. `User:CN=alice`.
 //!
 //! Submodules: `setup` writes what the nodes start from (properties, CA, keystores), `admin` holds the
-//! fixture's own requests (Metadata, CreateTopics), `acl` the ACL types and CreateAcls/DescribeAcls.
+//! fixture's own requests (Metadata, CreateTopics), `acl` the ACL types and CreateAcls/DescribeAcls,
+//! `rotation` replaces the cluster CA and the clients CA of a running cluster as Strimzi does
+//! ([`KafkaCluster::begin_cluster_ca_rotation`], [`KafkaCluster::begin_clients_ca_rotation`]).
 //!
 //! Node ids start at 11, so that no test passes by mistaking an index for an id. Each node is broker and
 //! controller in one JVM (combined mode; the nodes are the static quorum `controller.quorum.voters`, which
@@ -44,6 +46,7 @@ use crate::repo_root;
 
 mod acl;
 mod admin;
+mod rotation;
 mod setup;
 
 pub use acl::{Acl, AclOperation, AclResource, ACLS_WITHIN};
@@ -283,9 +286,19 @@ pub struct KafkaCluster {
     install: PathBuf,
     nodes: Vec<Node>,
     node_ids: Vec<i32>,
+    /// The cluster CA bundle and key files ([`KafkaCluster::cluster_ca_pem`]): their paths never change, a
+    /// rotation replaces their content.
     ca: PathBuf,
     ca_key: PathBuf,
+    /// The cluster CA that signs broker certificates now.
+    cluster_ca: ClusterCa,
+    /// The clients CA that issues client certificates now.
     clients: ClientCa,
+    /// The clients CA bundle and key files ([`KafkaCluster::clients_ca_pem`]): fixed paths, as `ca`.
+    clients_bundle: PathBuf,
+    clients_key: PathBuf,
+    /// What a CA rotation under way replaces.
+    rotation: rotation::Rotation,
     scram_users: Vec<(String, String)>,
     // Dropped after `Drop::drop` has stopped every process.
     dir: tempfile::TempDir,
@@ -388,35 +401,41 @@ impl KafkaCluster {
         Ok(addrs.join(","))
     }
 
-    /// The CA that signed the broker certificates (clients' `ssl.ca.location`).
+    /// The CA that signed the broker certificates (clients' `ssl.ca.location`): a bundle file, as Strimzi's
+    /// `<cluster>-cluster-ca-cert` `ca.crt`, holding the old and the new CA during a rotation
+    /// ([`KafkaCluster::begin_cluster_ca_rotation`]). Its path stays; a rotation replaces its content at once.
     pub fn cluster_ca_pem(&self) -> &Path {
         &self.ca
     }
 
     /// The cluster CA's private key, a PKCS#8 PEM file beside [`KafkaCluster::cluster_ca_pem`] (Strimzi's
-    /// `<cluster>-cluster-ca` `ca.key`): for a test that signs certificates brokers' peers would trust.
+    /// `<cluster>-cluster-ca` `ca.key`): for a test that signs certificates brokers' peers would trust. The
+    /// current CA's key: a rotation replaces it with the new one's.
     pub fn cluster_ca_key(&self) -> &Path {
         &self.ca_key
     }
 
-    /// The CA the TLS listener accepts client certificates from.
+    /// The CA the TLS listener accepts client certificates from: a bundle file, as Strimzi's
+    /// `<cluster>-clients-ca-cert` `ca.crt`, holding the old and the new CA during a rotation
+    /// ([`KafkaCluster::begin_clients_ca_rotation`]). Its path stays; a rotation replaces its content at once.
     pub fn clients_ca_pem(&self) -> &Path {
-        &self.clients.ca
+        &self.clients_bundle
     }
 
     /// The clients CA's private key, a PKCS#8 PEM file beside [`KafkaCluster::clients_ca_pem`] (Strimzi's
     /// `<cluster>-clients-ca` `ca.key`): so a proxy can sign client certificates the TLS listener accepts.
+    /// The current CA's key: a rotation replaces it with the new one's.
     pub fn clients_ca_key(&self) -> &Path {
-        &self.clients.key
+        &self.clients_key
     }
 
-    /// The clients CA itself, to issue certificates of any subject and validity
-    /// ([`ClientCa::issue_for`]).
+    /// The current clients CA itself, to issue certificates of any subject and validity
+    /// ([`ClientCa::issue_for`]); the new one once a rotation began.
     pub fn clients_ca(&self) -> &ClientCa {
         &self.clients
     }
 
-    /// A client certificate for `user` from the cluster's clients CA: (cert PEM, key PEM).
+    /// A client certificate for `user` from the cluster's (current) clients CA: (cert PEM, key PEM).
     pub fn client_cert(&self, user: &str) -> anyhow::Result<(PathBuf, PathBuf)> {
         self.clients.issue(user)
     }
@@ -541,7 +560,7 @@ impl KafkaCluster {
                 process: None,
             })
             .collect();
-        let ca = ClusterCa::generate(dir.path(), &opts.name)?;
+        let ca = ClusterCa::generate(dir.path(), &opts.name, 0)?;
         let clients = ClientCa::generate(dir.path(), &opts.name)?;
         let voters: Vec<String> =
             nodes.iter().map(|n| format!("{}@127.0.0.1:{}", n.id, n.controller)).collect();
@@ -558,9 +577,13 @@ impl KafkaCluster {
             install,
             node_ids: nodes.iter().map(|n| n.id).collect(),
             nodes,
-            ca: ca.pem,
-            ca_key: ca.key,
+            ca: ca.pem.clone(),
+            ca_key: ca.key.clone(),
+            cluster_ca: ca,
+            clients_bundle: clients.ca.clone(),
+            clients_key: clients.key.clone(),
             clients,
+            rotation: rotation::Rotation::default(),
             scram_users: opts.scram_users.clone(),
             dir,
         })

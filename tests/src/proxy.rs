@@ -1,4 +1,5 @@
-//! kaas-proxy run in-process from a real configuration file, on its own runtime thread, with its log captured
+//! kaas-proxy run in-process from a real configuration file (and its reload watcher, as the binary runs it), on
+//! its own runtime thread, with its log captured
 //! so tests can assert on what operators would read. (nextest runs each test in its own process, so the
 //! captured log holds only that test's proxy.)
 
@@ -12,6 +13,9 @@ use crate::certs::Certs;
 use crate::DOMAIN;
 
 static LOG: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+
+/// How often a test proxy checks its configuration and the files it names for changes.
+pub const RELOAD_EVERY: Duration = Duration::from_millis(200);
 static INIT: OnceLock<()> = OnceLock::new();
 
 struct Capture;
@@ -106,6 +110,7 @@ impl ProxyHandle {
         let path = dir.path().join("kaas-proxy.yaml");
         std::fs::write(&path, yaml)?;
         let settings = kaas_proxy::config::load(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let path_for_watch = path.clone();
 
         let (port_tx, port_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -115,8 +120,14 @@ impl ProxyHandle {
             rt.block_on(async move {
                 match kaas_proxy::Proxy::bind(&settings).await {
                     Ok(proxy) => {
+                        // Files are watched as `kaas-proxy --reload-seconds` does, faster.
+                        let reloader = proxy.reloader();
+                        let watch = tokio::spawn(async move {
+                            kaas_proxy::reload::watch(&path_for_watch, RELOAD_EVERY, reloader).await
+                        });
                         let _ = port_tx.send(proxy.local_addr().map(|a| a.port()).map_err(|e| e.to_string()));
                         proxy.run(async { drop(stop_rx.await) }, Duration::from_millis(100)).await;
+                        watch.abort();
                     }
                     Err(e) => drop(port_tx.send(Err(e.to_string()))),
                 }

@@ -14,7 +14,7 @@ use kafka_protocol::protocol::{Request, StrBytes};
 use super::{ClusterView, KafkaCluster, Node, READY_WITHIN};
 
 /// Metadata v12: the newest both 3.9 and 4.x answer (4.0 dropped v0–v3).
-const METADATA_VERSION: i16 = 12;
+pub(super) const METADATA_VERSION: i16 = 12;
 
 /// CreateTopics v7: the newest both 3.9 and 4.x answer (4.0 dropped v0–v1).
 const CREATE_TOPICS_VERSION: i16 = 7;
@@ -72,6 +72,30 @@ impl KafkaCluster {
                 );
             }
             std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits until every partition of every topic is led and has each of its replicas on a running node in
+    /// sync, as every running node's Metadata says: what rolling brokers one at a time waits for before the
+    /// next, as Strimzi does, so that with replication 3 and `min.insync.replicas=2` an acks=all write never
+    /// finds too few replicas in sync.
+    pub fn wait_for_in_sync(&self, within: Duration) -> anyhow::Result<()> {
+        let running: Vec<i32> = self.nodes.iter().filter(|n| n.is_running()).map(|n| n.id).collect();
+        let deadline = Instant::now() + within;
+        // No topics named: all of them.
+        let request = MetadataRequest::default().with_topics(None);
+        loop {
+            let waiting = self.nodes.iter().filter(|n| n.is_running()).find_map(|n| {
+                match exchange(&n.plain_addr(), METADATA_VERSION, request.clone(), Duration::from_secs(3)) {
+                    Ok(r) => out_of_sync(&r, &running).map(|why| (n.id, why)),
+                    Err(e) => Some((n.id, format!("{e:#}"))),
+                }
+            });
+            let Some((node, why)) = waiting else { return Ok(()) };
+            if Instant::now() >= deadline {
+                bail!("cluster {}: replicas not in sync on node {node} after {within:?}: {why}", self.name);
+            }
+            std::thread::sleep(Duration::from_millis(200));
         }
     }
 
@@ -143,6 +167,30 @@ fn topic_state(response: &MetadataResponse, name: &str, partitions: i32) -> Opti
     let led = topic.partitions.iter().filter(|p| p.error_code == 0 && p.leader_id.0 >= 0).count();
     let complete = led == topic.partitions.len() && i32::try_from(led).is_ok_and(|l| l == partitions);
     (!complete).then(|| format!("{led} of {partitions} partitions led ({} listed)", topic.partitions.len()))
+}
+
+/// The first partition of `response` without a leader or with a replica on a `running` node out of its ISR;
+/// `None` when there is none.
+fn out_of_sync(response: &MetadataResponse, running: &[i32]) -> Option<String> {
+    for topic in &response.topics {
+        let name = topic.name.as_ref().map_or("?", |n| n.0.as_str());
+        for p in &topic.partitions {
+            let lagging: Vec<i32> = p
+                .replica_nodes
+                .iter()
+                .map(|r| r.0)
+                .filter(|r| running.contains(r) && !p.isr_nodes.iter().any(|i| i.0 == *r))
+                .collect();
+            if p.leader_id.0 < 0 || !lagging.is_empty() {
+                let isr: Vec<i32> = p.isr_nodes.iter().map(|i| i.0).collect();
+                return Some(format!(
+                    "{name}-{}: leader {}, in sync {isr:?}, lagging {lagging:?}",
+                    p.partition_index, p.leader_id.0
+                ));
+            }
+        }
+    }
+    None
 }
 
 /// A broker's error as reports quote it: name, code and its message if any, e.g.

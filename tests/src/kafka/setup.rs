@@ -107,6 +107,7 @@ pub(super) fn properties(
 }
 
 /// The cluster's own CA (Strimzi's "cluster CA"): it signs the broker certificates clients verify.
+#[derive(Debug)]
 pub(super) struct ClusterCa {
     pub(super) pem: PathBuf,
     /// Its private key, PKCS#8 PEM.
@@ -116,8 +117,15 @@ pub(super) struct ClusterCa {
 }
 
 impl ClusterCa {
-    pub(super) fn generate(dir: &Path, name: &str) -> anyhow::Result<ClusterCa> {
-        let (ca_pem, issuer) = new_ca(&format!("{name} cluster CA"))?;
+    /// Generation 0 of `name`'s cluster CA, `<name> cluster CA`; a later one, made by a rotation, carries its
+    /// number as Strimzi's do (`<name> cluster CA v1`), so the old and the new one in a bundle differ by name
+    /// as well as by key. Writes `<name>-cluster-ca.pem` and `.key` into `dir`.
+    pub(super) fn generate(dir: &Path, name: &str, generation: u32) -> anyhow::Result<ClusterCa> {
+        let common_name = match generation {
+            0 => format!("{name} cluster CA"),
+            n => format!("{name} cluster CA v{n}"),
+        };
+        let (ca_pem, issuer) = new_ca(&common_name)?;
         let pem = dir.join(format!("{name}-cluster-ca.pem"));
         std::fs::write(&pem, &ca_pem)?;
         let key = dir.join(format!("{name}-cluster-ca.key"));
@@ -128,6 +136,18 @@ impl ClusterCa {
     /// Writes `keystore.pem` into `dir`: a broker's key, its certificate for the advertised host (and
     /// `localhost`), and the CA, as Kafka's PEM keystore reads them.
     pub(super) fn keystore(&self, dir: &Path, cn: &str) -> anyhow::Result<PathBuf> {
+        let path = dir.join("keystore.pem");
+        std::fs::write(&path, self.keystore_pem(cn)?)?;
+        Ok(path)
+    }
+
+    /// The CA's own certificate, PEM.
+    pub(super) fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+
+    /// What `keystore.pem` holds: a fresh key, its certificate for `cn` signed by this CA, and the CA.
+    pub(super) fn keystore_pem(&self, cn: &str) -> anyhow::Result<String> {
         let key = KeyPair::generate()?;
         let names = vec!["127.0.0.1".to_owned(), "localhost".to_owned()];
         let mut params = CertificateParams::new(names)?;
@@ -136,9 +156,7 @@ impl ClusterCa {
         params.extended_key_usages =
             vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth, rcgen::ExtendedKeyUsagePurpose::ClientAuth];
         let cert = params.signed_by(&key, &self.issuer)?;
-        let path = dir.join("keystore.pem");
-        std::fs::write(&path, format!("{}{}{}", key.serialize_pem(), cert.pem(), self.ca_pem))?;
-        Ok(path)
+        Ok(format!("{}{}{}", key.serialize_pem(), cert.pem(), self.ca_pem))
     }
 }
 

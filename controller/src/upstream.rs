@@ -4,7 +4,7 @@
 //! `<tenant>.clients-ca.key`). When Strimzi renews a CA, the next reconcile copies it, the kubelet updates the
 //! proxy's volume and the proxy reloads it: no human in the loop.
 //!
-//! The pure part ([`Material`], [`merge`]) is tested by tables; [`read`] and [`write`] are the I/O edges, used
+//! The pure part ([`Material`], [`merge`]) is tested by tables; [`read()`] and [`write()`] are the I/O edges, used
 //! by [`crate::reconcile`]. Strimzi's secrets are read where the tenant's Kafka runs: its own cluster (through
 //! the Cluster API kubeconfig secret) or its namespace on the shared cluster.
 

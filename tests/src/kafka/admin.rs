@@ -25,7 +25,7 @@ pub(super) const EXCHANGE_WITHIN: Duration = Duration::from_secs(40);
 
 impl KafkaCluster {
     /// Creates topic `name` with `partitions` partitions, replicated to min(nodes, 3), over the `PLAIN`
-    /// listener (the fixture's own way in, a super user under [`ClusterOptions::authorizer`], where clients
+    /// listener (the fixture's own way in, a super user under [`super::ClusterOptions::authorizer`], where clients
     /// could not create it), and returns once every running node's Metadata lists it with a leader for each
     /// partition: a client connecting anywhere next finds it.
     pub fn create_topic(&self, name: &str, partitions: i32) -> anyhow::Result<()> {

@@ -10,20 +10,17 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{assert_same_records, client_config, consume, key, produce, value};
+use common::producing::{Plan, Producing};
+use common::{assert_same_records, client_config, consume, produce};
 use kaas_e2e::certs::Certs;
 use kaas_e2e::kafka::{ClusterOptions, KafkaCluster};
 use kaas_e2e::proxy::{logs, wait_for_log, ProxyHandle, RELOAD_EVERY};
 use kaas_e2e::{raw, DOMAIN};
 use kafka_protocol::messages::MetadataRequest;
-use rdkafka::config::ClientConfig;
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
-use rdkafka::{ClientContext, Message};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -37,6 +34,9 @@ const RUN: &str = "rotation";
 const CHECKS: &str = "checks";
 /// How long the producer may take to get records acknowledged again after a step.
 const RECOVERY: Duration = Duration::from_secs(60);
+/// ~200 records a second.
+const PLAN: Plan =
+    Plan { topic: TOPIC, run: RUN, batch: 10, pause: Duration::from_millis(50), recovery: RECOVERY };
 
 type CertFiles = (PathBuf, PathBuf);
 
@@ -67,7 +67,7 @@ async fn ca_rotation_under_a_running_producer_loses_nothing() {
     };
     let name = |tenant: &str| format!("{tenant}.{DOMAIN}");
 
-    let producer = Producing::start(&client(&old));
+    let producer = Producing::start(&client(&old), PLAN).expect("producer");
     producer.wait_for_acks_since(started, 200, "first records").await;
     phase("producing");
 
@@ -280,117 +280,5 @@ impl StaleBroker {
 impl Drop for StaleBroker {
     fn drop(&mut self) {
         self.task.abort();
-    }
-}
-
-/// A delivered record: its index and when the report came.
-type Ack = (usize, Instant);
-
-/// Delivery reports as they come, from librdkafka's thread.
-#[derive(Debug, Default)]
-struct Deliveries {
-    acked: Mutex<Vec<Ack>>,
-    failed: Mutex<Vec<String>>,
-}
-
-impl ClientContext for Deliveries {}
-
-impl ProducerContext for Deliveries {
-    type DeliveryOpaque = Box<usize>;
-
-    fn delivery(&self, result: &DeliveryResult<'_>, index: Box<usize>) {
-        match result {
-            Ok(_) => self.acked.lock().expect("acks").push((*index, Instant::now())),
-            Err((e, m)) => {
-                self.failed.lock().expect("failures").push(format!("record {index} ({}): {e}", m.partition()))
-            }
-        }
-    }
-}
-
-/// An idempotent producer (acks=all) sending keyed records, ~200 a second, from its own thread until
-/// finished.
-struct Producing {
-    producer: Arc<ThreadedProducer<Deliveries>>,
-    stop: Arc<AtomicBool>,
-    sender: std::thread::JoinHandle<usize>,
-}
-
-impl Producing {
-    fn start(config: &ClientConfig) -> Producing {
-        let producer: ThreadedProducer<Deliveries> = config
-            .clone()
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("linger.ms", "5")
-            // Generous, for brokers restarting on 2 shared cores; bounded, so a stuck producer fails the test.
-            .set("message.timeout.ms", "120000")
-            .create_with_context(Deliveries::default())
-            .expect("producer");
-        let producer = Arc::new(producer);
-        let stop = Arc::new(AtomicBool::new(false));
-        let (p, s) = (producer.clone(), stop.clone());
-        let sender = std::thread::spawn(move || {
-            let mut i = 0;
-            while !s.load(Ordering::Relaxed) {
-                for _ in 0..10 {
-                    let (key, value) = (key(i), value(RUN, i));
-                    let mut record = BaseRecord::with_opaque_to(TOPIC, Box::new(i)).key(&key).payload(&value);
-                    // A full local queue (brokers away) means waiting, not losing the record.
-                    loop {
-                        match p.send(record) {
-                            Ok(()) => break,
-                            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                                record = r;
-                                std::thread::sleep(Duration::from_millis(10));
-                            }
-                            Err((e, _)) => panic!("record {i} refused: {e}"),
-                        }
-                    }
-                    i += 1;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            i
-        });
-        Producing { producer, stop, sender }
-    }
-
-    /// Waits until `n` records were acknowledged after `since`; fails on a failed delivery or after
-    /// [`RECOVERY`].
-    async fn wait_for_acks_since(&self, since: Instant, n: usize, what: &str) {
-        let deadline = Instant::now() + RECOVERY;
-        loop {
-            let failed = self.producer.context().failed.lock().expect("failures").clone();
-            assert!(failed.is_empty(), "deliveries failed: {failed:?}");
-            let acked =
-                self.producer.context().acked.lock().expect("acks").iter().filter(|a| a.1 > since).count();
-            if acked >= n {
-                return;
-            }
-            assert!(Instant::now() < deadline, "{what}: {acked} of {n} acknowledged within {RECOVERY:?}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// Stops sending, waits for every report, and asserts each record was acknowledged once with nothing
-    /// failing, fatal or not. Returns how many were sent.
-    fn finish(self) -> usize {
-        self.stop.store(true, Ordering::Relaxed);
-        let sent = self.sender.join().expect("sender thread");
-        self.producer.flush(Duration::from_secs(120)).expect("flush");
-        assert_eq!(self.producer.client().fatal_error(), None, "idempotent producer fatal error");
-        let context = self.producer.context();
-        let failed = context.failed.lock().expect("failures");
-        assert!(
-            failed.is_empty(),
-            "{} deliveries failed: {:?}",
-            failed.len(),
-            &failed[..failed.len().min(10)]
-        );
-        let mut acked: Vec<usize> = context.acked.lock().expect("acks").iter().map(|a| a.0).collect();
-        acked.sort_unstable();
-        assert_eq!(acked, (0..sent).collect::<Vec<_>>(), "every record acknowledged once");
-        sent
     }
 }

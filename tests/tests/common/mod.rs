@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod producing;
 pub mod proxied;
 pub mod wire;
 

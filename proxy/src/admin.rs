@@ -1,14 +1,42 @@
-//! Admin endpoint for orchestrators: `/healthz` (the process serves), `/readyz` (it accepts new connections;
-//! 503 while draining, so a rolling update moves traffic away before the pod stops) and `/metrics`.
-//! A deliberately tiny HTTP/1.1 responder: one request per connection, no keep-alive.
+//! Admin endpoint for orchestrators and Prometheus, served by hyper (HTTP/1.1):
+//!
+//! | route | answer |
+//! |---|---|
+//! | `GET /livez` | 200 while the process serves |
+//! | `GET /healthz` | the same (the chart's liveness probe) |
+//! | `GET /readyz` | 200 once routes and certificates are loaded and the TLS port is bound; 503 before that and while draining, so a rolling update moves traffic away before the pod stops |
+//! | `GET /metrics` | the [`Metrics`] exposition, [`crate::metrics::CONTENT_TYPE`] |
+//!
+//! Another method on those paths answers 405, any other path 404.
+//!
+//! Bounded, since the port may be reachable by more than the kubelet and Prometheus: one request per
+//! connection (no keep-alive), request headers within [`HEADER_READ_TIMEOUT`] and a small read buffer, each
+//! connection closed after [`CONNECTION_TIMEOUT`] whatever it is doing, and at most [`MAX_CONNECTIONS`] at once
+//! (further ones wait in the accept backlog).
 
+use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
-use crate::metrics::Metrics;
+use crate::metrics::{self, Metrics};
+
+/// Time a client has to send its request line and headers.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// Time a connection may take altogether, request and response.
+pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections served at once.
+pub const MAX_CONNECTIONS: usize = 32;
 
 /// Shared with the listener, which clears it when draining starts.
 #[derive(Debug, Default)]
@@ -17,34 +45,82 @@ pub struct Health {
     pub ready: AtomicBool,
 }
 
-fn respond(path: Option<&str>, health: &Health, metrics: &Metrics) -> (&'static str, String) {
+const TEXT: &str = "text/plain; charset=utf-8";
+
+fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(TEXT));
+    response
+}
+
+/// The answer to `method path` (the path without its query).
+fn respond(method: &Method, path: &str, health: &Health, metrics: &Metrics) -> Response<Full<Bytes>> {
+    if !matches!(path, "/livez" | "/healthz" | "/readyz" | "/metrics") {
+        return text(StatusCode::NOT_FOUND, "not found\n");
+    }
+    if method != Method::GET {
+        let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+        response.headers_mut().insert(ALLOW, HeaderValue::from_static("GET"));
+        return response;
+    }
     match path {
-        Some("/healthz") => ("200 OK", "ok\n".into()),
-        Some("/readyz") if health.ready.load(Ordering::SeqCst) => ("200 OK", "ready\n".into()),
-        Some("/readyz") => ("503 Service Unavailable", "draining\n".into()),
-        Some("/metrics") => ("200 OK", metrics.encode()),
-        _ => ("404 Not Found", "not found\n".into()),
+        "/readyz" if health.ready.load(Ordering::SeqCst) => text(StatusCode::OK, "ready\n"),
+        "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
+        "/metrics" => {
+            let mut response = Response::new(Full::new(Bytes::from(metrics.encode())));
+            response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(metrics::CONTENT_TYPE));
+            response
+        }
+        _ => text(StatusCode::OK, "ok\n"),
     }
 }
 
-/// Answers admin requests on `listener` until accepting fails; each connection is served on its own task.
+/// Time limits of one admin connection.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    header_read: Duration,
+    connection: Duration,
+}
+
+/// Answers admin requests on `listener` for as long as the task runs; each connection is served on its own task.
 pub async fn serve(listener: TcpListener, health: Arc<Health>, metrics: Arc<Metrics>) {
-    while let Ok((mut stream, _)) = listener.accept().await {
+    let limits = Limits { header_read: HEADER_READ_TIMEOUT, connection: CONNECTION_TIMEOUT };
+    serve_with(listener, health, metrics, limits).await
+}
+
+async fn serve_with(listener: TcpListener, health: Arc<Health>, metrics: Arc<Metrics>, limits: Limits) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read)
+        .keep_alive(false)
+        .max_buf_size(16 * 1024);
+    loop {
+        // The semaphore is never closed.
+        let Ok(slot) = slots.clone().acquire_owned().await else { return };
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            // Out of file descriptors and the like: back off rather than spin, and keep answering probes.
+            Err(e) => {
+                tracing::warn!(error = %e, "admin accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
         let (health, metrics) = (health.clone(), metrics.clone());
+        let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+            let response = respond(request.method(), request.uri().path(), &health, &metrics);
+            async move { Ok::<_, Infallible>(response) }
+        });
+        let connection = http.serve_connection(TokioIo::new(stream), service);
         tokio::spawn(async move {
-            let mut buf = [0u8; 1024];
-            let read = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut buf)).await;
-            let n = match read {
-                Ok(Ok(n)) => n,
-                _ => return,
-            };
-            let request = String::from_utf8_lossy(&buf[..n]);
-            let (status, body) = respond(request.split_whitespace().nth(1), &health, &metrics);
-            let response = format!(
-                "HTTP/1.1 {status}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = stream.write_all(response.as_bytes()).await;
+            match tokio::time::timeout(limits.connection, connection).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::debug!(error = %e, "admin connection failed"),
+                Err(_) => tracing::debug!("admin connection timed out"),
+            }
+            drop(slot);
         });
     }
 }
@@ -52,17 +128,115 @@ pub async fn serve(listener: TcpListener, health: Arc<Health>, metrics: Arc<Metr
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http_body_util::{BodyExt, Empty};
+    use hyper::header::HOST;
+    use std::net::SocketAddr;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    #[test]
-    fn routes() {
-        let (h, m) = (Health::default(), Metrics::new(["acme"]));
-        assert_eq!(respond(Some("/healthz"), &h, &m).0, "200 OK");
-        assert_eq!(respond(Some("/readyz"), &h, &m).0, "503 Service Unavailable");
-        h.ready.store(true, Ordering::SeqCst);
-        assert_eq!(respond(Some("/readyz"), &h, &m).0, "200 OK");
-        let (status, body) = respond(Some("/metrics"), &h, &m);
-        assert!(status == "200 OK" && body.contains("kaas_proxy_session_opened_total{tenant=\"acme\"} 0"));
-        assert_eq!(respond(Some("/"), &h, &m).0, "404 Not Found");
-        assert_eq!(respond(None, &h, &m).0, "404 Not Found");
+    /// A served admin endpoint for a proxy with the one tenant `acme`.
+    async fn start(limits: Limits) -> (SocketAddr, Arc<Health>, Arc<Metrics>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (health, metrics) = (Arc::new(Health::default()), Arc::new(Metrics::new(["acme"])));
+        tokio::spawn(serve_with(listener, health.clone(), metrics.clone(), limits));
+        (addr, health, metrics)
+    }
+
+    struct Answer {
+        status: StatusCode,
+        content_type: String,
+        body: String,
+    }
+
+    /// One request through hyper's client, on a connection of its own.
+    async fn request(addr: SocketAddr, method: Method, path: &str) -> Answer {
+        let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.expect("handshake");
+        tokio::spawn(connection);
+        let request = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header(HOST, "kaas-proxy")
+            .body(Empty::<Bytes>::new())
+            .expect("request");
+        let response = sender.send_request(request).await.expect("response");
+        let status = response.status();
+        let content_type =
+            response.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+        let body = response.into_body().collect().await.expect("body").to_bytes();
+        Answer { status, content_type, body: String::from_utf8_lossy(&body).into_owned() }
+    }
+
+    const LIMITS: Limits = Limits { header_read: HEADER_READ_TIMEOUT, connection: CONNECTION_TIMEOUT };
+
+    #[tokio::test]
+    async fn routes_statuses_and_content_types() {
+        let (addr, health, metrics) = start(LIMITS).await;
+        for path in ["/livez", "/healthz"] {
+            let a = request(addr, Method::GET, path).await;
+            assert_eq!((a.status, a.content_type.as_str(), a.body.as_str()), (StatusCode::OK, TEXT, "ok\n"));
+        }
+        let a = request(addr, Method::GET, "/readyz").await;
+        assert_eq!((a.status, a.content_type.as_str()), (StatusCode::SERVICE_UNAVAILABLE, TEXT));
+        health.ready.store(true, Ordering::SeqCst);
+        let a = request(addr, Method::GET, "/readyz").await;
+        assert_eq!((a.status, a.content_type.as_str(), a.body.as_str()), (StatusCode::OK, TEXT, "ready\n"));
+        health.ready.store(false, Ordering::SeqCst);
+        assert_eq!(
+            request(addr, Method::GET, "/readyz").await.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "draining"
+        );
+
+        metrics.session_started("acme");
+        let a = request(addr, Method::GET, "/metrics?x=1").await;
+        assert_eq!((a.status, a.content_type.as_str()), (StatusCode::OK, metrics::CONTENT_TYPE));
+        assert!(
+            a.body.lines().any(|l| l == "kaas_proxy_session_opened_total{tenant=\"acme\"} 1"),
+            "{}",
+            a.body
+        );
+        assert!(a.body.lines().any(|l| l == "kaas_proxy_listener_connections_total 0"), "{}", a.body);
+        assert!(a.body.ends_with("# EOF\n"), "{}", a.body);
+
+        for path in ["/", "/nope", "/metrics/x", "/healthz/"] {
+            let a = request(addr, Method::GET, path).await;
+            assert_eq!((a.status, a.content_type.as_str()), (StatusCode::NOT_FOUND, TEXT), "{path}");
+        }
+        for method in [Method::POST, Method::PUT, Method::DELETE, Method::HEAD] {
+            for path in ["/livez", "/metrics"] {
+                let a = request(addr, method.clone(), path).await;
+                assert_eq!(a.status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn one_request_per_connection() {
+        let (addr, _, _) = start(LIMITS).await;
+        let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        // HTTP/1.1 without `connection: close`, as the CLI test and curl send it: the server still closes.
+        conn.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n").await.expect("write");
+        let mut out = String::new();
+        tokio::time::timeout(Duration::from_secs(5), conn.read_to_string(&mut out))
+            .await
+            .expect("closed after the response")
+            .expect("read");
+        assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
+        assert!(out.to_ascii_lowercase().contains("connection: close\r\n"), "{out}");
+    }
+
+    #[tokio::test]
+    async fn silent_clients_are_cut_off() {
+        let limits = Limits { header_read: Duration::from_millis(200), connection: Duration::from_secs(1) };
+        let (addr, _, _) = start(limits).await;
+        let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        conn.write_all(b"GET /healthz HTTP/1.1\r\n").await.expect("write");
+        let mut out = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), conn.read_to_end(&mut out)).await;
+        assert!(read.is_ok(), "the connection is closed once the header timeout passes");
+        // Still serving everyone else.
+        assert_eq!(request(addr, Method::GET, "/livez").await.status, StatusCode::OK);
     }
 }

@@ -281,6 +281,7 @@ async fn connection(tcp: TcpStream, peer: SocketAddr, state: &ProxyState) -> Res
     let (client, upstream) = connect(start, &routes, &route, state).await?;
     let ctx = SessionContext {
         advertise: Advertise::new(&route.tenant.name, &routes.tenants.domain, state.advertised_port),
+        metrics: state.metrics.tenant(&route.tenant.name),
         tenant: route.tenant,
         max_frame_bytes: state.max_frame_bytes,
         peer,

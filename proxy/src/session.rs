@@ -15,6 +15,7 @@ use crate::kafka::codec::{i32_at, Frame, FrameError, FrameReader, ReadError};
 use crate::kafka::inflight::{Answer, InflightError, InflightQueue};
 use crate::kafka::rewrite::Advertise;
 use crate::kafka::{inspect_request, process_response, RequestError, ResponseError};
+use crate::metrics::{Direction, TenantMetrics};
 use crate::router::Tenant;
 
 /// How a session ended badly, by side: the client's fault, the upstream's, or the link between them.
@@ -89,6 +90,10 @@ pub struct SessionContext {
     pub max_frame_bytes: u32,
     /// The client's address, for logs.
     pub peer: SocketAddr,
+    /// The tenant's counters (bytes, requests), looked up once when the session starts so that counting a
+    /// frame is one atomic add rather than a lookup by name under the metrics lock; `None` for a tenant the
+    /// metrics do not know (not configured), whose traffic is not counted.
+    pub metrics: Option<Arc<TenantMetrics>>,
 }
 
 /// Runs until either side closes or misbehaves.
@@ -101,8 +106,11 @@ where
     let (upstream_r, upstream_w) = tokio::io::split(upstream);
     let inflight = InflightQueue::default();
     let max = ctx.max_frame_bytes;
-    let requests = pump(Side::Client, client_r, upstream_w, max, |f| on_request(f, &inflight));
-    let responses = pump(Side::Upstream, upstream_r, client_w, max, |f| on_response(f, &inflight, ctx));
+    let metrics = ctx.metrics.as_deref();
+    let requests =
+        pump(Side::Client, client_r, upstream_w, max, metrics, |f| on_request(f, &inflight, metrics));
+    let responses =
+        pump(Side::Upstream, upstream_r, client_w, max, metrics, |f| on_response(f, &inflight, ctx));
     tokio::pin!(requests, responses);
     tokio::select! {
         r = &mut requests => match r {
@@ -160,13 +168,15 @@ impl PumpSide for Side {
 }
 
 /// Moves frames from `from` to `to`, passing each through `on_frame` (which returns the bytes to send, or
-/// `None` to drop the frame). Every frame a read completes is handled before one vectored write. Ends when
-/// `from` closes, after shutting down `to`'s write side.
+/// `None` to drop the frame). Every frame a read completes is handled before one vectored write; the bytes it
+/// wrote (whole frames, length prefixes included) are counted once per write. Ends when `from` closes, after
+/// shutting down `to`'s write side.
 async fn pump<R, W>(
     side: Side,
     from: R,
     mut to: W,
     max: u32,
+    metrics: Option<&TenantMetrics>,
     mut on_frame: impl FnMut(Frame) -> Result<Option<Bytes>, SessionError>,
 ) -> Result<(), SessionError>
 where
@@ -175,6 +185,10 @@ where
 {
     let mut frames = FrameReader::new(from, max);
     let mut out: Vec<Bytes> = Vec::new();
+    let direction = match side {
+        Side::Client => Direction::ClientToUpstream,
+        Side::Upstream | Side::Internal => Direction::UpstreamToClient,
+    };
     loop {
         let read = match frames.fill().await {
             // Most Kafka clients close without TLS close_notify, or reset: an ordinary end, not an error.
@@ -188,16 +202,31 @@ where
                 n => Err(side.truncated(n)),
             };
         }
+        let mut bytes = 0;
         while let Some(frame) = frames.buffered_frame().map_err(|e| side.frame_error(e))? {
-            out.extend(on_frame(frame)?);
+            if let Some(b) = on_frame(frame)? {
+                bytes += b.len() as u64;
+                out.push(b);
+            }
         }
         write_frames(&mut to, &mut out).await.map_err(|e| side.write_error(e))?;
+        if let Some(m) = metrics.filter(|_| bytes > 0) {
+            m.forwarded(direction, bytes);
+        }
     }
 }
 
-/// Client → upstream: read the header, remember what the response will need, forward the frame as it came.
-fn on_request(frame: Frame, inflight: &InflightQueue) -> Result<Option<Bytes>, SessionError> {
+/// Client → upstream: read the header, remember what the response will need, forward the frame as it came
+/// (counted by API).
+fn on_request(
+    frame: Frame,
+    inflight: &InflightQueue,
+    metrics: Option<&TenantMetrics>,
+) -> Result<Option<Bytes>, SessionError> {
     let seen = inspect_request(&frame)?;
+    if let Some(m) = metrics {
+        m.request(seen.inflight.api_key);
+    }
     if seen.expects_response {
         inflight.push(seen.inflight);
     } else {
@@ -254,4 +283,75 @@ async fn write_frames<W: AsyncWrite + Unpin>(w: &mut W, frames: &mut Vec<Bytes>)
     }
     frames.clear();
     w.flush().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Metrics;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A request frame: header v1 (api key, version, correlation id, null client id), then `body`.
+    fn request(api_key: i16, correlation_id: i32, body: &[u8]) -> Vec<u8> {
+        let mut b = Vec::new();
+        b.extend_from_slice(&api_key.to_be_bytes());
+        b.extend_from_slice(&0i16.to_be_bytes());
+        b.extend_from_slice(&correlation_id.to_be_bytes());
+        b.extend_from_slice(&(-1i16).to_be_bytes());
+        b.extend_from_slice(body);
+        Frame::from_body(&b).into_bytes().to_vec()
+    }
+
+    /// A response frame: header v0 (correlation id), then `body`.
+    fn response(correlation_id: i32, body: &[u8]) -> Vec<u8> {
+        Frame::from_body(&[&correlation_id.to_be_bytes()[..], body].concat()).into_bytes().to_vec()
+    }
+
+    #[tokio::test]
+    async fn forwarded_frames_are_counted_for_the_tenant() {
+        let metrics = Metrics::new(["acme"]);
+        let ctx = SessionContext {
+            tenant: Arc::new(Tenant::new("acme".into(), Vec::new())),
+            advertise: Advertise::new("acme", "kaas.localhost", 9092),
+            max_frame_bytes: 1 << 20,
+            peer: SocketAddr::from(([127, 0, 0, 1], 1)),
+            metrics: metrics.tenant("acme"),
+        };
+        let (client, mut app) = tokio::io::duplex(4096);
+        let (upstream, mut broker) = tokio::io::duplex(4096);
+        // Heartbeat (passed through) and an API key no Kafka version has.
+        let requests = [request(12, 1, &[0; 4]), request(999, 2, &[])].concat();
+        let responses = [response(1, &[0, 0]), response(2, &[])].concat();
+        let traffic = async {
+            app.write_all(&requests).await.expect("client writes");
+            let mut got = vec![0; requests.len()];
+            broker.read_exact(&mut got).await.expect("broker reads");
+            assert_eq!(got, requests, "forwarded as sent");
+            broker.write_all(&responses).await.expect("broker writes");
+            let mut got = vec![0; responses.len()];
+            app.read_exact(&mut got).await.expect("client reads");
+            assert_eq!(got, responses, "passed back as sent");
+            app.shutdown().await.expect("client closes");
+            drop(broker);
+        };
+        let (result, ()) = tokio::join!(run(client, upstream, &ctx), traffic);
+        result.expect("a clean session");
+        let text = metrics.encode();
+        for (series, want) in [
+            (
+                "kaas_proxy_session_bytes_total{tenant=\"acme\",direction=\"client_to_upstream\"}",
+                requests.len(),
+            ),
+            (
+                "kaas_proxy_session_bytes_total{tenant=\"acme\",direction=\"upstream_to_client\"}",
+                responses.len(),
+            ),
+            ("kaas_proxy_requests_total{tenant=\"acme\",api=\"Heartbeat\"}", 1),
+            ("kaas_proxy_requests_total{tenant=\"acme\",api=\"unknown\"}", 1),
+            ("kaas_proxy_requests_total{tenant=\"acme\",api=\"Metadata\"}", 0),
+        ] {
+            let line = format!("{series} {want}");
+            assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
+        }
+    }
 }

@@ -121,6 +121,9 @@ pub async fn produce(
         .set("acks", acks)
         .set("linger.ms", "10")
         .set("enable.idempotence", "false")
+        // Without idempotence, a retried batch (NOT_LEADER on a topic just created, say) would land behind
+        // later ones; one request in flight keeps every partition in send order, as the tests assert.
+        .set("max.in.flight.requests.per.connection", "1")
         .set("queue.buffering.max.messages", "200000")
         .create()?;
     let mut pending = Vec::with_capacity(count);

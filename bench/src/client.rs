@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,7 +16,7 @@ use kafka_protocol::messages::{ProduceRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -29,28 +29,49 @@ pub enum Endpoint {
 
 impl Endpoint {
     /// The endpoint connection `i` uses when the load is spread over `tenants` tenants: the same address under
-    /// the SNI name `bench<k>.<domain>` (targets without tenant routing ignore the name).
+    /// the SNI name `<tenant><k>.<domain>` for `<tenant>.<domain>` (`bench0.kaas.localhost` for
+    /// `bench.kaas.localhost`; targets without tenant routing ignore the name).
     pub fn for_connection(&self, i: usize, tenants: usize) -> Endpoint {
         match self {
             Endpoint::Tls { addr, sni, tls } if tenants > 1 => {
-                let rest = sni.split_once('.').map_or("", |(_, r)| r);
-                Endpoint::Tls { addr: *addr, sni: format!("bench{}.{rest}", i % tenants), tls: tls.clone() }
+                let (tenant, rest) = sni.split_once('.').unwrap_or((sni, ""));
+                Endpoint::Tls {
+                    addr: *addr,
+                    sni: format!("{tenant}{}.{rest}", i % tenants),
+                    tls: tls.clone(),
+                }
             }
             other => other.clone(),
         }
     }
 }
 
-/// A TLS client configuration trusting `ca`; `resume` keeps session tickets for resumed handshakes.
-pub fn tls_config(ca: &Path, resume: bool) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+/// A TLS client configuration trusting `ca`, presenting `client_cert` (cert PEM, key PEM) when given, as a
+/// tenant with a `client_ca` demands; `resume` keeps session tickets for resumed handshakes.
+pub fn tls_config(
+    ca: &Path,
+    client_cert: Option<&(PathBuf, PathBuf)>,
+    resume: bool,
+) -> anyhow::Result<Arc<rustls::ClientConfig>> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(ca)? {
         roots.add(cert?)?;
     }
-    let mut config = rustls::ClientConfig::builder_with_provider(kaas_proxy::tls::provider())
+    let builder = rustls::ClientConfig::builder_with_provider(kaas_proxy::tls::provider())
         .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(roots);
+    let mut config = match client_cert {
+        None => builder.with_no_client_auth(),
+        Some((cert, key)) => {
+            let chain = CertificateDer::pem_file_iter(cert)
+                .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| anyhow::anyhow!("client certificate {}: {e}", cert.display()))?;
+            anyhow::ensure!(!chain.is_empty(), "client certificate {}: no certificate in it", cert.display());
+            let key = PrivateKeyDer::from_pem_file(key)
+                .map_err(|e| anyhow::anyhow!("client key {}: {e}", key.display()))?;
+            builder.with_client_auth_cert(chain, key)?
+        }
+    };
     if !resume {
         config.resumption = rustls::client::Resumption::disabled();
     }
@@ -461,6 +482,19 @@ mod endpoint_tests {
         );
         match e.for_connection(5, 1) {
             Endpoint::Tls { sni, .. } => assert_eq!(sni, "bench.kaas.localhost"),
+            Endpoint::Plain(_) => panic!("kind changed"),
+        }
+    }
+
+    #[test]
+    fn connections_spread_over_the_mutual_tls_tenant_names() {
+        let e = Endpoint::Tls {
+            addr: ([127, 0, 0, 1], 1).into(),
+            sni: "bench-mtls.kaas.localhost".into(),
+            tls: tls_config_for_test(),
+        };
+        match e.for_connection(4, 3) {
+            Endpoint::Tls { sni, .. } => assert_eq!(sni, "bench-mtls1.kaas.localhost"),
             Endpoint::Plain(_) => panic!("kind changed"),
         }
     }

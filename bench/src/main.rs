@@ -1,6 +1,8 @@
 //! kaas-bench: what does kaas-proxy cost in front of a tenant? The same workload, interleaved, against the broker
 //! directly, through kaas-proxy (TLS termination, Kafka-aware) and through nginx `stream` TLS termination (the
-//! non-Kafka-aware baseline), on Tansu or on a synthetic broker that is never the bottleneck.
+//! non-Kafka-aware baseline), on Tansu, Apache Kafka or a synthetic broker that is never the bottleneck. On
+//! Apache Kafka also through kaas-proxy carrying each client's identity: client certificates to the proxy, and
+//! mutual TLS to the brokers with a certificate minted for the client's subject.
 
 mod client;
 mod consume;
@@ -87,7 +89,8 @@ struct RunArgs {
     /// Requests in flight per connection in the throughput scenario.
     #[arg(long, default_value_t = 4)]
     inflight: usize,
-    /// Spread the throughput scenario's connections over this many tenants (proxy names bench0, bench1, …).
+    /// Spread the throughput scenario's connections over this many tenants (proxy names bench0, bench1, …, and
+    /// bench-mtls0, … for the mutual-TLS target).
     #[arg(long, default_value_t = 1)]
     tenants: usize,
     /// Target rate for the throughput scenario in MB/s, all connections together; default: flat out.
@@ -163,6 +166,9 @@ struct Target {
     endpoint: Endpoint,
     pid: Option<u32>,
     tls: bool,
+    /// The client certificate (cert PEM, key PEM) this target demands, so that scenarios building their own TLS
+    /// configuration (handshakes) present it too.
+    client_cert: Option<(PathBuf, PathBuf)>,
 }
 
 async fn run(a: RunArgs) -> anyhow::Result<()> {
@@ -199,7 +205,7 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
             Upstream::Tansu => "tansu",
             Upstream::Kafka => "kafka",
         };
-        let (up_port, _broker) = match upstream {
+        let (up_port, broker) = match upstream {
             Upstream::Synthetic => {
                 let port = targets::free_port()?;
                 (port, targets::Broker::Process(targets::start_synthetic(&dir, port)?))
@@ -211,27 +217,59 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
             Upstream::Kafka => targets::start_kafka()?,
         };
         let stores = *upstream != Upstream::Synthetic;
+        // Only Apache Kafka has a mutual-TLS listener: the identity-carrying target exists for it alone.
+        let mtls = broker.mutual_tls("bench")?;
         let (proxy_port, nginx_port) = (targets::free_port()?, targets::free_port()?);
-        let proxy = targets::start_proxy(&a.proxy_bin, &dir, proxy_port, up_port, a.tenants, (&cert, &key))?;
+        let proxy = targets::start_proxy(
+            &a.proxy_bin,
+            &dir,
+            proxy_port,
+            up_port,
+            a.tenants,
+            (&cert, &key),
+            mtls.as_ref(),
+        )?;
         let nginx = targets::start_nginx(&dir, nginx_port, up_port, &cert, &key)?;
         let sni = "bench.kaas.localhost".to_string();
         let local = |p: u16| -> SocketAddr { ([127, 0, 0, 1], p).into() };
-        let tls_fresh = client::tls_config(&ca, false)?;
-        let all = [
-            Target { name: "direct", endpoint: Endpoint::Plain(local(up_port)), pid: None, tls: false },
+        let tls_fresh = client::tls_config(&ca, None, false)?;
+        let mut all = vec![
+            Target {
+                name: "direct",
+                endpoint: Endpoint::Plain(local(up_port)),
+                pid: None,
+                tls: false,
+                client_cert: None,
+            },
             Target {
                 name: "kaas-proxy",
                 endpoint: Endpoint::Tls { addr: local(proxy_port), sni: sni.clone(), tls: tls_fresh.clone() },
                 pid: Some(proxy.child.id()),
                 tls: true,
+                client_cert: None,
             },
             Target {
                 name: "nginx",
                 endpoint: Endpoint::Tls { addr: local(nginx_port), sni: sni.clone(), tls: tls_fresh.clone() },
                 pid: Some(nginx.child.id()),
                 tls: true,
+                client_cert: None,
             },
         ];
+        if let Some(m) = &mtls {
+            all.push(Target {
+                name: "kaas-proxy-mtls",
+                endpoint: Endpoint::Tls {
+                    addr: local(proxy_port),
+                    sni: format!("{}.kaas.localhost", targets::MTLS_TENANT),
+                    tls: client::tls_config(&ca, Some(&m.client_cert), false)?,
+                },
+                // The same proxy process as `kaas-proxy`: CPU is counted per run, peak RSS is the process's.
+                pid: Some(proxy.child.id()),
+                tls: true,
+                client_cert: Some(m.client_cert.clone()),
+            });
+        }
         if stores {
             client::create_topic(local(up_port), "bench", a.connections.max(1) as i32).await?;
             client::create_topic(local(up_port), "bench-e2e", 1).await?;
@@ -320,7 +358,7 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
                                 let ep = Endpoint::Tls {
                                     addr: *addr,
                                     sni: sni.clone(),
-                                    tls: client::tls_config(&ca, resume)?,
+                                    tls: client::tls_config(&ca, t.client_cert.as_ref(), resume)?,
                                 };
                                 let b = targets::usage(pid);
                                 let rate = client::handshakes(&ep, duration / 2, 8).await?;

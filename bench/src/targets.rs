@@ -1,6 +1,6 @@
-//! The things measured: an upstream broker (Tansu or the synthetic one, each its own process), kaas-proxy
-//! (the release binary, its own process) and nginx `stream` TLS termination (Debian nginx) — plus their CPU
-//! time and peak memory, read from /proc.
+//! The things measured: an upstream broker (Tansu or the synthetic one, each its own process, or the
+//! end-to-end tests' Apache Kafka), kaas-proxy (the release binary, its own process) and nginx `stream` TLS
+//! termination (Debian nginx) — plus their CPU time and peak memory, read from /proc.
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -56,12 +56,44 @@ pub fn start_synthetic(dir: &Path, port: u16) -> anyhow::Result<Proc> {
     Ok(p)
 }
 
-/// The broker a run measures against: a process of ours, or an Apache Kafka cluster. Held only to be
-/// stopped on drop.
+/// The broker a run measures against: a process of ours, or an Apache Kafka cluster. Held to be stopped on
+/// drop, and asked for the cluster's mutual-TLS material.
 #[derive(Debug)]
 pub enum Broker {
     Process(#[allow(dead_code)] Proc),
-    Kafka(#[allow(dead_code)] Box<kaas_e2e::kafka::KafkaCluster>),
+    Kafka(Box<kaas_e2e::kafka::KafkaCluster>),
+}
+
+/// What a kaas-proxy tenant with `identity: client` needs to reach the cluster's mutual-TLS listener, and the
+/// client certificate the bench presents to that tenant: the proxy verifies it against the clients CA and
+/// mints the upstream certificate for its subject with the clients CA key.
+#[derive(Debug, Clone)]
+pub struct MutualTls {
+    /// `host:port` of each broker's TLS listener.
+    pub bootstrap: Vec<String>,
+    /// The CA that signed the broker certificates (the proxy's upstream trust).
+    pub cluster_ca: PathBuf,
+    /// The CA whose client certificates the broker's TLS listener accepts: the tenant's `client_ca` too.
+    pub clients_ca: PathBuf,
+    /// Its private key, with which the proxy mints each client subject's upstream certificate.
+    pub clients_ca_key: PathBuf,
+    /// (cert PEM, key PEM) of the bench's own client, issued by the clients CA.
+    pub client_cert: (PathBuf, PathBuf),
+}
+
+impl Broker {
+    /// The mutual-TLS way in, with a client certificate for `user`: Apache Kafka only, since Tansu and the
+    /// synthetic broker listen in plaintext alone.
+    pub fn mutual_tls(&self, user: &str) -> anyhow::Result<Option<MutualTls>> {
+        let Broker::Kafka(cluster) = self else { return Ok(None) };
+        Ok(Some(MutualTls {
+            bootstrap: cluster.bootstrap_tls().split(',').map(str::to_owned).collect(),
+            cluster_ca: cluster.cluster_ca_pem().to_owned(),
+            clients_ca: cluster.clients_ca_pem().to_owned(),
+            clients_ca_key: cluster.clients_ca_key().to_owned(),
+            client_cert: cluster.client_cert(user)?,
+        }))
+    }
 }
 
 /// A single-node Apache Kafka 4.4 (the end-to-end tests' fixture); returns its plaintext port.
@@ -117,7 +149,26 @@ pub fn certs(dir: &Path) -> anyhow::Result<(PathBuf, PathBuf, PathBuf)> {
     Ok(paths)
 }
 
-/// kaas-proxy with tenant `bench` and, for `tenants` > 1, `bench0`..`bench<n-1>`, all on the same upstream.
+/// Tenant `name` and, for `tenants` > 1, `<name>0`..`<name><n-1>`: the names over which
+/// [`crate::client::Endpoint::for_connection`] spreads connections.
+fn tenant_names(name: &str, tenants: usize) -> impl Iterator<Item = String> + '_ {
+    let extra = if tenants > 1 { tenants } else { 0 };
+    std::iter::once(name.to_owned()).chain((0..extra).map(move |i| format!("{name}{i}")))
+}
+
+/// A path as a YAML double-quoted scalar (a JSON string is one), so that no character of it is YAML syntax.
+fn yaml_path(p: &Path) -> anyhow::Result<String> {
+    let text = p.to_str().ok_or_else(|| anyhow::anyhow!("path {} is not UTF-8", p.display()))?;
+    Ok(serde_json::to_string(text)?)
+}
+
+/// The tenant of kaas-proxy carrying each client's identity to the broker: clients authenticate with a
+/// certificate of the clients CA, and the proxy reaches the brokers over mutual TLS as that same subject.
+pub const MTLS_TENANT: &str = "bench-mtls";
+
+/// kaas-proxy with tenant `bench` and, for `tenants` > 1, `bench0`..`bench<n-1>`, all on the same plaintext
+/// upstream; with `mtls`, also tenant [`MTLS_TENANT`] (and `bench-mtls0`.. likewise) on the cluster's
+/// mutual-TLS listener with `identity: client`.
 pub fn start_proxy(
     bin: &Path,
     dir: &Path,
@@ -125,6 +176,7 @@ pub fn start_proxy(
     upstream: u16,
     tenants: usize,
     (cert, key): (&Path, &Path),
+    mtls: Option<&MutualTls>,
 ) -> anyhow::Result<Proc> {
     let config = dir.join("kaas-proxy.yaml");
     let mut yaml = format!(
@@ -132,9 +184,21 @@ pub fn start_proxy(
         cert.display(),
         key.display()
     );
-    let extra = if tenants > 1 { tenants } else { 0 };
-    for name in std::iter::once("bench".to_owned()).chain((0..extra).map(|i| format!("bench{i}"))) {
+    for name in tenant_names("bench", tenants) {
         yaml.push_str(&format!("  - name: {name}\n    bootstrap: [\"127.0.0.1:{upstream}\"]\n"));
+    }
+    if let Some(m) = mtls {
+        let bootstrap = serde_json::to_string(&m.bootstrap)?;
+        let (clients_ca, cluster_ca, ca_key) =
+            (yaml_path(&m.clients_ca)?, yaml_path(&m.cluster_ca)?, yaml_path(&m.clients_ca_key)?);
+        for name in tenant_names(MTLS_TENANT, tenants) {
+            yaml.push_str(&format!(
+                "  - name: {name}\n    bootstrap: {bootstrap}\n    client_ca: {clients_ca}\n"
+            ));
+            yaml.push_str(&format!(
+                "    upstream: {{ tls: {{ ca: {cluster_ca} }}, identity: client, clients_ca_key: {ca_key} }}\n"
+            ));
+        }
     }
     std::fs::write(&config, yaml)?;
     let mut cmd = Command::new(bin);

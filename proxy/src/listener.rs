@@ -333,10 +333,12 @@ async fn route(
     Ok(Route { tenant, target, broker, upstream_tls })
 }
 
-/// Step 3: the client's handshake and the upstream connection. The upstream is dialled first, so that a
-/// tenant whose brokers cannot be reached (or whose certificate does not verify) ends the client's handshake
-/// with `internal_error`; with `identity: client` the client's certificate is the identity to present, so its
-/// handshake comes first and an upstream failure closes the connection after it.
+/// Step 3: the client's handshake and the upstream connection. For a tenant whose clients must present a
+/// certificate, the client's handshake comes first: no unauthenticated peer makes the proxy open a connection
+/// (a TLS handshake, with `upstream.tls`) to the tenant's brokers, and with `identity: client` its certificate
+/// is the identity to present; an upstream failure then closes the connection after the handshake. For other
+/// tenants the upstream is dialled first, so that brokers that cannot be reached (or whose certificate does not
+/// verify) end the client's handshake with `internal_error`.
 async fn connect(
     start: StartHandshake<TcpStream>,
     routes: &RouteSet,
@@ -345,7 +347,9 @@ async fn connect(
 ) -> Result<(TlsStream<TcpStream>, UpstreamStream), Halt> {
     let config = routes.tls.config_for(&route.tenant.name);
     let tls = route.upstream_tls.as_deref();
-    if tls.and_then(UpstreamTls::identity) == Some(Identity::Client) {
+    let client_first = routes.tls.authenticates_clients(&route.tenant.name)
+        || tls.and_then(UpstreamTls::identity) == Some(Identity::Client);
+    if client_first {
         let client = handshake(start, config).await?;
         let identity = client_identity(&client, routes, &route.tenant.name);
         let upstream = dial(route, state, Principal::Client(identity.as_ref())).await?;

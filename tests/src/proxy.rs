@@ -157,6 +157,19 @@ impl ProxyHandle {
         Ok(line.and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok()).unwrap_or(0.0))
     }
 
+    /// Polls `series` until it reads `want` or `within` passes; returns the last value read. (A refusal is
+    /// counted just after the client sees it, so a test reading at once can be a moment early.)
+    pub fn wait_for_metric(&self, series: &str, want: f64, within: Duration) -> anyhow::Result<f64> {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let value = self.metric(series)?;
+            if value == want || std::time::Instant::now() >= deadline {
+                return Ok(value);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// `<tenant>.<domain>:<port>`, the one setting a tenant's users are given.
     pub fn bootstrap(&self, tenant: &str) -> String {
         format!("{tenant}.{DOMAIN}:{}", self.port)

@@ -89,7 +89,8 @@ async fn broker_acls_hold_per_user_through_the_proxy() {
         .expect("acls");
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let certs = Certs::generate(dir.path(), DOMAIN, &["mine", "shared", "forged"]).expect("certs");
+    let certs =
+        Certs::generate(dir.path(), DOMAIN, &["mine", "shared", "forged", "forged-mutual"]).expect("certs");
     let (alice, bob) =
         (cluster.client_cert("alice").expect("alice"), cluster.client_cert("bob").expect("bob"));
     let proxy_user = cluster.client_cert("kaas-proxy-user").expect("proxy user");
@@ -114,8 +115,17 @@ async fn broker_acls_hold_per_user_through_the_proxy() {
                 path(&proxy_user.1)
             ),
         ),
+        // An open tenant (no client CA): the upstream is dialled before the client's handshake ends.
+        format!(
+            "  - name: forged\n    bootstrap: [\"{}\"]\n    upstream:\n      tls: {{ ca: {wrong_ca} }}\n      \
+             cert: {}\n      key: {}\n",
+            cluster.bootstrap_tls(),
+            path(&proxy_user.0),
+            path(&proxy_user.1)
+        ),
+        // A tenant with a client CA: only an authenticated client makes the proxy dial its brokers.
         tenant_yaml(
-            "forged",
+            "forged-mutual",
             &cluster,
             &format!(
                 "      tls: {{ ca: {wrong_ca} }}\n      cert: {}\n      key: {}\n",
@@ -173,6 +183,32 @@ async fn broker_acls_hold_per_user_through_the_proxy() {
             && logs().lines().any(|l| l.contains("tenant=forged") && l.contains("broker_certificate")),
         "log names tenant, broker and reason"
     );
+    // With a client CA, a peer without a certificate is refused before any upstream connection; an
+    // authenticated one gets its connection closed when the broker's certificate does not verify.
+    let tls_failures = |tenant: &str| {
+        let series = format!(
+            "kaas_proxy_upstream_tls_failures_total{{tenant=\"{tenant}\",reason=\"broker_certificate\"}}"
+        );
+        proxy.metric(&series).expect("metrics")
+    };
+    let mutual = format!("forged-mutual.{DOMAIN}");
+    let anonymous = raw::connect_as(proxy.port, Some(&mutual), &certs.ca, None).await;
+    let refused = match anonymous {
+        Err(_) => true,
+        Ok(mut conn) => raw::call(&mut conn, 1, 9, &MetadataRequest::default()).await.is_err(),
+    };
+    assert!(refused, "a client without a certificate was served");
+    assert_eq!(tls_failures("forged-mutual"), 0.0, "an unauthenticated peer made the proxy dial the brokers");
+    let authenticated = Some((alice.0.as_path(), alice.1.as_path()));
+    let served = match raw::connect_as(proxy.port, Some(&mutual), &certs.ca, authenticated).await {
+        Err(_) => false,
+        Ok(mut conn) => raw::call(&mut conn, 1, 9, &MetadataRequest::default()).await.is_ok(),
+    };
+    assert!(!served, "a broker with a forged certificate was used");
+    let series =
+        "kaas_proxy_upstream_tls_failures_total{tenant=\"forged-mutual\",reason=\"broker_certificate\"}";
+    assert_eq!(proxy.wait_for_metric(series, 1.0, Duration::from_secs(5)).expect("metrics"), 1.0);
+    assert!(tls_failures("forged") >= 1.0);
     produce(&alice_mine, "orders", "after", 10, "all").await.expect("tenant mine unaffected");
 }
 
@@ -308,13 +344,14 @@ async fn client_certificates_are_refused_by_kind_and_never_cross_tenants() {
             "no log line with {reason}"
         );
     }
-    let refused = |reason: &str| {
-        proxy.metric(&format!("kaas_proxy_listener_refused_total{{reason=\"{reason}\"}}")).expect("metrics")
+    let refused = |reason: &str, want: f64| {
+        let series = format!("kaas_proxy_listener_refused_total{{reason=\"{reason}\"}}");
+        proxy.wait_for_metric(&series, want, Duration::from_secs(5)).expect("metrics")
     };
     // Four cross-tenant attempts, plus the self-signed one: all from an unknown CA.
-    assert_eq!(refused("client_cert_unknown_ca"), 5.0);
+    assert_eq!(refused("client_cert_unknown_ca", 5.0), 5.0);
     for reason in ["client_cert_expired", "client_cert_not_yet_valid", "client_cert_revoked"] {
-        assert_eq!(refused(reason), 1.0, "{reason}");
+        assert_eq!(refused(reason, 1.0), 1.0, "{reason}");
     }
     // After all that, the tenants still serve.
     assert!(admitted(&proxy, &certs, &names("other")[0], &good).await);

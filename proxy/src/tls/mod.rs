@@ -8,7 +8,7 @@
 
 pub mod certs;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::sync::Arc;
 
@@ -68,6 +68,8 @@ pub enum HelloError {
 pub struct TlsFront {
     default: Arc<ServerConfig>,
     tenants: HashMap<String, Arc<ServerConfig>>,
+    /// Tenants whose clients must present a certificate.
+    mutual: HashSet<String>,
 }
 
 #[derive(Debug)]
@@ -143,14 +145,18 @@ impl TlsFront {
     ) -> Result<Self, FrontError> {
         let default = server_config(default_cert.clone(), None, Vec::new(), "(default)")?;
         let mut configs = HashMap::new();
+        let mut mutual = HashSet::new();
         for t in tenants {
+            if t.client_roots.is_some() {
+                mutual.insert(t.name.to_owned());
+            }
             if t.cert.is_some() || t.client_roots.is_some() {
                 let cert = t.cert.unwrap_or_else(|| default_cert.clone());
                 configs
                     .insert(t.name.to_owned(), server_config(cert, t.client_roots, t.client_crls, t.name)?);
             }
         }
-        Ok(TlsFront { default, tenants: configs })
+        Ok(TlsFront { default, tenants: configs, mutual })
     }
 
     /// Takes `tenant`'s configuration from `previous` (a tenant whose new route did not load keeps its old one).
@@ -159,6 +165,16 @@ impl TlsFront {
             Some(config) => self.tenants.insert(tenant.to_owned(), config.clone()),
             None => self.tenants.remove(tenant),
         };
+        if previous.mutual.contains(tenant) {
+            self.mutual.insert(tenant.to_owned());
+        } else {
+            self.mutual.remove(tenant);
+        }
+    }
+
+    /// Whether `tenant`'s clients must present a certificate (it has a client CA).
+    pub fn authenticates_clients(&self, tenant: &str) -> bool {
+        self.mutual.contains(tenant)
     }
 
     /// The server configuration for a tenant's names.

@@ -93,6 +93,7 @@ impl Proxy {
             p => p,
         };
         let metrics = Arc::new(Metrics::new(settings.tenants.iter().map(|t| t.name.as_str())));
+        metrics.routes_applied(settings.tenants.len(), settings.skipped.len());
         let state = Arc::new(ProxyState {
             routes: Arc::new(Routes::new(RouteSet::build(settings, None)?)),
             connector: Connector {

@@ -346,6 +346,62 @@ pub struct Metrics {
     connections: Counter,
     active: Gauge,
     labelled: Arc<Labelled>,
+    routes: RouteMetrics,
+}
+
+/// The state of the routes: what an operator checks after changing tenants or rotating certificates.
+#[derive(Debug, Default)]
+struct RouteMetrics {
+    generation: Gauge,
+    applied: Counter,
+    refused: Counter,
+    last_applied: Gauge,
+    tenants: Gauge,
+    left_out: Gauge,
+}
+
+impl RouteMetrics {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "routes_generation",
+            "Route sets applied since start (1 = the start-up configuration)",
+            self.generation.clone(),
+        );
+        registry.register_collector(Box::new(ReloadOutcomes {
+            applied: self.applied.clone(),
+            refused: self.refused.clone(),
+        }));
+        registry.register(
+            "routes_last_applied_timestamp_seconds",
+            "Unix time the current route set was applied",
+            self.last_applied.clone(),
+        );
+        registry.register("routes_tenants", "Tenants in the current route set", self.tenants.clone());
+        registry.register(
+            "routes_left_out",
+            "Entries of the tenants_file left out of the current route set because they do not load",
+            self.left_out.clone(),
+        );
+    }
+}
+
+/// `kaas_proxy_routes_reloads_total{outcome}`: both outcomes always present, in a fixed order.
+#[derive(Debug)]
+struct ReloadOutcomes {
+    applied: Counter,
+    refused: Counter,
+}
+
+impl Collector for ReloadOutcomes {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
+        let help = "Route reloads after a change of the configuration or a file it names, by outcome.";
+        let mut family = encoder.encode_descriptor("routes_reloads", help, None, MetricType::Counter)?;
+        for (outcome, counter) in [("applied", &self.applied), ("refused", &self.refused)] {
+            let labels = [("outcome", outcome)];
+            counter.encode(family.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
 }
 
 impl Metrics {
@@ -361,7 +417,9 @@ impl Metrics {
         );
         registry.register("session_active", "Sessions open now", active.clone());
         registry.register_collector(Box::new(labelled.clone()));
-        let metrics = Metrics { registry, connections, active, labelled };
+        let routes = RouteMetrics::default();
+        routes.register(&mut registry);
+        let metrics = Metrics { registry, connections, active, labelled, routes };
         metrics.add_tenants(tenants);
         metrics
     }
@@ -426,6 +484,26 @@ impl Metrics {
         }
     }
 
+    /// A route set was applied (at start-up or on reload) with `tenants` tenants and `left_out` entries of the
+    /// tenants_file left out.
+    pub fn routes_applied(&self, tenants: usize, left_out: usize) {
+        let routes = &self.routes;
+        routes.generation.inc();
+        if routes.generation.get() > 1 {
+            routes.applied.inc();
+        }
+        let now =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        routes.last_applied.set(i64::try_from(now).unwrap_or(i64::MAX));
+        routes.tenants.set(i64::try_from(tenants).unwrap_or(i64::MAX));
+        routes.left_out.set(i64::try_from(left_out).unwrap_or(i64::MAX));
+    }
+
+    /// A changed configuration was refused; the current routes stay.
+    pub fn routes_refused(&self) {
+        self.routes.refused.inc();
+    }
+
     /// Every metric in the OpenMetrics text format ([`CONTENT_TYPE`]), for `/metrics`.
     pub fn encode(&self) -> String {
         let mut out = String::new();
@@ -438,6 +516,34 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn route_state_is_exposed() {
+        let m = Metrics::new(["acme"]);
+        let text = m.encode();
+        for line in [
+            "kaas_proxy_routes_generation 0",
+            "kaas_proxy_routes_reloads_total{outcome=\"applied\"} 0",
+            "kaas_proxy_routes_reloads_total{outcome=\"refused\"} 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
+        }
+        m.routes_applied(1, 0); // start-up
+        m.routes_applied(3, 1); // a reload
+        m.routes_refused();
+        let text = m.encode();
+        for line in [
+            "kaas_proxy_routes_generation 2",
+            "kaas_proxy_routes_reloads_total{outcome=\"applied\"} 1",
+            "kaas_proxy_routes_reloads_total{outcome=\"refused\"} 1",
+            "kaas_proxy_routes_tenants 3",
+            "kaas_proxy_routes_left_out 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
+        }
+        let stamp = value(&text, "kaas_proxy_routes_last_applied_timestamp_seconds").expect("timestamp");
+        assert!(stamp > 1_700_000_000, "{stamp}");
+    }
 
     fn value(text: &str, series: &str) -> Option<u64> {
         text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
@@ -515,6 +621,17 @@ mod tests {
             REASONS.map(|r| format!("kaas_proxy_listener_refused_total{{reason=\"{}\"}}", r.label())),
         );
         expected.extend(tenant_series("acme"));
+        expected.extend(
+            [
+                "kaas_proxy_routes_generation",
+                "kaas_proxy_routes_reloads_total{outcome=\"applied\"}",
+                "kaas_proxy_routes_reloads_total{outcome=\"refused\"}",
+                "kaas_proxy_routes_last_applied_timestamp_seconds",
+                "kaas_proxy_routes_tenants",
+                "kaas_proxy_routes_left_out",
+            ]
+            .map(str::to_owned),
+        );
         for series in &expected {
             assert_eq!(value(&text, series), Some(0), "{series} missing or not zero in\n{text}");
         }

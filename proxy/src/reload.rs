@@ -34,7 +34,10 @@ pub async fn watch(path: &Path, every: Duration, reloader: Reloader) {
                 Ok(n) => tracing::info!(tenants = n, "routes reloaded"),
                 Err(e) => tracing::warn!(error = %e, "reload refused; keeping the current routes"),
             },
-            Err(e) => tracing::warn!("reload refused; keeping the current routes: invalid configuration {e}"),
+            Err(e) => {
+                reloader.refused();
+                tracing::warn!("reload refused; keeping the current routes: invalid configuration {e}")
+            }
         }
         // The files named may have changed with it.
         files = watched(path);

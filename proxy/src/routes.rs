@@ -123,10 +123,22 @@ pub struct Reloader {
 impl Reloader {
     /// Swaps in routes built from `settings`; returns how many tenants they hold.
     pub fn reload(&self, settings: &Settings) -> Result<usize, FrontError> {
-        let next = RouteSet::build(settings, Some(&self.routes.current()))?;
+        let next = match RouteSet::build(settings, Some(&self.routes.current())) {
+            Ok(next) => next,
+            Err(e) => {
+                self.metrics.routes_refused();
+                return Err(e);
+            }
+        };
         let tenants = next.tenants.iter().count();
         self.metrics.add_tenants(settings.tenants.iter().map(|t| t.name.as_str()));
         self.routes.replace(next);
+        self.metrics.routes_applied(tenants, settings.skipped.len());
         Ok(tenants)
+    }
+
+    /// Counts a changed configuration that did not validate (the current routes stay).
+    pub fn refused(&self) {
+        self.metrics.routes_refused();
     }
 }

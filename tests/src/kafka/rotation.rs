@@ -313,7 +313,9 @@ impl KafkaCluster {
         Ok(())
     }
 
-    /// Polls every node until it accepts `accepted` and, if given, refuses `refused`.
+    /// Polls every node until it accepts `accepted` and, if given, refuses `refused`, three probes in a row: a
+    /// broker swapping its SSL context can drop a connection without an alert, which a single probe would take
+    /// for a refusal while the old truststore is still in effect.
     fn wait_for_truststores(
         &self,
         accepted: &(PathBuf, PathBuf),
@@ -321,6 +323,7 @@ impl KafkaCluster {
     ) -> anyhow::Result<()> {
         for &id in &self.node_ids {
             let deadline = Instant::now() + RECONFIGURED_WITHIN;
+            let mut in_a_row = 0;
             loop {
                 let state = (|| -> anyhow::Result<Option<String>> {
                     if !self.tls_accepts(id, accepted)? {
@@ -334,10 +337,18 @@ impl KafkaCluster {
                     }
                 })();
                 let why = match state {
-                    Ok(None) => break,
+                    Ok(None) => {
+                        in_a_row += 1;
+                        if in_a_row == 3 {
+                            break;
+                        }
+                        std::thread::sleep(Duration::from_millis(200));
+                        continue;
+                    }
                     Ok(Some(why)) => why,
                     Err(e) => format!("{e:#}"),
                 };
+                in_a_row = 0;
                 if Instant::now() >= deadline {
                     bail!(
                         "node {id} of cluster {}: truststore not in effect after {RECONFIGURED_WITHIN:?}: {why}",

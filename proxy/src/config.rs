@@ -106,6 +106,16 @@ pub struct Settings {
     pub skipped_tenants: Vec<String>,
 }
 
+impl Settings {
+    /// Logs each left-out `tenants_file` entry ([`Settings::skipped`]) once, naming its key; the start-up and
+    /// every reload report them the same way.
+    pub fn warn_skipped(&self) {
+        for e in &self.skipped {
+            tracing::warn!(key = %e.key, "tenant left out: {}", e.message);
+        }
+    }
+}
+
 /// One tenant of [`Settings`]: its [`TenantRoute`] validated, with its certificate and client CA loaded.
 #[derive(Debug, Clone)]
 pub struct TenantSettings {

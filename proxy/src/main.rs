@@ -44,9 +44,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    for e in &settings.skipped {
-        tracing::warn!(key = %e.key, "tenant left out: {}", e.message);
-    }
+    settings.warn_skipped();
     if args.check {
         println!(
             "{}: ok ({} tenants, {} left out)",

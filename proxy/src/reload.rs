@@ -26,9 +26,7 @@ pub async fn watch(path: &Path, every: Duration, reloader: Reloader) {
         match config::load(path) {
             Ok(settings) => match reloader.reload(&settings) {
                 Ok(n) if !settings.skipped.is_empty() => {
-                    for e in &settings.skipped {
-                        tracing::warn!(key = %e.key, "tenant left out: {}", e.message);
-                    }
+                    settings.warn_skipped();
                     tracing::info!(tenants = n, left_out = settings.skipped.len(), "routes reloaded");
                 }
                 Ok(n) => tracing::info!(tenants = n, "routes reloaded"),

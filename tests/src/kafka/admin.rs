@@ -140,10 +140,7 @@ where
     let run = move || -> anyhow::Result<R::Response> {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         rt.block_on(async {
-            let stream = tokio::time::timeout(within, tokio::net::TcpStream::connect(addr.as_str()))
-                .await
-                .map_err(|_| anyhow!("connecting to {addr}: no connection after {within:?}"))?
-                .with_context(|| format!("connecting to {addr}"))?;
+            let stream = connect_within(&addr, within).await?;
             let mut client = KafkaClient::new(stream, 1 << 24, "kaas-e2e-fixture");
             let response = tokio::time::timeout(within, client.call_decoded(version, &request))
                 .await
@@ -156,6 +153,14 @@ where
 }
 
 /// Why `response` does not yet show `name` with `partitions` partitions, each led; `None` once it does.
+/// A TCP connection to `addr` within `within`, errors naming the address: the fixture's one way to dial a node.
+pub(super) async fn connect_within(addr: &str, within: Duration) -> anyhow::Result<tokio::net::TcpStream> {
+    tokio::time::timeout(within, tokio::net::TcpStream::connect(addr))
+        .await
+        .map_err(|_| anyhow!("connecting to {addr}: no connection after {within:?}"))?
+        .with_context(|| format!("connecting to {addr}"))
+}
+
 fn topic_state(response: &MetadataResponse, name: &str, partitions: i32) -> Option<String> {
     let Some(topic) = response.topics.iter().find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == name))
     else {

@@ -43,7 +43,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::admin::METADATA_VERSION;
+use super::admin::{connect_within, METADATA_VERSION};
 use super::setup::ClusterCa;
 use super::{error_text, exchange, KafkaCluster, Listener, EXCHANGE_WITHIN, READY_WITHIN};
 use crate::certs::ClientCa;
@@ -245,10 +245,7 @@ impl KafkaCluster {
         let probe = move || -> anyhow::Result<bool> {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             rt.block_on(async {
-                let tcp = tokio::time::timeout(PROBE_WITHIN, tokio::net::TcpStream::connect(addr.as_str()))
-                    .await
-                    .map_err(|_| anyhow!("connecting to {addr}: no connection after {PROBE_WITHIN:?}"))?
-                    .with_context(|| format!("connecting to {addr}"))?;
+                let tcp = connect_within(&addr, PROBE_WITHIN).await?;
                 let name = ServerName::IpAddress(Ipv4Addr::LOCALHOST.into());
                 let handshake = tokio_rustls::TlsConnector::from(config).connect(name, tcp);
                 let mut tls = match tokio::time::timeout(PROBE_WITHIN, handshake).await {

@@ -25,6 +25,17 @@ use crate::upstream::tls::{UpstreamAuth, UpstreamTls};
 /// Kafka's own default for `socket.request.max.bytes`.
 pub const DEFAULT_MAX_FRAME_BYTES: u32 = 100 * 1024 * 1024;
 const DEFAULT_CONNECT_TIMEOUT_SECONDS: u64 = 5;
+/// Time for a client's ClientHello, and again for the rest of its handshake.
+const DEFAULT_HANDSHAKE_TIMEOUT_SECONDS: u64 = 10;
+/// Kafka brokers close connections idle for `connections.max.idle.ms` (10 minutes); the proxy does the same.
+const DEFAULT_IDLE_TIMEOUT_SECONDS: u64 = 600;
+/// Well under a default process file limit of 65536 with two sockets per connection.
+const DEFAULT_MAX_CONNECTIONS: usize = 20_000;
+/// A quarter of the whole: no one tenant can take every connection.
+const DEFAULT_MAX_CONNECTIONS_PER_TENANT: usize = 5_000;
+/// Far above what clients pipeline (Java's `max.in.flight.requests.per.connection` is 5; librdkafka pipelines
+/// more), yet it bounds what one connection can queue.
+const DEFAULT_MAX_INFLIGHT_REQUESTS: usize = 1_024;
 
 /// The file as written; field names are the YAML keys. The schema of record (for tools that write the file);
 /// [`load`] reads it key by key to report every error at once.
@@ -44,6 +55,21 @@ pub struct Config {
     /// Time allowed to open a TCP connection to a tenant's broker.
     #[serde(default = "default_connect_timeout_seconds")]
     pub connect_timeout_seconds: u64,
+    /// Time a client has for its ClientHello, and again for the rest of its TLS handshake.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handshake_timeout_seconds: Option<u64>,
+    /// A session with no request outstanding and no frame either way for this long is closed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_timeout_seconds: Option<u64>,
+    /// Connections open at once, all tenants together; more are closed on accept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<usize>,
+    /// Connections open at once per tenant; more are refused after the ClientHello.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connections_per_tenant: Option<usize>,
+    /// Requests a connection may have awaiting responses before the proxy stops reading it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_inflight_requests_per_connection: Option<usize>,
     /// Address of the health (`/healthz`, `/readyz`) endpoint; none when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin_listen: Option<String>,
@@ -72,6 +98,11 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "advertised_port",
     "max_frame_bytes",
     "connect_timeout_seconds",
+    "handshake_timeout_seconds",
+    "idle_timeout_seconds",
+    "max_connections",
+    "max_connections_per_tenant",
+    "max_inflight_requests_per_connection",
     "admin_listen",
     "tls",
     "tenants",
@@ -92,6 +123,16 @@ pub struct Settings {
     pub max_frame_bytes: u32,
     /// Time allowed to open a TCP connection to a tenant's broker; at least one second.
     pub connect_timeout: Duration,
+    /// Time for a client's ClientHello, and again for the rest of its handshake.
+    pub handshake_timeout: Duration,
+    /// Quiet time after which a session with nothing outstanding is closed.
+    pub idle_timeout: Duration,
+    /// Connections open at once, all tenants together.
+    pub max_connections: usize,
+    /// Connections open at once per tenant.
+    pub max_connections_per_tenant: usize,
+    /// Requests awaiting responses per connection before the proxy stops reading the client.
+    pub max_inflight_requests_per_connection: usize,
     /// Where `/healthz`, `/readyz` and `/metrics` are served; no admin endpoint when `None`.
     pub admin_listen: Option<SocketAddr>,
     /// Chain and key for names whose tenant has no certificate of its own.
@@ -113,6 +154,19 @@ impl Settings {
         for e in &self.skipped {
             tracing::warn!(key = %e.key, "tenant left out: {}", e.message);
         }
+    }
+
+    /// Each tenant with the not-after (Unix seconds) of the certificate its clients are served: its own, or
+    /// the default one.
+    pub fn certificate_expiry(&self) -> Vec<(&str, i64)> {
+        let default = certs::not_after(&self.default_cert);
+        self.tenants
+            .iter()
+            .filter_map(|t| {
+                let not_after = t.cert.as_deref().map_or(default, certs::not_after)?;
+                Some((t.name.as_str(), not_after))
+            })
+            .collect()
     }
 }
 
@@ -278,6 +332,8 @@ struct Parsed {
     advertised_port: Option<u16>,
     max_frame_bytes: Option<u32>,
     connect_timeout_seconds: Option<u64>,
+    /// The limits (`handshake_timeout_seconds`, `max_connections`, ...) by key, as written.
+    limits: Vec<(&'static str, u64)>,
     admin_listen: Option<String>,
     tls: Option<CertificateFiles>,
     /// Tenants that parsed, with the key naming them (`tenants[1]`, `tenants_file[0]`).
@@ -299,6 +355,11 @@ fn parse_keys(map: &Mapping, errs: &mut Collector) -> Parsed {
             "advertised_port" => p.advertised_port = typed(key, v, errs),
             "max_frame_bytes" => p.max_frame_bytes = typed(key, v, errs),
             "connect_timeout_seconds" => p.connect_timeout_seconds = typed(key, v, errs),
+            _ if LIMITS.iter().any(|l| l.key == key) => {
+                if let (Some(l), Some(n)) = (LIMITS.iter().find(|l| l.key == key), typed(key, v, errs)) {
+                    p.limits.push((l.key, n));
+                }
+            }
             "admin_listen" => p.admin_listen = typed(key, v, errs),
             "tenants_file" => {
                 if let Some(path) = typed::<PathBuf>(key, v, errs) {
@@ -359,6 +420,44 @@ fn read_tenants_file(p: &mut Parsed, base: &Path, errs: &mut Collector) {
 
 fn typed<T: serde::de::DeserializeOwned>(key: &str, v: &Value, errs: &mut Collector) -> Option<T> {
     serde_norway::from_value::<T>(v.clone()).map_err(|e| errs.push(key, e)).ok()
+}
+
+/// A limit's key, its default and the range it must lie in.
+struct Limit {
+    key: &'static str,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+}
+
+const WEEK_SECONDS: u64 = 7 * 24 * 3600;
+
+const LIMITS: [Limit; 5] = [
+    Limit { key: "handshake_timeout_seconds", default: DEFAULT_HANDSHAKE_TIMEOUT_SECONDS, range: 1..=300 },
+    Limit { key: "idle_timeout_seconds", default: DEFAULT_IDLE_TIMEOUT_SECONDS, range: 1..=WEEK_SECONDS },
+    Limit { key: "max_connections", default: DEFAULT_MAX_CONNECTIONS as u64, range: 1..=1 << 24 },
+    Limit {
+        key: "max_connections_per_tenant",
+        default: DEFAULT_MAX_CONNECTIONS_PER_TENANT as u64,
+        range: 1..=1 << 24,
+    },
+    Limit {
+        key: "max_inflight_requests_per_connection",
+        default: DEFAULT_MAX_INFLIGHT_REQUESTS as u64,
+        range: 1..=1 << 16,
+    },
+];
+
+/// The value of limit `key`: as written if in range (else an error naming the range), or its default.
+fn limit(p: &Parsed, key: &str, errs: &mut Collector) -> u64 {
+    let Some(l) = LIMITS.iter().find(|l| l.key == key) else { return 0 };
+    match p.limits.iter().find(|(k, _)| *k == key) {
+        Some(&(_, n)) if l.range.contains(&n) => n,
+        Some(_) => {
+            errs.push(key, format!("must be between {} and {}", l.range.start(), l.range.end()));
+            l.default
+        }
+        None => l.default,
+    }
 }
 
 fn validate(p: &Parsed, base: &Path, errs: &mut Collector) -> Option<Settings> {
@@ -439,6 +538,11 @@ fn validate(p: &Parsed, base: &Path, errs: &mut Collector) -> Option<Settings> {
             principals,
         });
     }
+    let handshake_timeout_seconds = limit(p, "handshake_timeout_seconds", errs);
+    let idle_timeout_seconds = limit(p, "idle_timeout_seconds", errs);
+    let max_connections = limit(p, "max_connections", errs);
+    let max_connections_per_tenant = limit(p, "max_connections_per_tenant", errs);
+    let max_inflight = limit(p, "max_inflight_requests_per_connection", errs);
     let listen = listen?;
     Some(Settings {
         listen,
@@ -446,6 +550,11 @@ fn validate(p: &Parsed, base: &Path, errs: &mut Collector) -> Option<Settings> {
         advertised_port: p.advertised_port.unwrap_or(listen.port()),
         max_frame_bytes,
         connect_timeout: Duration::from_secs(connect_timeout_seconds),
+        handshake_timeout: Duration::from_secs(handshake_timeout_seconds),
+        idle_timeout: Duration::from_secs(idle_timeout_seconds),
+        max_connections: max_connections as usize,
+        max_connections_per_tenant: max_connections_per_tenant as usize,
+        max_inflight_requests_per_connection: max_inflight as usize,
         admin_listen,
         default_cert: default_cert?,
         tenants,

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use kaas_route::{HostPort, Identity};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::StartHandshake;
 use tokio_util::task::TaskTracker;
@@ -25,7 +26,8 @@ use crate::admin::Health;
 use crate::config::Settings;
 use crate::error::{Blame, Side};
 use crate::kafka::rewrite::Advertise;
-use crate::metrics::{Metrics, RefusalReason};
+use crate::kafka::ResponseError;
+use crate::metrics::{Metrics, RefusalReason, TenantConnection};
 use crate::router::{SniError, Target, Tenant};
 use crate::routes::{Reloader, RouteSet, Routes};
 use crate::session::{self, SessionContext, SessionError};
@@ -33,9 +35,6 @@ use crate::tls::{self, Alert, FrontError, HelloError};
 use crate::upstream::identity::ClientIdentity;
 use crate::upstream::tls::{Principal, UpstreamStream, UpstreamTls};
 use crate::upstream::{Connector, UpstreamError};
-
-/// Time a client has to complete its ClientHello and handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A bound proxy, ready to serve.
 #[derive(Debug)]
@@ -52,10 +51,26 @@ struct ProxyState {
     routes: Arc<Routes>,
     connector: Connector,
     advertised_port: u16,
-    max_frame_bytes: u32,
+    limits: Limits,
     metrics: Arc<Metrics>,
     /// Open connections, waited for when draining.
     connections: TaskTracker,
+    /// A permit per open connection, `max_connections` in all.
+    connection_slots: Arc<Semaphore>,
+    /// When a refusal for the global connection limit was last logged (they are logged at most once a second,
+    /// a flood of them would drown the log; the metric counts each).
+    limit_logged: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+/// The limits of [`Settings`] that connections read (fixed at start-up).
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    max_frame_bytes: u32,
+    handshake_timeout: Duration,
+    idle_timeout: Duration,
+    max_inflight: usize,
+    max_connections: usize,
+    max_connections_per_tenant: usize,
 }
 
 /// Why [`Proxy::bind`] failed; the process cannot serve.
@@ -94,6 +109,7 @@ impl Proxy {
         };
         let metrics = Arc::new(Metrics::new(settings.tenants.iter().map(|t| t.name.as_str())));
         metrics.routes_applied(settings.tenants.len(), settings.skipped.len());
+        metrics.certificates(settings.certificate_expiry());
         let state = Arc::new(ProxyState {
             routes: Arc::new(Routes::new(RouteSet::build(settings, None)?)),
             connector: Connector {
@@ -102,9 +118,18 @@ impl Proxy {
                 metrics: metrics.clone(),
             },
             advertised_port,
-            max_frame_bytes: settings.max_frame_bytes,
+            limits: Limits {
+                max_frame_bytes: settings.max_frame_bytes,
+                handshake_timeout: settings.handshake_timeout,
+                idle_timeout: settings.idle_timeout,
+                max_inflight: settings.max_inflight_requests_per_connection,
+                max_connections: settings.max_connections,
+                max_connections_per_tenant: settings.max_connections_per_tenant,
+            },
             metrics,
             connections: TaskTracker::new(),
+            connection_slots: Arc::new(Semaphore::new(settings.max_connections)),
+            limit_logged: std::sync::Mutex::new(None),
         });
         Ok(Proxy { listener, admin, health: Arc::default(), state })
     }
@@ -134,8 +159,12 @@ impl Proxy {
                 accepted = self.listener.accept() => match accepted {
                     Ok((tcp, peer)) => {
                         self.state.metrics.accepted();
+                        let Ok(slot) = self.state.connection_slots.clone().try_acquire_owned() else {
+                            self.state.at_connection_limit(peer);
+                            continue;
+                        };
                         let state = self.state.clone();
-                        self.state.connections.spawn(async move { handle(tcp, peer, &state).await });
+                        self.state.connections.spawn(async move { handle(tcp, peer, &state, slot).await });
                     }
                     // Out of file descriptors and the like: back off rather than spin.
                     Err(e) => {
@@ -156,6 +185,24 @@ impl Proxy {
     }
 }
 
+impl ProxyState {
+    /// Counts (and at most once a second logs) a connection closed at once because `max_connections` are open.
+    fn at_connection_limit(&self, peer: SocketAddr) {
+        self.metrics.refused(RefusalReason::ConnectionLimit);
+        let now = std::time::Instant::now();
+        let mut last = self.limit_logged.lock().unwrap_or_else(|p| p.into_inner());
+        if last.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1)) {
+            *last = Some(now);
+            warn!(
+                %peer,
+                max_connections = self.limits.max_connections,
+                reason = "connection_limit",
+                "connection refused: max_connections open (logged at most once a second)"
+            );
+        }
+    }
+}
+
 /// Why a connection ended before its session: the one place refusals are named, counted and logged.
 #[derive(Debug, thiserror::Error)]
 enum Refused {
@@ -169,6 +216,8 @@ enum Refused {
     UnknownNode(UpstreamError),
     #[error("TLS refused: tenant cluster unavailable: {0}")]
     ClusterUnavailable(UpstreamError),
+    #[error("TLS refused: the tenant has {open} connections open, its limit (max_connections_per_tenant)")]
+    TenantLimit { open: i64 },
     #[error("TLS handshake failed: {0}")]
     Handshake(std::io::Error),
     #[error("TLS handshake failed: timed out after {0:?}")]
@@ -188,7 +237,7 @@ impl Blame for Refused {
     fn retryable(&self) -> bool {
         match self {
             Refused::ClusterUnavailable(e) | Refused::Upstream(e) => e.retryable(),
-            Refused::HandshakeTimeout(_) | Refused::NoClientHello(_) => true,
+            Refused::HandshakeTimeout(_) | Refused::NoClientHello(_) | Refused::TenantLimit { .. } => true,
             _ => false,
         }
     }
@@ -204,7 +253,9 @@ impl Refused {
         match self {
             Refused::UnknownName(_) | Refused::UnknownNode(_) => Some(Alert::UnrecognizedName),
             // `Upstream` has a handshake left to refuse only when the upstream was dialled first.
-            Refused::ClusterUnavailable(_) | Refused::Upstream(_) => Some(Alert::Unavailable),
+            Refused::ClusterUnavailable(_) | Refused::Upstream(_) | Refused::TenantLimit { .. } => {
+                Some(Alert::Unavailable)
+            }
             _ => None,
         }
     }
@@ -218,17 +269,23 @@ impl Refused {
             Refused::NoClientHello(_) => RefusalReason::NoClientHello,
             Refused::UnknownName(_) | Refused::UnknownNode(_) => RefusalReason::UnrecognizedName,
             Refused::ClusterUnavailable(_) => RefusalReason::ClusterUnavailable,
+            Refused::TenantLimit { .. } => RefusalReason::TenantConnectionLimit,
             Refused::Handshake(e) => handshake_reason(e),
-            Refused::HandshakeTimeout(_) => RefusalReason::Handshake,
+            Refused::HandshakeTimeout(_) => RefusalReason::HandshakeTimeout,
             Refused::Upstream(_) => RefusalReason::UpstreamUnavailable,
         })
     }
 }
 
-/// Why a client's handshake failed, from the rustls error inside: client-certificate problems by kind.
+/// Why a client's handshake failed, from the rustls error inside: client-certificate problems by kind, and
+/// clients that offer only TLS versions before 1.2.
 fn handshake_reason(e: &std::io::Error) -> RefusalReason {
     use rustls::CertificateError as C;
+    use rustls::PeerIncompatible as P;
     match e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+        Some(rustls::Error::PeerIncompatible(
+            P::Tls12NotOffered | P::Tls12NotOfferedOrEnabled | P::SupportedVersionsExtensionRequired,
+        )) => RefusalReason::ProtocolVersion,
         Some(rustls::Error::NoCertificatesPresented) => RefusalReason::ClientCertMissing,
         Some(rustls::Error::InvalidCertificate(c)) => match c {
             C::Expired | C::ExpiredContext { .. } => RefusalReason::ClientCertExpired,
@@ -241,7 +298,7 @@ fn handshake_reason(e: &std::io::Error) -> RefusalReason {
     }
 }
 
-async fn handle(tcp: TcpStream, peer: SocketAddr, state: &ProxyState) {
+async fn handle(tcp: TcpStream, peer: SocketAddr, state: &ProxyState, _slot: OwnedSemaphorePermit) {
     // ERROR level so the connection's context is on every line it logs, whatever the filter.
     let span = tracing::error_span!("conn", %peer, sni = field::Empty, tenant = field::Empty, principal = field::Empty);
     async {
@@ -273,18 +330,21 @@ impl From<Refused> for Halt {
 /// The four steps; a session that starts is not a refusal, whatever its end.
 async fn connection(tcp: TcpStream, peer: SocketAddr, state: &ProxyState) -> Result<(), Halt> {
     let _ = tcp.set_nodelay(true);
-    let start = hello(tcp).await?;
+    let start = hello(tcp, state.limits.handshake_timeout).await?;
     let routes = state.routes.current();
-    let route = match route(&start, &routes, state).await {
+    let (route, counted) = match route(&start, &routes, state).await {
         Ok(route) => route,
         Err(refused) => return Err(Halt { refused, handshake: Some(start) }),
     };
     let (client, upstream) = connect(start, &routes, &route, state).await?;
+    let limits = state.limits;
     let ctx = SessionContext {
         advertise: Advertise::new(&route.tenant.name, &routes.tenants.domain, state.advertised_port),
-        metrics: state.metrics.tenant(&route.tenant.name),
+        metrics: counted.as_ref().map(|c| c.metrics().clone()),
         tenant: route.tenant,
-        max_frame_bytes: state.max_frame_bytes,
+        max_frame_bytes: limits.max_frame_bytes,
+        max_inflight: limits.max_inflight,
+        idle_timeout: limits.idle_timeout,
         peer,
     };
     run_session(client, upstream, &ctx, state).await;
@@ -292,10 +352,10 @@ async fn connection(tcp: TcpStream, peer: SocketAddr, state: &ProxyState) -> Res
 }
 
 /// Step 1: the ClientHello, within the handshake timeout.
-async fn hello(tcp: TcpStream) -> Result<StartHandshake<TcpStream>, Refused> {
-    match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls::read_client_hello(tcp)).await {
+async fn hello(tcp: TcpStream, within: Duration) -> Result<StartHandshake<TcpStream>, Refused> {
+    match tokio::time::timeout(within, tls::read_client_hello(tcp)).await {
         Ok(hello) => hello.map_err(Refused::Hello),
-        Err(_) => Err(Refused::NoClientHello(HANDSHAKE_TIMEOUT)),
+        Err(_) => Err(Refused::NoClientHello(within)),
     }
 }
 
@@ -309,17 +369,22 @@ struct Route {
     upstream_tls: Option<Arc<UpstreamTls>>,
 }
 
-/// Step 2: the server name names a tenant and a target; a broker's address comes from the tenant's own
-/// cluster. Its refusals end the handshake with a TLS alert ([`Refused::alert`]).
+/// Step 2: the server name names a tenant and a target; the connection counts against the tenant's limit from
+/// here on (the returned guard); a broker's address comes from the tenant's own cluster. Its refusals end the
+/// handshake with a TLS alert ([`Refused::alert`]).
 async fn route(
     start: &StartHandshake<TcpStream>,
     routes: &RouteSet,
     state: &ProxyState,
-) -> Result<Route, Refused> {
+) -> Result<(Route, Option<TenantConnection>), Refused> {
     let sni = start.client_hello().server_name().map(str::to_owned);
     Span::current().record("sni", field::display(sni.as_deref().unwrap_or("-")));
     let (tenant, target) = routes.tenants.resolve(sni.as_deref()).map_err(Refused::UnknownName)?;
     Span::current().record("tenant", field::display(&tenant.name));
+    let counted = state
+        .metrics
+        .admit(&tenant.name, state.limits.max_connections_per_tenant)
+        .map_err(|open| Refused::TenantLimit { open })?;
     let upstream_tls = routes.upstream_tls(&tenant.name);
     let broker = match target {
         Target::Bootstrap => None,
@@ -331,7 +396,7 @@ async fn route(
             }
         }
     };
-    Ok(Route { tenant, target, broker, upstream_tls })
+    Ok((Route { tenant, target, broker, upstream_tls }, counted))
 }
 
 /// Step 3: the client's handshake and the upstream connection. For a tenant whose clients must present a
@@ -346,12 +411,13 @@ async fn connect(
     route: &Route,
     state: &ProxyState,
 ) -> Result<(TlsStream<TcpStream>, UpstreamStream), Halt> {
+    let within = state.limits.handshake_timeout;
     let config = routes.tls.config_for(&route.tenant.name);
     let tls = route.upstream_tls.as_deref();
     let client_first = routes.tls.authenticates_clients(&route.tenant.name)
         || tls.and_then(UpstreamTls::identity) == Some(Identity::Client);
     if client_first {
-        let client = handshake(start, config).await?;
+        let client = handshake(start, config, within).await?;
         let identity = client_identity(&client, routes, &route.tenant.name);
         let upstream = dial(route, state, Principal::Client(identity.as_ref())).await?;
         return Ok((client, upstream));
@@ -360,7 +426,7 @@ async fn connect(
         Ok(upstream) => upstream,
         Err(refused) => return Err(Halt { refused, handshake: Some(start) }),
     };
-    let client = handshake(start, config).await?;
+    let client = handshake(start, config, within).await?;
     client_identity(&client, routes, &route.tenant.name);
     Ok((client, upstream))
 }
@@ -369,11 +435,12 @@ async fn connect(
 async fn handshake(
     start: StartHandshake<TcpStream>,
     config: Arc<rustls::ServerConfig>,
+    within: Duration,
 ) -> Result<TlsStream<TcpStream>, Refused> {
-    match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls::finish(start, config)).await {
+    match tokio::time::timeout(within, tls::finish(start, config)).await {
         Ok(Ok(s)) => Ok(s),
         Ok(Err(e)) => Err(Refused::Handshake(e)),
-        Err(_) => Err(Refused::HandshakeTimeout(HANDSHAKE_TIMEOUT)),
+        Err(_) => Err(Refused::HandshakeTimeout(within)),
     }
 }
 
@@ -421,8 +488,13 @@ async fn run_session(
     match result {
         Ok(()) => tracing::debug!("session closed"),
         Err(e) => {
-            if let SessionError::Response(e) = &e {
-                state.metrics.malformed_response(tenant, e.api());
+            match &e {
+                SessionError::Response(ResponseError::Leak { .. }) => {}
+                SessionError::Response(e) => state.metrics.malformed_response(tenant, e.api()),
+                _ => {}
+            }
+            if let (Some(reason), Some(m)) = (e.frame_refusal(), &ctx.metrics) {
+                m.frame_refused(reason);
             }
             warn!(side = %e.side(), kind = %e.label(), error = %e, "session closed on error");
         }

@@ -134,6 +134,7 @@ impl Reloader {
         self.metrics.add_tenants(settings.tenants.iter().map(|t| t.name.as_str()));
         self.routes.replace(next);
         self.metrics.routes_applied(tenants, settings.skipped.len());
+        self.metrics.certificates(settings.certificate_expiry());
         Ok(tenants)
     }
 

@@ -5,14 +5,17 @@
 //! brokers are rewritten, everything else forwarded untouched. Either side closing ends the session.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::sync::Notify;
 
 use crate::error::{Blame, Side};
 use crate::kafka::codec::{i32_at, Frame, FrameError, FrameReader, ReadError};
-use crate::kafka::inflight::{Answer, InflightError, InflightQueue};
+use crate::kafka::inflight::{Answer, InflightError, InflightQueue, Timing};
 use crate::kafka::rewrite::Advertise;
 use crate::kafka::{inspect_request, process_response, RequestError, ResponseError};
 use crate::metrics::{Direction, TenantMetrics};
@@ -79,6 +82,23 @@ impl Blame for SessionError {
     }
 }
 
+impl SessionError {
+    /// The `reason` of `kaas_proxy_session_frames_refused_total` when a frame ended the session unforwarded
+    /// (one of [`crate::metrics::FRAME_REFUSALS`]); `None` for i/o and truncation.
+    pub fn frame_refusal(&self) -> Option<&'static str> {
+        use SessionError::*;
+        Some(match self {
+            ClientFrame(_) => "client_frame_size",
+            Request(_) => "client_request",
+            UpstreamFrame(_) => "upstream_frame_size",
+            Response(ResponseError::Leak { .. }) => "address_leak",
+            Response(_) => "upstream_response",
+            Inflight(_) => "upstream_unmatched",
+            ClientIo(_) | UpstreamIo(_) | ClientTruncated(_) | UpstreamTruncated(_) => return None,
+        })
+    }
+}
+
 /// What a session needs besides its two streams.
 #[derive(Debug)]
 pub struct SessionContext {
@@ -88,6 +108,10 @@ pub struct SessionContext {
     pub advertise: Advertise,
     /// Largest frame accepted either way, bytes.
     pub max_frame_bytes: u32,
+    /// Requests awaiting a response before the proxy stops reading the client (backpressure).
+    pub max_inflight: usize,
+    /// A session with no request outstanding and no byte either way for this long is closed.
+    pub idle_timeout: Duration,
     /// The client's address, for logs.
     pub peer: SocketAddr,
     /// The tenant's counters (bytes, requests), looked up once when the session starts so that counting a
@@ -96,7 +120,7 @@ pub struct SessionContext {
     pub metrics: Option<Arc<TenantMetrics>>,
 }
 
-/// Runs until either side closes or misbehaves.
+/// Runs until either side closes or misbehaves, or stays idle for `idle_timeout`.
 pub async fn run<C, U>(client: C, upstream: U, ctx: &SessionContext) -> Result<(), SessionError>
 where
     C: AsyncRead + AsyncWrite + Unpin,
@@ -104,13 +128,18 @@ where
 {
     let (client_r, client_w) = tokio::io::split(client);
     let (upstream_r, upstream_w) = tokio::io::split(upstream);
-    let inflight = InflightQueue::default();
+    let shared = Shared {
+        inflight: InflightQueue::default(),
+        answered: Notify::new(),
+        started: Instant::now(),
+        last_activity_micros: AtomicU64::new(0),
+    };
     let max = ctx.max_frame_bytes;
     let metrics = ctx.metrics.as_deref();
-    let requests =
-        pump(Side::Client, client_r, upstream_w, max, metrics, |f| on_request(f, &inflight, metrics));
-    let responses =
-        pump(Side::Upstream, upstream_r, client_w, max, metrics, |f| on_response(f, &inflight, ctx));
+    let mut on_request = Requests { shared: &shared, metrics, max_inflight: ctx.max_inflight.max(1) };
+    let mut on_response = Responses { shared: &shared, ctx, done: Vec::new() };
+    let requests = pump(Side::Client, client_r, upstream_w, max, metrics, &mut on_request);
+    let responses = pump(Side::Upstream, upstream_r, client_w, max, metrics, &mut on_response);
     tokio::pin!(requests, responses);
     tokio::select! {
         r = &mut requests => match r {
@@ -124,11 +153,53 @@ where
             Err(e) => Err(e),
         },
         r = &mut responses => r,
+        () = idle(&shared, ctx.idle_timeout) => {
+            tracing::debug!(idle_seconds = ctx.idle_timeout.as_secs(), "idle session closed");
+            Ok(())
+        }
+    }
+}
+
+/// What the two directions of one session share (both run in the session's task; atomics keep it `Sync`).
+struct Shared {
+    inflight: InflightQueue,
+    /// Signalled for each response matched, to wake a request side held back by `max_inflight`.
+    answered: Notify,
+    started: Instant,
+    /// When a frame last went either way, microseconds after `started`.
+    last_activity_micros: AtomicU64,
+}
+
+impl Shared {
+    fn touch(&self, at: Instant) {
+        let micros = u64::try_from(at.saturating_duration_since(self.started).as_micros()).unwrap_or(u64::MAX);
+        self.last_activity_micros.fetch_max(micros, Ordering::Relaxed);
+    }
+
+    fn last_activity(&self) -> Instant {
+        self.started + Duration::from_micros(self.last_activity_micros.load(Ordering::Relaxed))
+    }
+}
+
+/// Completes once the session has had no request outstanding and no frame either way for `timeout`.
+async fn idle(shared: &Shared, timeout: Duration) {
+    loop {
+        tokio::time::sleep_until((shared.last_activity() + timeout).into()).await;
+        let now = Instant::now();
+        if shared.last_activity() + timeout > now {
+            continue;
+        }
+        if shared.inflight.is_empty() {
+            return;
+        }
+        // A request is outstanding (a long poll, a JoinGroup waiting for its group): the broker owes an
+        // answer, so the session is not idle; look again a timeout later.
+        shared.touch(now);
     }
 }
 
 /// How long the upstream gets to finish after the client closed its side.
-const DRAIN_AFTER_CLIENT_EOF: std::time::Duration = std::time::Duration::from_secs(5);
+const DRAIN_AFTER_CLIENT_EOF: Duration = Duration::from_secs(5);
 
 /// Errors named by the side a pump reads from.
 trait PumpSide {
@@ -167,49 +238,63 @@ impl PumpSide for Side {
     }
 }
 
-/// Moves frames from `from` to `to`, passing each through `on_frame` (which returns the bytes to send, or
-/// `None` to drop the frame). Every frame a read completes is handled before one vectored write; the bytes it
-/// wrote (whole frames, length prefixes included) are counted once per write. Ends when `from` closes, after
-/// shutting down `to`'s write side.
+/// What a pump does with the frames of its direction.
+trait Frames {
+    /// Waits until another frame may be read (backpressure); most directions never wait.
+    async fn ready(&mut self) {}
+    /// Returns the bytes to send for `frame` (read at `arrived`), or `None` to drop it.
+    fn frame(&mut self, frame: Frame, arrived: Instant) -> Result<Option<Bytes>, SessionError>;
+    /// Everything returned since the last call has been written, at `at`.
+    fn written(&mut self, at: Instant);
+}
+
+/// Moves frames from `from` to `to`, passing each through `frames`. Every frame a read completes is handled
+/// before one vectored write; the bytes it wrote (whole frames, length prefixes included) are counted once per
+/// write. Ends when `from` closes, after shutting down `to`'s write side.
 async fn pump<R, W>(
     side: Side,
     from: R,
     mut to: W,
     max: u32,
     metrics: Option<&TenantMetrics>,
-    mut on_frame: impl FnMut(Frame) -> Result<Option<Bytes>, SessionError>,
+    frames: &mut impl Frames,
 ) -> Result<(), SessionError>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut frames = FrameReader::new(from, max);
+    let mut reader = FrameReader::new(from, max);
     let mut out: Vec<Bytes> = Vec::new();
     let direction = match side {
         Side::Client => Direction::ClientToUpstream,
         Side::Upstream | Side::Internal => Direction::UpstreamToClient,
     };
     loop {
-        let read = match frames.fill().await {
+        frames.ready().await;
+        let read = match reader.fill().await {
             // Most Kafka clients close without TLS close_notify, or reset: an ordinary end, not an error.
             Err(ReadError::Io(e)) if side == Side::Client && is_abrupt_close(&e) => 0,
             r => r.map_err(|e| side.read_error(e))?,
         };
         if read == 0 {
             let _ = to.shutdown().await;
-            return match frames.pending() {
+            return match reader.pending() {
                 0 => Ok(()),
                 n => Err(side.truncated(n)),
             };
         }
+        let arrived = Instant::now();
         let mut bytes = 0;
-        while let Some(frame) = frames.buffered_frame().map_err(|e| side.frame_error(e))? {
-            if let Some(b) = on_frame(frame)? {
+        while let Some(frame) = reader.buffered_frame().map_err(|e| side.frame_error(e))? {
+            if let Some(b) = frames.frame(frame, arrived)? {
                 bytes += b.len() as u64;
                 out.push(b);
             }
         }
-        write_frames(&mut to, &mut out).await.map_err(|e| side.write_error(e))?;
+        if bytes > 0 {
+            write_frames(&mut to, &mut out).await.map_err(|e| side.write_error(e))?;
+            frames.written(Instant::now());
+        }
         if let Some(m) = metrics.filter(|_| bytes > 0) {
             m.forwarded(direction, bytes);
         }
@@ -217,44 +302,93 @@ where
 }
 
 /// Client → upstream: read the header, remember what the response will need, forward the frame as it came
-/// (counted by API).
-fn on_request(
-    frame: Frame,
-    inflight: &InflightQueue,
-    metrics: Option<&TenantMetrics>,
-) -> Result<Option<Bytes>, SessionError> {
-    let seen = inspect_request(&frame)?;
-    if let Some(m) = metrics {
-        m.request(seen.inflight.api_key);
-    }
-    if seen.expects_response {
-        inflight.push(seen.inflight);
-    } else {
-        inflight.push_unanswered(seen.inflight.correlation_id);
-    }
-    Ok(Some(frame.into_bytes()))
+/// (counted by API). Holds the client back while `max_inflight` requests await their responses.
+struct Requests<'s> {
+    shared: &'s Shared,
+    metrics: Option<&'s TenantMetrics>,
+    max_inflight: usize,
 }
 
-/// Upstream → client: match the response to its request and rewrite it if it names brokers.
-fn on_response(
-    frame: Frame,
-    inflight: &InflightQueue,
-    ctx: &SessionContext,
-) -> Result<Option<Bytes>, SessionError> {
-    let correlation_id =
-        i32_at(frame.body(), 0).ok_or(SessionError::UpstreamTruncated(frame.body().len()))?;
-    let request = match inflight.pop(correlation_id)? {
-        Answer::Request(r) => r,
-        Answer::Unsolicited => {
-            tracing::trace!(peer = %ctx.peer, correlation_id, "dropped a broker's answer to acks=0");
-            return Ok(None);
+impl Frames for Requests<'_> {
+    async fn ready(&mut self) {
+        // `notify_one` stores a permit when nobody waits, so an answer between the check and the wait is
+        // not missed.
+        while self.shared.inflight.len() >= self.max_inflight {
+            self.shared.answered.notified().await;
         }
-    };
-    let processed = process_response(frame, &request, &ctx.advertise)?;
-    if !processed.learned.is_empty() {
-        ctx.tenant.learn(processed.learned);
     }
-    Ok(Some(processed.frame.into_bytes()))
+
+    fn frame(&mut self, frame: Frame, arrived: Instant) -> Result<Option<Bytes>, SessionError> {
+        self.shared.touch(arrived);
+        let seen = inspect_request(&frame)?;
+        if let Some(m) = self.metrics {
+            m.request(seen.inflight.api_key);
+        }
+        if seen.expects_response {
+            self.shared.inflight.push(seen.inflight, arrived);
+        } else {
+            self.shared.inflight.push_unanswered(seen.inflight.correlation_id);
+        }
+        Ok(Some(frame.into_bytes()))
+    }
+
+    fn written(&mut self, at: Instant) {
+        self.shared.inflight.mark_sent(at);
+    }
+}
+
+/// Upstream → client: match the response to its request and rewrite it if it names brokers; once written,
+/// record how long the pair took in the proxy and upstream.
+struct Responses<'s> {
+    shared: &'s Shared,
+    ctx: &'s SessionContext,
+    /// Requests answered by the frames being written: API key, when the request passed, when its response
+    /// arrived.
+    done: Vec<(i16, Timing, Instant)>,
+}
+
+impl Frames for Responses<'_> {
+    fn frame(&mut self, frame: Frame, arrived: Instant) -> Result<Option<Bytes>, SessionError> {
+        let ctx = self.ctx;
+        self.shared.touch(arrived);
+        let correlation_id =
+            i32_at(frame.body(), 0).ok_or(SessionError::UpstreamTruncated(frame.body().len()))?;
+        let answer = self.shared.inflight.pop(correlation_id)?;
+        self.shared.answered.notify_one();
+        let (request, timing) = match answer {
+            Answer::Request(r, timing) => (r, timing),
+            Answer::Unsolicited => {
+                tracing::trace!(peer = %ctx.peer, correlation_id, "dropped a broker's answer to acks=0");
+                return Ok(None);
+            }
+        };
+        let processed = match process_response(frame, &request, &ctx.advertise) {
+            Ok(p) => p,
+            Err(e) => {
+                if let (ResponseError::Leak { addresses, .. }, Some(m)) = (&e, &ctx.metrics) {
+                    m.leaked(*addresses as u64);
+                }
+                return Err(e.into());
+            }
+        };
+        if !processed.learned.is_empty() {
+            ctx.tenant.learn(processed.learned);
+        }
+        if ctx.metrics.is_some() {
+            self.done.push((request.api_key, timing, arrived));
+        }
+        Ok(Some(processed.frame.into_bytes()))
+    }
+
+    fn written(&mut self, at: Instant) {
+        let Some(m) = self.ctx.metrics.as_deref() else { return };
+        for (api_key, timing, arrived) in self.done.drain(..) {
+            // A response that overtook the record of its request's write counts as all upstream time.
+            let sent = timing.sent.unwrap_or(timing.read).min(arrived);
+            let proxy = sent.saturating_duration_since(timing.read) + at.saturating_duration_since(arrived);
+            m.latency(api_key, proxy, arrived.saturating_duration_since(sent));
+        }
+    }
 }
 
 fn is_abrupt_close(e: &std::io::Error) -> bool {
@@ -314,6 +448,8 @@ mod tests {
             tenant: Arc::new(Tenant::new("acme".into(), Vec::new())),
             advertise: Advertise::new("acme", "kaas.localhost", 9092),
             max_frame_bytes: 1 << 20,
+            max_inflight: 16,
+            idle_timeout: Duration::from_secs(60),
             peer: SocketAddr::from(([127, 0, 0, 1], 1)),
             metrics: metrics.tenant("acme"),
         };

@@ -121,6 +121,11 @@ fn the_key_list_matches_the_schema() {
         advertised_port: Some(1),
         max_frame_bytes: 1,
         connect_timeout_seconds: 1,
+        handshake_timeout_seconds: Some(1),
+        idle_timeout_seconds: Some(1),
+        max_connections: Some(1),
+        max_connections_per_tenant: Some(1),
+        max_inflight_requests_per_connection: Some(1),
         admin_listen: Some("0.0.0.0:9100".into()),
         tls: CertificateFiles { cert: "c".into(), key: "k".into() },
         tenants: vec![],
@@ -299,4 +304,53 @@ tenants:
     );
     let text = format!("{errors:?}");
     assert!(text.contains("missing.pem") && text.contains("no certificate in"), "{text}");
+}
+
+#[test]
+fn limits_default_and_every_bad_one_is_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_cert(dir.path(), "server");
+    let base = dir.path();
+    let minimal = |extra: &str| {
+        format!(
+            "listen: 127.0.0.1:9092\ndomain: kaas.localhost\ntls: {{ cert: server.pem, key: server.key }}\n\
+             tenants: [{{ name: acme, bootstrap: [\"127.0.0.1:1\"] }}]\n{extra}"
+        )
+    };
+    let settings = from_yaml(&minimal(""), base).expect("valid");
+    assert_eq!(settings.handshake_timeout, Duration::from_secs(10));
+    assert_eq!(settings.idle_timeout, Duration::from_secs(600));
+    assert_eq!(settings.max_connections, 20_000);
+    assert_eq!(settings.max_connections_per_tenant, 5_000);
+    assert_eq!(settings.max_inflight_requests_per_connection, 1_024);
+    let set = "handshake_timeout_seconds: 3\nidle_timeout_seconds: 30\nmax_connections: 7\n\
+               max_connections_per_tenant: 2\nmax_inflight_requests_per_connection: 1\n";
+    let settings = from_yaml(&minimal(set), base).expect("valid");
+    assert_eq!(
+        (settings.handshake_timeout, settings.idle_timeout),
+        (Duration::from_secs(3), Duration::from_secs(30))
+    );
+    assert_eq!(
+        (
+            settings.max_connections,
+            settings.max_connections_per_tenant,
+            settings.max_inflight_requests_per_connection
+        ),
+        (7, 2, 1)
+    );
+    let bad = "handshake_timeout_seconds: 0\nidle_timeout_seconds: -1\nmax_connections: 0\n\
+               max_connections_per_tenant: 99999999999\nmax_inflight_requests_per_connection: many\n";
+    let errors = from_yaml(&minimal(bad), base).expect_err("invalid");
+    assert_eq!(
+        keys(&errors),
+        [
+            "idle_timeout_seconds",
+            "max_inflight_requests_per_connection",
+            "handshake_timeout_seconds",
+            "max_connections",
+            "max_connections_per_tenant",
+        ],
+        "{errors:#?}"
+    );
+    assert!(errors[2].message.contains("between 1 and 300"), "{}", errors[2].message);
 }

@@ -24,7 +24,7 @@ use apis::{classify, RequestRefusal, ResponseAction};
 use codec::Frame;
 use header::HeaderError;
 use inflight::InFlight;
-use rewrite::{Advertise, RewriteError, Scan};
+use rewrite::{foreign_endpoints, Advertise, RewriteError, Scan};
 use versions::{cap_api_versions, Capped, VersionsError};
 
 /// Why a client's request was not forwarded; the connection is closed.
@@ -84,13 +84,22 @@ pub enum ResponseError {
     /// An ApiVersions response could not be read to cap it.
     #[error(transparent)]
     Versions(#[from] VersionsError),
+    /// The rewritten response still named brokers by addresses other than the proxy's own (a bug in the
+    /// rewrite); it was not passed on.
+    #[error("rewritten {api:?} response still holds {addresses} broker address(es) not under the proxy's names")]
+    Leak {
+        /// The API whose response it was.
+        api: ApiKey,
+        /// How many endpoints were foreign.
+        addresses: usize,
+    },
 }
 
 impl ResponseError {
     /// The API whose response it was.
     pub fn api(&self) -> ApiKey {
         match self {
-            ResponseError::Header { api, .. } => *api,
+            ResponseError::Header { api, .. } | ResponseError::Leak { api, .. } => *api,
             ResponseError::Rewrite(
                 RewriteError::Malformed { api, .. } | RewriteError::NotRewritten { api },
             ) => *api,
@@ -132,7 +141,7 @@ pub fn process_response(frame: Frame, req: &InFlight, adv: &Advertise) -> Result
             Capped::Unchanged | Capped::ErrorResponse(_) => return Ok(unchanged(frame)),
         },
         _ => {
-            let Scan { edits, learned } = rewrite::scan(api, req.version, body, Some(adv))?;
+            let Scan { edits, learned, .. } = rewrite::scan(api, req.version, body, Some(adv))?;
             if edits.is_empty() {
                 return Ok(Processed { frame, learned, rewritten: false });
             }
@@ -140,6 +149,11 @@ pub fn process_response(frame: Frame, req: &InFlight, adv: &Advertise) -> Result
                 out.put_slice(header);
                 edits.apply(body, out);
             });
+            // Belt and braces: what goes to the client is walked again and every endpoint in it must be ours.
+            let addresses = foreign_endpoints(api, req.version, &new_frame.body()[header_len..], adv)?;
+            if addresses > 0 {
+                return Err(ResponseError::Leak { api, addresses });
+            }
             (new_frame, learned)
         }
     };

@@ -35,6 +35,13 @@ impl Advertise {
     pub fn host(&self, node_id: i32) -> String {
         format!("b{node_id}{}", self.suffix)
     }
+
+    /// Whether `host` is [`Advertise::host`] of `node_id` (without building it).
+    pub fn is_host(&self, host: &str, node_id: i32) -> bool {
+        host.strip_prefix('b')
+            .and_then(|rest| rest.strip_suffix(self.suffix.as_str()))
+            .is_some_and(|id| id == node_id.to_string())
+    }
 }
 
 /// Result of rewriting one response body.
@@ -75,13 +82,32 @@ pub struct Scan {
     /// Upstream addresses of the brokers seen, by node id; negative ids, unparsable addresses and
     /// DescribeCluster's controllers are left out.
     pub learned: Vec<(i32, HostPort)>,
+    /// Endpoints that are not the proxy's own names (checked by [`foreign_endpoints`] only).
+    pub foreign: usize,
 }
 
 /// Walks the body (after the response header) of an `api` response of `version`. With `adv`, every endpoint
 /// gets a splice to the proxy's name; without, endpoints are only collected (the proxy's own metadata refresh).
 pub fn scan(api: ApiKey, version: i16, body: &[u8], adv: Option<&Advertise>) -> Result<Scan, RewriteError> {
+    walk(api, version, body, adv, None)
+}
+
+/// Counts the endpoints of a body the proxy already rewrote that are not its own names under `adv`
+/// (`b<node-id>.<tenant>.<domain>` on the advertised port, or blank for ids below zero): addresses that would
+/// reach the client. Always 0 unless the rewrite has a bug; the check is what proves it for each response.
+pub fn foreign_endpoints(api: ApiKey, version: i16, body: &[u8], adv: &Advertise) -> Result<usize, RewriteError> {
+    Ok(walk(api, version, body, None, Some(adv))?.foreign)
+}
+
+fn walk(
+    api: ApiKey,
+    version: i16,
+    body: &[u8],
+    adv: Option<&Advertise>,
+    verify: Option<&Advertise>,
+) -> Result<Scan, RewriteError> {
     let mut r = Reader::new(body, api.response_header_version(version) >= 1);
-    let mut w = Walk { adv, learn: true, scan: Scan::default() };
+    let mut w = Walk { adv, verify, learn: true, scan: Scan::default() };
     let walked = match api {
         ApiKey::Metadata => w.metadata(&mut r, version),
         ApiKey::FindCoordinator => w.find_coordinator(&mut r, version),
@@ -107,7 +133,7 @@ pub fn rewrite_response(
     body: &[u8],
     adv: &Advertise,
 ) -> Result<Rewritten, RewriteError> {
-    let Scan { edits, learned } = scan(api, version, body, Some(adv))?;
+    let Scan { edits, learned, .. } = scan(api, version, body, Some(adv))?;
     if edits.is_empty() {
         return Ok(Rewritten { body: None, learned });
     }
@@ -120,6 +146,8 @@ pub fn rewrite_response(
 /// readers of their own.
 struct Walk<'b> {
     adv: Option<&'b Advertise>,
+    /// When set, endpoints are only checked against these names (and counted in `foreign` when not).
+    verify: Option<&'b Advertise>,
     /// False for DescribeCluster's controller listing: renamed, but not routable as brokers.
     learn: bool,
     scan: Scan,
@@ -141,6 +169,14 @@ impl Walk<'_> {
         let host = r.text(host_range, field)?;
         let port = r.i32(field)?;
         let at = start..r.pos();
+        if let Some(names) = self.verify {
+            let ours = match node_id {
+                ..0 => host.is_empty(),
+                id => names.is_host(host, id) && port == i32::from(names.port),
+            };
+            self.scan.foreign += usize::from(!ours);
+            return Ok(());
+        }
         if node_id < 0 {
             if !host.is_empty() && self.adv.is_some() {
                 self.splice(at, "", -1, r.flexible());

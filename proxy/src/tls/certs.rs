@@ -94,6 +94,14 @@ pub fn load_pair(cert: &Path, key: &Path) -> Result<CertifiedKey, CertError> {
     Ok(certified)
 }
 
+/// The leaf certificate's not-after, Unix seconds; `None` when the leaf cannot be read (it was read once
+/// already, so only a certificate rustls accepts and x509-parser does not).
+pub fn not_after(certified: &CertifiedKey) -> Option<i64> {
+    let leaf = certified.cert.first()?;
+    let (_, parsed) = x509_parser::parse_x509_certificate(leaf).ok()?;
+    Some(parsed.validity().not_after.timestamp())
+}
+
 /// Certificate revocation lists, PEM (`X509 CRL` blocks) or a single DER list.
 pub fn load_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;

@@ -10,13 +10,14 @@ pub mod identity;
 pub mod principal;
 pub mod tls;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kaas_route::HostPort;
 use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, MetadataRequest};
 use kafka_protocol::protocol::Message;
-use tokio::net::TcpStream;
+use tokio::net::{lookup_host, TcpStream};
 use tokio::time::timeout;
 use tokio_rustls::TlsConnector;
 
@@ -24,7 +25,7 @@ use crate::error::{Blame, Side};
 use crate::kafka::client::{ClientError, KafkaClient};
 use crate::kafka::rewrite::{scan, RewriteError};
 use crate::kafka::versions::{broker_range, VersionsError};
-use crate::metrics::Metrics;
+use crate::metrics::{ConnectFailure, Metrics};
 use crate::router::Tenant;
 use identity::IdentityError;
 use tls::{Principal, TlsFailure, UpstreamStream, UpstreamTls, UpstreamTlsError};
@@ -32,7 +33,15 @@ use tls::{Principal, TlsFailure, UpstreamStream, UpstreamTls, UpstreamTlsError};
 /// Why no upstream connection could be made.
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
-    /// The TCP connection was refused or failed (or the host name did not resolve).
+    /// The broker's host name did not resolve (or resolved to no address).
+    #[error("cannot resolve {addr}: {source}")]
+    Resolve {
+        /// The broker address tried.
+        addr: HostPort,
+        /// The resolver's error.
+        source: std::io::Error,
+    },
+    /// The TCP connection was refused or failed.
     #[error("cannot connect to {addr}: {source}")]
     Connect {
         /// The broker address tried.
@@ -134,13 +143,36 @@ impl Blame for UpstreamError {
 
     fn label(&self) -> &'static str {
         match self {
-            UpstreamError::Connect { .. } | UpstreamError::ConnectTimeout { .. } => "connect",
+            UpstreamError::Resolve { .. }
+            | UpstreamError::Connect { .. }
+            | UpstreamError::ConnectTimeout { .. } => "connect",
             UpstreamError::Tls { .. } | UpstreamError::TlsName { .. } => "tls",
             UpstreamError::Identity(_) => "identity",
             UpstreamError::NoBootstrap { .. } => "no_bootstrap",
             UpstreamError::UnknownNode { .. } => "unknown_node",
             UpstreamError::Refresh(_) => "metadata_refresh",
         }
+    }
+}
+
+impl UpstreamError {
+    /// How a connection attempt failed, for `kaas_proxy_upstream_connect_failures_total`; `None` for failures
+    /// that are not one connection's (no identity to present, no bootstrap server left, an unknown node).
+    fn connect_failure(&self) -> Option<ConnectFailure> {
+        Some(match self {
+            UpstreamError::Resolve { .. } => ConnectFailure::Unresolved,
+            UpstreamError::Connect { source, .. } if source.kind() == std::io::ErrorKind::ConnectionRefused => {
+                ConnectFailure::Refused
+            }
+            UpstreamError::Connect { .. } => ConnectFailure::Other,
+            UpstreamError::ConnectTimeout { .. } => ConnectFailure::Timeout,
+            UpstreamError::Tls { reason: TlsFailure::Timeout, .. } => ConnectFailure::Timeout,
+            UpstreamError::Tls { .. } | UpstreamError::TlsName { .. } => ConnectFailure::Tls,
+            UpstreamError::Identity(_)
+            | UpstreamError::NoBootstrap { .. }
+            | UpstreamError::UnknownNode { .. }
+            | UpstreamError::Refresh(_) => return None,
+        })
     }
 }
 
@@ -158,7 +190,8 @@ pub struct Connector {
 
 impl Connector {
     /// A TCP connection to `addr` with Nagle off, within `connect_timeout`; over TLS when the tenant has
-    /// upstream TLS, presenting `who`'s certificate as the tenant's identity mode says.
+    /// upstream TLS, presenting `who`'s certificate as the tenant's identity mode says. Timed and counted per
+    /// tenant (`kaas_proxy_upstream_connect_*`).
     pub async fn connect(
         &self,
         tenant: &str,
@@ -171,12 +204,40 @@ impl Connector {
             Some(tls) => Some(tls.config_for(who).await?),
             None => None,
         };
-        let tcp = timeout(self.connect_timeout, TcpStream::connect((addr.host.as_str(), addr.port)))
+        let started = Instant::now();
+        let result = self.open(tenant, addr, tls.zip(config)).await;
+        if let Some(m) = self.metrics.tenant(tenant) {
+            match &result {
+                Ok(_) => m.connected(started.elapsed()),
+                Err(e) => e.connect_failure().into_iter().for_each(|why| m.connect_failed(why)),
+            }
+        }
+        result
+    }
+
+    /// The socket, and the TLS handshake over it with `tls`'s configuration.
+    async fn open(
+        &self,
+        tenant: &str,
+        addr: &HostPort,
+        tls: Option<(&UpstreamTls, Arc<rustls::ClientConfig>)>,
+    ) -> Result<UpstreamStream, UpstreamError> {
+        let tcp = async {
+            let resolve_error = |source| UpstreamError::Resolve { addr: addr.clone(), source };
+            let addrs: Vec<SocketAddr> =
+                lookup_host((addr.host.as_str(), addr.port)).await.map_err(resolve_error)?.collect();
+            if addrs.is_empty() {
+                return Err(resolve_error(std::io::ErrorKind::NotFound.into()));
+            }
+            TcpStream::connect(&addrs[..])
+                .await
+                .map_err(|source| UpstreamError::Connect { addr: addr.clone(), source })
+        };
+        let tcp = timeout(self.connect_timeout, tcp)
             .await
-            .map_err(|_| UpstreamError::ConnectTimeout { addr: addr.clone(), after: self.connect_timeout })?
-            .map_err(|source| UpstreamError::Connect { addr: addr.clone(), source })?;
+            .map_err(|_| UpstreamError::ConnectTimeout { addr: addr.clone(), after: self.connect_timeout })??;
         let _ = tcp.set_nodelay(true);
-        let (Some(tls), Some(config)) = (tls, config) else { return Ok(UpstreamStream::Plain(tcp)) };
+        let Some((tls, config)) = tls else { return Ok(UpstreamStream::Plain(tcp)) };
         let name = tls
             .server_name(&addr.host)
             .map_err(|source| UpstreamError::TlsName { addr: addr.clone(), source })?;
@@ -232,7 +293,11 @@ impl Connector {
             return Ok(addr);
         }
         tracing::info!(tenant = %tenant.name, node = id, "unknown node id; refreshing metadata");
-        let brokers = self.fetch_brokers(tenant, tls).await?;
+        let brokers = self.fetch_brokers(tenant, tls).await;
+        if let Some(m) = self.metrics.tenant(&tenant.name) {
+            m.metadata_refreshed(brokers.is_ok());
+        }
+        let brokers = brokers?;
         tenant.learn(brokers);
         tenant.broker(id).ok_or_else(|| UpstreamError::UnknownNode { tenant: tenant.name.clone(), node: id })
     }

@@ -205,6 +205,16 @@ fn every_version_rewrites_exactly() {
             assert!(!contains(&body, host.as_bytes()), "{api:?} v{version}: upstream host {host} leaked");
         }
         assert!(contains(&body, b".acme.kaas.localhost"), "{api:?} v{version}: no proxy name");
+        // The leak check the proxy runs on every rewritten response: silent on ours, loud on the broker's.
+        assert_eq!(foreign_endpoints(api, version, &body, &adv).expect("walks"), 0, "{api:?} v{version}");
+        let upstream = foreign_endpoints(api, version, &original, &adv).expect("walks");
+        assert!(upstream >= 1, "{api:?} v{version}: the broker's own endpoints count as foreign");
+        let elsewhere = Advertise::new("beta", "kaas.localhost", 9092);
+        assert_eq!(
+            foreign_endpoints(api, version, &body, &elsewhere).expect("walks"),
+            upstream,
+            "{api:?} v{version}: another tenant's names are foreign too"
+        );
         assert_eq!(restore(api, version, &body), original, "{api:?} v{version}: more than addresses changed");
         for (id, addr) in &out.learned {
             let (_, h, p) = UPSTREAM.iter().find(|(n, _, _)| n == id).expect("learned a known node");

@@ -172,7 +172,8 @@ struct Shared {
 
 impl Shared {
     fn touch(&self, at: Instant) {
-        let micros = u64::try_from(at.saturating_duration_since(self.started).as_micros()).unwrap_or(u64::MAX);
+        let micros =
+            u64::try_from(at.saturating_duration_since(self.started).as_micros()).unwrap_or(u64::MAX);
         self.last_activity_micros.fetch_max(micros, Ordering::Relaxed);
     }
 
@@ -240,7 +241,11 @@ impl PumpSide for Side {
 
 /// What a pump does with the frames of its direction.
 trait Frames {
-    /// Waits until another frame may be read (backpressure); most directions never wait.
+    /// Whether another frame may be forwarded now (backpressure); most directions always may.
+    fn has_room(&self) -> bool {
+        true
+    }
+    /// Waits until [`Frames::has_room`].
     async fn ready(&mut self) {}
     /// Returns the bytes to send for `frame` (read at `arrived`), or `None` to drop it.
     fn frame(&mut self, frame: Frame, arrived: Instant) -> Result<Option<Bytes>, SessionError>;
@@ -248,9 +253,11 @@ trait Frames {
     fn written(&mut self, at: Instant);
 }
 
-/// Moves frames from `from` to `to`, passing each through `frames`. Every frame a read completes is handled
-/// before one vectored write; the bytes it wrote (whole frames, length prefixes included) are counted once per
-/// write. Ends when `from` closes, after shutting down `to`'s write side.
+/// Moves frames from `from` to `to`, passing each through `frames`. The frames a read completes are handled
+/// (as many as `frames` has room for) before one vectored write; the bytes it wrote (whole frames, length
+/// prefixes included) are counted once per write. Without room, nothing more is read from `from` until there is:
+/// the peer is held back by TCP, never buffered for. Ends when `from` closes, after shutting down `to`'s write
+/// side.
 async fn pump<R, W>(
     side: Side,
     from: R,
@@ -269,8 +276,29 @@ where
         Side::Client => Direction::ClientToUpstream,
         Side::Upstream | Side::Internal => Direction::UpstreamToClient,
     };
+    let mut arrived = Instant::now();
     loop {
-        frames.ready().await;
+        // Frames already read first, as many as may go now; the rest wait in the read buffer.
+        let mut bytes = 0;
+        while frames.has_room() {
+            let Some(frame) = reader.buffered_frame().map_err(|e| side.frame_error(e))? else { break };
+            if let Some(b) = frames.frame(frame, arrived)? {
+                bytes += b.len() as u64;
+                out.push(b);
+            }
+        }
+        if bytes > 0 {
+            write_frames(&mut to, &mut out).await.map_err(|e| side.write_error(e))?;
+            frames.written(Instant::now());
+            if let Some(m) = metrics {
+                m.forwarded(direction, bytes);
+            }
+        }
+        if !frames.has_room() {
+            // Backpressure: nothing more is read from this side until the other makes room.
+            frames.ready().await;
+            continue;
+        }
         let read = match reader.fill().await {
             // Most Kafka clients close without TLS close_notify, or reset: an ordinary end, not an error.
             Err(ReadError::Io(e)) if side == Side::Client && is_abrupt_close(&e) => 0,
@@ -283,21 +311,7 @@ where
                 n => Err(side.truncated(n)),
             };
         }
-        let arrived = Instant::now();
-        let mut bytes = 0;
-        while let Some(frame) = reader.buffered_frame().map_err(|e| side.frame_error(e))? {
-            if let Some(b) = frames.frame(frame, arrived)? {
-                bytes += b.len() as u64;
-                out.push(b);
-            }
-        }
-        if bytes > 0 {
-            write_frames(&mut to, &mut out).await.map_err(|e| side.write_error(e))?;
-            frames.written(Instant::now());
-        }
-        if let Some(m) = metrics.filter(|_| bytes > 0) {
-            m.forwarded(direction, bytes);
-        }
+        arrived = Instant::now();
     }
 }
 
@@ -310,10 +324,14 @@ struct Requests<'s> {
 }
 
 impl Frames for Requests<'_> {
+    fn has_room(&self) -> bool {
+        self.shared.inflight.len() < self.max_inflight
+    }
+
     async fn ready(&mut self) {
         // `notify_one` stores a permit when nobody waits, so an answer between the check and the wait is
         // not missed.
-        while self.shared.inflight.len() >= self.max_inflight {
+        while !self.has_room() {
             self.shared.answered.notified().await;
         }
     }

@@ -86,7 +86,9 @@ pub enum ResponseError {
     Versions(#[from] VersionsError),
     /// The rewritten response still named brokers by addresses other than the proxy's own (a bug in the
     /// rewrite); it was not passed on.
-    #[error("rewritten {api:?} response still holds {addresses} broker address(es) not under the proxy's names")]
+    #[error(
+        "rewritten {api:?} response still holds {addresses} broker address(es) not under the proxy's names"
+    )]
     Leak {
         /// The API whose response it was.
         api: ApiKey,

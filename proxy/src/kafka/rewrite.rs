@@ -95,7 +95,12 @@ pub fn scan(api: ApiKey, version: i16, body: &[u8], adv: Option<&Advertise>) -> 
 /// Counts the endpoints of a body the proxy already rewrote that are not its own names under `adv`
 /// (`b<node-id>.<tenant>.<domain>` on the advertised port, or blank for ids below zero): addresses that would
 /// reach the client. Always 0 unless the rewrite has a bug; the check is what proves it for each response.
-pub fn foreign_endpoints(api: ApiKey, version: i16, body: &[u8], adv: &Advertise) -> Result<usize, RewriteError> {
+pub fn foreign_endpoints(
+    api: ApiKey,
+    version: i16,
+    body: &[u8],
+    adv: &Advertise,
+) -> Result<usize, RewriteError> {
     Ok(walk(api, version, body, None, Some(adv))?.foreign)
 }
 

@@ -28,8 +28,8 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
 use crate::kafka::apis::{policy, Policy};
-pub use tenant::TenantMetrics;
 use tenant::Labelled;
+pub use tenant::TenantMetrics;
 
 /// The content type of [`Metrics::encode`]'s output (the OpenMetrics text format, `# EOF` terminated).
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";

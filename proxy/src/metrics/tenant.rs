@@ -18,8 +18,8 @@ use prometheus_client::metrics::MetricType;
 
 use super::histogram::Durations;
 use super::{
-    request_apis, Api, ConnectFailure, Direction, RefusalReason, CONNECT_FAILURES, FRAME_REFUSALS,
-    READ_APIS, REASONS, UPSTREAM_TLS_REASONS,
+    request_apis, Api, ConnectFailure, Direction, RefusalReason, CONNECT_FAILURES, FRAME_REFUSALS, READ_APIS,
+    REASONS, UPSTREAM_TLS_REASONS,
 };
 
 /// Time spent on one API's requests: in the proxy (reading, inspecting, rewriting, writing) and upstream
@@ -75,9 +75,7 @@ impl TenantMetrics {
             upstream_to_client: Counter::default(),
             requests: requests.into_boxed_slice(),
             unknown_requests,
-            latency: (0..slots)
-                .map(|i| request_apis().any(|a| a as usize == i).then(Box::default))
-                .collect(),
+            latency: (0..slots).map(|i| request_apis().any(|a| a as usize == i).then(Box::default)).collect(),
             unknown_latency: Latency::default(),
             connect: Durations::default(),
             connect_failures: Default::default(),
@@ -267,7 +265,8 @@ impl Collector for Labelled {
         let help = "Client requests forwarded to the tenant's brokers, by tenant and API.";
         family(e, "requests", help, COUNTER, requests)?;
         self.encode_latency(e, tenants)?;
-        let help = "Broker responses that could not be read (each closed one client connection), by tenant and API.";
+        let help =
+            "Broker responses that could not be read (each closed one client connection), by tenant and API.";
         let malformed = per_tenant(tenants, &READ_APIS, move |t, a| api(t, Some(a)), |m, i| &m.malformed[i]);
         family(e, "upstream_malformed_responses", help, COUNTER, malformed)?;
         let help = "TLS handshakes with a tenant's brokers that failed, by tenant and reason.";
@@ -292,7 +291,8 @@ impl Collector for Labelled {
         let help = "Unix time the certificate the tenant's clients are served expires (its not-after).";
         let not_after = tenants.iter().map(|(t, m)| (tenant(t), &m.cert_not_after));
         family(e, "tls_certificate_not_after_timestamp_seconds", help, GAUGE, not_after)?;
-        let help = "Broker addresses a rewritten response still held, caught before the client saw them (the \
+        let help =
+            "Broker addresses a rewritten response still held, caught before the client saw them (the \
                     session was closed); anything but 0 is a bug.";
         family(e, "rewrite_leaked_addresses", help, COUNTER, each(|m| &m.leaked))
     }
@@ -306,7 +306,8 @@ impl Labelled {
         e: &mut DescriptorEncoder,
         tenants: &BTreeMap<Arc<str>, Arc<TenantMetrics>>,
     ) -> std::fmt::Result {
-        let help = "Time per request and its response, by tenant, API and stage: proxy (reading, inspecting, \
+        let help =
+            "Time per request and its response, by tenant, API and stage: proxy (reading, inspecting, \
                     rewriting and writing both frames) or upstream (request written to the broker until its \
                     response was read).";
         let mut histogram =

@@ -94,10 +94,14 @@ fn tenant_series(tenant: &str) -> Vec<String> {
     ];
     let le = histogram::BOUNDS_NANOS.iter().map(|n| format!("{:?}", *n as f64 / 1e9)).chain(["+Inf".into()]);
     for le in le {
-        all.push(format!("kaas_proxy_upstream_connect_duration_seconds_bucket{{le=\"{le}\",tenant=\"{tenant}\"}}"));
+        all.push(format!(
+            "kaas_proxy_upstream_connect_duration_seconds_bucket{{le=\"{le}\",tenant=\"{tenant}\"}}"
+        ));
     }
     for reason in FRAME_REFUSALS {
-        all.push(format!("kaas_proxy_session_frames_refused_total{{tenant=\"{tenant}\",reason=\"{reason}\"}}"));
+        all.push(format!(
+            "kaas_proxy_session_frames_refused_total{{tenant=\"{tenant}\",reason=\"{reason}\"}}"
+        ));
     }
     for reason in CONNECT_FAILURES {
         all.push(format!(
@@ -116,9 +120,7 @@ fn tenant_series(tenant: &str) -> Vec<String> {
         ));
     }
     for direction in ["client_to_upstream", "upstream_to_client"] {
-        all.push(format!(
-            "kaas_proxy_session_bytes_total{{tenant=\"{tenant}\",direction=\"{direction}\"}}"
-        ));
+        all.push(format!("kaas_proxy_session_bytes_total{{tenant=\"{tenant}\",direction=\"{direction}\"}}"));
     }
     for api in request_apis().map(|a| format!("{a:?}")).chain(["unknown".to_owned()]) {
         all.push(format!("kaas_proxy_requests_total{{tenant=\"{tenant}\",api=\"{api}\"}}"));
@@ -131,9 +133,8 @@ fn every_series_starts_at_zero() {
     let m = Metrics::new(["acme"]);
     let text = m.encode();
     let mut expected = vec!["kaas_proxy_listener_connections_total".to_owned()];
-    expected.extend(
-        REASONS.map(|r| format!("kaas_proxy_listener_refused_total{{reason=\"{}\"}}", r.label())),
-    );
+    expected
+        .extend(REASONS.map(|r| format!("kaas_proxy_listener_refused_total{{reason=\"{}\"}}", r.label())));
     expected.extend(tenant_series("acme"));
     expected.extend(
         [

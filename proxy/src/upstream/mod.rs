@@ -161,7 +161,9 @@ impl UpstreamError {
     fn connect_failure(&self) -> Option<ConnectFailure> {
         Some(match self {
             UpstreamError::Resolve { .. } => ConnectFailure::Unresolved,
-            UpstreamError::Connect { source, .. } if source.kind() == std::io::ErrorKind::ConnectionRefused => {
+            UpstreamError::Connect { source, .. }
+                if source.kind() == std::io::ErrorKind::ConnectionRefused =>
+            {
                 ConnectFailure::Refused
             }
             UpstreamError::Connect { .. } => ConnectFailure::Other,
@@ -233,9 +235,10 @@ impl Connector {
                 .await
                 .map_err(|source| UpstreamError::Connect { addr: addr.clone(), source })
         };
-        let tcp = timeout(self.connect_timeout, tcp)
-            .await
-            .map_err(|_| UpstreamError::ConnectTimeout { addr: addr.clone(), after: self.connect_timeout })??;
+        let tcp = timeout(self.connect_timeout, tcp).await.map_err(|_| UpstreamError::ConnectTimeout {
+            addr: addr.clone(),
+            after: self.connect_timeout,
+        })??;
         let _ = tcp.set_nodelay(true);
         let Some((tls, config)) = tls else { return Ok(UpstreamStream::Plain(tcp)) };
         let name = tls

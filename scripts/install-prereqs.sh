@@ -123,4 +123,35 @@ else
   (cd tests/go && go build -buildvcs=false -o "$go_bin.tmp" .)
   mv "$go_bin.tmp" "$go_bin"
 fi
+
+# --- The chart tests' Prometheus tools (charts/tests/test_kaas_proxy_observability.py) ------------------------
+# The upstream PrometheusRule CRD, which ../shared/crds/ lacks: from the prometheus-operator module of the release
+# the shared ServiceMonitor CRD came from, through the Go module proxy (a 4.6 MB download, 30 MB in the module
+# cache; skipped while the copy's stamp names the same module version).
+CHART_TOOLS="${KAAS_CACHE:-$HOME/.cache/kaas}/chart-tools"
+PROMETHEUS_OPERATOR=github.com/prometheus-operator/prometheus-operator@v0.93.0
+rule_crd=$CHART_TOOLS/monitoring.coreos.com_prometheusrules.yaml
+rule_stamp=$CHART_TOOLS/prometheusrules.source
+mkdir -p "$CHART_TOOLS"
+if [[ -f $rule_crd && -f $rule_stamp && $(<"$rule_stamp") == "$PROMETHEUS_OPERATOR" ]]; then
+  log "PrometheusRule CRD: $rule_crd"
+else
+  log "PrometheusRule CRD: go mod download $PROMETHEUS_OPERATOR"
+  module_dir=$(cd "$CHART_TOOLS" && GOFLAGS=-mod=mod go mod download -json "$PROMETHEUS_OPERATOR" |
+    sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+  cp "$module_dir/example/prometheus-operator-crd/monitoring.coreos.com_prometheusrules.yaml" "$rule_crd.tmp"
+  chmod u+w "$rule_crd.tmp" && mv "$rule_crd.tmp" "$rule_crd"
+  printf '%s\n' "$PROMETHEUS_OPERATOR" >"$rule_stamp"
+fi
+# promcheck (tools/promcheck): promtool's rule-file check and the metric names of PromQL expressions, on
+# Prometheus' own rulefmt and PromQL parser. About a minute and ~160 MB of modules plus ~170 MB of build cache
+# the first time; skipped while the binary is newer than every file in tools/promcheck.
+promcheck=$CHART_TOOLS/promcheck
+if [[ -x $promcheck && -z $(find tools/promcheck -type f -newer "$promcheck") ]]; then
+  log "promcheck: $promcheck"
+else
+  log "promcheck: go build into $promcheck"
+  (cd tools/promcheck && go build -trimpath -buildvcs=false -o "$promcheck.tmp" .)
+  mv "$promcheck.tmp" "$promcheck"
+fi
 log "done"

@@ -1,7 +1,12 @@
 """Shared helpers: render charts with the Helm v4 SDK (helm-python-sdk, no helm binary) and validate every
-object: custom resources against the upstream CRD schemas in ../shared/crds/, built-in kinds against
-Kubernetes' own schemas (kubernetes-validate)."""
+object: custom resources against the upstream CRD schemas in ../shared/crds/ (and prometheus-operator's
+PrometheusRule, which scripts/install-prereqs.sh fetches), built-in kinds against Kubernetes' own schemas
+(kubernetes-validate)."""
+import os
 import pathlib
+import re
+import shutil
+import subprocess
 
 import helm_python as helm
 import jsonschema
@@ -12,14 +17,46 @@ import yaml
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 CRDS = ROOT.parent / "shared" / "crds"
 KUBE_VERSION = "1.33"
+# Made by scripts/install-prereqs.sh: the PrometheusRule CRD (and tools/promcheck, built).
+CHART_TOOLS = pathlib.Path(os.environ.get("KAAS_CACHE", pathlib.Path.home() / ".cache" / "kaas")) / "chart-tools"
+PROMETHEUS_RULE_CRD = CHART_TOOLS / "monitoring.coreos.com_prometheusrules.yaml"
+# Where install-prereqs.sh takes it from: the Go module cache still has it when the copy above is missing.
+PROMETHEUS_RULE_CRD_IN_MODULE = ("github.com/prometheus-operator/prometheus-operator@v0.93.0/example/"
+                                 "prometheus-operator-crd/monitoring.coreos.com_prometheusrules.yaml")
+
+
+def prometheus_rule_crd():
+    path = PROMETHEUS_RULE_CRD
+    if not path.exists() and shutil.which("go"):
+        modcache = subprocess.run(["go", "env", "GOMODCACHE"], capture_output=True, text=True).stdout.strip()
+        path = pathlib.Path(modcache) / PROMETHEUS_RULE_CRD_IN_MODULE
+    assert path.exists(), f"the PrometheusRule CRD is not at {PROMETHEUS_RULE_CRD}: run scripts/install-prereqs.sh"
+    return path
+
+
+def as_python_patterns(node):
+    """CRD patterns are Go (RE2) expressions; Python's re refuses one form of them, an inline flag after the
+    anchor (prometheus-operator's `^(?i)(abort|warn)?$`): the flag moves to the front, which means the same.
+    Every pattern must then compile, so none is skipped."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "pattern" and isinstance(value, str):
+                node[key] = re.sub(r"^\^\(\?([a-zA-Z]+)\)", r"(?\1)^", value)
+                re.compile(node[key])
+            else:
+                as_python_patterns(value)
+    elif isinstance(node, list):
+        for item in node:
+            as_python_patterns(item)
 
 
 def load_crd_schemas():
     schemas = {}
-    for path in sorted(CRDS.glob("*.yaml")):
+    for path in [*sorted(CRDS.glob("*.yaml")), prometheus_rule_crd()]:
         for doc in yaml.safe_load_all(path.read_text()):
             if not doc or doc.get("kind") != "CustomResourceDefinition":
                 continue
+            as_python_patterns(doc)
             group, kind = doc["spec"]["group"], doc["spec"]["names"]["kind"]
             for v in doc["spec"]["versions"]:
                 schemas[(f"{group}/{v['name']}", kind)] = v["schema"]["openAPIV3Schema"]

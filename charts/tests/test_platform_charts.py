@@ -12,7 +12,7 @@ from conftest import KUBE_VERSION, ROOT, render, validate
 PROXY_SETS = {
     "defaults": None,
     "three-replicas-with-tenant-names": {"replicaCount": 3, "externalDns": {"hostnames": ["*.acme.kaas.example.com"]}},
-    "no-monitoring-no-dns": {"serviceMonitor": {"enabled": False}, "externalDns": {"enabled": False},
+    "no-monitoring-no-dns": {"serviceMonitor": {"enabled": False}, "prometheusRule": {"enabled": False}, "externalDns": {"enabled": False},
                              "service": {"type": "ClusterIP", "annotations": {}}},
 }
 CONTROLLER_SETS = {
@@ -95,7 +95,16 @@ def test_proxy_configuration_is_what_the_binary_reads():
     assert config["tenants_file"] == "/etc/kaas-proxy/routes/tenants.yaml"
     assert config["admin_listen"] == "0.0.0.0:9100"
     assert set(config) <= {"listen", "domain", "advertised_port", "max_frame_bytes", "connect_timeout_seconds",
+                           "handshake_timeout_seconds", "idle_timeout_seconds", "max_connections",
+                           "max_connections_per_tenant", "max_inflight_requests_per_connection",
                            "admin_listen", "tls", "tenants", "tenants_file"}
+    assert (config["max_connections"], config["max_connections_per_tenant"]) == (20000, 5000)
+    limits = {"limits": {"handshakeTimeoutSeconds": 3, "idleTimeoutSeconds": 60, "maxConnections": 100,
+                         "maxConnectionsPerTenant": 10, "maxInflightRequestsPerConnection": 8}}
+    cm = by_kind(render("kaas-proxy", limits, name="kaas-proxy", namespace="kaas-system"), "ConfigMap")[0]
+    config = yaml.safe_load(cm["data"]["kaas-proxy.yaml"])
+    assert [config[k] for k in ("handshake_timeout_seconds", "idle_timeout_seconds", "max_connections",
+                                "max_connections_per_tenant", "max_inflight_requests_per_connection")] == [3, 60, 100, 10, 8]
 
 
 def test_controller_rbac_is_exactly_what_it_uses():

@@ -98,12 +98,22 @@ impl ProxyHandle {
     /// Like [`ProxyHandle::start`], with the `tenants:` list given as YAML (items indented two spaces), for
     /// keys the other constructors do not cover (`upstream`).
     pub fn start_with_tenants_yaml(certs: &Certs, tenants_yaml: &str) -> anyhow::Result<ProxyHandle> {
+        Self::start_with_config(certs, "", tenants_yaml)
+    }
+
+    /// Like [`ProxyHandle::start_with_tenants_yaml`], with further top-level keys (limits, timeouts) as YAML
+    /// lines.
+    pub fn start_with_config(
+        certs: &Certs,
+        settings_yaml: &str,
+        tenants_yaml: &str,
+    ) -> anyhow::Result<ProxyHandle> {
         init();
         let dir = tempfile::tempdir()?;
         let admin_port = crate::free_port();
         let yaml = format!(
-            "listen: \"[::]:0\"\ndomain: {DOMAIN}\nadmin_listen: \"127.0.0.1:{admin_port}\"\ntls:\n  cert: {}\n  \
-             key: {}\ntenants:\n{tenants_yaml}",
+            "listen: \"[::]:0\"\ndomain: {DOMAIN}\nadmin_listen: \"127.0.0.1:{admin_port}\"\n{settings_yaml}tls:\n  \
+             cert: {}\n  key: {}\ntenants:\n{tenants_yaml}",
             certs.cert.display(),
             certs.key.display()
         );

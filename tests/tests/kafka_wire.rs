@@ -7,7 +7,9 @@
 //! every Fetch version byte for byte as they were produced.
 //!
 //! One cluster serves the whole file (a start costs ~10 s of the 2 cores), so the checks are steps of one
-//! test, sharing its connections and collecting every response frame for the final byte search.
+//! test, sharing its connections and collecting every response frame for the final byte search. The same run
+//! checks the proxy's `/metrics` against what this client sent and received: requests per API exactly, bytes
+//! each way exactly, one latency observation per request and stage, sessions open per tenant.
 
 mod common;
 
@@ -47,16 +49,21 @@ const TRANSACTION: i8 = 1;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_broker_address_reaches_clients_as_a_proxy_name() {
     let k = ProxiedKafka::start(TENANT, ClusterOptions::named("wire")).expect("kafka cluster and proxy");
-    let mut w = Wire { k: &k, conns: HashMap::new(), frames: Vec::new(), correlation: 0 };
+    let mut w =
+        Wire { k: &k, conns: HashMap::new(), frames: Vec::new(), correlation: 0, counts: Counts::default() };
 
     let versions = w.api_versions().await;
     w.create_topics().await;
+    // From here on every byte through the proxy is this test's own (the admin client is gone).
+    let before = scrape(&k);
+    w.counts = Counts::default();
     let range = |api: ApiKey| versions[&(api as i16)];
     let topics = w.metadata(range(ApiKey::Metadata)).await;
     w.find_coordinator(range(ApiKey::FindCoordinator)).await;
     w.describe_cluster(range(ApiKey::DescribeCluster)).await;
     let sent = w.produce(range(ApiKey::Produce), &topics).await;
     w.fetch(range(ApiKey::Fetch), &topics, &sent).await;
+    assert_metrics_moved_by(&k, &before, &w.counts, w.conns.len());
 
     let ports = k.cluster.ports();
     // The search is not blind: it finds the brokers' addresses in what a broker answers directly.
@@ -86,12 +93,22 @@ struct Placement {
     leaders: Vec<i32>,
 }
 
-/// The test's state: connections by name, and every response frame received.
+/// The test's state: connections by name, every response frame received, and what went through the proxy.
 struct Wire<'a> {
     k: &'a ProxiedKafka,
     conns: HashMap<String, raw::Tls>,
     frames: Vec<(String, Bytes)>,
     correlation: i32,
+    counts: Counts,
+}
+
+/// What this client sent through the proxy and got back, as the proxy's metrics should count it.
+#[derive(Debug, Default)]
+struct Counts {
+    requests: BTreeMap<String, u64>,
+    /// Whole frames, length prefixes included.
+    bytes_out: u64,
+    bytes_in: u64,
 }
 
 impl Wire<'_> {
@@ -107,6 +124,10 @@ impl Wire<'_> {
         let (frame, response) = raw::call(conn, self.correlation, version, req)
             .await
             .unwrap_or_else(|e| panic!("{api:?} v{version} as {name}: {e:#}"));
+        let request = raw::frame(self.correlation, version, req).expect("encodes");
+        *self.counts.requests.entry(format!("{api:?}")).or_default() += 1;
+        self.counts.bytes_out += request.len() as u64;
+        self.counts.bytes_in += frame.len() as u64;
         self.frames.push((format!("{api:?} v{version} as {name}"), frame));
         response
     }
@@ -462,6 +483,69 @@ impl Wire<'_> {
             assert_eq!(*port, self.port(), "{what}");
         }
     }
+}
+
+/// Every sample of the proxy's `/metrics`, by series.
+fn scrape(k: &ProxiedKafka) -> BTreeMap<String, f64> {
+    let text = k.proxy.metrics().expect("GET /metrics");
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            Some((series.to_owned(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+/// The proxy counted exactly what the client did between `before` and now.
+fn assert_metrics_moved_by(k: &ProxiedKafka, before: &BTreeMap<String, f64>, counts: &Counts, open: usize) {
+    let tenant = &k.tenant;
+    let delta = |now: &BTreeMap<String, f64>, series: &str| {
+        now.get(series).copied().unwrap_or(0.0) - before.get(series).copied().unwrap_or(0.0)
+    };
+    let out =
+        format!("kaas_proxy_session_bytes_total{{tenant=\"{tenant}\",direction=\"client_to_upstream\"}}");
+    let back =
+        format!("kaas_proxy_session_bytes_total{{tenant=\"{tenant}\",direction=\"upstream_to_client\"}}");
+    // The proxy counts bytes just after writing them, which may be just after the client read them.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let now = loop {
+        let now = scrape(k);
+        let settled = delta(&now, &back) as u64 == counts.bytes_in;
+        if settled || Instant::now() > deadline {
+            break now;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(delta(&now, &out) as u64, counts.bytes_out, "bytes client → broker");
+    assert_eq!(delta(&now, &back) as u64, counts.bytes_in, "bytes broker → client (after rewriting)");
+    let mut total = 0;
+    for (api, n) in &counts.requests {
+        let requests = format!("kaas_proxy_requests_total{{tenant=\"{tenant}\",api=\"{api}\"}}");
+        assert_eq!(delta(&now, &requests) as u64, *n, "{requests}");
+        for stage in ["proxy", "upstream"] {
+            let observed =
+                format!("kaas_proxy_request_duration_seconds_count{{tenant=\"{tenant}\",api=\"{api}\",stage=\"{stage}\"}}");
+            assert_eq!(delta(&now, &observed) as u64, *n, "{observed}: one observation per request");
+        }
+        total += n;
+    }
+    let all_requests: f64 = now
+        .keys()
+        .filter(|s| s.starts_with(&format!("kaas_proxy_requests_total{{tenant=\"{tenant}\"")))
+        .map(|s| delta(&now, s))
+        .sum();
+    assert_eq!(all_requests as u64, total, "no request counted that the client did not send");
+    let active = format!("kaas_proxy_session_active{{tenant=\"{tenant}\"}}");
+    assert_eq!(now.get(&active).copied(), Some(open as f64), "{active}: the test's open connections");
+    let leaked = format!("kaas_proxy_rewrite_leaked_addresses_total{{tenant=\"{tenant}\"}}");
+    assert_eq!(now.get(&leaked).copied(), Some(0.0), "{leaked}");
+    eprintln!(
+        "metrics match the client: {total} requests over {} APIs, {} bytes out, {} bytes back",
+        counts.requests.len(),
+        counts.bytes_out,
+        counts.bytes_in
+    );
 }
 
 fn sorted<T: Ord>(mut v: Vec<T>) -> Vec<T> {

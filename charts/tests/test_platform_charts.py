@@ -58,6 +58,8 @@ def test_proxy_availability_and_lockdown():
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert container["resources"]["requests"] and container["resources"]["limits"]
     assert "--drain-timeout-seconds=30" in container["args"]
+    assert "--shutdown-delay-seconds=5" in container["args"]
+    assert pod["terminationGracePeriodSeconds"] > 30 + 5, "grace must cover the shutdown delay and the drain"
     mounts = {m["mountPath"] for m in container["volumeMounts"]}
     assert {"/etc/kaas-proxy/config", "/etc/kaas-proxy/tls", "/etc/kaas-proxy/routes"} <= mounts
     assert by_kind(objects, "PodDisruptionBudget")[0]["spec"]["maxUnavailable"] == 1
@@ -97,14 +99,16 @@ def test_proxy_configuration_is_what_the_binary_reads():
     assert set(config) <= {"listen", "domain", "advertised_port", "max_frame_bytes", "connect_timeout_seconds",
                            "handshake_timeout_seconds", "idle_timeout_seconds", "max_connections",
                            "max_connections_per_tenant", "max_inflight_requests_per_connection",
-                           "admin_listen", "tls", "tenants", "tenants_file"}
+                           "reload_grace_seconds", "admin_listen", "tls", "tenants", "tenants_file"}
     assert (config["max_connections"], config["max_connections_per_tenant"]) == (20000, 5000)
     limits = {"limits": {"handshakeTimeoutSeconds": 3, "idleTimeoutSeconds": 60, "maxConnections": 100,
-                         "maxConnectionsPerTenant": 10, "maxInflightRequestsPerConnection": 8}}
+                         "maxConnectionsPerTenant": 10, "maxInflightRequestsPerConnection": 8,
+                         "reloadGraceSeconds": 0}}
     cm = by_kind(render("kaas-proxy", limits, name="kaas-proxy", namespace="kaas-system"), "ConfigMap")[0]
     config = yaml.safe_load(cm["data"]["kaas-proxy.yaml"])
     assert [config[k] for k in ("handshake_timeout_seconds", "idle_timeout_seconds", "max_connections",
-                                "max_connections_per_tenant", "max_inflight_requests_per_connection")] == [3, 60, 100, 10, 8]
+                                "max_connections_per_tenant", "max_inflight_requests_per_connection",
+                                "reload_grace_seconds")] == [3, 60, 100, 10, 8, 0]
 
 
 def test_controller_rbac_is_exactly_what_it_uses():

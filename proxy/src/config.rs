@@ -70,6 +70,9 @@ pub struct Config {
     /// Requests a connection may have awaiting responses before the proxy stops reading it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_inflight_requests_per_connection: Option<usize>,
+    /// After a reload changes or removes a tenant's route, how long its open sessions may go on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reload_grace_seconds: Option<u64>,
     /// Address of the health (`/healthz`, `/readyz`) endpoint; none when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin_listen: Option<String>,
@@ -103,6 +106,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "max_connections",
     "max_connections_per_tenant",
     "max_inflight_requests_per_connection",
+    "reload_grace_seconds",
     "admin_listen",
     "tls",
     "tenants",
@@ -133,6 +137,8 @@ pub struct Settings {
     pub max_connections_per_tenant: usize,
     /// Requests awaiting responses per connection before the proxy stops reading the client.
     pub max_inflight_requests_per_connection: usize,
+    /// After a reload changes or removes a tenant's route, how long its open sessions may go on.
+    pub reload_grace: Duration,
     /// Where `/healthz`, `/readyz` and `/metrics` are served; no admin endpoint when `None`.
     pub admin_listen: Option<SocketAddr>,
     /// Chain and key for names whose tenant has no certificate of its own.
@@ -187,6 +193,9 @@ pub struct TenantSettings {
     pub upstream_tls: Option<Arc<UpstreamTls>>,
     /// Maps client certificate subjects to the principal names logged; `None`: the subject itself.
     pub principals: Option<Arc<PrincipalMapper>>,
+    /// A hash of the entry and of every file it names: a reload that leaves it equal leaves the tenant's open
+    /// sessions alone.
+    pub fingerprint: u64,
 }
 
 /// One problem, naming its key.
@@ -431,7 +440,11 @@ struct Limit {
 
 const WEEK_SECONDS: u64 = 7 * 24 * 3600;
 
-const LIMITS: [Limit; 5] = [
+/// Long enough for a producer's batch or a consumer's poll in flight, short enough that a changed route
+/// (a new bootstrap, a rotated CA, a revoked client) takes over within minutes.
+const DEFAULT_RELOAD_GRACE_SECONDS: u64 = 60;
+
+const LIMITS: [Limit; 6] = [
     Limit { key: "handshake_timeout_seconds", default: DEFAULT_HANDSHAKE_TIMEOUT_SECONDS, range: 1..=300 },
     Limit { key: "idle_timeout_seconds", default: DEFAULT_IDLE_TIMEOUT_SECONDS, range: 1..=WEEK_SECONDS },
     Limit { key: "max_connections", default: DEFAULT_MAX_CONNECTIONS as u64, range: 1..=1 << 24 },
@@ -445,6 +458,7 @@ const LIMITS: [Limit; 5] = [
         default: DEFAULT_MAX_INFLIGHT_REQUESTS as u64,
         range: 1..=1 << 16,
     },
+    Limit { key: "reload_grace_seconds", default: DEFAULT_RELOAD_GRACE_SECONDS, range: 0..=WEEK_SECONDS },
 ];
 
 /// The value of limit `key`: as written if in range (else an error naming the range), or its default.
@@ -536,6 +550,7 @@ fn validate(p: &Parsed, base: &Path, errs: &mut Collector) -> Option<Settings> {
             client_crls,
             upstream_tls,
             principals,
+            fingerprint: fingerprint(route, base),
         });
     }
     let handshake_timeout_seconds = limit(p, "handshake_timeout_seconds", errs);
@@ -543,6 +558,7 @@ fn validate(p: &Parsed, base: &Path, errs: &mut Collector) -> Option<Settings> {
     let max_connections = limit(p, "max_connections", errs);
     let max_connections_per_tenant = limit(p, "max_connections_per_tenant", errs);
     let max_inflight = limit(p, "max_inflight_requests_per_connection", errs);
+    let reload_grace_seconds = limit(p, "reload_grace_seconds", errs);
     let listen = listen?;
     Some(Settings {
         listen,
@@ -555,12 +571,24 @@ fn validate(p: &Parsed, base: &Path, errs: &mut Collector) -> Option<Settings> {
         max_connections: max_connections as usize,
         max_connections_per_tenant: max_connections_per_tenant as usize,
         max_inflight_requests_per_connection: max_inflight as usize,
+        reload_grace: Duration::from_secs(reload_grace_seconds),
         admin_listen,
         default_cert: default_cert?,
         tenants,
         skipped: Vec::new(),
         skipped_tenants: Vec::new(),
     })
+}
+
+/// A hash of `route` and of the contents of every file it names (a file that cannot be read hashes as absent).
+fn fingerprint(route: &TenantRoute, base: &Path) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    serde_norway::to_string(route).unwrap_or_default().hash(&mut h);
+    for file in route_files(route) {
+        std::fs::read(base.join(file)).ok().hash(&mut h);
+    }
+    h.finish()
 }
 
 /// The tenant's upstream TLS material, loaded; every file problem reported under its key.

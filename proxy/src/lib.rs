@@ -30,4 +30,4 @@ pub mod tls;
 pub mod upstream;
 
 pub use config::Settings;
-pub use listener::Proxy;
+pub use listener::{Proxy, Shutdown};

@@ -19,6 +19,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::StartHandshake;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{field, info, warn, Instrument, Span};
 
@@ -57,6 +58,8 @@ struct ProxyState {
     connections: TaskTracker,
     /// A permit per open connection, `max_connections` in all.
     connection_slots: Arc<Semaphore>,
+    /// Cancelled when the proxy drains: sessions close between requests.
+    draining: CancellationToken,
     /// When a refusal for the global connection limit was last logged (they are logged at most once a second,
     /// a flood of them would drown the log; the metric counts each).
     limit_logged: std::sync::Mutex<Option<std::time::Instant>>,
@@ -129,6 +132,7 @@ impl Proxy {
             metrics,
             connections: TaskTracker::new(),
             connection_slots: Arc::new(Semaphore::new(settings.max_connections)),
+            draining: CancellationToken::new(),
             limit_logged: std::sync::Mutex::new(None),
         });
         Ok(Proxy { listener, admin, health: Arc::default(), state })
@@ -144,18 +148,39 @@ impl Proxy {
         self.listener.local_addr()
     }
 
-    /// Serves until `shutdown` completes, then stops accepting and waits up to `drain` for open connections.
-    pub async fn run(self, shutdown: impl Future<Output = ()>, drain: Duration) {
+    /// Serves until `shutdown` completes; then readiness goes false at once, connections are still accepted for
+    /// `stop.delay` (so a load balancer notices first), the listener closes, open sessions close between
+    /// requests, and after at most `stop.drain` the remaining connections are dropped.
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>, stop: Shutdown) {
         let domain = self.state.routes.current().tenants.domain.clone();
         info!(listen = ?self.local_addr().ok(), %domain, "kaas-proxy serving");
-        if let Some(admin) = self.admin {
+        if let Some(admin) = self.admin.take() {
             tokio::spawn(crate::admin::serve(admin, self.health.clone(), self.state.metrics.clone()));
         }
         self.health.ready.store(true, Ordering::SeqCst);
-        tokio::pin!(shutdown);
+        self.accept_until(shutdown).await;
+        self.health.ready.store(false, Ordering::SeqCst);
+        info!(
+            delay_seconds = stop.delay.as_secs_f32(),
+            "shutting down: not ready; still accepting meanwhile"
+        );
+        self.accept_until(tokio::time::sleep(stop.delay)).await;
+        drop(self.listener);
+        let connections = &self.state.connections;
+        connections.close();
+        self.state.draining.cancel();
+        info!(open = connections.len(), "stopped accepting; sessions close between requests");
+        if tokio::time::timeout(stop.drain, connections.wait()).await.is_err() {
+            warn!(open = connections.len(), "drain timeout; closing remaining connections");
+        }
+    }
+
+    /// Accepts connections until `until` completes.
+    async fn accept_until(&self, until: impl Future<Output = ()>) {
+        tokio::pin!(until);
         loop {
             tokio::select! {
-                _ = &mut shutdown => break,
+                () = &mut until => return,
                 accepted = self.listener.accept() => match accepted {
                     Ok((tcp, peer)) => {
                         self.state.metrics.accepted();
@@ -174,15 +199,16 @@ impl Proxy {
                 },
             }
         }
-        self.health.ready.store(false, Ordering::SeqCst);
-        drop(self.listener);
-        let connections = &self.state.connections;
-        connections.close();
-        info!(open = connections.len(), "stopped accepting; draining connections");
-        if tokio::time::timeout(drain, connections.wait()).await.is_err() {
-            warn!(open = connections.len(), "drain timeout; closing remaining connections");
-        }
     }
+}
+
+/// How the proxy stops after its shutdown signal.
+#[derive(Debug, Clone, Copy)]
+pub struct Shutdown {
+    /// Time between readiness going false and the listener closing, for load balancers to take the proxy out.
+    pub delay: Duration,
+    /// Time open sessions get to close between requests before the remaining connections are dropped.
+    pub drain: Duration,
 }
 
 impl ProxyState {
@@ -345,6 +371,7 @@ async fn connection(tcp: TcpStream, peer: SocketAddr, state: &ProxyState) -> Res
         max_frame_bytes: limits.max_frame_bytes,
         max_inflight: limits.max_inflight,
         idle_timeout: limits.idle_timeout,
+        draining: state.draining.clone(),
         peer,
     };
     run_session(client, upstream, &ctx, state).await;

@@ -1,11 +1,13 @@
-//! The `kaas-proxy` binary: reads the configuration, serves until SIGINT/SIGTERM, drains, exits.
+//! The `kaas-proxy` binary: reads the configuration, serves until SIGINT/SIGTERM, drains, exits; SIGHUP reloads.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use kaas_proxy::{config, Proxy};
+use kaas_proxy::{config, Proxy, Shutdown};
+use tokio::sync::Notify;
 
 /// Kafka-protocol-aware TLS ingress and tenant router: one TLS port for every tenant, tenant chosen by SNI.
 #[derive(Debug, Parser)]
@@ -17,10 +19,14 @@ struct Args {
     /// Validate the configuration, report every error, and exit.
     #[arg(long)]
     check: bool,
-    /// Seconds to let open connections finish after a shutdown signal.
+    /// Seconds open sessions get to close between requests after the listener closed.
     #[arg(long, default_value_t = 30)]
     drain_timeout_seconds: u64,
-    /// Seconds between checks of the configuration and tenants_file for changes (0: never reload).
+    /// Seconds between a shutdown signal (readiness goes false at once) and the listener closing, for load
+    /// balancers to take the pod out first.
+    #[arg(long, default_value_t = 5)]
+    shutdown_delay_seconds: u64,
+    /// Seconds between checks of the configuration and the files it names for changes (0: only on SIGHUP).
     #[arg(long, default_value_t = 5)]
     reload_seconds: u64,
 }
@@ -61,13 +67,30 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if args.reload_seconds > 0 {
-        let (path, every, reloader) =
-            (args.config.clone(), Duration::from_secs(args.reload_seconds), proxy.reloader());
-        tokio::spawn(async move { kaas_proxy::reload::watch(&path, every, reloader).await });
-    }
-    proxy.run(shutdown_signal(), Duration::from_secs(args.drain_timeout_seconds)).await;
+    let every = (args.reload_seconds > 0).then(|| Duration::from_secs(args.reload_seconds));
+    let (path, reloader, now) = (args.config.clone(), proxy.reloader(), Arc::new(Notify::new()));
+    tokio::spawn(reload_on_sighup(now.clone()));
+    tokio::spawn(async move { kaas_proxy::reload::watch(&path, every, now, reloader).await });
+    let stop = Shutdown {
+        delay: Duration::from_secs(args.shutdown_delay_seconds),
+        drain: Duration::from_secs(args.drain_timeout_seconds),
+    };
+    proxy.run(shutdown_signal(), stop).await;
     ExitCode::SUCCESS
+}
+
+/// Each SIGHUP asks the reload task to reload at once.
+async fn reload_on_sighup(now: Arc<Notify>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else { return };
+        while hup.recv().await.is_some() {
+            now.notify_one();
+        }
+    }
+    #[cfg(not(unix))]
+    drop(now);
 }
 
 async fn shutdown_signal() {

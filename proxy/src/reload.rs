@@ -5,7 +5,10 @@
 //! does not load (its files not mounted yet, say) is left out and named, and the others are applied.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::sync::Notify;
 
 use crate::config;
 use crate::routes::Reloader;
@@ -14,13 +17,23 @@ fn contents(files: &[PathBuf]) -> Vec<Option<Vec<u8>>> {
     files.iter().map(|f| std::fs::read(f).ok()).collect()
 }
 
-/// Runs until the task is dropped.
-pub async fn watch(path: &Path, every: Duration, reloader: Reloader) {
+/// Runs until the task is dropped: checks every `every` (never, when `None`), and at once on `now`.
+pub async fn watch(path: &Path, every: Option<Duration>, now: Arc<Notify>, reloader: Reloader) {
     let mut files = watched(path);
     let mut last = contents(&files);
     loop {
-        tokio::time::sleep(every).await;
-        if contents(&files) == last {
+        let asked = tokio::select! {
+            () = async {
+                match every {
+                    Some(every) => tokio::time::sleep(every).await,
+                    None => std::future::pending().await,
+                }
+            } => false,
+            () = now.notified() => true,
+        };
+        if asked {
+            tracing::info!("reload asked for (SIGHUP)");
+        } else if contents(&files) == last {
             continue;
         }
         match config::load(path) {

@@ -33,16 +33,27 @@ pub struct RouteSet {
 impl RouteSet {
     /// Builds from `settings`, keeping the broker addresses `previous` already learned for tenants that remain,
     /// and the whole previous version of tenants whose new entry was left out ([`Settings::skipped_tenants`]).
+    /// A tenant whose route is unchanged (same fingerprint) is carried over as the same [`Tenant`], so its open
+    /// sessions are not retired; see [`TenantTable::retired_since`].
     pub fn build(settings: &Settings, previous: Option<&RouteSet>) -> Result<RouteSet, FrontError> {
+        let unchanged = |name: &str, fingerprint: u64| {
+            previous.and_then(|p| p.tenants.get(name)).filter(|old| old.fingerprint == fingerprint).cloned()
+        };
+        let fresh = settings.tenants.iter().filter(|t| unchanged(&t.name, t.fingerprint).is_none());
         let mut tenants = TenantTable::new(
             &settings.domain,
-            settings.tenants.iter().map(|t| Tenant::new(t.name.clone(), t.bootstrap.clone())),
+            fresh.map(|t| Tenant::new(t.name.clone(), t.bootstrap.clone()).fingerprinted(t.fingerprint)),
         );
         if let Some(previous) = previous {
             for tenant in tenants.iter() {
                 if let Some(old) = previous.tenants.get(&tenant.name) {
                     tenant.learn(old.brokers());
                 }
+            }
+        }
+        for t in &settings.tenants {
+            if let Some(old) = unchanged(&t.name, t.fingerprint) {
+                tenants.keep(old);
             }
         }
         let mut tls = TlsFront::new(
@@ -113,7 +124,9 @@ impl Routes {
 }
 
 /// Applies new settings to a running proxy: tenants, certificates and client CAs. Connections already open keep
-/// the routes they started with. The listen address, advertised port and limits stay as started.
+/// the routes they started with; those of a tenant whose route changed or was removed close once its
+/// `reload_grace_seconds` have passed and nothing is outstanding on them (clients reconnect to the new route).
+/// The listen address, advertised port and limits stay as started.
 #[derive(Debug, Clone)]
 pub struct Reloader {
     pub(crate) routes: Arc<Routes>,
@@ -131,8 +144,17 @@ impl Reloader {
             }
         };
         let tenants = next.tenants.iter().count();
+        let retired = next.tenants.retired_since(&self.routes.current().tenants);
         self.metrics.add_tenants(settings.tenants.iter().map(|t| t.name.as_str()));
         self.routes.replace(next);
+        for tenant in retired {
+            tracing::info!(
+                tenant = %tenant.name,
+                grace_seconds = settings.reload_grace.as_secs(),
+                "route changed or removed; open sessions move to the new route when the grace period ends"
+            );
+            tenant.retire_after(settings.reload_grace);
+        }
         self.metrics.routes_applied(tenants, settings.skipped.len());
         self.metrics.certificates(settings.certificate_expiry());
         Ok(tenants)

@@ -5,13 +5,14 @@
 //! brokers are rewritten, everything else forwarded untouched. Either side closing ends the session.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 use crate::error::{Blame, Side};
 use crate::kafka::codec::{i32_at, Frame, FrameError, FrameReader, ReadError};
@@ -112,6 +113,8 @@ pub struct SessionContext {
     pub max_inflight: usize,
     /// A session with no request outstanding and no byte either way for this long is closed.
     pub idle_timeout: Duration,
+    /// Cancelled when the proxy drains (shutting down): the session closes once nothing is outstanding.
+    pub draining: CancellationToken,
     /// The client's address, for logs.
     pub peer: SocketAddr,
     /// The tenant's counters (bytes, requests), looked up once when the session starts so that counting a
@@ -133,6 +136,9 @@ where
         answered: Notify::new(),
         started: Instant::now(),
         last_activity_micros: AtomicU64::new(0),
+        closing: AtomicBool::new(false),
+        unwritten: AtomicUsize::new(0),
+        flushed: Notify::new(),
     };
     let max = ctx.max_frame_bytes;
     let metrics = ctx.metrics.as_deref();
@@ -157,6 +163,29 @@ where
             tracing::debug!(idle_seconds = ctx.idle_timeout.as_secs(), "idle session closed");
             Ok(())
         }
+        why = close_when_quiet(&shared, ctx) => {
+            tracing::info!("session closed between requests: {why}");
+            Ok(())
+        }
+    }
+}
+
+/// When the proxy drains or the tenant's route is retired: stops forwarding requests, lets every response
+/// still owed reach the client, then completes, so the client sees a connection closed between requests and
+/// reconnects (to another proxy, or to the new route) with nothing lost: a request it sent that was not
+/// forwarded gets no answer, and the client retries it.
+async fn close_when_quiet(shared: &Shared, ctx: &SessionContext) -> &'static str {
+    let why = tokio::select! {
+        () = ctx.draining.cancelled() => "the proxy is draining",
+        () = ctx.tenant.retired() => "the tenant's route changed",
+    };
+    shared.closing.store(true, Ordering::SeqCst);
+    loop {
+        let flushed = shared.flushed.notified();
+        if shared.inflight.is_empty() && shared.unwritten.load(Ordering::SeqCst) == 0 {
+            return why;
+        }
+        flushed.await;
     }
 }
 
@@ -168,6 +197,12 @@ struct Shared {
     started: Instant,
     /// When a frame last went either way, microseconds after `started`.
     last_activity_micros: AtomicU64,
+    /// Set when the session is to close between requests: no further request is forwarded.
+    closing: AtomicBool,
+    /// Responses handed to the client side and not yet written.
+    unwritten: AtomicUsize,
+    /// Signalled after each write to the client.
+    flushed: Notify,
 }
 
 impl Shared {
@@ -325,7 +360,7 @@ struct Requests<'s> {
 
 impl Frames for Requests<'_> {
     fn has_room(&self) -> bool {
-        self.shared.inflight.len() < self.max_inflight
+        self.shared.inflight.len() < self.max_inflight && !self.shared.closing.load(Ordering::Relaxed)
     }
 
     async fn ready(&mut self) {
@@ -395,10 +430,13 @@ impl Frames for Responses<'_> {
         if ctx.metrics.is_some() {
             self.done.push((request.api_key, timing, arrived));
         }
+        self.shared.unwritten.fetch_add(1, Ordering::SeqCst);
         Ok(Some(processed.frame.into_bytes()))
     }
 
     fn written(&mut self, at: Instant) {
+        self.shared.unwritten.store(0, Ordering::SeqCst);
+        self.shared.flushed.notify_waiters();
         let Some(m) = self.ctx.metrics.as_deref() else { return };
         for (api_key, timing, arrived) in self.done.drain(..) {
             // A response that overtook the record of its request's write counts as all upstream time.
@@ -468,6 +506,7 @@ mod tests {
             max_frame_bytes: 1 << 20,
             max_inflight: 16,
             idle_timeout: Duration::from_secs(60),
+            draining: CancellationToken::new(),
             peer: SocketAddr::from(([127, 0, 0, 1], 1)),
             metrics: metrics.tenant("acme"),
         };

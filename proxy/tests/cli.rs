@@ -79,7 +79,8 @@ fn health_endpoints_and_graceful_stop() {
         ),
     )
     .expect("write");
-    let mut child = kaas_proxy().arg("--config").arg(&path).spawn().expect("starts");
+    let mut child =
+        kaas_proxy().arg("--config").arg(&path).arg("--shutdown-delay-seconds=0").spawn().expect("starts");
     let mut ready = None;
     for _ in 0..100 {
         ready = http_get(admin, "/readyz");
@@ -185,4 +186,54 @@ fn route_changes_are_applied_without_a_restart() {
     );
     let _ = child.kill();
     let _ = child.wait();
+}
+
+#[test]
+fn sighup_reloads_at_once_and_sigterm_unreadies_before_it_stops_accepting() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = write_self_signed(dir.path());
+    std::fs::write(dir.path().join("routes.yaml"), "[]\n").expect("write");
+    let (port, admin) = (free_port(), free_port());
+    let path = dir.path().join("proxy.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "listen: \"127.0.0.1:{port}\"\ndomain: kaas.localhost\nadmin_listen: \"127.0.0.1:{admin}\"\n\
+             tls: {{ cert: s.pem, key: s.key }}\ntenants_file: routes.yaml\n"
+        ),
+    )
+    .expect("write");
+    let mut child = kaas_proxy()
+        .arg("--config")
+        .arg(&path)
+        .args(["--reload-seconds=0", "--shutdown-delay-seconds=2", "--drain-timeout-seconds=5"])
+        .spawn()
+        .expect("starts");
+    let within = |what: &dyn Fn() -> bool, tries: usize| {
+        (0..tries).any(|_| {
+            what() || {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                false
+            }
+        })
+    };
+    let ready = || http_get(admin, "/readyz").is_some_and(|r| r.starts_with("HTTP/1.1 200"));
+    assert!(within(&ready, 100), "ready");
+    std::fs::write(dir.path().join("routes.yaml"), "- name: acme\n  bootstrap: [\"127.0.0.1:1\"]\n")
+        .expect("write");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert!(!routed(port, "acme.kaas.localhost", &ca.cert), "no polling with --reload-seconds=0");
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-HUP", &pid]).status().expect("kill").success());
+    assert!(within(&|| routed(port, "acme.kaas.localhost", &ca.cert), 60), "SIGHUP reloads");
+    let metrics = http_get(admin, "/metrics").expect("metrics");
+    assert!(metrics.contains("kaas_proxy_routes_generation 2"), "{metrics}");
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
+    let unready = || http_get(admin, "/readyz").is_some_and(|r| r.starts_with("HTTP/1.1 503"));
+    assert!(within(&unready, 10), "readiness goes false at once");
+    assert!(routed(port, "acme.kaas.localhost", &ca.cert), "still accepting during the shutdown delay");
+    let closed = || std::net::TcpStream::connect(("127.0.0.1", port)).is_err();
+    assert!(within(&closed, 100), "the listener closes after the delay");
+    let status = child.wait().expect("exits");
+    assert!(status.success(), "{status}");
 }

@@ -108,17 +108,23 @@ impl ProxyHandle {
         settings_yaml: &str,
         tenants_yaml: &str,
     ) -> anyhow::Result<ProxyHandle> {
+        let stop = kaas_proxy::Shutdown { delay: Duration::ZERO, drain: Duration::from_millis(100) };
+        Self::start_stopping_with(certs, settings_yaml, tenants_yaml, stop)
+    }
+
+    /// Like [`ProxyHandle::start_with_config`], stopping (on drop or [`ProxyHandle::begin_shutdown`]) as `stop`
+    /// says.
+    pub fn start_stopping_with(
+        certs: &Certs,
+        settings_yaml: &str,
+        tenants_yaml: &str,
+        stop: kaas_proxy::Shutdown,
+    ) -> anyhow::Result<ProxyHandle> {
         init();
         let dir = tempfile::tempdir()?;
         let admin_port = crate::free_port();
-        let yaml = format!(
-            "listen: \"[::]:0\"\ndomain: {DOMAIN}\nadmin_listen: \"127.0.0.1:{admin_port}\"\n{settings_yaml}tls:\n  \
-             cert: {}\n  key: {}\ntenants:\n{tenants_yaml}",
-            certs.cert.display(),
-            certs.key.display()
-        );
         let path = dir.path().join("kaas-proxy.yaml");
-        std::fs::write(&path, yaml)?;
+        std::fs::write(&path, config_yaml(certs, admin_port, settings_yaml, tenants_yaml))?;
         let settings = kaas_proxy::config::load(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
         let path_for_watch = path.clone();
 
@@ -132,11 +138,13 @@ impl ProxyHandle {
                     Ok(proxy) => {
                         // Files are watched as `kaas-proxy --reload-seconds` does, faster.
                         let reloader = proxy.reloader();
+                        let now = std::sync::Arc::new(tokio::sync::Notify::new());
                         let watch = tokio::spawn(async move {
-                            kaas_proxy::reload::watch(&path_for_watch, RELOAD_EVERY, reloader).await
+                            kaas_proxy::reload::watch(&path_for_watch, Some(RELOAD_EVERY), now, reloader)
+                                .await
                         });
                         let _ = port_tx.send(proxy.local_addr().map(|a| a.port()).map_err(|e| e.to_string()));
-                        proxy.run(async { drop(stop_rx.await) }, Duration::from_millis(100)).await;
+                        proxy.run(async { drop(stop_rx.await) }, stop).await;
                         watch.abort();
                     }
                     Err(e) => drop(port_tx.send(Err(e.to_string()))),
@@ -145,6 +153,35 @@ impl ProxyHandle {
         });
         let port = port_rx.recv_timeout(Duration::from_secs(10))?.map_err(|e| anyhow::anyhow!(e))?;
         Ok(ProxyHandle { port, admin_port, config_dir: dir, stop: Some(stop_tx), thread: Some(thread) })
+    }
+
+    /// Rewrites the configuration file (the proxy reloads it within [`RELOAD_EVERY`]).
+    pub fn rewrite_config(
+        &self,
+        certs: &Certs,
+        settings_yaml: &str,
+        tenants_yaml: &str,
+    ) -> anyhow::Result<()> {
+        let yaml = config_yaml(certs, self.admin_port, settings_yaml, tenants_yaml);
+        Ok(std::fs::write(self.config_dir.path().join("kaas-proxy.yaml"), yaml)?)
+    }
+
+    /// Sends the shutdown signal without waiting for the proxy to stop (dropping the handle waits).
+    pub fn begin_shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+
+    /// The status line of `GET path` on the admin endpoint (`HTTP/1.0 200 OK`).
+    pub fn admin_status(&self, path: &str) -> anyhow::Result<String> {
+        use std::io::Read;
+        let mut conn = std::net::TcpStream::connect(("127.0.0.1", self.admin_port))?;
+        conn.set_read_timeout(Some(Duration::from_secs(5)))?;
+        conn.write_all(format!("GET {path} HTTP/1.0\r\nHost: kaas-proxy\r\n\r\n").as_bytes())?;
+        let mut response = String::new();
+        conn.read_to_string(&mut response)?;
+        Ok(response.lines().next().unwrap_or_default().to_owned())
     }
 
     /// The `/metrics` exposition, fetched over HTTP as Prometheus would.
@@ -184,6 +221,16 @@ impl ProxyHandle {
     pub fn bootstrap(&self, tenant: &str) -> String {
         format!("{tenant}.{DOMAIN}:{}", self.port)
     }
+}
+
+/// The configuration file [`ProxyHandle`] writes.
+fn config_yaml(certs: &Certs, admin_port: u16, settings_yaml: &str, tenants_yaml: &str) -> String {
+    format!(
+        "listen: \"[::]:0\"\ndomain: {DOMAIN}\nadmin_listen: \"127.0.0.1:{admin_port}\"\n{settings_yaml}tls:\n  \
+         cert: {}\n  key: {}\ntenants:\n{tenants_yaml}",
+        certs.cert.display(),
+        certs.key.display()
+    )
 }
 
 impl Drop for ProxyHandle {

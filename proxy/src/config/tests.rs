@@ -126,6 +126,7 @@ fn the_key_list_matches_the_schema() {
         max_connections: Some(1),
         max_connections_per_tenant: Some(1),
         max_inflight_requests_per_connection: Some(1),
+        reload_grace_seconds: Some(1),
         admin_listen: Some("0.0.0.0:9100".into()),
         tls: CertificateFiles { cert: "c".into(), key: "k".into() },
         tenants: vec![],

@@ -4,8 +4,10 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use kaas_route::HostPort;
+use tokio_util::sync::CancellationToken;
 
 use super::sni::{self, SniError, Target};
 
@@ -21,6 +23,11 @@ pub struct Tenant {
     /// Held while the proxy asks the cluster for metadata, so a burst of connections to an unknown id causes
     /// one refresh, not one each.
     pub(crate) refresh: tokio::sync::Mutex<()>,
+    /// What the route was made from (the entry and the files it names); equal fingerprints, same route.
+    pub fingerprint: u64,
+    /// Cancelled when this version of the tenant's route has been replaced or removed and its grace period
+    /// has passed: its sessions then close as soon as nothing is outstanding.
+    retired: CancellationToken,
 }
 
 impl Tenant {
@@ -32,7 +39,30 @@ impl Tenant {
             brokers: RwLock::default(),
             next_bootstrap: AtomicUsize::new(0),
             refresh: tokio::sync::Mutex::new(()),
+            fingerprint: 0,
+            retired: CancellationToken::new(),
         }
+    }
+
+    /// With the fingerprint of what its route was made from.
+    pub fn fingerprinted(mut self, fingerprint: u64) -> Self {
+        self.fingerprint = fingerprint;
+        self
+    }
+
+    /// Completes when this version of the tenant's route is retired (see [`Tenant::retire_after`]).
+    pub async fn retired(&self) {
+        self.retired.cancelled().await
+    }
+
+    /// Retires this version after `grace`: a changed or removed route lets open sessions finish for that long.
+    pub fn retire_after(self: &Arc<Self>, grace: Duration) {
+        let tenant = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            tracing::info!(tenant = %tenant.name, "grace period over; closing the previous route's sessions");
+            tenant.retired.cancel();
+        });
     }
 
     /// The upstream address of node `id`, if the cluster has reported it.
@@ -107,6 +137,16 @@ impl TenantTable {
     /// Every tenant, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = &Arc<Tenant>> {
         self.tenants.values()
+    }
+
+    /// The tenants of `previous` this table no longer serves as they were: removed, or replaced by a changed
+    /// route (a tenant carried over unchanged is the very same `Arc`).
+    pub fn retired_since(&self, previous: &TenantTable) -> Vec<Arc<Tenant>> {
+        previous
+            .iter()
+            .filter(|old| !self.get(&old.name).is_some_and(|now| Arc::ptr_eq(now, old)))
+            .cloned()
+            .collect()
     }
 }
 

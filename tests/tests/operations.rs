@@ -1,6 +1,8 @@
-//! Limits and timeouts: every one holds against a client that misbehaves, is counted and logged, and leaves
-//! every other client alone. The brokers here are a scripted one ([`Broker`]) that counts the frames it gets
-//! and answers only when told, so what the proxy forwards is seen exactly.
+//! Operating the proxy: limits and timeouts hold against clients that misbehave, are counted and logged, and leave
+//! every other client alone; a reload moves a changed tenant's sessions to its new route after the grace period
+//! without touching other tenants; a draining proxy closes sessions between requests. The brokers here are
+//! scripted ([`Broker`]): they count the frames they get and answer only when told, so what the proxy forwards
+//! is seen exactly.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -216,4 +218,126 @@ async fn a_client_pipelining_past_max_inflight_is_held_back_not_buffered() {
         assert_eq!(&frame[4..8], &i32::to_be_bytes(answered), "answers in order");
         assert_eq!(settle(4 + answered as usize).await, 4 + answered as usize, "one more per answer");
     }
+}
+
+/// `count` tenants' entries: (name, broker).
+fn tenants_yaml(tenants: &[(&str, &Broker)]) -> String {
+    tenants.iter().map(|(name, b)| format!("  - {{ name: {name}, bootstrap: [\"{}\"] }}\n", b.addr)).collect()
+}
+
+/// Sends a Heartbeat on `conn`, lets `broker` answer it, and reads the answer.
+async fn round_trip(conn: &mut raw::Tls, broker: &Broker, correlation_id: i32) -> bool {
+    let before = broker.received();
+    if conn.write_all(&heartbeat(correlation_id)).await.is_err() {
+        return false;
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while broker.received() == before && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    broker.answer.notify_one();
+    matches!(raw::read_frame(conn).await, Ok(Some(_)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_moves_changed_and_removed_tenants_after_the_grace_period_and_leaves_others_alone() {
+    let (acme_old, acme_new, beta, gamma) =
+        (Broker::start().await, Broker::start().await, Broker::start().await, Broker::start().await);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let certs = Certs::generate(dir.path(), DOMAIN, &["acme", "beta", "gamma"]).expect("certs");
+    let grace = "reload_grace_seconds: 2\n";
+    let before = tenants_yaml(&[("acme", &acme_old), ("beta", &beta), ("gamma", &gamma)]);
+    let proxy = ProxyHandle::start_with_config(&certs, grace, &before).expect("proxy");
+    let (port, ca) = (proxy.port, certs.ca.clone());
+    let connect = |tenant: &str| {
+        let (name, ca) = (format!("{tenant}.{DOMAIN}"), ca.clone());
+        async move { raw::connect(port, Some(&name), &ca).await }
+    };
+    let mut acme = connect("acme").await.expect("acme");
+    let mut beta_conn = connect("beta").await.expect("beta");
+    let mut gamma_conn = connect("gamma").await.expect("gamma");
+    assert!(round_trip(&mut acme, &acme_old, 1).await);
+
+    // acme moves to another cluster, beta goes away, gamma stays as it was.
+    let after = tenants_yaml(&[("acme", &acme_new), ("gamma", &gamma)]);
+    proxy.rewrite_config(&certs, grace, &after).expect("rewrite");
+    let generation = proxy.wait_for_metric("kaas_proxy_routes_generation", 2.0, Duration::from_secs(5));
+    assert_eq!(generation.expect("metrics"), 2.0, "reloaded");
+    let reloaded = Instant::now();
+    // Within the grace period the open sessions keep their upstream; new ones take the new route.
+    assert!(round_trip(&mut acme, &acme_old, 2).await, "acme's open session still reaches its old cluster");
+    assert!(round_trip(&mut beta_conn, &beta, 3).await, "beta's open session too");
+    let mut acme_moved = connect("acme").await.expect("a new acme connection");
+    assert!(round_trip(&mut acme_moved, &acme_new, 4).await, "a new acme session reaches the new cluster");
+    let gone = connect("beta").await.expect_err("beta is no longer routed");
+    assert_eq!(raw::alert_of(&gone), Some(rustls::AlertDescription::UnrecognisedName));
+    // After it, they close; gamma's session, and the new acme one, go on.
+    assert!(closed_within(acme.get_mut(), Duration::from_secs(6)).await, "acme's old session closed");
+    assert!(closed_within(beta_conn.get_mut(), Duration::from_secs(2)).await, "beta's session closed");
+    assert!(reloaded.elapsed() >= Duration::from_millis(1800), "not before the grace period");
+    assert!(wait_for_log("the tenant's route changed", Duration::from_secs(2)), "the close is logged");
+    assert!(round_trip(&mut gamma_conn, &gamma, 5).await, "an unchanged tenant's session is untouched");
+    assert!(round_trip(&mut acme_moved, &acme_new, 6).await, "the new route's session is untouched");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retired_session_awaiting_an_answer_gets_it_before_it_closes() {
+    let (old, new, other) = (Broker::start().await, Broker::start().await, Broker::start().await);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let certs = Certs::generate(dir.path(), DOMAIN, &["acme", "beta"]).expect("certs");
+    let grace = "reload_grace_seconds: 1\n";
+    let proxy =
+        ProxyHandle::start_with_config(&certs, grace, &tenants_yaml(&[("acme", &old), ("beta", &other)]))
+            .expect("proxy");
+    let mut conn = raw::connect(proxy.port, Some(&format!("acme.{DOMAIN}")), &certs.ca).await.expect("tls");
+    conn.write_all(&heartbeat(1)).await.expect("a request the old cluster answers late");
+    proxy.rewrite_config(&certs, grace, &tenants_yaml(&[("acme", &new), ("beta", &other)])).expect("rewrite");
+    assert_eq!(
+        proxy.wait_for_metric("kaas_proxy_routes_generation", 2.0, Duration::from_secs(5)).expect("metrics"),
+        2.0
+    );
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    old.answer.notify_one();
+    let answer = raw::read_frame(&mut conn).await.expect("the answer arrives").expect("a frame");
+    assert_eq!(&answer[4..8], &1i32.to_be_bytes());
+    assert!(closed_within(conn.get_mut(), Duration::from_secs(3)).await, "then the session closes");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draining_proxy_unreadies_keeps_accepting_for_the_delay_and_closes_sessions_between_requests() {
+    let (acme, beta) = (Broker::start().await, Broker::start().await);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let certs = Certs::generate(dir.path(), DOMAIN, &["acme", "beta"]).expect("certs");
+    let stop = kaas_proxy::Shutdown { delay: Duration::from_millis(1500), drain: Duration::from_secs(10) };
+    let mut proxy = ProxyHandle::start_stopping_with(
+        &certs,
+        "",
+        &tenants_yaml(&[("acme", &acme), ("beta", &beta)]),
+        stop,
+    )
+    .expect("proxy");
+    let name = format!("acme.{DOMAIN}");
+    let mut idle = raw::connect(proxy.port, Some(&name), &certs.ca).await.expect("tls");
+    let mut busy = raw::connect(proxy.port, Some(&name), &certs.ca).await.expect("tls");
+    busy.write_all(&heartbeat(1)).await.expect("a request outstanding when the drain starts");
+    assert!(proxy.admin_status("/readyz").expect("readyz").contains(" 200"), "ready");
+    proxy.begin_shutdown();
+    let unready = Instant::now();
+    while !proxy.admin_status("/readyz").expect("readyz").contains(" 503") {
+        assert!(unready.elapsed() < Duration::from_millis(500), "readiness goes false at once");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut late = raw::connect(proxy.port, Some(&name), &certs.ca).await.expect("accepted during the delay");
+    assert!(closed_within(idle.get_mut(), Duration::from_secs(5)).await, "an idle session closes");
+    assert!(unready.elapsed() >= Duration::from_millis(1400), "not before the delay");
+    assert!(
+        closed_within(late.get_mut(), Duration::from_secs(2)).await,
+        "so does one opened during the delay"
+    );
+    assert!(TcpStream::connect(("127.0.0.1", proxy.port)).await.is_err(), "the listener is closed");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    acme.answer.notify_one();
+    let answer = raw::read_frame(&mut busy).await.expect("the owed answer").expect("a frame");
+    assert_eq!(&answer[4..8], &1i32.to_be_bytes());
+    assert!(closed_within(busy.get_mut(), Duration::from_secs(3)).await, "then it closes too");
 }

@@ -6,6 +6,11 @@
 //! the only addresses it has — with no delivery failing, and every record is consumed once, in order per
 //! partition. The stopped broker stays down: two of three replicas still meet `min.insync.replicas`, and a
 //! second restart would only cost the 2 cores another JVM start.
+//!
+//! And the proxy's own roll-out: a producer writes through one of two proxy replicas behind a load balancer
+//! (a switchable relay); that replica drains (SIGTERM): it turns unready, the balancer sends new connections to
+//! the other, and its sessions close between requests. The producer reconnects and goes on with no delivery
+//! failing, and every acknowledged record is consumed once.
 
 mod common;
 
@@ -15,7 +20,11 @@ use std::time::{Duration, Instant};
 use common::producing::{Ack, Plan, Producing};
 use common::proxied::ProxiedKafka;
 use common::*;
-use kaas_e2e::kafka::ClusterOptions;
+use kaas_e2e::certs::Certs;
+use kaas_e2e::kafka::{ClusterOptions, KafkaCluster, Listener};
+use kaas_e2e::proxy::ProxyHandle;
+use kaas_e2e::relay::SwitchRelay;
+use kaas_e2e::DOMAIN;
 use rdkafka::admin::{NewTopic, TopicReplication};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
@@ -68,6 +77,52 @@ async fn producer_follows_leaders_through_broker_crash_and_shutdown() {
     eprintln!("{sent} records produced through two leadership moves");
     let seen = consume(&config, TOPIC, "g-moves", sent, Duration::from_secs(120)).expect("consume");
     assert_same_records(RUN, sent, &seen);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn producer_moves_to_another_proxy_replica_when_one_drains() {
+    const PLAN: Plan = Plan {
+        topic: "rollout",
+        run: "rollout",
+        batch: 20,
+        pause: Duration::from_millis(20),
+        recovery: RECOVERY,
+    };
+    let cluster = KafkaCluster::start(ClusterOptions::named("rollout").nodes(1)).expect("kafka");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let certs = Certs::generate(dir.path(), DOMAIN, &["rollout"]).expect("certs");
+    // The balancer: one address for both replicas, the one their rewritten broker addresses name too.
+    let balancer = SwitchRelay::start(String::new()).await.expect("relay");
+    let settings = format!("advertised_port: {}\n", balancer.port);
+    let tenants =
+        format!("  - {{ name: rollout, bootstrap: [\"{}\"] }}\n", cluster.addrs(Listener::Plain)[0]);
+    let stop = kaas_proxy::Shutdown { delay: Duration::from_secs(1), drain: Duration::from_secs(30) };
+    let mut draining =
+        ProxyHandle::start_stopping_with(&certs, &settings, &tenants, stop).expect("replica 1");
+    let staying = ProxyHandle::start_with_config(&certs, &settings, &tenants).expect("replica 2");
+    balancer.switch(format!("127.0.0.1:{}", draining.port));
+    let config = client_config(&format!("rollout.{DOMAIN}:{}", balancer.port), &certs.ca);
+    create_topics(&config, &[NewTopic::new(PLAN.topic, 3, TopicReplication::Fixed(1))]).await.expect("topic");
+
+    let producer = Producing::start(&config, PLAN).expect("producer");
+    producer.wait_for_acks(500, |_| true, "records through replica 1").await;
+    draining.begin_shutdown();
+    while !draining.admin_status("/readyz").expect("readyz").contains(" 503") {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    balancer.switch(format!("127.0.0.1:{}", staying.port));
+    let switched = Instant::now();
+    producer.wait_for_acks_since(switched, 1000, "records through replica 2").await;
+    let opened = staying.metric("kaas_proxy_session_opened_total{tenant=\"rollout\"}").expect("metrics");
+    assert!(opened >= 1.0, "the producer reconnected through replica 2");
+    drop(draining); // returns once replica 1 has stopped: its sessions all closed
+    eprintln!("replica 1 drained within {:?} of turning unready", switched.elapsed());
+    producer.wait_for_acks_since(Instant::now(), 500, "records after replica 1 stopped").await;
+
+    let sent = producer.finish();
+    eprintln!("{sent} records produced across the drain");
+    let seen = consume(&config, PLAN.topic, "g-rollout", sent, Duration::from_secs(120)).expect("consume");
+    assert_same_records(PLAN.run, sent, &seen);
 }
 
 /// Whether `ack` is of a record acknowledged on `partitions` after `since`.

@@ -143,6 +143,7 @@ impl RouteSource {
             client_crl: None,
             principal_mapping_rules: None,
             upstream,
+            quota: None,
         }
     }
 }

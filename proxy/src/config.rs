@@ -196,6 +196,8 @@ pub struct TenantSettings {
     /// A hash of the entry and of every file it names: a reload that leaves it equal leaves the tenant's open
     /// sessions alone.
     pub fingerprint: u64,
+    /// Byte-rate quotas; none when absent.
+    pub quota: Option<kaas_route::Quota>,
 }
 
 /// One problem, naming its key.
@@ -551,6 +553,7 @@ fn validate(p: &Parsed, base: &Path, errs: &mut Collector) -> Option<Settings> {
             upstream_tls,
             principals,
             fingerprint: fingerprint(route, base),
+            quota: route.quota.clone(),
         });
     }
     let handshake_timeout_seconds = limit(p, "handshake_timeout_seconds", errs);

@@ -12,6 +12,7 @@ use std::sync::{Arc, RwLock};
 
 use crate::config::Settings;
 use crate::metrics::Metrics;
+use crate::router::quota::Quotas;
 use crate::router::{Tenant, TenantTable};
 use crate::tls::{FrontError, TenantTls, TlsFront};
 use crate::upstream::principal::PrincipalMapper;
@@ -42,7 +43,11 @@ impl RouteSet {
         let fresh = settings.tenants.iter().filter(|t| unchanged(&t.name, t.fingerprint).is_none());
         let mut tenants = TenantTable::new(
             &settings.domain,
-            fresh.map(|t| Tenant::new(t.name.clone(), t.bootstrap.clone()).fingerprinted(t.fingerprint)),
+            fresh.map(|t| {
+                Tenant::new(t.name.clone(), t.bootstrap.clone())
+                    .fingerprinted(t.fingerprint)
+                    .with_quotas(Quotas::new(t.quota.as_ref()))
+            }),
         );
         if let Some(previous) = previous {
             for tenant in tenants.iter() {

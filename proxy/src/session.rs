@@ -16,8 +16,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::{Blame, Side};
 use crate::kafka::codec::{i32_at, Frame, FrameError, FrameReader, ReadError};
-use crate::kafka::inflight::{Answer, InflightError, InflightQueue, Timing};
+use crate::kafka::inflight::{Answer, InFlight, InflightError, InflightQueue, Timing};
 use crate::kafka::rewrite::Advertise;
+use crate::kafka::throttle::with_throttle;
 use crate::kafka::{inspect_request, process_response, RequestError, ResponseError};
 use crate::metrics::{Direction, TenantMetrics};
 use crate::router::Tenant;
@@ -137,12 +138,13 @@ where
         started: Instant::now(),
         last_activity_micros: AtomicU64::new(0),
         closing: AtomicBool::new(false),
+        muted_until_micros: AtomicU64::new(0),
         unwritten: AtomicUsize::new(0),
         flushed: Notify::new(),
     };
     let max = ctx.max_frame_bytes;
     let metrics = ctx.metrics.as_deref();
-    let mut on_request = Requests { shared: &shared, metrics, max_inflight: ctx.max_inflight.max(1) };
+    let mut on_request = Requests { shared: &shared, ctx, metrics, max_inflight: ctx.max_inflight.max(1) };
     let mut on_response = Responses { shared: &shared, ctx, done: Vec::new() };
     let requests = pump(Side::Client, client_r, upstream_w, max, metrics, &mut on_request);
     let responses = pump(Side::Upstream, upstream_r, client_w, max, metrics, &mut on_response);
@@ -199,6 +201,8 @@ struct Shared {
     last_activity_micros: AtomicU64,
     /// Set when the session is to close between requests: no further request is forwarded.
     closing: AtomicBool,
+    /// Until when the client is not read (a quota's throttle), microseconds after `started`; 0: not muted.
+    muted_until_micros: AtomicU64,
     /// Responses handed to the client side and not yet written.
     unwritten: AtomicUsize,
     /// Signalled after each write to the client.
@@ -206,10 +210,23 @@ struct Shared {
 }
 
 impl Shared {
+    fn micros(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.started).as_micros()).unwrap_or(u64::MAX)
+    }
+
     fn touch(&self, at: Instant) {
-        let micros =
-            u64::try_from(at.saturating_duration_since(self.started).as_micros()).unwrap_or(u64::MAX);
-        self.last_activity_micros.fetch_max(micros, Ordering::Relaxed);
+        self.last_activity_micros.fetch_max(self.micros(at), Ordering::Relaxed);
+    }
+
+    /// Reads nothing more from the client until `until` (a quota's throttle, KIP-219).
+    fn mute_until(&self, until: Instant) {
+        self.muted_until_micros.fetch_max(self.micros(until), Ordering::Relaxed);
+    }
+
+    /// The end of the current mute, if it lies ahead.
+    fn muted(&self) -> Option<Instant> {
+        let until = self.started + Duration::from_micros(self.muted_until_micros.load(Ordering::Relaxed));
+        (until > Instant::now()).then_some(until)
     }
 
     fn last_activity(&self) -> Instant {
@@ -354,28 +371,45 @@ where
 /// (counted by API). Holds the client back while `max_inflight` requests await their responses.
 struct Requests<'s> {
     shared: &'s Shared,
+    ctx: &'s SessionContext,
     metrics: Option<&'s TenantMetrics>,
     max_inflight: usize,
 }
 
 impl Frames for Requests<'_> {
     fn has_room(&self) -> bool {
-        self.shared.inflight.len() < self.max_inflight && !self.shared.closing.load(Ordering::Relaxed)
+        self.shared.inflight.len() < self.max_inflight
+            && !self.shared.closing.load(Ordering::Relaxed)
+            && self.shared.muted().is_none()
     }
 
     async fn ready(&mut self) {
         // `notify_one` stores a permit when nobody waits, so an answer between the check and the wait is
         // not missed.
         while !self.has_room() {
-            self.shared.answered.notified().await;
+            match self.shared.muted() {
+                Some(until) => tokio::time::sleep_until(until.into()).await,
+                None => self.shared.answered.notified().await,
+            }
         }
     }
 
     fn frame(&mut self, frame: Frame, arrived: Instant) -> Result<Option<Bytes>, SessionError> {
         self.shared.touch(arrived);
-        let seen = inspect_request(&frame)?;
+        let mut seen = inspect_request(&frame)?;
         if let Some(m) = self.metrics {
             m.request(seen.inflight.api_key);
+        }
+        let produce = self.ctx.tenant.quotas.produce.as_ref().filter(|_| seen.inflight.api_key == PRODUCE);
+        if let Some(limit) = produce {
+            let throttle = limit.take(frame.body().len() + 4, arrived);
+            if !throttle.is_zero() {
+                seen.inflight.throttle_ms = throttle_ms(throttle);
+                self.shared.mute_until(arrived + throttle);
+                if let Some(m) = self.metrics {
+                    m.throttled("produce", throttle);
+                }
+            }
         }
         if seen.expects_response {
             self.shared.inflight.push(seen.inflight, arrived);
@@ -390,8 +424,40 @@ impl Frames for Requests<'_> {
     }
 }
 
-/// Upstream → client: match the response to its request and rewrite it if it names brokers; once written,
-/// record how long the pair took in the proxy and upstream.
+/// The API key of Produce and Fetch, whose bytes count against a tenant's quotas.
+const PRODUCE: i16 = 0;
+const FETCH: i16 = 1;
+
+/// A throttle as Kafka's `throttle_time_ms`, rounded up.
+fn throttle_ms(throttle: Duration) -> i32 {
+    i32::try_from(throttle.as_micros().div_ceil(1000)).unwrap_or(i32::MAX)
+}
+
+impl Responses<'_> {
+    /// The response with the throttle the tenant's quotas ask for: the produce throttle its request earned, or
+    /// (a Fetch) the fetch throttle its own size earns now; the client is not read for as long.
+    fn throttle(&mut self, frame: Frame, request: &InFlight, arrived: Instant) -> Frame {
+        let fetch = self.ctx.tenant.quotas.fetch.as_ref().filter(|_| request.api_key == FETCH);
+        let mut throttle_ms = request.throttle_ms;
+        if let Some(limit) = fetch {
+            let throttle = limit.take(frame.body().len() + 4, arrived);
+            if !throttle.is_zero() {
+                throttle_ms = self::throttle_ms(throttle);
+                self.shared.mute_until(arrived + throttle);
+                if let Some(m) = self.ctx.metrics.as_deref() {
+                    m.throttled("fetch", throttle);
+                }
+            }
+        }
+        match request.api() {
+            Some(api) if throttle_ms > 0 => with_throttle(frame, api, request.version, throttle_ms),
+            _ => frame,
+        }
+    }
+}
+
+/// Upstream → client: match the response to its request and rewrite it if it names brokers, and answer quotas;
+/// once written, record how long the pair took in the proxy and upstream.
 struct Responses<'s> {
     shared: &'s Shared,
     ctx: &'s SessionContext,
@@ -427,11 +493,12 @@ impl Frames for Responses<'_> {
         if !processed.learned.is_empty() {
             ctx.tenant.learn(processed.learned);
         }
+        let processed = self.throttle(processed.frame, &request, arrived);
         if ctx.metrics.is_some() {
             self.done.push((request.api_key, timing, arrived));
         }
         self.shared.unwritten.fetch_add(1, Ordering::SeqCst);
-        Ok(Some(processed.frame.into_bytes()))
+        Ok(Some(processed.into_bytes()))
     }
 
     fn written(&mut self, at: Instant) {

@@ -37,7 +37,27 @@ pub struct TenantRoute {
     /// How the proxy reaches the tenant's brokers: plaintext when absent, else TLS and an identity.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream: Option<UpstreamRoute>,
+    /// Byte rates the tenant's clients are held to, all connections together; unlimited when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<Quota>,
 }
+
+/// A tenant's byte-rate quotas, answered as Kafka's brokers answer theirs (KIP-219): a client over its rate
+/// gets its response at once with `throttle_time_ms` set, and the proxy reads nothing more from that connection
+/// for that long.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Quota {
+    /// Produce request bytes per second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub produce_bytes_per_second: Option<u64>,
+    /// Fetch response bytes per second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fetch_bytes_per_second: Option<u64>,
+}
+
+/// Smallest byte-rate quota: below it one default-sized batch (1 MiB) would throttle a client for minutes.
+pub const MIN_QUOTA_BYTES_PER_SECOND: u64 = 1024;
 
 /// The security of the connections from the proxy to a tenant's brokers (bootstrap, `b<id>` and the proxy's
 /// own metadata requests alike).
@@ -145,6 +165,21 @@ impl TenantRoute {
         }
         if let Some(upstream) = &self.upstream {
             upstream.check(self.client_ca.is_some(), &mut errors);
+        }
+        if let Some(quota) = &self.quota {
+            for (field, rate) in [
+                ("quota.produce_bytes_per_second", quota.produce_bytes_per_second),
+                ("quota.fetch_bytes_per_second", quota.fetch_bytes_per_second),
+            ] {
+                if rate.is_some_and(|r| r < MIN_QUOTA_BYTES_PER_SECOND) {
+                    errors.push(RouteError {
+                        field: field.into(),
+                        message: format!(
+                            "must be at least {MIN_QUOTA_BYTES_PER_SECOND} (omit it for no limit)"
+                        ),
+                    });
+                }
+            }
         }
         errors
     }
@@ -316,9 +351,13 @@ mod tests {
             client_crl: Some("revoked.crl".into()),
             principal_mapping_rules: None,
             upstream: None,
+            quota: Some(Quota { produce_bytes_per_second: Some(10), fetch_bytes_per_second: Some(1 << 20) }),
         };
         let fields: Vec<_> = route.validate().into_iter().map(|e| e.field).collect();
-        assert_eq!(fields, ["name", "bootstrap[1]", "bootstrap[2]", "client_crl"]);
+        assert_eq!(
+            fields,
+            ["name", "bootstrap[1]", "bootstrap[2]", "client_crl", "quota.produce_bytes_per_second"]
+        );
     }
 
     fn upstream(yaml: &str) -> UpstreamRoute {
@@ -368,6 +407,7 @@ mod tests {
                 client_crl: None,
                 principal_mapping_rules: None,
                 upstream: Some(upstream(yaml)),
+                quota: None,
             };
             let fields: Vec<_> = route.validate().into_iter().map(|e| e.field).collect();
             assert_eq!(fields, *want, "{yaml}");

@@ -22,6 +22,8 @@ pub struct InFlight {
     pub version: i16,
     /// What to do with the response.
     pub action: ResponseAction,
+    /// The tenant's produce quota was exceeded by this request: the least `throttle_time_ms` its response gets.
+    pub throttle_ms: i32,
 }
 
 impl InFlight {
@@ -147,7 +149,13 @@ mod tests {
     use super::*;
 
     fn req(id: i32) -> InFlight {
-        InFlight { correlation_id: id, api_key: 3, version: 12, action: ResponseAction::Forward }
+        InFlight {
+            correlation_id: id,
+            api_key: 3,
+            version: 12,
+            action: ResponseAction::Forward,
+            throttle_ms: 0,
+        }
     }
 
     /// The request a response answers, without its timing.

@@ -1,7 +1,7 @@
 //! Kafka awareness: framing ([`codec`]), the proxy's own requests ([`client`]), headers ([`header`]), which APIs
 //! matter ([`apis`]), in-flight tracking
-//! ([`inflight`]), address rewriting ([`rewrite`]) and ApiVersions capping ([`versions`]), both walking broker
-//! bytes with the bounded cursor of [`wire`].
+//! ([`inflight`]), address rewriting ([`rewrite`]), ApiVersions capping ([`versions`]) and quota answers
+//! ([`throttle`]), walking broker bytes with the bounded cursor of [`wire`].
 //!
 //! This module is pure: [`inspect_request`] and [`process_response`] turn frames into decisions and frames, and
 //! [`crate::session`] does the I/O. Nothing is decoded into messages: request headers and the `acks` of Produce
@@ -13,6 +13,7 @@ pub mod codec;
 pub mod header;
 pub mod inflight;
 pub mod rewrite;
+pub mod throttle;
 pub mod versions;
 pub mod wire;
 
@@ -62,8 +63,13 @@ pub fn inspect_request(frame: &Frame) -> Result<Inspected, RequestError> {
         }
         _ => false,
     };
-    let inflight =
-        InFlight { correlation_id: h.correlation_id, api_key: h.api_key, version: h.api_version, action };
+    let inflight = InFlight {
+        correlation_id: h.correlation_id,
+        api_key: h.api_key,
+        version: h.api_version,
+        action,
+        throttle_ms: 0,
+    };
     Ok(Inspected { inflight, expects_response: !no_response })
 }
 

@@ -84,6 +84,8 @@ pub struct Scan {
     pub learned: Vec<(i32, HostPort)>,
     /// Endpoints that are not the proxy's own names (checked by [`foreign_endpoints`] only).
     pub foreign: usize,
+    /// Where the response's `throttle_time_ms` is, from the start of the body.
+    pub throttle_at: Option<usize>,
 }
 
 /// Walks the body (after the response header) of an `api` response of `version`. With `adv`, every endpoint
@@ -350,11 +352,13 @@ impl Walk<'_> {
             })?;
             r.skip_tagged_fields("responses tags")
         })?;
+        self.scan.throttle_at = Some(r.pos());
         r.i32("throttle_time_ms")?;
         self.tagged_node_endpoints(r, v >= 10)
     }
 
     fn fetch(&mut self, r: &mut Reader<'_>, v: i16) -> WireResult<()> {
+        self.scan.throttle_at = Some(r.pos());
         r.i32("throttle_time_ms")?;
         if v >= 7 {
             r.i16("error_code")?;

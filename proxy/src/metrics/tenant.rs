@@ -6,6 +6,7 @@
 //! would take the tenants lock on every one of millions of frames, across all sessions.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -55,7 +56,13 @@ pub struct TenantMetrics {
     pub(super) cert_not_after: Gauge,
     leaked: Counter,
     frames_refused: [Counter; FRAME_REFUSALS.len()],
+    /// By [`QUOTA_KINDS`].
+    throttled: [Counter; 2],
+    throttle_seconds: [Counter<f64, AtomicU64>; 2],
 }
+
+/// The `kind` label of the quota series: which byte rate was exceeded.
+pub const QUOTA_KINDS: [&str; 2] = ["produce", "fetch"];
 
 impl TenantMetrics {
     pub(super) fn new() -> Self {
@@ -84,6 +91,16 @@ impl TenantMetrics {
             cert_not_after: Gauge::default(),
             leaked: Counter::default(),
             frames_refused: Default::default(),
+            throttled: Default::default(),
+            throttle_seconds: Default::default(),
+        }
+    }
+
+    /// Counts a response throttled for the tenant's `kind` quota (one of [`QUOTA_KINDS`]) by `throttle`.
+    pub fn throttled(&self, kind: &str, throttle: Duration) {
+        if let Some(i) = QUOTA_KINDS.iter().position(|k| *k == kind) {
+            self.throttled[i].inc();
+            self.throttle_seconds[i].inc_by(throttle.as_secs_f64());
         }
     }
 
@@ -196,6 +213,12 @@ struct TenantOutcomeLabels {
 }
 
 #[derive(Debug, Clone, EncodeLabelSet)]
+struct TenantKindLabels {
+    tenant: Arc<str>,
+    kind: &'static str,
+}
+
+#[derive(Debug, Clone, EncodeLabelSet)]
 struct TenantDirectionLabels {
     tenant: Arc<str>,
     direction: Direction,
@@ -291,6 +314,15 @@ impl Collector for Labelled {
         let help = "Unix time the certificate the tenant's clients are served expires (its not-after).";
         let not_after = tenants.iter().map(|(t, m)| (tenant(t), &m.cert_not_after));
         family(e, "tls_certificate_not_after_timestamp_seconds", help, GAUGE, not_after)?;
+        let kind = |t: &Arc<str>, kind| TenantKindLabels { tenant: t.clone(), kind };
+        let help =
+            "Responses whose client went over the tenant's byte-rate quota, by tenant and kind (produce, \
+                    fetch): answered with throttle_time_ms, the connection not read meanwhile.";
+        let throttled = per_tenant(tenants, &QUOTA_KINDS, kind, |m, i| &m.throttled[i]);
+        family(e, "quota_throttled_responses", help, COUNTER, throttled)?;
+        let help = "Throttle time given for the tenant's byte-rate quotas, by tenant and kind.";
+        let seconds = per_tenant(tenants, &QUOTA_KINDS, kind, |m, i| &m.throttle_seconds[i]);
+        family(e, "quota_throttle_seconds", help, COUNTER, seconds)?;
         let help =
             "Broker addresses a rewritten response still held, caught before the client saw them (the \
                     session was closed); anything but 0 is a bug.";

@@ -98,6 +98,12 @@ fn tenant_series(tenant: &str) -> Vec<String> {
             "kaas_proxy_upstream_connect_duration_seconds_bucket{{le=\"{le}\",tenant=\"{tenant}\"}}"
         ));
     }
+    for kind in tenant::QUOTA_KINDS {
+        all.push(format!(
+            "kaas_proxy_quota_throttled_responses_total{{tenant=\"{tenant}\",kind=\"{kind}\"}}"
+        ));
+        all.push(format!("kaas_proxy_quota_throttle_seconds_total{{tenant=\"{tenant}\",kind=\"{kind}\"}}"));
+    }
     for reason in FRAME_REFUSALS {
         all.push(format!(
             "kaas_proxy_session_frames_refused_total{{tenant=\"{tenant}\",reason=\"{reason}\"}}"
@@ -261,6 +267,8 @@ fn upstream_connects_refreshes_leaks_and_certificates() {
     acme.leaked(3);
     acme.frame_refused("client_frame_size");
     acme.frame_refused("no_such_reason");
+    acme.throttled("fetch", Duration::from_millis(1500));
+    acme.throttled("fetch", Duration::from_millis(500));
     m.certificates([("acme", 1_900_000_000), ("beta", 1_800_000_000)]);
     let text = m.encode();
     for (series, want) in [
@@ -273,6 +281,9 @@ fn upstream_connects_refreshes_leaks_and_certificates() {
         ("upstream_metadata_refreshes_total{tenant=\"acme\",outcome=\"ok\"}", 1),
         ("upstream_metadata_refreshes_total{tenant=\"acme\",outcome=\"failed\"}", 1),
         ("rewrite_leaked_addresses_total{tenant=\"acme\"}", 3),
+        ("quota_throttled_responses_total{tenant=\"acme\",kind=\"fetch\"}", 2),
+        ("quota_throttle_seconds_total{tenant=\"acme\",kind=\"fetch\"}", 2),
+        ("quota_throttled_responses_total{tenant=\"acme\",kind=\"produce\"}", 0),
         ("rewrite_leaked_addresses_total{tenant=\"beta\"}", 0),
         ("session_frames_refused_total{tenant=\"acme\",reason=\"client_frame_size\"}", 1),
         ("tls_certificate_not_after_timestamp_seconds{tenant=\"acme\"}", 1_900_000_000),

@@ -1,9 +1,11 @@
-//! Router: turns the TLS server name into a tenant and a target, and keeps each tenant's broker table.
+//! Router: turns the TLS server name into a tenant and a target, and keeps each tenant's broker table and
+//! byte-rate quotas ([`quota`]).
 //!
 //! Neighbours: [`crate::listener`] asks it which tenant a ClientHello names; [`crate::kafka::rewrite`] reports
 //! the broker addresses it sees so the table learns them; [`crate::upstream`] reads the table to connect;
 //! [`crate::routes`] builds it from the settings.
 
+pub mod quota;
 pub mod sni;
 pub mod table;
 

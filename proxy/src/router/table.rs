@@ -9,6 +9,7 @@ use std::time::Duration;
 use kaas_route::HostPort;
 use tokio_util::sync::CancellationToken;
 
+use super::quota::Quotas;
 use super::sni::{self, SniError, Target};
 
 /// One tenant: its bootstrap servers and the node id → address table of its cluster.
@@ -25,6 +26,8 @@ pub struct Tenant {
     pub(crate) refresh: tokio::sync::Mutex<()>,
     /// What the route was made from (the entry and the files it names); equal fingerprints, same route.
     pub fingerprint: u64,
+    /// Byte rates all the tenant's connections share.
+    pub quotas: Quotas,
     /// Cancelled when this version of the tenant's route has been replaced or removed and its grace period
     /// has passed: its sessions then close as soon as nothing is outstanding.
     retired: CancellationToken,
@@ -40,8 +43,15 @@ impl Tenant {
             next_bootstrap: AtomicUsize::new(0),
             refresh: tokio::sync::Mutex::new(()),
             fingerprint: 0,
+            quotas: Quotas::default(),
             retired: CancellationToken::new(),
         }
+    }
+
+    /// With these quotas.
+    pub fn with_quotas(mut self, quotas: Quotas) -> Self {
+        self.quotas = quotas;
+        self
     }
 
     /// With the fingerprint of what its route was made from.

@@ -21,6 +21,7 @@ use crate::crd::{Condition, Isolation, KafkaTenant, KafkaTenantStatus};
 use crate::gitops::{self, Repo};
 use crate::metrics::Metrics;
 use crate::render::{self, Platform, RenderError};
+use crate::sizing;
 use crate::upstream;
 use crate::watched::{readiness, Cluster, HelmRelease};
 
@@ -228,7 +229,7 @@ async fn apply(t: &KafkaTenant, api: &Api<KafkaTenant>, ctx: &Context) -> Result
             return Ok(Action::await_change());
         }
     };
-    let sizing = crate::sizing::size(&render::demand(t)).ok();
+    let sizing = sizing::size(&render::demand(t)).ok();
     let yaml = render::to_yaml(&manifests).map_err(|e| Error::Routes(e.to_string()))?;
     let repo = ctx.repo.clone();
     let message = gitops::message(&name, generation);
@@ -265,7 +266,9 @@ async fn apply(t: &KafkaTenant, api: &Api<KafkaTenant>, ctx: &Context) -> Result
     let (state, reason, message, bootstrap) = match &waiting {
         Some(why) => ("Provisioning", "Waiting", why.clone(), None),
         None => {
-            publish_route(&name, Some(t.spec.isolation), ctx).await?;
+            let mut route = ctx.routes.route(&name, t.spec.isolation);
+            route.quota = Some(sizing::quota(&render::demand(t)));
+            publish_route(&name, Some(route), ctx).await?;
             (
                 "Ready",
                 "Published",
@@ -310,8 +313,8 @@ async fn readiness_of(t: &KafkaTenant, ctx: &Context) -> Result<Option<String>, 
     })
 }
 
-/// Sets (or, with `None`, removes) the tenant's entry in the route source.
-async fn publish_route(tenant: &str, isolation: Option<Isolation>, ctx: &Context) -> Result<(), Error> {
+/// Sets `tenant`'s entry in the route source to `route` (removes it with `None`).
+async fn publish_route(tenant: &str, route: Option<TenantRoute>, ctx: &Context) -> Result<(), Error> {
     let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ctx.routes.namespace);
     let existing = api.get_opt(&ctx.routes.config_map).await?;
     let mut routes: Vec<TenantRoute> = match existing.as_ref().and_then(|c| c.data.as_ref()?.get(ROUTES_KEY))
@@ -323,8 +326,8 @@ async fn publish_route(tenant: &str, isolation: Option<Isolation>, ctx: &Context
     };
     let before = routes.clone();
     routes.retain(|r| r.name != tenant);
-    if let Some(isolation) = isolation {
-        routes.push(ctx.routes.route(tenant, isolation));
+    if let Some(route) = route {
+        routes.push(route);
         routes.sort_by(|a, b| a.name.cmp(&b.name));
     }
     if routes == before && existing.is_some() {

@@ -137,6 +137,21 @@ pub fn fits(d: &Demand, it: &InstanceType, brokers: u32) -> bool {
         && storage_per_broker_gib(d, brokers) <= MAX_VOLUME_GIB
 }
 
+/// Above the throughput a tenant states, by this factor, its clients are throttled at the proxy: bursts get room,
+/// while one tenant far past what it asked for (and what its cluster was sized for) cannot take the shared
+/// proxy's CPU from the others.
+pub const QUOTA_HEADROOM: f64 = 1.25;
+
+/// The byte-rate quotas the proxy holds a tenant to: its stated ingress (produce) and egress (fetch) with
+/// [`QUOTA_HEADROOM`], in bytes per second (1 MB = 10^6 bytes, as the throughput is stated).
+pub fn quota(d: &Demand) -> kaas_route::Quota {
+    let rate = |mbps: u32| (f64::from(mbps) * 1e6 * QUOTA_HEADROOM).round() as u64;
+    kaas_route::Quota {
+        produce_bytes_per_second: Some(rate(d.ingress_mbps)),
+        fetch_bytes_per_second: Some(rate(d.egress_mbps)),
+    }
+}
+
 /// Sizes a demand by the rules above: the fitting instance type and broker count with the fewest vCPUs in
 /// total (then the fewest brokers).
 pub fn size(d: &Demand) -> Result<Sizing, SizingError> {
@@ -169,6 +184,31 @@ pub fn size(d: &Demand) -> Result<Sizing, SizingError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quotas_are_the_stated_throughput_with_headroom() {
+        let d = Demand {
+            ingress_mbps: 10,
+            egress_mbps: 30,
+            retention_hours: 24,
+            replication_factor: 3,
+            partitions: None,
+        };
+        let q = quota(&d);
+        assert_eq!(q.produce_bytes_per_second, Some(12_500_000));
+        assert_eq!(q.fetch_bytes_per_second, Some(37_500_000));
+        let route = kaas_route::TenantRoute {
+            name: "acme".into(),
+            bootstrap: vec!["k:9092".into()],
+            tls: None,
+            client_ca: None,
+            client_crl: None,
+            principal_mapping_rules: None,
+            upstream: None,
+            quota: Some(quota(&Demand { ingress_mbps: 1, egress_mbps: 1, ..d })),
+        };
+        assert!(route.validate().is_empty(), "the smallest tenant's quota is one the proxy accepts");
+    }
     use proptest::prelude::*;
 
     fn demand(ingress: u32, egress: u32, hours: u32, rf: u16) -> Demand {

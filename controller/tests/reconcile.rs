@@ -175,6 +175,11 @@ async fn create_then_ready_then_update_then_delete() {
     assert_eq!(routes.len(), 1);
     assert_eq!(routes[0].name, "acme");
     assert_eq!(routes[0].bootstrap, ["kafka-bootstrap.acme.internal.kaas.dev:9093"]);
+    let tenant = f.tenants().get("acme").await.expect("tenant");
+    let quota = routes[0].quota.clone().expect("the route carries the tenant's quota");
+    let stated = |mbps: u32| Some(u64::from(mbps) * 1_250_000);
+    assert_eq!(quota.produce_bytes_per_second, stated(tenant.spec.throughput.ingress_mbps), "ingress + 25 %");
+    assert_eq!(quota.fetch_bytes_per_second, stated(tenant.spec.throughput.egress_mbps), "egress + 25 %");
     let status = f.tenants().get("acme").await.expect("tenant").status.expect("status");
     assert_eq!(status.sizing.map(|s| s.brokers), Some(3));
 

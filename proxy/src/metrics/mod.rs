@@ -14,7 +14,7 @@
 //! `/metrics`.
 
 pub mod histogram;
-mod tenant;
+pub mod tenant;
 
 use std::fmt::Write as _;
 use std::sync::Arc;

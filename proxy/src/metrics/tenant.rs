@@ -1,5 +1,5 @@
 //! One configured tenant's series ([`TenantMetrics`]) and the collector that writes every tenant's
-//! ([`Labelled`]), in a stable order: tenants by name, reasons and APIs as listed.
+//! (`Labelled`), in a stable order: tenants by name, reasons and APIs as listed.
 //!
 //! A session holds an `Arc` of its tenant's set, taken once when it starts, and counts every frame through it:
 //! a relaxed atomic add, no lock, no hashing of label values. Looking the tenant up by name for each frame

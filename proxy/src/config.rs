@@ -73,6 +73,9 @@ pub struct Config {
     /// After a reload changes or removes a tenant's route, how long its open sessions may go on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reload_grace_seconds: Option<u64>,
+    /// Largest `max_bytes` a Fetch request is forwarded with (lower ones pass as they are).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_fetch_response_bytes: Option<u32>,
     /// Address of the health (`/healthz`, `/readyz`) endpoint; none when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin_listen: Option<String>,
@@ -107,6 +110,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "max_connections_per_tenant",
     "max_inflight_requests_per_connection",
     "reload_grace_seconds",
+    "max_fetch_response_bytes",
     "admin_listen",
     "tls",
     "tenants",
@@ -139,6 +143,8 @@ pub struct Settings {
     pub max_inflight_requests_per_connection: usize,
     /// After a reload changes or removes a tenant's route, how long its open sessions may go on.
     pub reload_grace: Duration,
+    /// Largest `max_bytes` a Fetch request is forwarded with: what bounds the response frames held per connection.
+    pub max_fetch_response_bytes: u32,
     /// Where `/healthz`, `/readyz` and `/metrics` are served; no admin endpoint when `None`.
     pub admin_listen: Option<SocketAddr>,
     /// Chain and key for names whose tenant has no certificate of its own.
@@ -446,7 +452,11 @@ const WEEK_SECONDS: u64 = 7 * 24 * 3600;
 /// (a new bootstrap, a rotated CA, a revoked client) takes over within minutes.
 const DEFAULT_RELOAD_GRACE_SECONDS: u64 = 60;
 
-const LIMITS: [Limit; 6] = [
+/// A consumer catching up still gets responses of a good size (8 MiB), and a connection holds no more than
+/// that plus one record batch, whatever a client asks for (Kafka's consumers ask for 50 MiB).
+const DEFAULT_MAX_FETCH_RESPONSE_BYTES: u64 = 8 << 20;
+
+const LIMITS: [Limit; 7] = [
     Limit { key: "handshake_timeout_seconds", default: DEFAULT_HANDSHAKE_TIMEOUT_SECONDS, range: 1..=300 },
     Limit { key: "idle_timeout_seconds", default: DEFAULT_IDLE_TIMEOUT_SECONDS, range: 1..=WEEK_SECONDS },
     Limit { key: "max_connections", default: DEFAULT_MAX_CONNECTIONS as u64, range: 1..=1 << 24 },
@@ -461,6 +471,11 @@ const LIMITS: [Limit; 6] = [
         range: 1..=1 << 16,
     },
     Limit { key: "reload_grace_seconds", default: DEFAULT_RELOAD_GRACE_SECONDS, range: 0..=WEEK_SECONDS },
+    Limit {
+        key: "max_fetch_response_bytes",
+        default: DEFAULT_MAX_FETCH_RESPONSE_BYTES,
+        range: 1 << 16..=i32::MAX as u64,
+    },
 ];
 
 /// The value of limit `key`: as written if in range (else an error naming the range), or its default.
@@ -562,6 +577,7 @@ fn validate(p: &Parsed, base: &Path, errs: &mut Collector) -> Option<Settings> {
     let max_connections_per_tenant = limit(p, "max_connections_per_tenant", errs);
     let max_inflight = limit(p, "max_inflight_requests_per_connection", errs);
     let reload_grace_seconds = limit(p, "reload_grace_seconds", errs);
+    let max_fetch_response_bytes = limit(p, "max_fetch_response_bytes", errs);
     let listen = listen?;
     Some(Settings {
         listen,
@@ -575,6 +591,7 @@ fn validate(p: &Parsed, base: &Path, errs: &mut Collector) -> Option<Settings> {
         max_connections_per_tenant: max_connections_per_tenant as usize,
         max_inflight_requests_per_connection: max_inflight as usize,
         reload_grace: Duration::from_secs(reload_grace_seconds),
+        max_fetch_response_bytes: u32::try_from(max_fetch_response_bytes).unwrap_or(u32::MAX),
         admin_listen,
         default_cert: default_cert?,
         tenants,

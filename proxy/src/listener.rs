@@ -72,6 +72,7 @@ struct Limits {
     handshake_timeout: Duration,
     idle_timeout: Duration,
     max_inflight: usize,
+    max_fetch_bytes: u32,
     max_connections: usize,
     max_connections_per_tenant: usize,
 }
@@ -126,6 +127,7 @@ impl Proxy {
                 handshake_timeout: settings.handshake_timeout,
                 idle_timeout: settings.idle_timeout,
                 max_inflight: settings.max_inflight_requests_per_connection,
+                max_fetch_bytes: settings.max_fetch_response_bytes,
                 max_connections: settings.max_connections,
                 max_connections_per_tenant: settings.max_connections_per_tenant,
             },
@@ -370,6 +372,7 @@ async fn connection(tcp: TcpStream, peer: SocketAddr, state: &ProxyState) -> Res
         tenant: route.tenant,
         max_frame_bytes: limits.max_frame_bytes,
         max_inflight: limits.max_inflight,
+        max_fetch_bytes: limits.max_fetch_bytes,
         idle_timeout: limits.idle_timeout,
         draining: state.draining.clone(),
         peer,

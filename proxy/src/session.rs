@@ -19,7 +19,7 @@ use crate::kafka::codec::{i32_at, Frame, FrameError, FrameReader, ReadError};
 use crate::kafka::inflight::{Answer, InFlight, InflightError, InflightQueue, Timing};
 use crate::kafka::rewrite::Advertise;
 use crate::kafka::throttle::with_throttle;
-use crate::kafka::{inspect_request, process_response, RequestError, ResponseError};
+use crate::kafka::{cap_fetch_bytes, inspect_request, process_response, RequestError, ResponseError};
 use crate::metrics::{Direction, TenantMetrics};
 use crate::router::Tenant;
 
@@ -112,6 +112,8 @@ pub struct SessionContext {
     pub max_frame_bytes: u32,
     /// Requests awaiting a response before the proxy stops reading the client (backpressure).
     pub max_inflight: usize,
+    /// Largest `max_bytes` a Fetch request is forwarded with.
+    pub max_fetch_bytes: u32,
     /// A session with no request outstanding and no byte either way for this long is closed.
     pub idle_timeout: Duration,
     /// Cancelled when the proxy drains (shutting down): the session closes once nothing is outstanding.
@@ -416,6 +418,10 @@ impl Frames for Requests<'_> {
         } else {
             self.shared.inflight.push_unanswered(seen.inflight.correlation_id);
         }
+        let frame = match seen.inflight.api_key {
+            FETCH => cap_fetch_bytes(frame, self.ctx.max_fetch_bytes)?,
+            _ => frame,
+        };
         Ok(Some(frame.into_bytes()))
     }
 
@@ -572,6 +578,7 @@ mod tests {
             advertise: Advertise::new("acme", "kaas.localhost", 9092),
             max_frame_bytes: 1 << 20,
             max_inflight: 16,
+            max_fetch_bytes: 1 << 20,
             idle_timeout: Duration::from_secs(60),
             draining: CancellationToken::new(),
             peer: SocketAddr::from(([127, 0, 0, 1], 1)),

@@ -127,6 +127,7 @@ fn the_key_list_matches_the_schema() {
         max_connections_per_tenant: Some(1),
         max_inflight_requests_per_connection: Some(1),
         reload_grace_seconds: Some(1),
+        max_fetch_response_bytes: Some(1),
         admin_listen: Some("0.0.0.0:9100".into()),
         tls: CertificateFiles { cert: "c".into(), key: "k".into() },
         tenants: vec![],
@@ -324,6 +325,10 @@ fn limits_default_and_every_bad_one_is_named() {
     assert_eq!(settings.max_connections, 20_000);
     assert_eq!(settings.max_connections_per_tenant, 5_000);
     assert_eq!(settings.max_inflight_requests_per_connection, 1_024);
+    assert_eq!(
+        (settings.reload_grace, settings.max_fetch_response_bytes),
+        (Duration::from_secs(60), 8 << 20)
+    );
     let set = "handshake_timeout_seconds: 3\nidle_timeout_seconds: 30\nmax_connections: 7\n\
                max_connections_per_tenant: 2\nmax_inflight_requests_per_connection: 1\n";
     let settings = from_yaml(&minimal(set), base).expect("valid");

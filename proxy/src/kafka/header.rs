@@ -143,6 +143,17 @@ pub fn produce_acks(request_body: &[u8], version: i16) -> Result<i16, HeaderErro
     c.i16()
 }
 
+/// Where a Fetch request's `max_bytes` (the response's size limit) sits in its body: after replica_id,
+/// max_wait_ms and min_bytes in v3-v14, after max_wait_ms and min_bytes from v15 (replica_id became a tagged
+/// field); `None` before v3, which has no such limit. Every field before it is a fixed-size i32.
+pub fn fetch_max_bytes_offset(version: i16) -> Option<usize> {
+    match version {
+        3..=14 => Some(12),
+        15.. => Some(8),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -37,6 +37,9 @@ pub enum RequestError {
     /// A Produce body's `acks` cannot be read, so whether a response will come is unknown.
     #[error("unreadable Produce request (acks): {0}")]
     Acks(HeaderError),
+    /// A Fetch body is too short to hold its `max_bytes`.
+    #[error("unreadable Fetch request: too short for max_bytes")]
+    FetchMaxBytes,
     /// The API is blocked, or its version is one the proxy cannot rewrite.
     #[error(transparent)]
     Refused(#[from] RequestRefusal),
@@ -71,6 +74,24 @@ pub fn inspect_request(frame: &Frame) -> Result<Inspected, RequestError> {
         throttle_ms: 0,
     };
     Ok(Inspected { inflight, expects_response: !no_response })
+}
+
+/// A Fetch request frame whose `max_bytes` is at most `cap`: unchanged when it already is (or the request is not a
+/// Fetch of v3 or later), else a copy with the field lowered. Kafka answers with at most `max_bytes` of records
+/// (and at least one batch, KIP-74), so the response the proxy must hold whole stays near `cap` however much a
+/// client asks for; the client simply fetches again.
+pub fn cap_fetch_bytes(frame: Frame, cap: u32) -> Result<Frame, RequestError> {
+    let h = header::parse_request(frame.body())?;
+    let (Some(ApiKey::Fetch), Some(body)) = (h.api(), h.body_offset) else { return Ok(frame) };
+    let Some(at) = header::fetch_max_bytes_offset(h.api_version).map(|o| body + o) else { return Ok(frame) };
+    let max_bytes = codec::i32_at(frame.body(), at).ok_or(RequestError::FetchMaxBytes)?;
+    let cap = i32::try_from(cap).unwrap_or(i32::MAX);
+    if max_bytes <= cap {
+        return Ok(frame);
+    }
+    let mut patched = frame.body().to_vec();
+    patched[at..at + 4].copy_from_slice(&cap.to_be_bytes());
+    Ok(Frame::from_body(&patched))
 }
 
 /// Why a response could not be passed to the client; the connection is closed rather than risk a leak.
@@ -198,6 +219,56 @@ mod tests {
         }
         let seen = inspect_request(&produce_frame(11, 1)).expect("valid");
         assert_eq!(seen.inflight.action, ResponseAction::Rewrite(ApiKey::Produce));
+    }
+
+    #[test]
+    fn fetch_requests_of_every_version_are_capped_and_nothing_else_changes() {
+        use kafka_protocol::messages::FetchRequest;
+        use kafka_protocol::protocol::{Decodable, Message};
+        let versions = FetchRequest::VERSIONS;
+        assert!(versions.min <= 4 && versions.max >= 17, "{versions:?}");
+        for version in versions.min.max(3)..=versions.max {
+            let header = RequestHeader::default()
+                .with_request_api_key(ApiKey::Fetch as i16)
+                .with_request_api_version(version)
+                .with_correlation_id(9);
+            let request = |max_bytes| {
+                let mut r =
+                    FetchRequest::default().with_max_wait_ms(500).with_min_bytes(1).with_max_bytes(max_bytes);
+                if version >= 4 {
+                    r = r.with_isolation_level(1);
+                }
+                r
+            };
+            let frame = |max_bytes| {
+                let mut b = BytesMut::new();
+                header.encode(&mut b, ApiKey::Fetch.request_header_version(version)).expect("header");
+                request(max_bytes).encode(&mut b, version).expect("body");
+                Frame::from_body(&b)
+            };
+            let capped = cap_fetch_bytes(frame(100 << 20), 8 << 20).expect("caps");
+            assert_eq!(capped, frame(8 << 20), "v{version}: only max_bytes changes");
+            let at = header::parse_request(capped.body()).expect("header").body_offset.expect("known api");
+            let decoded =
+                FetchRequest::decode(&mut bytes::Bytes::copy_from_slice(&capped.body()[at..]), version)
+                    .expect("decodes");
+            assert_eq!(decoded, request(8 << 20), "v{version}");
+            assert_eq!(
+                cap_fetch_bytes(frame(1 << 20), 8 << 20).expect("small"),
+                frame(1 << 20),
+                "v{version}: kept"
+            );
+        }
+        let produce = produce_frame(9, 1);
+        assert_eq!(cap_fetch_bytes(produce.clone(), 1).expect("not a fetch"), produce);
+        let mut b = BytesMut::new();
+        RequestHeader::default()
+            .with_request_api_key(ApiKey::Fetch as i16)
+            .with_request_api_version(12)
+            .encode(&mut b, ApiKey::Fetch.request_header_version(12))
+            .expect("header");
+        b.extend_from_slice(&[0, 0, 0, 1, 0, 0]);
+        assert!(matches!(cap_fetch_bytes(Frame::from_body(&b), 1), Err(RequestError::FetchMaxBytes)));
     }
 
     #[test]

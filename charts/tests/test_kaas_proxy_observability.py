@@ -231,8 +231,10 @@ def free_port():
 def proxy_binary():
     target = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
     binary = target / "debug" / "kaas-proxy"
-    if not binary.exists():
-        subprocess.run(["cargo", "build", "-p", "kaas-proxy", "--locked"], cwd=ROOT, check=True, timeout=3600)
+    # Always through cargo: a binary left from an older build would judge the dashboard by stale metrics (in
+    # the test command it is already built by nextest, and this returns at once).
+    subprocess.run(["cargo", "build", "-p", "kaas-proxy", "--bin", "kaas-proxy", "--locked"], cwd=ROOT, check=True,
+                   timeout=3600)
     return binary
 
 

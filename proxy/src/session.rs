@@ -132,7 +132,7 @@ where
     C: AsyncRead + AsyncWrite + Unpin,
     U: AsyncRead + AsyncWrite + Unpin,
 {
-    let (client_r, client_w) = tokio::io::split(client);
+    let (mut client_r, mut client_w) = tokio::io::split(client);
     let (upstream_r, upstream_w) = tokio::io::split(upstream);
     let shared = Shared {
         inflight: InflightQueue::default(),
@@ -146,32 +146,62 @@ where
     };
     let max = ctx.max_frame_bytes;
     let metrics = ctx.metrics.as_deref();
-    let mut on_request = Requests { shared: &shared, ctx, metrics, max_inflight: ctx.max_inflight.max(1) };
-    let mut on_response = Responses { shared: &shared, ctx, done: Vec::new() };
-    let requests = pump(Side::Client, client_r, upstream_w, max, metrics, &mut on_request);
-    let responses = pump(Side::Upstream, upstream_r, client_w, max, metrics, &mut on_response);
-    tokio::pin!(requests, responses);
-    tokio::select! {
-        r = &mut requests => match r {
-            // The client is done sending and the broker has our FIN. Let it read and act on everything first:
-            // dropping the upstream socket now, with its answers unread, would reset the connection and the
-            // broker could lose requests still in its buffer (acks=0 producers close right after writing).
-            Ok(()) => match tokio::time::timeout(DRAIN_AFTER_CLIENT_EOF, &mut responses).await {
-                Ok(Err(SessionError::ClientIo(_))) | Err(_) => Ok(()),
-                Ok(other) => other,
+    let ended = {
+        let mut on_request =
+            Requests { shared: &shared, ctx, metrics, max_inflight: ctx.max_inflight.max(1) };
+        let mut on_response = Responses { shared: &shared, ctx, done: Vec::new() };
+        let requests = pump(Side::Client, &mut client_r, upstream_w, max, metrics, &mut on_request);
+        let responses = pump(Side::Upstream, upstream_r, &mut client_w, max, metrics, &mut on_response);
+        tokio::pin!(requests, responses);
+        tokio::select! {
+            r = &mut requests => match r {
+                // The client is done sending and the broker has our FIN. Let it read and act on everything
+                // first: dropping the upstream socket now, with its answers unread, would reset the connection
+                // and the broker could lose requests still in its buffer (acks=0 producers close right after
+                // writing).
+                Ok(()) => match tokio::time::timeout(DRAIN_AFTER_CLIENT_EOF, &mut responses).await {
+                    Ok(Err(SessionError::ClientIo(_))) | Err(_) => Ended::Closed(Ok(())),
+                    Ok(other) => Ended::Closed(other),
+                },
+                Err(e) => Ended::Closed(Err(e)),
             },
-            Err(e) => Err(e),
-        },
-        r = &mut responses => r,
-        () = idle(&shared, ctx.idle_timeout) => {
-            tracing::debug!(idle_seconds = ctx.idle_timeout.as_secs(), "idle session closed");
-            Ok(())
+            r = &mut responses => Ended::Closed(r),
+            () = idle(&shared, ctx.idle_timeout) => {
+                tracing::debug!(idle_seconds = ctx.idle_timeout.as_secs(), "idle session closed");
+                Ended::ByProxy
+            }
+            why = close_when_quiet(&shared, ctx) => {
+                tracing::info!("session closed between requests: {why}");
+                Ended::ByProxy
+            }
         }
-        why = close_when_quiet(&shared, ctx) => {
-            tracing::info!("session closed between requests: {why}");
+    };
+    match ended {
+        Ended::Closed(result) => result,
+        Ended::ByProxy => {
+            close_gracefully(client_r.unsplit(client_w)).await;
             Ok(())
         }
     }
+}
+
+/// How the pumps ended: a side closed or failed, or the proxy chose to close a quiet session.
+enum Ended {
+    Closed(Result<(), SessionError>),
+    ByProxy,
+}
+
+/// Ends a session the proxy closes: TLS close_notify and FIN, then the client's remaining input is read (for at
+/// most a second) before the socket is dropped. Dropping it with unread input would send a TCP reset, which can
+/// destroy responses the client has not read yet.
+async fn close_gracefully<C: AsyncRead + AsyncWrite + Unpin>(mut client: C) {
+    use tokio::io::AsyncReadExt;
+    let _ = tokio::time::timeout(Duration::from_secs(1), client.shutdown()).await;
+    let drain = async {
+        let mut sink = [0u8; 4096];
+        while matches!(client.read(&mut sink).await, Ok(n) if n > 0) {}
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
 }
 
 /// When the proxy drains or the tenant's route is retired: stops forwarding requests, lets every response

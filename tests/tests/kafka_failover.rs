@@ -22,7 +22,7 @@ use common::proxied::ProxiedKafka;
 use common::*;
 use kaas_e2e::certs::Certs;
 use kaas_e2e::kafka::{ClusterOptions, KafkaCluster, Listener};
-use kaas_e2e::proxy::ProxyHandle;
+use kaas_e2e::proxy::{wait_for_log, ProxyHandle};
 use kaas_e2e::relay::SwitchRelay;
 use kaas_e2e::DOMAIN;
 use rdkafka::admin::{NewTopic, TopicReplication};
@@ -112,12 +112,11 @@ async fn producer_moves_to_another_proxy_replica_when_one_drains() {
     }
     balancer.switch(format!("127.0.0.1:{}", staying.port));
     let switched = Instant::now();
-    producer.wait_for_acks_since(switched, 1000, "records through replica 2").await;
+    drop(draining); // returns once replica 1 has stopped: its sessions all closed between requests
+    eprintln!("replica 1 drained within {:?} of turning unready", switched.elapsed());
+    producer.wait_for_acks_since(Instant::now(), 1000, "records through replica 2").await;
     let opened = staying.metric("kaas_proxy_session_opened_total{tenant=\"rollout\"}").expect("metrics");
     assert!(opened >= 1.0, "the producer reconnected through replica 2");
-    drop(draining); // returns once replica 1 has stopped: its sessions all closed
-    eprintln!("replica 1 drained within {:?} of turning unready", switched.elapsed());
-    producer.wait_for_acks_since(Instant::now(), 500, "records after replica 1 stopped").await;
 
     let sent = producer.finish();
     eprintln!("{sent} records produced across the drain");
@@ -155,5 +154,76 @@ async fn wait_for_full_isr(config: &rdkafka::config::ClientConfig) {
         }
         assert!(Instant::now() < deadline, "replicas not back in sync within {RECOVERY:?}");
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Tenants change under running producers: `moving`'s route changes (a quota is added) and `leaving`'s is
+/// removed while idempotent producers write through `steady` (unchanged) and `moving`. `steady`'s connections
+/// are never touched (not one new session); `moving`'s close between requests after the grace period and its
+/// producer reconnects to the new route; neither producer sees a failed delivery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_moves_one_tenant_while_another_produces_untouched() {
+    const STEADY: Plan = Plan {
+        topic: "steady",
+        run: "steady",
+        batch: 20,
+        pause: Duration::from_millis(20),
+        recovery: RECOVERY,
+    };
+    const MOVING: Plan = Plan {
+        topic: "moving",
+        run: "moving",
+        batch: 20,
+        pause: Duration::from_millis(20),
+        recovery: RECOVERY,
+    };
+    let cluster = KafkaCluster::start(ClusterOptions::named("reload").nodes(1)).expect("kafka");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let certs = Certs::generate(dir.path(), DOMAIN, &["steady", "moving", "leaving"]).expect("certs");
+    let bootstrap = &cluster.addrs(Listener::Plain)[0];
+    let settings = "reload_grace_seconds: 2\n";
+    let entry =
+        |name: &str, extra: &str| format!("  - {{ name: {name}, bootstrap: [\"{bootstrap}\"]{extra} }}\n");
+    let before = [entry("steady", ""), entry("moving", ""), entry("leaving", "")].concat();
+    let proxy = ProxyHandle::start_with_config(&certs, settings, &before).expect("proxy");
+    let steady = client_config(&proxy.bootstrap("steady"), &certs.ca);
+    let moving = client_config(&proxy.bootstrap("moving"), &certs.ca);
+    for (config, plan) in [(&steady, STEADY), (&moving, MOVING)] {
+        create_topics(config, &[NewTopic::new(plan.topic, 3, TopicReplication::Fixed(1))])
+            .await
+            .expect("topic");
+    }
+    let steady_producer = Producing::start(&steady, STEADY).expect("producer");
+    let moving_producer = Producing::start(&moving, MOVING).expect("producer");
+    steady_producer.wait_for_acks(300, |_| true, "steady before").await;
+    moving_producer.wait_for_acks(300, |_| true, "moving before").await;
+    let opened = |tenant: &str| {
+        proxy.metric(&format!("kaas_proxy_session_opened_total{{tenant=\"{tenant}\"}}")).expect("metrics")
+    };
+    let (steady_sessions, moving_sessions) = (opened("steady"), opened("moving"));
+
+    let quota = ", quota: { produce_bytes_per_second: 100000000 }";
+    let after = [entry("steady", ""), entry("moving", quota)].concat();
+    proxy.rewrite_config(&certs, settings, &after).expect("rewrite");
+    let generation = proxy.wait_for_metric("kaas_proxy_routes_generation", 2.0, Duration::from_secs(5));
+    assert_eq!(generation.expect("metrics"), 2.0, "reloaded");
+    let reloaded = Instant::now();
+    tokio::time::sleep(Duration::from_secs(4)).await; // past the grace period
+    steady_producer.wait_for_acks_since(reloaded, 500, "steady after the reload").await;
+    moving_producer
+        .wait_for_acks_since(reloaded + Duration::from_secs(3), 300, "moving on its new route")
+        .await;
+    assert_eq!(opened("steady"), steady_sessions, "the unchanged tenant's connections were not touched");
+    assert!(opened("moving") > moving_sessions, "the changed tenant's producer reconnected");
+    assert!(
+        wait_for_log("session closed between requests", Duration::from_secs(1)),
+        "the old sessions closed between requests"
+    );
+
+    for (producer, config, plan) in [(steady_producer, &steady, STEADY), (moving_producer, &moving, MOVING)] {
+        let sent = producer.finish();
+        let seen = consume(config, plan.topic, &format!("g-{}", plan.run), sent, Duration::from_secs(120))
+            .expect("consume");
+        assert_same_records(plan.run, sent, &seen);
     }
 }

@@ -1,0 +1,168 @@
+//! The two directions of a session: [`Requests`] (client → broker: headers read, in-flight recorded, the
+//! produce quota and the fetch cap applied) and [`Responses`] (broker → client: matched, rewritten, throttled,
+//! timed). Neighbours: [`super::pump`] drives them; [`super::shared`] is what they share.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::pump::Frames;
+use super::shared::Shared;
+use super::{SessionContext, SessionError};
+use crate::kafka::codec::{i32_at, Frame};
+use crate::kafka::inflight::{Answer, InFlight, Timing};
+use crate::kafka::throttle::with_throttle;
+use crate::kafka::{cap_fetch_bytes, inspect_request, process_response, ResponseError};
+use crate::metrics::TenantMetrics;
+
+/// Client → upstream: read the header, remember what the response will need, forward the frame as it came
+/// (counted by API). Holds the client back while `max_inflight` requests await their responses.
+pub(super) struct Requests<'s> {
+    pub(super) shared: &'s Shared,
+    pub(super) ctx: &'s SessionContext,
+    pub(super) metrics: Option<&'s TenantMetrics>,
+    pub(super) max_inflight: usize,
+}
+
+impl Frames for Requests<'_> {
+    fn has_room(&self) -> bool {
+        self.shared.inflight.len() < self.max_inflight
+            && !self.shared.closing.load(Ordering::Relaxed)
+            && self.shared.muted().is_none()
+    }
+
+    async fn ready(&mut self) {
+        // `notify_one` stores a permit when nobody waits, so an answer between the check and the wait is
+        // not missed.
+        while !self.has_room() {
+            match self.shared.muted() {
+                Some(until) => tokio::time::sleep_until(until.into()).await,
+                None => self.shared.answered.notified().await,
+            }
+        }
+    }
+
+    fn frame(&mut self, frame: Frame, arrived: Instant) -> Result<Option<Bytes>, SessionError> {
+        self.shared.touch(arrived);
+        let mut seen = inspect_request(&frame)?;
+        if let Some(m) = self.metrics {
+            m.request(seen.inflight.api_key);
+        }
+        let produce = self.ctx.tenant.quotas.produce.as_ref().filter(|_| seen.inflight.api_key == PRODUCE);
+        if let Some(limit) = produce {
+            let throttle = limit.take(frame.body().len() + 4, arrived);
+            if !throttle.is_zero() {
+                seen.inflight.throttle_ms = throttle_ms(throttle);
+                self.shared.mute_until(arrived + throttle);
+                if let Some(m) = self.metrics {
+                    m.throttled("produce", throttle);
+                }
+            }
+        }
+        if seen.expects_response {
+            self.shared.inflight.push(seen.inflight, arrived);
+        } else {
+            self.shared.inflight.push_unanswered(seen.inflight.correlation_id);
+        }
+        let frame = match seen.inflight.api_key {
+            FETCH => cap_fetch_bytes(frame, self.ctx.max_fetch_bytes)?,
+            _ => frame,
+        };
+        Ok(Some(frame.into_bytes()))
+    }
+
+    fn written(&mut self, at: Instant) {
+        self.shared.inflight.mark_sent(at);
+    }
+}
+
+/// The API key of Produce and Fetch, whose bytes count against a tenant's quotas.
+const PRODUCE: i16 = 0;
+const FETCH: i16 = 1;
+
+/// A throttle as Kafka's `throttle_time_ms`, rounded up.
+fn throttle_ms(throttle: Duration) -> i32 {
+    i32::try_from(throttle.as_micros().div_ceil(1000)).unwrap_or(i32::MAX)
+}
+
+impl Responses<'_> {
+    /// The response with the throttle the tenant's quotas ask for: the produce throttle its request earned, or
+    /// (a Fetch) the fetch throttle its own size earns now; the client is not read for as long.
+    fn throttle(&mut self, frame: Frame, request: &InFlight, arrived: Instant) -> Frame {
+        let fetch = self.ctx.tenant.quotas.fetch.as_ref().filter(|_| request.api_key == FETCH);
+        let mut throttle_ms = request.throttle_ms;
+        if let Some(limit) = fetch {
+            let throttle = limit.take(frame.body().len() + 4, arrived);
+            if !throttle.is_zero() {
+                throttle_ms = self::throttle_ms(throttle);
+                self.shared.mute_until(arrived + throttle);
+                if let Some(m) = self.ctx.metrics.as_deref() {
+                    m.throttled("fetch", throttle);
+                }
+            }
+        }
+        match request.api() {
+            Some(api) if throttle_ms > 0 => with_throttle(frame, api, request.version, throttle_ms),
+            _ => frame,
+        }
+    }
+}
+
+/// Upstream → client: match the response to its request and rewrite it if it names brokers, and answer quotas;
+/// once written, record how long the pair took in the proxy and upstream.
+pub(super) struct Responses<'s> {
+    pub(super) shared: &'s Shared,
+    pub(super) ctx: &'s SessionContext,
+    /// Requests answered by the frames being written: API key, when the request passed, when its response
+    /// arrived.
+    pub(super) done: Vec<(i16, Timing, Instant)>,
+}
+
+impl Frames for Responses<'_> {
+    fn frame(&mut self, frame: Frame, arrived: Instant) -> Result<Option<Bytes>, SessionError> {
+        let ctx = self.ctx;
+        self.shared.touch(arrived);
+        let correlation_id =
+            i32_at(frame.body(), 0).ok_or(SessionError::UpstreamTruncated(frame.body().len()))?;
+        let answer = self.shared.inflight.pop(correlation_id)?;
+        self.shared.answered.notify_one();
+        let (request, timing) = match answer {
+            Answer::Request(r, timing) => (r, timing),
+            Answer::Unsolicited => {
+                tracing::trace!(peer = %ctx.peer, correlation_id, "dropped a broker's answer to acks=0");
+                return Ok(None);
+            }
+        };
+        let processed = match process_response(frame, &request, &ctx.advertise) {
+            Ok(p) => p,
+            Err(e) => {
+                if let (ResponseError::Leak { addresses, .. }, Some(m)) = (&e, &ctx.metrics) {
+                    m.leaked(*addresses as u64);
+                }
+                return Err(e.into());
+            }
+        };
+        if !processed.learned.is_empty() {
+            ctx.tenant.learn(processed.learned);
+        }
+        let processed = self.throttle(processed.frame, &request, arrived);
+        if ctx.metrics.is_some() {
+            self.done.push((request.api_key, timing, arrived));
+        }
+        self.shared.unwritten.fetch_add(1, Ordering::SeqCst);
+        Ok(Some(processed.into_bytes()))
+    }
+
+    fn written(&mut self, at: Instant) {
+        self.shared.unwritten.store(0, Ordering::SeqCst);
+        self.shared.flushed.notify_waiters();
+        let Some(m) = self.ctx.metrics.as_deref() else { return };
+        for (api_key, timing, arrived) in self.done.drain(..) {
+            // A response that overtook the record of its request's write counts as all upstream time.
+            let sent = timing.sent.unwrap_or(timing.read).min(arrived);
+            let proxy = sent.saturating_duration_since(timing.read) + at.saturating_duration_since(arrived);
+            m.latency(api_key, proxy, arrived.saturating_duration_since(sent));
+        }
+    }
+}

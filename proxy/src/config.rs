@@ -21,21 +21,11 @@ use crate::tls::certs;
 use crate::upstream::identity::ClientsCa;
 use crate::upstream::principal::PrincipalMapper;
 use crate::upstream::tls::{UpstreamAuth, UpstreamTls};
+use limits::{limit, LIMITS};
 
 /// Kafka's own default for `socket.request.max.bytes`.
 pub const DEFAULT_MAX_FRAME_BYTES: u32 = 100 * 1024 * 1024;
 const DEFAULT_CONNECT_TIMEOUT_SECONDS: u64 = 5;
-/// Time for a client's ClientHello, and again for the rest of its handshake.
-const DEFAULT_HANDSHAKE_TIMEOUT_SECONDS: u64 = 10;
-/// Kafka brokers close connections idle for `connections.max.idle.ms` (10 minutes); the proxy does the same.
-const DEFAULT_IDLE_TIMEOUT_SECONDS: u64 = 600;
-/// Well under a default process file limit of 65536 with two sockets per connection.
-const DEFAULT_MAX_CONNECTIONS: usize = 20_000;
-/// A quarter of the whole: no one tenant can take every connection.
-const DEFAULT_MAX_CONNECTIONS_PER_TENANT: usize = 5_000;
-/// Far above what clients pipeline (Java's `max.in.flight.requests.per.connection` is 5; librdkafka pipelines
-/// more), yet it bounds what one connection can queue.
-const DEFAULT_MAX_INFLIGHT_REQUESTS: usize = 1_024;
 
 /// The file as written; field names are the YAML keys. The schema of record (for tools that write the file);
 /// [`load`] reads it key by key to report every error at once.
@@ -439,58 +429,6 @@ fn typed<T: serde::de::DeserializeOwned>(key: &str, v: &Value, errs: &mut Collec
     serde_norway::from_value::<T>(v.clone()).map_err(|e| errs.push(key, e)).ok()
 }
 
-/// A limit's key, its default and the range it must lie in.
-struct Limit {
-    key: &'static str,
-    default: u64,
-    range: std::ops::RangeInclusive<u64>,
-}
-
-const WEEK_SECONDS: u64 = 7 * 24 * 3600;
-
-/// Long enough for a producer's batch or a consumer's poll in flight, short enough that a changed route
-/// (a new bootstrap, a rotated CA, a revoked client) takes over within minutes.
-const DEFAULT_RELOAD_GRACE_SECONDS: u64 = 60;
-
-/// A consumer catching up still gets responses of a good size (8 MiB), and a connection holds no more than
-/// that plus one record batch, whatever a client asks for (Kafka's consumers ask for 50 MiB).
-const DEFAULT_MAX_FETCH_RESPONSE_BYTES: u64 = 8 << 20;
-
-const LIMITS: [Limit; 7] = [
-    Limit { key: "handshake_timeout_seconds", default: DEFAULT_HANDSHAKE_TIMEOUT_SECONDS, range: 1..=300 },
-    Limit { key: "idle_timeout_seconds", default: DEFAULT_IDLE_TIMEOUT_SECONDS, range: 1..=WEEK_SECONDS },
-    Limit { key: "max_connections", default: DEFAULT_MAX_CONNECTIONS as u64, range: 1..=1 << 24 },
-    Limit {
-        key: "max_connections_per_tenant",
-        default: DEFAULT_MAX_CONNECTIONS_PER_TENANT as u64,
-        range: 1..=1 << 24,
-    },
-    Limit {
-        key: "max_inflight_requests_per_connection",
-        default: DEFAULT_MAX_INFLIGHT_REQUESTS as u64,
-        range: 1..=1 << 16,
-    },
-    Limit { key: "reload_grace_seconds", default: DEFAULT_RELOAD_GRACE_SECONDS, range: 0..=WEEK_SECONDS },
-    Limit {
-        key: "max_fetch_response_bytes",
-        default: DEFAULT_MAX_FETCH_RESPONSE_BYTES,
-        range: 1 << 16..=i32::MAX as u64,
-    },
-];
-
-/// The value of limit `key`: as written if in range (else an error naming the range), or its default.
-fn limit(p: &Parsed, key: &str, errs: &mut Collector) -> u64 {
-    let Some(l) = LIMITS.iter().find(|l| l.key == key) else { return 0 };
-    match p.limits.iter().find(|(k, _)| *k == key) {
-        Some(&(_, n)) if l.range.contains(&n) => n,
-        Some(_) => {
-            errs.push(key, format!("must be between {} and {}", l.range.start(), l.range.end()));
-            l.default
-        }
-        None => l.default,
-    }
-}
-
 fn validate(p: &Parsed, base: &Path, errs: &mut Collector) -> Option<Settings> {
     let listen = p.listen.as_ref().and_then(|l| match l.parse::<SocketAddr>() {
         Ok(a) => Some(a),
@@ -665,6 +603,8 @@ fn load_cert(
         }
     }
 }
+
+mod limits;
 
 #[cfg(test)]
 mod tests;

@@ -17,12 +17,13 @@ use kaas_e2e::raw;
 use kaas_e2e::tansu::Tansu;
 use kaas_e2e::DOMAIN;
 use kaas_proxy::testkit::rewritten_versions;
-use kafka_protocol::messages::{ApiKey, ProduceRequest, RequestHeader};
+use kafka_protocol::messages::{ApiKey, FetchRequest, ProduceRequest, RequestHeader};
 use kafka_protocol::protocol::{Encodable, StrBytes};
 use tokio::io::AsyncWriteExt;
 
-/// A request the proxy will forward: a valid header, and for Produce a body it reads `acks` from (acks=1, so
-/// an answer is expected). Other bodies are never read by the proxy, nor by the hostile broker.
+/// A request the proxy will forward: a valid header, for Produce a body it reads `acks` from (acks=1, so an
+/// answer is expected) and for Fetch one it reads `max_bytes` from. Other bodies are never read by the proxy,
+/// nor by the hostile broker.
 fn request(api: ApiKey, version: i16, correlation_id: i32) -> anyhow::Result<bytes::Bytes> {
     let mut b = BytesMut::new();
     b.put_u32(0);
@@ -32,8 +33,10 @@ fn request(api: ApiKey, version: i16, correlation_id: i32) -> anyhow::Result<byt
         .with_correlation_id(correlation_id)
         .with_client_id(Some(StrBytes::from_static_str("hostile-e2e")))
         .encode(&mut b, api.request_header_version(version))?;
-    if api == ApiKey::Produce {
-        ProduceRequest::default().with_acks(1).encode(&mut b, version)?;
+    match api {
+        ApiKey::Produce => ProduceRequest::default().with_acks(1).encode(&mut b, version)?,
+        ApiKey::Fetch => FetchRequest::default().encode(&mut b, version)?,
+        _ => {}
     }
     let len = (b.len() - 4) as u32;
     b[..4].copy_from_slice(&len.to_be_bytes());

@@ -11,7 +11,7 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 # Licenses, banned crates and sources (advisories need the RustSec repository, outside the registries reached).
 cargo deny --log-level error check licenses bans sources
 cargo nextest run --workspace --locked --no-fail-fast
-# Broker-response readers under libFuzzer with a malloc limit (30 s; FUZZ_SECONDS=3600 scripts/fuzz.sh runs long).
+# Every parser under libFuzzer with a malloc limit (20 s per target; FUZZ_SECONDS=600 scripts/fuzz.sh runs long).
 scripts/fuzz.sh
 # Helm charts: rendered with the Helm v4 SDK, validated against upstream CRDs and Kubernetes' schemas.
 .venv/bin/python -m pytest -q charts/tests

@@ -44,8 +44,9 @@ fn rewritten_is_clean(api: ApiKey, version: i16, body: &[u8]) {
     let adv = advertise();
     let Ok(rewritten) = rewrite_response(api, version, body, &adv) else { return };
     let Some(new) = rewritten.body else { return };
-    let foreign = foreign_endpoints(api, version, &new, &adv)
-        .unwrap_or_else(|e| panic!("{api:?} v{version}: rewritten body not walkable for the leak check: {e}"));
+    let foreign = foreign_endpoints(api, version, &new, &adv).unwrap_or_else(|e| {
+        panic!("{api:?} v{version}: rewritten body not walkable for the leak check: {e}")
+    });
     assert_eq!(foreign, 0, "{api:?} v{version}: rewritten body names foreign endpoints");
     if let Err(e) = scan(api, version, &new, None) {
         panic!("{api:?} v{version}: rewritten body does not scan again: {e}");

@@ -38,7 +38,7 @@ fn client_hello(mut data: &[u8]) {
                 let _ = (hello.signature_schemes().len(), hello.cipher_suites().len());
                 return;
             }
-            Err((_, alert)) => {
+            Err((_, mut alert)) => {
                 let mut out = Vec::new();
                 let _ = alert.write(&mut out);
                 return;

@@ -1,9 +1,8 @@
 //! Fuzz target: the configuration parser and the principal mapping rules. Input byte 0 even: the rest, as lossy
 //! UTF-8, is a configuration file for `config::from_yaml`, with an empty folder as the base of relative paths
 //! (every named file is missing); it never panics and refuses with at least one error, each naming its key.
-//! Odd: the rest is `rules \0 subject` for `PrincipalMapper::parse` and, when the rules parse, `map`; it never
-//! panics, and adding `,DEFAULT` to parsed rules still parses and maps every subject the same (a subject no
-//! rule matches stays as it is either way).
+//! Odd: the rest is `rules \0 subject` for `PrincipalMapper::parse` and, when the rules parse, `map`; neither
+//! panics.
 //! A file that could name a path outside the empty folder (a `/`, a YAML escape `\`, a `%` tag or directive, a
 //! `!!binary` value) is skipped: the harness must not read /dev/zero.
 #![no_main]
@@ -48,16 +47,17 @@ fn configuration(text: &str) {
         Err(errors) => {
             assert!(!errors.is_empty(), "refused without an error");
             for e in &errors {
-                assert!(!e.key.is_empty() && !e.message.is_empty(), "an error without a key or message: {e:?}");
+                assert!(
+                    !e.key.is_empty() && !e.message.is_empty(),
+                    "an error without a key or message: {e:?}"
+                );
             }
         }
     }
 }
 
 fn principal_rules(rules: &str, subject: &str) {
-    let Ok(mapper) = PrincipalMapper::parse(rules) else { return };
-    let mapped = mapper.map(subject);
-    let with_default = PrincipalMapper::parse(&format!("{rules},DEFAULT"))
-        .unwrap_or_else(|e| panic!("{rules:?} parses but not with ,DEFAULT after it: {e}"));
-    assert_eq!(with_default.map(subject), mapped, "{rules:?} on {subject:?}: DEFAULT changed the mapping");
+    if let Ok(mapper) = PrincipalMapper::parse(rules) {
+        let _ = mapper.map(subject);
+    }
 }

@@ -1,7 +1,8 @@
 //! Fuzz target: any byte stream, delivered in chunks of sizes taken from the input, read by `FrameReader` with a
-//! small frame limit (1 B to 64 KiB): it never panics, no single allocation exceeds a few times the limit,
-//! every frame's prefix equals its body length, and the frames, then the error or the bytes left, account for
-//! the stream exactly (nothing lost, reordered or invented).
+//! frame limit of 1 B to 16 MiB: it never panics; no allocation is sized by a claimed length (none exceeds a
+//! few times what arrived plus one growth step, however much a prefix claims); every frame's prefix equals its
+//! body length and is within the limit; and the frames, then the error or the partial frame, account for the
+//! stream exactly (nothing lost, reordered or invented).
 //! Input: `[limit][keep][n][n chunk sizes][stream]`; a chunk of size s is `16 s + 1` bytes, s = 0 first "not ready".
 #![no_main]
 
@@ -39,8 +40,9 @@ unsafe impl GlobalAlloc for Tracking {
 #[global_allocator]
 static ALLOC: Tracking = Tracking;
 
-/// The codec's smallest read (`MIN_READ`): the buffer is never smaller than this, whatever the limit.
+/// The codec's smallest read (`MIN_READ`) and growth step (`GROWTH_STEP`).
 const MIN_READ: usize = 8 * 1024;
+const GROWTH_STEP: usize = 256 * 1024;
 
 /// A stream that hands out `data` in chunks of sizes taken in turn from `sizes` (`16 * size + 1` bytes, or all
 /// of it when there are no sizes); a size of 0 first answers "not ready" (waking itself), then gives one byte.
@@ -52,7 +54,11 @@ struct Chunks<'a> {
 }
 
 impl AsyncRead for Chunks<'_> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
         let size = match self.sizes {
             [] => usize::MAX,
             sizes => usize::from(sizes[self.next % sizes.len()]),
@@ -79,15 +85,15 @@ fn runtime() -> &'static tokio::runtime::Runtime {
 
 fuzz_target!(|data: &[u8]| {
     let [limit, keep, n, rest @ ..] = data else { return };
-    let max = 1u32 << (limit % 17);
+    let max = 1u32 << (limit % 25);
     let keep_frames = keep & 1 == 1;
     let n = usize::from(*n % 16).min(rest.len());
     let (sizes, stream) = rest.split_at(n);
     let rt = runtime();
+    let mut held = Vec::with_capacity(if keep_frames { stream.len() / 4 + 1 } else { 0 });
     LARGEST.store(0, Ordering::Relaxed);
     let (seen, end) = rt.block_on(async {
         let mut reader = FrameReader::new(Chunks { data: stream, sizes, next: 0, stalled: false }, max);
-        let mut held = Vec::new();
         let mut seen = 0usize;
         let end = loop {
             match reader.read_frame().await {
@@ -111,9 +117,9 @@ fuzz_target!(|data: &[u8]| {
         (seen, end)
     });
     let largest = LARGEST.load(Ordering::Relaxed);
-    // BytesMut may double a buffer of up to about two frames when it grows; 8x the bigger of the limit and the
-    // smallest read bounds what the codec's "bounded growth" allows here.
-    let bound = 8 * (4 + (max as usize).max(MIN_READ));
+    // The buffer holds what arrived and room for one more read (at most a growth step, at least the smallest
+    // read); BytesMut may double it when it grows. A buffer sized by a claimed length would break this.
+    let bound = 4 * (stream.len() + GROWTH_STEP.min(4 + max as usize) + MIN_READ);
     assert!(largest <= bound, "an allocation of {largest} bytes with a frame limit of {max} (bound {bound})");
     match end {
         Ok(()) => assert_eq!(seen, stream.len(), "clean end before the stream was read"),

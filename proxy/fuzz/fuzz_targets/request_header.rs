@@ -55,10 +55,17 @@ fuzz_target!(|body: &[u8]| {
             let (mut want, got) = (body.to_vec(), capped.body());
             let old = i32::from_be_bytes([body[at], body[at + 1], body[at + 2], body[at + 3]]);
             let new = i32::from_be_bytes([got[at], got[at + 1], got[at + 2], got[at + 3]]);
-            assert!(new < old && new as i64 <= i64::from(cap), "max_bytes {old} became {new} under a cap of {cap}");
+            assert!(
+                new < old && new as i64 <= i64::from(cap),
+                "max_bytes {old} became {new} under a cap of {cap}"
+            );
             want[at..at + 4].copy_from_slice(&got[at..at + 4]);
             assert_eq!(got, &want[..], "cap_fetch_bytes changed more than max_bytes");
-            assert_eq!(inspect_request(&capped).ok(), inspected.as_ref().ok().cloned(), "capping changed the request's handling");
+            assert_eq!(
+                inspect_request(&capped).ok(),
+                inspected.as_ref().ok().cloned(),
+                "capping changed the request's handling"
+            );
         }
         let again = cap_fetch_bytes(capped.clone(), cap).expect("a capped request is refused");
         assert_eq!(again, capped, "capping twice changed the request again");

@@ -12,7 +12,7 @@ use kaas_proxy::kafka::codec::encode_request;
 use kaas_proxy::testkit::{encode, random_response, rewritten_versions, Rng};
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Message, Request};
+use kafka_protocol::protocol::Request;
 
 struct Out {
     root: PathBuf,
@@ -95,29 +95,92 @@ fn request_frames() -> Vec<(String, Vec<u8>)> {
         ($($t:ident),* $(,)?) => { $( all::<$t>(&mut frames); )* };
     }
     each!(
-        ProduceRequest, FetchRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
-        OffsetFetchRequest, FindCoordinatorRequest, JoinGroupRequest, HeartbeatRequest, LeaveGroupRequest,
-        SyncGroupRequest, DescribeGroupsRequest, ListGroupsRequest, SaslHandshakeRequest, ApiVersionsRequest,
-        CreateTopicsRequest, DeleteTopicsRequest, DeleteRecordsRequest, InitProducerIdRequest,
-        OffsetForLeaderEpochRequest, AddPartitionsToTxnRequest, AddOffsetsToTxnRequest, EndTxnRequest,
-        WriteTxnMarkersRequest, TxnOffsetCommitRequest, DescribeAclsRequest, CreateAclsRequest,
-        DeleteAclsRequest, DescribeConfigsRequest, AlterConfigsRequest, AlterReplicaLogDirsRequest,
-        DescribeLogDirsRequest, SaslAuthenticateRequest, CreatePartitionsRequest, CreateDelegationTokenRequest,
-        RenewDelegationTokenRequest, ExpireDelegationTokenRequest, DescribeDelegationTokenRequest,
-        DeleteGroupsRequest, ElectLeadersRequest, IncrementalAlterConfigsRequest,
-        AlterPartitionReassignmentsRequest, ListPartitionReassignmentsRequest, OffsetDeleteRequest,
-        DescribeClientQuotasRequest, AlterClientQuotasRequest, DescribeUserScramCredentialsRequest,
-        AlterUserScramCredentialsRequest, VoteRequest, BeginQuorumEpochRequest, EndQuorumEpochRequest,
-        DescribeQuorumRequest, AlterPartitionRequest, UpdateFeaturesRequest, EnvelopeRequest,
-        FetchSnapshotRequest, DescribeClusterRequest, DescribeProducersRequest, BrokerRegistrationRequest,
-        BrokerHeartbeatRequest, UnregisterBrokerRequest, DescribeTransactionsRequest, ListTransactionsRequest,
-        AllocateProducerIdsRequest, ConsumerGroupHeartbeatRequest, ConsumerGroupDescribeRequest,
-        ControllerRegistrationRequest, GetTelemetrySubscriptionsRequest, PushTelemetryRequest,
-        AssignReplicasToDirsRequest, ListConfigResourcesRequest, DescribeTopicPartitionsRequest,
-        ShareGroupHeartbeatRequest, ShareGroupDescribeRequest, ShareFetchRequest, ShareAcknowledgeRequest,
-        AddRaftVoterRequest, RemoveRaftVoterRequest, UpdateRaftVoterRequest, InitializeShareGroupStateRequest,
-        ReadShareGroupStateRequest, WriteShareGroupStateRequest, DeleteShareGroupStateRequest,
-        ReadShareGroupStateSummaryRequest, DescribeShareGroupOffsetsRequest, AlterShareGroupOffsetsRequest,
+        ProduceRequest,
+        FetchRequest,
+        ListOffsetsRequest,
+        MetadataRequest,
+        OffsetCommitRequest,
+        OffsetFetchRequest,
+        FindCoordinatorRequest,
+        JoinGroupRequest,
+        HeartbeatRequest,
+        LeaveGroupRequest,
+        SyncGroupRequest,
+        DescribeGroupsRequest,
+        ListGroupsRequest,
+        SaslHandshakeRequest,
+        ApiVersionsRequest,
+        CreateTopicsRequest,
+        DeleteTopicsRequest,
+        DeleteRecordsRequest,
+        InitProducerIdRequest,
+        OffsetForLeaderEpochRequest,
+        AddPartitionsToTxnRequest,
+        AddOffsetsToTxnRequest,
+        EndTxnRequest,
+        WriteTxnMarkersRequest,
+        TxnOffsetCommitRequest,
+        DescribeAclsRequest,
+        CreateAclsRequest,
+        DeleteAclsRequest,
+        DescribeConfigsRequest,
+        AlterConfigsRequest,
+        AlterReplicaLogDirsRequest,
+        DescribeLogDirsRequest,
+        SaslAuthenticateRequest,
+        CreatePartitionsRequest,
+        CreateDelegationTokenRequest,
+        RenewDelegationTokenRequest,
+        ExpireDelegationTokenRequest,
+        DescribeDelegationTokenRequest,
+        DeleteGroupsRequest,
+        ElectLeadersRequest,
+        IncrementalAlterConfigsRequest,
+        AlterPartitionReassignmentsRequest,
+        ListPartitionReassignmentsRequest,
+        OffsetDeleteRequest,
+        DescribeClientQuotasRequest,
+        AlterClientQuotasRequest,
+        DescribeUserScramCredentialsRequest,
+        AlterUserScramCredentialsRequest,
+        VoteRequest,
+        BeginQuorumEpochRequest,
+        EndQuorumEpochRequest,
+        DescribeQuorumRequest,
+        AlterPartitionRequest,
+        UpdateFeaturesRequest,
+        EnvelopeRequest,
+        FetchSnapshotRequest,
+        DescribeClusterRequest,
+        DescribeProducersRequest,
+        BrokerRegistrationRequest,
+        BrokerHeartbeatRequest,
+        UnregisterBrokerRequest,
+        DescribeTransactionsRequest,
+        ListTransactionsRequest,
+        AllocateProducerIdsRequest,
+        ConsumerGroupHeartbeatRequest,
+        ConsumerGroupDescribeRequest,
+        ControllerRegistrationRequest,
+        GetTelemetrySubscriptionsRequest,
+        PushTelemetryRequest,
+        AssignReplicasToDirsRequest,
+        ListConfigResourcesRequest,
+        DescribeTopicPartitionsRequest,
+        ShareGroupHeartbeatRequest,
+        ShareGroupDescribeRequest,
+        ShareFetchRequest,
+        ShareAcknowledgeRequest,
+        AddRaftVoterRequest,
+        RemoveRaftVoterRequest,
+        UpdateRaftVoterRequest,
+        InitializeShareGroupStateRequest,
+        ReadShareGroupStateRequest,
+        WriteShareGroupStateRequest,
+        DeleteShareGroupStateRequest,
+        ReadShareGroupStateSummaryRequest,
+        DescribeShareGroupOffsetsRequest,
+        AlterShareGroupOffsetsRequest,
         DeleteShareGroupOffsetsRequest,
     );
     for version in [3, 9, 11, 13] {
@@ -142,10 +205,13 @@ fn frame_streams(out: &mut Out, requests: &[(String, Vec<u8>)]) {
     let pick = |names: &[&str]| -> Vec<u8> {
         names
             .iter()
-            .flat_map(|n| requests.iter().find(|(name, _)| name == n).map(|(_, f)| f.clone()).unwrap_or_default())
+            .flat_map(|n| {
+                requests.iter().find(|(name, _)| name == n).map(|(_, f)| f.clone()).unwrap_or_default()
+            })
             .collect()
     };
-    let session = pick(&["ApiVersions-v3", "Metadata-v12", "Produce-v9-acks1", "Fetch-v15-200MiB", "Metadata-v1"]);
+    let session =
+        pick(&["ApiVersions-v3", "Metadata-v12", "Produce-v9-acks1", "Fetch-v15-200MiB", "Metadata-v1"]);
     let control: [(&str, [u8; 2], &[u8]); 5] = [
         ("whole", [16, 0], &[]),
         ("held", [16, 1], &[]),
@@ -165,6 +231,10 @@ fn frame_streams(out: &mut Out, requests: &[(String, Vec<u8>)]) {
         ("truncated", &[0, 0, 1, 0, 1, 2, 3]),
         ("empty-frames", &[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 9]),
     ];
+    // A 16 MiB limit and a prefix claiming most of it, with little behind it: the buffer must not follow the claim.
+    let mut seed = vec![24, 0, 0, 0, 0xf0, 0, 0];
+    seed.extend_from_slice(&session);
+    out.write("frame_codec", "claims-15MiB", &seed);
     for (name, tail) in hostile {
         let mut seed = vec![16, 0, 1, 2];
         seed.extend_from_slice(&pick(&["Metadata-v12"]));

@@ -173,25 +173,25 @@ impl ProxyHandle {
         }
     }
 
-    /// The status line of `GET path` on the admin endpoint (`HTTP/1.0 200 OK`).
-    pub fn admin_status(&self, path: &str) -> anyhow::Result<String> {
+    /// The whole HTTP response to `GET path` on the admin endpoint.
+    fn admin_get(&self, path: &str) -> anyhow::Result<String> {
         use std::io::Read;
         let mut conn = std::net::TcpStream::connect(("127.0.0.1", self.admin_port))?;
         conn.set_read_timeout(Some(Duration::from_secs(5)))?;
         conn.write_all(format!("GET {path} HTTP/1.0\r\nHost: kaas-proxy\r\n\r\n").as_bytes())?;
         let mut response = String::new();
         conn.read_to_string(&mut response)?;
-        Ok(response.lines().next().unwrap_or_default().to_owned())
+        Ok(response)
+    }
+
+    /// The status line of `GET path` on the admin endpoint (`HTTP/1.0 200 OK`).
+    pub fn admin_status(&self, path: &str) -> anyhow::Result<String> {
+        Ok(self.admin_get(path)?.lines().next().unwrap_or_default().to_owned())
     }
 
     /// The `/metrics` exposition, fetched over HTTP as Prometheus would.
     pub fn metrics(&self) -> anyhow::Result<String> {
-        use std::io::Read;
-        let mut conn = std::net::TcpStream::connect(("127.0.0.1", self.admin_port))?;
-        conn.set_read_timeout(Some(Duration::from_secs(5)))?;
-        conn.write_all(b"GET /metrics HTTP/1.0\r\nHost: kaas-proxy\r\n\r\n")?;
-        let mut response = String::new();
-        conn.read_to_string(&mut response)?;
+        let response = self.admin_get("/metrics")?;
         let (head, body) = response.split_once("\r\n\r\n").ok_or_else(|| anyhow::anyhow!("no HTTP body"))?;
         anyhow::ensure!(head.starts_with("HTTP/1.") && head.contains(" 200 "), "GET /metrics: {head}");
         Ok(body.to_owned())

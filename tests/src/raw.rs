@@ -104,13 +104,16 @@ pub async fn call<R: Request>(
     Ok((raw, decoded))
 }
 
-/// True once the peer has closed the connection (reads end), within `within`.
-pub async fn closed_within(s: &mut Tls, within: std::time::Duration) -> bool {
+/// True once the peer has closed the connection (a read ends or fails) within `within`; bytes that still
+/// arrive are read and dropped.
+pub async fn closed_within(s: &mut (impl tokio::io::AsyncRead + Unpin), within: std::time::Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 4096];
     let read = async {
         loop {
-            match s.read_frame().await {
-                Ok(Some(_)) => continue,
-                Ok(None) | Err(_) => return true,
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return true,
+                Ok(_) => continue,
             }
         }
     };

@@ -80,7 +80,10 @@ async fn hostile_inputs_are_refused_while_others_flow() {
         let mut conn = raw::connect(proxy.port, Some(&sni), &certs.ca).await.expect("tls");
         conn.write_all(&bytes).await.expect("write attack");
         conn.flush().await.expect("flush");
-        assert!(raw::closed_within(&mut conn, Duration::from_secs(5)).await, "{name}: connection not closed");
+        assert!(
+            raw::closed_within(conn.get_mut(), Duration::from_secs(5)).await,
+            "{name}: connection not closed"
+        );
         assert!(wait_for_log(log, LOG_WAIT), "{name}: no log line with {log:?}");
     }
 

@@ -100,20 +100,6 @@ async fn setup(settings: &str, acme: &Broker, beta: &Broker) -> Setup {
     Setup { _dir: dir, certs, proxy }
 }
 
-/// True once the peer closes (a read ends or fails) within `within`.
-async fn closed_within(s: &mut (impl AsyncReadExt + Unpin), within: Duration) -> bool {
-    let mut buf = [0u8; 256];
-    let read = async {
-        loop {
-            match s.read(&mut buf).await {
-                Ok(0) | Err(_) => return true,
-                Ok(_) => continue,
-            }
-        }
-    };
-    tokio::time::timeout(within, read).await.unwrap_or(false)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_and_half_hello_clients_are_closed_at_the_handshake_timeout() {
     let (acme, beta) = (Broker::start().await, Broker::start().await);
@@ -123,8 +109,8 @@ async fn silent_and_half_hello_clients_are_closed_at_the_handshake_timeout() {
     let mut half = TcpStream::connect(("127.0.0.1", s.proxy.port)).await.expect("tcp");
     // The first bytes of a TLS record holding a ClientHello, and then nothing.
     half.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01]).await.expect("write");
-    assert!(closed_within(&mut silent, Duration::from_secs(5)).await, "a silent client is closed");
-    assert!(closed_within(&mut half, Duration::from_secs(5)).await, "half a ClientHello is closed");
+    assert!(raw::closed_within(&mut silent, Duration::from_secs(5)).await, "a silent client is closed");
+    assert!(raw::closed_within(&mut half, Duration::from_secs(5)).await, "half a ClientHello is closed");
     let took = started.elapsed();
     assert!(took >= Duration::from_millis(900), "not before the timeout: {took:?}");
     let series = "kaas_proxy_listener_refused_total{reason=\"no_client_hello\"}";
@@ -186,7 +172,7 @@ async fn an_idle_session_is_closed_but_one_awaiting_an_answer_is_not() {
     let mut waiting = raw::connect(s.proxy.port, Some(&name), &s.certs.ca).await.expect("tls");
     waiting.write_all(&heartbeat(1)).await.expect("a request the broker does not answer yet");
     let started = Instant::now();
-    assert!(closed_within(idle.get_mut(), Duration::from_secs(5)).await, "the idle session is closed");
+    assert!(raw::closed_within(idle.get_mut(), Duration::from_secs(5)).await, "the idle session is closed");
     assert!(started.elapsed() >= Duration::from_millis(900), "not before the idle timeout");
     tokio::time::sleep(Duration::from_millis(2500)).await;
     acme.answer.notify_one();
@@ -272,8 +258,8 @@ async fn a_reload_moves_changed_and_removed_tenants_after_the_grace_period_and_l
     let gone = connect("beta").await.expect_err("beta is no longer routed");
     assert_eq!(raw::alert_of(&gone), Some(rustls::AlertDescription::UnrecognisedName));
     // After it, they close; gamma's session, and the new acme one, go on.
-    assert!(closed_within(acme.get_mut(), Duration::from_secs(6)).await, "acme's old session closed");
-    assert!(closed_within(beta_conn.get_mut(), Duration::from_secs(2)).await, "beta's session closed");
+    assert!(raw::closed_within(acme.get_mut(), Duration::from_secs(6)).await, "acme's old session closed");
+    assert!(raw::closed_within(beta_conn.get_mut(), Duration::from_secs(2)).await, "beta's session closed");
     assert!(reloaded.elapsed() >= Duration::from_millis(1800), "not before the grace period");
     assert!(wait_for_log("the tenant's route changed", Duration::from_secs(2)), "the close is logged");
     assert!(round_trip(&mut gamma_conn, &gamma, 5).await, "an unchanged tenant's session is untouched");
@@ -300,7 +286,7 @@ async fn a_retired_session_awaiting_an_answer_gets_it_before_it_closes() {
     old.answer.notify_one();
     let answer = raw::read_frame(&mut conn).await.expect("the answer arrives").expect("a frame");
     assert_eq!(&answer[4..8], &1i32.to_be_bytes());
-    assert!(closed_within(conn.get_mut(), Duration::from_secs(3)).await, "then the session closes");
+    assert!(raw::closed_within(conn.get_mut(), Duration::from_secs(3)).await, "then the session closes");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -328,10 +314,10 @@ async fn a_draining_proxy_unreadies_keeps_accepting_for_the_delay_and_closes_ses
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let mut late = raw::connect(proxy.port, Some(&name), &certs.ca).await.expect("accepted during the delay");
-    assert!(closed_within(idle.get_mut(), Duration::from_secs(5)).await, "an idle session closes");
+    assert!(raw::closed_within(idle.get_mut(), Duration::from_secs(5)).await, "an idle session closes");
     assert!(unready.elapsed() >= Duration::from_millis(1400), "not before the delay");
     assert!(
-        closed_within(late.get_mut(), Duration::from_secs(2)).await,
+        raw::closed_within(late.get_mut(), Duration::from_secs(2)).await,
         "so does one opened during the delay"
     );
     assert!(TcpStream::connect(("127.0.0.1", proxy.port)).await.is_err(), "the listener is closed");
@@ -339,5 +325,5 @@ async fn a_draining_proxy_unreadies_keeps_accepting_for_the_delay_and_closes_ses
     acme.answer.notify_one();
     let answer = raw::read_frame(&mut busy).await.expect("the owed answer").expect("a frame");
     assert_eq!(&answer[4..8], &1i32.to_be_bytes());
-    assert!(closed_within(busy.get_mut(), Duration::from_secs(3)).await, "then it closes too");
+    assert!(raw::closed_within(busy.get_mut(), Duration::from_secs(3)).await, "then it closes too");
 }

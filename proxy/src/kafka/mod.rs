@@ -52,6 +52,8 @@ pub struct Inspected {
     pub inflight: InFlight,
     /// Whether the broker answers it; when false the request is not queued (see [`inflight`]).
     pub expects_response: bool,
+    /// Where the request body starts; `None` for an API key the proxy does not know.
+    pub body_offset: Option<usize>,
 }
 
 /// Reads the header of a request frame and decides whether and how to track its response.
@@ -73,7 +75,7 @@ pub fn inspect_request(frame: &Frame) -> Result<Inspected, RequestError> {
         action,
         throttle_ms: 0,
     };
-    Ok(Inspected { inflight, expects_response: !no_response })
+    Ok(Inspected { inflight, expects_response: !no_response, body_offset: h.body_offset })
 }
 
 /// A Fetch request frame whose `max_bytes` is at most `cap`: unchanged when it already is (or the request is not a
@@ -82,8 +84,22 @@ pub fn inspect_request(frame: &Frame) -> Result<Inspected, RequestError> {
 /// client asks for; the client simply fetches again.
 pub fn cap_fetch_bytes(frame: Frame, cap: u32) -> Result<Frame, RequestError> {
     let h = header::parse_request(frame.body())?;
-    let (Some(ApiKey::Fetch), Some(body)) = (h.api(), h.body_offset) else { return Ok(frame) };
-    let Some(at) = header::fetch_max_bytes_offset(h.api_version).map(|o| body + o) else { return Ok(frame) };
+    let (api, version, body) = (h.api(), h.api_version, h.body_offset);
+    match (api, body) {
+        (Some(ApiKey::Fetch), Some(body)) => cap_fetch_body(frame, version, body, cap),
+        _ => Ok(frame),
+    }
+}
+
+/// [`cap_fetch_bytes`] for a Fetch request of `version` whose header was already read ([`inspect_request`]):
+/// its body starts at `body_offset`.
+pub fn cap_fetch_body(
+    frame: Frame,
+    version: i16,
+    body_offset: usize,
+    cap: u32,
+) -> Result<Frame, RequestError> {
+    let Some(at) = header::fetch_max_bytes_offset(version).map(|o| body_offset + o) else { return Ok(frame) };
     let max_bytes = codec::i32_at(frame.body(), at).ok_or(RequestError::FetchMaxBytes)?;
     let cap = i32::try_from(cap).unwrap_or(i32::MAX);
     if max_bytes <= cap {

@@ -13,7 +13,7 @@ use super::{SessionContext, SessionError};
 use crate::kafka::codec::{i32_at, Frame};
 use crate::kafka::inflight::{Answer, InFlight, Timing};
 use crate::kafka::throttle::with_throttle;
-use crate::kafka::{cap_fetch_bytes, inspect_request, process_response, ResponseError};
+use crate::kafka::{cap_fetch_body, inspect_request, process_response, ResponseError};
 use crate::metrics::TenantMetrics;
 
 /// Client → upstream: read the header, remember what the response will need, forward the frame as it came
@@ -65,8 +65,11 @@ impl Frames for Requests<'_> {
         } else {
             self.shared.inflight.push_unanswered(seen.inflight.correlation_id);
         }
-        let frame = match seen.inflight.api_key {
-            FETCH => cap_fetch_bytes(frame, self.ctx.max_fetch_bytes)?,
+        // The header was read above: only the Fetch body's max_bytes is looked at here.
+        let frame = match (seen.inflight.api_key, seen.body_offset) {
+            (FETCH, Some(body)) => {
+                cap_fetch_body(frame, seen.inflight.version, body, self.ctx.max_fetch_bytes)?
+            }
             _ => frame,
         };
         Ok(Some(frame.into_bytes()))

@@ -57,6 +57,9 @@ pub struct Config {
     /// Connections open at once per tenant; more are refused after the ClientHello.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_connections_per_tenant: Option<usize>,
+    /// Connections open at once from one peer address (an IPv6 /64 counts as one); more are closed on accept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connections_per_ip: Option<usize>,
     /// Requests a connection may have awaiting responses before the proxy stops reading it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_inflight_requests_per_connection: Option<usize>,
@@ -98,6 +101,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "idle_timeout_seconds",
     "max_connections",
     "max_connections_per_tenant",
+    "max_connections_per_ip",
     "max_inflight_requests_per_connection",
     "reload_grace_seconds",
     "max_fetch_response_bytes",
@@ -129,6 +133,8 @@ pub struct Settings {
     pub max_connections: usize,
     /// Connections open at once per tenant.
     pub max_connections_per_tenant: usize,
+    /// Connections open at once per peer address (IPv6: per /64).
+    pub max_connections_per_ip: usize,
     /// Requests awaiting responses per connection before the proxy stops reading the client.
     pub max_inflight_requests_per_connection: usize,
     /// After a reload changes or removes a tenant's route, how long its open sessions may go on.
@@ -513,6 +519,7 @@ fn validate(p: &Parsed, base: &Path, errs: &mut Collector) -> Option<Settings> {
     let idle_timeout_seconds = limit(p, "idle_timeout_seconds", errs);
     let max_connections = limit(p, "max_connections", errs);
     let max_connections_per_tenant = limit(p, "max_connections_per_tenant", errs);
+    let max_connections_per_ip = limit(p, "max_connections_per_ip", errs);
     let max_inflight = limit(p, "max_inflight_requests_per_connection", errs);
     let reload_grace_seconds = limit(p, "reload_grace_seconds", errs);
     let max_fetch_response_bytes = limit(p, "max_fetch_response_bytes", errs);
@@ -527,6 +534,7 @@ fn validate(p: &Parsed, base: &Path, errs: &mut Collector) -> Option<Settings> {
         idle_timeout: Duration::from_secs(idle_timeout_seconds),
         max_connections: max_connections as usize,
         max_connections_per_tenant: max_connections_per_tenant as usize,
+        max_connections_per_ip: max_connections_per_ip as usize,
         max_inflight_requests_per_connection: max_inflight as usize,
         reload_grace: Duration::from_secs(reload_grace_seconds),
         max_fetch_response_bytes: u32::try_from(max_fetch_response_bytes).unwrap_or(u32::MAX),

@@ -10,6 +10,9 @@ const DEFAULT_HANDSHAKE_TIMEOUT_SECONDS: u64 = 10;
 const DEFAULT_IDLE_TIMEOUT_SECONDS: u64 = 600;
 /// Well under a default process file limit of 65536 with two sockets per connection.
 const DEFAULT_MAX_CONNECTIONS: u64 = 20_000;
+/// A twentieth of the whole: no one address (or IPv6 /64) can take every connection, while a NAT gateway in
+/// front of a few hundred clients (each holding a connection per broker it uses) still fits.
+const DEFAULT_MAX_CONNECTIONS_PER_IP: u64 = 1_000;
 /// A quarter of the whole: no one tenant can take every connection.
 const DEFAULT_MAX_CONNECTIONS_PER_TENANT: u64 = 5_000;
 /// Far above what clients pipeline (Java's `max.in.flight.requests.per.connection` is 5; librdkafka pipelines
@@ -33,7 +36,7 @@ const DEFAULT_RELOAD_GRACE_SECONDS: u64 = 60;
 /// that plus one record batch, whatever a client asks for (Kafka's consumers ask for 50 MiB).
 const DEFAULT_MAX_FETCH_RESPONSE_BYTES: u64 = 8 << 20;
 
-pub(super) const LIMITS: [Limit; 7] = [
+pub(super) const LIMITS: [Limit; 8] = [
     Limit { key: "handshake_timeout_seconds", default: DEFAULT_HANDSHAKE_TIMEOUT_SECONDS, range: 1..=300 },
     Limit { key: "idle_timeout_seconds", default: DEFAULT_IDLE_TIMEOUT_SECONDS, range: 1..=WEEK_SECONDS },
     Limit { key: "max_connections", default: DEFAULT_MAX_CONNECTIONS, range: 1..=1 << 24 },
@@ -42,6 +45,7 @@ pub(super) const LIMITS: [Limit; 7] = [
         default: DEFAULT_MAX_CONNECTIONS_PER_TENANT,
         range: 1..=1 << 24,
     },
+    Limit { key: "max_connections_per_ip", default: DEFAULT_MAX_CONNECTIONS_PER_IP, range: 1..=1 << 24 },
     Limit {
         key: "max_inflight_requests_per_connection",
         default: DEFAULT_MAX_INFLIGHT_REQUESTS,

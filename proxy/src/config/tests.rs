@@ -125,6 +125,7 @@ fn the_key_list_matches_the_schema() {
         idle_timeout_seconds: Some(1),
         max_connections: Some(1),
         max_connections_per_tenant: Some(1),
+        max_connections_per_ip: Some(1),
         max_inflight_requests_per_connection: Some(1),
         reload_grace_seconds: Some(1),
         max_fetch_response_bytes: Some(1),

@@ -45,6 +45,8 @@ pub enum RefusalReason {
     NoClientHello,
     /// The global `max_connections` was reached; the connection was closed before its ClientHello was read.
     ConnectionLimit,
+    /// The peer's address (IPv6: its /64) has `max_connections_per_ip` open; closed before its ClientHello.
+    IpConnectionLimit,
     /// The tenant's `max_connections_per_tenant` was reached.
     TenantConnectionLimit,
     /// The server name routes nowhere (no SNI, unknown tenant, unknown broker id): alert `unrecognized_name`.
@@ -74,11 +76,12 @@ pub enum RefusalReason {
 }
 
 /// Every refusal reason: the `reason` label values of `kaas_proxy_listener_refused_total`.
-pub const REASONS: [RefusalReason; 17] = [
+pub const REASONS: [RefusalReason; 18] = [
     RefusalReason::Plaintext,
     RefusalReason::NotTls,
     RefusalReason::NoClientHello,
     RefusalReason::ConnectionLimit,
+    RefusalReason::IpConnectionLimit,
     RefusalReason::TenantConnectionLimit,
     RefusalReason::UnrecognizedName,
     RefusalReason::ClusterUnavailable,
@@ -102,6 +105,7 @@ impl RefusalReason {
             RefusalReason::NotTls => "not_tls",
             RefusalReason::NoClientHello => "no_client_hello",
             RefusalReason::ConnectionLimit => "connection_limit",
+            RefusalReason::IpConnectionLimit => "ip_connection_limit",
             RefusalReason::TenantConnectionLimit => "tenant_connection_limit",
             RefusalReason::UnrecognizedName => "unrecognized_name",
             RefusalReason::ClusterUnavailable => "cluster_unavailable",

@@ -6,7 +6,9 @@
 //! A refusal is counted and logged in one place (`Refused`), once, inside the connection's `conn{peer, sni,
 //! tenant}` span, and never opens an upstream connection it does not need. One connection's failure never
 //! touches another's. Neighbours: [`crate::routes`] (the current routes), [`crate::tls`], [`crate::router`],
-//! [`crate::upstream`].
+//! [`crate::upstream`]; [`peers`] counts connections per peer address.
+
+mod peers;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -36,6 +38,7 @@ use crate::tls::{self, Alert, FrontError, HelloError};
 use crate::upstream::identity::ClientIdentity;
 use crate::upstream::tls::{Principal, UpstreamStream, UpstreamTls};
 use crate::upstream::{Connector, UpstreamError};
+use peers::{PeerSlot, Peers};
 
 /// A bound proxy, ready to serve.
 #[derive(Debug)]
@@ -58,10 +61,12 @@ struct ProxyState {
     connections: TaskTracker,
     /// A permit per open connection, `max_connections` in all.
     connection_slots: Arc<Semaphore>,
+    /// Open connections per peer address, `max_connections_per_ip` each.
+    peers: Arc<Peers>,
     /// Cancelled when the proxy drains: sessions close between requests.
     draining: CancellationToken,
-    /// When a refusal for the global connection limit was last logged (they are logged at most once a second,
-    /// a flood of them would drown the log; the metric counts each).
+    /// When a refusal for the global or a peer's connection limit was last logged (they are logged at most once
+    /// a second, a flood of them would drown the log; the metric counts each).
     limit_logged: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
@@ -75,6 +80,7 @@ struct Limits {
     max_fetch_bytes: u32,
     max_connections: usize,
     max_connections_per_tenant: usize,
+    max_connections_per_ip: usize,
 }
 
 /// Why [`Proxy::bind`] failed; the process cannot serve.
@@ -130,10 +136,12 @@ impl Proxy {
                 max_fetch_bytes: settings.max_fetch_response_bytes,
                 max_connections: settings.max_connections,
                 max_connections_per_tenant: settings.max_connections_per_tenant,
+                max_connections_per_ip: settings.max_connections_per_ip,
             },
             metrics,
             connections: TaskTracker::new(),
             connection_slots: Arc::new(Semaphore::new(settings.max_connections)),
+            peers: Peers::new(settings.max_connections_per_ip),
             draining: CancellationToken::new(),
             limit_logged: std::sync::Mutex::new(None),
         });
@@ -187,11 +195,19 @@ impl Proxy {
                     Ok((tcp, peer)) => {
                         self.state.metrics.accepted();
                         let Ok(slot) = self.state.connection_slots.clone().try_acquire_owned() else {
-                            self.state.at_connection_limit(peer);
+                            self.state.at_limit(peer, RefusalReason::ConnectionLimit, None);
                             continue;
                         };
+                        let peer_slot = match self.state.peers.admit(peer.ip()) {
+                            Ok(peer_slot) => peer_slot,
+                            Err(open) => {
+                                self.state.at_limit(peer, RefusalReason::IpConnectionLimit, Some(open));
+                                continue;
+                            }
+                        };
                         let state = self.state.clone();
-                        self.state.connections.spawn(async move { handle(tcp, peer, &state, slot).await });
+                        let slots = (slot, peer_slot);
+                        self.state.connections.spawn(async move { handle(tcp, peer, &state, slots).await });
                     }
                     // Out of file descriptors and the like: back off rather than spin.
                     Err(e) => {
@@ -214,19 +230,31 @@ pub struct Shutdown {
 }
 
 impl ProxyState {
-    /// Counts (and at most once a second logs) a connection closed at once because `max_connections` are open.
-    fn at_connection_limit(&self, peer: SocketAddr) {
-        self.metrics.refused(RefusalReason::ConnectionLimit);
+    /// Counts (and at most once a second logs) a connection closed at once because `max_connections` are open
+    /// (`why` [`RefusalReason::ConnectionLimit`]), or `max_connections_per_ip` of its peer's address (`open`).
+    fn at_limit(&self, peer: SocketAddr, why: RefusalReason, open: Option<usize>) {
+        self.metrics.refused(why);
         let now = std::time::Instant::now();
         let mut last = self.limit_logged.lock().unwrap_or_else(|p| p.into_inner());
-        if last.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1)) {
-            *last = Some(now);
-            warn!(
+        if last.is_some_and(|t| now.duration_since(t) < Duration::from_secs(1)) {
+            return;
+        }
+        *last = Some(now);
+        match open {
+            None => warn!(
                 %peer,
                 max_connections = self.limits.max_connections,
-                reason = "connection_limit",
+                reason = why.label(),
                 "connection refused: max_connections open (logged at most once a second)"
-            );
+            ),
+            Some(open) => warn!(
+                %peer,
+                block = %peers::block_of(peer.ip()),
+                open,
+                max_connections_per_ip = self.limits.max_connections_per_ip,
+                reason = why.label(),
+                "connection refused: the peer's address has max_connections_per_ip open (logged at most once a second)"
+            ),
         }
     }
 }
@@ -326,7 +354,13 @@ fn handshake_reason(e: &std::io::Error) -> RefusalReason {
     }
 }
 
-async fn handle(tcp: TcpStream, peer: SocketAddr, state: &ProxyState, _slot: OwnedSemaphorePermit) {
+/// One connection, holding its places under `max_connections` and `max_connections_per_ip` until it ends.
+async fn handle(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    state: &ProxyState,
+    _slots: (OwnedSemaphorePermit, PeerSlot),
+) {
     // ERROR level so the connection's context is on every line it logs, whatever the filter.
     let span = tracing::error_span!("conn", %peer, sni = field::Empty, tenant = field::Empty, principal = field::Empty);
     async {

@@ -30,7 +30,7 @@ use crate::config::Settings;
 use crate::error::{Blame, Side};
 use crate::kafka::rewrite::Advertise;
 use crate::kafka::ResponseError;
-use crate::metrics::{Metrics, RefusalReason, TenantConnection};
+use crate::metrics::{Metrics, OpenConnection, RefusalReason, TenantConnection};
 use crate::router::{SniError, Target, Tenant};
 use crate::routes::{Reloader, RouteSet, Routes};
 use crate::session::{self, SessionContext, SessionError};
@@ -206,7 +206,7 @@ impl Proxy {
                             }
                         };
                         let state = self.state.clone();
-                        let slots = (slot, peer_slot);
+                        let slots = (slot, peer_slot, self.state.metrics.opened());
                         self.state.connections.spawn(async move { handle(tcp, peer, &state, slots).await });
                     }
                     // Out of file descriptors and the like: back off rather than spin.
@@ -359,7 +359,7 @@ async fn handle(
     tcp: TcpStream,
     peer: SocketAddr,
     state: &ProxyState,
-    _slots: (OwnedSemaphorePermit, PeerSlot),
+    _slots: (OwnedSemaphorePermit, PeerSlot, OpenConnection),
 ) {
     // ERROR level so the connection's context is on every line it logs, whatever the filter.
     let span = tracing::error_span!("conn", %peer, sni = field::Empty, tenant = field::Empty, principal = field::Empty);

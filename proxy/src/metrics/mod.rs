@@ -244,6 +244,7 @@ pub fn request_apis() -> impl Iterator<Item = ApiKey> {
 pub struct Metrics {
     registry: Registry,
     connections: Counter,
+    open: Gauge,
     labelled: Arc<Labelled>,
     routes: RouteMetrics,
 }
@@ -262,6 +263,16 @@ impl TenantConnection {
 impl Drop for TenantConnection {
     fn drop(&mut self) {
         self.0.active.dec();
+    }
+}
+
+/// A connection counted in `kaas_proxy_listener_connections_open` until dropped.
+#[derive(Debug)]
+pub struct OpenConnection(Gauge);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 
@@ -330,10 +341,16 @@ impl Metrics {
             "TCP connections accepted on the TLS port",
             connections.clone(),
         );
+        let open = Gauge::default();
+        registry.register(
+            "listener_connections_open",
+            "TCP connections open on the TLS port, counted against max_connections",
+            open.clone(),
+        );
         registry.register_collector(Box::new(labelled.clone()));
         let routes = RouteMetrics::default();
         routes.register(&mut registry);
-        let metrics = Metrics { registry, connections, labelled, routes };
+        let metrics = Metrics { registry, connections, open, labelled, routes };
         metrics.add_tenants(tenants);
         metrics
     }
@@ -357,6 +374,12 @@ impl Metrics {
     /// Counts a TCP connection accepted on the TLS port.
     pub fn accepted(&self) {
         self.connections.inc();
+    }
+
+    /// Counts a connection admitted within the connection limits as open until the guard is dropped.
+    pub fn opened(&self) -> OpenConnection {
+        self.open.inc();
+        OpenConnection(self.open.clone())
     }
 
     /// Counts a connection refused before its session started.

@@ -43,6 +43,8 @@ fn counts_and_renders() {
     let m = Metrics::new(["acme", "beta"]);
     m.accepted();
     m.accepted();
+    let (first, _second) = (m.opened(), m.opened());
+    drop(first);
     m.refused(RefusalReason::Plaintext);
     let open = m.admit("acme", 10).expect("under the limit");
     assert!(m.admit("nobody", 10).expect("not counted").is_none());
@@ -57,6 +59,7 @@ fn counts_and_renders() {
     let text = m.encode();
     for line in [
         "kaas_proxy_listener_connections_total 2",
+        "kaas_proxy_listener_connections_open 1",
         "kaas_proxy_listener_refused_total{reason=\"plaintext\"} 1",
         "kaas_proxy_listener_refused_total{reason=\"handshake\"} 0",
         "kaas_proxy_session_active{tenant=\"acme\"} 1",
@@ -138,7 +141,10 @@ fn tenant_series(tenant: &str) -> Vec<String> {
 fn every_series_starts_at_zero() {
     let m = Metrics::new(["acme"]);
     let text = m.encode();
-    let mut expected = vec!["kaas_proxy_listener_connections_total".to_owned()];
+    let mut expected = vec![
+        "kaas_proxy_listener_connections_total".to_owned(),
+        "kaas_proxy_listener_connections_open".to_owned(),
+    ];
     expected
         .extend(REASONS.map(|r| format!("kaas_proxy_listener_refused_total{{reason=\"{}\"}}", r.label())));
     expected.extend(tenant_series("acme"));

@@ -321,7 +321,8 @@ impl Refused {
         Some(match self {
             Refused::Hello(HelloError::Closed) => return None,
             Refused::Hello(HelloError::PlaintextKafka) => RefusalReason::Plaintext,
-            Refused::Hello(_) => RefusalReason::NotTls,
+            Refused::Hello(HelloError::NotTls(_)) => RefusalReason::NotTls,
+            Refused::Hello(HelloError::Invalid(_)) => RefusalReason::InvalidClientHello,
             Refused::NoClientHello(_) => RefusalReason::NoClientHello,
             Refused::UnknownName(_) | Refused::UnknownNode(_) => RefusalReason::UnrecognizedName,
             Refused::ClusterUnavailable(_) => RefusalReason::ClusterUnavailable,

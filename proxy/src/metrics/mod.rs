@@ -39,8 +39,11 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 pub enum RefusalReason {
     /// Plaintext Kafka on the TLS port.
     Plaintext,
-    /// Neither TLS nor Kafka, or an unreadable ClientHello.
+    /// Neither TLS nor Kafka.
     NotTls,
+    /// A TLS record that rustls could not read as a ClientHello (malformed, over 64 KiB, an invalid server
+    /// name): answered with rustls' alert (`decode_error`, `illegal_parameter`...).
+    InvalidClientHello,
     /// No ClientHello within the handshake timeout.
     NoClientHello,
     /// The global `max_connections` was reached; the connection was closed before its ClientHello was read.
@@ -76,9 +79,10 @@ pub enum RefusalReason {
 }
 
 /// Every refusal reason: the `reason` label values of `kaas_proxy_listener_refused_total`.
-pub const REASONS: [RefusalReason; 18] = [
+pub const REASONS: [RefusalReason; 19] = [
     RefusalReason::Plaintext,
     RefusalReason::NotTls,
+    RefusalReason::InvalidClientHello,
     RefusalReason::NoClientHello,
     RefusalReason::ConnectionLimit,
     RefusalReason::IpConnectionLimit,
@@ -103,6 +107,7 @@ impl RefusalReason {
         match self {
             RefusalReason::Plaintext => "plaintext",
             RefusalReason::NotTls => "not_tls",
+            RefusalReason::InvalidClientHello => "invalid_client_hello",
             RefusalReason::NoClientHello => "no_client_hello",
             RefusalReason::ConnectionLimit => "connection_limit",
             RefusalReason::IpConnectionLimit => "ip_connection_limit",

@@ -16,7 +16,8 @@
 //! and, once a test names SCRAM users ([`ClusterOptions::scram_user`]), a fourth:
 //! - `SASL`: SASL_SSL with SCRAM-SHA-512, as a Strimzi `authentication: scram-sha-512` listener: the broker
 //!   certificate of `TLS`, no client certificate, the users' credentials written at format time; a client
-//!   there is `User:<name>`.
+//!   there is `User:<name>`. The same users may log in with PLAIN too (their passwords in the listener's JAAS
+//!   line), for clients that pass PLAIN through.
 //!
 //! [`ClusterOptions::authorizer`] makes the cluster authorize every request by ACL, as a Strimzi cluster with
 //! `authorization: simple`; [`KafkaCluster::create_topic`] and [`KafkaCluster::create_acls`] set up what the
@@ -218,7 +219,7 @@ impl ClusterOptions {
 pub enum Listener {
     Plain,
     Tls,
-    /// SASL_SSL with SCRAM-SHA-512, on clusters with [`ClusterOptions::scram_user`] only.
+    /// SASL_SSL with SCRAM-SHA-512 (and PLAIN), on clusters with [`ClusterOptions::scram_user`] only.
     Sasl,
 }
 

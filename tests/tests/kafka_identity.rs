@@ -373,9 +373,20 @@ fn scram_client(
     user: &str,
     password: &str,
 ) -> ClientConfig {
+    sasl_client(proxy, certs, tenant, "SCRAM-SHA-512", (user, password))
+}
+
+/// A SASL client of tenant `tenant` with `mechanism` and (user, password) over TLS to the proxy.
+fn sasl_client(
+    proxy: &ProxyHandle,
+    certs: &Certs,
+    tenant: &str,
+    mechanism: &str,
+    (user, password): (&str, &str),
+) -> ClientConfig {
     let mut c = common::client_config(&proxy.bootstrap(tenant), &certs.ca);
     c.set("security.protocol", "SASL_SSL")
-        .set("sasl.mechanisms", "SCRAM-SHA-512")
+        .set("sasl.mechanisms", mechanism)
         .set("sasl.username", user)
         .set("sasl.password", password)
         .set("message.timeout.ms", "20000");
@@ -433,7 +444,14 @@ async fn scram_clients_authenticate_at_the_broker_through_the_proxy() {
 
     // A wrong password: the broker's own authentication error reaches the client through the proxy.
     assert_authentication_fails(&scram_client(&proxy, &certs, "sasl", "alice", "not-her-password"));
+    // PLAIN passes through the same way: the broker checks the password and applies the same user's ACLs.
+    let plain = |password| sasl_client(&proxy, &certs, "sasl", "PLAIN", ("alice", password));
+    produce(&plain("alice-secret"), "orders", "plain", 5, "all").await.expect("alice produces over PLAIN");
+    assert_authentication_fails(&plain("not-her-password"));
     let bob = scram_client(&proxy, &certs, "sasl", "bob", "bob-secret");
+    let denied =
+        produce_error(&sasl_client(&proxy, &certs, "sasl", "PLAIN", ("bob", "bob-secret")), "orders").await;
+    assert!(is_topic_authorization_failure(&denied), "bob may not write over PLAIN either: {denied:?}");
     let denied = produce_error(&bob, "orders").await;
     assert!(is_topic_authorization_failure(&denied), "bob may not write: {denied:?}");
     let log = server_log(&cluster);
@@ -441,5 +459,7 @@ async fn scram_clients_authenticate_at_the_broker_through_the_proxy() {
         log.contains("invalid credentials with SASL mechanism SCRAM-SHA-512"),
         "the broker refused the password"
     );
+    // Kafka's PLAIN server words its refusal its own way.
+    assert!(log.contains("Invalid username or password"), "the broker refused the PLAIN password");
     assert!(log.lines().any(|l| l.contains("User:bob") && l.contains("Denied")), "the broker saw User:bob");
 }

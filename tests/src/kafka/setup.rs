@@ -80,11 +80,17 @@ pub(super) fn properties(
         ));
     }
     if node.sasl.is_some() {
+        // Every SASL user may log in with PLAIN as well, its password in the JAAS line (the names and passwords
+        // were checked to need no quoting).
+        let plain_users: String =
+            opts.scram_users.iter().map(|(name, password)| format!(" user_{name}=\"{password}\"")).collect();
         // The lower-case listener name prefixes its settings; the mechanism's own ones take it as well.
         p.push_str(&format!(
-            "listener.name.sasl.sasl.enabled.mechanisms=SCRAM-SHA-512\n\
+            "listener.name.sasl.sasl.enabled.mechanisms=SCRAM-SHA-512,PLAIN\n\
              listener.name.sasl.scram-sha-512.sasl.jaas.config=\
              org.apache.kafka.common.security.scram.ScramLoginModule required;\n\
+             listener.name.sasl.plain.sasl.jaas.config=\
+             org.apache.kafka.common.security.plain.PlainLoginModule required{plain_users};\n\
              listener.name.sasl.ssl.client.auth=none\n\
              listener.name.sasl.ssl.keystore.type=PEM\n\
              listener.name.sasl.ssl.keystore.location={}\n",
@@ -241,6 +247,9 @@ mod tests {
             "listener.security.protocol.map=PLAIN:PLAINTEXT,TLS:SSL,CONTROLLER:PLAINTEXT,SASL:SASL_SSL",
             "listener.name.sasl.ssl.client.auth=none",
             "listener.name.sasl.ssl.keystore.location=/k/ks.pem",
+            "listener.name.sasl.sasl.enabled.mechanisms=SCRAM-SHA-512,PLAIN",
+            "listener.name.sasl.plain.sasl.jaas.config=\
+             org.apache.kafka.common.security.plain.PlainLoginModule required user_alice=\"s3cret\";",
             "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
             "allow.everyone.if.no.acl.found=false",
             "super.users=User:ANONYMOUS;User:CN=admin",

@@ -4,7 +4,8 @@
 //! kaas-proxy in-process from a real configuration file and captures its log, [`relay`] counts upstream
 //! connections, [`python`] drives the Python clients, [`raw`] speaks Kafka over TLS byte by byte,
 //! [`hostile_broker`] answers with corrupted responses, and [`kafka`] starts real Apache Kafka clusters
-//! (KRaft, mutual-TLS listeners, several at once); [`matrix`] runs every client against every broker.
+//! (KRaft, mutual-TLS listeners, several at once); [`matrix`] runs every client against every broker;
+//! [`soak`] runs the real binary as its own process and samples it.
 
 pub mod certs;
 pub mod hostile_broker;
@@ -14,6 +15,7 @@ pub mod proxy;
 pub mod python;
 pub mod raw;
 pub mod relay;
+pub mod soak;
 pub mod tansu;
 
 use std::net::TcpListener;

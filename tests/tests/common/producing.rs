@@ -137,6 +137,11 @@ impl Producing {
         }
     }
 
+    /// Records acknowledged so far.
+    pub fn acked(&self) -> usize {
+        lock(&self.producer.context().acked).len()
+    }
+
     /// Waits until `n` records were acknowledged after `since` (see [`Producing::wait_for_acks`]).
     pub async fn wait_for_acks_since(&self, since: Instant, n: usize, what: &str) {
         self.wait_for_acks(n, |a| a.at > since, what).await;

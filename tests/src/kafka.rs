@@ -470,6 +470,26 @@ impl KafkaCluster {
         Ok(())
     }
 
+    /// Freezes `node` (SIGSTOP): its sockets stay open and the kernel still completes TCP handshakes on its
+    /// ports, but nothing is answered, as a client sees a network partition. [`KafkaCluster::resume_broker`]
+    /// thaws it.
+    pub fn pause_broker(&mut self, node: i32) -> anyhow::Result<()> {
+        self.signal(node, "-STOP")
+    }
+
+    /// Thaws a node frozen by [`KafkaCluster::pause_broker`] (SIGCONT).
+    pub fn resume_broker(&mut self, node: i32) -> anyhow::Result<()> {
+        self.signal(node, "-CONT")
+    }
+
+    fn signal(&mut self, node: i32, signal: &str) -> anyhow::Result<()> {
+        let n = self.node_mut(node)?;
+        let p = n.process.as_ref().ok_or_else(|| anyhow::anyhow!("node {node} is not running"))?;
+        let status = Command::new("kill").args([signal, &p.id().to_string()]).status()?;
+        anyhow::ensure!(status.success(), "kill {signal} node {node}: {status}");
+        Ok(())
+    }
+
     /// Starts a killed or stopped `node` again on its data, ports and certificates, and waits until every
     /// running node lists every running node.
     pub fn restart_broker(&mut self, node: i32) -> anyhow::Result<()> {

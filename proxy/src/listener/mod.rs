@@ -6,7 +6,7 @@
 //! A refusal is counted and logged in one place (`Refused`), once, inside the connection's `conn{peer, sni,
 //! tenant}` span, and never opens an upstream connection it does not need. One connection's failure never
 //! touches another's. Neighbours: [`crate::routes`] (the current routes), [`crate::tls`], [`crate::router`],
-//! [`crate::upstream`]; [`peers`] counts connections per peer address.
+//! [`crate::upstream`]; `peers` counts connections per peer address.
 
 mod peers;
 

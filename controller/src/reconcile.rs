@@ -23,7 +23,7 @@ use crate::metrics::Metrics;
 use crate::render::{self, Platform, RenderError};
 use crate::sizing;
 use crate::upstream;
-use crate::watched::{readiness, Cluster, HelmRelease};
+use crate::watched::{cluster_readiness, release_readiness, Cluster, HelmRelease};
 
 /// Finalizer on every `KafkaTenant`, so deleting one first removes its folder and route.
 pub const FINALIZER: &str = "kaas.dev/tenant";
@@ -290,7 +290,12 @@ async fn apply(t: &KafkaTenant, api: &Api<KafkaTenant>, ctx: &Context) -> Result
     })
 }
 
-/// `None` when everything the tenant needs is Ready; otherwise what it waits for.
+/// `None` when everything the tenant needs is up for its current spec; otherwise what it waits for.
+///
+/// Cluster API v1beta2 says a `Cluster` is up with `Available`; Flux says a `HelmRelease` is with `Ready`, each
+/// for the generation it observed. A spec change reaches the `HelmRelease` only once Flux has applied the new
+/// commit, so the release must also carry the tenant's generation ([`render::TENANT_GENERATION`]): until
+/// then its `Ready` is the old spec's.
 async fn readiness_of(t: &KafkaTenant, ctx: &Context) -> Result<Option<String>, Error> {
     let name = t.name_any();
     let ns = render::namespace(&name);
@@ -299,7 +304,7 @@ async fn readiness_of(t: &KafkaTenant, ctx: &Context) -> Result<Option<String>, 
         match clusters.get_opt(&name).await? {
             None => return Ok(Some(format!("Cluster {ns}/{name} not created yet"))),
             Some(c) => {
-                if let Err(why) = readiness(c.status.as_ref()) {
+                if let Err(why) = cluster_readiness(&c) {
                     return Ok(Some(format!("Cluster {ns}/{name}: {why}")));
                 }
             }
@@ -307,10 +312,19 @@ async fn readiness_of(t: &KafkaTenant, ctx: &Context) -> Result<Option<String>, 
     }
     let releases: Api<HelmRelease> = Api::namespaced(ctx.client.clone(), &ns);
     let release = format!("{name}-kafka");
-    Ok(match releases.get_opt(&release).await? {
-        None => Some(format!("HelmRelease {ns}/{release} not created yet")),
-        Some(r) => readiness(r.status.as_ref()).err().map(|why| format!("HelmRelease {ns}/{release}: {why}")),
-    })
+    let Some(r) = releases.get_opt(&release).await? else {
+        return Ok(Some(format!("HelmRelease {ns}/{release} not created yet")));
+    };
+    if let Some(want) = t.metadata.generation {
+        let applied = r.annotations().get(render::TENANT_GENERATION).cloned().unwrap_or_default();
+        if applied != want.to_string() {
+            return Ok(Some(format!(
+                "HelmRelease {ns}/{release}: Flux has not applied tenant generation {want} yet (applied: {})",
+                if applied.is_empty() { "none" } else { &applied }
+            )));
+        }
+    }
+    Ok(release_readiness(&r).err().map(|why| format!("HelmRelease {ns}/{release}: {why}")))
 }
 
 /// Sets `tenant`'s entry in the route source to `route` (removes it with `None`).

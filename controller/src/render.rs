@@ -63,6 +63,10 @@ pub fn namespace(tenant: &str) -> String {
 /// CA secrets are `kaas-cluster-ca-cert`, `kaas-clients-ca-cert`, `kaas-clients-ca`).
 pub const KAFKA_RELEASE: &str = "kaas";
 
+/// Annotation of a tenant's `HelmRelease` naming the `KafkaTenant` generation it was rendered from: once the
+/// live object carries the tenant's current generation, Flux has applied the commit of that spec.
+pub const TENANT_GENERATION: &str = "kaas.dev/tenant-generation";
+
 /// The namespace the tenant's Kafka runs in: `kafka` on its own cluster, `tenant-<name>` on the shared one.
 pub fn kafka_namespace(tenant: &str, isolation: Isolation) -> String {
     match isolation {
@@ -307,10 +311,14 @@ fn helm_release(t: &KafkaTenant, tenant: &str, ns: &str, s: &Sizing, p: &Platfor
         // Kafka's custom resources need the Strimzi operator's CRDs first.
         spec["dependsOn"] = json!([{ "name": format!("{tenant}-strimzi") }]);
     }
+    let mut metadata = meta(&format!("{tenant}-kafka"), ns, tenant);
+    if let Some(g) = t.metadata.generation {
+        metadata["annotations"] = json!({ TENANT_GENERATION: g.to_string() });
+    }
     json!({
         "apiVersion": "helm.toolkit.fluxcd.io/v2",
         "kind": "HelmRelease",
-        "metadata": meta(&format!("{tenant}-kafka"), ns, tenant),
+        "metadata": metadata,
         "spec": spec,
     })
 }

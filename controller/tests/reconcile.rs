@@ -14,11 +14,12 @@ use kaas_controller::gitops::Repo;
 use kaas_controller::metrics::Metrics;
 use kaas_controller::reconcile::{reconcile, Context, RouteSource, FINALIZER, ROUTES_KEY};
 use kaas_controller::render::Platform;
-use kaas_controller::watched::{Cluster, ConditionsStatus, HelmRelease, ObservedCondition};
+use kaas_controller::watched::{Cluster, HelmRelease};
 use kaas_route::TenantRoute;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use kube_fake_client::{interceptor, ClientBuilder};
+use serde::Deserialize;
 use serde_json::json;
 
 fn git(dir: &Path, args: &[&str]) -> String {
@@ -116,27 +117,106 @@ impl Fixture {
         (c.status.clone(), c.reason.clone(), c.message.clone())
     }
 
-    async fn make_ready(&self, tenant: &str) {
-        let ns = format!("kaas-{tenant}");
-        let ready = json!({ "status": ConditionsStatus { conditions: vec![ObservedCondition {
-            type_: "Ready".into(), status: "True".into(), reason: "Succeeded".into(), message: String::new() }] } });
-        let clusters: Api<Cluster> = Api::namespaced(self.client.clone(), &ns);
-        let mut c = Cluster::new(tenant, Default::default());
-        c.metadata.namespace = Some(ns.clone());
-        clusters.create(&PostParams::default(), &c).await.expect("create cluster");
-        clusters
-            .patch_status(tenant, &PatchParams::default(), &Patch::Merge(&ready))
-            .await
-            .expect("cluster ready");
-        let releases: Api<HelmRelease> = Api::namespaced(self.client.clone(), &ns);
+    /// The tenant's rendered objects as committed to the remote.
+    fn committed(&self, folder: &str) -> Vec<serde_json::Value> {
+        self.remote_log();
+        let path = self.tmp.path().join("check").join(folder).join("manifests.yaml");
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        serde_norway::Deserializer::from_str(&text)
+            .map(|doc| serde_json::Value::deserialize(doc).expect("yaml"))
+            .collect()
+    }
+
+    /// What Flux's kustomize-controller does with the tenant's folder, for the two objects the controller reads
+    /// back: applies the committed `Cluster` and `HelmRelease` (create, or update keeping the status), so the
+    /// API server sets or bumps their `metadata.generation`.
+    async fn flux_apply(&self, tenant: &str) {
+        for o in self.committed(&format!("tenants/{tenant}")) {
+            match o["kind"].as_str() {
+                Some("Cluster") => {
+                    apply::<Cluster>(Api::namespaced(self.client.clone(), &format!("kaas-{tenant}")), o).await
+                }
+                Some("HelmRelease") if o["metadata"]["name"] == format!("{tenant}-kafka") => {
+                    apply::<HelmRelease>(Api::namespaced(self.client.clone(), &format!("kaas-{tenant}")), o)
+                        .await
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Cluster API v1.14 marking the v1beta2 `Cluster` available at its current generation: the top-level
+    /// `Available` condition (its `Ready` lives only under `status.deprecated.v1beta1`).
+    async fn capi_available(&self, tenant: &str) {
+        let api: Api<Cluster> = Api::namespaced(self.client.clone(), &format!("kaas-{tenant}"));
+        let generation = api.get(tenant).await.expect("cluster applied").metadata.generation;
+        let status = json!({ "status": {
+            "observedGeneration": generation,
+            "conditions": [{ "type": "Available", "status": "True", "reason": "Available", "message": "",
+                "observedGeneration": generation, "lastTransitionTime": "2026-01-01T00:00:00Z" }],
+            "deprecated": { "v1beta1": { "conditions": [
+                { "type": "Ready", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z" }] } },
+        }});
+        api.patch_status(tenant, &PatchParams::default(), &Patch::Merge(&status)).await.expect("available");
+    }
+
+    /// Flux's helm-controller reporting the release installed or upgraded at its current generation.
+    async fn helm_ready(&self, tenant: &str) {
+        let api: Api<HelmRelease> = Api::namespaced(self.client.clone(), &format!("kaas-{tenant}"));
         let name = format!("{tenant}-kafka");
-        let mut r = HelmRelease::new(&name, Default::default());
-        r.metadata.namespace = Some(ns.clone());
-        releases.create(&PostParams::default(), &r).await.expect("create release");
-        releases
-            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&ready))
+        let generation = api.get(&name).await.expect("release applied").metadata.generation;
+        let status = json!({ "status": {
+            "observedGeneration": generation,
+            "lastAttemptedGeneration": generation,
+            "lastAttemptedRevision": "0.1.0",
+            "conditions": [{ "type": "Ready", "status": "True", "reason": "UpgradeSucceeded",
+                "message": "Helm upgrade succeeded", "observedGeneration": generation,
+                "lastTransitionTime": "2026-01-01T00:00:00Z" }],
+        }});
+        api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status)).await.expect("ready");
+    }
+
+    /// Flux applies the tenant's folder and every controller reports its objects up.
+    async fn make_ready(&self, tenant: &str) {
+        self.flux_apply(tenant).await;
+        if Api::<Cluster>::namespaced(self.client.clone(), &format!("kaas-{tenant}"))
+            .get_opt(tenant)
             .await
-            .expect("release ready");
+            .expect("get")
+            .is_some()
+        {
+            self.capi_available(tenant).await;
+        }
+        self.helm_ready(tenant).await;
+    }
+}
+
+fn same_desired_state<K: kube::Resource + serde::Serialize>(old: &K, new: &K) -> bool {
+    let (a, b) = (serde_json::to_value(old).expect("json"), serde_json::to_value(new).expect("json"));
+    a["spec"] == b["spec"]
+        && old.meta().annotations == new.meta().annotations
+        && old.meta().labels == new.meta().labels
+}
+
+/// Creates `object` or updates the stored one's spec and metadata when they differ (as `kubectl apply` would,
+/// status kept).
+async fn apply<K>(api: Api<K>, object: serde_json::Value)
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + serde::Serialize,
+{
+    let mut new: K = serde_json::from_value(object).expect("typed");
+    let name = new.meta().name.clone().expect("name");
+    match api.get_opt(&name).await.expect("get") {
+        None => drop(api.create(&PostParams::default(), &new).await.expect("create")),
+        // Unchanged: a no-op, as on a real API server (the fake one would bump the generation anyway).
+        Some(old) if same_desired_state(&old, &new) => {}
+        Some(old) => {
+            new.meta_mut().resource_version = old.meta().resource_version.clone();
+            let mut value = serde_json::to_value(&new).expect("json");
+            value["status"] = serde_json::to_value(&old).expect("json")["status"].clone();
+            let new: K = serde_json::from_value(value).expect("typed");
+            api.replace(&name, &PostParams::default(), &new).await.expect("replace");
+        }
     }
 }
 
@@ -168,6 +248,14 @@ async fn create_then_ready_then_update_then_delete() {
     f.reconcile("acme").await.expect("again");
     assert_eq!(f.remote_log().len(), 1);
 
+    // Flux applied the folder and the release is Ready, but Cluster API has not made the cluster Available
+    // (its deprecated v1beta1 Ready says nothing about v1beta2 availability).
+    f.flux_apply("acme").await;
+    f.helm_ready("acme").await;
+    f.reconcile("acme").await.expect("waiting for the cluster");
+    let (status, _, message) = f.condition("acme", "Provisioning").await;
+    assert_eq!(status, "True", "{message}");
+    assert!(message.contains("no Available condition yet"), "{message}");
     f.make_ready("acme").await;
     f.reconcile("acme").await.expect("ready");
     assert_eq!(f.condition("acme", "Ready").await.0, "True");
@@ -192,6 +280,23 @@ async fn create_then_ready_then_update_then_delete() {
     assert_eq!(log.len(), 2, "{log:?}");
     let generation = f.tenants().get("acme").await.expect("tenant").metadata.generation.expect("generation");
     assert_eq!(log[0], format!("tenant acme: generation {generation}"));
+    // The old release is still Ready, for the old spec: the tenant is not Ready for its new one until Flux has
+    // applied the commit and helm-controller has upgraded the release at the new generation.
+    let (status, _, message) = f.condition("acme", "Provisioning").await;
+    assert_eq!(status, "True", "{message}");
+    assert!(message.contains(&format!("tenant generation {generation}")), "{message}");
+    f.flux_apply("acme").await;
+    f.reconcile("acme").await.expect("applied, upgrading");
+    let (status, _, message) = f.condition("acme", "Provisioning").await;
+    assert_eq!(status, "True", "{message}");
+    assert!(message.contains("Ready describes generation 1, not the current 2"), "{message}");
+    f.helm_ready("acme").await;
+    f.reconcile("acme").await.expect("upgraded");
+    assert_eq!(f.condition("acme", "Ready").await.0, "True");
+    assert_eq!(
+        f.tenants().get("acme").await.expect("tenant").status.expect("s").observed_generation,
+        Some(generation)
+    );
 
     // Delete. The fake API removes objects at once instead of marking them, so the object the API server
     // would hand over (deletionTimestamp set, finalizer still on) is passed in directly.
@@ -281,8 +386,9 @@ async fn strimzi_cas_reach_the_proxy_before_the_route_and_follow_rotations() {
         ..RouteSource::default()
     };
     let f = Fixture::with_routes(vec![example("beta")], None, routes).await;
-    f.make_ready("beta").await;
     f.reconcile("beta").await.expect("applied");
+    f.make_ready("beta").await;
+    f.reconcile("beta").await.expect("up, waiting for the CAs");
     let (status, _, message) = f.condition("beta", "Provisioning").await;
     assert_eq!(status, "True");
     assert!(message.contains("tenant-beta/kaas-cluster-ca-cert"), "{message}");

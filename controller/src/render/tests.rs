@@ -193,3 +193,12 @@ fn chart_values_satisfy_the_charts_schema() {
         );
     }
 }
+
+#[test]
+fn the_release_names_the_tenant_generation_it_was_rendered_from() {
+    let mut t = example("acme");
+    let release = |t: &KafkaTenant| render(t, &Platform::default()).expect("renders").pop().expect("release");
+    assert!(release(&t)["metadata"].get("annotations").is_none(), "a file without generation: none");
+    t.metadata.generation = Some(7);
+    assert_eq!(release(&t)["metadata"]["annotations"][TENANT_GENERATION], "7");
+}

@@ -6,7 +6,8 @@
 //! tenant's Git diff say exactly what changes. Root volumes are encrypted; Kafka's data volumes are PVCs of the
 //! chart's encrypted storage class. Then a Flux `HelmRelease` of `charts/kaas` that deploys into the new
 //! cluster through `<tenant>-kubeconfig`. `isolation: namespace` renders only the HelmRelease, into a tenant
-//! namespace on the shared cluster.
+//! namespace on the shared cluster. Either way the management-cluster Namespace `kaas-<tenant>` that holds
+//! these objects comes first, since Flux applies the folder as it is and creates no namespaces.
 
 use serde_json::{json, Value};
 
@@ -98,13 +99,19 @@ pub fn render(t: &KafkaTenant, p: &Platform) -> Result<Vec<Value>, RenderError> 
     }
     let sizing = sizing::size(&demand(t))?;
     let ns = namespace(&name);
-    let mut out = Vec::new();
+    // Flux applies the tenant's folder as it is: the namespace its objects live in comes with them.
+    let mut out = vec![namespace_object(&ns, &name)];
     if t.spec.isolation == Isolation::Cluster {
         out.extend(cluster_objects(&name, &ns, &t.spec.region, &sizing, p));
         out.extend(components(&name, &ns));
     }
     out.push(helm_release(t, &name, &ns, &sizing, p));
     Ok(out)
+}
+
+/// The management-cluster Namespace holding the tenant's objects, first in apply order.
+fn namespace_object(ns: &str, tenant: &str) -> Value {
+    json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": ns, "labels": labels(tenant) } })
 }
 
 fn labels(tenant: &str) -> Value {

@@ -51,9 +51,9 @@ fn isolation_decides_the_objects() {
             .collect()
     };
     let acme = kinds(&example("acme"));
-    assert_eq!(acme.first().map(String::as_str), Some("Cluster"));
+    assert_eq!(acme[..2], ["Namespace", "Cluster"]);
     assert_eq!(acme.last().map(String::as_str), Some("HelmRelease"));
-    assert_eq!(kinds(&example("beta")), ["HelmRelease"]);
+    assert_eq!(kinds(&example("beta")), ["Namespace", "HelmRelease"]);
     let objects = render(&example("acme"), &Platform::default()).expect("renders");
     let release = objects.last().expect("release");
     assert_eq!(release["spec"]["kubeConfig"]["secretRef"]["name"], "acme-kubeconfig");
@@ -79,7 +79,7 @@ fn isolation_decides_the_objects() {
         );
     }
     let beta = render(&example("beta"), &Platform::default()).expect("renders");
-    assert!(beta[0]["spec"].get("kubeConfig").is_none());
+    assert!(beta[1]["spec"].get("kubeConfig").is_none());
 }
 
 /// The openAPIV3Schema of `apiVersion`/`kind` from the upstream CRDs.
@@ -119,6 +119,14 @@ fn rendered_objects_validate_against_upstream_crds() {
     for name in ["acme", "beta"] {
         for o in render(&example(name), &Platform::default()).expect("renders") {
             let (api, kind) = (o["apiVersion"].as_str().unwrap_or(""), o["kind"].as_str().unwrap_or(""));
+            if api == "v1" {
+                // Core kinds have no CRD: their typed form must read them without losing a field.
+                let typed: k8s_openapi::api::core::v1::Namespace =
+                    serde_json::from_value(o.clone()).unwrap_or_else(|e| panic!("{name}: {kind}: {e}"));
+                assert_eq!(serde_json::to_value(&typed).expect("json"), o, "{name}: {kind}");
+                checked += 1;
+                continue;
+            }
             let schema = upstream_schema(&crds, api, kind)
                 .unwrap_or_else(|| panic!("no upstream CRD for {api} {kind}"));
             let validator = jsonschema::validator_for(&schema).expect("schema compiles");
@@ -128,7 +136,7 @@ fn rendered_objects_validate_against_upstream_crds() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 17);
+    assert_eq!(checked, 19);
 }
 
 #[test]
@@ -201,4 +209,18 @@ fn the_release_names_the_tenant_generation_it_was_rendered_from() {
     assert!(release(&t)["metadata"].get("annotations").is_none(), "a file without generation: none");
     t.metadata.generation = Some(7);
     assert_eq!(release(&t)["metadata"]["annotations"][TENANT_GENERATION], "7");
+}
+
+#[test]
+fn the_folder_creates_the_namespace_every_object_lives_in() {
+    for name in ["acme", "beta"] {
+        let objects = render(&example(name), &Platform::default()).expect("renders");
+        let first = &objects[0];
+        assert_eq!((first["apiVersion"].as_str(), first["kind"].as_str()), (Some("v1"), Some("Namespace")));
+        let ns = first["metadata"]["name"].as_str().expect("name");
+        assert_eq!(ns, namespace(name));
+        for o in &objects[1..] {
+            assert_eq!(o["metadata"]["namespace"], ns, "{name}: {} {}", o["kind"], o["metadata"]["name"]);
+        }
+    }
 }

@@ -14,7 +14,7 @@ CHART = str(ROOT / "charts" / "kaas")
 def controller_values(example):
     """The values kaas-controller rendered for an example tenant (its golden file): the contract in use."""
     docs = yaml.safe_load_all((ROOT / "controller" / "testdata" / f"{example}.yaml").read_text())
-    release = [d for d in docs if d and d["kind"] == "HelmRelease" and d["metadata"]["name"] == f"{example}-kafka"][0]
+    release = [d for d in docs if d and d["kind"] == "HelmRelease" and d["metadata"]["name"] == f"tenants-{example}-kafka"][0]
     return release["spec"]["values"]
 
 

@@ -53,7 +53,7 @@ enum Command {
         #[arg(long, default_value = "0.0.0.0:8080")]
         metrics_listen: std::net::SocketAddr,
     },
-    /// Render every tenant file (*.yaml) in DIR and commit each to tenants/<tenant>/ of the repository.
+    /// Render every tenant file (*.yaml) in DIR and commit each to tenants/<namespace>/<name>/ of the repository.
     Sync {
         /// Work tree of the GitOps repository (with --remote: where the clone is kept).
         #[arg(long)]
@@ -118,7 +118,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             // A bad tenant is reported and skipped; every other tenant is still synced.
             for file in files {
                 match render_file(&file).and_then(|(tenant, yaml)| {
-                    let name = tenant.metadata.name.clone().unwrap_or_default();
+                    let name = render::folder(&tenant);
                     let msg = gitops::message(&name, tenant.metadata.generation);
                     let outcome = repo.write_tenant(&name, Some(&gitops::tenant_files(yaml)), &msg)?;
                     Ok((name, outcome))

@@ -1,7 +1,10 @@
 //! The reconcile loop over `KafkaTenant`, in the shape of kube-rs' controller-rs: finalizer, status with
 //! conditions, metrics, and an error policy that requeues.
 //!
-//! Apply: validate → size and render → commit to `tenants/<tenant>/` → read the Cluster API `Cluster` and the
+//! Tenants are keyed by namespace and name: their folder is `tenants/<namespace>/<name>/`, and every
+//! platform-wide name (management namespace, Cluster, route) is built from [`render::tenant_id`].
+//!
+//! Apply: validate → size and render → commit to `tenants/<namespace>/<name>/` → read the Cluster API `Cluster` and the
 //! Flux `HelmRelease` back → when both are Ready, publish the tenant's route to the proxy's route source (a
 //! ConfigMap holding the tenants list, as `kaas_route::TenantRoute`s). Cleanup (finalizer): remove the folder
 //! and the route. A malformed tenant gets `Degraded` naming the field and nothing is committed for it.
@@ -214,7 +217,8 @@ async fn set_status(api: &Api<KafkaTenant>, t: &KafkaTenant, status: KafkaTenant
 }
 
 async fn apply(t: &KafkaTenant, api: &Api<KafkaTenant>, ctx: &Context) -> Result<Action, Error> {
-    let name = t.name_any();
+    let name = render::tenant_id_of(t);
+    let folder = render::folder(t);
     let generation = t.metadata.generation;
     let manifests = match render::render(t, &ctx.platform) {
         Ok(m) => m,
@@ -232,11 +236,10 @@ async fn apply(t: &KafkaTenant, api: &Api<KafkaTenant>, ctx: &Context) -> Result
     let sizing = sizing::size(&render::demand(t)).ok();
     let yaml = render::to_yaml(&manifests).map_err(|e| Error::Routes(e.to_string()))?;
     let repo = ctx.repo.clone();
-    let message = gitops::message(&name, generation);
-    let tenant_name = name.clone();
+    let message = gitops::message(&folder, generation);
     let committed = tokio::task::spawn_blocking(move || {
         let repo = repo.lock().unwrap_or_else(|p| p.into_inner());
-        repo.write_tenant(&tenant_name, Some(&gitops::tenant_files(yaml)), &message)
+        repo.write_tenant(&folder, Some(&gitops::tenant_files(yaml)), &message)
     })
     .await
     .map_err(|e| Error::Routes(format!("git task: {e}")))?;
@@ -297,7 +300,7 @@ async fn apply(t: &KafkaTenant, api: &Api<KafkaTenant>, ctx: &Context) -> Result
 /// commit, so the release must also carry the tenant's generation ([`render::TENANT_GENERATION`]): until
 /// then its `Ready` is the old spec's.
 async fn readiness_of(t: &KafkaTenant, ctx: &Context) -> Result<Option<String>, Error> {
-    let name = t.name_any();
+    let name = render::tenant_id_of(t);
     let ns = render::namespace(&name);
     if t.spec.isolation == Isolation::Cluster {
         let clusters: Api<Cluster> = Api::namespaced(ctx.client.clone(), &ns);
@@ -367,16 +370,16 @@ async fn publish_route(tenant: &str, route: Option<TenantRoute>, ctx: &Context) 
 }
 
 async fn cleanup(t: &KafkaTenant, ctx: &Context) -> Result<Action, Error> {
-    let name = t.name_any();
+    let name = render::tenant_id_of(t);
     publish_route(&name, None, ctx).await?;
     if ctx.routes.upstream_files.is_some() {
         upstream::write(&ctx.client, &ctx.routes.namespace, &ctx.routes.upstream_secret, &name, None).await?;
     }
     let repo = ctx.repo.clone();
-    let tenant_name = name.clone();
+    let folder = render::folder(t);
     tokio::task::spawn_blocking(move || {
         let repo = repo.lock().unwrap_or_else(|p| p.into_inner());
-        repo.write_tenant(&tenant_name, None, &format!("remove tenant {tenant_name}"))
+        repo.write_tenant(&folder, None, &format!("remove tenant {folder}"))
     })
     .await
     .map_err(|e| Error::Routes(format!("git task: {e}")))??;

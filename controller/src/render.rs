@@ -55,9 +55,50 @@ pub enum RenderError {
     Sizing(#[from] SizingError),
 }
 
-/// The management-cluster namespace holding a tenant's objects.
+/// The management-cluster namespace holding a tenant's objects; `tenant` is its [`tenant_id`].
 pub fn namespace(tenant: &str) -> String {
     format!("kaas-{tenant}")
+}
+
+/// The longest [`tenant_id`]: names built from it must stay DNS labels (63 characters), and the longest is
+/// the KubeadmControlPlane's `<id>-control-plane`, which Cluster API copies into a label; `kaas-<id>` and
+/// `tenant-<id>` fit with room to spare.
+pub const MAX_TENANT_ID: usize = 63 - "-control-plane".len();
+
+/// A tenant's platform-wide id, from its `KafkaTenant`'s namespace and name: two tenants of the same name in
+/// two namespaces must not share a management namespace, a Cluster (CAPA tags AWS resources by its name), a
+/// route or a folder. `<namespace>-<name>` while that fits [`MAX_TENANT_ID`]; longer, its start and a hash
+/// of both parts, so long names stay distinct and the id stays a DNS label.
+pub fn tenant_id(namespace: &str, name: &str) -> String {
+    let joined = format!("{namespace}-{name}");
+    if joined.len() <= MAX_TENANT_ID {
+        return joined;
+    }
+    // FNV-1a: stable across Rust versions and builds (std's hasher is not), so the id never moves.
+    let hash = format!("{namespace}/{name}")
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    let suffix = format!("{:010x}", hash & 0xff_ffff_ffff);
+    let keep = MAX_TENANT_ID - suffix.len() - 1;
+    // DNS labels are ASCII, so byte slicing stays on character boundaries.
+    let head = joined[..keep].trim_end_matches('-');
+    format!("{head}-{suffix}")
+}
+
+/// The namespace of a `KafkaTenant` (a file given to the CLI may have none: `default`, as kubectl would).
+pub fn tenant_namespace(t: &KafkaTenant) -> &str {
+    t.metadata.namespace.as_deref().unwrap_or("default")
+}
+
+/// [`tenant_id`] of a `KafkaTenant`.
+pub fn tenant_id_of(t: &KafkaTenant) -> String {
+    tenant_id(tenant_namespace(t), t.metadata.name.as_deref().unwrap_or_default())
+}
+
+/// The tenant's folder under `tenants/` of the GitOps repository: `<namespace>/<name>`, unambiguous whatever
+/// the names.
+pub fn folder(t: &KafkaTenant) -> String {
+    format!("{}/{}", tenant_namespace(t), t.metadata.name.as_deref().unwrap_or_default())
 }
 
 /// The Helm release name of a tenant's `kaas` chart, which is also its Strimzi `Kafka` cluster's name (so its
@@ -68,7 +109,7 @@ pub const KAFKA_RELEASE: &str = "kaas";
 /// live object carries the tenant's current generation, Flux has applied the commit of that spec.
 pub const TENANT_GENERATION: &str = "kaas.dev/tenant-generation";
 
-/// The namespace the tenant's Kafka runs in: `kafka` on its own cluster, `tenant-<name>` on the shared one.
+/// The namespace the tenant's Kafka runs in: `kafka` on its own cluster, `tenant-<id>` on the shared one.
 pub fn kafka_namespace(tenant: &str, isolation: Isolation) -> String {
     match isolation {
         Isolation::Cluster => "kafka".to_owned(),
@@ -98,6 +139,8 @@ pub fn render(t: &KafkaTenant, p: &Platform) -> Result<Vec<Value>, RenderError> 
         return Err(RenderError::Invalid(errors));
     }
     let sizing = sizing::size(&demand(t))?;
+    // Every platform-wide name is built from the id, which keeps same-named tenants of two namespaces apart.
+    let name = tenant_id(tenant_namespace(t), &name);
     let ns = namespace(&name);
     // Flux applies the tenant's folder as it is: the namespace its objects live in comes with them.
     let mut out = vec![namespace_object(&ns, &name)];

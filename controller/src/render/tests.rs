@@ -56,9 +56,9 @@ fn isolation_decides_the_objects() {
     assert_eq!(kinds(&example("beta")), ["Namespace", "HelmRelease"]);
     let objects = render(&example("acme"), &Platform::default()).expect("renders");
     let release = objects.last().expect("release");
-    assert_eq!(release["spec"]["kubeConfig"]["secretRef"]["name"], "acme-kubeconfig");
+    assert_eq!(release["spec"]["kubeConfig"]["secretRef"]["name"], "tenants-acme-kubeconfig");
     assert_eq!(release["spec"]["values"]["kafka"]["brokers"], 3);
-    assert_eq!(release["spec"]["dependsOn"][0]["name"], "acme-strimzi");
+    assert_eq!(release["spec"]["dependsOn"][0]["name"], "tenants-acme-strimzi");
     let components: Vec<&str> = objects
         .iter()
         .filter(|o| {
@@ -66,11 +66,14 @@ fn isolation_decides_the_objects() {
         })
         .map(|o| o["metadata"]["name"].as_str().unwrap_or(""))
         .collect();
-    assert_eq!(components, ["acme-strimzi", "acme-cert-manager", "acme-external-dns"]);
+    assert_eq!(
+        components,
+        ["tenants-acme-strimzi", "tenants-acme-cert-manager", "tenants-acme-external-dns"]
+    );
     assert!(objects
         .iter()
         .filter(|o| o["kind"] == "HelmRelease")
-        .all(|o| o["spec"]["kubeConfig"]["secretRef"]["name"] == "acme-kubeconfig"));
+        .all(|o| o["spec"]["kubeConfig"]["secretRef"]["name"] == "tenants-acme-kubeconfig"));
     for o in objects.iter().filter(|o| o["kind"] == "AWSMachineTemplate") {
         assert_eq!(
             o["spec"]["template"]["spec"]["rootVolume"]["encrypted"], true,
@@ -218,9 +221,39 @@ fn the_folder_creates_the_namespace_every_object_lives_in() {
         let first = &objects[0];
         assert_eq!((first["apiVersion"].as_str(), first["kind"].as_str()), (Some("v1"), Some("Namespace")));
         let ns = first["metadata"]["name"].as_str().expect("name");
-        assert_eq!(ns, namespace(name));
+        assert_eq!(ns, namespace(&format!("tenants-{name}")));
         for o in &objects[1..] {
             assert_eq!(o["metadata"]["namespace"], ns, "{name}: {} {}", o["kind"], o["metadata"]["name"]);
         }
     }
+}
+
+#[test]
+fn tenant_ids_keep_namespaces_apart_and_stay_dns_labels() {
+    let long = "n".repeat(63);
+    let table = [
+        ("a", "acme", "a-acme"),
+        ("tenants", "acme", "tenants-acme"),
+        // Exactly the limit: kept as it is.
+        (&long[..24], &long[..24], &format!("{}-{}", &long[..24], &long[..24])[..]),
+    ];
+    for (ns, name, want) in table {
+        assert_eq!(tenant_id(ns, name), want, "{ns}/{name}");
+    }
+    let ids: Vec<String> =
+        [(&long[..], "acme"), (&long[..], "acmf"), ("acme", &long[..]), (&long[..], &long[..])]
+            .iter()
+            .map(|(ns, name)| tenant_id(ns, name))
+            .collect();
+    for id in &ids {
+        assert!(id.len() <= MAX_TENANT_ID, "{id}");
+        kaas_route::check_dns_label(id).unwrap_or_else(|e| panic!("{id}: {e}"));
+        kaas_route::check_dns_label(&format!("{id}-control-plane")).expect("longest derived name");
+    }
+    let distinct: std::collections::BTreeSet<_> = ids.iter().collect();
+    assert_eq!(distinct.len(), ids.len(), "{ids:?}");
+    assert_eq!(tenant_id(&long, "acme"), tenant_id(&long, "acme"), "stable");
+    // A namespace ending where the cut falls leaves no double hyphen behind.
+    let cut = format!("{}-", "n".repeat(MAX_TENANT_ID - 12));
+    assert!(!tenant_id(&cut, &long).contains("--"), "{}", tenant_id(&cut, &long));
 }

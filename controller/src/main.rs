@@ -41,7 +41,8 @@ enum Command {
         #[arg(long, default_value = "kaas-proxy-routes")]
         routes_config_map: String,
         /// Path, as the proxy sees it, of each tenant's client CA (`{tenant}` is replaced); when set, the
-        /// published routes require client certificates signed by it.
+        /// published routes require client certificates signed by it, and the tenant's Strimzi CAs are copied
+        /// into the proxy's upstream Secret (`/etc/kaas-proxy/upstream/{tenant}.clients-ca.crt` is the clients CA).
         #[arg(long)]
         client_ca_template: Option<String>,
         /// Path prefix, as the proxy sees it, of each tenant's upstream TLS material (`{tenant}` is replaced;
@@ -161,6 +162,7 @@ async fn serve(
         routes,
         metrics: kaas_controller::metrics::Metrics::default(),
     });
+    reconcile::ensure_route_source(&client, &ctx.routes).await?;
     let listener = tokio::net::TcpListener::bind(metrics_listen).await?;
     tokio::spawn(serve_metrics(listener, ctx.clone()));
     let tenants = kube::Api::<KafkaTenant>::all(client);

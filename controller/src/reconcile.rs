@@ -89,7 +89,9 @@ pub struct RouteSource {
     /// The same for `isolation: namespace` tenants, whose Kafka runs on the shared cluster.
     pub namespace_bootstrap: String,
     /// Where the proxy finds each tenant's client CA (`{tenant}` is replaced); unset: no client certificates
-    /// are required (unless `upstream_files` provides the CA).
+    /// are required (unless `upstream_files` provides the CA). Set, the tenant's Strimzi CAs are copied into
+    /// `upstream_secret` as with `upstream_files`, so `<mount>/{tenant}.clients-ca.crt` (the chart's default)
+    /// is Strimzi's clients CA, which signs the tenant users' certificates.
     pub client_ca: Option<String>,
     /// Path prefix, as the proxy sees it, of each tenant's upstream material (`{tenant}` is replaced; e.g.
     /// `/etc/kaas-proxy/upstream/{tenant}.`), files kept from the tenant's Strimzi secrets: `<prefix>cluster-ca.crt`
@@ -99,7 +101,7 @@ pub struct RouteSource {
     /// client's own identity. Unset: plaintext.
     pub upstream_files: Option<String>,
     /// The Secret (in `namespace`) the proxy mounts its upstream files from; kept from Strimzi's secrets when
-    /// `upstream_files` is set.
+    /// `upstream_files` or `client_ca` is set.
     pub upstream_secret: String,
 }
 
@@ -118,6 +120,13 @@ impl Default for RouteSource {
 }
 
 impl RouteSource {
+    /// Whether the tenant's Strimzi CAs are copied into the proxy's upstream Secret before its route is
+    /// published: for upstream TLS, and for client certificates, which Strimzi's clients CA signs (the proxy
+    /// checks them against that CA, mounted from the same Secret).
+    pub fn copies_material(&self) -> bool {
+        self.upstream_files.is_some() || self.client_ca.is_some()
+    }
+
     /// The route published for `tenant`: its bootstrap address and, with `upstream_files`, mutual TLS upstream
     /// with `identity: client` (every client keeps its own principal at the broker).
     pub fn route(&self, tenant: &str, isolation: Isolation) -> TenantRoute {
@@ -255,7 +264,7 @@ async fn apply(t: &KafkaTenant, api: &Api<KafkaTenant>, ctx: &Context) -> Result
     }
 
     let mut waiting = readiness_of(t, ctx).await?;
-    if waiting.is_none() && ctx.routes.upstream_files.is_some() {
+    if waiting.is_none() && ctx.routes.copies_material() {
         // The files a route names are in place before the route is published.
         waiting = match upstream::read(&ctx.client, &name, t.spec.isolation).await? {
             Ok(material) => {
@@ -332,8 +341,30 @@ async fn readiness_of(t: &KafkaTenant, ctx: &Context) -> Result<Option<String>, 
 
 /// Sets `tenant`'s entry in the route source to `route` (removes it with `None`).
 async fn publish_route(tenant: &str, route: Option<TenantRoute>, ctx: &Context) -> Result<(), Error> {
-    let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ctx.routes.namespace);
-    let existing = api.get_opt(&ctx.routes.config_map).await?;
+    update_routes(&ctx.client, &ctx.routes, |routes| {
+        routes.retain(|r| r.name != tenant);
+        if let Some(route) = route {
+            routes.push(route);
+            routes.sort_by(|a, b| a.name.cmp(&b.name));
+        }
+    })
+    .await
+}
+
+/// Creates the route source with no tenants when it does not exist, so the proxy (which mounts it) starts
+/// before the first tenant is up. Run once at start-up; leaves an existing one as it is.
+pub async fn ensure_route_source(client: &Client, source: &RouteSource) -> Result<(), Error> {
+    update_routes(client, source, |_| {}).await
+}
+
+/// Applies `change` to the route source's tenants list, writing only when it changed or does not exist yet.
+async fn update_routes(
+    client: &Client,
+    source: &RouteSource,
+    change: impl FnOnce(&mut Vec<TenantRoute>),
+) -> Result<(), Error> {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), &source.namespace);
+    let existing = api.get_opt(&source.config_map).await?;
     let mut routes: Vec<TenantRoute> = match existing.as_ref().and_then(|c| c.data.as_ref()?.get(ROUTES_KEY))
     {
         Some(text) => {
@@ -342,19 +373,15 @@ async fn publish_route(tenant: &str, route: Option<TenantRoute>, ctx: &Context) 
         None => Vec::new(),
     };
     let before = routes.clone();
-    routes.retain(|r| r.name != tenant);
-    if let Some(route) = route {
-        routes.push(route);
-        routes.sort_by(|a, b| a.name.cmp(&b.name));
-    }
+    change(&mut routes);
     if routes == before && existing.is_some() {
         return Ok(());
     }
     let text = serde_norway::to_string(&routes).map_err(|e| Error::Routes(e.to_string()))?;
     let mut cm = existing.unwrap_or_else(|| ConfigMap {
         metadata: kube::api::ObjectMeta {
-            name: Some(ctx.routes.config_map.clone()),
-            namespace: Some(ctx.routes.namespace.clone()),
+            name: Some(source.config_map.clone()),
+            namespace: Some(source.namespace.clone()),
             ..Default::default()
         },
         ..Default::default()
@@ -362,7 +389,7 @@ async fn publish_route(tenant: &str, route: Option<TenantRoute>, ctx: &Context) 
     cm.data.get_or_insert_with(Default::default).insert(ROUTES_KEY.into(), text);
     // replace() carries the resourceVersion: a concurrent writer makes this fail and the reconcile retry.
     if cm.metadata.resource_version.is_some() {
-        api.replace(&ctx.routes.config_map, &PostParams::default(), &cm).await?;
+        api.replace(&source.config_map, &PostParams::default(), &cm).await?;
     } else {
         api.create(&PostParams::default(), &cm).await?;
     }
@@ -372,7 +399,7 @@ async fn publish_route(tenant: &str, route: Option<TenantRoute>, ctx: &Context) 
 async fn cleanup(t: &KafkaTenant, ctx: &Context) -> Result<Action, Error> {
     let name = render::tenant_id_of(t);
     publish_route(&name, None, ctx).await?;
-    if ctx.routes.upstream_files.is_some() {
+    if ctx.routes.copies_material() {
         upstream::write(&ctx.client, &ctx.routes.namespace, &ctx.routes.upstream_secret, &name, None).await?;
     }
     let repo = ctx.repo.clone();

@@ -12,7 +12,9 @@ use k8s_openapi::ByteString;
 use kaas_controller::crd::KafkaTenant;
 use kaas_controller::gitops::Repo;
 use kaas_controller::metrics::Metrics;
-use kaas_controller::reconcile::{reconcile, Context, RouteSource, FINALIZER, ROUTES_KEY};
+use kaas_controller::reconcile::{
+    ensure_route_source, reconcile, Context, RouteSource, FINALIZER, ROUTES_KEY,
+};
 use kaas_controller::render::{tenant_id, Platform};
 use kaas_controller::watched::{Cluster, HelmRelease};
 use kaas_route::TenantRoute;
@@ -478,4 +480,48 @@ async fn same_named_tenants_in_two_namespaces_stay_apart_and_deleting_one_leaves
     let routes: Vec<String> = f.routes().await.into_iter().map(|r| r.name).collect();
     assert_eq!(routes, ["a-acme"], "a/acme's route kept");
     assert_eq!(f.remote_log()[0], "remove tenant b/acme");
+}
+
+#[tokio::test]
+async fn the_route_source_exists_before_any_tenant_and_is_left_alone_after() {
+    let f = Fixture::new(vec![example("beta")], None).await;
+    let source = RouteSource::default();
+    ensure_route_source(&f.client, &source).await.expect("created");
+    let api: Api<ConfigMap> = Api::namespaced(f.client.clone(), "kaas-system");
+    let cm = api.get_opt("kaas-proxy-routes").await.expect("get").expect("the proxy can mount it");
+    let text = cm.data.expect("data").remove(ROUTES_KEY).expect("tenants.yaml");
+    assert_eq!(serde_norway::from_str::<Vec<TenantRoute>>(&text).expect("a list"), []);
+    f.reconcile("beta").await.expect("applied");
+    f.make_ready("beta").await;
+    f.reconcile("beta").await.expect("ready");
+    ensure_route_source(&f.client, &source).await.expect("again");
+    assert_eq!(f.routes().await.len(), 1, "a restart keeps the published routes");
+}
+
+#[tokio::test]
+async fn a_client_ca_template_alone_requires_certificates_from_strimzis_clients_ca() {
+    let routes = RouteSource {
+        client_ca: Some("/etc/kaas-proxy/upstream/{tenant}.clients-ca.crt".into()),
+        ..RouteSource::default()
+    };
+    let f = Fixture::with_routes(vec![example("beta")], None, routes).await;
+    f.reconcile("beta").await.expect("applied");
+    f.make_ready("beta").await;
+    f.reconcile("beta").await.expect("up, waiting for the CAs");
+    assert!(f.routes().await.is_empty(), "no route naming a CA file the proxy does not have");
+    for (secret, key) in [
+        ("kaas-cluster-ca-cert", "ca.crt"),
+        ("kaas-clients-ca-cert", "ca.crt"),
+        ("kaas-clients-ca", "ca.key"),
+    ] {
+        strimzi_secret(&f, "tenants-beta", secret, key, &format!("{secret}-1")).await;
+    }
+    f.reconcile("beta").await.expect("ready");
+    assert_eq!(
+        proxy_secret(&f).await.get("tenants-beta.clients-ca.crt").map(String::as_str),
+        Some("kaas-clients-ca-cert-1")
+    );
+    let route = f.routes().await.pop().expect("route published");
+    assert_eq!(route.client_ca, Some("/etc/kaas-proxy/upstream/tenants-beta.clients-ca.crt".into()));
+    assert!(route.validate().is_empty(), "{:?}", route.validate());
 }

@@ -219,7 +219,30 @@ fn conditions(state: &str, reason: &str, message: &str, generation: Option<i64>)
         .collect()
 }
 
-async fn set_status(api: &Api<KafkaTenant>, t: &KafkaTenant, status: KafkaTenantStatus) -> Result<(), Error> {
+/// Gives each condition its `lastTransitionTime`: the previous one while its status is unchanged, `now` when
+/// it changed or is new, so the time says since when the tenant has been in its state, not when it was last
+/// reconciled.
+pub fn stamp_transitions(conditions: &mut [Condition], previous: &[Condition], now: &str) {
+    for c in conditions {
+        let before = previous.iter().find(|p| p.type_ == c.type_ && p.status == c.status);
+        c.last_transition_time =
+            Some(before.and_then(|p| p.last_transition_time.clone()).unwrap_or_else(|| now.to_owned()));
+    }
+}
+
+/// Now, as Kubernetes writes times (RFC 3339, whole seconds, UTC).
+fn now() -> String {
+    let t = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now());
+    serde_json::to_value(t).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+}
+
+async fn set_status(
+    api: &Api<KafkaTenant>,
+    t: &KafkaTenant,
+    mut status: KafkaTenantStatus,
+) -> Result<(), Error> {
+    let previous = t.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default();
+    stamp_transitions(&mut status.conditions, previous, &now());
     let patch = json!({ "status": status });
     api.patch_status(&t.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
     Ok(())
@@ -416,6 +439,37 @@ async fn cleanup(t: &KafkaTenant, ctx: &Context) -> Result<Action, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn transition_times_move_only_when_the_status_does() {
+        let at = |c: &mut Condition, time: &str| c.last_transition_time = Some(time.into());
+        let mut previous = conditions("Provisioning", "Waiting", "cluster", Some(1));
+        for c in &mut previous {
+            at(c, "2020-01-01T00:00:00Z");
+        }
+        // Still provisioning, another message: every time kept.
+        let mut same = conditions("Provisioning", "Waiting", "release", Some(2));
+        stamp_transitions(&mut same, &previous, "2026-01-01T00:00:00Z");
+        assert!(same.iter().all(|c| c.last_transition_time.as_deref() == Some("2020-01-01T00:00:00Z")));
+        // Ready: Ready and Provisioning changed, Degraded stayed False.
+        let mut ready = conditions("Ready", "Published", "", Some(2));
+        stamp_transitions(&mut ready, &previous, "2026-01-01T00:00:00Z");
+        let times: Vec<_> =
+            ready.iter().map(|c| (c.type_.as_str(), c.last_transition_time.as_deref())).collect();
+        assert_eq!(
+            times,
+            [
+                ("Ready", Some("2026-01-01T00:00:00Z")),
+                ("Provisioning", Some("2026-01-01T00:00:00Z")),
+                ("Degraded", Some("2020-01-01T00:00:00Z")),
+            ]
+        );
+        // First status: every condition stamped.
+        let mut first = conditions("Degraded", "InvalidSpec", "x", None);
+        stamp_transitions(&mut first, &[], "2026-01-01T00:00:00Z");
+        assert!(first.iter().all(|c| c.last_transition_time.as_deref() == Some("2026-01-01T00:00:00Z")));
+        assert_eq!(now().len(), "2026-01-01T00:00:00Z".len(), "{}", now());
+    }
 
     #[test]
     fn published_routes_validate_and_carry_identity() {

@@ -259,9 +259,18 @@ async fn create_then_ready_then_update_then_delete() {
     assert_eq!(f.condition("acme", "Ready").await.0, "False");
     assert!(f.routes().await.is_empty(), "no route before Ready");
 
-    // Nothing changed: no new commit.
+    let since = |t: KafkaTenant, type_: &str| {
+        let status = t.status.expect("status");
+        let c = status.conditions.into_iter().find(|c| c.type_ == type_).expect("condition");
+        c.last_transition_time.expect("every condition has a lastTransitionTime")
+    };
+    let provisioning_since = since(f.tenants().get("acme").await.expect("tenant"), "Provisioning");
+
+    // Nothing changed: no new commit, and still provisioning since the same time.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     f.reconcile("acme").await.expect("again");
     assert_eq!(f.remote_log().len(), 1);
+    assert_eq!(since(f.tenants().get("acme").await.expect("tenant"), "Provisioning"), provisioning_since);
 
     // Flux applied the folder and the release is Ready, but Cluster API has not made the cluster Available
     // (its deprecated v1beta1 Ready says nothing about v1beta2 availability).
@@ -274,6 +283,9 @@ async fn create_then_ready_then_update_then_delete() {
     f.make_ready("acme").await;
     f.reconcile("acme").await.expect("ready");
     assert_eq!(f.condition("acme", "Ready").await.0, "True");
+    let ready = f.tenants().get("acme").await.expect("tenant");
+    assert!(since(ready.clone(), "Ready") > provisioning_since, "Ready turned True later");
+    assert!(since(ready, "Degraded") == provisioning_since, "Degraded stayed False");
     let routes = f.routes().await;
     assert_eq!(routes.len(), 1);
     assert_eq!(routes[0].name, "tenants-acme");

@@ -25,7 +25,8 @@ pub struct Platform {
     pub chart_source: String,
     /// Path of the chart inside that source.
     pub chart_path: String,
-    /// StorageClass of the brokers' data volumes, created by the chart (encrypted gp3).
+    /// StorageClass of the brokers' data volumes on a tenant's own cluster, created by the chart (encrypted
+    /// gp3); on the shared cluster each tenant gets its own ([`storage_class`]).
     pub storage_class: String,
 }
 
@@ -319,7 +320,7 @@ pub fn chart_values(t: &KafkaTenant, tenant: &str, s: &Sizing, p: &Platform) -> 
         "kafka": {
             "brokers": s.brokers,
             "controllers": 3,
-            "storage": { "size": format!("{}Gi", s.storage_per_broker_gib), "class": p.storage_class },
+            "storage": { "size": format!("{}Gi", s.storage_per_broker_gib), "class": storage_class(t, tenant, p) },
             "retentionHours": t.spec.retention_hours,
             "replicationFactor": t.spec.replication_factor,
             "minInsyncReplicas": (t.spec.replication_factor.max(2) - 1).max(1),
@@ -334,6 +335,16 @@ pub fn chart_values(t: &KafkaTenant, tenant: &str, s: &Sizing, p: &Platform) -> 
             "externalDns": { "enabled": false },
         },
     })
+}
+
+/// The StorageClass of the brokers' volumes, which the tenant's release creates. On its own cluster the
+/// platform's name; on the shared cluster one per tenant, since a StorageClass is cluster-wide and Helm lets
+/// only one release own it (a second tenant's install of the same name would fail).
+pub fn storage_class(t: &KafkaTenant, tenant: &str, p: &Platform) -> String {
+    match t.spec.isolation {
+        Isolation::Cluster => p.storage_class.clone(),
+        Isolation::Namespace => format!("kaas-{tenant}-gp3"),
+    }
 }
 
 fn pattern(p: PatternType) -> &'static str {

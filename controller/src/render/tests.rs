@@ -257,3 +257,21 @@ fn tenant_ids_keep_namespaces_apart_and_stay_dns_labels() {
     let cut = format!("{}-", "n".repeat(MAX_TENANT_ID - 12));
     assert!(!tenant_id(&cut, &long).contains("--"), "{}", tenant_id(&cut, &long));
 }
+
+#[test]
+fn tenants_on_the_shared_cluster_each_own_their_storage_class() {
+    let class = |t: &KafkaTenant| {
+        let release = render(t, &Platform::default()).expect("renders").pop().expect("release");
+        release["spec"]["values"]["kafka"]["storage"]["class"].as_str().expect("class").to_owned()
+    };
+    let beta = example("beta");
+    let mut other = beta.clone();
+    other.metadata.namespace = Some("others".into());
+    assert_eq!(class(&beta), "kaas-tenants-beta-gp3");
+    assert_eq!(
+        class(&other),
+        "kaas-others-beta-gp3",
+        "a second shared-cluster tenant: no Helm ownership clash"
+    );
+    assert_eq!(class(&example("acme")), Platform::default().storage_class, "its own cluster: the platform's");
+}

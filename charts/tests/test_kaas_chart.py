@@ -14,7 +14,7 @@ CHART = str(ROOT / "charts" / "kaas")
 def controller_values(example):
     """The values kaas-controller rendered for an example tenant (its golden file): the contract in use."""
     docs = yaml.safe_load_all((ROOT / "controller" / "testdata" / f"{example}.yaml").read_text())
-    release = [d for d in docs if d and d["kind"] == "HelmRelease" and d["metadata"]["name"] == f"{example}-kafka"][0]
+    release = [d for d in docs if d and d["kind"] == "HelmRelease" and d["metadata"]["name"] == f"tenants-{example}-kafka"][0]
     return release["spec"]["values"]
 
 
@@ -121,3 +121,12 @@ def test_bad_values_are_refused_naming_the_value(mutate, named):
     with pytest.raises(helm.HelmValuesError) as err:
         helm.Chart.load(CHART).validate_schema(values)
     assert named in str(err.value), str(err.value)
+
+
+def test_each_shared_cluster_release_creates_only_its_own_storage_class():
+    """StorageClasses are cluster-wide: two tenants' releases on the shared cluster must not both create one
+    name (Helm refuses the second). The controller names one per tenant; the chart creates exactly that one."""
+    values = controller_values("beta")
+    classes = [o["metadata"]["name"] for o in render("kaas", values, namespace="tenant-tenants-beta")
+               if o["kind"] == "StorageClass"]
+    assert classes == [values["kafka"]["storage"]["class"]] == ["kaas-tenants-beta-gp3"]

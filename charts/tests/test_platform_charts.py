@@ -78,10 +78,11 @@ def test_upstream_material_reaches_the_proxy_where_the_controller_points():
     controller = by_kind(render("kaas-controller", {"routes": {"upstreamFiles": prefix}}, name="kaas-controller",
                                 namespace="kaas-system"), "Deployment")[0]
     assert f"--upstream-files-template={prefix}" in controller["spec"]["template"]["spec"]["containers"][0]["args"]
-    plain_objects = render("kaas-controller", name="kaas-controller", namespace="kaas-system")
+    plain_objects = render("kaas-controller", {"routes": {"clientCaTemplate": ""}}, name="kaas-controller",
+                           namespace="kaas-system")
     plain = by_kind(plain_objects, "Deployment")[0]
     assert not [a for a in plain["spec"]["template"]["spec"]["containers"][0]["args"] if "upstream" in a]
-    # Reading Strimzi's secrets and writing the proxy's is granted only with upstream TLS on.
+    # Reading Strimzi's secrets and writing the proxy's is granted only with upstream TLS or client CAs on.
     secret_rules = lambda objs: [r for o in objs if o["kind"] in ("ClusterRole", "Role") for r in o["rules"]
                                  if "secrets" in r["resources"]]
     assert not secret_rules(plain_objects)
@@ -123,6 +124,8 @@ def test_controller_rbac_is_exactly_what_it_uses():
         ("kaas.dev", "kafkatenants", "list"), ("kaas.dev", "kafkatenants", "watch"),
         ("kaas.dev", "kafkatenants", "patch"), ("kaas.dev", "kafkatenants/status", "patch"),
         ("cluster.x-k8s.io", "clusters", "get"), ("helm.toolkit.fluxcd.io", "helmreleases", "get"),
+        # Strimzi's clients CA, copied for the default client CA template.
+        ("", "secrets", "get"),
     }
     role = by_kind(objects, "Role")[0]
     assert role["metadata"]["namespace"] == "kaas-system"
@@ -150,6 +153,7 @@ def test_controller_chart_ships_the_generated_crd():
     ("kaas-proxy", lambda v: v["tls"].__setitem__("secretName", None), "secretName"),
     ("kaas-controller", lambda v: v["gitops"].__setitem__("url", None), "url"),
     ("kaas-controller", lambda v: v["routes"].__setitem__("nmespace", "x"), "nmespace"),
+    ("kaas-controller", lambda v: v["routes"].__setitem__("clientCaTemplate", "ca.pem"), "clientCaTemplate"),
 ])
 def test_bad_values_are_refused_naming_the_value(chart, mutate, named):
     loaded = helm.Chart.load(str(ROOT / "charts" / chart))
@@ -158,3 +162,24 @@ def test_bad_values_are_refused_naming_the_value(chart, mutate, named):
     with pytest.raises(helm.HelmValuesError) as err:
         loaded.validate_schema(values)
     assert named in str(err.value), str(err.value)
+
+
+def test_the_proxy_starts_before_any_tenant_and_routes_require_client_certificates():
+    proxy = by_kind(render("kaas-proxy", name="kaas-proxy", namespace="kaas-system"), "Deployment")[0]
+    pod = proxy["spec"]["template"]["spec"]
+    routes = [v for v in pod["volumes"] if v["name"] == "routes"][0]["configMap"]
+    assert routes["optional"] is True, "the routes ConfigMap exists only once kaas-controller runs"
+    mount = [m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "upstream"][0]["mountPath"]
+    upstream = [v for v in pod["volumes"] if v["name"] == "upstream"][0]["secret"]["secretName"]
+    objects = render("kaas-controller", name="kaas-controller", namespace="kaas-system")
+    args = by_kind(objects, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["args"]
+    [template] = [a.split("=", 1)[1] for a in args if a.startswith("--client-ca-template=")]
+    # Strimzi's clients CA as the controller copies it (key <tenant>.clients-ca.crt) into the Secret the proxy
+    # mounts, so every published route names a CA file the proxy has.
+    assert template == f"{mount}/{{tenant}}.clients-ca.crt"
+    named = [r for o in objects if o["kind"] == "Role" for r in o["rules"] if r.get("resourceNames") == [upstream]]
+    assert named and named[0]["verbs"] == ["get", "update"], "the controller may write that Secret"
+    off = render("kaas-controller", {"routes": {"clientCaTemplate": ""}}, name="kaas-controller",
+                 namespace="kaas-system")
+    off_args = by_kind(off, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert not [a for a in off_args if "client-ca" in a]

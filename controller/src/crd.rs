@@ -211,7 +211,7 @@ pub struct Condition {
     pub reason: String,
     /// Human-readable detail: what the tenant waits for, or what is wrong.
     pub message: String,
-    /// RFC 3339 time the status last changed; not set by the controller today.
+    /// RFC 3339 time the status last changed (kept while it does not).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_transition_time: Option<String>,
     /// The spec generation the condition was set for.

@@ -1,4 +1,4 @@
-//! GitOps: each tenant's manifests live under `tenants/<tenant>/` of the repository Flux applies.
+//! GitOps: each tenant's manifests live under `tenants/<namespace>/<name>/` of the repository Flux applies.
 //!
 //! One commit per change, naming the tenant and generation; no commit when nothing changed; deleting a tenant
 //! removes its folder. With a remote, every change is rebuilt on the remote's newest commit and pushed; when
@@ -84,7 +84,7 @@ impl Repo {
         run(&self.dir, args)
     }
 
-    /// Makes `tenants/<tenant>/` hold exactly `files` (or nothing, for `None`), committed with `message`.
+    /// Makes `tenants/<tenant>/` (`tenant` a relative folder, [`crate::render::folder`]) hold exactly `files` (or nothing, for `None`), committed with `message`.
     pub fn write_tenant(
         &self,
         tenant: &str,

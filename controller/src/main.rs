@@ -41,7 +41,8 @@ enum Command {
         #[arg(long, default_value = "kaas-proxy-routes")]
         routes_config_map: String,
         /// Path, as the proxy sees it, of each tenant's client CA (`{tenant}` is replaced); when set, the
-        /// published routes require client certificates signed by it.
+        /// published routes require client certificates signed by it, and the tenant's Strimzi CAs are copied
+        /// into the proxy's upstream Secret (`/etc/kaas-proxy/upstream/{tenant}.clients-ca.crt` is the clients CA).
         #[arg(long)]
         client_ca_template: Option<String>,
         /// Path prefix, as the proxy sees it, of each tenant's upstream TLS material (`{tenant}` is replaced;
@@ -53,7 +54,7 @@ enum Command {
         #[arg(long, default_value = "0.0.0.0:8080")]
         metrics_listen: std::net::SocketAddr,
     },
-    /// Render every tenant file (*.yaml) in DIR and commit each to tenants/<tenant>/ of the repository.
+    /// Render every tenant file (*.yaml) in DIR and commit each to tenants/<namespace>/<name>/ of the repository.
     Sync {
         /// Work tree of the GitOps repository (with --remote: where the clone is kept).
         #[arg(long)]
@@ -118,7 +119,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             // A bad tenant is reported and skipped; every other tenant is still synced.
             for file in files {
                 match render_file(&file).and_then(|(tenant, yaml)| {
-                    let name = tenant.metadata.name.clone().unwrap_or_default();
+                    let name = render::folder(&tenant);
                     let msg = gitops::message(&name, tenant.metadata.generation);
                     let outcome = repo.write_tenant(&name, Some(&gitops::tenant_files(yaml)), &msg)?;
                     Ok((name, outcome))
@@ -161,6 +162,7 @@ async fn serve(
         routes,
         metrics: kaas_controller::metrics::Metrics::default(),
     });
+    reconcile::ensure_route_source(&client, &ctx.routes).await?;
     let listener = tokio::net::TcpListener::bind(metrics_listen).await?;
     tokio::spawn(serve_metrics(listener, ctx.clone()));
     let tenants = kube::Api::<KafkaTenant>::all(client);

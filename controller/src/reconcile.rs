@@ -1,7 +1,10 @@
 //! The reconcile loop over `KafkaTenant`, in the shape of kube-rs' controller-rs: finalizer, status with
 //! conditions, metrics, and an error policy that requeues.
 //!
-//! Apply: validate → size and render → commit to `tenants/<tenant>/` → read the Cluster API `Cluster` and the
+//! Tenants are keyed by namespace and name: their folder is `tenants/<namespace>/<name>/`, and every
+//! platform-wide name (management namespace, Cluster, route) is built from [`render::tenant_id`].
+//!
+//! Apply: validate → size and render → commit to `tenants/<namespace>/<name>/` → read the Cluster API `Cluster` and the
 //! Flux `HelmRelease` back → when both are Ready, publish the tenant's route to the proxy's route source (a
 //! ConfigMap holding the tenants list, as `kaas_route::TenantRoute`s). Cleanup (finalizer): remove the folder
 //! and the route. A malformed tenant gets `Degraded` naming the field and nothing is committed for it.
@@ -23,7 +26,7 @@ use crate::metrics::Metrics;
 use crate::render::{self, Platform, RenderError};
 use crate::sizing;
 use crate::upstream;
-use crate::watched::{readiness, Cluster, HelmRelease};
+use crate::watched::{cluster_readiness, release_readiness, Cluster, HelmRelease};
 
 /// Finalizer on every `KafkaTenant`, so deleting one first removes its folder and route.
 pub const FINALIZER: &str = "kaas.dev/tenant";
@@ -86,7 +89,9 @@ pub struct RouteSource {
     /// The same for `isolation: namespace` tenants, whose Kafka runs on the shared cluster.
     pub namespace_bootstrap: String,
     /// Where the proxy finds each tenant's client CA (`{tenant}` is replaced); unset: no client certificates
-    /// are required (unless `upstream_files` provides the CA).
+    /// are required (unless `upstream_files` provides the CA). Set, the tenant's Strimzi CAs are copied into
+    /// `upstream_secret` as with `upstream_files`, so `<mount>/{tenant}.clients-ca.crt` (the chart's default)
+    /// is Strimzi's clients CA, which signs the tenant users' certificates.
     pub client_ca: Option<String>,
     /// Path prefix, as the proxy sees it, of each tenant's upstream material (`{tenant}` is replaced; e.g.
     /// `/etc/kaas-proxy/upstream/{tenant}.`), files kept from the tenant's Strimzi secrets: `<prefix>cluster-ca.crt`
@@ -96,7 +101,7 @@ pub struct RouteSource {
     /// client's own identity. Unset: plaintext.
     pub upstream_files: Option<String>,
     /// The Secret (in `namespace`) the proxy mounts its upstream files from; kept from Strimzi's secrets when
-    /// `upstream_files` is set.
+    /// `upstream_files` or `client_ca` is set.
     pub upstream_secret: String,
 }
 
@@ -115,6 +120,13 @@ impl Default for RouteSource {
 }
 
 impl RouteSource {
+    /// Whether the tenant's Strimzi CAs are copied into the proxy's upstream Secret before its route is
+    /// published: for upstream TLS, and for client certificates, which Strimzi's clients CA signs (the proxy
+    /// checks them against that CA, mounted from the same Secret).
+    pub fn copies_material(&self) -> bool {
+        self.upstream_files.is_some() || self.client_ca.is_some()
+    }
+
     /// The route published for `tenant`: its bootstrap address and, with `upstream_files`, mutual TLS upstream
     /// with `identity: client` (every client keeps its own principal at the broker).
     pub fn route(&self, tenant: &str, isolation: Isolation) -> TenantRoute {
@@ -207,14 +219,38 @@ fn conditions(state: &str, reason: &str, message: &str, generation: Option<i64>)
         .collect()
 }
 
-async fn set_status(api: &Api<KafkaTenant>, t: &KafkaTenant, status: KafkaTenantStatus) -> Result<(), Error> {
+/// Gives each condition its `lastTransitionTime`: the previous one while its status is unchanged, `now` when
+/// it changed or is new, so the time says since when the tenant has been in its state, not when it was last
+/// reconciled.
+pub fn stamp_transitions(conditions: &mut [Condition], previous: &[Condition], now: &str) {
+    for c in conditions {
+        let before = previous.iter().find(|p| p.type_ == c.type_ && p.status == c.status);
+        c.last_transition_time =
+            Some(before.and_then(|p| p.last_transition_time.clone()).unwrap_or_else(|| now.to_owned()));
+    }
+}
+
+/// Now, as Kubernetes writes times (RFC 3339, whole seconds, UTC).
+fn now() -> String {
+    let t = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now());
+    serde_json::to_value(t).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+}
+
+async fn set_status(
+    api: &Api<KafkaTenant>,
+    t: &KafkaTenant,
+    mut status: KafkaTenantStatus,
+) -> Result<(), Error> {
+    let previous = t.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default();
+    stamp_transitions(&mut status.conditions, previous, &now());
     let patch = json!({ "status": status });
     api.patch_status(&t.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
     Ok(())
 }
 
 async fn apply(t: &KafkaTenant, api: &Api<KafkaTenant>, ctx: &Context) -> Result<Action, Error> {
-    let name = t.name_any();
+    let name = render::tenant_id_of(t);
+    let folder = render::folder(t);
     let generation = t.metadata.generation;
     let manifests = match render::render(t, &ctx.platform) {
         Ok(m) => m,
@@ -232,11 +268,10 @@ async fn apply(t: &KafkaTenant, api: &Api<KafkaTenant>, ctx: &Context) -> Result
     let sizing = sizing::size(&render::demand(t)).ok();
     let yaml = render::to_yaml(&manifests).map_err(|e| Error::Routes(e.to_string()))?;
     let repo = ctx.repo.clone();
-    let message = gitops::message(&name, generation);
-    let tenant_name = name.clone();
+    let message = gitops::message(&folder, generation);
     let committed = tokio::task::spawn_blocking(move || {
         let repo = repo.lock().unwrap_or_else(|p| p.into_inner());
-        repo.write_tenant(&tenant_name, Some(&gitops::tenant_files(yaml)), &message)
+        repo.write_tenant(&folder, Some(&gitops::tenant_files(yaml)), &message)
     })
     .await
     .map_err(|e| Error::Routes(format!("git task: {e}")))?;
@@ -252,7 +287,7 @@ async fn apply(t: &KafkaTenant, api: &Api<KafkaTenant>, ctx: &Context) -> Result
     }
 
     let mut waiting = readiness_of(t, ctx).await?;
-    if waiting.is_none() && ctx.routes.upstream_files.is_some() {
+    if waiting.is_none() && ctx.routes.copies_material() {
         // The files a route names are in place before the route is published.
         waiting = match upstream::read(&ctx.client, &name, t.spec.isolation).await? {
             Ok(material) => {
@@ -290,16 +325,21 @@ async fn apply(t: &KafkaTenant, api: &Api<KafkaTenant>, ctx: &Context) -> Result
     })
 }
 
-/// `None` when everything the tenant needs is Ready; otherwise what it waits for.
+/// `None` when everything the tenant needs is up for its current spec; otherwise what it waits for.
+///
+/// Cluster API v1beta2 says a `Cluster` is up with `Available`; Flux says a `HelmRelease` is with `Ready`, each
+/// for the generation it observed. A spec change reaches the `HelmRelease` only once Flux has applied the new
+/// commit, so the release must also carry the tenant's generation ([`render::TENANT_GENERATION`]): until
+/// then its `Ready` is the old spec's.
 async fn readiness_of(t: &KafkaTenant, ctx: &Context) -> Result<Option<String>, Error> {
-    let name = t.name_any();
+    let name = render::tenant_id_of(t);
     let ns = render::namespace(&name);
     if t.spec.isolation == Isolation::Cluster {
         let clusters: Api<Cluster> = Api::namespaced(ctx.client.clone(), &ns);
         match clusters.get_opt(&name).await? {
             None => return Ok(Some(format!("Cluster {ns}/{name} not created yet"))),
             Some(c) => {
-                if let Err(why) = readiness(c.status.as_ref()) {
+                if let Err(why) = cluster_readiness(&c) {
                     return Ok(Some(format!("Cluster {ns}/{name}: {why}")));
                 }
             }
@@ -307,16 +347,47 @@ async fn readiness_of(t: &KafkaTenant, ctx: &Context) -> Result<Option<String>, 
     }
     let releases: Api<HelmRelease> = Api::namespaced(ctx.client.clone(), &ns);
     let release = format!("{name}-kafka");
-    Ok(match releases.get_opt(&release).await? {
-        None => Some(format!("HelmRelease {ns}/{release} not created yet")),
-        Some(r) => readiness(r.status.as_ref()).err().map(|why| format!("HelmRelease {ns}/{release}: {why}")),
-    })
+    let Some(r) = releases.get_opt(&release).await? else {
+        return Ok(Some(format!("HelmRelease {ns}/{release} not created yet")));
+    };
+    if let Some(want) = t.metadata.generation {
+        let applied = r.annotations().get(render::TENANT_GENERATION).cloned().unwrap_or_default();
+        if applied != want.to_string() {
+            return Ok(Some(format!(
+                "HelmRelease {ns}/{release}: Flux has not applied tenant generation {want} yet (applied: {})",
+                if applied.is_empty() { "none" } else { &applied }
+            )));
+        }
+    }
+    Ok(release_readiness(&r).err().map(|why| format!("HelmRelease {ns}/{release}: {why}")))
 }
 
 /// Sets `tenant`'s entry in the route source to `route` (removes it with `None`).
 async fn publish_route(tenant: &str, route: Option<TenantRoute>, ctx: &Context) -> Result<(), Error> {
-    let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ctx.routes.namespace);
-    let existing = api.get_opt(&ctx.routes.config_map).await?;
+    update_routes(&ctx.client, &ctx.routes, |routes| {
+        routes.retain(|r| r.name != tenant);
+        if let Some(route) = route {
+            routes.push(route);
+            routes.sort_by(|a, b| a.name.cmp(&b.name));
+        }
+    })
+    .await
+}
+
+/// Creates the route source with no tenants when it does not exist, so the proxy (which mounts it) starts
+/// before the first tenant is up. Run once at start-up; leaves an existing one as it is.
+pub async fn ensure_route_source(client: &Client, source: &RouteSource) -> Result<(), Error> {
+    update_routes(client, source, |_| {}).await
+}
+
+/// Applies `change` to the route source's tenants list, writing only when it changed or does not exist yet.
+async fn update_routes(
+    client: &Client,
+    source: &RouteSource,
+    change: impl FnOnce(&mut Vec<TenantRoute>),
+) -> Result<(), Error> {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), &source.namespace);
+    let existing = api.get_opt(&source.config_map).await?;
     let mut routes: Vec<TenantRoute> = match existing.as_ref().and_then(|c| c.data.as_ref()?.get(ROUTES_KEY))
     {
         Some(text) => {
@@ -325,19 +396,15 @@ async fn publish_route(tenant: &str, route: Option<TenantRoute>, ctx: &Context) 
         None => Vec::new(),
     };
     let before = routes.clone();
-    routes.retain(|r| r.name != tenant);
-    if let Some(route) = route {
-        routes.push(route);
-        routes.sort_by(|a, b| a.name.cmp(&b.name));
-    }
+    change(&mut routes);
     if routes == before && existing.is_some() {
         return Ok(());
     }
     let text = serde_norway::to_string(&routes).map_err(|e| Error::Routes(e.to_string()))?;
     let mut cm = existing.unwrap_or_else(|| ConfigMap {
         metadata: kube::api::ObjectMeta {
-            name: Some(ctx.routes.config_map.clone()),
-            namespace: Some(ctx.routes.namespace.clone()),
+            name: Some(source.config_map.clone()),
+            namespace: Some(source.namespace.clone()),
             ..Default::default()
         },
         ..Default::default()
@@ -345,7 +412,7 @@ async fn publish_route(tenant: &str, route: Option<TenantRoute>, ctx: &Context) 
     cm.data.get_or_insert_with(Default::default).insert(ROUTES_KEY.into(), text);
     // replace() carries the resourceVersion: a concurrent writer makes this fail and the reconcile retry.
     if cm.metadata.resource_version.is_some() {
-        api.replace(&ctx.routes.config_map, &PostParams::default(), &cm).await?;
+        api.replace(&source.config_map, &PostParams::default(), &cm).await?;
     } else {
         api.create(&PostParams::default(), &cm).await?;
     }
@@ -353,16 +420,16 @@ async fn publish_route(tenant: &str, route: Option<TenantRoute>, ctx: &Context) 
 }
 
 async fn cleanup(t: &KafkaTenant, ctx: &Context) -> Result<Action, Error> {
-    let name = t.name_any();
+    let name = render::tenant_id_of(t);
     publish_route(&name, None, ctx).await?;
-    if ctx.routes.upstream_files.is_some() {
+    if ctx.routes.copies_material() {
         upstream::write(&ctx.client, &ctx.routes.namespace, &ctx.routes.upstream_secret, &name, None).await?;
     }
     let repo = ctx.repo.clone();
-    let tenant_name = name.clone();
+    let folder = render::folder(t);
     tokio::task::spawn_blocking(move || {
         let repo = repo.lock().unwrap_or_else(|p| p.into_inner());
-        repo.write_tenant(&tenant_name, None, &format!("remove tenant {tenant_name}"))
+        repo.write_tenant(&folder, None, &format!("remove tenant {folder}"))
     })
     .await
     .map_err(|e| Error::Routes(format!("git task: {e}")))??;
@@ -372,6 +439,37 @@ async fn cleanup(t: &KafkaTenant, ctx: &Context) -> Result<Action, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn transition_times_move_only_when_the_status_does() {
+        let at = |c: &mut Condition, time: &str| c.last_transition_time = Some(time.into());
+        let mut previous = conditions("Provisioning", "Waiting", "cluster", Some(1));
+        for c in &mut previous {
+            at(c, "2020-01-01T00:00:00Z");
+        }
+        // Still provisioning, another message: every time kept.
+        let mut same = conditions("Provisioning", "Waiting", "release", Some(2));
+        stamp_transitions(&mut same, &previous, "2026-01-01T00:00:00Z");
+        assert!(same.iter().all(|c| c.last_transition_time.as_deref() == Some("2020-01-01T00:00:00Z")));
+        // Ready: Ready and Provisioning changed, Degraded stayed False.
+        let mut ready = conditions("Ready", "Published", "", Some(2));
+        stamp_transitions(&mut ready, &previous, "2026-01-01T00:00:00Z");
+        let times: Vec<_> =
+            ready.iter().map(|c| (c.type_.as_str(), c.last_transition_time.as_deref())).collect();
+        assert_eq!(
+            times,
+            [
+                ("Ready", Some("2026-01-01T00:00:00Z")),
+                ("Provisioning", Some("2026-01-01T00:00:00Z")),
+                ("Degraded", Some("2020-01-01T00:00:00Z")),
+            ]
+        );
+        // First status: every condition stamped.
+        let mut first = conditions("Degraded", "InvalidSpec", "x", None);
+        stamp_transitions(&mut first, &[], "2026-01-01T00:00:00Z");
+        assert!(first.iter().all(|c| c.last_transition_time.as_deref() == Some("2026-01-01T00:00:00Z")));
+        assert_eq!(now().len(), "2026-01-01T00:00:00Z".len(), "{}", now());
+    }
 
     #[test]
     fn published_routes_validate_and_carry_identity() {

@@ -6,7 +6,8 @@
 //! tenant's Git diff say exactly what changes. Root volumes are encrypted; Kafka's data volumes are PVCs of the
 //! chart's encrypted storage class. Then a Flux `HelmRelease` of `charts/kaas` that deploys into the new
 //! cluster through `<tenant>-kubeconfig`. `isolation: namespace` renders only the HelmRelease, into a tenant
-//! namespace on the shared cluster.
+//! namespace on the shared cluster. Either way the management-cluster Namespace `kaas-<tenant>` that holds
+//! these objects comes first, since Flux applies the folder as it is and creates no namespaces.
 
 use serde_json::{json, Value};
 
@@ -24,7 +25,8 @@ pub struct Platform {
     pub chart_source: String,
     /// Path of the chart inside that source.
     pub chart_path: String,
-    /// StorageClass of the brokers' data volumes, created by the chart (encrypted gp3).
+    /// StorageClass of the brokers' data volumes on a tenant's own cluster, created by the chart (encrypted
+    /// gp3); on the shared cluster each tenant gets its own ([`storage_class`]).
     pub storage_class: String,
 }
 
@@ -54,16 +56,61 @@ pub enum RenderError {
     Sizing(#[from] SizingError),
 }
 
-/// The management-cluster namespace holding a tenant's objects.
+/// The management-cluster namespace holding a tenant's objects; `tenant` is its [`tenant_id`].
 pub fn namespace(tenant: &str) -> String {
     format!("kaas-{tenant}")
+}
+
+/// The longest [`tenant_id`]: names built from it must stay DNS labels (63 characters), and the longest is
+/// the KubeadmControlPlane's `<id>-control-plane`, which Cluster API copies into a label; `kaas-<id>` and
+/// `tenant-<id>` fit with room to spare.
+pub const MAX_TENANT_ID: usize = 63 - "-control-plane".len();
+
+/// A tenant's platform-wide id, from its `KafkaTenant`'s namespace and name: two tenants of the same name in
+/// two namespaces must not share a management namespace, a Cluster (CAPA tags AWS resources by its name), a
+/// route or a folder. `<namespace>-<name>` while that fits [`MAX_TENANT_ID`]; longer, its start and a hash
+/// of both parts, so long names stay distinct and the id stays a DNS label.
+pub fn tenant_id(namespace: &str, name: &str) -> String {
+    let joined = format!("{namespace}-{name}");
+    if joined.len() <= MAX_TENANT_ID {
+        return joined;
+    }
+    // FNV-1a: stable across Rust versions and builds (std's hasher is not), so the id never moves.
+    let hash = format!("{namespace}/{name}")
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    let suffix = format!("{:010x}", hash & 0xff_ffff_ffff);
+    let keep = MAX_TENANT_ID - suffix.len() - 1;
+    // DNS labels are ASCII, so byte slicing stays on character boundaries.
+    let head = joined[..keep].trim_end_matches('-');
+    format!("{head}-{suffix}")
+}
+
+/// The namespace of a `KafkaTenant` (a file given to the CLI may have none: `default`, as kubectl would).
+pub fn tenant_namespace(t: &KafkaTenant) -> &str {
+    t.metadata.namespace.as_deref().unwrap_or("default")
+}
+
+/// [`tenant_id`] of a `KafkaTenant`.
+pub fn tenant_id_of(t: &KafkaTenant) -> String {
+    tenant_id(tenant_namespace(t), t.metadata.name.as_deref().unwrap_or_default())
+}
+
+/// The tenant's folder under `tenants/` of the GitOps repository: `<namespace>/<name>`, unambiguous whatever
+/// the names.
+pub fn folder(t: &KafkaTenant) -> String {
+    format!("{}/{}", tenant_namespace(t), t.metadata.name.as_deref().unwrap_or_default())
 }
 
 /// The Helm release name of a tenant's `kaas` chart, which is also its Strimzi `Kafka` cluster's name (so its
 /// CA secrets are `kaas-cluster-ca-cert`, `kaas-clients-ca-cert`, `kaas-clients-ca`).
 pub const KAFKA_RELEASE: &str = "kaas";
 
-/// The namespace the tenant's Kafka runs in: `kafka` on its own cluster, `tenant-<name>` on the shared one.
+/// Annotation of a tenant's `HelmRelease` naming the `KafkaTenant` generation it was rendered from: once the
+/// live object carries the tenant's current generation, Flux has applied the commit of that spec.
+pub const TENANT_GENERATION: &str = "kaas.dev/tenant-generation";
+
+/// The namespace the tenant's Kafka runs in: `kafka` on its own cluster, `tenant-<id>` on the shared one.
 pub fn kafka_namespace(tenant: &str, isolation: Isolation) -> String {
     match isolation {
         Isolation::Cluster => "kafka".to_owned(),
@@ -93,14 +140,22 @@ pub fn render(t: &KafkaTenant, p: &Platform) -> Result<Vec<Value>, RenderError> 
         return Err(RenderError::Invalid(errors));
     }
     let sizing = sizing::size(&demand(t))?;
+    // Every platform-wide name is built from the id, which keeps same-named tenants of two namespaces apart.
+    let name = tenant_id(tenant_namespace(t), &name);
     let ns = namespace(&name);
-    let mut out = Vec::new();
+    // Flux applies the tenant's folder as it is: the namespace its objects live in comes with them.
+    let mut out = vec![namespace_object(&ns, &name)];
     if t.spec.isolation == Isolation::Cluster {
         out.extend(cluster_objects(&name, &ns, &t.spec.region, &sizing, p));
         out.extend(components(&name, &ns));
     }
     out.push(helm_release(t, &name, &ns, &sizing, p));
     Ok(out)
+}
+
+/// The management-cluster Namespace holding the tenant's objects, first in apply order.
+fn namespace_object(ns: &str, tenant: &str) -> Value {
+    json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": ns, "labels": labels(tenant) } })
 }
 
 fn labels(tenant: &str) -> Value {
@@ -265,7 +320,7 @@ pub fn chart_values(t: &KafkaTenant, tenant: &str, s: &Sizing, p: &Platform) -> 
         "kafka": {
             "brokers": s.brokers,
             "controllers": 3,
-            "storage": { "size": format!("{}Gi", s.storage_per_broker_gib), "class": p.storage_class },
+            "storage": { "size": format!("{}Gi", s.storage_per_broker_gib), "class": storage_class(t, tenant, p) },
             "retentionHours": t.spec.retention_hours,
             "replicationFactor": t.spec.replication_factor,
             "minInsyncReplicas": (t.spec.replication_factor.max(2) - 1).max(1),
@@ -280,6 +335,16 @@ pub fn chart_values(t: &KafkaTenant, tenant: &str, s: &Sizing, p: &Platform) -> 
             "externalDns": { "enabled": false },
         },
     })
+}
+
+/// The StorageClass of the brokers' volumes, which the tenant's release creates. On its own cluster the
+/// platform's name; on the shared cluster one per tenant, since a StorageClass is cluster-wide and Helm lets
+/// only one release own it (a second tenant's install of the same name would fail).
+pub fn storage_class(t: &KafkaTenant, tenant: &str, p: &Platform) -> String {
+    match t.spec.isolation {
+        Isolation::Cluster => p.storage_class.clone(),
+        Isolation::Namespace => format!("kaas-{tenant}-gp3"),
+    }
 }
 
 fn pattern(p: PatternType) -> &'static str {
@@ -307,10 +372,14 @@ fn helm_release(t: &KafkaTenant, tenant: &str, ns: &str, s: &Sizing, p: &Platfor
         // Kafka's custom resources need the Strimzi operator's CRDs first.
         spec["dependsOn"] = json!([{ "name": format!("{tenant}-strimzi") }]);
     }
+    let mut metadata = meta(&format!("{tenant}-kafka"), ns, tenant);
+    if let Some(g) = t.metadata.generation {
+        metadata["annotations"] = json!({ TENANT_GENERATION: g.to_string() });
+    }
     json!({
         "apiVersion": "helm.toolkit.fluxcd.io/v2",
         "kind": "HelmRelease",
-        "metadata": meta(&format!("{tenant}-kafka"), ns, tenant),
+        "metadata": metadata,
         "spec": spec,
     })
 }

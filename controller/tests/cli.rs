@@ -77,7 +77,10 @@ fn sync_commits_good_tenants_and_names_the_bad_one() {
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("acme: committed") && stdout.contains("beta: committed"), "{stdout}");
     assert!(stderr.contains("broken.yaml") && stderr.contains("spec.throughput.ingressMBps"), "{stderr}");
-    assert!(repo.join("tenants/acme/manifests.yaml").exists() && !repo.join("tenants/broken").exists());
+    assert!(
+        repo.join("tenants/tenants/acme/manifests.yaml").exists()
+            && !repo.join("tenants/default/broken").exists()
+    );
     let again = run(&args);
     assert!(String::from_utf8_lossy(&again.stdout).contains("acme: unchanged"));
 }

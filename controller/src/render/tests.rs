@@ -51,14 +51,14 @@ fn isolation_decides_the_objects() {
             .collect()
     };
     let acme = kinds(&example("acme"));
-    assert_eq!(acme.first().map(String::as_str), Some("Cluster"));
+    assert_eq!(acme[..2], ["Namespace", "Cluster"]);
     assert_eq!(acme.last().map(String::as_str), Some("HelmRelease"));
-    assert_eq!(kinds(&example("beta")), ["HelmRelease"]);
+    assert_eq!(kinds(&example("beta")), ["Namespace", "HelmRelease"]);
     let objects = render(&example("acme"), &Platform::default()).expect("renders");
     let release = objects.last().expect("release");
-    assert_eq!(release["spec"]["kubeConfig"]["secretRef"]["name"], "acme-kubeconfig");
+    assert_eq!(release["spec"]["kubeConfig"]["secretRef"]["name"], "tenants-acme-kubeconfig");
     assert_eq!(release["spec"]["values"]["kafka"]["brokers"], 3);
-    assert_eq!(release["spec"]["dependsOn"][0]["name"], "acme-strimzi");
+    assert_eq!(release["spec"]["dependsOn"][0]["name"], "tenants-acme-strimzi");
     let components: Vec<&str> = objects
         .iter()
         .filter(|o| {
@@ -66,11 +66,14 @@ fn isolation_decides_the_objects() {
         })
         .map(|o| o["metadata"]["name"].as_str().unwrap_or(""))
         .collect();
-    assert_eq!(components, ["acme-strimzi", "acme-cert-manager", "acme-external-dns"]);
+    assert_eq!(
+        components,
+        ["tenants-acme-strimzi", "tenants-acme-cert-manager", "tenants-acme-external-dns"]
+    );
     assert!(objects
         .iter()
         .filter(|o| o["kind"] == "HelmRelease")
-        .all(|o| o["spec"]["kubeConfig"]["secretRef"]["name"] == "acme-kubeconfig"));
+        .all(|o| o["spec"]["kubeConfig"]["secretRef"]["name"] == "tenants-acme-kubeconfig"));
     for o in objects.iter().filter(|o| o["kind"] == "AWSMachineTemplate") {
         assert_eq!(
             o["spec"]["template"]["spec"]["rootVolume"]["encrypted"], true,
@@ -79,7 +82,7 @@ fn isolation_decides_the_objects() {
         );
     }
     let beta = render(&example("beta"), &Platform::default()).expect("renders");
-    assert!(beta[0]["spec"].get("kubeConfig").is_none());
+    assert!(beta[1]["spec"].get("kubeConfig").is_none());
 }
 
 /// The openAPIV3Schema of `apiVersion`/`kind` from the upstream CRDs.
@@ -119,6 +122,14 @@ fn rendered_objects_validate_against_upstream_crds() {
     for name in ["acme", "beta"] {
         for o in render(&example(name), &Platform::default()).expect("renders") {
             let (api, kind) = (o["apiVersion"].as_str().unwrap_or(""), o["kind"].as_str().unwrap_or(""));
+            if api == "v1" {
+                // Core kinds have no CRD: their typed form must read them without losing a field.
+                let typed: k8s_openapi::api::core::v1::Namespace =
+                    serde_json::from_value(o.clone()).unwrap_or_else(|e| panic!("{name}: {kind}: {e}"));
+                assert_eq!(serde_json::to_value(&typed).expect("json"), o, "{name}: {kind}");
+                checked += 1;
+                continue;
+            }
             let schema = upstream_schema(&crds, api, kind)
                 .unwrap_or_else(|| panic!("no upstream CRD for {api} {kind}"));
             let validator = jsonschema::validator_for(&schema).expect("schema compiles");
@@ -128,7 +139,7 @@ fn rendered_objects_validate_against_upstream_crds() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 17);
+    assert_eq!(checked, 19);
 }
 
 #[test]
@@ -192,4 +203,75 @@ fn chart_values_satisfy_the_charts_schema() {
             errors.join("\n")
         );
     }
+}
+
+#[test]
+fn the_release_names_the_tenant_generation_it_was_rendered_from() {
+    let mut t = example("acme");
+    let release = |t: &KafkaTenant| render(t, &Platform::default()).expect("renders").pop().expect("release");
+    assert!(release(&t)["metadata"].get("annotations").is_none(), "a file without generation: none");
+    t.metadata.generation = Some(7);
+    assert_eq!(release(&t)["metadata"]["annotations"][TENANT_GENERATION], "7");
+}
+
+#[test]
+fn the_folder_creates_the_namespace_every_object_lives_in() {
+    for name in ["acme", "beta"] {
+        let objects = render(&example(name), &Platform::default()).expect("renders");
+        let first = &objects[0];
+        assert_eq!((first["apiVersion"].as_str(), first["kind"].as_str()), (Some("v1"), Some("Namespace")));
+        let ns = first["metadata"]["name"].as_str().expect("name");
+        assert_eq!(ns, namespace(&format!("tenants-{name}")));
+        for o in &objects[1..] {
+            assert_eq!(o["metadata"]["namespace"], ns, "{name}: {} {}", o["kind"], o["metadata"]["name"]);
+        }
+    }
+}
+
+#[test]
+fn tenant_ids_keep_namespaces_apart_and_stay_dns_labels() {
+    let long = "n".repeat(63);
+    let table = [
+        ("a", "acme", "a-acme"),
+        ("tenants", "acme", "tenants-acme"),
+        // Exactly the limit: kept as it is.
+        (&long[..24], &long[..24], &format!("{}-{}", &long[..24], &long[..24])[..]),
+    ];
+    for (ns, name, want) in table {
+        assert_eq!(tenant_id(ns, name), want, "{ns}/{name}");
+    }
+    let ids: Vec<String> =
+        [(&long[..], "acme"), (&long[..], "acmf"), ("acme", &long[..]), (&long[..], &long[..])]
+            .iter()
+            .map(|(ns, name)| tenant_id(ns, name))
+            .collect();
+    for id in &ids {
+        assert!(id.len() <= MAX_TENANT_ID, "{id}");
+        kaas_route::check_dns_label(id).unwrap_or_else(|e| panic!("{id}: {e}"));
+        kaas_route::check_dns_label(&format!("{id}-control-plane")).expect("longest derived name");
+    }
+    let distinct: std::collections::BTreeSet<_> = ids.iter().collect();
+    assert_eq!(distinct.len(), ids.len(), "{ids:?}");
+    assert_eq!(tenant_id(&long, "acme"), tenant_id(&long, "acme"), "stable");
+    // A namespace ending where the cut falls leaves no double hyphen behind.
+    let cut = format!("{}-", "n".repeat(MAX_TENANT_ID - 12));
+    assert!(!tenant_id(&cut, &long).contains("--"), "{}", tenant_id(&cut, &long));
+}
+
+#[test]
+fn tenants_on_the_shared_cluster_each_own_their_storage_class() {
+    let class = |t: &KafkaTenant| {
+        let release = render(t, &Platform::default()).expect("renders").pop().expect("release");
+        release["spec"]["values"]["kafka"]["storage"]["class"].as_str().expect("class").to_owned()
+    };
+    let beta = example("beta");
+    let mut other = beta.clone();
+    other.metadata.namespace = Some("others".into());
+    assert_eq!(class(&beta), "kaas-tenants-beta-gp3");
+    assert_eq!(
+        class(&other),
+        "kaas-others-beta-gp3",
+        "a second shared-cluster tenant: no Helm ownership clash"
+    );
+    assert_eq!(class(&example("acme")), Platform::default().storage_class, "its own cluster: the platform's");
 }

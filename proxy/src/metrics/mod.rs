@@ -424,6 +424,13 @@ impl Metrics {
         }
     }
 
+    /// Counts an ACME order for `tenant`'s certificate: issued (`ok`) or failed.
+    pub fn acme_order(&self, tenant: &str, ok: bool) {
+        if let Some(t) = self.tenant(tenant) {
+            t.acme_orders[usize::from(!ok)].inc();
+        }
+    }
+
     /// A broker response the proxy could not walk (the session was closed).
     pub fn malformed_response(&self, tenant: &str, api: ApiKey) {
         if let (Some(i), Some(t)) = (READ_APIS.iter().position(|a| *a == api), self.tenant(tenant)) {

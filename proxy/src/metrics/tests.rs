@@ -128,6 +128,9 @@ fn tenant_series(tenant: &str) -> Vec<String> {
             "kaas_proxy_upstream_tls_failures_total{{tenant=\"{tenant}\",reason=\"{reason}\"}}"
         ));
     }
+    for outcome in tenant::ACME_OUTCOMES {
+        all.push(format!("kaas_proxy_acme_orders_total{{tenant=\"{tenant}\",outcome=\"{outcome}\"}}"));
+    }
     for direction in ["client_to_upstream", "upstream_to_client"] {
         all.push(format!("kaas_proxy_session_bytes_total{{tenant=\"{tenant}\",direction=\"{direction}\"}}"));
     }

@@ -1,0 +1,242 @@
+//! ACME end to end: a real Pebble (scripts/install-pebble.sh) issues the certificate of a Tansu-backed tenant
+//! with `tls: { acme: true }` by TLS-ALPN-01 on the proxy's one TLS port; a librdkafka client that trusts only
+//! Pebble's root (fetched from its management port) then produces and consumes through the proxy, through
+//! `acme.kaas.localhost` and the broker's `b111` name alike. A restart on the same store reuses the stored
+//! certificate: no order, the same certificate served.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::*;
+use kaas_e2e::certs::Certs;
+use kaas_e2e::pebble::{self, Pebble};
+use kaas_e2e::proxy::{wait_for_log, ProxyHandle};
+use kaas_e2e::relay::CountingRelay;
+use kaas_e2e::tansu::Tansu;
+use kaas_e2e::{free_port, raw, DOMAIN};
+use rustls::pki_types::pem::PemObject;
+
+const ISSUED: &str = "kaas_proxy_acme_orders_total{tenant=\"acme\",outcome=\"issued\"}";
+const FAILED: &str = "kaas_proxy_acme_orders_total{tenant=\"acme\",outcome=\"failed\"}";
+const NOT_AFTER: &str = "kaas_proxy_tls_certificate_not_after_timestamp_seconds{tenant=\"acme\"}";
+
+/// Pebble, a Tansu broker (node id 111), the proxy's default certificate (not trusted by the clients here), and
+/// the ACME store, all in one temporary directory.
+struct Setup {
+    dir: tempfile::TempDir,
+    certs: Certs,
+    tansu: Tansu,
+    pebble: Pebble,
+    /// The proxy's TLS port, which Pebble validates TLS-ALPN-01 against.
+    port: u16,
+}
+
+impl Setup {
+    fn start() -> Setup {
+        assert!(
+            pebble::installed(),
+            "pebble and pebble-challtestsrv are needed: run scripts/install-pebble.sh"
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let certs = Certs::generate(dir.path(), DOMAIN, &["acme"]).expect("certs");
+        let tansu = Tansu::start("acme").expect("tansu");
+        let port = free_port();
+        let pebble = Pebble::start(port, free_port()).expect("pebble");
+        Setup { dir, certs, tansu, pebble, port }
+    }
+
+    fn store(&self) -> PathBuf {
+        self.dir.path().join("acme-state")
+    }
+
+    /// A proxy on the port Pebble validates against, the tenant's certificate from ACME.
+    fn proxy(&self) -> ProxyHandle {
+        let acme = format!(
+            "acme:\n  directory_url: \"{}\"\n  contact: [\"mailto:ops@example.com\"]\n  trust_roots: {}\n  \
+             challenge: tls-alpn-01\n  store: {{ dir: {} }}\n",
+            self.pebble.directory_url(),
+            self.pebble.https_ca.display(),
+            self.store().display()
+        );
+        let tenants = format!(
+            "  - name: acme\n    bootstrap: [\"{}\"]\n    tls: {{ acme: true, broker_ids: [111] }}\n",
+            self.tansu.addr()
+        );
+        ProxyHandle::start_on_port(&self.certs, self.port, &acme, &tenants).expect("proxy")
+    }
+
+    /// Pebble's root, written to a file: the only CA the clients trust.
+    fn pebble_root(&self) -> PathBuf {
+        let path = self.dir.path().join("pebble-root.pem");
+        std::fs::write(&path, self.pebble.root_pem().expect("pebble root")).expect("write root");
+        path
+    }
+
+    /// Waits for the first certificate; fails with both logs.
+    fn wait_issued(&self, proxy: &ProxyHandle) {
+        let issued = proxy.wait_for_metric(ISSUED, 1.0, Duration::from_secs(120)).expect("metrics");
+        assert_eq!(
+            issued,
+            1.0,
+            "no certificate issued; pebble log:\n{}\nproxy log:\n{}",
+            self.pebble.logs(),
+            kaas_e2e::proxy::logs()
+        );
+    }
+}
+
+/// The `acme` section for `directory_url`, trusting `https_ca` for it, storing in `store`.
+fn acme_yaml(directory_url: &str, https_ca: Option<&Path>, store: &Path) -> String {
+    let roots = https_ca.map(|ca| format!("  trust_roots: {}\n", ca.display())).unwrap_or_default();
+    format!(
+        "acme:\n  directory_url: \"{directory_url}\"\n  contact: [\"mailto:ops@example.com\"]\n{roots}  \
+         challenge: tls-alpn-01\n  store: {{ dir: {} }}\n",
+        store.display()
+    )
+}
+
+/// Tenant `acme` on `bootstrap` (Tansu's only broker is node 111), its certificate from ACME.
+fn tenant_yaml(bootstrap: &str) -> String {
+    format!(
+        "  - name: acme\n    bootstrap: [\"{bootstrap}\"]\n    tls: {{ acme: true, broker_ids: [111] }}\n"
+    )
+}
+
+/// A TLS handshake offering ALPN `acme-tls/1`, as a CA validating TLS-ALPN-01 does.
+async fn acme_tls_hello(port: u16, name: &str, ca: &Path) -> std::io::Result<()> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_file_iter(ca).map_err(std::io::Error::other)? {
+        roots.add(cert.map_err(std::io::Error::other)?).map_err(std::io::Error::other)?;
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(std::io::Error::other)?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"acme-tls/1".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    let name = rustls::pki_types::ServerName::try_from(name.to_owned()).map_err(std::io::Error::other)?;
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)).connect(name, tcp).await.map(drop)
+}
+
+/// The leaf certificate (DER) served for `name`, verified against `ca`.
+async fn served_leaf(port: u16, name: &str, ca: &Path) -> Vec<u8> {
+    let mut tls = raw::connect(port, Some(name), ca).await.expect("TLS handshake verified by Pebble's root");
+    let certs = tls.get_mut().get_ref().1.peer_certificates().expect("server certificate");
+    certs.first().expect("leaf").to_vec()
+}
+
+/// The orders Pebble accepted, from its log (one `POST /order-plz` line per new order).
+fn pebble_orders(pebble: &Pebble) -> usize {
+    pebble.logs().lines().filter(|l| l.contains("/order-plz")).count()
+}
+
+async fn round_trip(proxy: &ProxyHandle, root: &Path, topic: &str, run: &str) {
+    let config = client_config(&proxy.bootstrap("acme"), root);
+    create_topic(&config, topic, 2).await.expect("create topic through the ACME certificate");
+    produce(&config, topic, run, 200, "all").await.expect("produce");
+    let seen = consume(&config, topic, &format!("g-{run}"), 200, Duration::from_secs(60)).expect("consume");
+    assert_same_records(run, 200, &seen);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pebble_issues_by_tls_alpn_and_a_client_trusting_only_pebble_round_trips() {
+    let s = Setup::start();
+    let proxy = s.proxy();
+    s.wait_issued(&proxy);
+    assert!(
+        wait_for_log("answered a TLS-ALPN-01 challenge", Duration::from_secs(1)),
+        "validated on the TLS port"
+    );
+    let root = s.pebble_root();
+    // Both names the client uses verify against Pebble's root alone (the default certificate would not).
+    for name in [format!("acme.{DOMAIN}"), format!("b111.acme.{DOMAIN}")] {
+        let leaf = served_leaf(proxy.port, &name, &root).await;
+        assert!(!leaf.is_empty(), "{name}");
+    }
+    assert!(
+        raw::connect(proxy.port, Some(&format!("acme.{DOMAIN}")), &s.certs.ca).await.is_err(),
+        "not the default"
+    );
+    let not_after = proxy.metric(NOT_AFTER).expect("metrics");
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs_f64();
+    assert!(not_after > now, "expiry gauge set from the ACME certificate: {not_after}");
+    round_trip(&proxy, &root, "acme-orders", "issued").await;
+    assert_eq!(proxy.metric(FAILED).expect("metrics"), 0.0);
+    let stored = std::fs::metadata(s.store().join("acme.pem")).expect("stored certificate");
+    #[cfg(unix)]
+    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&stored.permissions()) & 0o777, 0o600);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_on_the_same_store_reuses_the_certificate_without_an_order() {
+    let s = Setup::start();
+    let first = s.proxy();
+    s.wait_issued(&first);
+    let root = s.pebble_root();
+    let leaf = served_leaf(first.port, &format!("acme.{DOMAIN}"), &root).await;
+    let orders = pebble_orders(&s.pebble);
+    assert_eq!(orders, 1, "one order for the tenant; pebble log:\n{}", s.pebble.logs());
+    drop(first);
+
+    let second = s.proxy();
+    assert!(
+        wait_for_log("ACME: reusing the stored certificate", Duration::from_secs(10)),
+        "stored certificate reused"
+    );
+    // Several ticks of the ACME manager: still nothing ordered.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(second.metric(ISSUED).expect("metrics"), 0.0, "no order after the restart");
+    assert_eq!(second.metric(FAILED).expect("metrics"), 0.0);
+    assert_eq!(pebble_orders(&s.pebble), orders, "Pebble saw no new order");
+    assert_eq!(
+        served_leaf(second.port, &format!("acme.{DOMAIN}"), &root).await,
+        leaf,
+        "the same certificate"
+    );
+    assert!(second.metric(NOT_AFTER).expect("metrics") > 0.0, "expiry gauge set from the stored certificate");
+    round_trip(&second, &root, "acme-restart", "restart").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn until_issued_the_default_certificate_serves_and_acme_hellos_never_reach_brokers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let certs = Certs::generate(dir.path(), DOMAIN, &["acme"]).expect("certs");
+    let tansu = Tansu::start("acme").expect("tansu");
+    let relay = CountingRelay::start(tansu.addr()).await.expect("relay");
+    // Nothing listens at this directory: every order fails.
+    let unreachable = format!("https://127.0.0.1:{}/dir", free_port());
+    let acme = acme_yaml(&unreachable, None, &dir.path().join("acme-state"));
+    let proxy = ProxyHandle::start_with_config(&certs, &acme, &tenant_yaml(&relay.addr())).expect("proxy");
+    assert_eq!(
+        proxy.wait_for_metric(FAILED, 1.0, Duration::from_secs(20)).expect("metrics"),
+        1.0,
+        "failed order counted"
+    );
+    assert_eq!(proxy.metric(ISSUED).expect("metrics"), 0.0);
+    assert!(wait_for_log("ACME order failed; not issued", Duration::from_secs(2)));
+    assert_eq!(
+        proxy.admin_status("/readyz").expect("readyz"),
+        "HTTP/1.0 200 OK",
+        "ready without the certificate"
+    );
+    // Meanwhile the tenant's names are served the default certificate, and its cluster is reached.
+    let tls = raw::connect(proxy.port, Some(&format!("acme.{DOMAIN}")), &certs.ca)
+        .await
+        .expect("default certificate");
+    drop(tls);
+    let before = relay.accepted();
+    assert!(before >= 1, "the bootstrap session reached the cluster");
+    // A TLS-ALPN-01 hello with no challenge pending is refused in the ClientHello step, never routed.
+    for name in [format!("acme.{DOMAIN}"), format!("b111.acme.{DOMAIN}"), format!("nobody.{DOMAIN}")] {
+        let err = acme_tls_hello(proxy.port, &name, &certs.ca).await.expect_err("refused");
+        assert_eq!(raw::alert_of(&err), Some(rustls::AlertDescription::UnrecognisedName), "{name}: {err}");
+    }
+    assert!(wait_for_log("acme-tls/1 offered but no ACME challenge is pending", Duration::from_secs(2)));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(relay.accepted(), before, "no upstream connection for acme-tls/1 hellos");
+}

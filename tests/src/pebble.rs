@@ -41,6 +41,16 @@ pub fn installed() -> bool {
 impl Pebble {
     /// Starts Pebble validating TLS-ALPN-01 on `tls_port` (the proxy's TLS port) and HTTP-01 on `http_port`.
     pub fn start(tls_port: u16, http_port: u16) -> anyhow::Result<Pebble> {
+        Self::start_issuing_for(tls_port, http_port, None)
+    }
+
+    /// Like [`Pebble::start`], its certificates valid for `validity_seconds` (Pebble's default: 5 years), so
+    /// renewal comes within a test.
+    pub fn start_issuing_for(
+        tls_port: u16,
+        http_port: u16,
+        validity_seconds: Option<u64>,
+    ) -> anyhow::Result<Pebble> {
         let dir = tempfile::tempdir()?;
         let (ca_pem, issuer) = crate::certs::new_ca("pebble e2e HTTPS CA")?;
         let key = KeyPair::generate()?;
@@ -62,6 +72,10 @@ impl Pebble {
             "ocspResponderURL": "",
             "externalAccountBindingRequired": false,
         }});
+        let mut config = config;
+        if let Some(seconds) = validity_seconds {
+            config["pebble"]["certificateValidityPeriod"] = seconds.into();
+        }
         let config_path = dir.path().join("pebble.json");
         std::fs::write(&config_path, serde_json::to_vec_pretty(&config)?)?;
         let log = dir.path().join("pebble.log");

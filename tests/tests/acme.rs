@@ -6,6 +6,7 @@
 
 mod common;
 
+use common::producing::{Plan, Producing};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -35,6 +36,11 @@ struct Setup {
 
 impl Setup {
     fn start() -> Setup {
+        Self::start_issuing_for(None)
+    }
+
+    /// Like [`Setup::start`], Pebble's certificates valid for `validity_seconds`.
+    fn start_issuing_for(validity_seconds: Option<u64>) -> Setup {
         assert!(
             pebble::installed(),
             "pebble and pebble-challtestsrv are needed: run scripts/install-pebble.sh"
@@ -43,7 +49,7 @@ impl Setup {
         let certs = Certs::generate(dir.path(), DOMAIN, &["acme"]).expect("certs");
         let tansu = Tansu::start("acme").expect("tansu");
         let port = free_port();
-        let pebble = Pebble::start(port, free_port()).expect("pebble");
+        let pebble = Pebble::start_issuing_for(port, free_port(), validity_seconds).expect("pebble");
         Setup { dir, certs, tansu, pebble, port }
     }
 
@@ -76,11 +82,16 @@ impl Setup {
 
     /// Waits for the first certificate; fails with both logs.
     fn wait_issued(&self, proxy: &ProxyHandle) {
-        let issued = proxy.wait_for_metric(ISSUED, 1.0, Duration::from_secs(120)).expect("metrics");
+        self.wait_issued_count(proxy, 1, Duration::from_secs(120));
+    }
+
+    /// Waits until `count` certificates were issued; fails with both logs.
+    fn wait_issued_count(&self, proxy: &ProxyHandle, count: u32, within: Duration) {
+        let issued = proxy.wait_for_metric(ISSUED, f64::from(count), within).expect("metrics");
         assert_eq!(
             issued,
-            1.0,
-            "no certificate issued; pebble log:\n{}\nproxy log:\n{}",
+            f64::from(count),
+            "not {count} certificate(s) issued; pebble log:\n{}\nproxy log:\n{}",
             self.pebble.logs(),
             kaas_e2e::proxy::logs()
         );
@@ -239,4 +250,40 @@ async fn until_issued_the_default_certificate_serves_and_acme_hellos_never_reach
     assert!(wait_for_log("acme-tls/1 offered but no ACME challenge is pending", Duration::from_secs(2)));
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(relay.accepted(), before, "no upstream connection for acme-tls/1 hellos");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renewal_under_a_streaming_producer_changes_the_certificate_with_no_error_and_no_reconnect() {
+    // 40 s certificates: renewal is due at two thirds, about 26 s after issuance (less up to 2 s of jitter).
+    let s = Setup::start_issuing_for(Some(40));
+    let proxy = s.proxy();
+    s.wait_issued(&proxy);
+    let root = s.pebble_root();
+    let name = format!("acme.{DOMAIN}");
+    let first = served_leaf(proxy.port, &name, &root).await;
+    let config = client_config(&proxy.bootstrap("acme"), &root);
+    create_topic(&config, "renewal", 2).await.expect("create topic");
+    let plan = Plan {
+        topic: "renewal",
+        run: "renewal",
+        batch: 10,
+        pause: Duration::from_millis(50),
+        recovery: Duration::from_secs(30),
+    };
+    let producer = Producing::start(&config, plan).expect("producer");
+    producer.wait_for_acks(100, |_| true, "before renewal").await;
+    let opened = "kaas_proxy_session_opened_total{tenant=\"acme\"}";
+    let sessions = proxy.metric(opened).expect("metrics");
+    assert!(sessions >= 2.0, "the producer's sessions and the leaf check are counted: {sessions}");
+    s.wait_issued_count(&proxy, 2, Duration::from_secs(60));
+    assert_eq!(proxy.metric(opened).expect("metrics"), sessions, "the producer did not reconnect");
+    let renewed_at = std::time::Instant::now();
+    producer.wait_for_acks_since(renewed_at, 100, "after renewal").await;
+    let second = served_leaf(proxy.port, &name, &root).await;
+    assert_ne!(first, second, "new handshakes are served the renewed certificate");
+    let sent = producer.finish();
+    assert!(sent >= 200, "{sent} records sent");
+    assert_eq!(proxy.metric(FAILED).expect("metrics"), 0.0);
+    let seen = consume(&config, "renewal", "g-renewal", sent, Duration::from_secs(60)).expect("consume");
+    assert_same_records("renewal", sent, &seen);
 }

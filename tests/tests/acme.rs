@@ -287,3 +287,27 @@ async fn renewal_under_a_streaming_producer_changes_the_certificate_with_no_erro
     let seen = consume(&config, "renewal", "g-renewal", sent, Duration::from_secs(60)).expect("consume");
     assert_same_records("renewal", sent, &seen);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_added_by_reload_is_issued_without_a_restart_and_new_broker_ids_order_again() {
+    let s = Setup::start();
+    let acme = acme_yaml(&s.pebble.directory_url(), Some(&s.pebble.https_ca), &s.store());
+    let other = format!("  - name: other\n    bootstrap: [\"{}\"]\n", s.tansu.addr());
+    let proxy = ProxyHandle::start_on_port(&s.certs, s.port, &acme, &other).expect("proxy");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(proxy.metric(ISSUED).expect("metrics"), 0.0, "no ACME tenant yet");
+    proxy
+        .rewrite_config(&s.certs, &acme, &format!("{other}{}", tenant_yaml(&s.tansu.addr())))
+        .expect("rewrite");
+    s.wait_issued(&proxy);
+    let root = s.pebble_root();
+    round_trip(&proxy, &root, "reloaded", "reloaded").await;
+    let b111 = format!("b111.acme.{DOMAIN}");
+    let before = served_leaf(proxy.port, &b111, &root).await;
+    // A second broker id: a new order at once, for the new name set.
+    let two = tenant_yaml(&s.tansu.addr()).replace("[111]", "[111, 112]");
+    proxy.rewrite_config(&s.certs, &acme, &format!("{other}{two}")).expect("rewrite");
+    s.wait_issued_count(&proxy, 2, Duration::from_secs(60));
+    assert!(kaas_e2e::proxy::logs().contains("\"b112.acme.kaas.localhost\"]"), "ordered with the new name");
+    assert_ne!(served_leaf(proxy.port, &b111, &root).await, before, "the new certificate serves");
+}

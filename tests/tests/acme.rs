@@ -32,6 +32,8 @@ struct Setup {
     pebble: Pebble,
     /// The proxy's TLS port, which Pebble validates TLS-ALPN-01 against.
     port: u16,
+    /// The port Pebble validates HTTP-01 against: the proxy's `http01_listen`.
+    http_port: u16,
 }
 
 impl Setup {
@@ -49,28 +51,30 @@ impl Setup {
         let certs = Certs::generate(dir.path(), DOMAIN, &["acme"]).expect("certs");
         let tansu = Tansu::start("acme").expect("tansu");
         let port = free_port();
-        let pebble = Pebble::start_issuing_for(port, free_port(), validity_seconds).expect("pebble");
-        Setup { dir, certs, tansu, pebble, port }
+        let http_port = free_port();
+        let pebble = Pebble::start_issuing_for(port, http_port, validity_seconds).expect("pebble");
+        Setup { dir, certs, tansu, pebble, port, http_port }
     }
 
     fn store(&self) -> PathBuf {
         self.dir.path().join("acme-state")
     }
 
-    /// A proxy on the port Pebble validates against, the tenant's certificate from ACME.
+    /// A proxy on the port Pebble validates against, the tenant's certificate from ACME by TLS-ALPN-01.
     fn proxy(&self) -> ProxyHandle {
-        let acme = format!(
-            "acme:\n  directory_url: \"{}\"\n  contact: [\"mailto:ops@example.com\"]\n  trust_roots: {}\n  \
-             challenge: tls-alpn-01\n  store: {{ dir: {} }}\n",
-            self.pebble.directory_url(),
-            self.pebble.https_ca.display(),
-            self.store().display()
-        );
-        let tenants = format!(
-            "  - name: acme\n    bootstrap: [\"{}\"]\n    tls: {{ acme: true, broker_ids: [111] }}\n",
-            self.tansu.addr()
-        );
-        ProxyHandle::start_on_port(&self.certs, self.port, &acme, &tenants).expect("proxy")
+        self.proxy_answering(TLS_ALPN)
+    }
+
+    /// Like [`Setup::proxy`], answering `challenge` (the section's `challenge` lines).
+    fn proxy_answering(&self, challenge: &str) -> ProxyHandle {
+        let tenants = tenant_yaml(&self.tansu.addr());
+        ProxyHandle::start_on_port(&self.certs, self.port, &self.acme_yaml(challenge), &tenants)
+            .expect("proxy")
+    }
+
+    /// The `acme` section for this Pebble and store, answering `challenge`.
+    fn acme_yaml(&self, challenge: &str) -> String {
+        acme_yaml(&self.pebble.directory_url(), Some(&self.pebble.https_ca), &self.store(), challenge)
     }
 
     /// Pebble's root, written to a file: the only CA the clients trust.
@@ -98,12 +102,16 @@ impl Setup {
     }
 }
 
-/// The `acme` section for `directory_url`, trusting `https_ca` for it, storing in `store`.
-fn acme_yaml(directory_url: &str, https_ca: Option<&Path>, store: &Path) -> String {
+/// The `challenge` lines of the `acme` section for TLS-ALPN-01.
+const TLS_ALPN: &str = "  challenge: tls-alpn-01\n";
+
+/// The `acme` section for `directory_url`, trusting `https_ca` for it, storing in `store`, answering `challenge`
+/// (lines of the section).
+fn acme_yaml(directory_url: &str, https_ca: Option<&Path>, store: &Path, challenge: &str) -> String {
     let roots = https_ca.map(|ca| format!("  trust_roots: {}\n", ca.display())).unwrap_or_default();
     format!(
-        "acme:\n  directory_url: \"{directory_url}\"\n  contact: [\"mailto:ops@example.com\"]\n{roots}  \
-         challenge: tls-alpn-01\n  store: {{ dir: {} }}\n",
+        "acme:\n  directory_url: \"{directory_url}\"\n  contact: [\"mailto:ops@example.com\"]\n{roots}{challenge}  \
+         store: {{ dir: {} }}\n",
         store.display()
     )
 }
@@ -221,7 +229,7 @@ async fn until_issued_the_default_certificate_serves_and_acme_hellos_never_reach
     let relay = CountingRelay::start(tansu.addr()).await.expect("relay");
     // Nothing listens at this directory: every order fails.
     let unreachable = format!("https://127.0.0.1:{}/dir", free_port());
-    let acme = acme_yaml(&unreachable, None, &dir.path().join("acme-state"));
+    let acme = acme_yaml(&unreachable, None, &dir.path().join("acme-state"), TLS_ALPN);
     let proxy = ProxyHandle::start_with_config(&certs, &acme, &tenant_yaml(&relay.addr())).expect("proxy");
     assert_eq!(
         proxy.wait_for_metric(FAILED, 1.0, Duration::from_secs(20)).expect("metrics"),
@@ -291,7 +299,7 @@ async fn renewal_under_a_streaming_producer_changes_the_certificate_with_no_erro
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenant_added_by_reload_is_issued_without_a_restart_and_new_broker_ids_order_again() {
     let s = Setup::start();
-    let acme = acme_yaml(&s.pebble.directory_url(), Some(&s.pebble.https_ca), &s.store());
+    let acme = s.acme_yaml(TLS_ALPN);
     let other = format!("  - name: other\n    bootstrap: [\"{}\"]\n", s.tansu.addr());
     let proxy = ProxyHandle::start_on_port(&s.certs, s.port, &acme, &other).expect("proxy");
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -310,4 +318,22 @@ async fn a_tenant_added_by_reload_is_issued_without_a_restart_and_new_broker_ids
     s.wait_issued_count(&proxy, 2, Duration::from_secs(60));
     assert!(kaas_e2e::proxy::logs().contains("\"b112.acme.kaas.localhost\"]"), "ordered with the new name");
     assert_ne!(served_leaf(proxy.port, &b111, &root).await, before, "the new certificate serves");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pebble_issues_by_http01_on_the_plain_listener() {
+    let s = Setup::start();
+    let challenge = format!("  challenge: http-01\n  http01_listen: \"[::]:{}\"\n", s.http_port);
+    let proxy = s.proxy_answering(&challenge);
+    s.wait_issued(&proxy);
+    assert!(!kaas_e2e::proxy::logs().contains("answered a TLS-ALPN-01 challenge"), "validated over HTTP");
+    // Once the order is done the listener answers nothing.
+    let mut http = std::net::TcpStream::connect(("127.0.0.1", s.http_port)).expect("http01 listener");
+    std::io::Write::write_all(&mut http, b"GET /.well-known/acme-challenge/x HTTP/1.0\r\n\r\n")
+        .expect("write");
+    let mut response = String::new();
+    std::io::Read::read_to_string(&mut http, &mut response).expect("read");
+    assert!(response.starts_with("HTTP/1.0 404"), "{response}");
+    let root = s.pebble_root();
+    round_trip(&proxy, &root, "http01", "http01").await;
 }

@@ -16,6 +16,7 @@
 //! handshakes), [`crate::metrics`] (orders by outcome, certificate expiry).
 
 pub mod challenge;
+pub mod http01;
 pub mod schedule;
 pub mod store;
 
@@ -32,7 +33,7 @@ use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
 use tracing::{info, warn};
 
-use crate::config::AcmeSettings;
+use crate::config::{AcmeSettings, ChallengeKind};
 use crate::metrics::Metrics;
 use crate::tls::certs::{self, CertError};
 use store::{DirStore, StoreError};
@@ -48,6 +49,8 @@ const ORDER_TIMEOUT: Duration = Duration::from_secs(120);
 pub struct AcmeCerts {
     issued: RwLock<HashMap<String, Arc<CertifiedKey>>>,
     challenges: RwLock<HashMap<String, Arc<ServerConfig>>>,
+    /// HTTP-01: key authorizations by token.
+    http_tokens: RwLock<HashMap<String, String>>,
 }
 
 impl AcmeCerts {
@@ -67,6 +70,25 @@ impl AcmeCerts {
 
     fn set_challenge(&self, name: &str, config: Arc<ServerConfig>) {
         self.challenges.write().unwrap_or_else(|p| p.into_inner()).insert(name.to_owned(), config);
+    }
+
+    /// The HTTP-01 key authorization for `token` while its challenge is pending.
+    pub fn http_token(&self, token: &str) -> Option<String> {
+        self.http_tokens.read().unwrap_or_else(|p| p.into_inner()).get(token).cloned()
+    }
+
+    fn set_http_token(&self, token: &str, key_authorization: String) {
+        self.http_tokens
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(token.to_owned(), key_authorization);
+    }
+
+    fn clear_http_tokens(&self, tokens: &[String]) {
+        let mut map = self.http_tokens.write().unwrap_or_else(|p| p.into_inner());
+        for token in tokens {
+            map.remove(token);
+        }
     }
 
     fn clear_challenges(&self, names: &[String]) {
@@ -132,9 +154,14 @@ pub enum OrderError {
     /// The order ended in a state other than ready or valid.
     #[error("order {0}")]
     Status(String),
-    /// The CA offers no TLS-ALPN-01 challenge for a name.
-    #[error("no tls-alpn-01 challenge offered for {0}")]
-    NoChallenge(String),
+    /// The CA offers no challenge of the configured type for a name.
+    #[error("no {kind:?} challenge offered for {name}")]
+    NoChallenge {
+        /// The challenge type asked for.
+        kind: ChallengeType,
+        /// The name.
+        name: String,
+    },
     /// The challenge answer could not be built.
     #[error(transparent)]
     Challenge(#[from] challenge::ChallengeError),
@@ -319,8 +346,8 @@ impl Manager {
         info!(tenant, names = ?names, "ACME: ordering");
         let identifiers: Vec<Identifier> = names.iter().map(|n| Identifier::Dns(n.clone())).collect();
         let mut order = account.new_order(&NewOrder::new(&identifiers)).await?;
-        let pending = PendingChallenges { certs: &self.certs, names: Vec::new() };
-        let result = answer_and_finish(&mut order, pending).await;
+        let pending = PendingChallenges { certs: &self.certs, names: Vec::new(), tokens: Vec::new() };
+        let result = answer_and_finish(&mut order, self.settings.challenge, pending).await;
         let (key_pem, chain_pem) = result?;
         self.store.put_certificate(tenant, &key_pem, &chain_pem)?;
         Ok(())
@@ -330,21 +357,31 @@ impl Manager {
 /// Challenge answers published for one order, withdrawn when it ends however it ends.
 struct PendingChallenges<'a> {
     certs: &'a AcmeCerts,
+    /// TLS-ALPN-01 answers, by name.
     names: Vec<String>,
+    /// HTTP-01 answers, by token.
+    tokens: Vec<String>,
 }
 
 impl Drop for PendingChallenges<'_> {
     fn drop(&mut self) {
         self.certs.clear_challenges(&self.names);
+        self.certs.clear_http_tokens(&self.tokens);
     }
 }
 
-/// Publishes the TLS-ALPN-01 answer of every pending authorization, waits for the order to be ready, and
+/// Publishes the answer (of type `kind`) of every pending authorization, waits for the order to be ready, and
 /// finalizes it: the new key (PEM) and chain (PEM).
 async fn answer_and_finish(
     order: &mut instant_acme::Order,
+    kind: ChallengeKind,
     mut pending: PendingChallenges<'_>,
 ) -> Result<(String, String), OrderError> {
+    let kind = match kind {
+        ChallengeKind::TlsAlpn01 => ChallengeType::TlsAlpn01,
+        ChallengeKind::Http01 => ChallengeType::Http01,
+        ChallengeKind::Dns01 => ChallengeType::Dns01,
+    };
     let mut authorizations = order.authorizations();
     while let Some(authz) = authorizations.next().await {
         let mut authz = authz?;
@@ -354,11 +391,20 @@ async fn answer_and_finish(
             other => return Err(OrderError::Status(format!("authorization {other:?}"))),
         }
         let name = authz.identifier().to_string();
-        let mut challenge =
-            authz.challenge(ChallengeType::TlsAlpn01).ok_or_else(|| OrderError::NoChallenge(name.clone()))?;
-        let digest = challenge.key_authorization().digest();
-        pending.certs.set_challenge(&name, challenge::server_config(&name, digest.as_ref())?);
-        pending.names.push(name);
+        let no_challenge = || OrderError::NoChallenge { kind: kind.clone(), name: name.clone() };
+        let mut challenge = authz.challenge(kind.clone()).ok_or_else(no_challenge)?;
+        let key_authorization = challenge.key_authorization();
+        match kind {
+            ChallengeType::Http01 => {
+                pending.certs.set_http_token(&challenge.token, key_authorization.as_str().to_owned());
+                pending.tokens.push(challenge.token.clone());
+            }
+            _ => {
+                let digest = key_authorization.digest();
+                pending.certs.set_challenge(&name, challenge::server_config(&name, digest.as_ref())?);
+                pending.names.push(name);
+            }
+        }
         challenge.set_ready().await?;
     }
     let retries = RetryPolicy::new().timeout(ORDER_TIMEOUT);

@@ -98,6 +98,10 @@ pub struct AcmeSettings {
     pub trust_roots: Option<PathBuf>,
     /// External account binding: key id and the decoded HMAC key.
     pub eab: Option<(String, Vec<u8>)>,
+    /// How the CA validates the names.
+    pub challenge: ChallengeKind,
+    /// The HTTP-01 listener (with `challenge: http-01` only).
+    pub http01_listen: Option<SocketAddr>,
     /// The store directory, resolved against the configuration file's folder.
     pub store_dir: PathBuf,
 }
@@ -132,19 +136,29 @@ pub(super) fn validate(config: &AcmeConfig, base: &Path, errs: &mut Collector) -
         }
     });
     match config.challenge {
-        ChallengeKind::TlsAlpn01 => {}
-        ChallengeKind::Http01 | ChallengeKind::Dns01 => errs.push(
+        ChallengeKind::TlsAlpn01 | ChallengeKind::Http01 => {}
+        ChallengeKind::Dns01 => errs.push(
             "acme.challenge",
-            "not supported yet: only tls-alpn-01 is built (http-01 and dns-01 are planned)",
+            "not supported yet: tls-alpn-01 and http-01 are built (dns-01 is planned)",
         ),
     }
-    if let Some(listen) = &config.http01_listen {
-        if config.challenge != ChallengeKind::Http01 {
+    let http01_listen = match (&config.http01_listen, config.challenge) {
+        (Some(_), ChallengeKind::TlsAlpn01 | ChallengeKind::Dns01) => {
             errs.push("acme.http01_listen", "only with challenge: http-01");
-        } else if listen.parse::<SocketAddr>().is_err() {
-            errs.push("acme.http01_listen", format!("{listen:?} is not an address like 0.0.0.0:80"));
+            None
         }
-    }
+        (Some(listen), ChallengeKind::Http01) => listen
+            .parse::<SocketAddr>()
+            .map_err(|_| {
+                errs.push("acme.http01_listen", format!("{listen:?} is not an address like [::]:80"))
+            })
+            .ok(),
+        (None, ChallengeKind::Http01) => {
+            errs.push("acme.http01_listen", "needed for challenge: http-01 (the CA asks port 80)");
+            None
+        }
+        (None, _) => None,
+    };
     if let Some(hook) = &config.dns01_hook {
         if config.challenge != ChallengeKind::Dns01 {
             errs.push("acme.dns01_hook", "only with challenge: dns-01");
@@ -174,6 +188,8 @@ pub(super) fn validate(config: &AcmeConfig, base: &Path, errs: &mut Collector) -
         contact: config.contact.clone(),
         trust_roots,
         eab,
+        challenge: config.challenge,
+        http01_listen,
         store_dir: store_dir?,
     })
 }

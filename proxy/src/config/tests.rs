@@ -138,7 +138,7 @@ fn the_key_list_matches_the_schema() {
             contact: vec![],
             trust_roots: None,
             eab: None,
-            challenge: acme::ChallengeKind::TlsAlpn01,
+            challenge: ChallengeKind::TlsAlpn01,
             http01_listen: None,
             dns01_hook: None,
             store: acme::StoreConfig { dir: Some("acme".into()), kubernetes: None },
@@ -394,6 +394,7 @@ fn acme_section_and_acme_tenants() {
     assert_eq!(settings.store_dir, dir.path().join("acme-state"));
     assert_eq!(settings.trust_roots.as_deref(), Some(dir.path().join("roots.pem").as_path()));
     assert_eq!(settings.eab, Some(("k1".to_string(), b"secret-key".to_vec())));
+    assert_eq!((settings.challenge, settings.http01_listen), (ChallengeKind::TlsAlpn01, None));
     let ids: Vec<_> = s.tenants.iter().map(|t| t.acme_broker_ids.clone()).collect();
     assert_eq!(ids, [Some(vec![111]), Some(vec![0, 1, 2]), None]);
     // ACME tenants' expiry comes from their issued certificates, not the default one.
@@ -424,7 +425,12 @@ fn acme_errors_all_named_at_once() {
         (
             "acme: { directory_url: \"https://a/dir\", challenge: http-01, http01_listen: nowhere, store: { dir: s } }\n",
             "  - { name: a, bootstrap: [\"127.0.0.1:1\"] }\n",
-            &["acme.challenge", "acme.http01_listen"],
+            &["acme.http01_listen"],
+        ),
+        (
+            "acme: { directory_url: \"https://a/dir\", challenge: http-01, store: { dir: s } }\n",
+            "  - { name: a, bootstrap: [\"127.0.0.1:1\"] }\n",
+            &["acme.http01_listen"],
         ),
         (
             "acme: { directory_url: \"https://a/dir\", challenge: dns-01, dns01_hook: [], store: { dir: s } }\n",
@@ -450,4 +456,15 @@ fn acme_errors_all_named_at_once() {
         let errors = from_yaml(&acme_yaml(dir.path(), acme, tenants), dir.path()).expect_err("invalid");
         assert_eq!(keys(&errors), *want, "{acme}{tenants}: {errors:#?}");
     }
+}
+
+#[test]
+fn acme_http01_needs_its_listener() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let acme = "acme: { directory_url: \"https://a/dir\", challenge: http-01, http01_listen: \"[::]:80\", store: { dir: s } }\n";
+    let tenants = "  - { name: a, bootstrap: [\"127.0.0.1:1\"], tls: { acme: true } }\n";
+    let s = from_yaml(&acme_yaml(dir.path(), acme, tenants), dir.path()).unwrap_or_else(|e| panic!("{e:#?}"));
+    let settings = s.acme.as_deref().expect("acme");
+    assert_eq!(settings.challenge, ChallengeKind::Http01);
+    assert_eq!(settings.http01_listen, Some("[::]:80".parse().expect("addr")));
 }

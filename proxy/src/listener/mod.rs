@@ -50,6 +50,8 @@ pub struct Proxy {
     state: Arc<ProxyState>,
     /// The ACME client, started with the proxy.
     acme: Option<Manager>,
+    /// The ACME HTTP-01 listener (`acme.http01_listen`).
+    http01: Option<TcpListener>,
 }
 
 /// What every connection reads: the routes, how to reach upstreams, the limits, the metrics.
@@ -129,6 +131,12 @@ impl Proxy {
         metrics.routes_applied(settings.tenants.len(), settings.skipped.len());
         metrics.certificates(settings.certificate_expiry());
         let acme_certs = settings.acme.as_ref().map(|_| Arc::new(AcmeCerts::default()));
+        let http01 = match settings.acme.as_ref().and_then(|a| a.http01_listen) {
+            Some(addr) => {
+                Some(TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?)
+            }
+            None => None,
+        };
         let acme = match (&settings.acme, &acme_certs) {
             (Some(acme), Some(certs)) => Some(Manager::new(acme.clone(), certs.clone(), metrics.clone())?),
             _ => None,
@@ -159,7 +167,7 @@ impl Proxy {
             acme: acme_certs,
             limit_logged: std::sync::Mutex::new(None),
         });
-        Ok(Proxy { listener, admin, health: Arc::default(), state, acme })
+        Ok(Proxy { listener, admin, health: Arc::default(), state, acme, http01 })
     }
 
     /// A handle that swaps in new routes while the proxy runs.
@@ -187,6 +195,9 @@ impl Proxy {
         }
         // Readiness does not wait for certificates: a tenant whose order is pending is served the default
         // certificate meanwhile, and the other tenants are not held up by it.
+        if let (Some(http01), Some(certs)) = (self.http01.take(), &self.state.acme) {
+            tokio::spawn(crate::acme::http01::serve(http01, certs.clone()));
+        }
         if let Some(acme) = self.acme.take() {
             let routes = self.state.routes.clone();
             tokio::spawn(acme.run(move || {

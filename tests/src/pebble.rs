@@ -22,6 +22,9 @@ pub struct Pebble {
     pub port: u16,
     /// The management port (HTTPS): `/roots/0`, the root certificates are issued under.
     pub management_port: u16,
+    /// pebble-challtestsrv's management port (plain HTTP): `POST /set-txt`, `/clear-txt` publish DNS-01 records
+    /// in the DNS Pebble asks.
+    pub dns_management_port: u16,
     /// The CA of Pebble's own HTTPS certificate: the proxy's `acme.trust_roots`.
     pub https_ca: PathBuf,
     /// Pebble's log (stdout and stderr), for failures and for counting its orders.
@@ -101,9 +104,12 @@ impl Pebble {
             .stderr(out)
             .spawn()
             .map_err(|e| anyhow::anyhow!("cannot start pebble ({e}); run scripts/install-pebble.sh"))?;
-        let pebble = Pebble { port, management_port, https_ca, log, pebble, dns, _dir: dir };
+        let dns_management_port = dns_management;
+        let pebble =
+            Pebble { port, management_port, dns_management_port, https_ca, log, pebble, dns, _dir: dir };
         wait_for_port(port, Duration::from_secs(20))?;
         wait_for_port(management_port, Duration::from_secs(20))?;
+        wait_for_port(dns_management, Duration::from_secs(20))?;
         Ok(pebble)
     }
 

@@ -337,3 +337,36 @@ async fn pebble_issues_by_http01_on_the_plain_listener() {
     let root = s.pebble_root();
     round_trip(&proxy, &root, "http01", "http01").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pebble_issues_a_wildcard_by_dns01_through_the_hook() {
+    let s = Setup::start();
+    // The operator's hook, here publishing to pebble-challtestsrv (the DNS Pebble asks), logging each call.
+    let calls = s.dir.path().join("hook-calls.log");
+    let hook = s.dir.path().join("set-txt");
+    let script = format!(
+        "#!/bin/sh\nset -e\necho \"$1 $2\" >> {calls}\nport={port}\ncase \"$1\" in\n  \
+         set) curl -fsS -X POST -d \"{{\\\"host\\\":\\\"$2.\\\",\\\"value\\\":\\\"$3\\\"}}\" http://127.0.0.1:$port/set-txt ;;\n  \
+         clear) curl -fsS -X POST -d \"{{\\\"host\\\":\\\"$2.\\\"}}\" http://127.0.0.1:$port/clear-txt ;;\n  \
+         *) exit 2 ;;\nesac\n",
+        calls = calls.display(),
+        port = s.pebble.dns_management_port
+    );
+    std::fs::write(&hook, script).expect("hook");
+    #[cfg(unix)]
+    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+    let challenge = format!("  challenge: dns-01\n  dns01_hook: [\"{}\"]\n", hook.display());
+    let proxy = s.proxy_answering(&challenge);
+    s.wait_issued(&proxy);
+    let calls = std::fs::read_to_string(&calls).expect("hook calls");
+    let record = format!("_acme-challenge.acme.{DOMAIN}");
+    // One record name for the base name and its wildcard, set twice and cleared twice.
+    assert_eq!(calls.lines().filter(|l| *l == format!("set {record}")).count(), 2, "{calls}");
+    assert_eq!(calls.lines().filter(|l| *l == format!("clear {record}")).count(), 2, "{calls}");
+    let root = s.pebble_root();
+    // A DNS-01 certificate names no broker: the wildcard covers b111.
+    for name in [format!("acme.{DOMAIN}"), format!("b111.acme.{DOMAIN}")] {
+        served_leaf(proxy.port, &name, &root).await;
+    }
+    round_trip(&proxy, &root, "dns01", "dns01").await;
+}

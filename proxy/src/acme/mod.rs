@@ -16,6 +16,7 @@
 //! handshakes), [`crate::metrics`] (orders by outcome, certificate expiry).
 
 pub mod challenge;
+pub mod dns01;
 pub mod http01;
 pub mod schedule;
 pub mod store;
@@ -122,6 +123,15 @@ impl ResolvesServerCert for AcmeResolver {
     }
 }
 
+/// The names a tenant's certificate covers, by the challenge type: DNS-01 can validate a wildcard, so
+/// `<tenant>.<domain>` and `*.<tenant>.<domain>`; otherwise [`names`].
+pub fn names_for(challenge: ChallengeKind, tenant: &str, domain: &str, broker_ids: &[u32]) -> Vec<String> {
+    match challenge {
+        ChallengeKind::Dns01 => vec![format!("{tenant}.{domain}"), format!("*.{tenant}.{domain}")],
+        ChallengeKind::TlsAlpn01 | ChallengeKind::Http01 => names(tenant, domain, broker_ids),
+    }
+}
+
 /// The names a tenant's certificate covers: `<tenant>.<domain>`, then `b<id>.<tenant>.<domain>` per id.
 pub fn names(tenant: &str, domain: &str, broker_ids: &[u32]) -> Vec<String> {
     let base = format!("{tenant}.{domain}");
@@ -168,6 +178,9 @@ pub enum OrderError {
     /// The store could not be read or written.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The DNS-01 hook failed.
+    #[error(transparent)]
+    Hook(#[from] dns01::HookError),
     /// The issued certificate and key do not load.
     #[error("issued certificate: {0}")]
     Certificate(#[from] CertError),
@@ -227,11 +240,13 @@ impl Manager {
         Ok(Manager { settings, certs, metrics, store, account: None, plans: HashMap::new() })
     }
 
-    /// Looks after the ACME tenants `wanted` names (each with the names of its certificate, [`names`]; asked
-    /// anew every tick, so tenants added by a reload are seen), for ever (the task is dropped at shutdown).
-    pub async fn run(mut self, wanted: impl Fn() -> Vec<(String, Vec<String>)>) {
+    /// Looks after the ACME tenants `wanted` gives (the domain, and each tenant with its broker ids; asked anew
+    /// every tick, so tenants added by a reload are seen), for ever (the task is dropped at shutdown).
+    pub async fn run(mut self, wanted: impl Fn() -> (String, Vec<(String, Vec<u32>)>)) {
         loop {
-            for (tenant, names) in wanted() {
+            let (domain, tenants) = wanted();
+            for (tenant, broker_ids) in tenants {
+                let names = names_for(self.settings.challenge, &tenant, &domain, &broker_ids);
                 self.tend(&tenant, &names).await;
             }
             tokio::time::sleep(TICK).await;
@@ -347,7 +362,16 @@ impl Manager {
         let identifiers: Vec<Identifier> = names.iter().map(|n| Identifier::Dns(n.clone())).collect();
         let mut order = account.new_order(&NewOrder::new(&identifiers)).await?;
         let pending = PendingChallenges { certs: &self.certs, names: Vec::new(), tokens: Vec::new() };
-        let result = answer_and_finish(&mut order, self.settings.challenge, pending).await;
+        let mut records = Vec::new();
+        let hook = self.settings.dns01_hook.as_deref().unwrap_or_default();
+        let result =
+            answer_and_finish(&mut order, self.settings.challenge, pending, hook, &mut records).await;
+        // The TXT records go whatever the outcome; a failure to clear one is only logged.
+        for (name, value) in records {
+            if let Err(e) = dns01::run(hook, "clear", &name, &value).await {
+                warn!(tenant, error = %e, "ACME: DNS-01 record not cleared");
+            }
+        }
         let (key_pem, chain_pem) = result?;
         self.store.put_certificate(tenant, &key_pem, &chain_pem)?;
         Ok(())
@@ -372,10 +396,13 @@ impl Drop for PendingChallenges<'_> {
 
 /// Publishes the answer (of type `kind`) of every pending authorization, waits for the order to be ready, and
 /// finalizes it: the new key (PEM) and chain (PEM).
+/// DNS-01 records are published with `hook`, each recorded in `records` (name, value) for the caller to clear.
 async fn answer_and_finish(
     order: &mut instant_acme::Order,
     kind: ChallengeKind,
     mut pending: PendingChallenges<'_>,
+    hook: &[String],
+    records: &mut Vec<(String, String)>,
 ) -> Result<(String, String), OrderError> {
     let kind = match kind {
         ChallengeKind::TlsAlpn01 => ChallengeType::TlsAlpn01,
@@ -398,6 +425,11 @@ async fn answer_and_finish(
             ChallengeType::Http01 => {
                 pending.certs.set_http_token(&challenge.token, key_authorization.as_str().to_owned());
                 pending.tokens.push(challenge.token.clone());
+            }
+            ChallengeType::Dns01 => {
+                let record = (dns01::record_name(&name), key_authorization.dns_value());
+                records.push(record.clone());
+                dns01::run(hook, "set", &record.0, &record.1).await?;
             }
             _ => {
                 let digest = key_authorization.digest();
@@ -438,6 +470,18 @@ mod tests {
         ];
         for (ids, want) in cases {
             assert_eq!(names("acme", "kaas.localhost", ids), want, "{ids:?}");
+        }
+    }
+
+    #[test]
+    fn dns01_orders_the_wildcard_instead_of_broker_names() {
+        let cases = [
+            (ChallengeKind::Dns01, vec!["acme.kaas.localhost", "*.acme.kaas.localhost"]),
+            (ChallengeKind::TlsAlpn01, vec!["acme.kaas.localhost", "b7.acme.kaas.localhost"]),
+            (ChallengeKind::Http01, vec!["acme.kaas.localhost", "b7.acme.kaas.localhost"]),
+        ];
+        for (challenge, want) in cases {
+            assert_eq!(names_for(challenge, "acme", "kaas.localhost", &[7]), want, "{challenge:?}");
         }
     }
 

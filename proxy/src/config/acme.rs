@@ -102,6 +102,9 @@ pub struct AcmeSettings {
     pub challenge: ChallengeKind,
     /// The HTTP-01 listener (with `challenge: http-01` only).
     pub http01_listen: Option<SocketAddr>,
+    /// The DNS-01 hook, its program first (a relative path with a `/` resolved against the configuration file's
+    /// folder), run as `HOOK... set|clear NAME VALUE` (with `challenge: dns-01` only).
+    pub dns01_hook: Option<Vec<String>>,
     /// The store directory, resolved against the configuration file's folder.
     pub store_dir: PathBuf,
 }
@@ -135,13 +138,6 @@ pub(super) fn validate(config: &AcmeConfig, base: &Path, errs: &mut Collector) -
             }
         }
     });
-    match config.challenge {
-        ChallengeKind::TlsAlpn01 | ChallengeKind::Http01 => {}
-        ChallengeKind::Dns01 => errs.push(
-            "acme.challenge",
-            "not supported yet: tls-alpn-01 and http-01 are built (dns-01 is planned)",
-        ),
-    }
     let http01_listen = match (&config.http01_listen, config.challenge) {
         (Some(_), ChallengeKind::TlsAlpn01 | ChallengeKind::Dns01) => {
             errs.push("acme.http01_listen", "only with challenge: http-01");
@@ -159,13 +155,30 @@ pub(super) fn validate(config: &AcmeConfig, base: &Path, errs: &mut Collector) -
         }
         (None, _) => None,
     };
-    if let Some(hook) = &config.dns01_hook {
-        if config.challenge != ChallengeKind::Dns01 {
+    let dns01_hook = match (&config.dns01_hook, config.challenge) {
+        (Some(_), ChallengeKind::TlsAlpn01 | ChallengeKind::Http01) => {
             errs.push("acme.dns01_hook", "only with challenge: dns-01");
-        } else if hook.first().is_none_or(String::is_empty) {
-            errs.push("acme.dns01_hook", "needs the hook's program");
+            None
         }
-    }
+        (Some(hook), ChallengeKind::Dns01) => match hook.split_first() {
+            Some((program, args)) if !program.is_empty() => {
+                let program = match program.contains('/') {
+                    true => base.join(program).to_string_lossy().into_owned(),
+                    false => program.clone(),
+                };
+                Some(std::iter::once(program).chain(args.iter().cloned()).collect())
+            }
+            _ => {
+                errs.push("acme.dns01_hook", "needs the hook's program");
+                None
+            }
+        },
+        (None, ChallengeKind::Dns01) => {
+            errs.push("acme.dns01_hook", "needed for challenge: dns-01 (it publishes the TXT records)");
+            None
+        }
+        (None, _) => None,
+    };
     if config.store.kubernetes.is_some() {
         errs.push(
             "acme.store.kubernetes",
@@ -190,6 +203,7 @@ pub(super) fn validate(config: &AcmeConfig, base: &Path, errs: &mut Collector) -
         eab,
         challenge: config.challenge,
         http01_listen,
+        dns01_hook,
         store_dir: store_dir?,
     })
 }

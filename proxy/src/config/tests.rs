@@ -435,7 +435,12 @@ fn acme_errors_all_named_at_once() {
         (
             "acme: { directory_url: \"https://a/dir\", challenge: dns-01, dns01_hook: [], store: { dir: s } }\n",
             "  - { name: a, bootstrap: [\"127.0.0.1:1\"] }\n",
-            &["acme.challenge", "acme.dns01_hook"],
+            &["acme.dns01_hook"],
+        ),
+        (
+            "acme: { directory_url: \"https://a/dir\", challenge: dns-01, store: { dir: s } }\n",
+            "  - { name: a, bootstrap: [\"127.0.0.1:1\"] }\n",
+            &["acme.dns01_hook"],
         ),
         (
             "acme: { directory_url: \"https://a/dir\", store: { dir: server.pem } }\n",
@@ -467,4 +472,23 @@ fn acme_http01_needs_its_listener() {
     let settings = s.acme.as_deref().expect("acme");
     assert_eq!(settings.challenge, ChallengeKind::Http01);
     assert_eq!(settings.http01_listen, Some("[::]:80".parse().expect("addr")));
+}
+
+#[test]
+fn acme_dns01_hook_resolves_relative_programs() {
+    let cases = [
+        ("[scripts/set-txt, --zone, z]", Some(vec!["BASE/scripts/set-txt", "--zone", "z"])),
+        ("[set-txt]", Some(vec!["set-txt"])),
+        ("[/usr/bin/set-txt]", Some(vec!["/usr/bin/set-txt"])),
+    ];
+    for (hook, want) in cases {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let acme = format!("acme: {{ directory_url: \"https://a/dir\", challenge: dns-01, dns01_hook: {hook}, store: {{ dir: s }} }}\n");
+        let tenants = "  - { name: a, bootstrap: [\"127.0.0.1:1\"], tls: { acme: true } }\n";
+        let s = from_yaml(&acme_yaml(dir.path(), &acme, tenants), dir.path())
+            .unwrap_or_else(|e| panic!("{e:#?}"));
+        let base = dir.path().to_string_lossy().into_owned();
+        let want: Option<Vec<String>> = want.map(|w| w.iter().map(|a| a.replace("BASE", &base)).collect());
+        assert_eq!(s.acme.as_deref().expect("acme").dns01_hook, want, "{hook}");
+    }
 }

@@ -202,9 +202,8 @@ impl Proxy {
             let routes = self.state.routes.clone();
             tokio::spawn(acme.run(move || {
                 let current = routes.current();
-                let domain = &current.tenants.domain;
-                let names = |(tenant, ids)| (String::from(tenant), crate::acme::names(tenant, domain, ids));
-                current.acme_tenants().map(names).collect()
+                let tenants = current.acme_tenants().map(|(tenant, ids)| (tenant.to_owned(), ids.to_vec()));
+                (current.tenants.domain.clone(), tenants.collect())
             }));
         }
         self.health.ready.store(true, Ordering::SeqCst);

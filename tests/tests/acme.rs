@@ -370,3 +370,79 @@ async fn pebble_issues_a_wildcard_by_dns01_through_the_hook() {
     }
     round_trip(&proxy, &root, "dns01", "dns01").await;
 }
+
+/// A TCP relay in front of Pebble's directory port that can be taken down (every open connection cut, new ones
+/// closed at once) and brought back: Pebble keeps its state (it holds it in memory only) while unreachable.
+struct Outage {
+    port: u16,
+    down: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    open: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Outage {
+    async fn start(target: u16) -> Outage {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let open = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (is_down, conns) = (down.clone(), open.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if is_down.load(Ordering::SeqCst) {
+                    continue;
+                }
+                let relay = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                conns.lock().unwrap_or_else(|p| p.into_inner()).push(relay.abort_handle());
+            }
+        });
+        Outage { port, down, open, task }
+    }
+
+    fn set_down(&self, down: bool) {
+        self.down.store(down, std::sync::atomic::Ordering::SeqCst);
+        if down {
+            for conn in self.open.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
+                conn.abort();
+            }
+        }
+    }
+}
+
+impl Drop for Outage {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_ca_down_at_renewal_the_old_certificate_serves_and_renewal_succeeds_when_it_returns() {
+    // 40 s certificates: renewal due about 26 s after issuance.
+    let s = Setup::start_issuing_for(Some(40));
+    let outage = Outage::start(s.pebble.port).await;
+    let directory = format!("https://127.0.0.1:{}/dir", outage.port);
+    let acme = acme_yaml(&directory, Some(&s.pebble.https_ca), &s.store(), TLS_ALPN);
+    let proxy =
+        ProxyHandle::start_on_port(&s.certs, s.port, &acme, &tenant_yaml(&s.tansu.addr())).expect("proxy");
+    s.wait_issued(&proxy);
+    let root = s.pebble_root();
+    let name = format!("acme.{DOMAIN}");
+    let first = served_leaf(proxy.port, &name, &root).await;
+    outage.set_down(true);
+    assert_eq!(
+        proxy.wait_for_metric(FAILED, 2.0, Duration::from_secs(40)).expect("metrics"),
+        2.0,
+        "renewals fail"
+    );
+    assert!(wait_for_log("ACME order failed; keeps its certificate", Duration::from_secs(1)));
+    assert_eq!(served_leaf(proxy.port, &name, &root).await, first, "the old certificate still serves");
+    assert_eq!(proxy.metric(ISSUED).expect("metrics"), 1.0);
+    outage.set_down(false);
+    s.wait_issued_count(&proxy, 2, Duration::from_secs(20));
+    assert_ne!(served_leaf(proxy.port, &name, &root).await, first, "renewed once the CA is back");
+}

@@ -206,6 +206,8 @@ struct Plan {
     renew_at: i64,
     /// Consecutive failed orders.
     failures: u32,
+    /// The lifetime of the certificate serving now, if any: retries of its renewal are paced by it.
+    lifetime: Option<Duration>,
 }
 
 /// Orders, stores, installs and renews the ACME tenants' certificates.
@@ -274,13 +276,15 @@ impl Manager {
             }
             Err(e) => {
                 self.metrics.acme_order(tenant, false);
-                let failures = self.plans.get(tenant).map_or(0, |p| p.failures) + 1;
-                let wait = schedule::retry_after(failures, e.rate_limited());
+                let (failures, lifetime) =
+                    self.plans.get(tenant).map_or((1, None), |p| (p.failures + 1, p.lifetime));
+                let wait = schedule::retry_after(failures, e.rate_limited(), lifetime);
                 let keeps =
                     if self.certs.issued(tenant).is_some() { "keeps its certificate" } else { "not issued" };
                 warn!(tenant, error = %e, failures, retry_seconds = wait.as_secs(), "ACME order failed; {keeps}");
                 let renew_at = now.saturating_add(i64::try_from(wait.as_secs()).unwrap_or(i64::MAX));
-                self.plans.insert(tenant.to_owned(), Plan { names: names.to_vec(), renew_at, failures });
+                let plan = Plan { names: names.to_vec(), renew_at, failures, lifetime };
+                self.plans.insert(tenant.to_owned(), plan);
             }
         }
     }
@@ -320,7 +324,9 @@ impl Manager {
         self.certs.install(tenant, cert);
         self.metrics.certificates([(tenant, not_after)]);
         let renew_at = schedule::renew_at(not_before, not_after, schedule::jitter());
-        self.plans.insert(tenant.to_owned(), Plan { names: names.to_vec(), renew_at, failures: 0 });
+        let lifetime = u64::try_from(not_after.saturating_sub(not_before)).ok().map(Duration::from_secs);
+        let plan = Plan { names: names.to_vec(), renew_at, failures: 0, lifetime };
+        self.plans.insert(tenant.to_owned(), plan);
     }
 
     /// The account: from the store, else created at the CA and stored.

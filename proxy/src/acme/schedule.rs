@@ -6,10 +6,12 @@
 
 use std::time::Duration;
 
-/// The first retry after a failed order.
+/// The first retry after a failed order (sooner for short-lived certificates, see [`retry_after`]).
 pub const FIRST_RETRY: Duration = Duration::from_secs(60);
-/// The longest wait between retries: a CA that is down for a day is still asked a few times an hour.
+/// The longest wait between retries: a CA that is down for a day is still asked a few times a day.
 pub const MAX_RETRY: Duration = Duration::from_secs(6 * 3600);
+/// The soonest a failed order is retried.
+pub const MIN_RETRY: Duration = Duration::from_secs(1);
 /// Let's Encrypt's rate limits refill over hours; an order refused as `rateLimited` waits at least this long.
 pub const RATE_LIMITED_RETRY: Duration = Duration::from_secs(3600);
 
@@ -31,10 +33,13 @@ pub fn renew_at(not_before: i64, not_after: i64, jitter: f64) -> i64 {
 
 /// The wait before the next order after `failures` consecutive failed ones (1 = the first failure):
 /// [`FIRST_RETRY`] doubling up to [`MAX_RETRY`]; at least [`RATE_LIMITED_RETRY`] when the CA said
-/// `rateLimited`.
-pub fn retry_after(failures: u32, rate_limited: bool) -> Duration {
+/// `rateLimited`. For a renewal of a certificate with `lifetime`, both bounds shrink with it (a hundredth and a
+/// tenth of it, at least [`MIN_RETRY`]), so a short-lived certificate is retried many times before it expires.
+pub fn retry_after(failures: u32, rate_limited: bool, lifetime: Option<Duration>) -> Duration {
+    let first = lifetime.map_or(FIRST_RETRY, |l| (l / 100).clamp(MIN_RETRY, FIRST_RETRY));
+    let most = lifetime.map_or(MAX_RETRY, |l| (l / 10).clamp(first, MAX_RETRY));
     let doublings = failures.saturating_sub(1).min(16);
-    let delay = FIRST_RETRY.saturating_mul(1 << doublings).min(MAX_RETRY);
+    let delay = first.saturating_mul(1 << doublings).min(most);
     if rate_limited {
         delay.max(RATE_LIMITED_RETRY)
     } else {
@@ -99,20 +104,36 @@ mod tests {
 
     #[test]
     fn retries_back_off_exponentially_and_respect_rate_limits() {
-        let m = |s: u64| Duration::from_secs(s * 60);
+        let (s, m) = (Duration::from_secs, |n: u64| Duration::from_secs(n * 60));
+        let days = |n: u64| Some(Duration::from_secs(n * 86_400));
         let cases = [
-            (1, false, m(1)),
-            (2, false, m(2)),
-            (3, false, m(4)),
-            (9, false, m(256)),
-            (10, false, MAX_RETRY),
-            (u32::MAX, false, MAX_RETRY),
-            (0, false, m(1)),
-            (1, true, RATE_LIMITED_RETRY),
-            (10, true, MAX_RETRY),
+            (1, false, None, m(1)),
+            (2, false, None, m(2)),
+            (3, false, None, m(4)),
+            (9, false, None, m(256)),
+            (10, false, None, MAX_RETRY),
+            (u32::MAX, false, None, MAX_RETRY),
+            (0, false, None, m(1)),
+            (1, true, None, RATE_LIMITED_RETRY),
+            (10, true, None, MAX_RETRY),
+            // A 90-day certificate: the same as a first issuance.
+            (1, false, days(90), m(1)),
+            (10, false, days(90), MAX_RETRY),
+            // A 6-day certificate: 1 minute doubling to 6 hours (a tenth of its life, 14.4 hours, is more).
+            (1, false, days(6), m(1)),
+            (12, false, days(6), MAX_RETRY),
+            // A 40-second certificate: 1 s, 2 s, then at most 4 s.
+            (1, false, Some(s(40)), s(1)),
+            (2, false, Some(s(40)), s(2)),
+            (3, false, Some(s(40)), s(4)),
+            (9, false, Some(s(40)), s(4)),
         ];
-        for (failures, rate_limited, want) in cases {
-            assert_eq!(retry_after(failures, rate_limited), want, "{failures} {rate_limited}");
+        for (failures, rate_limited, lifetime, want) in cases {
+            assert_eq!(
+                retry_after(failures, rate_limited, lifetime),
+                want,
+                "{failures} {rate_limited} {lifetime:?}"
+            );
         }
     }
 

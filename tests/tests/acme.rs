@@ -446,3 +446,22 @@ async fn with_the_ca_down_at_renewal_the_old_certificate_serves_and_renewal_succ
     s.wait_issued_count(&proxy, 2, Duration::from_secs(20));
     assert_ne!(served_leaf(proxy.port, &name, &root).await, first, "renewed once the CA is back");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_challenge_the_ca_cannot_validate_is_counted_by_type() {
+    let s = Setup::start();
+    // The proxy is not on the port Pebble validates TLS-ALPN-01 against: every validation fails.
+    let proxy =
+        ProxyHandle::start_with_config(&s.certs, &s.acme_yaml(TLS_ALPN), &tenant_yaml(&s.tansu.addr()))
+            .expect("proxy");
+    let failures = "kaas_proxy_acme_challenge_failures_total{challenge=\"tls-alpn-01\"}";
+    let seen = proxy.wait_for_metric(failures, 1.0, Duration::from_secs(30)).expect("metrics");
+    assert_eq!(seen, 1.0, "pebble log:\n{}", s.pebble.logs());
+    assert_eq!(proxy.metric(FAILED).expect("metrics"), 1.0);
+    assert_eq!(proxy.metric(ISSUED).expect("metrics"), 0.0);
+    assert_eq!(
+        proxy.metric("kaas_proxy_acme_challenge_failures_total{challenge=\"http-01\"}").expect("metrics"),
+        0.0
+    );
+    assert!(wait_for_log("order invalid: a challenge failed validation", Duration::from_secs(1)));
+}

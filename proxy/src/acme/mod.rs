@@ -1,13 +1,15 @@
 //! ACME certificates (RFC 8555, with the `instant-acme` crate) for tenants with `tls: { acme: true }`: one
 //! account per store, created once and kept; per tenant one certificate for `<tenant>.<domain>` and the
 //! `b<id>.<tenant>.<domain>` of its configured broker ids (`tls.broker_ids`, default 0, 1, 2: TLS-ALPN-01
-//! cannot validate a wildcard, so the broker names are ordered ahead rather than learned; a broker outside the
+//! and HTTP-01 cannot validate a wildcard, so the broker names are ordered ahead rather than learned; a broker outside the
 //! list is served the tenant's certificate, which does not cover its name, until the list is changed).
 //!
 //! [`Manager`] runs in its own task, one order at a time: a tenant's stored certificate is reused while more
 //! than a third of its lifetime remains (a restart makes no order), renewal starts at two thirds of the
 //! lifetime with jitter, failures back off ([`schedule`]) and keep the current certificate serving.
-//! Challenges are TLS-ALPN-01 on the TLS port ([`challenge`]); issued certificates go to [`AcmeCerts`], which
+//! Challenges are TLS-ALPN-01 on the TLS port ([`challenge`]), HTTP-01 on `http01_listen` ([`http01`]) or
+//! DNS-01 through the operator's hook ([`dns01`], which orders `*.<tenant>.<domain>` instead of the broker
+//! names); issued certificates go to [`AcmeCerts`], which
 //! the tenants' TLS configurations read on every handshake, so a new certificate serves new handshakes at once
 //! and open connections are not touched.
 //!
@@ -164,6 +166,10 @@ pub enum OrderError {
     /// The order ended in a state other than ready or valid.
     #[error("order {0}")]
     Status(String),
+    /// The CA found a challenge answer wrong, or could not reach it: the order is invalid. Holds the CA's
+    /// problem detail.
+    #[error("order invalid: a challenge failed validation: {0}")]
+    ChallengeFailed(String),
     /// The CA offers no challenge of the configured type for a name.
     #[error("no {kind:?} challenge offered for {name}")]
     NoChallenge {
@@ -276,6 +282,9 @@ impl Manager {
             }
             Err(e) => {
                 self.metrics.acme_order(tenant, false);
+                if matches!(e, OrderError::ChallengeFailed(_)) {
+                    self.metrics.acme_challenge_failed(self.settings.challenge.label());
+                }
                 let (failures, lifetime) =
                     self.plans.get(tenant).map_or((1, None), |p| (p.failures + 1, p.lifetime));
                 let wait = schedule::retry_after(failures, e.rate_limited(), lifetime);
@@ -370,8 +379,9 @@ impl Manager {
         let pending = PendingChallenges { certs: &self.certs, names: Vec::new(), tokens: Vec::new() };
         let mut records = Vec::new();
         let hook = self.settings.dns01_hook.as_deref().unwrap_or_default();
-        let result =
-            answer_and_finish(&mut order, self.settings.challenge, pending, hook, &mut records).await;
+        let result = answer_and_finish(&mut order, self.settings.challenge, pending, hook, &mut records)
+            .await
+            .map_err(validation_failure);
         // The TXT records go whatever the outcome; a failure to clear one is only logged.
         for (name, value) in records {
             if let Err(e) = dns01::run(hook, "clear", &name, &value).await {
@@ -447,6 +457,9 @@ async fn answer_and_finish(
     }
     let retries = RetryPolicy::new().timeout(ORDER_TIMEOUT);
     let status = order.poll_ready(&retries).await?;
+    if status == OrderStatus::Invalid {
+        return Err(OrderError::ChallengeFailed("order status invalid".into()));
+    }
     if status != OrderStatus::Ready {
         return Err(OrderError::Status(format!("{status:?} (not ready)")));
     }
@@ -455,9 +468,54 @@ async fn answer_and_finish(
     Ok((key_pem, chain_pem))
 }
 
+/// The problem types of RFC 8555 §6.7 that mean a name's validation failed (the CA could not reach the answer,
+/// or found it wrong), as opposed to the CA or the account failing.
+const VALIDATION_PROBLEMS: [&str; 6] =
+    ["unauthorized", "connection", "dns", "incorrectResponse", "tls", "caa"];
+
+/// `e` as a [`OrderError::ChallengeFailed`] when the CA's problem is a validation failure (which the CA may
+/// report to whichever request comes after it: a challenge's, the order's poll, the finalization).
+fn validation_failure(e: OrderError) -> OrderError {
+    let failed = |p: &instant_acme::Problem| {
+        let kind = p.r#type.as_deref().and_then(|t| t.strip_prefix("urn:ietf:params:acme:error:"));
+        kind.is_some_and(|k| VALIDATION_PROBLEMS.contains(&k))
+    };
+    match e {
+        OrderError::Acme(instant_acme::Error::Api(p)) if failed(&p) => {
+            OrderError::ChallengeFailed(p.to_string())
+        }
+        e => e,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn validation_problems_are_challenge_failures() {
+        let problem = |kind: &str| {
+            let json = format!("{{\"type\": \"urn:ietf:params:acme:error:{kind}\", \"detail\": \"d\"}}");
+            OrderError::Acme(instant_acme::Error::Api(serde_json::from_str(&json).expect("problem")))
+        };
+        let cases = [
+            ("unauthorized", true),
+            ("connection", true),
+            ("incorrectResponse", true),
+            ("tls", true),
+            ("dns", true),
+            ("caa", true),
+            ("rateLimited", false),
+            ("serverInternal", false),
+            ("badNonce", false),
+        ];
+        for (kind, want) in cases {
+            let got = matches!(validation_failure(problem(kind)), OrderError::ChallengeFailed(_));
+            assert_eq!(got, want, "{kind}");
+        }
+        let crypto = OrderError::Acme(instant_acme::Error::Crypto);
+        assert!(!matches!(validation_failure(crypto), OrderError::ChallengeFailed(_)));
+    }
 
     #[test]
     fn names_are_the_bootstrap_name_then_each_broker() {

@@ -50,6 +50,17 @@ pub struct EabConfig {
     pub hmac_key: String,
 }
 
+impl ChallengeKind {
+    /// The name, as written in the file and in metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            ChallengeKind::TlsAlpn01 => "tls-alpn-01",
+            ChallengeKind::Http01 => "http-01",
+            ChallengeKind::Dns01 => "dns-01",
+        }
+    }
+}
+
 /// The ACME challenge type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

@@ -162,6 +162,9 @@ fn every_series_starts_at_zero() {
         ]
         .map(str::to_owned),
     );
+    expected.extend(
+        ACME_CHALLENGES.map(|c| format!("kaas_proxy_acme_challenge_failures_total{{challenge=\"{c}\"}}")),
+    );
     for series in &expected {
         assert_eq!(value(&text, series), Some(0), "{series} missing or not zero in\n{text}");
     }

@@ -51,6 +51,8 @@ fi
 # The versions in scripts/kafka/versions.env, from Maven Central into ~/.cache/kaas/kafka/ (about 2 minutes
 # the first time; a version already complete is skipped).
 scripts/install-kafka.sh
+# Pebble, a real ACME CA for the ACME tests (Debian's package).
+scripts/install-pebble.sh
 
 # --- cargo-nextest (the test runner) -----------------------------------------------------------------------------
 if ! cargo nextest --version >/dev/null 2>&1; then

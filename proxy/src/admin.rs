@@ -47,8 +47,9 @@ pub struct Health {
 
 const TEXT: &str = "text/plain; charset=utf-8";
 
-fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+/// A plain-text response.
+pub(crate) fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body.into()));
     *response.status_mut() = status;
     response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(TEXT));
     response
@@ -90,6 +91,23 @@ pub async fn serve(listener: TcpListener, health: Arc<Health>, metrics: Arc<Metr
 }
 
 async fn serve_with(listener: TcpListener, health: Arc<Health>, metrics: Arc<Metrics>, limits: Limits) {
+    serve_bounded(listener, limits, move |method, path| respond(method, path, &health, &metrics)).await
+}
+
+/// Serves `respond` (method, path without query → response) on `listener` within the admin endpoint's bounds
+/// (module docs) for as long as the task runs; also the ACME HTTP-01 listener's server.
+pub(crate) async fn serve_requests<F>(listener: TcpListener, respond: F)
+where
+    F: Fn(&Method, &str) -> Response<Full<Bytes>> + Clone + Send + Sync + 'static,
+{
+    let limits = Limits { header_read: HEADER_READ_TIMEOUT, connection: CONNECTION_TIMEOUT };
+    serve_bounded(listener, limits, respond).await
+}
+
+async fn serve_bounded<F>(listener: TcpListener, limits: Limits, respond: F)
+where
+    F: Fn(&Method, &str) -> Response<Full<Bytes>> + Clone + Send + Sync + 'static,
+{
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
@@ -108,9 +126,9 @@ async fn serve_with(listener: TcpListener, health: Arc<Health>, metrics: Arc<Met
                 continue;
             }
         };
-        let (health, metrics) = (health.clone(), metrics.clone());
+        let respond = respond.clone();
         let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
-            let response = respond(request.method(), request.uri().path(), &health, &metrics);
+            let response = respond(request.method(), request.uri().path());
             async move { Ok::<_, Infallible>(response) }
         });
         let connection = http.serve_connection(TokioIo::new(stream), service);

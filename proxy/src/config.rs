@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use kaas_route::{check_dns_label, CertificateFiles, HostPort, Identity, TenantRoute};
+use kaas_route::{check_dns_label, CertificateFiles, HostPort, Identity, TenantCertificate, TenantRoute};
 use rustls::pki_types::CertificateRevocationListDer;
 use rustls::sign::CertifiedKey;
 use serde::{Deserialize, Serialize};
@@ -21,6 +21,7 @@ use crate::tls::certs;
 use crate::upstream::identity::ClientsCa;
 use crate::upstream::principal::PrincipalMapper;
 use crate::upstream::tls::{UpstreamAuth, UpstreamTls};
+pub use acme::{AcmeConfig, AcmeSettings, ChallengeKind};
 use limits::{limit, LIMITS};
 
 /// Kafka's own default for `socket.request.max.bytes`.
@@ -80,6 +81,9 @@ pub struct Config {
     /// A YAML list of further tenants: the route source kaas-controller publishes (a mounted ConfigMap).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenants_file: Option<PathBuf>,
+    /// The ACME client for tenants with `tls: { acme: true }`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acme: Option<AcmeConfig>,
 }
 
 fn default_max_frame_bytes() -> u32 {
@@ -109,6 +113,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "tls",
     "tenants",
     "tenants_file",
+    "acme",
 ];
 
 /// A validated configuration, certificates loaded.
@@ -153,6 +158,8 @@ pub struct Settings {
     /// Names of the entries left out (where their name could be read): a reload keeps serving the version of
     /// these tenants it already has rather than drop them.
     pub skipped_tenants: Vec<String>,
+    /// The ACME client's settings; `None` without an `acme` section (then no tenant has `acme: true`).
+    pub acme: Option<Arc<AcmeSettings>>,
 }
 
 impl Settings {
@@ -165,11 +172,12 @@ impl Settings {
     }
 
     /// Each tenant with the not-after (Unix seconds) of the certificate its clients are served: its own, or
-    /// the default one.
+    /// the default one. ACME tenants are left out: [`crate::acme`] sets theirs as it installs certificates.
     pub fn certificate_expiry(&self) -> Vec<(&str, i64)> {
         let default = certs::not_after(&self.default_cert);
         self.tenants
             .iter()
+            .filter(|t| t.acme_broker_ids.is_none())
             .filter_map(|t| {
                 let not_after = t.cert.as_deref().map_or(default, certs::not_after)?;
                 Some((t.name.as_str(), not_after))
@@ -200,6 +208,9 @@ pub struct TenantSettings {
     pub fingerprint: u64,
     /// Byte-rate quotas; none when absent.
     pub quota: Option<kaas_route::Quota>,
+    /// `tls: { acme: true }`: the broker ids whose `b<id>` names its ACME certificate covers; `None`: its
+    /// certificate is `cert` (or the default).
+    pub acme_broker_ids: Option<Vec<u32>>,
 }
 
 /// One problem, naming its key.
@@ -279,7 +290,8 @@ pub fn watched_files(path: &Path) -> Vec<PathBuf> {
 fn route_files(route: &TenantRoute) -> Vec<&Path> {
     let mut files: Vec<&Path> = Vec::new();
     if let Some(tls) = &route.tls {
-        files.extend([tls.cert.as_path(), tls.key.as_path()]);
+        files.extend(tls.cert.as_deref());
+        files.extend(tls.key.as_deref());
     }
     files.extend(route.client_ca.as_deref());
     files.extend(route.client_crl.as_deref());
@@ -353,6 +365,9 @@ struct Parsed {
     tenants: Vec<(String, TenantRoute)>,
     tenant_count: usize,
     tenants_file: Option<PathBuf>,
+    acme: Option<AcmeConfig>,
+    /// The file has an `acme` key (parsed or not): tenants with `acme: true` are not wrong for it.
+    acme_given: bool,
 }
 
 fn parse_keys(map: &Mapping, errs: &mut Collector) -> Parsed {
@@ -380,6 +395,7 @@ fn parse_keys(map: &Mapping, errs: &mut Collector) -> Parsed {
                 }
             }
             "tls" => p.tls = typed(key, v, errs),
+            "acme" => p.acme = typed(key, v, errs),
             "tenants" => match v.as_sequence() {
                 Some(seq) => {
                     p.tenant_count = seq.len();
@@ -395,6 +411,7 @@ fn parse_keys(map: &Mapping, errs: &mut Collector) -> Parsed {
             _ => errs.push(key, format!("unknown key (expected one of: {})", TOP_LEVEL_KEYS.join(", "))),
         }
     }
+    p.acme_given = map.contains_key("acme");
     for required in ["listen", "domain", "tls"] {
         if !map.contains_key(required) {
             errs.push(required, "missing (required)");
@@ -467,6 +484,7 @@ fn validate(p: &Parsed, base: &Path, errs: &mut Collector) -> Option<Settings> {
         }
     });
     let default_cert = p.tls.as_ref().and_then(|files| load_cert("tls", files, base, errs));
+    let acme = p.acme.as_ref().and_then(|config| acme::validate(config, base, errs));
     // With a tenants_file (the controller's route source) an empty list is normal: no tenant is ready yet.
     if p.tenant_count == 0 && p.tenants_file.is_none() && p.listen.is_some() {
         errs.push("tenants", "needs at least one tenant");
@@ -480,7 +498,18 @@ fn validate(p: &Parsed, base: &Path, errs: &mut Collector) -> Option<Settings> {
         if !seen.insert(route.name.as_str()) {
             errs.push(format!("{key}.name"), format!("duplicate tenant {:?}", route.name));
         }
-        let cert = route.tls.as_ref().and_then(|files| load_cert(&format!("{key}.tls"), files, base, errs));
+        let cert = route
+            .tls
+            .as_ref()
+            .and_then(TenantCertificate::files)
+            .and_then(|files| load_cert(&format!("{key}.tls"), &files, base, errs));
+        let acme_tls = route.tls.as_ref().filter(|t| t.acme);
+        if acme_tls.is_some() && !p.acme_given {
+            errs.push(
+                format!("{key}.tls.acme"),
+                "needs the top-level acme section (the ACME server and store)",
+            );
+        }
         let client_roots = route.client_ca.as_ref().and_then(|ca| match certs::load_roots(&base.join(ca)) {
             Ok(roots) => Some(Arc::new(roots)),
             Err(e) => {
@@ -513,6 +542,7 @@ fn validate(p: &Parsed, base: &Path, errs: &mut Collector) -> Option<Settings> {
             principals,
             fingerprint: fingerprint(route, base),
             quota: route.quota.clone(),
+            acme_broker_ids: acme_tls.map(TenantCertificate::acme_broker_ids),
         });
     }
     let handshake_timeout_seconds = limit(p, "handshake_timeout_seconds", errs);
@@ -543,6 +573,7 @@ fn validate(p: &Parsed, base: &Path, errs: &mut Collector) -> Option<Settings> {
         tenants,
         skipped: Vec::new(),
         skipped_tenants: Vec::new(),
+        acme: acme.map(Arc::new),
     })
 }
 
@@ -612,6 +643,7 @@ fn load_cert(
     }
 }
 
+mod acme;
 mod limits;
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //! connect → session) → [`tls`] (ClientHello, the tenant's server configuration) → [`router`] (server name →
 //! tenant and target, the tenant's broker table) → [`upstream`] (the tenant's own cluster) → [`session`] (the
 //! two-way frame pump) → [`kafka`] (framing, headers, in-flight requests, the walk that rewrites broker
-//! addresses). [`routes`] builds the routing state from [`config`] and swaps it on [`reload`]; [`error`] names
+//! addresses). [`acme`] obtains and renews tenants' certificates. [`routes`] builds the routing state from [`config`] and swaps it on [`reload`]; [`error`] names
 //! failures by side; [`admin`] answers health probes and serves [`metrics`].
 //!
 //! Kept on purpose: the allocation-free header cursor and the bounded response walker (no peer-sized
@@ -14,6 +14,7 @@
 
 #![warn(missing_docs)]
 
+pub mod acme;
 pub mod admin;
 pub mod config;
 pub mod error;

@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
+use crate::acme::AcmeCerts;
 use crate::config::Settings;
 use crate::metrics::Metrics;
 use crate::router::quota::Quotas;
@@ -29,6 +30,8 @@ pub struct RouteSet {
     upstream_tls: HashMap<String, Arc<UpstreamTls>>,
     /// Principal mapping rules, for tenants that have them.
     principals: HashMap<String, Arc<PrincipalMapper>>,
+    /// Tenants whose certificate comes from ACME, with the broker ids it covers.
+    acme: Vec<(String, Vec<u32>)>,
 }
 
 impl RouteSet {
@@ -36,7 +39,12 @@ impl RouteSet {
     /// and the whole previous version of tenants whose new entry was left out ([`Settings::skipped_tenants`]).
     /// A tenant whose route is unchanged (same fingerprint) is carried over as the same [`Tenant`], so its open
     /// sessions are not retired; see [`TenantTable::retired_since`].
-    pub fn build(settings: &Settings, previous: Option<&RouteSet>) -> Result<RouteSet, FrontError> {
+    /// ACME tenants' configurations read their certificate from `acme` per handshake.
+    pub fn build(
+        settings: &Settings,
+        previous: Option<&RouteSet>,
+        acme: Option<&Arc<AcmeCerts>>,
+    ) -> Result<RouteSet, FrontError> {
         let unchanged = |name: &str, fingerprint: u64| {
             previous.and_then(|p| p.tenants.get(name)).filter(|old| old.fingerprint == fingerprint).cloned()
         };
@@ -66,6 +74,9 @@ impl RouteSet {
             settings.tenants.iter().map(|t| TenantTls {
                 name: &t.name,
                 cert: t.cert.clone(),
+                resolver: acme
+                    .filter(|_| t.acme_broker_ids.is_some())
+                    .map(|certs| certs.resolver(&t.name, settings.default_cert.clone())),
                 client_roots: t.client_roots.clone(),
                 client_crls: t.client_crls.clone(),
             }),
@@ -89,7 +100,13 @@ impl RouteSet {
                 principals.insert(name.clone(), p.clone());
             }
         }
-        Ok(RouteSet { tenants, tls, upstream_tls, principals })
+        let acme = settings.tenants.iter().filter_map(|t| Some((t.name.clone(), t.acme_broker_ids.clone()?)));
+        Ok(RouteSet { tenants, tls, upstream_tls, principals, acme: acme.collect() })
+    }
+
+    /// The tenants whose certificate comes from ACME, each with the broker ids its certificate covers.
+    pub fn acme_tenants(&self) -> impl Iterator<Item = (&str, &[u32])> {
+        self.acme.iter().map(|(name, ids)| (name.as_str(), ids.as_slice()))
     }
 
     /// The principal name a client certificate `subject` of `tenant` is logged under.
@@ -136,12 +153,13 @@ impl Routes {
 pub struct Reloader {
     pub(crate) routes: Arc<Routes>,
     pub(crate) metrics: Arc<Metrics>,
+    pub(crate) acme: Option<Arc<AcmeCerts>>,
 }
 
 impl Reloader {
     /// Swaps in routes built from `settings`; returns how many tenants they hold.
     pub fn reload(&self, settings: &Settings) -> Result<usize, FrontError> {
-        let next = match RouteSet::build(settings, Some(&self.routes.current())) {
+        let next = match RouteSet::build(settings, Some(&self.routes.current()), self.acme.as_ref()) {
             Ok(next) => next,
             Err(e) => {
                 self.metrics.routes_refused();

@@ -20,9 +20,10 @@ pub struct TenantRoute {
     pub name: String,
     /// The tenant cluster's bootstrap servers, `host:port`, tried in order (the next one on failure).
     pub bootstrap: Vec<String>,
-    /// Certificate for this tenant's names, chosen by SNI; the proxy's default certificate otherwise.
+    /// Certificate for this tenant's names, chosen by SNI: files, or issued by ACME; the proxy's default
+    /// certificate otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tls: Option<CertificateFiles>,
+    pub tls: Option<TenantCertificate>,
     /// The tenant's client CA (PEM bundle). When set, every client must present a certificate it signed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_ca: Option<PathBuf>,
@@ -129,6 +130,85 @@ pub struct CertificateFiles {
     pub key: PathBuf,
 }
 
+/// Where a tenant's certificate comes from: files (`cert` and `key`), or the proxy's ACME client (`acme: true`,
+/// which needs the proxy's top-level `acme` section).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantCertificate {
+    /// PEM certificate chain, leaf first; not with `acme`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert: Option<PathBuf>,
+    /// PEM private key matching the chain's leaf; not with `acme`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<PathBuf>,
+    /// The certificate is ordered from the ACME server, stored and renewed by the proxy.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub acme: bool,
+    /// With `acme`: the broker node ids whose `b<id>` names the certificate covers besides `<tenant>.<domain>`
+    /// (TLS-ALPN-01 and HTTP-01 cannot validate a wildcard, so the names are ordered ahead); default
+    /// [`DEFAULT_ACME_BROKER_IDS`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broker_ids: Option<Vec<u32>>,
+}
+
+/// The broker ids an ACME certificate covers when `broker_ids` is not given: a three-broker cluster numbered
+/// from 0, as Strimzi numbers a node pool.
+pub const DEFAULT_ACME_BROKER_IDS: [u32; 3] = [0, 1, 2];
+
+/// Most `b<id>` names one ACME certificate may cover: Let's Encrypt allows 100 names per certificate, one of
+/// them `<tenant>.<domain>`.
+pub const MAX_ACME_BROKER_IDS: usize = 99;
+
+impl TenantCertificate {
+    /// The files, when the certificate is given as files (both named, no `acme`).
+    pub fn files(&self) -> Option<CertificateFiles> {
+        match (&self.cert, &self.key, self.acme) {
+            (Some(cert), Some(key), false) => Some(CertificateFiles { cert: cert.clone(), key: key.clone() }),
+            _ => None,
+        }
+    }
+
+    /// The broker ids of an ACME certificate's `b<id>` names, sorted, without repeats.
+    pub fn acme_broker_ids(&self) -> Vec<u32> {
+        let mut ids = self.broker_ids.clone().unwrap_or_else(|| DEFAULT_ACME_BROKER_IDS.to_vec());
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
+    fn check(&self, errors: &mut Vec<RouteError>) {
+        let mut push =
+            |field: &str, message: String| errors.push(RouteError { field: format!("tls.{field}"), message });
+        if self.acme {
+            for (field, given) in [("cert", self.cert.is_some()), ("key", self.key.is_some())] {
+                if given {
+                    push(field, "not with acme: true (the certificate comes from ACME)".into());
+                }
+            }
+        } else {
+            for (field, given) in [("cert", self.cert.is_some()), ("key", self.key.is_some())] {
+                if !given {
+                    push(field, "missing (required unless acme: true)".into());
+                }
+            }
+            if self.broker_ids.is_some() {
+                push("broker_ids", "only with acme: true".into());
+            }
+        }
+        if let Some(ids) = &self.broker_ids {
+            if ids.len() > MAX_ACME_BROKER_IDS {
+                push(
+                    "broker_ids",
+                    format!("at most {MAX_ACME_BROKER_IDS} (one certificate holds at most 100 names)"),
+                );
+            }
+            if let Some(id) = ids.iter().find(|id| i32::try_from(**id).is_err()) {
+                push("broker_ids", format!("{id} is not a Kafka node id (0-{})", i32::MAX));
+            }
+        }
+    }
+}
+
 /// A problem with one field of a route; `field` is the path below the route (for example `bootstrap[1]`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {message}")]
@@ -156,6 +236,9 @@ impl TenantRoute {
             if let Err(e) = HostPort::parse(server) {
                 errors.push(RouteError { field: format!("bootstrap[{i}]"), message: e.to_string() });
             }
+        }
+        if let Some(tls) = &self.tls {
+            tls.check(&mut errors);
         }
         if self.client_crl.is_some() && self.client_ca.is_none() {
             errors.push(RouteError {
@@ -417,11 +500,52 @@ mod tests {
         assert!(serde_norway::from_str::<UpstreamRoute>("tls: { ca: c, sni: x }").is_err(), "unknown key");
     }
 
+    /// A tenant `tls` entry, the fields its validation names, and its ACME broker ids (when `acme`).
+    type CertificateCase<'a> = (&'a str, &'a [&'a str], Option<&'a [u32]>);
+
+    #[test]
+    fn tenant_certificates() {
+        let ids = |n: u32| (0..n).map(|i| i.to_string()).collect::<Vec<_>>().join(",");
+        let cases: &[CertificateCase] = &[
+            ("{ cert: a.pem, key: a.key }", &[], None),
+            ("{ acme: true }", &[], Some(&[0, 1, 2])),
+            ("{ acme: true, broker_ids: [7, 3, 7] }", &[], Some(&[3, 7])),
+            ("{ acme: true, broker_ids: [] }", &[], Some(&[])),
+            ("{ cert: a.pem }", &["tls.key"], None),
+            ("{}", &["tls.cert", "tls.key"], None),
+            ("{ acme: false, broker_ids: [1] }", &["tls.cert", "tls.key", "tls.broker_ids"], None),
+            ("{ acme: true, cert: a.pem, key: a.key }", &["tls.cert", "tls.key"], Some(&[0, 1, 2])),
+            ("{ acme: true, broker_ids: [2147483648] }", &["tls.broker_ids"], Some(&[2147483648])),
+        ];
+        let many = format!("{{ acme: true, broker_ids: [{}] }}", ids(100));
+        let many: &[CertificateCase] = &[(many.as_str(), &["tls.broker_ids"], None)];
+        for (yaml, want, broker_ids) in cases.iter().chain(many) {
+            let tls: TenantCertificate = serde_norway::from_str(yaml).expect("valid yaml");
+            let route = TenantRoute {
+                name: "acme".into(),
+                bootstrap: vec!["k:9093".into()],
+                tls: Some(tls.clone()),
+                client_ca: None,
+                client_crl: None,
+                principal_mapping_rules: None,
+                upstream: None,
+                quota: None,
+            };
+            let fields: Vec<_> = route.validate().into_iter().map(|e| e.field).collect();
+            assert_eq!(fields, *want, "{yaml}");
+            assert_eq!(tls.files().is_some(), want.is_empty() && !tls.acme, "{yaml}");
+            if let (true, Some(ids)) = (tls.acme, broker_ids) {
+                assert_eq!(tls.acme_broker_ids(), *ids, "{yaml}");
+            }
+        }
+        assert!(serde_norway::from_str::<TenantCertificate>("{ acme: yes please }").is_err());
+    }
+
     #[test]
     fn yaml_round_trip_and_unknown_keys() {
         let yaml = "name: acme\nbootstrap: [\"127.0.0.1:19092\"]\ntls: { cert: a.pem, key: a.key }\n";
         let route: TenantRoute = serde_norway::from_str(yaml).expect("valid route");
-        assert_eq!(route.tls.as_ref().map(|t| t.cert.clone()), Some(PathBuf::from("a.pem")));
+        assert_eq!(route.tls.as_ref().and_then(|t| t.cert.clone()), Some(PathBuf::from("a.pem")));
         let back: TenantRoute =
             serde_norway::from_str(&serde_norway::to_string(&route).expect("serialize")).expect("reparse");
         assert_eq!(back, route);

@@ -120,11 +120,37 @@ impl ProxyHandle {
         tenants_yaml: &str,
         stop: kaas_proxy::Shutdown,
     ) -> anyhow::Result<ProxyHandle> {
+        Self::start_listening(certs, 0, settings_yaml, tenants_yaml, stop)
+    }
+
+    /// Like [`ProxyHandle::start_with_config`], on the TLS port `port` (for an ACME server that must know it
+    /// before the proxy starts).
+    pub fn start_on_port(
+        certs: &Certs,
+        port: u16,
+        settings_yaml: &str,
+        tenants_yaml: &str,
+    ) -> anyhow::Result<ProxyHandle> {
+        let stop = kaas_proxy::Shutdown { delay: Duration::ZERO, drain: Duration::from_millis(100) };
+        Self::start_listening(certs, port, settings_yaml, tenants_yaml, stop)
+    }
+
+    fn start_listening(
+        certs: &Certs,
+        port: u16,
+        settings_yaml: &str,
+        tenants_yaml: &str,
+        stop: kaas_proxy::Shutdown,
+    ) -> anyhow::Result<ProxyHandle> {
         init();
         let dir = tempfile::tempdir()?;
         let admin_port = crate::free_port();
         let path = dir.path().join("kaas-proxy.yaml");
-        std::fs::write(&path, config_yaml(certs, admin_port, settings_yaml, tenants_yaml))?;
+        let listen = format!("listen: \"[::]:{port}\"\n");
+        std::fs::write(
+            &path,
+            config_yaml(certs, admin_port, &format!("{listen}{settings_yaml}"), tenants_yaml),
+        )?;
         let settings = kaas_proxy::config::load(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
         let path_for_watch = path.clone();
 
@@ -162,7 +188,8 @@ impl ProxyHandle {
         settings_yaml: &str,
         tenants_yaml: &str,
     ) -> anyhow::Result<()> {
-        let yaml = config_yaml(certs, self.admin_port, settings_yaml, tenants_yaml);
+        let listen = "listen: \"[::]:0\"\n";
+        let yaml = config_yaml(certs, self.admin_port, &format!("{listen}{settings_yaml}"), tenants_yaml);
         Ok(std::fs::write(self.config_dir.path().join("kaas-proxy.yaml"), yaml)?)
     }
 
@@ -223,10 +250,10 @@ impl ProxyHandle {
     }
 }
 
-/// The configuration file [`ProxyHandle`] writes.
+/// The configuration file [`ProxyHandle`] writes; `settings_yaml` starts with the `listen` line.
 fn config_yaml(certs: &Certs, admin_port: u16, settings_yaml: &str, tenants_yaml: &str) -> String {
     format!(
-        "listen: \"[::]:0\"\ndomain: {DOMAIN}\nadmin_listen: \"127.0.0.1:{admin_port}\"\n{settings_yaml}tls:\n  \
+        "domain: {DOMAIN}\nadmin_listen: \"127.0.0.1:{admin_port}\"\n{settings_yaml}tls:\n  \
          cert: {}\n  key: {}\ntenants:\n{tenants_yaml}",
         certs.cert.display(),
         certs.key.display()

@@ -133,6 +133,16 @@ fn the_key_list_matches_the_schema() {
         tls: CertificateFiles { cert: "c".into(), key: "k".into() },
         tenants: vec![],
         tenants_file: Some("routes.yaml".into()),
+        acme: Some(AcmeConfig {
+            directory_url: "https://acme.test/dir".into(),
+            contact: vec![],
+            trust_roots: None,
+            eab: None,
+            challenge: ChallengeKind::TlsAlpn01,
+            http01_listen: None,
+            dns01_hook: None,
+            store: acme::StoreConfig { dir: Some("acme".into()), kubernetes: None },
+        }),
     };
     let value = serde_norway::to_value(&config).expect("serialize");
     let mut fields: Vec<&str> = value.as_mapping().expect("map").keys().filter_map(|k| k.as_str()).collect();
@@ -360,4 +370,125 @@ fn limits_default_and_every_bad_one_is_named() {
         "{errors:#?}"
     );
     assert!(errors[2].message.contains("between 1 and 300"), "{}", errors[2].message);
+}
+
+/// A file with an `acme` section and the tenants given, certificates written under `dir`.
+fn acme_yaml(dir: &Path, acme: &str, tenants: &str) -> String {
+    write_cert(dir, "server");
+    format!("listen: \"127.0.0.1:9092\"\ndomain: kaas.localhost\ntls: {{ cert: server.pem, key: server.key }}\n{acme}tenants:\n{tenants}")
+}
+
+#[test]
+fn acme_section_and_acme_tenants() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_cert(dir.path(), "roots");
+    let acme = "acme:\n  directory_url: https://localhost:14000/dir\n  contact: [\"mailto:ops@example.com\"]\n  \
+                trust_roots: roots.pem\n  eab: { kid: k1, hmac_key: \"c2VjcmV0LWtleQ\" }\n  challenge: tls-alpn-01\n  \
+                store: { dir: acme-state }\n";
+    let tenants =
+        "  - { name: auto, bootstrap: [\"127.0.0.1:1\"], tls: { acme: true, broker_ids: [111] } }\n  \
+                   - { name: dflt, bootstrap: [\"127.0.0.1:2\"], tls: { acme: true } }\n  \
+                   - { name: plain, bootstrap: [\"127.0.0.1:3\"] }\n";
+    let s = from_yaml(&acme_yaml(dir.path(), acme, tenants), dir.path()).unwrap_or_else(|e| panic!("{e:#?}"));
+    let settings = s.acme.as_deref().expect("acme settings");
+    assert_eq!(settings.store_dir, dir.path().join("acme-state"));
+    assert_eq!(settings.trust_roots.as_deref(), Some(dir.path().join("roots.pem").as_path()));
+    assert_eq!(settings.eab, Some(("k1".to_string(), b"secret-key".to_vec())));
+    assert_eq!((settings.challenge, settings.http01_listen), (ChallengeKind::TlsAlpn01, None));
+    let ids: Vec<_> = s.tenants.iter().map(|t| t.acme_broker_ids.clone()).collect();
+    assert_eq!(ids, [Some(vec![111]), Some(vec![0, 1, 2]), None]);
+    // ACME tenants' expiry comes from their issued certificates, not the default one.
+    let expiring: Vec<_> = s.certificate_expiry().into_iter().map(|(t, _)| t).collect();
+    assert_eq!(expiring, ["plain"]);
+}
+
+#[test]
+fn acme_errors_all_named_at_once() {
+    let cases: &[(&str, &str, &[&str])] = &[
+        (
+            "acme:\n  directory_url: http://insecure\n  contact: [ops@example.com, \"mailto:\"]\n  \
+             trust_roots: missing.pem\n  eab: { kid: \"\", hmac_key: \"not base64!\" }\n  \
+             http01_listen: \"0.0.0.0:80\"\n  dns01_hook: [x]\n  store: { kubernetes: { namespace: kaas-system } }\n",
+            "  - { name: a, bootstrap: [\"127.0.0.1:1\"], tls: { acme: true } }\n",
+            &[
+                "acme.directory_url",
+                "acme.contact[0]",
+                "acme.contact[1]",
+                "acme.trust_roots",
+                "acme.eab.kid",
+                "acme.eab.hmac_key",
+                "acme.http01_listen",
+                "acme.dns01_hook",
+                "acme.store.kubernetes",
+            ],
+        ),
+        (
+            "acme: { directory_url: \"https://a/dir\", challenge: http-01, http01_listen: nowhere, store: { dir: s } }\n",
+            "  - { name: a, bootstrap: [\"127.0.0.1:1\"] }\n",
+            &["acme.http01_listen"],
+        ),
+        (
+            "acme: { directory_url: \"https://a/dir\", challenge: http-01, store: { dir: s } }\n",
+            "  - { name: a, bootstrap: [\"127.0.0.1:1\"] }\n",
+            &["acme.http01_listen"],
+        ),
+        (
+            "acme: { directory_url: \"https://a/dir\", challenge: dns-01, dns01_hook: [], store: { dir: s } }\n",
+            "  - { name: a, bootstrap: [\"127.0.0.1:1\"] }\n",
+            &["acme.dns01_hook"],
+        ),
+        (
+            "acme: { directory_url: \"https://a/dir\", challenge: dns-01, store: { dir: s } }\n",
+            "  - { name: a, bootstrap: [\"127.0.0.1:1\"] }\n",
+            &["acme.dns01_hook"],
+        ),
+        (
+            "acme: { directory_url: \"https://a/dir\", store: { dir: server.pem } }\n",
+            "  - { name: a, bootstrap: [\"127.0.0.1:1\"] }\n",
+            &["acme.store.dir"],
+        ),
+        ("acme: { directory_url: \"https://a/dir\", store: { dir: s }, renew: x }\n", "  - { name: a, bootstrap: [\"127.0.0.1:1\"] }\n", &["acme"]),
+        ("acme: { directory_url: \"https://a/dir\", store: {} }\n", "  - { name: a, bootstrap: [\"127.0.0.1:1\"] }\n", &["acme.store"]),
+        (
+            "",
+            "  - { name: a, bootstrap: [\"127.0.0.1:1\"], tls: { acme: true, cert: a.pem } }\n  \
+             - { name: b, bootstrap: [\"127.0.0.1:1\"], tls: { broker_ids: [1] } }\n",
+            &["tenants[0].tls.cert", "tenants[0].tls.acme", "tenants[1].tls.cert", "tenants[1].tls.key", "tenants[1].tls.broker_ids"],
+        ),
+    ];
+    for (acme, tenants, want) in cases {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let errors = from_yaml(&acme_yaml(dir.path(), acme, tenants), dir.path()).expect_err("invalid");
+        assert_eq!(keys(&errors), *want, "{acme}{tenants}: {errors:#?}");
+    }
+}
+
+#[test]
+fn acme_http01_needs_its_listener() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let acme = "acme: { directory_url: \"https://a/dir\", challenge: http-01, http01_listen: \"[::]:80\", store: { dir: s } }\n";
+    let tenants = "  - { name: a, bootstrap: [\"127.0.0.1:1\"], tls: { acme: true } }\n";
+    let s = from_yaml(&acme_yaml(dir.path(), acme, tenants), dir.path()).unwrap_or_else(|e| panic!("{e:#?}"));
+    let settings = s.acme.as_deref().expect("acme");
+    assert_eq!(settings.challenge, ChallengeKind::Http01);
+    assert_eq!(settings.http01_listen, Some("[::]:80".parse().expect("addr")));
+}
+
+#[test]
+fn acme_dns01_hook_resolves_relative_programs() {
+    let cases = [
+        ("[scripts/set-txt, --zone, z]", Some(vec!["BASE/scripts/set-txt", "--zone", "z"])),
+        ("[set-txt]", Some(vec!["set-txt"])),
+        ("[/usr/bin/set-txt]", Some(vec!["/usr/bin/set-txt"])),
+    ];
+    for (hook, want) in cases {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let acme = format!("acme: {{ directory_url: \"https://a/dir\", challenge: dns-01, dns01_hook: {hook}, store: {{ dir: s }} }}\n");
+        let tenants = "  - { name: a, bootstrap: [\"127.0.0.1:1\"], tls: { acme: true } }\n";
+        let s = from_yaml(&acme_yaml(dir.path(), &acme, tenants), dir.path())
+            .unwrap_or_else(|e| panic!("{e:#?}"));
+        let base = dir.path().to_string_lossy().into_owned();
+        let want: Option<Vec<String>> = want.map(|w| w.iter().map(|a| a.replace("BASE", &base)).collect());
+        assert_eq!(s.acme.as_deref().expect("acme").dns01_hook, want, "{hook}");
+    }
 }

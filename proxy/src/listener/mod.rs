@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{field, info, warn, Instrument, Span};
 
+use crate::acme::{challenge, AcmeCerts, Manager};
 use crate::admin::Health;
 use crate::config::Settings;
 use crate::error::{Blame, Side};
@@ -47,6 +48,10 @@ pub struct Proxy {
     admin: Option<TcpListener>,
     health: Arc<Health>,
     state: Arc<ProxyState>,
+    /// The ACME client, started with the proxy.
+    acme: Option<Manager>,
+    /// The ACME HTTP-01 listener (`acme.http01_listen`).
+    http01: Option<TcpListener>,
 }
 
 /// What every connection reads: the routes, how to reach upstreams, the limits, the metrics.
@@ -65,6 +70,8 @@ struct ProxyState {
     peers: Arc<Peers>,
     /// Cancelled when the proxy drains: sessions close between requests.
     draining: CancellationToken,
+    /// ACME tenants' issued certificates and the pending TLS-ALPN-01 answers; `None` without ACME.
+    acme: Option<Arc<AcmeCerts>>,
     /// When a refusal for the global or a peer's connection limit was last logged (they are logged at most once
     /// a second, a flood of them would drown the log; the metric counts each).
     limit_logged: std::sync::Mutex<Option<std::time::Instant>>,
@@ -97,6 +104,9 @@ pub enum StartError {
     /// A TLS server configuration could not be built from the loaded certificates.
     #[error(transparent)]
     Tls(#[from] FrontError),
+    /// The ACME store directory cannot be created.
+    #[error(transparent)]
+    AcmeStore(#[from] crate::acme::store::StoreError),
 }
 
 impl Proxy {
@@ -120,8 +130,19 @@ impl Proxy {
         let metrics = Arc::new(Metrics::new(settings.tenants.iter().map(|t| t.name.as_str())));
         metrics.routes_applied(settings.tenants.len(), settings.skipped.len());
         metrics.certificates(settings.certificate_expiry());
+        let acme_certs = settings.acme.as_ref().map(|_| Arc::new(AcmeCerts::default()));
+        let http01 = match settings.acme.as_ref().and_then(|a| a.http01_listen) {
+            Some(addr) => {
+                Some(TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?)
+            }
+            None => None,
+        };
+        let acme = match (&settings.acme, &acme_certs) {
+            (Some(acme), Some(certs)) => Some(Manager::new(acme.clone(), certs.clone(), metrics.clone())?),
+            _ => None,
+        };
         let state = Arc::new(ProxyState {
-            routes: Arc::new(Routes::new(RouteSet::build(settings, None)?)),
+            routes: Arc::new(Routes::new(RouteSet::build(settings, None, acme_certs.as_ref())?)),
             connector: Connector {
                 connect_timeout: settings.connect_timeout,
                 max_frame_bytes: settings.max_frame_bytes,
@@ -143,14 +164,19 @@ impl Proxy {
             connection_slots: Arc::new(Semaphore::new(settings.max_connections)),
             peers: Peers::new(settings.max_connections_per_ip),
             draining: CancellationToken::new(),
+            acme: acme_certs,
             limit_logged: std::sync::Mutex::new(None),
         });
-        Ok(Proxy { listener, admin, health: Arc::default(), state })
+        Ok(Proxy { listener, admin, health: Arc::default(), state, acme, http01 })
     }
 
     /// A handle that swaps in new routes while the proxy runs.
     pub fn reloader(&self) -> Reloader {
-        Reloader { routes: self.state.routes.clone(), metrics: self.state.metrics.clone() }
+        Reloader {
+            routes: self.state.routes.clone(),
+            metrics: self.state.metrics.clone(),
+            acme: self.state.acme.clone(),
+        }
     }
 
     /// The address the TLS port is bound to (the real port when configured with port 0).
@@ -166,6 +192,19 @@ impl Proxy {
         info!(listen = ?self.local_addr().ok(), %domain, "kaas-proxy serving");
         if let Some(admin) = self.admin.take() {
             tokio::spawn(crate::admin::serve(admin, self.health.clone(), self.state.metrics.clone()));
+        }
+        // Readiness does not wait for certificates: a tenant whose order is pending is served the default
+        // certificate meanwhile, and the other tenants are not held up by it.
+        if let (Some(http01), Some(certs)) = (self.http01.take(), &self.state.acme) {
+            tokio::spawn(crate::acme::http01::serve(http01, certs.clone()));
+        }
+        if let Some(acme) = self.acme.take() {
+            let routes = self.state.routes.clone();
+            tokio::spawn(acme.run(move || {
+                let current = routes.current();
+                let tenants = current.acme_tenants().map(|(tenant, ids)| (tenant.to_owned(), ids.to_vec()));
+                (current.tenants.domain.clone(), tenants.collect())
+            }));
         }
         self.health.ready.store(true, Ordering::SeqCst);
         self.accept_until(shutdown).await;
@@ -280,6 +319,10 @@ enum Refused {
     HandshakeTimeout(Duration),
     #[error("upstream unavailable; closing client connection: {0}")]
     Upstream(UpstreamError),
+    #[error(
+        "TLS refused: unrecognized_name: acme-tls/1 offered but no ACME challenge is pending for the name"
+    )]
+    NoAcmeChallenge,
 }
 
 impl Blame for Refused {
@@ -307,7 +350,9 @@ impl Refused {
     /// The TLS alert a refusal during the handshake ends it with.
     fn alert(&self) -> Option<Alert> {
         match self {
-            Refused::UnknownName(_) | Refused::UnknownNode(_) => Some(Alert::UnrecognizedName),
+            Refused::UnknownName(_) | Refused::UnknownNode(_) | Refused::NoAcmeChallenge => {
+                Some(Alert::UnrecognizedName)
+            }
             // `Upstream` has a handshake left to refuse only when the upstream was dialled first.
             Refused::ClusterUnavailable(_) | Refused::Upstream(_) | Refused::TenantLimit { .. } => {
                 Some(Alert::Unavailable)
@@ -324,7 +369,9 @@ impl Refused {
             Refused::Hello(HelloError::NotTls(_)) => RefusalReason::NotTls,
             Refused::Hello(HelloError::Invalid(_)) => RefusalReason::InvalidClientHello,
             Refused::NoClientHello(_) => RefusalReason::NoClientHello,
-            Refused::UnknownName(_) | Refused::UnknownNode(_) => RefusalReason::UnrecognizedName,
+            Refused::UnknownName(_) | Refused::UnknownNode(_) | Refused::NoAcmeChallenge => {
+                RefusalReason::UnrecognizedName
+            }
             Refused::ClusterUnavailable(_) => RefusalReason::ClusterUnavailable,
             Refused::TenantLimit { .. } => RefusalReason::TenantConnectionLimit,
             Refused::Handshake(e) => handshake_reason(e),
@@ -394,6 +441,9 @@ impl From<Refused> for Halt {
 async fn connection(tcp: TcpStream, peer: SocketAddr, state: &ProxyState) -> Result<(), Halt> {
     let _ = tcp.set_nodelay(true);
     let start = hello(tcp, state.limits.handshake_timeout).await?;
+    if challenge::offers_acme_tls(&start.client_hello()) {
+        return answer_acme_challenge(start, state).await;
+    }
     let routes = state.routes.current();
     let (route, counted) = match route(&start, &routes, state).await {
         Ok(route) => route,
@@ -422,6 +472,21 @@ async fn hello(tcp: TcpStream, within: Duration) -> Result<StartHandshake<TcpStr
         Ok(hello) => hello.map_err(Refused::Hello),
         Err(_) => Err(Refused::NoClientHello(within)),
     }
+}
+
+/// A TLS-ALPN-01 validation (the hello offers `acme-tls/1`): answered with the challenge certificate of its
+/// name while an order waits for it, else refused; never routed to a tenant.
+async fn answer_acme_challenge(start: StartHandshake<TcpStream>, state: &ProxyState) -> Result<(), Halt> {
+    let sni = start.client_hello().server_name().map(str::to_owned);
+    Span::current().record("sni", field::display(sni.as_deref().unwrap_or("-")));
+    let config = sni.as_deref().and_then(|name| state.acme.as_ref()?.challenge(name));
+    let Some(config) = config else {
+        return Err(Halt { refused: Refused::NoAcmeChallenge, handshake: Some(start) });
+    };
+    let mut tls = handshake(start, config, state.limits.handshake_timeout).await?;
+    let _ = tokio::io::AsyncWriteExt::shutdown(&mut tls).await;
+    info!("answered a TLS-ALPN-01 challenge");
+    Ok(())
 }
 
 /// Where a connection goes.

@@ -252,6 +252,28 @@ pub struct Metrics {
     open: Gauge,
     labelled: Arc<Labelled>,
     routes: RouteMetrics,
+    /// By [`ACME_CHALLENGES`].
+    acme_challenge_failures: [Counter; 3],
+}
+
+/// The `challenge` label of `kaas_proxy_acme_challenge_failures_total`.
+pub const ACME_CHALLENGES: [&str; 3] = ["tls-alpn-01", "http-01", "dns-01"];
+
+/// `kaas_proxy_acme_challenge_failures_total{challenge}`: every type always present, in a fixed order.
+#[derive(Debug)]
+struct ChallengeFailures([Counter; 3]);
+
+impl Collector for ChallengeFailures {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
+        let help =
+            "ACME orders the CA refused because a name's challenge failed validation, by challenge type.";
+        let mut family =
+            encoder.encode_descriptor("acme_challenge_failures", help, None, MetricType::Counter)?;
+        for (challenge, counter) in ACME_CHALLENGES.iter().zip(&self.0) {
+            counter.encode(family.encode_family(&[("challenge", *challenge)])?)?;
+        }
+        Ok(())
+    }
 }
 
 /// A connection counted in its tenant's `kaas_proxy_session_active` until dropped.
@@ -355,7 +377,9 @@ impl Metrics {
         registry.register_collector(Box::new(labelled.clone()));
         let routes = RouteMetrics::default();
         routes.register(&mut registry);
-        let metrics = Metrics { registry, connections, open, labelled, routes };
+        let acme_challenge_failures: [Counter; 3] = Default::default();
+        registry.register_collector(Box::new(ChallengeFailures(acme_challenge_failures.clone())));
+        let metrics = Metrics { registry, connections, open, labelled, routes, acme_challenge_failures };
         metrics.add_tenants(tenants);
         metrics
     }
@@ -426,6 +450,20 @@ impl Metrics {
             if let Some(t) = self.tenant(name) {
                 t.cert_not_after.set(not_after);
             }
+        }
+    }
+
+    /// Counts an ACME order for `tenant`'s certificate: issued (`ok`) or failed.
+    pub fn acme_order(&self, tenant: &str, ok: bool) {
+        if let Some(t) = self.tenant(tenant) {
+            t.acme_orders[usize::from(!ok)].inc();
+        }
+    }
+
+    /// Counts an ACME order refused because a challenge of type `challenge` (one of [`ACME_CHALLENGES`]) failed.
+    pub fn acme_challenge_failed(&self, challenge: &str) {
+        if let Some(i) = ACME_CHALLENGES.iter().position(|c| *c == challenge) {
+            self.acme_challenge_failures[i].inc();
         }
     }
 

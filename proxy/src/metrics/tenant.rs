@@ -54,12 +54,18 @@ pub struct TenantMetrics {
     refreshes_ok: Counter,
     refreshes_failed: Counter,
     pub(super) cert_not_after: Gauge,
+    /// By [`ACME_OUTCOMES`].
+    pub(super) acme_orders: [Counter; 2],
     leaked: Counter,
     frames_refused: [Counter; FRAME_REFUSALS.len()],
     /// By [`QUOTA_KINDS`].
     throttled: [Counter; 2],
     throttle_seconds: [Counter<f64, AtomicU64>; 2],
 }
+
+/// The `outcome` label of `kaas_proxy_acme_orders_total`: certificate issued, or the order failed (the tenant
+/// keeps the certificate it had).
+pub const ACME_OUTCOMES: [&str; 2] = ["issued", "failed"];
 
 /// The `kind` label of the quota series: which byte rate was exceeded.
 pub const QUOTA_KINDS: [&str; 2] = ["produce", "fetch"];
@@ -89,6 +95,7 @@ impl TenantMetrics {
             refreshes_ok: Counter::default(),
             refreshes_failed: Counter::default(),
             cert_not_after: Gauge::default(),
+            acme_orders: Default::default(),
             leaked: Counter::default(),
             frames_refused: Default::default(),
             throttled: Default::default(),
@@ -314,6 +321,10 @@ impl Collector for Labelled {
         let help = "Unix time the certificate the tenant's clients are served expires (its not-after).";
         let not_after = tenants.iter().map(|(t, m)| (tenant(t), &m.cert_not_after));
         family(e, "tls_certificate_not_after_timestamp_seconds", help, GAUGE, not_after)?;
+        let outcome = |t: &Arc<str>, outcome| TenantOutcomeLabels { tenant: t.clone(), outcome };
+        let help = "ACME orders for the tenant's certificate, by tenant and outcome (issued, failed).";
+        let orders = per_tenant(tenants, &ACME_OUTCOMES, outcome, |m, i| &m.acme_orders[i]);
+        family(e, "acme_orders", help, COUNTER, orders)?;
         let kind = |t: &Arc<str>, kind| TenantKindLabels { tenant: t.clone(), kind };
         let help =
             "Responses whose client went over the tenant's byte-rate quota, by tenant and kind (produce, \

@@ -128,6 +128,9 @@ fn tenant_series(tenant: &str) -> Vec<String> {
             "kaas_proxy_upstream_tls_failures_total{{tenant=\"{tenant}\",reason=\"{reason}\"}}"
         ));
     }
+    for outcome in tenant::ACME_OUTCOMES {
+        all.push(format!("kaas_proxy_acme_orders_total{{tenant=\"{tenant}\",outcome=\"{outcome}\"}}"));
+    }
     for direction in ["client_to_upstream", "upstream_to_client"] {
         all.push(format!("kaas_proxy_session_bytes_total{{tenant=\"{tenant}\",direction=\"{direction}\"}}"));
     }
@@ -158,6 +161,9 @@ fn every_series_starts_at_zero() {
             "kaas_proxy_routes_left_out",
         ]
         .map(str::to_owned),
+    );
+    expected.extend(
+        ACME_CHALLENGES.map(|c| format!("kaas_proxy_acme_challenge_failures_total{{challenge=\"{c}\"}}")),
     );
     for series in &expected {
         assert_eq!(value(&text, series), Some(0), "{series} missing or not zero in\n{text}");

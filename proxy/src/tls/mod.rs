@@ -98,7 +98,7 @@ pub enum FrontError {
 }
 
 fn server_config(
-    cert: Arc<CertifiedKey>,
+    cert: Arc<dyn ResolvesServerCert>,
     client_roots: Option<Arc<rustls::RootCertStore>>,
     client_crls: Vec<CertificateRevocationListDer<'static>>,
     tenant: &str,
@@ -120,7 +120,7 @@ fn server_config(
         }
         None => builder.with_no_client_auth(),
     };
-    Ok(Arc::new(builder.with_cert_resolver(Arc::new(FixedCert(cert)))))
+    Ok(Arc::new(builder.with_cert_resolver(cert)))
 }
 
 /// What a tenant's TLS configuration is made of.
@@ -130,6 +130,8 @@ pub struct TenantTls<'a> {
     pub name: &'a str,
     /// Its own certificate for its names, if not the default one.
     pub cert: Option<Arc<CertifiedKey>>,
+    /// Where its certificate comes from per handshake instead (ACME: the certificate issued by then).
+    pub resolver: Option<Arc<dyn ResolvesServerCert>>,
     /// Its client CA: when set, clients must present a certificate it signed.
     pub client_roots: Option<Arc<rustls::RootCertStore>>,
     /// Revocation lists the client certificates are checked against.
@@ -143,15 +145,17 @@ impl TlsFront {
         default_cert: Arc<CertifiedKey>,
         tenants: impl IntoIterator<Item = TenantTls<'a>>,
     ) -> Result<Self, FrontError> {
-        let default = server_config(default_cert.clone(), None, Vec::new(), "(default)")?;
+        let fixed = |cert: Arc<CertifiedKey>| -> Arc<dyn ResolvesServerCert> { Arc::new(FixedCert(cert)) };
+        let default = server_config(fixed(default_cert.clone()), None, Vec::new(), "(default)")?;
         let mut configs = HashMap::new();
         let mut mutual = HashSet::new();
         for t in tenants {
             if t.client_roots.is_some() {
                 mutual.insert(t.name.to_owned());
             }
-            if t.cert.is_some() || t.client_roots.is_some() {
-                let cert = t.cert.unwrap_or_else(|| default_cert.clone());
+            if t.cert.is_some() || t.resolver.is_some() || t.client_roots.is_some() {
+                let cert =
+                    t.resolver.unwrap_or_else(|| fixed(t.cert.unwrap_or_else(|| default_cert.clone())));
                 configs
                     .insert(t.name.to_owned(), server_config(cert, t.client_roots, t.client_crls, t.name)?);
             }

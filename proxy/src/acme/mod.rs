@@ -1,0 +1,568 @@
+//! ACME certificates (RFC 8555, with the `instant-acme` crate) for tenants with `tls: { acme: true }`: one
+//! account per store, created once and kept; per tenant one certificate for `<tenant>.<domain>` and the
+//! `b<id>.<tenant>.<domain>` of its configured broker ids (`tls.broker_ids`, default 0, 1, 2: TLS-ALPN-01
+//! and HTTP-01 cannot validate a wildcard, so the broker names are ordered ahead rather than learned; a broker outside the
+//! list is served the tenant's certificate, which does not cover its name, until the list is changed).
+//!
+//! [`Manager`] runs in its own task, one order at a time: a tenant's stored certificate is reused while more
+//! than a third of its lifetime remains (a restart makes no order), renewal starts at two thirds of the
+//! lifetime with jitter, failures back off ([`schedule`]) and keep the current certificate serving.
+//! Challenges are TLS-ALPN-01 on the TLS port ([`challenge`]), HTTP-01 on `http01_listen` ([`http01`]) or
+//! DNS-01 through the operator's hook ([`dns01`], which orders `*.<tenant>.<domain>` instead of the broker
+//! names); issued certificates go to [`AcmeCerts`], which
+//! the tenants' TLS configurations read on every handshake, so a new certificate serves new handshakes at once
+//! and open connections are not touched.
+//!
+//! Neighbours: [`crate::config::AcmeSettings`] (the `acme` section), [`store`] (the `dir` store),
+//! [`crate::routes`] (which tenants want ACME, and their resolvers; it asks this module, not the other way), [`crate::listener`] (answers challenge
+//! handshakes), [`crate::metrics`] (orders by outcome, certificate expiry).
+
+pub mod challenge;
+pub mod dns01;
+pub mod http01;
+pub mod schedule;
+pub mod store;
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use instant_acme::{
+    Account, AuthorizationStatus, ChallengeType, ExternalAccountKey, Identifier, NewAccount, NewOrder,
+    OrderStatus, RetryPolicy,
+};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls::ServerConfig;
+use tracing::{info, warn};
+
+use crate::config::{AcmeSettings, ChallengeKind};
+use crate::metrics::Metrics;
+use crate::tls::certs::{self, CertError};
+use store::{DirStore, StoreError};
+
+/// How often the manager looks at the tenants: a tenant added by a reload is ordered within this.
+const TICK: Duration = Duration::from_secs(1);
+
+/// How long an order may wait for the CA to validate and to issue.
+const ORDER_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Issued certificates by tenant and pending challenge answers by name: what the handshakes read.
+#[derive(Debug, Default)]
+pub struct AcmeCerts {
+    issued: RwLock<HashMap<String, Arc<CertifiedKey>>>,
+    challenges: RwLock<HashMap<String, Arc<ServerConfig>>>,
+    /// HTTP-01: key authorizations by token.
+    http_tokens: RwLock<HashMap<String, String>>,
+}
+
+impl AcmeCerts {
+    /// The certificate issued for `tenant`, if any yet.
+    pub fn issued(&self, tenant: &str) -> Option<Arc<CertifiedKey>> {
+        self.issued.read().unwrap_or_else(|p| p.into_inner()).get(tenant).cloned()
+    }
+
+    fn install(&self, tenant: &str, cert: Arc<CertifiedKey>) {
+        self.issued.write().unwrap_or_else(|p| p.into_inner()).insert(tenant.to_owned(), cert);
+    }
+
+    /// The TLS-ALPN-01 answer for `name` while its challenge is pending.
+    pub fn challenge(&self, name: &str) -> Option<Arc<ServerConfig>> {
+        self.challenges.read().unwrap_or_else(|p| p.into_inner()).get(name).cloned()
+    }
+
+    fn set_challenge(&self, name: &str, config: Arc<ServerConfig>) {
+        self.challenges.write().unwrap_or_else(|p| p.into_inner()).insert(name.to_owned(), config);
+    }
+
+    /// The HTTP-01 key authorization for `token` while its challenge is pending.
+    pub fn http_token(&self, token: &str) -> Option<String> {
+        self.http_tokens.read().unwrap_or_else(|p| p.into_inner()).get(token).cloned()
+    }
+
+    fn set_http_token(&self, token: &str, key_authorization: String) {
+        self.http_tokens
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(token.to_owned(), key_authorization);
+    }
+
+    fn clear_http_tokens(&self, tokens: &[String]) {
+        let mut map = self.http_tokens.write().unwrap_or_else(|p| p.into_inner());
+        for token in tokens {
+            map.remove(token);
+        }
+    }
+
+    fn clear_challenges(&self, names: &[String]) {
+        let mut map = self.challenges.write().unwrap_or_else(|p| p.into_inner());
+        for name in names {
+            map.remove(name);
+        }
+    }
+
+    /// The certificate resolver of `tenant`'s TLS configuration: its issued certificate, read per handshake,
+    /// else `fallback` (the default certificate) until the first one is issued.
+    pub fn resolver(
+        self: &Arc<Self>,
+        tenant: &str,
+        fallback: Arc<CertifiedKey>,
+    ) -> Arc<dyn ResolvesServerCert> {
+        Arc::new(AcmeResolver { tenant: tenant.to_owned(), certs: self.clone(), fallback })
+    }
+}
+
+#[derive(Debug)]
+struct AcmeResolver {
+    tenant: String,
+    certs: Arc<AcmeCerts>,
+    fallback: Arc<CertifiedKey>,
+}
+
+impl ResolvesServerCert for AcmeResolver {
+    fn resolve(&self, _: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.certs.issued(&self.tenant).unwrap_or_else(|| self.fallback.clone()))
+    }
+}
+
+/// The names a tenant's certificate covers, by the challenge type: DNS-01 can validate a wildcard, so
+/// `<tenant>.<domain>` and `*.<tenant>.<domain>`; otherwise [`names`].
+pub fn names_for(challenge: ChallengeKind, tenant: &str, domain: &str, broker_ids: &[u32]) -> Vec<String> {
+    match challenge {
+        ChallengeKind::Dns01 => vec![format!("{tenant}.{domain}"), format!("*.{tenant}.{domain}")],
+        ChallengeKind::TlsAlpn01 | ChallengeKind::Http01 => names(tenant, domain, broker_ids),
+    }
+}
+
+/// The names a tenant's certificate covers: `<tenant>.<domain>`, then `b<id>.<tenant>.<domain>` per id.
+pub fn names(tenant: &str, domain: &str, broker_ids: &[u32]) -> Vec<String> {
+    let base = format!("{tenant}.{domain}");
+    let brokers = broker_ids.iter().map(|id| format!("b{id}.{base}"));
+    std::iter::once(base.clone()).chain(brokers).collect()
+}
+
+/// The DNS names of a certificate's leaf and its validity (not-before, not-after, Unix seconds).
+fn leaf_facts(cert: &CertifiedKey) -> Option<(Vec<String>, i64, i64)> {
+    let (_, leaf) = x509_parser::parse_x509_certificate(cert.cert.first()?).ok()?;
+    let sans = leaf.subject_alternative_name().ok()??;
+    let names = sans
+        .value
+        .general_names
+        .iter()
+        .filter_map(|n| match n {
+            x509_parser::extensions::GeneralName::DNSName(d) => Some(d.to_string()),
+            _ => None,
+        })
+        .collect();
+    Some((names, leaf.validity().not_before.timestamp(), leaf.validity().not_after.timestamp()))
+}
+
+/// Why an order failed; the tenant keeps its current certificate.
+#[derive(Debug, thiserror::Error)]
+pub enum OrderError {
+    /// The ACME server refused or failed a request, or could not be reached.
+    #[error("ACME: {0}")]
+    Acme(#[from] instant_acme::Error),
+    /// The order ended in a state other than ready or valid.
+    #[error("order {0}")]
+    Status(String),
+    /// The CA found a challenge answer wrong, or could not reach it: the order is invalid. Holds the CA's
+    /// problem detail.
+    #[error("order invalid: a challenge failed validation: {0}")]
+    ChallengeFailed(String),
+    /// The CA offers no challenge of the configured type for a name.
+    #[error("no {kind:?} challenge offered for {name}")]
+    NoChallenge {
+        /// The challenge type asked for.
+        kind: ChallengeType,
+        /// The name.
+        name: String,
+    },
+    /// The challenge answer could not be built.
+    #[error(transparent)]
+    Challenge(#[from] challenge::ChallengeError),
+    /// The store could not be read or written.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The DNS-01 hook failed.
+    #[error(transparent)]
+    Hook(#[from] dns01::HookError),
+    /// The issued certificate and key do not load.
+    #[error("issued certificate: {0}")]
+    Certificate(#[from] CertError),
+    /// The trust roots for the directory could not be used.
+    #[error("trust_roots: {0}")]
+    TrustRoots(String),
+}
+
+impl OrderError {
+    /// The CA refused for its rate limits: wait longer before the next attempt.
+    fn rate_limited(&self) -> bool {
+        matches!(self, OrderError::Acme(instant_acme::Error::Api(p))
+            if p.r#type.as_deref() == Some("urn:ietf:params:acme:error:rateLimited"))
+    }
+}
+
+/// Where a tenant stands.
+#[derive(Debug)]
+struct Plan {
+    /// The names its current certificate covers (or the last order asked for).
+    names: Vec<String>,
+    /// Unix seconds from which to order a new certificate.
+    renew_at: i64,
+    /// Consecutive failed orders.
+    failures: u32,
+    /// The lifetime of the certificate serving now, if any: retries of its renewal are paced by it.
+    lifetime: Option<Duration>,
+}
+
+/// Orders, stores, installs and renews the ACME tenants' certificates.
+pub struct Manager {
+    settings: Arc<AcmeSettings>,
+    certs: Arc<AcmeCerts>,
+    metrics: Arc<Metrics>,
+    store: DirStore,
+    account: Option<Account>,
+    plans: HashMap<String, Plan>,
+}
+
+impl std::fmt::Debug for Manager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Manager").field("store", &self.store).field("plans", &self.plans).finish()
+    }
+}
+
+fn now_seconds() -> i64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    now.map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+impl Manager {
+    /// A manager on `settings`' store; fails when the store directory cannot be created.
+    pub fn new(
+        settings: Arc<AcmeSettings>,
+        certs: Arc<AcmeCerts>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, StoreError> {
+        let store = DirStore::open(&settings.store_dir)?;
+        Ok(Manager { settings, certs, metrics, store, account: None, plans: HashMap::new() })
+    }
+
+    /// Looks after the ACME tenants `wanted` gives (the domain, and each tenant with its broker ids; asked anew
+    /// every tick, so tenants added by a reload are seen), for ever (the task is dropped at shutdown).
+    pub async fn run(mut self, wanted: impl Fn() -> (String, Vec<(String, Vec<u32>)>)) {
+        loop {
+            let (domain, tenants) = wanted();
+            for (tenant, broker_ids) in tenants {
+                let names = names_for(self.settings.challenge, &tenant, &domain, &broker_ids);
+                self.tend(&tenant, &names).await;
+            }
+            tokio::time::sleep(TICK).await;
+        }
+    }
+
+    /// One look at `tenant`: nothing while its certificate is fresh or a retry is not due; else the stored
+    /// certificate when it covers `names` and is fresh enough, else an order.
+    async fn tend(&mut self, tenant: &str, names: &[String]) {
+        let now = now_seconds();
+        if let Some(plan) = self.plans.get(tenant) {
+            if plan.names == names && now < plan.renew_at {
+                return;
+            }
+        }
+        if !self.plans.contains_key(tenant) && self.reuse_stored(tenant, names, now) {
+            return;
+        }
+        match self.order(tenant, names).await {
+            Ok(()) => {
+                self.metrics.acme_order(tenant, true);
+                if !self.install_stored(tenant, names) {
+                    warn!(tenant, "ACME certificate issued but not installed");
+                }
+            }
+            Err(e) => {
+                self.metrics.acme_order(tenant, false);
+                if matches!(e, OrderError::ChallengeFailed(_)) {
+                    self.metrics.acme_challenge_failed(self.settings.challenge.label());
+                }
+                let (failures, lifetime) =
+                    self.plans.get(tenant).map_or((1, None), |p| (p.failures + 1, p.lifetime));
+                let wait = schedule::retry_after(failures, e.rate_limited(), lifetime);
+                let keeps =
+                    if self.certs.issued(tenant).is_some() { "keeps its certificate" } else { "not issued" };
+                warn!(tenant, error = %e, failures, retry_seconds = wait.as_secs(), "ACME order failed; {keeps}");
+                let renew_at = now.saturating_add(i64::try_from(wait.as_secs()).unwrap_or(i64::MAX));
+                let plan = Plan { names: names.to_vec(), renew_at, failures, lifetime };
+                self.plans.insert(tenant.to_owned(), plan);
+            }
+        }
+    }
+
+    /// Installs the stored certificate of `tenant` when it covers `names` and more than a third of its lifetime
+    /// is left; whether it did.
+    fn reuse_stored(&mut self, tenant: &str, names: &[String], now: i64) -> bool {
+        let path = self.store.certificate_path(tenant);
+        let Ok(cert) = certs::load_pair(&path, &path) else { return false };
+        let Some((covered, not_before, not_after)) = leaf_facts(&cert) else { return false };
+        if !names.iter().all(|n| covered.contains(n)) || !schedule::reusable(now, not_before, not_after) {
+            return false;
+        }
+        info!(tenant, not_after, "ACME: reusing the stored certificate");
+        self.install(tenant, names, Arc::new(cert), not_before, not_after);
+        true
+    }
+
+    /// Installs the certificate just written to the store.
+    fn install_stored(&mut self, tenant: &str, names: &[String]) -> bool {
+        let path = self.store.certificate_path(tenant);
+        let Ok(cert) = certs::load_pair(&path, &path) else { return false };
+        let Some((_, not_before, not_after)) = leaf_facts(&cert) else { return false };
+        info!(tenant, not_after, "ACME: certificate issued and serving");
+        self.install(tenant, names, Arc::new(cert), not_before, not_after);
+        true
+    }
+
+    fn install(
+        &mut self,
+        tenant: &str,
+        names: &[String],
+        cert: Arc<CertifiedKey>,
+        not_before: i64,
+        not_after: i64,
+    ) {
+        self.certs.install(tenant, cert);
+        self.metrics.certificates([(tenant, not_after)]);
+        let renew_at = schedule::renew_at(not_before, not_after, schedule::jitter());
+        let lifetime = u64::try_from(not_after.saturating_sub(not_before)).ok().map(Duration::from_secs);
+        let plan = Plan { names: names.to_vec(), renew_at, failures: 0, lifetime };
+        self.plans.insert(tenant.to_owned(), plan);
+    }
+
+    /// The account: from the store, else created at the CA and stored.
+    async fn account(&mut self) -> Result<Account, OrderError> {
+        if let Some(account) = &self.account {
+            return Ok(account.clone());
+        }
+        let settings = &self.settings;
+        let builder = match &settings.trust_roots {
+            Some(roots) => Account::builder_with_root(roots),
+            None => Account::builder(),
+        }
+        .map_err(|e| OrderError::TrustRoots(e.to_string()))?;
+        let account = match self.store.account(&settings.directory_url)? {
+            Some(credentials) => builder.from_credentials(credentials).await?,
+            None => {
+                let contact: Vec<&str> = settings.contact.iter().map(String::as_str).collect();
+                let new = NewAccount {
+                    contact: &contact,
+                    terms_of_service_agreed: true,
+                    only_return_existing: false,
+                };
+                let eab = settings.eab.as_ref().map(|(kid, key)| ExternalAccountKey::new(kid.clone(), key));
+                let (account, credentials) =
+                    builder.create(&new, settings.directory_url.clone(), eab.as_ref()).await?;
+                self.store.put_account(&settings.directory_url, credentials)?;
+                info!(id = account.id(), "ACME: account created and stored");
+                account
+            }
+        };
+        self.account = Some(account.clone());
+        Ok(account)
+    }
+
+    /// One order for `names`, answered by TLS-ALPN-01; the key and chain go to the store.
+    async fn order(&mut self, tenant: &str, names: &[String]) -> Result<(), OrderError> {
+        let account = self.account().await?;
+        info!(tenant, names = ?names, "ACME: ordering");
+        let identifiers: Vec<Identifier> = names.iter().map(|n| Identifier::Dns(n.clone())).collect();
+        let mut order = account.new_order(&NewOrder::new(&identifiers)).await?;
+        let pending = PendingChallenges { certs: &self.certs, names: Vec::new(), tokens: Vec::new() };
+        let mut records = Vec::new();
+        let hook = self.settings.dns01_hook.as_deref().unwrap_or_default();
+        let result = answer_and_finish(&mut order, self.settings.challenge, pending, hook, &mut records)
+            .await
+            .map_err(validation_failure);
+        // The TXT records go whatever the outcome; a failure to clear one is only logged.
+        for (name, value) in records {
+            if let Err(e) = dns01::run(hook, "clear", &name, &value).await {
+                warn!(tenant, error = %e, "ACME: DNS-01 record not cleared");
+            }
+        }
+        let (key_pem, chain_pem) = result?;
+        self.store.put_certificate(tenant, &key_pem, &chain_pem)?;
+        Ok(())
+    }
+}
+
+/// Challenge answers published for one order, withdrawn when it ends however it ends.
+struct PendingChallenges<'a> {
+    certs: &'a AcmeCerts,
+    /// TLS-ALPN-01 answers, by name.
+    names: Vec<String>,
+    /// HTTP-01 answers, by token.
+    tokens: Vec<String>,
+}
+
+impl Drop for PendingChallenges<'_> {
+    fn drop(&mut self) {
+        self.certs.clear_challenges(&self.names);
+        self.certs.clear_http_tokens(&self.tokens);
+    }
+}
+
+/// Publishes the answer (of type `kind`) of every pending authorization, waits for the order to be ready, and
+/// finalizes it: the new key (PEM) and chain (PEM).
+/// DNS-01 records are published with `hook`, each recorded in `records` (name, value) for the caller to clear.
+async fn answer_and_finish(
+    order: &mut instant_acme::Order,
+    kind: ChallengeKind,
+    mut pending: PendingChallenges<'_>,
+    hook: &[String],
+    records: &mut Vec<(String, String)>,
+) -> Result<(String, String), OrderError> {
+    let kind = match kind {
+        ChallengeKind::TlsAlpn01 => ChallengeType::TlsAlpn01,
+        ChallengeKind::Http01 => ChallengeType::Http01,
+        ChallengeKind::Dns01 => ChallengeType::Dns01,
+    };
+    let mut authorizations = order.authorizations();
+    while let Some(authz) = authorizations.next().await {
+        let mut authz = authz?;
+        match authz.status {
+            AuthorizationStatus::Valid => continue,
+            AuthorizationStatus::Pending => {}
+            other => return Err(OrderError::Status(format!("authorization {other:?}"))),
+        }
+        let name = authz.identifier().to_string();
+        let no_challenge = || OrderError::NoChallenge { kind: kind.clone(), name: name.clone() };
+        let mut challenge = authz.challenge(kind.clone()).ok_or_else(no_challenge)?;
+        let key_authorization = challenge.key_authorization();
+        match kind {
+            ChallengeType::Http01 => {
+                pending.certs.set_http_token(&challenge.token, key_authorization.as_str().to_owned());
+                pending.tokens.push(challenge.token.clone());
+            }
+            ChallengeType::Dns01 => {
+                let record = (dns01::record_name(&name), key_authorization.dns_value());
+                records.push(record.clone());
+                dns01::run(hook, "set", &record.0, &record.1).await?;
+            }
+            _ => {
+                let digest = key_authorization.digest();
+                pending.certs.set_challenge(&name, challenge::server_config(&name, digest.as_ref())?);
+                pending.names.push(name);
+            }
+        }
+        challenge.set_ready().await?;
+    }
+    let retries = RetryPolicy::new().timeout(ORDER_TIMEOUT);
+    let status = order.poll_ready(&retries).await?;
+    if status == OrderStatus::Invalid {
+        return Err(OrderError::ChallengeFailed("order status invalid".into()));
+    }
+    if status != OrderStatus::Ready {
+        return Err(OrderError::Status(format!("{status:?} (not ready)")));
+    }
+    let key_pem = order.finalize().await?;
+    let chain_pem = order.poll_certificate(&retries).await?;
+    Ok((key_pem, chain_pem))
+}
+
+/// The problem types of RFC 8555 §6.7 that mean a name's validation failed (the CA could not reach the answer,
+/// or found it wrong), as opposed to the CA or the account failing.
+const VALIDATION_PROBLEMS: [&str; 6] =
+    ["unauthorized", "connection", "dns", "incorrectResponse", "tls", "caa"];
+
+/// `e` as a [`OrderError::ChallengeFailed`] when the CA's problem is a validation failure (which the CA may
+/// report to whichever request comes after it: a challenge's, the order's poll, the finalization).
+fn validation_failure(e: OrderError) -> OrderError {
+    let failed = |p: &instant_acme::Problem| {
+        let kind = p.r#type.as_deref().and_then(|t| t.strip_prefix("urn:ietf:params:acme:error:"));
+        kind.is_some_and(|k| VALIDATION_PROBLEMS.contains(&k))
+    };
+    match e {
+        OrderError::Acme(instant_acme::Error::Api(p)) if failed(&p) => {
+            OrderError::ChallengeFailed(p.to_string())
+        }
+        e => e,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation_problems_are_challenge_failures() {
+        let problem = |kind: &str| {
+            let json = format!("{{\"type\": \"urn:ietf:params:acme:error:{kind}\", \"detail\": \"d\"}}");
+            OrderError::Acme(instant_acme::Error::Api(serde_json::from_str(&json).expect("problem")))
+        };
+        let cases = [
+            ("unauthorized", true),
+            ("connection", true),
+            ("incorrectResponse", true),
+            ("tls", true),
+            ("dns", true),
+            ("caa", true),
+            ("rateLimited", false),
+            ("serverInternal", false),
+            ("badNonce", false),
+        ];
+        for (kind, want) in cases {
+            let got = matches!(validation_failure(problem(kind)), OrderError::ChallengeFailed(_));
+            assert_eq!(got, want, "{kind}");
+        }
+        let crypto = OrderError::Acme(instant_acme::Error::Crypto);
+        assert!(!matches!(validation_failure(crypto), OrderError::ChallengeFailed(_)));
+    }
+
+    #[test]
+    fn names_are_the_bootstrap_name_then_each_broker() {
+        let cases: [(&[u32], &[&str]); 3] = [
+            (&[], &["acme.kaas.localhost"]),
+            (
+                &[0, 1, 2],
+                &[
+                    "acme.kaas.localhost",
+                    "b0.acme.kaas.localhost",
+                    "b1.acme.kaas.localhost",
+                    "b2.acme.kaas.localhost",
+                ],
+            ),
+            (&[111], &["acme.kaas.localhost", "b111.acme.kaas.localhost"]),
+        ];
+        for (ids, want) in cases {
+            assert_eq!(names("acme", "kaas.localhost", ids), want, "{ids:?}");
+        }
+    }
+
+    #[test]
+    fn dns01_orders_the_wildcard_instead_of_broker_names() {
+        let cases = [
+            (ChallengeKind::Dns01, vec!["acme.kaas.localhost", "*.acme.kaas.localhost"]),
+            (ChallengeKind::TlsAlpn01, vec!["acme.kaas.localhost", "b7.acme.kaas.localhost"]),
+            (ChallengeKind::Http01, vec!["acme.kaas.localhost", "b7.acme.kaas.localhost"]),
+        ];
+        for (challenge, want) in cases {
+            assert_eq!(names_for(challenge, "acme", "kaas.localhost", &[7]), want, "{challenge:?}");
+        }
+    }
+
+    #[test]
+    fn issued_certificates_are_kept_by_tenant_with_their_names() {
+        let key = |name: &str| {
+            let ck = rcgen::generate_simple_self_signed(vec![name.to_string()]).expect("rcgen");
+            let der = rustls::pki_types::PrivateKeyDer::Pkcs8(ck.signing_key.serialize_der().into());
+            let signing = crate::tls::provider().key_provider.load_private_key(der).expect("key");
+            Arc::new(CertifiedKey::new(vec![ck.cert.der().clone()], signing))
+        };
+        let certs = AcmeCerts::default();
+        let issued = key("acme.test");
+        assert_eq!(leaf_facts(&issued).map(|f| f.0), Some(vec!["acme.test".to_string()]));
+        assert!(certs.issued("acme").is_none());
+        certs.install("acme", issued.clone());
+        assert!(Arc::ptr_eq(&certs.issued("acme").expect("issued"), &issued));
+        assert!(certs.issued("other").is_none());
+    }
+}

@@ -1,0 +1,220 @@
+//! The `acme` section of the configuration file: the ACME server, account and challenge the proxy's certificate
+//! client ([`crate::acme`]) uses for tenants with `tls: { acme: true }`, validated into [`AcmeSettings`] with
+//! every problem named by its key (`acme.contact[0]`). Neighbour: [`super`] parses the file key by key and calls
+//! [`validate`]. The section applies at start-up (a reload does not change it).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+
+use super::Collector;
+use crate::tls::certs;
+
+/// The section as written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcmeConfig {
+    /// The ACME (RFC 8555) directory, `https://`.
+    pub directory_url: String,
+    /// The account's contacts (`mailto:` URLs), where the CA sends expiry and policy mail.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub contact: Vec<String>,
+    /// PEM roots the directory's HTTPS certificate must chain to instead of the system's (a test CA).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust_roots: Option<PathBuf>,
+    /// External account binding, for CAs that require one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eab: Option<EabConfig>,
+    /// How the CA validates the names.
+    #[serde(default)]
+    pub challenge: ChallengeKind,
+    /// HTTP-01 only: the plain HTTP listener answering `/.well-known/acme-challenge/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http01_listen: Option<String>,
+    /// DNS-01 only: the hook run as `HOOK set|clear NAME VALUE`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns01_hook: Option<Vec<String>>,
+    /// Where the account, certificates and keys are kept.
+    pub store: StoreConfig,
+}
+
+/// External account binding (RFC 8555 §7.3.4).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EabConfig {
+    /// The key identifier the CA gave.
+    pub kid: String,
+    /// The HMAC key the CA gave, base64url (with or without padding).
+    pub hmac_key: String,
+}
+
+impl ChallengeKind {
+    /// The name, as written in the file and in metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            ChallengeKind::TlsAlpn01 => "tls-alpn-01",
+            ChallengeKind::Http01 => "http-01",
+            ChallengeKind::Dns01 => "dns-01",
+        }
+    }
+}
+
+/// The ACME challenge type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ChallengeKind {
+    /// RFC 8737, answered on the proxy's one TLS port.
+    #[default]
+    #[serde(rename = "tls-alpn-01")]
+    TlsAlpn01,
+    /// A plain HTTP listener (`http01_listen`).
+    #[serde(rename = "http-01")]
+    Http01,
+    /// A TXT record set by `dns01_hook`.
+    #[serde(rename = "dns-01")]
+    Dns01,
+}
+
+/// Where ACME state is kept: exactly one of the two. (A struct rather than an enum: the file is read as a YAML
+/// value first, and serde_norway reads enums from values only as YAML tags.)
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// A directory (relative to the configuration file's folder).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir: Option<PathBuf>,
+    /// Kubernetes Secrets and a Lease in a namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes: Option<KubernetesStore>,
+}
+
+/// The `kubernetes` store's settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesStore {
+    /// The namespace holding the Secrets and the Lease.
+    pub namespace: String,
+}
+
+/// The validated section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcmeSettings {
+    /// The ACME directory URL.
+    pub directory_url: String,
+    /// `mailto:` contacts of the account.
+    pub contact: Vec<String>,
+    /// Roots for the directory's HTTPS certificate, resolved; the system's when `None`.
+    pub trust_roots: Option<PathBuf>,
+    /// External account binding: key id and the decoded HMAC key.
+    pub eab: Option<(String, Vec<u8>)>,
+    /// How the CA validates the names.
+    pub challenge: ChallengeKind,
+    /// The HTTP-01 listener (with `challenge: http-01` only).
+    pub http01_listen: Option<SocketAddr>,
+    /// The DNS-01 hook, its program first (a relative path with a `/` resolved against the configuration file's
+    /// folder), run as `HOOK... set|clear NAME VALUE` (with `challenge: dns-01` only).
+    pub dns01_hook: Option<Vec<String>>,
+    /// The store directory, resolved against the configuration file's folder.
+    pub store_dir: PathBuf,
+}
+
+/// Validates `config` (read from key `acme`), every problem pushed under its key; `None` when any.
+pub(super) fn validate(config: &AcmeConfig, base: &Path, errs: &mut Collector) -> Option<AcmeSettings> {
+    let before = errs.0.len();
+    if !config.directory_url.starts_with("https://") {
+        errs.push("acme.directory_url", format!("{:?} is not an https:// URL", config.directory_url));
+    }
+    for (i, contact) in config.contact.iter().enumerate() {
+        if !contact.starts_with("mailto:") || contact.len() == "mailto:".len() {
+            errs.push(format!("acme.contact[{i}]"), format!("{contact:?} is not a mailto: URL"));
+        }
+    }
+    let trust_roots = config.trust_roots.as_ref().map(|roots| base.join(roots));
+    if let Some(Err(e)) = trust_roots.as_deref().map(certs::load_roots) {
+        errs.push("acme.trust_roots", e);
+    }
+    let eab = config.eab.as_ref().and_then(|eab| {
+        if eab.kid.is_empty() {
+            errs.push("acme.eab.kid", "must not be empty");
+        }
+        let decoded =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(eab.hmac_key.trim_end_matches('='));
+        match decoded {
+            Ok(key) if !key.is_empty() => Some((eab.kid.clone(), key)),
+            _ => {
+                errs.push("acme.eab.hmac_key", "is not a base64url key");
+                None
+            }
+        }
+    });
+    let http01_listen = match (&config.http01_listen, config.challenge) {
+        (Some(_), ChallengeKind::TlsAlpn01 | ChallengeKind::Dns01) => {
+            errs.push("acme.http01_listen", "only with challenge: http-01");
+            None
+        }
+        (Some(listen), ChallengeKind::Http01) => listen
+            .parse::<SocketAddr>()
+            .map_err(|_| {
+                errs.push("acme.http01_listen", format!("{listen:?} is not an address like [::]:80"))
+            })
+            .ok(),
+        (None, ChallengeKind::Http01) => {
+            errs.push("acme.http01_listen", "needed for challenge: http-01 (the CA asks port 80)");
+            None
+        }
+        (None, _) => None,
+    };
+    let dns01_hook = match (&config.dns01_hook, config.challenge) {
+        (Some(_), ChallengeKind::TlsAlpn01 | ChallengeKind::Http01) => {
+            errs.push("acme.dns01_hook", "only with challenge: dns-01");
+            None
+        }
+        (Some(hook), ChallengeKind::Dns01) => match hook.split_first() {
+            Some((program, args)) if !program.is_empty() => {
+                let program = match program.contains('/') {
+                    true => base.join(program).to_string_lossy().into_owned(),
+                    false => program.clone(),
+                };
+                Some(std::iter::once(program).chain(args.iter().cloned()).collect())
+            }
+            _ => {
+                errs.push("acme.dns01_hook", "needs the hook's program");
+                None
+            }
+        },
+        (None, ChallengeKind::Dns01) => {
+            errs.push("acme.dns01_hook", "needed for challenge: dns-01 (it publishes the TXT records)");
+            None
+        }
+        (None, _) => None,
+    };
+    if config.store.kubernetes.is_some() {
+        errs.push(
+            "acme.store.kubernetes",
+            "not supported yet: use { dir: PATH } (a shared volume for replicas)",
+        );
+    }
+    let store_dir = config.store.dir.as_ref().map(|dir| base.join(dir));
+    match &store_dir {
+        Some(dir) if dir.exists() && !dir.is_dir() => {
+            errs.push("acme.store.dir", format!("{} is not a directory", dir.display()))
+        }
+        None if config.store.kubernetes.is_none() => errs.push("acme.store", "needs dir: PATH"),
+        _ => {}
+    }
+    if errs.0.len() > before {
+        return None;
+    }
+    Some(AcmeSettings {
+        directory_url: config.directory_url.clone(),
+        contact: config.contact.clone(),
+        trust_roots,
+        eab,
+        challenge: config.challenge,
+        http01_listen,
+        dns01_hook,
+        store_dir: store_dir?,
+    })
+}

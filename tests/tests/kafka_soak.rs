@@ -1,7 +1,7 @@
 //! Soak: a steady mixed load through the real `kaas-proxy` binary to a 3-broker Apache Kafka cluster for
 //! `SOAK_MINUTES` (2 in the test command; `scripts/soak.sh MINUTES` runs it long). The load: an idempotent
-//! producer (acks=all, ~500 records/s), a consumer group of two with a third member joining for 20 s every
-//! minute (rebalances), a probe timing single produce round trips, a new client connecting every 2 s
+//! producer (acks=all, ~460 records/s on 2 cores), a consumer group of two with a third member joining for
+//! 20 s every minute (rebalances), a probe timing single produce round trips, a new client connecting every 2 s
 //! (reconnect churn), and a tenant reload (SIGHUP, a second tenant added or removed) every minute. Every 10 s
 //! the proxy process is sampled (resident memory, open descriptors, threads, connections) into
 //! `soak.csv`, charted in `soak.svg`, summarised in `summary.txt`, beside the proxy's log (in `SOAK_OUT`, default `target/soak`).

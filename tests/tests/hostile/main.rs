@@ -241,7 +241,7 @@ async fn legacy_hello(version: u16) {
         .expect("send");
     assert_eq!(answer, Answer::Alert(70), "protocol_version alert");
     arena.expect_metric(&listener_refusals("protocol_version"), 1.0);
-    arena.expect_log("connection refused");
+    arena.expect_log("reason=protocol_version");
     arena.finish(16).await;
 }
 

@@ -200,35 +200,19 @@ impl ProxyHandle {
         }
     }
 
-    /// The whole HTTP response to `GET path` on the admin endpoint.
-    fn admin_get(&self, path: &str) -> anyhow::Result<String> {
-        use std::io::Read;
-        let mut conn = std::net::TcpStream::connect(("127.0.0.1", self.admin_port))?;
-        conn.set_read_timeout(Some(Duration::from_secs(5)))?;
-        conn.write_all(format!("GET {path} HTTP/1.0\r\nHost: kaas-proxy\r\n\r\n").as_bytes())?;
-        let mut response = String::new();
-        conn.read_to_string(&mut response)?;
-        Ok(response)
-    }
-
     /// The status line of `GET path` on the admin endpoint (`HTTP/1.0 200 OK`).
     pub fn admin_status(&self, path: &str) -> anyhow::Result<String> {
-        Ok(self.admin_get(path)?.lines().next().unwrap_or_default().to_owned())
+        Ok(admin_get(self.admin_port, path)?.lines().next().unwrap_or_default().to_owned())
     }
 
     /// The `/metrics` exposition, fetched over HTTP as Prometheus would.
     pub fn metrics(&self) -> anyhow::Result<String> {
-        let response = self.admin_get("/metrics")?;
-        let (head, body) = response.split_once("\r\n\r\n").ok_or_else(|| anyhow::anyhow!("no HTTP body"))?;
-        anyhow::ensure!(head.starts_with("HTTP/1.") && head.contains(" 200 "), "GET /metrics: {head}");
-        Ok(body.to_owned())
+        metrics(self.admin_port)
     }
 
     /// The value of the metric sample `series` (name and labels exactly as exposed), 0 when absent.
     pub fn metric(&self, series: &str) -> anyhow::Result<f64> {
-        let text = self.metrics()?;
-        let line = text.lines().find(|l| l.strip_prefix(series).is_some_and(|rest| rest.starts_with(' ')));
-        Ok(line.and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok()).unwrap_or(0.0))
+        Ok(sample(&self.metrics()?, series))
     }
 
     /// Polls `series` until it reads `want` or `within` passes; returns the last value read. (A refusal is
@@ -248,6 +232,31 @@ impl ProxyHandle {
     pub fn bootstrap(&self, tenant: &str) -> String {
         format!("{tenant}.{DOMAIN}:{}", self.port)
     }
+}
+
+/// The whole HTTP response to `GET path` on the admin endpoint at `port` (in this process or another).
+fn admin_get(port: u16, path: &str) -> anyhow::Result<String> {
+    use std::io::Read;
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    conn.set_read_timeout(Some(Duration::from_secs(5)))?;
+    conn.write_all(format!("GET {path} HTTP/1.0\r\nHost: kaas-proxy\r\n\r\n").as_bytes())?;
+    let mut response = String::new();
+    conn.read_to_string(&mut response)?;
+    Ok(response)
+}
+
+/// The `/metrics` exposition of the admin endpoint at `port`, fetched over HTTP as Prometheus would.
+pub fn metrics(port: u16) -> anyhow::Result<String> {
+    let response = admin_get(port, "/metrics")?;
+    let (head, body) = response.split_once("\r\n\r\n").ok_or_else(|| anyhow::anyhow!("no HTTP body"))?;
+    anyhow::ensure!(head.starts_with("HTTP/1.") && head.contains(" 200 "), "GET /metrics: {head}");
+    Ok(body.to_owned())
+}
+
+/// The value of the sample `series` (name and labels exactly as exposed) in an exposition, 0 when absent.
+pub fn sample(exposition: &str, series: &str) -> f64 {
+    let line = exposition.lines().find(|l| l.strip_prefix(series).is_some_and(|rest| rest.starts_with(' ')));
+    line.and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok()).unwrap_or(0.0)
 }
 
 /// The configuration file [`ProxyHandle`] writes; `settings_yaml` starts with the `listen` line.

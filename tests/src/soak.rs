@@ -213,14 +213,7 @@ impl ProxyProcess {
 
     /// The value of the metric sample `series` (0 when absent).
     pub fn metric(&self, series: &str) -> anyhow::Result<f64> {
-        use std::io::{Read, Write};
-        let mut conn = std::net::TcpStream::connect(("127.0.0.1", self.admin_port))?;
-        conn.set_read_timeout(Some(Duration::from_secs(5)))?;
-        conn.write_all(b"GET /metrics HTTP/1.0\r\nHost: kaas-proxy\r\n\r\n")?;
-        let mut text = String::new();
-        conn.read_to_string(&mut text)?;
-        let line = text.lines().find(|l| l.strip_prefix(series).is_some_and(|rest| rest.starts_with(' ')));
-        Ok(line.and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok()).unwrap_or(0.0))
+        Ok(crate::proxy::sample(&crate::proxy::metrics(self.admin_port)?, series))
     }
 
     /// The proxy's log so far.

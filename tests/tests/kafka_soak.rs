@@ -113,31 +113,12 @@ fn consumer(
 /// Every record index in `soak`'s `partitions`, read from the beginning by assignment (no group) through the
 /// proxy until each partition reports its end.
 fn log_indices(config: &ClientConfig, partitions: i32, within: Duration) -> anyhow::Result<BTreeSet<usize>> {
-    let consumer: BaseConsumer =
-        config.clone().set("group.id", "soak-audit").set("enable.partition.eof", "true").create()?;
-    let mut assignment = rdkafka::TopicPartitionList::new();
-    for p in 0..partitions {
-        assignment.add_partition_offset("soak", p, rdkafka::Offset::Beginning)?;
-    }
-    consumer.assign(&assignment)?;
-    let (mut indices, mut at_end) = (BTreeSet::new(), BTreeSet::new());
-    let deadline = Instant::now() + within;
-    while at_end.len() < partitions as usize {
-        anyhow::ensure!(Instant::now() < deadline, "partitions {at_end:?} at their end after {within:?}");
-        match consumer.poll(Duration::from_millis(500)) {
-            Some(Ok(m)) => {
-                at_end.remove(&m.partition());
-                let index =
-                    m.payload().and_then(index_of).ok_or_else(|| anyhow::anyhow!("unexpected record"))?;
-                indices.insert(index);
-            }
-            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
-                at_end.insert(p);
-            }
-            Some(Err(e)) => anyhow::bail!("read soak: {e}"),
-            None => {}
-        }
-    }
+    let mut indices = BTreeSet::new();
+    common::read_to_end(config, "soak", partitions, "read_uncommitted", 0, within, |m| {
+        let index = m.payload().and_then(index_of).ok_or_else(|| anyhow::anyhow!("unexpected record"))?;
+        indices.insert(index);
+        Ok(())
+    })?;
     Ok(indices)
 }
 

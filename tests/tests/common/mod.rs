@@ -40,8 +40,10 @@ pub async fn create_topics(config: &ClientConfig, topics: &[NewTopic<'_>]) -> an
 }
 
 /// A client context that keeps every error librdkafka reports (authentication failures surface only here).
-#[derive(Debug, Default)]
-pub struct Errors(pub std::sync::Mutex<Vec<rdkafka::error::KafkaError>>);
+/// Clones share one list, readable through a clone after the client is gone (a future producer keeps the
+/// context it is given out of reach).
+#[derive(Debug, Default, Clone)]
+pub struct Errors(pub std::sync::Arc<std::sync::Mutex<Vec<rdkafka::error::KafkaError>>>);
 
 impl rdkafka::ClientContext for Errors {
     fn error(&self, error: rdkafka::error::KafkaError, _reason: &str) {
@@ -223,6 +225,30 @@ pub fn consume_to_end(
     expect: usize,
     within: Duration,
 ) -> anyhow::Result<Vec<Seen>> {
+    let mut seen = Vec::new();
+    read_to_end(config, topic, partitions, isolation, expect, within, |m| {
+        seen.push(Seen {
+            partition: m.partition(),
+            offset: m.offset(),
+            key: m.key().unwrap_or_default().to_vec(),
+            value: m.payload().unwrap_or_default().to_vec(),
+        });
+        Ok(())
+    })?;
+    Ok(seen)
+}
+
+/// [`consume_to_end`] handing each record to `keep` instead of collecting it (a long topic need not be held
+/// in memory); `keep` failing ends the read with its error.
+pub fn read_to_end(
+    config: &ClientConfig,
+    topic: &str,
+    partitions: i32,
+    isolation: &str,
+    expect: usize,
+    within: Duration,
+    mut keep: impl FnMut(&rdkafka::message::BorrowedMessage<'_>) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
     let consumer: BaseConsumer = config
         .clone()
         // librdkafka wants a group even for assigned partitions; nothing is committed to it.
@@ -236,24 +262,19 @@ pub fn consume_to_end(
         assignment.add_partition_offset(topic, p, rdkafka::Offset::Beginning)?;
     }
     consumer.assign(&assignment)?;
-    let mut seen = Vec::new();
+    let mut read = 0;
     let mut at_end = std::collections::BTreeSet::new();
     let deadline = Instant::now() + within;
-    while seen.len() < expect || at_end.len() < partitions as usize {
+    while read < expect || at_end.len() < partitions as usize {
         anyhow::ensure!(
             Instant::now() < deadline,
-            "{topic} ({isolation}): {} records, partitions {at_end:?} at their end after {within:?}",
-            seen.len()
+            "{topic} ({isolation}): {read} records, partitions {at_end:?} at their end after {within:?}"
         );
         match consumer.poll(Duration::from_millis(500)) {
             Some(Ok(m)) => {
                 at_end.remove(&m.partition());
-                seen.push(Seen {
-                    partition: m.partition(),
-                    offset: m.offset(),
-                    key: m.key().unwrap_or_default().to_vec(),
-                    value: m.payload().unwrap_or_default().to_vec(),
-                });
+                read += 1;
+                keep(&m)?;
             }
             Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
                 at_end.insert(p);
@@ -262,7 +283,7 @@ pub fn consume_to_end(
             None => {}
         }
     }
-    Ok(seen)
+    Ok(())
 }
 
 /// The records of `seen` produced in run `run` (see [`value`]).

@@ -18,7 +18,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio::task::JoinHandle;
 
-use super::common::{client_config, create_topic};
+use super::common::{client_config, create_topic, Errors};
 use super::script::{Script, ScriptedBroker};
 
 /// How long a log line or a counter may take to appear after the client saw the refusal.
@@ -172,8 +172,8 @@ impl Steady {
 
 /// One round: a new producer, [`ROUND`] records, every one acknowledged, and no error reported by the client.
 async fn round(config: &ClientConfig, n: usize) -> Result<(), String> {
-    let errors = SharedErrors::default();
-    let producer: FutureProducer<SharedErrors> = config
+    let errors = Errors::default();
+    let producer: FutureProducer<Errors> = config
         .clone()
         .set("acks", "all")
         .set("message.timeout.ms", "15000")
@@ -201,22 +201,7 @@ async fn round(config: &ClientConfig, n: usize) -> Result<(), String> {
     }
 }
 
-/// The errors a client reports through its context, readable after the client is gone (librdkafka's future
-/// producer keeps the context it is given out of reach).
-#[derive(Clone, Default)]
-struct SharedErrors(Arc<std::sync::Mutex<Vec<rdkafka::error::KafkaError>>>);
-
-impl rdkafka::ClientContext for SharedErrors {
-    fn error(&self, error: rdkafka::error::KafkaError, _reason: &str) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).push(error);
-    }
-}
-
 /// This process's resident memory, KiB (the proxy runs in it).
 pub fn resident_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:")?.trim().strip_suffix("kB")?.trim().parse().ok())
-        .expect("VmRSS")
+    kaas_e2e::soak::process_stats(std::process::id()).expect("/proc/self").0
 }

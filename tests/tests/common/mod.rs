@@ -164,12 +164,7 @@ pub fn consume(
     let deadline = Instant::now() + within;
     while seen.len() < expect && Instant::now() < deadline {
         match consumer.poll(Duration::from_millis(500)) {
-            Some(Ok(m)) => seen.push(Seen {
-                partition: m.partition(),
-                offset: m.offset(),
-                key: m.key().unwrap_or_default().to_vec(),
-                value: m.payload().unwrap_or_default().to_vec(),
-            }),
+            Some(Ok(m)) => seen.push(as_seen(&m)),
             Some(Err(e)) => anyhow::bail!("consume: {e}"),
             None => {}
         }
@@ -178,6 +173,16 @@ pub fn consume(
         consumer.commit_consumer_state(CommitMode::Sync)?;
     }
     Ok(seen)
+}
+
+/// A record as librdkafka handed it to a consumer.
+fn as_seen(m: &impl Message) -> Seen {
+    Seen {
+        partition: m.partition(),
+        offset: m.offset(),
+        key: m.key().unwrap_or_default().to_vec(),
+        value: m.payload().unwrap_or_default().to_vec(),
+    }
 }
 
 /// Asserts every produced record arrived once, byte-identical, and in produce order within each partition.
@@ -227,12 +232,7 @@ pub fn consume_to_end(
 ) -> anyhow::Result<Vec<Seen>> {
     let mut seen = Vec::new();
     read_to_end(config, topic, partitions, isolation, expect, within, |m| {
-        seen.push(Seen {
-            partition: m.partition(),
-            offset: m.offset(),
-            key: m.key().unwrap_or_default().to_vec(),
-            value: m.payload().unwrap_or_default().to_vec(),
-        });
+        seen.push(as_seen(m));
         Ok(())
     })?;
     Ok(seen)

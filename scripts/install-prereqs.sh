@@ -53,6 +53,9 @@ fi
 scripts/install-kafka.sh
 # Pebble, a real ACME CA for the ACME tests (Debian's package).
 scripts/install-pebble.sh
+# etcd and kube-apiserver, the real Kubernetes control plane of the controller's tests (Go module proxy; about
+# 9 minutes the first time on 2 cores, then skipped by their stamps).
+scripts/install-k8s.sh
 
 # --- cargo-nextest (the test runner) -----------------------------------------------------------------------------
 if ! cargo nextest --version >/dev/null 2>&1; then

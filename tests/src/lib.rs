@@ -5,8 +5,10 @@
 //! connections, [`python`] drives the Python clients, [`raw`] speaks Kafka over TLS byte by byte,
 //! [`hostile_broker`] answers with corrupted responses, and [`kafka`] starts real Apache Kafka clusters
 //! (KRaft, mutual-TLS listeners, several at once); [`matrix`] runs every client against every broker;
-//! [`soak`] runs the real binary as its own process and samples it; [`pebble`] is a real ACME server.
+//! [`soak`] runs the real binary as its own process and samples it; [`pebble`] is a real ACME server;
+//! [`apiserver`] is a real Kubernetes control plane (etcd + kube-apiserver) for the controller.
 
+pub mod apiserver;
 pub mod certs;
 pub mod hostile_broker;
 pub mod kafka;

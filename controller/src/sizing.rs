@@ -475,6 +475,90 @@ mod tests {
         assert_eq!(size(&with_partitions).map(|s| s.partitions), Ok(7));
     }
 
+    fn binding(s: &Sizing) -> Vec<Limit> {
+        s.reasons.iter().filter(|r| r.binding).map(|r| r.limit).collect()
+    }
+
+    #[test]
+    fn the_reasons_name_the_limit_that_decided_the_count() {
+        use Limit::*;
+        let cases = [
+            // (ingress, egress, hours, rf) → (brokers, type, limits that bound the count)
+            ((100, 200, 24, 3), (3, "m7g.xlarge", vec![MinimumBrokers])),
+            // RF 5 needs 5 brokers, rounded up to the zones.
+            ((1, 1, 1, 5), (6, "m7g.large", vec![MinimumBrokers])),
+            // 9 brokers: 20.6 TB each (> 16 TiB), 166.7 MB/s written (> 125), (1000 + 1000) ÷ 9 = 222 MB/s out
+            // (> 187.2): all three bind.
+            ((500, 1000, 24, 3), (12, "m7g.xlarge", vec![Storage, EbsThroughput, NetworkOut])),
+            // 63 brokers would hold 16.4 TiB each: storage alone.
+            ((1000, 3000, 72, 3), (66, "m7g.large", vec![Storage])),
+            // Short retention, heavy fan-out: 2 × 10 + 1500 = 1520 MB/s out; 9 × 187.2 = 1685 > 1520 > 6 × 187.2.
+            ((10, 1500, 1, 3), (9, "m7g.xlarge", vec![NetworkOut])),
+            // RF 1, egress below ingress: writes decide. 6 m7g.large would write 66.7 MB/s each (> 63); 9 of them
+            // (18 vCPUs) beat 6 m7g.xlarge (24).
+            ((400, 100, 1, 1), (9, "m7g.large", vec![EbsThroughput])),
+        ];
+        for ((i, e, h, r), (brokers, it, limits)) in cases {
+            let s = size(&demand(i, e, h, r)).expect("fits");
+            assert_eq!((s.brokers, s.instance_type.as_str()), (brokers, it), "{i} {e} {h} {r}: {s:?}");
+            assert_eq!(binding(&s), limits, "{i} {e} {h} {r}: {:#?}", s.reasons);
+            for r in &s.reasons {
+                assert!(r.demand <= r.capacity, "the chosen sizing is within every limit: {r:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn reasons_carry_the_numbers() {
+        let s = size(&demand(100, 200, 24, 3)).expect("fits");
+        let of = |l: Limit| {
+            s.reasons.iter().find(|r| r.limit == l).map(|r| (r.demand, r.capacity, r.unit.as_str()))
+        };
+        assert_eq!(of(Limit::Storage), Some((11_496.0, 16_384.0, "GiB")));
+        assert_eq!(of(Limit::EbsThroughput), Some((100.0, 125.0, "MB/s")));
+        assert_eq!(of(Limit::NetworkIn), Some((100.0, 187.2, "MB/s")));
+        assert_eq!(of(Limit::NetworkOut), Some((133.33, 187.2, "MB/s")));
+        assert_eq!(of(Limit::MinimumBrokers), Some((3.0, 3.0, "brokers")));
+        assert_eq!(s.reasons.len(), 5);
+    }
+
+    #[test]
+    fn monthly_cost_is_brokers_system_nodes_storage_and_throughput() {
+        // 3 × m7g.xlarge: 3 × $0.1632 × 730 h; 3 × m7g.large; 3 × 11,496 GiB × $0.08; writes of 100 MB/s need
+        // 125 MB/s provisioned, which is free.
+        let c = size(&demand(100, 200, 24, 3)).expect("fits").monthly_cost;
+        assert_eq!(
+            (
+                c.brokers_usd,
+                c.system_nodes_usd,
+                c.storage_usd,
+                c.throughput_usd,
+                c.provisioned_mbps_per_volume
+            ),
+            (357.41, 178.70, 2759.04, 0.0, 125)
+        );
+        assert_eq!(c.total_usd, 3295.15);
+        assert_eq!((c.region.as_str(), c.prices_as_of.as_str()), ("us-east-1", crate::prices::AS_OF));
+        // 12 brokers writing 125 MB/s each: provisioned 125 ÷ 0.8 = 156.25 → 157 MB/s, 32 MB/s over the free
+        // 125 at $0.04, on 12 volumes.
+        let c = size(&demand(500, 1000, 24, 3)).expect("fits").monthly_cost;
+        assert_eq!((c.provisioned_mbps_per_volume, c.throughput_usd), (157, 15.36));
+        assert_eq!(
+            c.total_usd,
+            round2(c.brokers_usd + c.system_nodes_usd + c.storage_usd + c.throughput_usd)
+        );
+    }
+
+    #[test]
+    fn explain_marks_the_binding_limits() {
+        let text = explain(&size(&demand(1000, 3000, 72, 3)).expect("fits"));
+        assert!(text.starts_with("66 × m7g.large brokers, 15676 GiB gp3 each"), "{text}");
+        let marked: Vec<&str> = text.lines().filter(|l| l.starts_with("  * ")).collect();
+        assert_eq!(marked.len(), 1, "{text}");
+        assert!(marked[0].contains("storage per broker 15676 GiB"), "{text}");
+        assert!(text.contains("total          $"), "{text}");
+    }
+
     proptest! {
         #[test]
         fn never_below_minimums_nor_past_limits(i in 1u32..2000, e in 1u32..6000, h in 1u32..8760, r in 1u16..=5) {
@@ -486,6 +570,9 @@ mod tests {
                 prop_assert!(fits(&d, it, s.brokers));
                 prop_assert!(s.partitions >= s.brokers && s.partitions % s.brokers == 0);
                 prop_assert!(f64::from(s.partitions) * PARTITION_PRODUCE_MBPS >= f64::from(i));
+                // Some limit always decided the count: the minimum, or one that fewer brokers would exceed.
+                prop_assert!(s.reasons.iter().any(|r| r.binding));
+                prop_assert!(s.monthly_cost.total_usd > 0.0);
             }
         }
 

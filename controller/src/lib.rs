@@ -2,7 +2,7 @@
 //! `HelmRelease` of the `charts/kaas` chart — committed to the GitOps repository; its route is published to
 //! the proxy once ready.
 //!
-//! [`crd`] (the resource) → [`sizing`] (pure) → [`render`] (pure manifests) → [`gitops`] (the repository) →
+//! [`crd`] (the resource) → [`sizing`] (pure, priced from [`prices`]) → [`render`] (pure manifests) → [`gitops`] (the repository) →
 //! [`reconcile`] (the loop, reading [`watched`] objects back, with [`metrics`]), which keeps the proxy's
 //! [`upstream`] material in step with each tenant's Strimzi CAs.
 
@@ -11,6 +11,7 @@
 pub mod crd;
 pub mod gitops;
 pub mod metrics;
+pub mod prices;
 pub mod reconcile;
 pub mod render;
 pub mod sizing;

@@ -25,6 +25,27 @@ enum Command {
         #[arg(short = 'f', long = "file")]
         file: PathBuf,
     },
+    /// Print the sizing of the tenant in FILE (or of the stated throughput and retention) with the limits that
+    /// decided it and its monthly on-demand cost.
+    Size {
+        #[arg(short = 'f', long = "file", required_unless_present_all = ["ingress_mbps", "retention_hours"])]
+        file: Option<PathBuf>,
+        /// Produced into the cluster, MB/s (overrides the file's).
+        #[arg(long = "ingress-mbps")]
+        ingress_mbps: Option<u32>,
+        /// Consumed out of it, MB/s, every consumer group counted (overrides the file's; default: the ingress).
+        #[arg(long = "egress-mbps")]
+        egress_mbps: Option<u32>,
+        /// How long records are kept (overrides the file's).
+        #[arg(long = "retention-hours")]
+        retention_hours: Option<u32>,
+        /// Copies of each partition (overrides the file's; default 3).
+        #[arg(long = "replication-factor")]
+        replication_factor: Option<u16>,
+        /// `text` (default) or `json` (the `status.sizing` object).
+        #[arg(long, value_enum, default_value_t = SizeOutput::Text)]
+        output: SizeOutput,
+    },
     /// Run the controller against the cluster in the current kubeconfig (or in-cluster configuration).
     Run {
         /// GitOps repository to clone and push to (credentials from the usual git configuration).
@@ -69,6 +90,13 @@ enum Command {
     },
 }
 
+/// How `size` prints.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum SizeOutput {
+    Text,
+    Json,
+}
+
 fn main() -> ExitCode {
     match run(Args::parse()) {
         Ok(()) => ExitCode::SUCCESS,
@@ -83,6 +111,10 @@ fn run(args: Args) -> anyhow::Result<()> {
     match args.command {
         Command::Crd => print!("{}", serde_norway::to_string(&KafkaTenant::crd())?),
         Command::Render { file } => print!("{}", render_file(&file)?.1),
+        Command::Size { file, ingress_mbps, egress_mbps, retention_hours, replication_factor, output } => {
+            let overrides = (ingress_mbps, egress_mbps, retention_hours, replication_factor);
+            print!("{}", size_command(file.as_deref(), overrides, output)?)
+        }
         Command::Run {
             gitops_url,
             gitops_branch,
@@ -199,6 +231,51 @@ async fn serve_metrics(listener: tokio::net::TcpListener, ctx: std::sync::Arc<re
             let _ = stream.write_all(response.as_bytes()).await;
         });
     }
+}
+
+/// The `size` command: the tenant in `file` (or a default spec) with the flags' values over it, validated,
+/// sized and printed.
+fn size_command(
+    file: Option<&std::path::Path>,
+    (ingress, egress, retention, rf): (Option<u32>, Option<u32>, Option<u32>, Option<u16>),
+    output: SizeOutput,
+) -> anyhow::Result<String> {
+    use kaas_controller::sizing;
+    let (label, mut spec) = match file {
+        Some(file) => {
+            let text = std::fs::read_to_string(file)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+            let tenant: KafkaTenant = serde_norway::from_str(&text)
+                .map_err(|e| anyhow::anyhow!("{}: not a KafkaTenant: {e}", file.display()))?;
+            (file.display().to_string(), tenant.spec)
+        }
+        // Without a file every figure comes from the flags; what they leave out takes the spec's defaults.
+        None => (
+            "flags".to_owned(),
+            serde_norway::from_str("{throughput: {ingressMBps: 1, egressMBps: 1}, retentionHours: 1}")?,
+        ),
+    };
+    if let Some(i) = ingress {
+        spec.throughput.ingress_mbps = i;
+        if file.is_none() && egress.is_none() {
+            spec.throughput.egress_mbps = i;
+        }
+    }
+    spec.throughput.egress_mbps = egress.unwrap_or(spec.throughput.egress_mbps);
+    spec.retention_hours = retention.unwrap_or(spec.retention_hours);
+    spec.replication_factor = rf.unwrap_or(spec.replication_factor);
+    let errors = spec.validate();
+    anyhow::ensure!(
+        errors.is_empty(),
+        "{label}: {}",
+        errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+    );
+    let tenant = KafkaTenant::new("size", spec);
+    let s = sizing::size(&render::demand(&tenant)).map_err(|e| anyhow::anyhow!("{label}: {e}"))?;
+    Ok(match output {
+        SizeOutput::Text => sizing::explain(&s),
+        SizeOutput::Json => serde_json::to_string_pretty(&s)? + "\n",
+    })
 }
 
 /// Reads, validates and renders one tenant file.

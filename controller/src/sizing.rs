@@ -13,6 +13,10 @@
 //!   consumers, rounded up to a multiple of the brokers.
 //!
 //! Among the instance types that fit, the one with the fewest vCPUs in total wins (then fewer brokers).
+//!
+//! Each sizing carries its explanation: every limit checked for the chosen type and count, with the load per
+//! broker and the capacity, which of them bound the broker count, and the monthly cost at the on-demand prices
+//! of [`crate::prices`].
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -80,7 +84,7 @@ pub struct Demand {
 }
 
 /// The sized tenant, as recorded in the tenant's status and passed to the chart.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Sizing {
     /// Kafka brokers, one node each; a multiple of the zones.
@@ -95,6 +99,71 @@ pub struct Sizing {
     pub partitions: u32,
     /// Availability zones the cluster spans.
     pub zones: u32,
+    /// Every limit checked for this instance type and broker count; those with `binding` set decided the count.
+    // A status written before explanations existed has neither field; it still reads.
+    #[serde(default)]
+    pub reasons: Vec<Reason>,
+    /// What the cluster costs a month at on-demand prices.
+    #[serde(default)]
+    pub monthly_cost: MonthlyCost,
+}
+
+/// A limit that can decide how many brokers a tenant gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum Limit {
+    /// Data per broker within one EBS volume ([`MAX_VOLUME_GIB`] at [`DISK_FILL`]).
+    Storage,
+    /// Writes per broker within the instance's (and gp3's) EBS throughput.
+    EbsThroughput,
+    /// Inbound network per broker: produce plus replication in.
+    NetworkIn,
+    /// Outbound network per broker: replication out plus every consumer group.
+    NetworkOut,
+    /// At least 3 brokers, at least the replication factor, a multiple of the zones.
+    MinimumBrokers,
+}
+
+/// One limit, checked for the chosen instance type and broker count.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Reason {
+    /// Which limit.
+    pub limit: Limit,
+    /// Whether it decided the broker count: one broker per zone fewer would exceed it (for `minimumBrokers`:
+    /// the count is the minimum).
+    pub binding: bool,
+    /// The load per broker (for `minimumBrokers`: the fewest brokers allowed), in `unit`.
+    pub demand: f64,
+    /// What one broker may carry (for `minimumBrokers`: the brokers chosen), in `unit`.
+    pub capacity: f64,
+    /// `GiB`, `MB/s` or `brokers`.
+    pub unit: String,
+    /// The limit in words, with the numbers.
+    pub message: String,
+}
+
+/// The monthly cost of a sized cluster at on-demand prices, USD (a month of 730 hours).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MonthlyCost {
+    /// The broker nodes: brokers × instance price × 730 h.
+    pub brokers_usd: f64,
+    /// The system nodes (KRaft controllers, operators): one [`SYSTEM_INSTANCE`] per zone.
+    pub system_nodes_usd: f64,
+    /// gp3 storage: brokers × volume GiB × price per GiB-month.
+    pub storage_usd: f64,
+    /// gp3 throughput provisioned above the free 125 MB/s per volume.
+    pub throughput_usd: f64,
+    /// Throughput each broker's volume is provisioned with, MB/s: its writes at [`HEADROOM`], at least the free
+    /// 125 MB/s, at most gp3's 1000.
+    pub provisioned_mbps_per_volume: u32,
+    /// The sum of the above.
+    pub total_usd: f64,
+    /// The region the prices are for.
+    pub region: String,
+    /// The date of the price table.
+    pub prices_as_of: String,
 }
 
 /// Why a demand could not be sized.
@@ -106,6 +175,9 @@ pub enum SizingError {
     /// The replication factor is 0.
     #[error("replication factor must be at least 1")]
     ReplicationFactor,
+    /// The price table lacks an instance type sizing chose (a table out of step with [`INSTANCE_TYPES`]).
+    #[error("no on-demand price for {0} in the price table")]
+    NoPrice(String),
 }
 
 fn round_up_to(n: u32, multiple: u32) -> u32 {
@@ -124,17 +196,122 @@ pub fn storage_per_broker_gib(d: &Demand, brokers: u32) -> u64 {
     (bytes / f64::from(1u32 << 30)).ceil() as u64
 }
 
-/// Whether `brokers` of `it` carry the demand within every per-broker limit.
-pub fn fits(d: &Demand, it: &InstanceType, brokers: u32) -> bool {
+/// Per broker, the load and capacity of each throughput and storage limit, in the order of [`Limit`].
+fn loads(d: &Demand, it: &InstanceType, brokers: u32) -> [(Limit, f64, f64); 4] {
     let n = f64::from(brokers);
     let (t, e, r) = (f64::from(d.ingress_mbps), f64::from(d.egress_mbps), f64::from(d.replication_factor));
-    let write = t * r / n;
-    let net_in = t * r / n;
-    let net_out = (t * (r - 1.0) + e) / n;
-    write <= HEADROOM * it.ebs_mbps.min(GP3_MAX_MBPS)
-        && net_in <= HEADROOM * it.network_mbps
-        && net_out <= HEADROOM * it.network_mbps
-        && storage_per_broker_gib(d, brokers) <= MAX_VOLUME_GIB
+    // Storage is compared in whole GiB, as the volume is provisioned.
+    let storage = storage_per_broker_gib(d, brokers) as f64;
+    [
+        (Limit::Storage, storage, MAX_VOLUME_GIB as f64),
+        (Limit::EbsThroughput, t * r / n, HEADROOM * it.ebs_mbps.min(GP3_MAX_MBPS)),
+        (Limit::NetworkIn, t * r / n, HEADROOM * it.network_mbps),
+        (Limit::NetworkOut, (t * (r - 1.0) + e) / n, HEADROOM * it.network_mbps),
+    ]
+}
+
+/// Whether `brokers` of `it` carry the demand within every per-broker limit.
+pub fn fits(d: &Demand, it: &InstanceType, brokers: u32) -> bool {
+    loads(d, it, brokers).iter().all(|(_, load, capacity)| load <= capacity)
+}
+
+/// The fewest brokers any demand gets: 3, the replication factor, rounded up to the zones.
+pub fn min_brokers(d: &Demand) -> u32 {
+    round_up_to(u32::from(d.replication_factor).max(3), ZONES)
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+/// Every limit for `brokers` of `it`, marking those that decided the count.
+pub fn reasons(d: &Demand, it: &InstanceType, brokers: u32) -> Vec<Reason> {
+    let min = min_brokers(d);
+    // A limit binds when the next smaller count (one broker per zone fewer) would exceed it.
+    let fewer = (brokers > min).then(|| loads(d, it, brokers - ZONES));
+    let mut out = vec![Reason {
+        limit: Limit::MinimumBrokers,
+        binding: brokers == min,
+        demand: f64::from(min),
+        capacity: f64::from(brokers),
+        unit: "brokers".into(),
+        message: format!(
+            "at least {min} brokers (3, replication factor {}, a multiple of {ZONES} zones); {brokers} chosen",
+            d.replication_factor
+        ),
+    }];
+    for (i, (limit, load, capacity)) in loads(d, it, brokers).into_iter().enumerate() {
+        let binding = fewer.is_some_and(|f| f[i].1 > f[i].2);
+        let message = match limit {
+            Limit::Storage => format!(
+                "storage per broker {load:.0} GiB (ingress × retention × RF ÷ brokers ÷ {DISK_FILL}) of a {capacity:.0} GiB volume"
+            ),
+            Limit::EbsThroughput => format!(
+                "EBS writes per broker {load:.2} MB/s of {capacity:.2} ({:.0} % of {}'s {} MB/s)",
+                HEADROOM * 100.0,
+                it.name,
+                it.ebs_mbps.min(GP3_MAX_MBPS)
+            ),
+            Limit::NetworkIn => format!(
+                "network in per broker {load:.2} MB/s (ingress × RF ÷ brokers) of {capacity:.2} ({:.0} % of {} MB/s)",
+                HEADROOM * 100.0,
+                it.network_mbps
+            ),
+            // `loads` yields no MinimumBrokers; it shares the last arm only to keep the match exhaustive.
+            Limit::NetworkOut | Limit::MinimumBrokers => format!(
+                "network out per broker {load:.2} MB/s (replication + consumers ÷ brokers) of {capacity:.2} ({:.0} % of {} MB/s)",
+                HEADROOM * 100.0,
+                it.network_mbps
+            ),
+        };
+        out.push(Reason {
+            limit,
+            binding,
+            demand: round2(load),
+            capacity: round2(capacity),
+            unit: unit(limit).into(),
+            message,
+        });
+    }
+    out
+}
+
+fn unit(limit: Limit) -> &'static str {
+    match limit {
+        Limit::Storage => "GiB",
+        Limit::MinimumBrokers => "brokers",
+        Limit::EbsThroughput | Limit::NetworkIn | Limit::NetworkOut => "MB/s",
+    }
+}
+
+/// The monthly cost of `brokers` of `it` with `storage_gib` per broker, at the prices of [`crate::prices`].
+pub fn monthly_cost(
+    d: &Demand,
+    it: &InstanceType,
+    brokers: u32,
+    storage_gib: u64,
+) -> Result<MonthlyCost, SizingError> {
+    use crate::prices::*;
+    let price = |name: &str| ec2_hourly_usd(name).ok_or_else(|| SizingError::NoPrice(name.to_owned()));
+    let n = f64::from(brokers);
+    let write = f64::from(d.ingress_mbps) * f64::from(d.replication_factor) / n;
+    // The volume is provisioned for the writes it was sized to carry, so that gp3's free 125 MB/s does not
+    // become the limit the EBS check above assumed away.
+    let provisioned = (write / HEADROOM).ceil().clamp(GP3_FREE_MBPS, GP3_MAX_MBPS);
+    let brokers_usd = round2(n * price(it.name)? * HOURS_PER_MONTH);
+    let system_nodes_usd = round2(f64::from(SYSTEM_NODES) * price(SYSTEM_INSTANCE)? * HOURS_PER_MONTH);
+    let storage_usd = round2(n * storage_gib as f64 * GP3_GIB_MONTH_USD);
+    let throughput_usd = round2(n * (provisioned - GP3_FREE_MBPS) * GP3_MBPS_MONTH_USD);
+    Ok(MonthlyCost {
+        brokers_usd,
+        system_nodes_usd,
+        storage_usd,
+        throughput_usd,
+        provisioned_mbps_per_volume: provisioned as u32,
+        total_usd: round2(brokers_usd + system_nodes_usd + storage_usd + throughput_usd),
+        region: REGION.into(),
+        prices_as_of: AS_OF.into(),
+    })
 }
 
 /// Above the throughput a tenant states, by this factor, its clients are throttled at the proxy: bursts get room,
@@ -158,7 +335,7 @@ pub fn size(d: &Demand) -> Result<Sizing, SizingError> {
     if d.replication_factor == 0 {
         return Err(SizingError::ReplicationFactor);
     }
-    let min_brokers = round_up_to(u32::from(d.replication_factor).max(3), ZONES);
+    let min_brokers = min_brokers(d);
     let best = INSTANCE_TYPES
         .iter()
         .filter_map(|it| {
@@ -171,14 +348,48 @@ pub fn size(d: &Demand) -> Result<Sizing, SizingError> {
         .max(f64::from(d.egress_mbps) / PARTITION_CONSUME_MBPS)
         .ceil() as u32;
     let partitions = d.partitions.unwrap_or_else(|| round_up_to(computed.max(brokers), brokers));
+    let storage = storage_per_broker_gib(d, brokers);
     Ok(Sizing {
         brokers,
         instance_type: it.name.to_owned(),
-        storage_per_broker_gib: storage_per_broker_gib(d, brokers),
+        storage_per_broker_gib: storage,
         worker_nodes: brokers + SYSTEM_NODES,
         partitions,
         zones: ZONES,
+        reasons: reasons(d, it, brokers),
+        monthly_cost: monthly_cost(d, it, brokers, storage)?,
     })
+}
+
+/// A sizing in words: what was chosen, each limit with its numbers (`*` marks those that decided the broker
+/// count), and the monthly cost.
+pub fn explain(s: &Sizing) -> String {
+    use std::fmt::Write;
+    let mut out = format!(
+        "{} × {} brokers, {} GiB gp3 each, {} partitions, {} worker nodes in {} zones\n\nWhy {} brokers (* decided the count):\n",
+        s.brokers, s.instance_type, s.storage_per_broker_gib, s.partitions, s.worker_nodes, s.zones, s.brokers
+    );
+    for r in &s.reasons {
+        let _ = writeln!(out, "  {} {}", if r.binding { "*" } else { " " }, r.message);
+    }
+    let c = &s.monthly_cost;
+    let _ = write!(
+        out,
+        "\nMonthly cost, on-demand {} (prices as of {}, controller/src/prices.rs):\n  \
+         brokers        ${:>10.2}\n  system nodes   ${:>10.2}  ({SYSTEM_NODES} × {SYSTEM_INSTANCE})\n  \
+         gp3 storage    ${:>10.2}  ({} GiB)\n  gp3 throughput ${:>10.2}  ({} MB/s per volume)\n  \
+         total          ${:>10.2}\n",
+        c.region,
+        c.prices_as_of,
+        c.brokers_usd,
+        c.system_nodes_usd,
+        c.storage_usd,
+        s.storage_per_broker_gib * u64::from(s.brokers),
+        c.throughput_usd,
+        c.provisioned_mbps_per_volume,
+        c.total_usd,
+    );
+    out
 }
 
 #[cfg(test)]
@@ -238,7 +449,8 @@ mod tests {
                 storage_per_broker_gib: 11_496,
                 worker_nodes: 6,
                 partitions: 12,
-                zones: 3
+                zones: 3,
+                ..s.clone()
             }
         );
     }
@@ -263,6 +475,90 @@ mod tests {
         assert_eq!(size(&with_partitions).map(|s| s.partitions), Ok(7));
     }
 
+    fn binding(s: &Sizing) -> Vec<Limit> {
+        s.reasons.iter().filter(|r| r.binding).map(|r| r.limit).collect()
+    }
+
+    #[test]
+    fn the_reasons_name_the_limit_that_decided_the_count() {
+        use Limit::*;
+        let cases = [
+            // (ingress, egress, hours, rf) → (brokers, type, limits that bound the count)
+            ((100, 200, 24, 3), (3, "m7g.xlarge", vec![MinimumBrokers])),
+            // RF 5 needs 5 brokers, rounded up to the zones.
+            ((1, 1, 1, 5), (6, "m7g.large", vec![MinimumBrokers])),
+            // 9 brokers: 20.6 TB each (> 16 TiB), 166.7 MB/s written (> 125), (1000 + 1000) ÷ 9 = 222 MB/s out
+            // (> 187.2): all three bind.
+            ((500, 1000, 24, 3), (12, "m7g.xlarge", vec![Storage, EbsThroughput, NetworkOut])),
+            // 63 brokers would hold 16.4 TiB each: storage alone.
+            ((1000, 3000, 72, 3), (66, "m7g.large", vec![Storage])),
+            // Short retention, heavy fan-out: 2 × 10 + 1500 = 1520 MB/s out; 9 × 187.2 = 1685 > 1520 > 6 × 187.2.
+            ((10, 1500, 1, 3), (9, "m7g.xlarge", vec![NetworkOut])),
+            // RF 1, egress below ingress: writes decide. 6 m7g.large would write 66.7 MB/s each (> 63); 9 of them
+            // (18 vCPUs) beat 6 m7g.xlarge (24).
+            ((400, 100, 1, 1), (9, "m7g.large", vec![EbsThroughput])),
+        ];
+        for ((i, e, h, r), (brokers, it, limits)) in cases {
+            let s = size(&demand(i, e, h, r)).expect("fits");
+            assert_eq!((s.brokers, s.instance_type.as_str()), (brokers, it), "{i} {e} {h} {r}: {s:?}");
+            assert_eq!(binding(&s), limits, "{i} {e} {h} {r}: {:#?}", s.reasons);
+            for r in &s.reasons {
+                assert!(r.demand <= r.capacity, "the chosen sizing is within every limit: {r:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn reasons_carry_the_numbers() {
+        let s = size(&demand(100, 200, 24, 3)).expect("fits");
+        let of = |l: Limit| {
+            s.reasons.iter().find(|r| r.limit == l).map(|r| (r.demand, r.capacity, r.unit.as_str()))
+        };
+        assert_eq!(of(Limit::Storage), Some((11_496.0, 16_384.0, "GiB")));
+        assert_eq!(of(Limit::EbsThroughput), Some((100.0, 125.0, "MB/s")));
+        assert_eq!(of(Limit::NetworkIn), Some((100.0, 187.2, "MB/s")));
+        assert_eq!(of(Limit::NetworkOut), Some((133.33, 187.2, "MB/s")));
+        assert_eq!(of(Limit::MinimumBrokers), Some((3.0, 3.0, "brokers")));
+        assert_eq!(s.reasons.len(), 5);
+    }
+
+    #[test]
+    fn monthly_cost_is_brokers_system_nodes_storage_and_throughput() {
+        // 3 × m7g.xlarge: 3 × $0.1632 × 730 h; 3 × m7g.large; 3 × 11,496 GiB × $0.08; writes of 100 MB/s need
+        // 125 MB/s provisioned, which is free.
+        let c = size(&demand(100, 200, 24, 3)).expect("fits").monthly_cost;
+        assert_eq!(
+            (
+                c.brokers_usd,
+                c.system_nodes_usd,
+                c.storage_usd,
+                c.throughput_usd,
+                c.provisioned_mbps_per_volume
+            ),
+            (357.41, 178.70, 2759.04, 0.0, 125)
+        );
+        assert_eq!(c.total_usd, 3295.15);
+        assert_eq!((c.region.as_str(), c.prices_as_of.as_str()), ("us-east-1", crate::prices::AS_OF));
+        // 12 brokers writing 125 MB/s each: provisioned 125 ÷ 0.8 = 156.25 → 157 MB/s, 32 MB/s over the free
+        // 125 at $0.04, on 12 volumes.
+        let c = size(&demand(500, 1000, 24, 3)).expect("fits").monthly_cost;
+        assert_eq!((c.provisioned_mbps_per_volume, c.throughput_usd), (157, 15.36));
+        assert_eq!(
+            c.total_usd,
+            round2(c.brokers_usd + c.system_nodes_usd + c.storage_usd + c.throughput_usd)
+        );
+    }
+
+    #[test]
+    fn explain_marks_the_binding_limits() {
+        let text = explain(&size(&demand(1000, 3000, 72, 3)).expect("fits"));
+        assert!(text.starts_with("66 × m7g.large brokers, 15676 GiB gp3 each"), "{text}");
+        let marked: Vec<&str> = text.lines().filter(|l| l.starts_with("  * ")).collect();
+        assert_eq!(marked.len(), 1, "{text}");
+        assert!(marked[0].contains("storage per broker 15676 GiB"), "{text}");
+        assert!(text.contains("total          $"), "{text}");
+    }
+
     proptest! {
         #[test]
         fn never_below_minimums_nor_past_limits(i in 1u32..2000, e in 1u32..6000, h in 1u32..8760, r in 1u16..=5) {
@@ -274,6 +570,9 @@ mod tests {
                 prop_assert!(fits(&d, it, s.brokers));
                 prop_assert!(s.partitions >= s.brokers && s.partitions % s.brokers == 0);
                 prop_assert!(f64::from(s.partitions) * PARTITION_PRODUCE_MBPS >= f64::from(i));
+                // Some limit always decided the count: the minimum, or one that fewer brokers would exceed.
+                prop_assert!(s.reasons.iter().any(|r| r.binding));
+                prop_assert!(s.monthly_cost.total_usd > 0.0);
             }
         }
 

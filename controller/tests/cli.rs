@@ -84,3 +84,47 @@ fn sync_commits_good_tenants_and_names_the_bad_one() {
     let again = run(&args);
     assert!(String::from_utf8_lossy(&again.stdout).contains("acme: unchanged"));
 }
+
+#[test]
+fn size_explains_the_sizing_and_its_cost() {
+    let out = run(&["size", "-f", "controller/examples/acme.yaml"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("3 × m7g.xlarge brokers, 11496 GiB gp3 each"), "{text}");
+    assert!(text.contains("  * at least 3 brokers"), "the minimum decided acme's count: {text}");
+    assert!(text.contains("total          $   3295.15"), "{text}");
+
+    // The flags override the file; JSON is the status.sizing object.
+    let out = run(&[
+        "size",
+        "-f",
+        "controller/examples/acme.yaml",
+        "--ingress-mbps",
+        "1000",
+        "--egress-mbps",
+        "3000",
+        "--retention-hours",
+        "72",
+        "--output",
+        "json",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(json["brokers"], 66);
+    let binding: Vec<&serde_json::Value> = json["reasons"]
+        .as_array()
+        .expect("reasons")
+        .iter()
+        .filter(|r| r["binding"] == true)
+        .map(|r| &r["limit"])
+        .collect();
+    assert_eq!(binding, ["storage"]);
+    assert!(json["monthlyCost"]["totalUsd"].as_f64().is_some_and(|c| c > 0.0));
+
+    // Flags alone, and a demand past the platform's maxima, which names the field.
+    let out = run(&["size", "--ingress-mbps", "10", "--retention-hours", "1"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(&["size", "--ingress-mbps", "5000", "--retention-hours", "1"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("spec.throughput.ingressMBps"));
+}

@@ -296,7 +296,12 @@ async fn create_then_ready_then_update_then_delete() {
     assert_eq!(quota.produce_bytes_per_second, stated(tenant.spec.throughput.ingress_mbps), "ingress + 25 %");
     assert_eq!(quota.fetch_bytes_per_second, stated(tenant.spec.throughput.egress_mbps), "egress + 25 %");
     let status = f.tenants().get("acme").await.expect("tenant").status.expect("status");
-    assert_eq!(status.sizing.map(|s| s.brokers), Some(3));
+    let sizing = status.sizing.expect("sized");
+    assert_eq!(sizing.brokers, 3);
+    // The status says why: acme's 3 brokers are the minimum, and what they cost.
+    let binding: Vec<_> = sizing.reasons.iter().filter(|r| r.binding).map(|r| r.limit).collect();
+    assert_eq!(binding, [kaas_controller::sizing::Limit::MinimumBrokers]);
+    assert!(sizing.monthly_cost.total_usd > 0.0);
 
     // Spec change: one more commit naming the new generation.
     let mut t = f.tenants().get("acme").await.expect("tenant");

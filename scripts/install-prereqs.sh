@@ -50,12 +50,12 @@ fi
 # --- Apache Kafka, the real tenant clusters of the end-to-end tests ----------------------------------------------
 # The versions in scripts/kafka/versions.env, from Maven Central into ~/.cache/kaas/kafka/ (about 2 minutes
 # the first time; a version already complete is skipped).
-scripts/install-kafka.sh
+bash scripts/install-kafka.sh
 # Pebble, a real ACME CA for the ACME tests (Debian's package).
-scripts/install-pebble.sh
+bash scripts/install-pebble.sh
 # etcd and kube-apiserver, the real Kubernetes control plane of the controller's tests (Go module proxy; about
 # 9 minutes the first time on 2 cores, then skipped by their stamps).
-scripts/install-k8s.sh
+bash scripts/install-k8s.sh
 
 # --- cargo-nextest (the test runner) -----------------------------------------------------------------------------
 if ! cargo nextest --version >/dev/null 2>&1; then

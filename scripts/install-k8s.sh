@@ -10,6 +10,9 @@ cd "$(dirname "$0")/.."
 log() { printf '\033[1m[k8s]\033[0m %s\n' "$*"; }
 CACHE="${KAAS_CACHE:-$HOME/.cache/kaas}/k8s"
 mkdir -p "$CACHE"
+# One build at a time: a second run (another checkout, a parallel install) waits and then finds the stamps current.
+exec 9>"$CACHE/.lock"
+flock 9
 command -v go >/dev/null || { echo "go is not installed (the machine's Go builds etcd and kube-apiserver)" >&2; exit 1; }
 
 # build NAME LDFLAGS: builds tests/k8s/NAME into $CACHE/NAME/NAME unless its stamp is current.

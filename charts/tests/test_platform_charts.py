@@ -123,17 +123,27 @@ def test_controller_rbac_is_exactly_what_it_uses():
     assert granted == {
         ("kaas.dev", "kafkatenants", "list"), ("kaas.dev", "kafkatenants", "watch"),
         ("kaas.dev", "kafkatenants", "patch"), ("kaas.dev", "kafkatenants/status", "patch"),
-        ("cluster.x-k8s.io", "clusters", "get"), ("helm.toolkit.fluxcd.io", "helmreleases", "get"),
+        ("events.k8s.io", "events", "create"), ("events.k8s.io", "events", "patch"),
+        *{(g, r, v) for g, r in [("cluster.x-k8s.io", "clusters"), ("helm.toolkit.fluxcd.io", "helmreleases")]
+          for v in ("get", "list", "watch")},
         # Strimzi's clients CA, copied for the default client CA template.
         ("", "secrets", "get"),
     }
-    role = by_kind(objects, "Role")[0]
+    roles = {r["metadata"]["name"]: r for r in by_kind(objects, "Role")}
+    role = roles["kaas-controller-routes"]
     assert role["metadata"]["namespace"] == "kaas-system"
+    # The leader lease: only its own by name (create cannot be limited by name), in the release's namespace.
+    lease_rules = roles["kaas-controller-leader"]["rules"]
+    assert {(tuple(r.get("resourceNames", [])), tuple(sorted(r["verbs"]))) for r in lease_rules} == {
+        (("kaas-controller",), ("get", "update")), ((), ("create",))}
     named = [r for r in role["rules"] if r.get("resourceNames")][0]
     assert named["resourceNames"] == ["kaas-proxy-routes"] and sorted(named["verbs"]) == ["get", "update"]
     assert not any("*" in str(rule) for rule in cluster_rules + role["rules"])
     deploy = by_kind(objects, "Deployment")[0]["spec"]["template"]["spec"]
     assert deploy["serviceAccountName"] == "kaas-controller"
+    assert by_kind(objects, "Deployment")[0]["spec"]["replicas"] == 2
+    args = deploy["containers"][0]["args"]
+    assert "--lease-name=kaas-controller" in args and "--lease-duration-seconds=15" in args
     assert deploy["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
 
 

@@ -88,7 +88,9 @@ pub struct Throughput {
 #[serde(deny_unknown_fields)]
 pub struct User {
     /// DNS label; the user's TLS client certificate is issued for it.
-    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"))]
+    // The length bound is implied by the pattern, but the API server's CEL cost estimate reads only
+    // maxLength: without it the uniqueness rule is refused as 100x over budget (found by tests/apiserver.rs).
+    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"), length(min = 1, max = 63))]
     pub name: String,
     /// What the user may do; nothing when empty.
     #[serde(default)]

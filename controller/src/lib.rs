@@ -4,12 +4,13 @@
 //!
 //! [`crd`] (the resource) → [`sizing`] (pure, priced from [`prices`]) → [`render`] (pure manifests) → [`gitops`] (the repository) →
 //! [`reconcile`] (the loop, reading [`watched`] objects back, with [`metrics`]), which keeps the proxy's
-//! [`upstream`] material in step with each tenant's Strimzi CAs.
+//! [`upstream`] material in step with each tenant's Strimzi CAs. [`leader`] elects the one replica that runs it.
 
 #![warn(missing_docs)]
 
 pub mod crd;
 pub mod gitops;
+pub mod leader;
 pub mod metrics;
 pub mod prices;
 pub mod reconcile;

@@ -6,8 +6,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use kaas_controller::crd::KafkaTenant;
-use kaas_controller::{gitops, reconcile, render};
-use kube::CustomResourceExt;
+use kaas_controller::watched::{Cluster, HelmRelease};
+use kaas_controller::{gitops, leader, reconcile, render};
+use kube::{CustomResourceExt, ResourceExt};
 
 #[derive(Debug, Parser)]
 #[command(version, about = "KafkaTenant controller: sizing, Cluster API + Flux manifests, GitOps")]
@@ -17,6 +18,7 @@ struct Args {
 }
 
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once at start-up
 enum Command {
     /// Print the KafkaTenant CustomResourceDefinition (YAML).
     Crd,
@@ -71,9 +73,18 @@ enum Command {
         /// reach brokers over TLS and each client keeps its own identity there.
         #[arg(long)]
         upstream_files_template: Option<String>,
+        /// Bootstrap address of a tenant's Kafka (`isolation: cluster`) as the proxy reaches it; `{tenant}` is
+        /// replaced by the tenant id.
+        #[arg(long, default_value = "kafka-bootstrap.{tenant}.internal.kaas.dev:9093")]
+        cluster_bootstrap_template: String,
+        /// The same for `isolation: namespace` tenants, whose Kafka runs in `tenant-{tenant}` of the shared cluster.
+        #[arg(long, default_value = "kaas-kafka-bootstrap.tenant-{tenant}.svc:9093")]
+        namespace_bootstrap_template: String,
         /// Address of the /metrics and /healthz endpoint.
         #[arg(long, default_value = "0.0.0.0:8080")]
         metrics_listen: std::net::SocketAddr,
+        #[command(flatten)]
+        election: Election,
     },
     /// Render every tenant file (*.yaml) in DIR and commit each to tenants/<namespace>/<name>/ of the repository.
     Sync {
@@ -88,6 +99,22 @@ enum Command {
         #[arg(short = 'f', long = "dir")]
         dir: PathBuf,
     },
+}
+
+/// Leader election: replicas share one Lease and only its holder reconciles.
+#[derive(Debug, clap::Args)]
+struct Election {
+    /// Namespace of the Lease (the controller's own).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "kaas-system")]
+    lease_namespace: String,
+    #[arg(long, default_value = "kaas-controller")]
+    lease_name: String,
+    /// This replica's name in the Lease (default: the host name, which is the pod's name).
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+    /// How long a leader that stopped renewing keeps the lease before another replica takes over.
+    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(2..=300))]
+    lease_duration_seconds: u64,
 }
 
 /// How `size` prints.
@@ -123,7 +150,10 @@ fn run(args: Args) -> anyhow::Result<()> {
             routes_config_map,
             client_ca_template,
             upstream_files_template,
+            cluster_bootstrap_template,
+            namespace_bootstrap_template,
             metrics_listen,
+            election,
         } => {
             let repo = gitops::Repo::clone_remote(&gitops_url, &workdir, &gitops_branch)?;
             let routes = reconcile::RouteSource {
@@ -131,9 +161,11 @@ fn run(args: Args) -> anyhow::Result<()> {
                 config_map: routes_config_map,
                 client_ca: client_ca_template,
                 upstream_files: upstream_files_template,
+                cluster_bootstrap: cluster_bootstrap_template,
+                namespace_bootstrap: namespace_bootstrap_template,
                 ..Default::default()
             };
-            tokio::runtime::Runtime::new()?.block_on(serve(repo, routes, metrics_listen))?;
+            tokio::runtime::Runtime::new()?.block_on(serve(repo, routes, metrics_listen, election))?;
         }
         Command::Sync { repo, remote, branch, dir } => {
             let repo = match remote {
@@ -176,9 +208,10 @@ async fn serve(
     repo: gitops::Repo,
     routes: reconcile::RouteSource,
     metrics_listen: std::net::SocketAddr,
+    election: Election,
 ) -> anyhow::Result<()> {
     use futures::StreamExt;
-    use kube::runtime::{watcher, Controller};
+    use kube::runtime::{events, watcher, Controller};
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
@@ -187,27 +220,103 @@ async fn serve(
     // The workspace's one crypto provider, chosen explicitly for the API server connection.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let client = kube::Client::try_default().await?;
+    let identity = match election.identity {
+        Some(id) => id,
+        None => format!("{}-{}", hostname(), std::process::id()),
+    };
+    let reporter =
+        events::Reporter { controller: "kaas-controller".into(), instance: Some(identity.clone()) };
     let ctx = std::sync::Arc::new(reconcile::Context {
         client: client.clone(),
         repo: std::sync::Arc::new(std::sync::Mutex::new(repo)),
         platform: render::Platform::default(),
         routes,
         metrics: kaas_controller::metrics::Metrics::default(),
+        events: Some(events::Recorder::new(client.clone(), reporter)),
     });
-    reconcile::ensure_route_source(&client, &ctx.routes).await?;
+    // Bound before the election, so a follower answers /healthz and shows kaas_controller_leader 0.
     let listener = tokio::net::TcpListener::bind(metrics_listen).await?;
     tokio::spawn(serve_metrics(listener, ctx.clone()));
-    let tenants = kube::Api::<KafkaTenant>::all(client);
-    Controller::new(tenants, watcher::Config::default())
-        .shutdown_on_signal()
-        .run(reconcile::reconcile, reconcile::error_policy, ctx)
+
+    let duration = std::time::Duration::from_secs(election.lease_duration_seconds);
+    let mut elector = leader::Elector::new(
+        client.clone(),
+        &election.lease_namespace,
+        &election.lease_name,
+        &identity,
+        duration,
+    );
+    tokio::select! {
+        () = elector.acquire() => {}
+        () = shutdown_signal() => return Ok(()),
+    }
+    ctx.metrics.set_leader(true);
+    // Checked by the leader only: a follower must not write, and a verb the role lacks fails here, loudly.
+    if let Err(e) = reconcile::ensure_route_source(&client, &ctx.routes).await {
+        let _ = elector.release().await;
+        return Err(e.into());
+    }
+    let tenants = kube::Api::<KafkaTenant>::all(client.clone());
+    let controller = Controller::new(tenants, watcher::Config::default());
+    // A Cluster or HelmRelease changing (Cluster API or Flux reporting it up) reconciles its tenant at once,
+    // rather than at the next requeue: they carry the tenant id label, mapped back through the tenant cache.
+    let store = controller.store();
+    let owner = move |labels: &std::collections::BTreeMap<String, String>| {
+        let id = labels.get(render::TENANT_LABEL).cloned();
+        store
+            .state()
+            .into_iter()
+            .filter(move |t| id.as_deref() == Some(render::tenant_id_of(t).as_str()))
+            .map(|t| kube::runtime::reflector::ObjectRef::from_obj(t.as_ref()))
+    };
+    let labelled = || watcher::Config::default().labels(render::TENANT_LABEL);
+    let owner_of_cluster = owner.clone();
+    let controller = controller
+        .watches(kube::Api::<Cluster>::all(client.clone()), labelled(), move |c| owner_of_cluster(c.labels()))
+        .watches(kube::Api::<HelmRelease>::all(client), labelled(), move |r| owner(r.labels()))
+        .graceful_shutdown_on(shutdown_signal())
+        .run(reconcile::reconcile, reconcile::error_policy, ctx.clone())
         .for_each(|result| async move {
             if let Err(e) = result {
                 tracing::debug!(error = %e, "reconcile error");
             }
-        })
-        .await;
-    Ok(())
+        });
+    tokio::select! {
+        () = controller => {
+            // Shut down by a signal: hand the lease over now rather than after its duration.
+            ctx.metrics.set_leader(false);
+            if let Err(e) = elector.release().await {
+                tracing::warn!(error = %e, "lease not released");
+            }
+            Ok(())
+        }
+        // Another replica may be reconciling already: stop at once (the pod restarts as a follower).
+        lost = elector.hold() => Err(anyhow::anyhow!("stopped leading: {lost}")),
+    }
+}
+
+/// SIGTERM (the kubelet's stop) or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "kaas-controller".into())
 }
 
 /// A minimal HTTP endpoint: `/metrics` (Prometheus text) and `/healthz`.

@@ -5,6 +5,7 @@ use std::time::Duration;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
@@ -15,10 +16,12 @@ pub struct ErrorLabels {
     pub reason: String,
 }
 
-/// The controller's metrics: reconciles run, failures by reason, reconcile duration (seconds).
+/// The controller's metrics: reconciles run, failures by reason, reconcile duration (seconds), and whether
+/// this replica leads.
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
+    leader: Gauge,
     reconciles: Counter,
     errors: Family<ErrorLabels, Counter>,
     duration: Histogram,
@@ -38,7 +41,13 @@ impl Default for Metrics {
             prometheus_client::registry::Unit::Seconds,
             duration.clone(),
         );
-        Metrics { registry, reconciles, errors, duration }
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this replica holds the leader lease and reconciles",
+            leader.clone(),
+        );
+        Metrics { registry, leader, reconciles, errors, duration }
     }
 }
 
@@ -50,6 +59,11 @@ impl Metrics {
         if let Some(reason) = error {
             self.errors.get_or_create(&ErrorLabels { reason: reason.into() }).inc();
         }
+    }
+
+    /// Whether this replica leads (and so reconciles).
+    pub fn set_leader(&self, leading: bool) {
+        self.leader.set(i64::from(leading));
     }
 
     /// The Prometheus text exposition.

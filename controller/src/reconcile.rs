@@ -8,6 +8,9 @@
 //! Flux `HelmRelease` back → when both are Ready, publish the tenant's route to the proxy's route source (a
 //! ConfigMap holding the tenants list, as `kaas_route::TenantRoute`s). Cleanup (finalizer): remove the folder
 //! and the route. A malformed tenant gets `Degraded` naming the field and nothing is committed for it.
+//!
+//! Status is written through the status subresource by server-side apply as [`FIELD_MANAGER`]; every change of
+//! state (and every commit) is also a Kubernetes Event on the tenant, so `kubectl describe` tells its story.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -16,8 +19,9 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kaas_route::{Identity, TenantRoute, UpstreamRoute, UpstreamTls};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
+use kube::runtime::events::{Event as KubeEvent, EventType, Recorder};
 use kube::runtime::finalizer::{finalizer, Error as FinalizerError, Event};
-use kube::{Client, ResourceExt};
+use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 
 use crate::crd::{Condition, Isolation, KafkaTenant, KafkaTenantStatus};
@@ -30,6 +34,8 @@ use crate::watched::{cluster_readiness, release_readiness, Cluster, HelmRelease}
 
 /// Finalizer on every `KafkaTenant`, so deleting one first removes its folder and route.
 pub const FINALIZER: &str = "kaas.dev/tenant";
+/// The field manager of the controller's server-side applies (the tenant's status).
+pub const FIELD_MANAGER: &str = "kaas-controller";
 /// Key of the route source ConfigMap holding the tenants list.
 pub const ROUTES_KEY: &str = "tenants.yaml";
 
@@ -174,6 +180,35 @@ pub struct Context {
     pub routes: RouteSource,
     /// Counts every reconcile.
     pub metrics: Metrics,
+    /// Records the tenants' Events; `None` records none (tests that do not look at them).
+    pub events: Option<Recorder>,
+}
+
+impl Context {
+    /// Records an Event on `t`. A failure is logged, not returned: an Event is a report, and a reconcile
+    /// that did its work must not fail for want of one.
+    async fn record(&self, t: &KafkaTenant, type_: EventType, reason: &str, note: String) {
+        let Some(recorder) = &self.events else { return };
+        // The API server refuses notes over 1 kB.
+        let mut note = note;
+        if note.len() > 1000 {
+            let mut cut = 1000;
+            while !note.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            note.truncate(cut);
+        }
+        let event = KubeEvent {
+            type_,
+            reason: reason.into(),
+            note: Some(note),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(e) = recorder.publish(&event, &t.object_ref(&())).await {
+            tracing::warn!(tenant = %t.name_any(), error = %e, "event not recorded");
+        }
+    }
 }
 
 /// Reconciles one tenant under the finalizer: apply (render, commit, wait for Ready, publish the route) or,
@@ -236,15 +271,36 @@ fn now() -> String {
     serde_json::to_value(t).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
 }
 
+/// The state (the condition that is `True`) and its reason.
+fn state_of(conditions: &[Condition]) -> Option<(&str, &str)> {
+    conditions.iter().find(|c| c.status == "True").map(|c| (c.type_.as_str(), c.reason.as_str()))
+}
+
+/// Writes `status` by server-side apply on the status subresource, and records an Event when the state or
+/// its reason changed.
 async fn set_status(
     api: &Api<KafkaTenant>,
+    ctx: &Context,
     t: &KafkaTenant,
     mut status: KafkaTenantStatus,
 ) -> Result<(), Error> {
     let previous = t.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default();
     stamp_transitions(&mut status.conditions, previous, &now());
-    let patch = json!({ "status": status });
-    api.patch_status(&t.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    let patch = json!({
+        "apiVersion": KafkaTenant::api_version(&()),
+        "kind": KafkaTenant::kind(&()),
+        "status": status,
+    });
+    // Forced: the controller alone owns the status; a field another manager set is taken over, not a conflict.
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    api.patch_status(&t.name_any(), &params, &Patch::Apply(&patch)).await?;
+    if let Some((state, reason)) = state_of(&status.conditions) {
+        if state_of(previous) != Some((state, reason)) {
+            let message = status.conditions.iter().find(|c| c.type_ == state).map(|c| c.message.clone());
+            let type_ = if state == "Degraded" { EventType::Warning } else { EventType::Normal };
+            ctx.record(t, type_, reason, format!("{state}: {}", message.unwrap_or_default())).await;
+        }
+    }
     Ok(())
 }
 
@@ -261,7 +317,7 @@ async fn apply(t: &KafkaTenant, api: &Api<KafkaTenant>, ctx: &Context) -> Result
                 conditions: conditions("Degraded", "InvalidSpec", &e.to_string(), generation),
                 ..Default::default()
             };
-            set_status(api, t, status).await?;
+            set_status(api, ctx, t, status).await?;
             return Ok(Action::await_change());
         }
     };
@@ -275,6 +331,10 @@ async fn apply(t: &KafkaTenant, api: &Api<KafkaTenant>, ctx: &Context) -> Result
     })
     .await
     .map_err(|e| Error::Routes(format!("git task: {e}")))?;
+    if let Ok(gitops::Outcome::Committed(sha)) = &committed {
+        let note = format!("{} at {}", render::folder(t), &sha[..12.min(sha.len())]);
+        ctx.record(t, EventType::Normal, "Committed", note).await;
+    }
     if let Err(e) = committed {
         let status = KafkaTenantStatus {
             observed_generation: generation,
@@ -282,7 +342,7 @@ async fn apply(t: &KafkaTenant, api: &Api<KafkaTenant>, ctx: &Context) -> Result
             sizing,
             ..Default::default()
         };
-        set_status(api, t, status).await?;
+        set_status(api, ctx, t, status).await?;
         return Err(e.into());
     }
 
@@ -318,7 +378,7 @@ async fn apply(t: &KafkaTenant, api: &Api<KafkaTenant>, ctx: &Context) -> Result
         sizing,
         bootstrap,
     };
-    set_status(api, t, status).await?;
+    set_status(api, ctx, t, status).await?;
     Ok(match waiting {
         Some(_) => Action::requeue(Duration::from_secs(30)),
         None => Action::requeue(Duration::from_secs(600)),
@@ -433,6 +493,8 @@ async fn cleanup(t: &KafkaTenant, ctx: &Context) -> Result<Action, Error> {
     })
     .await
     .map_err(|e| Error::Routes(format!("git task: {e}")))??;
+    let note = format!("route, upstream material and {} removed", render::folder(t));
+    ctx.record(t, EventType::Normal, "Removed", note).await;
     Ok(Action::await_change())
 }
 

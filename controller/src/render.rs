@@ -92,6 +92,11 @@ pub fn tenant_namespace(t: &KafkaTenant) -> &str {
 }
 
 /// [`tenant_id`] of a `KafkaTenant`.
+/// The label every rendered object carries: the [`tenant_id`] it belongs to (how the controller maps a
+/// watched `Cluster` or `HelmRelease` back to its tenant).
+pub const TENANT_LABEL: &str = "kaas.dev/tenant";
+
+/// [`tenant_id`] of `t`.
 pub fn tenant_id_of(t: &KafkaTenant) -> String {
     tenant_id(tenant_namespace(t), t.metadata.name.as_deref().unwrap_or_default())
 }
@@ -159,7 +164,7 @@ fn namespace_object(ns: &str, tenant: &str) -> Value {
 }
 
 fn labels(tenant: &str) -> Value {
-    json!({ "app.kubernetes.io/managed-by": "kaas-controller", "kaas.dev/tenant": tenant })
+    json!({ "app.kubernetes.io/managed-by": "kaas-controller", TENANT_LABEL: tenant })
 }
 
 fn meta(name: &str, ns: &str, tenant: &str) -> Value {

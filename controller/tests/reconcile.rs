@@ -71,6 +71,7 @@ impl Fixture {
             platform: Platform::default(),
             routes,
             metrics: Metrics::default(),
+            events: None,
         });
         Fixture { tmp, url, client, ctx }
     }

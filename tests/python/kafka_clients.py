@@ -28,12 +28,15 @@ def b64(b):
 
 # --- confluent-kafka (librdkafka) ----------------------------------------------------------------------------------
 def confluent_conf(a):
-    return {
+    conf = {
         "bootstrap.servers": a.bootstrap,
         "security.protocol": "SSL",
         "ssl.ca.location": a.ca,
         "client.id": f"e2e-{a.client}",
     }
+    if a.cert:
+        conf |= {"ssl.certificate.location": a.cert, "ssl.key.location": a.key}
+    return conf
 
 
 def confluent_metadata(a):
@@ -105,8 +108,11 @@ def confluent_consume(a, expect):
 
 # --- kafka-python (pure Python) ------------------------------------------------------------------------------------
 def kp_conf(a):
-    return {"bootstrap_servers": a.bootstrap, "security_protocol": "SSL", "ssl_cafile": a.ca,
+    conf = {"bootstrap_servers": a.bootstrap, "security_protocol": "SSL", "ssl_cafile": a.ca,
             "client_id": f"e2e-{a.client}"}
+    if a.cert:
+        conf |= {"ssl_certfile": a.cert, "ssl_keyfile": a.key}
+    return conf
 
 
 def kp_metadata(a):
@@ -183,6 +189,8 @@ def main():
     ap.add_argument("--client", choices=sorted(CLIENTS), default="confluent")
     ap.add_argument("--bootstrap", required=True, help="host:port, e.g. demo.kaas.localhost:9092")
     ap.add_argument("--ca", required=True, help="CA certificate file (PEM) that signed the proxy's certificate")
+    ap.add_argument("--cert", help="client certificate (PEM), for tenants that require one")
+    ap.add_argument("--key", help="the client certificate's private key (PEM)")
     ap.add_argument("--topic", default="e2e")
     ap.add_argument("--group", default="e2e-group")
     ap.add_argument("--count", type=int, default=100)
@@ -193,6 +201,8 @@ def main():
     ap.add_argument("--expect", type=int, default=None, help="records to consume (default: --count)")
     ap.add_argument("--timeout", type=float, default=60.0)
     a = ap.parse_args()
+    if bool(a.cert) != bool(a.key):
+        ap.error("--cert and --key go together")
     metadata, produce, consume = CLIENTS[a.client]
     out = {}
     if a.command == "metadata":

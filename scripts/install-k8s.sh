@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Builds the real Kubernetes control plane the controller's tests run against: etcd and kube-apiserver, from the
-# Go module proxy, through the pinned modules in tests/k8s/ (go.mod + go.sum: the versions and their checksums).
+# Builds the real Kubernetes parts the controller's tests run against, from the Go module proxy, through the
+# pinned modules in tests/k8s/ (go.mod + go.sum: the versions and their checksums): etcd and kube-apiserver
+# (the control plane), and Flux's source-controller, kustomize-controller and helm-controller (GitOps, with
+# their own CRDs copied from the same module versions).
 # Each binary lands in ${KAAS_CACHE:-$HOME/.cache/kaas}/k8s/<name>/ with a stamp of the sources it was built
 # from; a binary whose stamp matches is skipped, so a second run takes a second. A fresh machine needed 77 s for
-# etcd and 462 s for kube-apiserver on 2 cores (module downloads included); a build that stops half-way leaves no binary.
+# etcd and 462 s for kube-apiserver on 2 cores (module downloads included), and about 4 min for each Flux
+# controller; a build that stops half-way leaves no binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,10 +18,12 @@ exec 9>"$CACHE/.lock"
 flock 9
 command -v go >/dev/null || { echo "go is not installed (the machine's Go builds etcd and kube-apiserver)" >&2; exit 1; }
 
-# build NAME LDFLAGS: builds tests/k8s/NAME into $CACHE/NAME/NAME unless its stamp is current.
+# build NAME LDFLAGS [PACKAGE MODULE]: builds tests/k8s/NAME (its main.go, or the dependency's main PACKAGE that
+# its go.mod names as a tool) into $CACHE/NAME/NAME unless its stamp is current; with MODULE, that module's
+# config/crd/bases/*.yaml are copied to $CACHE/NAME/crds/.
 build() {
-  local name=$1 ldflags=$2 src=tests/k8s/$1 dest=$CACHE/$1 stamp
-  stamp=$({ cat "$src/go.mod" "$src/go.sum" "$src/main.go"; go version; echo "$ldflags"; } | sha256sum | cut -d' ' -f1)
+  local name=$1 ldflags=$2 package=${3:-.} module=${4:-} src=tests/k8s/$1 dest=$CACHE/$1 stamp
+  stamp=$({ cat "$src/go.mod" "$src/go.sum"; [[ ! -f $src/main.go ]] || cat "$src/main.go"; go version; echo "$ldflags"; } | sha256sum | cut -d' ' -f1)
   if [[ -x $dest/$name && -f $dest/stamp && $(<"$dest/stamp") == "$stamp" ]]; then
     log "$name: $dest/$name"
     return
@@ -27,7 +32,14 @@ build() {
   mkdir -p "$dest"
   rm -f "$dest/stamp"
   local start=$SECONDS
-  (cd "$src" && CGO_ENABLED=0 go build -mod=readonly -trimpath -ldflags "-s -w $ldflags" -o "$dest/$name.partial" .)
+  (cd "$src" && CGO_ENABLED=0 go build -mod=readonly -trimpath -ldflags "-s -w $ldflags" -o "$dest/$name.partial" "$package")
+  if [[ -n $module ]]; then
+    local dir
+    dir=$(cd "$src" && go list -mod=readonly -m -f '{{.Dir}}' "$module")
+    rm -rf "$dest/crds"
+    mkdir -p "$dest/crds"
+    cp "$dir"/config/crd/bases/*.yaml "$dest/crds/"
+  fi
   mv "$dest/$name.partial" "$dest/$name"
   echo "$stamp" >"$dest/stamp"
   log "$name: built in $((SECONDS - start)) s"
@@ -42,3 +54,9 @@ minor=${k8s_version#v1.}
 minor=${minor%%.*}
 pkg=k8s.io/component-base/version
 build kube-apiserver "-X $pkg.gitVersion=$k8s_version -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
+
+# Flux: each module's go.mod names the controller as a tool, with the replace lines its own go.mod has (which a
+# dependency's go.mod cannot pass on).
+for flux in source-controller kustomize-controller helm-controller; do
+  build "$flux" "" "github.com/fluxcd/$flux" "github.com/fluxcd/$flux"
+done

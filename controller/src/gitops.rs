@@ -13,6 +13,14 @@ use std::time::Duration;
 /// Attempts before a push is given up (each one rebuilds on the newest remote head).
 const PUSH_ATTEMPTS: u32 = 20;
 const AUTHOR: [&str; 4] = ["-c", "user.name=kaas-controller", "-c", "user.email=kaas-controller@kaas.dev"];
+/// Keeps `tenants/` in Git once the last tenant's folder is gone: Git tracks no empty folders, and a Flux
+/// Kustomization whose path has vanished fails ("kustomization path not found") instead of pruning the last
+/// tenant. Not YAML, so Flux's generated kustomization ignores it.
+const KEEP_FILE: (&str, &str) = (
+    "tenants/README.md",
+    "Managed by kaas-controller: one folder per KafkaTenant, `<namespace>/<name>/`, applied by Flux.\n\
+     This file keeps the folder in Git when no tenant is left, so Flux still finds it and prunes.\n",
+);
 
 /// Why the GitOps repository could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -134,13 +142,18 @@ impl Repo {
                 std::fs::write(abs.join(name), text)?;
             }
         }
+        let keep = self.dir.join(KEEP_FILE.0);
+        if std::fs::read_to_string(&keep).ok().as_deref() != Some(KEEP_FILE.1) {
+            std::fs::create_dir_all(self.dir.join("tenants"))?;
+            std::fs::write(&keep, KEEP_FILE.1)?;
+        }
         let folder = folder.to_string_lossy().into_owned();
-        self.git(&["add", "--all", "--", &folder])?;
-        if self.git(&["diff", "--cached", "--quiet", "--", &folder]).is_ok() {
+        self.git(&["add", "--all", "--", &folder, KEEP_FILE.0])?;
+        if self.git(&["diff", "--cached", "--quiet", "--", &folder, KEEP_FILE.0]).is_ok() {
             return Ok(Outcome::Unchanged);
         }
         let mut args: Vec<&str> = AUTHOR.to_vec();
-        args.extend(["commit", "--quiet", "-m", message, "--", &folder]);
+        args.extend(["commit", "--quiet", "-m", message, "--", &folder, KEEP_FILE.0]);
         self.git(&args)?;
         Ok(Outcome::Committed(self.git(&["rev-parse", "HEAD"])?.trim().to_owned()))
     }

@@ -1,12 +1,15 @@
 //! The whole tenant loop, end to end: a `KafkaTenant` applied to a real API server → the real
 //! `kaas-controller run` (the chart's arguments and RBAC) commits its folder to a real bare Git repository →
-//! Flux's apply (stand-in: server-side apply of the folder) → helm-controller and Strimzi report up
-//! (stand-ins: the release's status, the cluster's real CA secrets) → the controller marks the tenant Ready
+//! Flux itself (source-controller fetching that repository and the platform's charts over HTTP,
+//! kustomize-controller applying `tenants/`, helm-controller installing `charts/kaas`, whose Strimzi objects
+//! the real CRDs accept) → Strimzi's part (stand-in: the cluster's real CA secrets; no operator runs Kafka
+//! here, the local cluster is the tenant's) → the controller marks the tenant Ready
 //! and publishes its route and upstream material → the proxy reads the route ConfigMap and the upstream Secret
 //! as the chart mounts them (stand-in for the kubelet: the objects' keys written to files) → a real Kafka
 //! client (confluent-kafka, with a tenant user's certificate) produces and consumes through
 //! `<tenant>.<domain>` on a real Apache Kafka cluster over mutual TLS with its own identity. Then an update (a
-//! new generation, a new commit, a changed route) and a delete (the proxy refuses the name, the object goes).
+//! new generation, a new commit, a Helm upgrade, a changed route) and a delete (Flux prunes and uninstalls,
+//! the proxy refuses the name, the object goes).
 
 mod common;
 
@@ -19,13 +22,16 @@ use common::{all_rbac, eventually, Platform, SYSTEM};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kaas_controller::reconcile::ROUTES_KEY;
 use kaas_controller::render::tenant_id;
+use kaas_e2e::apiserver::{apply_yaml, TEST_MANAGER};
 use kaas_e2e::certs::Certs;
+use kaas_e2e::flux::{self, Flux, FLUX_NAMESPACE};
+use kaas_e2e::git_http::GitHttp;
 use kaas_e2e::kafka::{ClusterOptions, KafkaCluster};
 use kaas_e2e::proxy::ProxyHandle;
 use kaas_e2e::python::run_client;
 use kaas_e2e::{raw, DOMAIN};
-use kube::api::{Api, DeleteParams, Patch, PatchParams};
-use kube::Client;
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use kube::{Client, ResourceExt};
 use rustls::AlertDescription;
 use serde_json::json;
 
@@ -83,6 +89,17 @@ async fn a_tenant_goes_from_kafkatenant_to_records_through_the_proxy_and_away() 
         "namespaceBootstrapTemplate": cluster.bootstrap_tls(),
     }});
     let p = Platform::start(values, all_rbac).await?;
+    // The platform's Flux: its charts in one repository, the tenants' folders (kaas-controller's remote) in
+    // another, both over HTTP; a Kustomization applies `tenants/` and prunes what leaves it.
+    flux::publish(&kaas_e2e::repo_root(), &["charts/kaas"], &p.tmp.path().join("platform.git"))?;
+    let git = GitHttp::start(p.tmp.path())?;
+    let flux = Flux::start(&p.plane).await?;
+    let sources = [
+        flux::git_repository("kaas", &git.url("platform.git"), "main", "1m"),
+        flux::git_repository("tenants", &git.url("gitops.git"), "main", "2s"),
+        flux::kustomization("tenants", "tenants", "./tenants", "2s"),
+    ];
+    apply_yaml(&p.admin, &sources.join("---\n"), TEST_MANAGER, Some(FLUX_NAMESPACE)).await?;
     let controller = p.controller("kaas-controller-0")?;
     let mounting = tokio::spawn(mount(p.admin.clone(), routes_file.clone(), upstream_dir.clone()));
 
@@ -97,13 +114,19 @@ async fn a_tenant_goes_from_kafkatenant_to_records_through_the_proxy_and_away() 
         Ok(Some(p.commits(folder)?).filter(|c| !c.is_empty()))
     })
     .await?;
-    p.flux_apply(folder).await?;
-    p.helm_ready(&id).await?;
     let read = |path: &Path| std::fs::read(path).with_context(|| path.display().to_string());
     let material =
         [read(cluster.cluster_ca_pem())?, read(cluster.clients_ca_pem())?, read(cluster.clients_ca_key())?];
     p.strimzi_cas(&id, [&material[0], &material[1], &material[2]]).await?;
-    p.wait_state("beta", "Ready", 1).await?;
+    p.wait_state("beta", "Ready", 1).await.with_context(|| flux.logs())?;
+    let kafkas = strimzi_objects(&p.admin, &id, "Kafka").await?;
+    assert_eq!(kafkas.len(), 1, "helm-controller installed the chart's Kafka");
+    assert_eq!(kafkas[0].annotations().get("meta.helm.sh/release-name").map(String::as_str), Some("kaas"));
+    let release = helm_release(&p.admin, &id).await?.context("HelmRelease applied")?;
+    assert!(
+        release.managed_fields().iter().any(|m| m.manager.as_deref() == Some("kustomize-controller")),
+        "applied by kustomize-controller"
+    );
 
     // A tenant user's client: the bootstrap name, the platform's CA, and a certificate from the tenant's
     // clients CA (as Strimzi's User Operator issues it for a KafkaUser).
@@ -157,9 +180,7 @@ async fn a_tenant_goes_from_kafkatenant_to_records_through_the_proxy_and_away() 
             .then_some(()))
     })
     .await?;
-    p.flux_apply(folder).await?;
-    p.helm_ready(&id).await?;
-    p.wait_state("beta", "Ready", 2).await?;
+    p.wait_state("beta", "Ready", 2).await.with_context(|| flux.logs())?;
     let after = p.routes().await?.unwrap_or_default();
     let quota = |routes: &[kaas_route::TenantRoute]| {
         routes.iter().find(|r| r.name == id).map(|r| serde_json::to_value(&r.quota).unwrap_or_default())
@@ -184,7 +205,40 @@ async fn a_tenant_goes_from_kafkatenant_to_records_through_the_proxy_and_away() 
     .await?;
     assert!(p.manifests(folder)?.is_none(), "folder removed from Git");
     assert!(std::fs::read_dir(&upstream_dir)?.next().is_none(), "the tenant's upstream files are gone");
+    // Flux prunes the HelmRelease; helm-controller uninstalls the release before letting it go.
+    eventually("release pruned and uninstalled", Duration::from_secs(60), || async {
+        let gone = helm_release(&p.admin, &id).await?.is_none()
+            && strimzi_objects(&p.admin, &id, "Kafka").await?.is_empty();
+        Ok(gone.then_some(()))
+    })
+    .await
+    .with_context(|| flux.logs())?;
     mounting.abort();
     drop(controller);
     Ok(())
+}
+
+async fn helm_release(admin: &Client, id: &str) -> anyhow::Result<Option<DynamicObject>> {
+    let resource = ApiResource {
+        group: "helm.toolkit.fluxcd.io".into(),
+        version: "v2".into(),
+        api_version: "helm.toolkit.fluxcd.io/v2".into(),
+        kind: "HelmRelease".into(),
+        plural: "helmreleases".into(),
+    };
+    let api: Api<DynamicObject> = Api::namespaced_with(admin.clone(), &format!("kaas-{id}"), &resource);
+    Ok(api.get_opt(&format!("{id}-kafka")).await?)
+}
+
+/// The Strimzi objects of `kind` (Kafka, KafkaNodePool, KafkaUser) in the tenant's namespace.
+async fn strimzi_objects(admin: &Client, id: &str, kind: &str) -> anyhow::Result<Vec<DynamicObject>> {
+    let resource = ApiResource {
+        group: "kafka.strimzi.io".into(),
+        version: "v1".into(),
+        api_version: "kafka.strimzi.io/v1".into(),
+        kind: kind.into(),
+        plural: format!("{}s", kind.to_lowercase()),
+    };
+    let api: Api<DynamicObject> = Api::namespaced_with(admin.clone(), &format!("tenant-{id}"), &resource);
+    Ok(api.list(&ListParams::default()).await?.items)
 }

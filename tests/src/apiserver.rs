@@ -173,6 +173,11 @@ impl ControlPlane {
         client_from(&self.admin_kubeconfig).await
     }
 
+    /// The kubeconfig of the tests' system:masters identity (what Flux's controllers run with here).
+    pub fn admin_kubeconfig(&self) -> &Path {
+        &self.admin_kubeconfig
+    }
+
     /// The folder the control plane keeps its files in (kubeconfigs written by [`Self::service_account`]).
     pub fn dir(&self) -> &Path {
         self.dir.path()

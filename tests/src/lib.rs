@@ -6,10 +6,13 @@
 //! [`hostile_broker`] answers with corrupted responses, and [`kafka`] starts real Apache Kafka clusters
 //! (KRaft, mutual-TLS listeners, several at once); [`matrix`] runs every client against every broker;
 //! [`soak`] runs the real binary as its own process and samples it; [`pebble`] is a real ACME server;
-//! [`apiserver`] is a real Kubernetes control plane (etcd + kube-apiserver) for the controller.
+//! [`apiserver`] is a real Kubernetes control plane (etcd + kube-apiserver) for the controller, and [`git_http`]
+//! serves its GitOps repository over HTTP to [`flux`]'s real controllers.
 
 pub mod apiserver;
 pub mod certs;
+pub mod flux;
+pub mod git_http;
 pub mod hostile_broker;
 pub mod kafka;
 pub mod matrix;

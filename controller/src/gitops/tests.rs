@@ -115,3 +115,17 @@ fn local_repository_commits_without_push() {
     assert_eq!(git(tmp.path(), &["log", "--format=%s"]).trim(), "tenant acme: generation 1");
     assert!(Repo::local(&tmp.path().join("nope")).is_err());
 }
+
+#[test]
+fn the_tenants_folder_outlives_its_last_tenant_so_flux_can_prune_it() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let url = remote(tmp.path());
+    let repo = Repo::clone_remote(&url, &tmp.path().join("ctl"), "main").expect("clone");
+    repo.write_tenant("ns/acme", Some(&files("a: 1\n")), &message("ns/acme", Some(1))).expect("write");
+    repo.write_tenant("ns/acme", None, "remove tenant ns/acme").expect("remove");
+    let check = tmp.path().join("check");
+    git(tmp.path(), &["clone", "--quiet", &url, &check.to_string_lossy()]);
+    let tree = git(&check, &["ls-tree", "-r", "--name-only", "main", "tenants"]);
+    assert_eq!(tree.lines().collect::<Vec<_>>(), [KEEP_FILE.0], "only the keep file is left");
+    assert!(!KEEP_FILE.0.ends_with(".yaml"), "Flux must not try to apply it");
+}

@@ -19,7 +19,8 @@ use crate::free_port;
 /// The namespace Flux runs in and keeps its sources in.
 pub const FLUX_NAMESPACE: &str = "flux-system";
 
-const CONTROLLERS: [&str; 3] = ["source-controller", "kustomize-controller", "helm-controller"];
+/// Flux's controllers, in the order they start.
+pub const CONTROLLERS: [&str; 3] = ["source-controller", "kustomize-controller", "helm-controller"];
 
 /// The three controllers, running; stopped on `Drop`.
 #[derive(Debug)]
@@ -38,8 +39,9 @@ impl Drop for Flux {
 }
 
 impl Flux {
-    /// Installs Flux's CRDs and namespace, starts the controllers and waits until each reports ready.
-    pub async fn start(plane: &ControlPlane) -> anyhow::Result<Flux> {
+    /// Installs the CRDs of all of Flux and its namespace, starts `controllers` (of [`CONTROLLERS`]) and
+    /// waits until each reports ready.
+    pub async fn start(plane: &ControlPlane, controllers: &[&'static str]) -> anyhow::Result<Flux> {
         let started = Instant::now();
         for name in CONTROLLERS {
             let crds = binary(name)?.with_file_name("crds");
@@ -62,7 +64,7 @@ impl Flux {
         let storage = free_port();
         let mut flux = Flux { children: Vec::new(), dir };
         let mut health = Vec::new();
-        for name in CONTROLLERS {
+        for &name in controllers {
             let port = free_port();
             let mut args = vec![
                 "--enable-leader-election=false".to_owned(),
@@ -101,7 +103,7 @@ impl Flux {
         for (name, port) in health {
             flux.wait_ready(name, port, Duration::from_secs(60)).await?;
         }
-        eprintln!("flux ({}) ready in {:.1?}", CONTROLLERS.join(", "), started.elapsed());
+        eprintln!("flux ({}) ready in {:.1?}", controllers.join(", "), started.elapsed());
         Ok(flux)
     }
 
@@ -123,9 +125,9 @@ impl Flux {
 
     /// The last lines of each controller's log, for a failure message.
     pub fn logs(&self) -> String {
-        CONTROLLERS
+        self.children
             .iter()
-            .map(|name| {
+            .map(|(name, _)| {
                 let text = std::fs::read_to_string(self.log_path(name)).unwrap_or_default();
                 let lines: Vec<&str> = text.lines().collect();
                 format!("--- {name}\n{}", lines[lines.len().saturating_sub(20)..].join("\n"))

@@ -185,29 +185,9 @@ impl Platform {
         Ok(())
     }
 
-    /// Strimzi's three CA secrets of a namespace-mode tenant, in `tenant-<id>`: the cluster CA certificate,
-    /// the clients CA certificate and the clients CA key.
+    /// Strimzi's three CA secrets of a namespace-mode tenant, in `tenant-<id>`.
     pub async fn strimzi_cas(&self, id: &str, material: [&[u8]; 3]) -> anyhow::Result<()> {
-        let ns = format!("tenant-{id}");
-        let namespaces: Api<Namespace> = Api::all(self.admin.clone());
-        if namespaces.get_opt(&ns).await?.is_none() {
-            self.plane.namespace(&ns).await?;
-        }
-        let api: Api<Secret> = Api::namespaced(self.admin.clone(), &ns);
-        let [cluster_ca, clients_ca, clients_key] = material;
-        for (name, key, value) in [
-            ("kaas-cluster-ca-cert", "ca.crt", cluster_ca),
-            ("kaas-clients-ca-cert", "ca.crt", clients_ca),
-            ("kaas-clients-ca", "ca.key", clients_key),
-        ] {
-            let secret = Secret {
-                metadata: ObjectMeta { name: Some(name.into()), ..Default::default() },
-                data: Some([(key.to_owned(), ByteString(value.to_vec()))].into()),
-                ..Default::default()
-            };
-            api.create(&PostParams::default(), &secret).await?;
-        }
-        Ok(())
+        put_strimzi_cas(&self.admin, &format!("tenant-{id}"), material).await
     }
 
     pub async fn routes(&self) -> anyhow::Result<Option<Vec<TenantRoute>>> {
@@ -286,6 +266,34 @@ impl Controller {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+}
+
+/// Strimzi's three CA secrets of release `kaas`, in namespace `ns` (created if missing) of the cluster `client`
+/// reaches: the cluster CA certificate, the clients CA certificate and the clients CA key.
+pub async fn put_strimzi_cas(client: &Client, ns: &str, material: [&[u8]; 3]) -> anyhow::Result<()> {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    if namespaces.get_opt(ns).await?.is_none() {
+        let namespace = Namespace {
+            metadata: ObjectMeta { name: Some(ns.to_owned()), ..Default::default() },
+            ..Default::default()
+        };
+        namespaces.create(&PostParams::default(), &namespace).await?;
+    }
+    let api: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let [cluster_ca, clients_ca, clients_key] = material;
+    for (name, key, value) in [
+        ("kaas-cluster-ca-cert", "ca.crt", cluster_ca),
+        ("kaas-clients-ca-cert", "ca.crt", clients_ca),
+        ("kaas-clients-ca", "ca.key", clients_key),
+    ] {
+        let secret = Secret {
+            metadata: ObjectMeta { name: Some(name.into()), ..Default::default() },
+            data: Some([(key.to_owned(), ByteString(value.to_vec()))].into()),
+            ..Default::default()
+        };
+        api.create(&PostParams::default(), &secret).await?;
+    }
+    Ok(())
 }
 
 pub fn all_rbac(_: &serde_json::Value) -> bool {

@@ -176,7 +176,7 @@ pub fn consume(
 }
 
 /// A record as librdkafka handed it to a consumer.
-fn as_seen(m: &impl Message) -> Seen {
+pub fn as_seen(m: &impl Message) -> Seen {
     Seen {
         partition: m.partition(),
         offset: m.offset(),

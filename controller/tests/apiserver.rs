@@ -3,7 +3,9 @@
 //! `kaas-controller run` binary, started with the chart's arguments and exactly the RBAC the chart grants,
 //! adds its finalizer, commits to a real bare Git repository, writes status by server-side apply, records
 //! Events, publishes the route and cleans everything up on delete; a verb its role lacks stops it with an error
-//! naming it; two replicas elect one leader and the other takes over when it dies.
+//! naming it; two replicas elect one leader and the other takes over when it dies; a leader killed in the
+//! middle of its reconciles while tenants keep arriving leaves each tenant committed once and every status
+//! going Provisioning → Ready without a step back.
 //!
 //! Flux, Cluster API and Strimzi are not running: the test applies the committed folder by server-side apply
 //! as kustomize-controller would, and reports the objects' status as their controllers would.
@@ -254,5 +256,92 @@ async fn two_replicas_elect_one_leader_and_the_other_takes_over() -> anyhow::Res
     assert!(c.leading().await?);
     // Nothing was committed twice across the three leaders.
     assert_eq!(p.commits("tenants")?.len(), 2, "{:?}", p.commits("tenants")?);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_leader_killed_while_tenants_arrive_commits_each_once_and_no_status_flaps() -> anyhow::Result<()> {
+    use futures::StreamExt as _;
+    use kube::runtime::watcher;
+    use std::collections::BTreeMap;
+    use std::sync::{Arc, Mutex};
+
+    let values =
+        json!({ "leaderElection": { "leaseDurationSeconds": 4 }, "routes": { "clientCaTemplate": "" } });
+    let p = Platform::start(values, all_rbac).await?;
+    // Every state each tenant is seen in, in order, from a watch (no change is missed between polls).
+    type States = BTreeMap<String, Vec<(String, i64)>>;
+    let seen: Arc<Mutex<States>> = Arc::default();
+    let record = seen.clone();
+    let watching = tokio::spawn(watcher(p.tenants(), watcher::Config::default()).for_each(move |event| {
+        if let Ok(watcher::Event::Apply(t) | watcher::Event::InitApply(t)) = event {
+            if let Some(state) = Platform::state_of(&t) {
+                let mut seen = record.lock().unwrap_or_else(|e| e.into_inner());
+                let states = seen.entry(t.name_any()).or_default();
+                if states.last() != Some(&state) {
+                    states.push(state);
+                }
+            }
+        }
+        std::future::ready(())
+    }));
+    let a = p.controller("kaas-controller-a")?;
+    eventually("a leads", Duration::from_secs(30), || async {
+        Ok((p.lease_holder().await?.as_deref() == Some("kaas-controller-a")).then_some(()))
+    })
+    .await?;
+    let b = p.controller("kaas-controller-b")?;
+
+    // Six tenants arrive; the leader is killed once it has committed the first of three, in the middle of
+    // its reconciles, and three more arrive while no one leads.
+    let names: Vec<String> = (0..6).map(|i| format!("t{i}")).collect();
+    for name in &names[..3] {
+        p.create_example_as("beta", name).await?;
+    }
+    eventually("t0 committed", Duration::from_secs(20), || async {
+        Ok(Some(p.commits("tenants/tenants/t0")?).filter(|c| !c.is_empty()))
+    })
+    .await?;
+    drop(a);
+    for name in &names[3..] {
+        p.create_example_as("beta", name).await?;
+    }
+    // Flux, helm-controller and Strimzi answer each tenant once it is committed, as they would.
+    for name in &names {
+        let folder = format!("tenants/tenants/{name}");
+        eventually(&format!("{name} committed"), Duration::from_secs(40), || async {
+            Ok(Some(p.commits(&folder)?).filter(|c| !c.is_empty()))
+        })
+        .await?;
+        p.flux_apply(&folder).await?;
+        let id = tenant_id("tenants", name);
+        p.helm_ready(&id).await?;
+        p.strimzi_cas(&id, [b"cluster CA", b"clients CA", b"clients CA key"]).await?;
+    }
+    for name in &names {
+        p.wait_state(name, "Ready", 1).await?;
+    }
+    assert!(b.leading().await?, "b took over");
+    // Settled: nothing moves any more for a few reconciles of the new leader.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    watching.abort();
+
+    for name in &names {
+        let commits = p.commits(&format!("tenants/tenants/{name}"))?;
+        assert_eq!(commits, [format!("tenant tenants/{name}: generation 1")], "{name}: committed once");
+    }
+    assert_eq!(p.commits("tenants")?.len(), names.len(), "nothing else committed");
+    let seen = seen.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    for name in &names {
+        let states = seen.get(name).cloned().unwrap_or_default();
+        let kinds: Vec<&str> = states.iter().map(|(s, _)| s.as_str()).collect();
+        // Provisioning, then Ready, and nothing after: no state left and come back to, none skipped back.
+        assert!(
+            kinds == ["Provisioning", "Ready"] || kinds == ["Ready"],
+            "{name}: states flapped or went back: {states:?}"
+        );
+        assert!(states.iter().all(|(_, g)| *g == 1), "{name}: {states:?}");
+    }
+    println!("states seen: {seen:?}");
     Ok(())
 }

@@ -143,10 +143,23 @@ impl Platform {
     }
 
     pub async fn create_example(&self, name: &str) -> anyhow::Result<()> {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("examples/{name}.yaml"));
-        let tenant: KafkaTenant = serde_norway::from_str(&std::fs::read_to_string(path)?)?;
+        self.create_example_as(name, name).await
+    }
+
+    /// `controller/examples/<example>.yaml`, created under the name `name`.
+    pub async fn create_example_as(&self, example: &str, name: &str) -> anyhow::Result<()> {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("examples/{example}.yaml"));
+        let mut tenant: KafkaTenant = serde_norway::from_str(&std::fs::read_to_string(path)?)?;
+        tenant.metadata.name = Some(name.to_owned());
         self.tenants().create(&PostParams::default(), &tenant).await?;
         Ok(())
+    }
+
+    /// The state (the True condition's type) and observed generation of `tenant`, if it has a status.
+    pub fn state_of(tenant: &KafkaTenant) -> Option<(String, i64)> {
+        let status = tenant.status.as_ref()?;
+        let on = status.conditions.iter().find(|c| c.status == "True")?;
+        Some((on.type_.clone(), status.observed_generation.unwrap_or(0)))
     }
 
     /// Commit subjects on the remote's main branch touching `folder` (newest first).

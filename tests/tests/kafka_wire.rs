@@ -129,7 +129,57 @@ impl Wire<'_> {
         self.counts.bytes_out += request.len() as u64;
         self.counts.bytes_in += frame.len() as u64;
         self.frames.push((format!("{api:?} v{version} as {name}"), frame));
+        if let Some(dir) = std::env::var_os("KAAS_CAPTURE_SEEDS") {
+            self.capture(std::path::Path::new(&dir), name, api, version, req).await;
+        }
         response
+    }
+
+    /// Seed capture for the fuzz targets (`KAAS_CAPTURE_SEEDS=proxy/fuzz/captured`): the same read-only
+    /// request sent to the broker itself, and its answer, as Apache Kafka wrote it, stored in the layout of
+    /// `broker_response` ([index of (api, version)] + body) and, for ApiVersions, of `api_versions_cap`.
+    async fn capture<R: Request>(
+        &self,
+        dir: &std::path::Path,
+        name: &str,
+        api: ApiKey,
+        version: i16,
+        req: &R,
+    ) {
+        use kaas_proxy::testkit::rewritten_versions;
+        let read_only = [ApiKey::Metadata, ApiKey::FindCoordinator, ApiKey::DescribeCluster, ApiKey::Fetch];
+        if !read_only.contains(&api) && api != ApiKey::ApiVersions {
+            return;
+        }
+        let node = name
+            .strip_prefix('b')
+            .and_then(|rest| rest.split('.').next())
+            .and_then(|id| id.parse().ok())
+            .unwrap_or(FIRST_NODE_ID);
+        let addr = self.k.cluster.broker_addr(node, Listener::Plain).expect("node address");
+        let tcp = tokio::net::TcpStream::connect(&addr).await.expect("connect to the broker");
+        let mut client = KafkaClient::new(tcp, 1 << 24, "kaas-e2e-capture");
+        let body = client.call(version, req).await.expect("the broker's own answer");
+        let cases = rewritten_versions();
+        let mut seeds = Vec::new();
+        if let Some(index) = cases.iter().position(|c| *c == (api, version)) {
+            seeds.push(("broker_response", u8::try_from(index).expect("fewer than 256 cases")));
+        }
+        if api == ApiKey::ApiVersions {
+            // broker_response reads ApiVersions past its list, at version `byte % 5`; api_versions_cap at
+            // `byte % 8 - 1`.
+            let past = (cases.len()..256).find(|b| b % 5 == version as usize).expect("a byte");
+            seeds.push(("broker_response", u8::try_from(past).expect("a byte")));
+            seeds.push(("api_versions_cap", u8::try_from(version + 1).expect("a byte")));
+        }
+        for (target, pick) in seeds {
+            let folder = dir.join(target);
+            std::fs::create_dir_all(&folder).expect("seed folder");
+            let mut seed = vec![pick];
+            seed.extend_from_slice(&body);
+            let file = folder.join(format!("kafka-{api:?}-v{version}-{}", self.correlation));
+            std::fs::write(&file, seed).expect("write seed");
+        }
     }
 
     fn name(&self, id: i32) -> String {

@@ -2,7 +2,8 @@
 //! `CORPUS_DIR/<target>/gen-*` (overwriting earlier ones; what libFuzzer adds is left alone). Seeds are valid
 //! inputs, each in its target's input layout: broker responses of every rewritten API and version (as the unit
 //! tests generate them), request frames of every API and version kafka-protocol encodes, ApiVersions responses,
-//! ClientHellos from rustls' own client, and the configuration examples of README.md and the config tests.
+//! ClientHellos from rustls' own client, and the configuration examples of README.md and the config tests; and
+//! the frames Apache Kafka wrote in the end-to-end tests (`proxy/fuzz/captured/`).
 //! Not a fuzz target; scripts/fuzz.sh runs it before fuzzing.
 
 use std::path::{Path, PathBuf};
@@ -45,7 +46,21 @@ fn main() {
     api_versions(&mut out);
     client_hellos(&mut out);
     configurations(&mut out, Path::new(repo));
+    captured(&mut out, &Path::new(repo).join("proxy/fuzz/captured"));
     println!("fuzz_seeds: {} seeds under {corpus}", out.written);
+}
+
+/// Frames Apache Kafka itself wrote, captured by the `kafka_wire` end-to-end test (`KAAS_CAPTURE_SEEDS`) and
+/// committed in each target's layout under `proxy/fuzz/captured/<target>/`: copied as they are.
+fn captured(out: &mut Out, dir: &Path) {
+    let Ok(targets) = std::fs::read_dir(dir) else { return };
+    for target in targets.flatten() {
+        let target_name = target.file_name().to_string_lossy().into_owned();
+        for seed in std::fs::read_dir(target.path()).into_iter().flatten().flatten() {
+            let bytes = std::fs::read(seed.path()).unwrap_or_else(|e| panic!("{}: {e}", seed.path().display()));
+            out.write(&target_name, &format!("captured-{}", seed.file_name().to_string_lossy()), &bytes);
+        }
+    }
 }
 
 /// `broker_response`: a byte picking the (api, version) of `rewritten_versions`, then a valid body; past the end

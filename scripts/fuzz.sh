@@ -12,12 +12,15 @@
 # what libFuzzer finds is kept there (git-ignored) and grows the next run's start.
 #   scripts/fuzz.sh [SECONDS]          every target for SECONDS (FUZZ_SECONDS, default 20; the test command)
 #   FUZZ_SECONDS=600 scripts/fuzz.sh   a long run
+#   FUZZ_RUNS=10000000 FUZZ_TARGETS="frame_codec config" scripts/fuzz.sh
+#                                      each named target until it has run that many inputs (no time limit)
 # Stops at the first failing target, naming it and the input that failed (proxy/fuzz/artifacts/<target>/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 seconds=${1:-${FUZZ_SECONDS:-20}}
-targets=(broker_response frame_codec request_header api_versions_cap client_hello_sni config)
+runs=${FUZZ_RUNS:-}
+read -r -a targets <<<"${FUZZ_TARGETS:-broker_response frame_codec request_header api_versions_cap client_hello_sni config}"
 repo=$PWD
 cd proxy
 # cargo-fuzz passes nightly-only flags (sanitizers, coverage); RUSTC_BOOTSTRAP lets the stable toolchain
@@ -33,7 +36,9 @@ final_stat() { sed -n "s/^stat::$1: *//p" "$log" | tail -n 1; }
 for target in "${targets[@]}"; do
   log=$logs/$target.log
   mkdir -p fuzz/corpus/"$target" fuzz/artifacts/"$target"
-  if ! cargo fuzz run "$target" -- -max_total_time="$seconds" -timeout=10 -malloc_limit_mb=64 \
+  if [[ -n $runs ]]; then limit=(-runs="$runs"); else limit=(-max_total_time="$seconds"); fi
+  start=$SECONDS
+  if ! cargo fuzz run "$target" -- "${limit[@]}" -timeout=10 -malloc_limit_mb=64 \
     -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 >"$log" 2>&1; then
     tail -n 80 "$log" >&2
     artifact=$(sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$log" | tail -n 1)
@@ -48,5 +53,6 @@ for target in "${targets[@]}"; do
   ft=$(sed -n 's/.* ft: \([0-9]*\).*/\1/p' <<<"$done_line")
   corp=$(sed -n 's/.* corp: \([^ ]*\).*/\1/p' <<<"$done_line")
   printf 'fuzz: %-17s %9s execs %7s/s  cov %5s  ft %6s  corpus %s  %ss\n' "$target" \
-    "$(final_stat number_of_executed_units)" "$(final_stat average_exec_per_sec)" "$cov" "$ft" "$corp" "$seconds"
+    "$(final_stat number_of_executed_units)" "$(final_stat average_exec_per_sec)" "$cov" "$ft" "$corp" \
+    "$((SECONDS - start))"
 done

@@ -25,6 +25,8 @@ pub struct Sample {
     pub threads: u64,
     /// `kaas_proxy_listener_connections_open`.
     pub connections: f64,
+    /// `kaas_proxy_runtime_tasks`.
+    pub tasks: f64,
     /// Produce round trips (send to acknowledgement) in the interval: median and slowest, milliseconds.
     pub produce_p50_ms: f64,
     pub produce_max_ms: f64,
@@ -36,18 +38,19 @@ pub struct Sample {
 }
 
 /// The CSV header, in the order of [`csv_row`].
-pub const CSV_HEADER: &str = "elapsed_seconds,rss_kib,open_fds,threads,connections,produce_p50_ms,\
+pub const CSV_HEADER: &str = "elapsed_seconds,rss_kib,open_fds,threads,connections,tasks,produce_p50_ms,\
                               produce_max_ms,acked,consumed,errors";
 
 /// One CSV line (no newline).
 pub fn csv_row(s: &Sample) -> String {
     format!(
-        "{:.1},{},{},{},{},{:.2},{:.2},{},{},{}",
+        "{:.1},{},{},{},{},{},{:.2},{:.2},{},{},{}",
         s.elapsed_seconds,
         s.rss_kib,
         s.open_fds,
         s.threads,
         s.connections,
+        s.tasks,
         s.produce_p50_ms,
         s.produce_max_ms,
         s.acked,
@@ -83,10 +86,11 @@ pub fn rss_slope_kib_per_minute(samples: &[Sample], after_seconds: f64) -> Optio
 /// An SVG chart of a run: one panel per series, sharing the time axis.
 pub fn svg(samples: &[Sample], title: &str) -> String {
     type Pick = fn(&Sample) -> f64;
-    let panels: [(&str, Pick); 5] = [
+    let panels: [(&str, Pick); 6] = [
         ("resident memory, MiB", |s| s.rss_kib as f64 / 1024.0),
         ("open file descriptors", |s| s.open_fds as f64),
         ("connections open", |s| s.connections),
+        ("runtime tasks", |s| s.tasks),
         ("threads", |s| s.threads as f64),
         ("produce round trip, slowest in 10 s, ms", |s| s.produce_max_ms),
     ];
@@ -262,6 +266,7 @@ mod tests {
             open_fds: 40,
             threads: 3,
             connections: 12.0,
+            tasks: 30.0,
             produce_p50_ms: 2.5,
             produce_max_ms: 9.25,
             acked: 100,
@@ -308,14 +313,14 @@ mod tests {
     #[test]
     fn csv_rows_match_the_header() {
         let row = csv_row(&sample(10.0, 2048));
-        assert_eq!(row, "10.0,2048,40,3,12,2.50,9.25,100,90,0");
+        assert_eq!(row, "10.0,2048,40,3,12,30,2.50,9.25,100,90,0");
         assert_eq!(row.split(',').count(), CSV_HEADER.split(',').count());
     }
 
     #[test]
     fn the_chart_has_a_panel_per_series_scaled_to_its_maximum() {
         let chart = svg(&[sample(0.0, 1024), sample(10.0, 2048)], "soak <2 min>");
-        assert_eq!(chart.matches("<polyline").count(), 5);
+        assert_eq!(chart.matches("<polyline").count(), 6);
         assert!(chart.contains("resident memory, MiB (max 2.0)"), "{chart}");
         assert!(chart.contains("soak &lt;2 min&gt;"));
         // The last memory point sits on the panel's top edge (its maximum), at the right end.

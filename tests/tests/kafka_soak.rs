@@ -144,6 +144,7 @@ async fn mixed_load_through_the_proxy_process_stays_flat() {
     let mut proxy =
         ProxyProcess::start(&certs, dir.path(), &tenants_yaml(&cluster, false)).expect("kaas-proxy");
     let (_, baseline_fds, _) = soak::process_stats(proxy.pid()).expect("proxy stats");
+    let baseline_tasks = proxy.metric("kaas_proxy_runtime_tasks").expect("metrics");
     let config = common::client_config(&format!("soak.{DOMAIN}:{}", proxy.port), &certs.ca);
     let shared = Arc::new(Shared::default());
 
@@ -245,6 +246,7 @@ async fn mixed_load_through_the_proxy_process_stays_flat() {
             open_fds,
             threads,
             connections: proxy.metric("kaas_proxy_listener_connections_open").unwrap_or(-1.0),
+            tasks: proxy.metric("kaas_proxy_runtime_tasks").unwrap_or(-1.0),
             produce_p50_ms: window.get(window.len() / 2).copied().unwrap_or(0.0),
             produce_max_ms: window.last().copied().unwrap_or(0.0),
             acked: producing.acked() as u64,
@@ -286,6 +288,7 @@ async fn mixed_load_through_the_proxy_process_stays_flat() {
     let lost = (0..sent).filter(|i| !in_log.contains(i)).count();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (rss_end, fds_end, _) = soak::process_stats(proxy.pid()).expect("proxy stats");
+    let tasks_end = proxy.metric("kaas_proxy_runtime_tasks").expect("metrics");
     let applied = proxy.metric("kaas_proxy_routes_reloads_total{outcome=\"applied\"}").expect("metrics");
 
     let slope_after = if minutes >= 4.0 { 60.0 } else { 30.0 };
@@ -296,13 +299,15 @@ async fn mixed_load_through_the_proxy_process_stays_flat() {
          redelivered after rebalances {}\n\
          client errors {}\nreloads {reloads} (applied {applied})\nreconnect-churn clients {connects}\n\
          rss first {} KiB, max {max_rss} KiB, end {rss_end} KiB\nrss slope after {slope_after} s: {} KiB/min\n\
-         open fds baseline {baseline_fds}, max {}, after the clients left {fds_end}\n",
+         open fds baseline {baseline_fds}, max {}, after the clients left {fds_end}\n\
+         runtime tasks baseline {baseline_tasks}, max {}, after the clients left {tasks_end}\n",
         samples.len(),
         shared.duplicates.load(Ordering::SeqCst),
         shared.errors.load(Ordering::SeqCst),
         samples.first().map_or(0, |s| s.rss_kib),
         slope.map_or("n/a".to_owned(), |s| format!("{s:.1}")),
         samples.iter().map(|s| s.open_fds).max().unwrap_or(0),
+        samples.iter().map(|s| s.tasks).fold(0.0, f64::max),
     );
     eprint!("{summary}");
     std::fs::write(out.join("summary.txt"), &summary).expect("write summary.txt");
@@ -317,5 +322,7 @@ async fn mixed_load_through_the_proxy_process_stays_flat() {
     assert!(connects > 0 && sent > 0, "the load ran");
     // Every connection's two sockets are gone with its client (the admin socket of the last scrape may linger).
     assert!(fds_end <= baseline_fds + 2, "descriptors left open: {fds_end} against {baseline_fds} at start");
+    // Every session's tasks end with it (the scrape's own connection may still be open).
+    assert!(tasks_end <= baseline_tasks + 2.0, "tasks left: {tasks_end} against {baseline_tasks} at start");
     assert!(proxy.running(), "kaas-proxy exited");
 }

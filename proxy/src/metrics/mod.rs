@@ -250,6 +250,8 @@ pub struct Metrics {
     registry: Registry,
     connections: Counter,
     open: Gauge,
+    /// Tasks alive on the runtime, read at each scrape: a leak of sessions or timers shows here first.
+    tasks: Gauge,
     labelled: Arc<Labelled>,
     routes: RouteMetrics,
     /// By [`ACME_CHALLENGES`].
@@ -374,12 +376,19 @@ impl Metrics {
             "TCP connections open on the TLS port, counted against max_connections",
             open.clone(),
         );
+        let tasks = Gauge::default();
+        registry.register(
+            "runtime_tasks",
+            "Tasks alive on the proxy's async runtime (sessions, listeners, timers), read at each scrape",
+            tasks.clone(),
+        );
         registry.register_collector(Box::new(labelled.clone()));
         let routes = RouteMetrics::default();
         routes.register(&mut registry);
         let acme_challenge_failures: [Counter; 3] = Default::default();
         registry.register_collector(Box::new(ChallengeFailures(acme_challenge_failures.clone())));
-        let metrics = Metrics { registry, connections, open, labelled, routes, acme_challenge_failures };
+        let metrics =
+            Metrics { registry, connections, open, tasks, labelled, routes, acme_challenge_failures };
         metrics.add_tenants(tenants);
         metrics
     }
@@ -505,6 +514,9 @@ impl Metrics {
 
     /// Every metric in the OpenMetrics text format ([`CONTENT_TYPE`]), for `/metrics`.
     pub fn encode(&self) -> String {
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            self.tasks.set(i64::try_from(runtime.metrics().num_alive_tasks()).unwrap_or(i64::MAX));
+        }
         let mut out = String::new();
         // Writing to a String cannot fail, and the metrics only write.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);

@@ -153,6 +153,7 @@ fn every_series_starts_at_zero() {
     expected.extend(tenant_series("acme"));
     expected.extend(
         [
+            "kaas_proxy_runtime_tasks",
             "kaas_proxy_routes_generation",
             "kaas_proxy_routes_reloads_total{outcome=\"applied\"}",
             "kaas_proxy_routes_reloads_total{outcome=\"refused\"}",
@@ -318,4 +319,18 @@ fn a_tenant_at_its_connection_limit_is_refused_and_frees_slots_on_close() {
     let third = m.admit("acme", 2).expect("a slot freed");
     drop((second, third, other));
     assert_eq!(m.tenant("acme").map(|t| t.connections()), Some(0));
+}
+
+#[tokio::test]
+async fn runtime_tasks_are_counted_at_each_scrape() {
+    let m = Metrics::new(["acme"]);
+    let before = value(&m.encode(), "kaas_proxy_runtime_tasks").expect("series");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let _ = stopped.await;
+    });
+    assert_eq!(value(&m.encode(), "kaas_proxy_runtime_tasks"), Some(before + 1), "a new task is counted");
+    let _ = stop.send(());
+    let _ = task.await;
+    assert_eq!(value(&m.encode(), "kaas_proxy_runtime_tasks"), Some(before), "an ended one is not");
 }

@@ -10,7 +10,8 @@
 
 pub mod crd;
 pub mod gitops;
-pub mod leader;
+/// Leader election, shared with kaas-proxy.
+pub use kaas_lease as leader;
 pub mod metrics;
 pub mod prices;
 pub mod reconcile;

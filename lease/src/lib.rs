@@ -1,6 +1,6 @@
-//! Leader election on a `coordination.k8s.io/v1` Lease, so the chart can run two replicas and only one
-//! reconciles (one Git writer, one status writer). Used by `kaas-controller run` before it starts the
-//! reconcile loop of [`crate::reconcile`].
+//! Leader election on a `coordination.k8s.io/v1` Lease, so a chart can run two replicas and only one does
+//! what must be done once: kaas-controller's reconcile loop (one Git writer, one status writer) and
+//! kaas-proxy's ACME orders (one order per name set, whichever replica the CA reaches).
 //!
 //! The protocol is client-go's: the leader renews `renewTime` every retry period; a follower takes the lease
 //! over once the record has not changed for its `leaseDurationSeconds`, measured on the follower's own clock

@@ -21,7 +21,7 @@ use crate::tls::certs;
 use crate::upstream::identity::ClientsCa;
 use crate::upstream::principal::PrincipalMapper;
 use crate::upstream::tls::{UpstreamAuth, UpstreamTls};
-pub use acme::{AcmeConfig, AcmeSettings, ChallengeKind};
+pub use acme::{AcmeConfig, AcmeSettings, ChallengeKind, KubernetesStoreSettings, StoreSettings};
 use limits::{limit, LIMITS};
 
 /// Kafka's own default for `socket.request.max.bytes`.

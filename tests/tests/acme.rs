@@ -465,3 +465,68 @@ async fn a_challenge_the_ca_cannot_validate_is_counted_by_type() {
     );
     assert!(wait_for_log("order invalid: a challenge failed validation", Duration::from_secs(1)));
 }
+
+/// Two replicas on the `kubernetes` store of a real API server: the one holding the Lease orders, the other
+/// serves the same certificate from the watched Secret, and the CA's validation, which Pebble sends only to
+/// the other replica's port, is answered there from the challenge answers the first published.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_on_the_kubernetes_store_share_one_order_and_answer_for_each_other() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    use k8s_openapi::api::core::v1::Secret;
+    use kube::api::Api;
+
+    let plane = kaas_e2e::apiserver::ControlPlane::start().await.expect("kube-apiserver");
+    plane.namespace("kaas-system").await.expect("namespace");
+    let s = Setup::start();
+    let yaml = |identity: &str| {
+        let roots = format!("  trust_roots: {}\n", s.pebble.https_ca.display());
+        format!(
+            "acme:\n  directory_url: \"{}\"\n{roots}{TLS_ALPN}  store: {{ kubernetes: {{ namespace: kaas-system, \
+             identity: {identity}, kubeconfig: {} }} }}\n",
+            s.pebble.directory_url(),
+            plane.admin_kubeconfig().display()
+        )
+    };
+    let tenants = tenant_yaml(&s.tansu.addr());
+    let admin = plane.admin().await.expect("admin client");
+    let leases: Api<Lease> = Api::namespaced(admin.clone(), "kaas-system");
+    // Replica a starts first and takes the Lease; b, on the port Pebble validates against, follows.
+    let a =
+        ProxyHandle::start_on_port(&s.certs, free_port(), &yaml("replica-a"), &tenants).expect("replica a");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let holder =
+            leases.get_opt("kaas-proxy-acme").await.expect("lease").and_then(|l| l.spec?.holder_identity);
+        if holder.as_deref() == Some("replica-a") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "replica a never held the Lease: {holder:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let b = ProxyHandle::start_on_port(&s.certs, s.port, &yaml("replica-b"), &tenants).expect("replica b");
+    s.wait_issued(&a);
+
+    let root = s.pebble_root();
+    let name = format!("acme.{DOMAIN}");
+    let from_a = served_leaf(a.port, &name, &root).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match raw::connect(b.port, Some(&name), &root).await {
+            Ok(_) if served_leaf(b.port, &name, &root).await == from_a => break,
+            _ => assert!(std::time::Instant::now() < deadline, "replica b never served a's certificate"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(pebble_orders(&s.pebble), 1, "one order for both replicas");
+    assert_eq!(b.metric(ISSUED).expect("metrics"), 0.0, "b ordered nothing");
+    // The CA reached only b, and the order was validated: b answered from what a published.
+    assert!(wait_for_log("answered a TLS-ALPN-01 challenge", Duration::from_secs(1)), "validated");
+
+    let secrets: Api<Secret> = Api::namespaced(admin, "kaas-system");
+    let cert = secrets.get("kaas-proxy-acme-acme").await.expect("certificate Secret");
+    assert_eq!(cert.type_.as_deref(), Some("kubernetes.io/tls"));
+    assert!(secrets.get_opt("kaas-proxy-acme-account").await.expect("get").is_some(), "account stored");
+    let challenges = secrets.get("kaas-proxy-acme-challenges").await.expect("challenges Secret");
+    assert!(challenges.data.unwrap_or_default().is_empty(), "answers withdrawn once the order ended");
+    round_trip(&b, &root, "acme-replicas", "replicas").await;
+}

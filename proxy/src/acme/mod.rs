@@ -13,6 +13,10 @@
 //! the tenants' TLS configurations read on every handshake, so a new certificate serves new handshakes at once
 //! and open connections are not touched.
 //!
+//! With the `kubernetes` store ([`kube_store`]) several replicas share one account and one certificate per
+//! tenant: the replica holding the Lease orders (and publishes its challenge answers to a Secret), the others
+//! serve the certificates and answer the challenges they read from the watched Secrets.
+//!
 //! Neighbours: [`crate::config::AcmeSettings`] (the `acme` section), [`store`] (the `dir` store),
 //! [`crate::routes`] (which tenants want ACME, and their resolvers; it asks this module, not the other way), [`crate::listener`] (answers challenge
 //! handshakes), [`crate::metrics`] (orders by outcome, certificate expiry).
@@ -20,10 +24,11 @@
 pub mod challenge;
 pub mod dns01;
 pub mod http01;
+pub mod kube_store;
 pub mod schedule;
 pub mod store;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -36,13 +41,19 @@ use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
 use tracing::{info, warn};
 
-use crate::config::{AcmeSettings, ChallengeKind};
+use crate::config::{AcmeSettings, ChallengeKind, StoreSettings};
 use crate::metrics::Metrics;
 use crate::tls::certs::{self, CertError};
+use kube_store::KubeStore;
 use store::{DirStore, StoreError};
 
 /// How often the manager looks at the tenants: a tenant added by a reload is ordered within this.
 const TICK: Duration = Duration::from_secs(1);
+
+/// With the `kubernetes` store, how long the ordering replica waits between publishing its challenge answers
+/// and telling the CA to validate, so the watch has brought them to every replica (each copies them within a
+/// tenth of a second of seeing them).
+const PROPAGATION: Duration = Duration::from_secs(2);
 
 /// How long an order may wait for the CA to validate and to issue.
 const ORDER_TIMEOUT: Duration = Duration::from_secs(120);
@@ -216,14 +227,70 @@ struct Plan {
     lifetime: Option<Duration>,
 }
 
+/// Where the account and certificates are kept.
+#[derive(Debug)]
+enum Store {
+    Dir(DirStore),
+    Kube(Box<KubeStore>),
+}
+
+impl Store {
+    fn account(&self, directory_url: &str) -> Result<Option<instant_acme::AccountCredentials>, StoreError> {
+        match self {
+            Store::Dir(d) => d.account(directory_url),
+            Store::Kube(k) => k.account(directory_url),
+        }
+    }
+
+    async fn put_account(
+        &self,
+        directory_url: &str,
+        credentials: instant_acme::AccountCredentials,
+    ) -> Result<(), StoreError> {
+        match self {
+            Store::Dir(d) => d.put_account(directory_url, credentials),
+            Store::Kube(k) => k.put_account(directory_url, credentials).await,
+        }
+    }
+
+    /// `tenant`'s stored certificate, when there is one that loads.
+    fn certificate(&self, tenant: &str) -> Option<CertifiedKey> {
+        match self {
+            Store::Dir(d) => {
+                let path = d.certificate_path(tenant);
+                certs::load_pair(&path, &path).ok()
+            }
+            Store::Kube(k) => k.certificate(tenant),
+        }
+    }
+
+    async fn put_certificate(&self, tenant: &str, key_pem: &str, chain_pem: &str) -> Result<(), StoreError> {
+        match self {
+            Store::Dir(d) => d.put_certificate(tenant, key_pem, chain_pem),
+            Store::Kube(k) => k.put_certificate(tenant, key_pem, chain_pem).await,
+        }
+    }
+
+    /// Whether this replica orders: always with the `dir` store, with the Lease with `kubernetes`.
+    fn leading(&self) -> bool {
+        match self {
+            Store::Dir(_) => true,
+            Store::Kube(k) => k.leading(),
+        }
+    }
+}
+
 /// Orders, stores, installs and renews the ACME tenants' certificates.
 pub struct Manager {
     settings: Arc<AcmeSettings>,
     certs: Arc<AcmeCerts>,
     metrics: Arc<Metrics>,
-    store: DirStore,
+    store: Store,
     account: Option<Account>,
     plans: HashMap<String, Plan>,
+    /// Challenge answers copied from the `kubernetes` store while another replica orders: TLS-ALPN-01 names and
+    /// HTTP-01 tokens.
+    mirrored: (BTreeSet<String>, BTreeSet<String>),
 }
 
 impl std::fmt::Debug for Manager {
@@ -238,14 +305,19 @@ fn now_seconds() -> i64 {
 }
 
 impl Manager {
-    /// A manager on `settings`' store; fails when the store directory cannot be created.
-    pub fn new(
+    /// A manager on `settings`' store; fails when the store directory cannot be created, or the Kubernetes
+    /// API cannot be reached and its Secrets listed.
+    pub async fn new(
         settings: Arc<AcmeSettings>,
         certs: Arc<AcmeCerts>,
         metrics: Arc<Metrics>,
     ) -> Result<Self, StoreError> {
-        let store = DirStore::open(&settings.store_dir)?;
-        Ok(Manager { settings, certs, metrics, store, account: None, plans: HashMap::new() })
+        let store = match &settings.store {
+            StoreSettings::Dir(dir) => Store::Dir(DirStore::open(dir)?),
+            StoreSettings::Kubernetes(k) => Store::Kube(Box::new(KubeStore::start(k).await?)),
+        };
+        let (account, plans, mirrored) = (None, HashMap::new(), Default::default());
+        Ok(Manager { settings, certs, metrics, store, account, plans, mirrored })
     }
 
     /// Looks after the ACME tenants `wanted` gives (the domain, and each tenant with its broker ids; asked anew
@@ -253,12 +325,62 @@ impl Manager {
     pub async fn run(mut self, wanted: impl Fn() -> (String, Vec<(String, Vec<u32>)>)) {
         loop {
             let (domain, tenants) = wanted();
+            let leading = self.store.leading();
+            self.mirror_challenges(leading);
             for (tenant, broker_ids) in tenants {
                 let names = names_for(self.settings.challenge, &tenant, &domain, &broker_ids);
-                self.tend(&tenant, &names).await;
+                if leading {
+                    self.tend(&tenant, &names).await;
+                } else {
+                    self.follow(&tenant, &names);
+                }
             }
-            tokio::time::sleep(TICK).await;
+            // Between looks at the tenants, copy new challenge answers at once: the CA validates right after
+            // the ordering replica publishes them (it waits `PROPAGATION` first).
+            for _ in 0..10 {
+                tokio::time::sleep(TICK / 10).await;
+                self.mirror_challenges(self.store.leading());
+            }
         }
+    }
+
+    /// A replica that does not order serves what the ordering one stored, as soon as the watch brings it.
+    fn follow(&mut self, tenant: &str, names: &[String]) {
+        let Some(cert) = self.store.certificate(tenant) else { return };
+        let serving = self.certs.issued(tenant);
+        if serving.is_some_and(|s| s.cert.first() == cert.cert.first()) {
+            return;
+        }
+        let Some((_, not_before, not_after)) = leaf_facts(&cert) else { return };
+        info!(tenant, not_after, "ACME: serving the certificate another replica ordered");
+        self.install(tenant, names, Arc::new(cert), not_before, not_after);
+    }
+
+    /// While another replica orders, answers the challenges it published; the ordering replica answers its
+    /// own, so a replica that starts ordering drops the copies.
+    fn mirror_challenges(&mut self, leading: bool) {
+        let (tls_alpn, http) = match (&self.store, leading) {
+            (Store::Kube(k), false) => k.challenges(),
+            _ if self.mirrored.0.is_empty() && self.mirrored.1.is_empty() => return,
+            _ => Default::default(),
+        };
+        let gone: Vec<String> =
+            self.mirrored.0.iter().filter(|n| !tls_alpn.contains_key(*n)).cloned().collect();
+        self.certs.clear_challenges(&gone);
+        for (name, digest) in &tls_alpn {
+            if !self.mirrored.0.contains(name) {
+                match challenge::server_config(name, digest) {
+                    Ok(config) => self.certs.set_challenge(name, config),
+                    Err(e) => warn!(name, error = %e, "ACME: published challenge answer unusable"),
+                }
+            }
+        }
+        let gone: Vec<String> = self.mirrored.1.iter().filter(|t| !http.contains_key(*t)).cloned().collect();
+        self.certs.clear_http_tokens(&gone);
+        for (token, key_authorization) in &http {
+            self.certs.set_http_token(token, key_authorization.clone());
+        }
+        self.mirrored = (tls_alpn.into_keys().collect(), http.into_keys().collect());
     }
 
     /// One look at `tenant`: nothing while its certificate is fresh or a retry is not due; else the stored
@@ -274,9 +396,9 @@ impl Manager {
             return;
         }
         match self.order(tenant, names).await {
-            Ok(()) => {
+            Ok(cert) => {
                 self.metrics.acme_order(tenant, true);
-                if !self.install_stored(tenant, names) {
+                if !self.install_issued(tenant, names, cert) {
                     warn!(tenant, "ACME certificate issued but not installed");
                 }
             }
@@ -301,8 +423,7 @@ impl Manager {
     /// Installs the stored certificate of `tenant` when it covers `names` and more than a third of its lifetime
     /// is left; whether it did.
     fn reuse_stored(&mut self, tenant: &str, names: &[String], now: i64) -> bool {
-        let path = self.store.certificate_path(tenant);
-        let Ok(cert) = certs::load_pair(&path, &path) else { return false };
+        let Some(cert) = self.store.certificate(tenant) else { return false };
         let Some((covered, not_before, not_after)) = leaf_facts(&cert) else { return false };
         if !names.iter().all(|n| covered.contains(n)) || !schedule::reusable(now, not_before, not_after) {
             return false;
@@ -312,10 +433,8 @@ impl Manager {
         true
     }
 
-    /// Installs the certificate just written to the store.
-    fn install_stored(&mut self, tenant: &str, names: &[String]) -> bool {
-        let path = self.store.certificate_path(tenant);
-        let Ok(cert) = certs::load_pair(&path, &path) else { return false };
+    /// Installs the certificate just issued (and stored).
+    fn install_issued(&mut self, tenant: &str, names: &[String], cert: CertifiedKey) -> bool {
         let Some((_, not_before, not_after)) = leaf_facts(&cert) else { return false };
         info!(tenant, not_after, "ACME: certificate issued and serving");
         self.install(tenant, names, Arc::new(cert), not_before, not_after);
@@ -361,7 +480,7 @@ impl Manager {
                 let eab = settings.eab.as_ref().map(|(kid, key)| ExternalAccountKey::new(kid.clone(), key));
                 let (account, credentials) =
                     builder.create(&new, settings.directory_url.clone(), eab.as_ref()).await?;
-                self.store.put_account(&settings.directory_url, credentials)?;
+                self.store.put_account(&settings.directory_url, credentials).await?;
                 info!(id = account.id(), "ACME: account created and stored");
                 account
             }
@@ -371,17 +490,34 @@ impl Manager {
     }
 
     /// One order for `names`, answered by TLS-ALPN-01; the key and chain go to the store.
-    async fn order(&mut self, tenant: &str, names: &[String]) -> Result<(), OrderError> {
+    /// Returns the new certificate, as stored.
+    async fn order(&mut self, tenant: &str, names: &[String]) -> Result<CertifiedKey, OrderError> {
         let account = self.account().await?;
         info!(tenant, names = ?names, "ACME: ordering");
         let identifiers: Vec<Identifier> = names.iter().map(|n| Identifier::Dns(n.clone())).collect();
         let mut order = account.new_order(&NewOrder::new(&identifiers)).await?;
-        let pending = PendingChallenges { certs: &self.certs, names: Vec::new(), tokens: Vec::new() };
+        let publish = match &self.store {
+            Store::Kube(k) => Some(&**k),
+            Store::Dir(_) => None,
+        };
+        let pending = PendingChallenges {
+            certs: &self.certs,
+            names: Vec::new(),
+            tokens: Vec::new(),
+            publish,
+            published: Default::default(),
+        };
         let mut records = Vec::new();
         let hook = self.settings.dns01_hook.as_deref().unwrap_or_default();
         let result = answer_and_finish(&mut order, self.settings.challenge, pending, hook, &mut records)
             .await
             .map_err(validation_failure);
+        // The answers published for the other replicas go whatever the outcome.
+        if let Some(k) = publish {
+            if let Err(e) = k.publish_challenges(&BTreeMap::new(), &BTreeMap::new()).await {
+                warn!(tenant, error = %e, "ACME: published challenge answers not withdrawn");
+            }
+        }
         // The TXT records go whatever the outcome; a failure to clear one is only logged.
         for (name, value) in records {
             if let Err(e) = dns01::run(hook, "clear", &name, &value).await {
@@ -389,18 +525,35 @@ impl Manager {
             }
         }
         let (key_pem, chain_pem) = result?;
-        self.store.put_certificate(tenant, &key_pem, &chain_pem)?;
-        Ok(())
+        self.store.put_certificate(tenant, &key_pem, &chain_pem).await?;
+        let at = std::path::Path::new("issued");
+        Ok(certs::pair_from_pem(chain_pem.as_bytes(), key_pem.as_bytes(), at, at)?)
     }
 }
 
-/// Challenge answers published for one order, withdrawn when it ends however it ends.
+/// Challenge answers published for one order, withdrawn when it ends however it ends (those in the
+/// `kubernetes` store by [`Manager::order`]).
 struct PendingChallenges<'a> {
     certs: &'a AcmeCerts,
     /// TLS-ALPN-01 answers, by name.
     names: Vec<String>,
     /// HTTP-01 answers, by token.
     tokens: Vec<String>,
+    /// The `kubernetes` store, where the other replicas read the answers.
+    publish: Option<&'a KubeStore>,
+    /// What is published there: TLS-ALPN-01 digests by name, HTTP-01 key authorizations by token.
+    published: (BTreeMap<String, Vec<u8>>, BTreeMap<String, String>),
+}
+
+impl PendingChallenges<'_> {
+    /// Publishes every answer so far to the other replicas (before the CA is told to validate).
+    async fn share(&self) -> Result<(), StoreError> {
+        if let Some(k) = self.publish {
+            k.publish_challenges(&self.published.0, &self.published.1).await?;
+            tokio::time::sleep(PROPAGATION).await;
+        }
+        Ok(())
+    }
 }
 
 impl Drop for PendingChallenges<'_> {
@@ -441,6 +594,7 @@ async fn answer_and_finish(
             ChallengeType::Http01 => {
                 pending.certs.set_http_token(&challenge.token, key_authorization.as_str().to_owned());
                 pending.tokens.push(challenge.token.clone());
+                pending.published.1.insert(challenge.token.clone(), key_authorization.as_str().to_owned());
             }
             ChallengeType::Dns01 => {
                 let record = (dns01::record_name(&name), key_authorization.dns_value());
@@ -450,9 +604,11 @@ async fn answer_and_finish(
             _ => {
                 let digest = key_authorization.digest();
                 pending.certs.set_challenge(&name, challenge::server_config(&name, digest.as_ref())?);
+                pending.published.0.insert(name.clone(), digest.as_ref().to_vec());
                 pending.names.push(name);
             }
         }
+        pending.share().await?;
         challenge.set_ready().await?;
     }
     let retries = RetryPolicy::new().timeout(ORDER_TIMEOUT);

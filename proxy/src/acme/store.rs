@@ -23,6 +23,9 @@ pub enum StoreError {
         /// The operating system's error.
         source: std::io::Error,
     },
+    /// The `kubernetes` store failed.
+    #[error(transparent)]
+    Kube(#[from] super::kube_store::KubeStoreError),
     /// The account file is not what this proxy writes.
     #[error("ACME store {path}: unreadable account: {source}")]
     Account {

@@ -94,8 +94,43 @@ pub struct StoreConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KubernetesStore {
-    /// The namespace holding the Secrets and the Lease.
+    /// The namespace holding the Secrets and the Lease (the proxy's own, in the chart).
     pub namespace: String,
+    /// The Lease's name and the Secrets' prefix.
+    #[serde(default = "default_store_name")]
+    pub name: String,
+    /// This replica's name in the Lease; default: `$POD_NAME`, else the host name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
+    /// A kubeconfig file (relative to the configuration file's folder); default: in-cluster, or `$KUBECONFIG`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubeconfig: Option<PathBuf>,
+}
+
+fn default_store_name() -> String {
+    "kaas-proxy-acme".to_owned()
+}
+
+/// Where the validated section keeps its state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreSettings {
+    /// The `dir` store, resolved against the configuration file's folder.
+    Dir(PathBuf),
+    /// The `kubernetes` store.
+    Kubernetes(KubernetesStoreSettings),
+}
+
+/// The validated `kubernetes` store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KubernetesStoreSettings {
+    /// The namespace of the Secrets and the Lease.
+    pub namespace: String,
+    /// The Lease's name and the Secrets' prefix.
+    pub name: String,
+    /// This replica's holder identity.
+    pub identity: String,
+    /// The kubeconfig file, resolved; in-cluster or `$KUBECONFIG` when `None`.
+    pub kubeconfig: Option<PathBuf>,
 }
 
 /// The validated section.
@@ -116,8 +151,8 @@ pub struct AcmeSettings {
     /// The DNS-01 hook, its program first (a relative path with a `/` resolved against the configuration file's
     /// folder), run as `HOOK... set|clear NAME VALUE` (with `challenge: dns-01` only).
     pub dns01_hook: Option<Vec<String>>,
-    /// The store directory, resolved against the configuration file's folder.
-    pub store_dir: PathBuf,
+    /// Where the account and certificates are kept.
+    pub store: StoreSettings,
 }
 
 /// Validates `config` (read from key `acme`), every problem pushed under its key; `None` when any.
@@ -190,20 +225,55 @@ pub(super) fn validate(config: &AcmeConfig, base: &Path, errs: &mut Collector) -
         }
         (None, _) => None,
     };
-    if config.store.kubernetes.is_some() {
-        errs.push(
-            "acme.store.kubernetes",
-            "not supported yet: use { dir: PATH } (a shared volume for replicas)",
-        );
-    }
-    let store_dir = config.store.dir.as_ref().map(|dir| base.join(dir));
-    match &store_dir {
-        Some(dir) if dir.exists() && !dir.is_dir() => {
-            errs.push("acme.store.dir", format!("{} is not a directory", dir.display()))
+    let store = match (&config.store.dir, &config.store.kubernetes) {
+        (Some(_), Some(_)) => {
+            errs.push("acme.store", "either dir or kubernetes, not both");
+            None
         }
-        None if config.store.kubernetes.is_none() => errs.push("acme.store", "needs dir: PATH"),
-        _ => {}
-    }
+        (None, None) => {
+            errs.push("acme.store", "needs dir: PATH or kubernetes: { namespace: NAME }");
+            None
+        }
+        (Some(dir), None) => {
+            let dir = base.join(dir);
+            if dir.exists() && !dir.is_dir() {
+                errs.push("acme.store.dir", format!("{} is not a directory", dir.display()));
+            }
+            Some(StoreSettings::Dir(dir))
+        }
+        (None, Some(k)) => {
+            for (key, value) in [("namespace", &k.namespace), ("name", &k.name)] {
+                if let Err(e) = kaas_route::check_dns_label(value) {
+                    errs.push(format!("acme.store.kubernetes.{key}"), e);
+                }
+            }
+            let identity = k
+                .identity
+                .clone()
+                .or_else(|| std::env::var("POD_NAME").ok())
+                .or_else(|| std::env::var("HOSTNAME").ok())
+                .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_owned()))
+                .filter(|i| !i.is_empty());
+            if identity.is_none() {
+                errs.push(
+                    "acme.store.kubernetes.identity",
+                    "not set, and neither POD_NAME nor a host name is",
+                );
+            }
+            let kubeconfig = k.kubeconfig.as_ref().map(|p| base.join(p));
+            if let Some(path) = kubeconfig.as_ref().filter(|p| !p.is_file()) {
+                errs.push("acme.store.kubernetes.kubeconfig", format!("{} is not a file", path.display()));
+            }
+            identity.map(|identity| {
+                StoreSettings::Kubernetes(KubernetesStoreSettings {
+                    namespace: k.namespace.clone(),
+                    name: k.name.clone(),
+                    identity,
+                    kubeconfig,
+                })
+            })
+        }
+    };
     if errs.0.len() > before {
         return None;
     }
@@ -215,6 +285,6 @@ pub(super) fn validate(config: &AcmeConfig, base: &Path, errs: &mut Collector) -
         challenge: config.challenge,
         http01_listen,
         dns01_hook,
-        store_dir: store_dir?,
+        store: store?,
     })
 }

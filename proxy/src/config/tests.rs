@@ -391,7 +391,7 @@ fn acme_section_and_acme_tenants() {
                    - { name: plain, bootstrap: [\"127.0.0.1:3\"] }\n";
     let s = from_yaml(&acme_yaml(dir.path(), acme, tenants), dir.path()).unwrap_or_else(|e| panic!("{e:#?}"));
     let settings = s.acme.as_deref().expect("acme settings");
-    assert_eq!(settings.store_dir, dir.path().join("acme-state"));
+    assert_eq!(settings.store, StoreSettings::Dir(dir.path().join("acme-state")));
     assert_eq!(settings.trust_roots.as_deref(), Some(dir.path().join("roots.pem").as_path()));
     assert_eq!(settings.eab, Some(("k1".to_string(), b"secret-key".to_vec())));
     assert_eq!((settings.challenge, settings.http01_listen), (ChallengeKind::TlsAlpn01, None));
@@ -408,7 +408,8 @@ fn acme_errors_all_named_at_once() {
         (
             "acme:\n  directory_url: http://insecure\n  contact: [ops@example.com, \"mailto:\"]\n  \
              trust_roots: missing.pem\n  eab: { kid: \"\", hmac_key: \"not base64!\" }\n  \
-             http01_listen: \"0.0.0.0:80\"\n  dns01_hook: [x]\n  store: { kubernetes: { namespace: kaas-system } }\n",
+             http01_listen: \"0.0.0.0:80\"\n  dns01_hook: [x]\n  \
+             store: { kubernetes: { namespace: Kaas_System, kubeconfig: missing.yaml } }\n",
             "  - { name: a, bootstrap: [\"127.0.0.1:1\"], tls: { acme: true } }\n",
             &[
                 "acme.directory_url",
@@ -419,8 +420,14 @@ fn acme_errors_all_named_at_once() {
                 "acme.eab.hmac_key",
                 "acme.http01_listen",
                 "acme.dns01_hook",
-                "acme.store.kubernetes",
+                "acme.store.kubernetes.namespace",
+                "acme.store.kubernetes.kubeconfig",
             ],
+        ),
+        (
+            "acme: { directory_url: \"https://a/dir\", store: { dir: s, kubernetes: { namespace: k } } }\n",
+            "  - { name: a, bootstrap: [\"127.0.0.1:1\"] }\n",
+            &["acme.store"],
         ),
         (
             "acme: { directory_url: \"https://a/dir\", challenge: http-01, http01_listen: nowhere, store: { dir: s } }\n",

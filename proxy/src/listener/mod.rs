@@ -138,7 +138,9 @@ impl Proxy {
             None => None,
         };
         let acme = match (&settings.acme, &acme_certs) {
-            (Some(acme), Some(certs)) => Some(Manager::new(acme.clone(), certs.clone(), metrics.clone())?),
+            (Some(acme), Some(certs)) => {
+                Some(Manager::new(acme.clone(), certs.clone(), metrics.clone()).await?)
+            }
             _ => None,
         };
         let state = Arc::new(ProxyState {

@@ -73,13 +73,23 @@ pub fn load_pair(cert: &Path, key: &Path) -> Result<CertifiedKey, CertError> {
         std::fs::read(cert).map_err(|source| CertError::CertUnreadable { path: cert.into(), source })?;
     let key_pem =
         std::fs::read(key).map_err(|source| CertError::KeyUnreadable { path: key.into(), source })?;
-    let chain = CertificateDer::pem_slice_iter(&cert_pem)
+    pair_from_pem(&cert_pem, &key_pem, cert, key)
+}
+
+/// [`load_pair`] of PEM already read; `cert` and `key` name where it came from, for the errors.
+pub fn pair_from_pem(
+    cert_pem: &[u8],
+    key_pem: &[u8],
+    cert: &Path,
+    key: &Path,
+) -> Result<CertifiedKey, CertError> {
+    let chain = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| CertError::CertInvalid { path: cert.into(), reason: e.to_string() })?;
     if chain.is_empty() {
         return Err(CertError::CertInvalid { path: cert.into(), reason: "no CERTIFICATE block".into() });
     }
-    let private = PrivateKeyDer::from_pem_slice(&key_pem)
+    let private = PrivateKeyDer::from_pem_slice(key_pem)
         .map_err(|e| CertError::KeyInvalid { path: key.into(), reason: e.to_string() })?;
     let signing = provider()
         .key_provider

@@ -14,6 +14,8 @@ PROXY_SETS = {
     "three-replicas-with-tenant-names": {"replicaCount": 3, "externalDns": {"hostnames": ["*.acme.kaas.example.com"]}},
     "no-monitoring-no-dns": {"serviceMonitor": {"enabled": False}, "prometheusRule": {"enabled": False}, "externalDns": {"enabled": False},
                              "service": {"type": "ClusterIP", "annotations": {}}},
+    "acme-tls-alpn": {"acme": {"enabled": True, "contact": ["mailto:ops@example.com"]}},
+    "acme-http01": {"acme": {"enabled": True, "challenge": "http-01", "http01Port": 8080}},
 }
 CONTROLLER_SETS = {
     "defaults": None,
@@ -161,6 +163,8 @@ def test_controller_chart_ships_the_generated_crd():
     ("kaas-proxy", lambda v: v.__setitem__("replicaCount", -3), "replicaCount"),
     ("kaas-proxy", lambda v: v.__setitem__("colour", "blue"), "colour"),
     ("kaas-proxy", lambda v: v["tls"].__setitem__("secretName", None), "secretName"),
+    ("kaas-proxy", lambda v: v["acme"].__setitem__("challenge", "dns-01"), "challenge"),
+    ("kaas-proxy", lambda v: v["acme"].__setitem__("directoryUrl", "http://ca"), "directoryUrl"),
     ("kaas-controller", lambda v: v["gitops"].__setitem__("url", None), "url"),
     ("kaas-controller", lambda v: v["routes"].__setitem__("nmespace", "x"), "nmespace"),
     ("kaas-controller", lambda v: v["routes"].__setitem__("clientCaTemplate", "ca.pem"), "clientCaTemplate"),
@@ -193,3 +197,36 @@ def test_the_proxy_starts_before_any_tenant_and_routes_require_client_certificat
                  namespace="kaas-system")
     off_args = by_kind(off, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["args"]
     assert not [a for a in off_args if "client-ca" in a]
+
+
+def test_acme_gives_the_proxy_its_store_and_exactly_the_rbac_for_it():
+    off = render("kaas-proxy", name="kaas-proxy", namespace="kaas-system")
+    assert not [o for o in off if o["kind"] in ("ServiceAccount", "Role", "RoleBinding")], "no API access without ACME"
+    assert by_kind(off, "Deployment")[0]["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
+    assert "acme" not in yaml.safe_load(by_kind(off, "ConfigMap")[0]["data"]["kaas-proxy.yaml"])
+
+    on = render("kaas-proxy", {"acme": {"enabled": True, "challenge": "http-01"}}, name="kaas-proxy",
+                namespace="kaas-system")
+    acme = yaml.safe_load(by_kind(on, "ConfigMap")[0]["data"]["kaas-proxy.yaml"])["acme"]
+    assert acme["store"] == {"kubernetes": {"namespace": "kaas-system", "name": "kaas-proxy-acme"}}
+    assert (acme["challenge"], acme["http01_listen"]) == ("http-01", "[::]:8080")
+    pod = by_kind(on, "Deployment")[0]["spec"]["template"]["spec"]
+    assert (pod["serviceAccountName"], pod["automountServiceAccountToken"]) == ("kaas-proxy", True)
+    env = {e["name"]: e for e in pod["containers"][0]["env"]}
+    assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name", "the Lease holder's name"
+    ports = {p["name"]: p["containerPort"] for p in pod["containers"][0]["ports"]}
+    assert ports["acme-http"] == 8080
+    service = [o for o in by_kind(on, "Service") if o["metadata"]["name"] == "kaas-proxy"][0]
+    assert {"name": "acme-http", "port": 80, "targetPort": "acme-http", "protocol": "TCP"} in service["spec"]["ports"]
+    role = by_kind(on, "Role")[0]
+    rules = {(tuple(r["resources"]), tuple(r.get("resourceNames", []))): r["verbs"] for r in role["rules"]}
+    assert rules == {
+        (("secrets",), ()): ["get", "list", "watch", "create", "patch"],
+        (("leases",), ()): ["create"],
+        (("leases",), ("kaas-proxy-acme",)): ["get", "update"],
+    }
+    binding = by_kind(on, "RoleBinding")[0]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "kaas-proxy", "namespace": "kaas-system"}]
+    tls_alpn = render("kaas-proxy", {"acme": {"enabled": True}}, name="kaas-proxy", namespace="kaas-system")
+    tls_pod = by_kind(tls_alpn, "Deployment")[0]["spec"]["template"]["spec"]
+    assert "acme-http" not in {p["name"] for p in tls_pod["containers"][0]["ports"]}, "port 80 only for HTTP-01"

@@ -466,7 +466,8 @@ async fn a_challenge_the_ca_cannot_validate_is_counted_by_type() {
     assert!(wait_for_log("order invalid: a challenge failed validation", Duration::from_secs(1)));
 }
 
-/// Two replicas on the `kubernetes` store of a real API server: the one holding the Lease orders, the other
+/// Two replicas on the `kubernetes` store of a real API server, as the chart's ServiceAccount with exactly its
+/// Role: the one holding the Lease orders, the other
 /// serves the same certificate from the watched Secret, and the CA's validation, which Pebble sends only to
 /// the other replica's port, is answered there from the challenge answers the first published.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -477,18 +478,32 @@ async fn replicas_on_the_kubernetes_store_share_one_order_and_answer_for_each_ot
 
     let plane = kaas_e2e::apiserver::ControlPlane::start().await.expect("kube-apiserver");
     plane.namespace("kaas-system").await.expect("namespace");
+    // The replicas run as the chart's ServiceAccount with exactly the chart's Role.
+    let admin = plane.admin().await.expect("admin client");
+    let values = serde_json::json!({ "acme": { "enabled": true } });
+    let chart =
+        kaas_e2e::python::render_chart("kaas-proxy", &values, "kaas-proxy", "kaas-system").expect("render");
+    let rbac = ["ServiceAccount", "Role", "RoleBinding"];
+    for object in kaas_e2e::apiserver::documents(&chart).expect("documents") {
+        if rbac.contains(&object["kind"].as_str().unwrap_or_default()) {
+            let yaml = object.to_string();
+            kaas_e2e::apiserver::apply_yaml(&admin, &yaml, "kaas-e2e", Some("kaas-system"))
+                .await
+                .expect("apply");
+        }
+    }
+    let kubeconfig = plane.service_account("kaas-system", "kaas-proxy").await.expect("token");
     let s = Setup::start();
     let yaml = |identity: &str| {
         let roots = format!("  trust_roots: {}\n", s.pebble.https_ca.display());
         format!(
             "acme:\n  directory_url: \"{}\"\n{roots}{TLS_ALPN}  store: {{ kubernetes: {{ namespace: kaas-system, \
-             identity: {identity}, kubeconfig: {} }} }}\n",
+             name: kaas-proxy-acme, identity: {identity}, kubeconfig: {} }} }}\n",
             s.pebble.directory_url(),
-            plane.admin_kubeconfig().display()
+            kubeconfig.display()
         )
     };
     let tenants = tenant_yaml(&s.tansu.addr());
-    let admin = plane.admin().await.expect("admin client");
     let leases: Api<Lease> = Api::namespaced(admin.clone(), "kaas-system");
     // Replica a starts first and takes the Lease; b, on the port Pebble validates against, follows.
     let a =

@@ -6,7 +6,8 @@
 # Each binary lands in ${KAAS_CACHE:-$HOME/.cache/kaas}/k8s/<name>/ with a stamp of the sources it was built
 # from; a binary whose stamp matches is skipped, so a second run takes a second. A fresh machine needed 77 s for
 # etcd and 462 s for kube-apiserver on 2 cores (module downloads included), and 287 s, 130 s and 383 s for
-# source-, kustomize- and helm-controller (fresh caches, other builds sharing the cores); a build that stops half-way leaves no binary.
+# source-, kustomize- and helm-controller (fresh caches, other builds sharing the cores); a build that stops
+# half-way leaves no binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

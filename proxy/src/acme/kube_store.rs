@@ -208,6 +208,16 @@ impl KubeStore {
         self.apply(&format!("{}-account", self.name), "Opaque", data).await
     }
 
+    /// The leaf (DER) of `tenant`'s stored chain, read without loading the key: what a follower compares
+    /// with the certificate it serves on every tick.
+    pub fn stored_leaf(&self, tenant: &str) -> Option<Vec<u8>> {
+        use rustls::pki_types::pem::PemObject as _;
+        let secret = self.cached(&format!("{}-{tenant}", self.name))?;
+        let chain = Self::key(&secret, "tls.crt")?;
+        let leaf = rustls::pki_types::CertificateDer::pem_slice_iter(chain).next()?.ok()?;
+        Some(leaf.as_ref().to_vec())
+    }
+
     /// `tenant`'s stored certificate, when there is one that loads.
     pub fn certificate(&self, tenant: &str) -> Option<CertifiedKey> {
         let name = format!("{}-{tenant}", self.name);

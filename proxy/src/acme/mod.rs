@@ -326,7 +326,6 @@ impl Manager {
         loop {
             let (domain, tenants) = wanted();
             let leading = self.store.leading();
-            self.mirror_challenges(leading);
             for (tenant, broker_ids) in tenants {
                 let names = names_for(self.settings.challenge, &tenant, &domain, &broker_ids);
                 if leading {
@@ -346,11 +345,14 @@ impl Manager {
 
     /// A replica that does not order serves what the ordering one stored, as soon as the watch brings it.
     fn follow(&mut self, tenant: &str, names: &[String]) {
-        let Some(cert) = self.store.certificate(tenant) else { return };
+        let Store::Kube(k) = &self.store else { return };
+        // The key is loaded only when the stored leaf is not the one serving already.
         let serving = self.certs.issued(tenant);
-        if serving.is_some_and(|s| s.cert.first() == cert.cert.first()) {
+        let serving_leaf = serving.as_ref().and_then(|s| s.cert.first()).map(|c| c.as_ref());
+        if k.stored_leaf(tenant).is_none_or(|leaf| Some(&leaf[..]) == serving_leaf) {
             return;
         }
+        let Some(cert) = k.certificate(tenant) else { return };
         let Some((_, not_before, not_after)) = leaf_facts(&cert) else { return };
         info!(tenant, not_after, "ACME: serving the certificate another replica ordered");
         self.install(tenant, names, Arc::new(cert), not_before, not_after);
@@ -378,7 +380,9 @@ impl Manager {
         let gone: Vec<String> = self.mirrored.1.iter().filter(|t| !http.contains_key(*t)).cloned().collect();
         self.certs.clear_http_tokens(&gone);
         for (token, key_authorization) in &http {
-            self.certs.set_http_token(token, key_authorization.clone());
+            if !self.mirrored.1.contains(token) {
+                self.certs.set_http_token(token, key_authorization.clone());
+            }
         }
         self.mirrored = (tls_alpn.into_keys().collect(), http.into_keys().collect());
     }
@@ -546,7 +550,8 @@ struct PendingChallenges<'a> {
 }
 
 impl PendingChallenges<'_> {
-    /// Publishes every answer so far to the other replicas (before the CA is told to validate).
+    /// Publishes every answer of the order to the other replicas and gives the watch time to bring them
+    /// there (before the CA is told to validate).
     async fn share(&self) -> Result<(), StoreError> {
         if let Some(k) = self.publish {
             k.publish_challenges(&self.published.0, &self.published.1).await?;
@@ -578,6 +583,8 @@ async fn answer_and_finish(
         ChallengeKind::Http01 => ChallengeType::Http01,
         ChallengeKind::Dns01 => ChallengeType::Dns01,
     };
+    // Every answer is in place (and shared with the other replicas, once) before the CA is asked to validate
+    // any: a validation may come at once, to any replica.
     let mut authorizations = order.authorizations();
     while let Some(authz) = authorizations.next().await {
         let mut authz = authz?;
@@ -588,7 +595,7 @@ async fn answer_and_finish(
         }
         let name = authz.identifier().to_string();
         let no_challenge = || OrderError::NoChallenge { kind: kind.clone(), name: name.clone() };
-        let mut challenge = authz.challenge(kind.clone()).ok_or_else(no_challenge)?;
+        let challenge = authz.challenge(kind.clone()).ok_or_else(no_challenge)?;
         let key_authorization = challenge.key_authorization();
         match kind {
             ChallengeType::Http01 => {
@@ -608,8 +615,17 @@ async fn answer_and_finish(
                 pending.names.push(name);
             }
         }
-        pending.share().await?;
-        challenge.set_ready().await?;
+    }
+    pending.share().await?;
+    let mut authorizations = order.authorizations();
+    while let Some(authz) = authorizations.next().await {
+        let mut authz = authz?;
+        if authz.status != AuthorizationStatus::Pending {
+            continue;
+        }
+        let name = authz.identifier().to_string();
+        let no_challenge = || OrderError::NoChallenge { kind: kind.clone(), name: name.clone() };
+        authz.challenge(kind.clone()).ok_or_else(no_challenge)?.set_ready().await?;
     }
     let retries = RetryPolicy::new().timeout(ORDER_TIMEOUT);
     let status = order.poll_ready(&retries).await?;

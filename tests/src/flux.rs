@@ -177,15 +177,8 @@ pub fn kustomization(name: &str, source: &str, path: &str, interval: &str) -> St
 /// a platform repository holding the charts.
 pub fn publish(root: &Path, files: &[&str], remote: &Path) -> anyhow::Result<()> {
     let work = tempfile::tempdir()?;
-    let git = |dir: &Path, args: &[&str]| -> anyhow::Result<()> {
-        let out = Command::new("git")
-            .current_dir(dir)
-            .args(["-c", "user.name=kaas-e2e", "-c", "user.email=kaas-e2e@kaas.dev"])
-            .args(args)
-            .output()?;
-        anyhow::ensure!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        Ok(())
-    };
+    let who = ["-c", "user.name=kaas-e2e", "-c", "user.email=kaas-e2e@kaas.dev"];
+    let git = |dir: &Path, args: &[&str]| crate::git(Some(dir), &[&who[..], args].concat()).map(drop);
     git(work.path(), &["init", "--quiet", "--initial-branch=main"])?;
     for file in files {
         let out =

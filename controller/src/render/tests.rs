@@ -58,7 +58,19 @@ fn isolation_decides_the_objects() {
     let release = objects.last().expect("release");
     assert_eq!(release["spec"]["kubeConfig"]["secretRef"]["name"], "tenants-acme-kubeconfig");
     assert_eq!(release["spec"]["values"]["kafka"]["brokers"], 3);
-    assert_eq!(release["spec"]["dependsOn"][0]["name"], "tenants-acme-strimzi");
+    let after = |o: &Value| -> Vec<String> {
+        o["spec"]["dependsOn"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|d| d["name"].as_str().unwrap_or("").to_owned())
+            .collect()
+    };
+    assert_eq!(
+        after(release),
+        ["tenants-acme-strimzi", "tenants-acme-aws-ebs-csi-driver", "tenants-acme-prometheus-operator-crds"],
+        "Kafka after its operator, its volumes' driver and its PodMonitor's CRD"
+    );
     let components: Vec<&str> = objects
         .iter()
         .filter(|o| {
@@ -68,7 +80,37 @@ fn isolation_decides_the_objects() {
         .collect();
     assert_eq!(
         components,
-        ["tenants-acme-strimzi", "tenants-acme-cert-manager", "tenants-acme-external-dns"]
+        [
+            "tenants-acme-cilium",
+            "tenants-acme-aws-cloud-controller-manager",
+            "tenants-acme-aws-ebs-csi-driver",
+            "tenants-acme-strimzi",
+            "tenants-acme-cert-manager",
+            "tenants-acme-external-dns",
+            "tenants-acme-prometheus-operator-crds",
+        ]
+    );
+    // Nothing that needs pods before the network and the cloud controller have initialised the nodes, and
+    // every dependency is a release rendered beside it.
+    let by_name = |n: &str| objects.iter().find(|o| o["kind"] == "HelmRelease" && o["metadata"]["name"] == n);
+    for name in &components[2..6] {
+        let deps = after(by_name(name).expect("rendered"));
+        assert!(deps.contains(&"tenants-acme-cilium".to_owned()), "{name}: {deps:?}");
+        assert!(deps.contains(&"tenants-acme-aws-cloud-controller-manager".to_owned()), "{name}: {deps:?}");
+    }
+    for o in objects.iter().filter(|o| o["kind"] == "HelmRelease") {
+        for dep in after(o) {
+            assert!(
+                by_name(&dep).is_some(),
+                "{} depends on {dep}, which is not rendered",
+                o["metadata"]["name"]
+            );
+        }
+    }
+    let ccm = by_name("tenants-acme-aws-cloud-controller-manager").expect("ccm");
+    assert_eq!(
+        ccm["spec"]["values"]["image"]["tag"], "v1.33.0",
+        "the cloud controller of the cluster's minor"
     );
     assert!(objects
         .iter()
@@ -139,7 +181,7 @@ fn rendered_objects_validate_against_upstream_crds() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 19);
+    assert_eq!(checked, 27);
 }
 
 #[test]

@@ -252,6 +252,41 @@ impl Context {
     }
 }
 
+/// A tenant's claim to its id: who it is and since when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    /// `namespace/name`.
+    pub key: String,
+    /// [`render::tenant_id`] of it.
+    pub id: String,
+    /// `metadata.creationTimestamp` (RFC 3339; an object not yet stored has none and sorts last).
+    pub created: Option<String>,
+}
+
+impl Claim {
+    fn of(t: &KafkaTenant) -> Claim {
+        Claim {
+            key: tenant_key(t),
+            id: render::tenant_id_of(t),
+            created: t.metadata.creation_timestamp.as_ref().map(|c| c.0.to_string()),
+        }
+    }
+}
+
+/// Every stored tenant's claim.
+async fn claims(ctx: &Context) -> Result<Vec<Claim>, Error> {
+    let all = Api::<KafkaTenant>::all(ctx.client.clone()).list(&Default::default()).await?;
+    Ok(all.items.iter().map(Claim::of).collect())
+}
+
+/// The other tenant that owns `mine.id`, if one does: of the tenants with that id, the one created first
+/// (then the smaller `namespace/name`, for two created in the same second). Pure, so tested by tables.
+pub fn id_owner(mine: &Claim, all: &[Claim]) -> Option<String> {
+    let order = |c: &Claim| (c.created.is_none(), c.created.clone(), c.key.clone());
+    let owner = all.iter().chain([mine]).filter(|c| c.id == mine.id).min_by_key(|c| order(c))?;
+    (owner.key != mine.key).then(|| owner.key.clone())
+}
+
 /// Reconciles one tenant under the finalizer: apply (render, commit, wait for Ready, publish the route) or,
 /// on deletion, cleanup. Ready tenants are checked again every 10 minutes, waiting ones every 30 seconds.
 pub async fn reconcile(tenant: Arc<KafkaTenant>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -358,6 +393,22 @@ async fn apply(t: &KafkaTenant, api: &Api<KafkaTenant>, ctx: &Context) -> Result
     let name = render::tenant_id_of(t);
     let folder = render::folder(t);
     let generation = t.metadata.generation;
+    // Ids join namespace and name with '-', so `a-b/c` and `a/b-c` are both `a-b-c`: the first to claim an id
+    // keeps it, and a later tenant with the same id is refused before it can touch the other's objects.
+    if let Some(owner) = id_owner(&Claim::of(t), &claims(ctx).await?) {
+        let message = format!(
+            "tenant id {name} is already {owner}'s (ids join namespace and name with '-'): rename or move \
+             one of them; nothing is committed for this one meanwhile"
+        );
+        let status = KafkaTenantStatus {
+            observed_generation: generation,
+            conditions: conditions("Degraded", "IdConflict", &message, generation),
+            ..Default::default()
+        };
+        set_status(api, ctx, t, status).await?;
+        // Checked again now and then: the id is free once the other tenant is gone.
+        return Ok(Action::requeue(Duration::from_secs(60)));
+    }
     let manifests = match render::render(t, &ctx.platform) {
         Ok(m) => m,
         Err(e) => {
@@ -531,9 +582,13 @@ async fn update_routes(
 
 async fn cleanup(t: &KafkaTenant, ctx: &Context) -> Result<Action, Error> {
     let name = render::tenant_id_of(t);
-    publish_route(&name, None, ctx).await?;
-    if ctx.routes.copies_material() {
-        upstream::write(&ctx.client, &ctx.routes.namespace, &ctx.routes.upstream_secret, &name, None).await?;
+    // A tenant refused for a taken id never published anything under it: what is there is the owner's.
+    if id_owner(&Claim::of(t), &claims(ctx).await?).is_none() {
+        publish_route(&name, None, ctx).await?;
+        if ctx.routes.copies_material() {
+            upstream::write(&ctx.client, &ctx.routes.namespace, &ctx.routes.upstream_secret, &name, None)
+                .await?;
+        }
     }
     let repo = ctx.repo.clone();
     let folder = render::folder(t);
@@ -570,6 +625,30 @@ mod tests {
         ] {
             assert_eq!(retry_delay(failures, jitter), expected, "failure {failures}, jitter {jitter}");
         }
+    }
+
+    #[test]
+    fn an_id_belongs_to_the_tenant_that_claimed_it_first() {
+        let claim = |key: &str, id: &str, created: Option<&str>| Claim {
+            key: key.into(),
+            id: id.into(),
+            created: created.map(Into::into),
+        };
+        let older = claim("a-b/c", "a-b-c", Some("2026-01-01T00:00:00Z"));
+        let newer = claim("a/b-c", "a-b-c", Some("2026-02-01T00:00:00Z"));
+        let other = claim("x/y", "x-y", Some("2025-01-01T00:00:00Z"));
+        let all = [older.clone(), newer.clone(), other.clone()];
+        assert_eq!(id_owner(&newer, &all), Some("a-b/c".into()), "the later one is refused");
+        assert_eq!(id_owner(&older, &all), None, "the first keeps it");
+        assert_eq!(id_owner(&other, &all), None, "another id is nobody else's");
+        // Created in the same second: the smaller key wins, the same answer for both.
+        let twin = claim("a/b-c", "a-b-c", Some("2026-01-01T00:00:00Z"));
+        assert_eq!(id_owner(&twin, &[older.clone(), twin.clone()]), Some("a-b/c".into()));
+        assert_eq!(id_owner(&older, &[older.clone(), twin.clone()]), None);
+        // Not stored yet (the CLI): anything stored owns the id first; gone from the list, the id is free.
+        let unsaved = claim("a/b-c", "a-b-c", None);
+        assert_eq!(id_owner(&unsaved, std::slice::from_ref(&older)), Some("a-b/c".into()));
+        assert_eq!(id_owner(&newer, &[newer.clone(), other]), None);
     }
 
     #[test]

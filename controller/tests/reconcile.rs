@@ -560,3 +560,38 @@ async fn a_client_ca_template_alone_requires_certificates_from_strimzis_clients_
     assert_eq!(route.client_ca, Some("/etc/kaas-proxy/upstream/tenants-beta.clients-ca.crt".into()));
     assert!(route.validate().is_empty(), "{:?}", route.validate());
 }
+
+#[tokio::test]
+async fn a_second_tenant_with_the_same_id_is_refused_and_leaves_the_first_alone() {
+    // `a-b/c` and `a/b-c` both have the id `a-b-c`.
+    let named = |ns: &str, name: &str| {
+        let mut t = example("beta");
+        t.metadata.namespace = Some(ns.into());
+        t.metadata.name = Some(name.into());
+        t
+    };
+    let f = Fixture::new(vec![named("a-b", "c"), named("a", "b-c")]).await;
+    f.reconcile_in("a-b", "c").await.expect("first");
+    f.make_ready_in("a-b", "c").await;
+    f.reconcile_in("a-b", "c").await.expect("ready");
+    f.reconcile_in("a", "b-c").await.expect("refused, not failed");
+    let second = f.tenants_in("a").get("b-c").await.expect("tenant").status.expect("status");
+    let degraded = second.conditions.iter().find(|c| c.type_ == "Degraded").expect("condition");
+    assert_eq!((degraded.status.as_str(), degraded.reason.as_str()), ("True", "IdConflict"));
+    assert!(degraded.message.contains("tenant id a-b-c is already a-b/c's"), "{}", degraded.message);
+    assert!(!f.remote_has("tenants/a/b-c"), "nothing committed for the second");
+    let routes: Vec<String> = f.routes().await.into_iter().map(|r| r.name).collect();
+    assert_eq!(routes, ["a-b-c"], "the first one's route");
+
+    // Deleting the refused one leaves the first one's route; deleting the first frees the id.
+    f.delete_in("a", "b-c").await;
+    assert_eq!(f.routes().await.len(), 1, "the owner's route stays");
+    let kept: Vec<String> = f.routes().await.into_iter().map(|r| r.name).collect();
+    assert_eq!(kept, ["a-b-c"]);
+    let again = named("a", "b-c");
+    f.tenants_in("a").create(&PostParams::default(), &again).await.expect("again");
+    f.delete_in("a-b", "c").await;
+    assert!(f.routes().await.is_empty());
+    f.reconcile_in("a", "b-c").await.expect("now its own");
+    assert!(f.remote_has("tenants/a/b-c/manifests.yaml"), "committed once the id is free");
+}

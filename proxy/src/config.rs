@@ -408,7 +408,12 @@ fn parse_keys(map: &Mapping, errs: &mut Collector) -> Parsed {
                 }
                 None => errs.push(key, "must be a list of tenants"),
             },
-            _ => errs.push(key, format!("unknown key (expected one of: {})", TOP_LEVEL_KEYS.join(", "))),
+            _ => {
+                // A key that is empty or not a plain word is shown quoted, so the error still names it.
+                let plain = !key.is_empty() && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+                let shown = if plain { key.to_owned() } else { format!("{key:?}") };
+                errs.push(shown, format!("unknown key (expected one of: {})", TOP_LEVEL_KEYS.join(", ")))
+            }
         }
     }
     p.acme_given = map.contains_key("acme");

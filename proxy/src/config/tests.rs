@@ -106,6 +106,17 @@ tenants:
     assert!(errors[3].message.contains("boostrap"), "{}", errors[3].message);
 }
 
+/// Found by the `config` fuzz target: `? >` is a YAML mapping whose key is an empty folded scalar, and the
+/// error named no key at all.
+#[test]
+fn unknown_keys_are_named_even_when_empty_or_odd() {
+    for (yaml, key) in [("? >\n", "\"\""), ("\"a b\": 1\n", "\"a b\""), ("\"\\t\": 1\n", "\"\\t\"")] {
+        let errors = from_yaml(yaml, Path::new(".")).expect_err("invalid");
+        let unknown = errors.iter().find(|e| e.message.starts_with("unknown key")).expect("unknown key");
+        assert_eq!(unknown.key, key, "{yaml:?}: {errors:#?}");
+    }
+}
+
 #[test]
 fn unknown_keys_do_not_hide_other_errors() {
     let yaml = "listen: nowhere\ndomain: kaas.localhost\ncolour: blue\ntls: { cert: none.pem, key: none.key }\ntenants: []\n";

@@ -148,12 +148,23 @@ impl Repo {
             std::fs::write(&keep, KEEP_FILE.1)?;
         }
         let folder = folder.to_string_lossy().into_owned();
-        self.git(&["add", "--all", "--", &folder, KEEP_FILE.0])?;
-        if self.git(&["diff", "--cached", "--quiet", "--", &folder, KEEP_FILE.0]).is_ok() {
+        // A folder neither on disk nor in Git (removing a tenant that was never committed: refused as
+        // malformed, or for a taken id) is no path git accepts; there is nothing of it to commit.
+        let mut paths = vec![KEEP_FILE.0];
+        if abs.exists() || !self.git(&["ls-files", "--", &folder])?.trim().is_empty() {
+            paths.insert(0, &folder);
+        }
+        let mut add = vec!["add", "--all", "--"];
+        add.extend(&paths);
+        self.git(&add)?;
+        let mut diff = vec!["diff", "--cached", "--quiet", "--"];
+        diff.extend(&paths);
+        if self.git(&diff).is_ok() {
             return Ok(Outcome::Unchanged);
         }
         let mut args: Vec<&str> = AUTHOR.to_vec();
-        args.extend(["commit", "--quiet", "-m", message, "--", &folder, KEEP_FILE.0]);
+        args.extend(["commit", "--quiet", "-m", message, "--"]);
+        args.extend(&paths);
         self.git(&args)?;
         Ok(Outcome::Committed(self.git(&["rev-parse", "HEAD"])?.trim().to_owned()))
     }

@@ -384,6 +384,9 @@ async fn malformed_tenant_is_degraded_and_others_keep_reconciling() {
     // Namespace isolation waits only for its HelmRelease.
     let (_, _, message) = f.condition("beta", "Provisioning").await;
     assert!(message.contains("HelmRelease kaas-tenants-beta/tenants-beta-kafka"), "{message}");
+    // Never committed, it is deleted all the same (its finalizer does not wait on a folder that never was).
+    f.delete_in("tenants", "broken").await;
+    assert!(f.remote_has("tenants/tenants/beta/manifests.yaml"), "the other tenant's folder stays");
 }
 
 #[tokio::test]

@@ -57,6 +57,24 @@ fn one_commit_per_change_none_without_change_and_removal() {
     assert!(!repo.dir().join("tenants/acme").exists());
 }
 
+/// A tenant removed before it was ever committed (refused as malformed, say) has nothing to remove: no commit,
+/// and no error, which would keep its finalizer, and so the object, forever.
+#[test]
+fn removing_a_tenant_never_committed_changes_nothing() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let url = remote(tmp.path());
+    let repo = Repo::clone_remote(&url, &tmp.path().join("ctl"), "main").expect("clone");
+    repo.write_tenant("a/acme", Some(&files("a: 1\n")), &message("a/acme", Some(1))).expect("write");
+    let outcome = repo.write_tenant("b/never", None, "remove tenant b/never").expect("nothing to remove");
+    assert_eq!(outcome, Outcome::Unchanged);
+    assert_eq!(remote_log(tmp.path(), &url), ["tenant a/acme: generation 1", "init"]);
+    let local = Repo::local(repo.dir()).expect("local");
+    assert_eq!(
+        local.write_tenant("c/never", None, "remove tenant c/never").expect("local"),
+        Outcome::Unchanged
+    );
+}
+
 #[test]
 fn push_is_rebuilt_when_the_remote_moved() {
     let tmp = tempfile::tempdir().expect("tempdir");

@@ -21,6 +21,8 @@ CONTROLLER_SETS = {
     "defaults": None,
     "secret-url": {"gitops": {"existingSecret": "gitops-credentials", "url": "unused", "branch": "tenants"}},
     "no-monitoring": {"serviceMonitor": {"enabled": False}},
+    "network-path": {"network": {"vpcIpamPool": "ipam-pool-0a1b2c", "vpcNetmaskLength": 21,
+                                 "proxyCidrs": ["10.0.0.0/16", "10.1.0.0/16"]}},
 }
 
 
@@ -149,6 +151,19 @@ def test_controller_rbac_is_exactly_what_it_uses():
     assert deploy["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
 
 
+def test_the_network_path_settings_reach_the_controller():
+    def args(values):
+        deployment = by_kind(render("kaas-controller", values, name="kaas-controller", namespace="kaas-system"),
+                             "Deployment")[0]
+        return deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    set_ = args(CONTROLLER_SETS["network-path"])
+    assert "--vpc-ipam-pool=ipam-pool-0a1b2c" in set_ and "--vpc-netmask-length=21" in set_
+    assert [a for a in set_ if a.startswith("--proxy-cidr=")] == ["--proxy-cidr=10.0.0.0/16",
+                                                                  "--proxy-cidr=10.1.0.0/16"]
+    assert "--client-address-template={tenant}.kaas.example.com:9092" in set_
+    assert not [a for a in args(None) if a.startswith(("--vpc-", "--proxy-cidr"))], "nothing by default"
+
+
 def test_controller_chart_ships_the_generated_crd():
     chart = helm.Chart.load(str(ROOT / "charts" / "kaas-controller"))
     [crd_file] = chart.crds
@@ -168,6 +183,9 @@ def test_controller_chart_ships_the_generated_crd():
     ("kaas-controller", lambda v: v["gitops"].__setitem__("url", None), "url"),
     ("kaas-controller", lambda v: v["routes"].__setitem__("nmespace", "x"), "nmespace"),
     ("kaas-controller", lambda v: v["routes"].__setitem__("clientCaTemplate", "ca.pem"), "clientCaTemplate"),
+    ("kaas-controller", lambda v: v["routes"].__setitem__("clientAddressTemplate", "kafka:9092"), "clientAddressTemplate"),
+    ("kaas-controller", lambda v: v["network"].__setitem__("proxyCidrs", ["everyone"]), "proxyCidrs"),
+    ("kaas-controller", lambda v: v["network"].__setitem__("vpcNetmaskLength", 8), "vpcNetmaskLength"),
 ])
 def test_bad_values_are_refused_naming_the_value(chart, mutate, named):
     loaded = helm.Chart.load(str(ROOT / "charts" / chart))

@@ -84,6 +84,17 @@ enum Command {
         /// its port; `{tenant}` is replaced by the tenant id.
         #[arg(long, default_value = "{tenant}.kaas.example.com:9092")]
         client_address_template: String,
+        /// AWS VPC IPAM pool id each own-cluster tenant's VPC CIDR is allocated from, so none overlap and the
+        /// platform's Transit Gateway (or peering) can route to every one.
+        #[arg(long)]
+        vpc_ipam_pool: Option<String>,
+        /// Netmask length of each tenant VPC taken from that pool.
+        #[arg(long, value_parser = clap::value_parser!(u8).range(16..=28))]
+        vpc_netmask_length: Option<u8>,
+        /// CIDR (repeatable) allowed to the tenant nodes' NodePorts behind the brokers' load balancers: the
+        /// platform VPC's, where kaas-proxy runs.
+        #[arg(long = "proxy-cidr", value_parser = parse_cidr)]
+        proxy_cidrs: Vec<String>,
         /// Address of the /metrics and /healthz endpoint.
         #[arg(long, default_value = "0.0.0.0:8080")]
         metrics_listen: std::net::SocketAddr,
@@ -157,6 +168,9 @@ fn run(args: Args) -> anyhow::Result<()> {
             cluster_bootstrap_template,
             namespace_bootstrap_template,
             client_address_template,
+            vpc_ipam_pool,
+            vpc_netmask_length,
+            proxy_cidrs,
             metrics_listen,
             election,
         } => {
@@ -171,7 +185,17 @@ fn run(args: Args) -> anyhow::Result<()> {
                 client_address: client_address_template,
                 ..Default::default()
             };
-            tokio::runtime::Runtime::new()?.block_on(serve(repo, routes, metrics_listen, election))?;
+            let platform = render::Platform {
+                network: render::Network { vpc_ipam_pool, vpc_netmask_length, proxy_cidrs },
+                ..Default::default()
+            };
+            tokio::runtime::Runtime::new()?.block_on(serve(
+                repo,
+                routes,
+                platform,
+                metrics_listen,
+                election,
+            ))?;
         }
         Command::Sync { repo, remote, branch, dir } => {
             let repo = match remote {
@@ -213,6 +237,7 @@ fn run(args: Args) -> anyhow::Result<()> {
 async fn serve(
     repo: gitops::Repo,
     routes: reconcile::RouteSource,
+    platform: render::Platform,
     metrics_listen: std::net::SocketAddr,
     election: Election,
 ) -> anyhow::Result<()> {
@@ -235,7 +260,7 @@ async fn serve(
     let ctx = std::sync::Arc::new(reconcile::Context {
         client: client.clone(),
         repo: std::sync::Arc::new(std::sync::Mutex::new(repo)),
-        platform: render::Platform::default(),
+        platform,
         routes,
         metrics: kaas_controller::metrics::Metrics::default(),
         events: Some(events::Recorder::new(client.clone(), reporter)),
@@ -315,6 +340,17 @@ async fn shutdown_signal() {
         Err(_) => {
             let _ = tokio::signal::ctrl_c().await;
         }
+    }
+}
+
+/// An IPv4 or IPv6 CIDR (`10.0.0.0/16`), as AWS takes it.
+fn parse_cidr(s: &str) -> Result<String, String> {
+    let (addr, len) = s.split_once('/').ok_or(format!("{s:?} is not a CIDR like 10.0.0.0/16"))?;
+    let addr: std::net::IpAddr = addr.parse().map_err(|e| format!("{s:?}: {e}"))?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    match len.parse::<u8>() {
+        Ok(n) if n <= max => Ok(s.to_owned()),
+        _ => Err(format!("{s:?}: prefix length must be 0..={max}")),
     }
 }
 

@@ -28,6 +28,25 @@ pub struct Platform {
     /// StorageClass of the brokers' data volumes on a tenant's own cluster, created by the chart (encrypted
     /// gp3); on the shared cluster each tenant gets its own ([`storage_class`]).
     pub storage_class: String,
+    /// The network path from kaas-proxy to a tenant's own cluster.
+    pub network: Network,
+}
+
+/// How kaas-proxy (in the platform's VPC) reaches the brokers of a tenant on its own cluster: the tenant's VPC
+/// is attached to the platform's network (a Transit Gateway, or a peering), which needs every tenant VPC's CIDR
+/// to be unique, and its nodes admit the proxy's addresses on the brokers' load-balancer ports.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Network {
+    /// AWS VPC IPAM pool each tenant VPC's CIDR is allocated from (`AWSCluster.spec.network.vpc.ipamPool`), so
+    /// no two overlap. Unset: Cluster API's default 10.0.0.0/16 for every tenant, which no Transit Gateway or
+    /// peering can route to more than one of.
+    pub vpc_ipam_pool: Option<String>,
+    /// Netmask length of each tenant VPC taken from the pool (e.g. 20: 4,096 addresses).
+    pub vpc_netmask_length: Option<u8>,
+    /// CIDRs allowed to the tenant nodes' NodePorts, behind which the brokers' internal load balancers
+    /// forward (`AWSCluster.spec.network.nodePortIngressRuleCidrBlocks`): the platform VPC's, where kaas-proxy
+    /// runs. Empty: Cluster API's default, any address that can route to them.
+    pub proxy_cidrs: Vec<String>,
 }
 
 impl Default for Platform {
@@ -38,6 +57,7 @@ impl Default for Platform {
             chart_source: "kaas".into(),
             chart_path: "./charts/kaas".into(),
             storage_class: "kaas-encrypted-gp3".into(),
+            network: Network::default(),
         }
     }
 }
@@ -210,6 +230,21 @@ fn machine_deployment(name: &str, ns: &str, tenant: &str, replicas: u32, version
     })
 }
 
+fn aws_cluster_spec(region: &str, n: &Network) -> Value {
+    let mut spec = json!({ "region": region });
+    if let Some(pool) = &n.vpc_ipam_pool {
+        let mut ipam = json!({ "id": pool });
+        if let Some(len) = n.vpc_netmask_length {
+            ipam["netmaskLength"] = json!(len);
+        }
+        spec["network"]["vpc"]["ipamPool"] = ipam;
+    }
+    if !n.proxy_cidrs.is_empty() {
+        spec["network"]["nodePortIngressRuleCidrBlocks"] = json!(n.proxy_cidrs);
+    }
+    spec
+}
+
 fn cluster_objects(tenant: &str, ns: &str, region: &str, s: &Sizing, p: &Platform) -> Vec<Value> {
     let cp = format!("{tenant}-control-plane");
     let external_cloud = json!([{ "name": "cloud-provider", "value": "external" }]);
@@ -230,7 +265,7 @@ fn cluster_objects(tenant: &str, ns: &str, region: &str, s: &Sizing, p: &Platfor
             "apiVersion": "infrastructure.cluster.x-k8s.io/v1beta2",
             "kind": "AWSCluster",
             "metadata": meta(tenant, ns, tenant),
-            "spec": { "region": region },
+            "spec": aws_cluster_spec(region, &p.network),
         }),
         json!({
             "apiVersion": "controlplane.cluster.x-k8s.io/v1beta2",

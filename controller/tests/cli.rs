@@ -39,6 +39,21 @@ fn bad_tenant_exits_non_zero_naming_the_field() {
 }
 
 #[test]
+fn run_refuses_a_network_setting_that_is_not_one_before_doing_anything() {
+    for (arg, says) in [
+        ("--proxy-cidr=10.0.0.0/33", "prefix length must be 0..=32"),
+        ("--proxy-cidr=10.0.0/16", "invalid IP address syntax"),
+        ("--proxy-cidr=10.0.0.0", "is not a CIDR"),
+        ("--vpc-netmask-length=8", "8 is not in 16..=28"),
+    ] {
+        let out = run(&["run", "--gitops-url=/nonexistent", arg]);
+        assert_eq!(out.status.code(), Some(2), "{arg}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{arg}: {err}");
+    }
+}
+
+#[test]
 fn crd_command_prints_the_committed_crd() {
     let out = run(&["crd"]);
     assert!(out.status.success());

@@ -185,6 +185,34 @@ fn rendered_objects_validate_against_upstream_crds() {
 }
 
 #[test]
+fn the_network_path_settings_reach_the_aws_cluster_and_validate() {
+    let crds = load_crds();
+    let network = Network {
+        vpc_ipam_pool: Some("ipam-pool-0123456789abcdef0".into()),
+        vpc_netmask_length: Some(20),
+        proxy_cidrs: vec!["10.0.0.0/16".into()],
+    };
+    let platform = Platform { network, ..Platform::default() };
+    let objects = render(&example("acme"), &platform).expect("renders");
+    let aws = objects.iter().find(|o| o["kind"] == "AWSCluster").expect("AWSCluster");
+    let net = &aws["spec"]["network"];
+    assert_eq!(
+        net["vpc"]["ipamPool"],
+        serde_json::json!({ "id": "ipam-pool-0123456789abcdef0", "netmaskLength": 20 })
+    );
+    assert_eq!(net["nodePortIngressRuleCidrBlocks"], serde_json::json!(["10.0.0.0/16"]));
+    let schema =
+        upstream_schema(&crds, "infrastructure.cluster.x-k8s.io/v1beta2", "AWSCluster").expect("CRD");
+    let validator = jsonschema::validator_for(&schema).expect("schema compiles");
+    let errors: Vec<String> = validator.iter_errors(aws).map(|e| e.to_string()).collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    // Unset, Cluster API's defaults stand (and the README says why that is not routable).
+    let plain = render(&example("acme"), &Platform::default()).expect("renders");
+    let aws = plain.iter().find(|o| o["kind"] == "AWSCluster").expect("AWSCluster");
+    assert!(aws["spec"].get("network").is_none());
+}
+
+#[test]
 fn generated_crd_matches_the_committed_file() {
     let crd = serde_norway::to_string(&KafkaTenant::crd()).expect("crd yaml");
     golden(&repo().join("charts/kaas-controller/crds/kafkatenant.yaml"), &crd);

@@ -75,7 +75,7 @@ enum Command {
         upstream_files_template: Option<String>,
         /// Bootstrap address of a tenant's Kafka (`isolation: cluster`) as the proxy reaches it; `{tenant}` is
         /// replaced by the tenant id.
-        #[arg(long, default_value = "kafka-bootstrap.{tenant}.internal.kaas.dev:9093")]
+        #[arg(long, default_value = "kafka-bootstrap.{tenant}.internal.kaas.dev:9094")]
         cluster_bootstrap_template: String,
         /// The same for `isolation: namespace` tenants, whose Kafka runs in `tenant-{tenant}` of the shared cluster.
         #[arg(long, default_value = "kaas-kafka-bootstrap.tenant-{tenant}.svc:9093")]
@@ -180,13 +180,13 @@ fn run(args: Args) -> anyhow::Result<()> {
                 config_map: routes_config_map,
                 client_ca: client_ca_template,
                 upstream_files: upstream_files_template,
-                cluster_bootstrap: cluster_bootstrap_template,
-                namespace_bootstrap: namespace_bootstrap_template,
                 client_address: client_address_template,
                 ..Default::default()
             };
             let platform = render::Platform {
                 network: render::Network { vpc_ipam_pool, vpc_netmask_length, proxy_cidrs },
+                cluster_bootstrap: cluster_bootstrap_template,
+                namespace_bootstrap: namespace_bootstrap_template,
                 ..Default::default()
             };
             tokio::runtime::Runtime::new()?.block_on(serve(

@@ -90,10 +90,6 @@ pub struct RouteSource {
     pub namespace: String,
     /// Name of the ConfigMap whose `tenants.yaml` key the proxy reads as its `tenants_file`.
     pub config_map: String,
-    /// Bootstrap address of a tenant's Kafka as the proxy reaches it; `{tenant}` is replaced.
-    pub cluster_bootstrap: String,
-    /// The same for `isolation: namespace` tenants, whose Kafka runs on the shared cluster.
-    pub namespace_bootstrap: String,
     /// Where the proxy finds each tenant's client CA (`{tenant}` is replaced); unset: no client certificates
     /// are required (unless `upstream_files` provides the CA). Set, the tenant's Strimzi CAs are copied into
     /// `upstream_secret` as with `upstream_files`, so `<mount>/{tenant}.clients-ca.crt` (the chart's default)
@@ -119,8 +115,6 @@ impl Default for RouteSource {
         RouteSource {
             namespace: "kaas-system".into(),
             config_map: "kaas-proxy-routes".into(),
-            cluster_bootstrap: "kafka-bootstrap.{tenant}.internal.kaas.dev:9093".into(),
-            namespace_bootstrap: "kaas-kafka-bootstrap.tenant-{tenant}.svc:9093".into(),
             client_ca: None,
             upstream_files: None,
             upstream_secret: "kaas-proxy-upstream".into(),
@@ -137,13 +131,10 @@ impl RouteSource {
         self.upstream_files.is_some() || self.client_ca.is_some()
     }
 
-    /// The route published for `tenant`: its bootstrap address and, with `upstream_files`, mutual TLS upstream
-    /// with `identity: client` (every client keeps its own principal at the broker).
-    pub fn route(&self, tenant: &str, isolation: Isolation) -> TenantRoute {
-        let template = match isolation {
-            Isolation::Cluster => &self.cluster_bootstrap,
-            Isolation::Namespace => &self.namespace_bootstrap,
-        };
+    /// The route published for `tenant`: its bootstrap address ([`render::proxy_bootstrap`]) and, with
+    /// `upstream_files`, mutual TLS upstream with `identity: client` (every client keeps its own principal at
+    /// the broker).
+    pub fn route(&self, tenant: &str, isolation: Isolation, platform: &Platform) -> TenantRoute {
         let prefix = self.upstream_files.as_ref().map(|p| p.replace("{tenant}", tenant));
         let file = |name: &str| prefix.as_ref().map(|p| std::path::PathBuf::from(format!("{p}{name}")));
         let [cluster_ca, clients_ca, clients_ca_key] = upstream::FILES;
@@ -160,7 +151,7 @@ impl RouteSource {
         });
         TenantRoute {
             name: tenant.into(),
-            bootstrap: vec![template.replace("{tenant}", tenant)],
+            bootstrap: vec![render::proxy_bootstrap(tenant, isolation, platform)],
             tls: None,
             client_ca,
             client_crl: None,
@@ -462,7 +453,7 @@ async fn apply(t: &KafkaTenant, api: &Api<KafkaTenant>, ctx: &Context) -> Result
     let (state, reason, message, bootstrap) = match &waiting {
         Some(why) => ("Provisioning", "Waiting", why.clone(), None),
         None => {
-            let mut route = ctx.routes.route(&name, t.spec.isolation);
+            let mut route = ctx.routes.route(&name, t.spec.isolation, &ctx.platform);
             route.quota = Some(sizing::quota(&render::demand(t)));
             publish_route(&name, Some(route), ctx).await?;
             (
@@ -694,13 +685,19 @@ mod tests {
 
     #[test]
     fn published_routes_validate_and_carry_identity() {
-        let plain = RouteSource::default().route("acme", Isolation::Cluster);
+        let p = Platform::default();
+        let plain = RouteSource::default().route("acme", Isolation::Cluster, &p);
+        assert_eq!(
+            plain.bootstrap,
+            ["kafka-bootstrap.acme.internal.kaas.dev:9094"],
+            "the proxy listener's port"
+        );
         assert_eq!((plain.upstream.as_ref(), plain.client_ca.as_ref()), (None, None));
         assert!(plain.validate().is_empty(), "{:?}", plain.validate());
 
         let source =
             RouteSource { upstream_files: Some("/etc/kaas/upstream/{tenant}.".into()), ..Default::default() };
-        let route = source.route("acme", Isolation::Namespace);
+        let route = source.route("acme", Isolation::Namespace, &p);
         assert!(route.validate().is_empty(), "{:?}", route.validate());
         assert_eq!(route.bootstrap, ["kaas-kafka-bootstrap.tenant-acme.svc:9093"]);
         assert_eq!(route.client_ca, Some("/etc/kaas/upstream/acme.clients-ca.crt".into()));
@@ -710,6 +707,6 @@ mod tests {
         assert_eq!(upstream.clients_ca_key, Some("/etc/kaas/upstream/acme.clients-ca.key".into()));
 
         let own_ca = RouteSource { client_ca: Some("/ca/{tenant}.pem".into()), ..source };
-        assert_eq!(own_ca.route("beta", Isolation::Cluster).client_ca, Some("/ca/beta.pem".into()));
+        assert_eq!(own_ca.route("beta", Isolation::Cluster, &p).client_ca, Some("/ca/beta.pem".into()));
     }
 }

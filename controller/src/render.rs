@@ -30,6 +30,12 @@ pub struct Platform {
     pub storage_class: String,
     /// The network path from kaas-proxy to a tenant's own cluster.
     pub network: Network,
+    /// Bootstrap address, `host:port`, of an `isolation: cluster` tenant's Kafka as kaas-proxy reaches it
+    /// (`{tenant}` is replaced by the tenant id): the host is the name the tenant's external-dns publishes for
+    /// the internal load balancer of the chart's `proxy` listener, the port that listener's.
+    pub cluster_bootstrap: String,
+    /// The same for `isolation: namespace` tenants: their Strimzi bootstrap Service on the shared cluster.
+    pub namespace_bootstrap: String,
 }
 
 /// How kaas-proxy (in the platform's VPC) reaches the brokers of a tenant on its own cluster: the tenant's VPC
@@ -58,6 +64,8 @@ impl Default for Platform {
             chart_path: "./charts/kaas".into(),
             storage_class: "kaas-encrypted-gp3".into(),
             network: Network::default(),
+            cluster_bootstrap: "kafka-bootstrap.{tenant}.internal.kaas.dev:9094".into(),
+            namespace_bootstrap: "kaas-kafka-bootstrap.tenant-{tenant}.svc:9093".into(),
         }
     }
 }
@@ -104,6 +112,16 @@ pub fn tenant_id(namespace: &str, name: &str) -> String {
     // DNS labels are ASCII, so byte slicing stays on character boundaries.
     let head = joined[..keep].trim_end_matches('-');
     format!("{head}-{suffix}")
+}
+
+/// Where kaas-proxy reaches tenant `tenant`'s Kafka: [`Platform::cluster_bootstrap`] or
+/// [`Platform::namespace_bootstrap`] for its isolation, `{tenant}` replaced.
+pub fn proxy_bootstrap(tenant: &str, isolation: Isolation, p: &Platform) -> String {
+    let template = match isolation {
+        Isolation::Cluster => &p.cluster_bootstrap,
+        Isolation::Namespace => &p.namespace_bootstrap,
+    };
+    template.replace("{tenant}", tenant)
 }
 
 /// The namespace of a `KafkaTenant` (a file given to the CLI may have none: `default`, as kubectl would).
@@ -355,7 +373,7 @@ pub fn chart_values(t: &KafkaTenant, tenant: &str, s: &Sizing, p: &Platform) -> 
             json!({ "name": u.name, "acls": acls })
         })
         .collect();
-    json!({
+    let mut values = json!({
         "tenant": tenant,
         "kafka": {
             "brokers": s.brokers,
@@ -374,7 +392,19 @@ pub fn chart_values(t: &KafkaTenant, tenant: &str, s: &Sizing, p: &Platform) -> 
             "certManager": { "enabled": false },
             "externalDns": { "enabled": false },
         },
-    })
+    });
+    // On its own cluster the proxy reaches the tenant through the `proxy` listener's internal load balancer,
+    // at the name and port of the route: the listener listens there and external-dns publishes the name.
+    if t.spec.isolation == Isolation::Cluster {
+        let bootstrap = proxy_bootstrap(tenant, Isolation::Cluster, p);
+        if let Some((host, port)) = bootstrap.rsplit_once(':') {
+            values["kafka"]["proxyListener"] = json!({ "bootstrapHostname": host });
+            if let Ok(port) = port.parse::<u16>() {
+                values["kafka"]["proxyListener"]["port"] = json!(port);
+            }
+        }
+    }
+    values
 }
 
 /// The StorageClass of the brokers' volumes, which the tenant's release creates. On its own cluster the

@@ -4,9 +4,12 @@
 //! and HTTP-01 cannot validate a wildcard, so the broker names are ordered ahead rather than learned; a broker outside the
 //! list is served the tenant's certificate, which does not cover its name, until the list is changed).
 //!
-//! [`Manager`] runs in its own task, one order at a time: a tenant's stored certificate is reused while more
-//! than a third of its lifetime remains (a restart makes no order), renewal starts at two thirds of the
-//! lifetime with jitter, failures back off ([`schedule`]) and keep the current certificate serving.
+//! [`Manager`] runs in its own task, one order at a time: a tenant's stored certificate serves until it expires
+//! (a restart makes no order unless its renewal is due). Renewal follows the CA's renewal information (RFC 9773,
+//! ARI: a random time inside the suggested window, at once when the window is over, as for a revoked
+//! certificate), asked after each issuance and again after the CA's `Retry-After`, else two thirds of the
+//! lifetime; a renewal's order names the certificate it `replaces`. Failures back off ([`schedule`]), never
+//! sooner than the CA's `Retry-After` ([`client`] reads it), and keep the current certificate serving.
 //! Challenges are TLS-ALPN-01 on the TLS port ([`challenge`]), HTTP-01 on `http01_listen` ([`http01`]) or
 //! DNS-01 through the operator's hook ([`dns01`], which orders `*.<tenant>.<domain>` instead of the broker
 //! names); issued certificates go to [`AcmeCerts`], which
@@ -22,6 +25,7 @@
 //! handshakes), [`crate::metrics`] (orders by outcome, certificate expiry).
 
 pub mod challenge;
+pub mod client;
 pub mod dns01;
 pub mod http01;
 pub mod kube_store;
@@ -33,8 +37,8 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use instant_acme::{
-    Account, AuthorizationStatus, ChallengeType, ExternalAccountKey, Identifier, NewAccount, NewOrder,
-    OrderStatus, RetryPolicy,
+    Account, AuthorizationStatus, CertificateIdentifier, ChallengeType, ExternalAccountKey, Identifier,
+    NewAccount, NewOrder, OrderStatus, RetryPolicy,
 };
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
@@ -45,6 +49,7 @@ use crate::config::{AcmeSettings, ChallengeKind, StoreSettings};
 use crate::metrics::Metrics;
 use crate::tls::certs::{self, CertError};
 use kube_store::KubeStore;
+use schedule::{Trigger, Window};
 use store::{DirStore, StoreError};
 
 /// How often the manager looks at the tenants: a tenant added by a reload is ordered within this.
@@ -212,6 +217,28 @@ impl OrderError {
         matches!(self, OrderError::Acme(instant_acme::Error::Api(p))
             if p.r#type.as_deref() == Some("urn:ietf:params:acme:error:rateLimited"))
     }
+
+    /// How long the CA asked to wait when polling the order would have gone past its deadline.
+    fn poll_wait(&self) -> Option<Duration> {
+        match self {
+            OrderError::Acme(instant_acme::Error::Timeout(Some(at))) => {
+                Some(at.saturating_duration_since(std::time::Instant::now()))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Whether a new order naming the certificate it `replaces` may be placed again without: the CA offers no
+/// renewal information, or says that certificate was already replaced (RFC 9773 §5).
+fn replaces_refused(e: &instant_acme::Error) -> bool {
+    match e {
+        instant_acme::Error::Unsupported(_) => true,
+        instant_acme::Error::Api(p) => {
+            p.r#type.as_deref() == Some("urn:ietf:params:acme:error:alreadyReplaced")
+        }
+        _ => false,
+    }
 }
 
 /// Where a tenant stands.
@@ -221,10 +248,47 @@ struct Plan {
     names: Vec<String>,
     /// Unix seconds from which to order a new certificate.
     renew_at: i64,
+    /// Why at `renew_at`.
+    trigger: Trigger,
     /// Consecutive failed orders.
     failures: u32,
     /// The lifetime of the certificate serving now, if any: retries of its renewal are paced by it.
     lifetime: Option<Duration>,
+    /// The certificate serving now, if any.
+    held: Option<Held>,
+}
+
+/// The certificate serving a tenant, as its renewal sees it.
+#[derive(Debug)]
+struct Held {
+    not_before: i64,
+    not_after: i64,
+    /// Its RFC 9773 identifier: what renewalInfo is asked about, and what the renewal's order `replaces`.
+    id: Option<CertificateIdentifier<'static>>,
+    /// The CA's latest valid suggested window.
+    window: Option<Window>,
+    /// When to ask the CA's renewalInfo next (Unix seconds); `None`: not at all (the CA offers none, or the
+    /// certificate has no identifier).
+    ari_at: Option<i64>,
+    /// Consecutive failed renewalInfo requests.
+    ari_failures: u32,
+    /// Where in a window to renew (0..1), drawn once per certificate so each answer keeps the same point.
+    jitter: f64,
+}
+
+/// What the store held for a tenant at its first look.
+enum Stored {
+    /// A certificate for its names, now serving.
+    Serving,
+    /// An expired one, to be replaced at once (by an order naming it).
+    Expired(Option<CertificateIdentifier<'static>>),
+    /// None for its names.
+    Nothing,
+}
+
+/// The RFC 9773 identifier of a certificate's leaf (from its Authority Key Identifier and serial).
+fn certificate_id(cert: &CertifiedKey) -> Option<CertificateIdentifier<'static>> {
+    CertificateIdentifier::try_from(cert.cert.first()?).ok()
 }
 
 /// Where the account and certificates are kept.
@@ -287,6 +351,8 @@ pub struct Manager {
     metrics: Arc<Metrics>,
     store: Store,
     account: Option<Account>,
+    /// The CA's `Retry-After` on its latest refusal, recorded by the account's HTTP client.
+    retry_after: client::RetryAfter,
     plans: HashMap<String, Plan>,
     /// Challenge answers copied from the `kubernetes` store while another replica orders: TLS-ALPN-01 names and
     /// HTTP-01 tokens.
@@ -317,7 +383,8 @@ impl Manager {
             StoreSettings::Kubernetes(k) => Store::Kube(Box::new(KubeStore::start(k).await?)),
         };
         let (account, plans, mirrored) = (None, HashMap::new(), Default::default());
-        Ok(Manager { settings, certs, metrics, store, account, plans, mirrored })
+        let retry_after = client::RetryAfter::default();
+        Ok(Manager { settings, certs, metrics, store, account, retry_after, plans, mirrored })
     }
 
     /// Looks after the ACME tenants `wanted` gives (the domain, and each tenant with its broker ids; asked anew
@@ -387,19 +454,61 @@ impl Manager {
         self.mirrored = (tls_alpn.into_keys().collect(), http.into_keys().collect());
     }
 
-    /// One look at `tenant`: nothing while its certificate is fresh or a retry is not due; else the stored
-    /// certificate when it covers `names` and is fresh enough, else an order.
+    /// One look at `tenant`: the CA's renewal information when it is due; nothing while its certificate is not
+    /// due for renewal or a retry is not due; else an order (at the first look, the stored certificate serves
+    /// when it covers `names` and has not expired).
     async fn tend(&mut self, tenant: &str, names: &[String]) {
         let now = now_seconds();
+        let mut trigger = None;
+        let mut replaces = None;
+        if !self.plans.contains_key(tenant) {
+            match self.reuse_stored(tenant, names, now) {
+                Stored::Serving => {}
+                Stored::Expired(id) => (trigger, replaces) = (Some(Trigger::Expired), id),
+                Stored::Nothing => {}
+            }
+        }
+        if let Some(plan) = self.plans.get(tenant) {
+            let ari_due =
+                plan.held.as_ref().is_some_and(|h| now < h.not_after && h.ari_at.is_some_and(|at| at <= now));
+            if plan.names == names && ari_due {
+                self.check_renewal_info(tenant, now).await;
+            }
+        }
         if let Some(plan) = self.plans.get(tenant) {
             if plan.names == names && now < plan.renew_at {
                 return;
             }
+            trigger = Some(match &plan.held {
+                _ if plan.names != names => Trigger::Names,
+                Some(h) if now >= h.not_after => Trigger::Expired,
+                Some(_) => plan.trigger,
+                None => return self.order_and_install(tenant, names, None, None).await,
+            });
+            replaces = plan.held.as_ref().and_then(|h| h.id.clone());
+            if plan.failures > 0 {
+                return self.order_and_install(tenant, names, replaces, None).await;
+            }
         }
-        if !self.plans.contains_key(tenant) && self.reuse_stored(tenant, names, now) {
-            return;
+        self.order_and_install(tenant, names, replaces, trigger).await;
+    }
+
+    /// Orders for `tenant` (a renewal started by `trigger`, counted; `None` for a first issuance or a retry), and
+    /// installs the certificate, or schedules the retry.
+    async fn order_and_install(
+        &mut self,
+        tenant: &str,
+        names: &[String],
+        replaces: Option<CertificateIdentifier<'static>>,
+        trigger: Option<Trigger>,
+    ) {
+        if let Some(trigger) = trigger {
+            info!(tenant, trigger = trigger.label(), replaces = replaces.is_some(), "ACME: renewing");
+            self.metrics.acme_renewal(trigger.label());
         }
-        match self.order(tenant, names).await {
+        // A Retry-After recorded before this order is not about it.
+        self.retry_after.take();
+        match self.order(tenant, names, replaces).await {
             Ok(cert) => {
                 self.metrics.acme_order(tenant, true);
                 if !self.install_issued(tenant, names, cert) {
@@ -411,30 +520,110 @@ impl Manager {
                 if matches!(e, OrderError::ChallengeFailed(_)) {
                     self.metrics.acme_challenge_failed(self.settings.challenge.label());
                 }
-                let (failures, lifetime) =
-                    self.plans.get(tenant).map_or((1, None), |p| (p.failures + 1, p.lifetime));
-                let wait = schedule::retry_after(failures, e.rate_limited(), lifetime);
+                let ca_wait = self.retry_after.take().or_else(|| e.poll_wait());
+                let now = now_seconds();
+                let plan = self.plans.entry(tenant.to_owned()).or_insert_with(|| Plan {
+                    names: names.to_vec(),
+                    renew_at: now,
+                    trigger: Trigger::Schedule,
+                    failures: 0,
+                    lifetime: None,
+                    held: None,
+                });
+                plan.failures += 1;
+                let wait = schedule::retry_after(plan.failures, e.rate_limited(), plan.lifetime, ca_wait);
                 let keeps =
                     if self.certs.issued(tenant).is_some() { "keeps its certificate" } else { "not issued" };
-                warn!(tenant, error = %e, failures, retry_seconds = wait.as_secs(), "ACME order failed; {keeps}");
-                let renew_at = now.saturating_add(i64::try_from(wait.as_secs()).unwrap_or(i64::MAX));
-                let plan = Plan { names: names.to_vec(), renew_at, failures, lifetime };
-                self.plans.insert(tenant.to_owned(), plan);
+                warn!(
+                    tenant,
+                    error = %e,
+                    failures = plan.failures,
+                    retry_seconds = wait.as_secs(),
+                    ca_retry_after_seconds = ca_wait.map(|w| w.as_secs()),
+                    "ACME order failed; {keeps}"
+                );
+                plan.renew_at = now.saturating_add(i64::try_from(wait.as_secs()).unwrap_or(i64::MAX));
+                plan.names = names.to_vec();
             }
         }
     }
 
-    /// Installs the stored certificate of `tenant` when it covers `names` and more than a third of its lifetime
-    /// is left; whether it did.
-    fn reuse_stored(&mut self, tenant: &str, names: &[String], now: i64) -> bool {
-        let Some(cert) = self.store.certificate(tenant) else { return false };
-        let Some((covered, not_before, not_after)) = leaf_facts(&cert) else { return false };
-        if !names.iter().all(|n| covered.contains(n)) || !schedule::reusable(now, not_before, not_after) {
-            return false;
+    /// Asks the CA's renewalInfo about `tenant`'s certificate and reschedules its renewal by the answer: a time
+    /// in the suggested window, or two thirds of the lifetime when the CA offers none or the request fails.
+    async fn check_renewal_info(&mut self, tenant: &str, now: i64) {
+        let Some(id) = self.plans.get(tenant).and_then(|p| p.held.as_ref()?.id.clone()) else { return };
+        let answer = match self.account().await {
+            Ok(account) => {
+                self.retry_after.take();
+                account.renewal_info(&id).await.map_err(OrderError::from)
+            }
+            Err(e) => Err(e),
+        };
+        let ca_wait = self.retry_after.take();
+        let Some(Plan { held: Some(held), lifetime, failures, renew_at, trigger, .. }) =
+            self.plans.get_mut(tenant)
+        else {
+            return;
+        };
+        match answer {
+            Ok((info, retry)) => {
+                let window = Window {
+                    start: info.suggested_window.start.unix_timestamp(),
+                    end: info.suggested_window.end.unix_timestamp(),
+                };
+                held.ari_failures = 0;
+                held.ari_at = Some(schedule::next_renewal_info(now, retry));
+                if window.start < window.end {
+                    held.window = Some(window);
+                } else {
+                    warn!(tenant, ?window, "ACME: invalid renewal window (RFC 9773 §4.2); ignored");
+                }
+            }
+            Err(OrderError::Acme(instant_acme::Error::Unsupported(_))) => {
+                info!(
+                    tenant,
+                    "ACME: the CA offers no renewal information; renewing at two thirds of the lifetime"
+                );
+                (held.ari_at, held.window) = (None, None);
+            }
+            Err(e) => {
+                held.ari_failures += 1;
+                let wait = schedule::retry_after(held.ari_failures, false, *lifetime, ca_wait);
+                held.ari_at = Some(now.saturating_add(i64::try_from(wait.as_secs()).unwrap_or(i64::MAX)));
+                warn!(tenant, error = %e, retry_seconds = wait.as_secs(), "ACME: renewal information not read; the schedule stands");
+            }
+        }
+        // A failing renewal keeps its retry pacing; the trigger still says why it is due.
+        let (at, why) = schedule::renewal(now, held.not_before, held.not_after, held.window, held.jitter);
+        if (at, why) != (*renew_at, *trigger) && *failures == 0 {
+            info!(
+                tenant,
+                renew_at = at,
+                trigger = why.label(),
+                window_start = held.window.map(|w| w.start),
+                window_end = held.window.map(|w| w.end),
+                next_check = held.ari_at,
+                "ACME: renewal scheduled"
+            );
+            *renew_at = at;
+        }
+        *trigger = why;
+    }
+
+    /// At `tenant`'s first look: installs its stored certificate when it covers `names` and has not expired.
+    fn reuse_stored(&mut self, tenant: &str, names: &[String], now: i64) -> Stored {
+        let Some(cert) = self.store.certificate(tenant) else { return Stored::Nothing };
+        let Some((covered, not_before, not_after)) = leaf_facts(&cert) else { return Stored::Nothing };
+        if !names.iter().all(|n| covered.contains(n)) {
+            return Stored::Nothing;
+        }
+        if now >= not_after {
+            info!(tenant, not_after, "ACME: the stored certificate has expired; replacing it");
+            return Stored::Expired(certificate_id(&cert));
         }
         info!(tenant, not_after, "ACME: reusing the stored certificate");
         self.install(tenant, names, Arc::new(cert), not_before, not_after);
-        true
+        Stored::Serving
     }
 
     /// Installs the certificate just issued (and stored).
@@ -453,11 +642,18 @@ impl Manager {
         not_before: i64,
         not_after: i64,
     ) {
+        let id = certificate_id(&cert);
         self.certs.install(tenant, cert);
         self.metrics.certificates([(tenant, not_after)]);
-        let renew_at = schedule::renew_at(not_before, not_after, schedule::jitter());
+        let jitter = schedule::jitter();
+        let now = now_seconds();
+        // Until the CA's renewal information is read, the two-thirds schedule; it is asked at once (RFC 9773
+        // §4.3: right after issuance), so a window already over (a revoked certificate) is seen at start.
+        let (renew_at, trigger) = schedule::renewal(now, not_before, not_after, None, jitter);
         let lifetime = u64::try_from(not_after.saturating_sub(not_before)).ok().map(Duration::from_secs);
-        let plan = Plan { names: names.to_vec(), renew_at, failures: 0, lifetime };
+        let ari_at = id.as_ref().map(|_| now);
+        let held = Held { not_before, not_after, id, window: None, ari_at, ari_failures: 0, jitter };
+        let plan = Plan { names: names.to_vec(), renew_at, trigger, failures: 0, lifetime, held: Some(held) };
         self.plans.insert(tenant.to_owned(), plan);
     }
 
@@ -467,11 +663,9 @@ impl Manager {
             return Ok(account.clone());
         }
         let settings = &self.settings;
-        let builder = match &settings.trust_roots {
-            Some(roots) => Account::builder_with_root(roots),
-            None => Account::builder(),
-        }
-        .map_err(|e| OrderError::TrustRoots(e.to_string()))?;
+        let http = client::client(settings.trust_roots.as_deref(), self.retry_after.clone())
+            .map_err(OrderError::TrustRoots)?;
+        let builder = Account::builder_with_http(http);
         let account = match self.store.account(&settings.directory_url)? {
             Some(credentials) => builder.from_credentials(credentials).await?,
             None => {
@@ -493,13 +687,27 @@ impl Manager {
         Ok(account)
     }
 
-    /// One order for `names`, answered by TLS-ALPN-01; the key and chain go to the store.
-    /// Returns the new certificate, as stored.
-    async fn order(&mut self, tenant: &str, names: &[String]) -> Result<CertifiedKey, OrderError> {
+    /// One order for `names` (naming the certificate it `replaces`, RFC 9773 §5), answered by the configured
+    /// challenge; the key and chain go to the store. Returns the new certificate, as stored.
+    async fn order(
+        &mut self,
+        tenant: &str,
+        names: &[String],
+        replaces: Option<CertificateIdentifier<'static>>,
+    ) -> Result<CertifiedKey, OrderError> {
         let account = self.account().await?;
-        info!(tenant, names = ?names, "ACME: ordering");
+        info!(tenant, names = ?names, replaces = replaces.as_ref().map(|r| r.to_string()), "ACME: ordering");
         let identifiers: Vec<Identifier> = names.iter().map(|n| Identifier::Dns(n.clone())).collect();
-        let mut order = account.new_order(&NewOrder::new(&identifiers)).await?;
+        let mut order = match replaces {
+            Some(id) => match account.new_order(&NewOrder::new(&identifiers).replaces(id)).await {
+                Err(e) if replaces_refused(&e) => {
+                    info!(tenant, error = %e, "ACME: ordering again without naming the certificate replaced");
+                    account.new_order(&NewOrder::new(&identifiers)).await?
+                }
+                placed => placed?,
+            },
+            None => account.new_order(&NewOrder::new(&identifiers)).await?,
+        };
         let publish = match &self.store {
             Store::Kube(k) => Some(&**k),
             Store::Dir(_) => None,

@@ -365,6 +365,15 @@ impl std::fmt::Debug for Manager {
     }
 }
 
+/// The Unix second at or after `wait` from now: the manager looks at whole seconds, so a wait the CA asked for
+/// is rounded up, never down.
+fn seconds_after(wait: Duration) -> i64 {
+    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let due = since_epoch.saturating_add(wait);
+    let seconds = due.as_secs().saturating_add(u64::from(due.subsec_nanos() > 0));
+    i64::try_from(seconds).unwrap_or(i64::MAX)
+}
+
 fn now_seconds() -> i64 {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
     now.map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
@@ -542,7 +551,7 @@ impl Manager {
                     ca_retry_after_seconds = ca_wait.map(|w| w.as_secs()),
                     "ACME order failed; {keeps}"
                 );
-                plan.renew_at = now.saturating_add(i64::try_from(wait.as_secs()).unwrap_or(i64::MAX));
+                plan.renew_at = seconds_after(wait);
                 plan.names = names.to_vec();
             }
         }
@@ -589,7 +598,7 @@ impl Manager {
             Err(e) => {
                 held.ari_failures += 1;
                 let wait = schedule::retry_after(held.ari_failures, false, *lifetime, ca_wait);
-                held.ari_at = Some(now.saturating_add(i64::try_from(wait.as_secs()).unwrap_or(i64::MAX)));
+                held.ari_at = Some(seconds_after(wait));
                 warn!(tenant, error = %e, retry_seconds = wait.as_secs(), "ACME: renewal information not read; the schedule stands");
             }
         }

@@ -907,6 +907,21 @@ mod tests {
     }
 
     #[test]
+    fn waits_round_up_to_the_next_whole_second() {
+        for millis in [1, 500, 999, 1000, 1001, 5999] {
+            let before = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock");
+            let due = seconds_after(Duration::from_millis(millis));
+            let earliest = before + Duration::from_millis(millis);
+            assert!(Duration::from_secs(u64::try_from(due).expect("positive")) >= earliest, "{millis} ms");
+            assert!(
+                due <= now_seconds() + i64::try_from(millis.div_ceil(1000) + 1).expect("small"),
+                "{millis} ms"
+            );
+        }
+        assert_eq!(seconds_after(Duration::MAX), i64::MAX);
+    }
+
+    #[test]
     fn names_are_the_bootstrap_name_then_each_broker() {
         let cases: [(&[u32], &[&str]); 3] = [
             (&[], &["acme.kaas.localhost"]),

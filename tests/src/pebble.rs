@@ -233,8 +233,10 @@ fn https_request(port: u16, method: &str, path: &str, body: &str, ca: &Path) -> 
     let tcp = std::net::TcpStream::connect(("127.0.0.1", port))?;
     tcp.set_read_timeout(Some(Duration::from_secs(10)))?;
     let mut tls = rustls::StreamOwned::new(conn, tcp);
-    let head =
-        format!("{method} {path} HTTP/1.0\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n", body.len());
+    let head = format!(
+        "{method} {path} HTTP/1.0\r\nHost: localhost\r\nUser-Agent: kaas-e2e\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
     tls.write_all(format!("{head}{body}").as_bytes())?;
     let mut bytes = Vec::new();
     match tls.read_to_end(&mut bytes) {

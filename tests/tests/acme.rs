@@ -148,9 +148,10 @@ async fn served_leaf(port: u16, name: &str, ca: &Path) -> Vec<u8> {
     certs.first().expect("leaf").to_vec()
 }
 
-/// The orders Pebble accepted, from its log (one `POST /order-plz` line per new order).
+/// The orders Pebble accepted, from its log (one `Added order` line per new order; not the `POST /order-plz`
+/// lines, which also count requests Pebble refused as badNonce, 5 % of them, and the client sent again).
 fn pebble_orders(pebble: &Pebble) -> usize {
-    pebble.logs().lines().filter(|l| l.contains("/order-plz")).count()
+    pebble.logs().lines().filter(|l| l.contains("Added order")).count()
 }
 
 async fn round_trip(proxy: &ProxyHandle, root: &Path, topic: &str, run: &str) {
@@ -799,9 +800,14 @@ async fn a_rate_limited_renewal_is_retried_no_sooner_than_the_cas_retry_after() 
     let before = front.new_orders().len();
     s.wait_issued_count(&proxy, 2, Duration::from_secs(90));
     let orders = front.new_orders().split_off(before);
+    // Two refused, then the renewal (placed twice when Pebble refuses its nonce as badNonce: the client
+    // retries that at once, and it is not a refusal with a Retry-After).
     let refused: Vec<bool> = orders.iter().map(|o| o.1).collect();
-    assert_eq!(refused, [true, true, false], "two refused, then the renewal; {orders:?}");
-    for pair in orders.windows(2) {
+    assert!(
+        refused.len() >= 3 && refused[..2] == [true, true] && refused[2..].iter().all(|r| !r),
+        "two refused, then the renewal; {orders:?}"
+    );
+    for pair in orders.windows(2).filter(|pair| pair[0].1) {
         let gap = pair[1].0 - pair[0].0;
         assert!(
             gap >= Duration::from_secs(RETRY_AFTER),

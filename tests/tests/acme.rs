@@ -817,3 +817,49 @@ async fn a_rate_limited_renewal_is_retried_no_sooner_than_the_cas_retry_after() 
     assert_eq!(proxy.metric(FAILED).expect("metrics"), 2.0);
     assert!(wait_for_log("ca_retry_after_seconds", Duration::from_secs(1)), "the CA's wait is logged");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_order_for_one_tenant_does_not_hold_up_anothers() {
+    let s = Setup::start();
+    // The DNS-01 hook publishes to pebble-challtestsrv; for tenant `slow` it first waits until the test releases
+    // it, as a hook waiting for DNS propagation would.
+    let release = s.dir.path().join("release");
+    let hook = s.dir.path().join("set-txt");
+    let script = format!(
+        "#!/bin/sh\nset -e\ncase \"$1 $2\" in\n  \"set _acme-challenge.slow.\"*) while [ ! -e {release} ]; do sleep 0.1; done ;;\n\
+         esac\nport={port}\ncase \"$1\" in\n  \
+         set) curl -fsS -X POST -d \"{{\\\"host\\\":\\\"$2.\\\",\\\"value\\\":\\\"$3\\\"}}\" http://127.0.0.1:$port/set-txt ;;\n  \
+         clear) curl -fsS -X POST -d \"{{\\\"host\\\":\\\"$2.\\\"}}\" http://127.0.0.1:$port/clear-txt ;;\n  \
+         *) exit 2 ;;\nesac\n",
+        release = release.display(),
+        port = s.pebble.dns_management_port
+    );
+    std::fs::write(&hook, script).expect("hook");
+    #[cfg(unix)]
+    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+    let challenge = format!("  challenge: dns-01\n  dns01_hook: [\"{}\"]\n", hook.display());
+    // `slow` first: one order at a time would never reach `fast` while `slow`'s hook waits.
+    let tenants: String = ["slow", "fast"]
+        .iter()
+        .map(|t| {
+            format!("  - name: {t}\n    bootstrap: [\"{}\"]\n    tls: {{ acme: true }}\n", s.tansu.addr())
+        })
+        .collect();
+    let proxy =
+        ProxyHandle::start_on_port(&s.certs, s.port, &s.acme_yaml(&challenge), &tenants).expect("proxy");
+    let issued = |t: &str| format!("kaas_proxy_acme_orders_total{{tenant=\"{t}\",outcome=\"issued\"}}");
+    assert_eq!(
+        proxy.wait_for_metric(&issued("fast"), 1.0, Duration::from_secs(60)).expect("metrics"),
+        1.0,
+        "fast issued while slow's order waits; proxy log:\n{}",
+        kaas_e2e::proxy::logs()
+    );
+    assert_eq!(proxy.metric(&issued("slow")).expect("metrics"), 0.0, "slow's hook still waits");
+    assert!(wait_for_log("\"slow.kaas.localhost\"", Duration::from_secs(1)), "slow's order was placed first");
+    std::fs::write(&release, "").expect("release");
+    assert_eq!(proxy.wait_for_metric(&issued("slow"), 1.0, Duration::from_secs(60)).expect("metrics"), 1.0);
+    let root = s.pebble_root();
+    for name in [format!("slow.{DOMAIN}"), format!("fast.{DOMAIN}")] {
+        served_leaf(proxy.port, &name, &root).await;
+    }
+}

@@ -1,8 +1,8 @@
 //! The HTTPS client under `instant-acme`, built here rather than by the crate so the CA's `Retry-After` on a
 //! refusal can be read: the crate turns an error answer into a [`instant_acme::Problem`] and drops its headers
 //! (it honours `Retry-After` itself only while polling an order, and returns the renewalInfo one). Every
-//! error answer's `Retry-After` is kept in [`RetryAfter`], which [`super::Manager`] reads after a failed order
-//! (one order at a time, so the last refusal is that order's).
+//! error answer's `Retry-After` is kept for the task that asked ([`recording`]: each order runs in its own
+//! task, so a refusal is attributed to its own order, not to another tenant's in flight).
 
 use std::future::Future;
 use std::path::Path;
@@ -20,6 +20,19 @@ use crate::tls::certs;
 /// The `Retry-After` of the CA's latest error answer, as an instant.
 #[derive(Debug, Clone, Default)]
 pub struct RetryAfter(Arc<Mutex<Option<SystemTime>>>);
+
+tokio::task_local! {
+    /// Where the requests of the future being run by [`recording`] record the CA's `Retry-After`.
+    static RECORDER: RetryAfter;
+}
+
+/// Runs `work` (requests to the CA) and returns its output with the wait the CA last asked for in a
+/// `Retry-After` on an error answer during it, if that time is still ahead.
+pub async fn recording<F: Future>(work: F) -> (F::Output, Option<Duration>) {
+    let recorder = RetryAfter::default();
+    let output = RECORDER.scope(recorder.clone(), work).await;
+    (output, recorder.take())
+}
 
 impl RetryAfter {
     /// Takes what was recorded: how long from now the CA asked to wait (`None` when it asked nothing since the
@@ -45,7 +58,7 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<SystemTime> {
 
 /// The client: `trust_roots` (PEM, every certificate in it) for the directory's HTTPS certificate, else the
 /// system's verifier, as the crate's own default.
-pub fn client(trust_roots: Option<&Path>, retry_after: RetryAfter) -> Result<Box<dyn HttpClient>, String> {
+pub fn client(trust_roots: Option<&Path>) -> Result<Box<dyn HttpClient>, String> {
     let builder = hyper_rustls::HttpsConnectorBuilder::new();
     let builder = match trust_roots {
         Some(path) => {
@@ -61,12 +74,11 @@ pub fn client(trust_roots: Option<&Path>, retry_after: RetryAfter) -> Result<Box
     };
     let connector = builder.https_only().enable_http1().enable_http2().build();
     let inner: Box<dyn HttpClient> = Box::new(Client::builder(TokioExecutor::new()).build(connector));
-    Ok(Box::new(Recording { inner, retry_after }))
+    Ok(Box::new(Recording { inner }))
 }
 
 struct Recording {
     inner: Box<dyn HttpClient>,
-    retry_after: RetryAfter,
 }
 
 impl HttpClient for Recording {
@@ -75,7 +87,6 @@ impl HttpClient for Recording {
         req: http::Request<BodyWrapper<Bytes>>,
     ) -> Pin<Box<dyn Future<Output = Result<BytesResponse, instant_acme::Error>> + Send>> {
         let response = self.inner.request(req);
-        let retry_after = self.retry_after.clone();
         Box::pin(async move {
             let response = response.await?;
             let status = response.parts.status;
@@ -83,7 +94,8 @@ impl HttpClient for Recording {
                 let header = response.parts.headers.get(http::header::RETRY_AFTER);
                 let value = header.and_then(|v| v.to_str().ok());
                 if let Some(at) = value.and_then(|v| parse_retry_after(v, SystemTime::now())) {
-                    retry_after.record(at);
+                    // Outside `recording` (no one asked) it is dropped.
+                    let _ = RECORDER.try_with(|r| r.record(at));
                 }
             }
             Ok(response)
@@ -112,6 +124,18 @@ mod tests {
         for (value, want) in cases {
             assert_eq!(parse_retry_after(value, now), want, "{value:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn recording_keeps_each_futures_own_wait() {
+        let (_, none) = recording(async {}).await;
+        assert_eq!(none, None);
+        let (a, b) = tokio::join!(
+            recording(async { RECORDER.with(|r| r.record(SystemTime::now() + Duration::from_secs(100))) }),
+            recording(async { RECORDER.with(|r| r.record(SystemTime::now() + Duration::from_secs(5))) }),
+        );
+        assert!(a.1.expect("a's") > Duration::from_secs(90), "{a:?}");
+        assert!(b.1.expect("b's") <= Duration::from_secs(5), "{b:?}");
     }
 
     #[test]

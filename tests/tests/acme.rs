@@ -263,7 +263,7 @@ async fn until_issued_the_default_certificate_serves_and_acme_hellos_never_reach
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn renewal_under_a_streaming_producer_changes_the_certificate_with_no_error_and_no_reconnect() {
-    // 40 s certificates: renewal is due within 36 s of issuance (at a random time in Pebble's renewal window).
+    // 40 s certificates: renewal is due within 30 s of issuance (at a random time in Pebble's renewal window).
     let s = Setup::start_issuing_for(Some(40));
     let proxy = s.proxy();
     s.wait_issued(&proxy);
@@ -423,7 +423,7 @@ impl Drop for Outage {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_the_ca_down_at_renewal_the_old_certificate_serves_and_renewal_succeeds_when_it_returns() {
-    // 40 s certificates: renewal due within 36 s of issuance (Pebble's renewal window spans the lifetime; a
+    // 40 s certificates: renewal due within 30 s of issuance (Pebble's renewal window spans the lifetime; a
     // renewal information request cut off by the outage leaves two thirds, about 26 s).
     let s = Setup::start_issuing_for(Some(40));
     let outage = Outage::start(s.pebble.port).await;

@@ -66,9 +66,10 @@ impl Trigger {
 
 /// When to renew a certificate valid from `not_before` to `not_after`, seen at `now`, and why: at once when it
 /// has expired; with a valid `window` from the CA, at `jitter` (0..=1, clamped) of the way through it (RFC 9773
-/// §4.2: a uniformly random time inside it; a time already past means at once), but no later than nine tenths
-/// of the lifetime, so failed attempts have time before expiry (Pebble's window for a certificate of seconds
-/// spans all of it); a window wholly past means at once; without one, [`renew_at`].
+/// §4.2: a uniformly random time inside it; a time already past means at once), but no later than three
+/// quarters of the lifetime, so failed attempts have a quarter of it before expiry (Let's Encrypt's windows lie
+/// well before that; Pebble's window for a certificate of seconds spans all of it); a window wholly past means at
+/// once; without one, [`renew_at`].
 pub fn renewal(
     now: i64,
     not_before: i64,
@@ -85,7 +86,7 @@ pub fn renewal(
             let span = (i128::from(w.end) - i128::from(w.start)) as f64;
             let at = i128::from(w.start) + (span * jitter.clamp(0.0, 1.0)) as i128;
             let lifetime = (i128::from(not_after) - i128::from(not_before)).max(0);
-            let latest = i128::from(not_after) - lifetime / 10;
+            let latest = i128::from(not_after) - lifetime / 4;
             (i64::try_from(at.min(latest)).unwrap_or(i64::MAX), Trigger::AriWindow)
         }
         None => (renew_at(not_before, not_after, jitter), Trigger::Schedule),
@@ -238,14 +239,16 @@ mod tests {
             (DAY, w(30 * DAY, 31 * DAY), 0.5, (30 * DAY + DAY / 2, AriWindow)),
             (DAY, w(30 * DAY, 31 * DAY), 1.0, (31 * DAY, AriWindow)),
             (DAY, w(30 * DAY, 31 * DAY), 9.0, (31 * DAY, AriWindow)),
-            (DAY, w(70 * DAY, 72 * DAY), 0.5, (71 * DAY, AriWindow)),
+            // Later than two thirds, when the CA says so.
+            (DAY, w(62 * DAY, 64 * DAY), 0.5, (63 * DAY, AriWindow)),
             // A window that has begun: a time in it, which may be past (due at once).
             (30 * DAY + 10, w(30 * DAY, 31 * DAY), 0.0, (30 * DAY, AriWindow)),
             // A window wholly past: at once (the CA wants the certificate replaced, e.g. revoked).
             (DAY, w(DAY - 3600, DAY - 3599), 0.5, (DAY, AriNow)),
             (DAY, w(0, DAY), 0.5, (DAY, AriNow)),
-            // A window reaching past nine tenths of the lifetime is cut there.
-            (DAY, w(85 * DAY, 95 * DAY), 0.5, (81 * DAY, AriWindow)),
+            // A window reaching past three quarters of the lifetime is cut there.
+            (DAY, w(85 * DAY, 95 * DAY), 0.5, (67 * DAY + DAY / 2, AriWindow)),
+            (DAY, w(60 * DAY, 70 * DAY), 1.0, (67 * DAY + DAY / 2, AriWindow)),
             (0, w(0, 40), 1.0, (40, AriWindow)),
             // An invalid window (end not after start) counts as none.
             (DAY, w(30 * DAY, 30 * DAY), 0.0, (60 * DAY, Schedule)),
@@ -257,8 +260,8 @@ mod tests {
         for (now, window, jitter, want) in cases {
             assert_eq!(renewal(now, nb, na, window, jitter), want, "now {now} {window:?} j{jitter}");
         }
-        // A 40-second certificate with Pebble's window (all of its life): no later than second 36.
-        assert_eq!(renewal(0, 0, 40, w(0, 40), 1.0), (36, AriWindow));
+        // A 40-second certificate with Pebble's window (all of its life): no later than second 30.
+        assert_eq!(renewal(0, 0, 40, w(0, 40), 1.0), (30, AriWindow));
     }
 
     #[test]

@@ -1,7 +1,9 @@
-//! Pebble, Let's Encrypt's test ACME server (Debian's `pebble`, `scripts/install-pebble.sh`), with
-//! `pebble-challtestsrv` as its DNS server answering every A query with 127.0.0.1, so the CA validates
-//! `<tenant>.kaas.localhost` names against the proxy on loopback. Its HTTPS certificate is made here (rcgen);
-//! the root it issues from is fetched from its management port. Both processes stop on drop.
+//! Pebble, Let's Encrypt's test ACME server (v2.10.3 from the Go module proxy, `scripts/install-pebble.sh`:
+//! it has ACME Renewal Information, RFC 9773, and revocation), with `pebble-challtestsrv` as its DNS server
+//! answering every A query with 127.0.0.1, so the CA validates `<tenant>.kaas.localhost` names against the proxy
+//! on loopback. Its HTTPS certificate is made here (rcgen); the root it issues from is fetched from its
+//! management port, which also sets a certificate's renewal window. Certificates are revoked through ACME
+//! itself ([`revoke`], with the proxy's stored account). Both processes stop on drop.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -27,6 +29,10 @@ pub struct Pebble {
     pub dns_management_port: u16,
     /// The CA of Pebble's own HTTPS certificate: the proxy's `acme.trust_roots`.
     pub https_ca: PathBuf,
+    /// Pebble's own HTTPS certificate and key (PEM), for a test's front in its place.
+    pub https_cert: PathBuf,
+    /// See [`Pebble::https_cert`].
+    pub https_key: PathBuf,
     /// Pebble's log (stdout and stderr), for failures and for counting its orders.
     pub log: PathBuf,
     pebble: Child,
@@ -34,11 +40,20 @@ pub struct Pebble {
     _dir: tempfile::TempDir,
 }
 
-/// Whether Pebble is installed (tests skip loudly otherwise).
+/// The Pebble version `scripts/install-pebble.sh` builds.
+pub const VERSION: &str = "v2.10.3";
+
+/// Where `scripts/install-pebble.sh` puts `name` (`pebble`, `pebble-challtestsrv`).
+pub fn binary(name: &str) -> PathBuf {
+    let cache = std::env::var_os("KAAS_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/kaas"));
+    cache.join("pebble").join(VERSION).join(name)
+}
+
+/// Whether Pebble is installed (tests fail loudly otherwise).
 pub fn installed() -> bool {
-    ["pebble", "pebble-challtestsrv"]
-        .iter()
-        .all(|b| Command::new(b).arg("-h").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok())
+    ["pebble", "pebble-challtestsrv"].iter().all(|b| binary(b).is_file())
 }
 
 impl Pebble {
@@ -60,9 +75,10 @@ impl Pebble {
         let cert =
             CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()])?.signed_by(&key, &issuer)?;
         let https_ca = dir.path().join("https-ca.pem");
+        let (https_cert, https_key) = (dir.path().join("https.pem"), dir.path().join("https.key"));
         std::fs::write(&https_ca, ca_pem)?;
-        std::fs::write(dir.path().join("https.pem"), cert.pem())?;
-        std::fs::write(dir.path().join("https.key"), key.serialize_pem())?;
+        std::fs::write(&https_cert, cert.pem())?;
+        std::fs::write(&https_key, key.serialize_pem())?;
         let (port, management_port, dns_port, dns_management) =
             (free_port(), free_port(), free_port(), free_port());
         let config = serde_json::json!({ "pebble": {
@@ -77,13 +93,17 @@ impl Pebble {
         }});
         let mut config = config;
         if let Some(seconds) = validity_seconds {
-            config["pebble"]["certificateValidityPeriod"] = seconds.into();
+            // Pebble 2.5+ reads validity per profile (the old certificateValidityPeriod is ignored).
+            config["pebble"]["profiles"] =
+                serde_json::json!({ "default": { "description": "e2e", "validityPeriod": seconds } });
         }
         let config_path = dir.path().join("pebble.json");
         std::fs::write(&config_path, serde_json::to_vec_pretty(&config)?)?;
         let log = dir.path().join("pebble.log");
-        let dns = Command::new("pebble-challtestsrv")
-            .args(["-dns01", &format!("127.0.0.1:{dns_port}"), "-defaultIPv4", "127.0.0.1"])
+        let dns = Command::new(binary("pebble-challtestsrv"))
+            .args(["-dnsserver", &format!("127.0.0.1:{dns_port}"), "-defaultIPv4", "127.0.0.1"])
+            // No AAAA answers: the proxy listens on IPv4 loopback only.
+            .args(["-defaultIPv6", "", "-doh", ""])
             .args(["-http01", "", "-https01", "", "-tlsalpn01", "", "-management"])
             .arg(format!("127.0.0.1:{dns_management}"))
             .stdout(Stdio::null())
@@ -93,7 +113,7 @@ impl Pebble {
                 anyhow::anyhow!("cannot start pebble-challtestsrv ({e}); run scripts/install-pebble.sh")
             })?;
         let out = std::fs::File::create(&log)?;
-        let pebble = Command::new("pebble")
+        let pebble = Command::new(binary("pebble"))
             .arg("-config")
             .arg(&config_path)
             .args(["-dnsserver", &format!("127.0.0.1:{dns_port}")])
@@ -105,8 +125,18 @@ impl Pebble {
             .spawn()
             .map_err(|e| anyhow::anyhow!("cannot start pebble ({e}); run scripts/install-pebble.sh"))?;
         let dns_management_port = dns_management;
-        let pebble =
-            Pebble { port, management_port, dns_management_port, https_ca, log, pebble, dns, _dir: dir };
+        let pebble = Pebble {
+            port,
+            management_port,
+            dns_management_port,
+            https_ca,
+            https_cert,
+            https_key,
+            log,
+            pebble,
+            dns,
+            _dir: dir,
+        };
         wait_for_port(port, Duration::from_secs(20))?;
         wait_for_port(management_port, Duration::from_secs(20))?;
         wait_for_port(dns_management, Duration::from_secs(20))?;
@@ -126,14 +156,70 @@ impl Pebble {
         Ok(body.to_owned())
     }
 
+    /// Makes Pebble's renewalInfo answer for the certificate `cert_pem` (its leaf first) the window from
+    /// `start` to `end` (management port `POST /set-renewal-info/`).
+    pub fn set_renewal_window(
+        &self,
+        cert_pem: &str,
+        start: std::time::SystemTime,
+        end: std::time::SystemTime,
+    ) -> anyhow::Result<()> {
+        let rfc3339 = |t: std::time::SystemTime| -> anyhow::Result<String> {
+            let t = time::OffsetDateTime::from(t);
+            Ok(t.format(&time::format_description::well_known::Rfc3339)?)
+        };
+        let leaf = leaf_pem(cert_pem)?;
+        let window =
+            serde_json::json!({ "suggestedWindow": { "start": rfc3339(start)?, "end": rfc3339(end)? } });
+        let body = serde_json::json!({ "Certificate": leaf, "ARIResponse": window.to_string() }).to_string();
+        let response =
+            https_request(self.management_port, "POST", "/set-renewal-info/", &body, &self.https_ca)?;
+        anyhow::ensure!(
+            response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200"),
+            "{response}"
+        );
+        Ok(())
+    }
+
     /// Pebble's log so far.
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 }
 
+/// The first certificate (the leaf) of a PEM chain, or of a key-and-chain file.
+pub fn leaf_pem(pem: &str) -> anyhow::Result<String> {
+    let begin = "-----BEGIN CERTIFICATE-----";
+    let end = "-----END CERTIFICATE-----";
+    let from = pem.find(begin).ok_or_else(|| anyhow::anyhow!("no certificate in the PEM"))?;
+    let to =
+        pem[from..].find(end).ok_or_else(|| anyhow::anyhow!("unterminated certificate"))? + from + end.len();
+    Ok(format!("{}\n", &pem[from..to]))
+}
+
+/// Revokes the leaf of `cert_pem` at the CA of `directory_url` through ACME (RFC 8555 §7.6), as the account
+/// whose credentials the proxy's `dir` store keeps in `account_json`, trusting `https_ca` for the directory.
+pub async fn revoke(account_json: &Path, https_ca: &Path, cert_pem: &str) -> anyhow::Result<()> {
+    #[derive(serde::Deserialize)]
+    struct Stored {
+        credentials: instant_acme::AccountCredentials,
+    }
+    let stored: Stored = serde_json::from_slice(&std::fs::read(account_json)?)?;
+    let account =
+        instant_acme::Account::builder_with_root(https_ca)?.from_credentials(stored.credentials).await?;
+    let der = CertificateDer::from_pem_slice(leaf_pem(cert_pem)?.as_bytes())?;
+    let request = instant_acme::RevocationRequest { certificate: &der, reason: None };
+    account.revoke(&request).await?;
+    Ok(())
+}
+
 /// `GET path` over HTTPS on loopback `port`, trusting `ca`: the whole response.
 fn https_get(port: u16, path: &str, ca: &Path) -> anyhow::Result<String> {
+    https_request(port, "GET", path, "", ca)
+}
+
+/// `METHOD path` with `body` over HTTPS on loopback `port`, trusting `ca`: the whole response.
+fn https_request(port: u16, method: &str, path: &str, body: &str, ca: &Path) -> anyhow::Result<String> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(ca)? {
         roots.add(cert?)?;
@@ -147,7 +233,11 @@ fn https_get(port: u16, path: &str, ca: &Path) -> anyhow::Result<String> {
     let tcp = std::net::TcpStream::connect(("127.0.0.1", port))?;
     tcp.set_read_timeout(Some(Duration::from_secs(10)))?;
     let mut tls = rustls::StreamOwned::new(conn, tcp);
-    tls.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())?;
+    let head = format!(
+        "{method} {path} HTTP/1.0\r\nHost: localhost\r\nUser-Agent: kaas-e2e\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    tls.write_all(format!("{head}{body}").as_bytes())?;
     let mut bytes = Vec::new();
     match tls.read_to_end(&mut bytes) {
         Ok(_) => {}

@@ -256,6 +256,8 @@ pub struct Metrics {
     routes: RouteMetrics,
     /// By [`ACME_CHALLENGES`].
     acme_challenge_failures: [Counter; 3],
+    /// By [`ACME_RENEWAL_TRIGGERS`].
+    acme_renewals: [Counter; 5],
 }
 
 /// The `challenge` label of `kaas_proxy_acme_challenge_failures_total`.
@@ -273,6 +275,28 @@ impl Collector for ChallengeFailures {
             encoder.encode_descriptor("acme_challenge_failures", help, None, MetricType::Counter)?;
         for (challenge, counter) in ACME_CHALLENGES.iter().zip(&self.0) {
             counter.encode(family.encode_family(&[("challenge", *challenge)])?)?;
+        }
+        Ok(())
+    }
+}
+
+/// The `trigger` label of `kaas_proxy_acme_renewals_total`: why a tenant's certificate is being replaced: its
+/// two-thirds schedule (the CA has no renewal information), the window the CA suggested (RFC 9773), a window
+/// already over (the CA asks for replacement now, as for a revoked certificate), expiry, or changed names.
+pub const ACME_RENEWAL_TRIGGERS: [&str; 5] = ["schedule", "ari_window", "ari_now", "expired", "names"];
+
+/// `kaas_proxy_acme_renewals_total{trigger}`: every trigger always present, in a fixed order.
+#[derive(Debug)]
+struct Renewals([Counter; 5]);
+
+impl Collector for Renewals {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
+        let help =
+            "ACME renewals started (the first order replacing a certificate; retries not counted), by \
+                    trigger.";
+        let mut family = encoder.encode_descriptor("acme_renewals", help, None, MetricType::Counter)?;
+        for (trigger, counter) in ACME_RENEWAL_TRIGGERS.iter().zip(&self.0) {
+            counter.encode(family.encode_family(&[("trigger", *trigger)])?)?;
         }
         Ok(())
     }
@@ -387,8 +411,18 @@ impl Metrics {
         routes.register(&mut registry);
         let acme_challenge_failures: [Counter; 3] = Default::default();
         registry.register_collector(Box::new(ChallengeFailures(acme_challenge_failures.clone())));
-        let metrics =
-            Metrics { registry, connections, open, tasks, labelled, routes, acme_challenge_failures };
+        let acme_renewals: [Counter; 5] = Default::default();
+        registry.register_collector(Box::new(Renewals(acme_renewals.clone())));
+        let metrics = Metrics {
+            registry,
+            connections,
+            open,
+            tasks,
+            labelled,
+            routes,
+            acme_challenge_failures,
+            acme_renewals,
+        };
         metrics.add_tenants(tenants);
         metrics
     }
@@ -473,6 +507,13 @@ impl Metrics {
     pub fn acme_challenge_failed(&self, challenge: &str) {
         if let Some(i) = ACME_CHALLENGES.iter().position(|c| *c == challenge) {
             self.acme_challenge_failures[i].inc();
+        }
+    }
+
+    /// Counts an ACME renewal started for `trigger` (one of [`ACME_RENEWAL_TRIGGERS`]).
+    pub fn acme_renewal(&self, trigger: &str) {
+        if let Some(i) = ACME_RENEWAL_TRIGGERS.iter().position(|t| *t == trigger) {
+            self.acme_renewals[i].inc();
         }
     }
 

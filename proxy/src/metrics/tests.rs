@@ -166,6 +166,8 @@ fn every_series_starts_at_zero() {
     expected.extend(
         ACME_CHALLENGES.map(|c| format!("kaas_proxy_acme_challenge_failures_total{{challenge=\"{c}\"}}")),
     );
+    expected
+        .extend(ACME_RENEWAL_TRIGGERS.map(|t| format!("kaas_proxy_acme_renewals_total{{trigger=\"{t}\"}}")));
     for series in &expected {
         assert_eq!(value(&text, series), Some(0), "{series} missing or not zero in\n{text}");
     }

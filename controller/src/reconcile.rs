@@ -340,6 +340,7 @@ async fn apply(t: &KafkaTenant, api: &Api<KafkaTenant>, ctx: &Context) -> Result
             observed_generation: generation,
             conditions: conditions("Degraded", "GitWriteFailed", &e.to_string(), generation),
             sizing,
+            users: render::user_credentials(t),
             ..Default::default()
         };
         set_status(api, ctx, t, status).await?;
@@ -377,6 +378,7 @@ async fn apply(t: &KafkaTenant, api: &Api<KafkaTenant>, ctx: &Context) -> Result
         conditions: conditions(state, reason, &message, generation),
         sizing,
         bootstrap,
+        users: render::user_credentials(t),
     };
     set_status(api, ctx, t, status).await?;
     Ok(match waiting {

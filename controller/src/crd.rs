@@ -257,7 +257,9 @@ pub struct KafkaTenantStatus {
     /// The spec generation this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// `Ready`, `Provisioning` and `Degraded`; exactly one is `True`.
+    /// `Ready`, `Provisioning` and `Degraded`, exactly one `True`; while the tenant is being deleted also
+    /// `Deleting`: `True` when its cleanup failed (the state), `False` with reason `DeletionProtected` while the
+    /// annotation `kaas.dev/deletion-protection: "true"` holds the deletion.
     #[serde(default)]
     pub conditions: Vec<Condition>,
     /// The sized tenant, as passed to the chart; absent while the spec is invalid.
@@ -289,16 +291,16 @@ pub struct UserCredentials {
     pub cluster: Option<String>,
 }
 
-/// A status condition (`Ready`, `Provisioning`, `Degraded`), shaped like Kubernetes' own.
+/// A status condition (`Ready`, `Provisioning`, `Degraded`, `Deleting`), shaped like Kubernetes' own.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Condition {
-    /// `Ready`, `Provisioning` or `Degraded`.
+    /// `Ready`, `Provisioning`, `Degraded` or `Deleting`.
     #[serde(rename = "type")]
     pub type_: String,
     /// `True` or `False`.
     pub status: String,
-    /// CamelCase reason, e.g. `Published`, `Waiting`, `InvalidSpec`, `GitWriteFailed`.
+    /// CamelCase reason, e.g. `Published`, `Waiting`, `InvalidSpec`, `GitWriteFailed`, `DeletionProtected`.
     pub reason: String,
     /// Human-readable detail: what the tenant waits for, or what is wrong.
     pub message: String,

@@ -105,7 +105,7 @@ pub fn topic_resource_name(topic: &str) -> String {
     }
     let cleaned: String =
         topic.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' }).collect();
-    // Room for the hash: a Secret-like name of at most 253 characters, kept short enough to read.
+    // 200 characters, a hyphen and the hash: within Kubernetes' 253.
     let head: String = cleaned.trim_matches('-').chars().take(200).collect();
     let head = head.trim_end_matches('-');
     let head = if head.is_empty() { "topic" } else { head };
@@ -393,8 +393,8 @@ pub fn chart_values(t: &KafkaTenant, tenant: &str, s: &Sizing, p: &Platform) -> 
 
 /// A topic's chart values: every figure explicit (the tenant's where the spec leaves it out), so the Git diff
 /// of a tenant change shows each topic it touches. Retention is left to the brokers' `log.retention.hours`
-/// (the tenant's) unless the topic has its own; a topic with fewer replicas than the tenant gets the same
-/// `min.insync.replicas` rule as the tenant, or `acks=all` producers could never write to it.
+/// (the tenant's) unless the topic has its own; a topic whose replicas differ from the tenant's gets its own
+/// `min.insync.replicas` by the tenant's rule (with fewer, `acks=all` producers could never write to it).
 fn topic_values(t: &KafkaTenant, topic: &Topic, s: &Sizing) -> Value {
     let replicas = topic.replicas.unwrap_or(t.spec.replication_factor);
     let mut config = serde_json::Map::new();

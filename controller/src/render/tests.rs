@@ -8,6 +8,7 @@ use kube::CustomResourceExt;
 use serde_json::{json, Value};
 
 use super::*;
+use crate::crd::limits;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
@@ -512,9 +513,13 @@ fn the_crd_bounds_what_its_list_rules_iterate() {
         .filter_map(|r| r["rule"].as_str())
         .collect();
     assert!(rules.iter().any(|r| r.contains("self.topics.exists_one(u, u.name == t.name)")), "{rules:?}");
-    for list in ["users", "topics"] {
+    for (list, most) in [("users", limits::MAX_USERS), ("topics", limits::MAX_TOPICS)] {
         let l = &spec["properties"][list];
-        assert!(l["maxItems"].as_u64().is_some(), "{list}: no maxItems");
+        assert_eq!(
+            l["maxItems"].as_u64(),
+            Some(most as u64),
+            "{list}: maxItems is the limit validate() checks"
+        );
         assert!(l["items"]["properties"]["name"]["maxLength"].as_u64().is_some(), "{list}: no maxLength");
     }
     // The rules read the lists without has(): a tenant that leaves one out gets [] from the server.

@@ -114,6 +114,15 @@ def defaults():
     (lambda v: v["users"].append({"name": "Bad_Name"}), "Bad_Name"),
     (lambda v: v["users"].append({"name": "eve", "authentication": "plain"}), "authentication"),
     (lambda v: v["proxy"].__setitem__("acls", [{"resource": {"type": "topic"}, "operations": ["Fly"]}]), "/proxy/acls/0/operations"),
+    (lambda v: v["topics"].append({"name": "orders", "partitions": 0}), "/topics/0/partitions"),
+    (lambda v: v["topics"].append({"name": "orders!"}), "/topics/0/name"),
+    (lambda v: v["topics"].append({"name": "t" * 250, "resourceName": "t"}), "/topics/0/name"),
+    # A topic name Kubernetes does not take needs its object's name.
+    (lambda v: v["topics"].append({"name": "Orders_DLQ"}), "/topics/0/name"),
+    (lambda v: v["topics"].append({"name": "orders", "config": {"Cleanup Policy": "compact"}}), "/topics/0/config"),
+    (lambda v: v["topics"].append({"name": "orders", "retentionHours": 5}), "retentionHours"),
+    (lambda v: v["users"].append({"name": "eve", "quotas": {"producerByteRate": 0}}), "/users/0/quotas/producerByteRate"),
+    (lambda v: v["users"].append({"name": "eve", "quotas": {"requestPercentage": 10}}), "requestPercentage"),
 ])
 def test_bad_values_are_refused_naming_the_value(mutate, named):
     values = defaults()
@@ -130,3 +139,51 @@ def test_each_shared_cluster_release_creates_only_its_own_storage_class():
     classes = [o["metadata"]["name"] for o in render("kaas", values, namespace="tenant-tenants-beta")
                if o["kind"] == "StorageClass"]
     assert classes == [values["kafka"]["storage"]["class"]] == ["kaas-tenants-beta-gp3"]
+
+
+def test_topics_are_strimzi_kafka_topics_and_brokers_create_none(crd_schemas):
+    """The controller's topic values become KafkaTopics of the tenant's Kafka, each valid for Strimzi's CRD; the
+    brokers never create a topic themselves, so topics exist only as declared or where an ACL grants Create."""
+    values = controller_values("acme")
+    objects = render("kaas", values)
+    kafka = [o for o in objects if o["kind"] == "Kafka"][0]
+    assert kafka["spec"]["kafka"]["config"]["auto.create.topics.enable"] is False
+    assert kafka["spec"]["entityOperator"]["topicOperator"] == {}, "the topic operator keeps the KafkaTopics"
+    topics = {o["spec"]["topicName"]: o for o in objects if o["kind"] == "KafkaTopic"}
+    assert sorted(topics) == sorted(t["name"] for t in values["topics"])
+    for want in values["topics"]:
+        topic = topics[want["name"]]
+        assert validate(topic, crd_schemas) == "crd"
+        assert topic["apiVersion"] == kafka["apiVersion"], "the same Strimzi API as the chart's Kafka"
+        assert topic["metadata"]["labels"]["strimzi.io/cluster"] == kafka["metadata"]["name"]
+        assert topic["metadata"]["name"] == want.get("resourceName", want["name"])
+        assert topic["spec"]["partitions"] == want["partitions"] and topic["spec"]["replicas"] == want["replicas"]
+        assert topic["spec"].get("config", {}) == want["config"]
+    # Numbers stay numbers, strings stay strings (Strimzi passes both on to Kafka).
+    config = topics["orders.audit"]["spec"]["config"]
+    assert config["retention.ms"] == 12 * 3600 * 1000 and config["max.message.bytes"] == "2097152"
+    assert not [o for o in render("kaas") if o["kind"] == "KafkaTopic"], "no topics unless declared"
+
+
+def test_create_is_rendered_only_where_the_values_grant_it(crd_schemas):
+    values = controller_values("acme")
+    users = {o["metadata"]["name"]: o for o in render("kaas", values) if o["kind"] == "KafkaUser"}
+    creators = sorted((name, acl["resource"].get("name")) for name, u in users.items()
+                      for acl in u["spec"]["authorization"]["acls"]
+                      if {"Create", "All"} & set(acl["operations"]))
+    assert creators == [("orders-service", "scratch-")]
+
+
+def test_each_user_is_held_to_its_quotas(crd_schemas):
+    values = controller_values("acme")
+    users = {o["metadata"]["name"]: o for o in render("kaas", values) if o["kind"] == "KafkaUser"}
+    for want in values["users"]:
+        user = users[want["name"]]
+        assert validate(user, crd_schemas) == "crd"
+        assert user["spec"]["quotas"] == want["quotas"]
+        assert set(want["quotas"]) == {"producerByteRate", "consumerByteRate"}
+    # Per broker, over every broker no user gets more than the tenant states (MB = 10^6 bytes).
+    brokers = values["kafka"]["brokers"]
+    ingress = max(u["quotas"]["producerByteRate"] for u in values["users"]) * brokers
+    assert ingress < 100_000_000 + brokers, "acme states 100 MB/s"
+    assert "quotas" not in users["kaas-proxy"]["spec"], "the proxy's own metadata requests are not throttled"

@@ -23,6 +23,18 @@ pub mod limits {
     pub const MAX_PARTITIONS: u32 = 20_000;
     /// Most `users` one tenant may have.
     pub const MAX_USERS: usize = 200;
+    /// Most `topics` one tenant may declare. Also bounds the cost the API server estimates for the CEL rule
+    /// keeping topic names unique, quadratic in the list's length: with 249-character names, 300 topics already
+    /// take 95 % of a rule's budget and 1,000 are refused (10.6x over); 200 leave room.
+    pub const MAX_TOPICS: usize = 200;
+    /// Longest topic name Kafka accepts.
+    pub const MAX_TOPIC_NAME: usize = 249;
+    /// Most `config` entries of one topic.
+    pub const MAX_TOPIC_CONFIGS: usize = 50;
+    /// Longest `config` value of a topic.
+    pub const MAX_TOPIC_CONFIG_VALUE: usize = 1_000;
+    /// User names the chart keeps for itself: the proxy's own KafkaUser.
+    pub const RESERVED_USERS: [&str; 1] = ["kaas-proxy"];
 }
 
 /// The spec of a `KafkaTenant`: the demand the tenant's cluster is sized for, and its users.
@@ -42,6 +54,10 @@ pub mod limits {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[x_kube(validation = Rule::new("self.users.all(u, self.users.exists_one(v, v.name == u.name))").message("user names must be unique"))]
 #[x_kube(validation = Rule::new("!has(self.partitions) || self.partitions >= 1").message("partitions must be at least 1"))]
+#[x_kube(validation = Rule::new("self.users.all(u, u.name != 'kaas-proxy')").message("user name kaas-proxy is the proxy's own"))]
+#[x_kube(validation = Rule::new("self.topics.all(t, self.topics.exists_one(u, u.name == t.name))").message("topic names must be unique"))]
+#[x_kube(validation = Rule::new("self.topics.all(t, !has(t.retentionHours) || t.retentionHours <= self.retentionHours)").message("a topic's retentionHours may not exceed the tenant's (storage is sized for it)"))]
+#[x_kube(validation = Rule::new("self.users.all(u, !has(u.quota) || ((!has(u.quota.ingressMBps) || u.quota.ingressMBps <= self.throughput.ingressMBps) && (!has(u.quota.egressMBps) || u.quota.egressMBps <= self.throughput.egressMBps)))").message("a user's quota may not exceed the tenant's throughput"))]
 pub struct KafkaTenantSpec {
     /// Peak throughput the cluster is sized for, in megabytes per second.
     pub throughput: Throughput,
@@ -60,6 +76,12 @@ pub struct KafkaTenantSpec {
     #[serde(default)]
     #[schemars(length(max = 200))]
     pub users: Vec<User>,
+    /// The tenant's topics, created by Strimzi's topic operator. Brokers create no topics on their own, and
+    /// users create topics only where an ACL grants them `Create`.
+    // Always serialized, so the schema defaults it to []: the CEL rules over topics need the field.
+    #[serde(default)]
+    #[schemars(length(max = 200))]
+    pub topics: Vec<Topic>,
     /// Where the tenant's Kafka runs: its own cluster (default) or a namespace on the shared one.
     #[serde(default)]
     pub isolation: Isolation,
@@ -96,6 +118,53 @@ pub struct User {
     #[serde(default)]
     #[schemars(length(max = 100))]
     pub acls: Vec<Acl>,
+    /// The most this user may produce and consume, all its clients together; each absent figure is the
+    /// tenant's throughput (so one user alone stays within what the cluster is sized for).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<UserQuota>,
+}
+
+/// A user's share of the tenant's throughput, in megabytes per second; at most the tenant's.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserQuota {
+    /// Produced by the user's clients together; absent: the tenant's `ingressMBps`.
+    #[serde(rename = "ingressMBps", default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 2000))]
+    pub ingress_mbps: Option<u32>,
+    /// Consumed by the user's clients together; absent: the tenant's `egressMBps`.
+    #[serde(rename = "egressMBps", default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 6000))]
+    pub egress_mbps: Option<u32>,
+}
+
+/// A topic of the tenant, as Strimzi's topic operator creates and keeps it.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[x_kube(validation = Rule::new("self.name != '.' && self.name != '..'").message("a topic may not be named . or .."))]
+#[x_kube(validation = Rule::new("!self.name.startsWith('__')").message("topic names starting with __ are Kafka's internal ones"))]
+#[x_kube(validation = Rule::new("!has(self.config) || !('retention.ms' in self.config)").message("set retentionHours, not config retention.ms"))]
+pub struct Topic {
+    /// The topic's name as Kafka allows it: letters, digits, `.`, `_` and `-`, at most 249 characters.
+    // maxLength also bounds the cost the API server estimates for the uniqueness rule over topics.
+    #[schemars(regex(pattern = r"^[a-zA-Z0-9._-]+$"), length(min = 1, max = 249))]
+    pub name: String,
+    /// Partitions; the tenant's sized partition count when absent. Kafka can add partitions, never remove them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 20000))]
+    pub partitions: Option<u32>,
+    /// Copies of each partition; the tenant's `replicationFactor` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 5))]
+    pub replicas: Option<u16>,
+    /// How long records are kept, in hours, at most the tenant's `retentionHours`; the tenant's when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 8760))]
+    pub retention_hours: Option<u32>,
+    /// Further Kafka topic configuration (`cleanup.policy`, `max.message.bytes`, ...), values as strings.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 50))]
+    pub config: std::collections::BTreeMap<String, String>,
 }
 
 /// One allow rule: operations on the resources a name and pattern select.
@@ -189,7 +258,9 @@ pub struct KafkaTenantStatus {
     /// The spec generation this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// `Ready`, `Provisioning` and `Degraded`; exactly one is `True`.
+    /// `Ready`, `Provisioning` and `Degraded`, exactly one `True`; while the tenant is being deleted also
+    /// `Deleting`: `True` when its cleanup failed (the state), `False` with reason `DeletionProtected` while the
+    /// annotation `kaas.dev/deletion-protection: "true"` holds the deletion.
     #[serde(default)]
     pub conditions: Vec<Condition>,
     /// The sized tenant, as passed to the chart; absent while the spec is invalid.
@@ -198,18 +269,39 @@ pub struct KafkaTenantStatus {
     /// `<tenant>.<domain>:<port>` once the route is published.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bootstrap: Option<String>,
+    /// Where each user's credentials are: the Secret Strimzi's user operator writes for its KafkaUser.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub users: Vec<UserCredentials>,
 }
 
-/// A status condition (`Ready`, `Provisioning`, `Degraded`), shaped like Kubernetes' own.
+/// Where a user's TLS credentials live: a Secret with `user.crt` and `user.key` (PEM; also `user.p12` and
+/// `user.password` for Java keystores) and `ca.crt`, the tenant's clients CA that signed them (not the CA a
+/// client trusts for the proxy). Strimzi writes it once the tenant's Kafka is up.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UserCredentials {
+    /// The user (`spec.users[].name`); the broker sees it as `User:CN=<name>`.
+    pub name: String,
+    /// Name of the Secret.
+    pub secret: String,
+    /// Namespace of the Secret.
+    pub namespace: String,
+    /// The Cluster API `Cluster` (`<namespace>/<name>` on this cluster) whose cluster holds the Secret; its
+    /// kubeconfig is the Secret `<name>-kubeconfig` beside it. Absent: this cluster (`isolation: namespace`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+}
+
+/// A status condition (`Ready`, `Provisioning`, `Degraded`, `Deleting`), shaped like Kubernetes' own.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Condition {
-    /// `Ready`, `Provisioning` or `Degraded`.
+    /// `Ready`, `Provisioning`, `Degraded` or `Deleting`.
     #[serde(rename = "type")]
     pub type_: String,
     /// `True` or `False`.
     pub status: String,
-    /// CamelCase reason, e.g. `Published`, `Waiting`, `InvalidSpec`, `GitWriteFailed`.
+    /// CamelCase reason, e.g. `Published`, `Waiting`, `InvalidSpec`, `GitWriteFailed`, `DeletionProtected`.
     pub reason: String,
     /// Human-readable detail: what the tenant waits for, or what is wrong.
     pub message: String,
@@ -219,6 +311,74 @@ pub struct Condition {
     /// The spec generation the condition was set for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+}
+
+impl KafkaTenantSpec {
+    /// The topic rules of the schema, and two Kafka applies beyond it: names that differ only in `.` and `_`
+    /// collide (Kafka refuses the second, since metric names replace one with the other), and config keys
+    /// are Kafka's lowercase dotted names.
+    fn validate_topics(&self, bad: &mut impl FnMut(&str, String)) {
+        use limits::*;
+        if self.topics.len() > MAX_TOPICS {
+            bad("topics", format!("{} topics; at most {MAX_TOPICS}", self.topics.len()));
+        }
+        let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+        for (i, topic) in self.topics.iter().enumerate() {
+            let field = |f: &str| format!("topics[{i}].{f}");
+            let name = &topic.name;
+            let legal = name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+            if name.is_empty() || name.len() > MAX_TOPIC_NAME || !legal || name == "." || name == ".." {
+                bad(
+                    &field("name"),
+                    format!("{name:?} is no Kafka topic name (1 to {MAX_TOPIC_NAME} of a-z A-Z 0-9 . _ -)"),
+                );
+            } else if name.starts_with("__") {
+                bad(&field("name"), format!("{name:?}: names starting with __ are Kafka's internal ones"));
+            }
+            match seen.insert(name.replace('.', "_"), i) {
+                Some(j) if self.topics[j].name == *name => {
+                    bad(&field("name"), format!("duplicate topic {name:?}"))
+                }
+                Some(j) => bad(
+                    &field("name"),
+                    format!("{name:?} collides with {:?} (Kafka treats . and _ alike)", self.topics[j].name),
+                ),
+                None => {}
+            }
+            if let Some(p) = topic.partitions.filter(|p| !(1..=MAX_PARTITIONS).contains(p)) {
+                bad(&field("partitions"), format!("{p} is outside 1..={MAX_PARTITIONS}"));
+            }
+            if let Some(r) = topic.replicas.filter(|r| !(1..=MAX_REPLICATION_FACTOR).contains(r)) {
+                bad(&field("replicas"), format!("{r} is outside 1..={MAX_REPLICATION_FACTOR}"));
+            }
+            if let Some(h) = topic.retention_hours.filter(|h| !(1..=self.retention_hours).contains(h)) {
+                bad(
+                    &field("retentionHours"),
+                    format!("{h} is outside 1..={} (the tenant's retentionHours)", self.retention_hours),
+                );
+            }
+            if topic.config.len() > MAX_TOPIC_CONFIGS {
+                bad(&field("config"), format!("{} entries; at most {MAX_TOPIC_CONFIGS}", topic.config.len()));
+            }
+            for (key, value) in &topic.config {
+                let dotted = !key.is_empty()
+                    && key.split('.').all(|w| {
+                        !w.is_empty() && w.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+                    });
+                if !dotted {
+                    bad(&field("config"), format!("{key:?} is no Kafka topic config name"));
+                } else if key == "retention.ms" {
+                    bad(&field("config"), "set retentionHours, not retention.ms".into());
+                }
+                if value.is_empty() || value.len() > MAX_TOPIC_CONFIG_VALUE {
+                    bad(
+                        &field("config"),
+                        format!("{key}: value of {} characters (1..={MAX_TOPIC_CONFIG_VALUE})", value.len()),
+                    );
+                }
+            }
+        }
+    }
 }
 
 /// One problem with a tenant spec, naming its field.
@@ -274,6 +434,25 @@ impl KafkaTenantSpec {
                 if acl.resource != AclResource::Cluster && acl.name.is_empty() {
                     bad(&format!("users[{i}].acls[{j}].name"), "needs a resource name".into());
                 }
+            }
+        }
+        self.validate_topics(&mut bad);
+        for (i, u) in self.users.iter().enumerate() {
+            if RESERVED_USERS.contains(&u.name.as_str()) {
+                bad(&format!("users[{i}].name"), format!("{:?} is the proxy's own user", u.name));
+            }
+            let Some(q) = &u.quota else { continue };
+            if let Some(mbps) = q.ingress_mbps.filter(|m| !(1..=t.ingress_mbps).contains(m)) {
+                bad(
+                    &format!("users[{i}].quota.ingressMBps"),
+                    format!("{mbps} is outside 1..={} (the tenant's ingressMBps)", t.ingress_mbps),
+                );
+            }
+            if let Some(mbps) = q.egress_mbps.filter(|m| !(1..=t.egress_mbps).contains(m)) {
+                bad(
+                    &format!("users[{i}].quota.egressMBps"),
+                    format!("{mbps} is outside 1..={} (the tenant's egressMBps)", t.egress_mbps),
+                );
             }
         }
         let region_ok = {

@@ -7,7 +7,8 @@
 //! Apply: validate → size and render → commit to `tenants/<namespace>/<name>/` → read the Cluster API `Cluster` and the
 //! Flux `HelmRelease` back → when both are Ready, publish the tenant's route to the proxy's route source (a
 //! ConfigMap holding the tenants list, as `kaas_route::TenantRoute`s). Cleanup (finalizer): remove the folder
-//! and the route. A malformed tenant gets `Degraded` naming the field and nothing is committed for it.
+//! and the route, unless [`DELETION_PROTECTION`] holds the deletion ([`step`]). A malformed tenant gets
+//! `Degraded` naming the field and nothing is committed for it.
 //!
 //! Status is written through the status subresource by server-side apply as [`FIELD_MANAGER`]; every change of
 //! state (and every commit) is also a Kubernetes Event on the tenant, so `kubectl describe` tells its story.
@@ -38,6 +39,10 @@ pub const FINALIZER: &str = "kaas.dev/tenant";
 pub const FIELD_MANAGER: &str = "kaas-controller";
 /// Key of the route source ConfigMap holding the tenants list.
 pub const ROUTES_KEY: &str = "tenants.yaml";
+/// Annotation that holds a tenant's deletion: while it is `"true"`, deleting the `KafkaTenant` removes nothing
+/// (folder, route and the proxy's copies stay, so Flux keeps the cluster) and the object waits with the
+/// condition `Deleting` False, reason `DeletionProtected`; removing the annotation lets the deletion go on.
+pub const DELETION_PROTECTION: &str = "kaas.dev/deletion-protection";
 
 /// Why a reconcile failed; [`error_policy`] requeues it.
 #[derive(Debug, thiserror::Error)]
@@ -285,19 +290,76 @@ pub async fn reconcile(tenant: Arc<KafkaTenant>, ctx: Arc<Context>) -> Result<Ac
     let ns = tenant.namespace().unwrap_or_else(|| "default".into());
     let key = tenant_key(&tenant);
     let api: Api<KafkaTenant> = Api::namespaced(ctx.client.clone(), &ns);
-    let result = finalizer(&api, FINALIZER, tenant, |event| async {
-        match event {
-            Event::Apply(t) => apply(&t, &api, &ctx).await,
-            Event::Cleanup(t) => cleanup(&t, &ctx).await,
-        }
-    })
-    .await
-    .map_err(|e| Error::Finalizer(Box::new(e)));
+    let result = if step(&tenant) == Step::Hold {
+        hold(&tenant, &api, &ctx).await
+    } else {
+        finalizer(&api, FINALIZER, tenant, |event| async {
+            match event {
+                Event::Apply(t) => apply(&t, &api, &ctx).await,
+                Event::Cleanup(t) => cleanup(&t, &api, &ctx).await,
+            }
+        })
+        .await
+        .map_err(|e| Error::Finalizer(Box::new(e)))
+    };
     ctx.metrics.observe(started.elapsed(), result.as_ref().err().map(Error::reason));
     if result.is_ok() {
         ctx.failures.clear(&key);
     }
     result
+}
+
+/// What a reconcile does with a tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Render, commit, wait for it, publish (the finalizer added first).
+    Apply,
+    /// Being deleted under [`DELETION_PROTECTION`]: keep everything and say why.
+    Hold,
+    /// Being deleted: remove the folder, the route and the proxy's copies, then release the finalizer.
+    Cleanup,
+}
+
+/// Whether `t` carries [`DELETION_PROTECTION`] set to true.
+pub fn deletion_protected(t: &KafkaTenant) -> bool {
+    t.annotations().get(DELETION_PROTECTION).is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+}
+
+/// The step for `t`, from its deletion timestamp, finalizer and annotation. A tenant being deleted without the
+/// finalizer has nothing of the controller's left to hold or remove.
+pub fn step(t: &KafkaTenant) -> Step {
+    let finalized = t.finalizers().iter().any(|f| f == FINALIZER);
+    match (t.metadata.deletion_timestamp.is_some(), finalized, deletion_protected(t)) {
+        (false, _, _) => Step::Apply,
+        (true, true, true) => Step::Hold,
+        (true, _, _) => Step::Cleanup,
+    }
+}
+
+/// The conditions of a held deletion: those the tenant had (it still runs, its route stays published) and
+/// `Deleting` False naming the annotation.
+pub fn held_conditions(previous: &[Condition], generation: Option<i64>) -> Vec<Condition> {
+    let mut out: Vec<Condition> = previous.iter().filter(|c| c.type_ != "Deleting").cloned().collect();
+    let message = format!(
+        "deletion held: {DELETION_PROTECTION} is \"true\"; nothing is removed until the annotation is removed"
+    );
+    out.push(condition("Deleting", false, "DeletionProtected", &message, generation));
+    out
+}
+
+/// Holds a protected tenant's deletion: status only, and a Warning Event the first time. Removing the
+/// annotation is a change of the object, which brings the next reconcile.
+async fn hold(t: &KafkaTenant, api: &Api<KafkaTenant>, ctx: &Context) -> Result<Action, Error> {
+    let previous = t.status.clone().unwrap_or_default();
+    let held = |c: &Condition| c.type_ == "Deleting" && c.reason == "DeletionProtected";
+    let first = !previous.conditions.iter().any(held);
+    let conditions = held_conditions(&previous.conditions, t.metadata.generation);
+    let note = conditions.iter().find(|c| held(c)).map(|c| c.message.clone()).unwrap_or_default();
+    set_status(api, ctx, t, KafkaTenantStatus { conditions, ..previous }).await?;
+    if first {
+        ctx.record(t, EventType::Warning, "DeletionProtected", note).await;
+    }
+    Ok(Action::await_change())
 }
 
 /// Requeues a failed tenant after [`retry_delay`] for its count of consecutive failures; the metrics already
@@ -322,11 +384,13 @@ fn condition(type_: &str, on: bool, reason: &str, message: &str, generation: Opt
     }
 }
 
-/// The three conditions, exactly one state at a time.
+/// The three conditions, exactly one state at a time; a fourth, `Deleting`, once the tenant is being deleted.
 fn conditions(state: &str, reason: &str, message: &str, generation: Option<i64>) -> Vec<Condition> {
+    let deleting = (state == "Deleting").then_some("Deleting");
     ["Ready", "Provisioning", "Degraded"]
-        .iter()
-        .map(|t| condition(t, *t == state, reason, message, generation))
+        .into_iter()
+        .chain(deleting)
+        .map(|t| condition(t, t == state, reason, message, generation))
         .collect()
 }
 
@@ -373,7 +437,8 @@ async fn set_status(
     if let Some((state, reason)) = state_of(&status.conditions) {
         if state_of(previous) != Some((state, reason)) {
             let message = status.conditions.iter().find(|c| c.type_ == state).map(|c| c.message.clone());
-            let type_ = if state == "Degraded" { EventType::Warning } else { EventType::Normal };
+            let failed = state == "Degraded" || reason.ends_with("Failed");
+            let type_ = if failed { EventType::Warning } else { EventType::Normal };
             ctx.record(t, type_, reason, format!("{state}: {}", message.unwrap_or_default())).await;
         }
     }
@@ -432,6 +497,7 @@ async fn apply(t: &KafkaTenant, api: &Api<KafkaTenant>, ctx: &Context) -> Result
             observed_generation: generation,
             conditions: conditions("Degraded", "GitWriteFailed", &e.to_string(), generation),
             sizing,
+            users: render::user_credentials(t),
             ..Default::default()
         };
         set_status(api, ctx, t, status).await?;
@@ -469,6 +535,7 @@ async fn apply(t: &KafkaTenant, api: &Api<KafkaTenant>, ctx: &Context) -> Result
         conditions: conditions(state, reason, &message, generation),
         sizing,
         bootstrap,
+        users: render::user_credentials(t),
     };
     set_status(api, ctx, t, status).await?;
     Ok(match waiting {
@@ -571,7 +638,25 @@ async fn update_routes(
     Ok(())
 }
 
-async fn cleanup(t: &KafkaTenant, ctx: &Context) -> Result<Action, Error> {
+/// Removes the tenant's route, the proxy's copies and its folder. A failure leaves the tenant `Deleting` with
+/// the error (the finalizer stays; the error policy retries), instead of the state it had before.
+async fn cleanup(t: &KafkaTenant, api: &Api<KafkaTenant>, ctx: &Context) -> Result<Action, Error> {
+    let result = remove(t, ctx).await;
+    if let Err(e) = &result {
+        let generation = t.metadata.generation;
+        let status = KafkaTenantStatus {
+            conditions: conditions("Deleting", "CleanupFailed", &e.to_string(), generation),
+            ..t.status.clone().unwrap_or_default()
+        };
+        // The cleanup's error is the one to report and retry; a status that cannot be written is only logged.
+        if let Err(status_error) = set_status(api, ctx, t, status).await {
+            tracing::warn!(tenant = %t.name_any(), error = %status_error, "deleting status not written");
+        }
+    }
+    result
+}
+
+async fn remove(t: &KafkaTenant, ctx: &Context) -> Result<Action, Error> {
     let name = render::tenant_id_of(t);
     // A tenant refused for a taken id never published anything under it: what is there is the owner's.
     if id_owner(&Claim::of(t), &claims(ctx).await?).is_none() {
@@ -681,6 +766,70 @@ mod tests {
         stamp_transitions(&mut first, &[], "2026-01-01T00:00:00Z");
         assert!(first.iter().all(|c| c.last_transition_time.as_deref() == Some("2026-01-01T00:00:00Z")));
         assert_eq!(now().len(), "2026-01-01T00:00:00Z".len(), "{}", now());
+    }
+
+    fn tenant(deleting: bool, finalizer: bool, annotation: Option<&str>) -> KafkaTenant {
+        let mut t = KafkaTenant::new("acme", Default::default());
+        if deleting {
+            t.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::now(),
+            ));
+        }
+        if finalizer {
+            t.metadata.finalizers = Some(vec!["other.io/keep".into(), FINALIZER.into()]);
+        }
+        if let Some(v) = annotation {
+            t.metadata.annotations = Some([(DELETION_PROTECTION.to_owned(), v.to_owned())].into());
+        }
+        t
+    }
+
+    #[test]
+    fn deletion_protection_holds_only_a_deletion_the_finalizer_still_guards() {
+        // (being deleted, our finalizer on, annotation) → step
+        let table = [
+            (false, true, Some("true"), Step::Apply),
+            (false, false, None, Step::Apply),
+            (true, true, None, Step::Cleanup),
+            (true, true, Some("true"), Step::Hold),
+            (true, true, Some("True"), Step::Hold),
+            (true, true, Some(" true "), Step::Hold),
+            (true, true, Some("false"), Step::Cleanup),
+            (true, true, Some("yes"), Step::Cleanup),
+            (true, true, Some(""), Step::Cleanup),
+            // Our finalizer gone already: nothing of ours left to hold.
+            (true, false, Some("true"), Step::Cleanup),
+        ];
+        for (deleting, finalizer, annotation, want) in table {
+            assert_eq!(
+                step(&tenant(deleting, finalizer, annotation)),
+                want,
+                "{deleting} {finalizer} {annotation:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_held_deletion_keeps_the_state_and_says_why() {
+        let ready = conditions("Ready", "Published", "route published to the proxy", Some(3));
+        let held = held_conditions(&ready, Some(3));
+        assert_eq!(&held[..3], &ready[..], "the tenant still runs: its conditions stay");
+        let deleting = &held[3];
+        assert_eq!(
+            (deleting.type_.as_str(), deleting.status.as_str(), deleting.reason.as_str()),
+            ("Deleting", "False", "DeletionProtected")
+        );
+        assert!(deleting.message.contains(DELETION_PROTECTION), "{}", deleting.message);
+        assert_eq!(held_conditions(&held, Some(3)), held, "held again: the same, one Deleting");
+        assert_eq!(state_of(&held), Some(("Ready", "Published")));
+
+        // A failed cleanup: Deleting is the state, exactly one condition True.
+        let failed = conditions("Deleting", "CleanupFailed", "git: push refused", Some(3));
+        let types: Vec<&str> = failed.iter().map(|c| c.type_.as_str()).collect();
+        assert_eq!(types, ["Ready", "Provisioning", "Degraded", "Deleting"]);
+        assert_eq!(failed.iter().filter(|c| c.status == "True").count(), 1);
+        assert_eq!(state_of(&failed), Some(("Deleting", "CleanupFailed")));
+        assert_eq!(conditions("Ready", "Published", "", None).len(), 3, "no Deleting while alive");
     }
 
     #[test]

@@ -11,7 +11,7 @@
 
 use serde_json::{json, Value};
 
-use crate::crd::{AclResource, Isolation, KafkaTenant, PatternType, SpecError};
+use crate::crd::{AclResource, Isolation, KafkaTenant, PatternType, SpecError, Topic, UserCredentials};
 use crate::sizing::{self, Demand, Sizing, SizingError, SYSTEM_INSTANCE, SYSTEM_NODES};
 
 /// Platform-wide settings the rendering needs besides the tenant.
@@ -103,11 +103,7 @@ pub fn tenant_id(namespace: &str, name: &str) -> String {
     if joined.len() <= MAX_TENANT_ID {
         return joined;
     }
-    // FNV-1a: stable across Rust versions and builds (std's hasher is not), so the id never moves.
-    let hash = format!("{namespace}/{name}")
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
-    let suffix = format!("{:010x}", hash & 0xff_ffff_ffff);
+    let suffix = short_hash(&format!("{namespace}/{name}"));
     let keep = MAX_TENANT_ID - suffix.len() - 1;
     // DNS labels are ASCII, so byte slicing stays on character boundaries.
     let head = joined[..keep].trim_end_matches('-');
@@ -122,6 +118,36 @@ pub fn proxy_bootstrap(tenant: &str, isolation: Isolation, p: &Platform) -> Stri
         Isolation::Namespace => &p.namespace_bootstrap,
     };
     template.replace("{tenant}", tenant)
+}
+
+/// Ten hex digits of a stable hash of `s`. FNV-1a: stable across Rust versions and builds (std's hasher is
+/// not), so names built with it never move.
+fn short_hash(s: &str) -> String {
+    let hash =
+        s.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    format!("{:010x}", hash & 0xff_ffff_ffff)
+}
+
+/// The name of a topic's `KafkaTopic` object. Kafka allows topic names Kubernetes does not (capitals, `_`,
+/// 249 characters where a label-like name must start and end alphanumeric): those get a cleaned name and a hash
+/// of the topic's, so two topics never share an object; a name Kubernetes takes is kept as it is.
+pub fn topic_resource_name(topic: &str) -> String {
+    let is_subdomain = topic.split('.').all(|part| {
+        !part.is_empty()
+            && part.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !part.starts_with('-')
+            && !part.ends_with('-')
+    });
+    if is_subdomain && topic.len() <= 253 {
+        return topic.to_owned();
+    }
+    let cleaned: String =
+        topic.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' }).collect();
+    // 200 characters, a hyphen and the hash: within Kubernetes' 253.
+    let head: String = cleaned.trim_matches('-').chars().take(200).collect();
+    let head = head.trim_end_matches('-');
+    let head = if head.is_empty() { "topic" } else { head };
+    format!("{head}-{}", short_hash(topic))
 }
 
 /// The namespace of a `KafkaTenant` (a file given to the CLI may have none: `default`, as kubectl would).
@@ -183,6 +209,25 @@ pub fn render(t: &KafkaTenant, p: &Platform) -> Result<Vec<Value>, RenderError> 
         return Err(RenderError::Invalid(errors));
     }
     let sizing = sizing::size(&demand(t))?;
+    // Only the sizing knows the broker count a topic's replicas must fit in.
+    let crowded: Vec<SpecError> = t
+        .spec
+        .topics
+        .iter()
+        .enumerate()
+        .filter(|(_, topic)| topic.replicas.is_some_and(|r| u32::from(r) > sizing.brokers))
+        .map(|(i, topic)| SpecError {
+            field: format!("topics[{i}].replicas"),
+            message: format!(
+                "{} replicas on {} brokers (the tenant's sizing)",
+                topic.replicas.unwrap_or_default(),
+                sizing.brokers
+            ),
+        })
+        .collect();
+    if !crowded.is_empty() {
+        return Err(RenderError::Invalid(crowded));
+    }
     // Every platform-wide name is built from the id, which keeps same-named tenants of two namespaces apart.
     let name = tenant_id(tenant_namespace(t), &name);
     let ns = namespace(&name);
@@ -370,9 +415,12 @@ pub fn chart_values(t: &KafkaTenant, tenant: &str, s: &Sizing, p: &Platform) -> 
                     json!({ "resource": resource, "operations": a.operations })
                 })
                 .collect();
-            json!({ "name": u.name, "acls": acls })
+            let quota = u.quota.clone().unwrap_or_default();
+            let quotas = sizing::user_quota(&demand(t), s.brokers, quota.ingress_mbps, quota.egress_mbps);
+            json!({ "name": u.name, "acls": acls, "quotas": quotas })
         })
         .collect();
+    let topics: Vec<Value> = t.spec.topics.iter().map(|topic| topic_values(t, topic, s)).collect();
     let mut values = json!({
         "tenant": tenant,
         "kafka": {
@@ -381,11 +429,12 @@ pub fn chart_values(t: &KafkaTenant, tenant: &str, s: &Sizing, p: &Platform) -> 
             "storage": { "size": format!("{}Gi", s.storage_per_broker_gib), "class": storage_class(t, tenant, p) },
             "retentionHours": t.spec.retention_hours,
             "replicationFactor": t.spec.replication_factor,
-            "minInsyncReplicas": (t.spec.replication_factor.max(2) - 1).max(1),
+            "minInsyncReplicas": min_insync_replicas(t.spec.replication_factor),
             "partitions": s.partitions,
             "instanceType": s.instance_type,
         },
         "users": users,
+        "topics": topics,
         // The platform components are the controller's to place (below), never one copy per tenant release.
         "components": {
             "strimzi": { "enabled": false },
@@ -405,6 +454,61 @@ pub fn chart_values(t: &KafkaTenant, tenant: &str, s: &Sizing, p: &Platform) -> 
         }
     }
     values
+}
+
+/// A topic's chart values: every figure explicit (the tenant's where the spec leaves it out), so the Git diff
+/// of a tenant change shows each topic it touches. Retention is left to the brokers' `log.retention.hours`
+/// (the tenant's) unless the topic has its own; a topic whose replicas differ from the tenant's gets its own
+/// `min.insync.replicas` by the tenant's rule (with fewer, `acks=all` producers could never write to it).
+fn topic_values(t: &KafkaTenant, topic: &Topic, s: &Sizing) -> Value {
+    let replicas = topic.replicas.unwrap_or(t.spec.replication_factor);
+    let mut config = serde_json::Map::new();
+    for (k, v) in &topic.config {
+        config.insert(k.clone(), json!(v));
+    }
+    if let Some(h) = topic.retention_hours {
+        config.insert("retention.ms".into(), json!(u64::from(h) * 3_600_000));
+    }
+    if replicas != t.spec.replication_factor && !config.contains_key("min.insync.replicas") {
+        config.insert("min.insync.replicas".into(), json!(min_insync_replicas(replicas)));
+    }
+    let mut out = json!({
+        "name": topic.name,
+        "partitions": topic.partitions.unwrap_or(s.partitions),
+        "replicas": replicas,
+        "config": config,
+    });
+    let resource = topic_resource_name(&topic.name);
+    if resource != topic.name {
+        out["resourceName"] = json!(resource);
+    }
+    out
+}
+
+/// Replicas that must acknowledge an `acks=all` write: one fewer than the copies (so one broker may be down),
+/// at least one.
+fn min_insync_replicas(replicas: u16) -> u16 {
+    (replicas.max(2) - 1).max(1)
+}
+
+/// Where each user's credentials are: Strimzi names a KafkaUser's Secret after it, in the Kafka's namespace,
+/// on the tenant's own cluster (`isolation: cluster`) or on this one. Pure, like the rest of rendering.
+pub fn user_credentials(t: &KafkaTenant) -> Vec<UserCredentials> {
+    let tenant = tenant_id_of(t);
+    let cluster = match t.spec.isolation {
+        Isolation::Cluster => Some(format!("{}/{tenant}", namespace(&tenant))),
+        Isolation::Namespace => None,
+    };
+    t.spec
+        .users
+        .iter()
+        .map(|u| UserCredentials {
+            name: u.name.clone(),
+            secret: u.name.clone(),
+            namespace: kafka_namespace(&tenant, t.spec.isolation),
+            cluster: cluster.clone(),
+        })
+        .collect()
 }
 
 /// The StorageClass of the brokers' volumes, which the tenant's release creates. On its own cluster the

@@ -329,6 +329,34 @@ pub fn quota(d: &Demand) -> kaas_route::Quota {
     }
 }
 
+/// A user's byte-rate quotas at the brokers, as Strimzi's `KafkaUser.spec.quotas` takes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserQuota {
+    /// Bytes per second the user's clients may produce to each broker.
+    pub producer_byte_rate: u64,
+    /// Bytes per second the user's clients may fetch from each broker.
+    pub consumer_byte_rate: u64,
+}
+
+/// The quotas of one user: by default the tenant's stated ingress and egress, or the user's own smaller share
+/// (MB/s), spread over the brokers since Kafka enforces a quota on each broker separately. A user alone thus
+/// stays within what the cluster was sized for, and within 1 ÷ [`QUOTA_HEADROOM`] (80 %) of what the proxy lets
+/// the whole tenant through, so the other users keep the rest. A user whose partition leaders crowd on fewer
+/// brokers than all reaches less than its share: quotas follow Kafka's per-broker model.
+pub fn user_quota(
+    d: &Demand,
+    brokers: u32,
+    ingress_mbps: Option<u32>,
+    egress_mbps: Option<u32>,
+) -> UserQuota {
+    let per_broker = |mbps: u32| (u64::from(mbps) * 1_000_000).div_ceil(u64::from(brokers.max(1)));
+    UserQuota {
+        producer_byte_rate: per_broker(ingress_mbps.unwrap_or(d.ingress_mbps).min(d.ingress_mbps)),
+        consumer_byte_rate: per_broker(egress_mbps.unwrap_or(d.egress_mbps).min(d.egress_mbps)),
+    }
+}
+
 /// Sizes a demand by the rules above: the fitting instance type and broker count with the fewest vCPUs in
 /// total (then the fewest brokers).
 pub fn size(d: &Demand) -> Result<Sizing, SizingError> {
@@ -420,6 +448,43 @@ mod tests {
         };
         assert!(route.validate().is_empty(), "the smallest tenant's quota is one the proxy accepts");
     }
+
+    #[test]
+    fn user_quotas_split_the_tenant_over_its_brokers() {
+        let d = Demand {
+            ingress_mbps: 100,
+            egress_mbps: 200,
+            retention_hours: 24,
+            replication_factor: 3,
+            partitions: None,
+        };
+        // (brokers, user ingress, user egress) → (producer, consumer) bytes per second per broker.
+        let table = [
+            (3, None, None, 33_333_334, 66_666_667),
+            (6, None, None, 16_666_667, 33_333_334),
+            (3, Some(30), None, 10_000_000, 66_666_667),
+            (3, None, Some(3), 33_333_334, 1_000_000),
+            // An override past the tenant is held to the tenant (the schema refuses it anyway).
+            (3, Some(500), Some(900), 33_333_334, 66_666_667),
+            (0, None, None, 100_000_000, 200_000_000),
+        ];
+        for (brokers, ingress, egress, producer, consumer) in table {
+            let q = user_quota(&d, brokers, ingress, egress);
+            assert_eq!(
+                (q.producer_byte_rate, q.consumer_byte_rate),
+                (producer, consumer),
+                "{brokers} brokers, {ingress:?}/{egress:?}"
+            );
+        }
+        // Over every broker, one user stays within the stated throughput, 80 % of the proxy's tenant quota.
+        let q = user_quota(&d, 3, None, None);
+        let tenant = quota(&d);
+        assert!(q.producer_byte_rate * 3 <= tenant.produce_bytes_per_second.unwrap_or(0) * 4 / 5 + 3);
+        assert!(q.consumer_byte_rate * 3 <= tenant.fetch_bytes_per_second.unwrap_or(0) * 4 / 5 + 3);
+        let smallest = user_quota(&Demand { ingress_mbps: 1, egress_mbps: 1, ..d }, 90, None, None);
+        assert!(smallest.producer_byte_rate > 0 && smallest.consumer_byte_rate > 0);
+    }
+
     use proptest::prelude::*;
 
     fn demand(ingress: u32, egress: u32, hours: u32, rf: u16) -> Demand {

@@ -50,11 +50,12 @@ async fn the_server_accepts_the_crds_and_enforces_the_tenant_rules() -> anyhow::
                   "users": [{ "name": "app", "acls": [{ "resource": "topic", "name": "t", "operations": ["Read"] }] }] },
     });
     let created = api.create(&PostParams::default(), &serde_json::from_value(good.clone())?).await?;
-    // The server's defaults from the schema.
+    // The server's defaults from the schema (topics: [] too, which the topic rules read).
     assert_eq!(created.spec.replication_factor, 3);
+    assert!(created.spec.topics.is_empty());
     assert_eq!(created.spec.region, "eu-west-1");
 
-    let bad: [(&str, serde_json::Value, &str); 6] = [
+    let bad: [(&str, serde_json::Value, &str); 14] = [
         (
             "duplicate user names",
             json!({ "users": [{ "name": "app" }, { "name": "app" }] }),
@@ -65,6 +66,30 @@ async fn the_server_accepts_the_crds_and_enforces_the_tenant_rules() -> anyhow::
         ("a region that is not one", json!({ "region": "Europe" }), "spec.region"),
         ("a user name that is no DNS label", json!({ "users": [{ "name": "App_1" }] }), "spec.users[0].name"),
         ("an unknown isolation", json!({ "isolation": "vm" }), "spec.isolation"),
+        ("the proxy's user name", json!({ "users": [{ "name": "kaas-proxy" }] }), "the proxy's own"),
+        (
+            "duplicate topic names",
+            json!({ "topics": [{ "name": "orders" }, { "name": "audit" }, { "name": "orders" }] }),
+            "topic names must be unique",
+        ),
+        ("a topic name Kafka refuses", json!({ "topics": [{ "name": "or ders" }] }), "spec.topics[0].name"),
+        ("a topic named ..", json!({ "topics": [{ "name": ".." }] }), "may not be named"),
+        ("an internal topic", json!({ "topics": [{ "name": "__consumer_offsets" }] }), "internal"),
+        (
+            "a topic without partitions",
+            json!({ "topics": [{ "name": "t", "partitions": 0 }] }),
+            "spec.topics[0].partitions",
+        ),
+        (
+            "a topic kept longer than the tenant",
+            json!({ "topics": [{ "name": "t", "retentionHours": 25 }] }),
+            "retentionHours may not exceed",
+        ),
+        (
+            "a user quota past the tenant",
+            json!({ "users": [{ "name": "app", "quota": { "ingressMBps": 11 } }] }),
+            "quota may not exceed",
+        ),
     ];
     for (i, (what, change, expected)) in bad.iter().enumerate() {
         let mut tenant = good.clone();
@@ -83,6 +108,12 @@ async fn the_server_accepts_the_crds_and_enforces_the_tenant_rules() -> anyhow::
         assert!(text.contains(expected), "{what}: {text}");
         assert!(matches!(&err, kube::Error::Api(s) if s.code == 422), "{what}: {err:?}");
     }
+    // Topics with configs, capitals and underscores, a user with Create and a quota: the acme example as it is.
+    let acme: KafkaTenant = serde_norway::from_str(&std::fs::read_to_string(
+        kaas_e2e::repo_root().join("controller/examples/acme.yaml"),
+    )?)?;
+    let created = api.create(&PostParams::default(), &acme).await?;
+    assert_eq!(created.spec.topics, acme.spec.topics);
     // The rule holds on update too: a good tenant cannot be changed into a bad one.
     let patch = json!({ "spec": { "users": [{ "name": "x" }, { "name": "x" }] } });
     let err =

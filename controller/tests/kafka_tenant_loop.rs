@@ -181,7 +181,8 @@ async fn tenant_loop(case: Case) -> anyhow::Result<()> {
             assert_eq!(kafkas.len(), 1, "helm-controller installed the chart's Kafka");
             let release_name = kafkas[0].annotations().get("meta.helm.sh/release-name").cloned();
             assert_eq!(release_name.as_deref(), Some("kaas"));
-            for kind in ["KafkaNodePool", "KafkaUser"] {
+            // KafkaTopic: the tenant's declared topics, accepted by the real Strimzi CRD.
+            for kind in ["KafkaNodePool", "KafkaUser", "KafkaTopic"] {
                 let objects = strimzi_objects(&p.admin, &format!("tenant-{id}"), kind).await?;
                 assert!(!objects.is_empty(), "helm-controller installed the chart's {kind}s");
             }

@@ -315,7 +315,11 @@ async fn create_then_ready_then_update_then_delete() {
     let routes = f.routes().await;
     assert_eq!(routes.len(), 1);
     assert_eq!(routes[0].name, "tenants-acme");
-    assert_eq!(routes[0].bootstrap, ["kafka-bootstrap.tenants-acme.internal.kaas.dev:9093"]);
+    assert_eq!(
+        routes[0].bootstrap,
+        ["kafka-bootstrap.tenants-acme.internal.kaas.dev:9094"],
+        "the proxy listener"
+    );
     let tenant = f.tenants().get("acme").await.expect("tenant");
     let quota = routes[0].quota.clone().expect("the route carries the tenant's quota");
     let stated = |mbps: u32| Some(u64::from(mbps) * 1_250_000);

@@ -5,9 +5,10 @@
 use std::path::{Path, PathBuf};
 
 use kube::CustomResourceExt;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use super::*;
+use crate::crd::limits;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
@@ -222,6 +223,8 @@ fn generated_crd_matches_the_committed_file() {
 fn bad_tenants_are_refused_naming_the_field() {
     let mut t = example("acme");
     t.spec.throughput.ingress_mbps = 0;
+    // Its quota would also exceed an ingress of 0; this case is about the three fields below.
+    t.spec.users[1].quota = None;
     t.spec.users[1].name = "orders-service".into();
     t.spec.region = "mars".into();
     let Err(RenderError::Invalid(errors)) = render(&t, &Platform::default()) else {
@@ -344,4 +347,257 @@ fn tenants_on_the_shared_cluster_each_own_their_storage_class() {
         "a second shared-cluster tenant: no Helm ownership clash"
     );
     assert_eq!(class(&example("acme")), Platform::default().storage_class, "its own cluster: the platform's");
+}
+
+/// The chart values of `t`'s `kaas` release.
+fn values_of(t: &KafkaTenant) -> Value {
+    render(t, &Platform::default()).expect("renders").pop().expect("release")["spec"]["values"].clone()
+}
+
+/// A DNS-1123 subdomain: what Kubernetes takes as an object's name.
+fn is_kubernetes_name(s: &str) -> bool {
+    s.len() <= 253
+        && s.split('.').all(|p| {
+            !p.is_empty()
+                && p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !p.starts_with('-')
+                && !p.ends_with('-')
+        })
+}
+
+#[test]
+fn topics_become_chart_values_with_the_tenants_defaults() {
+    let t = example("acme");
+    let sizing = sizing::size(&demand(&t)).expect("sized");
+    let values = values_of(&t);
+    let topics = values["topics"].as_array().expect("topics rendered");
+    assert_eq!(topics.len(), t.spec.topics.len());
+    let by_name =
+        |n: &str| topics.iter().find(|v| v["name"] == n).unwrap_or_else(|| panic!("{n} rendered")).clone();
+    // (name, partitions, replicas, config) — absent figures are the tenant's.
+    let rf = u64::from(t.spec.replication_factor);
+    let table = [
+        ("orders", u64::from(sizing.partitions), rf, json!({})),
+        (
+            "orders.audit",
+            3,
+            rf,
+            json!({ "cleanup.policy": "compact", "max.message.bytes": "2097152", "retention.ms": 12 * 3_600_000 }),
+        ),
+        // Two copies: min.insync.replicas follows them, or acks=all could never write.
+        ("orders_DLQ", 1, 2, json!({ "min.insync.replicas": 1 })),
+    ];
+    for (name, partitions, replicas, config) in table {
+        let v = by_name(name);
+        assert_eq!(v["partitions"].as_u64(), Some(partitions), "{name}");
+        assert_eq!(v["replicas"].as_u64(), Some(replicas), "{name}");
+        assert_eq!(v["config"], config, "{name}");
+        let object = v.get("resourceName").and_then(Value::as_str).unwrap_or(name);
+        assert!(is_kubernetes_name(object), "{name}: KafkaTopic named {object}");
+    }
+    assert!(by_name("orders").get("resourceName").is_none(), "a Kubernetes name is kept");
+    assert_ne!(by_name("orders_DLQ")["resourceName"], Value::Null, "capitals and _ need an object name");
+    assert_eq!(values_of(&example("beta"))["topics"][0]["partitions"], 6, "the tenant's stated partitions");
+}
+
+#[test]
+fn topic_object_names_are_kubernetes_names_and_never_shared() {
+    let long = "x".repeat(249);
+    let long_upper = "X".repeat(249);
+    let names = [
+        "orders",
+        "orders.audit",
+        "Orders",
+        "orders_",
+        "orders-",
+        "a_b",
+        "a-b",
+        "_",
+        "-",
+        ".hidden",
+        "a..b",
+        &long[..],
+        &long_upper[..],
+    ];
+    let objects: Vec<String> = names.iter().map(|n| topic_resource_name(n)).collect();
+    for (name, object) in names.iter().zip(&objects) {
+        assert!(is_kubernetes_name(object), "{name:?} → {object:?}");
+        if is_kubernetes_name(name) {
+            assert_eq!(object, name, "a Kubernetes name is kept");
+        }
+        assert_eq!(&topic_resource_name(name), object, "stable");
+    }
+    let distinct: std::collections::BTreeSet<_> = objects.iter().collect();
+    assert_eq!(distinct.len(), names.len(), "{objects:?}");
+}
+
+#[test]
+fn bad_topics_are_refused_naming_the_field() {
+    use crate::crd::Topic;
+    let topic = |name: &str| Topic { name: name.into(), ..Default::default() };
+    let cases: Vec<(&str, Vec<Topic>, &str, &str)> = vec![
+        ("illegal character", vec![topic("orders!")], "topics[0].name", "no Kafka topic name"),
+        ("a dot alone", vec![topic(".")], "topics[0].name", "no Kafka topic name"),
+        ("too long", vec![topic(&"t".repeat(250))], "topics[0].name", "no Kafka topic name"),
+        ("internal", vec![topic("__consumer_offsets")], "topics[0].name", "internal"),
+        ("duplicate", vec![topic("a"), topic("b"), topic("a")], "topics[2].name", "duplicate topic"),
+        ("dot and underscore collide", vec![topic("a.b"), topic("a_b")], "topics[1].name", "collides"),
+        (
+            "no partitions",
+            vec![Topic { partitions: Some(0), ..topic("a") }],
+            "topics[0].partitions",
+            "outside",
+        ),
+        ("no replicas", vec![Topic { replicas: Some(0), ..topic("a") }], "topics[0].replicas", "outside"),
+        (
+            "retention past the tenant's",
+            vec![Topic { retention_hours: Some(25), ..topic("a") }],
+            "topics[0].retentionHours",
+            "tenant's retentionHours",
+        ),
+        (
+            "retention.ms in config",
+            vec![Topic { config: [("retention.ms".into(), "1".into())].into(), ..topic("a") }],
+            "topics[0].config",
+            "retentionHours",
+        ),
+        (
+            "a config key that is none",
+            vec![Topic { config: [("Cleanup Policy".into(), "compact".into())].into(), ..topic("a") }],
+            "topics[0].config",
+            "no Kafka topic config name",
+        ),
+        // Only the sizing knows the brokers: 3 here.
+        (
+            "more replicas than brokers",
+            vec![Topic { replicas: Some(5), ..topic("a") }],
+            "topics[0].replicas",
+            "3 brokers",
+        ),
+    ];
+    for (what, topics, field, message) in cases {
+        let mut t = example("acme");
+        t.spec.topics = topics;
+        let Err(RenderError::Invalid(errors)) = render(&t, &Platform::default()) else {
+            panic!("{what}: accepted")
+        };
+        assert!(errors.iter().any(|e| e.field == field && e.message.contains(message)), "{what}: {errors:?}");
+    }
+    let mut fine = example("acme");
+    fine.spec.topics = vec![topic("a.b"), topic("A-b"), topic(&"t".repeat(249)), topic("_private")];
+    render(&fine, &Platform::default()).expect("legal names render");
+}
+
+#[test]
+fn users_are_held_to_quotas_at_the_brokers() {
+    let t = example("acme");
+    let d = demand(&t);
+    let brokers = sizing::size(&d).expect("sized").brokers;
+    let values = values_of(&t);
+    for (i, u) in t.spec.users.iter().enumerate() {
+        let q = u.quota.clone().unwrap_or_default();
+        let want = sizing::user_quota(&d, brokers, q.ingress_mbps, q.egress_mbps);
+        let got = &values["users"][i]["quotas"];
+        assert_eq!(got["producerByteRate"].as_u64(), Some(want.producer_byte_rate), "{}", u.name);
+        assert_eq!(got["consumerByteRate"].as_u64(), Some(want.consumer_byte_rate), "{}", u.name);
+        // Over all brokers no user exceeds the tenant's stated throughput, nor its own share.
+        let total = |rate: u64| rate * u64::from(brokers);
+        let own_in = u64::from(q.ingress_mbps.unwrap_or(d.ingress_mbps)) * 1_000_000;
+        assert!(total(want.producer_byte_rate) - own_in < u64::from(brokers), "{}", u.name);
+        let own_out = u64::from(q.egress_mbps.unwrap_or(d.egress_mbps)) * 1_000_000;
+        assert!(total(want.consumer_byte_rate) - own_out < u64::from(brokers), "{}", u.name);
+    }
+    // The auditor's own share, not the tenant's.
+    assert!(
+        values["users"][1]["quotas"]["producerByteRate"].as_u64()
+            < values["users"][0]["quotas"]["producerByteRate"].as_u64()
+    );
+
+    let mut greedy = example("acme");
+    greedy.spec.users[1].quota =
+        Some(crate::crd::UserQuota { ingress_mbps: Some(101), egress_mbps: Some(201) });
+    let Err(RenderError::Invalid(errors)) = render(&greedy, &Platform::default()) else {
+        panic!("a user quota past the tenant was accepted")
+    };
+    let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+    assert_eq!(fields, ["users[1].quota.ingressMBps", "users[1].quota.egressMBps"]);
+}
+
+#[test]
+fn create_is_granted_only_where_an_acl_says_so() {
+    let values = values_of(&example("acme"));
+    let mut creators = Vec::new();
+    for u in values["users"].as_array().expect("users") {
+        for acl in u["acls"].as_array().expect("acls") {
+            if acl["operations"].as_array().expect("ops").iter().any(|o| o == "Create" || o == "All") {
+                creators.push((u["name"].clone(), acl["resource"]["name"].clone()));
+            }
+        }
+    }
+    assert_eq!(creators, [(json!("orders-service"), json!("scratch-"))]);
+}
+
+#[test]
+fn the_proxys_user_name_is_not_a_tenants() {
+    let mut t = example("beta");
+    t.spec.users[0].name = "kaas-proxy".into();
+    let Err(RenderError::Invalid(errors)) = render(&t, &Platform::default()) else {
+        panic!("a tenant user named kaas-proxy was accepted: two KafkaUsers of one name")
+    };
+    assert_eq!(errors[0].field, "users[0].name");
+}
+
+#[test]
+fn status_names_each_users_secret_where_strimzi_writes_it() {
+    let acme = user_credentials(&example("acme"));
+    let names: Vec<&str> = acme.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["orders-service", "auditor"]);
+    for c in &acme {
+        assert_eq!(c.secret, c.name, "Strimzi names the Secret after its KafkaUser");
+        assert_eq!(c.namespace, "kafka", "the chart's namespace on the tenant's own cluster");
+        assert_eq!(c.cluster.as_deref(), Some("kaas-tenants-acme/tenants-acme"));
+    }
+    let beta = user_credentials(&example("beta"));
+    assert_eq!(beta.len(), 1);
+    assert_eq!((beta[0].namespace.as_str(), beta[0].cluster.as_ref()), ("tenant-tenants-beta", None));
+    // The Secret's namespace is the one the release installs the chart (and so its KafkaUsers) into.
+    for name in ["acme", "beta"] {
+        let t = example(name);
+        let release = render(&t, &Platform::default()).expect("renders").pop().expect("release");
+        for c in user_credentials(&t) {
+            assert_eq!(release["spec"]["targetNamespace"], c.namespace.as_str(), "{name}");
+        }
+    }
+}
+
+#[test]
+fn the_crd_bounds_what_its_list_rules_iterate() {
+    // The API server estimates a CEL rule's cost from the schema's bounds and refuses a CRD whose rules could
+    // exceed its budget: every list a rule iterates needs maxItems, every string it compares maxLength.
+    let crd = serde_json::to_value(KafkaTenant::crd()).expect("json");
+    let spec = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
+    let rules: Vec<&str> = spec["x-kubernetes-validations"]
+        .as_array()
+        .expect("rules")
+        .iter()
+        .filter_map(|r| r["rule"].as_str())
+        .collect();
+    assert!(rules.iter().any(|r| r.contains("self.topics.exists_one(u, u.name == t.name)")), "{rules:?}");
+    for (list, most) in [("users", limits::MAX_USERS), ("topics", limits::MAX_TOPICS)] {
+        let l = &spec["properties"][list];
+        assert_eq!(
+            l["maxItems"].as_u64(),
+            Some(most as u64),
+            "{list}: maxItems is the limit validate() checks"
+        );
+        assert!(l["items"]["properties"]["name"]["maxLength"].as_u64().is_some(), "{list}: no maxLength");
+    }
+    // The rules read the lists without has(): a tenant that leaves one out gets [] from the server.
+    for list in ["users", "topics"] {
+        assert_eq!(spec["properties"][list]["default"], json!([]), "{list}");
+    }
+    let topic = &spec["properties"]["topics"]["items"];
+    assert_eq!(topic["properties"]["name"]["maxLength"], 249);
+    assert_eq!(topic["properties"]["partitions"]["minimum"].as_f64(), Some(1.0));
+    assert!(topic["x-kubernetes-validations"].as_array().is_some_and(|r| r.len() == 3), "{topic}");
 }

@@ -290,17 +290,18 @@ pub async fn reconcile(tenant: Arc<KafkaTenant>, ctx: Arc<Context>) -> Result<Ac
     let ns = tenant.namespace().unwrap_or_else(|| "default".into());
     let key = tenant_key(&tenant);
     let api: Api<KafkaTenant> = Api::namespaced(ctx.client.clone(), &ns);
-    let result = if step(&tenant) == Step::Hold {
-        hold(&tenant, &api, &ctx).await
-    } else {
-        finalizer(&api, FINALIZER, tenant, |event| async {
+    let result = match step(&tenant) {
+        Step::Hold => hold(&tenant, &api, &ctx).await,
+        Step::Cleanup => cleanup(tenant, &api, &ctx).await,
+        Step::Apply => finalizer(&api, FINALIZER, tenant, |event| async {
             match event {
                 Event::Apply(t) => apply(&t, &api, &ctx).await,
-                Event::Cleanup(t) => cleanup(&t, &api, &ctx).await,
+                // Deletions never reach here (`step`); a finalizer without the object's is nothing to undo.
+                Event::Cleanup(_) => Ok(Action::await_change()),
             }
         })
         .await
-        .map_err(|e| Error::Finalizer(Box::new(e)))
+        .map_err(|e| Error::Finalizer(Box::new(e))),
     };
     ctx.metrics.observe(started.elapsed(), result.as_ref().err().map(Error::reason));
     if result.is_ok() {
@@ -640,26 +641,60 @@ async fn update_routes(
 
 /// Removes the tenant's route, the proxy's copies and its folder. A failure leaves the tenant `Deleting` with
 /// the error (the finalizer stays; the error policy retries), instead of the state it had before.
-async fn cleanup(t: &KafkaTenant, api: &Api<KafkaTenant>, ctx: &Context) -> Result<Action, Error> {
-    let result = remove(t, ctx).await;
-    if let Err(e) = &result {
-        let generation = t.metadata.generation;
+/// How often a deleted tenant checks whether Flux and Cluster API have removed its objects (their watches
+/// bring it back sooner).
+const TEARDOWN_RECHECK: Duration = Duration::from_secs(5);
+
+/// Deletes a tenant: removes its route, the proxy's copies of its CAs and its folder (so Flux prunes its
+/// objects), then holds the finalizer, `Deleting` True, until its `Cluster` and Kafka `HelmRelease` are gone
+/// from the management cluster (Cluster API has deleted the cluster, helm-controller uninstalled the
+/// release), and only then lets the object go: a tenant never disappears while its cluster still runs.
+async fn cleanup(t: Arc<KafkaTenant>, api: &Api<KafkaTenant>, ctx: &Context) -> Result<Action, Error> {
+    if !t.finalizers().iter().any(|f| f == FINALIZER) {
+        return Ok(Action::await_change());
+    }
+    let left = match remove(&t, ctx).await {
+        Ok(left) => left,
+        Err(e) => {
+            let status = KafkaTenantStatus {
+                conditions: conditions("Deleting", "CleanupFailed", &e.to_string(), t.metadata.generation),
+                ..t.status.clone().unwrap_or_default()
+            };
+            // The cleanup's error is the one to report and retry; a status that cannot be written is only logged.
+            if let Err(status_error) = set_status(api, ctx, &t, status).await {
+                tracing::warn!(tenant = %t.name_any(), error = %status_error, "deleting status not written");
+            }
+            return Err(e);
+        }
+    };
+    if !left.is_empty() {
+        let message = format!(
+            "route and folder removed; waiting for {} to be deleted (Flux prunes them, Cluster API deletes the cluster)",
+            left.join(", ")
+        );
         let status = KafkaTenantStatus {
-            conditions: conditions("Deleting", "CleanupFailed", &e.to_string(), generation),
+            conditions: conditions("Deleting", "WaitingForTeardown", &message, t.metadata.generation),
             ..t.status.clone().unwrap_or_default()
         };
-        // The cleanup's error is the one to report and retry; a status that cannot be written is only logged.
-        if let Err(status_error) = set_status(api, ctx, t, status).await {
-            tracing::warn!(tenant = %t.name_any(), error = %status_error, "deleting status not written");
-        }
+        set_status(api, ctx, &t, status).await?;
+        return Ok(Action::requeue(TEARDOWN_RECHECK));
     }
-    result
+    let note = format!("route, upstream material, {} and its cluster objects removed", render::folder(&t));
+    // kube's finalizer helper releases the finalizer once its cleanup returns; the cleanup is done above.
+    let released = finalizer(api, FINALIZER, t.clone(), |_| async { Ok::<_, Error>(Action::await_change()) })
+        .await
+        .map_err(|e| Error::Finalizer(Box::new(e)))?;
+    ctx.record(&t, EventType::Normal, "Removed", note).await;
+    Ok(released)
 }
 
-async fn remove(t: &KafkaTenant, ctx: &Context) -> Result<Action, Error> {
+/// Removes what the controller itself wrote for the tenant and says which of its objects on the management
+/// cluster are still there.
+async fn remove(t: &KafkaTenant, ctx: &Context) -> Result<Vec<String>, Error> {
     let name = render::tenant_id_of(t);
     // A tenant refused for a taken id never published anything under it: what is there is the owner's.
-    if id_owner(&Claim::of(t), &claims(ctx).await?).is_none() {
+    let owns_id = id_owner(&Claim::of(t), &claims(ctx).await?).is_none();
+    if owns_id {
         publish_route(&name, None, ctx).await?;
         if ctx.routes.copies_material() {
             upstream::write(&ctx.client, &ctx.routes.namespace, &ctx.routes.upstream_secret, &name, None)
@@ -674,9 +709,23 @@ async fn remove(t: &KafkaTenant, ctx: &Context) -> Result<Action, Error> {
     })
     .await
     .map_err(|e| Error::Routes(format!("git task: {e}")))??;
-    let note = format!("route, upstream material and {} removed", render::folder(t));
-    ctx.record(t, EventType::Normal, "Removed", note).await;
-    Ok(Action::await_change())
+    if !owns_id {
+        return Ok(Vec::new());
+    }
+    let ns = render::namespace(&name);
+    let mut left = Vec::new();
+    if t.spec.isolation == Isolation::Cluster {
+        let clusters: Api<Cluster> = Api::namespaced(ctx.client.clone(), &ns);
+        if clusters.get_opt(&name).await?.is_some() {
+            left.push(format!("Cluster {ns}/{name}"));
+        }
+    }
+    let releases: Api<HelmRelease> = Api::namespaced(ctx.client.clone(), &ns);
+    let release = format!("{name}-kafka");
+    if releases.get_opt(&release).await?.is_some() {
+        left.push(format!("HelmRelease {ns}/{release}"));
+    }
+    Ok(left)
 }
 
 #[cfg(test)]

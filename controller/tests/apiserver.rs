@@ -200,8 +200,20 @@ async fn the_controller_runs_the_tenant_loop_with_exactly_the_charts_rbac() -> a
         assert!(reasons.iter().any(|r| r == reason), "{reason} not among {reasons:?}");
     }
 
-    // Delete: the finalizer removes the route, the proxy's copies and the folder, then lets the object go.
+    // Delete: the finalizer removes the route, the proxy's copies and the folder, holds the object (Deleting)
+    // while its HelmRelease is still there, and lets it go once Flux pruned that.
     p.tenants().delete("beta", &DeleteParams::default()).await?;
+    eventually("held for the teardown", Duration::from_secs(30), || async {
+        let Some(t) = p.tenants().get_opt("beta").await? else { anyhow::bail!("gone before Flux pruned") };
+        let waiting = t
+            .status
+            .iter()
+            .flat_map(|s| &s.conditions)
+            .any(|c| c.type_ == "Deleting" && c.status == "True" && c.reason == "WaitingForTeardown");
+        Ok((waiting && p.manifests(folder)?.is_none()).then_some(()))
+    })
+    .await?;
+    p.flux_prune(&id).await?;
     eventually("tenant gone", Duration::from_secs(30), || async {
         Ok(p.tenants().get_opt("beta").await?.is_none().then_some(()))
     })

@@ -249,9 +249,10 @@ async fn tenant_loop(case: Case) -> anyhow::Result<()> {
     let out = client("orders", "second").await??;
     assert_eq!(out["consumed"].as_array().map(Vec::len), Some(200), "{out}");
 
-    // Delete: the route leaves the ConfigMap, the proxy (reading the file) refuses the name, the object goes.
+    // Delete: the route leaves the ConfigMap, the proxy (reading the file) refuses the name, and the object goes
+    // once Flux has pruned its Cluster and HelmRelease (helm-controller uninstalling the release first).
     p.tenants().delete(case.name, &DeleteParams::default()).await?;
-    eventually("tenant gone", Duration::from_secs(30), || async {
+    eventually("tenant gone", Duration::from_secs(90), || async {
         Ok(p.tenants().get_opt(case.name).await?.is_none().then_some(()))
     })
     .await?;

@@ -145,15 +145,46 @@ subjects: [{ kind: ServiceAccount, name: reconciler, namespace: kaas-system }]
         Ok(())
     }
 
-    /// Deletes the tenant: the server only marks it (the finalizer holds it), the controller's pass on the
-    /// marked object cleans up and releases the finalizer, and then the object is gone.
-    async fn delete_in(&self, ns: &str, name: &str) {
+    /// Deletes the tenant: the server only marks it (the finalizer holds it); the controller's pass removes
+    /// the route and the folder. Objects of the tenant still on the server (applied by Flux) keep it, `Deleting`
+    /// True, until Flux prunes them (done here as Flux would once the folder is gone); then the next pass
+    /// releases the finalizer and the object is gone. Returns whether it had to wait.
+    async fn delete_in(&self, ns: &str, name: &str) -> bool {
         let api = self.tenants_in(ns);
         api.delete(name, &DeleteParams::default()).await.expect("delete");
         let marked = api.get(name).await.expect("held by the finalizer");
         assert!(marked.metadata.deletion_timestamp.is_some(), "marked for deletion");
         reconcile(Arc::new(marked), self.ctx.clone()).await.expect("cleanup");
+        let waited = match api.get_opt(name).await.expect("get") {
+            None => false,
+            Some(held) => {
+                let status = held.status.expect("status");
+                let c = status.conditions.iter().find(|c| c.type_ == "Deleting").expect("Deleting");
+                assert_eq!((c.status.as_str(), c.reason.as_str()), ("True", "WaitingForTeardown"), "{c:?}");
+                assert!(!self.remote_has(&format!("tenants/{ns}/{name}")), "the folder goes first, for Flux");
+                self.flux_prune(ns, name).await;
+                let held = api.get(name).await.expect("still held");
+                reconcile(Arc::new(held), self.ctx.clone()).await.expect("released");
+                true
+            }
+        };
         assert!(api.get_opt(name).await.expect("get").is_none(), "gone once the finalizer is released");
+        waited
+    }
+
+    /// What Flux does once a tenant's folder left Git: prunes the objects it had applied from it.
+    async fn flux_prune(&self, ns: &str, name: &str) {
+        let id = tenant_id(ns, name);
+        let space = format!("kaas-{id}");
+        let clusters: Api<Cluster> = Api::namespaced(self.admin.clone(), &space);
+        let releases: Api<HelmRelease> = Api::namespaced(self.admin.clone(), &space);
+        if clusters.get_opt(&id).await.expect("get").is_some() {
+            clusters.delete(&id, &DeleteParams::default()).await.expect("prune cluster");
+        }
+        let release = format!("{id}-kafka");
+        if releases.get_opt(&release).await.expect("get").is_some() {
+            releases.delete(&release, &DeleteParams::default()).await.expect("prune release");
+        }
     }
 
     fn remote_log(&self) -> Vec<String> {
@@ -360,8 +391,9 @@ async fn create_then_ready_then_update_then_delete() {
         Some(generation)
     );
 
-    // Delete: the server marks the tenant, the finalizer holds it until the controller cleaned up.
-    f.delete_in("tenants", "acme").await;
+    // Delete: the server marks the tenant; the finalizer holds it until the controller cleaned up and Flux
+    // pruned its Cluster and HelmRelease.
+    assert!(f.delete_in("tenants", "acme").await, "held while its cluster objects were there");
     assert_eq!(f.remote_log()[0], "remove tenant tenants/acme");
     assert!(!f.remote_has("tenants/tenants/acme"));
     assert!(f.routes().await.is_empty());
@@ -591,7 +623,7 @@ async fn a_second_tenant_with_the_same_id_is_refused_and_leaves_the_first_alone(
     assert_eq!(routes, ["a-b-c"], "the first one's route");
 
     // Deleting the refused one leaves the first one's route; deleting the first frees the id.
-    f.delete_in("a", "b-c").await;
+    assert!(!f.delete_in("a", "b-c").await, "the owner's objects are not the refused one's to wait for");
     assert_eq!(f.routes().await.len(), 1, "the owner's route stays");
     let kept: Vec<String> = f.routes().await.into_iter().map(|r| r.name).collect();
     assert_eq!(kept, ["a-b-c"]);

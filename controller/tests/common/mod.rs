@@ -14,7 +14,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use k8s_openapi::ByteString;
 use kaas_controller::crd::KafkaTenant;
 use kaas_controller::reconcile::ROUTES_KEY;
-use kaas_controller::watched::HelmRelease;
+use kaas_controller::watched::{Cluster, HelmRelease};
 use kaas_e2e::apiserver::{apply_yaml, documents, ControlPlane, TEST_MANAGER};
 use kaas_e2e::python::render_chart;
 use kaas_route::TenantRoute;
@@ -178,6 +178,20 @@ impl Platform {
     pub async fn flux_apply(&self, folder: &str) -> anyhow::Result<Vec<String>> {
         let yaml = self.manifests(folder)?.context("folder not committed")?;
         apply_yaml(&self.admin, &yaml, "kustomize-controller", None).await
+    }
+
+    /// What Flux does once tenant `id`'s folder left Git: prunes its Cluster (if any) and Kafka HelmRelease.
+    pub async fn flux_prune(&self, id: &str) -> anyhow::Result<()> {
+        let ns = format!("kaas-{id}");
+        let releases: Api<HelmRelease> = Api::namespaced(self.admin.clone(), &ns);
+        if releases.get_opt(&format!("{id}-kafka")).await?.is_some() {
+            releases.delete(&format!("{id}-kafka"), &Default::default()).await?;
+        }
+        let clusters: Api<Cluster> = Api::namespaced(self.admin.clone(), &ns);
+        if clusters.get_opt(id).await?.is_some() {
+            clusters.delete(id, &Default::default()).await?;
+        }
+        Ok(())
     }
 
     /// helm-controller reporting release `<id>-kafka` upgraded at its current generation.

@@ -34,8 +34,9 @@ pub const GP3_FREE_MBPS: f64 = 125.0;
 pub const GP3_MBPS_MONTH_USD: f64 = 0.040;
 /// gp3 IOPS a volume gets without paying for it.
 pub const GP3_FREE_IOPS: u32 = 3000;
-/// gp3 IOPS provisioned above [`GP3_FREE_IOPS`], USD per IOPS-month (not modelled: Kafka's large sequential
-/// writes stay within the free IOPS long before they reach the throughput limits).
+/// gp3 IOPS provisioned above [`GP3_FREE_IOPS`], USD per IOPS-month. Kafka's large sequential writes need
+/// no more IOPS than the free ones; only gp3's rule of at most 0.25 MiB/s per IOPS makes volumes past 750 MiB/s
+/// pay for some ([`crate::sizing::gp3_attributes`]).
 pub const GP3_IOPS_MONTH_USD: f64 = 0.005;
 
 /// The hourly price of an instance type, if the table has it.

@@ -17,7 +17,8 @@ use crate::sizing::{self, Demand, Sizing, SizingError, SYSTEM_INSTANCE, SYSTEM_N
 /// Platform-wide settings the rendering needs besides the tenant.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Platform {
-    /// Kubernetes version of tenant clusters' control planes and workers, with the `v` (`v1.33.4`).
+    /// Kubernetes version of tenant clusters' control planes and workers, with the `v` (`v1.34.2`; 1.34 or newer:
+    /// the brokers' volumes are tuned by a `storage.k8s.io/v1` VolumeAttributesClass, GA in 1.34).
     pub kubernetes_version: String,
     /// EC2 instance type of tenant clusters' control-plane machines.
     pub control_plane_instance: String,
@@ -58,7 +59,7 @@ pub struct Network {
 impl Default for Platform {
     fn default() -> Self {
         Platform {
-            kubernetes_version: "v1.33.4".into(),
+            kubernetes_version: "v1.34.2".into(),
             control_plane_instance: "m7g.large".into(),
             chart_source: "kaas".into(),
             chart_path: "./charts/kaas".into(),
@@ -426,7 +427,7 @@ pub fn chart_values(t: &KafkaTenant, tenant: &str, s: &Sizing, p: &Platform) -> 
         "kafka": {
             "brokers": s.brokers,
             "controllers": 3,
-            "storage": { "size": format!("{}Gi", s.storage_per_broker_gib), "class": storage_class(t, tenant, p) },
+            "storage": storage_values(t, tenant, s, p),
             "retentionHours": t.spec.retention_hours,
             "replicationFactor": t.spec.replication_factor,
             "minInsyncReplicas": min_insync_replicas(t.spec.replication_factor),
@@ -454,6 +455,19 @@ pub fn chart_values(t: &KafkaTenant, tenant: &str, s: &Sizing, p: &Platform) -> 
         }
     }
     values
+}
+
+/// The brokers' volumes: size and class, and past gp3's baseline the throughput (and IOPS) the sizing
+/// provisioned each volume with, which the chart sets through a VolumeAttributesClass (without it every volume
+/// would run at 125 MiB/s whatever the sizing allowed).
+fn storage_values(t: &KafkaTenant, tenant: &str, s: &Sizing, p: &Platform) -> Value {
+    let mut storage =
+        json!({ "size": format!("{}Gi", s.storage_per_broker_gib), "class": storage_class(t, tenant, p) });
+    if let Some(a) = sizing::gp3_attributes(s.monthly_cost.provisioned_mbps_per_volume) {
+        storage["throughputMiBps"] = json!(a.throughput_mibps);
+        storage["iops"] = json!(a.iops);
+    }
+    storage
 }
 
 /// A topic's chart values: every figure explicit (the tenant's where the spec leaves it out), so the Git diff

@@ -158,6 +158,10 @@ pub struct MonthlyCost {
     /// Throughput each broker's volume is provisioned with, MB/s: its writes at [`HEADROOM`], at least the free
     /// 125 MB/s, at most gp3's 1000.
     pub provisioned_mbps_per_volume: u32,
+    /// gp3 IOPS provisioned above the free 3000 per volume, which gp3 requires past 750 MiB/s (see
+    /// [`gp3_attributes`]).
+    #[serde(default)]
+    pub iops_usd: f64,
     /// The sum of the above.
     pub total_usd: f64,
     /// The region the prices are for.
@@ -284,6 +288,31 @@ fn unit(limit: Limit) -> &'static str {
     }
 }
 
+/// What a broker's gp3 volume is provisioned with beyond gp3's baseline, as the EBS CSI driver takes it (a
+/// `VolumeAttributesClass`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gp3Attributes {
+    /// Throughput, MiB/s (EBS's unit).
+    pub throughput_mibps: u32,
+    /// IOPS: gp3 allows at most 0.25 MiB/s per provisioned IOPS, so past 750 MiB/s more than the free 3000.
+    pub iops: u32,
+}
+
+/// The attributes of a volume provisioned for `mbps` MB/s (sizing's unit, 10^6 bytes): its throughput in MiB/s
+/// rounded up, so never below what the sizing assumed, and the IOPS that throughput needs; `None` at or below
+/// gp3's free baseline, where nothing needs setting.
+pub fn gp3_attributes(mbps: u32) -> Option<Gp3Attributes> {
+    use crate::prices::GP3_FREE_IOPS;
+    let mibps = (f64::from(mbps) * 1e6 / 1_048_576.0).ceil() as u32;
+    // Every gp3 volume gets 125 MiB/s (the figure AWS states in MiB/s; the price table rounds it to MB/s).
+    if mibps <= 125 {
+        return None;
+    }
+    // gp3's ceiling is 1000 MiB/s; sizing caps volumes at 1000 MB/s, which is less.
+    let throughput_mibps = mibps.min(1000);
+    Some(Gp3Attributes { throughput_mibps, iops: (throughput_mibps * 4).max(GP3_FREE_IOPS) })
+}
+
 /// The monthly cost of `brokers` of `it` with `storage_gib` per broker, at the prices of [`crate::prices`].
 pub fn monthly_cost(
     d: &Demand,
@@ -302,13 +331,16 @@ pub fn monthly_cost(
     let system_nodes_usd = round2(f64::from(SYSTEM_NODES) * price(SYSTEM_INSTANCE)? * HOURS_PER_MONTH);
     let storage_usd = round2(n * storage_gib as f64 * GP3_GIB_MONTH_USD);
     let throughput_usd = round2(n * (provisioned - GP3_FREE_MBPS) * GP3_MBPS_MONTH_USD);
+    let iops = gp3_attributes(provisioned as u32).map_or(GP3_FREE_IOPS, |a| a.iops);
+    let iops_usd = round2(n * f64::from(iops - GP3_FREE_IOPS) * GP3_IOPS_MONTH_USD);
     Ok(MonthlyCost {
         brokers_usd,
         system_nodes_usd,
         storage_usd,
         throughput_usd,
         provisioned_mbps_per_volume: provisioned as u32,
-        total_usd: round2(brokers_usd + system_nodes_usd + storage_usd + throughput_usd),
+        iops_usd,
+        total_usd: round2(brokers_usd + system_nodes_usd + storage_usd + throughput_usd + iops_usd),
         region: REGION.into(),
         prices_as_of: AS_OF.into(),
     })
@@ -406,7 +438,7 @@ pub fn explain(s: &Sizing) -> String {
         "\nMonthly cost, on-demand {} (prices as of {}, controller/src/prices.rs):\n  \
          brokers        ${:>10.2}\n  system nodes   ${:>10.2}  ({SYSTEM_NODES} × {SYSTEM_INSTANCE})\n  \
          gp3 storage    ${:>10.2}  ({} GiB)\n  gp3 throughput ${:>10.2}  ({} MB/s per volume)\n  \
-         total          ${:>10.2}\n",
+         gp3 IOPS       ${:>10.2}  ({} per volume)\n  total          ${:>10.2}\n",
         c.region,
         c.prices_as_of,
         c.brokers_usd,
@@ -415,6 +447,8 @@ pub fn explain(s: &Sizing) -> String {
         s.storage_per_broker_gib * u64::from(s.brokers),
         c.throughput_usd,
         c.provisioned_mbps_per_volume,
+        c.iops_usd,
+        gp3_attributes(c.provisioned_mbps_per_volume).map_or(crate::prices::GP3_FREE_IOPS, |a| a.iops),
         c.total_usd,
     );
     out
@@ -612,6 +646,31 @@ mod tests {
             c.total_usd,
             round2(c.brokers_usd + c.system_nodes_usd + c.storage_usd + c.throughput_usd)
         );
+    }
+
+    #[test]
+    fn gp3_volumes_get_the_throughput_they_were_sized_for_and_the_iops_it_needs() {
+        let at = |mbps| gp3_attributes(mbps).map(|a| (a.throughput_mibps, a.iops));
+        for (mbps, expected) in [
+            (100, None),
+            (125, None),
+            (126, None),
+            (131, None),
+            (132, Some((126, 3000))),
+            (157, Some((150, 3000))),
+            (786, Some((750, 3000))),
+            (787, Some((751, 3004))),
+            (1000, Some((954, 3816))),
+            (2000, Some((1000, 4000))),
+        ] {
+            assert_eq!(at(mbps), expected, "{mbps} MB/s");
+        }
+        // Never less than asked for: MiB/s × 1.048576 ≥ MB/s.
+        for mbps in 132..=1000 {
+            let a = gp3_attributes(mbps).expect("above the baseline");
+            assert!(f64::from(a.throughput_mibps) * 1.048_576 >= f64::from(mbps), "{mbps}");
+            assert!(f64::from(a.throughput_mibps) <= f64::from(a.iops) * 0.25, "{mbps}: gp3's ratio");
+        }
     }
 
     #[test]

@@ -9,3 +9,8 @@ kaas.dev/tenant: {{ .Values.tenant }}
 {{- define "kaas.cluster" -}}
 {{ .Release.Name }}
 {{- end -}}
+
+{{/* The brokers' VolumeAttributesClass: the storage class's name and the figures it sets. */}}
+{{- define "kaas.volumeAttributesClass" -}}
+{{ .Values.kafka.storage.class }}-{{ .Values.kafka.storage.throughputMiBps }}mibps-{{ .Values.kafka.storage.iops }}iops
+{{- end }}

@@ -110,7 +110,7 @@ fn isolation_decides_the_objects() {
     }
     let ccm = by_name("tenants-acme-aws-cloud-controller-manager").expect("ccm");
     assert_eq!(
-        ccm["spec"]["values"]["image"]["tag"], "v1.33.0",
+        ccm["spec"]["values"]["image"]["tag"], "v1.34.0",
         "the cloud controller of the cluster's minor"
     );
     assert!(objects
@@ -261,12 +261,37 @@ fn the_schema_check_catches_broken_objects() {
 }
 
 #[test]
+fn broker_volumes_are_provisioned_past_the_baseline_only_when_the_sizing_needs_it() {
+    let storage = |ingress: u32| {
+        let mut t = example("acme");
+        t.spec.throughput.ingress_mbps = ingress;
+        t.spec.throughput.egress_mbps = ingress;
+        let release = render(&t, &Platform::default()).expect("renders").pop().expect("release");
+        let sized = sizing::size(&demand(&t)).expect("sized");
+        (release["spec"]["values"]["kafka"]["storage"].clone(), sized)
+    };
+    let (acme, _) = storage(100);
+    assert!(acme.get("throughputMiBps").is_none() && acme.get("iops").is_none(), "baseline: {acme}");
+    // Each volume provisioned for its writes at 80 %: the throughput in MiB/s, never less than sized for.
+    let (busy, sized) = storage(1000);
+    let mbps = sized.monthly_cost.provisioned_mbps_per_volume;
+    assert!(mbps > 131, "{mbps}");
+    let mibps = busy["throughputMiBps"].as_u64().expect("set");
+    assert!(mibps as f64 * 1.048_576 >= f64::from(mbps), "{mibps} MiB/s for {mbps} MB/s");
+    assert!(busy["iops"].as_u64().expect("set") >= (mibps * 4).max(3000));
+}
+
+#[test]
 fn chart_values_satisfy_the_charts_schema() {
     let text = std::fs::read_to_string(repo().join("charts/kaas/values.schema.json")).expect("chart schema");
     let schema: Value = serde_json::from_str(&text).expect("json");
     let validator = jsonschema::validator_for(&schema).expect("schema compiles");
-    for name in ["acme", "beta"] {
-        let objects = render(&example(name), &Platform::default()).expect("renders");
+    let mut busy = example("acme");
+    busy.metadata.name = Some("busy".into());
+    busy.spec.throughput.ingress_mbps = 1000;
+    busy.spec.throughput.egress_mbps = 1000;
+    for (name, t) in [("acme", example("acme")), ("beta", example("beta")), ("busy", busy)] {
+        let objects = render(&t, &Platform::default()).expect("renders");
         let values = &objects.last().expect("release")["spec"]["values"];
         let errors: Vec<String> =
             validator.iter_errors(values).map(|e| format!("{}: {e}", e.instance_path())).collect();

@@ -89,6 +89,29 @@ pub struct KafkaTenantSpec {
     #[serde(default = "default_region")]
     #[schemars(regex(pattern = r"^[a-z]{2}(-[a-z]+)+-[0-9]$"))]
     pub region: String,
+    /// Versions this tenant runs; each one left out is the platform's default. Pinning them lets the platform
+    /// move tenants to a new version one at a time rather than rolling every tenant with one change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub versions: Option<Versions>,
+}
+
+/// A tenant's pinned versions (see [`KafkaTenantSpec::versions`]).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Versions {
+    /// Kubernetes of the tenant's own cluster, 1.34 or newer (`v1.34.2`); `isolation: cluster` only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^v1\.(3[4-9]|[4-9][0-9])\.[0-9]+$"))]
+    pub kubernetes: Option<String>,
+    /// The Strimzi operator (its Helm chart's version, `1.2.0`) on the tenant's own cluster; `isolation:
+    /// cluster` only (the shared cluster's operator is the platform's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]+\.[0-9]+\.[0-9]+$"))]
+    pub strimzi: Option<String>,
+    /// Apache Kafka of the brokers (`4.1.0`): one the tenant's Strimzi version supports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]+\.[0-9]+\.[0-9]+$"))]
+    pub kafka: Option<String>,
 }
 
 /// Desired throughput, in megabytes per second.
@@ -466,6 +489,43 @@ impl KafkaTenantSpec {
         };
         if !region_ok {
             bad("region", format!("{:?} is not a region like eu-west-1", self.region));
+        }
+        if let Some(v) = &self.versions {
+            let semver = |s: &str| {
+                let parts: Vec<&str> = s.split('.').collect();
+                parts.len() == 3
+                    && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+            };
+            if let Some(k) = &v.kubernetes {
+                let minor = k
+                    .strip_prefix("v1.")
+                    .and_then(|r| r.split('.').next())
+                    .and_then(|m| m.parse::<u32>().ok());
+                if !(k.starts_with('v') && semver(&k[1..]) && minor.is_some_and(|m| m >= 34)) {
+                    bad(
+                        "versions.kubernetes",
+                        format!("{k:?} is not a Kubernetes version like v1.34.2, 1.34 or newer"),
+                    );
+                }
+            }
+            for (field, value) in [("versions.strimzi", &v.strimzi), ("versions.kafka", &v.kafka)] {
+                if let Some(s) = value.as_ref().filter(|s| !semver(s)) {
+                    bad(field, format!("{s:?} is not a version like 1.2.0"));
+                }
+            }
+            if self.isolation == Isolation::Namespace {
+                for (field, set) in [
+                    ("versions.kubernetes", v.kubernetes.is_some()),
+                    ("versions.strimzi", v.strimzi.is_some()),
+                ] {
+                    if set {
+                        bad(
+                            field,
+                            "only for isolation: cluster (the shared cluster's is the platform's)".into(),
+                        );
+                    }
+                }
+            }
         }
         errs
     }

@@ -18,8 +18,13 @@ use crate::sizing::{self, Demand, Sizing, SizingError, SYSTEM_INSTANCE, SYSTEM_N
 #[derive(Debug, Clone, PartialEq)]
 pub struct Platform {
     /// Kubernetes version of tenant clusters' control planes and workers, with the `v` (`v1.34.2`; 1.34 or newer:
-    /// the brokers' volumes are tuned by a `storage.k8s.io/v1` VolumeAttributesClass, GA in 1.34).
+    /// the brokers' volumes are tuned by a `storage.k8s.io/v1` VolumeAttributesClass, GA in 1.34). A tenant's
+    /// `spec.versions` overrides this and the two below ([`Platform::for_tenant`]).
     pub kubernetes_version: String,
+    /// The Strimzi operator's Helm chart version on tenant clusters.
+    pub strimzi_version: String,
+    /// Apache Kafka version of tenants' brokers (one every platform Strimzi supports).
+    pub kafka_version: String,
     /// EC2 instance type of tenant clusters' control-plane machines.
     pub control_plane_instance: String,
     /// Flux source holding `charts/kaas` (a GitRepository in `flux-system`).
@@ -37,6 +42,24 @@ pub struct Platform {
     pub cluster_bootstrap: String,
     /// The same for `isolation: namespace` tenants: their Strimzi bootstrap Service on the shared cluster.
     pub namespace_bootstrap: String,
+}
+
+impl Platform {
+    /// The platform as tenant `t` sees it: its pinned versions in place of the defaults.
+    pub fn for_tenant(&self, t: &KafkaTenant) -> Platform {
+        let mut p = self.clone();
+        if let Some(v) = &t.spec.versions {
+            let pin = |field: &mut String, pinned: &Option<String>| {
+                if let Some(version) = pinned {
+                    field.clone_from(version);
+                }
+            };
+            pin(&mut p.kubernetes_version, &v.kubernetes);
+            pin(&mut p.strimzi_version, &v.strimzi);
+            pin(&mut p.kafka_version, &v.kafka);
+        }
+        p
+    }
 }
 
 /// How kaas-proxy (in the platform's VPC) reaches the brokers of a tenant on its own cluster: the tenant's VPC
@@ -60,6 +83,8 @@ impl Default for Platform {
     fn default() -> Self {
         Platform {
             kubernetes_version: "v1.34.2".into(),
+            strimzi_version: "1.2.0".into(),
+            kafka_version: "4.1.0".into(),
             control_plane_instance: "m7g.large".into(),
             chart_source: "kaas".into(),
             chart_path: "./charts/kaas".into(),
@@ -229,6 +254,7 @@ pub fn render(t: &KafkaTenant, p: &Platform) -> Result<Vec<Value>, RenderError> 
     if !crowded.is_empty() {
         return Err(RenderError::Invalid(crowded));
     }
+    let p = &p.for_tenant(t);
     // Every platform-wide name is built from the id, which keeps same-named tenants of two namespaces apart.
     let name = tenant_id(tenant_namespace(t), &name);
     let ns = namespace(&name);
@@ -236,7 +262,7 @@ pub fn render(t: &KafkaTenant, p: &Platform) -> Result<Vec<Value>, RenderError> 
     let mut out = vec![namespace_object(&ns, &name)];
     if t.spec.isolation == Isolation::Cluster {
         out.extend(cluster_objects(&name, &ns, &t.spec.region, &sizing, p));
-        out.extend(components(&name, &ns, &p.kubernetes_version));
+        out.extend(components(&name, &ns, p));
     }
     out.push(helm_release(t, &name, &ns, &sizing, p));
     Ok(out)
@@ -425,6 +451,7 @@ pub fn chart_values(t: &KafkaTenant, tenant: &str, s: &Sizing, p: &Platform) -> 
     let mut values = json!({
         "tenant": tenant,
         "kafka": {
+            "version": p.kafka_version,
             "brokers": s.brokers,
             "controllers": 3,
             "storage": storage_values(t, tenant, s, p),
@@ -601,9 +628,9 @@ struct Component {
 /// The CNI and the cloud controller run before any pod network exists (host network, tolerating the
 /// uninitialized taint), which is why they come first. On the shared cluster of `isolation: namespace` the
 /// platform runs all of them once, for every tenant.
-fn components(tenant: &str, ns: &str, kubernetes_version: &str) -> Vec<Value> {
+fn components(tenant: &str, ns: &str, p: &Platform) -> Vec<Value> {
     let minor =
-        kubernetes_version.trim_start_matches('v').splitn(3, '.').take(2).collect::<Vec<_>>().join(".");
+        p.kubernetes_version.trim_start_matches('v').splitn(3, '.').take(2).collect::<Vec<_>>().join(".");
     let list = [
         Component {
             short: "cilium",
@@ -642,7 +669,7 @@ fn components(tenant: &str, ns: &str, kubernetes_version: &str) -> Vec<Value> {
         Component {
             short: "strimzi",
             chart: "strimzi-kafka-operator",
-            version: "1.2.0".into(),
+            version: p.strimzi_version.clone(),
             url: "oci://quay.io/strimzi-helm",
             oci: true,
             namespace: "strimzi",

@@ -8,7 +8,7 @@ use kube::CustomResourceExt;
 use serde_json::{json, Value};
 
 use super::*;
-use crate::crd::limits;
+use crate::crd::{limits, Versions};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
@@ -279,6 +279,66 @@ fn broker_volumes_are_provisioned_past_the_baseline_only_when_the_sizing_needs_i
     let mibps = busy["throughputMiBps"].as_u64().expect("set");
     assert!(mibps as f64 * 1.048_576 >= f64::from(mbps), "{mibps} MiB/s for {mbps} MB/s");
     assert!(busy["iops"].as_u64().expect("set") >= (mibps * 4).max(3000));
+}
+
+#[test]
+fn pinned_versions_replace_the_platforms_for_that_tenant_only() {
+    let platform = Platform::default();
+    let versions = |t: &KafkaTenant| {
+        let objects = render(t, &platform).expect("renders");
+        let kind = |k: &str| objects.iter().find(|o| o["kind"] == k).cloned().expect(k);
+        let strimzi = objects
+            .iter()
+            .find(|o| o["kind"] == "HelmRelease" && o["spec"]["releaseName"] == "strimzi")
+            .expect("strimzi");
+        let release = objects.last().expect("release");
+        (
+            kind("KubeadmControlPlane")["spec"]["version"].as_str().unwrap_or("").to_owned(),
+            kind("MachineDeployment")["spec"]["template"]["spec"]["version"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned(),
+            strimzi["spec"]["chart"]["spec"]["version"].as_str().unwrap_or("").to_owned(),
+            release["spec"]["values"]["kafka"]["version"].as_str().unwrap_or("").to_owned(),
+        )
+    };
+    let defaults = (
+        platform.kubernetes_version.clone(),
+        platform.kubernetes_version.clone(),
+        platform.strimzi_version.clone(),
+        platform.kafka_version.clone(),
+    );
+    assert_eq!(versions(&example("acme")), defaults, "unpinned: the platform's");
+    let mut pinned = example("acme");
+    pinned.spec.versions =
+        Some(Versions { kubernetes: Some("v1.35.1".into()), strimzi: None, kafka: Some("4.0.0".into()) });
+    let expected = ("v1.35.1".into(), "v1.35.1".into(), platform.strimzi_version.clone(), "4.0.0".into());
+    assert_eq!(versions(&pinned), expected);
+}
+
+#[test]
+fn versions_that_are_none_or_do_not_apply_are_refused_by_name() {
+    let mut t = example("beta");
+    t.spec.versions = Some(Versions {
+        kubernetes: Some("v1.33.4".into()),
+        strimzi: Some("1.2".into()),
+        kafka: Some("four".into()),
+    });
+    let Err(RenderError::Invalid(errors)) = render(&t, &Platform::default()) else { panic!("accepted") };
+    let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        [
+            "versions.kubernetes",
+            "versions.strimzi",
+            "versions.kafka",
+            "versions.kubernetes",
+            "versions.strimzi"
+        ],
+        "{errors:?}"
+    );
+    assert!(errors[0].message.contains("1.34 or newer"), "{}", errors[0].message);
+    assert!(errors[3].message.contains("only for isolation: cluster"), "{}", errors[3].message);
 }
 
 #[test]

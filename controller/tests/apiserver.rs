@@ -66,7 +66,11 @@ async fn the_server_accepts_the_crds_and_enforces_the_tenant_rules() -> anyhow::
         ("a region that is not one", json!({ "region": "Europe" }), "spec.region"),
         ("a user name that is no DNS label", json!({ "users": [{ "name": "App_1" }] }), "spec.users[0].name"),
         ("an unknown isolation", json!({ "isolation": "vm" }), "spec.isolation"),
-        ("Kubernetes before 1.34", json!({ "versions": { "kubernetes": "v1.33.4" } }), "spec.versions.kubernetes"),
+        (
+            "Kubernetes before 1.34",
+            json!({ "versions": { "kubernetes": "v1.33.4" } }),
+            "spec.versions.kubernetes",
+        ),
         ("the proxy's user name", json!({ "users": [{ "name": "kaas-proxy" }] }), "the proxy's own"),
         (
             "duplicate topic names",

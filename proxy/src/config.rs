@@ -158,6 +158,8 @@ pub struct Settings {
     /// Names of the entries left out (where their name could be read): a reload keeps serving the version of
     /// these tenants it already has rather than drop them.
     pub skipped_tenants: Vec<String>,
+    /// The `tenants_file`, when it was absent and [`Missing::Empty`] let the settings load without it.
+    pub tenants_file_missing: Option<PathBuf>,
     /// The ACME client's settings; `None` without an `acme` section (then no tenant has `acme: true`).
     pub acme: Option<Arc<AcmeSettings>>,
 }
@@ -250,15 +252,30 @@ impl Collector {
     }
 }
 
+/// What an absent `tenants_file` means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Missing {
+    /// An error: a reload keeps the routes it has (a ConfigMap deleted by mistake must not drop every tenant).
+    Refuse,
+    /// No tenants from it (yet): at start-up, before kaas-controller has published any route, the proxy serves
+    /// its other tenants and takes the file's when it appears.
+    Empty,
+}
+
 /// Reads, parses and validates `path`; relative certificate paths are resolved against the file's folder.
 pub fn load(path: &Path) -> Result<Settings, ConfigErrors> {
+    load_with(path, Missing::Refuse)
+}
+
+/// [`load`], with `missing` saying what an absent `tenants_file` means.
+pub fn load_with(path: &Path, missing: Missing) -> Result<Settings, ConfigErrors> {
     let fail = |key: &str, message: String| ConfigErrors {
         file: path.to_owned(),
         errors: vec![ConfigError { key: key.into(), message }],
     };
     let text = std::fs::read_to_string(path).map_err(|e| fail("(file)", format!("cannot read: {e}")))?;
     let base = path.parent().unwrap_or(Path::new("."));
-    from_yaml(&text, base).map_err(|errors| ConfigErrors { file: path.to_owned(), errors })
+    from_yaml_with(&text, base, missing).map_err(|errors| ConfigErrors { file: path.to_owned(), errors })
 }
 
 /// Every file a configuration file refers to, itself first, resolved against its folder: the tenants_file and
@@ -273,7 +290,7 @@ pub fn watched_files(path: &Path) -> Vec<PathBuf> {
     let Some(map) = value.as_mapping() else { return files };
     let mut ignored = Collector::default();
     let mut parsed = parse_keys(map, &mut ignored);
-    read_tenants_file(&mut parsed, base, &mut ignored);
+    read_tenants_file(&mut parsed, base, Missing::Empty, &mut ignored);
     let mut named: Vec<&Path> = Vec::new();
     named.extend(parsed.tenants_file.as_deref());
     if let Some(tls) = &parsed.tls {
@@ -304,6 +321,11 @@ fn route_files(route: &TenantRoute) -> Vec<&Path> {
 
 /// Parses and validates YAML text; `base` is the folder relative file paths start from.
 pub fn from_yaml(text: &str, base: &Path) -> Result<Settings, Vec<ConfigError>> {
+    from_yaml_with(text, base, Missing::Refuse)
+}
+
+/// [`from_yaml`], with `missing` saying what an absent `tenants_file` means.
+pub fn from_yaml_with(text: &str, base: &Path, missing: Missing) -> Result<Settings, Vec<ConfigError>> {
     let mut errs = Collector::default();
     let value: Value = serde_norway::from_str(text).map_err(|e| {
         vec![ConfigError { key: "(document)".into(), message: format!("not valid YAML: {e}") }]
@@ -312,7 +334,7 @@ pub fn from_yaml(text: &str, base: &Path) -> Result<Settings, Vec<ConfigError>> 
         return Err(vec![ConfigError { key: "(document)".into(), message: "must be a mapping".into() }]);
     };
     let mut config = parse_keys(map, &mut errs);
-    read_tenants_file(&mut config, base, &mut errs);
+    read_tenants_file(&mut config, base, missing, &mut errs);
     let settings = validate(&config, base, &mut errs);
     match settings {
         Some(s) if errs.0.is_empty() => Ok(s),
@@ -365,6 +387,8 @@ struct Parsed {
     tenants: Vec<(String, TenantRoute)>,
     tenant_count: usize,
     tenants_file: Option<PathBuf>,
+    /// Set when the tenants_file was absent and that was allowed ([`Missing::Empty`]).
+    tenants_file_missing: Option<PathBuf>,
     acme: Option<AcmeConfig>,
     /// The file has an `acme` key (parsed or not): tenants with `acme: true` are not wrong for it.
     acme_given: bool,
@@ -429,11 +453,15 @@ fn parse_keys(map: &Mapping, errs: &mut Collector) -> Parsed {
 }
 
 /// Adds the tenants of `tenants_file` (relative to `base`), each named `tenants_file[i]`.
-fn read_tenants_file(p: &mut Parsed, base: &Path, errs: &mut Collector) {
+fn read_tenants_file(p: &mut Parsed, base: &Path, missing: Missing, errs: &mut Collector) {
     let Some(file) = p.tenants_file.clone() else { return };
     let path = base.join(&file);
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && missing == Missing::Empty => {
+            p.tenants_file_missing = Some(path);
+            return;
+        }
         Err(e) => return errs.push("tenants_file", format!("cannot read {}: {e}", path.display())),
     };
     let list: Value = match serde_norway::from_str(&text) {
@@ -578,6 +606,7 @@ fn validate(p: &Parsed, base: &Path, errs: &mut Collector) -> Option<Settings> {
         tenants,
         skipped: Vec::new(),
         skipped_tenants: Vec::new(),
+        tenants_file_missing: p.tenants_file_missing.clone(),
         acme: acme.map(Arc::new),
     })
 }

@@ -43,13 +43,18 @@ async fn main() -> ExitCode {
     if rustls::crypto::ring::default_provider().install_default().is_err() {
         tracing::debug!("a crypto provider was already installed");
     }
-    let settings = match config::load(&args.config) {
+    // A tenants_file not there yet (kaas-controller has not published any route) is no reason not to start;
+    // its tenants are taken when it appears. Reloads still refuse a file that went away.
+    let settings = match config::load_with(&args.config, config::Missing::Empty) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("invalid configuration {e}");
             return ExitCode::from(2);
         }
     };
+    if let Some(file) = &settings.tenants_file_missing {
+        tracing::warn!(file = %file.display(), "tenants_file not there yet: starting without its tenants");
+    }
     settings.warn_skipped();
     if args.check {
         println!(

@@ -188,6 +188,56 @@ fn route_changes_are_applied_without_a_restart() {
     let _ = child.wait();
 }
 
+/// The chart mounts kaas-controller's route ConfigMap `optional: true`: before the controller has run, the
+/// file is not there, and the proxy must start (serving its other tenants) and take the routes once it appears;
+/// a file that goes away later is a refused reload, not the end of every tenant.
+#[test]
+fn starts_before_its_tenants_file_exists_and_keeps_its_routes_when_it_goes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = write_self_signed(dir.path());
+    let (port, admin) = (free_port(), free_port());
+    let path = dir.path().join("proxy.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "listen: \"127.0.0.1:{port}\"\ndomain: kaas.localhost\nadmin_listen: \"127.0.0.1:{admin}\"\n\
+             tls: {{ cert: s.pem, key: s.key }}\ntenants_file: routes/tenants.yaml\n"
+        ),
+    )
+    .expect("write");
+    let check = kaas_proxy().arg("--config").arg(&path).arg("--check").output().expect("runs");
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    let mut child =
+        kaas_proxy().arg("--config").arg(&path).arg("--reload-seconds=1").spawn().expect("starts");
+    let eventually = |what: &str, check: &dyn Fn() -> bool| {
+        assert!(
+            (0..80).any(|_| check() || {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                false
+            }),
+            "{what}"
+        )
+    };
+    let ready = || http_get(admin, "/readyz").is_some_and(|r| r.starts_with("HTTP/1.1 200"));
+    eventually("ready without a tenants_file", &ready);
+    assert!(!routed(port, "acme.kaas.localhost", &ca.cert), "no tenants yet");
+    std::fs::create_dir(dir.path().join("routes")).expect("mkdir");
+    std::fs::write(dir.path().join("routes/tenants.yaml"), "- name: acme\n  bootstrap: [\"127.0.0.1:1\"]\n")
+        .expect("write");
+    eventually("acme routed once the file appeared", &|| routed(port, "acme.kaas.localhost", &ca.cert));
+    std::fs::remove_file(dir.path().join("routes/tenants.yaml")).expect("remove");
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    assert!(routed(port, "acme.kaas.localhost", &ca.cert), "a vanished file dropped the routes");
+    let metrics = http_get(admin, "/metrics").expect("metrics");
+    let refused = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("kaas_proxy_routes_reloads_total{outcome=\"refused\"} "))
+        .and_then(|v| v.trim().parse::<f64>().ok());
+    assert!(refused.is_some_and(|n| n >= 1.0), "the vanished file is a refused reload: {metrics}");
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 #[test]
 fn sighup_reloads_at_once_and_sigterm_unreadies_before_it_stops_accepting() {
     let dir = tempfile::tempdir().expect("tempdir");

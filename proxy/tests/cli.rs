@@ -188,6 +188,26 @@ fn route_changes_are_applied_without_a_restart() {
     let _ = child.wait();
 }
 
+/// A configuration in `dir` (with `write_self_signed`'s certificate) listening on `port`, its admin endpoint on
+/// `admin`, its tenants in `tenants_file`.
+fn config_with_routes(
+    dir: &std::path::Path,
+    port: u16,
+    admin: u16,
+    tenants_file: &str,
+) -> std::path::PathBuf {
+    let path = dir.join("proxy.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "listen: \"127.0.0.1:{port}\"\ndomain: kaas.localhost\nadmin_listen: \"127.0.0.1:{admin}\"\n\
+             tls: {{ cert: s.pem, key: s.key }}\ntenants_file: {tenants_file}\n"
+        ),
+    )
+    .expect("write");
+    path
+}
+
 /// The chart mounts kaas-controller's route ConfigMap `optional: true`: before the controller has run, the
 /// file is not there, and the proxy must start (serving its other tenants) and take the routes once it appears;
 /// a file that goes away later is a refused reload, not the end of every tenant.
@@ -196,15 +216,7 @@ fn starts_before_its_tenants_file_exists_and_keeps_its_routes_when_it_goes() {
     let dir = tempfile::tempdir().expect("tempdir");
     let ca = write_self_signed(dir.path());
     let (port, admin) = (free_port(), free_port());
-    let path = dir.path().join("proxy.yaml");
-    std::fs::write(
-        &path,
-        format!(
-            "listen: \"127.0.0.1:{port}\"\ndomain: kaas.localhost\nadmin_listen: \"127.0.0.1:{admin}\"\n\
-             tls: {{ cert: s.pem, key: s.key }}\ntenants_file: routes/tenants.yaml\n"
-        ),
-    )
-    .expect("write");
+    let path = config_with_routes(dir.path(), port, admin, "routes/tenants.yaml");
     let check = kaas_proxy().arg("--config").arg(&path).arg("--check").output().expect("runs");
     assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
     let mut child =
@@ -244,15 +256,7 @@ fn sighup_reloads_at_once_and_sigterm_unreadies_before_it_stops_accepting() {
     let ca = write_self_signed(dir.path());
     std::fs::write(dir.path().join("routes.yaml"), "[]\n").expect("write");
     let (port, admin) = (free_port(), free_port());
-    let path = dir.path().join("proxy.yaml");
-    std::fs::write(
-        &path,
-        format!(
-            "listen: \"127.0.0.1:{port}\"\ndomain: kaas.localhost\nadmin_listen: \"127.0.0.1:{admin}\"\n\
-             tls: {{ cert: s.pem, key: s.key }}\ntenants_file: routes.yaml\n"
-        ),
-    )
-    .expect("write");
+    let path = config_with_routes(dir.path(), port, admin, "routes.yaml");
     let mut child = kaas_proxy()
         .arg("--config")
         .arg(&path)

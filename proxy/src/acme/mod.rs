@@ -4,7 +4,7 @@
 //! and HTTP-01 cannot validate a wildcard, so the broker names are ordered ahead rather than learned; a broker outside the
 //! list is served the tenant's certificate, which does not cover its name, until the list is changed).
 //!
-//! [`Manager`] runs in its own task, each order in a task of its own (one per tenant, up to [`MAX_ORDERS`] at
+//! [`Manager`] runs in its own task, each order in a task of its own (one per tenant, up to `MAX_ORDERS` at
 //! once, so a slow order does not hold up another tenant's): a tenant's stored certificate serves until it expires
 //! (a restart makes no order unless its renewal is due). Renewal follows the CA's renewal information (RFC 9773,
 //! ARI: a random time inside the suggested window, at once when the window is over, as for a revoked

@@ -366,11 +366,12 @@ async fn hold(t: &KafkaTenant, api: &Api<KafkaTenant>, ctx: &Context) -> Result<
 /// Requeues a failed tenant after [`retry_delay`] for its count of consecutive failures; the metrics already
 /// counted the failure.
 pub fn error_policy(tenant: Arc<KafkaTenant>, error: &Error, ctx: Arc<Context>) -> Action {
-    let failures = ctx.failures.record(tenant_key(&tenant));
+    let key = tenant_key(&tenant);
+    let failures = ctx.failures.record(key.clone());
     // Sub-second clock noise is jitter enough to spread tenants; nothing here needs a random generator.
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let delay = retry_delay(failures, f64::from(nanos.subsec_nanos()) / 1e9);
-    tracing::warn!(tenant = %tenant_key(&tenant), %error, failures, retry_in = ?delay, "reconcile failed");
+    tracing::warn!(tenant = %key, %error, failures, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
 }
 
@@ -552,22 +553,19 @@ async fn apply(t: &KafkaTenant, api: &Api<KafkaTenant>, ctx: &Context) -> Result
 /// commit, so the release must also carry the tenant's generation ([`render::TENANT_GENERATION`]): until
 /// then its `Ready` is the old spec's.
 async fn readiness_of(t: &KafkaTenant, ctx: &Context) -> Result<Option<String>, Error> {
-    let name = render::tenant_id_of(t);
-    let ns = render::namespace(&name);
+    let live = LiveObjects::of(t, ctx).await?;
+    let (ns, name, release) = (&live.namespace, &live.id, &live.release_name);
     if t.spec.isolation == Isolation::Cluster {
-        let clusters: Api<Cluster> = Api::namespaced(ctx.client.clone(), &ns);
-        match clusters.get_opt(&name).await? {
+        match &live.cluster {
             None => return Ok(Some(format!("Cluster {ns}/{name} not created yet"))),
             Some(c) => {
-                if let Err(why) = cluster_readiness(&c) {
+                if let Err(why) = cluster_readiness(c) {
                     return Ok(Some(format!("Cluster {ns}/{name}: {why}")));
                 }
             }
         }
     }
-    let releases: Api<HelmRelease> = Api::namespaced(ctx.client.clone(), &ns);
-    let release = format!("{name}-kafka");
-    let Some(r) = releases.get_opt(&release).await? else {
+    let Some(r) = &live.release else {
         return Ok(Some(format!("HelmRelease {ns}/{release} not created yet")));
     };
     if let Some(want) = t.metadata.generation {
@@ -579,7 +577,43 @@ async fn readiness_of(t: &KafkaTenant, ctx: &Context) -> Result<Option<String>, 
             )));
         }
     }
-    Ok(release_readiness(&r).err().map(|why| format!("HelmRelease {ns}/{release}: {why}")))
+    Ok(release_readiness(r).err().map(|why| format!("HelmRelease {ns}/{release}: {why}")))
+}
+
+/// What Flux applied from a tenant's folder and the controller reads back: its `Cluster` (own cluster only)
+/// and its Kafka `HelmRelease`, as the management cluster has them now. Readiness reads their status; a
+/// deletion waits until both are gone.
+struct LiveObjects {
+    namespace: String,
+    id: String,
+    release_name: String,
+    cluster: Option<Cluster>,
+    release: Option<HelmRelease>,
+}
+
+impl LiveObjects {
+    async fn of(t: &KafkaTenant, ctx: &Context) -> Result<LiveObjects, Error> {
+        let id = render::tenant_id_of(t);
+        let namespace = render::namespace(&id);
+        let cluster = match t.spec.isolation {
+            Isolation::Cluster => {
+                Api::<Cluster>::namespaced(ctx.client.clone(), &namespace).get_opt(&id).await?
+            }
+            Isolation::Namespace => None,
+        };
+        let release_name = format!("{id}-kafka");
+        let release =
+            Api::<HelmRelease>::namespaced(ctx.client.clone(), &namespace).get_opt(&release_name).await?;
+        Ok(LiveObjects { namespace, id, release_name, cluster, release })
+    }
+
+    /// Those still there, named for a message.
+    fn present(&self) -> Vec<String> {
+        let (ns, id, release) = (&self.namespace, &self.id, &self.release_name);
+        let cluster = self.cluster.as_ref().map(|_| format!("Cluster {ns}/{id}"));
+        let helm = self.release.as_ref().map(|_| format!("HelmRelease {ns}/{release}"));
+        cluster.into_iter().chain(helm).collect()
+    }
 }
 
 /// Sets `tenant`'s entry in the route source to `route` (removes it with `None`).
@@ -639,8 +673,6 @@ async fn update_routes(
     Ok(())
 }
 
-/// Removes the tenant's route, the proxy's copies and its folder. A failure leaves the tenant `Deleting` with
-/// the error (the finalizer stays; the error policy retries), instead of the state it had before.
 /// How often a deleted tenant checks whether Flux and Cluster API have removed its objects (their watches
 /// bring it back sooner).
 const TEARDOWN_RECHECK: Duration = Duration::from_secs(5);
@@ -648,7 +680,8 @@ const TEARDOWN_RECHECK: Duration = Duration::from_secs(5);
 /// Deletes a tenant: removes its route, the proxy's copies of its CAs and its folder (so Flux prunes its
 /// objects), then holds the finalizer, `Deleting` True, until its `Cluster` and Kafka `HelmRelease` are gone
 /// from the management cluster (Cluster API has deleted the cluster, helm-controller uninstalled the
-/// release), and only then lets the object go: a tenant never disappears while its cluster still runs.
+/// release), and only then lets the object go: a tenant never disappears while its cluster still runs. A
+/// failure leaves the tenant `Deleting` with the error (the finalizer stays; the error policy retries).
 async fn cleanup(t: Arc<KafkaTenant>, api: &Api<KafkaTenant>, ctx: &Context) -> Result<Action, Error> {
     if !t.finalizers().iter().any(|f| f == FINALIZER) {
         return Ok(Action::await_change());
@@ -712,20 +745,7 @@ async fn remove(t: &KafkaTenant, ctx: &Context) -> Result<Vec<String>, Error> {
     if !owns_id {
         return Ok(Vec::new());
     }
-    let ns = render::namespace(&name);
-    let mut left = Vec::new();
-    if t.spec.isolation == Isolation::Cluster {
-        let clusters: Api<Cluster> = Api::namespaced(ctx.client.clone(), &ns);
-        if clusters.get_opt(&name).await?.is_some() {
-            left.push(format!("Cluster {ns}/{name}"));
-        }
-    }
-    let releases: Api<HelmRelease> = Api::namespaced(ctx.client.clone(), &ns);
-    let release = format!("{name}-kafka");
-    if releases.get_opt(&release).await?.is_some() {
-        left.push(format!("HelmRelease {ns}/{release}"));
-    }
-    Ok(left)
+    Ok(LiveObjects::of(t, ctx).await?.present())
 }
 
 #[cfg(test)]

@@ -5,6 +5,9 @@
 //! malformed tenant, Strimzi's CAs reaching the proxy. The `kaas-controller run` binary, RBAC and leader
 //! election are `apiserver.rs`'s.
 
+// The stand-ins for Flux and helm-controller the API-server tests use too.
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -18,7 +21,7 @@ use kaas_controller::reconcile::{
     ensure_route_source, reconcile, Context, RouteSource, FINALIZER, ROUTES_KEY,
 };
 use kaas_controller::render::{tenant_id, Platform};
-use kaas_controller::watched::{Cluster, HelmRelease};
+use kaas_controller::watched::Cluster;
 use kaas_e2e::apiserver::{apply_yaml, client_from, ControlPlane, TEST_MANAGER};
 use kaas_route::TenantRoute;
 use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
@@ -174,17 +177,7 @@ subjects: [{ kind: ServiceAccount, name: reconciler, namespace: kaas-system }]
 
     /// What Flux does once a tenant's folder left Git: prunes the objects it had applied from it.
     async fn flux_prune(&self, ns: &str, name: &str) {
-        let id = tenant_id(ns, name);
-        let space = format!("kaas-{id}");
-        let clusters: Api<Cluster> = Api::namespaced(self.admin.clone(), &space);
-        let releases: Api<HelmRelease> = Api::namespaced(self.admin.clone(), &space);
-        if clusters.get_opt(&id).await.expect("get").is_some() {
-            clusters.delete(&id, &DeleteParams::default()).await.expect("prune cluster");
-        }
-        let release = format!("{id}-kafka");
-        if releases.get_opt(&release).await.expect("get").is_some() {
-            releases.delete(&release, &DeleteParams::default()).await.expect("prune release");
-        }
+        common::flux_prune(&self.admin, &tenant_id(ns, name)).await.expect("prune");
     }
 
     fn remote_log(&self) -> Vec<String> {
@@ -264,18 +257,7 @@ subjects: [{ kind: ServiceAccount, name: reconciler, namespace: kaas-system }]
 
     /// Flux's helm-controller reporting the release of tenant `id` upgraded at its current generation.
     async fn helm_ready(&self, id: &str) {
-        let api: Api<HelmRelease> = Api::namespaced(self.admin.clone(), &format!("kaas-{id}"));
-        let name = format!("{id}-kafka");
-        let generation = api.get(&name).await.expect("release applied").metadata.generation;
-        let status = json!({ "status": {
-            "observedGeneration": generation,
-            "lastAttemptedGeneration": generation,
-            "lastAttemptedRevision": "0.1.0",
-            "conditions": [{ "type": "Ready", "status": "True", "reason": "UpgradeSucceeded",
-                "message": "Helm upgrade succeeded", "observedGeneration": generation,
-                "lastTransitionTime": "2026-01-01T00:00:00Z" }],
-        }});
-        api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status)).await.expect("ready");
+        common::helm_ready(&self.admin, id).await.expect("release applied and reported ready");
     }
 
     /// Flux applies the folder of tenant `tenants/<name>` and every controller reports its objects up.

@@ -182,32 +182,12 @@ impl Platform {
 
     /// What Flux does once tenant `id`'s folder left Git: prunes its Cluster (if any) and Kafka HelmRelease.
     pub async fn flux_prune(&self, id: &str) -> anyhow::Result<()> {
-        let ns = format!("kaas-{id}");
-        let releases: Api<HelmRelease> = Api::namespaced(self.admin.clone(), &ns);
-        if releases.get_opt(&format!("{id}-kafka")).await?.is_some() {
-            releases.delete(&format!("{id}-kafka"), &Default::default()).await?;
-        }
-        let clusters: Api<Cluster> = Api::namespaced(self.admin.clone(), &ns);
-        if clusters.get_opt(id).await?.is_some() {
-            clusters.delete(id, &Default::default()).await?;
-        }
-        Ok(())
+        flux_prune(&self.admin, id).await
     }
 
     /// helm-controller reporting release `<id>-kafka` upgraded at its current generation.
     pub async fn helm_ready(&self, id: &str) -> anyhow::Result<()> {
-        let api: Api<HelmRelease> = Api::namespaced(self.admin.clone(), &format!("kaas-{id}"));
-        let name = format!("{id}-kafka");
-        let generation = api.get(&name).await?.metadata.generation;
-        let status = json!({ "status": {
-            "observedGeneration": generation,
-            "lastAttemptedGeneration": generation,
-            "conditions": [{ "type": "Ready", "status": "True", "reason": "UpgradeSucceeded",
-                "message": "Helm upgrade succeeded", "observedGeneration": generation,
-                "lastTransitionTime": "2026-01-01T00:00:00Z" }],
-        }});
-        api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status)).await?;
-        Ok(())
+        helm_ready(&self.admin, id).await
     }
 
     /// Strimzi's three CA secrets of a namespace-mode tenant, in `tenant-<id>`.
@@ -295,6 +275,37 @@ impl Controller {
 
 /// Strimzi's three CA secrets of release `kaas`, in namespace `ns` (created if missing) of the cluster `client`
 /// reaches: the cluster CA certificate, the clients CA certificate and the clients CA key.
+/// What Flux does once tenant `id`'s folder left Git: prunes its Cluster (if any) and Kafka HelmRelease.
+pub async fn flux_prune(admin: &Client, id: &str) -> anyhow::Result<()> {
+    let ns = format!("kaas-{id}");
+    let releases: Api<HelmRelease> = Api::namespaced(admin.clone(), &ns);
+    if releases.get_opt(&format!("{id}-kafka")).await?.is_some() {
+        releases.delete(&format!("{id}-kafka"), &Default::default()).await?;
+    }
+    let clusters: Api<Cluster> = Api::namespaced(admin.clone(), &ns);
+    if clusters.get_opt(id).await?.is_some() {
+        clusters.delete(id, &Default::default()).await?;
+    }
+    Ok(())
+}
+
+/// helm-controller reporting tenant `id`'s release `<id>-kafka` upgraded at its current generation.
+pub async fn helm_ready(admin: &Client, id: &str) -> anyhow::Result<()> {
+    let api: Api<HelmRelease> = Api::namespaced(admin.clone(), &format!("kaas-{id}"));
+    let name = format!("{id}-kafka");
+    let generation = api.get(&name).await?.metadata.generation;
+    let status = json!({ "status": {
+        "observedGeneration": generation,
+        "lastAttemptedGeneration": generation,
+        "lastAttemptedRevision": "0.1.0",
+        "conditions": [{ "type": "Ready", "status": "True", "reason": "UpgradeSucceeded",
+            "message": "Helm upgrade succeeded", "observedGeneration": generation,
+            "lastTransitionTime": "2026-01-01T00:00:00Z" }],
+    }});
+    api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status)).await?;
+    Ok(())
+}
+
 pub async fn put_strimzi_cas(client: &Client, ns: &str, material: [&[u8]; 3]) -> anyhow::Result<()> {
     let namespaces: Api<Namespace> = Api::all(client.clone());
     if namespaces.get_opt(ns).await?.is_none() {

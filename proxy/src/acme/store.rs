@@ -4,13 +4,18 @@
 //! (`<tenant>.pem`), so a crash can never leave a key beside another key's certificate.
 //!
 //! Replicas sharing this store need a shared volume (each would otherwise order its own certificates).
+//! `Store` is either this or the `kubernetes` store ([`super::kube_store`]), as the manager and the orders use it.
 //! Neighbour: [`super::Manager`] reads and writes it; [`crate::tls::certs::load_pair`] loads the pairs.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use instant_acme::AccountCredentials;
+use rustls::sign::CertifiedKey;
 use serde::{Deserialize, Serialize};
+
+use super::kube_store::KubeStore;
+use crate::tls::certs;
 
 /// Why the store could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -130,6 +135,64 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
         return Err(io(e));
     }
     Ok(())
+}
+
+/// Where the account and certificates are kept.
+#[derive(Debug)]
+pub(super) enum Store {
+    Dir(DirStore),
+    Kube(Box<KubeStore>),
+}
+
+impl Store {
+    pub(super) fn account(&self, directory_url: &str) -> Result<Option<AccountCredentials>, StoreError> {
+        match self {
+            Store::Dir(d) => d.account(directory_url),
+            Store::Kube(k) => k.account(directory_url),
+        }
+    }
+
+    pub(super) async fn put_account(
+        &self,
+        directory_url: &str,
+        credentials: AccountCredentials,
+    ) -> Result<(), StoreError> {
+        match self {
+            Store::Dir(d) => d.put_account(directory_url, credentials),
+            Store::Kube(k) => k.put_account(directory_url, credentials).await,
+        }
+    }
+
+    /// `tenant`'s stored certificate, when there is one that loads.
+    pub(super) fn certificate(&self, tenant: &str) -> Option<CertifiedKey> {
+        match self {
+            Store::Dir(d) => {
+                let path = d.certificate_path(tenant);
+                certs::load_pair(&path, &path).ok()
+            }
+            Store::Kube(k) => k.certificate(tenant),
+        }
+    }
+
+    pub(super) async fn put_certificate(
+        &self,
+        tenant: &str,
+        key_pem: &str,
+        chain_pem: &str,
+    ) -> Result<(), StoreError> {
+        match self {
+            Store::Dir(d) => d.put_certificate(tenant, key_pem, chain_pem),
+            Store::Kube(k) => k.put_certificate(tenant, key_pem, chain_pem).await,
+        }
+    }
+
+    /// Whether this replica orders: always with the `dir` store, with the Lease with `kubernetes`.
+    pub(super) fn leading(&self) -> bool {
+        match self {
+            Store::Dir(_) => true,
+            Store::Kube(k) => k.leading(),
+        }
+    }
 }
 
 #[cfg(test)]

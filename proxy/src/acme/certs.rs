@@ -1,6 +1,6 @@
-//! What the handshakes read: each ACME tenant's issued certificate (through its [`AcmeResolver`]) and the
-//! challenge answers pending (TLS-ALPN-01 configurations by name, HTTP-01 key authorizations by token); the names
-//! a tenant's certificate covers; the facts read from a certificate's leaf.
+//! What the handshakes read: each ACME tenant's issued certificate (through [`AcmeCerts::resolver`]) and the
+//! challenge answers pending (TLS-ALPN-01 configurations by name, HTTP-01 key authorizations by token); the
+//! names a tenant's certificate covers; the facts read from a certificate's leaf.
 //!
 //! Neighbours: [`super::Manager`] installs what it orders and mirrors, [`super::order`] sets and clears the
 //! answers of its order, [`crate::routes`] gives each ACME tenant its resolver, [`crate::listener`] and

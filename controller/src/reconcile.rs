@@ -12,13 +12,15 @@
 //!
 //! Status is written through the status subresource by server-side apply as [`FIELD_MANAGER`]; every change of
 //! state (and every commit) is also a Kubernetes Event on the tenant, so `kubectl describe` tells its story.
+//!
+//! The route source and how a route is built ([`RouteSource`]) are in `reconcile/routes.rs`; the loop's pure
+//! parts are tested by tables in `reconcile/tests.rs`, the loop itself against a real API server in
+//! `controller/tests/reconcile.rs`.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::ConfigMap;
-use kaas_route::{Identity, TenantRoute, UpstreamRoute, UpstreamTls};
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder};
 use kube::runtime::finalizer::{finalizer, Error as FinalizerError, Event};
@@ -32,6 +34,11 @@ use crate::render::{self, Platform, RenderError};
 use crate::sizing;
 use crate::upstream;
 use crate::watched::{cluster_readiness, release_readiness, Cluster, HelmRelease};
+
+mod routes;
+
+use routes::publish_route;
+pub use routes::{ensure_route_source, RouteSource};
 
 /// Finalizer on every `KafkaTenant`, so deleting one first removes its folder and route.
 pub const FINALIZER: &str = "kaas.dev/tenant";
@@ -84,85 +91,6 @@ impl Error {
                 FinalizerError::AddFinalizer(_) | FinalizerError::RemoveFinalizer(_) => "kube",
                 _ => "finalizer",
             },
-        }
-    }
-}
-
-/// Where the proxy reads its routes from, and how tenants' clusters are reached.
-#[derive(Debug, Clone)]
-pub struct RouteSource {
-    /// Namespace of the route ConfigMap (the proxy's).
-    pub namespace: String,
-    /// Name of the ConfigMap whose `tenants.yaml` key the proxy reads as its `tenants_file`.
-    pub config_map: String,
-    /// Where the proxy finds each tenant's client CA (`{tenant}` is replaced); unset: no client certificates
-    /// are required (unless `upstream_files` provides the CA). Set, the tenant's Strimzi CAs are copied into
-    /// `upstream_secret` as with `upstream_files`, so `<mount>/{tenant}.clients-ca.crt` (the chart's default)
-    /// is Strimzi's clients CA, which signs the tenant users' certificates.
-    pub client_ca: Option<String>,
-    /// Path prefix, as the proxy sees it, of each tenant's upstream material (`{tenant}` is replaced; e.g.
-    /// `/etc/kaas-proxy/upstream/{tenant}.`), files kept from the tenant's Strimzi secrets: `<prefix>cluster-ca.crt`
-    /// (`<cluster>-cluster-ca-cert`, `ca.crt`), `<prefix>clients-ca.crt` (`<cluster>-clients-ca-cert`, `ca.crt`)
-    /// and `<prefix>clients-ca.key` (`<cluster>-clients-ca`, `ca.key`). A prefix rather than a folder so that
-    /// one Secret (flat keys) can hold every tenant's files. Set: routes reach the brokers over TLS with each
-    /// client's own identity. Unset: plaintext.
-    pub upstream_files: Option<String>,
-    /// The Secret (in `namespace`) the proxy mounts its upstream files from; kept from Strimzi's secrets when
-    /// `upstream_files` or `client_ca` is set.
-    pub upstream_secret: String,
-    /// The address a tenant's clients use, as the proxy serves it (`{tenant}` is replaced):
-    /// `<tenant>.<proxy domain>:<proxy port>`; written to `status.bootstrap` once the route is published.
-    pub client_address: String,
-}
-
-impl Default for RouteSource {
-    fn default() -> Self {
-        RouteSource {
-            namespace: "kaas-system".into(),
-            config_map: "kaas-proxy-routes".into(),
-            client_ca: None,
-            upstream_files: None,
-            upstream_secret: "kaas-proxy-upstream".into(),
-            client_address: "{tenant}.kaas.example.com:9092".into(),
-        }
-    }
-}
-
-impl RouteSource {
-    /// Whether the tenant's Strimzi CAs are copied into the proxy's upstream Secret before its route is
-    /// published: for upstream TLS, and for client certificates, which Strimzi's clients CA signs (the proxy
-    /// checks them against that CA, mounted from the same Secret).
-    pub fn copies_material(&self) -> bool {
-        self.upstream_files.is_some() || self.client_ca.is_some()
-    }
-
-    /// The route published for `tenant`: its bootstrap address ([`render::proxy_bootstrap`]) and, with
-    /// `upstream_files`, mutual TLS upstream with `identity: client` (every client keeps its own principal at
-    /// the broker).
-    pub fn route(&self, tenant: &str, isolation: Isolation, platform: &Platform) -> TenantRoute {
-        let prefix = self.upstream_files.as_ref().map(|p| p.replace("{tenant}", tenant));
-        let file = |name: &str| prefix.as_ref().map(|p| std::path::PathBuf::from(format!("{p}{name}")));
-        let [cluster_ca, clients_ca, clients_ca_key] = upstream::FILES;
-        let client_ca = match &self.client_ca {
-            Some(t) => Some(t.replace("{tenant}", tenant).into()),
-            None => file(clients_ca),
-        };
-        let upstream = file(cluster_ca).map(|ca| UpstreamRoute {
-            tls: Some(UpstreamTls { ca, server_name: None }),
-            identity: Some(Identity::Client),
-            clients_ca_key: file(clients_ca_key),
-            cert: None,
-            key: None,
-        });
-        TenantRoute {
-            name: tenant.into(),
-            bootstrap: vec![render::proxy_bootstrap(tenant, isolation, platform)],
-            tls: None,
-            client_ca,
-            client_crl: None,
-            principal_mapping_rules: None,
-            upstream,
-            quota: None,
         }
     }
 }
@@ -616,63 +544,6 @@ impl LiveObjects {
     }
 }
 
-/// Sets `tenant`'s entry in the route source to `route` (removes it with `None`).
-async fn publish_route(tenant: &str, route: Option<TenantRoute>, ctx: &Context) -> Result<(), Error> {
-    update_routes(&ctx.client, &ctx.routes, |routes| {
-        routes.retain(|r| r.name != tenant);
-        if let Some(route) = route {
-            routes.push(route);
-            routes.sort_by(|a, b| a.name.cmp(&b.name));
-        }
-    })
-    .await
-}
-
-/// Creates the route source with no tenants when it does not exist, so the proxy (which mounts it) starts
-/// before the first tenant is up. Run once at start-up; leaves an existing one as it is.
-pub async fn ensure_route_source(client: &Client, source: &RouteSource) -> Result<(), Error> {
-    update_routes(client, source, |_| {}).await
-}
-
-/// Applies `change` to the route source's tenants list, writing only when it changed or does not exist yet.
-async fn update_routes(
-    client: &Client,
-    source: &RouteSource,
-    change: impl FnOnce(&mut Vec<TenantRoute>),
-) -> Result<(), Error> {
-    let api: Api<ConfigMap> = Api::namespaced(client.clone(), &source.namespace);
-    let existing = api.get_opt(&source.config_map).await?;
-    let mut routes: Vec<TenantRoute> = match existing.as_ref().and_then(|c| c.data.as_ref()?.get(ROUTES_KEY))
-    {
-        Some(text) => {
-            serde_norway::from_str(text).map_err(|e| Error::Routes(format!("{ROUTES_KEY}: {e}")))?
-        }
-        None => Vec::new(),
-    };
-    let before = routes.clone();
-    change(&mut routes);
-    if routes == before && existing.is_some() {
-        return Ok(());
-    }
-    let text = serde_norway::to_string(&routes).map_err(|e| Error::Routes(e.to_string()))?;
-    let mut cm = existing.unwrap_or_else(|| ConfigMap {
-        metadata: kube::api::ObjectMeta {
-            name: Some(source.config_map.clone()),
-            namespace: Some(source.namespace.clone()),
-            ..Default::default()
-        },
-        ..Default::default()
-    });
-    cm.data.get_or_insert_with(Default::default).insert(ROUTES_KEY.into(), text);
-    // replace() carries the resourceVersion: a concurrent writer makes this fail and the reconcile retry.
-    if cm.metadata.resource_version.is_some() {
-        api.replace(&source.config_map, &PostParams::default(), &cm).await?;
-    } else {
-        api.create(&PostParams::default(), &cm).await?;
-    }
-    Ok(())
-}
-
 /// How often a deleted tenant checks whether Flux and Cluster API have removed its objects (their watches
 /// bring it back sooner).
 const TEARDOWN_RECHECK: Duration = Duration::from_secs(5);
@@ -749,182 +620,4 @@ async fn remove(t: &KafkaTenant, ctx: &Context) -> Result<Vec<String>, Error> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn retries_back_off_exponentially_with_jitter_up_to_the_cap() {
-        let s = Duration::from_secs;
-        for (failures, jitter, expected) in [
-            (1, 0.0, s(5) / 2),
-            (1, 1.0, s(5)),
-            (2, 0.0, s(5)),
-            (2, 0.5, s(15) / 2),
-            (3, 1.0, s(20)),
-            (6, 1.0, s(160)),
-            (7, 0.0, s(150)),
-            (7, 1.0, s(300)),
-            (u32::MAX, 1.0, s(300)),
-            (0, 1.0, s(5)),
-            (3, 7.0, s(20)),
-        ] {
-            assert_eq!(retry_delay(failures, jitter), expected, "failure {failures}, jitter {jitter}");
-        }
-    }
-
-    #[test]
-    fn an_id_belongs_to_the_tenant_that_claimed_it_first() {
-        let claim = |key: &str, id: &str, created: Option<&str>| Claim {
-            key: key.into(),
-            id: id.into(),
-            created: created.map(Into::into),
-        };
-        let older = claim("a-b/c", "a-b-c", Some("2026-01-01T00:00:00Z"));
-        let newer = claim("a/b-c", "a-b-c", Some("2026-02-01T00:00:00Z"));
-        let other = claim("x/y", "x-y", Some("2025-01-01T00:00:00Z"));
-        let all = [older.clone(), newer.clone(), other.clone()];
-        assert_eq!(id_owner(&newer, &all), Some("a-b/c".into()), "the later one is refused");
-        assert_eq!(id_owner(&older, &all), None, "the first keeps it");
-        assert_eq!(id_owner(&other, &all), None, "another id is nobody else's");
-        // Created in the same second: the smaller key wins, the same answer for both.
-        let twin = claim("a/b-c", "a-b-c", Some("2026-01-01T00:00:00Z"));
-        assert_eq!(id_owner(&twin, &[older.clone(), twin.clone()]), Some("a-b/c".into()));
-        assert_eq!(id_owner(&older, &[older.clone(), twin.clone()]), None);
-        // Not stored yet (the CLI): anything stored owns the id first; gone from the list, the id is free.
-        let unsaved = claim("a/b-c", "a-b-c", None);
-        assert_eq!(id_owner(&unsaved, std::slice::from_ref(&older)), Some("a-b/c".into()));
-        assert_eq!(id_owner(&newer, &[newer.clone(), other]), None);
-    }
-
-    #[test]
-    fn failures_count_per_tenant_until_a_success_clears_them() {
-        let f = Failures::default();
-        assert_eq!(f.record("a/x".into()), 1);
-        assert_eq!(f.record("a/x".into()), 2);
-        assert_eq!(f.record("b/x".into()), 1, "another namespace's tenant counts alone");
-        f.clear("a/x");
-        assert_eq!(f.record("a/x".into()), 1);
-    }
-
-    #[test]
-    fn transition_times_move_only_when_the_status_does() {
-        let at = |c: &mut Condition, time: &str| c.last_transition_time = Some(time.into());
-        let mut previous = conditions("Provisioning", "Waiting", "cluster", Some(1));
-        for c in &mut previous {
-            at(c, "2020-01-01T00:00:00Z");
-        }
-        // Still provisioning, another message: every time kept.
-        let mut same = conditions("Provisioning", "Waiting", "release", Some(2));
-        stamp_transitions(&mut same, &previous, "2026-01-01T00:00:00Z");
-        assert!(same.iter().all(|c| c.last_transition_time.as_deref() == Some("2020-01-01T00:00:00Z")));
-        // Ready: Ready and Provisioning changed, Degraded stayed False.
-        let mut ready = conditions("Ready", "Published", "", Some(2));
-        stamp_transitions(&mut ready, &previous, "2026-01-01T00:00:00Z");
-        let times: Vec<_> =
-            ready.iter().map(|c| (c.type_.as_str(), c.last_transition_time.as_deref())).collect();
-        assert_eq!(
-            times,
-            [
-                ("Ready", Some("2026-01-01T00:00:00Z")),
-                ("Provisioning", Some("2026-01-01T00:00:00Z")),
-                ("Degraded", Some("2020-01-01T00:00:00Z")),
-            ]
-        );
-        // First status: every condition stamped.
-        let mut first = conditions("Degraded", "InvalidSpec", "x", None);
-        stamp_transitions(&mut first, &[], "2026-01-01T00:00:00Z");
-        assert!(first.iter().all(|c| c.last_transition_time.as_deref() == Some("2026-01-01T00:00:00Z")));
-        assert_eq!(now().len(), "2026-01-01T00:00:00Z".len(), "{}", now());
-    }
-
-    fn tenant(deleting: bool, finalizer: bool, annotation: Option<&str>) -> KafkaTenant {
-        let mut t = KafkaTenant::new("acme", Default::default());
-        if deleting {
-            t.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-                k8s_openapi::jiff::Timestamp::now(),
-            ));
-        }
-        if finalizer {
-            t.metadata.finalizers = Some(vec!["other.io/keep".into(), FINALIZER.into()]);
-        }
-        if let Some(v) = annotation {
-            t.metadata.annotations = Some([(DELETION_PROTECTION.to_owned(), v.to_owned())].into());
-        }
-        t
-    }
-
-    #[test]
-    fn deletion_protection_holds_only_a_deletion_the_finalizer_still_guards() {
-        // (being deleted, our finalizer on, annotation) → step
-        let table = [
-            (false, true, Some("true"), Step::Apply),
-            (false, false, None, Step::Apply),
-            (true, true, None, Step::Cleanup),
-            (true, true, Some("true"), Step::Hold),
-            (true, true, Some("True"), Step::Hold),
-            (true, true, Some(" true "), Step::Hold),
-            (true, true, Some("false"), Step::Cleanup),
-            (true, true, Some("yes"), Step::Cleanup),
-            (true, true, Some(""), Step::Cleanup),
-            // Our finalizer gone already: nothing of ours left to hold.
-            (true, false, Some("true"), Step::Cleanup),
-        ];
-        for (deleting, finalizer, annotation, want) in table {
-            assert_eq!(
-                step(&tenant(deleting, finalizer, annotation)),
-                want,
-                "{deleting} {finalizer} {annotation:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn a_held_deletion_keeps_the_state_and_says_why() {
-        let ready = conditions("Ready", "Published", "route published to the proxy", Some(3));
-        let held = held_conditions(&ready, Some(3));
-        assert_eq!(&held[..3], &ready[..], "the tenant still runs: its conditions stay");
-        let deleting = &held[3];
-        assert_eq!(
-            (deleting.type_.as_str(), deleting.status.as_str(), deleting.reason.as_str()),
-            ("Deleting", "False", "DeletionProtected")
-        );
-        assert!(deleting.message.contains(DELETION_PROTECTION), "{}", deleting.message);
-        assert_eq!(held_conditions(&held, Some(3)), held, "held again: the same, one Deleting");
-        assert_eq!(state_of(&held), Some(("Ready", "Published")));
-
-        // A failed cleanup: Deleting is the state, exactly one condition True.
-        let failed = conditions("Deleting", "CleanupFailed", "git: push refused", Some(3));
-        let types: Vec<&str> = failed.iter().map(|c| c.type_.as_str()).collect();
-        assert_eq!(types, ["Ready", "Provisioning", "Degraded", "Deleting"]);
-        assert_eq!(failed.iter().filter(|c| c.status == "True").count(), 1);
-        assert_eq!(state_of(&failed), Some(("Deleting", "CleanupFailed")));
-        assert_eq!(conditions("Ready", "Published", "", None).len(), 3, "no Deleting while alive");
-    }
-
-    #[test]
-    fn published_routes_validate_and_carry_identity() {
-        let p = Platform::default();
-        let plain = RouteSource::default().route("acme", Isolation::Cluster, &p);
-        assert_eq!(
-            plain.bootstrap,
-            ["kafka-bootstrap.acme.internal.kaas.dev:9094"],
-            "the proxy listener's port"
-        );
-        assert_eq!((plain.upstream.as_ref(), plain.client_ca.as_ref()), (None, None));
-        assert!(plain.validate().is_empty(), "{:?}", plain.validate());
-
-        let source =
-            RouteSource { upstream_files: Some("/etc/kaas/upstream/{tenant}.".into()), ..Default::default() };
-        let route = source.route("acme", Isolation::Namespace, &p);
-        assert!(route.validate().is_empty(), "{:?}", route.validate());
-        assert_eq!(route.bootstrap, ["kaas-kafka-bootstrap.tenant-acme.svc:9093"]);
-        assert_eq!(route.client_ca, Some("/etc/kaas/upstream/acme.clients-ca.crt".into()));
-        let upstream = route.upstream.expect("upstream published");
-        assert_eq!(upstream.identity(), Some(Identity::Client));
-        assert_eq!(upstream.tls.map(|t| t.ca), Some("/etc/kaas/upstream/acme.cluster-ca.crt".into()));
-        assert_eq!(upstream.clients_ca_key, Some("/etc/kaas/upstream/acme.clients-ca.key".into()));
-
-        let own_ca = RouteSource { client_ca: Some("/ca/{tenant}.pem".into()), ..source };
-        assert_eq!(own_ca.route("beta", Isolation::Cluster, &p).client_ca, Some("/ca/beta.pem".into()));
-    }
-}
+mod tests;

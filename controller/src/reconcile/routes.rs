@@ -1,0 +1,156 @@
+//! The proxy's route source: a ConfigMap whose `tenants.yaml` holds every ready tenant's route (as
+//! `kaas_route::TenantRoute`s, the type the proxy reads), and how a tenant's route is built from the platform's
+//! settings ([`RouteSource`]).
+//!
+//! Neighbours: [`super::reconcile`] publishes a tenant's route when it is ready and removes it on deletion;
+//! [`crate::upstream`] names the files the routes point at; the proxy reloads the ConfigMap as its tenants file.
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use kaas_route::{Identity, TenantRoute, UpstreamRoute, UpstreamTls};
+use kube::api::{Api, PostParams};
+use kube::Client;
+
+use super::{Context, Error, ROUTES_KEY};
+use crate::crd::Isolation;
+use crate::render::{self, Platform};
+use crate::upstream;
+
+/// Where the proxy reads its routes from, and how tenants' clusters are reached.
+#[derive(Debug, Clone)]
+pub struct RouteSource {
+    /// Namespace of the route ConfigMap (the proxy's).
+    pub namespace: String,
+    /// Name of the ConfigMap whose `tenants.yaml` key the proxy reads as its `tenants_file`.
+    pub config_map: String,
+    /// Where the proxy finds each tenant's client CA (`{tenant}` is replaced); unset: no client certificates
+    /// are required (unless `upstream_files` provides the CA). Set, the tenant's Strimzi CAs are copied into
+    /// `upstream_secret` as with `upstream_files`, so `<mount>/{tenant}.clients-ca.crt` (the chart's default)
+    /// is Strimzi's clients CA, which signs the tenant users' certificates.
+    pub client_ca: Option<String>,
+    /// Path prefix, as the proxy sees it, of each tenant's upstream material (`{tenant}` is replaced; e.g.
+    /// `/etc/kaas-proxy/upstream/{tenant}.`), files kept from the tenant's Strimzi secrets: `<prefix>cluster-ca.crt`
+    /// (`<cluster>-cluster-ca-cert`, `ca.crt`), `<prefix>clients-ca.crt` (`<cluster>-clients-ca-cert`, `ca.crt`)
+    /// and `<prefix>clients-ca.key` (`<cluster>-clients-ca`, `ca.key`). A prefix rather than a folder so that
+    /// one Secret (flat keys) can hold every tenant's files. Set: routes reach the brokers over TLS with each
+    /// client's own identity. Unset: plaintext.
+    pub upstream_files: Option<String>,
+    /// The Secret (in `namespace`) the proxy mounts its upstream files from; kept from Strimzi's secrets when
+    /// `upstream_files` or `client_ca` is set.
+    pub upstream_secret: String,
+    /// The address a tenant's clients use, as the proxy serves it (`{tenant}` is replaced):
+    /// `<tenant>.<proxy domain>:<proxy port>`; written to `status.bootstrap` once the route is published.
+    pub client_address: String,
+}
+
+impl Default for RouteSource {
+    fn default() -> Self {
+        RouteSource {
+            namespace: "kaas-system".into(),
+            config_map: "kaas-proxy-routes".into(),
+            client_ca: None,
+            upstream_files: None,
+            upstream_secret: "kaas-proxy-upstream".into(),
+            client_address: "{tenant}.kaas.example.com:9092".into(),
+        }
+    }
+}
+
+impl RouteSource {
+    /// Whether the tenant's Strimzi CAs are copied into the proxy's upstream Secret before its route is
+    /// published: for upstream TLS, and for client certificates, which Strimzi's clients CA signs (the proxy
+    /// checks them against that CA, mounted from the same Secret).
+    pub fn copies_material(&self) -> bool {
+        self.upstream_files.is_some() || self.client_ca.is_some()
+    }
+
+    /// The route published for `tenant`: its bootstrap address ([`render::proxy_bootstrap`]) and, with
+    /// `upstream_files`, mutual TLS upstream with `identity: client` (every client keeps its own principal at
+    /// the broker).
+    pub fn route(&self, tenant: &str, isolation: Isolation, platform: &Platform) -> TenantRoute {
+        let prefix = self.upstream_files.as_ref().map(|p| p.replace("{tenant}", tenant));
+        let file = |name: &str| prefix.as_ref().map(|p| std::path::PathBuf::from(format!("{p}{name}")));
+        let [cluster_ca, clients_ca, clients_ca_key] = upstream::FILES;
+        let client_ca = match &self.client_ca {
+            Some(t) => Some(t.replace("{tenant}", tenant).into()),
+            None => file(clients_ca),
+        };
+        let upstream = file(cluster_ca).map(|ca| UpstreamRoute {
+            tls: Some(UpstreamTls { ca, server_name: None }),
+            identity: Some(Identity::Client),
+            clients_ca_key: file(clients_ca_key),
+            cert: None,
+            key: None,
+        });
+        TenantRoute {
+            name: tenant.into(),
+            bootstrap: vec![render::proxy_bootstrap(tenant, isolation, platform)],
+            tls: None,
+            client_ca,
+            client_crl: None,
+            principal_mapping_rules: None,
+            upstream,
+            quota: None,
+        }
+    }
+}
+
+/// Sets `tenant`'s entry in the route source to `route` (removes it with `None`).
+pub(super) async fn publish_route(
+    tenant: &str,
+    route: Option<TenantRoute>,
+    ctx: &Context,
+) -> Result<(), Error> {
+    update_routes(&ctx.client, &ctx.routes, |routes| {
+        routes.retain(|r| r.name != tenant);
+        if let Some(route) = route {
+            routes.push(route);
+            routes.sort_by(|a, b| a.name.cmp(&b.name));
+        }
+    })
+    .await
+}
+
+/// Creates the route source with no tenants when it does not exist, so the proxy (which mounts it) starts
+/// before the first tenant is up. Run once at start-up; leaves an existing one as it is.
+pub async fn ensure_route_source(client: &Client, source: &RouteSource) -> Result<(), Error> {
+    update_routes(client, source, |_| {}).await
+}
+
+/// Applies `change` to the route source's tenants list, writing only when it changed or does not exist yet.
+async fn update_routes(
+    client: &Client,
+    source: &RouteSource,
+    change: impl FnOnce(&mut Vec<TenantRoute>),
+) -> Result<(), Error> {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), &source.namespace);
+    let existing = api.get_opt(&source.config_map).await?;
+    let mut routes: Vec<TenantRoute> = match existing.as_ref().and_then(|c| c.data.as_ref()?.get(ROUTES_KEY))
+    {
+        Some(text) => {
+            serde_norway::from_str(text).map_err(|e| Error::Routes(format!("{ROUTES_KEY}: {e}")))?
+        }
+        None => Vec::new(),
+    };
+    let before = routes.clone();
+    change(&mut routes);
+    if routes == before && existing.is_some() {
+        return Ok(());
+    }
+    let text = serde_norway::to_string(&routes).map_err(|e| Error::Routes(e.to_string()))?;
+    let mut cm = existing.unwrap_or_else(|| ConfigMap {
+        metadata: kube::api::ObjectMeta {
+            name: Some(source.config_map.clone()),
+            namespace: Some(source.namespace.clone()),
+            ..Default::default()
+        },
+        ..Default::default()
+    });
+    cm.data.get_or_insert_with(Default::default).insert(ROUTES_KEY.into(), text);
+    // replace() carries the resourceVersion: a concurrent writer makes this fail and the reconcile retry.
+    if cm.metadata.resource_version.is_some() {
+        api.replace(&source.config_map, &PostParams::default(), &cm).await?;
+    } else {
+        api.create(&PostParams::default(), &cm).await?;
+    }
+    Ok(())
+}

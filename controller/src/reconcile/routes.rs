@@ -2,8 +2,9 @@
 //! `kaas_route::TenantRoute`s, the type the proxy reads), and how a tenant's route is built from the platform's
 //! settings ([`RouteSource`]).
 //!
-//! Neighbours: [`super::reconcile`] publishes a tenant's route when it is ready and removes it on deletion;
-//! [`crate::upstream`] names the files the routes point at; the proxy reloads the ConfigMap as its tenants file.
+//! Neighbours: the reconcile loop ([`super::reconcile`]) publishes a tenant's route when its cluster and release
+//! are ready, and removes it when the tenant is deleted; [`crate::upstream`] names the files the routes point at;
+//! the proxy reloads the ConfigMap as its tenants file.
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use kaas_route::{Identity, TenantRoute, UpstreamRoute, UpstreamTls};

@@ -2,8 +2,8 @@
 //! `acme-tls/1` and expects a self-signed certificate for exactly that name carrying the critical
 //! `acmeIdentifier` extension (OID 1.3.6.1.5.5.7.1.31), the DER OCTET STRING of the SHA-256 of the key
 //! authorization. The listener asks [`offers_acme_tls`] in its ClientHello step, before any tenant is looked
-//! at, so such handshakes never reach a tenant's brokers. Neighbours: [`super::Manager`] builds the
-//! configurations while an order is pending; [`super::AcmeCerts`] holds them by name.
+//! at, so such handshakes never reach a tenant's brokers. Neighbours: [`super::order`] builds the
+//! configurations while an order is pending (and [`super::Manager`] while mirroring another replica's); [`super::AcmeCerts`] holds them by name.
 
 use std::sync::Arc;
 

@@ -2,7 +2,7 @@
 //! publish the TXT record `NAME` (`_acme-challenge.<name>`, no trailing dot) with `VALUE` beside any others (a
 //! wildcard and its base name share one record name), and as `HOOK... clear NAME VALUE` once the order is
 //! over. The hook must return only when the record is served (propagation is its job); a non-zero exit, or
-//! none within [`HOOK_TIMEOUT`], fails the order. Neighbour: [`super::Manager`] runs it per authorization.
+//! none within [`HOOK_TIMEOUT`], fails the order. Neighbour: [`super::order`] runs it per authorization.
 
 use std::process::Stdio;
 use std::time::Duration;

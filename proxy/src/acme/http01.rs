@@ -1,8 +1,8 @@
 //! HTTP-01 (RFC 8555 §8.3): the plain HTTP listener `acme.http01_listen` (port 80 as the CA sees it) answers
 //! `GET /.well-known/acme-challenge/<token>` with the key authorization of a pending challenge, and nothing
 //! else: every other path is 404, with the admin endpoint's bounds on connections and time
-//! (`crate::admin::serve_requests`). Neighbours: [`super::Manager`] publishes the tokens in
-//! [`super::AcmeCerts`] while an order waits; [`crate::listener`] binds the port and starts [`serve`].
+//! (`crate::admin::serve_requests`). Neighbours: [`super::order`] (or [`super::Manager`], mirroring
+//! another replica's) puts the tokens in [`super::AcmeCerts`] while an order waits; [`crate::listener`] binds the port and starts [`serve`].
 
 use std::sync::Arc;
 

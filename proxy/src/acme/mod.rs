@@ -21,7 +21,8 @@
 //! tenant: the replica holding the Lease orders (and publishes its challenge answers to a Secret), the others
 //! serve the certificates and answer the challenges they read from the watched Secrets.
 //!
-//! Neighbours: [`crate::config::AcmeSettings`] (the `acme` section), [`store`] (the `dir` store),
+//! Neighbours: [`crate::config::AcmeSettings`] (the `acme` section), [`store`] (the `dir` store, and `Store`:
+//! either store),
 //! [`crate::routes`] (which tenants want ACME, and their resolvers; it asks this module, not the other way), [`crate::listener`] (answers challenge
 //! handshakes), [`crate::metrics`] (orders by outcome, certificate expiry).
 

@@ -102,7 +102,7 @@ fn replaces_refused(e: &instant_acme::Error) -> bool {
 
 /// Challenge answers as published to the other replicas: TLS-ALPN-01 digests by name, HTTP-01 key
 /// authorizations by token.
-pub(super) type Answers = (BTreeMap<String, Vec<u8>>, BTreeMap<String, String>);
+type Answers = (BTreeMap<String, Vec<u8>>, BTreeMap<String, String>);
 
 /// What an order needs beyond its account, shared by the orders in flight.
 #[derive(Debug)]

@@ -5,7 +5,7 @@
 //!
 //! Replicas sharing this store need a shared volume (each would otherwise order its own certificates).
 //! `Store` is either this or the `kubernetes` store ([`super::kube_store`]), as the manager and the orders use it.
-//! Neighbour: [`super::Manager`] reads and writes it; [`crate::tls::certs::load_pair`] loads the pairs.
+//! Neighbours: [`super::Manager`] reads it and stores the account, [`super::order`] stores what is issued; [`crate::tls::certs::load_pair`] loads the pairs.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};

@@ -93,8 +93,12 @@ fi
 # Built outside the repository, into ${KAAS_CACHE:-~/.cache/kaas}/matrix/. The Java client once per Kafka version
 # in scripts/kafka/versions.env (its classes and the kafka-clients jars Maven resolves; about 10 s each the first
 # time), skipped while the stamp names the same version, pom and sources. The franz-go client with go build
-# (under a minute the first time, modules included), skipped while the binary is newer than every file in tests/go.
+# (under a minute the first time, modules included), skipped while its stamp matches tests/go.
 MATRIX="${KAAS_CACHE:-$HOME/.cache/kaas}/matrix"
+# go_built DIR BINARY: whether BINARY was built from DIR's files as they are now (a stamp of their contents and
+# the Go version beside it; contents, not times, since a fresh clone's files are all newer than any binary).
+go_stamp() { { find "$1" -type f -print0 | sort -z | xargs -0 sha256sum; go version; } | sha256sum | cut -d' ' -f1; }
+go_built() { [[ -x $2 && -f $2.stamp && $(<"$2.stamp") == "$(go_stamp "$1")" ]]; }
 mkdir -p "$MATRIX/java" "$MATRIX/go"
 # shellcheck source=kafka/versions.env
 source scripts/kafka/versions.env
@@ -121,13 +125,14 @@ done
 [[ -x /usr/local/go/bin/go ]] && export PATH="$PATH:/usr/local/go/bin"
 command -v go >/dev/null || { echo "go is missing: the franz-go matrix client needs Go 1.26 or newer" >&2; exit 1; }
 go_bin=$MATRIX/go/matrix-client
-if [[ -x $go_bin && -z $(find tests/go -type f -newer "$go_bin") ]]; then
+if go_built tests/go "$go_bin"; then
   log "matrix go client: $go_bin"
 else
   log "matrix go client: go build into $go_bin"
   # Built beside and renamed, so an interrupted build never leaves a binary that looks current.
   (cd tests/go && go build -buildvcs=false -o "$go_bin.tmp" .)
   mv "$go_bin.tmp" "$go_bin"
+  go_stamp tests/go >"$go_bin.stamp"
 fi
 
 # --- The chart tests' Prometheus tools (charts/tests/test_kaas_proxy_observability.py) ------------------------
@@ -151,13 +156,14 @@ else
 fi
 # promcheck (tools/promcheck): promtool's rule-file check and the metric names of PromQL expressions, on
 # Prometheus' own rulefmt and PromQL parser. About a minute and ~160 MB of modules plus ~170 MB of build cache
-# the first time; skipped while the binary is newer than every file in tools/promcheck.
+# the first time; skipped while its stamp matches tools/promcheck.
 promcheck=$CHART_TOOLS/promcheck
-if [[ -x $promcheck && -z $(find tools/promcheck -type f -newer "$promcheck") ]]; then
+if go_built tools/promcheck "$promcheck"; then
   log "promcheck: $promcheck"
 else
   log "promcheck: go build into $promcheck"
   (cd tools/promcheck && go build -trimpath -buildvcs=false -o "$promcheck.tmp" .)
   mv "$promcheck.tmp" "$promcheck"
+  go_stamp tools/promcheck >"$promcheck.stamp"
 fi
 log "done"

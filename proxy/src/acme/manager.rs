@@ -16,10 +16,9 @@ use rustls::sign::CertifiedKey;
 use tracing::{info, warn};
 
 use super::certs::{certificate_id, leaf_facts, names_for, AcmeCerts};
-use super::kube_store::KubeStore;
 use super::order::{order, OrderContext, OrderError};
 use super::schedule::{self, Trigger, Window};
-use super::store::{DirStore, Store, StoreError};
+use super::store::{DirStore, KubeStore, Store, StoreError};
 use super::{challenge, client};
 use crate::config::{AcmeSettings, StoreSettings};
 use crate::metrics::Metrics;

@@ -17,7 +17,7 @@
 //! the tenants' TLS configurations read on every handshake, so a new certificate serves new handshakes at once
 //! and open connections are not touched.
 //!
-//! With the `kubernetes` store ([`kube_store`]) several replicas share one account and one certificate per
+//! With the `kubernetes` store ([`store::kube`]) several replicas share one account and one certificate per
 //! tenant: the replica holding the Lease orders (and publishes its challenge answers to a Secret), the others
 //! serve the certificates and answer the challenges they read from the watched Secrets.
 //!
@@ -31,7 +31,6 @@ pub mod challenge;
 pub mod client;
 pub mod dns01;
 pub mod http01;
-pub mod kube_store;
 pub mod manager;
 pub mod order;
 pub mod schedule;

@@ -18,8 +18,7 @@ use rustls::sign::CertifiedKey;
 use tracing::{info, warn};
 
 use super::certs::AcmeCerts;
-use super::kube_store::KubeStore;
-use super::store::{Store, StoreError};
+use super::store::{KubeStore, Store, StoreError};
 use super::{challenge, dns01};
 use crate::config::{AcmeSettings, ChallengeKind};
 use crate::tls::certs::{self, CertError};

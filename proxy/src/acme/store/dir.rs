@@ -4,42 +4,16 @@
 //! (`<tenant>.pem`), so a crash can never leave a key beside another key's certificate.
 //!
 //! Replicas sharing this store need a shared volume (each would otherwise order its own certificates).
-//! `Store` is either this or the `kubernetes` store ([`super::kube_store`]), as the manager and the orders use it.
-//! Neighbours: [`super::Manager`] reads it and stores the account, [`super::order`] stores what is issued; [`crate::tls::certs::load_pair`] loads the pairs.
+//! Neighbours: [`super::Store`] (either this or the `kubernetes` store, [`super::kube`]) is what the manager
+//! and the orders use.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use instant_acme::AccountCredentials;
-use rustls::sign::CertifiedKey;
 use serde::{Deserialize, Serialize};
 
-use super::kube_store::KubeStore;
-use crate::tls::certs;
-
-/// Why the store could not be read or written.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// A file or the directory could not be created, written or read.
-    #[error("ACME store {path}: {source}")]
-    Io {
-        /// The file or directory.
-        path: PathBuf,
-        /// The operating system's error.
-        source: std::io::Error,
-    },
-    /// The `kubernetes` store failed.
-    #[error(transparent)]
-    Kube(#[from] super::kube_store::KubeStoreError),
-    /// The account file is not what this proxy writes.
-    #[error("ACME store {path}: unreadable account: {source}")]
-    Account {
-        /// The account file.
-        path: PathBuf,
-        /// The JSON error.
-        source: serde_json::Error,
-    },
-}
+use super::StoreError;
 
 /// The account file: credentials with the directory they belong to (another directory needs another account).
 #[derive(Serialize, Deserialize)]
@@ -135,64 +109,6 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
         return Err(io(e));
     }
     Ok(())
-}
-
-/// Where the account and certificates are kept.
-#[derive(Debug)]
-pub(super) enum Store {
-    Dir(DirStore),
-    Kube(Box<KubeStore>),
-}
-
-impl Store {
-    pub(super) fn account(&self, directory_url: &str) -> Result<Option<AccountCredentials>, StoreError> {
-        match self {
-            Store::Dir(d) => d.account(directory_url),
-            Store::Kube(k) => k.account(directory_url),
-        }
-    }
-
-    pub(super) async fn put_account(
-        &self,
-        directory_url: &str,
-        credentials: AccountCredentials,
-    ) -> Result<(), StoreError> {
-        match self {
-            Store::Dir(d) => d.put_account(directory_url, credentials),
-            Store::Kube(k) => k.put_account(directory_url, credentials).await,
-        }
-    }
-
-    /// `tenant`'s stored certificate, when there is one that loads.
-    pub(super) fn certificate(&self, tenant: &str) -> Option<CertifiedKey> {
-        match self {
-            Store::Dir(d) => {
-                let path = d.certificate_path(tenant);
-                certs::load_pair(&path, &path).ok()
-            }
-            Store::Kube(k) => k.certificate(tenant),
-        }
-    }
-
-    pub(super) async fn put_certificate(
-        &self,
-        tenant: &str,
-        key_pem: &str,
-        chain_pem: &str,
-    ) -> Result<(), StoreError> {
-        match self {
-            Store::Dir(d) => d.put_certificate(tenant, key_pem, chain_pem),
-            Store::Kube(k) => k.put_certificate(tenant, key_pem, chain_pem).await,
-        }
-    }
-
-    /// Whether this replica orders: always with the `dir` store, with the Lease with `kubernetes`.
-    pub(super) fn leading(&self) -> bool {
-        match self {
-            Store::Dir(_) => true,
-            Store::Kube(k) => k.leading(),
-        }
-    }
 }
 
 #[cfg(test)]

@@ -8,8 +8,7 @@
 //! `tls.crt` chain, `tls.key`) and `<name>-challenges` (`tls-alpn-01.<dns name>`: the hex SHA-256 digest of
 //! the key authorization; `http-01.<token>`: the key authorization). `<name>` is also the Lease's name.
 //!
-//! Neighbour: [`super::Manager`] reads and writes through it; [`super::store`] is the single-replica `dir`
-//! store.
+//! Neighbour: [`crate::acme::Manager`] reads and writes through it; [`super::dir`] is the single-replica store.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -29,7 +28,7 @@ use rustls::sign::CertifiedKey;
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
-use super::store::StoreError;
+use super::StoreError;
 use crate::config::KubernetesStoreSettings;
 use crate::tls::certs;
 

@@ -25,10 +25,11 @@ pub mod reload;
 pub mod router;
 pub mod routes;
 pub mod session;
-#[cfg(any(test, feature = "testkit"))]
-pub mod testkit;
 pub mod tls;
 pub mod upstream;
 
+/// Test support (feature `testkit`): Kafka responses to rewrite, and their mutations; see [`kafka::testkit`].
+#[cfg(any(test, feature = "testkit"))]
+pub use kafka::testkit;
 pub use config::Settings;
 pub use listener::{Proxy, Shutdown};

@@ -13,6 +13,8 @@ pub mod codec;
 pub mod header;
 pub mod inflight;
 pub mod rewrite;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
 pub mod throttle;
 pub mod versions;
 pub mod wire;

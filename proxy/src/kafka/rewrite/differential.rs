@@ -6,7 +6,7 @@
 
 use kafka_protocol::messages::ApiKey;
 
-use crate::testkit::{check, mutations, random_response, rewritten_versions, Rng};
+use crate::kafka::testkit::{check, mutations, random_response, rewritten_versions, Rng};
 
 #[test]
 fn random_valid_responses_match_the_oracle() {

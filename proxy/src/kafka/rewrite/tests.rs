@@ -21,7 +21,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
 use super::*;
-use crate::testkit::rewritten_versions;
+use crate::kafka::testkit::rewritten_versions;
 
 const UPSTREAM: [(i32, &str, i32); 3] =
     [(1, "10.0.0.1", 9093), (2, "kafka-2.internal", 9094), (3, "::1", 9095)];
@@ -284,7 +284,7 @@ fn controller_endpoints_are_renamed_but_not_learned() {
 /// they cover every API the proxy rewrites.
 #[test]
 fn real_broker_responses_rewrite_cleanly() {
-    use crate::testkit::check_idempotent;
+    use crate::kafka::testkit::check_idempotent;
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/captured/broker_response");
     let cases = rewritten_versions();
     let adv = Advertise::new("acme", "kaas.localhost", 9092);

@@ -13,8 +13,8 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
-use crate::kafka::apis::{policy, Policy};
-use crate::kafka::rewrite::{parse_addr, rewrite_response, Advertise};
+use super::apis::{policy, Policy};
+use super::rewrite::{parse_addr, rewrite_response, Advertise};
 use kaas_route::HostPort;
 
 /// splitmix64: a small deterministic generator, so a failure names a seed that reproduces it.

@@ -124,7 +124,7 @@ pub struct Settings {
     /// Validated DNS name tenants live under, without a trailing dot.
     pub domain: String,
     /// Port written into rewritten broker addresses; the port of `listen` unless configured (0: the port
-    /// [`crate::Proxy::bind`] actually bound).
+    /// [`crate::Server::bind`] actually bound).
     pub advertised_port: u16,
     /// Largest Kafka frame accepted either way, 1024..=`i32::MAX`.
     pub max_frame_bytes: u32,

@@ -1,10 +1,10 @@
 //! kaas-proxy: a Kafka-protocol-aware TLS ingress and tenant router.
 //!
 //! A connection's way through the proxy, module by module: [`listener`] (the one TLS port: hello → route →
-//! connect → session) → [`tls`] (ClientHello, the tenant's server configuration) → [`router`] (server name →
+//! authenticate and connect → session) → [`tls`] (ClientHello, the tenant's server configuration) → [`router`] (server name →
 //! tenant and target, the tenant's broker table) → [`upstream`] (the tenant's own cluster) → [`session`] (the
 //! two-way frame pump) → [`kafka`] (framing, headers, in-flight requests, the walk that rewrites broker
-//! addresses). [`acme`] obtains and renews tenants' certificates. [`routes`] builds the routing state from [`config`] and swaps it on [`reload`]; [`error`] names
+//! addresses). [`server`] binds the ports and runs the rest; [`acme`] obtains and renews tenants' certificates. [`routes`] builds the routing state from [`config`] and swaps it on [`reload`]; [`error`] names
 //! failures by side; [`admin`] answers health probes and serves [`metrics`].
 //!
 //! Kept on purpose: the allocation-free header cursor and the bounded response walker (no peer-sized
@@ -24,12 +24,13 @@ pub mod metrics;
 pub mod reload;
 pub mod router;
 pub mod routes;
+pub mod server;
 pub mod session;
 pub mod tls;
 pub mod upstream;
 
+pub use config::Settings;
 /// Test support (feature `testkit`): Kafka responses to rewrite, and their mutations; see [`kafka::testkit`].
 #[cfg(any(test, feature = "testkit"))]
 pub use kafka::testkit;
-pub use config::Settings;
-pub use listener::{Proxy, Shutdown};
+pub use server::{Server, Shutdown};

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use kaas_proxy::{config, Proxy, Shutdown};
+use kaas_proxy::{config, Server, Shutdown};
 use tokio::sync::Notify;
 
 /// Kafka-protocol-aware TLS ingress and tenant router: one TLS port for every tenant, tenant chosen by SNI.
@@ -65,7 +65,7 @@ async fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    let proxy = match Proxy::bind(&settings).await {
+    let proxy = match Server::bind(&settings).await {
         Ok(p) => p,
         Err(e) => {
             eprintln!("kaas-proxy: {e}");

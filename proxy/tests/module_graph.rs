@@ -307,7 +307,9 @@ fn the_proxy_depends_downwards_floor_by_floor() {
         };
         for used in uses {
             match floor_of(used) {
-                None => wrong.push(format!("{used} (used by {module}) is on no floor: add it to PROXY_FLOORS")),
+                None => {
+                    wrong.push(format!("{used} (used by {module}) is on no floor: add it to PROXY_FLOORS"))
+                }
                 Some(to) if to < from => wrong.push(format!("{module} -> {used} points up")),
                 Some(_) => {}
             }
@@ -337,21 +339,22 @@ fn no_production_file_is_over_500_lines() {
 #[test]
 fn the_checks_see_what_they_are_for() {
     // Brace groups, `super` chains and inline test modules resolve to modules.
-    let modules: BTreeSet<Module> =
-        [vec![], vec!["a".into()], vec!["a".into(), "b".into()], vec!["a".into(), "c".into()], vec!["d".into()]]
-            .into_iter()
-            .collect();
+    let modules: BTreeSet<Module> = [
+        vec![],
+        vec!["a".into()],
+        vec!["a".into(), "b".into()],
+        vec!["a".into(), "c".into()],
+        vec!["d".into()],
+    ]
+    .into_iter()
+    .collect();
     let from: Module = vec!["a".into(), "b".into()];
     let resolved: Vec<_> = paths_in("use super::{c::X, super::d::{Y, Z}}; let _ = crate::a::b::f();")
         .iter()
         .filter_map(|p| resolve(p, &from, &modules))
         .collect();
-    let expect: Vec<Module> = vec![
-        vec!["a".into(), "c".into()],
-        vec!["d".into()],
-        vec!["d".into()],
-        vec!["a".into(), "b".into()],
-    ];
+    let expect: Vec<Module> =
+        vec![vec!["a".into(), "c".into()], vec!["d".into()], vec!["d".into()], vec!["a".into(), "b".into()]];
     assert_eq!(resolved, expect);
     // The circle this test was extended after: two sibling files naming each other through `super::`.
     let planted = [

@@ -160,7 +160,7 @@ impl ProxyHandle {
             let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build();
             let Ok(rt) = rt else { return };
             rt.block_on(async move {
-                match kaas_proxy::Proxy::bind(&settings).await {
+                match kaas_proxy::Server::bind(&settings).await {
                     Ok(proxy) => {
                         // Files are watched as `kaas-proxy --reload-seconds` does, faster.
                         let reloader = proxy.reloader();

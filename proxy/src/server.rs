@@ -1,0 +1,166 @@
+//! The server: one process's sockets and tasks. [`Server::bind`] binds the TLS port (and the admin and ACME
+//! HTTP-01 ports when configured) and builds the first routes; [`Server::run`] starts the admin endpoint and the
+//! ACME client, serves connections through [`crate::listener`], and on shutdown turns readiness off, keeps
+//! accepting for `stop.delay`, then drains. Nothing here touches a connection's bytes.
+//!
+//! Neighbours: [`crate::listener`] (the TLS port and each connection's stages), [`crate::routes`] (the routing
+//! state it builds and hands to [`Reloader`]), [`crate::admin`], [`crate::acme`].
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tracing::{info, warn};
+
+use crate::acme::{AcmeCerts, Manager};
+use crate::admin::Health;
+use crate::config::Settings;
+use crate::listener::{Limits, Listener};
+use crate::metrics::Metrics;
+use crate::routes::{Reloader, RouteSet, Routes};
+use crate::tls::FrontError;
+use crate::upstream::Connector;
+
+/// A bound proxy, ready to serve.
+#[derive(Debug)]
+pub struct Server {
+    listener: Listener,
+    admin: Option<TcpListener>,
+    health: Arc<Health>,
+    routes: Arc<Routes>,
+    metrics: Arc<Metrics>,
+    /// ACME tenants' issued certificates and the pending challenge answers; `None` without ACME.
+    acme_certs: Option<Arc<AcmeCerts>>,
+    /// The ACME client, started with the proxy.
+    acme: Option<Manager>,
+    /// The ACME HTTP-01 listener (`acme.http01_listen`).
+    http01: Option<TcpListener>,
+}
+
+/// Why [`Server::bind`] failed; the process cannot serve.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The TLS or admin address cannot be bound (in use, not local, no permission).
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// A TLS server configuration could not be built from the loaded certificates.
+    #[error(transparent)]
+    Tls(#[from] FrontError),
+    /// The ACME store directory cannot be created.
+    #[error(transparent)]
+    AcmeStore(#[from] crate::acme::store::StoreError),
+}
+
+/// How the proxy stops after its shutdown signal.
+#[derive(Debug, Clone, Copy)]
+pub struct Shutdown {
+    /// Time between readiness going false and the listener closing, for load balancers to take the proxy out.
+    pub delay: Duration,
+    /// Time open sessions get to close between requests before the remaining connections are dropped.
+    pub drain: Duration,
+}
+
+async fn bind_optional(addr: Option<SocketAddr>) -> Result<Option<TcpListener>, StartError> {
+    match addr {
+        Some(addr) => {
+            Ok(Some(TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?))
+        }
+        None => Ok(None),
+    }
+}
+
+impl Server {
+    /// Binds the listening sockets. With port 0 the advertised port defaults to the port actually bound.
+    pub async fn bind(settings: &Settings) -> Result<Server, StartError> {
+        let socket = TcpListener::bind(settings.listen)
+            .await
+            .map_err(|source| StartError::Bind { addr: settings.listen, source })?;
+        let bound =
+            socket.local_addr().map_err(|source| StartError::Bind { addr: settings.listen, source })?;
+        let admin = bind_optional(settings.admin_listen).await?;
+        let advertised_port = match settings.advertised_port {
+            0 => bound.port(),
+            p => p,
+        };
+        let metrics = Arc::new(Metrics::new(settings.tenants.iter().map(|t| t.name.as_str())));
+        metrics.routes_applied(settings.tenants.len(), settings.skipped.len());
+        metrics.certificates(settings.certificate_expiry());
+        let acme_certs = settings.acme.as_ref().map(|_| Arc::new(AcmeCerts::default()));
+        let http01 = bind_optional(settings.acme.as_ref().and_then(|a| a.http01_listen)).await?;
+        let acme = match (&settings.acme, &acme_certs) {
+            (Some(acme), Some(certs)) => {
+                Some(Manager::new(acme.clone(), certs.clone(), metrics.clone()).await?)
+            }
+            _ => None,
+        };
+        let routes = Arc::new(Routes::new(RouteSet::build(settings, None, acme_certs.as_ref())?));
+        let connector = Connector {
+            connect_timeout: settings.connect_timeout,
+            max_frame_bytes: settings.max_frame_bytes,
+            metrics: metrics.clone(),
+        };
+        let listener = Listener::new(
+            socket,
+            routes.clone(),
+            connector,
+            advertised_port,
+            Limits::of(settings),
+            metrics.clone(),
+            acme_certs.clone(),
+        );
+        Ok(Server { listener, admin, health: Arc::default(), routes, metrics, acme_certs, acme, http01 })
+    }
+
+    /// A handle that swaps in new routes while the proxy runs.
+    pub fn reloader(&self) -> Reloader {
+        Reloader { routes: self.routes.clone(), metrics: self.metrics.clone(), acme: self.acme_certs.clone() }
+    }
+
+    /// The address the TLS port is bound to (the real port when configured with port 0).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` completes; then readiness goes false at once, connections are still accepted for
+    /// `stop.delay` (so a load balancer notices first), the listener closes, open sessions close between
+    /// requests, and after at most `stop.drain` the remaining connections are dropped.
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>, stop: Shutdown) {
+        let domain = self.routes.current().tenants.domain.clone();
+        info!(listen = ?self.local_addr().ok(), %domain, "kaas-proxy serving");
+        if let Some(admin) = self.admin.take() {
+            tokio::spawn(crate::admin::serve(admin, self.health.clone(), self.metrics.clone()));
+        }
+        // Readiness does not wait for certificates: a tenant whose order is pending is served the default
+        // certificate meanwhile, and the other tenants are not held up by it.
+        if let (Some(http01), Some(certs)) = (self.http01.take(), &self.acme_certs) {
+            tokio::spawn(crate::acme::http01::serve(http01, certs.clone()));
+        }
+        if let Some(acme) = self.acme.take() {
+            let routes = self.routes.clone();
+            tokio::spawn(acme.run(move || {
+                let current = routes.current();
+                let tenants = current.acme_tenants().map(|(tenant, ids)| (tenant.to_owned(), ids.to_vec()));
+                (current.tenants.domain.clone(), tenants.collect())
+            }));
+        }
+        self.health.ready.store(true, Ordering::SeqCst);
+        self.listener.accept_until(shutdown).await;
+        self.health.ready.store(false, Ordering::SeqCst);
+        info!(
+            delay_seconds = stop.delay.as_secs_f32(),
+            "shutting down: not ready; still accepting meanwhile"
+        );
+        self.listener.accept_until(tokio::time::sleep(stop.delay)).await;
+        if !self.listener.drain(stop.drain).await {
+            warn!("drain timeout; closed the remaining connections");
+        }
+    }
+}

@@ -1,7 +1,7 @@
 //! Configuration: the YAML file `kaas-proxy --config FILE` reads, validated into [`Settings`].
 //!
 //! Every problem is collected and reported at once, each naming its key (`tenants[1].bootstrap[0]: ...`), so an
-//! operator fixes a file in one pass. Certificates are loaded here (through [`crate::tls::certs`]) because a
+//! operator fixes a file in one pass. Certificates are loaded here (through [`certs`]) because a
 //! certificate that does not match its key is a configuration error, not a runtime one.
 
 use std::collections::HashSet;
@@ -11,209 +11,17 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use kaas_route::{check_dns_label, CertificateFiles, HostPort, Identity, TenantCertificate, TenantRoute};
-use rustls::pki_types::CertificateRevocationListDer;
+use kaas_route::{check_dns_label, CertificateFiles, HostPort, TenantCertificate, TenantRoute};
 use rustls::sign::CertifiedKey;
-use serde::{Deserialize, Serialize};
 use serde_norway::{Mapping, Value};
 
-use crate::tls::certs;
-use crate::upstream::identity::ClientsCa;
-use crate::upstream::principal::PrincipalMapper;
-use crate::upstream::tls::{UpstreamAuth, UpstreamTls};
 pub use acme::{AcmeConfig, AcmeSettings, ChallengeKind, KubernetesStoreSettings, StoreSettings};
 use limits::{limit, LIMITS};
-
-/// Kafka's own default for `socket.request.max.bytes`.
-pub const DEFAULT_MAX_FRAME_BYTES: u32 = 100 * 1024 * 1024;
-const DEFAULT_CONNECT_TIMEOUT_SECONDS: u64 = 5;
-
-/// The file as written; field names are the YAML keys. The schema of record (for tools that write the file);
-/// [`load`] reads it key by key to report every error at once.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Config {
-    /// The one TLS port for all tenants.
-    pub listen: String,
-    /// Tenants live under it: `<tenant>.<domain>`, `b<node-id>.<tenant>.<domain>`.
-    pub domain: String,
-    /// Port written into rewritten broker addresses; default: the port of `listen`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub advertised_port: Option<u16>,
-    /// Largest Kafka frame accepted in either direction.
-    #[serde(default = "default_max_frame_bytes")]
-    pub max_frame_bytes: u32,
-    /// Time allowed to open a TCP connection to a tenant's broker.
-    #[serde(default = "default_connect_timeout_seconds")]
-    pub connect_timeout_seconds: u64,
-    /// Time a client has for its ClientHello, and again for the rest of its TLS handshake.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub handshake_timeout_seconds: Option<u64>,
-    /// A session with no request outstanding and no frame either way for this long is closed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub idle_timeout_seconds: Option<u64>,
-    /// Connections open at once, all tenants together; more are closed on accept.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_connections: Option<usize>,
-    /// Connections open at once per tenant; more are refused after the ClientHello.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_connections_per_tenant: Option<usize>,
-    /// Connections open at once from one peer address (an IPv6 /64 counts as one); more are closed on accept.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_connections_per_ip: Option<usize>,
-    /// Requests a connection may have awaiting responses before the proxy stops reading it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_inflight_requests_per_connection: Option<usize>,
-    /// After a reload changes or removes a tenant's route, how long its open sessions may go on.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reload_grace_seconds: Option<u64>,
-    /// Largest `max_bytes` a Fetch request is forwarded with (lower ones pass as they are).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_fetch_response_bytes: Option<u32>,
-    /// Address of the health (`/healthz`, `/readyz`) endpoint; none when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub admin_listen: Option<String>,
-    /// Default certificate chain and key, used for names without a tenant certificate.
-    pub tls: CertificateFiles,
-    /// Tenants written inline; may be empty or absent when `tenants_file` is given.
-    #[serde(default)]
-    pub tenants: Vec<TenantRoute>,
-    /// A YAML list of further tenants: the route source kaas-controller publishes (a mounted ConfigMap).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tenants_file: Option<PathBuf>,
-    /// The ACME client for tenants with `tls: { acme: true }`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub acme: Option<AcmeConfig>,
-}
-
-fn default_max_frame_bytes() -> u32 {
-    DEFAULT_MAX_FRAME_BYTES
-}
-fn default_connect_timeout_seconds() -> u64 {
-    DEFAULT_CONNECT_TIMEOUT_SECONDS
-}
-
-/// Keys of [`Config`]. The file is read key by key (so every error is reported at once); a test checks this
-/// list and the parser against [`Config`] itself.
-const TOP_LEVEL_KEYS: &[&str] = &[
-    "listen",
-    "domain",
-    "advertised_port",
-    "max_frame_bytes",
-    "connect_timeout_seconds",
-    "handshake_timeout_seconds",
-    "idle_timeout_seconds",
-    "max_connections",
-    "max_connections_per_tenant",
-    "max_connections_per_ip",
-    "max_inflight_requests_per_connection",
-    "reload_grace_seconds",
-    "max_fetch_response_bytes",
-    "admin_listen",
-    "tls",
-    "tenants",
-    "tenants_file",
-    "acme",
-];
-
-/// A validated configuration, certificates loaded.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    /// The one TLS port; bound at start-up only (a reload does not move it).
-    pub listen: SocketAddr,
-    /// Validated DNS name tenants live under, without a trailing dot.
-    pub domain: String,
-    /// Port written into rewritten broker addresses; the port of `listen` unless configured (0: the port
-    /// [`crate::Server::bind`] actually bound).
-    pub advertised_port: u16,
-    /// Largest Kafka frame accepted either way, 1024..=`i32::MAX`.
-    pub max_frame_bytes: u32,
-    /// Time allowed to open a TCP connection to a tenant's broker; at least one second.
-    pub connect_timeout: Duration,
-    /// Time for a client's ClientHello, and again for the rest of its handshake.
-    pub handshake_timeout: Duration,
-    /// Quiet time after which a session with nothing outstanding is closed.
-    pub idle_timeout: Duration,
-    /// Connections open at once, all tenants together.
-    pub max_connections: usize,
-    /// Connections open at once per tenant.
-    pub max_connections_per_tenant: usize,
-    /// Connections open at once per peer address (IPv6: per /64).
-    pub max_connections_per_ip: usize,
-    /// Requests awaiting responses per connection before the proxy stops reading the client.
-    pub max_inflight_requests_per_connection: usize,
-    /// After a reload changes or removes a tenant's route, how long its open sessions may go on.
-    pub reload_grace: Duration,
-    /// Largest `max_bytes` a Fetch request is forwarded with: what bounds the response frames held per connection.
-    pub max_fetch_response_bytes: u32,
-    /// Where `/healthz`, `/readyz` and `/metrics` are served; no admin endpoint when `None`.
-    pub admin_listen: Option<SocketAddr>,
-    /// Chain and key for names whose tenant has no certificate of its own.
-    pub default_cert: Arc<CertifiedKey>,
-    /// Inline tenants first, then those of `tenants_file`; names are unique.
-    pub tenants: Vec<TenantSettings>,
-    /// Problems of `tenants_file` entries that were left out so the others are served (a route published
-    /// before its certificate files are mounted, say); empty when every entry loaded. Logged by the caller.
-    pub skipped: Vec<ConfigError>,
-    /// Names of the entries left out (where their name could be read): a reload keeps serving the version of
-    /// these tenants it already has rather than drop them.
-    pub skipped_tenants: Vec<String>,
-    /// The `tenants_file`, when it was absent and [`Missing::Empty`] let the settings load without it.
-    pub tenants_file_missing: Option<PathBuf>,
-    /// The ACME client's settings; `None` without an `acme` section (then no tenant has `acme: true`).
-    pub acme: Option<Arc<AcmeSettings>>,
-}
-
-impl Settings {
-    /// Logs each left-out `tenants_file` entry ([`Settings::skipped`]) once, naming its key; the start-up and
-    /// every reload report them the same way.
-    pub fn warn_skipped(&self) {
-        for e in &self.skipped {
-            tracing::warn!(key = %e.key, "tenant left out: {}", e.message);
-        }
-    }
-
-    /// Each tenant with the not-after (Unix seconds) of the certificate its clients are served: its own, or
-    /// the default one. ACME tenants are left out: [`crate::acme`] sets theirs as it installs certificates.
-    pub fn certificate_expiry(&self) -> Vec<(&str, i64)> {
-        let default = certs::not_after(&self.default_cert);
-        self.tenants
-            .iter()
-            .filter(|t| t.acme_broker_ids.is_none())
-            .filter_map(|t| {
-                let not_after = t.cert.as_deref().map_or(default, certs::not_after)?;
-                Some((t.name.as_str(), not_after))
-            })
-            .collect()
-    }
-}
-
-/// One tenant of [`Settings`]: its [`TenantRoute`] validated, with its certificate and client CA loaded.
-#[derive(Debug, Clone)]
-pub struct TenantSettings {
-    /// DNS label; the tenant's names are `<name>.<domain>` and `b<node-id>.<name>.<domain>`.
-    pub name: String,
-    /// Bootstrap servers in the order they are tried.
-    pub bootstrap: Vec<HostPort>,
-    /// The tenant's own chain and key; `None` uses [`Settings::default_cert`].
-    pub cert: Option<Arc<CertifiedKey>>,
-    /// Client certificates must chain to these, when set.
-    pub client_roots: Option<Arc<rustls::RootCertStore>>,
-    /// Revocation lists client certificates are checked against (with `client_roots` only).
-    pub client_crls: Vec<CertificateRevocationListDer<'static>>,
-    /// TLS to the tenant's brokers and the identity presented there; plaintext when `None`.
-    pub upstream_tls: Option<Arc<UpstreamTls>>,
-    /// Maps client certificate subjects to the principal names logged; `None`: the subject itself.
-    pub principals: Option<Arc<PrincipalMapper>>,
-    /// A hash of the entry and of every file it names: a reload that leaves it equal leaves the tenant's open
-    /// sessions alone.
-    pub fingerprint: u64,
-    /// Byte-rate quotas; none when absent.
-    pub quota: Option<kaas_route::Quota>,
-    /// `tls: { acme: true }`: the broker ids whose `b<id>` names its ACME certificate covers; `None`: its
-    /// certificate is `cert` (or the default).
-    pub acme_broker_ids: Option<Vec<u32>>,
-}
+use principal::PrincipalMapper;
+pub use schema::{Config, DEFAULT_MAX_FRAME_BYTES};
+use schema::{DEFAULT_CONNECT_TIMEOUT_SECONDS, TOP_LEVEL_KEYS};
+pub use settings::{Settings, TenantSettings};
+pub use upstream::{UpstreamAuthSettings, UpstreamSettings};
 
 /// One problem, naming its key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -558,7 +366,7 @@ fn validate(p: &Parsed, base: &Path, errs: &mut Collector) -> Option<Settings> {
                 Vec::new()
             }
         };
-        let upstream_tls = load_upstream(key, route, base, errs);
+        let upstream = upstream::load(key, route, base, errs);
         let principals = route.principal_mapping_rules.as_deref().and_then(|rules| {
             PrincipalMapper::parse(rules)
                 .map(Arc::new)
@@ -571,7 +379,7 @@ fn validate(p: &Parsed, base: &Path, errs: &mut Collector) -> Option<Settings> {
             cert,
             client_roots,
             client_crls,
-            upstream_tls,
+            upstream,
             principals,
             fingerprint: fingerprint(route, base),
             quota: route.quota.clone(),
@@ -622,46 +430,6 @@ fn fingerprint(route: &TenantRoute, base: &Path) -> u64 {
     h.finish()
 }
 
-/// The tenant's upstream TLS material, loaded; every file problem reported under its key.
-fn load_upstream(
-    key: &str,
-    route: &TenantRoute,
-    base: &Path,
-    errs: &mut Collector,
-) -> Option<Arc<UpstreamTls>> {
-    let upstream = route.upstream.as_ref()?;
-    let tls = upstream.tls.as_ref()?;
-    let key = format!("{key}.upstream");
-    let roots =
-        certs::load_roots(&base.join(&tls.ca)).map_err(|e| errs.push(format!("{key}.tls.ca"), e)).ok();
-    // Route validation has already reported missing fields; only what is present is loaded here.
-    let auth = match upstream.identity() {
-        None => Some(UpstreamAuth::Anonymous),
-        Some(Identity::Proxy) => {
-            let (cert, private) = (upstream.cert.as_ref()?, upstream.key.as_ref()?);
-            let files = CertificateFiles { cert: cert.clone(), key: private.clone() };
-            load_cert(&key, &files, base, errs).map(UpstreamAuth::Proxy)
-        }
-        Some(Identity::Client) => {
-            let (bundle, ca_key) = (route.client_ca.as_ref()?, upstream.clients_ca_key.as_ref()?);
-            match ClientsCa::load(&base.join(bundle), &base.join(ca_key)) {
-                Ok(ca) => Some(UpstreamAuth::Client(Box::new(ca))),
-                Err(e) => {
-                    errs.push(format!("{key}.clients_ca_key"), e);
-                    None
-                }
-            }
-        }
-    };
-    match UpstreamTls::new(Arc::new(roots?), tls.server_name.as_deref(), auth?) {
-        Ok(t) => Some(Arc::new(t)),
-        Err(e) => {
-            errs.push(format!("{key}.tls"), e);
-            None
-        }
-    }
-}
-
 fn load_cert(
     key: &str,
     files: &CertificateFiles,
@@ -678,7 +446,12 @@ fn load_cert(
 }
 
 mod acme;
+pub mod certs;
 mod limits;
+pub mod principal;
+mod schema;
+mod settings;
+pub mod upstream;
 
 #[cfg(test)]
 mod tests;

@@ -3,21 +3,38 @@
 //! whole when a reload brings new ones. Each connection takes one [`RouteSet`] when it starts and keeps it, so a
 //! reload never changes a connection under way.
 //!
-//! This is the one module that turns settings into routing state, so `config`, `router` and `tls` do not
-//! depend on one another. Neighbours: [`crate::listener`] reads the current set per connection;
+//! This is the one module that turns settings into routing state (TLS server configurations, upstream TLS with
+//! its clients CA, principal mappers), so `config` stays plain validated settings below everything else, and
+//! `router` and `tls` do not depend on one another. Neighbours: [`crate::listener`] reads the current set per connection;
 //! [`crate::reload`] watches the files and calls [`Reloader::reload`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use crate::acme::AcmeCerts;
+use crate::config::principal::PrincipalMapper;
 use crate::config::Settings;
 use crate::metrics::Metrics;
 use crate::router::quota::Quotas;
 use crate::router::{Tenant, TenantTable};
 use crate::tls::{FrontError, TenantTls, TlsFront};
-use crate::upstream::principal::PrincipalMapper;
-use crate::upstream::tls::UpstreamTls;
+use crate::upstream::tls::{UpstreamTls, UpstreamTlsError};
+
+/// Why routes could not be built from validated settings (the settings stay as they were).
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// A TLS server configuration could not be built from the loaded certificates.
+    #[error(transparent)]
+    Tls(#[from] FrontError),
+    /// A tenant's upstream TLS could not be built from its loaded material.
+    #[error("tenant {tenant}: upstream TLS: {source}")]
+    Upstream {
+        /// The tenant.
+        tenant: String,
+        /// What failed.
+        source: UpstreamTlsError,
+    },
+}
 
 /// One version of the routes: the tenants and their TLS configurations.
 #[derive(Debug)]
@@ -44,7 +61,7 @@ impl RouteSet {
         settings: &Settings,
         previous: Option<&RouteSet>,
         acme: Option<&Arc<AcmeCerts>>,
-    ) -> Result<RouteSet, FrontError> {
+    ) -> Result<RouteSet, BuildError> {
         let unchanged = |name: &str, fingerprint: u64| {
             previous.and_then(|p| p.tenants.get(name)).filter(|old| old.fingerprint == fingerprint).cloned()
         };
@@ -81,8 +98,13 @@ impl RouteSet {
                 client_crls: t.client_crls.clone(),
             }),
         )?;
-        let mut upstream_tls: HashMap<String, Arc<UpstreamTls>> =
-            settings.tenants.iter().filter_map(|t| Some((t.name.clone(), t.upstream_tls.clone()?))).collect();
+        let mut upstream_tls = HashMap::new();
+        for t in &settings.tenants {
+            let Some(upstream) = &t.upstream else { continue };
+            let built = UpstreamTls::from_settings(upstream)
+                .map_err(|source| BuildError::Upstream { tenant: t.name.clone(), source })?;
+            upstream_tls.insert(t.name.clone(), Arc::new(built));
+        }
         let mut principals: HashMap<String, Arc<PrincipalMapper>> =
             settings.tenants.iter().filter_map(|t| Some((t.name.clone(), t.principals.clone()?))).collect();
         for name in &settings.skipped_tenants {
@@ -158,7 +180,7 @@ pub struct Reloader {
 
 impl Reloader {
     /// Swaps in routes built from `settings`; returns how many tenants they hold.
-    pub fn reload(&self, settings: &Settings) -> Result<usize, FrontError> {
+    pub fn reload(&self, settings: &Settings) -> Result<usize, BuildError> {
         let next = match RouteSet::build(settings, Some(&self.routes.current()), self.acme.as_ref()) {
             Ok(next) => next,
             Err(e) => {

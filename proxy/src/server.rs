@@ -20,8 +20,7 @@ use crate::admin::Health;
 use crate::config::Settings;
 use crate::listener::{Limits, Listener};
 use crate::metrics::Metrics;
-use crate::routes::{Reloader, RouteSet, Routes};
-use crate::tls::FrontError;
+use crate::routes::{BuildError, Reloader, RouteSet, Routes};
 use crate::upstream::Connector;
 
 /// A bound proxy, ready to serve.
@@ -51,9 +50,9 @@ pub enum StartError {
         /// The operating system's error.
         source: std::io::Error,
     },
-    /// A TLS server configuration could not be built from the loaded certificates.
+    /// The routes could not be built from the loaded settings.
     #[error(transparent)]
-    Tls(#[from] FrontError),
+    Routes(#[from] BuildError),
     /// The ACME store directory cannot be created.
     #[error(transparent)]
     AcmeStore(#[from] crate::acme::store::StoreError),

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use kaas_proxy::config::from_yaml;
-use kaas_proxy::upstream::principal::PrincipalMapper;
+use kaas_proxy::config::principal::PrincipalMapper;
 use libfuzzer_sys::fuzz_target;
 
 fn empty_base() -> &'static PathBuf {

@@ -15,7 +15,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use instant_acme::{BodyWrapper, BytesResponse, HttpClient};
 
-use crate::tls::certs;
+use crate::config::certs;
 
 /// The `Retry-After` of the CA's latest error answer, as an instant.
 #[derive(Debug, Clone, Default)]

@@ -20,8 +20,8 @@ use tracing::{info, warn};
 use super::certs::AcmeCerts;
 use super::store::{KubeStore, Store, StoreError};
 use super::{challenge, dns01};
+use crate::config::certs::{self, CertError};
 use crate::config::{AcmeSettings, ChallengeKind};
-use crate::tls::certs::{self, CertError};
 
 /// With the `kubernetes` store, how long the ordering replica waits between publishing its challenge answers
 /// and telling the CA to validate, so the watch has brought them to every replica (each copies them within a

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
+use super::certs;
 use super::Collector;
-use crate::tls::certs;
 
 /// The section as written.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

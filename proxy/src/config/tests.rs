@@ -280,15 +280,19 @@ tenants:
     upstream: { tls: { ca: cluster-ca.pem } }
 "#;
     let s = from_yaml(yaml, dir.path()).expect("valid");
-    let identities: Vec<_> =
-        s.tenants.iter().map(|t| t.upstream_tls.as_ref().map(|u| u.identity())).collect();
+    // Config loads the material; routes build the runtime TLS of it, as here.
+    let built = |t: &TenantSettings| {
+        t.upstream.as_deref().map(|u| crate::upstream::tls::UpstreamTls::from_settings(u).expect("builds"))
+    };
+    let identities: Vec<_> = s.tenants.iter().map(|t| built(t).map(|u| u.identity())).collect();
+    use kaas_route::Identity;
     assert_eq!(identities, [None, Some(Some(Identity::Client)), Some(Some(Identity::Proxy)), Some(None)]);
-    let shared = s.tenants[2].upstream_tls.as_ref().expect("tls");
+    let shared = built(&s.tenants[2]).expect("tls");
     assert_eq!(
         shared.server_name("10.0.0.7").map(|n| n.to_str().into_owned()).ok(),
         Some("kafka.internal".into())
     );
-    let sasl = s.tenants[3].upstream_tls.as_ref().expect("tls");
+    let sasl = built(&s.tenants[3]).expect("tls");
     assert_eq!(sasl.server_name("10.0.0.7").map(|n| n.to_str().into_owned()).ok(), Some("10.0.0.7".into()));
 }
 

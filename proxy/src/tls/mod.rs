@@ -6,8 +6,6 @@
 //! tenant, asks for its configuration; [`crate::routes`] builds the [`TlsFront`]; the finished stream goes to
 //! [`crate::session`].
 
-pub mod certs;
-
 use std::collections::{HashMap, HashSet};
 use std::io;
 use std::sync::Arc;

@@ -9,20 +9,19 @@
 //! signing runs on the blocking pool because a clients CA key may be RSA-4096.
 //!
 //! Neighbours: [`super::tls`] builds a client configuration from each minted certificate; [`crate::config`]
-//! loads the [`ClientsCa`]; [`crate::listener`] reads the client's identity after its handshake.
+//! loads the clients CA's key and [`crate::routes`] makes the [`ClientsCa`] of it; [`crate::listener`] reads the client's identity after its handshake.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rcgen::string::{BmpString, UniversalString};
 use rcgen::{
     CertificateParams, DistinguishedName, DnType, DnValue, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    PublicKeyData, SerialNumber,
+    SerialNumber,
 };
-use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::sign::CertifiedKey;
 use x509_parser::der_parser::asn1_rs::Tag;
@@ -30,6 +29,8 @@ use x509_parser::error::X509Error;
 use x509_parser::prelude::FromDer;
 use x509_parser::x509::X509Name;
 
+use crate::config;
+use crate::config::upstream::{CaError, ClientsCaKey};
 use crate::tls::provider;
 
 /// How long a minted upstream certificate is valid.
@@ -200,43 +201,6 @@ fn to_rcgen(name: &X509Name<'_>) -> Result<DistinguishedName, String> {
     Ok(dn)
 }
 
-/// Why a clients CA could not be loaded.
-#[derive(Debug, thiserror::Error)]
-pub enum CaError {
-    /// A file cannot be read.
-    #[error("cannot read {path}: {source}")]
-    Unreadable {
-        /// The file, as resolved.
-        path: PathBuf,
-        /// The operating system's error.
-        source: std::io::Error,
-    },
-    /// The key file holds no private key rcgen and ring can sign with (PKCS#8 ECDSA/Ed25519/RSA).
-    #[error("{path} holds no usable PEM private key ({reason})")]
-    Key {
-        /// The key file.
-        path: PathBuf,
-        /// What the reader said.
-        reason: String,
-    },
-    /// No certificate of the CA bundle has the key's public key.
-    #[error("no certificate in {ca} belongs to the key in {key}")]
-    NoMatchingCertificate {
-        /// The CA bundle (`client_ca`).
-        ca: PathBuf,
-        /// The key file (`clients_ca_key`).
-        key: PathBuf,
-    },
-    /// The CA certificate's subject cannot be written as an issuer name.
-    #[error("{path}: CA subject unusable: {reason}")]
-    Subject {
-        /// The CA bundle.
-        path: PathBuf,
-        /// Why.
-        reason: String,
-    },
-}
-
 /// A tenant's clients CA: certificate and key, able to sign client certificates.
 pub struct ClientsCa {
     issuer: Issuer<'static, KeyPair>,
@@ -251,30 +215,23 @@ impl std::fmt::Debug for ClientsCa {
 }
 
 impl ClientsCa {
-    /// Loads the key and picks, from the CA bundle (which may hold an old and a new CA during a rotation), the
-    /// certificate that belongs to it.
+    /// The CA that signs with `material` (loaded and matched by [`crate::config`]).
+    pub fn new(material: &ClientsCaKey) -> Result<ClientsCa, CaError> {
+        let path = &material.bundle;
+        let key = KeyPair::from_pem(&material.key_pem)
+            .map_err(|e| CaError::Key { path: path.clone(), reason: e.to_string() })?;
+        let (_, cert) = x509_parser::parse_x509_certificate(material.certificate.as_ref())
+            .map_err(|e| CaError::Subject { path: path.clone(), reason: e.to_string() })?;
+        let subject = cert.subject();
+        let mut params = CertificateParams::default();
+        params.distinguished_name =
+            to_rcgen(subject).map_err(|reason| CaError::Subject { path: path.clone(), reason })?;
+        Ok(ClientsCa { name: rfc2253(subject), issuer: Issuer::new(params, key) })
+    }
+
+    /// Loads the clients CA of `bundle` whose key is in `key_file` ([`config::upstream::load_clients_ca`]).
     pub fn load(bundle: &Path, key_file: &Path) -> Result<ClientsCa, CaError> {
-        let read = |path: &Path| {
-            std::fs::read(path).map_err(|source| CaError::Unreadable { path: path.into(), source })
-        };
-        let key_pem = String::from_utf8(read(key_file)?)
-            .map_err(|_| CaError::Key { path: key_file.into(), reason: "not PEM text".into() })?;
-        let key = KeyPair::from_pem(&key_pem)
-            .map_err(|e| CaError::Key { path: key_file.into(), reason: e.to_string() })?;
-        let spki = key.subject_public_key_info();
-        let bundle_pem = read(bundle)?;
-        for der in CertificateDer::pem_slice_iter(&bundle_pem).flatten() {
-            let Ok((_, cert)) = x509_parser::parse_x509_certificate(der.as_ref()) else { continue };
-            if cert.public_key().raw != spki.as_slice() {
-                continue;
-            }
-            let subject = cert.subject();
-            let mut params = CertificateParams::default();
-            params.distinguished_name =
-                to_rcgen(subject).map_err(|reason| CaError::Subject { path: bundle.into(), reason })?;
-            return Ok(ClientsCa { name: rfc2253(subject), issuer: Issuer::new(params, key) });
-        }
-        Err(CaError::NoMatchingCertificate { ca: bundle.into(), key: key_file.into() })
+        ClientsCa::new(&config::upstream::load_clients_ca(bundle, key_file)?)
     }
 
     /// A certificate and fresh key with exactly `subject_der` as subject, valid for [`MINTED_LIFETIME`].

@@ -7,7 +7,6 @@
 //! [`crate::kafka`] (framing, and the rewrite that feeds the table).
 
 pub mod identity;
-pub mod principal;
 pub mod tls;
 
 use std::net::SocketAddr;

@@ -2,7 +2,7 @@
 //! proxy dialled (or the configured `server_name`), and the client certificate the tenant's identity mode asks
 //! for — none, the proxy's own, or one minted per client ([`super::identity`]).
 //!
-//! Neighbours: [`crate::config`] loads the material into [`UpstreamTls`]; [`super::Connector`] dials with it;
+//! Neighbours: [`crate::config`] loads the material, [`crate::routes`] builds each tenant's [`UpstreamTls`] of it; [`super::Connector`] dials with it;
 //! the resulting [`UpstreamStream`] goes to [`crate::session`].
 
 use std::io;
@@ -20,6 +20,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 use super::identity::{ClientIdentity, ClientsCa, IdentityError, MintCache, CACHE_CAPACITY, PROXY_SUBJECT};
+use crate::config::upstream::CaError;
+use crate::config::{UpstreamAuthSettings, UpstreamSettings};
 use crate::tls::provider;
 
 /// Whose identity one upstream connection carries.
@@ -66,6 +68,9 @@ pub enum UpstreamTlsError {
     /// rustls refused the configuration.
     #[error("TLS configuration: {0}")]
     Tls(#[from] rustls::Error),
+    /// The clients CA cannot sign.
+    #[error(transparent)]
+    ClientsCa(#[from] CaError),
     /// `server_name` is neither a DNS name nor an IP address.
     #[error("server_name {0:?} is not a DNS name or IP address")]
     ServerName(String),
@@ -106,6 +111,16 @@ impl UpstreamTls {
             ),
         };
         Ok(UpstreamTls { verifier, server_name, identity, auth })
+    }
+
+    /// The upstream TLS of a tenant's loaded `settings`.
+    pub fn from_settings(settings: &UpstreamSettings) -> Result<UpstreamTls, UpstreamTlsError> {
+        let auth = match &settings.auth {
+            UpstreamAuthSettings::Anonymous => UpstreamAuth::Anonymous,
+            UpstreamAuthSettings::Proxy(key) => UpstreamAuth::Proxy(key.clone()),
+            UpstreamAuthSettings::Client(ca) => UpstreamAuth::Client(Box::new(ClientsCa::new(ca)?)),
+        };
+        UpstreamTls::new(settings.roots.clone(), settings.server_name.as_deref(), auth)
     }
 
     /// The identity mode: `None` when no client certificate is presented.

@@ -29,8 +29,8 @@ use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 use super::StoreError;
+use crate::config::certs;
 use crate::config::KubernetesStoreSettings;
-use crate::tls::certs;
 
 const MANAGER: &str = "kaas-proxy-acme";
 const LABEL: (&str, &str) = ("app.kubernetes.io/managed-by", "kaas-proxy");

@@ -1,7 +1,7 @@
 //! Where the ACME account and the tenants' certificates are kept: [`Store`] is either the single-replica
 //! [`dir`] store or the [`kube`] store that replicas share; the manager and the orders read and write through it
 //! and never ask which one it is. Neighbours: [`super::Manager`] reads it and stores the account,
-//! [`super::order`] stores what is issued; [`crate::tls::certs::load_pair`] loads the pairs.
+//! [`super::order`] stores what is issued; [`crate::config::certs::load_pair`] loads the pairs.
 
 pub mod dir;
 pub mod kube;
@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use instant_acme::AccountCredentials;
 use rustls::sign::CertifiedKey;
 
-use crate::tls::certs;
+use crate::config::certs;
 pub use dir::DirStore;
 pub use kube::KubeStore;
 

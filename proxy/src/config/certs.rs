@@ -1,12 +1,11 @@
-//! Certificate files: PEM chain + private key, loaded and checked to belong together.
+//! Certificate files: PEM chain + private key, loaded and checked to belong together; trust roots and
+//! revocation lists. The settings hold what is loaded here; [`crate::tls`] and [`crate::acme`] load with it too.
 
 use std::path::{Path, PathBuf};
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 use rustls::sign::CertifiedKey;
-
-use super::provider;
 
 /// Why a certificate pair could not be used; [`CertError::field`] names the offending key (`cert` or `key`).
 #[derive(Debug, thiserror::Error)]
@@ -91,7 +90,7 @@ pub fn pair_from_pem(
     }
     let private = PrivateKeyDer::from_pem_slice(key_pem)
         .map_err(|e| CertError::KeyInvalid { path: key.into(), reason: e.to_string() })?;
-    let signing = provider()
+    let signing = rustls::crypto::ring::default_provider()
         .key_provider
         .load_private_key(private)
         .map_err(|e| CertError::KeyInvalid { path: key.into(), reason: e.to_string() })?;

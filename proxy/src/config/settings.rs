@@ -1,0 +1,114 @@
+//! What a configuration becomes once validated ([`Settings`], one [`TenantSettings`] per tenant): plain
+//! values and the material its files hold (certificates, keys, trust roots), nothing that runs. The routing
+//! state is built of it by [`crate::routes`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kaas_route::HostPort;
+use rustls::pki_types::CertificateRevocationListDer;
+use rustls::sign::CertifiedKey;
+
+use super::principal::PrincipalMapper;
+use super::{certs, AcmeSettings, ConfigError, UpstreamSettings};
+
+/// A validated configuration, certificates loaded.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The one TLS port; bound at start-up only (a reload does not move it).
+    pub listen: SocketAddr,
+    /// Validated DNS name tenants live under, without a trailing dot.
+    pub domain: String,
+    /// Port written into rewritten broker addresses; the port of `listen` unless configured (0: the port
+    /// [`crate::Server::bind`] actually bound).
+    pub advertised_port: u16,
+    /// Largest Kafka frame accepted either way, 1024..=`i32::MAX`.
+    pub max_frame_bytes: u32,
+    /// Time allowed to open a TCP connection to a tenant's broker; at least one second.
+    pub connect_timeout: Duration,
+    /// Time for a client's ClientHello, and again for the rest of its handshake.
+    pub handshake_timeout: Duration,
+    /// Quiet time after which a session with nothing outstanding is closed.
+    pub idle_timeout: Duration,
+    /// Connections open at once, all tenants together.
+    pub max_connections: usize,
+    /// Connections open at once per tenant.
+    pub max_connections_per_tenant: usize,
+    /// Connections open at once per peer address (IPv6: per /64).
+    pub max_connections_per_ip: usize,
+    /// Requests awaiting responses per connection before the proxy stops reading the client.
+    pub max_inflight_requests_per_connection: usize,
+    /// After a reload changes or removes a tenant's route, how long its open sessions may go on.
+    pub reload_grace: Duration,
+    /// Largest `max_bytes` a Fetch request is forwarded with: what bounds the response frames held per connection.
+    pub max_fetch_response_bytes: u32,
+    /// Where `/healthz`, `/readyz` and `/metrics` are served; no admin endpoint when `None`.
+    pub admin_listen: Option<SocketAddr>,
+    /// Chain and key for names whose tenant has no certificate of its own.
+    pub default_cert: Arc<CertifiedKey>,
+    /// Inline tenants first, then those of `tenants_file`; names are unique.
+    pub tenants: Vec<TenantSettings>,
+    /// Problems of `tenants_file` entries that were left out so the others are served (a route published
+    /// before its certificate files are mounted, say); empty when every entry loaded. Logged by the caller.
+    pub skipped: Vec<ConfigError>,
+    /// Names of the entries left out (where their name could be read): a reload keeps serving the version of
+    /// these tenants it already has rather than drop them.
+    pub skipped_tenants: Vec<String>,
+    /// The `tenants_file`, when it was absent and [`Missing::Empty`] let the settings load without it.
+    pub tenants_file_missing: Option<PathBuf>,
+    /// The ACME client's settings; `None` without an `acme` section (then no tenant has `acme: true`).
+    pub acme: Option<Arc<AcmeSettings>>,
+}
+
+impl Settings {
+    /// Logs each left-out `tenants_file` entry ([`Settings::skipped`]) once, naming its key; the start-up and
+    /// every reload report them the same way.
+    pub fn warn_skipped(&self) {
+        for e in &self.skipped {
+            tracing::warn!(key = %e.key, "tenant left out: {}", e.message);
+        }
+    }
+
+    /// Each tenant with the not-after (Unix seconds) of the certificate its clients are served: its own, or
+    /// the default one. ACME tenants are left out: [`crate::acme`] sets theirs as it installs certificates.
+    pub fn certificate_expiry(&self) -> Vec<(&str, i64)> {
+        let default = certs::not_after(&self.default_cert);
+        self.tenants
+            .iter()
+            .filter(|t| t.acme_broker_ids.is_none())
+            .filter_map(|t| {
+                let not_after = t.cert.as_deref().map_or(default, certs::not_after)?;
+                Some((t.name.as_str(), not_after))
+            })
+            .collect()
+    }
+}
+
+/// One tenant of [`Settings`]: its [`TenantRoute`] validated, with its certificate and client CA loaded.
+#[derive(Debug, Clone)]
+pub struct TenantSettings {
+    /// DNS label; the tenant's names are `<name>.<domain>` and `b<node-id>.<name>.<domain>`.
+    pub name: String,
+    /// Bootstrap servers in the order they are tried.
+    pub bootstrap: Vec<HostPort>,
+    /// The tenant's own chain and key; `None` uses [`Settings::default_cert`].
+    pub cert: Option<Arc<CertifiedKey>>,
+    /// Client certificates must chain to these, when set.
+    pub client_roots: Option<Arc<rustls::RootCertStore>>,
+    /// Revocation lists client certificates are checked against (with `client_roots` only).
+    pub client_crls: Vec<CertificateRevocationListDer<'static>>,
+    /// TLS to the tenant's brokers and the identity presented there; plaintext when `None`.
+    pub upstream: Option<Arc<UpstreamSettings>>,
+    /// Maps client certificate subjects to the principal names logged; `None`: the subject itself.
+    pub principals: Option<Arc<PrincipalMapper>>,
+    /// A hash of the entry and of every file it names: a reload that leaves it equal leaves the tenant's open
+    /// sessions alone.
+    pub fingerprint: u64,
+    /// Byte-rate quotas; none when absent.
+    pub quota: Option<kaas_route::Quota>,
+    /// `tls: { acme: true }`: the broker ids whose `b<id>` names its ACME certificate covers; `None`: its
+    /// certificate is `cert` (or the default).
+    pub acme_broker_ids: Option<Vec<u32>>,
+}

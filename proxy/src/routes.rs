@@ -14,6 +14,13 @@ use std::sync::{Arc, RwLock};
 use crate::acme::AcmeCerts;
 use crate::config::principal::PrincipalMapper;
 use crate::config::Settings;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+
 use crate::metrics::Metrics;
 use crate::router::quota::Quotas;
 use crate::router::{Tenant, TenantTable};
@@ -145,6 +152,90 @@ impl RouteSet {
     }
 }
 
+/// The state of the routes: what an operator checks after changing tenants or rotating certificates.
+#[derive(Debug, Clone, Default)]
+pub struct RouteMetrics {
+    generation: Gauge,
+    applied: Counter,
+    refused: Counter,
+    last_applied: Gauge,
+    tenants: Gauge,
+    left_out: Gauge,
+}
+
+impl RouteMetrics {
+    /// Registers the route series in `registry`, at zero.
+    pub fn register(registry: &mut Registry) -> RouteMetrics {
+        let metrics = RouteMetrics::default();
+        metrics.register_in(registry);
+        metrics
+    }
+
+    fn register_in(&self, registry: &mut Registry) {
+        registry.register(
+            "routes_generation",
+            "Route sets applied since start (1 = the start-up configuration)",
+            self.generation.clone(),
+        );
+        registry.register_collector(Box::new(ReloadOutcomes {
+            applied: self.applied.clone(),
+            refused: self.refused.clone(),
+        }));
+        registry.register(
+            "routes_last_applied_timestamp_seconds",
+            "Unix time the current route set was applied",
+            self.last_applied.clone(),
+        );
+        registry.register("routes_tenants", "Tenants in the current route set", self.tenants.clone());
+        registry.register(
+            "routes_left_out",
+            "Entries of the tenants_file left out of the current route set because they do not load",
+            self.left_out.clone(),
+        );
+    }
+}
+
+/// `kaas_proxy_routes_reloads_total{outcome}`: both outcomes always present, in a fixed order.
+#[derive(Debug)]
+struct ReloadOutcomes {
+    applied: Counter,
+    refused: Counter,
+}
+
+impl Collector for ReloadOutcomes {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
+        let help = "Route reloads after a change of the configuration or a file it names, by outcome.";
+        let mut family = encoder.encode_descriptor("routes_reloads", help, None, MetricType::Counter)?;
+        for (outcome, counter) in [("applied", &self.applied), ("refused", &self.refused)] {
+            let labels = [("outcome", outcome)];
+            counter.encode(family.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+}
+
+impl RouteMetrics {
+    /// A route set was applied (at start-up or on reload) with `tenants` tenants and `left_out` entries of the
+    /// tenants_file left out.
+    pub fn applied(&self, tenants: usize, left_out: usize) {
+        let routes = self;
+        routes.generation.inc();
+        if routes.generation.get() > 1 {
+            routes.applied.inc();
+        }
+        let now =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        routes.last_applied.set(i64::try_from(now).unwrap_or(i64::MAX));
+        routes.tenants.set(i64::try_from(tenants).unwrap_or(i64::MAX));
+        routes.left_out.set(i64::try_from(left_out).unwrap_or(i64::MAX));
+    }
+
+    /// A changed configuration was refused; the current routes stay.
+    pub fn refused(&self) {
+        self.refused.inc();
+    }
+}
+
 /// The current [`RouteSet`], replaced atomically.
 #[derive(Debug)]
 pub struct Routes {
@@ -175,6 +266,7 @@ impl Routes {
 pub struct Reloader {
     pub(crate) routes: Arc<Routes>,
     pub(crate) metrics: Arc<Metrics>,
+    pub(crate) route_metrics: RouteMetrics,
     pub(crate) acme: Option<Arc<AcmeCerts>>,
 }
 
@@ -184,7 +276,7 @@ impl Reloader {
         let next = match RouteSet::build(settings, Some(&self.routes.current()), self.acme.as_ref()) {
             Ok(next) => next,
             Err(e) => {
-                self.metrics.routes_refused();
+                self.route_metrics.refused();
                 return Err(e);
             }
         };
@@ -200,13 +292,52 @@ impl Reloader {
             );
             tenant.retire_after(settings.reload_grace);
         }
-        self.metrics.routes_applied(tenants, settings.skipped.len());
+        self.route_metrics.applied(tenants, settings.skipped.len());
         self.metrics.certificates(settings.certificate_expiry());
         Ok(tenants)
     }
 
     /// Counts a changed configuration that did not validate (the current routes stay).
     pub fn refused(&self) {
-        self.metrics.routes_refused();
+        self.route_metrics.refused();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_state_is_exposed() {
+        let mut m = Metrics::new(["acme"]);
+        let routes = RouteMetrics::register(m.registry());
+        let text = m.encode();
+        for line in [
+            "kaas_proxy_routes_generation 0",
+            "kaas_proxy_routes_reloads_total{outcome=\"applied\"} 0",
+            "kaas_proxy_routes_reloads_total{outcome=\"refused\"} 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
+        }
+        routes.applied(1, 0); // start-up
+        routes.applied(3, 1); // a reload
+        routes.refused();
+        let text = m.encode();
+        for line in [
+            "kaas_proxy_routes_generation 2",
+            "kaas_proxy_routes_reloads_total{outcome=\"applied\"} 1",
+            "kaas_proxy_routes_reloads_total{outcome=\"refused\"} 1",
+            "kaas_proxy_routes_tenants 3",
+            "kaas_proxy_routes_left_out 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
+        }
+        let stamp = text
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("kaas_proxy_routes_last_applied_timestamp_seconds ")?.parse::<u64>().ok()
+            })
+            .expect("timestamp");
+        assert!(stamp > 1_700_000_000, "{stamp}");
     }
 }

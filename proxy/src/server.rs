@@ -15,12 +15,12 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
-use crate::acme::{AcmeCerts, Manager};
+use crate::acme::{AcmeCerts, AcmeMetrics, Manager};
 use crate::admin::Health;
 use crate::config::Settings;
 use crate::listener::{Limits, Listener};
 use crate::metrics::Metrics;
-use crate::routes::{BuildError, Reloader, RouteSet, Routes};
+use crate::routes::{BuildError, Reloader, RouteMetrics, RouteSet, Routes};
 use crate::upstream::Connector;
 
 /// A bound proxy, ready to serve.
@@ -31,6 +31,7 @@ pub struct Server {
     health: Arc<Health>,
     routes: Arc<Routes>,
     metrics: Arc<Metrics>,
+    route_metrics: RouteMetrics,
     /// ACME tenants' issued certificates and the pending challenge answers; `None` without ACME.
     acme_certs: Option<Arc<AcmeCerts>>,
     /// The ACME client, started with the proxy.
@@ -89,14 +90,18 @@ impl Server {
             0 => bound.port(),
             p => p,
         };
-        let metrics = Arc::new(Metrics::new(settings.tenants.iter().map(|t| t.name.as_str())));
-        metrics.routes_applied(settings.tenants.len(), settings.skipped.len());
+        let mut metrics = Metrics::new(settings.tenants.iter().map(|t| t.name.as_str()));
+        // Subsystems register the metrics they own before the registry is shared.
+        let acme_metrics = AcmeMetrics::register(metrics.registry());
+        let route_metrics = RouteMetrics::register(metrics.registry());
+        let metrics = Arc::new(metrics);
+        route_metrics.applied(settings.tenants.len(), settings.skipped.len());
         metrics.certificates(settings.certificate_expiry());
         let acme_certs = settings.acme.as_ref().map(|_| Arc::new(AcmeCerts::default()));
         let http01 = bind_optional(settings.acme.as_ref().and_then(|a| a.http01_listen)).await?;
         let acme = match (&settings.acme, &acme_certs) {
             (Some(acme), Some(certs)) => {
-                Some(Manager::new(acme.clone(), certs.clone(), metrics.clone()).await?)
+                Some(Manager::new(acme.clone(), certs.clone(), (metrics.clone(), acme_metrics)).await?)
             }
             _ => None,
         };
@@ -115,12 +120,27 @@ impl Server {
             metrics.clone(),
             acme_certs.clone(),
         );
-        Ok(Server { listener, admin, health: Arc::default(), routes, metrics, acme_certs, acme, http01 })
+        Ok(Server {
+            listener,
+            admin,
+            health: Arc::default(),
+            routes,
+            metrics,
+            route_metrics,
+            acme_certs,
+            acme,
+            http01,
+        })
     }
 
     /// A handle that swaps in new routes while the proxy runs.
     pub fn reloader(&self) -> Reloader {
-        Reloader { routes: self.routes.clone(), metrics: self.metrics.clone(), acme: self.acme_certs.clone() }
+        Reloader {
+            routes: self.routes.clone(),
+            metrics: self.metrics.clone(),
+            route_metrics: self.route_metrics.clone(),
+            acme: self.acme_certs.clone(),
+        }
     }
 
     /// The address the TLS port is bound to (the real port when configured with port 0).

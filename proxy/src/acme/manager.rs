@@ -19,6 +19,7 @@ use super::certs::{certificate_id, leaf_facts, names_for, AcmeCerts};
 use super::order::{order, OrderContext, OrderError};
 use super::schedule::{self, Trigger, Window};
 use super::store::{DirStore, KubeStore, Store, StoreError};
+use super::AcmeMetrics;
 use super::{challenge, client};
 use crate::config::{AcmeSettings, StoreSettings};
 use crate::metrics::Metrics;
@@ -90,6 +91,7 @@ pub struct Manager {
     settings: Arc<AcmeSettings>,
     certs: Arc<AcmeCerts>,
     metrics: Arc<Metrics>,
+    acme_metrics: AcmeMetrics,
     store: Arc<Store>,
     context: Arc<OrderContext>,
     account: Option<Account>,
@@ -128,7 +130,7 @@ impl Manager {
     pub async fn new(
         settings: Arc<AcmeSettings>,
         certs: Arc<AcmeCerts>,
-        metrics: Arc<Metrics>,
+        (metrics, acme_metrics): (Arc<Metrics>, AcmeMetrics),
     ) -> Result<Self, StoreError> {
         let store = match &settings.store {
             StoreSettings::Dir(dir) => Store::Dir(DirStore::open(dir)?),
@@ -143,7 +145,19 @@ impl Manager {
         });
         let (account, plans, mirrored) = (None, HashMap::new(), Default::default());
         let (orders, ordering) = (tokio::task::JoinSet::new(), HashMap::new());
-        Ok(Manager { settings, certs, metrics, store, context, account, orders, ordering, plans, mirrored })
+        Ok(Manager {
+            settings,
+            certs,
+            metrics,
+            acme_metrics,
+            store,
+            context,
+            account,
+            orders,
+            ordering,
+            plans,
+            mirrored,
+        })
     }
 
     /// Looks after the ACME tenants `wanted` gives (the domain, and each tenant with its broker ids; asked anew
@@ -295,7 +309,7 @@ impl Manager {
     ) {
         if let Some(trigger) = trigger {
             info!(tenant, trigger = trigger.label(), replaces = replaces.is_some(), "ACME: renewing");
-            self.metrics.acme_renewal(trigger.label());
+            self.acme_metrics.renewal(trigger.label());
         }
         let (account, ca_wait) = client::recording(self.account()).await;
         let account = match account {
@@ -317,7 +331,7 @@ impl Manager {
     fn order_failed(&mut self, tenant: &str, names: &[String], e: &OrderError, ca_wait: Option<Duration>) {
         self.metrics.acme_order(tenant, false);
         if matches!(e, OrderError::ChallengeFailed(_)) {
-            self.metrics.acme_challenge_failed(self.settings.challenge.label());
+            self.acme_metrics.challenge_failed(self.settings.challenge.label());
         }
         let now = now_seconds();
         let plan = self.plans.entry(tenant.to_owned()).or_insert_with(|| Plan {

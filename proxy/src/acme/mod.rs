@@ -32,10 +32,12 @@ pub mod client;
 pub mod dns01;
 pub mod http01;
 pub mod manager;
+pub mod metrics;
 pub mod order;
 pub mod schedule;
 pub mod store;
 
 pub use certs::{names, names_for, AcmeCerts};
 pub use manager::Manager;
+pub use metrics::AcmeMetrics;
 pub use order::OrderError;

@@ -13,7 +13,7 @@ pub const DEFAULT_MAX_FRAME_BYTES: u32 = 100 * 1024 * 1024;
 pub(super) const DEFAULT_CONNECT_TIMEOUT_SECONDS: u64 = 5;
 
 /// The file as written; field names are the YAML keys. The schema of record (for tools that write the file);
-/// [`load`] reads it key by key to report every error at once.
+/// [`super::load`] reads it key by key to report every error at once.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {

@@ -56,7 +56,7 @@ pub struct Settings {
     /// Names of the entries left out (where their name could be read): a reload keeps serving the version of
     /// these tenants it already has rather than drop them.
     pub skipped_tenants: Vec<String>,
-    /// The `tenants_file`, when it was absent and [`Missing::Empty`] let the settings load without it.
+    /// The `tenants_file`, when it was absent and [`super::Missing::Empty`] let the settings load without it.
     pub tenants_file_missing: Option<PathBuf>,
     /// The ACME client's settings; `None` without an `acme` section (then no tenant has `acme: true`).
     pub acme: Option<Arc<AcmeSettings>>,
@@ -86,7 +86,7 @@ impl Settings {
     }
 }
 
-/// One tenant of [`Settings`]: its [`TenantRoute`] validated, with its certificate and client CA loaded.
+/// One tenant of [`Settings`]: its [`kaas_route::TenantRoute`] validated, with its certificate and client CA loaded.
 #[derive(Debug, Clone)]
 pub struct TenantSettings {
     /// DNS label; the tenant's names are `<name>.<domain>` and `b<node-id>.<name>.<domain>`.

@@ -1,10 +1,10 @@
 //! Listener: the one TLS port. Accepts sockets under the global and per-address connection limits and takes each
-//! connection through its stages ([`stages`]), each of which either hands on or refuses: **hello** (read the
+//! connection through its stages (`stages`), each of which either hands on or refuses: **hello** (read the
 //! ClientHello) → **route** (server name → tenant and target, broker address) → **authenticate** (finish the
 //! client's handshake) and **connect** (reach the tenant's cluster), in the order the tenant's authentication
 //! asks → **session** ([`crate::session`]).
 //!
-//! A refusal is counted and logged in one place ([`refused`]), once, inside the connection's `conn{peer, sni,
+//! A refusal is counted and logged in one place (`refused`), once, inside the connection's `conn{peer, sni,
 //! tenant}` span, and never opens an upstream connection it does not need. One connection's failure never
 //! touches another's. Neighbours: [`crate::server`] binds the port and drains it, [`crate::routes`] (the current
 //! routes), [`crate::tls`], [`crate::router`], [`crate::upstream`]; `peers` counts connections per peer address.

@@ -20,11 +20,9 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use kafka_protocol::messages::ApiKey;
-use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelValue, EncodeMetric, LabelValueEncoder};
+use prometheus_client::encoding::{EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
 use crate::kafka::apis::{policy, Policy};
@@ -253,53 +251,6 @@ pub struct Metrics {
     /// Tasks alive on the runtime, read at each scrape: a leak of sessions or timers shows here first.
     tasks: Gauge,
     labelled: Arc<Labelled>,
-    routes: RouteMetrics,
-    /// By [`ACME_CHALLENGES`].
-    acme_challenge_failures: [Counter; 3],
-    /// By [`ACME_RENEWAL_TRIGGERS`].
-    acme_renewals: [Counter; 5],
-}
-
-/// The `challenge` label of `kaas_proxy_acme_challenge_failures_total`.
-pub const ACME_CHALLENGES: [&str; 3] = ["tls-alpn-01", "http-01", "dns-01"];
-
-/// `kaas_proxy_acme_challenge_failures_total{challenge}`: every type always present, in a fixed order.
-#[derive(Debug)]
-struct ChallengeFailures([Counter; 3]);
-
-impl Collector for ChallengeFailures {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
-        let help =
-            "ACME orders the CA refused because a name's challenge failed validation, by challenge type.";
-        let mut family =
-            encoder.encode_descriptor("acme_challenge_failures", help, None, MetricType::Counter)?;
-        for (challenge, counter) in ACME_CHALLENGES.iter().zip(&self.0) {
-            counter.encode(family.encode_family(&[("challenge", *challenge)])?)?;
-        }
-        Ok(())
-    }
-}
-
-/// The `trigger` label of `kaas_proxy_acme_renewals_total`: why a tenant's certificate is being replaced: its
-/// two-thirds schedule (the CA has no renewal information), the window the CA suggested (RFC 9773), a window
-/// already over (the CA asks for replacement now, as for a revoked certificate), expiry, or changed names.
-pub const ACME_RENEWAL_TRIGGERS: [&str; 5] = ["schedule", "ari_window", "ari_now", "expired", "names"];
-
-/// `kaas_proxy_acme_renewals_total{trigger}`: every trigger always present, in a fixed order.
-#[derive(Debug)]
-struct Renewals([Counter; 5]);
-
-impl Collector for Renewals {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
-        let help =
-            "ACME renewals started (the first order replacing a certificate; retries not counted), by \
-                    trigger.";
-        let mut family = encoder.encode_descriptor("acme_renewals", help, None, MetricType::Counter)?;
-        for (trigger, counter) in ACME_RENEWAL_TRIGGERS.iter().zip(&self.0) {
-            counter.encode(family.encode_family(&[("trigger", *trigger)])?)?;
-        }
-        Ok(())
-    }
 }
 
 /// A connection counted in its tenant's `kaas_proxy_session_active` until dropped.
@@ -329,61 +280,6 @@ impl Drop for OpenConnection {
     }
 }
 
-/// The state of the routes: what an operator checks after changing tenants or rotating certificates.
-#[derive(Debug, Default)]
-struct RouteMetrics {
-    generation: Gauge,
-    applied: Counter,
-    refused: Counter,
-    last_applied: Gauge,
-    tenants: Gauge,
-    left_out: Gauge,
-}
-
-impl RouteMetrics {
-    fn register(&self, registry: &mut Registry) {
-        registry.register(
-            "routes_generation",
-            "Route sets applied since start (1 = the start-up configuration)",
-            self.generation.clone(),
-        );
-        registry.register_collector(Box::new(ReloadOutcomes {
-            applied: self.applied.clone(),
-            refused: self.refused.clone(),
-        }));
-        registry.register(
-            "routes_last_applied_timestamp_seconds",
-            "Unix time the current route set was applied",
-            self.last_applied.clone(),
-        );
-        registry.register("routes_tenants", "Tenants in the current route set", self.tenants.clone());
-        registry.register(
-            "routes_left_out",
-            "Entries of the tenants_file left out of the current route set because they do not load",
-            self.left_out.clone(),
-        );
-    }
-}
-
-/// `kaas_proxy_routes_reloads_total{outcome}`: both outcomes always present, in a fixed order.
-#[derive(Debug)]
-struct ReloadOutcomes {
-    applied: Counter,
-    refused: Counter,
-}
-
-impl Collector for ReloadOutcomes {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
-        let help = "Route reloads after a change of the configuration or a file it names, by outcome.";
-        let mut family = encoder.encode_descriptor("routes_reloads", help, None, MetricType::Counter)?;
-        for (outcome, counter) in [("applied", &self.applied), ("refused", &self.refused)] {
-            let labels = [("outcome", outcome)];
-            counter.encode(family.encode_family(&labels)?)?;
-        }
-        Ok(())
-    }
-}
-
 impl Metrics {
     /// Counters for a fixed set of tenants (the label set stays bounded).
     pub fn new<'a>(tenants: impl IntoIterator<Item = &'a str>) -> Self {
@@ -407,22 +303,7 @@ impl Metrics {
             tasks.clone(),
         );
         registry.register_collector(Box::new(labelled.clone()));
-        let routes = RouteMetrics::default();
-        routes.register(&mut registry);
-        let acme_challenge_failures: [Counter; 3] = Default::default();
-        registry.register_collector(Box::new(ChallengeFailures(acme_challenge_failures.clone())));
-        let acme_renewals: [Counter; 5] = Default::default();
-        registry.register_collector(Box::new(Renewals(acme_renewals.clone())));
-        let metrics = Metrics {
-            registry,
-            connections,
-            open,
-            tasks,
-            labelled,
-            routes,
-            acme_challenge_failures,
-            acme_renewals,
-        };
+        let metrics = Metrics { registry, connections, open, tasks, labelled };
         metrics.add_tenants(tenants);
         metrics
     }
@@ -503,20 +384,6 @@ impl Metrics {
         }
     }
 
-    /// Counts an ACME order refused because a challenge of type `challenge` (one of [`ACME_CHALLENGES`]) failed.
-    pub fn acme_challenge_failed(&self, challenge: &str) {
-        if let Some(i) = ACME_CHALLENGES.iter().position(|c| *c == challenge) {
-            self.acme_challenge_failures[i].inc();
-        }
-    }
-
-    /// Counts an ACME renewal started for `trigger` (one of [`ACME_RENEWAL_TRIGGERS`]).
-    pub fn acme_renewal(&self, trigger: &str) {
-        if let Some(i) = ACME_RENEWAL_TRIGGERS.iter().position(|t| *t == trigger) {
-            self.acme_renewals[i].inc();
-        }
-    }
-
     /// A broker response the proxy could not walk (the session was closed).
     pub fn malformed_response(&self, tenant: &str, api: ApiKey) {
         if let (Some(i), Some(t)) = (READ_APIS.iter().position(|a| *a == api), self.tenant(tenant)) {
@@ -533,24 +400,10 @@ impl Metrics {
         }
     }
 
-    /// A route set was applied (at start-up or on reload) with `tenants` tenants and `left_out` entries of the
-    /// tenants_file left out.
-    pub fn routes_applied(&self, tenants: usize, left_out: usize) {
-        let routes = &self.routes;
-        routes.generation.inc();
-        if routes.generation.get() > 1 {
-            routes.applied.inc();
-        }
-        let now =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        routes.last_applied.set(i64::try_from(now).unwrap_or(i64::MAX));
-        routes.tenants.set(i64::try_from(tenants).unwrap_or(i64::MAX));
-        routes.left_out.set(i64::try_from(left_out).unwrap_or(i64::MAX));
-    }
-
-    /// A changed configuration was refused; the current routes stay.
-    pub fn routes_refused(&self) {
-        self.routes.refused.inc();
+    /// The registry, for a subsystem to register the metrics it owns before the proxy starts (as
+    /// [`crate::acme::AcmeMetrics`] and [`crate::routes::RouteMetrics`] do).
+    pub fn registry(&mut self) -> &mut Registry {
+        &mut self.registry
     }
 
     /// Every metric in the OpenMetrics text format ([`CONTENT_TYPE`]), for `/metrics`.

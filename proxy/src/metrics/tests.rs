@@ -4,34 +4,6 @@ use std::time::Duration;
 
 use super::*;
 
-#[test]
-fn route_state_is_exposed() {
-    let m = Metrics::new(["acme"]);
-    let text = m.encode();
-    for line in [
-        "kaas_proxy_routes_generation 0",
-        "kaas_proxy_routes_reloads_total{outcome=\"applied\"} 0",
-        "kaas_proxy_routes_reloads_total{outcome=\"refused\"} 0",
-    ] {
-        assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
-    }
-    m.routes_applied(1, 0); // start-up
-    m.routes_applied(3, 1); // a reload
-    m.routes_refused();
-    let text = m.encode();
-    for line in [
-        "kaas_proxy_routes_generation 2",
-        "kaas_proxy_routes_reloads_total{outcome=\"applied\"} 1",
-        "kaas_proxy_routes_reloads_total{outcome=\"refused\"} 1",
-        "kaas_proxy_routes_tenants 3",
-        "kaas_proxy_routes_left_out 1",
-    ] {
-        assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
-    }
-    let stamp = value(&text, "kaas_proxy_routes_last_applied_timestamp_seconds").expect("timestamp");
-    assert!(stamp > 1_700_000_000, "{stamp}");
-}
-
 /// The value of `series` (integral values; a histogram's `_sum` of `0.0` reads as 0).
 fn value(text: &str, series: &str) -> Option<u64> {
     let v: f64 = text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())?;
@@ -142,7 +114,9 @@ fn tenant_series(tenant: &str) -> Vec<String> {
 
 #[test]
 fn every_series_starts_at_zero() {
-    let m = Metrics::new(["acme"]);
+    let mut m = Metrics::new(["acme"]);
+    crate::routes::RouteMetrics::register(m.registry());
+    crate::acme::AcmeMetrics::register(m.registry());
     let text = m.encode();
     let mut expected = vec![
         "kaas_proxy_listener_connections_total".to_owned(),
@@ -164,10 +138,13 @@ fn every_series_starts_at_zero() {
         .map(str::to_owned),
     );
     expected.extend(
-        ACME_CHALLENGES.map(|c| format!("kaas_proxy_acme_challenge_failures_total{{challenge=\"{c}\"}}")),
+        crate::acme::metrics::ACME_CHALLENGES
+            .map(|c| format!("kaas_proxy_acme_challenge_failures_total{{challenge=\"{c}\"}}")),
     );
-    expected
-        .extend(ACME_RENEWAL_TRIGGERS.map(|t| format!("kaas_proxy_acme_renewals_total{{trigger=\"{t}\"}}")));
+    expected.extend(
+        crate::acme::metrics::ACME_RENEWAL_TRIGGERS
+            .map(|t| format!("kaas_proxy_acme_renewals_total{{trigger=\"{t}\"}}")),
+    );
     for series in &expected {
         assert_eq!(value(&text, series), Some(0), "{series} missing or not zero in\n{text}");
     }

@@ -4,7 +4,7 @@
 //! (`<tenant>.pem`), so a crash can never leave a key beside another key's certificate.
 //!
 //! Replicas sharing this store need a shared volume (each would otherwise order its own certificates).
-//! Neighbours: [`super::Store`] (either this or the `kubernetes` store, [`super::kube`]) is what the manager
+//! Neighbours: `Store` (either this or the `kubernetes` store, [`super::kube`]) is what the manager
 //! and the orders use.
 
 use std::io::Write as _;

@@ -1,4 +1,4 @@
-//! Where the ACME account and the tenants' certificates are kept: [`Store`] is either the single-replica
+//! Where the ACME account and the tenants' certificates are kept: `Store` is either the single-replica
 //! [`dir`] store or the [`kube`] store that replicas share; the manager and the orders read and write through it
 //! and never ask which one it is. Neighbours: [`super::Manager`] reads it and stores the account,
 //! [`super::order`] stores what is issued; [`crate::config::certs::load_pair`] loads the pairs.

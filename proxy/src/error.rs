@@ -1,5 +1,5 @@
 //! The data path's error vocabulary, by side (pingora-error is the model): whose fault a failure was — the
-//! client's, the upstream's (the tenant's own cluster) or the proxy's — whether trying again can help, and a
+//! client's or the upstream's (the tenant's own cluster) — whether trying again can help, and a
 //! bounded `label` for logs and metrics. Every error of the connection path implements [`Blame`]; their
 //! sources stay typed.
 
@@ -10,17 +10,14 @@ pub enum Side {
     Client,
     /// The tenant's cluster: its answers, its availability.
     Upstream,
-    /// The proxy itself.
-    Internal,
 }
 
 impl Side {
-    /// `client`, `upstream` or `internal`: the value of log fields and metric labels.
+    /// `client` or `upstream`: the value of log fields and metric labels.
     pub fn label(self) -> &'static str {
         match self {
             Side::Client => "client",
             Side::Upstream => "upstream",
-            Side::Internal => "internal",
         }
     }
 }

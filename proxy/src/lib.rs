@@ -1,7 +1,7 @@
 //! kaas-proxy: a Kafka-protocol-aware TLS ingress and tenant router.
 //!
 //! A connection's way through the proxy, module by module: [`listener`] (the one TLS port: hello → route →
-//! authenticate and connect → session) → [`tls`] (ClientHello, the tenant's server configuration) → [`router`] (server name →
+//! authenticate and connect → session) → [`tls`] (ClientHello, the tenant's server configuration) → [`tenants`] (server name →
 //! tenant and target, the tenant's broker table) → [`upstream`] (the tenant's own cluster) → [`session`] (the
 //! two-way frame pump) → [`kafka`] (framing, headers, in-flight requests, the walk that rewrites broker
 //! addresses). [`server`] binds the ports and runs the rest; [`acme`] obtains and renews tenants' certificates. [`routes`] builds the routing state from [`config`] and swaps it on [`reload`]; [`error`] names
@@ -22,10 +22,10 @@ pub mod kafka;
 pub mod listener;
 pub mod metrics;
 pub mod reload;
-pub mod router;
 pub mod routes;
 pub mod server;
 pub mod session;
+pub mod tenants;
 pub mod tls;
 pub mod upstream;
 

@@ -1,11 +1,11 @@
-//! Routes: what the proxy serves right now — every tenant with its broker table ([`crate::router`]) and the TLS
+//! Routes: what the proxy serves right now — every tenant with its broker table ([`crate::tenants`]) and the TLS
 //! configuration of its names ([`crate::tls`]), built together from one version of the [`Settings`] and swapped
 //! whole when a reload brings new ones. Each connection takes one [`RouteSet`] when it starts and keeps it, so a
 //! reload never changes a connection under way.
 //!
 //! This is the one module that turns settings into routing state (TLS server configurations, upstream TLS with
 //! its clients CA, principal mappers), so `config` stays plain validated settings below everything else, and
-//! `router` and `tls` do not depend on one another. Neighbours: [`crate::listener`] reads the current set per connection;
+//! `tenants` and `tls` do not depend on one another. Neighbours: [`crate::listener`] reads the current set per connection;
 //! [`crate::reload`] watches the files and calls [`Reloader::reload`].
 
 use std::collections::HashMap;
@@ -22,8 +22,8 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
 use crate::metrics::Metrics;
-use crate::router::quota::Quotas;
-use crate::router::{Tenant, TenantTable};
+use crate::tenants::quota::Quotas;
+use crate::tenants::{Tenant, TenantTable};
 use crate::tls::{FrontError, TenantTls, TlsFront};
 use crate::upstream::tls::{UpstreamTls, UpstreamTlsError};
 

@@ -25,7 +25,7 @@ const PROXY_FLOORS: &[&[&str]] = &[
     &["acme"],
     &["admin", "session", "upstream"],
     &["metrics"],
-    &["router", "tls", "kafka", "error"],
+    &["tenants", "tls", "kafka", "error"],
     &["config"],
 ];
 

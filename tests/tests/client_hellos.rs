@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use kaas_e2e::DOMAIN;
-use kaas_proxy::router::sni::{parse, Target};
+use kaas_proxy::tenants::sni::{parse, Target};
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseProducer, Producer};
 use rustls::server::Acceptor;

@@ -7,7 +7,7 @@
 #![no_main]
 
 use kaas_proxy::kafka::rewrite::Advertise;
-use kaas_proxy::router::sni::{parse, Target};
+use kaas_proxy::tenants::sni::{parse, Target};
 use libfuzzer_sys::fuzz_target;
 use rustls::server::Acceptor;
 

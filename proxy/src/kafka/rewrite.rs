@@ -1,7 +1,7 @@
 //! Broker-address rewriting by walking the wire format: the responses that name brokers are walked with the
 //! bounded [`Reader`] (never decoded into messages), each broker endpoint's `host`/`port` is spliced to the
 //! proxy's name for that node (`b<node-id>.<tenant>.<domain>`, advertised port), and everything else is copied
-//! through byte for byte. Node ids are kept. The original addresses are returned so the router can learn them.
+//! through byte for byte. Node ids are kept. The original addresses are returned so the tenant's broker table can learn them.
 //!
 //! Broker bytes are hostile input: a walk checks every length and count against the bytes that arrived, so a
 //! broken response is an error naming the field, never an allocation sized by the broker. Pure: no I/O. A

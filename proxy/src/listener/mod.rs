@@ -7,7 +7,7 @@
 //! A refusal is counted and logged in one place (`refused`), once, inside the connection's `conn{peer, sni,
 //! tenant}` span, and never opens an upstream connection it does not need. One connection's failure never
 //! touches another's. Neighbours: [`crate::server`] binds the port and drains it, [`crate::routes`] (the current
-//! routes), [`crate::tls`], [`crate::router`], [`crate::upstream`]; `peers` counts connections per peer address.
+//! routes), [`crate::tls`], [`crate::tenants`], [`crate::upstream`]; `peers` counts connections per peer address.
 
 mod peers;
 mod refused;

@@ -10,7 +10,7 @@ use tokio_rustls::StartHandshake;
 
 use crate::error::{Blame, Side};
 use crate::metrics::RefusalReason;
-use crate::router::SniError;
+use crate::tenants::SniError;
 use crate::tls::{Alert, HelloError};
 use crate::upstream::UpstreamError;
 

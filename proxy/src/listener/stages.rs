@@ -23,9 +23,9 @@ use crate::error::Blame;
 use crate::kafka::rewrite::Advertise;
 use crate::kafka::ResponseError;
 use crate::metrics::TenantConnection;
-use crate::router::{Target, Tenant};
 use crate::routes::RouteSet;
 use crate::session::{self, SessionContext, SessionError};
+use crate::tenants::{Target, Tenant};
 use crate::tls;
 use crate::upstream::identity::ClientIdentity;
 use crate::upstream::tls::{Principal, UpstreamStream, UpstreamTls};
@@ -39,30 +39,30 @@ pub(super) async fn connection(tcp: TcpStream, peer: SocketAddr, state: &Shared)
         return answer_acme_challenge(start, state).await;
     }
     let routes = state.routes.current();
-    let (route, counted) = match route(&start, &routes, state).await {
-        Ok(route) => route,
+    let (to, counted) = match route(&start, &routes, state).await {
+        Ok(found) => found,
         Err(refused) => return Err(Halt { refused, handshake: Some(start) }),
     };
-    let (client, upstream) = if client_first(&routes, &route) {
+    let (client, upstream) = if client_first(&routes, &to) {
         // No unauthenticated peer makes the proxy open a connection (a TLS handshake, with `upstream.tls`) to
         // the tenant's brokers, and with `identity: client` its certificate is the identity to present; an
         // upstream failure then closes the connection after the handshake.
-        let (client, identity) = authenticate(start, &routes, &route, state).await?;
-        (client, connect(&route, state, Principal::Client(identity.as_ref())).await?)
+        let (client, identity) = authenticate(start, &routes, &to, state).await?;
+        (client, connect(&to, state, Principal::Client(identity.as_ref())).await?)
     } else {
         // Brokers that cannot be reached (or whose certificate does not verify) end the client's handshake
         // with an alert.
-        let upstream = match connect(&route, state, Principal::Client(None)).await {
+        let upstream = match connect(&to, state, Principal::Client(None)).await {
             Ok(upstream) => upstream,
             Err(refused) => return Err(Halt { refused, handshake: Some(start) }),
         };
-        (authenticate(start, &routes, &route, state).await?.0, upstream)
+        (authenticate(start, &routes, &to, state).await?.0, upstream)
     };
     let limits = state.limits;
     let ctx = SessionContext {
-        advertise: Advertise::new(&route.tenant.name, &routes.tenants.domain, state.advertised_port),
+        advertise: Advertise::new(&to.tenant.name, &routes.tenants.domain, state.advertised_port),
         metrics: counted.as_ref().map(|c| c.metrics().clone()),
-        tenant: route.tenant,
+        tenant: to.tenant,
         max_frame_bytes: limits.max_frame_bytes,
         max_inflight: limits.max_inflight,
         max_fetch_bytes: limits.max_fetch_bytes,
@@ -76,9 +76,9 @@ pub(super) async fn connection(tcp: TcpStream, peer: SocketAddr, state: &Shared)
 
 /// Whether the client's handshake comes before the upstream connection: for a tenant whose clients must
 /// present a certificate, or whose brokers see each client's own identity.
-fn client_first(routes: &RouteSet, route: &Route) -> bool {
-    routes.tls.authenticates_clients(&route.tenant.name)
-        || route.upstream_tls.as_deref().and_then(UpstreamTls::identity) == Some(Identity::Client)
+fn client_first(routes: &RouteSet, to: &Destination) -> bool {
+    routes.tls.authenticates_clients(&to.tenant.name)
+        || to.upstream_tls.as_deref().and_then(UpstreamTls::identity) == Some(Identity::Client)
 }
 
 /// Hello: the ClientHello, within the handshake timeout.
@@ -104,8 +104,8 @@ async fn answer_acme_challenge(start: StartHandshake<TcpStream>, state: &Shared)
     Ok(())
 }
 
-/// Where a connection goes.
-struct Route {
+/// Where a connection goes: the tenant, the target its name asked for, the broker's address, the TLS to it.
+struct Destination {
     tenant: Arc<Tenant>,
     target: Target,
     /// The broker's upstream address for `b<id>` names; `None` for bootstrap.
@@ -121,7 +121,7 @@ async fn route(
     start: &StartHandshake<TcpStream>,
     routes: &RouteSet,
     state: &Shared,
-) -> Result<(Route, Option<TenantConnection>), Refused> {
+) -> Result<(Destination, Option<TenantConnection>), Refused> {
     let sni = start.client_hello().server_name().map(str::to_owned);
     Span::current().record("sni", field::display(sni.as_deref().unwrap_or("-")));
     let (tenant, target) = routes.tenants.resolve(sni.as_deref()).map_err(Refused::UnknownName)?;
@@ -141,7 +141,7 @@ async fn route(
             }
         }
     };
-    Ok((Route { tenant, target, broker, upstream_tls }, counted))
+    Ok((Destination { tenant, target, broker, upstream_tls }, counted))
 }
 
 /// Authenticate: the rest of the client's handshake with the tenant's TLS configuration, and the identity of
@@ -149,12 +149,12 @@ async fn route(
 async fn authenticate(
     start: StartHandshake<TcpStream>,
     routes: &RouteSet,
-    route: &Route,
+    to: &Destination,
     state: &Shared,
 ) -> Result<(TlsStream<TcpStream>, Option<ClientIdentity>), Refused> {
-    let config = routes.tls.config_for(&route.tenant.name);
+    let config = routes.tls.config_for(&to.tenant.name);
     let client = handshake(start, config, state.limits.handshake_timeout).await?;
-    let identity = client_identity(&client, routes, &route.tenant.name);
+    let identity = client_identity(&client, routes, &to.tenant.name);
     Ok((client, identity))
 }
 
@@ -187,18 +187,18 @@ fn client_identity(client: &TlsStream<TcpStream>, routes: &RouteSet, tenant: &st
     }
 }
 
-/// Connect: the upstream connection for `route`, its broker or one of the tenant's bootstrap servers,
+/// Connect: the upstream connection for `to`, its broker or one of the tenant's bootstrap servers,
 /// presenting `who`.
-async fn connect(route: &Route, state: &Shared, who: Principal<'_>) -> Result<UpstreamStream, Refused> {
-    let tls = route.upstream_tls.as_deref();
-    let (upstream, addr) = match &route.broker {
+async fn connect(to: &Destination, state: &Shared, who: Principal<'_>) -> Result<UpstreamStream, Refused> {
+    let tls = to.upstream_tls.as_deref();
+    let (upstream, addr) = match &to.broker {
         Some(addr) => {
-            state.connector.connect(&route.tenant.name, addr, tls, who).await.map(|s| (s, addr.clone()))
+            state.connector.connect(&to.tenant.name, addr, tls, who).await.map(|s| (s, addr.clone()))
         }
-        None => state.connector.connect_bootstrap(&route.tenant, tls, who).await,
+        None => state.connector.connect_bootstrap(&to.tenant, tls, who).await,
     }
     .map_err(Refused::Upstream)?;
-    tracing::debug!(target = %route.target, upstream = %addr, "session open");
+    tracing::debug!(target = %to.target, upstream = %addr, "session open");
     Ok(upstream)
 }
 

@@ -24,8 +24,8 @@ use crate::kafka::codec::FrameError;
 use crate::kafka::inflight::{InflightError, InflightQueue};
 use crate::kafka::rewrite::Advertise;
 use crate::kafka::{RequestError, ResponseError};
-use crate::metrics::TenantMetrics;
-use crate::router::Tenant;
+use crate::metrics::{Direction, TenantMetrics};
+use crate::tenants::Tenant;
 use directions::{Requests, Responses};
 use pump::pump;
 use shared::{close_gracefully, close_when_quiet, idle, Shared};
@@ -157,8 +157,10 @@ where
         let mut on_request =
             Requests { shared: &shared, ctx, metrics, max_inflight: ctx.max_inflight.max(1) };
         let mut on_response = Responses { shared: &shared, ctx, done: Vec::new() };
-        let requests = pump(Side::Client, &mut client_r, upstream_w, max, metrics, &mut on_request);
-        let responses = pump(Side::Upstream, upstream_r, &mut client_w, max, metrics, &mut on_response);
+        let requests =
+            pump(Direction::ClientToUpstream, &mut client_r, upstream_w, max, metrics, &mut on_request);
+        let responses =
+            pump(Direction::UpstreamToClient, upstream_r, &mut client_w, max, metrics, &mut on_response);
         tokio::pin!(requests, responses);
         tokio::select! {
             r = &mut requests => match r {

@@ -7,43 +7,42 @@ use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use super::SessionError;
-use crate::error::Side;
 use crate::kafka::codec::{Frame, FrameError, FrameReader, ReadError};
 use crate::metrics::{Direction, TenantMetrics};
 
-/// Errors named by the side a pump reads from.
-trait PumpSide {
+/// A pump's errors, named by its direction: the side it reads from and the side it writes to.
+trait DirectionErrors {
     fn frame_error(self, e: FrameError) -> SessionError;
     fn read_error(self, e: ReadError) -> SessionError;
     fn write_error(self, e: std::io::Error) -> SessionError;
     fn truncated(self, n: usize) -> SessionError;
 }
 
-impl PumpSide for Side {
+impl DirectionErrors for Direction {
     fn frame_error(self, e: FrameError) -> SessionError {
         match self {
-            Side::Client => SessionError::ClientFrame(e),
-            Side::Upstream | Side::Internal => SessionError::UpstreamFrame(e),
+            Direction::ClientToUpstream => SessionError::ClientFrame(e),
+            Direction::UpstreamToClient => SessionError::UpstreamFrame(e),
         }
     }
     fn read_error(self, e: ReadError) -> SessionError {
         match (self, e) {
             (_, ReadError::Frame(e)) => self.frame_error(e),
             (_, ReadError::Truncated(n)) => self.truncated(n),
-            (Side::Client, ReadError::Io(e)) => SessionError::ClientIo(e),
+            (Direction::ClientToUpstream, ReadError::Io(e)) => SessionError::ClientIo(e),
             (_, ReadError::Io(e)) => SessionError::UpstreamIo(e),
         }
     }
     fn write_error(self, e: std::io::Error) -> SessionError {
         match self {
-            Side::Client => SessionError::UpstreamIo(e),
-            Side::Upstream | Side::Internal => SessionError::ClientIo(e),
+            Direction::ClientToUpstream => SessionError::UpstreamIo(e),
+            Direction::UpstreamToClient => SessionError::ClientIo(e),
         }
     }
     fn truncated(self, n: usize) -> SessionError {
         match self {
-            Side::Client => SessionError::ClientTruncated(n),
-            Side::Upstream | Side::Internal => SessionError::UpstreamTruncated(n),
+            Direction::ClientToUpstream => SessionError::ClientTruncated(n),
+            Direction::UpstreamToClient => SessionError::UpstreamTruncated(n),
         }
     }
 }
@@ -66,9 +65,9 @@ pub(super) trait Frames {
 /// (as many as `frames` has room for) before one vectored write; the bytes it wrote (whole frames, length
 /// prefixes included) are counted once per write. Without room, nothing more is read from `from` until there is:
 /// the peer is held back by TCP, never buffered for. Ends when `from` closes, after shutting down `to`'s write
-/// side.
+/// direction.
 pub(super) async fn pump<R, W>(
-    side: Side,
+    direction: Direction,
     from: R,
     mut to: W,
     max: u32,
@@ -81,23 +80,19 @@ where
 {
     let mut reader = FrameReader::new(from, max);
     let mut out: Vec<Bytes> = Vec::new();
-    let direction = match side {
-        Side::Client => Direction::ClientToUpstream,
-        Side::Upstream | Side::Internal => Direction::UpstreamToClient,
-    };
     let mut arrived = Instant::now();
     loop {
         // Frames already read first, as many as may go now; the rest wait in the read buffer.
         let mut bytes = 0;
         while frames.has_room() {
-            let Some(frame) = reader.buffered_frame().map_err(|e| side.frame_error(e))? else { break };
+            let Some(frame) = reader.buffered_frame().map_err(|e| direction.frame_error(e))? else { break };
             if let Some(b) = frames.frame(frame, arrived)? {
                 bytes += b.len() as u64;
                 out.push(b);
             }
         }
         if bytes > 0 {
-            write_frames(&mut to, &mut out).await.map_err(|e| side.write_error(e))?;
+            write_frames(&mut to, &mut out).await.map_err(|e| direction.write_error(e))?;
             frames.written(Instant::now());
             if let Some(m) = metrics {
                 m.forwarded(direction, bytes);
@@ -110,14 +105,14 @@ where
         }
         let read = match reader.fill().await {
             // Most Kafka clients close without TLS close_notify, or reset: an ordinary end, not an error.
-            Err(ReadError::Io(e)) if side == Side::Client && is_abrupt_close(&e) => 0,
-            r => r.map_err(|e| side.read_error(e))?,
+            Err(ReadError::Io(e)) if direction == Direction::ClientToUpstream && is_abrupt_close(&e) => 0,
+            r => r.map_err(|e| direction.read_error(e))?,
         };
         if read == 0 {
             let _ = to.shutdown().await;
             return match reader.pending() {
                 0 => Ok(()),
-                n => Err(side.truncated(n)),
+                n => Err(direction.truncated(n)),
             };
         }
         arrived = Instant::now();

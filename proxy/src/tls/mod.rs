@@ -2,7 +2,7 @@
 //! server configuration — the tenant's certificate and, for a tenant with a client CA, its client-certificate
 //! verifier — is chosen per tenant from the server name before the handshake goes on.
 //!
-//! Neighbours: [`crate::listener`] hands over accepted sockets and, once [`crate::router`] has named the
+//! Neighbours: [`crate::listener`] hands over accepted sockets and, once [`crate::tenants`] has named the
 //! tenant, asks for its configuration; [`crate::routes`] builds the [`TlsFront`]; the finished stream goes to
 //! [`crate::session`].
 

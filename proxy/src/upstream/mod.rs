@@ -2,8 +2,8 @@
 //! tenant asks for ([`identity`]).
 //!
 //! A bootstrap connection tries the tenant's bootstrap servers in turn; a broker connection goes to the address
-//! the router's table holds for that node id. An id the table lacks triggers one Metadata request of the proxy's
-//! own; an id the cluster still does not report is refused. Neighbours: [`crate::router`] (the table) and
+//! the tenant's broker table holds for that node id. An id the table lacks triggers one Metadata request of the proxy's
+//! own; an id the cluster still does not report is refused. Neighbours: [`crate::tenants`] (the table) and
 //! [`crate::kafka`] (framing, and the rewrite that feeds the table).
 
 pub mod identity;
@@ -25,7 +25,7 @@ use crate::kafka::client::{ClientError, KafkaClient};
 use crate::kafka::rewrite::{scan, RewriteError};
 use crate::kafka::versions::{broker_range, VersionsError};
 use crate::metrics::{ConnectFailure, Metrics};
-use crate::router::Tenant;
+use crate::tenants::Tenant;
 use identity::IdentityError;
 use tls::{Principal, TlsFailure, UpstreamStream, UpstreamTls, UpstreamTlsError};
 

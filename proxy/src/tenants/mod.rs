@@ -1,5 +1,5 @@
-//! Router: turns the TLS server name into a tenant and a target, and keeps each tenant's broker table and
-//! byte-rate quotas ([`quota`]).
+//! Tenants: the table from TLS server name to tenant and target (the routing decision), each tenant's broker
+//! table, and its byte-rate quotas ([`quota`]).
 //!
 //! Neighbours: [`crate::listener`] asks it which tenant a ClientHello names; [`crate::kafka::rewrite`] reports
 //! the broker addresses it sees so the table learns them; [`crate::upstream`] reads the table to connect;

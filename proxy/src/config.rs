@@ -386,11 +386,14 @@ fn validate(p: &Parsed, base: &Path, errs: &mut Collector) -> Option<Settings> {
             acme_broker_ids: acme_tls.map(TenantCertificate::acme_broker_ids),
         });
     }
+    let hello_timeout_seconds = limit(p, "hello_timeout_seconds", errs);
     let handshake_timeout_seconds = limit(p, "handshake_timeout_seconds", errs);
     let idle_timeout_seconds = limit(p, "idle_timeout_seconds", errs);
     let max_connections = limit(p, "max_connections", errs);
     let max_connections_per_tenant = limit(p, "max_connections_per_tenant", errs);
     let max_connections_per_ip = limit(p, "max_connections_per_ip", errs);
+    let max_handshakes_per_ip = limit(p, "max_handshakes_per_ip", errs);
+    let max_handshakes_per_tenant = limit(p, "max_handshakes_per_tenant", errs);
     let max_inflight = limit(p, "max_inflight_requests_per_connection", errs);
     let reload_grace_seconds = limit(p, "reload_grace_seconds", errs);
     let max_fetch_response_bytes = limit(p, "max_fetch_response_bytes", errs);
@@ -401,11 +404,14 @@ fn validate(p: &Parsed, base: &Path, errs: &mut Collector) -> Option<Settings> {
         advertised_port: p.advertised_port.unwrap_or(listen.port()),
         max_frame_bytes,
         connect_timeout: Duration::from_secs(connect_timeout_seconds),
+        hello_timeout: Duration::from_secs(hello_timeout_seconds),
         handshake_timeout: Duration::from_secs(handshake_timeout_seconds),
         idle_timeout: Duration::from_secs(idle_timeout_seconds),
         max_connections: max_connections as usize,
         max_connections_per_tenant: max_connections_per_tenant as usize,
         max_connections_per_ip: max_connections_per_ip as usize,
+        max_handshakes_per_ip: max_handshakes_per_ip as usize,
+        max_handshakes_per_tenant: max_handshakes_per_tenant as usize,
         max_inflight_requests_per_connection: max_inflight as usize,
         reload_grace: Duration::from_secs(reload_grace_seconds),
         max_fetch_response_bytes: u32::try_from(max_fetch_response_bytes).unwrap_or(u32::MAX),

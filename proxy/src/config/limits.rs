@@ -4,7 +4,9 @@
 
 use super::{Collector, Parsed};
 
-/// Time for a client's ClientHello, and again for the rest of its handshake.
+/// A client sends its ClientHello at once after connecting; a stranger who does not is not kept waiting for.
+const DEFAULT_HELLO_TIMEOUT_SECONDS: u64 = 3;
+/// Time for the rest of a client's handshake (a client certificate signed on a slow device included).
 const DEFAULT_HANDSHAKE_TIMEOUT_SECONDS: u64 = 10;
 /// Kafka brokers close connections idle for `connections.max.idle.ms` (10 minutes); the proxy does the same.
 const DEFAULT_IDLE_TIMEOUT_SECONDS: u64 = 600;
@@ -13,6 +15,12 @@ const DEFAULT_MAX_CONNECTIONS: u64 = 20_000;
 /// A twentieth of the whole: no one address (or IPv6 /64) can take every connection, while a NAT gateway in
 /// front of a few hundred clients (each holding a connection per broker it uses) still fits.
 const DEFAULT_MAX_CONNECTIONS_PER_IP: u64 = 1_000;
+/// Handshakes in flight from one address (or IPv6 /64): a client starts one per broker at once (a few dozen
+/// at most), while a stranger stalling handshakes holds few of them.
+const DEFAULT_MAX_HANDSHAKES_PER_IP: u64 = 32;
+/// Handshakes in flight naming one tenant: bursts of reconnecting clients fit, and strangers stalling
+/// handshakes for one tenant cannot hold more than this of the proxy.
+const DEFAULT_MAX_HANDSHAKES_PER_TENANT: u64 = 512;
 /// A quarter of the whole: no one tenant can take every connection.
 const DEFAULT_MAX_CONNECTIONS_PER_TENANT: u64 = 5_000;
 /// Far above what clients pipeline (Java's `max.in.flight.requests.per.connection` is 5; librdkafka pipelines
@@ -36,7 +44,8 @@ const DEFAULT_RELOAD_GRACE_SECONDS: u64 = 60;
 /// that plus one record batch, whatever a client asks for (Kafka's consumers ask for 50 MiB).
 const DEFAULT_MAX_FETCH_RESPONSE_BYTES: u64 = 8 << 20;
 
-pub(super) const LIMITS: [Limit; 8] = [
+pub(super) const LIMITS: [Limit; 11] = [
+    Limit { key: "hello_timeout_seconds", default: DEFAULT_HELLO_TIMEOUT_SECONDS, range: 1..=60 },
     Limit { key: "handshake_timeout_seconds", default: DEFAULT_HANDSHAKE_TIMEOUT_SECONDS, range: 1..=300 },
     Limit { key: "idle_timeout_seconds", default: DEFAULT_IDLE_TIMEOUT_SECONDS, range: 1..=WEEK_SECONDS },
     Limit { key: "max_connections", default: DEFAULT_MAX_CONNECTIONS, range: 1..=1 << 24 },
@@ -46,6 +55,12 @@ pub(super) const LIMITS: [Limit; 8] = [
         range: 1..=1 << 24,
     },
     Limit { key: "max_connections_per_ip", default: DEFAULT_MAX_CONNECTIONS_PER_IP, range: 1..=1 << 24 },
+    Limit { key: "max_handshakes_per_ip", default: DEFAULT_MAX_HANDSHAKES_PER_IP, range: 1..=1 << 20 },
+    Limit {
+        key: "max_handshakes_per_tenant",
+        default: DEFAULT_MAX_HANDSHAKES_PER_TENANT,
+        range: 1..=1 << 24,
+    },
     Limit {
         key: "max_inflight_requests_per_connection",
         default: DEFAULT_MAX_INFLIGHT_REQUESTS,

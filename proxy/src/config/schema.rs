@@ -30,7 +30,11 @@ pub struct Config {
     /// Time allowed to open a TCP connection to a tenant's broker.
     #[serde(default = "default_connect_timeout_seconds")]
     pub connect_timeout_seconds: u64,
-    /// Time a client has for its ClientHello, and again for the rest of its TLS handshake.
+    /// Time a client has from its TCP connection to a complete ClientHello.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hello_timeout_seconds: Option<u64>,
+    /// Time a client has for the rest of its TLS handshake after the ClientHello; it also bounds finding a
+    /// broker's address and reaching the broker.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handshake_timeout_seconds: Option<u64>,
     /// A session with no request outstanding and no frame either way for this long is closed.
@@ -39,12 +43,19 @@ pub struct Config {
     /// Connections open at once, all tenants together; more are closed on accept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_connections: Option<usize>,
-    /// Connections open at once per tenant; more are refused after the ClientHello.
+    /// Connections open at once per tenant, counted once authenticated (the handshake done); more are refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_connections_per_tenant: Option<usize>,
     /// Connections open at once from one peer address (an IPv6 /64 counts as one); more are closed on accept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_connections_per_ip: Option<usize>,
+    /// Connections of one peer address (an IPv6 /64 counts as one) still in their handshake; more are closed
+    /// on accept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_handshakes_per_ip: Option<usize>,
+    /// Connections naming one tenant still in their handshake; more are refused after the ClientHello.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_handshakes_per_tenant: Option<usize>,
     /// Requests a connection may have awaiting responses before the proxy stops reading it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_inflight_requests_per_connection: Option<usize>,
@@ -85,11 +96,14 @@ pub(super) const TOP_LEVEL_KEYS: &[&str] = &[
     "advertised_port",
     "max_frame_bytes",
     "connect_timeout_seconds",
+    "hello_timeout_seconds",
     "handshake_timeout_seconds",
     "idle_timeout_seconds",
     "max_connections",
     "max_connections_per_tenant",
     "max_connections_per_ip",
+    "max_handshakes_per_ip",
+    "max_handshakes_per_tenant",
     "max_inflight_requests_per_connection",
     "reload_grace_seconds",
     "max_fetch_response_bytes",

@@ -28,16 +28,22 @@ pub struct Settings {
     pub max_frame_bytes: u32,
     /// Time allowed to open a TCP connection to a tenant's broker; at least one second.
     pub connect_timeout: Duration,
-    /// Time for a client's ClientHello, and again for the rest of its handshake.
+    /// Time from a client's TCP connection to its complete ClientHello.
+    pub hello_timeout: Duration,
+    /// Time for the rest of a client's handshake; also the bound on finding and reaching its broker.
     pub handshake_timeout: Duration,
     /// Quiet time after which a session with nothing outstanding is closed.
     pub idle_timeout: Duration,
     /// Connections open at once, all tenants together.
     pub max_connections: usize,
-    /// Connections open at once per tenant.
+    /// Connections open at once per tenant, counted from the end of their handshake.
     pub max_connections_per_tenant: usize,
     /// Connections open at once per peer address (IPv6: per /64).
     pub max_connections_per_ip: usize,
+    /// Connections of one peer address (IPv6: per /64) still in their handshake.
+    pub max_handshakes_per_ip: usize,
+    /// Connections naming one tenant still in their handshake.
+    pub max_handshakes_per_tenant: usize,
     /// Requests awaiting responses per connection before the proxy stops reading the client.
     pub max_inflight_requests_per_connection: usize,
     /// After a reload changes or removes a tenant's route, how long its open sessions may go on.

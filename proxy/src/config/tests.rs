@@ -132,11 +132,14 @@ fn the_key_list_matches_the_schema() {
         advertised_port: Some(1),
         max_frame_bytes: 1,
         connect_timeout_seconds: 1,
+        hello_timeout_seconds: Some(1),
         handshake_timeout_seconds: Some(1),
         idle_timeout_seconds: Some(1),
         max_connections: Some(1),
         max_connections_per_tenant: Some(1),
         max_connections_per_ip: Some(1),
+        max_handshakes_per_ip: Some(1),
+        max_handshakes_per_tenant: Some(1),
         max_inflight_requests_per_connection: Some(1),
         reload_grace_seconds: Some(1),
         max_fetch_response_bytes: Some(1),
@@ -351,6 +354,11 @@ fn limits_default_and_every_bad_one_is_named() {
     assert_eq!(settings.max_connections, 20_000);
     assert_eq!(settings.max_connections_per_tenant, 5_000);
     assert_eq!(settings.max_inflight_requests_per_connection, 1_024);
+    assert_eq!(
+        (settings.hello_timeout, settings.handshake_timeout),
+        (Duration::from_secs(3), Duration::from_secs(10))
+    );
+    assert_eq!((settings.max_handshakes_per_ip, settings.max_handshakes_per_tenant), (32, 512));
     assert_eq!(
         (settings.reload_grace, settings.max_fetch_response_bytes),
         (Duration::from_secs(60), 8 << 20)

@@ -1,20 +1,27 @@
 //! Listener: the one TLS port. Accepts sockets under the global and per-address connection limits and takes each
 //! connection through its stages (`stages`), each of which either hands on or refuses: **hello** (read the
-//! ClientHello) → **route** (server name → tenant and target, broker address) → **authenticate** (finish the
-//! client's handshake) and **connect** (reach the tenant's cluster), in the order the tenant's authentication
+//! ClientHello) → **route** (server name → tenant and target) → **authenticate** (finish the client's
+//! handshake) and **connect** (find and reach the tenant's broker), in the order the tenant's authentication
 //! asks → **session** ([`crate::session`]).
+//!
+//! Nothing before authentication: until its handshake is done a connection holds only a place among the
+//! handshakes of its address (`max_handshakes_per_ip`, taken on accept) and of the tenant it names
+//! (`max_handshakes_per_tenant`), each deadline-bound (`hello_timeout_seconds`, then
+//! `handshake_timeout_seconds`); it counts against the tenant's `max_connections_per_tenant` only once
+//! authenticated, and for a tenant that authenticates its clients nothing reaches the tenant's cluster before
+//! then (no metadata refresh, no broker connection).
 //!
 //! A refusal is counted and logged in one place (`refused`), once, inside the connection's `conn{peer, sni,
 //! tenant}` span, and never opens an upstream connection it does not need. One connection's failure never
 //! touches another's. Neighbours: [`crate::server`] binds the port and drains it, [`crate::routes`] (the current
 //! routes), [`crate::tls`], [`crate::tenants`], [`crate::upstream`]; `peers` counts connections per peer address.
 
-mod peers;
+mod budget;
 mod refused;
 mod stages;
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,7 +38,7 @@ use crate::metrics::{Metrics, OpenConnection, RefusalReason};
 use crate::routes::Routes;
 use crate::tls;
 use crate::upstream::Connector;
-use peers::{PeerSlot, Peers};
+use budget::{block_of, Budget, Slot};
 use refused::Halt;
 
 /// The TLS port and everything its connections read.
@@ -53,8 +60,12 @@ struct Shared {
     connections: TaskTracker,
     /// A permit per open connection, `max_connections` in all.
     connection_slots: Arc<Semaphore>,
-    /// Open connections per peer address, `max_connections_per_ip` each.
-    peers: Arc<Peers>,
+    /// Open connections per peer address (block), `max_connections_per_ip` each.
+    peers: Arc<Budget<IpAddr>>,
+    /// Connections per peer address still in their handshake, `max_handshakes_per_ip` each.
+    handshakes_by_peer: Arc<Budget<IpAddr>>,
+    /// Connections per tenant still in their handshake, `max_handshakes_per_tenant` each.
+    handshakes_by_tenant: Arc<Budget<String>>,
     /// Cancelled when the proxy drains: sessions close between requests.
     draining: CancellationToken,
     /// ACME tenants' issued certificates and the pending TLS-ALPN-01 answers; `None` without ACME.
@@ -68,6 +79,7 @@ struct Shared {
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     max_frame_bytes: u32,
+    hello_timeout: Duration,
     handshake_timeout: Duration,
     idle_timeout: Duration,
     max_inflight: usize,
@@ -75,6 +87,8 @@ pub struct Limits {
     max_connections: usize,
     max_connections_per_tenant: usize,
     max_connections_per_ip: usize,
+    max_handshakes_per_ip: usize,
+    max_handshakes_per_tenant: usize,
 }
 
 impl Limits {
@@ -82,6 +96,7 @@ impl Limits {
     pub fn of(settings: &Settings) -> Limits {
         Limits {
             max_frame_bytes: settings.max_frame_bytes,
+            hello_timeout: settings.hello_timeout,
             handshake_timeout: settings.handshake_timeout,
             idle_timeout: settings.idle_timeout,
             max_inflight: settings.max_inflight_requests_per_connection,
@@ -89,6 +104,8 @@ impl Limits {
             max_connections: settings.max_connections,
             max_connections_per_tenant: settings.max_connections_per_tenant,
             max_connections_per_ip: settings.max_connections_per_ip,
+            max_handshakes_per_ip: settings.max_handshakes_per_ip,
+            max_handshakes_per_tenant: settings.max_handshakes_per_tenant,
         }
     }
 }
@@ -112,7 +129,9 @@ impl Listener {
             metrics,
             connections: TaskTracker::new(),
             connection_slots: Arc::new(Semaphore::new(limits.max_connections)),
-            peers: Peers::new(limits.max_connections_per_ip),
+            peers: Budget::new(limits.max_connections_per_ip),
+            handshakes_by_peer: Budget::new(limits.max_handshakes_per_ip),
+            handshakes_by_tenant: Budget::new(limits.max_handshakes_per_tenant),
             draining: CancellationToken::new(),
             acme,
             limit_logged: std::sync::Mutex::new(None),
@@ -143,8 +162,8 @@ impl Listener {
         }
     }
 
-    /// A connection under `max_connections` and its address's `max_connections_per_ip` goes on in its own task;
-    /// one over either is closed at once.
+    /// A connection under `max_connections`, its address's `max_connections_per_ip` and its address's
+    /// `max_handshakes_per_ip` goes on in its own task; one over any is closed at once.
     fn admit(&self, tcp: TcpStream, peer: SocketAddr) {
         let shared = &self.shared;
         shared.metrics.accepted();
@@ -152,16 +171,25 @@ impl Listener {
             shared.at_limit(peer, RefusalReason::ConnectionLimit, None);
             return;
         };
-        let peer_slot = match shared.peers.admit(peer.ip()) {
+        let block = block_of(peer.ip());
+        let peer_slot = match shared.peers.admit(block) {
             Ok(peer_slot) => peer_slot,
             Err(open) => {
                 shared.at_limit(peer, RefusalReason::IpConnectionLimit, Some(open));
                 return;
             }
         };
+        let handshaking = match shared.handshakes_by_peer.admit(block) {
+            Ok(handshaking) => handshaking,
+            Err(open) => {
+                shared.at_limit(peer, RefusalReason::IpHandshakeLimit, Some(open));
+                return;
+            }
+        };
         let state = shared.clone();
         let slots = (slot, peer_slot, shared.metrics.opened());
-        shared.connections.spawn(async move { handle(tcp, peer, &state, slots).await });
+        let handshake = Handshaking { _by_peer: handshaking, by_tenant: None };
+        shared.connections.spawn(async move { handle(tcp, peer, &state, slots, handshake).await });
     }
 
     /// Stops accepting; open sessions close between requests. Whether all closed within `within` (the rest are
@@ -178,7 +206,8 @@ impl Listener {
 
 impl Shared {
     /// Counts (and at most once a second logs) a connection closed at once because `max_connections` are open
-    /// (`why` [`RefusalReason::ConnectionLimit`]), or `max_connections_per_ip` of its peer's address (`open`).
+    /// (`why` [`RefusalReason::ConnectionLimit`]), or its peer's address has `open` connections, its
+    /// `max_connections_per_ip` or `max_handshakes_per_ip` (`why` says which).
     fn at_limit(&self, peer: SocketAddr, why: RefusalReason, open: Option<usize>) {
         self.metrics.refused(why);
         let now = std::time::Instant::now();
@@ -194,9 +223,17 @@ impl Shared {
                 reason = why.label(),
                 "connection refused: max_connections open (logged at most once a second)"
             ),
+            Some(open) if why == RefusalReason::IpHandshakeLimit => warn!(
+                %peer,
+                block = %block_of(peer.ip()),
+                open,
+                max_handshakes_per_ip = self.limits.max_handshakes_per_ip,
+                reason = why.label(),
+                "connection refused: the peer's address has max_handshakes_per_ip handshakes in progress (logged at most once a second)"
+            ),
             Some(open) => warn!(
                 %peer,
-                block = %peers::block_of(peer.ip()),
+                block = %block_of(peer.ip()),
                 open,
                 max_connections_per_ip = self.limits.max_connections_per_ip,
                 reason = why.label(),
@@ -206,18 +243,28 @@ impl Shared {
     }
 }
 
+/// A connection's places among the handshakes of its address and (once its ClientHello names one) its
+/// tenant; dropped when it has authenticated, or ends.
+#[derive(Debug)]
+struct Handshaking {
+    /// Held, never read: dropping it frees the place.
+    _by_peer: Slot<IpAddr>,
+    by_tenant: Option<Slot<String>>,
+}
+
 /// One connection, holding its places under `max_connections` and `max_connections_per_ip` until it ends; a
 /// refusal is counted, logged and (during the handshake) answered with its alert here.
 async fn handle(
     tcp: TcpStream,
     peer: SocketAddr,
     state: &Shared,
-    _slots: (OwnedSemaphorePermit, PeerSlot, OpenConnection),
+    _slots: (OwnedSemaphorePermit, Slot<IpAddr>, OpenConnection),
+    handshake: Handshaking,
 ) {
     // ERROR level so the connection's context is on every line it logs, whatever the filter.
     let span = tracing::error_span!("conn", %peer, sni = field::Empty, tenant = field::Empty, principal = field::Empty);
     async {
-        let Err(Halt { refused, handshake }) = stages::connection(tcp, peer, state).await else { return };
+        let Err(Halt { refused, handshake }) = stages::connection(tcp, peer, state, handshake).await else { return };
         if let Some(reason) = refused.reason() {
             state.metrics.refused(reason);
             warn!(side = %refused.side(), reason = %reason.label(), retryable = refused.retryable(), "{refused}");

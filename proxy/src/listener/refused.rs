@@ -29,6 +29,10 @@ pub(super) enum Refused {
     ClusterUnavailable(UpstreamError),
     #[error("TLS refused: the tenant has {open} connections open, its limit (max_connections_per_tenant)")]
     TenantLimit { open: i64 },
+    #[error(
+        "TLS refused: the tenant has {open} handshakes in progress, its limit (max_handshakes_per_tenant)"
+    )]
+    TenantHandshakeLimit { open: usize },
     #[error("TLS handshake failed: {0}")]
     Handshake(std::io::Error),
     #[error("TLS handshake failed: timed out after {0:?}")]
@@ -52,7 +56,10 @@ impl Blame for Refused {
     fn retryable(&self) -> bool {
         match self {
             Refused::ClusterUnavailable(e) | Refused::Upstream(e) => e.retryable(),
-            Refused::HandshakeTimeout(_) | Refused::NoClientHello(_) | Refused::TenantLimit { .. } => true,
+            Refused::HandshakeTimeout(_)
+            | Refused::NoClientHello(_)
+            | Refused::TenantLimit { .. }
+            | Refused::TenantHandshakeLimit { .. } => true,
             _ => false,
         }
     }
@@ -70,9 +77,10 @@ impl Refused {
                 Some(Alert::UnrecognizedName)
             }
             // `Upstream` has a handshake left to refuse only when the upstream was dialled first.
-            Refused::ClusterUnavailable(_) | Refused::Upstream(_) | Refused::TenantLimit { .. } => {
-                Some(Alert::Unavailable)
-            }
+            Refused::ClusterUnavailable(_)
+            | Refused::Upstream(_)
+            | Refused::TenantLimit { .. }
+            | Refused::TenantHandshakeLimit { .. } => Some(Alert::Unavailable),
             _ => None,
         }
     }
@@ -90,6 +98,7 @@ impl Refused {
             }
             Refused::ClusterUnavailable(_) => RefusalReason::ClusterUnavailable,
             Refused::TenantLimit { .. } => RefusalReason::TenantConnectionLimit,
+            Refused::TenantHandshakeLimit { .. } => RefusalReason::TenantHandshakeLimit,
             Refused::Handshake(e) => handshake_reason(e),
             Refused::HandshakeTimeout(_) => RefusalReason::HandshakeTimeout,
             Refused::Upstream(_) => RefusalReason::UpstreamUnavailable,

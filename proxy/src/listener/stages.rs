@@ -1,9 +1,9 @@
 //! A connection's stages, in order, each a function with one job that hands on or refuses: [`hello`] (the
-//! ClientHello, within the handshake timeout; an `acme-tls/1` hello is answered by [`answer_acme_challenge`] and
-//! goes no further) → [`route`] (server name → tenant and target; the tenant's connection limit; a broker's
-//! address) → [`authenticate`] (the rest of the client's handshake, and its certificate's identity) and
-//! [`connect`] (the tenant's broker or bootstrap), in the order [`connection`] picks from the tenant's
-//! authentication → [`session`]. Refusals are [`Refused`]; the listener ([`super::handle`]) logs and counts
+//! ClientHello, within the hello timeout; an `acme-tls/1` hello is answered by [`answer_acme_challenge`] and
+//! goes no further) → [`route`] (server name → tenant and target; a place among the tenant's handshakes) →
+//! [`authenticate`] (the rest of the client's handshake, and its certificate's identity), [`admit`] (the
+//! tenant's connection limit), [`find_broker`] (a `b<id>` name's address) and [`connect`] (the tenant's broker
+//! or bootstrap), in the order [`connection`] picks from the tenant's authentication → [`session`]. Refusals are [`Refused`]; the listener ([`super::handle`]) logs and counts
 //! them.
 
 use std::net::SocketAddr;
@@ -17,7 +17,7 @@ use tokio_rustls::StartHandshake;
 use tracing::{field, info, warn, Span};
 
 use super::refused::{Halt, Refused};
-use super::Shared;
+use super::{Handshaking, Shared};
 use crate::acme::challenge;
 use crate::error::Blame;
 use crate::kafka::rewrite::Advertise;
@@ -31,32 +31,47 @@ use crate::upstream::identity::ClientIdentity;
 use crate::upstream::tls::{Principal, UpstreamStream, UpstreamTls};
 use crate::upstream::UpstreamError;
 
-/// The stages; a session that starts is not a refusal, whatever its end.
-pub(super) async fn connection(tcp: TcpStream, peer: SocketAddr, state: &Shared) -> Result<(), Halt> {
+/// The stages; a session that starts is not a refusal, whatever its end. `handshaking` holds the connection's
+/// place among its address's handshakes until it has authenticated.
+pub(super) async fn connection(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    state: &Shared,
+    mut handshaking: Handshaking,
+) -> Result<(), Halt> {
     let _ = tcp.set_nodelay(true);
-    let start = hello(tcp, state.limits.handshake_timeout).await?;
+    let start = hello(tcp, state.limits.hello_timeout).await?;
     if challenge::offers_acme_tls(&start.client_hello()) {
         return answer_acme_challenge(start, state).await;
     }
     let routes = state.routes.current();
-    let (to, counted) = match route(&start, &routes, state).await {
-        Ok(found) => found,
+    let mut to = match route(&start, &routes, state, &mut handshaking) {
+        Ok(to) => to,
         Err(refused) => return Err(Halt { refused, handshake: Some(start) }),
     };
-    let (client, upstream) = if client_first(&routes, &to) {
-        // No unauthenticated peer makes the proxy open a connection (a TLS handshake, with `upstream.tls`) to
-        // the tenant's brokers, and with `identity: client` its certificate is the identity to present; an
-        // upstream failure then closes the connection after the handshake.
+    let (client, upstream, counted) = if client_first(&routes, &to) {
+        // Nothing reaches the tenant's cluster before the client has authenticated: no metadata refresh for
+        // an unknown broker id, no connection (a TLS handshake, with `upstream.tls`); with `identity: client`
+        // its certificate is the identity to present. A failure after the handshake closes the connection.
         let (client, identity) = authenticate(start, &routes, &to, state).await?;
-        (client, connect(&to, state, Principal::Client(identity.as_ref())).await?)
+        drop(handshaking);
+        let counted = admit(&to, state)?;
+        find_broker(&mut to, state).await?;
+        (client, connect(&to, state, Principal::Client(identity.as_ref())).await?, counted)
     } else {
-        // Brokers that cannot be reached (or whose certificate does not verify) end the client's handshake
-        // with an alert.
-        let upstream = match connect(&to, state, Principal::Client(None)).await {
+        // A tenant that does not authenticate clients by certificate: brokers that cannot be found or reached
+        // (or whose certificate does not verify) end the client's handshake with an alert.
+        let before = async {
+            find_broker(&mut to, state).await?;
+            connect(&to, state, Principal::Client(None)).await
+        };
+        let upstream = match before.await {
             Ok(upstream) => upstream,
             Err(refused) => return Err(Halt { refused, handshake: Some(start) }),
         };
-        (authenticate(start, &routes, &to, state).await?.0, upstream)
+        let (client, _) = authenticate(start, &routes, &to, state).await?;
+        drop(handshaking);
+        (client, upstream, admit(&to, state)?)
     };
     let limits = state.limits;
     let ctx = SessionContext {
@@ -72,6 +87,13 @@ pub(super) async fn connection(tcp: TcpStream, peer: SocketAddr, state: &Shared)
     };
     session(client, upstream, &ctx, state).await;
     Ok(())
+}
+
+/// Admission: an authenticated connection counts against its tenant's `max_connections_per_tenant` from here
+/// on (the returned guard).
+fn admit(to: &Destination, state: &Shared) -> Result<Option<TenantConnection>, Refused> {
+    let limit = state.limits.max_connections_per_tenant;
+    state.metrics.admit(&to.tenant.name, limit).map_err(|open| Refused::TenantLimit { open })
 }
 
 /// Whether the client's handshake comes before the upstream connection: for a tenant whose clients must
@@ -114,34 +136,44 @@ struct Destination {
     upstream_tls: Option<Arc<UpstreamTls>>,
 }
 
-/// Route: the server name names a tenant and a target; the connection counts against the tenant's limit from
-/// here on (the returned guard); a broker's address comes from the tenant's own cluster. Its refusals end the
-/// handshake with a TLS alert ([`Refused::alert`]).
-async fn route(
+/// Route: the server name names a tenant and a target; the connection takes a place among the tenant's
+/// handshakes. A tenant already at `max_connections_per_tenant` is refused here (it is counted against only
+/// once authenticated, [`admit`]). Its refusals end the handshake with a TLS alert ([`Refused::alert`]).
+fn route(
     start: &StartHandshake<TcpStream>,
     routes: &RouteSet,
     state: &Shared,
-) -> Result<(Destination, Option<TenantConnection>), Refused> {
+    handshaking: &mut Handshaking,
+) -> Result<Destination, Refused> {
     let sni = start.client_hello().server_name().map(str::to_owned);
     Span::current().record("sni", field::display(sni.as_deref().unwrap_or("-")));
     let (tenant, target) = routes.tenants.resolve(sni.as_deref()).map_err(Refused::UnknownName)?;
     Span::current().record("tenant", field::display(&tenant.name));
-    let counted = state
-        .metrics
-        .admit(&tenant.name, state.limits.max_connections_per_tenant)
-        .map_err(|open| Refused::TenantLimit { open })?;
+    if let Some(open) = state.metrics.tenant_full(&tenant.name, state.limits.max_connections_per_tenant) {
+        return Err(Refused::TenantLimit { open });
+    }
+    let slot = state.handshakes_by_tenant.admit(tenant.name.clone());
+    handshaking.by_tenant = Some(slot.map_err(|open| Refused::TenantHandshakeLimit { open })?);
     let upstream_tls = routes.upstream_tls(&tenant.name);
-    let broker = match target {
-        Target::Bootstrap => None,
-        Target::Broker(id) => {
-            match state.connector.resolve_broker(&tenant, upstream_tls.as_deref(), id).await {
-                Ok(addr) => Some(addr),
-                Err(e @ UpstreamError::UnknownNode { .. }) => return Err(Refused::UnknownNode(e)),
-                Err(e) => return Err(Refused::ClusterUnavailable(e)),
-            }
-        }
-    };
-    Ok((Destination { tenant, target, broker, upstream_tls }, counted))
+    Ok(Destination { tenant, target, broker: None, upstream_tls })
+}
+
+/// Find the broker: for `b<id>` names its address, from the tenant's broker table or its cluster, within the
+/// handshake timeout.
+async fn find_broker(to: &mut Destination, state: &Shared) -> Result<(), Refused> {
+    let Target::Broker(id) = to.target else { return Ok(()) };
+    let within = state.limits.handshake_timeout;
+    let found = tokio::time::timeout(
+        within,
+        state.connector.resolve_broker(&to.tenant, to.upstream_tls.as_deref(), id),
+    );
+    match found.await {
+        Ok(Ok(addr)) => to.broker = Some(addr),
+        Ok(Err(e @ UpstreamError::UnknownNode { .. })) => return Err(Refused::UnknownNode(e)),
+        Ok(Err(e)) => return Err(Refused::ClusterUnavailable(e)),
+        Err(_) => return Err(Refused::ClusterUnavailable(UpstreamError::ResolveTimeout(within))),
+    }
+    Ok(())
 }
 
 /// Authenticate: the rest of the client's handshake with the tenant's TLS configuration, and the identity of

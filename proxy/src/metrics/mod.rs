@@ -50,6 +50,11 @@ pub enum RefusalReason {
     IpConnectionLimit,
     /// The tenant's `max_connections_per_tenant` was reached.
     TenantConnectionLimit,
+    /// The peer's address (IPv6: its /64) has `max_handshakes_per_ip` connections still in their handshake;
+    /// closed before its ClientHello.
+    IpHandshakeLimit,
+    /// The tenant has `max_handshakes_per_tenant` connections still in their handshake: alert `internal_error`.
+    TenantHandshakeLimit,
     /// The server name routes nowhere (no SNI, unknown tenant, unknown broker id): alert `unrecognized_name`.
     UnrecognizedName,
     /// The tenant's cluster could not be asked which brokers it has.
@@ -77,7 +82,7 @@ pub enum RefusalReason {
 }
 
 /// Every refusal reason: the `reason` label values of `kaas_proxy_listener_refused_total`.
-pub const REASONS: [RefusalReason; 19] = [
+pub const REASONS: [RefusalReason; 21] = [
     RefusalReason::Plaintext,
     RefusalReason::NotTls,
     RefusalReason::InvalidClientHello,
@@ -85,6 +90,8 @@ pub const REASONS: [RefusalReason; 19] = [
     RefusalReason::ConnectionLimit,
     RefusalReason::IpConnectionLimit,
     RefusalReason::TenantConnectionLimit,
+    RefusalReason::IpHandshakeLimit,
+    RefusalReason::TenantHandshakeLimit,
     RefusalReason::UnrecognizedName,
     RefusalReason::ClusterUnavailable,
     RefusalReason::Handshake,
@@ -110,6 +117,8 @@ impl RefusalReason {
             RefusalReason::ConnectionLimit => "connection_limit",
             RefusalReason::IpConnectionLimit => "ip_connection_limit",
             RefusalReason::TenantConnectionLimit => "tenant_connection_limit",
+            RefusalReason::IpHandshakeLimit => "ip_handshake_limit",
+            RefusalReason::TenantHandshakeLimit => "tenant_handshake_limit",
             RefusalReason::UnrecognizedName => "unrecognized_name",
             RefusalReason::ClusterUnavailable => "cluster_unavailable",
             RefusalReason::Handshake => "handshake",
@@ -352,6 +361,13 @@ impl Metrics {
             return Err(before);
         }
         Ok(Some(TenantConnection(t)))
+    }
+
+    /// How many connections `tenant` has open when that is `limit` or more (a check before its handshake; the
+    /// connection is counted by [`Metrics::admit`] once authenticated).
+    pub fn tenant_full(&self, tenant: &str, limit: usize) -> Option<i64> {
+        let open = self.tenant(tenant)?.active.get();
+        usize::try_from(open).is_ok_and(|n| n >= limit).then_some(open)
     }
 
     /// Counts a session opened for `tenant`; unknown tenants are not counted.

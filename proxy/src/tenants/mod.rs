@@ -6,6 +6,7 @@
 //! [`crate::routes`] builds it from the settings.
 
 pub mod quota;
+pub mod refresh;
 pub mod sni;
 pub mod table;
 

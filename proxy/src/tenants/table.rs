@@ -10,6 +10,7 @@ use kaas_route::HostPort;
 use tokio_util::sync::CancellationToken;
 
 use super::quota::Quotas;
+use super::refresh::{self, RefreshGate};
 use super::sni::{self, SniError, Target};
 
 /// One tenant: its bootstrap servers and the node id → address table of its cluster.
@@ -24,6 +25,10 @@ pub struct Tenant {
     /// Held while the proxy asks the cluster for metadata, so a burst of connections to an unknown id causes
     /// one refresh, not one each.
     pub(crate) refresh: tokio::sync::Mutex<()>,
+    /// Places for connections waiting for that refresh ([`refresh::MAX_WAITERS`]).
+    pub(crate) refresh_waiters: tokio::sync::Semaphore,
+    /// When the cluster may be asked again, and the ids it did not report.
+    pub(crate) refresh_gate: RefreshGate,
     /// What the route was made from (the entry and the files it names); equal fingerprints, same route.
     pub fingerprint: u64,
     /// Byte rates all the tenant's connections share.
@@ -42,6 +47,8 @@ impl Tenant {
             brokers: RwLock::default(),
             next_bootstrap: AtomicUsize::new(0),
             refresh: tokio::sync::Mutex::new(()),
+            refresh_waiters: tokio::sync::Semaphore::new(refresh::MAX_WAITERS),
+            refresh_gate: RefreshGate::default(),
             fingerprint: 0,
             quotas: Quotas::default(),
             retired: CancellationToken::new(),

@@ -25,6 +25,7 @@ use crate::kafka::client::{ClientError, KafkaClient};
 use crate::kafka::rewrite::{scan, RewriteError};
 use crate::kafka::versions::{broker_range, VersionsError};
 use crate::metrics::{ConnectFailure, Metrics};
+use crate::tenants::refresh::Verdict;
 use crate::tenants::Tenant;
 use identity::IdentityError;
 use tls::{Principal, TlsFailure, UpstreamStream, UpstreamTls, UpstreamTlsError};
@@ -95,6 +96,21 @@ pub enum UpstreamError {
         /// The node id from the server name.
         node: i32,
     },
+    /// The tenant's cluster was asked for its brokers moments ago and did not answer; not asked again yet.
+    #[error("tenant {tenant}: the last metadata refresh failed moments ago; not asking again yet")]
+    RefreshBackoff {
+        /// The tenant's name.
+        tenant: String,
+    },
+    /// Too many connections already wait for the tenant's metadata refresh.
+    #[error("tenant {tenant}: too many connections wait for its metadata refresh")]
+    RefreshBusy {
+        /// The tenant's name.
+        tenant: String,
+    },
+    /// Finding the broker's address took longer than the handshake timeout; holds it.
+    #[error("no broker address within {0:?}")]
+    ResolveTimeout(Duration),
     /// The proxy's own Metadata request, made to learn an unknown node id, failed.
     #[error("metadata refresh failed: {0}")]
     Refresh(#[from] RefreshError),
@@ -149,7 +165,9 @@ impl Blame for UpstreamError {
             UpstreamError::Identity(_) => "identity",
             UpstreamError::NoBootstrap { .. } => "no_bootstrap",
             UpstreamError::UnknownNode { .. } => "unknown_node",
-            UpstreamError::Refresh(_) => "metadata_refresh",
+            UpstreamError::Refresh(_) | UpstreamError::RefreshBackoff { .. } => "metadata_refresh",
+            UpstreamError::RefreshBusy { .. } => "refresh_busy",
+            UpstreamError::ResolveTimeout(_) => "resolve_timeout",
         }
     }
 }
@@ -172,7 +190,10 @@ impl UpstreamError {
             UpstreamError::Identity(_)
             | UpstreamError::NoBootstrap { .. }
             | UpstreamError::UnknownNode { .. }
-            | UpstreamError::Refresh(_) => return None,
+            | UpstreamError::Refresh(_)
+            | UpstreamError::RefreshBackoff { .. }
+            | UpstreamError::RefreshBusy { .. }
+            | UpstreamError::ResolveTimeout(_) => return None,
         })
     }
 }
@@ -280,7 +301,9 @@ impl Connector {
         Err(UpstreamError::NoBootstrap { tenant: tenant.name.clone(), tried })
     }
 
-    /// The upstream address of node `id`, asking the cluster once if the table does not know it.
+    /// The upstream address of node `id`, asking the cluster if the table does not know it and the tenant's
+    /// [`crate::tenants::refresh::RefreshGate`] allows (at most once an interval; ids it did not report are remembered), with at most
+    /// [`crate::tenants::refresh::MAX_WAITERS`] connections waiting for one refresh. The caller bounds the whole in time.
     pub async fn resolve_broker(
         &self,
         tenant: &Tenant,
@@ -290,18 +313,34 @@ impl Connector {
         if let Some(addr) = tenant.broker(id) {
             return Ok(addr);
         }
+        let unknown = || UpstreamError::UnknownNode { tenant: tenant.name.clone(), node: id };
+        let gate = &tenant.refresh_gate;
+        let allowed = || match gate.verdict(id, Instant::now()) {
+            Verdict::Refresh => Ok(()),
+            Verdict::Unknown => Err(unknown()),
+            Verdict::RecentlyFailed => Err(UpstreamError::RefreshBackoff { tenant: tenant.name.clone() }),
+        };
+        allowed()?;
+        let Ok(_waiting) = tenant.refresh_waiters.try_acquire() else {
+            return Err(UpstreamError::RefreshBusy { tenant: tenant.name.clone() });
+        };
         let _one_at_a_time = tenant.refresh.lock().await;
         if let Some(addr) = tenant.broker(id) {
             return Ok(addr);
         }
+        // Another connection's refresh may have ended while this one waited.
+        allowed()?;
         tracing::info!(tenant = %tenant.name, node = id, "unknown node id; refreshing metadata");
         let brokers = self.fetch_brokers(tenant, tls).await;
+        gate.refreshed(Instant::now(), brokers.is_ok());
         if let Some(m) = self.metrics.tenant(&tenant.name) {
             m.metadata_refreshed(brokers.is_ok());
         }
-        let brokers = brokers?;
-        tenant.learn(brokers);
-        tenant.broker(id).ok_or_else(|| UpstreamError::UnknownNode { tenant: tenant.name.clone(), node: id })
+        tenant.learn(brokers?);
+        tenant.broker(id).ok_or_else(|| {
+            gate.unknown(id, Instant::now());
+            unknown()
+        })
     }
 
     /// Asks a bootstrap server for the cluster's brokers (ApiVersions, then Metadata with no topics), as the

@@ -130,14 +130,10 @@ pub fn cases() -> Vec<Case> {
 use kaas_proxy::kafka::codec::Frame;
 use kaas_proxy::kafka::process_response;
 use kaas_proxy::kafka::rewrite::Advertise;
-use kaas_proxy::kafka::throttle::with_throttle;
 
-/// The response path as `session::directions` runs it at 67f4943: `process_response`, then `with_throttle`.
+/// The response path as `session::directions` runs it: `process_response`, which also raises
+/// `throttle_time_ms` to the request's `throttle_ms`.
 #[inline(never)]
 pub fn production(frame: Frame, req: &InFlight, adv: &Advertise) -> Frame {
-    let p = process_response(frame, req, adv).expect("valid");
-    match req.api() {
-        Some(api) if req.throttle_ms > 0 => with_throttle(p.frame, api, req.version, req.throttle_ms),
-        _ => p.frame,
-    }
+    process_response(frame, req, adv).expect("valid").frame
 }

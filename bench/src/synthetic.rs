@@ -35,7 +35,7 @@ async fn connection(stream: TcpStream, port: u16) {
             return;
         }
         while let Ok(Some(frame)) = frames.buffered_frame() {
-            if let Some(reply) = handle(frame.body_bytes(), port) {
+            if let Some(reply) = handle(frame.into_body(), port) {
                 out.extend_from_slice(&reply);
             }
         }

@@ -1,12 +1,13 @@
 //! Fuzz target: any bytes, as the body of a client's request frame: `header::parse_request`, `inspect_request`
-//! and `cap_fetch_bytes` never panic; a parsed header's fields are the bytes they came from and its
-//! `body_offset` is within the body; `inspect_request` agrees with the header; `cap_fetch_bytes` changes at most
-//! the 4 bytes of a Fetch `max_bytes`, never raises it, and capping again changes nothing.
+//! and `cap_fetch` never panic; a parsed header's fields are the bytes they came from and its `body_offset` is
+//! within the body; `inspect_request` agrees with the header; `cap_fetch` (of a request `inspect_request`
+//! accepted, as the session calls it) changes at most the 4 bytes of a Fetch `max_bytes`, never raises it, and
+//! capping again changes nothing.
 #![no_main]
 
 use kaas_proxy::kafka::codec::Frame;
 use kaas_proxy::kafka::header::{fetch_max_bytes_offset, parse_request, produce_acks, response_header_len};
-use kaas_proxy::kafka::{cap_fetch_bytes, inspect_request};
+use kaas_proxy::kafka::{cap_fetch, inspect_request};
 use kafka_protocol::messages::ApiKey;
 use libfuzzer_sys::fuzz_target;
 
@@ -44,10 +45,14 @@ fuzz_target!(|body: &[u8]| {
         );
     }
 
+    let Ok(seen) = &inspected else { return };
     for cap in [0u32, 1 << 20, u32::MAX] {
-        let Ok(capped) = cap_fetch_bytes(frame.clone(), cap) else { continue };
-        let h = parsed.as_ref().expect("cap_fetch_bytes accepted an unparsable header");
-        assert_eq!(capped.body().len(), body.len(), "cap_fetch_bytes resized the frame");
+        let mut capped = frame.clone();
+        if cap_fetch(&mut capped, seen, cap).is_err() {
+            continue;
+        }
+        let h = parsed.as_ref().expect("inspect_request accepted an unparsable header");
+        assert_eq!(capped.body().len(), body.len(), "cap_fetch resized the frame");
         if capped != frame {
             let offset = fetch_max_bytes_offset(h.api_version).expect("changed a request without max_bytes");
             let at = h.body_offset.expect("changed a request of an unknown API") + offset;
@@ -60,14 +65,16 @@ fuzz_target!(|body: &[u8]| {
                 "max_bytes {old} became {new} under a cap of {cap}"
             );
             want[at..at + 4].copy_from_slice(&got[at..at + 4]);
-            assert_eq!(got, &want[..], "cap_fetch_bytes changed more than max_bytes");
+            assert_eq!(got, &want[..], "cap_fetch changed more than max_bytes");
             assert_eq!(
                 inspect_request(&capped).ok(),
                 inspected.as_ref().ok().cloned(),
                 "capping changed the request's handling"
             );
         }
-        let again = cap_fetch_bytes(capped.clone(), cap).expect("a capped request is refused");
+        let again_seen = inspect_request(&capped).expect("a capped request is refused");
+        let mut again = capped.clone();
+        cap_fetch(&mut again, &again_seen, cap).expect("a capped request is refused");
         assert_eq!(again, capped, "capping twice changed the request again");
     }
 });

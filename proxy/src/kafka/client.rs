@@ -98,7 +98,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> KafkaClient<S> {
         if got != correlation_id {
             return Err(ClientError::Correlation { expected: correlation_id, got });
         }
-        Ok(frame.body_bytes().slice(header_len..))
+        Ok(frame.into_body().slice(header_len..))
     }
 
     /// Sends `request` and returns the body of its response.

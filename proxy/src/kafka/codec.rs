@@ -4,7 +4,8 @@
 //! `connection.rs` is the model): check the length prefix against the limit, then take the frame off the buffer
 //! without copying (it shares the buffer's memory). It never allocates the size a peer claims: the buffer grows
 //! in bounded steps, so a peer that claims 100 MiB and sends nothing costs nothing, and an idle connection's
-//! buffer is released. A [`Frame`]'s bytes are private, so no caller can build one whose prefix lies.
+//! buffer is released. A [`Frame`]'s bytes are private, so no caller can build one whose prefix lies; its body
+//! can be patched in place ([`Frame::body_mut`]), never resized.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use std::pin::Pin;
@@ -34,9 +35,10 @@ pub enum FrameError {
 }
 
 /// A whole frame, length prefix included, so it can be forwarded as it came. Always at least the 4 prefix
-/// bytes, and the prefix always equals the body's length.
+/// bytes, and the prefix always equals the body's length. Held as the writable part of the buffer it was read
+/// into (split off it, not copied), so fixed-size fields can be patched in place; cloning copies.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Frame(Bytes);
+pub struct Frame(BytesMut);
 
 impl Frame {
     /// The bytes after the length prefix.
@@ -44,19 +46,24 @@ impl Frame {
         &self.0[4..]
     }
 
-    /// The body as shared bytes (no copy).
-    pub fn body_bytes(&self) -> Bytes {
-        self.0.slice(4..)
+    /// The bytes after the length prefix, writable in place: their length, so the prefix, cannot change.
+    pub fn body_mut(&mut self) -> &mut [u8] {
+        &mut self.0[4..]
+    }
+
+    /// The body as shared bytes, without copying.
+    pub fn into_body(self) -> Bytes {
+        self.0.freeze().slice(4..)
     }
 
     /// The whole frame, prefix included.
-    pub fn bytes(&self) -> &Bytes {
+    pub fn bytes(&self) -> &[u8] {
         &self.0
     }
 
     /// The whole frame, prefix included, without copying.
     pub fn into_bytes(self) -> Bytes {
-        self.0
+        self.0.freeze()
     }
 
     /// Builds a frame from a body, adding the length prefix.
@@ -71,7 +78,7 @@ impl Frame {
         write(&mut b);
         let len = (b.len() - 4) as u32;
         b[..4].copy_from_slice(&len.to_be_bytes());
-        Frame(b.freeze())
+        Frame(b)
     }
 }
 
@@ -181,7 +188,7 @@ fn declared_len(buf: &[u8], max: u32) -> Result<Option<usize>, FrameError> {
 /// Takes the first complete frame off `buf`, if there is one.
 fn split_frame(buf: &mut BytesMut, max: u32) -> Result<Option<Frame>, FrameError> {
     match declared_len(buf, max)? {
-        Some(len) if buf.len() >= 4 + len => Ok(Some(Frame(buf.split_to(4 + len).freeze()))),
+        Some(len) if buf.len() >= 4 + len => Ok(Some(Frame(buf.split_to(4 + len)))),
         _ => Ok(None),
     }
 }
@@ -219,7 +226,7 @@ mod tests {
     #[test]
     fn splits_complete_frames_only() {
         let mut buf = BytesMut::from(&[0, 0, 0, 2, 7, 8, 0, 0, 0, 3, 1][..]);
-        assert_eq!(split_frame(&mut buf, 1024), Ok(Some(Frame(Bytes::from_static(&[0, 0, 0, 2, 7, 8])))));
+        assert_eq!(split_frame(&mut buf, 1024), Ok(Some(Frame(BytesMut::from(&[0, 0, 0, 2, 7, 8][..])))));
         assert_eq!(split_frame(&mut buf, 1024), Ok(None));
         assert_eq!(buf.len(), 5);
         buf.extend_from_slice(&[2, 3]);

@@ -22,7 +22,8 @@ pub struct InFlight {
     pub version: i16,
     /// What to do with the response.
     pub action: ResponseAction,
-    /// The tenant's produce quota was exceeded by this request: the least `throttle_time_ms` its response gets.
+    /// The least `throttle_time_ms` its response gets: set by the request path when this request exceeded the
+    /// tenant's produce quota, and by the response path when the response exceeds the fetch quota.
     pub throttle_ms: i32,
 }
 

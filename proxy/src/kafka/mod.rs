@@ -3,9 +3,11 @@
 //! ([`inflight`]), address rewriting ([`rewrite`]), ApiVersions capping ([`versions`]) and quota answers
 //! ([`throttle`]), walking broker bytes with the bounded cursor of [`wire`].
 //!
-//! This module is pure: [`inspect_request`] and [`process_response`] turn frames into decisions and frames, and
-//! [`crate::session`] does the I/O. Nothing is decoded into messages: request headers and the `acks` of Produce
-//! are read by hand, the bodies of responses that name brokers are walked, and records are never looked at.
+//! This module is pure: [`inspect_request`], [`cap_fetch`] and [`process_response`] turn frames into decisions
+//! and frames, and [`crate::session`] does the I/O. Nothing is decoded into messages: request headers and the
+//! `acks` of Produce are read by hand, the bodies of responses that name brokers are walked (once), and records
+//! are never looked at. Fixed-size fields (a Fetch request's `max_bytes`, a response's `throttle_time_ms`) are
+//! patched in place in the frame's buffer; only a response whose addresses change is copied.
 
 pub mod apis;
 pub mod client;
@@ -27,8 +29,10 @@ use apis::{classify, RequestRefusal, ResponseAction};
 use codec::Frame;
 use header::HeaderError;
 use inflight::InFlight;
-use rewrite::{foreign_endpoints, Advertise, RewriteError, Scan};
+use rewrite::{Advertise, RewriteError, Scan};
+use throttle::{raise_throttle, throttle_field, ThrottleField};
 use versions::{cap_api_versions, Capped, VersionsError};
+use wire::Shifts;
 
 /// Why a client's request was not forwarded; the connection is closed.
 #[derive(Debug, thiserror::Error)]
@@ -80,36 +84,22 @@ pub fn inspect_request(frame: &Frame) -> Result<Inspected, RequestError> {
     Ok(Inspected { inflight, expects_response: !no_response, body_offset: h.body_offset })
 }
 
-/// A Fetch request frame whose `max_bytes` is at most `cap`: unchanged when it already is (or the request is not a
-/// Fetch of v3 or later), else a copy with the field lowered. Kafka answers with at most `max_bytes` of records
-/// (and at least one batch, KIP-74), so the response the proxy must hold whole stays near `cap` however much a
-/// client asks for; the client simply fetches again.
-pub fn cap_fetch_bytes(frame: Frame, cap: u32) -> Result<Frame, RequestError> {
-    let h = header::parse_request(frame.body())?;
-    let (api, version, body) = (h.api(), h.api_version, h.body_offset);
-    match (api, body) {
-        (Some(ApiKey::Fetch), Some(body)) => cap_fetch_body(frame, version, body, cap),
-        _ => Ok(frame),
-    }
-}
-
-/// [`cap_fetch_bytes`] for a Fetch request of `version` whose header was already read ([`inspect_request`]):
-/// its body starts at `body_offset`.
-pub fn cap_fetch_body(
-    frame: Frame,
-    version: i16,
-    body_offset: usize,
-    cap: u32,
-) -> Result<Frame, RequestError> {
-    let Some(at) = header::fetch_max_bytes_offset(version).map(|o| body_offset + o) else { return Ok(frame) };
-    let max_bytes = codec::i32_at(frame.body(), at).ok_or(RequestError::FetchMaxBytes)?;
+/// Lowers a Fetch request's `max_bytes` to `cap`, in place, when it asks for more; `seen` is what
+/// [`inspect_request`] read of the frame. Other requests, and Fetch before v3 (which has no such limit), are left
+/// alone. Kafka answers with at most `max_bytes` of records (and at least one batch, KIP-74), so the response the
+/// proxy must hold whole stays near `cap` however much a client asks for; the client simply fetches again.
+pub fn cap_fetch(frame: &mut Frame, seen: &Inspected, cap: u32) -> Result<(), RequestError> {
+    let (Some(ApiKey::Fetch), Some(body)) = (seen.inflight.api(), seen.body_offset) else { return Ok(()) };
+    let Some(at) = header::fetch_max_bytes_offset(seen.inflight.version).map(|o| body + o) else {
+        return Ok(());
+    };
+    let field = frame.body_mut().get_mut(at..at + 4).ok_or(RequestError::FetchMaxBytes)?;
+    let max_bytes = i32::from_be_bytes([field[0], field[1], field[2], field[3]]);
     let cap = i32::try_from(cap).unwrap_or(i32::MAX);
-    if max_bytes <= cap {
-        return Ok(frame);
+    if max_bytes > cap {
+        field.copy_from_slice(&cap.to_be_bytes());
     }
-    let mut patched = frame.body().to_vec();
-    patched[at..at + 4].copy_from_slice(&cap.to_be_bytes());
-    Ok(Frame::from_body(&patched))
+    Ok(())
 }
 
 /// Why a response could not be passed to the client; the connection is closed rather than risk a leak.
@@ -158,53 +148,111 @@ impl ResponseError {
 /// A response ready for the client, and any broker addresses it revealed.
 #[derive(Debug)]
 pub struct Processed {
-    /// The frame to send to the client: the original, or a rewritten copy.
+    /// The frame to send to the client: the broker's (its throttle perhaps raised in place), or a rewritten copy.
     pub frame: Frame,
     /// `(node id, real address)` of every broker the response named, for the tenant's broker table.
     pub learned: Vec<(i32, HostPort)>,
-    /// Whether `frame` differs from the broker's frame.
+    /// Whether broker addresses (or ApiVersions' ranges) were rewritten: `frame` is a new frame.
     pub rewritten: bool,
+    /// Whether `throttle_time_ms` was raised to the request's `throttle_ms`.
+    pub throttled: bool,
 }
 
-/// Rewrites a response frame according to the request it answers.
+impl Processed {
+    fn unchanged(frame: Frame) -> Processed {
+        Processed { frame, learned: Vec::new(), rewritten: false, throttled: false }
+    }
+}
+
+/// The response path: a response frame, as the request it answers asks. The response header is read once, and
+/// a body is walked at most once: for the broker addresses to rewrite (with the facts the leak guard checks
+/// and where `throttle_time_ms` is), or, for a Produce passing through over its quota, for `throttle_time_ms`
+/// alone. A response whose addresses change is copied once with the splices made; `throttle_time_ms` is raised
+/// to the request's `throttle_ms` in place. Anything else passes as it came, unread.
 pub fn process_response(frame: Frame, req: &InFlight, adv: &Advertise) -> Result<Processed, ResponseError> {
-    let unchanged = |frame| Processed { frame, learned: Vec::new(), rewritten: false };
-    let api = match (req.action, req.api()) {
-        (ResponseAction::Forward, _) | (_, None) => return Ok(unchanged(frame)),
-        (_, Some(api)) => api,
+    let Some(api) = req.api() else { return Ok(Processed::unchanged(frame)) };
+    let throttle = throttle_field(api, req.version).filter(|_| req.throttle_ms > 0);
+    if req.action == ResponseAction::Forward && throttle.is_none() {
+        return Ok(Processed::unchanged(frame));
+    }
+    let header_len = match header::response_header_len(frame.body(), api.response_header_version(req.version))
+    {
+        Ok(n) => n,
+        // Passing through, it is read only for the throttle, a courtesy: unreadable, it goes as it came.
+        Err(_) if req.action == ResponseAction::Forward => return Ok(Processed::unchanged(frame)),
+        Err(error) => return Err(ResponseError::Header { api, error }),
     };
-    let header_len = header::response_header_len(frame.body(), api.response_header_version(req.version))
-        .map_err(|error| ResponseError::Header { api, error })?;
-    let (header, body) = frame.body().split_at(header_len);
-    let (new_frame, learned) = match req.action {
-        ResponseAction::CapVersions => match cap_api_versions(body, req.version)? {
-            Capped::Changed(b) => {
-                let frame = Frame::build(header.len() + b.len(), |out| {
-                    out.put_slice(header);
-                    out.put_slice(&b);
-                });
-                (frame, Vec::new())
+    let (mut processed, throttle_at) = match req.action {
+        ResponseAction::CapVersions => return cap_versions(frame, header_len, req.version),
+        ResponseAction::Rewrite(_) => {
+            let body = &frame.body()[header_len..];
+            let scan = rewrite::scan(api, req.version, body, Some(adv))?;
+            if scan.edits.is_empty() {
+                let at = scan.throttle_at.map(|o| header_len + o);
+                (Processed { learned: scan.learned, ..Processed::unchanged(frame) }, at)
+            } else {
+                spliced(&frame, header_len, api, req.version, scan, adv)?
             }
-            Capped::Unchanged | Capped::ErrorResponse(_) => return Ok(unchanged(frame)),
-        },
-        _ => {
-            let Scan { edits, learned, .. } = rewrite::scan(api, req.version, body, Some(adv))?;
-            if edits.is_empty() {
-                return Ok(Processed { frame, learned, rewritten: false });
-            }
-            let new_frame = Frame::build(frame.body().len() + 64, |out| {
-                out.put_slice(header);
-                edits.apply(body, out);
-            });
-            // Belt and braces: what goes to the client is walked again and every endpoint in it must be ours.
-            let addresses = foreign_endpoints(api, req.version, &new_frame.body()[header_len..], adv)?;
-            if addresses > 0 {
-                return Err(ResponseError::Leak { api, addresses });
-            }
-            (new_frame, learned)
+        }
+        ResponseAction::Forward => {
+            let at = match throttle {
+                Some(ThrottleField::At(o)) => Some(o),
+                Some(ThrottleField::Walked) => {
+                    let body = &frame.body()[header_len..];
+                    rewrite::scan(api, req.version, body, None).ok().and_then(|s| s.throttle_at)
+                }
+                None => None,
+            };
+            (Processed::unchanged(frame), at.map(|o| header_len + o))
         }
     };
-    Ok(Processed { frame: new_frame, learned, rewritten: true })
+    if let Some(at) = throttle_at.filter(|_| req.throttle_ms > 0) {
+        processed.throttled = raise_throttle(&mut processed.frame, at, req.throttle_ms);
+    }
+    Ok(processed)
+}
+
+/// An ApiVersions response with the versions capped to those the proxy can rewrite.
+fn cap_versions(frame: Frame, header_len: usize, version: i16) -> Result<Processed, ResponseError> {
+    let (header, body) = frame.body().split_at(header_len);
+    match cap_api_versions(body, version)? {
+        Capped::Changed(b) => {
+            let frame = Frame::build(header.len() + b.len(), |out| {
+                out.put_slice(header);
+                out.put_slice(&b);
+            });
+            Ok(Processed { rewritten: true, ..Processed::unchanged(frame) })
+        }
+        Capped::Unchanged | Capped::ErrorResponse(_) => Ok(Processed::unchanged(frame)),
+    }
+}
+
+/// A copy of `frame` (whose response header is `header_len` bytes) with the splices of `scan`, a walk of its
+/// body, made; and where its `throttle_time_ms` now is. Belt and braces: every endpoint the walk saw is read
+/// again where it now is in the copy, and must be the proxy's own name ([`rewrite::foreign`]), or nothing is
+/// sent.
+fn spliced(
+    frame: &Frame,
+    header_len: usize,
+    api: ApiKey,
+    version: i16,
+    scan: Scan,
+    adv: &Advertise,
+) -> Result<(Processed, Option<usize>), ResponseError> {
+    let Scan { edits, learned, endpoints, throttle_at } = scan;
+    let (header, body) = frame.body().split_at(header_len);
+    let mut shifts = Shifts::default();
+    let new = Frame::build(frame.body().len() + 64, |out| {
+        out.put_slice(header);
+        shifts = edits.apply(body, out);
+    });
+    let flexible = rewrite::flexible(api, version);
+    let addresses = rewrite::foreign(&new.body()[header_len..], &endpoints, &shifts, adv, flexible);
+    if addresses > 0 {
+        return Err(ResponseError::Leak { api, addresses });
+    }
+    let throttle_at = throttle_at.map(|o| header_len + shifts.at(o));
+    Ok((Processed { frame: new, learned, rewritten: true, throttled: false }, throttle_at))
 }
 
 #[cfg(test)]
@@ -239,6 +287,13 @@ mod tests {
         assert_eq!(seen.inflight.action, ResponseAction::Rewrite(ApiKey::Produce));
     }
 
+    /// The request path's handling of `frame`: inspected, then capped.
+    fn inspected_and_capped(mut frame: Frame, cap: u32) -> Result<Frame, RequestError> {
+        let seen = inspect_request(&frame)?;
+        cap_fetch(&mut frame, &seen, cap)?;
+        Ok(frame)
+    }
+
     #[test]
     fn fetch_requests_of_every_version_are_capped_and_nothing_else_changes() {
         use kafka_protocol::messages::FetchRequest;
@@ -264,7 +319,7 @@ mod tests {
                 request(max_bytes).encode(&mut b, version).expect("body");
                 Frame::from_body(&b)
             };
-            let capped = cap_fetch_bytes(frame(100 << 20), 8 << 20).expect("caps");
+            let capped = inspected_and_capped(frame(100 << 20), 8 << 20).expect("caps");
             assert_eq!(capped, frame(8 << 20), "v{version}: only max_bytes changes");
             let at = header::parse_request(capped.body()).expect("header").body_offset.expect("known api");
             let decoded =
@@ -272,13 +327,13 @@ mod tests {
                     .expect("decodes");
             assert_eq!(decoded, request(8 << 20), "v{version}");
             assert_eq!(
-                cap_fetch_bytes(frame(1 << 20), 8 << 20).expect("small"),
+                inspected_and_capped(frame(1 << 20), 8 << 20).expect("small"),
                 frame(1 << 20),
                 "v{version}: kept"
             );
         }
         let produce = produce_frame(9, 1);
-        assert_eq!(cap_fetch_bytes(produce.clone(), 1).expect("not a fetch"), produce);
+        assert_eq!(inspected_and_capped(produce.clone(), 1).expect("not a fetch"), produce);
         let mut b = BytesMut::new();
         RequestHeader::default()
             .with_request_api_key(ApiKey::Fetch as i16)
@@ -286,7 +341,52 @@ mod tests {
             .encode(&mut b, ApiKey::Fetch.request_header_version(12))
             .expect("header");
         b.extend_from_slice(&[0, 0, 0, 1, 0, 0]);
-        assert!(matches!(cap_fetch_bytes(Frame::from_body(&b), 1), Err(RequestError::FetchMaxBytes)));
+        assert!(matches!(inspected_and_capped(Frame::from_body(&b), 1), Err(RequestError::FetchMaxBytes)));
+    }
+
+    /// Metadata v12 naming three upstream brokers, as a whole response frame.
+    fn metadata_frame() -> Frame {
+        use kafka_protocol::messages::metadata_response::MetadataResponseBroker;
+        use kafka_protocol::messages::{BrokerId, MetadataResponse, ResponseHeader};
+        use kafka_protocol::protocol::StrBytes;
+        let brokers = [(1, "10.0.0.1"), (2, "kafka-2.internal"), (3, "::1")]
+            .map(|(id, host)| {
+                MetadataResponseBroker::default()
+                    .with_node_id(BrokerId(id))
+                    .with_host(StrBytes::from_static_str(host))
+                    .with_port(9093)
+            })
+            .to_vec();
+        let mut b = BytesMut::new();
+        ResponseHeader::default().with_correlation_id(3).encode(&mut b, 1).expect("header");
+        MetadataResponse::default().with_brokers(brokers).encode(&mut b, 12).expect("body");
+        Frame::from_body(&b)
+    }
+
+    #[test]
+    fn the_leak_guard_reads_what_is_sent() {
+        let adv = Advertise::new("acme", "kaas.localhost", 9092);
+        let req = InFlight {
+            correlation_id: 3,
+            api_key: ApiKey::Metadata as i16,
+            version: 12,
+            action: ResponseAction::Rewrite(ApiKey::Metadata),
+            throttle_ms: 0,
+        };
+        let frame = metadata_frame();
+        let p = process_response(frame.clone(), &req, &adv).expect("rewrites");
+        assert!(p.rewritten && p.learned.len() == 3);
+        assert!(!p.frame.body().windows(8).any(|w| w == b"internal"), "an upstream name went out");
+        // A rewrite with a bug: the splice of one endpoint is lost. The guard finds the broker's address.
+        let mut scan = rewrite::scan(ApiKey::Metadata, 12, &frame.body()[5..], Some(&adv)).expect("walks");
+        scan.edits.drop_last();
+        let got = spliced(&frame, 5, ApiKey::Metadata, 12, scan, &adv);
+        assert!(matches!(got, Err(ResponseError::Leak { addresses: 1, .. })), "{got:?}");
+        // Splices to another tenant's names: every endpoint sent is foreign.
+        let beta = Advertise::new("beta", "kaas.localhost", 9092);
+        let scan = rewrite::scan(ApiKey::Metadata, 12, &frame.body()[5..], Some(&beta)).expect("walks");
+        let got = spliced(&frame, 5, ApiKey::Metadata, 12, scan, &adv);
+        assert!(matches!(got, Err(ResponseError::Leak { addresses: 3, .. })), "{got:?}");
     }
 
     #[test]

@@ -5,16 +5,25 @@
 //!
 //! Broker bytes are hostile input: a walk checks every length and count against the bytes that arrived, so a
 //! broken response is an error naming the field, never an allocation sized by the broker. Pure: no I/O. A
-//! response that names no broker costs one scan and no allocation (`body: None`: forward it as it came).
-//! Neighbours: [`super::wire`] (cursor and splices), [`super::apis`] (which versions come here).
+//! response that names no broker costs one walk and no allocation (no edits: forward it as it came).
+//!
+//! One walk ([`scan`]) finds everything the response path needs: the splices, the addresses to learn, where
+//! `throttle_time_ms` is, and where every endpoint is, so that the leak guard ([`foreign`]) checks the bytes
+//! that go to the client at those places without walking them again. [`super::process_response`] puts it
+//! together. Neighbours: [`super::wire`] (cursor and splices), [`super::apis`] (which versions come here).
 
 use std::ops::Range;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes};
 use kaas_route::HostPort;
 use kafka_protocol::messages::ApiKey;
 
-use super::wire::{put_string, Edits, Reader, WireError, WireResult};
+use super::apis::ResponseAction;
+use super::codec::Frame;
+use super::inflight::InFlight;
+use super::ResponseError;
+
+use super::wire::{put_string, Edits, Reader, Shifts, WireError, WireResult};
 
 /// How the proxy names brokers to clients.
 #[derive(Debug, Clone)]
@@ -74,7 +83,7 @@ pub enum RewriteError {
     },
 }
 
-/// What a walk found: the splices to make and the endpoints seen.
+/// What a walk found: the splices to make, the endpoints seen and where `throttle_time_ms` is.
 #[derive(Debug, Default)]
 pub struct Scan {
     /// Splices turning the broker's endpoints into the proxy's names; empty without an [`Advertise`].
@@ -82,39 +91,27 @@ pub struct Scan {
     /// Upstream addresses of the brokers seen, by node id; negative ids, unparsable addresses and
     /// DescribeCluster's controllers are left out.
     pub learned: Vec<(i32, HostPort)>,
-    /// Endpoints that are not the proxy's own names (checked by [`foreign_endpoints`] only).
-    pub foreign: usize,
-    /// Where the response's `throttle_time_ms` is, from the start of the body.
+    /// Every endpoint walked, in order: the leak guard's facts ([`foreign`]).
+    pub endpoints: Vec<Endpoint>,
+    /// Where the response's `throttle_time_ms` is, from the start of the body (Produce, Fetch and the share
+    /// APIs; the field the quotas raise).
     pub throttle_at: Option<usize>,
+}
+
+/// One broker endpoint a walk saw: its node and where its `host` (then `port`) starts in the walked body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Endpoint {
+    /// The endpoint's node id; below zero, "no node".
+    pub node_id: i32,
+    /// Offset of the `host` string (length prefix included) in the walked body.
+    pub at: usize,
 }
 
 /// Walks the body (after the response header) of an `api` response of `version`. With `adv`, every endpoint
 /// gets a splice to the proxy's name; without, endpoints are only collected (the proxy's own metadata refresh).
 pub fn scan(api: ApiKey, version: i16, body: &[u8], adv: Option<&Advertise>) -> Result<Scan, RewriteError> {
-    walk(api, version, body, adv, None)
-}
-
-/// Counts the endpoints of a body the proxy already rewrote that are not its own names under `adv`
-/// (`b<node-id>.<tenant>.<domain>` on the advertised port, or blank for ids below zero): addresses that would
-/// reach the client. Always 0 unless the rewrite has a bug; the check is what proves it for each response.
-pub fn foreign_endpoints(
-    api: ApiKey,
-    version: i16,
-    body: &[u8],
-    adv: &Advertise,
-) -> Result<usize, RewriteError> {
-    Ok(walk(api, version, body, None, Some(adv))?.foreign)
-}
-
-fn walk(
-    api: ApiKey,
-    version: i16,
-    body: &[u8],
-    adv: Option<&Advertise>,
-    verify: Option<&Advertise>,
-) -> Result<Scan, RewriteError> {
-    let mut r = Reader::new(body, api.response_header_version(version) >= 1);
-    let mut w = Walk { adv, verify, learn: true, scan: Scan::default() };
+    let mut r = Reader::new(body, flexible(api, version));
+    let mut w = Walk { adv, learn: true, scan: Scan::default() };
     let walked = match api {
         ApiKey::Metadata => w.metadata(&mut r, version),
         ApiKey::FindCoordinator => w.find_coordinator(&mut r, version),
@@ -133,28 +130,82 @@ fn walk(
     Ok(w.scan)
 }
 
-/// Rewrites the body (after the response header) of an `api` response of `version`.
+/// Whether responses of `api` at `version` use the compact encodings and tagged fields (KIP-482).
+pub fn flexible(api: ApiKey, version: i16) -> bool {
+    api.response_header_version(version) >= 1
+}
+
+/// The leak guard: how many of the `endpoints` a walk of `src` found are, in `out` (`src` with edits applied
+/// that moved its bytes as `shifts` says), not the proxy's own names under `adv` (`b<node-id>.<tenant>.<domain>`
+/// on the advertised port, or a blank host for ids below zero): addresses that would reach the client. Reads
+/// each endpoint where it now is, not the whole response again. Always 0 unless the rewrite has a bug; the
+/// check is what proves it for each response.
+pub fn foreign(
+    out: &[u8],
+    endpoints: &[Endpoint],
+    shifts: &Shifts,
+    adv: &Advertise,
+    flexible: bool,
+) -> usize {
+    let ours = |e: &Endpoint| -> WireResult<bool> {
+        let mut r = Reader::new(out.get(shifts.at(e.at)..).unwrap_or_default(), flexible);
+        let host = r.string("host")?;
+        let host = r.text(host, "host")?;
+        let port = r.i32("port")?;
+        Ok(match e.node_id {
+            ..0 => host.is_empty(),
+            id => adv.is_host(host, id) && port == i32::from(adv.port),
+        })
+    };
+    endpoints.iter().filter(|e| !ours(e).unwrap_or(false)).count()
+}
+
+/// Counts the endpoints of a body (after the response header) that are not the proxy's own names under `adv`,
+/// with the guard of [`foreign`], after a walk of its own: for checking a response from outside the response
+/// path (tests, fuzz targets).
+pub fn foreign_endpoints(
+    api: ApiKey,
+    version: i16,
+    body: &[u8],
+    adv: &Advertise,
+) -> Result<usize, RewriteError> {
+    let walked = scan(api, version, body, None)?;
+    Ok(foreign(body, &walked.endpoints, &Shifts::default(), adv, flexible(api, version)))
+}
+
+/// The body-level view of [`super::process_response`], which it calls (so there is one rewrite): the body
+/// (after the response header) of an `api` response of `version`, rewritten, as a response the proxy rewrites
+/// gets it. For tests, fuzz targets and tools that hold bodies rather than frames.
 pub fn rewrite_response(
     api: ApiKey,
     version: i16,
     body: &[u8],
     adv: &Advertise,
-) -> Result<Rewritten, RewriteError> {
-    let Scan { edits, learned, .. } = scan(api, version, body, Some(adv))?;
-    if edits.is_empty() {
-        return Ok(Rewritten { body: None, learned });
-    }
-    let mut out = BytesMut::new();
-    edits.apply(body, &mut out);
-    Ok(Rewritten { body: Some(out.freeze()), learned })
+) -> Result<Rewritten, ResponseError> {
+    let header_len = if flexible(api, version) { 5 } else { 4 };
+    let frame = Frame::build(header_len + body.len(), |b| {
+        b.put_i32(0);
+        if header_len == 5 {
+            b.put_u8(0); // no tagged fields
+        }
+        b.put_slice(body);
+    });
+    let request = InFlight {
+        correlation_id: 0,
+        api_key: api as i16,
+        version,
+        action: ResponseAction::Rewrite(api),
+        throttle_ms: 0,
+    };
+    let processed = super::process_response(frame, &request, adv)?;
+    let body = processed.rewritten.then(|| processed.frame.into_body().slice(header_len..));
+    Ok(Rewritten { body, learned: processed.learned })
 }
 
 /// The state of one walk; the [`Reader`] is passed alongside so tagged-field payloads can be walked with
 /// readers of their own.
 struct Walk<'b> {
     adv: Option<&'b Advertise>,
-    /// When set, endpoints are only checked against these names (and counted in `foreign` when not).
-    verify: Option<&'b Advertise>,
     /// False for DescribeCluster's controller listing: renamed, but not routable as brokers.
     learn: bool,
     scan: Scan,
@@ -176,14 +227,7 @@ impl Walk<'_> {
         let host = r.text(host_range, field)?;
         let port = r.i32(field)?;
         let at = start..r.pos();
-        if let Some(names) = self.verify {
-            let ours = match node_id {
-                ..0 => host.is_empty(),
-                id => names.is_host(host, id) && port == i32::from(names.port),
-            };
-            self.scan.foreign += usize::from(!ours);
-            return Ok(());
-        }
+        self.scan.endpoints.push(Endpoint { node_id, at: start });
         if node_id < 0 {
             if !host.is_empty() && self.adv.is_some() {
                 self.splice(at, "", -1, r.flexible());
@@ -389,6 +433,7 @@ impl Walk<'_> {
 
     /// ShareFetch v1 (KIP-932).
     fn share_fetch(&mut self, r: &mut Reader<'_>) -> WireResult<()> {
+        self.scan.throttle_at = Some(r.pos());
         r.i32("throttle_time_ms")?;
         r.i16("error_code")?;
         r.nullable_string("error_message")?;
@@ -417,6 +462,7 @@ impl Walk<'_> {
 
     /// ShareAcknowledge v1 (KIP-932).
     fn share_acknowledge(&mut self, r: &mut Reader<'_>) -> WireResult<()> {
+        self.scan.throttle_at = Some(r.pos());
         r.i32("throttle_time_ms")?;
         r.i16("error_code")?;
         r.nullable_string("error_message")?;

@@ -2,9 +2,9 @@
 //!
 //! [`Reader`] is a cursor over the bytes that arrived: every length and count is checked against what remains
 //! before anything is read, nothing is ever reserved from a number a peer sent, and a failure names the field.
-//! [`Edits`] collects the few byte ranges a walker wants replaced and applies them in one copy. Used by
-//! [`super::rewrite`] and [`super::versions`], which walk responses instead of decoding them; nothing here
-//! allocates unless an edit is recorded.
+//! [`Edits`] collects the few byte ranges a walker wants replaced and applies them in one copy, telling where
+//! the rest moved ([`Shifts`]). Used by [`super::rewrite`] and [`super::versions`], which walk responses instead
+//! of decoding them; nothing here allocates unless an edit is recorded.
 
 use std::ops::Range;
 
@@ -355,8 +355,8 @@ impl Edits {
         }
     }
 
-    /// Appends `src` with the edits applied to `out`.
-    pub fn apply(mut self, src: &[u8], out: &mut BytesMut) {
+    /// Appends `src` with the edits applied to `out`; returns where the bytes that were not edited moved to.
+    pub fn apply(mut self, src: &[u8], out: &mut BytesMut) -> Shifts {
         self.resolve();
         let grown: usize = self
             .list
@@ -368,14 +368,45 @@ impl Edits {
             .sum();
         out.reserve(src.len() + grown);
         let mut copied = 0;
+        let mut shift = 0isize;
+        let mut ends = Vec::with_capacity(self.list.len());
         for (at, with) in &self.list {
             out.put_slice(&src[copied..at.start]);
-            if let Splice::Bytes(b) = with {
-                out.put_slice(b);
-            }
+            let written = match with {
+                Splice::Bytes(b) => {
+                    out.put_slice(b);
+                    b.len()
+                }
+                Splice::SizeOf { .. } => 0,
+            };
+            shift += written as isize - at.len() as isize;
+            ends.push((at.end, shift));
             copied = at.end;
         }
         out.put_slice(&src[copied..]);
+        Shifts { ends }
+    }
+
+    /// Drops the last edit recorded: for tests that need a rewrite with a bug in it.
+    #[cfg(test)]
+    pub(crate) fn drop_last(&mut self) {
+        self.list.pop();
+    }
+}
+
+/// Where the bytes of the source of an [`Edits::apply`] are in its output.
+#[derive(Debug, Default, Clone)]
+pub struct Shifts {
+    /// The end of each edit in the source, in order, and the total change in length up to it.
+    ends: Vec<(usize, isize)>,
+}
+
+impl Shifts {
+    /// The output offset of source offset `at`, which is the start of an edit or of unedited bytes.
+    pub fn at(&self, at: usize) -> usize {
+        let before = self.ends.partition_point(|(end, _)| *end <= at);
+        let shift = before.checked_sub(1).map_or(0, |i| self.ends[i].1);
+        at.saturating_add_signed(shift)
     }
 }
 
@@ -456,8 +487,10 @@ mod tests {
         e.replace(2..4, b"XYZW".to_vec());
         e.resize(0..1, 1..5);
         let mut out = BytesMut::new();
-        e.apply(&src, &mut out);
+        let shifts = e.apply(&src, &mut out);
         assert_eq!(&out[..], &[6, b'a', b'X', b'Y', b'Z', b'W', b'd', b'!']);
+        // Where the source's bytes went: before the edits, at an edit, after it.
+        assert_eq!([0, 1, 2, 4, 5].map(|at| shifts.at(at)), [0, 1, 2, 6, 7]);
         assert_eq!(uvarint(300), vec![0xac, 0x02]);
     }
 }

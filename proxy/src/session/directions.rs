@@ -6,14 +6,14 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use kafka_protocol::messages::ApiKey;
 
 use super::pump::Frames;
 use super::shared::Shared;
 use super::{SessionContext, SessionError};
 use crate::kafka::codec::{i32_at, Frame};
 use crate::kafka::inflight::{Answer, InFlight, Timing};
-use crate::kafka::throttle::with_throttle;
-use crate::kafka::{cap_fetch_body, inspect_request, process_response, ResponseError};
+use crate::kafka::{cap_fetch, inspect_request, process_response, ResponseError};
 use crate::metrics::TenantMetrics;
 
 /// Client → upstream: read the header, remember what the response will need, forward the frame as it came
@@ -43,13 +43,14 @@ impl Frames for Requests<'_> {
         }
     }
 
-    fn frame(&mut self, frame: Frame, arrived: Instant) -> Result<Option<Bytes>, SessionError> {
+    fn frame(&mut self, mut frame: Frame, arrived: Instant) -> Result<Option<Bytes>, SessionError> {
         self.shared.touch(arrived);
         let mut seen = inspect_request(&frame)?;
         if let Some(m) = self.metrics {
             m.request(seen.inflight.api_key);
         }
-        let produce = self.ctx.tenant.quotas.produce.as_ref().filter(|_| seen.inflight.api_key == PRODUCE);
+        let produce =
+            self.ctx.tenant.quotas.produce.as_ref().filter(|_| seen.inflight.api() == Some(ApiKey::Produce));
         if let Some(limit) = produce {
             let throttle = limit.take(frame.body().len() + 4, arrived);
             if !throttle.is_zero() {
@@ -65,13 +66,8 @@ impl Frames for Requests<'_> {
         } else {
             self.shared.inflight.push_unanswered(seen.inflight.correlation_id);
         }
-        // The header was read above: only the Fetch body's max_bytes is looked at here.
-        let frame = match (seen.inflight.api_key, seen.body_offset) {
-            (FETCH, Some(body)) => {
-                cap_fetch_body(frame, seen.inflight.version, body, self.ctx.max_fetch_bytes)?
-            }
-            _ => frame,
-        };
+        // The header was read above: only a Fetch body's max_bytes is looked at here, and lowered in place.
+        cap_fetch(&mut frame, &seen, self.ctx.max_fetch_bytes)?;
         Ok(Some(frame.into_bytes()))
     }
 
@@ -80,35 +76,27 @@ impl Frames for Requests<'_> {
     }
 }
 
-/// The API key of Produce and Fetch, whose bytes count against a tenant's quotas.
-const PRODUCE: i16 = 0;
-const FETCH: i16 = 1;
-
 /// A throttle as Kafka's `throttle_time_ms`, rounded up.
 fn throttle_ms(throttle: Duration) -> i32 {
     i32::try_from(throttle.as_micros().div_ceil(1000)).unwrap_or(i32::MAX)
 }
 
 impl Responses<'_> {
-    /// The response with the throttle the tenant's quotas ask for: the produce throttle its request earned, or
-    /// (a Fetch) the fetch throttle its own size earns now; the client is not read for as long.
-    fn throttle(&mut self, frame: Frame, request: &InFlight, arrived: Instant) -> Frame {
-        let fetch = self.ctx.tenant.quotas.fetch.as_ref().filter(|_| request.api_key == FETCH);
-        let mut throttle_ms = request.throttle_ms;
-        if let Some(limit) = fetch {
-            let throttle = limit.take(frame.body().len() + 4, arrived);
-            if !throttle.is_zero() {
-                throttle_ms = self::throttle_ms(throttle);
-                self.shared.mute_until(arrived + throttle);
-                if let Some(m) = self.ctx.metrics.as_deref() {
-                    m.throttled("fetch", throttle);
-                }
-            }
+    /// The throttle the tenant's quotas ask of the response to `request`: the produce throttle the request
+    /// earned, or (a Fetch) the fetch throttle the response's own size, `bytes` as the broker sent it, earns
+    /// now; the client is not read for as long. [`process_response`] writes it into the response.
+    fn throttle_ms(&mut self, request: &InFlight, bytes: usize, arrived: Instant) -> i32 {
+        let fetch = self.ctx.tenant.quotas.fetch.as_ref().filter(|_| request.api() == Some(ApiKey::Fetch));
+        let Some(limit) = fetch else { return request.throttle_ms };
+        let throttle = limit.take(bytes, arrived);
+        if throttle.is_zero() {
+            return request.throttle_ms;
         }
-        match request.api() {
-            Some(api) if throttle_ms > 0 => with_throttle(frame, api, request.version, throttle_ms),
-            _ => frame,
+        self.shared.mute_until(arrived + throttle);
+        if let Some(m) = self.ctx.metrics.as_deref() {
+            m.throttled("fetch", throttle);
         }
+        throttle_ms(throttle)
     }
 }
 
@@ -130,13 +118,14 @@ impl Frames for Responses<'_> {
             i32_at(frame.body(), 0).ok_or(SessionError::UpstreamTruncated(frame.body().len()))?;
         let answer = self.shared.inflight.pop(correlation_id)?;
         self.shared.answered.notify_one();
-        let (request, timing) = match answer {
+        let (mut request, timing) = match answer {
             Answer::Request(r, timing) => (r, timing),
             Answer::Unsolicited => {
                 tracing::trace!(peer = %ctx.peer, correlation_id, "dropped a broker's answer to acks=0");
                 return Ok(None);
             }
         };
+        request.throttle_ms = self.throttle_ms(&request, frame.body().len() + 4, arrived);
         let processed = match process_response(frame, &request, &ctx.advertise) {
             Ok(p) => p,
             Err(e) => {
@@ -149,12 +138,11 @@ impl Frames for Responses<'_> {
         if !processed.learned.is_empty() {
             ctx.tenant.learn(processed.learned);
         }
-        let processed = self.throttle(processed.frame, &request, arrived);
         if ctx.metrics.is_some() {
             self.done.push((request.api_key, timing, arrived));
         }
         self.shared.unwritten.fetch_add(1, Ordering::SeqCst);
-        Ok(Some(processed.into_bytes()))
+        Ok(Some(processed.frame.into_bytes()))
     }
 
     fn written(&mut self, at: Instant) {

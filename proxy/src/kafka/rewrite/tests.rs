@@ -261,7 +261,7 @@ fn truncated_or_trailing_bytes_are_errors() {
     assert!(rewrite_response(ApiKey::Metadata, 12, &extra.freeze(), &adv).is_err());
     assert!(matches!(
         rewrite_response(ApiKey::JoinGroup, 5, &full, &adv),
-        Err(RewriteError::NotRewritten { api: ApiKey::JoinGroup })
+        Err(ResponseError::Rewrite(RewriteError::NotRewritten { api: ApiKey::JoinGroup }))
     ));
 }
 

@@ -102,21 +102,26 @@ def test_proxy_configuration_is_what_the_binary_reads():
     assert config["tenants_file"] == "/etc/kaas-proxy/routes/tenants.yaml"
     assert config["admin_listen"] == "0.0.0.0:9100"
     assert set(config) <= {"listen", "domain", "advertised_port", "max_frame_bytes", "connect_timeout_seconds",
-                           "handshake_timeout_seconds", "idle_timeout_seconds", "max_connections",
-                           "max_connections_per_tenant", "max_connections_per_ip",
+                           "hello_timeout_seconds", "handshake_timeout_seconds", "idle_timeout_seconds",
+                           "max_connections", "max_connections_per_tenant", "max_connections_per_ip",
+                           "max_handshakes_per_ip", "max_handshakes_per_tenant",
                            "max_inflight_requests_per_connection", "reload_grace_seconds", "max_fetch_response_bytes", "admin_listen", "tls", "tenants", "tenants_file"}
     assert (config["max_connections"], config["max_connections_per_tenant"], config["max_connections_per_ip"]) \
         == (20000, 5000, 1000)
-    limits = {"limits": {"handshakeTimeoutSeconds": 3, "idleTimeoutSeconds": 60, "maxConnections": 100,
-                         "maxConnectionsPerTenant": 10, "maxConnectionsPerIp": 7,
+    assert (config["hello_timeout_seconds"], config["max_handshakes_per_ip"], config["max_handshakes_per_tenant"]) \
+        == (3, 32, 512)
+    limits = {"limits": {"helloTimeoutSeconds": 2, "handshakeTimeoutSeconds": 3, "idleTimeoutSeconds": 60,
+                         "maxConnections": 100, "maxConnectionsPerTenant": 10, "maxConnectionsPerIp": 7,
+                         "maxHandshakesPerIp": 5, "maxHandshakesPerTenant": 6,
                          "maxInflightRequestsPerConnection": 8,
                          "reloadGraceSeconds": 0, "maxFetchResponseBytes": 1048576}}
     cm = by_kind(render("kaas-proxy", limits, name="kaas-proxy", namespace="kaas-system"), "ConfigMap")[0]
     config = yaml.safe_load(cm["data"]["kaas-proxy.yaml"])
-    assert [config[k] for k in ("handshake_timeout_seconds", "idle_timeout_seconds", "max_connections",
-                                "max_connections_per_tenant", "max_connections_per_ip",
+    assert [config[k] for k in ("hello_timeout_seconds", "handshake_timeout_seconds", "idle_timeout_seconds",
+                                "max_connections", "max_connections_per_tenant", "max_connections_per_ip",
+                                "max_handshakes_per_ip", "max_handshakes_per_tenant",
                                 "max_inflight_requests_per_connection", "reload_grace_seconds",
-                                "max_fetch_response_bytes")] == [3, 60, 100, 10, 7, 8, 0, 1048576]
+                                "max_fetch_response_bytes")] == [2, 3, 60, 100, 10, 7, 5, 6, 8, 0, 1048576]
 
 
 def test_controller_rbac_is_exactly_what_it_uses():

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use hdrhistogram::Histogram;
 use kaas_proxy::kafka::client::KafkaClient;
-use kaas_proxy::kafka::codec::{encode_request, i32_at, FrameReader};
+use kaas_proxy::kafka::codec::{encode_request, i32_at, FrameStream};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{ProduceRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
@@ -208,7 +208,7 @@ const CORRELATION_AT: usize = 8;
 const MAX_FRAME: u32 = 64 << 20;
 
 /// A target connection with its frame reader.
-type Conn = FrameReader<Box<dyn Io>>;
+type Conn = FrameStream<Box<dyn Io>>;
 
 /// Reads the next response; returns its correlation id.
 async fn read_response(conn: &mut Conn) -> anyhow::Result<i32> {
@@ -223,7 +223,7 @@ async fn producer(
     partition: i32,
     deadline: Instant,
 ) -> anyhow::Result<Outcome> {
-    let mut io = FrameReader::new(connect(&endpoint).await?, MAX_FRAME);
+    let mut io = FrameStream::new(connect(&endpoint).await?, MAX_FRAME);
     let mut frame = produce_frame(&w, partition)?;
     let payload = (w.record_bytes * w.batch_records) as u64;
     let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
@@ -336,7 +336,7 @@ fn api_versions_frame() -> anyhow::Result<Bytes> {
 
 /// Connects and completes one ApiVersions round trip (which also takes in TLS 1.3 session tickets).
 async fn connect_and_greet(endpoint: &Endpoint, frame: &[u8]) -> anyhow::Result<Conn> {
-    let mut io = FrameReader::new(connect(endpoint).await?, MAX_FRAME);
+    let mut io = FrameStream::new(connect(endpoint).await?, MAX_FRAME);
     io.get_mut().write_all(frame).await?;
     io.get_mut().flush().await?;
     read_response(&mut io).await?;

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use kaas_proxy::kafka::client::KafkaClient;
-use kaas_proxy::kafka::codec::FrameReader;
+use kaas_proxy::kafka::codec::FrameStream;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
@@ -43,7 +43,7 @@ pub async fn fill(
     w.partitions = partitions;
     let per_request = w.record_bytes * w.batch_records;
     for partition in 0..partitions {
-        let mut conn = FrameReader::new(connect(endpoint).await?, 64 << 20);
+        let mut conn = FrameStream::new(connect(endpoint).await?, 64 << 20);
         // Stamped now: Kafka's time retention drops records stamped in 1970 at its next check.
         let frame = produce_frame_with_timestamp(&w, partition as i32, crate::e2e::now_ms())?;
         for _ in 0..(megabytes << 20).div_ceil(per_request) {

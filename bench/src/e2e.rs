@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::BytesMut;
 use hdrhistogram::Histogram;
 use kaas_proxy::kafka::client::KafkaClient;
-use kaas_proxy::kafka::codec::FrameReader;
+use kaas_proxy::kafka::codec::FrameStream;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::{BrokerId, FetchRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
@@ -43,7 +43,7 @@ pub async fn run(
     rate: u32,
     duration: Duration,
 ) -> anyhow::Result<Histogram<u64>> {
-    let mut producer = FrameReader::new(connect(endpoint).await?, 64 << 20);
+    let mut producer = FrameStream::new(connect(endpoint).await?, 64 << 20);
     let mut consumer = KafkaClient::new(connect(endpoint).await?, 64 << 20, "kaas-bench");
     let w = Workload::one_at_a_time(topic, 100, 1, duration);
     let deadline = Instant::now() + duration;

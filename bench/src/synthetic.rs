@@ -3,7 +3,7 @@
 //! (acknowledged at once, records dropped). It stores nothing and is not a broker; never a test oracle.
 
 use bytes::{Bytes, BytesMut};
-use kaas_proxy::kafka::codec::{encode_response, FrameReader};
+use kaas_proxy::kafka::codec::{encode_response, FrameStream};
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
@@ -27,7 +27,7 @@ pub async fn serve(listener: TcpListener) -> anyhow::Result<()> {
 }
 
 async fn connection(stream: TcpStream, port: u16) {
-    let mut frames = FrameReader::new(stream, 256 << 20);
+    let mut frames = FrameStream::new(stream, 256 << 20);
     let mut out = BytesMut::new();
     // Every request a read completed is answered in one write (clients pipeline).
     while let Ok(n) = frames.fill().await {

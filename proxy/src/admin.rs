@@ -215,7 +215,7 @@ mod tests {
             "{}",
             a.body
         );
-        assert!(a.body.lines().any(|l| l == "kaas_proxy_listener_connections_total 0"), "{}", a.body);
+        assert!(a.body.lines().any(|l| l.starts_with("kaas_proxy_runtime_tasks ")), "{}", a.body);
         assert!(a.body.ends_with("# EOF\n"), "{}", a.body);
 
         for path in ["/", "/nope", "/metrics/x", "/healthz/"] {

@@ -18,7 +18,7 @@ use tracing::{info, warn};
 use crate::acme::{AcmeCerts, AcmeMetrics, Manager};
 use crate::admin::Health;
 use crate::config::Settings;
-use crate::listener::{Limits, Listener};
+use crate::listener::{Limits, Listener, ListenerMetrics};
 use crate::metrics::Metrics;
 use crate::routes::{BuildError, Reloader, RouteMetrics, RouteSet, Routes};
 use crate::upstream::Connector;
@@ -94,6 +94,7 @@ impl Server {
         // Subsystems register the metrics they own before the registry is shared.
         let acme_metrics = AcmeMetrics::register(metrics.registry());
         let route_metrics = RouteMetrics::register(metrics.registry());
+        let listener_metrics = ListenerMetrics::register(metrics.registry());
         let metrics = Arc::new(metrics);
         route_metrics.applied(settings.tenants.len(), settings.skipped.len());
         metrics.certificates(settings.certificate_expiry());
@@ -117,7 +118,7 @@ impl Server {
             connector,
             advertised_port,
             Limits::of(settings),
-            metrics.clone(),
+            (metrics.clone(), listener_metrics),
             acme_certs.clone(),
         );
         Ok(Server {

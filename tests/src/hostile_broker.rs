@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use bytes::{BufMut, Bytes, BytesMut};
-use kaas_proxy::kafka::codec::{Frame, FrameReader};
+use kaas_proxy::kafka::codec::{Frame, FrameStream};
 use kaas_proxy::kafka::header::parse_request;
 use kaas_proxy::kafka::rewrite::{rewrite_response, Advertise};
 use kaas_proxy::kafka::versions::cap_api_versions;
@@ -122,7 +122,7 @@ fn body_for(api: ApiKey, version: i16, correlation_id: i32, rng: &Mutex<Rng>) ->
 }
 
 async fn serve(conn: TcpStream, sent: Arc<Mutex<HashMap<i32, Sent>>>, rng: Arc<Mutex<Rng>>) {
-    let mut frames = FrameReader::new(conn, 1 << 20);
+    let mut frames = FrameStream::new(conn, 1 << 20);
     while let Ok(Some(req)) = frames.read_frame().await {
         let Ok(h) = parse_request(req.body()) else { return };
         let Some(api) = h.api() else { return };

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use kaas_proxy::kafka::codec::{Frame, FrameReader, ReadError};
+use kaas_proxy::kafka::codec::{Frame, FrameStream, ReadError};
 use kafka_protocol::messages::ApiKey;
 use kafka_protocol::protocol::{Decodable, Request};
 use rustls::pki_types::pem::PemObject;
@@ -18,7 +18,7 @@ use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
 /// A TLS connection to the proxy, read frame by frame (bounded) and written directly.
-pub type Tls = FrameReader<TlsStream<TcpStream>>;
+pub type Tls = FrameStream<TlsStream<TcpStream>>;
 
 /// Largest frame a test accepts from the proxy.
 const MAX_FRAME: u32 = 256 << 20;
@@ -62,7 +62,7 @@ pub async fn connect_as(
     };
     let tcp = TcpStream::connect(("127.0.0.1", port)).await?;
     let tls = TlsConnector::from(Arc::new(config)).connect(name, tcp).await?;
-    Ok(FrameReader::new(tls, MAX_FRAME))
+    Ok(FrameStream::new(tls, MAX_FRAME))
 }
 
 /// The TLS alert the server sent, if that is why `err` happened.

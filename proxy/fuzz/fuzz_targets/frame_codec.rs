@@ -1,4 +1,4 @@
-//! Fuzz target: any byte stream, delivered in chunks of sizes taken from the input, read by `FrameReader` with a
+//! Fuzz target: any byte stream, delivered in chunks of sizes taken from the input, read by `FrameStream` with a
 //! frame limit of 1 B to 16 MiB: it never panics; no allocation is sized by a claimed length (none exceeds a
 //! few times what arrived plus one growth step, however much a prefix claims); every frame's prefix equals its
 //! body length and is within the limit; and the frames, then the error or the partial frame, account for the
@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::task::{Context, Poll};
 
-use kaas_proxy::kafka::codec::{FrameError, FrameReader, ReadError};
+use kaas_proxy::kafka::codec::{FrameError, FrameStream, ReadError};
 use libfuzzer_sys::fuzz_target;
 use tokio::io::{AsyncRead, ReadBuf};
 
@@ -93,7 +93,7 @@ fuzz_target!(|data: &[u8]| {
     let mut held = Vec::with_capacity(if keep_frames { stream.len() / 4 + 1 } else { 0 });
     LARGEST.store(0, Ordering::Relaxed);
     let (seen, end) = rt.block_on(async {
-        let mut reader = FrameReader::new(Chunks { data: stream, sizes, next: 0, stalled: false }, max);
+        let mut reader = FrameStream::new(Chunks { data: stream, sizes, next: 0, stalled: false }, max);
         let mut seen = 0usize;
         let end = loop {
             match reader.read_frame().await {

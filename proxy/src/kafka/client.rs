@@ -1,14 +1,14 @@
 //! A small Kafka client over any byte stream: typed requests out, response bodies back, matched by correlation
 //! id. The proxy's own metadata refresh uses it and walks the bodies with the bounded readers of
 //! [`super::rewrite`] and [`super::versions`]; the bench and the tests, whose peers are trusted, may decode with
-//! kafka-protocol ([`KafkaClient::call_decoded`]). Framing is [`super::codec::FrameReader`]'s.
+//! kafka-protocol ([`KafkaClient::call_decoded`]). Framing is [`super::codec::FrameStream`]'s.
 
 use bytes::Bytes;
 use kafka_protocol::messages::ApiKey;
 use kafka_protocol::protocol::{Decodable, Request};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
-use super::codec::{encode_request, i32_at, EncodeError, FrameReader, ReadError};
+use super::codec::{encode_request, i32_at, EncodeError, FrameStream, ReadError};
 use super::header::{response_header_len, HeaderError};
 
 /// Why a [`KafkaClient`] call failed.
@@ -60,7 +60,7 @@ pub enum ClientError {
 /// One connection speaking Kafka, one request at a time.
 #[derive(Debug)]
 pub struct KafkaClient<S> {
-    frames: FrameReader<S>,
+    frames: FrameStream<S>,
     client_id: &'static str,
     next_correlation_id: i32,
 }
@@ -68,7 +68,7 @@ pub struct KafkaClient<S> {
 impl<S: AsyncRead + AsyncWrite + Unpin> KafkaClient<S> {
     /// Wraps `stream`; responses longer than `max_frame_bytes` are refused, correlation ids start at 1.
     pub fn new(stream: S, max_frame_bytes: u32, client_id: &'static str) -> Self {
-        KafkaClient { frames: FrameReader::new(stream, max_frame_bytes), client_id, next_correlation_id: 1 }
+        KafkaClient { frames: FrameStream::new(stream, max_frame_bytes), client_id, next_correlation_id: 1 }
     }
 
     /// Sends `request` as `version`; returns its correlation id.

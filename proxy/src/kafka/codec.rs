@@ -1,11 +1,12 @@
 //! Framing: Kafka frames are a 4-byte big-endian length followed by that many bytes.
 //!
-//! [`FrameReader`] is the one way frames are read, by the proxy, its bench and its tests alike (mini-redis'
-//! `connection.rs` is the model): check the length prefix against the limit, then take the frame off the buffer
-//! without copying (it shares the buffer's memory). It never allocates the size a peer claims: the buffer grows
-//! in bounded steps, so a peer that claims 100 MiB and sends nothing costs nothing, and an idle connection's
-//! buffer is released. A [`Frame`]'s bytes are private, so no caller can build one whose prefix lies; its body
-//! can be patched in place ([`Frame::body_mut`]), never resized.
+//! [`FrameStream`] (a stream read as frames; writes pass through) is the one way frames are read, by the
+//! proxy, its bench and its tests alike (mini-redis' `connection.rs` is the model): check the length prefix
+//! against the limit, then take the frame off the buffer without copying (it shares the buffer's memory). It
+//! never allocates the size a peer claims: the buffer grows in bounded steps, so a peer that claims 100 MiB and
+//! sends nothing costs nothing, and an idle connection's buffer is released. A [`Frame`]'s bytes are private,
+//! so no caller can build one whose prefix lies; its body can be patched in place ([`Frame::body_mut`]), never
+//! resized.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use std::pin::Pin;
@@ -98,16 +99,16 @@ pub enum ReadError {
 
 /// Reads whole frames off a byte stream, bounded by `max` bytes a frame.
 #[derive(Debug)]
-pub struct FrameReader<R> {
+pub struct FrameStream<R> {
     inner: R,
     buf: BytesMut,
     max: u32,
 }
 
-impl<R: AsyncRead + Unpin> FrameReader<R> {
+impl<R: AsyncRead + Unpin> FrameStream<R> {
     /// Wraps `inner`; frames whose body is longer than `max` bytes are refused. Allocates nothing yet.
     pub fn new(inner: R, max: u32) -> Self {
-        FrameReader { inner, buf: BytesMut::new(), max }
+        FrameStream { inner, buf: BytesMut::new(), max }
     }
 
     /// The next frame; `Ok(None)` when the peer closed cleanly between frames.
@@ -154,7 +155,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
 }
 
 /// Writes go straight to the stream, so one value serves a request/response conversation.
-impl<R: AsyncWrite + Unpin> AsyncWrite for FrameReader<R> {
+impl<R: AsyncWrite + Unpin> AsyncWrite for FrameStream<R> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -23,7 +23,7 @@ use super::codec::Frame;
 use super::inflight::InFlight;
 use super::ResponseError;
 
-use super::wire::{put_string, Edits, Reader, Shifts, WireError, WireResult};
+use super::wire::{put_string, Edits, Reader, WireError, WireResult};
 
 /// How the proxy names brokers to clients.
 #[derive(Debug, Clone)]
@@ -133,44 +133,6 @@ pub fn scan(api: ApiKey, version: i16, body: &[u8], adv: Option<&Advertise>) -> 
 /// Whether responses of `api` at `version` use the compact encodings and tagged fields (KIP-482).
 pub fn flexible(api: ApiKey, version: i16) -> bool {
     api.response_header_version(version) >= 1
-}
-
-/// The leak guard: how many of the `endpoints` a walk of `src` found are, in `out` (`src` with edits applied
-/// that moved its bytes as `shifts` says), not the proxy's own names under `adv` (`b<node-id>.<tenant>.<domain>`
-/// on the advertised port, or a blank host for ids below zero): addresses that would reach the client. Reads
-/// each endpoint where it now is, not the whole response again. Always 0 unless the rewrite has a bug; the
-/// check is what proves it for each response.
-pub fn foreign(
-    out: &[u8],
-    endpoints: &[Endpoint],
-    shifts: &Shifts,
-    adv: &Advertise,
-    flexible: bool,
-) -> usize {
-    let ours = |e: &Endpoint| -> WireResult<bool> {
-        let mut r = Reader::new(out.get(shifts.at(e.at)..).unwrap_or_default(), flexible);
-        let host = r.string("host")?;
-        let host = r.text(host, "host")?;
-        let port = r.i32("port")?;
-        Ok(match e.node_id {
-            ..0 => host.is_empty(),
-            id => adv.is_host(host, id) && port == i32::from(adv.port),
-        })
-    };
-    endpoints.iter().filter(|e| !ours(e).unwrap_or(false)).count()
-}
-
-/// Counts the endpoints of a body (after the response header) that are not the proxy's own names under `adv`,
-/// with the guard of [`foreign`], after a walk of its own: for checking a response from outside the response
-/// path (tests, fuzz targets).
-pub fn foreign_endpoints(
-    api: ApiKey,
-    version: i16,
-    body: &[u8],
-    adv: &Advertise,
-) -> Result<usize, RewriteError> {
-    let walked = scan(api, version, body, None)?;
-    Ok(foreign(body, &walked.endpoints, &Shifts::default(), adv, flexible(api, version)))
 }
 
 /// The body-level view of [`super::process_response`], which it calls (so there is one rewrite): the body
@@ -502,6 +464,10 @@ pub(crate) fn parse_addr(host: &str, port: i32) -> Option<HostPort> {
     let addr = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
     HostPort::parse(&addr).ok()
 }
+
+mod guard;
+
+pub use guard::{foreign, foreign_endpoints};
 
 #[cfg(test)]
 mod differential;

@@ -17,6 +17,7 @@
 //! routes), [`crate::tls`], [`crate::tenants`], [`crate::upstream`]; `peers` counts connections per peer address.
 
 mod budget;
+pub mod metrics;
 mod refused;
 mod stages;
 
@@ -34,11 +35,13 @@ use tracing::{field, warn, Instrument};
 use crate::acme::AcmeCerts;
 use crate::config::Settings;
 use crate::error::Blame;
-use crate::metrics::{Metrics, OpenConnection, RefusalReason};
+use crate::metrics::Metrics;
 use crate::routes::Routes;
 use crate::tls;
 use crate::upstream::Connector;
 use budget::{block_of, Budget, Slot};
+pub use metrics::ListenerMetrics;
+use metrics::{OpenConnection, RefusalReason};
 use refused::Halt;
 
 /// The TLS port and everything its connections read.
@@ -56,6 +59,8 @@ struct Shared {
     advertised_port: u16,
     limits: Limits,
     metrics: Arc<Metrics>,
+    /// The listener's own series.
+    counts: ListenerMetrics,
     /// Open connections, waited for when draining.
     connections: TaskTracker,
     /// A permit per open connection, `max_connections` in all.
@@ -118,7 +123,7 @@ impl Listener {
         connector: Connector,
         advertised_port: u16,
         limits: Limits,
-        metrics: Arc<Metrics>,
+        (metrics, counts): (Arc<Metrics>, ListenerMetrics),
         acme: Option<Arc<AcmeCerts>>,
     ) -> Listener {
         let shared = Shared {
@@ -127,6 +132,7 @@ impl Listener {
             advertised_port,
             limits,
             metrics,
+            counts,
             connections: TaskTracker::new(),
             connection_slots: Arc::new(Semaphore::new(limits.max_connections)),
             peers: Budget::new(limits.max_connections_per_ip),
@@ -166,7 +172,7 @@ impl Listener {
     /// `max_handshakes_per_ip` goes on in its own task; one over any is closed at once.
     fn admit(&self, tcp: TcpStream, peer: SocketAddr) {
         let shared = &self.shared;
-        shared.metrics.accepted();
+        shared.counts.accepted();
         let Ok(slot) = shared.connection_slots.clone().try_acquire_owned() else {
             shared.at_limit(peer, RefusalReason::ConnectionLimit, None);
             return;
@@ -187,7 +193,7 @@ impl Listener {
             }
         };
         let state = shared.clone();
-        let slots = (slot, peer_slot, shared.metrics.opened());
+        let slots = (slot, peer_slot, shared.counts.opened());
         let handshake = Handshaking { _by_peer: handshaking, by_tenant: None };
         shared.connections.spawn(async move { handle(tcp, peer, &state, slots, handshake).await });
     }
@@ -209,7 +215,7 @@ impl Shared {
     /// (`why` [`RefusalReason::ConnectionLimit`]), or its peer's address has `open` connections, its
     /// `max_connections_per_ip` or `max_handshakes_per_ip` (`why` says which).
     fn at_limit(&self, peer: SocketAddr, why: RefusalReason, open: Option<usize>) {
-        self.metrics.refused(why);
+        self.counts.refused(why);
         let now = std::time::Instant::now();
         let mut last = self.limit_logged.lock().unwrap_or_else(|p| p.into_inner());
         if last.is_some_and(|t| now.duration_since(t) < Duration::from_secs(1)) {
@@ -266,7 +272,7 @@ async fn handle(
     async {
         let Err(Halt { refused, handshake }) = stages::connection(tcp, peer, state, handshake).await else { return };
         if let Some(reason) = refused.reason() {
-            state.metrics.refused(reason);
+            state.counts.refused(reason);
             warn!(side = %refused.side(), reason = %reason.label(), retryable = refused.retryable(), "{refused}");
         }
         if let (Some(start), Some(alert)) = (handshake, refused.alert()) {

@@ -8,8 +8,8 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio_rustls::StartHandshake;
 
+use super::metrics::RefusalReason;
 use crate::error::{Blame, Side};
-use crate::metrics::RefusalReason;
 use crate::tenants::SniError;
 use crate::tls::{Alert, HelloError};
 use crate::upstream::UpstreamError;

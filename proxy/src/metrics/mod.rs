@@ -3,7 +3,7 @@
 //!
 //! Labels stay bounded: `tenant` only takes the names of configured tenants ([`Metrics::new`], then
 //! [`Metrics::add_tenants`] on reload; counts for any other name are dropped), and every other label comes from
-//! a fixed list ([`RefusalReason`], [`READ_APIS`], [`UPSTREAM_TLS_REASONS`], [`CONNECT_FAILURES`],
+//! a fixed list ([`READ_APIS`], [`UPSTREAM_TLS_REASONS`], [`CONNECT_FAILURES`],
 //! [`FRAME_REFUSALS`], [`Direction`], [`request_apis`]). Every counter of a configured tenant exists, at zero,
 //! from the moment the tenant is added, so dashboards and alerts see it before its first event; latency
 //! histograms appear per API once the tenant has used it.
@@ -21,7 +21,6 @@ use std::sync::Arc;
 
 use kafka_protocol::messages::ApiKey;
 use prometheus_client::encoding::{EncodeLabelValue, LabelValueEncoder};
-use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
@@ -31,115 +30,6 @@ pub use tenant::TenantMetrics;
 
 /// The content type of [`Metrics::encode`]'s output (the OpenMetrics text format, `# EOF` terminated).
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-
-/// Why a connection was refused before a session started.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RefusalReason {
-    /// Plaintext Kafka on the TLS port.
-    Plaintext,
-    /// Neither TLS nor Kafka.
-    NotTls,
-    /// A TLS record that rustls could not read as a ClientHello (malformed, over 64 KiB, an invalid server
-    /// name): answered with rustls' alert (`decode_error`, `illegal_parameter`...).
-    InvalidClientHello,
-    /// No ClientHello within the handshake timeout.
-    NoClientHello,
-    /// The global `max_connections` was reached; the connection was closed before its ClientHello was read.
-    ConnectionLimit,
-    /// The peer's address (IPv6: its /64) has `max_connections_per_ip` open; closed before its ClientHello.
-    IpConnectionLimit,
-    /// The tenant's `max_connections_per_tenant` was reached.
-    TenantConnectionLimit,
-    /// The peer's address (IPv6: its /64) has `max_handshakes_per_ip` connections still in their handshake;
-    /// closed before its ClientHello.
-    IpHandshakeLimit,
-    /// The tenant has `max_handshakes_per_tenant` connections still in their handshake: alert `internal_error`.
-    TenantHandshakeLimit,
-    /// The server name routes nowhere (no SNI, unknown tenant, unknown broker id): alert `unrecognized_name`.
-    UnrecognizedName,
-    /// The tenant's cluster could not be asked which brokers it has.
-    ClusterUnavailable,
-    /// The TLS handshake failed for a reason not listed here (a bad record, an alert from the client).
-    Handshake,
-    /// The ClientHello came, but the handshake did not finish within the handshake timeout.
-    HandshakeTimeout,
-    /// The client offers only TLS versions the proxy does not speak (before TLS 1.2).
-    ProtocolVersion,
-    /// The tenant requires a client certificate and none was presented.
-    ClientCertMissing,
-    /// The client's certificate has expired.
-    ClientCertExpired,
-    /// The client's certificate is not valid yet.
-    ClientCertNotYetValid,
-    /// The client's certificate was not issued by the tenant's client CA (another CA, self-signed).
-    ClientCertUnknownCa,
-    /// The client's certificate is listed in the tenant's CRL.
-    ClientCertRevoked,
-    /// The client's certificate was refused for another reason (bad signature, wrong usage, unreadable).
-    ClientCertInvalid,
-    /// The client's target broker could not be reached after the handshake.
-    UpstreamUnavailable,
-}
-
-/// Every refusal reason: the `reason` label values of `kaas_proxy_listener_refused_total`.
-pub const REASONS: [RefusalReason; 21] = [
-    RefusalReason::Plaintext,
-    RefusalReason::NotTls,
-    RefusalReason::InvalidClientHello,
-    RefusalReason::NoClientHello,
-    RefusalReason::ConnectionLimit,
-    RefusalReason::IpConnectionLimit,
-    RefusalReason::TenantConnectionLimit,
-    RefusalReason::IpHandshakeLimit,
-    RefusalReason::TenantHandshakeLimit,
-    RefusalReason::UnrecognizedName,
-    RefusalReason::ClusterUnavailable,
-    RefusalReason::Handshake,
-    RefusalReason::HandshakeTimeout,
-    RefusalReason::ProtocolVersion,
-    RefusalReason::ClientCertMissing,
-    RefusalReason::ClientCertExpired,
-    RefusalReason::ClientCertNotYetValid,
-    RefusalReason::ClientCertUnknownCa,
-    RefusalReason::ClientCertRevoked,
-    RefusalReason::ClientCertInvalid,
-    RefusalReason::UpstreamUnavailable,
-];
-
-impl RefusalReason {
-    /// The `reason` label value of `kaas_proxy_listener_refused_total`.
-    pub fn label(self) -> &'static str {
-        match self {
-            RefusalReason::Plaintext => "plaintext",
-            RefusalReason::NotTls => "not_tls",
-            RefusalReason::InvalidClientHello => "invalid_client_hello",
-            RefusalReason::NoClientHello => "no_client_hello",
-            RefusalReason::ConnectionLimit => "connection_limit",
-            RefusalReason::IpConnectionLimit => "ip_connection_limit",
-            RefusalReason::TenantConnectionLimit => "tenant_connection_limit",
-            RefusalReason::IpHandshakeLimit => "ip_handshake_limit",
-            RefusalReason::TenantHandshakeLimit => "tenant_handshake_limit",
-            RefusalReason::UnrecognizedName => "unrecognized_name",
-            RefusalReason::ClusterUnavailable => "cluster_unavailable",
-            RefusalReason::Handshake => "handshake",
-            RefusalReason::HandshakeTimeout => "handshake_timeout",
-            RefusalReason::ProtocolVersion => "protocol_version",
-            RefusalReason::ClientCertMissing => "client_cert_missing",
-            RefusalReason::ClientCertExpired => "client_cert_expired",
-            RefusalReason::ClientCertNotYetValid => "client_cert_not_yet_valid",
-            RefusalReason::ClientCertUnknownCa => "client_cert_unknown_ca",
-            RefusalReason::ClientCertRevoked => "client_cert_revoked",
-            RefusalReason::ClientCertInvalid => "client_cert_invalid",
-            RefusalReason::UpstreamUnavailable => "upstream_unavailable",
-        }
-    }
-}
-
-impl EncodeLabelValue for RefusalReason {
-    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
-        encoder.write_str(self.label())
-    }
-}
 
 /// The APIs whose responses the proxy reads: the `api` label of malformed-response counts.
 pub const READ_APIS: [ApiKey; 8] = [
@@ -255,8 +145,6 @@ pub fn request_apis() -> impl Iterator<Item = ApiKey> {
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
-    connections: Counter,
-    open: Gauge,
     /// Tasks alive on the runtime, read at each scrape: a leak of sessions or timers shows here first.
     tasks: Gauge,
     labelled: Arc<Labelled>,
@@ -279,32 +167,11 @@ impl Drop for TenantConnection {
     }
 }
 
-/// A connection counted in `kaas_proxy_listener_connections_open` until dropped.
-#[derive(Debug)]
-pub struct OpenConnection(Gauge);
-
-impl Drop for OpenConnection {
-    fn drop(&mut self) {
-        self.0.dec();
-    }
-}
-
 impl Metrics {
     /// Counters for a fixed set of tenants (the label set stays bounded).
     pub fn new<'a>(tenants: impl IntoIterator<Item = &'a str>) -> Self {
         let mut registry = Registry::with_prefix("kaas_proxy");
-        let (connections, labelled) = (Counter::default(), Arc::<Labelled>::default());
-        registry.register(
-            "listener_connections",
-            "TCP connections accepted on the TLS port",
-            connections.clone(),
-        );
-        let open = Gauge::default();
-        registry.register(
-            "listener_connections_open",
-            "TCP connections open on the TLS port, counted against max_connections",
-            open.clone(),
-        );
+        let labelled = Arc::<Labelled>::default();
         let tasks = Gauge::default();
         registry.register(
             "runtime_tasks",
@@ -312,7 +179,7 @@ impl Metrics {
             tasks.clone(),
         );
         registry.register_collector(Box::new(labelled.clone()));
-        let metrics = Metrics { registry, connections, open, tasks, labelled };
+        let metrics = Metrics { registry, tasks, labelled };
         metrics.add_tenants(tenants);
         metrics
     }
@@ -331,24 +198,6 @@ impl Metrics {
     /// The counters of `name`, for a session to hold; `None` for a tenant not configured.
     pub fn tenant(&self, name: &str) -> Option<Arc<TenantMetrics>> {
         self.labelled.tenants.read().unwrap_or_else(|p| p.into_inner()).get(name).cloned()
-    }
-
-    /// Counts a TCP connection accepted on the TLS port.
-    pub fn accepted(&self) {
-        self.connections.inc();
-    }
-
-    /// Counts a connection admitted within the connection limits as open until the guard is dropped.
-    pub fn opened(&self) -> OpenConnection {
-        self.open.inc();
-        OpenConnection(self.open.clone())
-    }
-
-    /// Counts a connection refused before its session started.
-    pub fn refused(&self, why: RefusalReason) {
-        if let Some(i) = REASONS.iter().position(|r| *r == why) {
-            self.labelled.refused[i].inc();
-        }
     }
 
     /// Counts a connection routed to `tenant` in its `session_active` gauge, unless it already has `limit`
@@ -417,7 +266,8 @@ impl Metrics {
     }
 
     /// The registry, for a subsystem to register the metrics it owns before the proxy starts (as
-    /// [`crate::acme::AcmeMetrics`] and [`crate::routes::RouteMetrics`] do).
+    /// [`crate::acme::AcmeMetrics`], [`crate::routes::RouteMetrics`] and
+    /// [`crate::listener::ListenerMetrics`] do).
     pub fn registry(&mut self) -> &mut Registry {
         &mut self.registry
     }

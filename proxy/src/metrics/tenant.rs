@@ -19,8 +19,8 @@ use prometheus_client::metrics::MetricType;
 
 use super::histogram::Durations;
 use super::{
-    request_apis, Api, ConnectFailure, Direction, RefusalReason, CONNECT_FAILURES, FRAME_REFUSALS, READ_APIS,
-    REASONS, UPSTREAM_TLS_REASONS,
+    request_apis, Api, ConnectFailure, Direction, CONNECT_FAILURES, FRAME_REFUSALS, READ_APIS,
+    UPSTREAM_TLS_REASONS,
 };
 
 /// Time spent on one API's requests: in the proxy (reading, inspecting, rewriting, writing) and upstream
@@ -179,14 +179,8 @@ impl TenantMetrics {
 /// The labelled series, encoded on each scrape in a fixed order: reasons and APIs as listed, tenants by name.
 #[derive(Debug, Default)]
 pub(super) struct Labelled {
-    pub(super) refused: [Counter; REASONS.len()],
     /// Grows only with configured tenants (on reload), so label values stay bounded.
     pub(super) tenants: RwLock<BTreeMap<Arc<str>, Arc<TenantMetrics>>>,
-}
-
-#[derive(Debug, Clone, EncodeLabelSet)]
-struct ReasonLabels {
-    reason: RefusalReason,
 }
 
 #[derive(Debug, Clone, EncodeLabelSet)]
@@ -264,8 +258,6 @@ const GAUGE: MetricType = MetricType::Gauge;
 impl Collector for Labelled {
     fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
         let e = &mut encoder;
-        let refused = REASONS.into_iter().map(|reason| ReasonLabels { reason }).zip(&self.refused);
-        family(e, "listener_refused", "Connections refused before a session, by reason.", COUNTER, refused)?;
         let tenants = self.tenants.read().unwrap_or_else(|p| p.into_inner());
         let tenants = &*tenants;
         let tenant = |t: &Arc<str>| TenantLabels { tenant: t.clone() };

@@ -13,11 +13,6 @@ fn value(text: &str, series: &str) -> Option<u64> {
 #[test]
 fn counts_and_renders() {
     let m = Metrics::new(["acme", "beta"]);
-    m.accepted();
-    m.accepted();
-    let (first, _second) = (m.opened(), m.opened());
-    drop(first);
-    m.refused(RefusalReason::Plaintext);
     let open = m.admit("acme", 10).expect("under the limit");
     assert!(m.admit("nobody", 10).expect("not counted").is_none());
     m.session_started("acme");
@@ -30,10 +25,6 @@ fn counts_and_renders() {
     m.upstream_tls_failed("beta", "no_such_reason");
     let text = m.encode();
     for line in [
-        "kaas_proxy_listener_connections_total 2",
-        "kaas_proxy_listener_connections_open 1",
-        "kaas_proxy_listener_refused_total{reason=\"plaintext\"} 1",
-        "kaas_proxy_listener_refused_total{reason=\"handshake\"} 0",
         "kaas_proxy_session_active{tenant=\"acme\"} 1",
         "kaas_proxy_session_active{tenant=\"beta\"} 0",
         "kaas_proxy_session_opened_total{tenant=\"acme\"} 1",
@@ -117,13 +108,16 @@ fn every_series_starts_at_zero() {
     let mut m = Metrics::new(["acme"]);
     crate::routes::RouteMetrics::register(m.registry());
     crate::acme::AcmeMetrics::register(m.registry());
+    crate::listener::ListenerMetrics::register(m.registry());
     let text = m.encode();
     let mut expected = vec![
         "kaas_proxy_listener_connections_total".to_owned(),
         "kaas_proxy_listener_connections_open".to_owned(),
     ];
-    expected
-        .extend(REASONS.map(|r| format!("kaas_proxy_listener_refused_total{{reason=\"{}\"}}", r.label())));
+    expected.extend(
+        crate::listener::metrics::REASONS
+            .map(|r| format!("kaas_proxy_listener_refused_total{{reason=\"{}\"}}", r.label())),
+    );
     expected.extend(tenant_series("acme"));
     expected.extend(
         [

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use super::SessionError;
-use crate::kafka::codec::{Frame, FrameError, FrameReader, ReadError};
+use crate::kafka::codec::{Frame, FrameError, FrameStream, ReadError};
 use crate::metrics::{Direction, TenantMetrics};
 
 /// A pump's errors, named by its direction: the side it reads from and the side it writes to.
@@ -78,7 +78,7 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut reader = FrameReader::new(from, max);
+    let mut reader = FrameStream::new(from, max);
     let mut out: Vec<Bytes> = Vec::new();
     let mut arrived = Instant::now();
     loop {

@@ -13,6 +13,7 @@ pub mod gitops;
 /// Leader election, shared with kaas-proxy.
 pub use kaas_lease as leader;
 pub mod metrics;
+pub mod names;
 pub mod prices;
 pub mod reconcile;
 pub mod render;

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use kaas_controller::crd::KafkaTenant;
 use kaas_controller::watched::{Cluster, HelmRelease};
-use kaas_controller::{gitops, leader, reconcile, render};
+use kaas_controller::{gitops, leader, names, reconcile, render};
 use kube::{CustomResourceExt, ResourceExt};
 
 #[derive(Debug, Parser)]
@@ -213,7 +213,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             // A bad tenant is reported and skipped; every other tenant is still synced.
             for file in files {
                 match render_file(&file).and_then(|(tenant, yaml)| {
-                    let name = render::folder(&tenant);
+                    let name = names::folder(&tenant);
                     let msg = gitops::message(&name, tenant.metadata.generation);
                     let outcome = repo.write_tenant(&name, Some(&gitops::tenant_files(yaml)), &msg)?;
                     Ok((name, outcome))
@@ -294,14 +294,14 @@ async fn serve(
     // rather than at the next requeue: they carry the tenant id label, mapped back through the tenant cache.
     let store = controller.store();
     let owner = move |labels: &std::collections::BTreeMap<String, String>| {
-        let id = labels.get(render::TENANT_LABEL).cloned();
+        let id = labels.get(names::TENANT_LABEL).cloned();
         store
             .state()
             .into_iter()
-            .filter(move |t| id.as_deref() == Some(render::tenant_id_of(t).as_str()))
+            .filter(move |t| id.as_deref() == Some(names::tenant_id_of(t).as_str()))
             .map(|t| kube::runtime::reflector::ObjectRef::from_obj(t.as_ref()))
     };
-    let labelled = || watcher::Config::default().labels(render::TENANT_LABEL);
+    let labelled = || watcher::Config::default().labels(names::TENANT_LABEL);
     let owner_of_cluster = owner.clone();
     let controller = controller
         .watches(kube::Api::<Cluster>::all(client.clone()), labelled(), move |c| owner_of_cluster(c.labels()))

@@ -2,7 +2,7 @@
 //! conditions, metrics, and an error policy that requeues.
 //!
 //! Tenants are keyed by namespace and name: their folder is `tenants/<namespace>/<name>/`, and every
-//! platform-wide name (management namespace, Cluster, route) is built from [`render::tenant_id`].
+//! platform-wide name (management namespace, Cluster, route) is built from [`names::tenant_id`].
 //!
 //! Apply: validate → size and render → commit to `tenants/<namespace>/<name>/` → read the Cluster API `Cluster` and the
 //! Flux `HelmRelease` back → when both are Ready, publish the tenant's route to the proxy's route source (a
@@ -30,6 +30,7 @@ use serde_json::json;
 use crate::crd::{Condition, Isolation, KafkaTenant, KafkaTenantStatus};
 use crate::gitops::{self, Repo};
 use crate::metrics::Metrics;
+use crate::names;
 use crate::render::{self, Platform, RenderError};
 use crate::sizing;
 use crate::upstream;
@@ -181,7 +182,7 @@ impl Context {
 pub struct Claim {
     /// `namespace/name`.
     pub key: String,
-    /// [`render::tenant_id`] of it.
+    /// [`names::tenant_id`] of it.
     pub id: String,
     /// `metadata.creationTimestamp` (RFC 3339; an object not yet stored has none and sorts last).
     pub created: Option<String>,
@@ -191,7 +192,7 @@ impl Claim {
     fn of(t: &KafkaTenant) -> Claim {
         Claim {
             key: tenant_key(t),
-            id: render::tenant_id_of(t),
+            id: names::tenant_id_of(t),
             created: t.metadata.creation_timestamp.as_ref().map(|c| c.0.to_string()),
         }
     }
@@ -376,8 +377,8 @@ async fn set_status(
 }
 
 async fn apply(t: &KafkaTenant, api: &Api<KafkaTenant>, ctx: &Context) -> Result<Action, Error> {
-    let name = render::tenant_id_of(t);
-    let folder = render::folder(t);
+    let name = names::tenant_id_of(t);
+    let folder = names::folder(t);
     let generation = t.metadata.generation;
     // Ids join namespace and name with '-', so `a-b/c` and `a/b-c` are both `a-b-c`: the first to claim an id
     // keeps it, and a later tenant with the same id is refused before it can touch the other's objects.
@@ -419,7 +420,7 @@ async fn apply(t: &KafkaTenant, api: &Api<KafkaTenant>, ctx: &Context) -> Result
     .await
     .map_err(|e| Error::Routes(format!("git task: {e}")))?;
     if let Ok(gitops::Outcome::Committed(sha)) = &committed {
-        let note = format!("{} at {}", render::folder(t), &sha[..12.min(sha.len())]);
+        let note = format!("{} at {}", names::folder(t), &sha[..12.min(sha.len())]);
         ctx.record(t, EventType::Normal, "Committed", note).await;
     }
     if let Err(e) = committed {
@@ -456,7 +457,7 @@ async fn apply(t: &KafkaTenant, api: &Api<KafkaTenant>, ctx: &Context) -> Result
                 "Ready",
                 "Published",
                 "route published to the proxy".to_owned(),
-                Some(ctx.routes.client_address.replace("{tenant}", &name)),
+                Some(names::expand(&ctx.routes.client_address, &name)),
             )
         }
     };
@@ -478,7 +479,7 @@ async fn apply(t: &KafkaTenant, api: &Api<KafkaTenant>, ctx: &Context) -> Result
 ///
 /// Cluster API v1beta2 says a `Cluster` is up with `Available`; Flux says a `HelmRelease` is with `Ready`, each
 /// for the generation it observed. A spec change reaches the `HelmRelease` only once Flux has applied the new
-/// commit, so the release must also carry the tenant's generation ([`render::TENANT_GENERATION`]): until
+/// commit, so the release must also carry the tenant's generation ([`names::TENANT_GENERATION`]): until
 /// then its `Ready` is the old spec's.
 async fn readiness_of(t: &KafkaTenant, ctx: &Context) -> Result<Option<String>, Error> {
     let live = LiveObjects::of(t, ctx).await?;
@@ -497,7 +498,7 @@ async fn readiness_of(t: &KafkaTenant, ctx: &Context) -> Result<Option<String>, 
         return Ok(Some(format!("HelmRelease {ns}/{release} not created yet")));
     };
     if let Some(want) = t.metadata.generation {
-        let applied = r.annotations().get(render::TENANT_GENERATION).cloned().unwrap_or_default();
+        let applied = r.annotations().get(names::TENANT_GENERATION).cloned().unwrap_or_default();
         if applied != want.to_string() {
             return Ok(Some(format!(
                 "HelmRelease {ns}/{release}: Flux has not applied tenant generation {want} yet (applied: {})",
@@ -521,15 +522,15 @@ struct LiveObjects {
 
 impl LiveObjects {
     async fn of(t: &KafkaTenant, ctx: &Context) -> Result<LiveObjects, Error> {
-        let id = render::tenant_id_of(t);
-        let namespace = render::namespace(&id);
+        let id = names::tenant_id_of(t);
+        let namespace = names::namespace(&id);
         let cluster = match t.spec.isolation {
             Isolation::Cluster => {
                 Api::<Cluster>::namespaced(ctx.client.clone(), &namespace).get_opt(&id).await?
             }
             Isolation::Namespace => None,
         };
-        let release_name = format!("{id}-kafka");
+        let release_name = names::helm_release(&id);
         let release =
             Api::<HelmRelease>::namespaced(ctx.client.clone(), &namespace).get_opt(&release_name).await?;
         Ok(LiveObjects { namespace, id, release_name, cluster, release })
@@ -583,7 +584,7 @@ async fn cleanup(t: Arc<KafkaTenant>, api: &Api<KafkaTenant>, ctx: &Context) -> 
         set_status(api, ctx, &t, status).await?;
         return Ok(Action::requeue(TEARDOWN_RECHECK));
     }
-    let note = format!("route, upstream material, {} and its cluster objects removed", render::folder(&t));
+    let note = format!("route, upstream material, {} and its cluster objects removed", names::folder(&t));
     // kube's finalizer helper releases the finalizer once its cleanup returns; the cleanup is done above.
     let released = finalizer(api, FINALIZER, t.clone(), |_| async { Ok::<_, Error>(Action::await_change()) })
         .await
@@ -595,7 +596,7 @@ async fn cleanup(t: Arc<KafkaTenant>, api: &Api<KafkaTenant>, ctx: &Context) -> 
 /// Removes what the controller itself wrote for the tenant and says which of its objects on the management
 /// cluster are still there.
 async fn remove(t: &KafkaTenant, ctx: &Context) -> Result<Vec<String>, Error> {
-    let name = render::tenant_id_of(t);
+    let name = names::tenant_id_of(t);
     // A tenant refused for a taken id never published anything under it: what is there is the owner's.
     let owns_id = id_owner(&Claim::of(t), &claims(ctx).await?).is_none();
     if owns_id {
@@ -606,7 +607,7 @@ async fn remove(t: &KafkaTenant, ctx: &Context) -> Result<Vec<String>, Error> {
         }
     }
     let repo = ctx.repo.clone();
-    let folder = render::folder(t);
+    let folder = names::folder(t);
     tokio::task::spawn_blocking(move || {
         let repo = repo.lock().unwrap_or_else(|p| p.into_inner());
         repo.write_tenant(&folder, None, &format!("remove tenant {folder}"))

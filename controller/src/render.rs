@@ -12,6 +12,10 @@
 use serde_json::{json, Value};
 
 use crate::crd::{AclResource, Isolation, KafkaTenant, PatternType, SpecError, Topic, UserCredentials};
+use crate::names::{
+    self, helm_release as release_name, kafka_namespace, kubeconfig_secret, namespace, tenant_id,
+    tenant_id_of, tenant_namespace, topic_resource_name, KAFKA_RELEASE, TENANT_GENERATION, TENANT_LABEL,
+};
 use crate::sizing::{self, Demand, Sizing, SizingError, SYSTEM_INSTANCE, SYSTEM_NODES};
 
 /// Platform-wide settings the rendering needs besides the tenant.
@@ -59,6 +63,16 @@ impl Platform {
             pin(&mut p.kafka_version, &v.kafka);
         }
         p
+    }
+
+    /// Where kaas-proxy reaches tenant `tenant`'s Kafka: [`Platform::cluster_bootstrap`] or
+    /// [`Platform::namespace_bootstrap`] for its isolation, the tenant id in place.
+    pub fn proxy_bootstrap(&self, tenant: &str, isolation: Isolation) -> String {
+        let template = match isolation {
+            Isolation::Cluster => &self.cluster_bootstrap,
+            Isolation::Namespace => &self.namespace_bootstrap,
+        };
+        names::expand(template, tenant)
     }
 }
 
@@ -108,109 +122,6 @@ pub enum RenderError {
     /// The demand is valid but no cluster of this platform carries it.
     #[error("sizing: {0}")]
     Sizing(#[from] SizingError),
-}
-
-/// The management-cluster namespace holding a tenant's objects; `tenant` is its [`tenant_id`].
-pub fn namespace(tenant: &str) -> String {
-    format!("kaas-{tenant}")
-}
-
-/// The longest [`tenant_id`]: names built from it must stay DNS labels (63 characters), and the longest is
-/// the KubeadmControlPlane's `<id>-control-plane`, which Cluster API copies into a label; `kaas-<id>` and
-/// `tenant-<id>` fit with room to spare.
-pub const MAX_TENANT_ID: usize = 63 - "-control-plane".len();
-
-/// A tenant's platform-wide id, from its `KafkaTenant`'s namespace and name: two tenants of the same name in
-/// two namespaces must not share a management namespace, a Cluster (CAPA tags AWS resources by its name), a
-/// route or a folder. `<namespace>-<name>` while that fits [`MAX_TENANT_ID`]; longer, its start and a hash
-/// of both parts, so long names stay distinct and the id stays a DNS label.
-pub fn tenant_id(namespace: &str, name: &str) -> String {
-    let joined = format!("{namespace}-{name}");
-    if joined.len() <= MAX_TENANT_ID {
-        return joined;
-    }
-    let suffix = short_hash(&format!("{namespace}/{name}"));
-    let keep = MAX_TENANT_ID - suffix.len() - 1;
-    // DNS labels are ASCII, so byte slicing stays on character boundaries.
-    let head = joined[..keep].trim_end_matches('-');
-    format!("{head}-{suffix}")
-}
-
-/// Where kaas-proxy reaches tenant `tenant`'s Kafka: [`Platform::cluster_bootstrap`] or
-/// [`Platform::namespace_bootstrap`] for its isolation, `{tenant}` replaced.
-pub fn proxy_bootstrap(tenant: &str, isolation: Isolation, p: &Platform) -> String {
-    let template = match isolation {
-        Isolation::Cluster => &p.cluster_bootstrap,
-        Isolation::Namespace => &p.namespace_bootstrap,
-    };
-    template.replace("{tenant}", tenant)
-}
-
-/// Ten hex digits of a stable hash of `s`. FNV-1a: stable across Rust versions and builds (std's hasher is
-/// not), so names built with it never move.
-fn short_hash(s: &str) -> String {
-    let hash =
-        s.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
-    format!("{:010x}", hash & 0xff_ffff_ffff)
-}
-
-/// The name of a topic's `KafkaTopic` object. Kafka allows topic names Kubernetes does not (capitals, `_`,
-/// 249 characters where a label-like name must start and end alphanumeric): those get a cleaned name and a hash
-/// of the topic's, so two topics never share an object; a name Kubernetes takes is kept as it is.
-pub fn topic_resource_name(topic: &str) -> String {
-    let is_subdomain = topic.split('.').all(|part| {
-        !part.is_empty()
-            && part.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-            && !part.starts_with('-')
-            && !part.ends_with('-')
-    });
-    if is_subdomain && topic.len() <= 253 {
-        return topic.to_owned();
-    }
-    let cleaned: String =
-        topic.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' }).collect();
-    // 200 characters, a hyphen and the hash: within Kubernetes' 253.
-    let head: String = cleaned.trim_matches('-').chars().take(200).collect();
-    let head = head.trim_end_matches('-');
-    let head = if head.is_empty() { "topic" } else { head };
-    format!("{head}-{}", short_hash(topic))
-}
-
-/// The namespace of a `KafkaTenant` (a file given to the CLI may have none: `default`, as kubectl would).
-pub fn tenant_namespace(t: &KafkaTenant) -> &str {
-    t.metadata.namespace.as_deref().unwrap_or("default")
-}
-
-/// [`tenant_id`] of a `KafkaTenant`.
-/// The label every rendered object carries: the [`tenant_id`] it belongs to (how the controller maps a
-/// watched `Cluster` or `HelmRelease` back to its tenant).
-pub const TENANT_LABEL: &str = "kaas.dev/tenant";
-
-/// [`tenant_id`] of `t`.
-pub fn tenant_id_of(t: &KafkaTenant) -> String {
-    tenant_id(tenant_namespace(t), t.metadata.name.as_deref().unwrap_or_default())
-}
-
-/// The tenant's folder under `tenants/` of the GitOps repository: `<namespace>/<name>`, unambiguous whatever
-/// the names.
-pub fn folder(t: &KafkaTenant) -> String {
-    format!("{}/{}", tenant_namespace(t), t.metadata.name.as_deref().unwrap_or_default())
-}
-
-/// The Helm release name of a tenant's `kaas` chart, which is also its Strimzi `Kafka` cluster's name (so its
-/// CA secrets are `kaas-cluster-ca-cert`, `kaas-clients-ca-cert`, `kaas-clients-ca`).
-pub const KAFKA_RELEASE: &str = "kaas";
-
-/// Annotation of a tenant's `HelmRelease` naming the `KafkaTenant` generation it was rendered from: once the
-/// live object carries the tenant's current generation, Flux has applied the commit of that spec.
-pub const TENANT_GENERATION: &str = "kaas.dev/tenant-generation";
-
-/// The namespace the tenant's Kafka runs in: `kafka` on its own cluster, `tenant-<id>` on the shared one.
-pub fn kafka_namespace(tenant: &str, isolation: Isolation) -> String {
-    match isolation {
-        Isolation::Cluster => "kafka".to_owned(),
-        Isolation::Namespace => format!("tenant-{tenant}"),
-    }
 }
 
 /// The sizing inputs of a tenant's spec.
@@ -473,7 +384,7 @@ pub fn chart_values(t: &KafkaTenant, tenant: &str, s: &Sizing, p: &Platform) -> 
     // On its own cluster the proxy reaches the tenant through the `proxy` listener's internal load balancer,
     // at the name and port of the route: the listener listens there and external-dns publishes the name.
     if t.spec.isolation == Isolation::Cluster {
-        let bootstrap = proxy_bootstrap(tenant, Isolation::Cluster, p);
+        let bootstrap = p.proxy_bootstrap(tenant, Isolation::Cluster);
         if let Some((host, port)) = bootstrap.rsplit_once(':') {
             values["kafka"]["proxyListener"] = json!({ "bootstrapHostname": host });
             if let Ok(port) = port.parse::<u16>() {
@@ -589,7 +500,7 @@ fn helm_release(t: &KafkaTenant, tenant: &str, ns: &str, s: &Sizing, p: &Platfor
         spec["dependsOn"] = json!(["strimzi", "aws-ebs-csi-driver", "prometheus-operator-crds"]
             .map(|c| json!({ "name": format!("{tenant}-{c}") })));
     }
-    let mut metadata = meta(&format!("{tenant}-kafka"), ns, tenant);
+    let mut metadata = meta(&release_name(tenant), ns, tenant);
     if let Some(g) = t.metadata.generation {
         metadata["annotations"] = json!({ TENANT_GENERATION: g.to_string() });
     }
@@ -602,7 +513,7 @@ fn helm_release(t: &KafkaTenant, tenant: &str, ns: &str, s: &Sizing, p: &Platfor
 }
 
 fn kube_config(tenant: &str) -> Value {
-    json!({ "secretRef": { "name": format!("{tenant}-kubeconfig"), "key": "value" } })
+    json!({ "secretRef": { "name": kubeconfig_secret(tenant), "key": "value" } })
 }
 
 /// One platform component of a tenant cluster: an upstream Helm chart installed through the tenant's kubeconfig.

@@ -13,7 +13,8 @@ use kube::Client;
 
 use super::{Context, Error, ROUTES_KEY};
 use crate::crd::Isolation;
-use crate::render::{self, Platform};
+use crate::names;
+use crate::render::Platform;
 use crate::upstream;
 
 /// Where the proxy reads its routes from, and how tenants' clusters are reached.
@@ -64,15 +65,15 @@ impl RouteSource {
         self.upstream_files.is_some() || self.client_ca.is_some()
     }
 
-    /// The route published for `tenant`: its bootstrap address ([`render::proxy_bootstrap`]) and, with
+    /// The route published for `tenant`: its bootstrap address ([`Platform::proxy_bootstrap`]) and, with
     /// `upstream_files`, mutual TLS upstream with `identity: client` (every client keeps its own principal at
     /// the broker).
     pub fn route(&self, tenant: &str, isolation: Isolation, platform: &Platform) -> TenantRoute {
-        let prefix = self.upstream_files.as_ref().map(|p| p.replace("{tenant}", tenant));
+        let prefix = self.upstream_files.as_ref().map(|p| names::expand(p, tenant));
         let file = |name: &str| prefix.as_ref().map(|p| std::path::PathBuf::from(format!("{p}{name}")));
         let [cluster_ca, clients_ca, clients_ca_key] = upstream::FILES;
         let client_ca = match &self.client_ca {
-            Some(t) => Some(t.replace("{tenant}", tenant).into()),
+            Some(t) => Some(names::expand(t, tenant).into()),
             None => file(clients_ca),
         };
         let upstream = file(cluster_ca).map(|ca| UpstreamRoute {
@@ -84,7 +85,7 @@ impl RouteSource {
         });
         TenantRoute {
             name: tenant.into(),
-            bootstrap: vec![render::proxy_bootstrap(tenant, isolation, platform)],
+            bootstrap: vec![platform.proxy_bootstrap(tenant, isolation)],
             tls: None,
             client_ca,
             client_crl: None,

@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 use super::*;
 use crate::crd::{limits, Versions};
 use crate::names::tests::is_kubernetes_name;
+use crate::names::TENANT_GENERATION;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()

@@ -4,11 +4,13 @@
 //! Tenants are keyed by namespace and name: their folder is `tenants/<namespace>/<name>/`, and every
 //! platform-wide name (management namespace, Cluster, route) is built from [`names::tenant_id`].
 //!
-//! Apply: validate → size and render → commit to `tenants/<namespace>/<name>/` → read the Cluster API `Cluster` and the
-//! Flux `HelmRelease` back → when both are Ready, publish the tenant's route to the proxy's route source (a
-//! ConfigMap holding the tenants list, as `kaas_route::TenantRoute`s). Cleanup (finalizer): remove the folder
-//! and the route, unless [`DELETION_PROTECTION`] holds the deletion ([`step`]). A malformed tenant gets
-//! `Degraded` naming the field and nothing is committed for it.
+//! Apply, one step each: claim the tenant's id → plan it ([`render::plan`]: validate, size and render, once)
+//! → commit the plan to `tenants/<namespace>/<name>/` → wait until the Cluster API `Cluster` and the Flux
+//! `HelmRelease` read back are Ready → publish (the Strimzi CAs copied for the proxy, then the route, in the
+//! proxy's route source: a ConfigMap holding the tenants list as `kaas_route::TenantRoute`s) → status, from
+//! the same plan. A malformed tenant gets `Degraded` naming the field and nothing is committed for it.
+//! Cleanup (finalizer): remove the folder and the route, unless [`DELETION_PROTECTION`] holds the deletion
+//! ([`step`]).
 //!
 //! Status is written through the status subresource by server-side apply as [`FIELD_MANAGER`]; every change of
 //! state (and every commit) is also a Kubernetes Event on the tenant, so `kubectl describe` tells its story.
@@ -31,8 +33,7 @@ use crate::crd::{Condition, Isolation, KafkaTenant, KafkaTenantStatus};
 use crate::gitops::{self, Repo};
 use crate::metrics::Metrics;
 use crate::names;
-use crate::render::{self, Platform, RenderError};
-use crate::sizing;
+use crate::render::{self, Plan, Platform, RenderError};
 use crate::upstream;
 use crate::watched::{cluster_readiness, release_readiness, Cluster, HelmRelease};
 
@@ -212,7 +213,7 @@ pub fn id_owner(mine: &Claim, all: &[Claim]) -> Option<String> {
     (owner.key != mine.key).then(|| owner.key.clone())
 }
 
-/// Reconciles one tenant under the finalizer: apply (render, commit, wait for Ready, publish the route) or,
+/// Reconciles one tenant under the finalizer: apply (claim, plan, commit, wait for Ready, publish, status) or,
 /// on deletion, cleanup. Ready tenants are checked again every 10 minutes, waiting ones every 30 seconds.
 pub async fn reconcile(tenant: Arc<KafkaTenant>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
@@ -376,103 +377,153 @@ async fn set_status(
     Ok(())
 }
 
+/// How often a tenant refused for a taken id checks whether the id is free (the other tenant gone).
+const ID_RECHECK: Duration = Duration::from_secs(60);
+/// How often a tenant waiting for its cluster, release or CAs is checked again.
+const WAITING_RECHECK: Duration = Duration::from_secs(30);
+/// How often a ready tenant is checked again (Strimzi renews CAs; drift is put back).
+const READY_RECHECK: Duration = Duration::from_secs(600);
+
+/// Applies a tenant, one step each: claim its id, plan it, commit the plan, wait until what Flux applied is
+/// ready, publish it (the CA copy, then the route), and write the status that says where it stands.
 async fn apply(t: &KafkaTenant, api: &Api<KafkaTenant>, ctx: &Context) -> Result<Action, Error> {
-    let name = names::tenant_id_of(t);
-    let folder = names::folder(t);
-    let generation = t.metadata.generation;
-    // Ids join namespace and name with '-', so `a-b/c` and `a/b-c` are both `a-b-c`: the first to claim an id
-    // keeps it, and a later tenant with the same id is refused before it can touch the other's objects.
-    if let Some(owner) = id_owner(&Claim::of(t), &claims(ctx).await?) {
-        let message = format!(
-            "tenant id {name} is already {owner}'s (ids join namespace and name with '-'): rename or move \
-             one of them; nothing is committed for this one meanwhile"
-        );
-        let status = KafkaTenantStatus {
-            observed_generation: generation,
-            conditions: conditions("Degraded", "IdConflict", &message, generation),
-            ..Default::default()
-        };
-        set_status(api, ctx, t, status).await?;
+    if let Some(why) = id_taken(t, ctx).await? {
         // Checked again now and then: the id is free once the other tenant is gone.
-        return Ok(Action::requeue(Duration::from_secs(60)));
+        return refuse(t, api, ctx, "IdConflict", &why, Action::requeue(ID_RECHECK)).await;
     }
-    let manifests = match render::render(t, &ctx.platform) {
-        Ok(m) => m,
+    let plan = match render::plan(t, &ctx.platform) {
+        Ok(plan) => plan,
+        // Nothing is committed for a malformed tenant; it waits for its spec to change.
+        Err(e) => return refuse(t, api, ctx, "InvalidSpec", &e.to_string(), Action::await_change()).await,
+    };
+    commit(t, &plan, api, ctx).await?;
+    let waiting = match readiness_of(t, ctx).await? {
+        Some(why) => Some(why),
+        None => publish(t, &plan, ctx).await?,
+    };
+    set_status(api, ctx, t, applied_status(t, &plan, waiting.as_deref(), &ctx.routes)).await?;
+    Ok(Action::requeue(if waiting.is_some() { WAITING_RECHECK } else { READY_RECHECK }))
+}
+
+/// Why `t` may not use its id, when another tenant owns it. Ids join namespace and name with '-', so `a-b/c`
+/// and `a/b-c` are both `a-b-c`: the first to claim an id keeps it, and a later tenant with the same id is
+/// refused before it can touch the other's objects.
+async fn id_taken(t: &KafkaTenant, ctx: &Context) -> Result<Option<String>, Error> {
+    let mine = Claim::of(t);
+    Ok(id_owner(&mine, &claims(ctx).await?).map(|owner| {
+        format!(
+            "tenant id {} is already {owner}'s (ids join namespace and name with '-'): rename or move \
+             one of them; nothing is committed for this one meanwhile",
+            mine.id
+        )
+    }))
+}
+
+/// Marks `t` `Degraded` for `reason` with nothing committed for it, then `then`.
+async fn refuse(
+    t: &KafkaTenant,
+    api: &Api<KafkaTenant>,
+    ctx: &Context,
+    reason: &str,
+    message: &str,
+    then: Action,
+) -> Result<Action, Error> {
+    let generation = t.metadata.generation;
+    let status = KafkaTenantStatus {
+        observed_generation: generation,
+        conditions: conditions("Degraded", reason, message, generation),
+        ..Default::default()
+    };
+    set_status(api, ctx, t, status).await?;
+    Ok(then)
+}
+
+/// Commits the plan's manifests to the tenant's folder; an Event names a new commit. A failed write marks the
+/// tenant `Degraded` (with the plan's sizing and users) and fails the reconcile, which retries it.
+async fn commit(t: &KafkaTenant, plan: &Plan, api: &Api<KafkaTenant>, ctx: &Context) -> Result<(), Error> {
+    let yaml = render::to_yaml(&plan.manifests).map_err(|e| Error::Routes(e.to_string()))?;
+    let message = gitops::message(&plan.folder, t.metadata.generation);
+    match write_folder(ctx, &plan.folder, Some(gitops::tenant_files(yaml)), message).await? {
+        Ok(gitops::Outcome::Committed(sha)) => {
+            let note = format!("{} at {}", plan.folder, &sha[..12.min(sha.len())]);
+            ctx.record(t, EventType::Normal, "Committed", note).await;
+            Ok(())
+        }
+        Ok(gitops::Outcome::Unchanged) => Ok(()),
         Err(e) => {
-            // Nothing is committed for a malformed tenant; it waits for its spec to change.
+            let generation = t.metadata.generation;
             let status = KafkaTenantStatus {
                 observed_generation: generation,
-                conditions: conditions("Degraded", "InvalidSpec", &e.to_string(), generation),
+                conditions: conditions("Degraded", "GitWriteFailed", &e.to_string(), generation),
+                sizing: Some(plan.sizing.clone()),
+                users: plan.users.clone(),
                 ..Default::default()
             };
             set_status(api, ctx, t, status).await?;
-            return Ok(Action::await_change());
+            Err(e.into())
         }
-    };
-    let sizing = sizing::size(&render::demand(t)).ok();
-    let yaml = render::to_yaml(&manifests).map_err(|e| Error::Routes(e.to_string()))?;
-    let repo = ctx.repo.clone();
-    let message = gitops::message(&folder, generation);
-    let committed = tokio::task::spawn_blocking(move || {
+    }
+}
+
+/// Makes the tenant folder `folder` hold `files` (`None`: removes it), committed with `message`. Git work
+/// blocks, so it runs on the blocking pool; the repository's lock keeps two writes out of one work tree.
+async fn write_folder(
+    ctx: &Context,
+    folder: &str,
+    files: Option<Vec<gitops::TenantFile>>,
+    message: String,
+) -> Result<Result<gitops::Outcome, gitops::GitError>, Error> {
+    let (repo, folder) = (ctx.repo.clone(), folder.to_owned());
+    tokio::task::spawn_blocking(move || {
         let repo = repo.lock().unwrap_or_else(|p| p.into_inner());
-        repo.write_tenant(&folder, Some(&gitops::tenant_files(yaml)), &message)
+        repo.write_tenant(&folder, files.as_deref(), &message)
     })
     .await
-    .map_err(|e| Error::Routes(format!("git task: {e}")))?;
-    if let Ok(gitops::Outcome::Committed(sha)) = &committed {
-        let note = format!("{} at {}", names::folder(t), &sha[..12.min(sha.len())]);
-        ctx.record(t, EventType::Normal, "Committed", note).await;
-    }
-    if let Err(e) = committed {
-        let status = KafkaTenantStatus {
-            observed_generation: generation,
-            conditions: conditions("Degraded", "GitWriteFailed", &e.to_string(), generation),
-            sizing,
-            users: render::user_credentials(t),
-            ..Default::default()
-        };
-        set_status(api, ctx, t, status).await?;
-        return Err(e.into());
-    }
+    .map_err(|e| Error::Routes(format!("git task: {e}")))
+}
 
-    let mut waiting = readiness_of(t, ctx).await?;
-    if waiting.is_none() && ctx.routes.copies_material() {
-        // The files a route names are in place before the route is published.
-        waiting = match upstream::read(&ctx.client, &name, t.spec.isolation).await? {
+/// Publishes a ready tenant: when routes name the tenant's CA files, copies its Strimzi CAs into the proxy's
+/// Secret first (the files a route names are in place before the route), then publishes its route. `Some`
+/// says what it still waits for (Strimzi's secrets), with nothing published.
+async fn publish(t: &KafkaTenant, plan: &Plan, ctx: &Context) -> Result<Option<String>, Error> {
+    if ctx.routes.copies_material() {
+        match upstream::read(&ctx.client, &plan.tenant, t.spec.isolation).await? {
             Ok(material) => {
                 let (ns, secret) = (&ctx.routes.namespace, &ctx.routes.upstream_secret);
-                upstream::write(&ctx.client, ns, secret, &name, Some(&material)).await?;
-                None
+                upstream::write(&ctx.client, ns, secret, &plan.tenant, Some(&material)).await?;
             }
-            Err(why) => Some(why),
-        };
-    }
-    let (state, reason, message, bootstrap) = match &waiting {
-        Some(why) => ("Provisioning", "Waiting", why.clone(), None),
-        None => {
-            let mut route = ctx.routes.route(&name, t.spec.isolation, &ctx.platform);
-            route.quota = Some(sizing::quota(&render::demand(t)));
-            publish_route(&name, Some(route), ctx).await?;
-            (
-                "Ready",
-                "Published",
-                "route published to the proxy".to_owned(),
-                Some(names::expand(&ctx.routes.client_address, &name)),
-            )
+            Err(why) => return Ok(Some(why)),
         }
+    }
+    publish_route(&plan.tenant, Some(ctx.routes.route(plan)), ctx).await?;
+    Ok(None)
+}
+
+/// The status of an applied tenant: `Ready` with the address its clients use once its route is published,
+/// else `Provisioning` with what it `waiting` for; either way the plan's sizing and users.
+fn applied_status(
+    t: &KafkaTenant,
+    plan: &Plan,
+    waiting: Option<&str>,
+    routes: &RouteSource,
+) -> KafkaTenantStatus {
+    let generation = t.metadata.generation;
+    let (state, reason, message, bootstrap) = match waiting {
+        Some(why) => ("Provisioning", "Waiting", why, None),
+        None => (
+            "Ready",
+            "Published",
+            "route published to the proxy",
+            Some(names::expand(&routes.client_address, &plan.tenant)),
+        ),
     };
-    let status = KafkaTenantStatus {
+    KafkaTenantStatus {
         observed_generation: generation,
-        conditions: conditions(state, reason, &message, generation),
-        sizing,
+        conditions: conditions(state, reason, message, generation),
+        sizing: Some(plan.sizing.clone()),
         bootstrap,
-        users: render::user_credentials(t),
-    };
-    set_status(api, ctx, t, status).await?;
-    Ok(match waiting {
-        Some(_) => Action::requeue(Duration::from_secs(30)),
-        None => Action::requeue(Duration::from_secs(600)),
-    })
+        users: plan.users.clone(),
+    }
 }
 
 /// `None` when everything the tenant needs is up for its current spec; otherwise what it waits for.
@@ -606,14 +657,8 @@ async fn remove(t: &KafkaTenant, ctx: &Context) -> Result<Vec<String>, Error> {
                 .await?;
         }
     }
-    let repo = ctx.repo.clone();
     let folder = names::folder(t);
-    tokio::task::spawn_blocking(move || {
-        let repo = repo.lock().unwrap_or_else(|p| p.into_inner());
-        repo.write_tenant(&folder, None, &format!("remove tenant {folder}"))
-    })
-    .await
-    .map_err(|e| Error::Routes(format!("git task: {e}")))??;
+    write_folder(ctx, &folder, None, format!("remove tenant {folder}")).await??;
     if !owns_id {
         return Ok(Vec::new());
     }

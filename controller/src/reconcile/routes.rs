@@ -12,9 +12,8 @@ use kube::api::{Api, PostParams};
 use kube::Client;
 
 use super::{Context, Error, ROUTES_KEY};
-use crate::crd::Isolation;
 use crate::names;
-use crate::render::Platform;
+use crate::render::Plan;
 use crate::upstream;
 
 /// Where the proxy reads its routes from, and how tenants' clusters are reached.
@@ -65,10 +64,11 @@ impl RouteSource {
         self.upstream_files.is_some() || self.client_ca.is_some()
     }
 
-    /// The route published for `tenant`: its bootstrap address ([`Platform::proxy_bootstrap`]) and, with
+    /// The route published for `plan`'s tenant: its bootstrap address and quota from the plan and, with
     /// `upstream_files`, mutual TLS upstream with `identity: client` (every client keeps its own principal at
     /// the broker).
-    pub fn route(&self, tenant: &str, isolation: Isolation, platform: &Platform) -> TenantRoute {
+    pub fn route(&self, plan: &Plan) -> TenantRoute {
+        let tenant = plan.tenant.as_str();
         let prefix = self.upstream_files.as_ref().map(|p| names::expand(p, tenant));
         let file = |name: &str| prefix.as_ref().map(|p| std::path::PathBuf::from(format!("{p}{name}")));
         let [cluster_ca, clients_ca, clients_ca_key] = upstream::FILES;
@@ -85,13 +85,13 @@ impl RouteSource {
         });
         TenantRoute {
             name: tenant.into(),
-            bootstrap: vec![platform.proxy_bootstrap(tenant, isolation)],
+            bootstrap: vec![plan.bootstrap.clone()],
             tls: None,
             client_ca,
             client_crl: None,
             principal_mapping_rules: None,
             upstream,
-            quota: None,
+            quota: Some(plan.quota.clone()),
         }
     }
 }

@@ -6,14 +6,14 @@
 
 use serde_json::{json, Value};
 
-use super::{chart_values, meta, Platform};
+use super::{chart_values, meta, Plan, Platform};
 use crate::crd::{Isolation, KafkaTenant};
 use crate::names::{helm_release, kafka_namespace, kubeconfig_secret, KAFKA_RELEASE, TENANT_GENERATION};
-use crate::sizing::Sizing;
 
 /// The tenant's Flux `HelmRelease` of `charts/kaas`: into its own cluster after the components it needs, or
 /// into its namespace on the shared cluster.
-pub(super) fn kafka_release(t: &KafkaTenant, tenant: &str, ns: &str, s: &Sizing, p: &Platform) -> Value {
+pub(super) fn kafka_release(t: &KafkaTenant, plan: &Plan, ns: &str, p: &Platform) -> Value {
+    let tenant = &plan.tenant;
     let mut spec = json!({
         "interval": "10m",
         "releaseName": KAFKA_RELEASE,
@@ -24,7 +24,7 @@ pub(super) fn kafka_release(t: &KafkaTenant, tenant: &str, ns: &str, s: &Sizing,
             "chart": p.chart_path,
             "sourceRef": { "kind": "GitRepository", "name": p.chart_source, "namespace": "flux-system" },
         }},
-        "values": chart_values(t, tenant, s, p),
+        "values": chart_values(t, plan, p),
     });
     if t.spec.isolation == Isolation::Cluster {
         spec["kubeConfig"] = kube_config(tenant);

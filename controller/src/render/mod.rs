@@ -16,7 +16,7 @@ use crate::crd::{Isolation, KafkaTenant, SpecError, UserCredentials};
 use crate::names::{
     self, kafka_namespace, namespace, tenant_id, tenant_id_of, tenant_namespace, TENANT_LABEL,
 };
-use crate::sizing::{self, Demand, SizingError};
+use crate::sizing::{self, Demand, Sizing, SizingError};
 
 mod cluster_api;
 mod flux;
@@ -141,8 +141,71 @@ pub fn demand(t: &KafkaTenant) -> Demand {
     }
 }
 
-/// Every manifest of the tenant, in apply order.
+/// Everything one reconcile of a tenant needs, computed once from its spec and the platform: what is
+/// committed (the manifests), what its status reports (sizing, users) and what its route publishes (quota,
+/// bootstrap) all read this one value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// The tenant id ([`names::tenant_id`]), which every platform-wide name is built from.
+    pub tenant: String,
+    /// The tenant's folder in the GitOps repository ([`names::folder`]).
+    pub folder: String,
+    /// The sizing inputs of the spec.
+    pub demand: Demand,
+    /// The sized cluster: `status.sizing`, the broker pool and the chart's Kafka values.
+    pub sizing: Sizing,
+    /// Each user's byte-rate quotas at the brokers, in `spec.users` order (the chart values').
+    pub user_quotas: Vec<sizing::UserQuota>,
+    /// The byte-rate quotas the proxy holds the whole tenant to (the route's).
+    pub quota: kaas_route::Quota,
+    /// Where kaas-proxy reaches the tenant's Kafka (the route's bootstrap).
+    pub bootstrap: String,
+    /// Where each user's credentials are (`status.users`).
+    pub users: Vec<UserCredentials>,
+    /// Every manifest of the tenant, in apply order.
+    pub manifests: Vec<Value>,
+}
+
+/// Plans tenant `t` on platform `p`: validates the tenant, sizes it and renders its manifests, each once.
+/// Nothing is committed for a tenant that fails.
+pub fn plan(t: &KafkaTenant, p: &Platform) -> Result<Plan, RenderError> {
+    let name = valid_name(t)?;
+    let demand = demand(t);
+    let sizing = sizing::size(&demand)?;
+    fits_brokers(t, sizing.brokers)?;
+    // Every platform-wide name is built from the id, which keeps same-named tenants of two namespaces apart.
+    let tenant = tenant_id(tenant_namespace(t), &name);
+    let user_quotas = t
+        .spec
+        .users
+        .iter()
+        .map(|u| {
+            let own = u.quota.clone().unwrap_or_default();
+            sizing::user_quota(&demand, sizing.brokers, own.ingress_mbps, own.egress_mbps)
+        })
+        .collect();
+    let mut plan = Plan {
+        folder: names::folder(t),
+        quota: sizing::quota(&demand),
+        bootstrap: p.proxy_bootstrap(&tenant, t.spec.isolation),
+        users: user_credentials(t),
+        manifests: Vec::new(),
+        tenant,
+        demand,
+        sizing,
+        user_quotas,
+    };
+    plan.manifests = manifests(t, &plan, &p.for_tenant(t));
+    Ok(plan)
+}
+
+/// Every manifest of tenant `t`, in apply order ([`plan`] without the rest).
 pub fn render(t: &KafkaTenant, p: &Platform) -> Result<Vec<Value>, RenderError> {
+    plan(t, p).map(|plan| plan.manifests)
+}
+
+/// The tenant's name, once the spec validates and the name is a DNS label.
+fn valid_name(t: &KafkaTenant) -> Result<String, RenderError> {
     let name = t.metadata.name.clone().ok_or(RenderError::NoName)?;
     let mut errors = t.spec.validate();
     if let Err(m) = kaas_route::check_dns_label(&name) {
@@ -151,38 +214,43 @@ pub fn render(t: &KafkaTenant, p: &Platform) -> Result<Vec<Value>, RenderError> 
     if !errors.is_empty() {
         return Err(RenderError::Invalid(errors));
     }
-    let sizing = sizing::size(&demand(t))?;
-    // Only the sizing knows the broker count a topic's replicas must fit in.
+    Ok(name)
+}
+
+/// Refuses topics with more replicas than the tenant has brokers: only the sizing knows the broker count.
+fn fits_brokers(t: &KafkaTenant, brokers: u32) -> Result<(), RenderError> {
     let crowded: Vec<SpecError> = t
         .spec
         .topics
         .iter()
         .enumerate()
-        .filter(|(_, topic)| topic.replicas.is_some_and(|r| u32::from(r) > sizing.brokers))
+        .filter(|(_, topic)| topic.replicas.is_some_and(|r| u32::from(r) > brokers))
         .map(|(i, topic)| SpecError {
             field: format!("topics[{i}].replicas"),
             message: format!(
-                "{} replicas on {} brokers (the tenant's sizing)",
-                topic.replicas.unwrap_or_default(),
-                sizing.brokers
+                "{} replicas on {brokers} brokers (the tenant's sizing)",
+                topic.replicas.unwrap_or_default()
             ),
         })
         .collect();
-    if !crowded.is_empty() {
-        return Err(RenderError::Invalid(crowded));
+    if crowded.is_empty() {
+        Ok(())
+    } else {
+        Err(RenderError::Invalid(crowded))
     }
-    let p = &p.for_tenant(t);
-    // Every platform-wide name is built from the id, which keeps same-named tenants of two namespaces apart.
-    let name = tenant_id(tenant_namespace(t), &name);
-    let ns = namespace(&name);
+}
+
+/// The manifests of `plan`, on the platform as `t` sees it.
+fn manifests(t: &KafkaTenant, plan: &Plan, p: &Platform) -> Vec<Value> {
+    let ns = namespace(&plan.tenant);
     // Flux applies the tenant's folder as it is: the namespace its objects live in comes with them.
-    let mut out = vec![namespace_object(&ns, &name)];
+    let mut out = vec![namespace_object(&ns, &plan.tenant)];
     if t.spec.isolation == Isolation::Cluster {
-        out.extend(cluster_api::cluster_objects(&name, &ns, &t.spec.region, &sizing, p));
-        out.extend(flux::components(&name, &ns, p));
+        out.extend(cluster_api::cluster_objects(&plan.tenant, &ns, &t.spec.region, &plan.sizing, p));
+        out.extend(flux::components(&plan.tenant, &ns, p));
     }
-    out.push(flux::kafka_release(t, &name, &ns, &sizing, p));
-    Ok(out)
+    out.push(flux::kafka_release(t, plan, &ns, p));
+    out
 }
 
 /// The management-cluster Namespace holding the tenant's objects, first in apply order.
@@ -229,4 +297,4 @@ pub fn to_yaml(objects: &[Value]) -> Result<String, serde_norway::Error> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -16,7 +16,8 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
 }
 
-fn example(name: &str) -> KafkaTenant {
+/// The example tenant `controller/examples/<name>.yaml`.
+pub(crate) fn example(name: &str) -> KafkaTenant {
     let text =
         std::fs::read_to_string(repo().join(format!("controller/examples/{name}.yaml"))).expect("example");
     serde_norway::from_str(&text).expect("example parses")

@@ -6,39 +6,16 @@
 
 use serde_json::{json, Value};
 
-use super::{demand, Platform};
-use crate::crd::{AclResource, Isolation, KafkaTenant, PatternType, Topic};
+use super::{Plan, Platform};
+use crate::crd::{AclResource, Isolation, KafkaTenant, PatternType, Topic, User};
 use crate::names::topic_resource_name;
 use crate::sizing::{self, Sizing};
 
-/// The chart values: the one contract between the controller and `charts/kaas`.
-pub fn chart_values(t: &KafkaTenant, tenant: &str, s: &Sizing, p: &Platform) -> Value {
-    let users: Vec<Value> = t
-        .spec
-        .users
-        .iter()
-        .map(|u| {
-            let acls: Vec<Value> = u
-                .acls
-                .iter()
-                .map(|a| {
-                    let resource = match a.resource {
-                        AclResource::Topic => {
-                            json!({ "type": "topic", "name": a.name, "patternType": pattern(a.pattern_type) })
-                        }
-                        AclResource::Group => {
-                            json!({ "type": "group", "name": a.name, "patternType": pattern(a.pattern_type) })
-                        }
-                        AclResource::Cluster => json!({ "type": "cluster" }),
-                    };
-                    json!({ "resource": resource, "operations": a.operations })
-                })
-                .collect();
-            let quota = u.quota.clone().unwrap_or_default();
-            let quotas = sizing::user_quota(&demand(t), s.brokers, quota.ingress_mbps, quota.egress_mbps);
-            json!({ "name": u.name, "acls": acls, "quotas": quotas })
-        })
-        .collect();
+/// The chart values of `plan`'s release: the one contract between the controller and `charts/kaas`.
+pub fn chart_values(t: &KafkaTenant, plan: &Plan, p: &Platform) -> Value {
+    let (tenant, s) = (&plan.tenant, &plan.sizing);
+    let users: Vec<Value> =
+        t.spec.users.iter().zip(&plan.user_quotas).map(|(u, q)| user_values(u, q)).collect();
     let topics: Vec<Value> = t.spec.topics.iter().map(|topic| topic_values(t, topic, s)).collect();
     let mut values = json!({
         "tenant": tenant,
@@ -65,8 +42,7 @@ pub fn chart_values(t: &KafkaTenant, tenant: &str, s: &Sizing, p: &Platform) -> 
     // On its own cluster the proxy reaches the tenant through the `proxy` listener's internal load balancer,
     // at the name and port of the route: the listener listens there and external-dns publishes the name.
     if t.spec.isolation == Isolation::Cluster {
-        let bootstrap = p.proxy_bootstrap(tenant, Isolation::Cluster);
-        if let Some((host, port)) = bootstrap.rsplit_once(':') {
+        if let Some((host, port)) = plan.bootstrap.rsplit_once(':') {
             values["kafka"]["proxyListener"] = json!({ "bootstrapHostname": host });
             if let Ok(port) = port.parse::<u16>() {
                 values["kafka"]["proxyListener"]["port"] = json!(port);
@@ -74,6 +50,27 @@ pub fn chart_values(t: &KafkaTenant, tenant: &str, s: &Sizing, p: &Platform) -> 
         }
     }
     values
+}
+
+/// A user's values: its ACLs, and its quotas at the brokers.
+fn user_values(u: &User, quotas: &sizing::UserQuota) -> Value {
+    let acls: Vec<Value> = u
+        .acls
+        .iter()
+        .map(|a| {
+            let resource = match a.resource {
+                AclResource::Topic => {
+                    json!({ "type": "topic", "name": a.name, "patternType": pattern(a.pattern_type) })
+                }
+                AclResource::Group => {
+                    json!({ "type": "group", "name": a.name, "patternType": pattern(a.pattern_type) })
+                }
+                AclResource::Cluster => json!({ "type": "cluster" }),
+            };
+            json!({ "resource": resource, "operations": a.operations })
+        })
+        .collect();
+    json!({ "name": u.name, "acls": acls, "quotas": quotas })
 }
 
 /// The brokers' volumes: size and class, and past gp3's baseline the throughput (and IOPS) the sizing

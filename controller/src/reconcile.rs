@@ -33,7 +33,7 @@ use crate::crd::{Condition, Isolation, KafkaTenant, KafkaTenantStatus};
 use crate::gitops::{self, Repo};
 use crate::metrics::Metrics;
 use crate::names;
-use crate::render::{self, Plan, Platform, RenderError};
+use crate::render::{self, Plan, Platform};
 use crate::upstream;
 use crate::watched::{cluster_readiness, release_readiness, Cluster, HelmRelease};
 
@@ -53,7 +53,8 @@ pub const ROUTES_KEY: &str = "tenants.yaml";
 /// condition `Deleting` False, reason `DeletionProtected`; removing the annotation lets the deletion go on.
 pub const DELETION_PROTECTION: &str = "kaas.dev/deletion-protection";
 
-/// Why a reconcile failed; [`error_policy`] requeues it.
+/// Why a reconcile failed; [`error_policy`] requeues it. A tenant that cannot be planned ([`render::plan`]) is
+/// no failure: it is marked `Degraded` and waits for its spec to change.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A Kubernetes API call failed (status patch, reading `Cluster`/`HelmRelease`, the route ConfigMap).
@@ -62,14 +63,16 @@ pub enum Error {
     /// Committing or pushing the tenant's folder failed; the tenant is also marked `Degraded`.
     #[error("git: {0}")]
     Git(#[from] gitops::GitError),
-    /// Rendering failed. Not raised by [`reconcile`] today: an invalid tenant is marked `Degraded` instead.
-    #[error("render: {0}")]
-    Render(#[from] RenderError),
+    /// The blocking task that writes the tenant's folder panicked or was cancelled.
+    #[error("git task: {0}")]
+    GitTask(#[source] tokio::task::JoinError),
+    /// The planned manifests would not serialize as YAML.
+    #[error("manifests: {0}")]
+    Manifests(#[source] serde_norway::Error),
     /// The tenant's upstream material could not be read from Strimzi's secrets or written to the proxy's.
     #[error("upstream material: {0}")]
     Upstream(#[from] upstream::UpstreamError),
-    /// The route ConfigMap could not be read or written as YAML; also manifests that would not serialize
-    /// and a git task that panicked.
+    /// The route source ConfigMap's tenants list could not be read or written as YAML.
     #[error("route source: {0}")]
     Routes(String),
     /// What [`reconcile`] returns for every failure: the finalizer wraps the apply or cleanup error, or it
@@ -79,12 +82,13 @@ pub enum Error {
 }
 
 impl Error {
-    /// Bounded label for metrics.
+    /// Bounded label for metrics (`kaas_controller_reconcile_errors_total{reason}`).
     pub fn reason(&self) -> &'static str {
         match self {
             Error::Kube(_) => "kube",
             Error::Git(_) => "git",
-            Error::Render(_) => "render",
+            Error::GitTask(_) => "git_task",
+            Error::Manifests(_) => "manifests",
             Error::Routes(_) => "routes",
             Error::Upstream(_) => "upstream",
             // The finalizer wraps every failure of the apply or cleanup: label the failure, not the wrapper.
@@ -441,7 +445,7 @@ async fn refuse(
 /// Commits the plan's manifests to the tenant's folder; an Event names a new commit. A failed write marks the
 /// tenant `Degraded` (with the plan's sizing and users) and fails the reconcile, which retries it.
 async fn commit(t: &KafkaTenant, plan: &Plan, api: &Api<KafkaTenant>, ctx: &Context) -> Result<(), Error> {
-    let yaml = render::to_yaml(&plan.manifests).map_err(|e| Error::Routes(e.to_string()))?;
+    let yaml = render::to_yaml(&plan.manifests).map_err(Error::Manifests)?;
     let message = gitops::message(&plan.folder, t.metadata.generation);
     match write_folder(ctx, &plan.folder, Some(gitops::tenant_files(yaml)), message).await? {
         Ok(gitops::Outcome::Committed(sha)) => {
@@ -479,7 +483,7 @@ async fn write_folder(
         repo.write_tenant(&folder, files.as_deref(), &message)
     })
     .await
-    .map_err(|e| Error::Routes(format!("git task: {e}")))
+    .map_err(Error::GitTask)
 }
 
 /// Publishes a ready tenant: when routes name the tenant's CA files, copies its Strimzi CAs into the proxy's

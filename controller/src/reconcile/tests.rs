@@ -208,3 +208,38 @@ fn status_and_route_report_the_plan() {
     assert_eq!(state_of(&waiting.conditions), Some(("Provisioning", "Waiting")));
     assert_eq!((waiting.sizing.as_ref(), waiting.bootstrap), (Some(&plan.sizing), None));
 }
+
+/// Every failure's metric label, bounded and its own: a git task that failed or manifests that would not
+/// serialize are not the route source's failures; the finalizer's wrapper is labelled by what it wraps.
+#[tokio::test]
+async fn each_failure_has_its_own_label() {
+    let kube = || kube::Error::LinesCodecMaxLineLengthExceeded;
+    let task = tokio::spawn(std::future::pending::<()>());
+    task.abort();
+    let cancelled = task.await.expect_err("cancelled");
+    let yaml = serde_norway::from_str::<u32>("[").expect_err("not yaml");
+    let git = gitops::GitError::PushContention { remote: "origin".into() };
+    let upstream = upstream::UpstreamError::Kubeconfig { tenant: "t".into(), message: "m".into() };
+    let wrapped = |e: FinalizerError<Error>| Error::Finalizer(Box::new(e));
+    let table: Vec<(Error, &str)> = vec![
+        (Error::Kube(kube()), "kube"),
+        (Error::Git(git), "git"),
+        (Error::GitTask(cancelled), "git_task"),
+        (Error::Manifests(yaml), "manifests"),
+        (Error::Upstream(upstream), "upstream"),
+        (Error::Routes("tenants.yaml: bad".into()), "routes"),
+        (
+            wrapped(FinalizerError::ApplyFailed(Error::Manifests(
+                serde_norway::from_str::<u32>("[").expect_err(""),
+            ))),
+            "manifests",
+        ),
+        (wrapped(FinalizerError::CleanupFailed(Error::Routes(String::new()))), "routes"),
+        (wrapped(FinalizerError::AddFinalizer(kube())), "kube"),
+        (wrapped(FinalizerError::RemoveFinalizer(kube())), "kube"),
+        (wrapped(FinalizerError::UnnamedObject), "finalizer"),
+    ];
+    for (error, label) in table {
+        assert_eq!(error.reason(), label, "{error}");
+    }
+}

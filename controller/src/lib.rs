@@ -9,6 +9,7 @@
 #![warn(missing_docs)]
 
 pub mod crd;
+pub mod endpoint;
 pub mod gitops;
 /// Leader election, shared with kaas-proxy.
 pub use kaas_lease as leader;

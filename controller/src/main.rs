@@ -268,7 +268,8 @@ async fn serve(
     });
     // Bound before the election, so a follower answers /healthz and shows kaas_controller_leader 0.
     let listener = tokio::net::TcpListener::bind(metrics_listen).await?;
-    tokio::spawn(serve_metrics(listener, ctx.clone()));
+    let metrics = ctx.clone();
+    tokio::spawn(kaas_controller::endpoint::serve(listener, move || metrics.metrics.encode()));
 
     let duration = std::time::Duration::from_secs(election.lease_duration_seconds);
     let mut elector = leader::Elector::new(
@@ -360,29 +361,6 @@ fn hostname() -> String {
         .ok()
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "kaas-controller".into())
-}
-
-/// A minimal HTTP endpoint: `/metrics` (Prometheus text) and `/healthz`.
-async fn serve_metrics(listener: tokio::net::TcpListener, ctx: std::sync::Arc<reconcile::Context>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    while let Ok((mut stream, _)) = listener.accept().await {
-        let ctx = ctx.clone();
-        tokio::spawn(async move {
-            let mut buf = [0u8; 1024];
-            let n = stream.read(&mut buf).await.unwrap_or(0);
-            let request = String::from_utf8_lossy(&buf[..n]);
-            let (status, body) = match request.split_whitespace().nth(1) {
-                Some("/metrics") => ("200 OK", ctx.metrics.encode()),
-                Some("/healthz") => ("200 OK", "ok\n".to_owned()),
-                _ => ("404 Not Found", "not found\n".to_owned()),
-            };
-            let response = format!(
-                "HTTP/1.1 {status}\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = stream.write_all(response.as_bytes()).await;
-        });
-    }
 }
 
 /// The `size` command: the tenant in `file` (or a default spec) with the flags' values over it, validated,

@@ -22,25 +22,28 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder};
 use kube::runtime::finalizer::{finalizer, Error as FinalizerError, Event};
 use kube::{Client, Resource, ResourceExt};
-use serde_json::json;
 
-use crate::crd::{Condition, Isolation, KafkaTenant, KafkaTenantStatus};
+use crate::crd::{Condition, KafkaTenant, KafkaTenantStatus};
 use crate::gitops::{self, Repo};
 use crate::metrics::Metrics;
 use crate::names;
 use crate::render::{self, Plan, Platform};
 use crate::upstream;
-use crate::watched::{cluster_readiness, release_readiness, Cluster, HelmRelease};
 
+mod live;
 mod routes;
+mod status;
 
+use live::{readiness_of, LiveObjects};
 use routes::publish_route;
 pub use routes::{ensure_route_source, RouteSource};
+use status::{applied_status, conditions, set_status};
+pub use status::{held_conditions, stamp_transitions};
 
 /// Finalizer on every `KafkaTenant`, so deleting one first removes its folder and route.
 pub const FINALIZER: &str = "kaas.dev/tenant";
@@ -271,17 +274,6 @@ pub fn step(t: &KafkaTenant) -> Step {
     }
 }
 
-/// The conditions of a held deletion: those the tenant had (it still runs, its route stays published) and
-/// `Deleting` False naming the annotation.
-pub fn held_conditions(previous: &[Condition], generation: Option<i64>) -> Vec<Condition> {
-    let mut out: Vec<Condition> = previous.iter().filter(|c| c.type_ != "Deleting").cloned().collect();
-    let message = format!(
-        "deletion held: {DELETION_PROTECTION} is \"true\"; nothing is removed until the annotation is removed"
-    );
-    out.push(condition("Deleting", false, "DeletionProtected", &message, generation));
-    out
-}
-
 /// Holds a protected tenant's deletion: status only, and a Warning Event the first time. Removing the
 /// annotation is a change of the object, which brings the next reconcile.
 async fn hold(t: &KafkaTenant, api: &Api<KafkaTenant>, ctx: &Context) -> Result<Action, Error> {
@@ -307,78 +299,6 @@ pub fn error_policy(tenant: Arc<KafkaTenant>, error: &Error, ctx: Arc<Context>) 
     let delay = retry_delay(failures, f64::from(nanos.subsec_nanos()) / 1e9);
     tracing::warn!(tenant = %key, %error, failures, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
-}
-
-fn condition(type_: &str, on: bool, reason: &str, message: &str, generation: Option<i64>) -> Condition {
-    Condition {
-        type_: type_.into(),
-        status: if on { "True" } else { "False" }.into(),
-        reason: reason.into(),
-        message: message.into(),
-        last_transition_time: None,
-        observed_generation: generation,
-    }
-}
-
-/// The three conditions, exactly one state at a time; a fourth, `Deleting`, once the tenant is being deleted.
-fn conditions(state: &str, reason: &str, message: &str, generation: Option<i64>) -> Vec<Condition> {
-    let deleting = (state == "Deleting").then_some("Deleting");
-    ["Ready", "Provisioning", "Degraded"]
-        .into_iter()
-        .chain(deleting)
-        .map(|t| condition(t, t == state, reason, message, generation))
-        .collect()
-}
-
-/// Gives each condition its `lastTransitionTime`: the previous one while its status is unchanged, `now` when
-/// it changed or is new, so the time says since when the tenant has been in its state, not when it was last
-/// reconciled.
-pub fn stamp_transitions(conditions: &mut [Condition], previous: &[Condition], now: &str) {
-    for c in conditions {
-        let before = previous.iter().find(|p| p.type_ == c.type_ && p.status == c.status);
-        c.last_transition_time =
-            Some(before.and_then(|p| p.last_transition_time.clone()).unwrap_or_else(|| now.to_owned()));
-    }
-}
-
-/// Now, as Kubernetes writes times (RFC 3339, whole seconds, UTC).
-fn now() -> String {
-    let t = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now());
-    serde_json::to_value(t).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
-}
-
-/// The state (the condition that is `True`) and its reason.
-fn state_of(conditions: &[Condition]) -> Option<(&str, &str)> {
-    conditions.iter().find(|c| c.status == "True").map(|c| (c.type_.as_str(), c.reason.as_str()))
-}
-
-/// Writes `status` by server-side apply on the status subresource, and records an Event when the state or
-/// its reason changed.
-async fn set_status(
-    api: &Api<KafkaTenant>,
-    ctx: &Context,
-    t: &KafkaTenant,
-    mut status: KafkaTenantStatus,
-) -> Result<(), Error> {
-    let previous = t.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default();
-    stamp_transitions(&mut status.conditions, previous, &now());
-    let patch = json!({
-        "apiVersion": KafkaTenant::api_version(&()),
-        "kind": KafkaTenant::kind(&()),
-        "status": status,
-    });
-    // Forced: the controller alone owns the status; a field another manager set is taken over, not a conflict.
-    let params = PatchParams::apply(FIELD_MANAGER).force();
-    api.patch_status(&t.name_any(), &params, &Patch::Apply(&patch)).await?;
-    if let Some((state, reason)) = state_of(&status.conditions) {
-        if state_of(previous) != Some((state, reason)) {
-            let message = status.conditions.iter().find(|c| c.type_ == state).map(|c| c.message.clone());
-            let failed = state == "Degraded" || reason.ends_with("Failed");
-            let type_ = if failed { EventType::Warning } else { EventType::Normal };
-            ctx.record(t, type_, reason, format!("{state}: {}", message.unwrap_or_default())).await;
-        }
-    }
-    Ok(())
 }
 
 /// How often a tenant refused for a taken id checks whether the id is free (the other tenant gone).
@@ -501,103 +421,6 @@ async fn publish(t: &KafkaTenant, plan: &Plan, ctx: &Context) -> Result<Option<S
     }
     publish_route(&plan.tenant, Some(ctx.routes.route(plan)), ctx).await?;
     Ok(None)
-}
-
-/// The status of an applied tenant: `Ready` with the address its clients use once its route is published,
-/// else `Provisioning` with what it `waiting` for; either way the plan's sizing and users.
-fn applied_status(
-    t: &KafkaTenant,
-    plan: &Plan,
-    waiting: Option<&str>,
-    routes: &RouteSource,
-) -> KafkaTenantStatus {
-    let generation = t.metadata.generation;
-    let (state, reason, message, bootstrap) = match waiting {
-        Some(why) => ("Provisioning", "Waiting", why, None),
-        None => (
-            "Ready",
-            "Published",
-            "route published to the proxy",
-            Some(names::expand(&routes.client_address, &plan.tenant)),
-        ),
-    };
-    KafkaTenantStatus {
-        observed_generation: generation,
-        conditions: conditions(state, reason, message, generation),
-        sizing: Some(plan.sizing.clone()),
-        bootstrap,
-        users: plan.users.clone(),
-    }
-}
-
-/// `None` when everything the tenant needs is up for its current spec; otherwise what it waits for.
-///
-/// Cluster API v1beta2 says a `Cluster` is up with `Available`; Flux says a `HelmRelease` is with `Ready`, each
-/// for the generation it observed. A spec change reaches the `HelmRelease` only once Flux has applied the new
-/// commit, so the release must also carry the tenant's generation ([`names::TENANT_GENERATION`]): until
-/// then its `Ready` is the old spec's.
-async fn readiness_of(t: &KafkaTenant, ctx: &Context) -> Result<Option<String>, Error> {
-    let live = LiveObjects::of(t, ctx).await?;
-    let (ns, name, release) = (&live.namespace, &live.id, &live.release_name);
-    if t.spec.isolation == Isolation::Cluster {
-        match &live.cluster {
-            None => return Ok(Some(format!("Cluster {ns}/{name} not created yet"))),
-            Some(c) => {
-                if let Err(why) = cluster_readiness(c) {
-                    return Ok(Some(format!("Cluster {ns}/{name}: {why}")));
-                }
-            }
-        }
-    }
-    let Some(r) = &live.release else {
-        return Ok(Some(format!("HelmRelease {ns}/{release} not created yet")));
-    };
-    if let Some(want) = t.metadata.generation {
-        let applied = r.annotations().get(names::TENANT_GENERATION).cloned().unwrap_or_default();
-        if applied != want.to_string() {
-            return Ok(Some(format!(
-                "HelmRelease {ns}/{release}: Flux has not applied tenant generation {want} yet (applied: {})",
-                if applied.is_empty() { "none" } else { &applied }
-            )));
-        }
-    }
-    Ok(release_readiness(r).err().map(|why| format!("HelmRelease {ns}/{release}: {why}")))
-}
-
-/// What Flux applied from a tenant's folder and the controller reads back: its `Cluster` (own cluster only)
-/// and its Kafka `HelmRelease`, as the management cluster has them now. Readiness reads their status; a
-/// deletion waits until both are gone.
-struct LiveObjects {
-    namespace: String,
-    id: String,
-    release_name: String,
-    cluster: Option<Cluster>,
-    release: Option<HelmRelease>,
-}
-
-impl LiveObjects {
-    async fn of(t: &KafkaTenant, ctx: &Context) -> Result<LiveObjects, Error> {
-        let id = names::tenant_id_of(t);
-        let namespace = names::namespace(&id);
-        let cluster = match t.spec.isolation {
-            Isolation::Cluster => {
-                Api::<Cluster>::namespaced(ctx.client.clone(), &namespace).get_opt(&id).await?
-            }
-            Isolation::Namespace => None,
-        };
-        let release_name = names::helm_release(&id);
-        let release =
-            Api::<HelmRelease>::namespaced(ctx.client.clone(), &namespace).get_opt(&release_name).await?;
-        Ok(LiveObjects { namespace, id, release_name, cluster, release })
-    }
-
-    /// Those still there, named for a message.
-    fn present(&self) -> Vec<String> {
-        let (ns, id, release) = (&self.namespace, &self.id, &self.release_name);
-        let cluster = self.cluster.as_ref().map(|_| format!("Cluster {ns}/{id}"));
-        let helm = self.release.as_ref().map(|_| format!("HelmRelease {ns}/{release}"));
-        cluster.into_iter().chain(helm).collect()
-    }
 }
 
 /// How often a deleted tenant checks whether Flux and Cluster API have removed its objects (their watches

@@ -3,6 +3,7 @@
 
 use kaas_route::Identity;
 
+use super::status::{now, state_of};
 use super::*;
 use crate::render::tests::example;
 

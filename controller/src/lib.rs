@@ -4,15 +4,13 @@
 //!
 //! [`crd`] (the resource) → [`sizing`] (pure, priced from [`prices`]) → [`render`] (pure manifests) → [`gitops`] (the repository) →
 //! [`reconcile`] (the loop, reading [`watched`] objects back, with [`metrics`]), which keeps the proxy's
-//! [`upstream`] material in step with each tenant's Strimzi CAs. [`leader`] elects the one replica that runs it.
+//! [`upstream`] material in step with each tenant's Strimzi CAs. `kaas_lease` elects the one replica that runs it.
 
 #![warn(missing_docs)]
 
 pub mod crd;
 pub mod endpoint;
 pub mod gitops;
-/// Leader election, shared with kaas-proxy.
-pub use kaas_lease as leader;
 pub mod metrics;
 pub mod names;
 pub mod prices;

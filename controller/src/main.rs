@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use kaas_controller::crd::KafkaTenant;
 use kaas_controller::watched::{Cluster, HelmRelease};
-use kaas_controller::{gitops, leader, names, reconcile, render};
+use kaas_controller::{gitops, names, reconcile, render};
 use kube::{CustomResourceExt, ResourceExt};
 
 #[derive(Debug, Parser)]
@@ -59,9 +59,9 @@ enum Command {
         #[arg(long, default_value = "/var/lib/kaas-controller/gitops")]
         workdir: PathBuf,
         /// Namespace and name of the ConfigMap the proxy reads its routes from.
-        #[arg(long, default_value = "kaas-system")]
+        #[arg(long, default_value = reconcile::ROUTES_NAMESPACE)]
         routes_namespace: String,
-        #[arg(long, default_value = "kaas-proxy-routes")]
+        #[arg(long, default_value = reconcile::ROUTES_CONFIG_MAP)]
         routes_config_map: String,
         /// Path, as the proxy sees it, of each tenant's client CA (`{tenant}` is replaced); when set, the
         /// published routes require client certificates signed by it, and the tenant's Strimzi CAs are copied
@@ -75,14 +75,14 @@ enum Command {
         upstream_files_template: Option<String>,
         /// Bootstrap address of a tenant's Kafka (`isolation: cluster`) as the proxy reaches it; `{tenant}` is
         /// replaced by the tenant id.
-        #[arg(long, default_value = "kafka-bootstrap.{tenant}.internal.kaas.dev:9094")]
+        #[arg(long, default_value = render::CLUSTER_BOOTSTRAP)]
         cluster_bootstrap_template: String,
         /// The same for `isolation: namespace` tenants, whose Kafka runs in `tenant-{tenant}` of the shared cluster.
-        #[arg(long, default_value = "kaas-kafka-bootstrap.tenant-{tenant}.svc:9093")]
+        #[arg(long, default_value = render::NAMESPACE_BOOTSTRAP)]
         namespace_bootstrap_template: String,
         /// The address a tenant's clients are given (`status.bootstrap`): the proxy's name for the tenant and
         /// its port; `{tenant}` is replaced by the tenant id.
-        #[arg(long, default_value = "{tenant}.kaas.example.com:9092")]
+        #[arg(long, default_value = reconcile::CLIENT_ADDRESS)]
         client_address_template: String,
         /// AWS VPC IPAM pool id each own-cluster tenant's VPC CIDR is allocated from, so none overlap and the
         /// platform's Transit Gateway (or peering) can route to every one.
@@ -272,7 +272,7 @@ async fn serve(
     tokio::spawn(kaas_controller::endpoint::serve(listener, move || metrics.metrics.encode()));
 
     let duration = std::time::Duration::from_secs(election.lease_duration_seconds);
-    let mut elector = leader::Elector::new(
+    let mut elector = kaas_lease::Elector::new(
         client.clone(),
         &election.lease_namespace,
         &election.lease_name,

@@ -41,7 +41,9 @@ mod status;
 
 use live::{readiness_of, LiveObjects};
 use routes::publish_route;
-pub use routes::{ensure_route_source, RouteSource};
+pub use routes::{
+    ensure_route_source, RouteSource, CLIENT_ADDRESS, ROUTES_CONFIG_MAP, ROUTES_KEY, ROUTES_NAMESPACE,
+};
 use status::{applied_status, conditions, set_status};
 pub use status::{held_conditions, stamp_transitions};
 
@@ -49,8 +51,6 @@ pub use status::{held_conditions, stamp_transitions};
 pub const FINALIZER: &str = "kaas.dev/tenant";
 /// The field manager of the controller's server-side applies (the tenant's status).
 pub const FIELD_MANAGER: &str = "kaas-controller";
-/// Key of the route source ConfigMap holding the tenants list.
-pub const ROUTES_KEY: &str = "tenants.yaml";
 /// Annotation that holds a tenant's deletion: while it is `"true"`, deleting the `KafkaTenant` removes nothing
 /// (folder, route and the proxy's copies stay, so Flux keeps the cluster) and the object waits with the
 /// condition `Deleting` False, reason `DeletionProtected`; removing the annotation lets the deletion go on.

@@ -364,7 +364,7 @@ pub fn quota(d: &Demand) -> kaas_route::Quota {
 /// A user's byte-rate quotas at the brokers, as Strimzi's `KafkaUser.spec.quotas` takes them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct UserQuota {
+pub struct StrimziQuota {
     /// Bytes per second the user's clients may produce to each broker.
     pub producer_byte_rate: u64,
     /// Bytes per second the user's clients may fetch from each broker.
@@ -381,9 +381,9 @@ pub fn user_quota(
     brokers: u32,
     ingress_mbps: Option<u32>,
     egress_mbps: Option<u32>,
-) -> UserQuota {
+) -> StrimziQuota {
     let per_broker = |mbps: u32| (u64::from(mbps) * 1_000_000).div_ceil(u64::from(brokers.max(1)));
-    UserQuota {
+    StrimziQuota {
         producer_byte_rate: per_broker(ingress_mbps.unwrap_or(d.ingress_mbps).min(d.ingress_mbps)),
         consumer_byte_rate: per_broker(egress_mbps.unwrap_or(d.egress_mbps).min(d.egress_mbps)),
     }

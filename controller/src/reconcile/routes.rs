@@ -11,10 +11,19 @@ use kaas_route::{Identity, TenantRoute, UpstreamRoute, UpstreamTls};
 use kube::api::{Api, PostParams};
 use kube::Client;
 
-use super::{Context, Error, ROUTES_KEY};
+use super::{Context, Error};
 use crate::names;
 use crate::render::Plan;
 use crate::upstream;
+
+/// The route source ConfigMap's default namespace (the platform's, where the proxy runs).
+pub const ROUTES_NAMESPACE: &str = "kaas-system";
+/// The route source ConfigMap's default name (the `kaas-proxy` chart mounts it under this name).
+pub const ROUTES_CONFIG_MAP: &str = "kaas-proxy-routes";
+/// The default address a tenant's clients are given ([`RouteSource::client_address`]).
+pub const CLIENT_ADDRESS: &str = "{tenant}.kaas.example.com:9092";
+/// Key of the route source ConfigMap holding the tenants list.
+pub const ROUTES_KEY: &str = "tenants.yaml";
 
 /// Where the proxy reads its routes from, and how tenants' clusters are reached.
 #[derive(Debug, Clone)]
@@ -46,12 +55,12 @@ pub struct RouteSource {
 impl Default for RouteSource {
     fn default() -> Self {
         RouteSource {
-            namespace: "kaas-system".into(),
-            config_map: "kaas-proxy-routes".into(),
+            namespace: ROUTES_NAMESPACE.into(),
+            config_map: ROUTES_CONFIG_MAP.into(),
             client_ca: None,
             upstream_files: None,
             upstream_secret: "kaas-proxy-upstream".into(),
-            client_address: "{tenant}.kaas.example.com:9092".into(),
+            client_address: CLIENT_ADDRESS.into(),
         }
     }
 }

@@ -16,7 +16,7 @@ use crate::crd::{Isolation, KafkaTenant, SpecError, UserCredentials};
 use crate::names::{
     self, kafka_namespace, namespace, tenant_id, tenant_id_of, tenant_namespace, TENANT_LABEL,
 };
-use crate::sizing::{self, Demand, Sizing, SizingError};
+use crate::sizing::{self, Demand, Sizing, SizingError, StrimziQuota};
 
 mod cluster_api;
 mod flux;
@@ -82,6 +82,11 @@ impl Platform {
     }
 }
 
+/// The default [`Platform::cluster_bootstrap`].
+pub const CLUSTER_BOOTSTRAP: &str = "kafka-bootstrap.{tenant}.internal.kaas.dev:9094";
+/// The default [`Platform::namespace_bootstrap`].
+pub const NAMESPACE_BOOTSTRAP: &str = "kaas-kafka-bootstrap.tenant-{tenant}.svc:9093";
+
 /// How kaas-proxy (in the platform's VPC) reaches the brokers of a tenant on its own cluster: the tenant's VPC
 /// is attached to the platform's network (a Transit Gateway, or a peering), which needs every tenant VPC's CIDR
 /// to be unique, and its nodes admit the proxy's addresses on the brokers' load-balancer ports.
@@ -110,8 +115,8 @@ impl Default for Platform {
             chart_path: "./charts/kaas".into(),
             storage_class: "kaas-encrypted-gp3".into(),
             network: Network::default(),
-            cluster_bootstrap: "kafka-bootstrap.{tenant}.internal.kaas.dev:9094".into(),
-            namespace_bootstrap: "kaas-kafka-bootstrap.tenant-{tenant}.svc:9093".into(),
+            cluster_bootstrap: CLUSTER_BOOTSTRAP.into(),
+            namespace_bootstrap: NAMESPACE_BOOTSTRAP.into(),
         }
     }
 }
@@ -155,7 +160,7 @@ pub struct Plan {
     /// The sized cluster: `status.sizing`, the broker pool and the chart's Kafka values.
     pub sizing: Sizing,
     /// Each user's byte-rate quotas at the brokers, in `spec.users` order (the chart values').
-    pub user_quotas: Vec<sizing::UserQuota>,
+    pub user_quotas: Vec<StrimziQuota>,
     /// The byte-rate quotas the proxy holds the whole tenant to (the route's).
     pub quota: kaas_route::Quota,
     /// Where kaas-proxy reaches the tenant's Kafka (the route's bootstrap).

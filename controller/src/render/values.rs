@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use super::{Plan, Platform};
 use crate::crd::{AclResource, Isolation, KafkaTenant, PatternType, Topic, User};
 use crate::names::topic_resource_name;
-use crate::sizing::{self, Sizing};
+use crate::sizing::{self, Sizing, StrimziQuota};
 
 /// The chart values of `plan`'s release: the one contract between the controller and `charts/kaas`.
 pub fn chart_values(t: &KafkaTenant, plan: &Plan, p: &Platform) -> Value {
@@ -53,7 +53,7 @@ pub fn chart_values(t: &KafkaTenant, plan: &Plan, p: &Platform) -> Value {
 }
 
 /// A user's values: its ACLs, and its quotas at the brokers.
-fn user_values(u: &User, quotas: &sizing::UserQuota) -> Value {
+fn user_values(u: &User, quotas: &StrimziQuota) -> Value {
     let acls: Vec<Value> = u
         .acls
         .iter()

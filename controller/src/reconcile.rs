@@ -15,9 +15,10 @@
 //! Status is written through the status subresource by server-side apply as [`FIELD_MANAGER`]; every change of
 //! state (and every commit) is also a Kubernetes Event on the tenant, so `kubectl describe` tells its story.
 //!
-//! The route source and how a route is built ([`RouteSource`]) are in `reconcile/routes.rs`; the loop's pure
-//! parts are tested by tables in `reconcile/tests.rs`, the loop itself against a real API server in
-//! `controller/tests/reconcile.rs`.
+//! Beside the loop: `reconcile/claims.rs` (who owns an id), `reconcile/live.rs` (the `Cluster` and
+//! `HelmRelease` read back), `reconcile/routes.rs` (the route source, and how a route is built:
+//! [`RouteSource`]) and `reconcile/status.rs` (conditions and the status write). The pure parts are tested by
+//! tables in `reconcile/tests.rs`, the loop itself against a real API server in `controller/tests/reconcile.rs`.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -35,10 +36,13 @@ use crate::names;
 use crate::render::{self, Plan, Platform};
 use crate::upstream;
 
+mod claims;
 mod live;
 mod routes;
 mod status;
 
+use claims::{claims, id_taken};
+pub use claims::{id_owner, Claim};
 use live::{readiness_of, LiveObjects};
 use routes::publish_route;
 pub use routes::{
@@ -185,41 +189,6 @@ impl Context {
     }
 }
 
-/// A tenant's claim to its id: who it is and since when.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Claim {
-    /// `namespace/name`.
-    pub key: String,
-    /// [`names::tenant_id`] of it.
-    pub id: String,
-    /// `metadata.creationTimestamp` (RFC 3339; an object not yet stored has none and sorts last).
-    pub created: Option<String>,
-}
-
-impl Claim {
-    fn of(t: &KafkaTenant) -> Claim {
-        Claim {
-            key: tenant_key(t),
-            id: names::tenant_id_of(t),
-            created: t.metadata.creation_timestamp.as_ref().map(|c| c.0.to_string()),
-        }
-    }
-}
-
-/// Every stored tenant's claim.
-async fn claims(ctx: &Context) -> Result<Vec<Claim>, Error> {
-    let all = Api::<KafkaTenant>::all(ctx.client.clone()).list(&Default::default()).await?;
-    Ok(all.items.iter().map(Claim::of).collect())
-}
-
-/// The other tenant that owns `mine.id`, if one does: of the tenants with that id, the one created first
-/// (then the smaller `namespace/name`, for two created in the same second). Pure, so tested by tables.
-pub fn id_owner(mine: &Claim, all: &[Claim]) -> Option<String> {
-    let order = |c: &Claim| (c.created.is_none(), c.created.clone(), c.key.clone());
-    let owner = all.iter().chain([mine]).filter(|c| c.id == mine.id).min_by_key(|c| order(c))?;
-    (owner.key != mine.key).then(|| owner.key.clone())
-}
-
 /// Reconciles one tenant under the finalizer: apply (claim, plan, commit, wait for Ready, publish, status) or,
 /// on deletion, cleanup. Ready tenants are checked again every 10 minutes, waiting ones every 30 seconds.
 pub async fn reconcile(tenant: Arc<KafkaTenant>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -327,20 +296,6 @@ async fn apply(t: &KafkaTenant, api: &Api<KafkaTenant>, ctx: &Context) -> Result
     };
     set_status(api, ctx, t, applied_status(t, &plan, waiting.as_deref(), &ctx.routes)).await?;
     Ok(Action::requeue(if waiting.is_some() { WAITING_RECHECK } else { READY_RECHECK }))
-}
-
-/// Why `t` may not use its id, when another tenant owns it. Ids join namespace and name with '-', so `a-b/c`
-/// and `a/b-c` are both `a-b-c`: the first to claim an id keeps it, and a later tenant with the same id is
-/// refused before it can touch the other's objects.
-async fn id_taken(t: &KafkaTenant, ctx: &Context) -> Result<Option<String>, Error> {
-    let mine = Claim::of(t);
-    Ok(id_owner(&mine, &claims(ctx).await?).map(|owner| {
-        format!(
-            "tenant id {} is already {owner}'s (ids join namespace and name with '-'): rename or move \
-             one of them; nothing is committed for this one meanwhile",
-            mine.id
-        )
-    }))
 }
 
 /// Marks `t` `Degraded` for `reason` with nothing committed for it, then `then`.

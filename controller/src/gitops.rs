@@ -92,7 +92,7 @@ impl Repo {
         run(&self.dir, args)
     }
 
-    /// Makes `tenants/<tenant>/` (`tenant` a relative folder, [`crate::render::folder`]) hold exactly `files` (or nothing, for `None`), committed with `message`.
+    /// Makes `tenants/<tenant>/` (`tenant` a relative folder, [`crate::names::folder`]) hold exactly `files` (or nothing, for `None`), committed with `message`.
     pub fn write_tenant(
         &self,
         tenant: &str,

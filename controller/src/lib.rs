@@ -2,17 +2,26 @@
 //! `HelmRelease` of the `charts/kaas` chart — committed to the GitOps repository; its route is published to
 //! the proxy once ready.
 //!
-//! [`crd`] (the resource) → [`sizing`] (pure, priced from [`prices`]) → [`render`] (pure manifests) → [`gitops`] (the repository) →
-//! [`reconcile`] (the loop, reading [`watched`] objects back, with [`metrics`]), which keeps the proxy's
-//! [`upstream`] material in step with each tenant's Strimzi CAs. [`leader`] elects the one replica that runs it.
+//! The reconcile path ([`reconcile`]), one step each, in order:
+//! 1. claim: the tenant's platform-wide id ([`names`]) is its own, not an earlier tenant's;
+//! 2. plan: [`render::plan`] validates the [`crd`] spec, sizes it ([`sizing`], priced from [`prices`]) and renders
+//!    its manifests, once, into one [`render::Plan`] that every later step reads;
+//! 3. commit: the plan's manifests to the tenant's folder of the GitOps repository ([`gitops`]);
+//! 4. wait: the `Cluster` and `HelmRelease` Flux applied, read back ([`watched`]), are Ready;
+//! 5. publish: the tenant's Strimzi CAs copied for the proxy ([`upstream`]), then its route;
+//! 6. status: conditions, sizing, users and the clients' address, from the same plan.
+//!
+//! A deletion undoes it (route, CA copies, folder) and waits until the cluster is gone. [`metrics`] counts
+//! every reconcile, [`endpoint`] serves them with the health probe, and `kaas_lease` elects the one replica
+//! that reconciles.
 
 #![warn(missing_docs)]
 
 pub mod crd;
+pub mod endpoint;
 pub mod gitops;
-/// Leader election, shared with kaas-proxy.
-pub use kaas_lease as leader;
 pub mod metrics;
+pub mod names;
 pub mod prices;
 pub mod reconcile;
 pub mod render;

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use kaas_controller::crd::KafkaTenant;
 use kaas_controller::watched::{Cluster, HelmRelease};
-use kaas_controller::{gitops, leader, reconcile, render};
+use kaas_controller::{gitops, names, reconcile, render};
 use kube::{CustomResourceExt, ResourceExt};
 
 #[derive(Debug, Parser)]
@@ -59,9 +59,9 @@ enum Command {
         #[arg(long, default_value = "/var/lib/kaas-controller/gitops")]
         workdir: PathBuf,
         /// Namespace and name of the ConfigMap the proxy reads its routes from.
-        #[arg(long, default_value = "kaas-system")]
+        #[arg(long, default_value = reconcile::ROUTES_NAMESPACE)]
         routes_namespace: String,
-        #[arg(long, default_value = "kaas-proxy-routes")]
+        #[arg(long, default_value = reconcile::ROUTES_CONFIG_MAP)]
         routes_config_map: String,
         /// Path, as the proxy sees it, of each tenant's client CA (`{tenant}` is replaced); when set, the
         /// published routes require client certificates signed by it, and the tenant's Strimzi CAs are copied
@@ -75,14 +75,14 @@ enum Command {
         upstream_files_template: Option<String>,
         /// Bootstrap address of a tenant's Kafka (`isolation: cluster`) as the proxy reaches it; `{tenant}` is
         /// replaced by the tenant id.
-        #[arg(long, default_value = "kafka-bootstrap.{tenant}.internal.kaas.dev:9094")]
+        #[arg(long, default_value = render::CLUSTER_BOOTSTRAP)]
         cluster_bootstrap_template: String,
         /// The same for `isolation: namespace` tenants, whose Kafka runs in `tenant-{tenant}` of the shared cluster.
-        #[arg(long, default_value = "kaas-kafka-bootstrap.tenant-{tenant}.svc:9093")]
+        #[arg(long, default_value = render::NAMESPACE_BOOTSTRAP)]
         namespace_bootstrap_template: String,
         /// The address a tenant's clients are given (`status.bootstrap`): the proxy's name for the tenant and
         /// its port; `{tenant}` is replaced by the tenant id.
-        #[arg(long, default_value = "{tenant}.kaas.example.com:9092")]
+        #[arg(long, default_value = reconcile::CLIENT_ADDRESS)]
         client_address_template: String,
         /// AWS VPC IPAM pool id each own-cluster tenant's VPC CIDR is allocated from, so none overlap and the
         /// platform's Transit Gateway (or peering) can route to every one.
@@ -213,7 +213,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             // A bad tenant is reported and skipped; every other tenant is still synced.
             for file in files {
                 match render_file(&file).and_then(|(tenant, yaml)| {
-                    let name = render::folder(&tenant);
+                    let name = names::folder(&tenant);
                     let msg = gitops::message(&name, tenant.metadata.generation);
                     let outcome = repo.write_tenant(&name, Some(&gitops::tenant_files(yaml)), &msg)?;
                     Ok((name, outcome))
@@ -268,10 +268,11 @@ async fn serve(
     });
     // Bound before the election, so a follower answers /healthz and shows kaas_controller_leader 0.
     let listener = tokio::net::TcpListener::bind(metrics_listen).await?;
-    tokio::spawn(serve_metrics(listener, ctx.clone()));
+    let metrics = ctx.clone();
+    tokio::spawn(kaas_controller::endpoint::serve(listener, move || metrics.metrics.encode()));
 
     let duration = std::time::Duration::from_secs(election.lease_duration_seconds);
-    let mut elector = leader::Elector::new(
+    let mut elector = kaas_lease::Elector::new(
         client.clone(),
         &election.lease_namespace,
         &election.lease_name,
@@ -294,14 +295,14 @@ async fn serve(
     // rather than at the next requeue: they carry the tenant id label, mapped back through the tenant cache.
     let store = controller.store();
     let owner = move |labels: &std::collections::BTreeMap<String, String>| {
-        let id = labels.get(render::TENANT_LABEL).cloned();
+        let id = labels.get(names::TENANT_LABEL).cloned();
         store
             .state()
             .into_iter()
-            .filter(move |t| id.as_deref() == Some(render::tenant_id_of(t).as_str()))
+            .filter(move |t| id.as_deref() == Some(names::tenant_id_of(t).as_str()))
             .map(|t| kube::runtime::reflector::ObjectRef::from_obj(t.as_ref()))
     };
-    let labelled = || watcher::Config::default().labels(render::TENANT_LABEL);
+    let labelled = || watcher::Config::default().labels(names::TENANT_LABEL);
     let owner_of_cluster = owner.clone();
     let controller = controller
         .watches(kube::Api::<Cluster>::all(client.clone()), labelled(), move |c| owner_of_cluster(c.labels()))
@@ -360,29 +361,6 @@ fn hostname() -> String {
         .ok()
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "kaas-controller".into())
-}
-
-/// A minimal HTTP endpoint: `/metrics` (Prometheus text) and `/healthz`.
-async fn serve_metrics(listener: tokio::net::TcpListener, ctx: std::sync::Arc<reconcile::Context>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    while let Ok((mut stream, _)) = listener.accept().await {
-        let ctx = ctx.clone();
-        tokio::spawn(async move {
-            let mut buf = [0u8; 1024];
-            let n = stream.read(&mut buf).await.unwrap_or(0);
-            let request = String::from_utf8_lossy(&buf[..n]);
-            let (status, body) = match request.split_whitespace().nth(1) {
-                Some("/metrics") => ("200 OK", ctx.metrics.encode()),
-                Some("/healthz") => ("200 OK", "ok\n".to_owned()),
-                _ => ("404 Not Found", "not found\n".to_owned()),
-            };
-            let response = format!(
-                "HTTP/1.1 {status}\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = stream.write_all(response.as_bytes()).await;
-        });
-    }
 }
 
 /// The `size` command: the tenant in `file` (or a default spec) with the flags' values over it, validated,

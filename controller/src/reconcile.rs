@@ -2,56 +2,66 @@
 //! conditions, metrics, and an error policy that requeues.
 //!
 //! Tenants are keyed by namespace and name: their folder is `tenants/<namespace>/<name>/`, and every
-//! platform-wide name (management namespace, Cluster, route) is built from [`render::tenant_id`].
+//! platform-wide name (management namespace, Cluster, route) is built from [`names::tenant_id`].
 //!
-//! Apply: validate → size and render → commit to `tenants/<namespace>/<name>/` → read the Cluster API `Cluster` and the
-//! Flux `HelmRelease` back → when both are Ready, publish the tenant's route to the proxy's route source (a
-//! ConfigMap holding the tenants list, as `kaas_route::TenantRoute`s). Cleanup (finalizer): remove the folder
-//! and the route, unless [`DELETION_PROTECTION`] holds the deletion ([`step`]). A malformed tenant gets
-//! `Degraded` naming the field and nothing is committed for it.
+//! Apply, one step each: claim the tenant's id → plan it ([`render::plan`]: validate, size and render, once)
+//! → commit the plan to `tenants/<namespace>/<name>/` → wait until the Cluster API `Cluster` and the Flux
+//! `HelmRelease` read back are Ready → publish (the Strimzi CAs copied for the proxy, then the route, in the
+//! proxy's route source: a ConfigMap holding the tenants list as `kaas_route::TenantRoute`s) → status, from
+//! the same plan. A malformed tenant gets `Degraded` naming the field and nothing is committed for it.
+//! Cleanup (finalizer): remove the folder and the route, unless [`DELETION_PROTECTION`] holds the deletion
+//! ([`step`]).
 //!
 //! Status is written through the status subresource by server-side apply as [`FIELD_MANAGER`]; every change of
 //! state (and every commit) is also a Kubernetes Event on the tenant, so `kubectl describe` tells its story.
 //!
-//! The route source and how a route is built ([`RouteSource`]) are in `reconcile/routes.rs`; the loop's pure
-//! parts are tested by tables in `reconcile/tests.rs`, the loop itself against a real API server in
-//! `controller/tests/reconcile.rs`.
+//! Beside the loop: `reconcile/claims.rs` (who owns an id), `reconcile/live.rs` (the `Cluster` and
+//! `HelmRelease` read back), `reconcile/routes.rs` (the route source, and how a route is built:
+//! [`RouteSource`]) and `reconcile/status.rs` (conditions and the status write). The pure parts are tested by
+//! tables in `reconcile/tests.rs`, the loop itself against a real API server in `controller/tests/reconcile.rs`.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder};
 use kube::runtime::finalizer::{finalizer, Error as FinalizerError, Event};
 use kube::{Client, Resource, ResourceExt};
-use serde_json::json;
 
-use crate::crd::{Condition, Isolation, KafkaTenant, KafkaTenantStatus};
+use crate::crd::{Condition, KafkaTenant, KafkaTenantStatus};
 use crate::gitops::{self, Repo};
 use crate::metrics::Metrics;
-use crate::render::{self, Platform, RenderError};
-use crate::sizing;
+use crate::names;
+use crate::render::{self, Plan, Platform};
 use crate::upstream;
-use crate::watched::{cluster_readiness, release_readiness, Cluster, HelmRelease};
 
+mod claims;
+mod live;
 mod routes;
+mod status;
 
+use claims::{claims, id_taken};
+pub use claims::{id_owner, Claim};
+use live::{readiness_of, LiveObjects};
 use routes::publish_route;
-pub use routes::{ensure_route_source, RouteSource};
+pub use routes::{
+    ensure_route_source, RouteSource, CLIENT_ADDRESS, ROUTES_CONFIG_MAP, ROUTES_KEY, ROUTES_NAMESPACE,
+};
+use status::{applied_status, conditions, set_status};
+pub use status::{held_conditions, stamp_transitions};
 
 /// Finalizer on every `KafkaTenant`, so deleting one first removes its folder and route.
 pub const FINALIZER: &str = "kaas.dev/tenant";
 /// The field manager of the controller's server-side applies (the tenant's status).
 pub const FIELD_MANAGER: &str = "kaas-controller";
-/// Key of the route source ConfigMap holding the tenants list.
-pub const ROUTES_KEY: &str = "tenants.yaml";
 /// Annotation that holds a tenant's deletion: while it is `"true"`, deleting the `KafkaTenant` removes nothing
 /// (folder, route and the proxy's copies stay, so Flux keeps the cluster) and the object waits with the
 /// condition `Deleting` False, reason `DeletionProtected`; removing the annotation lets the deletion go on.
 pub const DELETION_PROTECTION: &str = "kaas.dev/deletion-protection";
 
-/// Why a reconcile failed; [`error_policy`] requeues it.
+/// Why a reconcile failed; [`error_policy`] requeues it. A tenant that cannot be planned ([`render::plan`]) is
+/// no failure: it is marked `Degraded` and waits for its spec to change.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A Kubernetes API call failed (status patch, reading `Cluster`/`HelmRelease`, the route ConfigMap).
@@ -60,14 +70,16 @@ pub enum Error {
     /// Committing or pushing the tenant's folder failed; the tenant is also marked `Degraded`.
     #[error("git: {0}")]
     Git(#[from] gitops::GitError),
-    /// Rendering failed. Not raised by [`reconcile`] today: an invalid tenant is marked `Degraded` instead.
-    #[error("render: {0}")]
-    Render(#[from] RenderError),
+    /// The blocking task that writes the tenant's folder panicked or was cancelled.
+    #[error("git task: {0}")]
+    GitTask(#[source] tokio::task::JoinError),
+    /// The planned manifests would not serialize as YAML.
+    #[error("manifests: {0}")]
+    Manifests(#[source] serde_norway::Error),
     /// The tenant's upstream material could not be read from Strimzi's secrets or written to the proxy's.
     #[error("upstream material: {0}")]
     Upstream(#[from] upstream::UpstreamError),
-    /// The route ConfigMap could not be read or written as YAML; also manifests that would not serialize
-    /// and a git task that panicked.
+    /// The route source ConfigMap's tenants list could not be read or written as YAML.
     #[error("route source: {0}")]
     Routes(String),
     /// What [`reconcile`] returns for every failure: the finalizer wraps the apply or cleanup error, or it
@@ -77,12 +89,13 @@ pub enum Error {
 }
 
 impl Error {
-    /// Bounded label for metrics.
+    /// Bounded label for metrics (`kaas_controller_reconcile_errors_total{reason}`).
     pub fn reason(&self) -> &'static str {
         match self {
             Error::Kube(_) => "kube",
             Error::Git(_) => "git",
-            Error::Render(_) => "render",
+            Error::GitTask(_) => "git_task",
+            Error::Manifests(_) => "manifests",
             Error::Routes(_) => "routes",
             Error::Upstream(_) => "upstream",
             // The finalizer wraps every failure of the apply or cleanup: label the failure, not the wrapper.
@@ -176,42 +189,7 @@ impl Context {
     }
 }
 
-/// A tenant's claim to its id: who it is and since when.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Claim {
-    /// `namespace/name`.
-    pub key: String,
-    /// [`render::tenant_id`] of it.
-    pub id: String,
-    /// `metadata.creationTimestamp` (RFC 3339; an object not yet stored has none and sorts last).
-    pub created: Option<String>,
-}
-
-impl Claim {
-    fn of(t: &KafkaTenant) -> Claim {
-        Claim {
-            key: tenant_key(t),
-            id: render::tenant_id_of(t),
-            created: t.metadata.creation_timestamp.as_ref().map(|c| c.0.to_string()),
-        }
-    }
-}
-
-/// Every stored tenant's claim.
-async fn claims(ctx: &Context) -> Result<Vec<Claim>, Error> {
-    let all = Api::<KafkaTenant>::all(ctx.client.clone()).list(&Default::default()).await?;
-    Ok(all.items.iter().map(Claim::of).collect())
-}
-
-/// The other tenant that owns `mine.id`, if one does: of the tenants with that id, the one created first
-/// (then the smaller `namespace/name`, for two created in the same second). Pure, so tested by tables.
-pub fn id_owner(mine: &Claim, all: &[Claim]) -> Option<String> {
-    let order = |c: &Claim| (c.created.is_none(), c.created.clone(), c.key.clone());
-    let owner = all.iter().chain([mine]).filter(|c| c.id == mine.id).min_by_key(|c| order(c))?;
-    (owner.key != mine.key).then(|| owner.key.clone())
-}
-
-/// Reconciles one tenant under the finalizer: apply (render, commit, wait for Ready, publish the route) or,
+/// Reconciles one tenant under the finalizer: apply (claim, plan, commit, wait for Ready, publish, status) or,
 /// on deletion, cleanup. Ready tenants are checked again every 10 minutes, waiting ones every 30 seconds.
 pub async fn reconcile(tenant: Arc<KafkaTenant>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
@@ -265,17 +243,6 @@ pub fn step(t: &KafkaTenant) -> Step {
     }
 }
 
-/// The conditions of a held deletion: those the tenant had (it still runs, its route stays published) and
-/// `Deleting` False naming the annotation.
-pub fn held_conditions(previous: &[Condition], generation: Option<i64>) -> Vec<Condition> {
-    let mut out: Vec<Condition> = previous.iter().filter(|c| c.type_ != "Deleting").cloned().collect();
-    let message = format!(
-        "deletion held: {DELETION_PROTECTION} is \"true\"; nothing is removed until the annotation is removed"
-    );
-    out.push(condition("Deleting", false, "DeletionProtected", &message, generation));
-    out
-}
-
 /// Holds a protected tenant's deletion: status only, and a Warning Event the first time. Removing the
 /// annotation is a change of the object, which brings the next reconcile.
 async fn hold(t: &KafkaTenant, api: &Api<KafkaTenant>, ctx: &Context) -> Result<Action, Error> {
@@ -303,245 +270,112 @@ pub fn error_policy(tenant: Arc<KafkaTenant>, error: &Error, ctx: Arc<Context>) 
     Action::requeue(delay)
 }
 
-fn condition(type_: &str, on: bool, reason: &str, message: &str, generation: Option<i64>) -> Condition {
-    Condition {
-        type_: type_.into(),
-        status: if on { "True" } else { "False" }.into(),
-        reason: reason.into(),
-        message: message.into(),
-        last_transition_time: None,
-        observed_generation: generation,
+/// How often a tenant refused for a taken id checks whether the id is free (the other tenant gone).
+const ID_RECHECK: Duration = Duration::from_secs(60);
+/// How often a tenant waiting for its cluster, release or CAs is checked again.
+const WAITING_RECHECK: Duration = Duration::from_secs(30);
+/// How often a ready tenant is checked again (Strimzi renews CAs; drift is put back).
+const READY_RECHECK: Duration = Duration::from_secs(600);
+
+/// Applies a tenant, one step each: claim its id, plan it, commit the plan, wait until what Flux applied is
+/// ready, publish it (the CA copy, then the route), and write the status that says where it stands.
+async fn apply(t: &KafkaTenant, api: &Api<KafkaTenant>, ctx: &Context) -> Result<Action, Error> {
+    if let Some(why) = id_taken(t, ctx).await? {
+        // Checked again now and then: the id is free once the other tenant is gone.
+        return refuse(t, api, ctx, "IdConflict", &why, Action::requeue(ID_RECHECK)).await;
     }
+    let plan = match render::plan(t, &ctx.platform) {
+        Ok(plan) => plan,
+        // Nothing is committed for a malformed tenant; it waits for its spec to change.
+        Err(e) => return refuse(t, api, ctx, "InvalidSpec", &e.to_string(), Action::await_change()).await,
+    };
+    commit(t, &plan, api, ctx).await?;
+    let waiting = match readiness_of(t, ctx).await? {
+        Some(why) => Some(why),
+        None => publish(t, &plan, ctx).await?,
+    };
+    set_status(api, ctx, t, applied_status(t, &plan, waiting.as_deref(), &ctx.routes)).await?;
+    Ok(Action::requeue(if waiting.is_some() { WAITING_RECHECK } else { READY_RECHECK }))
 }
 
-/// The three conditions, exactly one state at a time; a fourth, `Deleting`, once the tenant is being deleted.
-fn conditions(state: &str, reason: &str, message: &str, generation: Option<i64>) -> Vec<Condition> {
-    let deleting = (state == "Deleting").then_some("Deleting");
-    ["Ready", "Provisioning", "Degraded"]
-        .into_iter()
-        .chain(deleting)
-        .map(|t| condition(t, t == state, reason, message, generation))
-        .collect()
-}
-
-/// Gives each condition its `lastTransitionTime`: the previous one while its status is unchanged, `now` when
-/// it changed or is new, so the time says since when the tenant has been in its state, not when it was last
-/// reconciled.
-pub fn stamp_transitions(conditions: &mut [Condition], previous: &[Condition], now: &str) {
-    for c in conditions {
-        let before = previous.iter().find(|p| p.type_ == c.type_ && p.status == c.status);
-        c.last_transition_time =
-            Some(before.and_then(|p| p.last_transition_time.clone()).unwrap_or_else(|| now.to_owned()));
-    }
-}
-
-/// Now, as Kubernetes writes times (RFC 3339, whole seconds, UTC).
-fn now() -> String {
-    let t = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now());
-    serde_json::to_value(t).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
-}
-
-/// The state (the condition that is `True`) and its reason.
-fn state_of(conditions: &[Condition]) -> Option<(&str, &str)> {
-    conditions.iter().find(|c| c.status == "True").map(|c| (c.type_.as_str(), c.reason.as_str()))
-}
-
-/// Writes `status` by server-side apply on the status subresource, and records an Event when the state or
-/// its reason changed.
-async fn set_status(
+/// Marks `t` `Degraded` for `reason` with nothing committed for it, then `then`.
+async fn refuse(
+    t: &KafkaTenant,
     api: &Api<KafkaTenant>,
     ctx: &Context,
-    t: &KafkaTenant,
-    mut status: KafkaTenantStatus,
-) -> Result<(), Error> {
-    let previous = t.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default();
-    stamp_transitions(&mut status.conditions, previous, &now());
-    let patch = json!({
-        "apiVersion": KafkaTenant::api_version(&()),
-        "kind": KafkaTenant::kind(&()),
-        "status": status,
-    });
-    // Forced: the controller alone owns the status; a field another manager set is taken over, not a conflict.
-    let params = PatchParams::apply(FIELD_MANAGER).force();
-    api.patch_status(&t.name_any(), &params, &Patch::Apply(&patch)).await?;
-    if let Some((state, reason)) = state_of(&status.conditions) {
-        if state_of(previous) != Some((state, reason)) {
-            let message = status.conditions.iter().find(|c| c.type_ == state).map(|c| c.message.clone());
-            let failed = state == "Degraded" || reason.ends_with("Failed");
-            let type_ = if failed { EventType::Warning } else { EventType::Normal };
-            ctx.record(t, type_, reason, format!("{state}: {}", message.unwrap_or_default())).await;
-        }
-    }
-    Ok(())
+    reason: &str,
+    message: &str,
+    then: Action,
+) -> Result<Action, Error> {
+    let generation = t.metadata.generation;
+    let status = KafkaTenantStatus {
+        observed_generation: generation,
+        conditions: conditions("Degraded", reason, message, generation),
+        ..Default::default()
+    };
+    set_status(api, ctx, t, status).await?;
+    Ok(then)
 }
 
-async fn apply(t: &KafkaTenant, api: &Api<KafkaTenant>, ctx: &Context) -> Result<Action, Error> {
-    let name = render::tenant_id_of(t);
-    let folder = render::folder(t);
-    let generation = t.metadata.generation;
-    // Ids join namespace and name with '-', so `a-b/c` and `a/b-c` are both `a-b-c`: the first to claim an id
-    // keeps it, and a later tenant with the same id is refused before it can touch the other's objects.
-    if let Some(owner) = id_owner(&Claim::of(t), &claims(ctx).await?) {
-        let message = format!(
-            "tenant id {name} is already {owner}'s (ids join namespace and name with '-'): rename or move \
-             one of them; nothing is committed for this one meanwhile"
-        );
-        let status = KafkaTenantStatus {
-            observed_generation: generation,
-            conditions: conditions("Degraded", "IdConflict", &message, generation),
-            ..Default::default()
-        };
-        set_status(api, ctx, t, status).await?;
-        // Checked again now and then: the id is free once the other tenant is gone.
-        return Ok(Action::requeue(Duration::from_secs(60)));
-    }
-    let manifests = match render::render(t, &ctx.platform) {
-        Ok(m) => m,
+/// Commits the plan's manifests to the tenant's folder; an Event names a new commit. A failed write marks the
+/// tenant `Degraded` (with the plan's sizing and users) and fails the reconcile, which retries it.
+async fn commit(t: &KafkaTenant, plan: &Plan, api: &Api<KafkaTenant>, ctx: &Context) -> Result<(), Error> {
+    let yaml = render::to_yaml(&plan.manifests).map_err(Error::Manifests)?;
+    let message = gitops::message(&plan.folder, t.metadata.generation);
+    match write_folder(ctx, &plan.folder, Some(gitops::tenant_files(yaml)), message).await? {
+        Ok(gitops::Outcome::Committed(sha)) => {
+            let note = format!("{} at {}", plan.folder, &sha[..12.min(sha.len())]);
+            ctx.record(t, EventType::Normal, "Committed", note).await;
+            Ok(())
+        }
+        Ok(gitops::Outcome::Unchanged) => Ok(()),
         Err(e) => {
-            // Nothing is committed for a malformed tenant; it waits for its spec to change.
+            let generation = t.metadata.generation;
             let status = KafkaTenantStatus {
                 observed_generation: generation,
-                conditions: conditions("Degraded", "InvalidSpec", &e.to_string(), generation),
+                conditions: conditions("Degraded", "GitWriteFailed", &e.to_string(), generation),
+                sizing: Some(plan.sizing.clone()),
+                users: plan.users.clone(),
                 ..Default::default()
             };
             set_status(api, ctx, t, status).await?;
-            return Ok(Action::await_change());
+            Err(e.into())
         }
-    };
-    let sizing = sizing::size(&render::demand(t)).ok();
-    let yaml = render::to_yaml(&manifests).map_err(|e| Error::Routes(e.to_string()))?;
-    let repo = ctx.repo.clone();
-    let message = gitops::message(&folder, generation);
-    let committed = tokio::task::spawn_blocking(move || {
+    }
+}
+
+/// Makes the tenant folder `folder` hold `files` (`None`: removes it), committed with `message`. Git work
+/// blocks, so it runs on the blocking pool; the repository's lock keeps two writes out of one work tree.
+async fn write_folder(
+    ctx: &Context,
+    folder: &str,
+    files: Option<Vec<gitops::TenantFile>>,
+    message: String,
+) -> Result<Result<gitops::Outcome, gitops::GitError>, Error> {
+    let (repo, folder) = (ctx.repo.clone(), folder.to_owned());
+    tokio::task::spawn_blocking(move || {
         let repo = repo.lock().unwrap_or_else(|p| p.into_inner());
-        repo.write_tenant(&folder, Some(&gitops::tenant_files(yaml)), &message)
+        repo.write_tenant(&folder, files.as_deref(), &message)
     })
     .await
-    .map_err(|e| Error::Routes(format!("git task: {e}")))?;
-    if let Ok(gitops::Outcome::Committed(sha)) = &committed {
-        let note = format!("{} at {}", render::folder(t), &sha[..12.min(sha.len())]);
-        ctx.record(t, EventType::Normal, "Committed", note).await;
-    }
-    if let Err(e) = committed {
-        let status = KafkaTenantStatus {
-            observed_generation: generation,
-            conditions: conditions("Degraded", "GitWriteFailed", &e.to_string(), generation),
-            sizing,
-            users: render::user_credentials(t),
-            ..Default::default()
-        };
-        set_status(api, ctx, t, status).await?;
-        return Err(e.into());
-    }
+    .map_err(Error::GitTask)
+}
 
-    let mut waiting = readiness_of(t, ctx).await?;
-    if waiting.is_none() && ctx.routes.copies_material() {
-        // The files a route names are in place before the route is published.
-        waiting = match upstream::read(&ctx.client, &name, t.spec.isolation).await? {
+/// Publishes a ready tenant: when routes name the tenant's CA files, copies its Strimzi CAs into the proxy's
+/// Secret first (the files a route names are in place before the route), then publishes its route. `Some`
+/// says what it still waits for (Strimzi's secrets), with nothing published.
+async fn publish(t: &KafkaTenant, plan: &Plan, ctx: &Context) -> Result<Option<String>, Error> {
+    if ctx.routes.copies_material() {
+        match upstream::read(&ctx.client, &plan.tenant, t.spec.isolation).await? {
             Ok(material) => {
                 let (ns, secret) = (&ctx.routes.namespace, &ctx.routes.upstream_secret);
-                upstream::write(&ctx.client, ns, secret, &name, Some(&material)).await?;
-                None
+                upstream::write(&ctx.client, ns, secret, &plan.tenant, Some(&material)).await?;
             }
-            Err(why) => Some(why),
-        };
-    }
-    let (state, reason, message, bootstrap) = match &waiting {
-        Some(why) => ("Provisioning", "Waiting", why.clone(), None),
-        None => {
-            let mut route = ctx.routes.route(&name, t.spec.isolation, &ctx.platform);
-            route.quota = Some(sizing::quota(&render::demand(t)));
-            publish_route(&name, Some(route), ctx).await?;
-            (
-                "Ready",
-                "Published",
-                "route published to the proxy".to_owned(),
-                Some(ctx.routes.client_address.replace("{tenant}", &name)),
-            )
-        }
-    };
-    let status = KafkaTenantStatus {
-        observed_generation: generation,
-        conditions: conditions(state, reason, &message, generation),
-        sizing,
-        bootstrap,
-        users: render::user_credentials(t),
-    };
-    set_status(api, ctx, t, status).await?;
-    Ok(match waiting {
-        Some(_) => Action::requeue(Duration::from_secs(30)),
-        None => Action::requeue(Duration::from_secs(600)),
-    })
-}
-
-/// `None` when everything the tenant needs is up for its current spec; otherwise what it waits for.
-///
-/// Cluster API v1beta2 says a `Cluster` is up with `Available`; Flux says a `HelmRelease` is with `Ready`, each
-/// for the generation it observed. A spec change reaches the `HelmRelease` only once Flux has applied the new
-/// commit, so the release must also carry the tenant's generation ([`render::TENANT_GENERATION`]): until
-/// then its `Ready` is the old spec's.
-async fn readiness_of(t: &KafkaTenant, ctx: &Context) -> Result<Option<String>, Error> {
-    let live = LiveObjects::of(t, ctx).await?;
-    let (ns, name, release) = (&live.namespace, &live.id, &live.release_name);
-    if t.spec.isolation == Isolation::Cluster {
-        match &live.cluster {
-            None => return Ok(Some(format!("Cluster {ns}/{name} not created yet"))),
-            Some(c) => {
-                if let Err(why) = cluster_readiness(c) {
-                    return Ok(Some(format!("Cluster {ns}/{name}: {why}")));
-                }
-            }
+            Err(why) => return Ok(Some(why)),
         }
     }
-    let Some(r) = &live.release else {
-        return Ok(Some(format!("HelmRelease {ns}/{release} not created yet")));
-    };
-    if let Some(want) = t.metadata.generation {
-        let applied = r.annotations().get(render::TENANT_GENERATION).cloned().unwrap_or_default();
-        if applied != want.to_string() {
-            return Ok(Some(format!(
-                "HelmRelease {ns}/{release}: Flux has not applied tenant generation {want} yet (applied: {})",
-                if applied.is_empty() { "none" } else { &applied }
-            )));
-        }
-    }
-    Ok(release_readiness(r).err().map(|why| format!("HelmRelease {ns}/{release}: {why}")))
-}
-
-/// What Flux applied from a tenant's folder and the controller reads back: its `Cluster` (own cluster only)
-/// and its Kafka `HelmRelease`, as the management cluster has them now. Readiness reads their status; a
-/// deletion waits until both are gone.
-struct LiveObjects {
-    namespace: String,
-    id: String,
-    release_name: String,
-    cluster: Option<Cluster>,
-    release: Option<HelmRelease>,
-}
-
-impl LiveObjects {
-    async fn of(t: &KafkaTenant, ctx: &Context) -> Result<LiveObjects, Error> {
-        let id = render::tenant_id_of(t);
-        let namespace = render::namespace(&id);
-        let cluster = match t.spec.isolation {
-            Isolation::Cluster => {
-                Api::<Cluster>::namespaced(ctx.client.clone(), &namespace).get_opt(&id).await?
-            }
-            Isolation::Namespace => None,
-        };
-        let release_name = format!("{id}-kafka");
-        let release =
-            Api::<HelmRelease>::namespaced(ctx.client.clone(), &namespace).get_opt(&release_name).await?;
-        Ok(LiveObjects { namespace, id, release_name, cluster, release })
-    }
-
-    /// Those still there, named for a message.
-    fn present(&self) -> Vec<String> {
-        let (ns, id, release) = (&self.namespace, &self.id, &self.release_name);
-        let cluster = self.cluster.as_ref().map(|_| format!("Cluster {ns}/{id}"));
-        let helm = self.release.as_ref().map(|_| format!("HelmRelease {ns}/{release}"));
-        cluster.into_iter().chain(helm).collect()
-    }
+    publish_route(&plan.tenant, Some(ctx.routes.route(plan)), ctx).await?;
+    Ok(None)
 }
 
 /// How often a deleted tenant checks whether Flux and Cluster API have removed its objects (their watches
@@ -583,7 +417,7 @@ async fn cleanup(t: Arc<KafkaTenant>, api: &Api<KafkaTenant>, ctx: &Context) -> 
         set_status(api, ctx, &t, status).await?;
         return Ok(Action::requeue(TEARDOWN_RECHECK));
     }
-    let note = format!("route, upstream material, {} and its cluster objects removed", render::folder(&t));
+    let note = format!("route, upstream material, {} and its cluster objects removed", names::folder(&t));
     // kube's finalizer helper releases the finalizer once its cleanup returns; the cleanup is done above.
     let released = finalizer(api, FINALIZER, t.clone(), |_| async { Ok::<_, Error>(Action::await_change()) })
         .await
@@ -595,7 +429,7 @@ async fn cleanup(t: Arc<KafkaTenant>, api: &Api<KafkaTenant>, ctx: &Context) -> 
 /// Removes what the controller itself wrote for the tenant and says which of its objects on the management
 /// cluster are still there.
 async fn remove(t: &KafkaTenant, ctx: &Context) -> Result<Vec<String>, Error> {
-    let name = render::tenant_id_of(t);
+    let name = names::tenant_id_of(t);
     // A tenant refused for a taken id never published anything under it: what is there is the owner's.
     let owns_id = id_owner(&Claim::of(t), &claims(ctx).await?).is_none();
     if owns_id {
@@ -605,14 +439,8 @@ async fn remove(t: &KafkaTenant, ctx: &Context) -> Result<Vec<String>, Error> {
                 .await?;
         }
     }
-    let repo = ctx.repo.clone();
-    let folder = render::folder(t);
-    tokio::task::spawn_blocking(move || {
-        let repo = repo.lock().unwrap_or_else(|p| p.into_inner());
-        repo.write_tenant(&folder, None, &format!("remove tenant {folder}"))
-    })
-    .await
-    .map_err(|e| Error::Routes(format!("git task: {e}")))??;
+    let folder = names::folder(t);
+    write_folder(ctx, &folder, None, format!("remove tenant {folder}")).await??;
     if !owns_id {
         return Ok(Vec::new());
     }

@@ -17,7 +17,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::Client;
 
 use crate::crd::Isolation;
-use crate::render::{kafka_namespace, namespace, KAFKA_RELEASE};
+use crate::names::{kafka_namespace, kubeconfig_secret, namespace, KAFKA_RELEASE};
 
 /// The files of one tenant, as keys after `<tenant>.` (and as file names after the route's path prefix).
 pub const FILES: [&str; 3] = ["cluster-ca.crt", "clients-ca.crt", "clients-ca.key"];
@@ -99,7 +99,7 @@ async fn tenant_client(
         return Ok(Ok(management.clone()));
     }
     let ns = namespace(tenant);
-    let name = format!("{tenant}-kubeconfig");
+    let name = kubeconfig_secret(tenant);
     let secrets: Api<Secret> = Api::namespaced(management.clone(), &ns);
     let Some(secret) = secrets.get_opt(&name).await? else {
         return Ok(Err(format!("Secret {ns}/{name} (the tenant cluster's kubeconfig) not created yet")));

@@ -17,10 +17,11 @@ use k8s_openapi::ByteString;
 use kaas_controller::crd::KafkaTenant;
 use kaas_controller::gitops::Repo;
 use kaas_controller::metrics::Metrics;
+use kaas_controller::names::tenant_id;
 use kaas_controller::reconcile::{
     ensure_route_source, reconcile, Context, RouteSource, FINALIZER, ROUTES_KEY,
 };
-use kaas_controller::render::{tenant_id, Platform};
+use kaas_controller::render::Platform;
 use kaas_controller::watched::Cluster;
 use kaas_e2e::apiserver::{apply_yaml, client_from, ControlPlane, TEST_MANAGER};
 use kaas_route::TenantRoute;

@@ -11,10 +11,19 @@ use kaas_route::{Identity, TenantRoute, UpstreamRoute, UpstreamTls};
 use kube::api::{Api, PostParams};
 use kube::Client;
 
-use super::{Context, Error, ROUTES_KEY};
-use crate::crd::Isolation;
-use crate::render::{self, Platform};
+use super::{Context, Error};
+use crate::names;
+use crate::render::Plan;
 use crate::upstream;
+
+/// The route source ConfigMap's default namespace (the platform's, where the proxy runs).
+pub const ROUTES_NAMESPACE: &str = "kaas-system";
+/// The route source ConfigMap's default name (the `kaas-proxy` chart mounts it under this name).
+pub const ROUTES_CONFIG_MAP: &str = "kaas-proxy-routes";
+/// The default address a tenant's clients are given ([`RouteSource::client_address`]).
+pub const CLIENT_ADDRESS: &str = "{tenant}.kaas.example.com:9092";
+/// Key of the route source ConfigMap holding the tenants list.
+pub const ROUTES_KEY: &str = "tenants.yaml";
 
 /// Where the proxy reads its routes from, and how tenants' clusters are reached.
 #[derive(Debug, Clone)]
@@ -46,12 +55,12 @@ pub struct RouteSource {
 impl Default for RouteSource {
     fn default() -> Self {
         RouteSource {
-            namespace: "kaas-system".into(),
-            config_map: "kaas-proxy-routes".into(),
+            namespace: ROUTES_NAMESPACE.into(),
+            config_map: ROUTES_CONFIG_MAP.into(),
             client_ca: None,
             upstream_files: None,
             upstream_secret: "kaas-proxy-upstream".into(),
-            client_address: "{tenant}.kaas.example.com:9092".into(),
+            client_address: CLIENT_ADDRESS.into(),
         }
     }
 }
@@ -64,15 +73,16 @@ impl RouteSource {
         self.upstream_files.is_some() || self.client_ca.is_some()
     }
 
-    /// The route published for `tenant`: its bootstrap address ([`render::proxy_bootstrap`]) and, with
+    /// The route published for `plan`'s tenant: its bootstrap address and quota from the plan and, with
     /// `upstream_files`, mutual TLS upstream with `identity: client` (every client keeps its own principal at
     /// the broker).
-    pub fn route(&self, tenant: &str, isolation: Isolation, platform: &Platform) -> TenantRoute {
-        let prefix = self.upstream_files.as_ref().map(|p| p.replace("{tenant}", tenant));
+    pub fn route(&self, plan: &Plan) -> TenantRoute {
+        let tenant = plan.tenant.as_str();
+        let prefix = self.upstream_files.as_ref().map(|p| names::expand(p, tenant));
         let file = |name: &str| prefix.as_ref().map(|p| std::path::PathBuf::from(format!("{p}{name}")));
         let [cluster_ca, clients_ca, clients_ca_key] = upstream::FILES;
         let client_ca = match &self.client_ca {
-            Some(t) => Some(t.replace("{tenant}", tenant).into()),
+            Some(t) => Some(names::expand(t, tenant).into()),
             None => file(clients_ca),
         };
         let upstream = file(cluster_ca).map(|ca| UpstreamRoute {
@@ -84,13 +94,13 @@ impl RouteSource {
         });
         TenantRoute {
             name: tenant.into(),
-            bootstrap: vec![render::proxy_bootstrap(tenant, isolation, platform)],
+            bootstrap: vec![plan.bootstrap.clone()],
             tls: None,
             client_ca,
             client_crl: None,
             principal_mapping_rules: None,
             upstream,
-            quota: None,
+            quota: Some(plan.quota.clone()),
         }
     }
 }

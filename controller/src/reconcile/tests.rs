@@ -3,7 +3,9 @@
 
 use kaas_route::Identity;
 
+use super::status::{now, state_of};
 use super::*;
+use crate::render::tests::example;
 
 #[test]
 fn retries_back_off_exponentially_with_jitter_up_to_the_cap() {
@@ -154,23 +156,91 @@ fn a_held_deletion_keeps_the_state_and_says_why() {
 
 #[test]
 fn published_routes_validate_and_carry_identity() {
-    let p = Platform::default();
-    let plain = RouteSource::default().route("acme", Isolation::Cluster, &p);
-    assert_eq!(plain.bootstrap, ["kafka-bootstrap.acme.internal.kaas.dev:9094"], "the proxy listener's port");
+    let plan = |name: &str| render::plan(&example(name), &Platform::default()).expect("plans");
+    let (acme, beta) = (plan("acme"), plan("beta"));
+    let plain = RouteSource::default().route(&acme);
+    assert_eq!(
+        plain.bootstrap,
+        ["kafka-bootstrap.tenants-acme.internal.kaas.dev:9094"],
+        "the proxy listener's port"
+    );
     assert_eq!((plain.upstream.as_ref(), plain.client_ca.as_ref()), (None, None));
     assert!(plain.validate().is_empty(), "{:?}", plain.validate());
 
     let source =
         RouteSource { upstream_files: Some("/etc/kaas/upstream/{tenant}.".into()), ..Default::default() };
-    let route = source.route("acme", Isolation::Namespace, &p);
+    let route = source.route(&beta);
     assert!(route.validate().is_empty(), "{:?}", route.validate());
-    assert_eq!(route.bootstrap, ["kaas-kafka-bootstrap.tenant-acme.svc:9093"]);
-    assert_eq!(route.client_ca, Some("/etc/kaas/upstream/acme.clients-ca.crt".into()));
+    assert_eq!(route.bootstrap, ["kaas-kafka-bootstrap.tenant-tenants-beta.svc:9093"]);
+    assert_eq!(route.client_ca, Some("/etc/kaas/upstream/tenants-beta.clients-ca.crt".into()));
     let upstream = route.upstream.expect("upstream published");
     assert_eq!(upstream.identity(), Some(Identity::Client));
-    assert_eq!(upstream.tls.map(|t| t.ca), Some("/etc/kaas/upstream/acme.cluster-ca.crt".into()));
-    assert_eq!(upstream.clients_ca_key, Some("/etc/kaas/upstream/acme.clients-ca.key".into()));
+    assert_eq!(upstream.tls.map(|t| t.ca), Some("/etc/kaas/upstream/tenants-beta.cluster-ca.crt".into()));
+    assert_eq!(upstream.clients_ca_key, Some("/etc/kaas/upstream/tenants-beta.clients-ca.key".into()));
 
     let own_ca = RouteSource { client_ca: Some("/ca/{tenant}.pem".into()), ..source };
-    assert_eq!(own_ca.route("beta", Isolation::Cluster, &p).client_ca, Some("/ca/beta.pem".into()));
+    assert_eq!(own_ca.route(&acme).client_ca, Some("/ca/tenants-acme.pem".into()));
+}
+
+/// Status and route read the one plan of a reconcile: what they report is the plan's, never a second
+/// computation from the spec.
+#[test]
+fn status_and_route_report_the_plan() {
+    let t = example("acme");
+    let mut plan = render::plan(&t, &Platform::default()).expect("plans");
+    // Figures the spec would never give: a status or route that sized or named the tenant again would differ.
+    plan.tenant = "planned".into();
+    plan.sizing.brokers = 42;
+    plan.quota = kaas_route::Quota { produce_bytes_per_second: Some(7), fetch_bytes_per_second: Some(9) };
+    plan.bootstrap = "kafka.planned:9094".into();
+    plan.users.truncate(1);
+    let routes = RouteSource::default();
+    let route = routes.route(&plan);
+    assert_eq!(
+        (route.name.as_str(), route.bootstrap.as_slice(), route.quota.as_ref()),
+        ("planned", ["kafka.planned:9094".to_owned()].as_slice(), Some(&plan.quota))
+    );
+    let ready = applied_status(&t, &plan, None, &routes);
+    assert_eq!(state_of(&ready.conditions), Some(("Ready", "Published")));
+    assert_eq!(ready.sizing.as_ref(), Some(&plan.sizing));
+    assert_eq!(ready.users, plan.users);
+    assert_eq!(ready.bootstrap.as_deref(), Some("planned.kaas.example.com:9092"), "the clients' address");
+    let waiting = applied_status(&t, &plan, Some("HelmRelease not ready"), &routes);
+    assert_eq!(state_of(&waiting.conditions), Some(("Provisioning", "Waiting")));
+    assert_eq!((waiting.sizing.as_ref(), waiting.bootstrap), (Some(&plan.sizing), None));
+}
+
+/// Every failure's metric label, bounded and its own: a git task that failed or manifests that would not
+/// serialize are not the route source's failures; the finalizer's wrapper is labelled by what it wraps.
+#[tokio::test]
+async fn each_failure_has_its_own_label() {
+    let kube = || kube::Error::LinesCodecMaxLineLengthExceeded;
+    let task = tokio::spawn(std::future::pending::<()>());
+    task.abort();
+    let cancelled = task.await.expect_err("cancelled");
+    let yaml = serde_norway::from_str::<u32>("[").expect_err("not yaml");
+    let git = gitops::GitError::PushContention { remote: "origin".into() };
+    let upstream = upstream::UpstreamError::Kubeconfig { tenant: "t".into(), message: "m".into() };
+    let wrapped = |e: FinalizerError<Error>| Error::Finalizer(Box::new(e));
+    let table: Vec<(Error, &str)> = vec![
+        (Error::Kube(kube()), "kube"),
+        (Error::Git(git), "git"),
+        (Error::GitTask(cancelled), "git_task"),
+        (Error::Manifests(yaml), "manifests"),
+        (Error::Upstream(upstream), "upstream"),
+        (Error::Routes("tenants.yaml: bad".into()), "routes"),
+        (
+            wrapped(FinalizerError::ApplyFailed(Error::Manifests(
+                serde_norway::from_str::<u32>("[").expect_err(""),
+            ))),
+            "manifests",
+        ),
+        (wrapped(FinalizerError::CleanupFailed(Error::Routes(String::new()))), "routes"),
+        (wrapped(FinalizerError::AddFinalizer(kube())), "kube"),
+        (wrapped(FinalizerError::RemoveFinalizer(kube())), "kube"),
+        (wrapped(FinalizerError::UnnamedObject), "finalizer"),
+    ];
+    for (error, label) in table {
+        assert_eq!(error.reason(), label, "{error}");
+    }
 }

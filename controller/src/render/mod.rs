@@ -1,0 +1,305 @@
+//! Rendering: a `KafkaTenant` and its sizing → the manifests committed to the GitOps repository. Pure: no I/O.
+//!
+//! `isolation: cluster` renders the tenant's own cluster as explicit Cluster API objects
+//! (`render/cluster_api.rs`), then the platform components it needs and a Flux `HelmRelease` of `charts/kaas`
+//! that deploys into it through `<tenant>-kubeconfig` (`render/flux.rs`), with the chart values
+//! (`render/values.rs`). `isolation: namespace` renders only the HelmRelease, into a tenant namespace on the
+//! shared cluster. Either way the management-cluster Namespace `kaas-<tenant>` that holds these objects comes
+//! first, since Flux applies the folder as it is and creates no namespaces.
+//!
+//! Neighbours: [`crate::sizing`] sizes the demand and [`crate::names`] names every object; [`crate::reconcile`]
+//! and the binary's `render` and `sync` commands commit what this renders through [`crate::gitops`].
+
+use serde_json::{json, Value};
+
+use crate::crd::{Isolation, KafkaTenant, SpecError, UserCredentials};
+use crate::names::{
+    self, kafka_namespace, namespace, tenant_id, tenant_id_of, tenant_namespace, TENANT_LABEL,
+};
+use crate::sizing::{self, Demand, Sizing, SizingError, StrimziQuota};
+
+mod cluster_api;
+mod flux;
+mod values;
+
+pub use values::{chart_values, storage_class};
+
+/// Platform-wide settings the rendering needs besides the tenant.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Platform {
+    /// Kubernetes version of tenant clusters' control planes and workers, with the `v` (`v1.34.2`; 1.34 or newer:
+    /// the brokers' volumes are tuned by a `storage.k8s.io/v1` VolumeAttributesClass, GA in 1.34). A tenant's
+    /// `spec.versions` overrides this and the two below ([`Platform::for_tenant`]).
+    pub kubernetes_version: String,
+    /// The Strimzi operator's Helm chart version on tenant clusters.
+    pub strimzi_version: String,
+    /// Apache Kafka version of tenants' brokers (one every platform Strimzi supports).
+    pub kafka_version: String,
+    /// EC2 instance type of tenant clusters' control-plane machines.
+    pub control_plane_instance: String,
+    /// Flux source holding `charts/kaas` (a GitRepository in `flux-system`).
+    pub chart_source: String,
+    /// Path of the chart inside that source.
+    pub chart_path: String,
+    /// StorageClass of the brokers' data volumes on a tenant's own cluster, created by the chart (encrypted
+    /// gp3); on the shared cluster each tenant gets its own ([`storage_class`]).
+    pub storage_class: String,
+    /// The network path from kaas-proxy to a tenant's own cluster.
+    pub network: Network,
+    /// Bootstrap address, `host:port`, of an `isolation: cluster` tenant's Kafka as kaas-proxy reaches it
+    /// (`{tenant}` is replaced by the tenant id): the host is the name the tenant's external-dns publishes for
+    /// the internal load balancer of the chart's `proxy` listener, the port that listener's.
+    pub cluster_bootstrap: String,
+    /// The same for `isolation: namespace` tenants: their Strimzi bootstrap Service on the shared cluster.
+    pub namespace_bootstrap: String,
+}
+
+impl Platform {
+    /// The platform as tenant `t` sees it: its pinned versions in place of the defaults.
+    pub fn for_tenant(&self, t: &KafkaTenant) -> Platform {
+        let mut p = self.clone();
+        if let Some(v) = &t.spec.versions {
+            let pin = |field: &mut String, pinned: &Option<String>| {
+                if let Some(version) = pinned {
+                    field.clone_from(version);
+                }
+            };
+            pin(&mut p.kubernetes_version, &v.kubernetes);
+            pin(&mut p.strimzi_version, &v.strimzi);
+            pin(&mut p.kafka_version, &v.kafka);
+        }
+        p
+    }
+
+    /// Where kaas-proxy reaches tenant `tenant`'s Kafka: [`Platform::cluster_bootstrap`] or
+    /// [`Platform::namespace_bootstrap`] for its isolation, the tenant id in place.
+    pub fn proxy_bootstrap(&self, tenant: &str, isolation: Isolation) -> String {
+        let template = match isolation {
+            Isolation::Cluster => &self.cluster_bootstrap,
+            Isolation::Namespace => &self.namespace_bootstrap,
+        };
+        names::expand(template, tenant)
+    }
+}
+
+/// The default [`Platform::cluster_bootstrap`].
+pub const CLUSTER_BOOTSTRAP: &str = "kafka-bootstrap.{tenant}.internal.kaas.dev:9094";
+/// The default [`Platform::namespace_bootstrap`].
+pub const NAMESPACE_BOOTSTRAP: &str = "kaas-kafka-bootstrap.tenant-{tenant}.svc:9093";
+
+/// How kaas-proxy (in the platform's VPC) reaches the brokers of a tenant on its own cluster: the tenant's VPC
+/// is attached to the platform's network (a Transit Gateway, or a peering), which needs every tenant VPC's CIDR
+/// to be unique, and its nodes admit the proxy's addresses on the brokers' load-balancer ports.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Network {
+    /// AWS VPC IPAM pool each tenant VPC's CIDR is allocated from (`AWSCluster.spec.network.vpc.ipamPool`), so
+    /// no two overlap. Unset: Cluster API's default 10.0.0.0/16 for every tenant, which no Transit Gateway or
+    /// peering can route to more than one of.
+    pub vpc_ipam_pool: Option<String>,
+    /// Netmask length of each tenant VPC taken from the pool (e.g. 20: 4,096 addresses).
+    pub vpc_netmask_length: Option<u8>,
+    /// CIDRs allowed to the tenant nodes' NodePorts, behind which the brokers' internal load balancers
+    /// forward (`AWSCluster.spec.network.nodePortIngressRuleCidrBlocks`): the platform VPC's, where kaas-proxy
+    /// runs. Empty: Cluster API's default, any address that can route to them.
+    pub proxy_cidrs: Vec<String>,
+}
+
+impl Default for Platform {
+    fn default() -> Self {
+        Platform {
+            kubernetes_version: "v1.34.2".into(),
+            strimzi_version: "1.2.0".into(),
+            kafka_version: "4.1.0".into(),
+            control_plane_instance: "m7g.large".into(),
+            chart_source: "kaas".into(),
+            chart_path: "./charts/kaas".into(),
+            storage_class: "kaas-encrypted-gp3".into(),
+            network: Network::default(),
+            cluster_bootstrap: CLUSTER_BOOTSTRAP.into(),
+            namespace_bootstrap: NAMESPACE_BOOTSTRAP.into(),
+        }
+    }
+}
+
+/// Why a tenant could not be rendered; nothing is committed for it.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RenderError {
+    /// The spec fails validation, or the name is not a DNS label (field `(metadata.name)`); every problem.
+    #[error("invalid tenant: {}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
+    Invalid(Vec<SpecError>),
+    /// The object has no `metadata.name` (a file given to the CLI, say).
+    #[error("the tenant has no metadata.name")]
+    NoName,
+    /// The demand is valid but no cluster of this platform carries it.
+    #[error("sizing: {0}")]
+    Sizing(#[from] SizingError),
+}
+
+/// The sizing inputs of a tenant's spec.
+pub fn demand(t: &KafkaTenant) -> Demand {
+    Demand {
+        ingress_mbps: t.spec.throughput.ingress_mbps,
+        egress_mbps: t.spec.throughput.egress_mbps,
+        retention_hours: t.spec.retention_hours,
+        replication_factor: t.spec.replication_factor,
+        partitions: t.spec.partitions,
+    }
+}
+
+/// Everything one reconcile of a tenant needs, computed once from its spec and the platform: what is
+/// committed (the manifests), what its status reports (sizing, users) and what its route publishes (quota,
+/// bootstrap) all read this one value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// The tenant id ([`names::tenant_id`]), which every platform-wide name is built from.
+    pub tenant: String,
+    /// The tenant's folder in the GitOps repository ([`names::folder`]).
+    pub folder: String,
+    /// The sizing inputs of the spec.
+    pub demand: Demand,
+    /// The sized cluster: `status.sizing`, the broker pool and the chart's Kafka values.
+    pub sizing: Sizing,
+    /// Each user's byte-rate quotas at the brokers, in `spec.users` order (the chart values').
+    pub user_quotas: Vec<StrimziQuota>,
+    /// The byte-rate quotas the proxy holds the whole tenant to (the route's).
+    pub quota: kaas_route::Quota,
+    /// Where kaas-proxy reaches the tenant's Kafka (the route's bootstrap).
+    pub bootstrap: String,
+    /// Where each user's credentials are (`status.users`).
+    pub users: Vec<UserCredentials>,
+    /// Every manifest of the tenant, in apply order.
+    pub manifests: Vec<Value>,
+}
+
+/// Plans tenant `t` on platform `p`: validates the tenant, sizes it and renders its manifests, each once.
+/// Nothing is committed for a tenant that fails.
+pub fn plan(t: &KafkaTenant, p: &Platform) -> Result<Plan, RenderError> {
+    let name = valid_name(t)?;
+    let demand = demand(t);
+    let sizing = sizing::size(&demand)?;
+    fits_brokers(t, sizing.brokers)?;
+    // Every platform-wide name is built from the id, which keeps same-named tenants of two namespaces apart.
+    let tenant = tenant_id(tenant_namespace(t), &name);
+    let user_quotas = t
+        .spec
+        .users
+        .iter()
+        .map(|u| {
+            let own = u.quota.clone().unwrap_or_default();
+            sizing::user_quota(&demand, sizing.brokers, own.ingress_mbps, own.egress_mbps)
+        })
+        .collect();
+    let mut plan = Plan {
+        folder: names::folder(t),
+        quota: sizing::quota(&demand),
+        bootstrap: p.proxy_bootstrap(&tenant, t.spec.isolation),
+        users: user_credentials(t),
+        manifests: Vec::new(),
+        tenant,
+        demand,
+        sizing,
+        user_quotas,
+    };
+    plan.manifests = manifests(t, &plan, &p.for_tenant(t));
+    Ok(plan)
+}
+
+/// Every manifest of tenant `t`, in apply order ([`plan`] without the rest).
+pub fn render(t: &KafkaTenant, p: &Platform) -> Result<Vec<Value>, RenderError> {
+    plan(t, p).map(|plan| plan.manifests)
+}
+
+/// The tenant's name, once the spec validates and the name is a DNS label.
+fn valid_name(t: &KafkaTenant) -> Result<String, RenderError> {
+    let name = t.metadata.name.clone().ok_or(RenderError::NoName)?;
+    let mut errors = t.spec.validate();
+    if let Err(m) = kaas_route::check_dns_label(&name) {
+        errors.insert(0, SpecError { field: "(metadata.name)".into(), message: m });
+    }
+    if !errors.is_empty() {
+        return Err(RenderError::Invalid(errors));
+    }
+    Ok(name)
+}
+
+/// Refuses topics with more replicas than the tenant has brokers: only the sizing knows the broker count.
+fn fits_brokers(t: &KafkaTenant, brokers: u32) -> Result<(), RenderError> {
+    let crowded: Vec<SpecError> = t
+        .spec
+        .topics
+        .iter()
+        .enumerate()
+        .filter(|(_, topic)| topic.replicas.is_some_and(|r| u32::from(r) > brokers))
+        .map(|(i, topic)| SpecError {
+            field: format!("topics[{i}].replicas"),
+            message: format!(
+                "{} replicas on {brokers} brokers (the tenant's sizing)",
+                topic.replicas.unwrap_or_default()
+            ),
+        })
+        .collect();
+    if crowded.is_empty() {
+        Ok(())
+    } else {
+        Err(RenderError::Invalid(crowded))
+    }
+}
+
+/// The manifests of `plan`, on the platform as `t` sees it.
+fn manifests(t: &KafkaTenant, plan: &Plan, p: &Platform) -> Vec<Value> {
+    let ns = namespace(&plan.tenant);
+    // Flux applies the tenant's folder as it is: the namespace its objects live in comes with them.
+    let mut out = vec![namespace_object(&ns, &plan.tenant)];
+    if t.spec.isolation == Isolation::Cluster {
+        out.extend(cluster_api::cluster_objects(&plan.tenant, &ns, &t.spec.region, &plan.sizing, p));
+        out.extend(flux::components(&plan.tenant, &ns, p));
+    }
+    out.push(flux::kafka_release(t, plan, &ns, p));
+    out
+}
+
+/// The management-cluster Namespace holding the tenant's objects, first in apply order.
+fn namespace_object(ns: &str, tenant: &str) -> Value {
+    json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": ns, "labels": labels(tenant) } })
+}
+
+fn labels(tenant: &str) -> Value {
+    json!({ "app.kubernetes.io/managed-by": "kaas-controller", TENANT_LABEL: tenant })
+}
+
+fn meta(name: &str, ns: &str, tenant: &str) -> Value {
+    json!({ "name": name, "namespace": ns, "labels": labels(tenant) })
+}
+
+/// Where each user's credentials are: Strimzi names a KafkaUser's Secret after it, in the Kafka's namespace,
+/// on the tenant's own cluster (`isolation: cluster`) or on this one. Pure, like the rest of rendering.
+pub fn user_credentials(t: &KafkaTenant) -> Vec<UserCredentials> {
+    let tenant = tenant_id_of(t);
+    let cluster = match t.spec.isolation {
+        Isolation::Cluster => Some(format!("{}/{tenant}", namespace(&tenant))),
+        Isolation::Namespace => None,
+    };
+    t.spec
+        .users
+        .iter()
+        .map(|u| UserCredentials {
+            name: u.name.clone(),
+            secret: u.name.clone(),
+            namespace: kafka_namespace(&tenant, t.spec.isolation),
+            cluster: cluster.clone(),
+        })
+        .collect()
+}
+
+/// Multi-document YAML, in order.
+pub fn to_yaml(objects: &[Value]) -> Result<String, serde_norway::Error> {
+    let mut out = String::new();
+    for o in objects {
+        out.push_str("---\n");
+        out.push_str(&serde_norway::to_string(o)?);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

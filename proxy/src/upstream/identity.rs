@@ -22,6 +22,7 @@ use rcgen::{
     CertificateParams, DistinguishedName, DnType, DnValue, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     SerialNumber,
 };
+use rustls::crypto::SecureRandom;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::sign::CertifiedKey;
 use x509_parser::der_parser::asn1_rs::Tag;
@@ -246,7 +247,7 @@ impl ClientsCa {
         let now = time::OffsetDateTime::now_utc();
         params.not_before = now - CLOCK_SKEW;
         params.not_after = now + MINTED_LIFETIME;
-        params.serial_number = Some(SerialNumber::from_slice(&random_serial()));
+        params.serial_number = Some(SerialNumber::from_slice(&random_serial(provider().secure_random)?));
         let signing = |e: rcgen::Error| IdentityError::Signing(e.to_string());
         let key = KeyPair::generate().map_err(signing)?;
         let cert = params.signed_by(&key, &self.issuer).map_err(signing)?;
@@ -264,16 +265,13 @@ impl ClientsCa {
     }
 }
 
-/// 16 random bytes, top bit clear (a positive serial).
-fn random_serial() -> [u8; 16] {
-    use std::hash::{BuildHasher, Hasher};
+/// 16 bytes from `random` (the TLS provider's CSPRNG: serials must be unpredictable, RFC 5280 4.1.2.2 and the
+/// CA/Browser Forum's 64 bits of entropy), top bit clear (a positive serial); no weaker fallback when it fails.
+fn random_serial(random: &dyn SecureRandom) -> Result<[u8; 16], IdentityError> {
     let mut out = [0u8; 16];
-    for half in out.chunks_mut(8) {
-        let r = std::collections::hash_map::RandomState::new().build_hasher().finish();
-        half.copy_from_slice(&r.to_be_bytes());
-    }
+    random.fill(&mut out).map_err(|_| IdentityError::Signing("the system's random source failed".into()))?;
     out[0] &= 0x7f;
-    out
+    Ok(out)
 }
 
 /// One cached upstream identity.

@@ -166,3 +166,30 @@ fn the_cache_renews_and_stays_bounded() {
     cache.insert(b"d".to_vec(), 4, t0 + renew + Duration::from_secs(5));
     assert_eq!(cache.len(), 1);
 }
+
+/// A random source that returns `fill` bytes, or fails.
+#[derive(Debug)]
+struct FixedRandom(Option<u8>);
+
+impl SecureRandom for FixedRandom {
+    fn fill(&self, buf: &mut [u8]) -> Result<(), rustls::crypto::GetRandomFailed> {
+        let byte = self.0.ok_or(rustls::crypto::GetRandomFailed)?;
+        buf.fill(byte);
+        Ok(())
+    }
+}
+
+#[test]
+fn serials_come_from_the_secure_random_source_and_fail_closed() {
+    assert_eq!(random_serial(&FixedRandom(Some(0xff))).expect("filled"), {
+        let mut want = [0xff; 16];
+        want[0] = 0x7f;
+        want
+    });
+    assert!(random_serial(&FixedRandom(None)).is_err(), "no weaker fallback when the source fails");
+    let (a, b) = (
+        random_serial(provider().secure_random).expect("os"),
+        random_serial(provider().secure_random).expect("os"),
+    );
+    assert_ne!(a, b);
+}

@@ -209,7 +209,8 @@ fn client_identity(client: &TlsStream<TcpStream>, routes: &RouteSet, tenant: &st
     let leaf = client.get_ref().1.peer_certificates()?.first()?;
     match ClientIdentity::from_leaf(leaf) {
         Ok(id) => {
-            Span::current().record("principal", field::display(routes.principal(tenant, &id.subject)));
+            let principal = routes.principal(tenant, &id.subject);
+            Span::current().record("principal", field::display(printable(&principal)));
             Some(id)
         }
         Err(e) => {
@@ -217,6 +218,17 @@ fn client_identity(client: &TlsStream<TcpStream>, routes: &RouteSet, tenant: &st
             None
         }
     }
+}
+
+/// `text` with every control character written as its escape (`\n`, `\u{1b}`): a certificate subject is the
+/// client's text, and a line break or terminal escape in it must not forge or hide log lines.
+fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return text.into();
+    }
+    text.chars()
+        .map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() })
+        .collect()
 }
 
 /// Connect: the upstream connection for `to`, its broker or one of the tenant's bootstrap servers,
@@ -257,6 +269,24 @@ async fn session(
                 m.frame_refused(reason);
             }
             warn!(side = %e.side(), kind = %e.label(), error = %e, "session closed on error");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::printable;
+
+    #[test]
+    fn control_characters_in_subjects_are_escaped_for_the_log() {
+        let cases = [
+            ("CN=alice,O=acme", "CN=alice,O=acme"),
+            ("CN=mallory\n2026-12-07T00:00:00Z INFO forged", "CN=mallory\\n2026-12-07T00:00:00Z INFO forged"),
+            ("CN=\u{1b}[2Jclear", "CN=\\u{1b}[2Jclear"),
+            ("CN=Zoë", "CN=Zoë"),
+        ];
+        for (subject, logged) in cases {
+            assert_eq!(printable(subject), logged, "{subject:?}");
         }
     }
 }

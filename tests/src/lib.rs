@@ -1,4 +1,4 @@
-//! End-to-end harness: real parts wired together for the tests in `tests/tests/`.
+//! End-to-end harness: real parts wired together for the tests in `tests/tests/e2e/`.
 //!
 //! [`certs`] makes a CA and the proxy's certificate, [`tansu`] starts real Tansu brokers, [`proxy`] runs
 //! kaas-proxy in-process from a real configuration file and captures its log, [`relay`] counts upstream

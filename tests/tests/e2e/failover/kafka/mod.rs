@@ -11,8 +11,14 @@
 //! (a switchable relay); that replica drains (SIGTERM): it turns unready, the balancer sends new connections to
 //! the other, and its sessions close between requests. The producer reconnects and goes on with no delivery
 //! failing, and every acknowledged record is consumed once.
+//!
+//! A whole cluster unreachable and back: [`outage`]; two proxy instances restarted in turn under running
+//! clients: [`proxy_restart`].
 
-mod common;
+mod outage;
+mod proxy_restart;
+
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};

@@ -1,6 +1,9 @@
-//! Two tenants, each with its own Tansu: nothing crosses between them.
+//! Two tenants, each with its own Tansu: nothing crosses between them. The same on real Apache Kafka, where
+//! both clusters call their broker 11, and a tenant's quota: [`kafka`].
 
-mod common;
+mod kafka;
+
+use crate::common;
 
 use std::time::Duration;
 

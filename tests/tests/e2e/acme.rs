@@ -4,7 +4,7 @@
 //! `acme.kaas.localhost` and the broker's `b111` name alike. A restart on the same store reuses the stored
 //! certificate: no order, the same certificate served.
 
-mod common;
+use crate::common;
 
 use common::producing::{Plan, Producing};
 use std::path::{Path, PathBuf};

@@ -1,6 +1,6 @@
 //! librdkafka (the `rdkafka` crate) through kaas-proxy to a real Tansu broker.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -2,15 +2,14 @@
 //! connection floods) and from a tenant's broker (unsolicited, garbage, truncated or stalled answers, huge
 //! responses to a client that never reads). Every case runs in an [`arena::Arena`]: it must be answered with a
 //! clear log line and a counter, cost bounded memory, and leave tenant `steady` producing through the same proxy
-//! with zero errors. The attacks that need a real Apache Kafka cluster are in `kafka_hostile.rs`; the mutated
-//! responses of every address-carrying API in `hostile_broker.rs`.
-
-#[path = "../common/mod.rs"]
-mod common;
+//! with zero errors. The attacks that need a real Apache Kafka cluster are in [`kafka`]; the mutated
+//! responses of every address-carrying API in [`broker_responses`].
 
 mod arena;
+mod broker_responses;
 mod frames;
 mod hello;
+mod kafka;
 mod script;
 
 use std::time::Duration;

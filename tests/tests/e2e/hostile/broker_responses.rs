@@ -4,7 +4,7 @@
 //! exactly that client connection, with a log line naming the tenant, API, version and fault; `steady` sees no
 //! error at all. (A broker-sized allocation would abort this whole test process, proxy included.)
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! presenting a user's certificate to kaas-proxy, which reaches a 1-node Apache Kafka cluster with its
 //! StandardAuthorizer over mutual TLS as that same user (`identity: client`). alice, allowed to write and read,
 //! runs the matrix's whole scenario and every byte is checked ([`matrix::check`]); bob, allowed only to read,
-//! is refused his write with the authorization error each client reports in its own words. (kafka_identity.rs
+//! is refused his write with the authorization error each client reports in its own words. ([`super`]
 //! does the same and more with librdkafka in the test's process.)
 
 use std::path::{Path, PathBuf};

@@ -10,7 +10,7 @@
 //! the proxy at the end), a reload not applied, descriptors left open after the clients are gone, or the proxy
 //! exiting.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

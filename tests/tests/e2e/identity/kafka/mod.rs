@@ -2,8 +2,14 @@
 //! cluster's mutual-TLS listener through kaas-proxy, and the broker's ACLs hold per user (`identity: client`),
 //! or see the proxy's one principal (`identity: proxy`, the README's warning). A broker whose certificate does
 //! not verify is refused. librdkafka clients throughout.
+//!
+//! The same with every client program of the matrix: [`clients`]; the cluster and clients CAs rotated under
+//! a running producer: [`rotation`].
 
-mod common;
+mod clients;
+mod rotation;
+
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

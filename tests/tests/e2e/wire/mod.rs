@@ -1,5 +1,9 @@
 //! Byte-level checks through kaas-proxy to a real Tansu: every response byte a client receives is free of
 //! upstream addresses, ApiVersions is capped, and the proxy's own metadata refresh routes `b<id>` names.
+//! Every address-carrying API at every version against a real Apache Kafka cluster, and the proxy's `/metrics`
+//! against what the client sent: [`kafka`].
+
+mod kafka;
 
 use kaas_e2e::certs::Certs;
 use kaas_e2e::proxy::ProxyHandle;

@@ -18,8 +18,8 @@ use rdkafka::config::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio::task::JoinHandle;
 
-use super::common::{client_config, create_topic, Errors};
 use super::script::{Script, ScriptedBroker};
+use crate::common::{client_config, create_topic, Errors};
 
 /// How long a log line or a counter may take to appear after the client saw the refusal.
 pub const SOON: Duration = Duration::from_secs(5);

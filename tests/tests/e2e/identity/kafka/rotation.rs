@@ -7,7 +7,7 @@
 //! 200 ms) and gives the new material to new connections, while open connections finish on what they started
 //! with. No record is lost: every one acknowledged once and consumed once, in order per partition.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -7,7 +7,7 @@
 //! (librdkafka re-bootstraps once every broker it knew is unreachable), then starts again on its port. Nothing
 //! is lost: no delivery fails, and every acknowledged record is consumed exactly once, in order per partition.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

@@ -11,7 +11,7 @@
 //! checks the proxy's `/metrics` against what this client sent and received: requests per API exactly, bytes
 //! each way exactly, one latency observation per request and stage, sessions open per tenant.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};

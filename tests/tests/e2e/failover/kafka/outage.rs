@@ -5,7 +5,7 @@
 //! cluster returns, the same proxy (no restart) carries the tenant's traffic again within seconds, and every
 //! record acknowledged before, during and after is there.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

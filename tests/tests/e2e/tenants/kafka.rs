@@ -3,7 +3,7 @@
 //! (its cluster id), neither tenant sees the other's topics or records, and a broker id only the other
 //! cluster could have is refused at the handshake.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! Hostile inputs, each refused cleanly and logged, while a healthy client keeps producing to a real Apache
 //! Kafka broker through the same proxy.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -6,8 +6,11 @@
 //! `read_committed` consumer sees exactly the committed records.
 //!
 //! One cluster serves the file (a start costs ~10 s of the 2 cores): the scenarios are steps of one test.
+//! Every client against every broker version, and Kafka's own command-line tools: [`matrix`].
 
-mod common;
+mod matrix;
+
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;

@@ -7,11 +7,11 @@
 //! middle of its reconciles while tenants keep arriving leaves each tenant committed once and every status
 //! going Provisioning → Ready without a step back.
 //!
-//! Flux, Cluster API and Strimzi are not running here (real Flux runs in `kafka_tenant_loop.rs`): these tests
+//! Flux, Cluster API and Strimzi are not running here (real Flux runs in [`crate::tenant_loop`]): these tests
 //! apply the committed folder by server-side apply as kustomize-controller would, and report the objects'
 //! status as their controllers would, so they stay fast and exact about each step.
 
-mod common;
+use crate::common;
 
 use common::{all_rbac, eventually, Platform, SYSTEM};
 

@@ -3,10 +3,10 @@
 //! remote: the finalizer the controller adds itself, readiness from the status fields Cluster API and Flux
 //! publish, route publishing, update, deletion through the finalizer, a status write the server forbids, a
 //! malformed tenant, Strimzi's CAs reaching the proxy. The `kaas-controller run` binary, RBAC and leader
-//! election are `apiserver.rs`'s.
+//! election are [`crate::apiserver`]'s.
 
 // The stand-ins for Flux and helm-controller the API-server tests use too.
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -15,7 +15,7 @@
 //! cluster gets a second API server as that cluster, with Cluster API and helm-controller reported by a
 //! stand-in (its releases first install upstream charts from public Helm repositories, out of reach here).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -23,7 +23,7 @@ use k8s_openapi::api::events::v1::Event;
 use kaas_controller::crd::KafkaTenant;
 use kaas_controller::reconcile::{FIELD_MANAGER, FINALIZER};
 use kaas_controller::render::tenant_id;
-use kaas_e2e::apiserver::ControlPlane;
+use kaas_testsupport::apiserver::ControlPlane;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::ResourceExt;
 use serde_json::json;
@@ -35,8 +35,9 @@ async fn the_server_accepts_the_crds_and_enforces_the_tenant_rules() -> anyhow::
     assert!(upstream.iter().any(|n| n == "kafkas.kafka.strimzi.io"), "{upstream:?}");
     assert!(upstream.iter().any(|n| n == "clusters.cluster.x-k8s.io"), "{upstream:?}");
     assert!(upstream.iter().any(|n| n == "helmreleases.helm.toolkit.fluxcd.io"), "{upstream:?}");
-    let crd =
-        std::fs::read_to_string(kaas_e2e::repo_root().join("charts/kaas-controller/crds/kafkatenant.yaml"))?;
+    let crd = std::fs::read_to_string(
+        kaas_testsupport::repo_root().join("charts/kaas-controller/crds/kafkatenant.yaml"),
+    )?;
     assert_eq!(plane.install_crds(&crd).await?, ["kafkatenants.kaas.dev"]);
     plane.namespace("tenants").await?;
     let api: Api<KafkaTenant> = Api::namespaced(plane.admin().await?, "tenants");
@@ -115,7 +116,7 @@ async fn the_server_accepts_the_crds_and_enforces_the_tenant_rules() -> anyhow::
     }
     // Topics with configs, capitals and underscores, a user with Create and a quota: the acme example as it is.
     let acme: KafkaTenant = serde_norway::from_str(&std::fs::read_to_string(
-        kaas_e2e::repo_root().join("controller/examples/acme.yaml"),
+        kaas_testsupport::repo_root().join("controller/examples/acme.yaml"),
     )?)?;
     let created = api.create(&PostParams::default(), &acme).await?;
     assert_eq!(created.spec.topics, acme.spec.topics);

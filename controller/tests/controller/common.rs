@@ -15,9 +15,9 @@ use k8s_openapi::ByteString;
 use kaas_controller::crd::KafkaTenant;
 use kaas_controller::reconcile::ROUTES_KEY;
 use kaas_controller::watched::{Cluster, HelmRelease};
-use kaas_e2e::apiserver::{apply_yaml, documents, ControlPlane, TEST_MANAGER};
-use kaas_e2e::python::render_chart;
 use kaas_route::TenantRoute;
+use kaas_testsupport::apiserver::{apply_yaml, documents, ControlPlane, TEST_MANAGER};
+use kaas_testsupport::python::render_chart;
 use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::Client;
 use serde_json::json;
@@ -45,7 +45,7 @@ where
 }
 
 pub fn git(args: &[&str]) -> anyhow::Result<String> {
-    kaas_e2e::git(None, args)
+    kaas_testsupport::git(None, args)
 }
 
 /// A control plane with every CRD, the chart's RBAC applied, its service account's kubeconfig, and an empty
@@ -68,7 +68,7 @@ impl Platform {
         let plane = ControlPlane::start().await?;
         plane.install_upstream_crds().await?;
         let crd = std::fs::read_to_string(
-            kaas_e2e::repo_root().join("charts/kaas-controller/crds/kafkatenant.yaml"),
+            kaas_testsupport::repo_root().join("charts/kaas-controller/crds/kafkatenant.yaml"),
         )?;
         plane.install_crds(&crd).await?;
         let admin = plane.admin().await?;
@@ -94,7 +94,7 @@ impl Platform {
     pub fn controller(&self, identity: &str) -> anyhow::Result<Controller> {
         let deployment = self.chart.iter().find(|o| o["kind"] == "Deployment").context("no Deployment")?;
         let container = &deployment["spec"]["template"]["spec"]["containers"][0];
-        let metrics_port = kaas_e2e::free_port();
+        let metrics_port = kaas_testsupport::free_port();
         let workdir = self.tmp.path().join(identity);
         let args: Vec<String> = container["args"]
             .as_array()

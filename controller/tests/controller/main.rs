@@ -11,7 +11,7 @@
 //!   group).
 //!
 //! [`common`] is the control-plane arrangement the API-server tests share; the control plane, Flux and the Git
-//! server themselves are in the `kaas_e2e` harness.
+//! server themselves are the `kaas_testsupport` crate.
 
 mod common;
 

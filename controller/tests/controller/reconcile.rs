@@ -1,5 +1,5 @@
 //! Reconcile tests: the controller's `reconcile` called in-process, as its watch would call it, against a real
-//! Kubernetes API server (etcd + kube-apiserver, `kaas_e2e::apiserver`) with the real CRDs, and a real Git
+//! Kubernetes API server (etcd + kube-apiserver, `kaas_testsupport::apiserver`) with the real CRDs, and a real Git
 //! remote: the finalizer the controller adds itself, readiness from the status fields Cluster API and Flux
 //! publish, route publishing, update, deletion through the finalizer, a status write the server forbids, a
 //! malformed tenant, Strimzi's CAs reaching the proxy. The `kaas-controller run` binary, RBAC and leader
@@ -22,15 +22,15 @@ use kaas_controller::reconcile::{
 };
 use kaas_controller::render::{tenant_id, Platform};
 use kaas_controller::watched::Cluster;
-use kaas_e2e::apiserver::{apply_yaml, client_from, ControlPlane, TEST_MANAGER};
 use kaas_route::TenantRoute;
+use kaas_testsupport::apiserver::{apply_yaml, client_from, ControlPlane, TEST_MANAGER};
 use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde::Deserialize;
 use serde_json::json;
 
 fn git(dir: &Path, args: &[&str]) -> String {
-    kaas_e2e::git(Some(dir), args).unwrap_or_else(|e| panic!("git {args:?}: {e:#}"))
+    kaas_testsupport::git(Some(dir), args).unwrap_or_else(|e| panic!("git {args:?}: {e:#}"))
 }
 
 struct Fixture {
@@ -59,7 +59,7 @@ impl Fixture {
         let plane = ControlPlane::start().await.expect("control plane");
         plane.install_upstream_crds().await.expect("upstream CRDs");
         let crd = std::fs::read_to_string(
-            kaas_e2e::repo_root().join("charts/kaas-controller/crds/kafkatenant.yaml"),
+            kaas_testsupport::repo_root().join("charts/kaas-controller/crds/kafkatenant.yaml"),
         )
         .expect("the generated CRD");
         plane.install_crds(&crd).await.expect("the KafkaTenant CRD");

@@ -26,14 +26,14 @@ use common::{all_rbac, eventually, put_strimzi_cas, Platform, SYSTEM};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kaas_controller::reconcile::ROUTES_KEY;
 use kaas_controller::render::tenant_id;
-use kaas_e2e::apiserver::{apply_yaml, ControlPlane, TEST_MANAGER};
-use kaas_e2e::certs::Certs;
-use kaas_e2e::flux::{self, Flux, FLUX_NAMESPACE};
-use kaas_e2e::git_http::GitHttp;
 use kaas_e2e::kafka::{ClusterOptions, KafkaCluster};
 use kaas_e2e::proxy::ProxyHandle;
-use kaas_e2e::python::run_client;
 use kaas_e2e::{raw, DOMAIN};
+use kaas_testsupport::apiserver::{apply_yaml, ControlPlane, TEST_MANAGER};
+use kaas_testsupport::certs::Certs;
+use kaas_testsupport::flux::{self, Flux, FLUX_NAMESPACE};
+use kaas_testsupport::git_http::GitHttp;
+use kaas_testsupport::python::run_client;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 use rustls::AlertDescription;
@@ -123,7 +123,7 @@ async fn tenant_loop(case: Case) -> anyhow::Result<()> {
     // own cluster first gets its network, cloud controller, CSI driver and operators from their public Helm
     // repositories, which this machine cannot reach: there helm-controller does not run and a stand-in
     // reports the release.
-    flux::publish(&kaas_e2e::repo_root(), &["charts/kaas"], &p.tmp.path().join("platform.git"))?;
+    flux::publish(&kaas_testsupport::repo_root(), &["charts/kaas"], &p.tmp.path().join("platform.git"))?;
     let git = GitHttp::start(p.tmp.path())?;
     let controllers: &[&'static str] =
         if case.own_cluster { &flux::CONTROLLERS[..2] } else { &flux::CONTROLLERS };

@@ -1,4 +1,4 @@
-//! End-to-end harness: real parts wired together for the tests in `tests/tests/`.
+//! End-to-end harness: real parts wired together for the tests in `tests/tests/e2e/`.
 //!
 //! [`certs`] makes a CA and the proxy's certificate, [`tansu`] starts real Tansu brokers, [`proxy`] runs
 //! kaas-proxy in-process from a real configuration file and captures its log, [`relay`] counts upstream
@@ -8,63 +8,27 @@
 //! [`soak`] runs the real binary as its own process and samples it; [`pebble`] is a real ACME server;
 //! [`apiserver`] is a real Kubernetes control plane (etcd + kube-apiserver) for the controller, and [`git_http`]
 //! serves its GitOps repository over HTTP to [`flux`]'s real controllers.
+//!
+//! What needs nothing of kaas-proxy ([`apiserver`], [`flux`], [`git_http`], [`certs`], [`python`] and the
+//! helpers [`repo_root`], [`git`], [`free_port`], [`wait_for_port`]) lives in the `kaas_testsupport` crate, which
+//! the controller's tests use without building the proxy; it is re-exported here under the same names.
 
-pub mod apiserver;
-pub mod certs;
-pub mod flux;
-pub mod git_http;
+pub use kaas_testsupport::{
+    apiserver, certs, flux, free_port, git, git_http, python, repo_root, wait_for_port,
+};
+
 pub mod hostile_broker;
 pub mod kafka;
 pub mod matrix;
 pub mod pebble;
 pub mod proxy;
-pub mod python;
 pub mod raw;
 pub mod relay;
 pub mod soak;
 pub mod tansu;
 
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
-
 /// The domain every test serves tenants under; `*.localhost` resolves to loopback (libnss-myhostname).
 pub const DOMAIN: &str = "kaas.localhost";
-
-/// The repository root.
-pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
-}
-
-/// Runs `git args` in `dir` (the current folder when `None`); its standard output, or an error with git's
-/// standard error.
-pub fn git(dir: Option<&std::path::Path>, args: &[&str]) -> anyhow::Result<String> {
-    let mut command = std::process::Command::new("git");
-    if let Some(dir) = dir {
-        command.current_dir(dir);
-    }
-    let out = command.args(args).output()?;
-    anyhow::ensure!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// A port free right now on loopback.
-pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    l.local_addr().expect("local addr").port()
-}
-
-/// Polls until something accepts TCP connections on `port`.
-pub fn wait_for_port(port: u16, within: Duration) -> anyhow::Result<()> {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    anyhow::bail!("nothing listens on port {port} after {within:?}")
-}
 
 /// The common arrangement: one tenant `acme` whose cluster is one real Tansu broker, behind a proxy.
 #[derive(Debug)]

@@ -1,7 +1,7 @@
 //! The soak's instruments: the real `kaas-proxy` binary as its own process (so what is sampled is the proxy
 //! alone, not the clients beside it), a sample of that process every interval (resident memory, open file
 //! descriptors, threads, the connections it holds, the clients' produce latency), and what a run leaves
-//! behind: a CSV, an SVG chart and the memory slope. `tests/tests/kafka_soak.rs` drives the load.
+//! behind: a CSV, an SVG chart and the memory slope. `tests/tests/e2e/soak/kafka.rs` drives the load.
 //!
 //! The pure parts (CSV, slope, chart) take samples and return text or numbers, and are tested here.
 

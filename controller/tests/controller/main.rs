@@ -1,0 +1,21 @@
+//! kaas-controller's integration tests, one binary organised by feature (`docs/develop/testing.md` maps each
+//! feature to its tests; the controller's unit tests sit beside its code in `src/`).
+//!
+//! - [`cli`]: the binary without a cluster: `render`, `crd`, `sync`, `size`, and refusals.
+//! - [`reconcile`]: `reconcile` called in-process against a real kube-apiserver with the real CRDs and a real Git
+//!   remote.
+//! - [`apiserver`]: the real `kaas-controller run` binary with the chart's RBAC against a real kube-apiserver:
+//!   the CRDs' rules, finalizer, GitOps commits, status, Events, leader election. Each test starts its own
+//!   etcd + kube-apiserver; nextest runs them one at a time (the `apiserver` group in `.config/nextest.toml`).
+//! - [`tenant_loop`]: the whole loop with real Flux, the proxy and a real Apache Kafka cluster (the `kafka`
+//!   group).
+//!
+//! [`common`] is the control-plane arrangement the API-server tests share; the control plane, Flux and the Git
+//! server themselves are the `kaas_testsupport` crate.
+
+mod common;
+
+mod apiserver;
+mod cli;
+mod reconcile;
+mod tenant_loop;

@@ -1,0 +1,376 @@
+//! The whole tenant loop, end to end: a `KafkaTenant` applied to a real API server → the real
+//! `kaas-controller run` (the chart's arguments and RBAC) commits its folder to a real bare Git repository →
+//! Flux itself (source-controller fetching that repository and the platform's charts over HTTP,
+//! kustomize-controller applying `tenants/`, helm-controller installing `charts/kaas`, whose Strimzi objects
+//! the real CRDs accept) → Strimzi's part (stand-in: the cluster's real CA secrets; no operator runs Kafka
+//! here, the local cluster is the tenant's) → the controller marks the tenant Ready
+//! and publishes its route and upstream material → the proxy reads the route ConfigMap and the upstream Secret
+//! as the chart mounts them (stand-in for the kubelet: the objects' keys written to files) → a real Kafka
+//! client (confluent-kafka, with a tenant user's certificate) produces and consumes through
+//! `<tenant>.<domain>` on a real Apache Kafka cluster over mutual TLS with its own identity. Then an update (a
+//! new generation, a new commit, a Helm upgrade, a changed route) and a delete (Flux prunes and uninstalls,
+//! the proxy refuses the name, the object goes).
+//!
+//! Both isolation modes: on the shared cluster (namespace) all three Flux controllers run; a tenant on its own
+//! cluster gets a second API server as that cluster, with Cluster API and helm-controller reported by a
+//! stand-in (its releases first install upstream charts from public Helm repositories, out of reach here).
+
+use crate::common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use common::{all_rbac, eventually, put_strimzi_cas, Platform, SYSTEM};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kaas_controller::names::tenant_id;
+use kaas_controller::reconcile::ROUTES_KEY;
+use kaas_e2e::kafka::{ClusterOptions, KafkaCluster};
+use kaas_e2e::proxy::ProxyHandle;
+use kaas_e2e::{raw, DOMAIN};
+use kaas_testsupport::apiserver::{apply_yaml, ControlPlane, TEST_MANAGER};
+use kaas_testsupport::certs::Certs;
+use kaas_testsupport::flux::{self, Flux, FLUX_NAMESPACE};
+use kaas_testsupport::git_http::GitHttp;
+use kaas_testsupport::python::run_client;
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use kube::{Client, ResourceExt};
+use rustls::AlertDescription;
+use serde_json::json;
+
+/// Writes `contents` to `path` through a rename, as the kubelet swaps a mounted volume's files: a reader
+/// never sees half a file.
+fn replace_file(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+    if std::fs::read(path).ok().as_deref() == Some(contents) {
+        return Ok(());
+    }
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, contents)?;
+    Ok(std::fs::rename(tmp, path)?)
+}
+
+/// The kubelet's part: the route ConfigMap's `tenants.yaml` mounted as `routes_file`, the upstream Secret's
+/// keys as files in `upstream_dir`, both kept current every 300 ms.
+async fn mount(admin: Client, routes_file: PathBuf, upstream_dir: PathBuf) {
+    let maps: Api<ConfigMap> = Api::namespaced(admin.clone(), SYSTEM);
+    let secrets: Api<Secret> = Api::namespaced(admin, SYSTEM);
+    loop {
+        if let Ok(Some(cm)) = maps.get_opt("kaas-proxy-routes").await {
+            let text = cm.data.and_then(|d| d.get(ROUTES_KEY).cloned()).unwrap_or_default();
+            let _ = replace_file(&routes_file, text.as_bytes());
+        }
+        if let Ok(secret) = secrets.get_opt("kaas-proxy-upstream").await {
+            let data: BTreeMap<_, _> = secret.and_then(|s| s.data).unwrap_or_default();
+            for (key, value) in &data {
+                let _ = replace_file(&upstream_dir.join(key), &value.0);
+            }
+            for entry in std::fs::read_dir(&upstream_dir).into_iter().flatten().flatten() {
+                if !data.contains_key(&*entry.file_name().to_string_lossy()) {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// One isolation mode's run of the loop.
+struct Case {
+    /// `controller/examples/<name>.yaml`, in namespace `tenants`.
+    name: &'static str,
+    /// `isolation: cluster`: its own cluster (Cluster API), here a second API server.
+    own_cluster: bool,
+    /// A user of the example, whose certificate the client presents.
+    user: &'static str,
+    update: serde_json::Value,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_namespace_tenant_goes_from_kafkatenant_to_records_through_the_proxy_and_away() -> anyhow::Result<()>
+{
+    let update = json!({ "spec": { "throughput": { "ingressMBps": 50, "egressMBps": 100 } } });
+    tenant_loop(Case { name: "beta", own_cluster: false, user: "app", update }).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_tenant_goes_from_kafkatenant_to_records_through_the_proxy_and_away() -> anyhow::Result<()>
+{
+    let update = json!({ "spec": { "throughput": { "ingressMBps": 150, "egressMBps": 300 } } });
+    tenant_loop(Case { name: "acme", own_cluster: true, user: "orders-service", update }).await
+}
+
+async fn tenant_loop(case: Case) -> anyhow::Result<()> {
+    let cluster = KafkaCluster::start(ClusterOptions::named(&format!("tenant-{}", case.name)).nodes(1))?;
+    let work = tempfile::tempdir()?;
+    let upstream_dir = work.path().join("upstream");
+    std::fs::create_dir(&upstream_dir)?;
+    let routes_file = work.path().join("tenants.yaml");
+    std::fs::write(&routes_file, "[]\n")?;
+
+    // The chart with its defaults, except where this machine differs: the tenant's Kafka is the local
+    // cluster's mutual-TLS listener, and the proxy's mounts are folders here.
+    let prefix = format!("{}/{{tenant}}.", upstream_dir.display());
+    let bootstrap = if case.own_cluster { "clusterBootstrapTemplate" } else { "namespaceBootstrapTemplate" };
+    let values = json!({ "routes": {
+        "upstreamFiles": prefix,
+        "clientCaTemplate": format!("{prefix}clients-ca.crt"),
+        bootstrap: cluster.bootstrap_tls(),
+    }});
+    let p = Platform::start(values, all_rbac).await?;
+    // The platform's Flux: its charts in one repository, the tenants' folders (kaas-controller's remote) in
+    // another, both over HTTP; a Kustomization applies `tenants/` and prunes what leaves it. A tenant on its
+    // own cluster first gets its network, cloud controller, CSI driver and operators from their public Helm
+    // repositories, which this machine cannot reach: there helm-controller does not run and a stand-in
+    // reports the release.
+    flux::publish(&kaas_testsupport::repo_root(), &["charts/kaas"], &p.tmp.path().join("platform.git"))?;
+    let git = GitHttp::start(p.tmp.path())?;
+    let controllers: &[&'static str] =
+        if case.own_cluster { &flux::CONTROLLERS[..2] } else { &flux::CONTROLLERS };
+    let flux = Flux::start(&p.plane, controllers).await?;
+    let sources = [
+        flux::git_repository("kaas", &git.url("platform.git"), "main", "1m"),
+        flux::git_repository("tenants", &git.url("gitops.git"), "main", "2s"),
+        flux::kustomization("tenants", "tenants", "./tenants", "2s"),
+    ];
+    apply_yaml(&p.admin, &sources.join("---\n"), TEST_MANAGER, Some(FLUX_NAMESPACE)).await?;
+    let controller = p.controller("kaas-controller-0")?;
+    let mounting = tokio::spawn(mount(p.admin.clone(), routes_file.clone(), upstream_dir.clone()));
+
+    let id = tenant_id("tenants", case.name);
+    let folder = format!("tenants/tenants/{}", case.name);
+    let certs = Certs::generate(work.path(), DOMAIN, &[&id])?;
+    let settings = format!("tenants_file: {}\n", routes_file.display());
+    let proxy = ProxyHandle::start_with_config(&certs, &settings, "  []\n")?;
+
+    // The tenant's own cluster: a second API server with the Strimzi CRDs, reached through the kubeconfig
+    // Secret Cluster API writes; Cluster API's and helm-controller's reports come from a stand-in.
+    let workload = if case.own_cluster {
+        let plane = ControlPlane::start().await?;
+        plane.install_upstream_crds().await?;
+        let kubeconfig = std::fs::read_to_string(plane.admin_kubeconfig())?;
+        let reporting = tokio::spawn(cluster_api_and_helm(p.admin.clone(), id.clone(), kubeconfig));
+        Some((plane, reporting))
+    } else {
+        None
+    };
+
+    p.create_example(case.name).await?;
+    eventually("commit", Duration::from_secs(30), || async {
+        Ok(Some(p.commits(&folder)?).filter(|c| !c.is_empty()))
+    })
+    .await?;
+    let read = |path: &Path| std::fs::read(path).with_context(|| path.display().to_string());
+    let material =
+        [read(cluster.cluster_ca_pem())?, read(cluster.clients_ca_pem())?, read(cluster.clients_ca_key())?];
+    let material = [&material[0][..], &material[1][..], &material[2][..]];
+    match &workload {
+        Some((plane, _)) => put_strimzi_cas(&plane.admin().await?, "kafka", material).await?,
+        None => p.strimzi_cas(&id, material).await?,
+    }
+    p.wait_state(case.name, "Ready", 1).await.with_context(|| flux.logs())?;
+    let release = helm_release(&p.admin, &id).await?.context("HelmRelease applied")?;
+    assert!(applied_by_flux(&release), "HelmRelease applied by kustomize-controller");
+    match &workload {
+        Some(_) => {
+            let cluster = capi_cluster(&p.admin, &id).await?.context("Cluster applied")?;
+            assert!(applied_by_flux(&cluster), "Cluster applied by kustomize-controller");
+        }
+        None => {
+            let kafkas = strimzi_objects(&p.admin, &format!("tenant-{id}"), "Kafka").await?;
+            assert_eq!(kafkas.len(), 1, "helm-controller installed the chart's Kafka");
+            let release_name = kafkas[0].annotations().get("meta.helm.sh/release-name").cloned();
+            assert_eq!(release_name.as_deref(), Some("kaas"));
+            // KafkaTopic: the tenant's declared topics, accepted by the real Strimzi CRD.
+            for kind in ["KafkaNodePool", "KafkaUser", "KafkaTopic"] {
+                let objects = strimzi_objects(&p.admin, &format!("tenant-{id}"), kind).await?;
+                assert!(!objects.is_empty(), "helm-controller installed the chart's {kind}s");
+            }
+        }
+    }
+
+    // A tenant user's client: the bootstrap name, the platform's CA, and a certificate from the tenant's
+    // clients CA (as Strimzi's User Operator issues it for a KafkaUser).
+    let (cert, key) = cluster.client_cert(case.user)?;
+    let client = |topic: &'static str, run: &'static str| {
+        let (bootstrap, ca) = (proxy.bootstrap(&id), certs.ca.display().to_string());
+        let (cert, key) = (cert.display().to_string(), key.display().to_string());
+        tokio::task::spawn_blocking(move || {
+            run_client(&[
+                "roundtrip",
+                "--client",
+                "confluent",
+                "--bootstrap",
+                &bootstrap,
+                "--ca",
+                &ca,
+                "--cert",
+                &cert,
+                "--key",
+                &key,
+                "--topic",
+                topic,
+                "--group",
+                &format!("{topic}-g"),
+                "--partitions",
+                "1",
+                "--count",
+                "200",
+                "--run",
+                run,
+            ])
+        })
+    };
+    // The route reaches the proxy through the mounted file within a reload or two.
+    let out = eventually("first round trip", Duration::from_secs(60), || async {
+        let out = client("orders", "first").await??;
+        let clean =
+            |side: &str| out[side].as_array().is_some_and(|r| r.iter().all(|x| x.get("error").is_none()));
+        Ok((clean("produced") && clean("consumed")).then_some(out))
+    })
+    .await?;
+    assert_eq!(out["produced"].as_array().map(Vec::len), Some(200));
+    assert_eq!(out["consumed"].as_array().map(Vec::len), Some(200), "{out}");
+
+    // Update: more throughput is a new generation, a new commit, a release upgrade and a new route (its quota).
+    let before = p.routes().await?.unwrap_or_default();
+    p.tenants().patch(case.name, &PatchParams::default(), &Patch::Merge(&case.update)).await?;
+    let second = format!("tenant tenants/{}: generation 2", case.name);
+    eventually("second commit", Duration::from_secs(30), || async {
+        Ok((p.commits(&folder)?.first() == Some(&second)).then_some(()))
+    })
+    .await?;
+    p.wait_state(case.name, "Ready", 2).await.with_context(|| flux.logs())?;
+    let after = p.routes().await?.unwrap_or_default();
+    let quota = |routes: &[kaas_route::TenantRoute]| {
+        routes.iter().find(|r| r.name == id).map(|r| serde_json::to_value(&r.quota).unwrap_or_default())
+    };
+    assert_ne!(quota(&before), quota(&after), "the route follows the new throughput");
+    let out = client("orders", "second").await??;
+    assert_eq!(out["consumed"].as_array().map(Vec::len), Some(200), "{out}");
+
+    // Delete: the route leaves the ConfigMap, the proxy (reading the file) refuses the name, and the object goes
+    // once Flux has pruned its Cluster and HelmRelease (helm-controller uninstalling the release first).
+    p.tenants().delete(case.name, &DeleteParams::default()).await?;
+    eventually("tenant gone", Duration::from_secs(90), || async {
+        Ok(p.tenants().get_opt(case.name).await?.is_none().then_some(()))
+    })
+    .await?;
+    let name = format!("{id}.{DOMAIN}");
+    eventually("the proxy refuses the name", Duration::from_secs(20), || async {
+        match raw::connect(proxy.port, Some(&name), &certs.ca).await {
+            Err(e) => Ok((raw::alert_of(&e) == Some(AlertDescription::UnrecognisedName)).then_some(())),
+            Ok(_) => Ok(None),
+        }
+    })
+    .await?;
+    assert!(p.manifests(&folder)?.is_none(), "folder removed from Git");
+    assert!(std::fs::read_dir(&upstream_dir)?.next().is_none(), "the tenant's upstream files are gone");
+    // Flux prunes what left Git; helm-controller uninstalls the release before letting it go.
+    eventually("Flux pruned the tenant", Duration::from_secs(60), || async {
+        let mut gone = helm_release(&p.admin, &id).await?.is_none();
+        gone &= match &workload {
+            Some(_) => capi_cluster(&p.admin, &id).await?.is_none(),
+            None => strimzi_objects(&p.admin, &format!("tenant-{id}"), "Kafka").await?.is_empty(),
+        };
+        Ok(gone.then_some(()))
+    })
+    .await
+    .with_context(|| flux.logs())?;
+    if let Some((_, reporting)) = workload {
+        reporting.abort();
+    }
+    mounting.abort();
+    drop(controller);
+    Ok(())
+}
+
+fn applied_by_flux(object: &DynamicObject) -> bool {
+    object.managed_fields().iter().any(|m| m.manager.as_deref() == Some("kustomize-controller"))
+}
+
+/// Cluster API's and helm-controller's part for a tenant on its own cluster, as they would report it: the
+/// `<id>-kubeconfig` Secret, the `Cluster` Available and the Kafka release Ready, each at the generation
+/// Flux last applied.
+async fn cluster_api_and_helm(admin: Client, id: String, kubeconfig: String) {
+    let ns = format!("kaas-{id}");
+    let secrets: Api<Secret> = Api::namespaced(admin.clone(), &ns);
+    loop {
+        if let Ok(Some(cluster)) = capi_cluster(&admin, &id).await {
+            let secret = json!({ "apiVersion": "v1", "kind": "Secret",
+                "metadata": { "name": format!("{id}-kubeconfig") },
+                "stringData": { "value": kubeconfig } });
+            let _ = secrets
+                .patch(&format!("{id}-kubeconfig"), &PatchParams::apply(TEST_MANAGER), &Patch::Apply(&secret))
+                .await;
+            let _ = report(&admin, &ns, &cluster, &cluster_resource(), "Available", "Available").await;
+        }
+        if let Ok(Some(release)) = helm_release(&admin, &id).await {
+            let _ = report(&admin, &ns, &release, &release_resource(), "Ready", "UpgradeSucceeded").await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// Sets `condition` True at the object's generation unless it already is.
+async fn report(
+    admin: &Client,
+    ns: &str,
+    object: &DynamicObject,
+    resource: &ApiResource,
+    condition: &str,
+    reason: &str,
+) -> anyhow::Result<()> {
+    let generation = object.metadata.generation;
+    if object.data["status"]["observedGeneration"].as_i64() == generation {
+        return Ok(());
+    }
+    let status = json!({ "status": {
+        "observedGeneration": generation,
+        "conditions": [{ "type": condition, "status": "True", "reason": reason, "message": "stand-in",
+            "observedGeneration": generation, "lastTransitionTime": "2026-01-01T00:00:00Z" }],
+    }});
+    let api: Api<DynamicObject> = Api::namespaced_with(admin.clone(), ns, resource);
+    api.patch_status(&object.name_any(), &PatchParams::default(), &Patch::Merge(&status)).await?;
+    Ok(())
+}
+
+fn resource(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
+    ApiResource {
+        group: group.into(),
+        version: version.into(),
+        api_version: format!("{group}/{version}"),
+        kind: kind.into(),
+        plural: plural.into(),
+    }
+}
+
+fn cluster_resource() -> ApiResource {
+    resource("cluster.x-k8s.io", "v1beta2", "Cluster", "clusters")
+}
+
+fn release_resource() -> ApiResource {
+    resource("helm.toolkit.fluxcd.io", "v2", "HelmRelease", "helmreleases")
+}
+
+/// The tenant's Kafka release, `kaas-<id>/<id>-kafka`.
+async fn helm_release(admin: &Client, id: &str) -> anyhow::Result<Option<DynamicObject>> {
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(admin.clone(), &format!("kaas-{id}"), &release_resource());
+    Ok(api.get_opt(&format!("{id}-kafka")).await?)
+}
+
+/// The tenant's Cluster API `Cluster`, `kaas-<id>/<id>`.
+async fn capi_cluster(admin: &Client, id: &str) -> anyhow::Result<Option<DynamicObject>> {
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(admin.clone(), &format!("kaas-{id}"), &cluster_resource());
+    Ok(api.get_opt(id).await?)
+}
+
+/// The Strimzi objects of `kind` (Kafka, KafkaNodePool, KafkaUser) in namespace `ns`.
+async fn strimzi_objects(admin: &Client, ns: &str, kind: &str) -> anyhow::Result<Vec<DynamicObject>> {
+    let plural = format!("{}s", kind.to_lowercase());
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(admin.clone(), ns, &resource("kafka.strimzi.io", "v1", kind, &plural));
+    Ok(api.list(&ListParams::default()).await?.items)
+}

@@ -1,0 +1,52 @@
+//! Test harness that needs nothing of kaas-proxy, so the controller's tests can use it without building the
+//! proxy (the end-to-end harness, `kaas_e2e`, re-exports all of it).
+//!
+//! [`apiserver`] is a real Kubernetes control plane (etcd + kube-apiserver), [`flux`] runs Flux's real
+//! controllers against it, and [`git_http`] serves a GitOps repository over HTTP to them; [`certs`] makes CAs,
+//! server and client certificates as PEM files; [`python`] drives the project's Python environment (the
+//! Python Kafka clients, Helm chart rendering).
+
+pub mod apiserver;
+pub mod certs;
+pub mod flux;
+pub mod git_http;
+pub mod python;
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("testsupport/ has a parent").to_path_buf()
+}
+
+/// Runs `git args` in `dir` (the current folder when `None`); its standard output, or an error with git's
+/// standard error.
+pub fn git(dir: Option<&std::path::Path>, args: &[&str]) -> anyhow::Result<String> {
+    let mut command = std::process::Command::new("git");
+    if let Some(dir) = dir {
+        command.current_dir(dir);
+    }
+    let out = command.args(args).output()?;
+    anyhow::ensure!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// A port free right now on loopback.
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    l.local_addr().expect("local addr").port()
+}
+
+/// Polls until something accepts TCP connections on `port`.
+pub fn wait_for_port(port: u16, within: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    anyhow::bail!("nothing listens on port {port} after {within:?}")
+}

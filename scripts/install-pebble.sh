@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds Pebble, Let's Encrypt's small RFC 8555 test CA, and pebble-challtestsrv (its mock DNS and challenge
 # server) from the Go module proxy, version v2.10.3 (Debian's `pebble` package is 2.4.0, which has no ACME
-# Renewal Information, RFC 9773): the ACME end-to-end tests (tests/tests/acme.rs) issue, renew, revoke and replace
+# Renewal Information, RFC 9773): the ACME end-to-end tests (tests/tests/e2e/acme.rs) issue, renew, revoke and replace
 # real certificates through it. Both land in ${KAAS_CACHE:-$HOME/.cache/kaas}/pebble/v2.10.3/ with a stamp; a
 # complete directory is skipped, so a second run takes a second. Built into a temporary directory beside it and
 # renamed into place, so a build that stops half-way leaves nothing. The first build took 47 s on 2 cores shared

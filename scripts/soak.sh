@@ -13,7 +13,7 @@ scripts/install-prereqs.sh
 profile=(--cargo-profile release)
 [[ "${SOAK_PROFILE:-release}" == debug ]] && profile=()
 out="${SOAK_OUT:-$(pwd)/target/soak}"
-SOAK_MINUTES="$minutes" SOAK_OUT="$out" cargo nextest run -p kaas-e2e --test kafka_soak --locked --no-capture \
+SOAK_MINUTES="$minutes" SOAK_OUT="$out" cargo nextest run -p kaas-e2e --test e2e --locked --no-capture -E 'test(/^soak::kafka::/)' \
   "${profile[@]}"
 echo "soak: $out/summary.txt, soak.csv, soak.svg"
 cat "$out/summary.txt"

@@ -18,7 +18,7 @@
 //! Beside the loop: `reconcile/claims.rs` (who owns an id), `reconcile/live.rs` (the `Cluster` and
 //! `HelmRelease` read back), `reconcile/routes.rs` (the route source, and how a route is built:
 //! [`RouteSource`]) and `reconcile/status.rs` (conditions and the status write). The pure parts are tested by
-//! tables in `reconcile/tests.rs`, the loop itself against a real API server in `controller/tests/reconcile.rs`.
+//! tables in `reconcile/tests.rs`, the loop itself against a real API server in `controller/tests/controller/reconcile.rs`.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

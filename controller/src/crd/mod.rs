@@ -138,7 +138,7 @@ pub struct Throughput {
 pub struct User {
     /// DNS label; the user's TLS client certificate is issued for it.
     // The length bound is implied by the pattern, but the API server's CEL cost estimate reads only
-    // maxLength: without it the uniqueness rule is refused as 100x over budget (found by tests/apiserver.rs).
+    // maxLength: without it the uniqueness rule is refused as 100x over budget (found by tests/controller/apiserver.rs).
     #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"), length(min = 1, max = 63))]
     pub name: String,
     /// What the user may do; nothing when empty.

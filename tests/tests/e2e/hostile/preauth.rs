@@ -54,22 +54,40 @@ fn refused(proxy: &ProxyHandle, reason: &str) -> f64 {
     proxy.metric(&format!("kaas_proxy_listener_refused_total{{reason=\"{reason}\"}}")).unwrap_or(-1.0)
 }
 
+/// Tenant `victim`, which requires client certificates, its Tansu cluster, and one user's certificate.
+struct Victim {
+    certs: Certs,
+    ca: std::path::PathBuf,
+    user: (std::path::PathBuf, std::path::PathBuf),
+    tansu: Tansu,
+    _dir: tempfile::TempDir,
+}
+
+impl Victim {
+    fn start() -> anyhow::Result<Victim> {
+        let dir = tempfile::tempdir()?;
+        let certs = Certs::generate(dir.path(), DOMAIN, &["victim"])?;
+        let clients = ClientCa::generate(dir.path(), "victim")?;
+        let user = clients.issue("orders-service")?;
+        let tansu = Tansu::start("victim-cluster")?;
+        Ok(Victim { certs, ca: clients.ca.clone(), user, tansu, _dir: dir })
+    }
+
+    /// The `tenants:` entry of `victim` with `bootstrap`.
+    fn tenants_yaml(&self, bootstrap: &str) -> String {
+        format!("  - name: victim\n    bootstrap: [\"{bootstrap}\"]\n    client_ca: {}\n", self.ca.display())
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_handshakes_do_not_lock_a_tenants_clients_out() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let certs = Certs::generate(dir.path(), DOMAIN, &["victim"])?;
-    let clients = ClientCa::generate(dir.path(), "victim")?;
-    let user = clients.issue("orders-service")?;
-    let tansu = Tansu::start("victim-cluster")?;
+    let victim = Victim::start()?;
+    let (certs, user, tansu) = (&victim.certs, &victim.user, &victim.tansu);
     // A small tenant limit, so that stalled handshakes counted against it (as before) would lock the tenant
     // out; a long handshake timeout, so none of them is timed out while the client connects.
     let settings = "max_connections_per_tenant: 20\nhandshake_timeout_seconds: 60\n";
-    let tenants = format!(
-        "  - name: victim\n    bootstrap: [\"{}\"]\n    client_ca: {}\n",
-        tansu.addr(),
-        clients.ca.display()
-    );
-    let proxy = ProxyHandle::start_with_config(&certs, settings, &tenants)?;
+    let tenants = victim.tenants_yaml(&tansu.addr());
+    let proxy = ProxyHandle::start_with_config(certs, settings, &tenants)?;
     let sni = format!("victim.{DOMAIN}");
 
     // Five addresses, twenty stalled handshakes each: a hundred, five times the tenant's connection limit.
@@ -111,18 +129,11 @@ async fn stalled_handshakes_do_not_lock_a_tenants_clients_out() -> anyhow::Resul
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_broker_names_cost_the_cluster_nothing_before_authentication() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let certs = Certs::generate(dir.path(), DOMAIN, &["victim"])?;
-    let clients = ClientCa::generate(dir.path(), "victim")?;
-    let user = clients.issue("orders-service")?;
-    let tansu = Tansu::start("victim-cluster")?;
+    let victim = Victim::start()?;
+    let (certs, user, tansu) = (&victim.certs, &victim.user, &victim.tansu);
     let relay = CountingRelay::start(tansu.addr()).await?;
-    let tenants = format!(
-        "  - name: victim\n    bootstrap: [\"{}\"]\n    client_ca: {}\n",
-        relay.addr(),
-        clients.ca.display()
-    );
-    let proxy = ProxyHandle::start_with_tenants_yaml(&certs, &tenants)?;
+    let tenants = victim.tenants_yaml(&relay.addr());
+    let proxy = ProxyHandle::start_with_tenants_yaml(certs, &tenants)?;
 
     // Fifty strangers name random broker ids and never show a certificate.
     for id in 0..50 {

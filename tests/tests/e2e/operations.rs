@@ -101,9 +101,9 @@ async fn setup(settings: &str, acme: &Broker, beta: &Broker) -> Setup {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn silent_and_half_hello_clients_are_closed_at_the_handshake_timeout() {
+async fn silent_and_half_hello_clients_are_closed_at_the_hello_timeout() {
     let (acme, beta) = (Broker::start().await, Broker::start().await);
-    let s = setup("handshake_timeout_seconds: 1\n", &acme, &beta).await;
+    let s = setup("hello_timeout_seconds: 1\n", &acme, &beta).await;
     let started = Instant::now();
     let mut silent = TcpStream::connect(("127.0.0.1", s.proxy.port)).await.expect("tcp");
     let mut half = TcpStream::connect(("127.0.0.1", s.proxy.port)).await.expect("tcp");

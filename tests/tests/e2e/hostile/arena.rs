@@ -24,9 +24,9 @@ use crate::common::{client_config, create_topic, Errors};
 /// How long a log line or a counter may take to appear after the client saw the refusal.
 pub const SOON: Duration = Duration::from_secs(5);
 
-/// Limits small enough for a test to reach: a short handshake and idle timeout, a 1 MiB frame limit.
+/// Limits small enough for a test to reach: short hello, handshake and idle timeouts, a 1 MiB frame limit.
 pub const SETTINGS: &str =
-    "handshake_timeout_seconds: 1\nidle_timeout_seconds: 2\nmax_frame_bytes: 1048576\n";
+    "hello_timeout_seconds: 1\nhandshake_timeout_seconds: 1\nidle_timeout_seconds: 2\nmax_frame_bytes: 1048576\n";
 
 /// What backs tenant `target`.
 #[derive(Debug, Clone, Copy)]

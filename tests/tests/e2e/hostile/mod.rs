@@ -488,7 +488,8 @@ case!(
     /// 127.0.0.1) connect as usual, and the address is admitted again once its connections close.
     connection_flood_from_one_address,
     async {
-        let settings = "handshake_timeout_seconds: 30\nmax_connections_per_ip: 20\n";
+        // Long timeouts: the flood's silent connections stay open for the whole case.
+        let settings = "hello_timeout_seconds: 30\nhandshake_timeout_seconds: 30\nmax_connections_per_ip: 20\n";
         let arena = Arena::start_with(Target::Tansu, settings).await;
         let from = |ip: &'static str| {
             let port = arena.proxy.port;

@@ -191,6 +191,38 @@ impl ListenerMetrics {
     }
 }
 
+/// Refusal log lines each reason may write per second; the metric counts every refusal.
+pub const LOG_LINES_PER_SECOND: u32 = 5;
+
+/// Which refusals are logged: at most [`LOG_LINES_PER_SECOND`] a second per reason, so a stranger who opens
+/// connections by the thousand cannot flood the log (nor hide other lines in it); the next line logged for a
+/// reason says how many were left out before it. Pure bookkeeping on instants the caller passes.
+#[derive(Debug, Default)]
+pub struct RefusalLog {
+    /// Per reason (by [`REASONS`]' index): the second's start, lines logged in it, and refusals left out since
+    /// the last line.
+    windows: std::sync::Mutex<[(Option<std::time::Instant>, u32, u64); REASONS.len()]>,
+}
+
+impl RefusalLog {
+    /// Whether a refusal for `why` at `now` is logged: `Some(left out since the last line)`, or `None`.
+    pub fn sample(&self, why: RefusalReason, now: std::time::Instant) -> Option<u64> {
+        let i = REASONS.iter().position(|r| *r == why)?;
+        let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+        let (start, logged, left_out) = &mut windows[i];
+        if start.is_none_or(|s| now.saturating_duration_since(s) >= std::time::Duration::from_secs(1)) {
+            *start = Some(now);
+            *logged = 0;
+        }
+        if *logged >= LOG_LINES_PER_SECOND {
+            *left_out += 1;
+            return None;
+        }
+        *logged += 1;
+        Some(std::mem::take(left_out))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,5 +250,22 @@ mod tests {
             let series = format!("kaas_proxy_listener_refused_total{{reason=\"{}\"}}", reason.label());
             assert!(text.contains(&series), "{series} missing in\n{text}");
         }
+    }
+
+    #[test]
+    fn refusals_are_logged_a_few_a_second_per_reason_and_say_what_was_left_out() {
+        let log = RefusalLog::default();
+        let t0 = std::time::Instant::now();
+        let ms = std::time::Duration::from_millis;
+        let logged: Vec<_> = (0..8).map(|i| log.sample(RefusalReason::Plaintext, t0 + ms(i))).collect();
+        assert_eq!(logged, [Some(0), Some(0), Some(0), Some(0), Some(0), None, None, None]);
+        assert_eq!(log.sample(RefusalReason::NotTls, t0), Some(0), "another reason has its own budget");
+        assert_eq!(log.sample(RefusalReason::Plaintext, t0 + ms(999)), None);
+        assert_eq!(
+            log.sample(RefusalReason::Plaintext, t0 + ms(1000)),
+            Some(4),
+            "the next second's first line"
+        );
+        assert_eq!(log.sample(RefusalReason::Plaintext, t0 + ms(1001)), Some(0));
     }
 }

@@ -41,7 +41,7 @@ use crate::tls;
 use crate::upstream::Connector;
 use budget::{block_of, Budget, Slot};
 pub use metrics::ListenerMetrics;
-use metrics::{OpenConnection, RefusalReason};
+use metrics::{OpenConnection, RefusalLog, RefusalReason};
 use refused::Halt;
 
 /// The TLS port and everything its connections read.
@@ -75,9 +75,8 @@ struct Shared {
     draining: CancellationToken,
     /// ACME tenants' issued certificates and the pending TLS-ALPN-01 answers; `None` without ACME.
     acme: Option<Arc<AcmeCerts>>,
-    /// When a refusal for the global or a peer's connection limit was last logged (they are logged at most once
-    /// a second, a flood of them would drown the log; the metric counts each).
-    limit_logged: std::sync::Mutex<Option<std::time::Instant>>,
+    /// Which refusals are logged (a few a second per reason; the metric counts each).
+    refusal_log: RefusalLog,
 }
 
 /// The limits of [`Settings`] that connections read (fixed at start-up).
@@ -140,7 +139,7 @@ impl Listener {
             handshakes_by_tenant: Budget::new(limits.max_handshakes_per_tenant),
             draining: CancellationToken::new(),
             acme,
-            limit_logged: std::sync::Mutex::new(None),
+            refusal_log: RefusalLog::default(),
         };
         Listener { socket, shared: Arc::new(shared) }
     }
@@ -211,23 +210,19 @@ impl Listener {
 }
 
 impl Shared {
-    /// Counts (and at most once a second logs) a connection closed at once because `max_connections` are open
-    /// (`why` [`RefusalReason::ConnectionLimit`]), or its peer's address has `open` connections, its
+    /// Counts (and logs, sampled) a connection closed at once because `max_connections` are open (`why`
+    /// [`RefusalReason::ConnectionLimit`]), or its peer's address has `open` connections, its
     /// `max_connections_per_ip` or `max_handshakes_per_ip` (`why` says which).
     fn at_limit(&self, peer: SocketAddr, why: RefusalReason, open: Option<usize>) {
         self.counts.refused(why);
-        let now = std::time::Instant::now();
-        let mut last = self.limit_logged.lock().unwrap_or_else(|p| p.into_inner());
-        if last.is_some_and(|t| now.duration_since(t) < Duration::from_secs(1)) {
-            return;
-        }
-        *last = Some(now);
+        let Some(left_out) = self.refusal_log.sample(why, std::time::Instant::now()) else { return };
         match open {
             None => warn!(
                 %peer,
                 max_connections = self.limits.max_connections,
                 reason = why.label(),
-                "connection refused: max_connections open (logged at most once a second)"
+                left_out,
+                "connection refused: max_connections open"
             ),
             Some(open) if why == RefusalReason::IpHandshakeLimit => warn!(
                 %peer,
@@ -235,7 +230,8 @@ impl Shared {
                 open,
                 max_handshakes_per_ip = self.limits.max_handshakes_per_ip,
                 reason = why.label(),
-                "connection refused: the peer's address has max_handshakes_per_ip handshakes in progress (logged at most once a second)"
+                left_out,
+                "connection refused: the peer's address has max_handshakes_per_ip handshakes in progress"
             ),
             Some(open) => warn!(
                 %peer,
@@ -243,7 +239,8 @@ impl Shared {
                 open,
                 max_connections_per_ip = self.limits.max_connections_per_ip,
                 reason = why.label(),
-                "connection refused: the peer's address has max_connections_per_ip open (logged at most once a second)"
+                left_out,
+                "connection refused: the peer's address has max_connections_per_ip open"
             ),
         }
     }
@@ -270,10 +267,15 @@ async fn handle(
     // ERROR level so the connection's context is on every line it logs, whatever the filter.
     let span = tracing::error_span!("conn", %peer, sni = field::Empty, tenant = field::Empty, principal = field::Empty);
     async {
-        let Err(Halt { refused, handshake }) = stages::connection(tcp, peer, state, handshake).await else { return };
+        let Err(Halt { refused, handshake }) = stages::connection(tcp, peer, state, handshake).await else {
+            return;
+        };
         if let Some(reason) = refused.reason() {
             state.counts.refused(reason);
-            warn!(side = %refused.side(), reason = %reason.label(), retryable = refused.retryable(), "{refused}");
+            if let Some(left_out) = state.refusal_log.sample(reason, std::time::Instant::now()) {
+                let (side, retryable) = (refused.side(), refused.retryable());
+                warn!(%side, reason = %reason.label(), retryable, left_out, "{refused}");
+            }
         }
         if let (Some(start), Some(alert)) = (handshake, refused.alert()) {
             tls::refuse(start, alert).await;

@@ -622,3 +622,27 @@ case!(
         arena.finish(64).await;
     }
 );
+
+case!(
+    /// Two hundred strangers speaking plaintext Kafka in a burst: every refusal is counted, the log gets a
+    /// few lines a second for the reason (the next one says how many were left out), never one per stranger.
+    refusal_floods_are_counted_in_full_and_logged_sampled,
+    async {
+        let arena = Arena::start(Target::Tansu).await;
+        let needle = "plaintext Kafka on the TLS port";
+        let before = kaas_e2e::proxy::logs().matches(needle).count();
+        let started = std::time::Instant::now();
+        for _ in 0..200 {
+            let answer = hello::send(arena.proxy.port, &request(18, 3, 1, &[0, 0, 0])).await.expect("send");
+            assert_eq!(answer, Answer::Closed);
+        }
+        arena.expect_metric(&listener_refusals("plaintext"), 200.0);
+        let seconds = started.elapsed().as_secs() + 1;
+        let lines = kaas_e2e::proxy::logs().matches(needle).count() - before;
+        assert!(
+            (1..=5 * seconds as usize).contains(&lines),
+            "{lines} log lines for 200 refusals in {seconds} s (at most 5 a second)"
+        );
+        arena.finish(16).await;
+    }
+);

@@ -167,31 +167,47 @@ impl RouteMetrics {
     /// Registers the route series in `registry`, at zero.
     pub fn register(registry: &mut Registry) -> RouteMetrics {
         let metrics = RouteMetrics::default();
-        metrics.register_in(registry);
-        metrics
-    }
-
-    fn register_in(&self, registry: &mut Registry) {
         registry.register(
             "routes_generation",
             "Route sets applied since start (1 = the start-up configuration)",
-            self.generation.clone(),
+            metrics.generation.clone(),
         );
         registry.register_collector(Box::new(ReloadOutcomes {
-            applied: self.applied.clone(),
-            refused: self.refused.clone(),
+            applied: metrics.applied.clone(),
+            refused: metrics.refused.clone(),
         }));
         registry.register(
             "routes_last_applied_timestamp_seconds",
             "Unix time the current route set was applied",
-            self.last_applied.clone(),
+            metrics.last_applied.clone(),
         );
-        registry.register("routes_tenants", "Tenants in the current route set", self.tenants.clone());
+        registry.register("routes_tenants", "Tenants in the current route set", metrics.tenants.clone());
         registry.register(
             "routes_left_out",
             "Entries of the tenants_file left out of the current route set because they do not load",
-            self.left_out.clone(),
+            metrics.left_out.clone(),
         );
+        metrics
+    }
+
+    /// A route set was applied (at start-up or on reload) with `tenants` tenants and `left_out` entries of the
+    /// tenants_file left out.
+    pub fn applied(&self, tenants: usize, left_out: usize) {
+        let routes = self;
+        routes.generation.inc();
+        if routes.generation.get() > 1 {
+            routes.applied.inc();
+        }
+        let now =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        routes.last_applied.set(i64::try_from(now).unwrap_or(i64::MAX));
+        routes.tenants.set(i64::try_from(tenants).unwrap_or(i64::MAX));
+        routes.left_out.set(i64::try_from(left_out).unwrap_or(i64::MAX));
+    }
+
+    /// A changed configuration was refused; the current routes stay.
+    pub fn refused(&self) {
+        self.refused.inc();
     }
 }
 
@@ -211,28 +227,6 @@ impl Collector for ReloadOutcomes {
             counter.encode(family.encode_family(&labels)?)?;
         }
         Ok(())
-    }
-}
-
-impl RouteMetrics {
-    /// A route set was applied (at start-up or on reload) with `tenants` tenants and `left_out` entries of the
-    /// tenants_file left out.
-    pub fn applied(&self, tenants: usize, left_out: usize) {
-        let routes = self;
-        routes.generation.inc();
-        if routes.generation.get() > 1 {
-            routes.applied.inc();
-        }
-        let now =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        routes.last_applied.set(i64::try_from(now).unwrap_or(i64::MAX));
-        routes.tenants.set(i64::try_from(tenants).unwrap_or(i64::MAX));
-        routes.left_out.set(i64::try_from(left_out).unwrap_or(i64::MAX));
-    }
-
-    /// A changed configuration was refused; the current routes stay.
-    pub fn refused(&self) {
-        self.refused.inc();
     }
 }
 
@@ -332,11 +326,7 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
         }
-        let stamp = text
-            .lines()
-            .find_map(|l| {
-                l.strip_prefix("kaas_proxy_routes_last_applied_timestamp_seconds ")?.parse::<u64>().ok()
-            })
+        let stamp = crate::metrics::value(&text, "kaas_proxy_routes_last_applied_timestamp_seconds")
             .expect("timestamp");
         assert!(stamp > 1_700_000_000, "{stamp}");
     }

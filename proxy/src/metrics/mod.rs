@@ -284,5 +284,13 @@ impl Metrics {
     }
 }
 
+/// The value of `series` in an exposition (integral values; a histogram's `_sum` of `0.0` reads as 0), for the
+/// tests of every subsystem's metrics.
+#[cfg(test)]
+pub(crate) fn value(text: &str, series: &str) -> Option<u64> {
+    let v: f64 = text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())?;
+    (v.fract() == 0.0).then_some(v as u64)
+}
+
 #[cfg(test)]
 mod tests;

@@ -4,11 +4,7 @@ use std::time::Duration;
 
 use super::*;
 
-/// The value of `series` (integral values; a histogram's `_sum` of `0.0` reads as 0).
-fn value(text: &str, series: &str) -> Option<u64> {
-    let v: f64 = text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())?;
-    (v.fract() == 0.0).then_some(v as u64)
-}
+use super::value;
 
 #[test]
 fn counts_and_renders() {

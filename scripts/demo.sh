@@ -82,6 +82,7 @@ tls:
 tenants:
   - name: demo
     bootstrap: ["127.0.0.1:$broker_port"]
+    upstream: { plaintext: true }
 YAML
 "$root/target/release/kaas-proxy" --config "$dir/kaas-proxy.yaml" >"$dir/proxy.log" 2>&1 &
 echo $! >"$dir/proxy.pid"

@@ -185,7 +185,7 @@ pub fn start_proxy(
         key.display()
     );
     for name in tenant_names("bench", tenants) {
-        yaml.push_str(&format!("  - name: {name}\n    bootstrap: [\"127.0.0.1:{upstream}\"]\n"));
+        yaml.push_str(&format!("  - name: {name}\n    bootstrap: [\"127.0.0.1:{upstream}\"]\n    upstream: {{ plaintext: true }}\n"));
     }
     if let Some(m) = mtls {
         let bootstrap = serde_json::to_string(&m.bootstrap)?;

@@ -79,13 +79,17 @@ def test_upstream_material_reaches_the_proxy_where_the_controller_points():
     assert volume["secretName"] == "kaas-proxy-upstream" and volume["optional"] is True
     mount = [m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "upstream"][0]["mountPath"]
     prefix = mount + "/{tenant}."
-    controller = by_kind(render("kaas-controller", {"routes": {"upstreamFiles": prefix}}, name="kaas-controller",
-                                namespace="kaas-system"), "Deployment")[0]
+    # By default: upstream TLS, from the files the proxy chart mounts (the brokers of charts/kaas speak only TLS).
+    controller = by_kind(render("kaas-controller", name="kaas-controller", namespace="kaas-system"), "Deployment")[0]
     assert f"--upstream-files-template={prefix}" in controller["spec"]["template"]["spec"]["containers"][0]["args"]
-    plain_objects = render("kaas-controller", {"routes": {"clientCaTemplate": ""}}, name="kaas-controller",
-                           namespace="kaas-system")
+    # Plaintext only by its name.
+    plain_objects = render("kaas-controller", {"routes": {"clientCaTemplate": "", "plaintextUpstream": True}},
+                           name="kaas-controller", namespace="kaas-system")
     plain = by_kind(plain_objects, "Deployment")[0]
-    assert not [a for a in plain["spec"]["template"]["spec"]["containers"][0]["args"] if "upstream" in a]
+    plain_args = [a for a in plain["spec"]["template"]["spec"]["containers"][0]["args"] if "upstream" in a]
+    assert plain_args == ["--plaintext-upstream"], plain_args
+    with pytest.raises(Exception, match="upstreamFiles"):
+        render("kaas-controller", {"routes": {"upstreamFiles": ""}}, name="kaas-controller", namespace="kaas-system")
     # Reading Strimzi's secrets and writing the proxy's is granted only with upstream TLS or client CAs on.
     secret_rules = lambda objs: [r for o in objs if o["kind"] in ("ClusterRole", "Role") for r in o["rules"]
                                  if "secrets" in r["resources"]]

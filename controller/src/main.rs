@@ -71,8 +71,13 @@ enum Command {
         /// Path prefix, as the proxy sees it, of each tenant's upstream TLS material (`{tenant}` is replaced;
         /// files `<prefix>cluster-ca.crt`, `<prefix>clients-ca.crt`, `<prefix>clients-ca.key`); when set, routes
         /// reach brokers over TLS and each client keeps its own identity there.
-        #[arg(long)]
-        upstream_files_template: Option<String>,
+        #[arg(long, default_value = reconcile::UPSTREAM_FILES)]
+        upstream_files_template: String,
+        /// The named opt-in to publish routes that reach the brokers in plaintext (`upstream: { plaintext: true
+        /// }`): for brokers without a TLS listener on a network the platform trusts. Without it every route is
+        /// mutual TLS upstream.
+        #[arg(long, conflicts_with = "upstream_files_template")]
+        plaintext_upstream: bool,
         /// Bootstrap address of a tenant's Kafka (`isolation: cluster`) as the proxy reaches it; `{tenant}` is
         /// replaced by the tenant id.
         #[arg(long, default_value = render::CLUSTER_BOOTSTRAP)]
@@ -165,6 +170,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             routes_config_map,
             client_ca_template,
             upstream_files_template,
+            plaintext_upstream,
             cluster_bootstrap_template,
             namespace_bootstrap_template,
             client_address_template,
@@ -179,7 +185,7 @@ fn run(args: Args) -> anyhow::Result<()> {
                 namespace: routes_namespace,
                 config_map: routes_config_map,
                 client_ca: client_ca_template,
-                upstream_files: upstream_files_template,
+                upstream_files: (!plaintext_upstream).then_some(upstream_files_template),
                 client_address: client_address_template,
                 ..Default::default()
             };

@@ -47,6 +47,7 @@ use live::{readiness_of, LiveObjects};
 use routes::publish_route;
 pub use routes::{
     ensure_route_source, RouteSource, CLIENT_ADDRESS, ROUTES_CONFIG_MAP, ROUTES_KEY, ROUTES_NAMESPACE,
+    UPSTREAM_FILES,
 };
 use status::{applied_status, conditions, set_status};
 pub use status::{held_conditions, stamp_transitions};

@@ -35,7 +35,8 @@ pub struct TenantRoute {
     /// subject as it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub principal_mapping_rules: Option<String>,
-    /// How the proxy reaches the tenant's brokers: plaintext when absent, else TLS and an identity.
+    /// How the proxy reaches the tenant's brokers: TLS and an identity, or `plaintext: true`. Required: an
+    /// unencrypted path to the brokers is an explicit choice, never a default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream: Option<UpstreamRoute>,
     /// Byte rates the tenant's clients are held to, all connections together; unlimited when absent.
@@ -65,9 +66,14 @@ pub const MIN_QUOTA_BYTES_PER_SECOND: u64 = 1024;
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamRoute {
-    /// TLS to the brokers; plaintext when absent (only an identity needs it).
+    /// TLS to the brokers; required unless `plaintext`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<UpstreamTls>,
+    /// The named opt-in to reach the brokers without TLS (a broker on a trusted local network, a test): the
+    /// tenant's records, SASL credentials and everything else cross that path in the clear, and the brokers
+    /// see no client identity. Not with `tls` or an identity.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub plaintext: bool,
     /// Whose certificate the broker sees; see [`UpstreamRoute::identity`] for the default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity: Option<Identity>,
@@ -246,8 +252,9 @@ impl TenantRoute {
                 message: "needs client_ca: only client certificates can be revoked".into(),
             });
         }
-        if let Some(upstream) = &self.upstream {
-            upstream.check(self.client_ca.is_some(), &mut errors);
+        match &self.upstream {
+            Some(upstream) => upstream.check(self.client_ca.is_some(), &mut errors),
+            None => errors.push(RouteError { field: "upstream".into(), message: MISSING_UPSTREAM.into() }),
         }
         if let Some(quota) = &self.quota {
             for (field, rate) in [
@@ -268,14 +275,32 @@ impl TenantRoute {
     }
 }
 
+/// What a route without `upstream` is told: TLS to the brokers is the default a person must opt out of by name.
+const MISSING_UPSTREAM: &str = "missing: `tls: { ca: <the cluster CA> }` to reach the brokers over TLS, or \
+     `plaintext: true` to opt in to an unencrypted path";
+
 impl UpstreamRoute {
+    /// The upstream of a route that opted in to plaintext (`upstream: { plaintext: true }`).
+    pub fn plaintext() -> Self {
+        UpstreamRoute { plaintext: true, ..UpstreamRoute::default() }
+    }
+
     fn check(&self, has_client_ca: bool, errors: &mut Vec<RouteError>) {
         let mut push = |field: &str, message: &str| {
             errors.push(RouteError { field: format!("upstream.{field}"), message: message.into() })
         };
         let identity = self.identity();
-        if identity.is_some() && self.tls.is_none() {
+        if self.plaintext {
+            if self.tls.is_some() {
+                push("plaintext", "not with tls: choose one");
+            }
+            if identity.is_some() {
+                push("plaintext", "not with an identity: a client certificate is only presented over TLS");
+            }
+        } else if identity.is_some() && self.tls.is_none() {
             push("tls", "needed for an identity: a client certificate is only presented over TLS");
+        } else if self.tls.is_none() {
+            push("tls", MISSING_UPSTREAM);
         }
         if let Some(name) = self.tls.as_ref().and_then(|t| t.server_name.as_deref()) {
             if HostPort::parse(&format!("{name}:1")).is_err() {
@@ -439,7 +464,14 @@ mod tests {
         let fields: Vec<_> = route.validate().into_iter().map(|e| e.field).collect();
         assert_eq!(
             fields,
-            ["name", "bootstrap[1]", "bootstrap[2]", "client_crl", "quota.produce_bytes_per_second"]
+            [
+                "name",
+                "bootstrap[1]",
+                "bootstrap[2]",
+                "client_crl",
+                "upstream",
+                "quota.produce_bytes_per_second"
+            ]
         );
     }
 
@@ -465,8 +497,13 @@ mod tests {
     #[test]
     fn upstream_errors_name_their_fields() {
         let cases: &[(&str, bool, &[&str])] = &[
-            ("{}", false, &[]),
+            ("{}", false, &["upstream.tls"]),
             ("tls: { ca: c }", false, &[]),
+            ("plaintext: true", false, &[]),
+            ("plaintext: true", true, &[]),
+            ("plaintext: false", false, &["upstream.tls"]),
+            ("{ plaintext: true, tls: { ca: c } }", false, &["upstream.plaintext"]),
+            ("{ plaintext: true, clients_ca_key: k }", true, &["upstream.plaintext"]),
             ("tls: { ca: c, server_name: \"bad name\" }", false, &["upstream.tls.server_name"]),
             ("{ tls: { ca: c }, clients_ca_key: k }", true, &[]),
             ("{ tls: { ca: c }, clients_ca_key: k }", false, &["upstream.identity"]),
@@ -528,7 +565,7 @@ mod tests {
                 client_ca: None,
                 client_crl: None,
                 principal_mapping_rules: None,
-                upstream: None,
+                upstream: Some(UpstreamRoute::plaintext()),
                 quota: None,
             };
             let fields: Vec<_> = route.validate().into_iter().map(|e| e.field).collect();
@@ -543,7 +580,8 @@ mod tests {
 
     #[test]
     fn yaml_round_trip_and_unknown_keys() {
-        let yaml = "name: acme\nbootstrap: [\"127.0.0.1:19092\"]\ntls: { cert: a.pem, key: a.key }\n";
+        let yaml = "name: acme\nbootstrap: [\"127.0.0.1:19092\"]\ntls: { cert: a.pem, key: a.key }\n\
+                    upstream: { plaintext: true }\n";
         let route: TenantRoute = serde_norway::from_str(yaml).expect("valid route");
         assert_eq!(route.tls.as_ref().and_then(|t| t.cert.clone()), Some(PathBuf::from("a.pem")));
         let back: TenantRoute =

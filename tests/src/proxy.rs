@@ -87,7 +87,10 @@ impl ProxyHandle {
         let mut yaml = String::new();
         for (name, bootstrap, client_ca) in tenants {
             let list: Vec<String> = bootstrap.iter().map(|b| format!("\"{b}\"")).collect();
-            yaml.push_str(&format!("  - name: {name}\n    bootstrap: [{}]\n", list.join(", ")));
+            yaml.push_str(&format!(
+                "  - name: {name}\n    bootstrap: [{}]\n    upstream: {{ plaintext: true }}\n",
+                list.join(", ")
+            ));
             if let Some(ca) = client_ca {
                 yaml.push_str(&format!("    client_ca: {}\n", ca.display()));
             }

@@ -22,6 +22,9 @@ pub const ROUTES_NAMESPACE: &str = "kaas-system";
 pub const ROUTES_CONFIG_MAP: &str = "kaas-proxy-routes";
 /// The default address a tenant's clients are given ([`RouteSource::client_address`]).
 pub const CLIENT_ADDRESS: &str = "{tenant}.kaas.example.com:9092";
+/// The default [`RouteSource::upstream_files`]: where the `kaas-proxy` chart mounts the `kaas-proxy-upstream`
+/// Secret.
+pub const UPSTREAM_FILES: &str = "/etc/kaas-proxy/upstream/{tenant}.";
 /// Key of the route source ConfigMap holding the tenants list.
 pub const ROUTES_KEY: &str = "tenants.yaml";
 
@@ -42,7 +45,8 @@ pub struct RouteSource {
     /// (`<cluster>-cluster-ca-cert`, `ca.crt`), `<prefix>clients-ca.crt` (`<cluster>-clients-ca-cert`, `ca.crt`)
     /// and `<prefix>clients-ca.key` (`<cluster>-clients-ca`, `ca.key`). A prefix rather than a folder so that
     /// one Secret (flat keys) can hold every tenant's files. Set: routes reach the brokers over TLS with each
-    /// client's own identity. Unset: plaintext.
+    /// client's own identity ([`UPSTREAM_FILES`] unless the operator says otherwise). Unset: routes say
+    /// `upstream: { plaintext: true }`, which only the named opt-in `--plaintext-upstream` gives.
     pub upstream_files: Option<String>,
     /// The Secret (in `namespace`) the proxy mounts its upstream files from; kept from Strimzi's secrets when
     /// `upstream_files` or `client_ca` is set.
@@ -85,13 +89,15 @@ impl RouteSource {
             Some(t) => Some(names::expand(t, tenant).into()),
             None => file(clients_ca),
         };
-        let upstream = file(cluster_ca).map(|ca| UpstreamRoute {
-            tls: Some(UpstreamTls { ca, server_name: None }),
-            identity: Some(Identity::Client),
-            clients_ca_key: file(clients_ca_key),
-            cert: None,
-            key: None,
-        });
+        let upstream = match file(cluster_ca) {
+            Some(ca) => UpstreamRoute {
+                tls: Some(UpstreamTls { ca, server_name: None }),
+                identity: Some(Identity::Client),
+                clients_ca_key: file(clients_ca_key),
+                ..UpstreamRoute::default()
+            },
+            None => UpstreamRoute::plaintext(),
+        };
         TenantRoute {
             name: tenant.into(),
             bootstrap: vec![plan.bootstrap.clone()],
@@ -99,7 +105,7 @@ impl RouteSource {
             client_ca,
             client_crl: None,
             principal_mapping_rules: None,
-            upstream,
+            upstream: Some(upstream),
             quota: Some(plan.quota.clone()),
         }
     }

@@ -1,7 +1,7 @@
 //! The reconcile loop's pure parts, by tables: retry back-off, id claims, failure counts, condition
 //! transitions, deletion protection, the published route.
 
-use kaas_route::Identity;
+use kaas_route::{Identity, UpstreamRoute};
 
 use super::status::{now, state_of};
 use super::*;
@@ -164,7 +164,8 @@ fn published_routes_validate_and_carry_identity() {
         ["kafka-bootstrap.tenants-acme.internal.kaas.dev:9094"],
         "the proxy listener's port"
     );
-    assert_eq!((plain.upstream.as_ref(), plain.client_ca.as_ref()), (None, None));
+    // Plaintext is said in the route, by name: a route with no upstream at all is one the proxy refuses.
+    assert_eq!((plain.upstream.clone(), plain.client_ca.as_ref()), (Some(UpstreamRoute::plaintext()), None));
     assert!(plain.validate().is_empty(), "{:?}", plain.validate());
 
     let source =

@@ -22,7 +22,7 @@ fn quotas_are_the_stated_throughput_with_headroom() {
         client_ca: None,
         client_crl: None,
         principal_mapping_rules: None,
-        upstream: None,
+        upstream: Some(kaas_route::UpstreamRoute::plaintext()),
         quota: Some(quota(&Demand { ingress_mbps: 1, egress_mbps: 1, ..d })),
     };
     assert!(route.validate().is_empty(), "the smallest tenant's quota is one the proxy accepts");

@@ -27,9 +27,11 @@ tls: { cert: server.pem, key: server.key }
 tenants:
   - name: acme
     bootstrap: ["127.0.0.1:19092", "kafka-1.acme.svc:9093"]
+    upstream: { plaintext: true }
     tls: { cert: acme.pem, key: acme.key }
   - name: beta
     bootstrap: ["[::1]:29092"]
+    upstream: { plaintext: true }
 "#;
     let s = from_yaml(yaml, dir.path()).expect("valid");
     assert_eq!(s.listen, "127.0.0.1:9092".parse().expect("addr"));
@@ -53,10 +55,13 @@ tls: { cert: a.pem, key: b.key }
 tenants:
   - name: acme
     bootstrap: ["127.0.0.1:19092", "no-port"]
+    upstream: { plaintext: true }
   - name: acme
     bootstrap: ["127.0.0.1:1"]
+    upstream: { plaintext: true }
   - name: Not_A_Label
     bootstrap: []
+    upstream: { plaintext: true }
     tls: { cert: missing.pem, key: a.key }
 "#;
     let errors = from_yaml(yaml, dir.path()).expect_err("invalid");
@@ -92,9 +97,11 @@ tls: { cert: a.pem, key: a.key, chain: x }
 tenants:
   - name: acme
     bootstrap: ["127.0.0.1:1"]
+    upstream: { plaintext: true }
     boostrap: []
   - name: beta
     bootstrap: "not a list"
+    upstream: { plaintext: true }
 "#;
     let errors = from_yaml(yaml, Path::new(".")).expect_err("invalid");
     assert_eq!(
@@ -182,11 +189,11 @@ fn tenants_file_adds_tenants_and_names_its_errors() {
     write_cert(dir.path(), "server");
     std::fs::write(
         dir.path().join("routes.yaml"),
-        "- name: beta\n  bootstrap: [\"kafka-bootstrap.beta.internal:9093\"]\n- name: acme\n  bootstrap: [\"x\"]\n",
+        "- name: beta\n  bootstrap: [\"kafka-bootstrap.beta.internal:9093\"]\n  upstream: { plaintext: true }\n- name: acme\n  bootstrap: [\"x\"]\n  upstream: { plaintext: true }\n",
     )
     .expect("write");
     let yaml = "listen: \"[::]:9092\"\ndomain: kaas.localhost\nadmin_listen: \"127.0.0.1:9100\"\n\
-                tls: { cert: server.pem, key: server.key }\ntenants:\n  - { name: acme, bootstrap: [\"127.0.0.1:1\"] }\n\
+                tls: { cert: server.pem, key: server.key }\ntenants:\n  - { name: acme, bootstrap: [\"127.0.0.1:1\"], upstream: { plaintext: true } }\n\
                 tenants_file: routes.yaml\n";
     // A broken entry of the route source is left out, named; the others are served.
     let s = from_yaml(yaml, dir.path()).expect("the other entries are served");
@@ -200,7 +207,7 @@ fn tenants_file_adds_tenants_and_names_its_errors() {
     // An entry whose files are not there yet (published before its Secret is mounted) likewise.
     std::fs::write(
         dir.path().join("routes.yaml"),
-        "- name: beta\n  bootstrap: [\"b:1\"]\n- name: gamma\n  bootstrap: [\"g:1\"]\n  client_ca: later.pem\n",
+        "- name: beta\n  bootstrap: [\"b:1\"]\n  upstream: { plaintext: true }\n- name: gamma\n  bootstrap: [\"g:1\"]\n  upstream: { plaintext: true }\n  client_ca: later.pem\n",
     )
     .expect("write");
     let s = from_yaml(yaml, dir.path()).expect("the other entries are served");
@@ -212,7 +219,7 @@ fn tenants_file_adds_tenants_and_names_its_errors() {
     assert_eq!(keys(&errors), ["tenants[0].bootstrap[0]", "tenants_file[1].client_ca"], "{errors:#?}");
     std::fs::write(
         dir.path().join("routes.yaml"),
-        "- name: beta\n  bootstrap: [\"kafka-bootstrap.beta.internal:9093\"]\n",
+        "- name: beta\n  bootstrap: [\"kafka-bootstrap.beta.internal:9093\"]\n  upstream: { plaintext: true }\n",
     )
     .expect("write");
     let s = from_yaml(yaml, dir.path()).expect("valid");
@@ -235,7 +242,7 @@ fn client_ca_is_loaded_or_named_in_the_error() {
     let yaml = |ca: &str| {
         format!(
             "listen: \"[::]:9092\"\ndomain: kaas.localhost\ntls: {{ cert: server.pem, key: server.key }}\n\
-             tenants:\n  - {{ name: acme, bootstrap: [\"127.0.0.1:1\"], client_ca: {ca} }}\n"
+             tenants:\n  - {{ name: acme, bootstrap: [\"127.0.0.1:1\"], upstream: {{ plaintext: true }}, client_ca: {ca} }}\n"
         )
     };
     let s = from_yaml(&yaml("ca.pem"), dir.path()).expect("valid");
@@ -271,6 +278,7 @@ tls: { cert: server.pem, key: server.key }
 tenants:
   - name: plain
     bootstrap: ["127.0.0.1:19092"]
+    upstream: { plaintext: true }
   - name: mine
     bootstrap: ["127.0.0.1:19093"]
     client_ca: clients-ca.pem
@@ -345,7 +353,7 @@ fn limits_default_and_every_bad_one_is_named() {
     let minimal = |extra: &str| {
         format!(
             "listen: 127.0.0.1:9092\ndomain: kaas.localhost\ntls: {{ cert: server.pem, key: server.key }}\n\
-             tenants: [{{ name: acme, bootstrap: [\"127.0.0.1:1\"] }}]\n{extra}"
+             tenants: [{{ name: acme, bootstrap: [\"127.0.0.1:1\"], upstream: {{ plaintext: true }} }}]\n{extra}"
         )
     };
     let settings = from_yaml(&minimal(""), base).expect("valid");
@@ -409,9 +417,9 @@ fn acme_section_and_acme_tenants() {
                 trust_roots: roots.pem\n  eab: { kid: k1, hmac_key: \"c2VjcmV0LWtleQ\" }\n  challenge: tls-alpn-01\n  \
                 store: { dir: acme-state }\n";
     let tenants =
-        "  - { name: auto, bootstrap: [\"127.0.0.1:1\"], tls: { acme: true, broker_ids: [111] } }\n  \
-                   - { name: dflt, bootstrap: [\"127.0.0.1:2\"], tls: { acme: true } }\n  \
-                   - { name: plain, bootstrap: [\"127.0.0.1:3\"] }\n";
+        "  - { name: auto, bootstrap: [\"127.0.0.1:1\"], upstream: { plaintext: true }, tls: { acme: true, broker_ids: [111] } }\n  \
+                   - { name: dflt, bootstrap: [\"127.0.0.1:2\"], upstream: { plaintext: true }, tls: { acme: true } }\n  \
+                   - { name: plain, bootstrap: [\"127.0.0.1:3\"], upstream: { plaintext: true } }\n";
     let s = from_yaml(&acme_yaml(dir.path(), acme, tenants), dir.path()).unwrap_or_else(|e| panic!("{e:#?}"));
     let settings = s.acme.as_deref().expect("acme settings");
     assert_eq!(settings.store, StoreSettings::Dir(dir.path().join("acme-state")));
@@ -433,7 +441,7 @@ fn acme_errors_all_named_at_once() {
              trust_roots: missing.pem\n  eab: { kid: \"\", hmac_key: \"not base64!\" }\n  \
              http01_listen: \"0.0.0.0:80\"\n  dns01_hook: [x]\n  \
              store: { kubernetes: { namespace: Kaas_System, kubeconfig: missing.yaml } }\n",
-            "  - { name: a, bootstrap: [\"127.0.0.1:1\"], tls: { acme: true } }\n",
+            "  - { name: a, bootstrap: [\"127.0.0.1:1\"], upstream: { plaintext: true }, tls: { acme: true } }\n",
             &[
                 "acme.directory_url",
                 "acme.contact[0]",
@@ -449,40 +457,40 @@ fn acme_errors_all_named_at_once() {
         ),
         (
             "acme: { directory_url: \"https://a/dir\", store: { dir: s, kubernetes: { namespace: k } } }\n",
-            "  - { name: a, bootstrap: [\"127.0.0.1:1\"] }\n",
+            "  - { name: a, bootstrap: [\"127.0.0.1:1\"], upstream: { plaintext: true } }\n",
             &["acme.store"],
         ),
         (
             "acme: { directory_url: \"https://a/dir\", challenge: http-01, http01_listen: nowhere, store: { dir: s } }\n",
-            "  - { name: a, bootstrap: [\"127.0.0.1:1\"] }\n",
+            "  - { name: a, bootstrap: [\"127.0.0.1:1\"], upstream: { plaintext: true } }\n",
             &["acme.http01_listen"],
         ),
         (
             "acme: { directory_url: \"https://a/dir\", challenge: http-01, store: { dir: s } }\n",
-            "  - { name: a, bootstrap: [\"127.0.0.1:1\"] }\n",
+            "  - { name: a, bootstrap: [\"127.0.0.1:1\"], upstream: { plaintext: true } }\n",
             &["acme.http01_listen"],
         ),
         (
             "acme: { directory_url: \"https://a/dir\", challenge: dns-01, dns01_hook: [], store: { dir: s } }\n",
-            "  - { name: a, bootstrap: [\"127.0.0.1:1\"] }\n",
+            "  - { name: a, bootstrap: [\"127.0.0.1:1\"], upstream: { plaintext: true } }\n",
             &["acme.dns01_hook"],
         ),
         (
             "acme: { directory_url: \"https://a/dir\", challenge: dns-01, store: { dir: s } }\n",
-            "  - { name: a, bootstrap: [\"127.0.0.1:1\"] }\n",
+            "  - { name: a, bootstrap: [\"127.0.0.1:1\"], upstream: { plaintext: true } }\n",
             &["acme.dns01_hook"],
         ),
         (
             "acme: { directory_url: \"https://a/dir\", store: { dir: server.pem } }\n",
-            "  - { name: a, bootstrap: [\"127.0.0.1:1\"] }\n",
+            "  - { name: a, bootstrap: [\"127.0.0.1:1\"], upstream: { plaintext: true } }\n",
             &["acme.store.dir"],
         ),
-        ("acme: { directory_url: \"https://a/dir\", store: { dir: s }, renew: x }\n", "  - { name: a, bootstrap: [\"127.0.0.1:1\"] }\n", &["acme"]),
-        ("acme: { directory_url: \"https://a/dir\", store: {} }\n", "  - { name: a, bootstrap: [\"127.0.0.1:1\"] }\n", &["acme.store"]),
+        ("acme: { directory_url: \"https://a/dir\", store: { dir: s }, renew: x }\n", "  - { name: a, bootstrap: [\"127.0.0.1:1\"], upstream: { plaintext: true } }\n", &["acme"]),
+        ("acme: { directory_url: \"https://a/dir\", store: {} }\n", "  - { name: a, bootstrap: [\"127.0.0.1:1\"], upstream: { plaintext: true } }\n", &["acme.store"]),
         (
             "",
-            "  - { name: a, bootstrap: [\"127.0.0.1:1\"], tls: { acme: true, cert: a.pem } }\n  \
-             - { name: b, bootstrap: [\"127.0.0.1:1\"], tls: { broker_ids: [1] } }\n",
+            "  - { name: a, bootstrap: [\"127.0.0.1:1\"], upstream: { plaintext: true }, tls: { acme: true, cert: a.pem } }\n  \
+             - { name: b, bootstrap: [\"127.0.0.1:1\"], upstream: { plaintext: true }, tls: { broker_ids: [1] } }\n",
             &["tenants[0].tls.cert", "tenants[0].tls.acme", "tenants[1].tls.cert", "tenants[1].tls.key", "tenants[1].tls.broker_ids"],
         ),
     ];
@@ -497,7 +505,8 @@ fn acme_errors_all_named_at_once() {
 fn acme_http01_needs_its_listener() {
     let dir = tempfile::tempdir().expect("tempdir");
     let acme = "acme: { directory_url: \"https://a/dir\", challenge: http-01, http01_listen: \"[::]:80\", store: { dir: s } }\n";
-    let tenants = "  - { name: a, bootstrap: [\"127.0.0.1:1\"], tls: { acme: true } }\n";
+    let tenants =
+        "  - { name: a, bootstrap: [\"127.0.0.1:1\"], upstream: { plaintext: true }, tls: { acme: true } }\n";
     let s = from_yaml(&acme_yaml(dir.path(), acme, tenants), dir.path()).unwrap_or_else(|e| panic!("{e:#?}"));
     let settings = s.acme.as_deref().expect("acme");
     assert_eq!(settings.challenge, ChallengeKind::Http01);
@@ -514,11 +523,41 @@ fn acme_dns01_hook_resolves_relative_programs() {
     for (hook, want) in cases {
         let dir = tempfile::tempdir().expect("tempdir");
         let acme = format!("acme: {{ directory_url: \"https://a/dir\", challenge: dns-01, dns01_hook: {hook}, store: {{ dir: s }} }}\n");
-        let tenants = "  - { name: a, bootstrap: [\"127.0.0.1:1\"], tls: { acme: true } }\n";
+        let tenants = "  - { name: a, bootstrap: [\"127.0.0.1:1\"], upstream: { plaintext: true }, tls: { acme: true } }\n";
         let s = from_yaml(&acme_yaml(dir.path(), &acme, tenants), dir.path())
             .unwrap_or_else(|e| panic!("{e:#?}"));
         let base = dir.path().to_string_lossy().into_owned();
         let want: Option<Vec<String>> = want.map(|w| w.iter().map(|a| a.replace("BASE", &base)).collect());
         assert_eq!(s.acme.as_deref().expect("acme").dns01_hook, want, "{hook}");
     }
+}
+
+/// TLS to the brokers is the default a person opts out of by name: a tenant that says nothing about its
+/// upstream is refused, and the error says both ways out.
+#[test]
+fn an_upstream_path_is_required_and_plaintext_is_said_by_name() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_cert(dir.path(), "server");
+    write_cert(dir.path(), "ca");
+    let yaml = |tenant: &str| {
+        format!("listen: \"127.0.0.1:9092\"\ndomain: kaas.localhost\ntls: {{ cert: server.pem, key: server.key }}\ntenants:\n  - {tenant}\n")
+    };
+    let silent =
+        from_yaml(&yaml("{ name: acme, bootstrap: [\"127.0.0.1:1\"], client_ca: ca.pem }"), dir.path())
+            .expect_err("no upstream");
+    assert_eq!(keys(&silent), ["tenants[0].upstream"], "{silent:#?}");
+    assert!(
+        silent[0].message.contains("plaintext: true") && silent[0].message.contains("tls"),
+        "{}",
+        silent[0].message
+    );
+    let empty = from_yaml(&yaml("{ name: acme, bootstrap: [\"127.0.0.1:1\"], upstream: {} }"), dir.path())
+        .expect_err("empty upstream");
+    assert_eq!(keys(&empty), ["tenants[0].upstream.tls"], "{empty:#?}");
+    let plain =
+        "{ name: acme, bootstrap: [\"127.0.0.1:1\"], client_ca: ca.pem, upstream: { plaintext: true } }";
+    let s = from_yaml(&yaml(plain), dir.path()).expect("the named opt-in");
+    assert!(s.tenants[0].upstream.is_none(), "plaintext: no upstream TLS settings");
+    let tls = "{ name: acme, bootstrap: [\"127.0.0.1:1\"], upstream: { tls: { ca: ca.pem } } }";
+    assert!(from_yaml(&yaml(tls), dir.path()).expect("TLS upstream").tenants[0].upstream.is_some());
 }

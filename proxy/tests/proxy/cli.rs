@@ -22,7 +22,7 @@ fn invalid_file_exits_non_zero_with_every_error() {
     std::fs::write(
         &path,
         "listen: nowhere\ndomain: kaas.localhost\ncolour: blue\ntls: { cert: none.pem, key: none.key }\n\
-         tenants:\n  - { name: acme, bootstrap: [\"x:1\"] }\n  - { name: acme, bootstrap: [\"bad\"] }\n",
+         tenants:\n  - { name: acme, bootstrap: [\"x:1\"], upstream: { plaintext: true } }\n  - { name: acme, bootstrap: [\"bad\"], upstream: { plaintext: true } }\n",
     )
     .expect("write");
     let out = kaas_proxy().arg("--config").arg(&path).output().expect("runs");
@@ -43,7 +43,7 @@ fn check_accepts_a_valid_file() {
     std::fs::write(
         &path,
         "listen: \"127.0.0.1:0\"\ndomain: kaas.localhost\ntls: { cert: s.pem, key: s.key }\n\
-         tenants:\n  - { name: acme, bootstrap: [\"127.0.0.1:19092\"] }\n",
+         tenants:\n  - { name: acme, bootstrap: [\"127.0.0.1:19092\"], upstream: { plaintext: true } }\n",
     )
     .expect("write");
     let out = kaas_proxy().arg("--config").arg(&path).arg("--check").output().expect("runs");
@@ -158,8 +158,11 @@ fn route_changes_are_applied_without_a_restart() {
         false
     };
     assert!(wait(false), "acme must be refused before it is routed");
-    std::fs::write(dir.path().join("routes.yaml"), "- name: acme\n  bootstrap: [\"127.0.0.1:1\"]\n")
-        .expect("write");
+    std::fs::write(
+        dir.path().join("routes.yaml"),
+        "- name: acme\n  bootstrap: [\"127.0.0.1:1\"]\n  upstream: { plaintext: true }\n",
+    )
+    .expect("write");
     assert!(wait(true), "acme not routed after the route source changed");
     // A broken route source is refused and the proxy keeps the routes it has; so is a new version of acme's
     // route whose files are missing, while a valid new tenant beside it is applied.
@@ -168,8 +171,8 @@ fn route_changes_are_applied_without_a_restart() {
     assert!(routed(port, "acme.kaas.localhost", &ca.cert), "a bad file dropped the working routes");
     std::fs::write(
         dir.path().join("routes.yaml"),
-        "- name: acme\n  bootstrap: [\"127.0.0.1:1\"]\n  client_ca: not-mounted-yet.pem\n\
-         - name: beta\n  bootstrap: [\"127.0.0.1:1\"]\n",
+        "- name: acme\n  bootstrap: [\"127.0.0.1:1\"]\n  upstream: { plaintext: true }\n  client_ca: not-mounted-yet.pem\n\
+         - name: beta\n  bootstrap: [\"127.0.0.1:1\"]\n  upstream: { plaintext: true }\n",
     )
     .expect("write");
     let beta = || routed(port, "beta.kaas.localhost", &ca.cert);
@@ -234,8 +237,11 @@ fn starts_before_its_tenants_file_exists_and_keeps_its_routes_when_it_goes() {
     eventually("ready without a tenants_file", &ready);
     assert!(!routed(port, "acme.kaas.localhost", &ca.cert), "no tenants yet");
     std::fs::create_dir(dir.path().join("routes")).expect("mkdir");
-    std::fs::write(dir.path().join("routes/tenants.yaml"), "- name: acme\n  bootstrap: [\"127.0.0.1:1\"]\n")
-        .expect("write");
+    std::fs::write(
+        dir.path().join("routes/tenants.yaml"),
+        "- name: acme\n  bootstrap: [\"127.0.0.1:1\"]\n  upstream: { plaintext: true }\n",
+    )
+    .expect("write");
     eventually("acme routed once the file appeared", &|| routed(port, "acme.kaas.localhost", &ca.cert));
     std::fs::remove_file(dir.path().join("routes/tenants.yaml")).expect("remove");
     std::thread::sleep(std::time::Duration::from_millis(2500));
@@ -273,8 +279,11 @@ fn sighup_reloads_at_once_and_sigterm_unreadies_before_it_stops_accepting() {
     };
     let ready = || http_get(admin, "/readyz").is_some_and(|r| r.starts_with("HTTP/1.1 200"));
     assert!(within(&ready, 100), "ready");
-    std::fs::write(dir.path().join("routes.yaml"), "- name: acme\n  bootstrap: [\"127.0.0.1:1\"]\n")
-        .expect("write");
+    std::fs::write(
+        dir.path().join("routes.yaml"),
+        "- name: acme\n  bootstrap: [\"127.0.0.1:1\"]\n  upstream: { plaintext: true }\n",
+    )
+    .expect("write");
     std::thread::sleep(std::time::Duration::from_millis(1500));
     assert!(!routed(port, "acme.kaas.localhost", &ca.cert), "no polling with --reload-seconds=0");
     let pid = child.id().to_string();

@@ -119,7 +119,7 @@ fn acme_yaml(directory_url: &str, https_ca: Option<&Path>, store: &Path, challen
 /// Tenant `acme` on `bootstrap` (Tansu's only broker is node 111), its certificate from ACME.
 fn tenant_yaml(bootstrap: &str) -> String {
     format!(
-        "  - name: acme\n    bootstrap: [\"{bootstrap}\"]\n    tls: {{ acme: true, broker_ids: [111] }}\n"
+        "  - name: acme\n    bootstrap: [\"{bootstrap}\"]\n    upstream: {{ plaintext: true }}\n    tls: {{ acme: true, broker_ids: [111] }}\n"
     )
 }
 
@@ -301,7 +301,10 @@ async fn renewal_under_a_streaming_producer_changes_the_certificate_with_no_erro
 async fn a_tenant_added_by_reload_is_issued_without_a_restart_and_new_broker_ids_order_again() {
     let s = Setup::start();
     let acme = s.acme_yaml(TLS_ALPN);
-    let other = format!("  - name: other\n    bootstrap: [\"{}\"]\n", s.tansu.addr());
+    let other = format!(
+        "  - name: other\n    bootstrap: [\"{}\"]\n    upstream: {{ plaintext: true }}\n",
+        s.tansu.addr()
+    );
     let proxy = ProxyHandle::start_on_port(&s.certs, s.port, &acme, &other).expect("proxy");
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(proxy.metric(ISSUED).expect("metrics"), 0.0, "no ACME tenant yet");
@@ -842,7 +845,7 @@ async fn a_slow_order_for_one_tenant_does_not_hold_up_anothers() {
     let tenants: String = ["slow", "fast"]
         .iter()
         .map(|t| {
-            format!("  - name: {t}\n    bootstrap: [\"{}\"]\n    tls: {{ acme: true }}\n", s.tansu.addr())
+            format!("  - name: {t}\n    bootstrap: [\"{}\"]\n    upstream: {{ plaintext: true }}\n    tls: {{ acme: true }}\n", s.tansu.addr())
         })
         .collect();
     let proxy =

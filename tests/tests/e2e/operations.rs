@@ -93,7 +93,7 @@ async fn setup(settings: &str, acme: &Broker, beta: &Broker) -> Setup {
     let dir = tempfile::tempdir().expect("tempdir");
     let certs = Certs::generate(dir.path(), DOMAIN, &["acme", "beta"]).expect("certs");
     let tenants = format!(
-        "  - {{ name: acme, bootstrap: [\"{}\"] }}\n  - {{ name: beta, bootstrap: [\"{}\"] }}\n",
+        "  - {{ name: acme, bootstrap: [\"{}\"], upstream: {{ plaintext: true }} }}\n  - {{ name: beta, bootstrap: [\"{}\"], upstream: {{ plaintext: true }} }}\n",
         acme.addr, beta.addr
     );
     let proxy = ProxyHandle::start_with_config(&certs, settings, &tenants).expect("proxy");
@@ -208,7 +208,12 @@ async fn a_client_pipelining_past_max_inflight_is_held_back_not_buffered() {
 
 /// `count` tenants' entries: (name, broker).
 fn tenants_yaml(tenants: &[(&str, &Broker)]) -> String {
-    tenants.iter().map(|(name, b)| format!("  - {{ name: {name}, bootstrap: [\"{}\"] }}\n", b.addr)).collect()
+    tenants
+        .iter()
+        .map(|(name, b)| {
+            format!("  - {{ name: {name}, bootstrap: [\"{}\"], upstream: {{ plaintext: true }} }}\n", b.addr)
+        })
+        .collect()
 }
 
 /// Sends a Heartbeat on `conn`, lets `broker` answer it, and reads the answer.

@@ -70,7 +70,7 @@ impl Arena {
             &certs,
             settings,
             &format!(
-                "  - name: target\n    bootstrap: [\"{target_addr}\"]\n  - name: steady\n    bootstrap: [\"{}\"]\n",
+                "  - name: target\n    bootstrap: [\"{target_addr}\"]\n    upstream: {{ plaintext: true }}\n  - name: steady\n    bootstrap: [\"{}\"]\n    upstream: {{ plaintext: true }}\n",
                 tansu.addr()
             ),
         )

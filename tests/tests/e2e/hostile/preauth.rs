@@ -75,7 +75,7 @@ impl Victim {
 
     /// The `tenants:` entry of `victim` with `bootstrap`.
     fn tenants_yaml(&self, bootstrap: &str) -> String {
-        format!("  - name: victim\n    bootstrap: [\"{bootstrap}\"]\n    client_ca: {}\n", self.ca.display())
+        format!("  - name: victim\n    bootstrap: [\"{bootstrap}\"]\n    upstream: {{ plaintext: true }}\n    client_ca: {}\n", self.ca.display())
     }
 }
 

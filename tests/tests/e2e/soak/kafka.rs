@@ -61,9 +61,11 @@ impl Shared {
 fn tenants_yaml(cluster: &KafkaCluster, with_churn: bool) -> String {
     let bootstrap =
         cluster.addrs(Listener::Plain).iter().map(|a| format!("\"{a}\"")).collect::<Vec<_>>().join(", ");
-    let mut yaml = format!("- name: soak\n  bootstrap: [{bootstrap}]\n");
+    let mut yaml = format!("- name: soak\n  bootstrap: [{bootstrap}]\n  upstream: {{ plaintext: true }}\n");
     if with_churn {
-        yaml.push_str(&format!("- name: churn\n  bootstrap: [{bootstrap}]\n"));
+        yaml.push_str(&format!(
+            "- name: churn\n  bootstrap: [{bootstrap}]\n  upstream: {{ plaintext: true }}\n"
+        ));
     }
     yaml
 }

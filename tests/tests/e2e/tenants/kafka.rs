@@ -93,8 +93,8 @@ async fn a_tenant_over_its_quota_is_slowed_to_it_without_errors() {
     let certs = Certs::generate(dir.path(), DOMAIN, &["capped", "free"]).expect("certs");
     let bootstrap = &cluster.addrs(Listener::Plain)[0];
     let tenants = format!(
-        "  - name: capped\n    bootstrap: [\"{bootstrap}\"]\n    quota: {{ produce_bytes_per_second: {RATE}, \
-         fetch_bytes_per_second: {RATE} }}\n  - name: free\n    bootstrap: [\"{bootstrap}\"]\n"
+        "  - name: capped\n    bootstrap: [\"{bootstrap}\"]\n    upstream: {{ plaintext: true }}\n    quota: {{ produce_bytes_per_second: {RATE}, \
+         fetch_bytes_per_second: {RATE} }}\n  - name: free\n    bootstrap: [\"{bootstrap}\"]\n    upstream: {{ plaintext: true }}\n"
     );
     let proxy = ProxyHandle::start_with_tenants_yaml(&certs, &tenants).expect("proxy");
     let capped = client_config(&proxy.bootstrap("capped"), &certs.ca);

@@ -100,8 +100,10 @@ async fn producer_moves_to_another_proxy_replica_when_one_drains() {
     // The balancer: one address for both replicas, the one their rewritten broker addresses name too.
     let balancer = SwitchRelay::start(String::new()).await.expect("relay");
     let settings = format!("advertised_port: {}\n", balancer.port);
-    let tenants =
-        format!("  - {{ name: rollout, bootstrap: [\"{}\"] }}\n", cluster.addrs(Listener::Plain)[0]);
+    let tenants = format!(
+        "  - {{ name: rollout, bootstrap: [\"{}\"], upstream: {{ plaintext: true }} }}\n",
+        cluster.addrs(Listener::Plain)[0]
+    );
     let stop = kaas_proxy::Shutdown { delay: Duration::from_secs(1), drain: Duration::from_secs(30) };
     let mut draining =
         ProxyHandle::start_stopping_with(&certs, &settings, &tenants, stop).expect("replica 1");
@@ -188,8 +190,11 @@ async fn a_reload_moves_one_tenant_while_another_produces_untouched() {
     let certs = Certs::generate(dir.path(), DOMAIN, &["steady", "moving", "leaving"]).expect("certs");
     let bootstrap = &cluster.addrs(Listener::Plain)[0];
     let settings = "reload_grace_seconds: 2\n";
-    let entry =
-        |name: &str, extra: &str| format!("  - {{ name: {name}, bootstrap: [\"{bootstrap}\"]{extra} }}\n");
+    let entry = |name: &str, extra: &str| {
+        format!(
+            "  - {{ name: {name}, bootstrap: [\"{bootstrap}\"], upstream: {{ plaintext: true }}{extra} }}\n"
+        )
+    };
     let before = [entry("steady", ""), entry("moving", ""), entry("leaving", "")].concat();
     let proxy = ProxyHandle::start_with_config(&certs, settings, &before).expect("proxy");
     let steady = client_config(&proxy.bootstrap("steady"), &certs.ca);

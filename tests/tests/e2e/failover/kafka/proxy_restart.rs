@@ -39,7 +39,10 @@ async fn clients_of_two_proxy_instances_carry_on_through_each_ones_restart_with_
     let dir = tempfile::tempdir().expect("tempdir");
     let certs = Certs::generate(dir.path(), DOMAIN, &[TENANT]).expect("certs");
     let bootstrap: Vec<String> = cluster.addrs(Listener::Plain).iter().map(|a| format!("\"{a}\"")).collect();
-    let tenants = format!("  - {{ name: {TENANT}, bootstrap: [{}] }}\n", bootstrap.join(", "));
+    let tenants = format!(
+        "  - {{ name: {TENANT}, bootstrap: [{}], upstream: {{ plaintext: true }} }}\n",
+        bootstrap.join(", ")
+    );
     let start = |port: u16| ProxyHandle::start_on_port(&certs, port, "", &tenants).expect("proxy");
     let mut proxies = [Some(start(0)), Some(start(0))];
     let ports = proxies.each_ref().map(|p| p.as_ref().map_or(0, |p| p.port));

@@ -312,7 +312,7 @@ async fn client_certificates_are_refused_by_kind_and_never_cross_tenants() {
         ),
     );
     let other = format!(
-        "  - name: other\n    bootstrap: [\"{}\"]\n    client_ca: {}\n    client_crl: {}\n",
+        "  - name: other\n    bootstrap: [\"{}\"]\n    upstream: {{ plaintext: true }}\n    client_ca: {}\n    client_crl: {}\n",
         cluster.bootstrap_plain(),
         path(&other_ca_file),
         path(&crl_file)

@@ -251,7 +251,7 @@ def exposition(tmp_path_factory):
         "listen": "127.0.0.1:0", "domain": "kaas.localhost", "admin_listen": admin,
         "tls": {"cert": "server.pem", "key": "server.key"},
         # Port 9 (discard): nothing listens; the proxy never dials it here (no client connects).
-        "tenants": [{"name": "acme", "bootstrap": ["127.0.0.1:9"]}],
+        "tenants": [{"name": "acme", "bootstrap": ["127.0.0.1:9"], "upstream": {"plaintext": True}}],
     }))
     log = (work / "proxy.log").open("w+")
     proc = subprocess.Popen([str(proxy_binary()), "--config", str(work / "kaas-proxy.yaml")], cwd=work,

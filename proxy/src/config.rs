@@ -380,6 +380,8 @@ fn validate(p: &Parsed, base: &Path, errs: &mut Collector) -> Option<Settings> {
             client_roots,
             client_crls,
             upstream,
+            allowed_hosts: route.upstream.as_ref().map(|u| u.allowed_hosts.clone()).unwrap_or_default(),
+            allowed_cidrs: route.upstream.as_ref().map(|u| u.allowed_cidrs.clone()).unwrap_or_default(),
             principals,
             fingerprint: fingerprint(route, base),
             quota: route.quota.clone(),

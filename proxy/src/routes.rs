@@ -23,6 +23,7 @@ use prometheus_client::registry::Registry;
 
 use crate::metrics::Metrics;
 use crate::tenants::quota::Quotas;
+use crate::tenants::reach::Reach;
 use crate::tenants::{Tenant, TenantTable};
 use crate::tls::{FrontError, TenantTls, TlsFront};
 use crate::upstream::tls::{UpstreamTls, UpstreamTlsError};
@@ -77,6 +78,7 @@ impl RouteSet {
             &settings.domain,
             fresh.map(|t| {
                 Tenant::new(t.name.clone(), t.bootstrap.clone())
+                    .with_reach(Reach::new(&t.bootstrap, &t.allowed_hosts, &t.allowed_cidrs))
                     .fingerprinted(t.fingerprint)
                     .with_quotas(Quotas::new(t.quota.as_ref()))
             }),

@@ -74,6 +74,16 @@ pub struct UpstreamRoute {
     /// see no client identity. Not with `tls` or an identity.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub plaintext: bool,
+    /// DNS suffixes of the broker addresses the proxy may dial besides the bootstrap hosts (`acme.svc` admits
+    /// `kafka-0.acme.svc`); default: the parent domain of each bootstrap host name. Broker addresses come from
+    /// the cluster's own responses, which whoever may alter `advertised.listeners` controls.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_hosts: Vec<String>,
+    /// Address ranges (`10.20.0.0/16`) broker addresses may resolve into besides the names above; default: each
+    /// bootstrap IP address. Link-local and metadata-service addresses are refused whatever these say, loopback
+    /// unless a range here holds it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_cidrs: Vec<String>,
     /// Whose certificate the broker sees; see [`UpstreamRoute::identity`] for the default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity: Option<Identity>,
@@ -307,6 +317,18 @@ impl UpstreamRoute {
                 push("tls.server_name", "must be a DNS name or an IP address");
             }
         }
+        for (i, host) in self.allowed_hosts.iter().enumerate() {
+            if HostPort::parse(&format!("{host}:1"))
+                .map_or(true, |h| h.host.parse::<std::net::IpAddr>().is_ok())
+            {
+                push(&format!("allowed_hosts[{i}]"), "must be a DNS name (addresses go in allowed_cidrs)");
+            }
+        }
+        for (i, cidr) in self.allowed_cidrs.iter().enumerate() {
+            if let Err(e) = cidr.parse::<Cidr>() {
+                push(&format!("allowed_cidrs[{i}]"), &e);
+            }
+        }
         match identity {
             Some(Identity::Client) => {
                 if !has_client_ca {
@@ -338,6 +360,53 @@ impl UpstreamRoute {
             }
             None => {}
         }
+    }
+}
+
+/// An address range, `address/prefix-length` (`10.0.0.0/16`, `fd00::/8`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    network: std::net::IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    /// The range holding exactly `ip`.
+    pub fn host(ip: std::net::IpAddr) -> Self {
+        Cidr { network: ip, prefix: if ip.is_ipv4() { 32 } else { 128 } }
+    }
+
+    /// Whether `ip` is in the range (an IPv4 address is never in an IPv6 range, nor the reverse).
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr::{V4, V6};
+        let (net, ip, bits) = match (self.network, ip) {
+            (V4(n), V4(a)) => (u128::from(u32::from(n)), u128::from(u32::from(a)), 32),
+            (V6(n), V6(a)) => (u128::from(n), u128::from(a), 128),
+            _ => return false,
+        };
+        let shift = bits - u32::from(self.prefix);
+        shift >= bits || net >> shift == ip >> shift
+    }
+}
+
+impl std::str::FromStr for Cidr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("{s:?} is not address/prefix-length (10.0.0.0/16, fd00::/8)");
+        let (addr, prefix) = s.split_once('/').ok_or_else(bad)?;
+        let network: std::net::IpAddr = addr.parse().map_err(|_| bad())?;
+        let prefix: u8 = prefix.parse().map_err(|_| bad())?;
+        if prefix > if network.is_ipv4() { 32 } else { 128 } {
+            return Err(bad());
+        }
+        Ok(Cidr { network, prefix })
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.network, self.prefix)
     }
 }
 
@@ -512,6 +581,12 @@ mod tests {
             ("{ tls: { ca: c }, identity: client, clients_ca_key: k, cert: a }", true, &["upstream.cert"]),
             ("{ tls: { ca: c }, identity: proxy }", false, &["upstream.cert", "upstream.key"]),
             ("{ tls: { ca: c }, cert: a }", false, &["upstream.key"]),
+            ("{ plaintext: true, allowed_hosts: [acme.svc], allowed_cidrs: [10.0.0.0/8] }", false, &[]),
+            (
+                "{ plaintext: true, allowed_hosts: [10.0.0.1, \"bad name\"], allowed_cidrs: [10.0.0.0] }",
+                false,
+                &["upstream.allowed_hosts[0]", "upstream.allowed_hosts[1]", "upstream.allowed_cidrs[0]"],
+            ),
             (
                 "{ tls: { ca: c }, identity: proxy, cert: a, key: b, clients_ca_key: k }",
                 true,
@@ -535,6 +610,29 @@ mod tests {
         let err = serde_norway::from_str::<UpstreamRoute>("identity: nobody").expect_err("unknown identity");
         assert!(err.to_string().contains("nobody") || err.to_string().contains("variant"), "{err}");
         assert!(serde_norway::from_str::<UpstreamRoute>("tls: { ca: c, sni: x }").is_err(), "unknown key");
+    }
+
+    #[test]
+    fn cidrs() {
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().expect("ip");
+        let cases = [
+            ("10.20.0.0/16", "10.20.255.1", true),
+            ("10.20.0.0/16", "10.21.0.1", false),
+            ("0.0.0.0/0", "203.0.113.9", true),
+            ("0.0.0.0/0", "::1", false),
+            ("127.0.0.1/32", "127.0.0.1", true),
+            ("127.0.0.1/32", "127.0.0.2", false),
+            ("fd00::/8", "fd12::1", true),
+            ("fd00::/8", "fe80::1", false),
+            ("::/0", "2001:db8::1", true),
+        ];
+        for (cidr, addr, want) in cases {
+            assert_eq!(cidr.parse::<Cidr>().expect(cidr).contains(ip(addr)), want, "{cidr} {addr}");
+        }
+        for bad in ["10.0.0.0", "10.0.0.0/33", "::/129", "x/8", "10.0.0.0/-1", ""] {
+            assert!(bad.parse::<Cidr>().is_err(), "{bad}");
+        }
+        assert_eq!(Cidr::host(ip("::1")).to_string(), "::1/128");
     }
 
     /// A tenant `tls` entry, the fields its validation names, and its ACME broker ids (when `acme`).

@@ -107,6 +107,10 @@ pub struct TenantSettings {
     pub client_crls: Vec<CertificateRevocationListDer<'static>>,
     /// TLS to the tenant's brokers and the identity presented there; plaintext when `None`.
     pub upstream: Option<Arc<UpstreamSettings>>,
+    /// `upstream.allowed_hosts` as configured (validated): DNS suffixes broker addresses may have.
+    pub allowed_hosts: Vec<String>,
+    /// `upstream.allowed_cidrs` as configured (validated): ranges broker addresses may resolve into.
+    pub allowed_cidrs: Vec<String>,
     /// Maps client certificate subjects to the principal names logged; `None`: the subject itself.
     pub principals: Option<Arc<PrincipalMapper>>,
     /// A hash of the entry and of every file it names: a reload that leaves it equal leaves the tenant's open

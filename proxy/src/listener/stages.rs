@@ -236,9 +236,7 @@ fn printable(text: &str) -> std::borrow::Cow<'_, str> {
 async fn connect(to: &Destination, state: &Shared, who: Principal<'_>) -> Result<UpstreamStream, Refused> {
     let tls = to.upstream_tls.as_deref();
     let (upstream, addr) = match &to.broker {
-        Some(addr) => {
-            state.connector.connect(&to.tenant.name, addr, tls, who).await.map(|s| (s, addr.clone()))
-        }
+        Some(addr) => state.connector.connect(&to.tenant, addr, tls, who).await.map(|s| (s, addr.clone())),
         None => state.connector.connect_bootstrap(&to.tenant, tls, who).await,
     }
     .map_err(Refused::Upstream)?;

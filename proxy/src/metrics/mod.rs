@@ -60,15 +60,18 @@ pub enum ConnectFailure {
     Tls,
     /// Any other socket error (unreachable network, reset).
     Other,
+    /// The address is not one the tenant's allow-list admits: never dialled.
+    NotAllowed,
 }
 
 /// Every [`ConnectFailure`], in exposition order.
-pub const CONNECT_FAILURES: [ConnectFailure; 5] = [
+pub const CONNECT_FAILURES: [ConnectFailure; 6] = [
     ConnectFailure::Refused,
     ConnectFailure::Timeout,
     ConnectFailure::Unresolved,
     ConnectFailure::Tls,
     ConnectFailure::Other,
+    ConnectFailure::NotAllowed,
 ];
 
 impl ConnectFailure {
@@ -80,6 +83,7 @@ impl ConnectFailure {
             ConnectFailure::Unresolved => "unresolved",
             ConnectFailure::Tls => "tls",
             ConnectFailure::Other => "other",
+            ConnectFailure::NotAllowed => "not_allowed",
         }
     }
 }

@@ -10,6 +10,7 @@ use kaas_route::HostPort;
 use tokio_util::sync::CancellationToken;
 
 use super::quota::Quotas;
+use super::reach::Reach;
 use super::refresh::{self, RefreshGate};
 use super::sni::{self, SniError, Target};
 
@@ -33,6 +34,8 @@ pub struct Tenant {
     pub fingerprint: u64,
     /// Byte rates all the tenant's connections share.
     pub quotas: Quotas,
+    /// The addresses the proxy may dial for it.
+    pub reach: Reach,
     /// Cancelled when this version of the tenant's route has been replaced or removed and its grace period
     /// has passed: its sessions then close as soon as nothing is outstanding.
     retired: CancellationToken,
@@ -43,6 +46,7 @@ impl Tenant {
     pub fn new(name: String, bootstrap: Vec<HostPort>) -> Self {
         Tenant {
             name,
+            reach: Reach::new(&bootstrap, &[], &[]),
             bootstrap,
             brokers: RwLock::default(),
             next_bootstrap: AtomicUsize::new(0),
@@ -58,6 +62,12 @@ impl Tenant {
     /// With these quotas.
     pub fn with_quotas(mut self, quotas: Quotas) -> Self {
         self.quotas = quotas;
+        self
+    }
+
+    /// With this allow-list instead of the one derived from its bootstrap servers.
+    pub fn with_reach(mut self, reach: Reach) -> Self {
+        self.reach = reach;
         self
     }
 

@@ -9,7 +9,7 @@
 pub mod identity;
 pub mod tls;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,6 +25,7 @@ use crate::kafka::client::{ClientError, KafkaClient};
 use crate::kafka::rewrite::{scan, RewriteError};
 use crate::kafka::versions::{broker_range, VersionsError};
 use crate::metrics::{ConnectFailure, Metrics};
+use crate::tenants::reach::NotAllowed;
 use crate::tenants::refresh::Verdict;
 use crate::tenants::Tenant;
 use identity::IdentityError;
@@ -41,6 +42,9 @@ pub enum UpstreamError {
         /// The resolver's error.
         source: std::io::Error,
     },
+    /// The address is not one the tenant's allow-list admits ([`crate::tenants::reach`]); never dialled.
+    #[error(transparent)]
+    NotAllowed(#[from] NotAllowed),
     /// The TCP connection was refused or failed.
     #[error("cannot connect to {addr}: {source}")]
     Connect {
@@ -148,6 +152,7 @@ impl Blame for UpstreamError {
         match self {
             UpstreamError::UnknownNode { .. }
             | UpstreamError::Identity(_)
+            | UpstreamError::NotAllowed(_)
             | UpstreamError::TlsName { .. } => false,
             UpstreamError::Tls { reason, .. } => {
                 matches!(reason, TlsFailure::Handshake | TlsFailure::Timeout)
@@ -161,6 +166,7 @@ impl Blame for UpstreamError {
             UpstreamError::Resolve { .. }
             | UpstreamError::Connect { .. }
             | UpstreamError::ConnectTimeout { .. } => "connect",
+            UpstreamError::NotAllowed(_) => "not_allowed",
             UpstreamError::Tls { .. } | UpstreamError::TlsName { .. } => "tls",
             UpstreamError::Identity(_) => "identity",
             UpstreamError::NoBootstrap { .. } => "no_bootstrap",
@@ -178,6 +184,7 @@ impl UpstreamError {
     fn connect_failure(&self) -> Option<ConnectFailure> {
         Some(match self {
             UpstreamError::Resolve { .. } => ConnectFailure::Unresolved,
+            UpstreamError::NotAllowed(_) => ConnectFailure::NotAllowed,
             UpstreamError::Connect { source, .. }
                 if source.kind() == std::io::ErrorKind::ConnectionRefused =>
             {
@@ -216,7 +223,7 @@ impl Connector {
     /// tenant (`kaas_proxy_upstream_connect_*`).
     pub async fn connect(
         &self,
-        tenant: &str,
+        tenant: &Tenant,
         addr: &HostPort,
         tls: Option<&UpstreamTls>,
         who: Principal<'_>,
@@ -228,7 +235,10 @@ impl Connector {
         };
         let started = Instant::now();
         let result = self.open(tenant, addr, tls.zip(config)).await;
-        if let Some(m) = self.metrics.tenant(tenant) {
+        if let Err(e @ UpstreamError::NotAllowed(_)) = &result {
+            tracing::warn!(tenant = %tenant.name, error = %e, "broker address refused");
+        }
+        if let Some(m) = self.metrics.tenant(&tenant.name) {
             match &result {
                 Ok(_) => m.connected(started.elapsed()),
                 Err(e) => e.connect_failure().into_iter().for_each(|why| m.connect_failed(why)),
@@ -240,17 +250,28 @@ impl Connector {
     /// The socket, and the TLS handshake over it with `tls`'s configuration.
     async fn open(
         &self,
-        tenant: &str,
+        tenant: &Tenant,
         addr: &HostPort,
         tls: Option<(&UpstreamTls, Arc<rustls::ClientConfig>)>,
     ) -> Result<UpstreamStream, UpstreamError> {
         let tcp = async {
             let resolve_error = |source| UpstreamError::Resolve { addr: addr.clone(), source };
-            let addrs: Vec<SocketAddr> =
-                lookup_host((addr.host.as_str(), addr.port)).await.map_err(resolve_error)?.collect();
-            if addrs.is_empty() {
+            let resolved: Vec<IpAddr> = lookup_host((addr.host.as_str(), addr.port))
+                .await
+                .map_err(resolve_error)?
+                .map(|a| a.ip())
+                .collect();
+            if resolved.is_empty() {
                 return Err(resolve_error(std::io::ErrorKind::NotFound.into()));
             }
+            // Checked after resolution, and the checked addresses are the ones dialled: a name cannot resolve
+            // to one address here and another at connect.
+            let addrs: Vec<SocketAddr> = tenant
+                .reach
+                .admits(addr, &resolved)?
+                .into_iter()
+                .map(|ip| SocketAddr::new(ip, addr.port))
+                .collect();
             TcpStream::connect(&addrs[..])
                 .await
                 .map_err(|source| UpstreamError::Connect { addr: addr.clone(), source })
@@ -269,11 +290,11 @@ impl Connector {
             Ok(Ok(stream)) => Ok(UpstreamStream::Tls(Box::new(stream))),
             Ok(Err(e)) => {
                 let reason = TlsFailure::of(&e);
-                self.metrics.upstream_tls_failed(tenant, reason.label());
+                self.metrics.upstream_tls_failed(&tenant.name, reason.label());
                 Err(tls_error(reason, e))
             }
             Err(_) => {
-                self.metrics.upstream_tls_failed(tenant, TlsFailure::Timeout.label());
+                self.metrics.upstream_tls_failed(&tenant.name, TlsFailure::Timeout.label());
                 let e =
                     std::io::Error::new(std::io::ErrorKind::TimedOut, "no TLS handshake within the timeout");
                 Err(tls_error(TlsFailure::Timeout, e))
@@ -292,7 +313,7 @@ impl Connector {
         let mut tried = 0;
         for addr in tenant.bootstrap_order() {
             tried += 1;
-            match self.connect(&tenant.name, addr, tls, who).await {
+            match self.connect(tenant, addr, tls, who).await {
                 Ok(s) => return Ok((s, addr.clone())),
                 Err(e @ UpstreamError::Identity(_)) => return Err(e),
                 Err(e) => tracing::warn!(tenant = %tenant.name, error = %e, "bootstrap server unreachable"),

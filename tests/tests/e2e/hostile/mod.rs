@@ -2,7 +2,8 @@
 //! connection floods) and from a tenant's broker (unsolicited, garbage, truncated or stalled answers, huge
 //! responses to a client that never reads). Every case runs in an [`arena::Arena`]: it must be answered with a
 //! clear log line and a counter, cost bounded memory, and leave tenant `steady` producing through the same proxy
-//! with zero errors. Strangers who never authenticate ([`preauth`]) hold only their handshake places. The
+//! with zero errors. Strangers who never authenticate ([`preauth`]) hold only their handshake places; a
+//! broker that names the metadata service or a loopback port gets nothing dialled there ([`reach`]). The
 //! attacks that need a real Apache Kafka cluster are in [`kafka`]; the mutated
 //! responses of every address-carrying API in [`broker_responses`].
 
@@ -12,6 +13,7 @@ mod frames;
 mod hello;
 mod kafka;
 mod preauth;
+mod reach;
 mod script;
 
 use std::time::Duration;

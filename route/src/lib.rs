@@ -97,6 +97,10 @@ pub struct UpstreamRoute {
     /// `identity: proxy`: the private key of `cert` (PEM).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<PathBuf>,
+    /// `identity: proxy` collapses every client of the tenant into the proxy's one principal at the broker:
+    /// ACLs, quotas and audit logs can no longer tell users apart. It is taken only with this set to `true`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub one_principal_for_every_client: bool,
 }
 
 /// TLS to a tenant's brokers.
@@ -348,6 +352,14 @@ impl UpstreamRoute {
                 }
             }
             Some(Identity::Proxy) => {
+                if !self.one_principal_for_every_client {
+                    push(
+                        "one_principal_for_every_client",
+                        "needed for identity: proxy, which makes every client of the tenant one principal at the \
+                         broker (its ACLs, quotas and audit logs no longer tell users apart); set it to true to \
+                         choose that, or use identity: client",
+                    );
+                }
                 if self.cert.is_none() {
                     push("cert", "needed for identity: proxy (the proxy's own certificate)");
                 }
@@ -579,8 +591,14 @@ mod tests {
             ("clients_ca_key: k", true, &["upstream.tls"]),
             ("{ tls: { ca: c }, identity: client }", true, &["upstream.clients_ca_key"]),
             ("{ tls: { ca: c }, identity: client, clients_ca_key: k, cert: a }", true, &["upstream.cert"]),
-            ("{ tls: { ca: c }, identity: proxy }", false, &["upstream.cert", "upstream.key"]),
-            ("{ tls: { ca: c }, cert: a }", false, &["upstream.key"]),
+            (
+                "{ tls: { ca: c }, identity: proxy }",
+                false,
+                &["upstream.one_principal_for_every_client", "upstream.cert", "upstream.key"],
+            ),
+            ("{ tls: { ca: c }, cert: a, one_principal_for_every_client: true }", false, &["upstream.key"]),
+            ("{ tls: { ca: c }, cert: a, key: b }", false, &["upstream.one_principal_for_every_client"]),
+            ("{ tls: { ca: c }, cert: a, key: b, one_principal_for_every_client: true }", false, &[]),
             ("{ plaintext: true, allowed_hosts: [acme.svc], allowed_cidrs: [10.0.0.0/8] }", false, &[]),
             (
                 "{ plaintext: true, allowed_hosts: [10.0.0.1, \"bad name\"], allowed_cidrs: [10.0.0.0] }",
@@ -588,7 +606,7 @@ mod tests {
                 &["upstream.allowed_hosts[0]", "upstream.allowed_hosts[1]", "upstream.allowed_cidrs[0]"],
             ),
             (
-                "{ tls: { ca: c }, identity: proxy, cert: a, key: b, clients_ca_key: k }",
+                "{ tls: { ca: c }, identity: proxy, cert: a, key: b, clients_ca_key: k, one_principal_for_every_client: true }",
                 true,
                 &["upstream.clients_ca_key"],
             ),

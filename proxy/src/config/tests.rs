@@ -285,7 +285,7 @@ tenants:
     upstream: { tls: { ca: cluster-ca.pem }, clients_ca_key: clients-ca.key }
   - name: shared
     bootstrap: ["127.0.0.1:19094"]
-    upstream: { tls: { ca: cluster-ca.pem, server_name: kafka.internal }, cert: proxy-user.pem, key: proxy-user.key }
+    upstream: { tls: { ca: cluster-ca.pem, server_name: kafka.internal }, cert: proxy-user.pem, key: proxy-user.key, one_principal_for_every_client: true }
   - name: sasl
     bootstrap: ["127.0.0.1:19095"]
     upstream: { tls: { ca: cluster-ca.pem } }
@@ -325,7 +325,7 @@ tenants:
     upstream: { tls: { ca: missing.pem }, clients_ca_key: stranger-ca.key }
   - name: b
     bootstrap: ["127.0.0.1:1"]
-    upstream: { tls: { ca: clients-ca.pem }, cert: server.pem, key: other.key }
+    upstream: { tls: { ca: clients-ca.pem }, cert: server.pem, key: other.key, one_principal_for_every_client: true }
   - name: c
     bootstrap: ["127.0.0.1:1"]
     upstream: { identity: client, tls: { ca: clients-ca.pem, sni: x } }

@@ -116,7 +116,8 @@ async fn broker_acls_hold_per_user_through_the_proxy() {
             "shared",
             &cluster,
             &format!(
-                "      tls: {{ ca: {cluster_ca} }}\n      identity: proxy\n      cert: {}\n      key: {}\n",
+                "      tls: {{ ca: {cluster_ca} }}\n      identity: proxy\n      cert: {}\n      key: {}\n      \
+                 one_principal_for_every_client: true\n",
                 path(&proxy_user.0),
                 path(&proxy_user.1)
             ),

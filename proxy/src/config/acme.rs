@@ -46,8 +46,12 @@ pub struct AcmeConfig {
 pub struct EabConfig {
     /// The key identifier the CA gave.
     pub kid: String,
-    /// The HMAC key the CA gave, base64url (with or without padding).
-    pub hmac_key: String,
+    /// The HMAC key the CA gave, base64url (with or without padding); or, better, `hmac_key_file`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hmac_key: Option<String>,
+    /// A file holding the HMAC key (base64url), so the key lives in a Secret rather than in the configuration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hmac_key_file: Option<PathBuf>,
 }
 
 impl ChallengeKind {
@@ -174,12 +178,30 @@ pub(super) fn validate(config: &AcmeConfig, base: &Path, errs: &mut Collector) -
         if eab.kid.is_empty() {
             errs.push("acme.eab.kid", "must not be empty");
         }
+        let (field, text) = match (&eab.hmac_key, &eab.hmac_key_file) {
+            (Some(key), None) => ("acme.eab.hmac_key", key.clone()),
+            (None, Some(file)) => match std::fs::read_to_string(base.join(file)) {
+                Ok(text) => ("acme.eab.hmac_key_file", text),
+                Err(e) => {
+                    errs.push(
+                        "acme.eab.hmac_key_file",
+                        format!("cannot read {}: {e}", base.join(file).display()),
+                    );
+                    return None;
+                }
+            },
+            (given, _) => {
+                let what = if given.is_some() { "not both" } else { "one is required" };
+                errs.push("acme.eab", format!("hmac_key or hmac_key_file: {what}"));
+                return None;
+            }
+        };
         let decoded =
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(eab.hmac_key.trim_end_matches('='));
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text.trim().trim_end_matches('='));
         match decoded {
             Ok(key) if !key.is_empty() => Some((eab.kid.clone(), key)),
             _ => {
-                errs.push("acme.eab.hmac_key", "is not a base64url key");
+                errs.push(field, "is not a base64url key");
                 None
             }
         }

@@ -561,3 +561,28 @@ fn an_upstream_path_is_required_and_plaintext_is_said_by_name() {
     let tls = "{ name: acme, bootstrap: [\"127.0.0.1:1\"], upstream: { tls: { ca: ca.pem } } }";
     assert!(from_yaml(&yaml(tls), dir.path()).expect("TLS upstream").tenants[0].upstream.is_some());
 }
+
+/// The EAB key can live in a file (a mounted Secret) instead of the configuration; exactly one of the two.
+#[test]
+fn acme_eab_key_from_a_file_or_inline_never_both() {
+    let tenants =
+        "  - { name: a, bootstrap: [\"127.0.0.1:1\"], upstream: { plaintext: true }, tls: { acme: true } }\n";
+    let acme = |eab: &str| {
+        format!("acme: {{ directory_url: \"https://a/dir\", eab: {eab}, store: {{ dir: s }} }}\n")
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("eab.key"), "c2VjcmV0LWtleQ\n").expect("write");
+    let s =
+        from_yaml(&acme_yaml(dir.path(), &acme("{ kid: k1, hmac_key_file: eab.key }"), tenants), dir.path())
+            .unwrap_or_else(|e| panic!("{e:#?}"));
+    assert_eq!(s.acme.as_deref().expect("acme").eab, Some(("k1".to_string(), b"secret-key".to_vec())));
+    let cases: &[(&str, &[&str])] = &[
+        ("{ kid: k1, hmac_key: c2VjcmV0LWtleQ, hmac_key_file: eab.key }", &["acme.eab"]),
+        ("{ kid: k1 }", &["acme.eab"]),
+        ("{ kid: k1, hmac_key_file: missing.key }", &["acme.eab.hmac_key_file"]),
+    ];
+    for (eab, want) in cases {
+        let errors = from_yaml(&acme_yaml(dir.path(), &acme(eab), tenants), dir.path()).expect_err("invalid");
+        assert_eq!(keys(&errors), *want, "{eab}: {errors:#?}");
+    }
+}

@@ -72,6 +72,27 @@ def test_proxy_availability_and_lockdown():
     assert by_kind(objects, "ServiceMonitor")[0]["spec"]["endpoints"][0]["path"] == "/metrics"
 
 
+def test_probes_have_their_own_port_that_no_pod_may_reach():
+    objects = render("kaas-proxy", name="kaas-proxy", namespace="kaas-system")
+    container = by_kind(objects, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    config = yaml.safe_load(by_kind(objects, "ConfigMap")[0]["data"]["kaas-proxy.yaml"])
+    # The probes go to the probe endpoint, which the proxy serves with places of its own (admin.rs), not to the
+    # admin port, whose places whatever scrapes metrics could hold.
+    assert config["probe_listen"].endswith(f":{ports['probes']}") and config["admin_listen"].endswith(f":{ports['admin']}")
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"]["port"] == "probes", probe
+    policy = by_kind(objects, "NetworkPolicy")[0]
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    admitted = {p["port"]: rule.get("from") for rule in policy["spec"]["ingress"] for p in rule["ports"]}
+    assert admitted["kafka-tls"] is None, "Kafka clients come from anywhere"
+    assert admitted["admin"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
+    assert "probes" not in admitted, "no pod may reach the probe port"
+    off = render("kaas-proxy", {"networkPolicy": {"enabled": False, "metricsFrom": []}}, name="kaas-proxy",
+                 namespace="kaas-system")
+    assert not by_kind(off, "NetworkPolicy")
+
+
 def test_upstream_material_reaches_the_proxy_where_the_controller_points():
     proxy = by_kind(render("kaas-proxy", name="kaas-proxy", namespace="kaas-system"), "Deployment")[0]
     pod = proxy["spec"]["template"]["spec"]
@@ -109,7 +130,7 @@ def test_proxy_configuration_is_what_the_binary_reads():
                            "hello_timeout_seconds", "handshake_timeout_seconds", "idle_timeout_seconds",
                            "max_connections", "max_connections_per_tenant", "max_connections_per_ip",
                            "max_handshakes_per_ip", "max_handshakes_per_tenant",
-                           "max_inflight_requests_per_connection", "reload_grace_seconds", "max_fetch_response_bytes", "admin_listen", "tls", "tenants", "tenants_file"}
+                           "max_inflight_requests_per_connection", "reload_grace_seconds", "max_fetch_response_bytes", "admin_listen", "probe_listen", "tls", "tenants", "tenants_file"}
     assert (config["max_connections"], config["max_connections_per_tenant"], config["max_connections_per_ip"]) \
         == (20000, 5000, 1000)
     assert (config["hello_timeout_seconds"], config["max_handshakes_per_ip"], config["max_handshakes_per_tenant"]) \

@@ -55,9 +55,10 @@ pub(crate) fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<
     response
 }
 
-/// The answer to `method path` (the path without its query).
-fn respond(method: &Method, path: &str, health: &Health, metrics: &Metrics) -> Response<Full<Bytes>> {
-    if !matches!(path, "/livez" | "/healthz" | "/readyz" | "/metrics") {
+/// The answer to `method path` (the path without its query); `/metrics` only where `metrics` is given.
+fn respond(method: &Method, path: &str, health: &Health, metrics: Option<&Metrics>) -> Response<Full<Bytes>> {
+    let metrics_path = path == "/metrics" && metrics.is_some();
+    if !(matches!(path, "/livez" | "/healthz" | "/readyz") || metrics_path) {
         return text(StatusCode::NOT_FOUND, "not found\n");
     }
     if method != Method::GET {
@@ -68,11 +69,14 @@ fn respond(method: &Method, path: &str, health: &Health, metrics: &Metrics) -> R
     match path {
         "/readyz" if health.ready.load(Ordering::SeqCst) => text(StatusCode::OK, "ready\n"),
         "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
-        "/metrics" => {
-            let mut response = Response::new(Full::new(Bytes::from(metrics.encode())));
-            response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(metrics::CONTENT_TYPE));
-            response
-        }
+        "/metrics" => match metrics {
+            Some(metrics) => {
+                let mut response = Response::new(Full::new(Bytes::from(metrics.encode())));
+                response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(metrics::CONTENT_TYPE));
+                response
+            }
+            None => text(StatusCode::NOT_FOUND, "not found\n"),
+        },
         _ => text(StatusCode::OK, "ok\n"),
     }
 }
@@ -90,8 +94,15 @@ pub async fn serve(listener: TcpListener, health: Arc<Health>, metrics: Arc<Metr
     serve_with(listener, health, metrics, limits).await
 }
 
+/// Answers only the probes on `listener`, with connection places of its own: whoever holds the admin
+/// endpoint's places (its port is reachable by whatever scrapes metrics) cannot fail the kubelet's probes.
+pub async fn serve_probes(listener: TcpListener, health: Arc<Health>) {
+    let limits = Limits { header_read: HEADER_READ_TIMEOUT, connection: CONNECTION_TIMEOUT };
+    serve_bounded(listener, limits, move |method, path| respond(method, path, &health, None)).await
+}
+
 async fn serve_with(listener: TcpListener, health: Arc<Health>, metrics: Arc<Metrics>, limits: Limits) {
-    serve_bounded(listener, limits, move |method, path| respond(method, path, &health, &metrics)).await
+    serve_bounded(listener, limits, move |method, path| respond(method, path, &health, Some(&metrics))).await
 }
 
 /// Serves `respond` (method, path without query → response) on `listener` within the admin endpoint's bounds
@@ -256,5 +267,30 @@ mod tests {
         assert!(read.is_ok(), "the connection is closed once the header timeout passes");
         // Still serving everyone else.
         assert_eq!(request(addr, Method::GET, "/livez").await.status, StatusCode::OK);
+    }
+
+    /// Whoever holds every place of the admin endpoint (reachable by whatever scrapes metrics) makes its probes
+    /// wait; the probe endpoint, with places of its own, still answers at once, and serves nothing else.
+    #[tokio::test]
+    async fn probes_cannot_be_starved_through_the_admin_endpoint() {
+        let (admin, health, _) = start(LIMITS).await;
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let probes = listener.local_addr().expect("addr");
+        tokio::spawn(serve_probes(listener, health.clone()));
+        health.ready.store(true, Ordering::SeqCst);
+        let mut held = Vec::new();
+        for _ in 0..MAX_CONNECTIONS + 4 {
+            held.push(tokio::net::TcpStream::connect(admin).await.expect("connect"));
+        }
+        let starved =
+            tokio::time::timeout(Duration::from_secs(1), request(admin, Method::GET, "/readyz")).await;
+        assert!(starved.is_err(), "the admin endpoint's places are all held");
+        let answer = tokio::time::timeout(Duration::from_secs(1), request(probes, Method::GET, "/readyz"))
+            .await
+            .expect("the probe endpoint answers while the admin endpoint is full");
+        assert_eq!((answer.status, answer.body.as_str()), (StatusCode::OK, "ready\n"));
+        assert_eq!(request(probes, Method::GET, "/healthz").await.status, StatusCode::OK);
+        assert_eq!(request(probes, Method::GET, "/metrics").await.status, StatusCode::NOT_FOUND);
+        drop(held);
     }
 }

@@ -190,6 +190,7 @@ struct Parsed {
     /// The limits (`handshake_timeout_seconds`, `max_connections`, ...) by key, as written.
     limits: Vec<(&'static str, u64)>,
     admin_listen: Option<String>,
+    probe_listen: Option<String>,
     tls: Option<CertificateFiles>,
     /// Tenants that parsed, with the key naming them (`tenants[1]`, `tenants_file[0]`).
     tenants: Vec<(String, TenantRoute)>,
@@ -221,6 +222,7 @@ fn parse_keys(map: &Mapping, errs: &mut Collector) -> Parsed {
                 }
             }
             "admin_listen" => p.admin_listen = typed(key, v, errs),
+            "probe_listen" => p.probe_listen = typed(key, v, errs),
             "tenants_file" => {
                 if let Some(path) = typed::<PathBuf>(key, v, errs) {
                     p.tenants_file = Some(path);
@@ -317,13 +319,17 @@ fn validate(p: &Parsed, base: &Path, errs: &mut Collector) -> Option<Settings> {
     if connect_timeout_seconds == 0 {
         errs.push("connect_timeout_seconds", "must be at least 1");
     }
-    let admin_listen = p.admin_listen.as_ref().and_then(|a| match a.parse::<SocketAddr>() {
-        Ok(a) => Some(a),
-        Err(_) => {
-            errs.push("admin_listen", format!("{a:?} is not an address like 0.0.0.0:9100"));
-            None
-        }
-    });
+    let mut address = |key: &str, given: &Option<String>| {
+        given.as_ref().and_then(|a| match a.parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                errs.push(key, format!("{a:?} is not an address like 0.0.0.0:9100"));
+                None
+            }
+        })
+    };
+    let admin_listen = address("admin_listen", &p.admin_listen);
+    let probe_listen = address("probe_listen", &p.probe_listen);
     let default_cert = p.tls.as_ref().and_then(|files| load_cert("tls", files, base, errs));
     let acme = p.acme.as_ref().and_then(|config| acme::validate(config, base, errs));
     // With a tenants_file (the controller's route source) an empty list is normal: no tenant is ready yet.
@@ -418,6 +424,7 @@ fn validate(p: &Parsed, base: &Path, errs: &mut Collector) -> Option<Settings> {
         reload_grace: Duration::from_secs(reload_grace_seconds),
         max_fetch_response_bytes: u32::try_from(max_fetch_response_bytes).unwrap_or(u32::MAX),
         admin_listen,
+        probe_listen,
         default_cert: default_cert?,
         tenants,
         skipped: Vec::new(),

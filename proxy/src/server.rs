@@ -28,6 +28,8 @@ use crate::upstream::Connector;
 pub struct Server {
     listener: Listener,
     admin: Option<TcpListener>,
+    /// The probes' own endpoint (`probe_listen`).
+    probes: Option<TcpListener>,
     health: Arc<Health>,
     routes: Arc<Routes>,
     metrics: Arc<Metrics>,
@@ -86,6 +88,7 @@ impl Server {
         let bound =
             socket.local_addr().map_err(|source| StartError::Bind { addr: settings.listen, source })?;
         let admin = bind_optional(settings.admin_listen).await?;
+        let probes = bind_optional(settings.probe_listen).await?;
         let advertised_port = match settings.advertised_port {
             0 => bound.port(),
             p => p,
@@ -124,6 +127,7 @@ impl Server {
         Ok(Server {
             listener,
             admin,
+            probes,
             health: Arc::default(),
             routes,
             metrics,
@@ -157,6 +161,9 @@ impl Server {
         info!(listen = ?self.local_addr().ok(), %domain, "kaas-proxy serving");
         if let Some(admin) = self.admin.take() {
             tokio::spawn(crate::admin::serve(admin, self.health.clone(), self.metrics.clone()));
+        }
+        if let Some(probes) = self.probes.take() {
+            tokio::spawn(crate::admin::serve_probes(probes, self.health.clone()));
         }
         // Readiness does not wait for certificates: a tenant whose order is pending is served the default
         // certificate meanwhile, and the other tenants are not held up by it.

@@ -65,9 +65,14 @@ pub struct Config {
     /// Largest `max_bytes` a Fetch request is forwarded with (lower ones pass as they are).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_fetch_response_bytes: Option<u32>,
-    /// Address of the health (`/healthz`, `/readyz`) endpoint; none when absent.
+    /// Address of the admin endpoint (`/metrics`, and the probes too); none when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin_listen: Option<String>,
+    /// Address of an endpoint that serves only the probes (`/livez`, `/healthz`, `/readyz`), with places of its
+    /// own, so that nothing holding the admin endpoint's connections can fail the kubelet's probes; none when
+    /// absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe_listen: Option<String>,
     /// Default certificate chain and key, used for names without a tenant certificate.
     pub tls: CertificateFiles,
     /// Tenants written inline; may be empty or absent when `tenants_file` is given.
@@ -108,6 +113,7 @@ pub(super) const TOP_LEVEL_KEYS: &[&str] = &[
     "reload_grace_seconds",
     "max_fetch_response_bytes",
     "admin_listen",
+    "probe_listen",
     "tls",
     "tenants",
     "tenants_file",

@@ -52,6 +52,8 @@ pub struct Settings {
     pub max_fetch_response_bytes: u32,
     /// Where `/healthz`, `/readyz` and `/metrics` are served; no admin endpoint when `None`.
     pub admin_listen: Option<SocketAddr>,
+    /// Where only `/livez`, `/healthz` and `/readyz` are served, with connection places of their own.
+    pub probe_listen: Option<SocketAddr>,
     /// Chain and key for names whose tenant has no certificate of its own.
     pub default_cert: Arc<CertifiedKey>,
     /// Inline tenants first, then those of `tenants_file`; names are unique.

@@ -41,7 +41,7 @@ fuzz_target!(|data: &[u8]| {
             probes.extend([from_version, decodable.min.saturating_sub(1), decodable.max.saturating_add(1)]);
         }
         for v in probes.into_iter().filter(|v| (r.min..=r.max).contains(v)) {
-            if let Err(e) = classify(Some(api), v) {
+            if let Err(e) = classify(api as i16, v) {
                 panic!("v{version}: {api:?} offered as {r} but v{v} is refused: {e}");
             }
         }

@@ -64,7 +64,7 @@ fn through_process_response(api: ApiKey, version: i16, body: &[u8]) {
     }
     framed.extend_from_slice(body);
     let frame = Frame::from_body(&framed);
-    let Ok(action) = classify(Some(api), version) else { return };
+    let Ok(action) = classify(api as i16, version) else { return };
     let req = InFlight { correlation_id: 7, api_key: api as i16, version, action, throttle_ms: 0 };
     let adv = advertise();
     match process_response(frame.clone(), &req, &adv) {

@@ -83,6 +83,10 @@ pub enum ResponseAction {
 /// Why a request is refused before it reaches the broker.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RequestRefusal {
+    /// An API key the proxy does not know: its response could carry broker addresses the proxy cannot see, so
+    /// it is refused (fail closed) and ApiVersions does not offer it.
+    #[error("API key {0} is not one the proxy knows (a newer Kafka API?); refused, since its response could carry internal addresses")]
+    Unknown(i16),
     /// A controller-quorum or inter-broker API ([`Policy::Blocked`]).
     #[error("{0:?} is not available through the proxy (its messages carry internal addresses)")]
     Blocked(ApiKey),
@@ -100,8 +104,8 @@ pub enum RequestRefusal {
 }
 
 /// The response action for a request, or why the request must not go upstream.
-pub fn classify(api: Option<ApiKey>, version: i16) -> Result<ResponseAction, RequestRefusal> {
-    let Some(api) = api else { return Ok(ResponseAction::Forward) };
+pub fn classify(key: i16, version: i16) -> Result<ResponseAction, RequestRefusal> {
+    let Ok(api) = ApiKey::try_from(key) else { return Err(RequestRefusal::Unknown(key)) };
     match policy(api) {
         Policy::PassThrough => Ok(ResponseAction::Forward),
         Policy::Versions => Ok(ResponseAction::CapVersions),
@@ -154,22 +158,24 @@ mod tests {
     fn classification() {
         use ResponseAction::*;
         let cases = [
-            (Some(ApiKey::Metadata), 12, Ok(Rewrite(ApiKey::Metadata))),
-            (Some(ApiKey::Metadata), 0, Ok(Rewrite(ApiKey::Metadata))),
-            (Some(ApiKey::Metadata), 14, Err(unreadable(ApiKey::Metadata, 14, "0..13"))),
-            (Some(ApiKey::ShareFetch), 0, Err(unreadable(ApiKey::ShareFetch, 0, "1..1"))),
-            (Some(ApiKey::ShareFetch), 1, Ok(Rewrite(ApiKey::ShareFetch))),
-            (Some(ApiKey::Produce), 9, Ok(Forward)),
-            (Some(ApiKey::Produce), 10, Ok(Rewrite(ApiKey::Produce))),
-            (Some(ApiKey::Fetch), 15, Ok(Forward)),
-            (Some(ApiKey::Fetch), 16, Ok(Rewrite(ApiKey::Fetch))),
-            (Some(ApiKey::ApiVersions), 3, Ok(CapVersions)),
-            (Some(ApiKey::DescribeQuorum), 2, Err(RequestRefusal::Blocked(ApiKey::DescribeQuorum))),
-            (Some(ApiKey::JoinGroup), 99, Ok(Forward)),
-            (None, 0, Ok(Forward)),
+            (ApiKey::Metadata as i16, 12, Ok(Rewrite(ApiKey::Metadata))),
+            (ApiKey::Metadata as i16, 0, Ok(Rewrite(ApiKey::Metadata))),
+            (ApiKey::Metadata as i16, 14, Err(unreadable(ApiKey::Metadata, 14, "0..13"))),
+            (ApiKey::ShareFetch as i16, 0, Err(unreadable(ApiKey::ShareFetch, 0, "1..1"))),
+            (ApiKey::ShareFetch as i16, 1, Ok(Rewrite(ApiKey::ShareFetch))),
+            (ApiKey::Produce as i16, 9, Ok(Forward)),
+            (ApiKey::Produce as i16, 10, Ok(Rewrite(ApiKey::Produce))),
+            (ApiKey::Fetch as i16, 15, Ok(Forward)),
+            (ApiKey::Fetch as i16, 16, Ok(Rewrite(ApiKey::Fetch))),
+            (ApiKey::ApiVersions as i16, 3, Ok(CapVersions)),
+            (ApiKey::DescribeQuorum as i16, 2, Err(RequestRefusal::Blocked(ApiKey::DescribeQuorum))),
+            (ApiKey::JoinGroup as i16, 99, Ok(Forward)),
+            // Fail closed: a key no release of the protocol crate knows could carry addresses in its response.
+            (32_000, 0, Err(RequestRefusal::Unknown(32_000))),
+            (-1, 0, Err(RequestRefusal::Unknown(-1))),
         ];
-        for (api, version, want) in cases {
-            assert_eq!(classify(api, version), want, "{api:?} v{version}");
+        for (key, version, want) in cases {
+            assert_eq!(classify(key, version), want, "key {key} v{version}");
         }
     }
 }

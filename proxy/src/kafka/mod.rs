@@ -67,7 +67,7 @@ pub fn inspect_request(frame: &Frame) -> Result<Inspected, RequestError> {
     let body = frame.body();
     let h = header::parse_request(body)?;
     let api = h.api();
-    let action = classify(api, h.api_version)?;
+    let action = classify(h.api_key, h.api_version)?;
     let no_response = match (api, h.body_offset) {
         (Some(ApiKey::Produce), Some(at)) => {
             header::produce_acks(&body[at..], h.api_version).map_err(RequestError::Acks)? == 0

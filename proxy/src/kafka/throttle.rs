@@ -78,7 +78,7 @@ mod tests {
         throttle_ms: i32,
         action: Option<ResponseAction>,
     ) -> Frame {
-        let action = action.unwrap_or_else(|| classify(Some(api), version).expect("served"));
+        let action = action.unwrap_or_else(|| classify(api as i16, version).expect("served"));
         let req = InFlight { correlation_id: 7, api_key: api as i16, version, action, throttle_ms };
         let adv = Advertise::new("acme", "kaas.localhost", 9092);
         let p = process_response(frame, &req, &adv).expect("processed");

@@ -242,8 +242,8 @@ mod tests {
         };
         let (client, mut app) = tokio::io::duplex(4096);
         let (upstream, mut broker) = tokio::io::duplex(4096);
-        // Heartbeat (passed through) and an API key no Kafka version has.
-        let requests = [request(12, 1, &[0; 4]), request(999, 2, &[])].concat();
+        // Heartbeat and LeaveGroup, passed through unread.
+        let requests = [request(12, 1, &[0; 4]), request(13, 2, &[])].concat();
         let responses = [response(1, &[0, 0]), response(2, &[])].concat();
         let traffic = async {
             app.write_all(&requests).await.expect("client writes");
@@ -270,7 +270,7 @@ mod tests {
                 responses.len(),
             ),
             ("kaas_proxy_requests_total{tenant=\"acme\",api=\"Heartbeat\"}", 1),
-            ("kaas_proxy_requests_total{tenant=\"acme\",api=\"unknown\"}", 1),
+            ("kaas_proxy_requests_total{tenant=\"acme\",api=\"LeaveGroup\"}", 1),
             ("kaas_proxy_requests_total{tenant=\"acme\",api=\"Metadata\"}", 0),
         ] {
             let line = format!("{series} {want}");

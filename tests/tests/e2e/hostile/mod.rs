@@ -115,16 +115,13 @@ case!(
 );
 
 case!(
-    /// An API key no Kafka version has is forwarded as it came (the proxy reads no body it does not know and
-    /// such responses carry no broker address), counted as `unknown`; the broker's answer (Tansu closes the
-    /// connection) ends the session, not the proxy.
+    /// An API key the proxy does not know is refused, not forwarded (fail closed: its response could carry
+    /// broker addresses the proxy cannot see), and ApiVersions never offers one.
     unknown_api_key,
     async {
         let arena = Arena::start(Target::Tansu).await;
-        let mut conn = arena.connect().await;
-        conn.write_all(&request(32_000, 0, 1, &[])).await.expect("write");
-        assert!(raw::closed_within(conn.get_mut(), Duration::from_secs(5)).await, "not closed");
-        arena.expect_metric("kaas_proxy_requests_total{tenant=\"target\",api=\"unknown\"}", 1.0);
+        refused(&arena, &request(32_000, 0, 1, &[]), "API key 32000 is not one the proxy knows", "client_request")
+            .await;
         arena.finish(16).await;
     }
 );

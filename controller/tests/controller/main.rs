@@ -18,4 +18,5 @@ mod common;
 mod apiserver;
 mod cli;
 mod reconcile;
+mod strimzi;
 mod tenant_loop;

@@ -1,15 +1,16 @@
 //! What the Strimzi operator does with the `Kafka` and `KafkaNodePool` objects `charts/kaas` renders, as data
 //! with its upstream source: the Kafka versions each Strimzi release runs ([`versions`]), the names it puts on
-//! the brokers' certificates ([`certificates`]), the `spec.kafka.config` keys it drops ([`config`]) and the
-//! principals it makes super users (here). The operator is not published to any registry this project builds
-//! from (only `io.strimzi:api`), so its rules are tables; each names the file and tag it was read from
-//! (github.com/strimzi/strimzi-kafka-operator). Pure.
+//! the brokers' certificates ([`certificates`]), the `spec.kafka.config` keys it drops ([`config`]), when its
+//! status says a cluster serves ([`status`]) and the principals it makes super users (here). The operator is
+//! not published to any registry this project builds from (only `io.strimzi:api`), so its rules are tables;
+//! each names the file and tag it was read from (github.com/strimzi/strimzi-kafka-operator). Pure.
 //!
 //! Neighbours: [`crate::crd`] refuses version pins these tables refuse; [`crate::render`] defaults to a pair
 //! they accept; the controller's `strimzi` integration tests check the chart's output against all of them.
 
 pub mod certificates;
 pub mod config;
+pub mod status;
 pub mod versions;
 
 pub use versions::{check_versions, kafka_versions, VersionError};

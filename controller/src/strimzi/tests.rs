@@ -131,3 +131,39 @@ fn broker_certificates_name_services_load_balancers_and_alternative_names_only()
     let nodeport = kafka(json!([{ "name": "np", "port": 9094, "type": "nodeport", "tls": true }]));
     assert!(nodeport.broker_certificate_names(&node, &lb).is_err(), "outside the model: said, not guessed");
 }
+
+#[test]
+fn a_kafka_serves_when_ready_for_its_generation_with_the_listeners_address() {
+    let with = |status: serde_json::Value| json!({ "metadata": { "generation": 2 }, "status": status });
+    let listeners = json!([{ "name": "proxy", "addresses": [{ "host": "lb.example", "port": 9094 }] }]);
+    let ready = json!([{ "type": "Ready", "status": "True" }]);
+    let cases = [
+        (json!({ "metadata": { "generation": 2 } }), Err("Strimzi has written no status yet")),
+        (
+            with(json!({ "observedGeneration": 1, "conditions": ready, "listeners": listeners })),
+            Err("Strimzi has not reconciled generation 2 yet (observed: 1)"),
+        ),
+        (
+            with(
+                json!({ "observedGeneration": 2, "listeners": listeners, "conditions": [{ "type": "NotReady",
+                "status": "True", "reason": "UnsupportedKafkaVersionException",
+                "message": "Unsupported Kafka.spec.kafka.version: 4.1.0" }] }),
+            ),
+            Err("not Ready: Unsupported Kafka.spec.kafka.version: 4.1.0"),
+        ),
+        (
+            with(json!({ "observedGeneration": 2, "conditions": ready })),
+            Err("Ready, but listener proxy has no address yet"),
+        ),
+        (
+            with(json!({ "observedGeneration": 2, "conditions": ready, "listeners": listeners })),
+            Ok("lb.example:9094"),
+        ),
+    ];
+    for (kafka, expected) in cases {
+        let expected = expected.map(str::to_owned).map_err(str::to_owned);
+        assert_eq!(status::serving(&kafka, "proxy"), expected, "{kafka}");
+    }
+    let other = with(json!({ "observedGeneration": 2, "conditions": ready, "listeners": listeners }));
+    assert!(status::serving(&other, "tls").is_err(), "another listener's address is not the proxy's");
+}

@@ -30,7 +30,8 @@ use serde::Deserialize;
 /// `cluster.local`).
 pub const CLUSTER_DOMAIN: &str = "cluster.local";
 
-/// A listener of `spec.kafka.listeners`, the fields the names depend on.
+/// A listener of `spec.kafka.listeners`, the fields the names depend on. Read from rendered objects whose
+/// schema is Strimzi's, so the other fields are ignored, not refused.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Listener {

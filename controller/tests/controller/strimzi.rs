@@ -59,7 +59,16 @@ impl Rendered {
     }
 }
 
-const EXAMPLES: [&str; 2] = ["acme", "beta"];
+/// Every example tenant (`controller/examples/*.yaml`), by name; both isolation modes among them.
+fn examples() -> Vec<String> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("examples")
+        .filter_map(|e| e.ok()?.file_name().to_str()?.strip_suffix(".yaml").map(str::to_owned))
+        .collect();
+    names.sort();
+    names
+}
 
 /// The address the cloud gives a load-balancer Service (any: the names must not depend on it).
 fn load_balancer(service: &str) -> String {
@@ -68,8 +77,8 @@ fn load_balancer(service: &str) -> String {
 
 #[test]
 fn the_kafka_version_is_one_the_tenants_strimzi_runs() {
-    for example in EXAMPLES {
-        let r = Rendered::of(example, &Platform::default());
+    for example in examples() {
+        let r = Rendered::of(&example, &Platform::default());
         let version =
             r.kafka()["spec"]["kafka"]["version"].as_str().expect("a version, never Strimzi's choice");
         let supported = kafka_versions(&r.platform.strimzi_version);
@@ -104,8 +113,8 @@ fn the_charts_own_default_version_is_one_its_own_strimzi_runs() {
 
 #[test]
 fn no_configuration_strimzi_drops_and_no_principal_it_makes_a_super_user() {
-    for example in EXAMPLES {
-        let r = Rendered::of(example, &Platform::default());
+    for example in examples() {
+        let r = Rendered::of(&example, &Platform::default());
         let spec = &r.kafka()["spec"]["kafka"];
         let listeners: Vec<(&str, u16)> = spec["listeners"]
             .as_array()
@@ -126,8 +135,8 @@ fn no_configuration_strimzi_drops_and_no_principal_it_makes_a_super_user() {
 }
 #[test]
 fn every_name_the_proxy_dials_is_on_the_certificate_strimzi_issues() {
-    for example in EXAMPLES {
-        let r = Rendered::of(example, &Platform::default());
+    for example in examples() {
+        let r = Rendered::of(&example, &Platform::default());
         let cluster = Cluster::of(r.kafka(), &r.namespace).expect("listeners parse");
         let (host, port) = r.plan.bootstrap.rsplit_once(':').expect("host:port");
         let port: u16 = port.parse().expect("port");
@@ -187,8 +196,8 @@ fn on_the_shared_cluster_no_load_balancer_nobody_dials() {
 
 #[test]
 fn brokers_get_resources_a_heap_and_a_node_each_from_the_sizing() {
-    for example in EXAMPLES {
-        let r = Rendered::of(example, &Platform::default());
+    for example in examples() {
+        let r = Rendered::of(&example, &Platform::default());
         let pool = &r.pool("brokers")["spec"];
         let instance = kaas_controller::sizing::INSTANCE_TYPES
             .iter()

@@ -6,7 +6,7 @@ import helm_python as helm
 import pytest
 import yaml
 
-from conftest import ROOT, render, validate
+from conftest import ROOT, pruned, render, validate
 
 CHART = str(ROOT / "charts" / "kaas")
 
@@ -41,6 +41,9 @@ def test_renders_valid_objects(name, crd_schemas):
     assert kinds.count("Kafka") == 1 and kinds.count("KafkaNodePool") == 2
     judged = [validate(o, crd_schemas) for o in objects]
     assert "crd" in judged and "kubernetes" in judged
+    dropped = {o["kind"]: pruned(o, crd_schemas[(o["apiVersion"], o["kind"])]) for o, j in zip(objects, judged)
+               if j == "crd"}
+    assert not any(dropped.values()), f"fields the API server would drop: {dropped}"
 
 
 def test_controller_values_size_the_cluster():

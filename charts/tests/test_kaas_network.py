@@ -6,7 +6,7 @@ load balancers' own addresses otherwise); the per-broker load balancers are inte
 load balancers admit only the proxy's addresses. On the shared cluster there is no such listener."""
 import copy
 
-from conftest import render
+from conftest import pruned, render, validate
 from test_kaas_chart import controller_values
 
 # What the AWS cloud controller manager's service controller reads (cloud-provider-aws v1.34.0
@@ -36,7 +36,7 @@ def test_the_route_host_is_the_bootstrap_load_balancers_published_name():
     assert per_broker[INTERNAL] == "true"
 
 
-def test_the_load_balancers_admit_only_the_proxys_addresses():
+def test_the_load_balancers_admit_only_the_proxys_addresses(crd_schemas):
     values = copy.deepcopy(controller_values("acme"))
     values["kafka"]["proxyListener"]["sourceRanges"] = ["10.100.0.0/16"]
     values["kafka"]["proxyListener"]["scram"] = {"enabled": True, "port": 9095}
@@ -44,6 +44,8 @@ def test_the_load_balancers_admit_only_the_proxys_addresses():
     balanced = [l for l in kafka["spec"]["kafka"]["listeners"] if l["type"] == "loadbalancer"]
     assert [l["name"] for l in balanced] == ["proxy", "scram"]
     assert all(l["configuration"]["loadBalancerSourceRanges"] == ["10.100.0.0/16"] for l in balanced)
+    assert validate(kafka, crd_schemas) == "crd"
+    assert pruned(kafka, crd_schemas[(kafka["apiVersion"], "Kafka")]) == [], "Strimzi's schema has the field there"
 
 
 def test_without_a_hostname_or_ranges_nothing_is_published_or_restricted():

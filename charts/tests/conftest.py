@@ -89,3 +89,26 @@ def validate(obj, crd_schemas):
         return "crd"
     kubernetes_validate.validate(obj, KUBE_VERSION, strict=True)
     return "kubernetes"
+
+
+
+def pruned(obj, schema, path=""):
+    """The paths in `obj` the API server would drop without a word: keys its structural schema does not declare
+    (no `additionalProperties`, no `x-kubernetes-preserve-unknown-fields`). jsonschema accepts them, so a
+    misspelt field passes `validate`; this names it."""
+    if isinstance(obj, list):
+        return [p for i, item in enumerate(obj) for p in pruned(item, schema.get("items", {}), f"{path}[{i}]")]
+    if not isinstance(obj, dict) or schema.get("x-kubernetes-preserve-unknown-fields"):
+        return []
+    props, extra = schema.get("properties", {}), schema.get("additionalProperties")
+    out = []
+    for key, value in obj.items():
+        if not path and key in ("apiVersion", "kind", "metadata"):
+            continue
+        if key in props:
+            out.extend(pruned(value, props[key], f"{path}.{key}"))
+        elif isinstance(extra, dict):
+            out.extend(pruned(value, extra, f"{path}.{key}"))
+        elif extra is not True:
+            out.append(f"{path}.{key}")
+    return out

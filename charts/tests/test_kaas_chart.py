@@ -6,7 +6,7 @@ import helm_python as helm
 import pytest
 import yaml
 
-from conftest import ROOT, render, validate
+from conftest import ROOT, pruned, render, validate
 
 CHART = str(ROOT / "charts" / "kaas")
 
@@ -41,6 +41,9 @@ def test_renders_valid_objects(name, crd_schemas):
     assert kinds.count("Kafka") == 1 and kinds.count("KafkaNodePool") == 2
     judged = [validate(o, crd_schemas) for o in objects]
     assert "crd" in judged and "kubernetes" in judged
+    dropped = {o["kind"]: pruned(o, crd_schemas[(o["apiVersion"], o["kind"])]) for o, j in zip(objects, judged)
+               if j == "crd"}
+    assert not any(dropped.values()), f"fields the API server would drop: {dropped}"
 
 
 def test_controller_values_size_the_cluster():
@@ -187,3 +190,22 @@ def test_each_user_is_held_to_its_quotas(crd_schemas):
     ingress = max(u["quotas"]["producerByteRate"] for u in values["users"]) * brokers
     assert ingress < 100_000_000 + brokers, "acme states 100 MB/s"
     assert "quotas" not in users["kaas-proxy"]["spec"], "the proxy's own metadata requests are not throttled"
+
+
+def test_brokers_have_resources_a_fixed_heap_and_a_node_each():
+    """Without them the brokers are BestEffort (first evicted) with the JVM's default heap, and two may share a
+    node whose network and EBS throughput the sizing gave one broker; controllers get their own figures."""
+    pools = {o["metadata"]["name"]: o["spec"] for o in render("kaas") if o["kind"] == "KafkaNodePool"}
+    brokers, controllers = pools["brokers"], pools["controllers"]
+    assert brokers["resources"] == {"requests": {"cpu": "1500m", "memory": "6144Mi"}, "limits": {"memory": "6144Mi"}}
+    assert brokers["jvmOptions"] == {"-Xms": "2048m", "-Xmx": "2048m"}
+    assert controllers["jvmOptions"] == {"-Xms": "1024m", "-Xmx": "1024m"}
+    terms = brokers["template"]["pod"]["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert {t["topologyKey"] for t in terms} == {"kubernetes.io/hostname"}
+    assert [sorted(t["labelSelector"]["matchLabels"].items()) for t in terms] == [
+        [("strimzi.io/broker-role", "true"), ("strimzi.io/cluster", "kaas")],
+        [("strimzi.io/cluster", "kaas"), ("strimzi.io/controller-role", "true")],
+    ]
+    sized = render("kaas", {"kafka": {"brokerResources": {"cpuMillis": 3500, "memoryMiB": 12288, "heapMiB": 4096}}})
+    brokers = next(o for o in sized if o["kind"] == "KafkaNodePool" and o["metadata"]["name"] == "brokers")["spec"]
+    assert brokers["resources"]["limits"]["memory"] == "12288Mi" and brokers["jvmOptions"]["-Xmx"] == "4096m"

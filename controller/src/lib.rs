@@ -26,5 +26,6 @@ pub mod prices;
 pub mod reconcile;
 pub mod render;
 pub mod sizing;
+pub mod strimzi;
 pub mod upstream;
 pub mod watched;

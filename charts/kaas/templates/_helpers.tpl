@@ -14,3 +14,50 @@ kaas.dev/tenant: {{ .Values.tenant }}
 {{- define "kaas.volumeAttributesClass" -}}
 {{ .Values.kafka.storage.class }}-{{ .Values.kafka.storage.throughputMiBps }}mibps-{{ .Values.kafka.storage.iops }}iops
 {{- end }}
+
+
+{{/* A load-balancer listener's configuration, from .listener (.Values.kafka.proxyListener) and the name
+external-dns publishes for its bootstrap load balancer (.published, may be empty): that name as an annotation
+and on every broker's certificate (bootstrap.alternativeNames); the annotations; the source ranges, which
+Strimzi 1.2.0 sets on the bootstrap and per-broker Services (KafkaCluster.java l.755-758, l.846) and which the
+cloud controller opens the NodePorts to, else to 0.0.0.0/0 (cloud-provider-aws v1.34.0
+pkg/providers/v1/aws.go l.2308-2313). Nothing when there is nothing to say. */}}
+{{- define "kaas.loadBalancerConfiguration" -}}
+{{- $annotations := deepCopy (.listener.annotations | default dict) }}
+{{- $bootstrap := dict }}
+{{- with .published }}
+{{- $_ := set $annotations "external-dns.alpha.kubernetes.io/hostname" . }}
+{{- $_ := set $bootstrap "alternativeNames" (list .) }}
+{{- end }}
+{{- with $annotations }}
+{{- $_ := set $bootstrap "annotations" . }}
+{{- end }}
+{{- $config := dict }}
+{{- with $bootstrap }}
+{{- $_ := set $config "bootstrap" . }}
+{{- end }}
+{{- with .listener.sourceRanges }}
+{{- $_ := set $config "loadBalancerSourceRanges" . }}
+{{- end }}
+{{- with $config }}
+configuration:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/* A node pool's resources and heap, from {cpuMillis, memoryMiB, heapMiB}: memory requested and limited alike
+(the pod is evicted after BestEffort and Burstable pods that exceed their requests), no CPU limit (throttling
+stalls request handling; the request reserves the share), and a fixed heap (-Xms = -Xmx, so Strimzi's dynamic
+default of half the memory limit, at most 5 GiB, does not apply: KafkaCluster.java l.1646 at 1.2.0); the rest
+of the memory is page cache, which serves consumers' reads. */}}
+{{- define "kaas.podResources" -}}
+resources:
+  requests:
+    cpu: {{ printf "%dm" (int .cpuMillis) }}
+    memory: {{ printf "%dMi" (int .memoryMiB) }}
+  limits:
+    memory: {{ printf "%dMi" (int .memoryMiB) }}
+jvmOptions:
+  -Xms: {{ printf "%dm" (int .heapMiB) }}
+  -Xmx: {{ printf "%dm" (int .heapMiB) }}
+{{- end }}

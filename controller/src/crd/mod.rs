@@ -112,7 +112,7 @@ pub struct Versions {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[0-9]+\.[0-9]+\.[0-9]+$"))]
     pub strimzi: Option<String>,
-    /// Apache Kafka of the brokers (`4.1.0`): one the tenant's Strimzi version supports.
+    /// Apache Kafka of the brokers (`4.3.1`): one the tenant's Strimzi version supports (a pair Strimzi does not run is refused).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[0-9]+\.[0-9]+\.[0-9]+$"))]
     pub kafka: Option<String>,

@@ -3,9 +3,11 @@
 //!
 //! Neighbours: the types and the schema attributes it repeats are in [`super`]; [`crate::render`] refuses a
 //! tenant this finds fault with, and adds the check only the sizing can make (a topic's replicas against the
-//! broker count).
+//! broker count) and the version pair against the platform's defaults
+//! ([`KafkaTenantSpec::validate_versions`], Strimzi's table in [`crate::strimzi::versions`]).
 
 use super::{limits, AclResource, Isolation, KafkaTenantSpec};
+use crate::strimzi::{check_versions, VersionError};
 
 impl KafkaTenantSpec {
     /// The topic rules of the schema, and two Kafka applies beyond it: names that differ only in `.` and `_`
@@ -199,5 +201,25 @@ impl KafkaTenantSpec {
             }
         }
         errs
+    }
+}
+
+impl KafkaTenantSpec {
+    /// The Strimzi and Kafka versions the tenant runs (its pins, else the platform's `strimzi` and `kafka`) go
+    /// together: Strimzi refuses a Kafka version it does not support, and no broker starts. The error names
+    /// the pinned field (the Kafka pin before the Strimzi one), both versions and what that Strimzi runs. A pin
+    /// that is no version at all is [`KafkaTenantSpec::validate`]'s to report.
+    pub fn validate_versions(&self, strimzi: &str, kafka: &str) -> Vec<SpecError> {
+        let pins = self.versions.clone().unwrap_or_default();
+        let (strimzi, kafka) =
+            (pins.strimzi.as_deref().unwrap_or(strimzi), pins.kafka.as_deref().unwrap_or(kafka));
+        let Err(e) = check_versions(strimzi, kafka) else { return Vec::new() };
+        let field = match (&e, pins.strimzi.is_some(), pins.kafka.is_some()) {
+            (VersionError::UnknownStrimzi { .. }, true, _) => "versions.strimzi",
+            (_, _, true) => "versions.kafka",
+            (_, true, _) => "versions.strimzi",
+            _ => "versions",
+        };
+        vec![SpecError { field: field.into(), message: e.to_string() }]
     }
 }

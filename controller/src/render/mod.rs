@@ -33,7 +33,8 @@ pub struct Platform {
     pub kubernetes_version: String,
     /// The Strimzi operator's Helm chart version on tenant clusters.
     pub strimzi_version: String,
-    /// Apache Kafka version of tenants' brokers (one every platform Strimzi supports).
+    /// Apache Kafka version of tenants' brokers: one [`Platform::strimzi_version`] runs (a pair
+    /// [`crate::strimzi::check_versions`] accepts; a tenant whose pins make a pair it refuses is invalid).
     pub kafka_version: String,
     /// EC2 instance type of tenant clusters' control-plane machines.
     pub control_plane_instance: String,
@@ -109,7 +110,8 @@ impl Default for Platform {
         Platform {
             kubernetes_version: "v1.34.2".into(),
             strimzi_version: "1.2.0".into(),
-            kafka_version: "4.1.0".into(),
+            // Strimzi 1.2.0's default (kafka-versions.yaml l.317-320 at 1.2.0; 4.1.x is unsupported there).
+            kafka_version: "4.3.1".into(),
             control_plane_instance: "m7g.large".into(),
             chart_source: "kaas".into(),
             chart_path: "./charts/kaas".into(),
@@ -174,7 +176,7 @@ pub struct Plan {
 /// Plans tenant `t` on platform `p`: validates the tenant, sizes it and renders its manifests, each once.
 /// Nothing is committed for a tenant that fails.
 pub fn plan(t: &KafkaTenant, p: &Platform) -> Result<Plan, RenderError> {
-    let name = valid_name(t)?;
+    let name = valid_name(t, p)?;
     let demand = demand(t);
     let sizing = sizing::size(&demand)?;
     fits_brokers(t, sizing.brokers)?;
@@ -209,10 +211,14 @@ pub fn render(t: &KafkaTenant, p: &Platform) -> Result<Vec<Value>, RenderError> 
     plan(t, p).map(|plan| plan.manifests)
 }
 
-/// The tenant's name, once the spec validates and the name is a DNS label.
-fn valid_name(t: &KafkaTenant) -> Result<String, RenderError> {
+/// The tenant's name, once the spec validates (its versions a pair Strimzi runs, on `p`) and the name is a DNS
+/// label.
+fn valid_name(t: &KafkaTenant, p: &Platform) -> Result<String, RenderError> {
     let name = t.metadata.name.clone().ok_or(RenderError::NoName)?;
     let mut errors = t.spec.validate();
+    if errors.iter().all(|e| !e.field.starts_with("versions.")) {
+        errors.extend(t.spec.validate_versions(&p.strimzi_version, &p.kafka_version));
+    }
     if let Err(m) = kaas_route::check_dns_label(&name) {
         errors.insert(0, SpecError { field: "(metadata.name)".into(), message: m });
     }

@@ -314,8 +314,8 @@ fn pinned_versions_replace_the_platforms_for_that_tenant_only() {
     assert_eq!(versions(&example("acme")), defaults, "unpinned: the platform's");
     let mut pinned = example("acme");
     pinned.spec.versions =
-        Some(Versions { kubernetes: Some("v1.35.1".into()), strimzi: None, kafka: Some("4.0.0".into()) });
-    let expected = ("v1.35.1".into(), "v1.35.1".into(), platform.strimzi_version.clone(), "4.0.0".into());
+        Some(Versions { kubernetes: Some("v1.35.1".into()), strimzi: None, kafka: Some("4.2.0".into()) });
+    let expected = ("v1.35.1".into(), "v1.35.1".into(), platform.strimzi_version.clone(), "4.2.0".into());
     assert_eq!(versions(&pinned), expected);
 }
 
@@ -342,6 +342,48 @@ fn versions_that_are_none_or_do_not_apply_are_refused_by_name() {
     );
     assert!(errors[0].message.contains("1.34 or newer"), "{}", errors[0].message);
     assert!(errors[3].message.contains("only for isolation: cluster"), "{}", errors[3].message);
+}
+
+#[test]
+fn the_default_versions_go_together_and_pins_that_do_not_are_refused_naming_both() {
+    let platform = Platform::default();
+    assert_eq!(
+        crate::strimzi::check_versions(&platform.strimzi_version, &platform.kafka_version),
+        Ok(()),
+        "the platform's own defaults"
+    );
+    let refused = |strimzi: Option<&str>, kafka: Option<&str>| {
+        let mut t = example("acme");
+        t.spec.versions = Some(Versions {
+            kubernetes: None,
+            strimzi: strimzi.map(Into::into),
+            kafka: kafka.map(Into::into),
+        });
+        match render(&t, &platform) {
+            Err(RenderError::Invalid(errors)) => Some(errors),
+            Ok(_) => None,
+            Err(e) => panic!("{e}"),
+        }
+    };
+    let errors = refused(None, Some("4.1.0")).expect("Kafka 4.1.0 on the platform's Strimzi 1.2.0");
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].field, "versions.kafka");
+    assert_eq!(
+        errors[0].message,
+        "Kafka 4.1.0 is not supported by Strimzi 1.2.0 (it runs 4.2.0, 4.2.1, 4.3.0, 4.3.1)"
+    );
+    let errors = refused(Some("1.1.0"), None).expect("Strimzi 1.1.0 with the platform's Kafka");
+    assert_eq!(errors[0].field, "versions.strimzi");
+    assert!(errors[0].message.contains("Kafka 4.3.1") && errors[0].message.contains("4.3.0"), "{errors:?}");
+    let errors = refused(Some("0.9.0"), Some("4.3.1")).expect("an unknown Strimzi");
+    assert_eq!(errors[0].field, "versions.strimzi");
+    assert!(refused(Some("1.1.0"), Some("4.2.1")).is_none(), "a pair Strimzi 1.1.0 runs");
+    let mut beta = example("beta");
+    beta.spec.versions = Some(Versions { kubernetes: None, strimzi: None, kafka: Some("4.1.2".into()) });
+    let Err(RenderError::Invalid(errors)) = render(&beta, &platform) else {
+        panic!("namespace mode accepted")
+    };
+    assert_eq!(errors[0].field, "versions.kafka", "the shared cluster's Strimzi is the platform's");
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! The chart values of a tenant's `kaas` release: the one contract between the controller and `charts/kaas`
-//! (Kafka and its storage, users with their ACLs and broker quotas, topics). Pure.
+//! (Kafka and its storage, the brokers' share of their nodes, the listener kaas-proxy reaches, users with their
+//! ACLs and broker quotas, topics). Pure.
 //!
 //! Neighbours: [`super::flux`] puts them in the tenant's `HelmRelease`; `charts/kaas/values.schema.json` is
 //! checked against them by `render/tests.rs`.
@@ -9,7 +10,7 @@ use serde_json::{json, Value};
 use super::{Plan, Platform};
 use crate::crd::{AclResource, Isolation, KafkaTenant, PatternType, Topic, User};
 use crate::names::topic_resource_name;
-use crate::sizing::{self, Sizing, StrimziQuota};
+use crate::sizing::{self, InstanceType, Sizing, StrimziQuota, INSTANCE_TYPES};
 
 /// The chart values of `plan`'s release: the one contract between the controller and `charts/kaas`.
 pub fn chart_values(t: &KafkaTenant, plan: &Plan, p: &Platform) -> Value {
@@ -39,17 +40,49 @@ pub fn chart_values(t: &KafkaTenant, plan: &Plan, p: &Platform) -> Value {
             "externalDns": { "enabled": false },
         },
     });
-    // On its own cluster the proxy reaches the tenant through the `proxy` listener's internal load balancer,
-    // at the name and port of the route: the listener listens there and external-dns publishes the name.
-    if t.spec.isolation == Isolation::Cluster {
-        if let Some((host, port)) = plan.bootstrap.rsplit_once(':') {
-            values["kafka"]["proxyListener"] = json!({ "bootstrapHostname": host });
-            if let Ok(port) = port.parse::<u16>() {
-                values["kafka"]["proxyListener"]["port"] = json!(port);
-            }
+    if let Some(it) = INSTANCE_TYPES.iter().find(|it| it.name == s.instance_type) {
+        values["kafka"]["brokerResources"] = broker_resources(it);
+    }
+    values["kafka"]["proxyListener"] = proxy_listener(t.spec.isolation, &plan.bootstrap, p);
+    values
+}
+
+/// The `proxy` listener. On its own cluster the proxy reaches the tenant through the listener's internal load
+/// balancers, at the name and port of the route (`bootstrap`, `host:port`): the listener listens there,
+/// external-dns publishes the name and the brokers' certificates carry it; the load balancers admit only the
+/// proxy's addresses. On the shared cluster the proxy dials the in-cluster `tls` listener, so none.
+fn proxy_listener(isolation: Isolation, bootstrap: &str, p: &Platform) -> Value {
+    if isolation == Isolation::Namespace {
+        return json!({ "enabled": false });
+    }
+    let mut listener = json!({ "enabled": true, "sourceRanges": p.network.proxy_cidrs });
+    if let Some((host, port)) = bootstrap.rsplit_once(':') {
+        listener["bootstrapHostname"] = json!(host);
+        if let Ok(port) = port.parse::<u16>() {
+            listener["port"] = json!(port);
         }
     }
-    values
+    listener
+}
+
+/// Most heap a broker gets, MiB: Kafka's own needs stay a few GiB at any size; more only shrinks the page
+/// cache that serves consumers' reads.
+pub const MAX_BROKER_HEAP_MIB: u32 = 6 * 1024;
+/// CPU left on a broker's node for the kubelet and the node's daemons (Cilium, the EBS CSI node plugin),
+/// millicores.
+pub const NODE_CPU_RESERVE_MILLIS: u32 = 500;
+
+/// A broker's share of its node, which it has to itself (the chart's required anti-affinity): 3/4 of the
+/// instance's memory requested and limited (the rest for the OS, the kubelet and the node's daemons), a quarter
+/// of it as heap up to [`MAX_BROKER_HEAP_MIB`] (the remainder of the limit is page cache), and every CPU but
+/// [`NODE_CPU_RESERVE_MILLIS`] requested.
+pub fn broker_resources(it: &InstanceType) -> Value {
+    let memory_mib = it.memory_gib * 1024;
+    json!({
+        "cpuMillis": (it.vcpus * 1000).saturating_sub(NODE_CPU_RESERVE_MILLIS),
+        "memoryMiB": memory_mib / 4 * 3,
+        "heapMiB": (memory_mib / 4).min(MAX_BROKER_HEAP_MIB),
+    })
 }
 
 /// A user's values: its ACLs, and its quotas at the brokers.
@@ -137,3 +170,6 @@ pub fn storage_class(t: &KafkaTenant, tenant: &str, p: &Platform) -> String {
         Isolation::Namespace => format!("kaas-{tenant}-gp3"),
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -185,7 +185,7 @@ fn rendered_objects_validate_against_upstream_crds() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 27);
+    assert_eq!(checked, 31);
 }
 
 #[test]
@@ -213,7 +213,8 @@ fn the_network_path_settings_reach_the_aws_cluster_and_validate() {
     // Unset, Cluster API's defaults stand (and the README says why that is not routable).
     let plain = render(&example("acme"), &Platform::default()).expect("renders");
     let aws = plain.iter().find(|o| o["kind"] == "AWSCluster").expect("AWSCluster");
-    assert!(aws["spec"].get("network").is_none());
+    assert!(aws["spec"]["network"]["vpc"].get("ipamPool").is_none());
+    assert!(aws["spec"]["network"].get("nodePortIngressRuleCidrBlocks").is_none());
 }
 
 #[test]

@@ -1,5 +1,5 @@
 //! Cluster API objects of an `isolation: cluster` tenant, for AWS (v1beta2): Cluster, AWSCluster,
-//! KubeadmControlPlane, the AWSMachineTemplates, the KubeadmConfigTemplate and one MachineDeployment per zone
+//! KubeadmControlPlane, the pools' AWSMachineTemplates and KubeadmConfigTemplates, and one MachineDeployment per zone
 //! of the broker and system pools. Explicit objects rather than a ClusterClass topology: every tenant's broker
 //! pool is sized differently, and explicit objects make each tenant's Git diff say exactly what changes. Pure.
 //!
@@ -16,7 +16,7 @@ use crate::sizing::{Sizing, SYSTEM_INSTANCE, SYSTEM_NODES, ZONES};
 
 mod machines;
 
-use machines::{machine_template, Pool};
+use machines::{bootstrap_template, machine_template, Pool, POOL_LABEL};
 
 /// What Cilium needs open between nodes (cilium/cilium Documentation/operations/system_requirements.rst, "Firewall
 /// Rules", VXLAN tunnelling as `components()` installs it): VXLAN, the health checks' TCP port, and ICMP echo
@@ -65,12 +65,14 @@ fn aws_cluster_spec(region: &str, n: &Network, ssh_key_name: Option<&str>) -> Va
 
 /// One MachineDeployment of a pool, in one zone: CAPA puts its machines in that zone's private subnet
 /// (v2.11.1 pkg/cloud/services/ec2/instances.go `findSubnet`, `FilterByZone(failureDomain)`); without a
-/// failure domain every worker lands in the first private subnet, one zone.
+/// failure domain every worker lands in the first private subnet, one zone. `template` and `bootstrap` name the
+/// pool's AWSMachineTemplate and KubeadmConfigTemplate.
 fn machine_deployment(
     tenant: &str,
     ns: &str,
     pool: &Pool,
     template: &str,
+    bootstrap: &str,
     zone: &str,
     p: &Platform,
 ) -> Value {
@@ -78,7 +80,10 @@ fn machine_deployment(
     // characters at most (cluster-api v1.11.3 internal/webhooks/machinedeployment.go:177), which a whole zone
     // name after the tenant id may pass.
     let name = format!("{tenant}-{}-{}", pool.short, zone.rsplit('-').next().unwrap_or(zone));
-    let labels = json!({ "kaas.dev/pool": pool.short, "kaas.dev/role": pool.role, "kaas.dev/machine-deployment": name });
+    let labels = json!({
+        "kaas.dev/pool": pool.short, "kaas.dev/role": pool.role, "kaas.dev/machine-deployment": name,
+        POOL_LABEL: pool.short,
+    });
     json!({
         "apiVersion": "cluster.x-k8s.io/v1beta2",
         "kind": "MachineDeployment",
@@ -94,7 +99,7 @@ fn machine_deployment(
                     "version": p.kubernetes_version,
                     "failureDomain": zone,
                     "bootstrap": { "configRef": {
-                        "apiGroup": "bootstrap.cluster.x-k8s.io", "kind": "KubeadmConfigTemplate", "name": format!("{tenant}-workers"),
+                        "apiGroup": "bootstrap.cluster.x-k8s.io", "kind": "KubeadmConfigTemplate", "name": bootstrap,
                     }},
                     "infrastructureRef": {
                         "apiGroup": "infrastructure.cluster.x-k8s.io", "kind": "AWSMachineTemplate", "name": template,
@@ -162,15 +167,15 @@ pub(super) fn cluster_objects(
     ];
     let templates: Vec<Value> = pools.iter().map(|pool| machine_template(tenant, ns, pool, p)).collect();
     out.extend(templates.iter().cloned());
-    out.push(json!({
-        "apiVersion": "bootstrap.cluster.x-k8s.io/v1beta2",
-        "kind": "KubeadmConfigTemplate",
-        "metadata": meta(&format!("{tenant}-workers"), ns, tenant),
-        "spec": { "template": { "spec": { "joinConfiguration": { "nodeRegistration": node_registration } } } },
-    }));
-    for (pool, template) in pools.iter().zip(&templates) {
-        let name = template["metadata"]["name"].as_str().unwrap_or_default();
-        out.extend(zones.iter().map(|zone| machine_deployment(tenant, ns, pool, name, zone, p)));
+    let bootstraps: Vec<Value> =
+        pools.iter().map(|pool| bootstrap_template(tenant, ns, pool, &node_registration)).collect();
+    out.extend(bootstraps.iter().cloned());
+    let name = |o: &Value| o["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+    for ((pool, template), bootstrap) in pools.iter().zip(&templates).zip(&bootstraps) {
+        let (template, bootstrap) = (name(template), name(bootstrap));
+        out.extend(
+            zones.iter().map(|zone| machine_deployment(tenant, ns, pool, &template, &bootstrap, zone, p)),
+        );
     }
     out
 }

@@ -185,7 +185,7 @@ fn rendered_objects_validate_against_upstream_crds() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 31);
+    assert_eq!(checked, 32);
 }
 
 #[test]

@@ -1,5 +1,6 @@
-//! The AWSMachineTemplates of a tenant cluster's pools: instance type, instance profile, image lookup, IMDS,
-//! root volume, each named by a hash of its spec. Pure.
+//! The machine templates of a tenant cluster's pools, each named by a hash of its spec: the AWSMachineTemplate
+//! (instance type, instance profile, image lookup, IMDS, root volume) and the workers' KubeadmConfigTemplate
+//! (how the node registers: its taints). Pure.
 //!
 //! Neighbours: [`super`] points the KubeadmControlPlane and the MachineDeployments at these names.
 
@@ -27,6 +28,9 @@ pub(super) struct Pool<'a> {
     /// role (nothing there needs it: the EBS CSI node plugin falls back to Kubernetes for its metadata,
     /// aws-ebs-csi-driver v1.x pkg/cloud/metadata/metadata.go `NewMetadataService`).
     imds_hop_limit: u8,
+    /// Whether its nodes register tainted `node.cluster.x-k8s.io/pool=<short>:NoSchedule`, so only pods that
+    /// tolerate it (Kafka's brokers; DaemonSets tolerate everything) run there.
+    tainted: bool,
 }
 
 impl<'a> Pool<'a> {
@@ -38,11 +42,12 @@ impl<'a> Pool<'a> {
             per_zone: 0,
             profile: "control-plane.cluster-api-provider-aws.sigs.k8s.io",
             imds_hop_limit: 2,
+            tainted: false,
         }
     }
 
     pub fn brokers(instance: &'a str, per_zone: u32) -> Self {
-        Pool { short: "brokers", role: "kafka-broker", instance, per_zone, ..Self::worker() }
+        Pool { short: "brokers", role: "kafka-broker", instance, per_zone, tainted: true, ..Self::worker() }
     }
 
     pub fn system(instance: &'a str, per_zone: u32) -> Self {
@@ -57,6 +62,7 @@ impl<'a> Pool<'a> {
             per_zone: 0,
             profile: "nodes.cluster-api-provider-aws.sigs.k8s.io",
             imds_hop_limit: 1,
+            tainted: false,
         }
     }
 }
@@ -91,6 +97,31 @@ pub(super) fn machine_template(tenant: &str, ns: &str, pool: &Pool, p: &Platform
         "spec": spec,
     })
 }
+
+/// The KubeadmConfigTemplate of worker pool `pool`, named like [`machine_template`] (a changed one rolls the
+/// pool's machines; a MachineSet that is not current tolerates a pruned one, the same
+/// `reconcileExternalTemplateReference`). `registration` is the kubelet's common node registration.
+pub(super) fn bootstrap_template(tenant: &str, ns: &str, pool: &Pool, registration: &Value) -> Value {
+    let mut registration = registration.clone();
+    registration["taints"] = match pool.tainted {
+        true => json!([{ "key": POOL_LABEL, "value": pool.short, "effect": "NoSchedule" }]),
+        false => json!([]),
+    };
+    let spec =
+        json!({ "template": { "spec": { "joinConfiguration": { "nodeRegistration": registration } } } });
+    let name = format!("{tenant}-{}-{}", pool.short, spec_hash(&spec));
+    json!({
+        "apiVersion": "bootstrap.cluster.x-k8s.io/v1beta2",
+        "kind": "KubeadmConfigTemplate",
+        "metadata": meta(&name, ns, tenant),
+        "spec": spec,
+    })
+}
+
+/// The Node label (and the brokers' taint key) naming a node's pool. Cluster API copies a Machine's labels to
+/// its Node only in `node-role.kubernetes.io`, `node-restriction.kubernetes.io` and `[*.]node.cluster.x-k8s.io`
+/// (cluster-api v1.11.3 util/labels/helpers.go `GetManagedLabels`), so the `kaas.dev/*` labels stay on Machines.
+pub(super) const POOL_LABEL: &str = "node.cluster.x-k8s.io/pool";
 
 /// Eight hex digits of FNV-1a over the spec's JSON (keys sorted: serde_json's map is ordered), stable across
 /// builds and Rust versions (std's hasher is not), so an unchanged spec keeps its name.

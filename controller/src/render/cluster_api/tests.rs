@@ -222,3 +222,33 @@ fn ebs_csi_controller_and_external_dns_run_on_the_control_plane() {
         assert!(tolerations.contains(&taint), "{placement}");
     }
 }
+
+#[test]
+fn pool_labels_reach_nodes_and_only_brokers_are_tainted() {
+    let all = objects(&example("acme"), &Platform::default());
+    let configs = of_kind(&all, "KubeadmConfigTemplate");
+    for md in of_kind(&all, "MachineDeployment") {
+        let template = &md["spec"]["template"];
+        let pool = template["metadata"]["labels"]["kaas.dev/pool"].as_str().unwrap_or_default();
+        // Cluster API copies only labels of these domains from Machines to Nodes (cluster-api v1.11.3
+        // util/labels/helpers.go `GetManagedLabels`).
+        assert_eq!(template["metadata"]["labels"]["node.cluster.x-k8s.io/pool"], pool, "{}", name(md));
+        let config_name = &template["spec"]["bootstrap"]["configRef"]["name"];
+        let config =
+            configs.iter().find(|c| c["metadata"]["name"] == *config_name).expect("its config is rendered");
+        let registration = &config["spec"]["template"]["spec"]["joinConfiguration"]["nodeRegistration"];
+        assert_eq!(
+            registration["kubeletExtraArgs"],
+            json!([{ "name": "cloud-provider", "value": "external" }]),
+            "{}",
+            name(md)
+        );
+        let want = match pool {
+            "brokers" => {
+                json!([{ "key": "node.cluster.x-k8s.io/pool", "value": "brokers", "effect": "NoSchedule" }])
+            }
+            _ => json!([]),
+        };
+        assert_eq!(registration["taints"], want, "{}", name(md));
+    }
+}

@@ -23,10 +23,12 @@ pub(super) struct Pool<'a> {
     /// cloud_provider_integration_node.go).
     profile: &'static str,
     /// IMDS `httpPutResponseHopLimit`: 2 where pods off the host network must reach the instance's role through
-    /// IMDSv2 (the EBS CSI controller and external-dns, pinned to the control plane by `components()`), since
-    /// the container's network namespace is one more hop; 1 elsewhere, so no pod on a worker can take the node's
-    /// role (nothing there needs it: the EBS CSI node plugin falls back to Kubernetes for its metadata,
-    /// aws-ebs-csi-driver v1.x pkg/cloud/metadata/metadata.go `NewMetadataService`).
+    /// IMDSv2 (the EBS CSI controller and external-dns, pinned to the control plane by `components()`, and the
+    /// cloud controller, whose chart runs it off the host network unless `hostNetworking` is set:
+    /// cloud-provider-aws helm-chart-aws-cloud-controller-manager-0.0.11 templates/daemonset.yaml:31), since the
+    /// container's network namespace is one more hop; 1 elsewhere, so no pod on a worker can take the node's role.
+    /// Nothing there needs it: the EBS CSI node plugin asks IMDS, then Kubernetes, for its metadata
+    /// (helm-chart-aws-ebs-csi-driver-2.62.0 pkg/cloud/metadata/metadata.go:56 `DefaultMetadataSources`).
     imds_hop_limit: u8,
     /// Whether its nodes register tainted `node.cluster.x-k8s.io/pool=<short>:NoSchedule`, so only pods that
     /// tolerate it (Kafka's brokers; DaemonSets tolerate everything) run there.

@@ -18,13 +18,13 @@ mod machines;
 
 use machines::{bootstrap_template, machine_template, Pool, POOL_LABEL};
 
-/// What Cilium needs open between nodes (cilium/cilium Documentation/operations/system_requirements.rst, "Firewall
-/// Rules", VXLAN tunnelling as `components()` installs it): VXLAN, the health checks' TCP port, and ICMP echo
-/// (type 8, code 0) for node reachability. CAPA opens these from the control-plane and node security groups to
+/// What Cilium needs open between nodes in VXLAN overlay mode, the chart's default as `components()` installs
+/// it: the AWS security-group example of cilium/cilium Documentation/operations/system_requirements.rst
+/// ("Firewall Rules", at 00c88111): UDP 8472, the health checks' TCP 4240, ICMP echo 8/0. CAPA opens these from the control-plane and node security groups to
 /// both (v2.11.1 pkg/cloud/services/securitygroup/securitygroups.go `getSecurityGroupIngressRules`); without them
 /// it applies Calico's BGP and IP-in-IP instead (api/v1beta2/defaults.go `SetDefaults_NetworkSpec`). For ICMP,
 /// AWS reads `fromPort` as the type and `toPort` as the code (EC2 IpPermission).
-pub(super) const CILIUM_INGRESS_RULES: [(&str, &str, i64, i64); 3] = [
+const CILIUM_INGRESS_RULES: [(&str, &str, i64, i64); 3] = [
     ("VXLAN overlay (cilium)", "udp", 8472, 8472),
     ("health checks (cilium)", "tcp", 4240, 4240),
     ("ICMP echo health checks (cilium)", "icmp", 8, 0),
@@ -125,6 +125,7 @@ pub(super) fn cluster_objects(
     let node_registration =
         json!({ "name": "{{ ds.meta_data.local_hostname }}", "kubeletExtraArgs": external_cloud });
     let control_plane = Pool::control_plane(&p.control_plane_instance);
+    // The sizing makes brokers (and system nodes) a multiple of the zones, so each zone gets an equal share.
     let pools = [
         Pool::brokers(&s.instance_type, s.brokers / ZONES),
         Pool::system(SYSTEM_INSTANCE, SYSTEM_NODES / ZONES),

@@ -70,9 +70,25 @@ def crd_schemas():
     return schemas
 
 
+# What a platform must set before a chart installs (kaas-controller refuses to without the owner of the tenant
+# machines' images): the tests' platform, under every render's values.
+PLATFORM_VALUES = {"kaas-controller": {"machines": {"imageLookupOrg": "123456789012"}}}
+
+
+def with_platform(chart, values):
+    """`values` over the tests' platform settings for `chart`."""
+    def merge(base, over):
+        out = dict(base)
+        for k, v in (over or {}).items():
+            out[k] = merge(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+        return out
+    return merge(PLATFORM_VALUES.get(chart, {}), values)
+
+
 def render(chart, values=None, name="kaas", namespace="kafka"):
-    """Every object the chart renders, in template order."""
-    out = helm.Chart.load(str(ROOT / "charts" / chart)).render(values, name=name, namespace=namespace)
+    """Every object the chart renders, in template order (over the tests' platform settings)."""
+    out = helm.Chart.load(str(ROOT / "charts" / chart)).render(with_platform(chart, values), name=name,
+                                                               namespace=namespace)
     objects = []
     for template, text in sorted(out.items()):
         if template.endswith("NOTES.txt"):

@@ -209,3 +209,23 @@ def test_brokers_have_resources_a_fixed_heap_and_a_node_each():
     sized = render("kaas", {"kafka": {"brokerResources": {"cpuMillis": 3500, "memoryMiB": 12288, "heapMiB": 4096}}})
     brokers = next(o for o in sized if o["kind"] == "KafkaNodePool" and o["metadata"]["name"] == "brokers")["spec"]
     assert brokers["resources"]["limits"]["memory"] == "12288Mi" and brokers["jvmOptions"]["-Xmx"] == "4096m"
+
+
+def test_on_its_own_cluster_brokers_and_controllers_run_on_their_pools():
+    """kaas-controller taints a tenant cluster's broker nodes (node.cluster.x-k8s.io/pool=brokers:NoSchedule):
+    without the toleration the brokers stay Pending; without the affinities they land beside the platform's pods
+    and the controllers on broker nodes. On the shared cluster there are no such pools."""
+    def pools(values):
+        return {o["metadata"]["name"]: o["spec"] for o in render("kaas", values) if o["kind"] == "KafkaNodePool"}
+
+    own = pools(controller_values("acme"))
+    label = "node.cluster.x-k8s.io/pool"
+    broker_pod = own["brokers"]["template"]["pod"]
+    assert broker_pod["tolerations"] == [{"key": label, "operator": "Equal", "value": "brokers", "effect": "NoSchedule"}]
+    for pool, want in [("brokers", "brokers"), ("controllers", "system")]:
+        terms = own[pool]["template"]["pod"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+        assert terms["nodeSelectorTerms"] == [{"matchExpressions": [{"key": label, "operator": "In", "values": [want]}]}], pool
+    shared = pools(controller_values("beta"))
+    assert "tolerations" not in shared["brokers"]["template"]["pod"]
+    assert "nodeAffinity" not in shared["brokers"]["template"]["pod"]["affinity"]
+    assert "template" not in shared["controllers"]

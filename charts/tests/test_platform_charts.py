@@ -7,7 +7,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from conftest import KUBE_VERSION, ROOT, render, validate
+from conftest import KUBE_VERSION, ROOT, render, validate, with_platform
 
 PROXY_SETS = {
     "defaults": None,
@@ -35,7 +35,7 @@ def test_renders_valid_objects(chart, values, crd_schemas):
 
 @pytest.mark.parametrize("chart", ["kaas-proxy", "kaas-controller"])
 def test_lint_is_clean(chart):
-    report = helm.lint(str(ROOT / "charts" / chart), strict=True)
+    report = helm.lint(str(ROOT / "charts" / chart), with_platform(chart, None), strict=True)
     problems = [m for m in report["messages"] if m["severity"] >= 2] + report["errors"]
     assert not problems, problems
 
@@ -194,6 +194,28 @@ def test_the_network_path_settings_reach_the_controller():
     assert not [a for a in args(None) if a.startswith(("--vpc-", "--proxy-cidr"))], "nothing by default"
 
 
+def test_controller_chart_refuses_to_install_without_the_images_owner_and_passes_the_machine_settings():
+    chart = helm.Chart.load(str(ROOT / "charts" / "kaas-controller"))
+    with pytest.raises(helm.HelmRenderError) as err:
+        chart.render(None, name="kaas-controller", namespace="kaas-system")
+    assert "machines.imageLookupOrg" in str(err.value), str(err.value)
+    machines = {"imageLookupOrg": "210987654321", "sshKeyName": "ops",
+                "zones": {"us-east-1": ["us-east-1a", "us-east-1b", "us-east-1d"]}}
+    deploy = by_kind(render("kaas-controller", {"machines": machines}, name="kaas-controller",
+                            namespace="kaas-system"), "Deployment")[0]
+    args = deploy["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert [a for a in args if a.startswith(("--image-lookup-", "--ssh-key-name", "--zones"))] == [
+        "--image-lookup-org=210987654321",
+        "--image-lookup-format=capa-ami-{{.BaseOS}}-*{{.K8sVersion}}-*",
+        "--image-lookup-base-os=ubuntu-24.04",
+        "--ssh-key-name=ops",
+        "--zones=eu-west-1=eu-west-1a,eu-west-1b,eu-west-1c",
+        "--zones=us-east-1=us-east-1a,us-east-1b,us-east-1d",
+    ]
+    plain = by_kind(render("kaas-controller", name="kaas-controller", namespace="kaas-system"), "Deployment")[0]
+    assert not [a for a in plain["spec"]["template"]["spec"]["containers"][0]["args"] if "ssh" in a], "no key pair"
+
+
 def test_controller_chart_ships_the_generated_crd():
     chart = helm.Chart.load(str(ROOT / "charts" / "kaas-controller"))
     [crd_file] = chart.crds
@@ -216,6 +238,8 @@ def test_controller_chart_ships_the_generated_crd():
     ("kaas-controller", lambda v: v["routes"].__setitem__("clientAddressTemplate", "kafka:9092"), "clientAddressTemplate"),
     ("kaas-controller", lambda v: v["network"].__setitem__("proxyCidrs", ["everyone"]), "proxyCidrs"),
     ("kaas-controller", lambda v: v["network"].__setitem__("vpcNetmaskLength", 8), "vpcNetmaskLength"),
+    ("kaas-controller", lambda v: v["machines"].__setitem__("imageLookupOrg", "amazon"), "imageLookupOrg"),
+    ("kaas-controller", lambda v: v["machines"]["zones"].__setitem__("us-east-1", ["us-east-1a"]), "us-east-1"),
 ])
 def test_bad_values_are_refused_naming_the_value(chart, mutate, named):
     loaded = helm.Chart.load(str(ROOT / "charts" / chart))

@@ -9,6 +9,9 @@ use kaas_controller::crd::KafkaTenant;
 use kaas_controller::watched::{Cluster, HelmRelease};
 use kaas_controller::{gitops, names, reconcile, render};
 use kube::{CustomResourceExt, ResourceExt};
+use platform_flags::PlatformArgs;
+
+mod platform_flags;
 
 #[derive(Debug, Parser)]
 #[command(version, about = "KafkaTenant controller: sizing, Cluster API + Flux manifests, GitOps")]
@@ -26,6 +29,8 @@ enum Command {
     Render {
         #[arg(short = 'f', long = "file")]
         file: PathBuf,
+        #[command(flatten)]
+        platform: PlatformArgs,
     },
     /// Print the sizing of the tenant in FILE (or of the stated throughput and retention) with the limits that
     /// decided it and its monthly on-demand cost.
@@ -78,33 +83,17 @@ enum Command {
         /// mutual TLS upstream.
         #[arg(long, conflicts_with = "upstream_files_template")]
         plaintext_upstream: bool,
-        /// Bootstrap address of a tenant's Kafka (`isolation: cluster`) as the proxy reaches it; `{tenant}` is
-        /// replaced by the tenant id.
-        #[arg(long, default_value = render::CLUSTER_BOOTSTRAP)]
-        cluster_bootstrap_template: String,
-        /// The same for `isolation: namespace` tenants, whose Kafka runs in `tenant-{tenant}` of the shared cluster.
-        #[arg(long, default_value = render::NAMESPACE_BOOTSTRAP)]
-        namespace_bootstrap_template: String,
         /// The address a tenant's clients are given (`status.bootstrap`): the proxy's name for the tenant and
         /// its port; `{tenant}` is replaced by the tenant id.
         #[arg(long, default_value = reconcile::CLIENT_ADDRESS)]
         client_address_template: String,
-        /// AWS VPC IPAM pool id each own-cluster tenant's VPC CIDR is allocated from, so none overlap and the
-        /// platform's Transit Gateway (or peering) can route to every one.
-        #[arg(long)]
-        vpc_ipam_pool: Option<String>,
-        /// Netmask length of each tenant VPC taken from that pool.
-        #[arg(long, value_parser = clap::value_parser!(u8).range(16..=28))]
-        vpc_netmask_length: Option<u8>,
-        /// CIDR (repeatable) allowed to the tenant nodes' NodePorts behind the brokers' load balancers: the
-        /// platform VPC's, where kaas-proxy runs.
-        #[arg(long = "proxy-cidr", value_parser = parse_cidr)]
-        proxy_cidrs: Vec<String>,
         /// Address of the /metrics and /healthz endpoint.
         #[arg(long, default_value = "0.0.0.0:8080")]
         metrics_listen: std::net::SocketAddr,
         #[command(flatten)]
         election: Election,
+        #[command(flatten)]
+        platform: PlatformArgs,
     },
     /// Render every tenant file (*.yaml) in DIR and commit each to tenants/<namespace>/<name>/ of the repository.
     Sync {
@@ -118,6 +107,8 @@ enum Command {
         branch: String,
         #[arg(short = 'f', long = "dir")]
         dir: PathBuf,
+        #[command(flatten)]
+        platform: PlatformArgs,
     },
 }
 
@@ -157,7 +148,7 @@ fn main() -> ExitCode {
 fn run(args: Args) -> anyhow::Result<()> {
     match args.command {
         Command::Crd => print!("{}", serde_norway::to_string(&KafkaTenant::crd())?),
-        Command::Render { file } => print!("{}", render_file(&file)?.1),
+        Command::Render { file, platform } => print!("{}", render_file(&file, &platform.platform()?)?.1),
         Command::Size { file, ingress_mbps, egress_mbps, retention_hours, replication_factor, output } => {
             let overrides = (ingress_mbps, egress_mbps, retention_hours, replication_factor);
             print!("{}", size_command(file.as_deref(), overrides, output)?)
@@ -171,15 +162,12 @@ fn run(args: Args) -> anyhow::Result<()> {
             client_ca_template,
             upstream_files_template,
             plaintext_upstream,
-            cluster_bootstrap_template,
-            namespace_bootstrap_template,
             client_address_template,
-            vpc_ipam_pool,
-            vpc_netmask_length,
-            proxy_cidrs,
             metrics_listen,
             election,
+            platform,
         } => {
+            let platform = platform.platform()?;
             let repo = gitops::Repo::clone_remote(&gitops_url, &workdir, &gitops_branch)?;
             let routes = reconcile::RouteSource {
                 namespace: routes_namespace,
@@ -187,12 +175,6 @@ fn run(args: Args) -> anyhow::Result<()> {
                 client_ca: client_ca_template,
                 upstream_files: (!plaintext_upstream).then_some(upstream_files_template),
                 client_address: client_address_template,
-                ..Default::default()
-            };
-            let platform = render::Platform {
-                network: render::Network { vpc_ipam_pool, vpc_netmask_length, proxy_cidrs },
-                cluster_bootstrap: cluster_bootstrap_template,
-                namespace_bootstrap: namespace_bootstrap_template,
                 ..Default::default()
             };
             tokio::runtime::Runtime::new()?.block_on(serve(
@@ -203,7 +185,8 @@ fn run(args: Args) -> anyhow::Result<()> {
                 election,
             ))?;
         }
-        Command::Sync { repo, remote, branch, dir } => {
+        Command::Sync { repo, remote, branch, dir, platform } => {
+            let platform = platform.platform()?;
             let repo = match remote {
                 Some(url) => gitops::Repo::clone_remote(&url, &repo, &branch)?,
                 None => gitops::Repo::local(&repo)?,
@@ -218,7 +201,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             let mut failed = 0;
             // A bad tenant is reported and skipped; every other tenant is still synced.
             for file in files {
-                match render_file(&file).and_then(|(tenant, yaml)| {
+                match render_file(&file, &platform).and_then(|(tenant, yaml)| {
                     let name = names::folder(&tenant);
                     let msg = gitops::message(&name, tenant.metadata.generation);
                     let outcome = repo.write_tenant(&name, Some(&gitops::tenant_files(yaml)), &msg)?;
@@ -350,17 +333,6 @@ async fn shutdown_signal() {
     }
 }
 
-/// An IPv4 or IPv6 CIDR (`10.0.0.0/16`), as AWS takes it.
-fn parse_cidr(s: &str) -> Result<String, String> {
-    let (addr, len) = s.split_once('/').ok_or(format!("{s:?} is not a CIDR like 10.0.0.0/16"))?;
-    let addr: std::net::IpAddr = addr.parse().map_err(|e| format!("{s:?}: {e}"))?;
-    let max = if addr.is_ipv4() { 32 } else { 128 };
-    match len.parse::<u8>() {
-        Ok(n) if n <= max => Ok(s.to_owned()),
-        _ => Err(format!("{s:?}: prefix length must be 0..={max}")),
-    }
-}
-
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
@@ -415,12 +387,12 @@ fn size_command(
 }
 
 /// Reads, validates and renders one tenant file.
-fn render_file(file: &std::path::Path) -> anyhow::Result<(KafkaTenant, String)> {
+fn render_file(file: &std::path::Path, platform: &render::Platform) -> anyhow::Result<(KafkaTenant, String)> {
     let text =
         std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
     let tenant: KafkaTenant = serde_norway::from_str(&text)
         .map_err(|e| anyhow::anyhow!("{}: not a KafkaTenant: {e}", file.display()))?;
-    let manifests = render::render(&tenant, &render::Platform::default())
-        .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    let manifests =
+        render::render(&tenant, platform).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
     Ok((tenant, render::to_yaml(&manifests)?))
 }

@@ -23,6 +23,16 @@ pub const TENANT_GENERATION: &str = "kaas.dev/tenant-generation";
 /// The placeholder the platform's address and path templates hold for the [`tenant_id`] ([`expand`]).
 pub const TENANT_PLACEHOLDER: &str = "{tenant}";
 
+/// The Node label (and the brokers' taint key) naming a node's pool on a tenant's own cluster. Cluster API copies
+/// a Machine's labels to its Node only in `node-role.kubernetes.io`, `node-restriction.kubernetes.io` and
+/// `[*.]node.cluster.x-k8s.io` (cluster-api v1.11.3 util/labels/helpers.go `GetManagedLabels`), so the
+/// `kaas.dev/*` labels stay on Machines.
+pub const NODE_POOL_LABEL: &str = "node.cluster.x-k8s.io/pool";
+/// The pool of a tenant cluster's broker nodes (tainted: only the brokers run there).
+pub const BROKER_POOL: &str = "brokers";
+/// The pool of a tenant cluster's system nodes: the platform components and the KRaft controllers.
+pub const SYSTEM_POOL: &str = "system";
+
 /// `template` with [`TENANT_PLACEHOLDER`] replaced by `tenant`.
 pub fn expand(template: &str, tenant: &str) -> String {
     template.replace(TENANT_PLACEHOLDER, tenant)

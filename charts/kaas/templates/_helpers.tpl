@@ -61,3 +61,14 @@ jvmOptions:
   -Xms: {{ printf "%dm" (int .heapMiB) }}
   -Xmx: {{ printf "%dm" (int .heapMiB) }}
 {{- end }}
+
+{{/* A required node affinity to the nodes whose label (first) has the value (second). Strimzi adds its rack
+     term to each of these terms (ModelUtils.java affinityWithRackLabelSelector at 1.2.0). */}}
+{{- define "kaas.onPool" -}}
+requiredDuringSchedulingIgnoredDuringExecution:
+  nodeSelectorTerms:
+    - matchExpressions:
+        - key: {{ index . 0 }}
+          operator: In
+          values: [{{ index . 1 | quote }}]
+{{- end }}

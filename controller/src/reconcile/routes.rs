@@ -89,7 +89,7 @@ impl RouteSource {
             Some(t) => Some(names::expand(t, tenant).into()),
             None => file(clients_ca),
         };
-        let upstream = match file(cluster_ca) {
+        let mut upstream = match file(cluster_ca) {
             Some(ca) => UpstreamRoute {
                 tls: Some(UpstreamTls { ca, server_name: None }),
                 identity: Some(Identity::Client),
@@ -98,6 +98,8 @@ impl RouteSource {
             },
             None => UpstreamRoute::plaintext(),
         };
+        // Brokers advertise their load balancers' own names; the proxy dials them only inside the tenant's VPC.
+        upstream.allowed_cidrs.clone_from(&plan.upstream_cidrs);
         TenantRoute {
             name: tenant.into(),
             bootstrap: vec![plan.bootstrap.clone()],

@@ -164,8 +164,10 @@ fn published_routes_validate_and_carry_identity() {
         ["kafka-bootstrap.tenants-acme.internal.kaas.dev:9094"],
         "the proxy listener's port"
     );
-    // Plaintext is said in the route, by name: a route with no upstream at all is one the proxy refuses.
-    assert_eq!((plain.upstream.clone(), plain.client_ca.as_ref()), (Some(UpstreamRoute::plaintext()), None));
+    // Plaintext is said in the route, by name: a route with no upstream at all is one the proxy refuses. The
+    // own-cluster tenant's brokers (their load balancers' names) are dialled only inside its VPC's range.
+    let admitted = UpstreamRoute { allowed_cidrs: vec!["10.0.0.0/16".into()], ..UpstreamRoute::plaintext() };
+    assert_eq!((plain.upstream.clone(), plain.client_ca.as_ref()), (Some(admitted), None));
     assert!(plain.validate().is_empty(), "{:?}", plain.validate());
 
     let source =
@@ -178,6 +180,10 @@ fn published_routes_validate_and_carry_identity() {
     assert_eq!(upstream.identity(), Some(Identity::Client));
     assert_eq!(upstream.tls.map(|t| t.ca), Some("/etc/kaas/upstream/tenants-beta.cluster-ca.crt".into()));
     assert_eq!(upstream.clients_ca_key, Some("/etc/kaas/upstream/tenants-beta.clients-ca.key".into()));
+    assert!(
+        upstream.allowed_cidrs.is_empty(),
+        "the shared cluster's brokers are under the bootstrap's domain"
+    );
 
     let own_ca = RouteSource { client_ca: Some("/ca/{tenant}.pem".into()), ..source };
     assert_eq!(own_ca.route(&acme).client_ca, Some("/ca/tenants-acme.pem".into()));

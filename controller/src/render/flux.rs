@@ -106,8 +106,19 @@ pub(super) fn components(tenant: &str, ns: &str, p: &Platform) -> Vec<Value> {
             url: "https://kubernetes-sigs.github.io/aws-ebs-csi-driver",
             oci: false,
             namespace: "kube-system",
-            // The node's instance profile grants the EBS calls (AWSMachineTemplate iamInstanceProfile).
-            values: json!({ "controller": { "replicaCount": 2 } }),
+            // On the control plane: only its instance profile carries the EBS calls (clusterawsadm's
+            // `enableCSIPolicy` attaches them to the control-plane role alone, CAPA v2.11.1
+            // cmd/clusterawsadm/cloudformation/bootstrap/csi.go; docs/controller/aws-account.md). The chart's
+            // default tolerations are kept (a list replaces, chart 2.62.0 values.yaml `controller.tolerations`).
+            values: json!({ "controller": {
+                "replicaCount": 2,
+                "nodeSelector": { "node-role.kubernetes.io/control-plane": "" },
+                "tolerations": [
+                    { "key": "CriticalAddonsOnly", "operator": "Exists" },
+                    { "effect": "NoExecute", "operator": "Exists", "tolerationSeconds": 300 },
+                    { "key": "node-role.kubernetes.io/control-plane", "operator": "Exists", "effect": "NoSchedule" },
+                ],
+            }}),
             after: &["cilium", "aws-cloud-controller-manager"],
         },
         Component {
@@ -137,7 +148,14 @@ pub(super) fn components(tenant: &str, ns: &str, p: &Platform) -> Vec<Value> {
             url: "https://kubernetes-sigs.github.io/external-dns/",
             oci: false,
             namespace: "external-dns",
-            values: json!({ "provider": { "name": "aws" }, "policy": "upsert-only", "txtOwnerId": tenant }),
+            // On the control plane, whose instance profile has the platform's Route 53 policy (aws-account.md).
+            values: json!({
+                "provider": { "name": "aws" }, "policy": "upsert-only", "txtOwnerId": tenant,
+                "nodeSelector": { "node-role.kubernetes.io/control-plane": "" },
+                "tolerations": [
+                    { "key": "node-role.kubernetes.io/control-plane", "operator": "Exists", "effect": "NoSchedule" },
+                ],
+            }),
             after: &["cilium", "aws-cloud-controller-manager"],
         },
         Component {

@@ -53,7 +53,41 @@ pub struct Platform {
     pub cluster_bootstrap: String,
     /// The same for `isolation: namespace` tenants: their Strimzi bootstrap Service on the shared cluster.
     pub namespace_bootstrap: String,
+    /// The machine images of every tenant machine, found by Cluster API AWS's AMI lookup. No default: CAPA's
+    /// own (the CNCF account's community images) has no arm64 images and is not for production.
+    pub images: ImageLookup,
+    /// EC2 key pair on tenant machines. `None`: no key pair at all (machines are reached through SSM, if ever);
+    /// CAPA would otherwise launch with a key pair named `default`, which most accounts do not have.
+    pub ssh_key_name: Option<String>,
+    /// The three availability zones tenant clusters use, by region: one MachineDeployment per zone and pool.
+    /// They must be the zones CAPA creates the subnets of a managed VPC in (see [`Zones`]).
+    pub zones: Zones,
 }
+
+/// CAPA's AMI lookup (`AWSMachineSpec.imageLookup{Org,Format,BaseOS}`): the newest available image owned by
+/// `org` whose name matches `format`, for the instance type's architecture and the Machine's Kubernetes version.
+/// A lookup rather than an AMI id, because an id pins one Kubernetes version and one architecture, and tenants
+/// pin their own versions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageLookup {
+    /// AWS account id owning the images (the platform's own, where image-builder publishes them).
+    pub org: String,
+    /// Name pattern, a Go template over `{{.BaseOS}}` and `{{.K8sVersion}}` (the version without its `v`).
+    pub format: String,
+    /// Base OS put into `{{.BaseOS}}`.
+    pub base_os: String,
+}
+
+/// The default [`ImageLookup::format`]: image-builder names its AMIs `capa-ami-<build_name>-<version>-<time>`
+/// with `build_name` `ubuntu-24.04` for amd64 and `ubuntu-24.04-arm64` for arm64 (image-builder v0.1.55,
+/// images/capi/packer/ami/packer.json `image_name`, ubuntu-2404-arm64.json), so `*` takes either; CAPA filters by
+/// the instance type's architecture itself (v2.11.1 pkg/cloud/services/ec2/ami.go `DefaultAMILookup`).
+pub const IMAGE_LOOKUP_FORMAT: &str = "capa-ami-{{.BaseOS}}-*{{.K8sVersion}}-*";
+/// The default [`ImageLookup::base_os`].
+pub const IMAGE_LOOKUP_BASE_OS: &str = "ubuntu-24.04";
+
+/// Availability zones by region, three each ([`crate::sizing::ZONES`]), sorted.
+pub type Zones = std::collections::BTreeMap<String, [String; 3]>;
 
 impl Platform {
     /// The platform as tenant `t` sees it: its pinned versions in place of the defaults.
@@ -103,6 +137,24 @@ pub struct Network {
     /// forward (`AWSCluster.spec.network.nodePortIngressRuleCidrBlocks`): the platform VPC's, where kaas-proxy
     /// runs. Empty: Cluster API's default, any address that can route to them.
     pub proxy_cidrs: Vec<String>,
+    /// The ranges tenant VPCs get their CIDRs from (the IPAM pool's provisioned CIDRs): kaas-proxy dials an
+    /// own-cluster tenant's brokers (the addresses of its internal load balancers) only there
+    /// ([`Plan::upstream_cidrs`]). Empty: [`DEFAULT_VPC_CIDR`], what a tenant VPC gets without a pool.
+    pub tenant_vpc_cidrs: Vec<String>,
+}
+
+/// The CIDR CAPA gives a managed VPC that names none (cluster-api-provider-aws v2.11.1
+/// pkg/cloud/services/network/vpc.go l.44 `defaultVPCCidr`).
+pub const DEFAULT_VPC_CIDR: &str = "10.0.0.0/16";
+
+impl Network {
+    /// Where an own-cluster tenant's brokers are: [`Network::tenant_vpc_cidrs`], or [`DEFAULT_VPC_CIDR`].
+    pub fn tenant_ranges(&self) -> Vec<String> {
+        match self.tenant_vpc_cidrs.is_empty() {
+            true => vec![DEFAULT_VPC_CIDR.to_owned()],
+            false => self.tenant_vpc_cidrs.clone(),
+        }
+    }
 }
 
 impl Default for Platform {
@@ -119,6 +171,17 @@ impl Default for Platform {
             network: Network::default(),
             cluster_bootstrap: CLUSTER_BOOTSTRAP.into(),
             namespace_bootstrap: NAMESPACE_BOOTSTRAP.into(),
+            // The examples' and tests' platform: AWS's documentation account id, not a real image owner.
+            images: ImageLookup {
+                org: "123456789012".into(),
+                format: IMAGE_LOOKUP_FORMAT.into(),
+                base_os: IMAGE_LOOKUP_BASE_OS.into(),
+            },
+            ssh_key_name: None,
+            zones: ["eu-west-1", "us-east-1"]
+                .into_iter()
+                .map(|r| (r.to_owned(), ["a", "b", "c"].map(|z| format!("{r}{z}"))))
+                .collect(),
         }
     }
 }
@@ -135,6 +198,9 @@ pub enum RenderError {
     /// The demand is valid but no cluster of this platform carries it.
     #[error("sizing: {0}")]
     Sizing(#[from] SizingError),
+    /// An `isolation: cluster` tenant in a region whose zones the platform has not configured.
+    #[error("region {0}: no availability zones configured for it (the controller's --zones)")]
+    NoZones(String),
 }
 
 /// The sizing inputs of a tenant's spec.
@@ -167,6 +233,10 @@ pub struct Plan {
     pub quota: kaas_route::Quota,
     /// Where kaas-proxy reaches the tenant's Kafka (the route's bootstrap).
     pub bootstrap: String,
+    /// The ranges the tenant's broker addresses resolve into, which the route admits besides the bootstrap host
+    /// (`upstream.allowed_cidrs`): an own cluster's VPC ranges, where its internal load balancers are; empty on
+    /// the shared cluster, whose brokers' names are under the bootstrap Service's namespace domain.
+    pub upstream_cidrs: Vec<String>,
     /// Where each user's credentials are (`status.users`).
     pub users: Vec<UserCredentials>,
     /// Every manifest of the tenant, in apply order.
@@ -180,6 +250,9 @@ pub fn plan(t: &KafkaTenant, p: &Platform) -> Result<Plan, RenderError> {
     let demand = demand(t);
     let sizing = sizing::size(&demand)?;
     fits_brokers(t, sizing.brokers)?;
+    if t.spec.isolation == Isolation::Cluster && !p.zones.contains_key(&t.spec.region) {
+        return Err(RenderError::NoZones(t.spec.region.clone()));
+    }
     // Every platform-wide name is built from the id, which keeps same-named tenants of two namespaces apart.
     let tenant = tenant_id(tenant_namespace(t), &name);
     let user_quotas = t
@@ -195,6 +268,10 @@ pub fn plan(t: &KafkaTenant, p: &Platform) -> Result<Plan, RenderError> {
         folder: names::folder(t),
         quota: sizing::quota(&demand),
         bootstrap: p.proxy_bootstrap(&tenant, t.spec.isolation),
+        upstream_cidrs: match t.spec.isolation {
+            Isolation::Cluster => p.network.tenant_ranges(),
+            Isolation::Namespace => Vec::new(),
+        },
         users: user_credentials(t),
         manifests: Vec::new(),
         tenant,
@@ -256,8 +333,9 @@ fn manifests(t: &KafkaTenant, plan: &Plan, p: &Platform) -> Vec<Value> {
     let ns = namespace(&plan.tenant);
     // Flux applies the tenant's folder as it is: the namespace its objects live in comes with them.
     let mut out = vec![namespace_object(&ns, &plan.tenant)];
-    if t.spec.isolation == Isolation::Cluster {
-        out.extend(cluster_api::cluster_objects(&plan.tenant, &ns, &t.spec.region, &plan.sizing, p));
+    // `plan` refused a cluster tenant in a region without zones.
+    if let (Isolation::Cluster, Some(zones)) = (t.spec.isolation, p.zones.get(&t.spec.region)) {
+        out.extend(cluster_api::cluster_objects(&plan.tenant, &ns, &t.spec.region, zones, &plan.sizing, p));
         out.extend(flux::components(&plan.tenant, &ns, p));
     }
     out.push(flux::kafka_release(t, plan, &ns, p));

@@ -44,7 +44,22 @@ pub fn chart_values(t: &KafkaTenant, plan: &Plan, p: &Platform) -> Value {
         values["kafka"]["brokerResources"] = broker_resources(it);
     }
     values["kafka"]["proxyListener"] = proxy_listener(t.spec.isolation, &plan.bootstrap, p);
+    values["kafka"]["placement"] = placement(t.spec.isolation);
     values
+}
+
+/// Which node pools the brokers and the KRaft controllers run on. On its own cluster the brokers go to the
+/// broker pool, whose nodes are tainted for them ([`super::cluster_api`]), and the controllers to the system
+/// pool; on the shared cluster the platform places them (no pool labels there).
+fn placement(isolation: Isolation) -> Value {
+    match isolation {
+        Isolation::Cluster => json!({
+            "label": crate::names::NODE_POOL_LABEL,
+            "brokers": crate::names::BROKER_POOL,
+            "controllers": crate::names::SYSTEM_POOL,
+        }),
+        Isolation::Namespace => json!({}),
+    }
 }
 
 /// The `proxy` listener. On its own cluster the proxy reaches the tenant through the listener's internal load

@@ -11,9 +11,14 @@ fn run(args: &[&str]) -> std::process::Output {
         .expect("runs")
 }
 
+/// The platform settings every command that renders needs: the images' owner, and the zones of the examples'
+/// region (the golden files' platform, `render::Platform::default()`).
+const PLATFORM: [&str; 2] =
+    ["--image-lookup-org=123456789012", "--zones=eu-west-1=eu-west-1a,eu-west-1b,eu-west-1c"];
+
 #[test]
 fn render_prints_the_manifests() {
-    let out = run(&["render", "-f", "controller/examples/acme.yaml"]);
+    let out = run(&[&["render", "-f", "controller/examples/acme.yaml"][..], &PLATFORM].concat());
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
     let golden =
@@ -30,20 +35,21 @@ fn bad_tenant_exits_non_zero_naming_the_field() {
         "apiVersion: kaas.dev/v1alpha1\nkind: KafkaTenant\nmetadata: {name: acme}\nspec:\n  throughput: {ingressMBps: 5000, egressMBps: 1}\n  retentionHours: 0\n",
     )
     .expect("write");
-    let out = run(&["render", "-f", file.to_str().expect("utf-8 path")]);
+    let out = run(&[&["render", "-f", file.to_str().expect("utf-8 path")][..], &PLATFORM].concat());
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("spec.throughput.ingressMBps") && err.contains("spec.retentionHours"), "{err}");
-    let out = run(&["render", "-f", "/nonexistent.yaml"]);
+    let out = run(&[&["render", "-f", "/nonexistent.yaml"][..], &PLATFORM].concat());
     assert_eq!(out.status.code(), Some(2));
 }
 
 #[test]
 fn run_refuses_a_network_setting_that_is_not_one_before_doing_anything() {
     for (arg, says) in [
-        ("--proxy-cidr=10.0.0.0/33", "prefix length must be 0..=32"),
-        ("--proxy-cidr=10.0.0/16", "invalid IP address syntax"),
-        ("--proxy-cidr=10.0.0.0", "is not a CIDR"),
+        ("--proxy-cidr=10.0.0.0/33", "\"10.0.0.0/33\" is not address/prefix-length"),
+        ("--proxy-cidr=10.0.0/16", "\"10.0.0/16\" is not address/prefix-length"),
+        ("--proxy-cidr=10.0.0.0", "\"10.0.0.0\" is not address/prefix-length"),
+        ("--tenant-vpc-cidr=10.64.0.0", "\"10.64.0.0\" is not address/prefix-length"),
         ("--vpc-netmask-length=8", "8 is not in 16..=28"),
     ] {
         let out = run(&["run", "--gitops-url=/nonexistent", arg]);
@@ -51,6 +57,66 @@ fn run_refuses_a_network_setting_that_is_not_one_before_doing_anything() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(says), "{arg}: {err}");
     }
+}
+
+#[test]
+fn no_command_renders_without_the_platforms_images() {
+    for command in
+        [&["run", "--gitops-url=/nonexistent"][..], &["render", "-f", "controller/examples/acme.yaml"]]
+    {
+        let out = run(command);
+        assert_eq!(out.status.code(), Some(2), "{command:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("--image-lookup-org"), "{command:?}: {err}");
+    }
+}
+
+#[test]
+fn platform_settings_that_are_not_ones_are_refused_naming_them() {
+    for (arg, says) in [
+        ("--image-lookup-org=amazon", "\"amazon\" is not an AWS account id (12 digits)"),
+        ("--zones=eu-west-1a", "is not REGION=ZONE,ZONE,ZONE"),
+        ("--zones=eu-west-1=eu-west-1a,eu-west-1b", "three distinct zones"),
+        ("--zones=eu-west-1=eu-west-1a,eu-west-1b,eu-west-1a", "three distinct zones"),
+        ("--zones=eu-west-1=eu-west-1a,eu-west-1b,us-east-1c", "\"us-east-1c\" is not a zone of region"),
+    ] {
+        let org = if arg.starts_with("--image-lookup-org") { arg } else { PLATFORM[0] };
+        let out = run(&["render", "-f", "controller/examples/acme.yaml", org, arg]);
+        assert_eq!(out.status.code(), Some(2), "{arg}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{arg}: {err}");
+    }
+    let twice = [&PLATFORM[..], &["--zones=eu-west-1=eu-west-1a,eu-west-1b,eu-west-1c"]].concat();
+    let out = run(&[&["render", "-f", "controller/examples/acme.yaml"][..], &twice].concat());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("region eu-west-1 given twice"));
+    // With an IPAM pool the proxy must be told the pool's ranges: it dials a tenant's brokers only there.
+    let out = run(&[
+        &["render", "-f", "controller/examples/acme.yaml"][..],
+        &PLATFORM,
+        &["--vpc-ipam-pool=ipam-pool-0abc"],
+    ]
+    .concat());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("--tenant-vpc-cidr: required with --vpc-ipam-pool"),
+        "{err}"
+    );
+    // A tenant in a region the platform has no zones for is refused, naming the setting.
+    let out = run(&["render", "-f", "controller/examples/acme.yaml", "--image-lookup-org=123456789012"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("region eu-west-1") && err.contains("--zones"), "{err}");
+}
+
+#[test]
+fn render_uses_the_platforms_images_and_key_pair() {
+    let args =
+        ["--image-lookup-org=210987654321", "--image-lookup-base-os=ubuntu-22.04", "--ssh-key-name=ops"];
+    let out = run(&[&["render", "-f", "controller/examples/acme.yaml", PLATFORM[1]][..], &args].concat());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.matches("imageLookupOrg: '210987654321'").count(), 3, "{text}");
+    assert_eq!(text.matches("imageLookupBaseOS: ubuntu-22.04").count(), 3);
+    assert!(text.contains("sshKeyName: ops"));
 }
 
 #[test]
@@ -86,7 +152,11 @@ fn sync_commits_good_tenants_and_names_the_bad_one() {
         std::fs::copy(format!("{examples}/{name}"), tenants.join(name)).expect("copy");
     }
     std::fs::write(tenants.join("broken.yaml"), "apiVersion: kaas.dev/v1alpha1\nkind: KafkaTenant\nmetadata: {name: broken}\nspec:\n  throughput: {ingressMBps: 0, egressMBps: 1}\n  retentionHours: 1\n").expect("write");
-    let args = ["sync", "--repo", repo.to_str().expect("utf-8"), "-f", tenants.to_str().expect("utf-8")];
+    let args = [
+        &["sync", "--repo", repo.to_str().expect("utf-8"), "-f", tenants.to_str().expect("utf-8")][..],
+        &PLATFORM,
+    ]
+    .concat();
     let out = run(&args);
     assert_eq!(out.status.code(), Some(2));
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));

@@ -75,6 +75,11 @@ impl Platform {
         for ns in [SYSTEM, "tenants"] {
             plane.namespace(ns).await?;
         }
+        // The chart refuses to install without the owner of the tenant machines' images; a platform sets it.
+        let mut values = values;
+        if values.get("machines").is_none() {
+            values["machines"] = serde_json::json!({ "imageLookupOrg": "123456789012" });
+        }
         let chart = documents(&render_chart("kaas-controller", &values, RELEASE, SYSTEM)?)?;
         let rbac = ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"];
         for object in chart.iter().filter(|o| rbac.contains(&o["kind"].as_str().unwrap_or_default())) {

@@ -74,7 +74,7 @@ def snapshot(endpoint, region):
             )
     images = [
         {"id": m["ImageId"], "name": m["Name"], "architecture": m.get("Architecture")}
-        for m in ec2.describe_images(Owners=["self", "all"])["Images"]
+        for m in ec2.describe_images()["Images"]
     ]
     load_balancers = [
         {"name": lb["LoadBalancerName"], "kind": "classic", "scheme": lb.get("Scheme")}

@@ -73,7 +73,7 @@ def snapshot(endpoint, region):
                 }
             )
     images = [
-        {"id": m["ImageId"], "name": m["Name"], "architecture": m.get("Architecture")}
+        {"id": m["ImageId"], "name": m["Name"], "owner": m.get("OwnerId"), "architecture": m.get("Architecture")}
         for m in ec2.describe_images()["Images"]
     ]
     load_balancers = [

@@ -15,8 +15,8 @@
 //! What moto cannot judge: it runs instances with a key pair or image that does not exist. So the key pair is
 //! judged by what CAPA asked for (no key unless the platform names one; CAPA's default is a key named
 //! `default`, `pkg/cloud/services/ec2/instances.go` lines 227–247), and images by seeding only the images
-//! that exist: the platform's own, for both architectures, and none for another Kubernetes version, whose
-//! Machine must then carry CAPA's lookup failure.
+//! that exist: the platform's own and CAPA's public reference images, for both architectures, and none for
+//! another Kubernetes version, whose Machine must then carry CAPA's lookup failure.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -38,6 +38,8 @@ use crate::common::eventually;
 /// production).
 const PLATFORM_IMAGE_ORG: &str = "111122223333";
 const PLATFORM_BASE_OS: &str = "ubuntu-24.04";
+/// CAPA's default image account (CNCF's), publishing public reference images.
+const CAPA_REFERENCE_ORG: &str = "819546954734";
 
 /// The Cluster API groups: what this test applies of a tenant's manifests (besides its Namespace).
 const CLUSTER_API_GROUPS: [&str; 4] = [
@@ -89,12 +91,15 @@ fn api(client: &Client, ns: &str, group: &str, version: &str, kind: &str) -> Api
     Api::namespaced_with(client.clone(), ns, &resource)
 }
 
-/// The images the platform's account holds: its base OS for `version`, both architectures.
-fn platform_images(version: &str) -> Vec<Image> {
-    ["x86_64", "arm64"]
+/// The images an account sees for Kubernetes `version`, both architectures: the platform's own, and the public
+/// reference images of CAPA's default lookup account (cluster-api-provider-aws v2.13.0,
+/// `pkg/cloud/services/ec2/ami.go` line 56), which a rendering without lookup settings would run instead.
+fn images(version: &str) -> Vec<Image> {
+    [PLATFORM_IMAGE_ORG, CAPA_REFERENCE_ORG]
         .into_iter()
-        .map(|architecture| Image {
-            org: PLATFORM_IMAGE_ORG.into(),
+        .flat_map(|org| ["x86_64", "arm64"].map(|architecture| (org, architecture)))
+        .map(|(org, architecture)| Image {
+            org: org.into(),
             base_os: PLATFORM_BASE_OS.into(),
             kubernetes_version: version.into(),
             architecture: architecture.into(),
@@ -148,7 +153,7 @@ async fn the_example_tenants_cluster_on_cluster_apis_real_controllers_is_what_aw
     let region = tenant.spec.region.clone();
     let plan = render::plan(&tenant, &p)?;
     let (cluster, ns) = (plan.tenant.clone(), format!("kaas-{}", plan.tenant));
-    let seed = Seed { images: platform_images(&p.kubernetes_version), key_pairs: Vec::new() };
+    let seed = Seed { images: images(&p.kubernetes_version), key_pairs: Vec::new() };
     let capi = ClusterApi::start(ControlPlane::start().await?, &region, &seed).await?;
     let outcome = run(&capi, &tenant, &p, &cluster, &ns, &region).await;
     if outcome.is_err() {
@@ -200,16 +205,23 @@ async fn run(
     };
     // Cilium between every two nodes (control plane included): VXLAN overlay UDP 8472, health checks TCP 4240.
     for group in [node, control_plane] {
+        let mut missing = Vec::new();
         for source in [node, control_plane] {
             for (protocol, port, what) in [("udp", 8472, "Cilium VXLAN"), ("tcp", 4240, "Cilium health")] {
-                findings.check(group.ingress.iter().any(|r| r.admits(protocol, port, &source.id)), || {
-                    format!(
-                        "security group {} ({}) does not admit {what} ({protocol} {port}) from {}; its rules: {:?}",
-                        group.name, group.id, source.name, group.ingress
-                    )
-                });
+                if !group.ingress.iter().any(|r| r.admits(protocol, port, &source.id)) {
+                    missing.push(format!("{what} ({protocol} {port}) from {}", source.name));
+                }
             }
         }
+        findings.check(missing.is_empty(), || {
+            let rules: Vec<String> = group.ingress.iter().map(ToString::to_string).collect();
+            format!(
+                "security group {} does not admit {}; its rules: {}",
+                group.name,
+                missing.join(", "),
+                rules.join("; ")
+            )
+        });
     }
     findings.check(!network.load_balancers.is_empty(), || "no API server load balancer in moto".into());
 
@@ -289,29 +301,35 @@ async fn run(
 
     let arm64 = seed_id(&snapshot, "arm64");
     let x86 = seed_id(&snapshot, "x86_64");
-    for i in snapshot.live_instances(cluster) {
-        findings.check(i.key_name.is_none(), || {
-            format!(
-                "instance {} ({}) launched with key pair {:?}; the platform names none",
-                i.id,
-                name(i),
-                i.key_name
-            )
-        });
-        // Graviton (m7g, ...: a `g` after the generation digit) is arm64.
-        let want =
-            if i.instance_type.split('.').next().is_some_and(|f| f.ends_with('g')) { &arm64 } else { &x86 };
-        findings.check(Some(&i.image) == want.as_ref(), || {
-            format!(
-                "instance {} ({}, {}) runs {}, not the platform's image for its architecture {want:?} (seeded: {:?})",
-                i.id,
-                name(i),
-                i.instance_type,
-                i.image,
-                snapshot.images
-            )
-        });
-    }
+    let live = snapshot.live_instances(cluster);
+    let keyed: Vec<String> =
+        live.iter().filter_map(|i| i.key_name.as_ref().map(|k| format!("{} (key {k})", name(i)))).collect();
+    findings.check(keyed.is_empty(), || {
+        format!(
+            "{} of {} instances launched with a key pair, the platform names none: {}",
+            keyed.len(),
+            live.len(),
+            keyed.join(", ")
+        )
+    });
+    let other_image: Vec<String> = live
+        .iter()
+        .filter(|i| Some(&i.image) != if graviton(&i.instance_type) { arm64.as_ref() } else { x86.as_ref() })
+        .map(|i| {
+            let runs = snapshot.images.iter().find(|m| m.id == i.image);
+            let (image, owner) =
+                runs.map_or(("?", "?"), |m| (m.name.as_str(), m.owner.as_deref().unwrap_or("?")));
+            format!("{} ({}) runs {image} of account {owner}", name(i), i.instance_type)
+        })
+        .collect();
+    findings.check(other_image.is_empty(), || {
+        format!(
+            "{} of {} instances do not run the platform's image for their architecture (account {PLATFORM_IMAGE_ORG}: arm64 {arm64:?}, x86_64 {x86:?}): {}",
+            other_image.len(),
+            live.len(),
+            other_image.join("; ")
+        )
+    });
     let broker_zones: BTreeSet<&str> =
         instances(&snapshot, cluster, &brokers_prefix).iter().map(|i| i.zone.as_str()).collect();
     findings.check(broker_zones.len() >= 3, || {
@@ -334,11 +352,11 @@ async fn run(
     let changed = cluster_objects(&bigger.0, p)?;
     let accepted = apply(&admin, &changed[1..]).await;
     findings.check(accepted.is_ok(), || {
-        format!(
-            "the throughput change to {} brokers was refused: {:#}",
-            bigger.1,
-            accepted.err().map_or_else(String::new, |e| format!("{e:#}"))
-        )
+        let error = accepted.err().map_or_else(String::new, |e| format!("{e:#}"));
+        // CAPA's refusal quotes the whole object; its verdict is enough.
+        let immutable = "AWSMachineTemplate.Spec is immutable";
+        let why = if error.contains(immutable) { immutable.to_owned() } else { error };
+        format!("the throughput change to {} brokers was refused: {why}", bigger.1)
     });
 
     drop(workload);
@@ -346,13 +364,26 @@ async fn run(
     Ok(())
 }
 
+/// Whether EC2 instance type `t` is a Graviton (arm64) one: a `g` among the letters after the family's
+/// generation digit (m7g, m7gd, c7gn, r8g; not m7i, g5).
+fn graviton(t: &str) -> bool {
+    let family = t.split('.').next().unwrap_or_default();
+    let after_letters = family.trim_start_matches(|c: char| c.is_ascii_alphabetic());
+    after_letters.trim_start_matches(|c: char| c.is_ascii_digit()).contains('g')
+}
+
 fn name(i: &kaas_testsupport::capi::moto::Instance) -> &str {
     i.tags.get("Name").map_or("?", String::as_str)
 }
 
-/// The id of the seeded platform image of `architecture`.
+/// The id of the platform's image of `architecture`.
 fn seed_id(s: &Snapshot, architecture: &str) -> Option<String> {
-    s.images.iter().find(|i| i.architecture.as_deref() == Some(architecture)).map(|i| i.id.clone())
+    s.images
+        .iter()
+        .find(|i| {
+            i.architecture.as_deref() == Some(architecture) && i.owner.as_deref() == Some(PLATFORM_IMAGE_ORG)
+        })
+        .map(|i| i.id.clone())
 }
 
 /// `tenant` with the smallest throughput increase that sizes its brokers on another instance type, and that type.
@@ -397,4 +428,14 @@ fn imageless_machine(cluster: &str, ns: &str, version: &str) -> Vec<Value> {
             },
         }),
     ]
+}
+
+#[test]
+fn instance_families_name_their_architecture() {
+    for t in ["m7g.large", "m7gd.xlarge", "c7gn.2xlarge", "r8g.medium", "g5g.xlarge"] {
+        assert!(graviton(t), "{t} is Graviton");
+    }
+    for t in ["m7i.large", "m7i-flex.large", "g5.xlarge", "t3.medium", "c6in.large"] {
+        assert!(!graviton(t), "{t} is x86_64");
+    }
 }

@@ -224,6 +224,20 @@ pub struct Rule {
     pub cidrs: Vec<String>,
 }
 
+impl std::fmt::Display for Rule {
+    /// `udp 8472 from [sg-1, sg-2]`, `4 from [sg-1]`, `tcp 30000-32767 from [0.0.0.0/0]`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.protocol)?;
+        match (self.from_port, self.to_port) {
+            (Some(from), Some(to)) if from == to => write!(f, " {from}")?,
+            (Some(from), Some(to)) => write!(f, " {from}-{to}")?,
+            _ => {}
+        }
+        let sources: Vec<&str> = self.source_groups.iter().chain(&self.cidrs).map(String::as_str).collect();
+        write!(f, " from [{}]", sources.join(", "))
+    }
+}
+
 impl Rule {
     /// Whether this rule admits `protocol` (`tcp`, `udp`) on `port` from group `source`.
     pub fn admits(&self, protocol: &str, port: i32, source: &str) -> bool {
@@ -267,6 +281,8 @@ pub struct Instance {
 pub struct SeededImage {
     pub id: String,
     pub name: String,
+    /// The account that published it.
+    pub owner: Option<String>,
     pub architecture: Option<String>,
 }
 

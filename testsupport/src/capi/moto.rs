@@ -313,3 +313,37 @@ impl Snapshot {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// boto3 calls CAPA makes where moto 5.2.6 alone answers otherwise than AWS (testsupport/moto/serve.py).
+    const AS_AWS: &str = r#"
+import sys, boto3
+kw = dict(endpoint_url=sys.argv[1], region_name="eu-west-1", aws_access_key_id="t", aws_secret_access_key="t")
+ec2, elbv2 = boto3.client("ec2", **kw), boto3.client("elbv2", **kw)
+vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+sg = ec2.create_security_group(GroupName="n", Description="n", VpcId=vpc)["GroupId"]
+ec2.authorize_security_group_ingress(GroupId=sg, IpPermissions=[{"IpProtocol": "4", "UserIdGroupPairs": [{"GroupId": sg}]}])
+rule = ec2.describe_security_groups(GroupIds=[sg])["SecurityGroups"][0]["IpPermissions"][0]
+assert rule["IpProtocol"] == "4" and "FromPort" not in rule, rule
+subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
+lb = elbv2.create_load_balancer(Name="n", Type="network", Subnets=[subnet])["LoadBalancers"][0]["LoadBalancerArn"]
+assert elbv2.describe_target_groups(LoadBalancerArn=lb)["TargetGroups"] == []
+"#;
+
+    #[test]
+    fn the_launcher_answers_portless_rules_and_empty_target_groups_as_aws_does() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let moto = Moto::start(dir.path(), "eu-west-1", &Seed::default()).expect("moto");
+        let out = Command::new(python().expect("moto venv"))
+            .args(["-c", AS_AWS, moto.endpoint()])
+            .output()
+            .expect("run python");
+        assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stderr), moto.logs());
+        let snapshot = moto.snapshot("eu-west-1").expect("snapshot");
+        let group = snapshot.security_groups.iter().find(|g| g.name == "n").expect("the group");
+        assert_eq!(group.ingress[0].to_string(), format!("4 from [{}]", group.id));
+    }
+}

@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # Builds the real Kubernetes parts the controller's tests run against, from the Go module proxy, through the
 # pinned modules in tests/k8s/ (go.mod + go.sum: the versions and their checksums): etcd and kube-apiserver
-# (the control plane), and Flux's source-controller, kustomize-controller and helm-controller (GitOps, with
-# their own CRDs copied from the same module versions).
+# (the control plane), Flux's source-controller, kustomize-controller and helm-controller (GitOps), and Cluster
+# API's core, kubeadm bootstrap and kubeadm control-plane managers and its AWS provider (CAPA), each with its
+# CRDs (and, for Cluster API, its admission webhooks' manifest) copied from the same module versions.
 # Each binary lands in ${KAAS_CACHE:-$HOME/.cache/kaas}/k8s/<name>/ with a stamp of the sources it was built
 # from; a binary whose stamp matches is skipped, so a second run takes a second. A fresh machine needed 77 s for
 # etcd and 462 s for kube-apiserver on 2 cores (module downloads included), and 287 s, 130 s and 383 s for
-# source-, kustomize- and helm-controller (fresh caches, other builds sharing the cores); a build that stops
-# half-way leaves no binary.
+# source-, kustomize- and helm-controller (fresh caches, other builds sharing the cores); Cluster API core 184 s,
+# then its kubeadm bootstrap 5 s and control plane 11 s (core's build cache shared), CAPA 959 s (empty build
+# cache for them, their modules fetched first by `go mod tidy` in 12 s and 17 s, three other engineers' builds
+# and tests sharing the 2 cores; the spike measured CAPA alone at 232 s); a build that stops half-way leaves no
+# binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,11 +23,12 @@ exec 9>"$CACHE/.lock"
 flock 9
 command -v go >/dev/null || { echo "go is not installed (the machine's Go builds etcd and kube-apiserver)" >&2; exit 1; }
 
-# build NAME LDFLAGS [PACKAGE MODULE]: builds tests/k8s/NAME (its main.go, or the dependency's main PACKAGE that
-# its go.mod names as a tool) into $CACHE/NAME/NAME unless its stamp is current; with MODULE, that module's
-# config/crd/bases/*.yaml are copied to $CACHE/NAME/crds/.
+# build NAME LDFLAGS [PACKAGE MODULE [SUBDIR [SRC]]]: builds tests/k8s/SRC (default NAME; its main.go, or the
+# dependency's main PACKAGE that its go.mod names as a tool) into $CACHE/NAME/NAME unless its stamp is current; with
+# MODULE, that module's SUBDIR/config/crd/bases/*.yaml are copied to $CACHE/NAME/crds/ and its
+# SUBDIR/config/webhook/manifests.yaml, if it has one, to $CACHE/NAME/webhooks.yaml.
 build() {
-  local name=$1 ldflags=$2 package=${3:-.} module=${4:-} src=tests/k8s/$1 dest=$CACHE/$1 stamp
+  local name=$1 ldflags=$2 package=${3:-.} module=${4:-} subdir=${5:-.} src=tests/k8s/${6:-$1} dest=$CACHE/$1 stamp
   stamp=$({ cat "$src/go.mod" "$src/go.sum"; [[ ! -f $src/main.go ]] || cat "$src/main.go"; go version; echo "$ldflags"; } | sha256sum | cut -d' ' -f1)
   if [[ -x $dest/$name && -f $dest/stamp && $(<"$dest/stamp") == "$stamp" ]]; then
     log "$name: $dest/$name"
@@ -36,10 +41,11 @@ build() {
   (cd "$src" && CGO_ENABLED=0 go build -mod=readonly -trimpath -ldflags "-s -w $ldflags" -o "$dest/$name.partial" "$package")
   if [[ -n $module ]]; then
     local dir
-    dir=$(cd "$src" && go list -mod=readonly -m -f '{{.Dir}}' "$module")
-    rm -rf "$dest/crds"
+    dir=$(cd "$src" && go list -mod=readonly -m -f '{{.Dir}}' "$module")/$subdir
+    rm -rf "$dest/crds" "$dest/webhooks.yaml"
     mkdir -p "$dest/crds"
     cp "$dir"/config/crd/bases/*.yaml "$dest/crds/"
+    [[ ! -f $dir/config/webhook/manifests.yaml ]] || cp "$dir/config/webhook/manifests.yaml" "$dest/webhooks.yaml"
   fi
   mv "$dest/$name.partial" "$dest/$name"
   echo "$stamp" >"$dest/stamp"
@@ -61,3 +67,12 @@ build kube-apiserver "-X $pkg.gitVersion=$k8s_version -X $pkg.gitMajor=1 -X $pkg
 for flux in source-controller kustomize-controller helm-controller; do
   build "$flux" "" "github.com/fluxcd/$flux" "github.com/fluxcd/$flux"
 done
+
+# Cluster API v1.13.4, the release CAPA v2.13.0's go.mod requires, so both run the contract they were built
+# against: core (main.go at the module root in v1.13; v1.14 moved it to core/) and the kubeadm bootstrap and
+# control-plane providers, three tools of one module (tests/k8s/cluster-api); then the AWS provider (CAPA).
+capi=sigs.k8s.io/cluster-api
+build cluster-api "" "$capi" "$capi" . cluster-api
+build kubeadm-bootstrap "" "$capi/bootstrap/kubeadm" "$capi" bootstrap/kubeadm cluster-api
+build kubeadm-control-plane "" "$capi/controlplane/kubeadm" "$capi" controlplane/kubeadm cluster-api
+build cluster-api-provider-aws "" sigs.k8s.io/cluster-api-provider-aws/v2 sigs.k8s.io/cluster-api-provider-aws/v2

@@ -53,8 +53,9 @@ fi
 bash scripts/install-kafka.sh
 # Pebble v2.10.3 and pebble-challtestsrv, a real ACME CA for the ACME tests (Go module proxy; 47 s the first time).
 bash scripts/install-pebble.sh
-# etcd and kube-apiserver, the real Kubernetes control plane of the controller's tests (Go module proxy; about
-# 9 minutes the first time on 2 cores, then skipped by their stamps).
+# etcd and kube-apiserver, the real Kubernetes control plane of the controller's tests, Flux, and Cluster API with
+# its AWS provider (Go module proxy; the first time about 9 minutes for the control plane and 20 for the rest on
+# 2 cores, then skipped by their stamps).
 bash scripts/install-k8s.sh
 
 # --- cargo-nextest (the test runner) -----------------------------------------------------------------------------
@@ -87,6 +88,21 @@ if ! "$VENV/bin/python" -c 'import confluent_kafka, kafka, helm_python, kubernet
   "$VENV/bin/pip" install -q -r tests/python/requirements.txt
 else
   log "python: clients present"
+fi
+
+# --- moto, the AWS emulator the Cluster API tests send CAPA's calls to (testsupport/moto/serve.py) ------------
+# In its own venv under ${KAAS_CACHE:-~/.cache/kaas}/moto/, apart from the project's .venv (other worktrees share
+# that one); 91 s the first time (contended), skipped while the stamp names the same pins.
+MOTO="${KAAS_CACHE:-$HOME/.cache/kaas}/moto"
+moto_pins=(moto[server]==5.2.6 boto3==1.44.18)
+if [[ -x $MOTO/venv/bin/python && -f $MOTO/stamp && $(<"$MOTO/stamp") == "${moto_pins[*]}" ]]; then
+  log "moto: $MOTO/venv"
+else
+  log "moto: installing ${moto_pins[*]} into $MOTO/venv"
+  rm -rf "$MOTO" && mkdir -p "$MOTO"
+  python3 -m venv "$MOTO/venv"
+  "$MOTO/venv/bin/pip" install -q "${moto_pins[@]}"
+  printf '%s\n' "${moto_pins[*]}" >"$MOTO/stamp"
 fi
 
 # --- The compatibility matrix's Java and Go clients (tests/java, tests/go) ---------------------------------------

@@ -17,6 +17,18 @@ pub fn new_ca(common_name: &str) -> anyhow::Result<(String, Issuer<'static, KeyP
     Ok((pem, Issuer::new(params, key)))
 }
 
+/// A server certificate for `names` (DNS names or IP addresses) signed by `issuer`: (certificate PEM, key PEM),
+/// as a webhook server's `tls.crt` and `tls.key`.
+pub fn server_certificate(
+    issuer: &Issuer<'static, KeyPair>,
+    names: &[&str],
+) -> anyhow::Result<(String, String)> {
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>())?;
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    Ok((params.signed_by(&key, issuer)?.pem(), key.serialize_pem()))
+}
+
 #[derive(Debug, Clone)]
 pub struct Certs {
     pub ca: PathBuf,

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 
 use crate::apiserver::{apply_yaml, binary, ControlPlane, TEST_MANAGER};
-use crate::free_port;
+use crate::{free_port, readyz};
 
 /// The namespace Flux runs in and keeps its sources in.
 pub const FLUX_NAMESPACE: &str = "flux-system";
@@ -139,19 +139,6 @@ impl Flux {
     pub fn log_path(&self, name: &str) -> PathBuf {
         self.dir.path().join(format!("{name}.log"))
     }
-}
-
-/// `GET /readyz` on controller-runtime's health endpoint answers 200 once the manager has started.
-async fn readyz(port: u16) -> bool {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else { return false };
-    let request = "GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
-    if stream.write_all(request.as_bytes()).await.is_err() {
-        return false;
-    }
-    let mut answer = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(2), stream.read_to_end(&mut answer)).await;
-    answer.starts_with(b"HTTP/1.1 200")
 }
 
 /// A `GitRepository` named `name` in [`FLUX_NAMESPACE`] following `branch` of `url`, polled every

@@ -9,6 +9,9 @@
 //! - [`apiserver`]: the real `kaas-controller run` binary with the chart's RBAC against a real kube-apiserver:
 //!   the CRDs' rules, finalizer, GitOps commits, status, Events, leader election. Each test starts its own
 //!   etcd + kube-apiserver; nextest runs them one at a time (the `apiserver` group in `.config/nextest.toml`).
+//! - [`cluster_api`]: the rendered Cluster API objects under the real Cluster API and CAPA controllers, AWS
+//!   emulated by moto: what they build for a tenant (security groups, images, key pairs, zones) and what
+//!   their webhooks refuse (the `apiserver` group).
 //! - [`tenant_loop`]: the whole loop with real Flux, the proxy and a real Apache Kafka cluster (the `kafka`
 //!   group).
 //!
@@ -19,6 +22,7 @@ mod common;
 
 mod apiserver;
 mod cli;
+mod cluster_api;
 mod reconcile;
 mod strimzi;
 mod tenant_loop;

@@ -49,10 +49,14 @@ const CLUSTER_API_GROUPS: [&str; 4] = [
     "bootstrap.cluster.x-k8s.io/",
 ];
 
+/// The platform as a platform team sets it up: its own images (as image-builder names them), no key pair, the
+/// region's zones (the defaults').
 fn platform() -> Platform {
-    // TODO(cluster): image_lookup_org: Some(PLATFORM_IMAGE_ORG), image_lookup_base_os: Some(PLATFORM_BASE_OS),
-    // ssh_key_name: None, once `render::Platform` has them (branch `cluster`).
-    Platform::default()
+    let mut p = Platform::default();
+    p.images.org = PLATFORM_IMAGE_ORG.into();
+    p.images.base_os = PLATFORM_BASE_OS.into();
+    p.ssh_key_name = None;
+    p
 }
 
 /// The example tenant.
@@ -341,9 +345,13 @@ async fn run(
     let templates = api(&admin, ns, "infrastructure.cluster.x-k8s.io", "v1beta2", "AWSMachineTemplate");
     // CAPA refuses an AWSMachineTemplate changed in place (its webhook is live here):
     let in_place = json!({ "spec": { "template": { "spec": { "instanceType": bigger.1 } } } });
-    let refused = templates
-        .patch(&format!("{cluster}-brokers"), &PatchParams::default(), &Patch::Merge(&in_place))
-        .await;
+    let broker_template = cluster_objects(tenant, p)?
+        .into_iter()
+        .filter(|o| o["kind"] == "AWSMachineTemplate")
+        .filter_map(|o| o["metadata"]["name"].as_str().map(str::to_owned))
+        .find(|name| name.starts_with(&format!("{cluster}-brokers")))
+        .ok_or_else(|| anyhow::anyhow!("no broker AWSMachineTemplate rendered"))?;
+    let refused = templates.patch(&broker_template, &PatchParams::default(), &Patch::Merge(&in_place)).await;
     findings.check(
         refused.as_ref().is_err_and(|e| e.to_string().contains("AWSMachineTemplate.Spec is immutable")),
         || format!("changing an AWSMachineTemplate's instance type in place was not refused as immutable: {refused:?}"),

@@ -280,7 +280,12 @@ def test_acme_gives_the_proxy_its_store_and_exactly_the_rbac_for_it():
     on = render("kaas-proxy", {"acme": {"enabled": True, "challenge": "http-01"}}, name="kaas-proxy",
                 namespace="kaas-system")
     acme = yaml.safe_load(by_kind(on, "ConfigMap")[0]["data"]["kaas-proxy.yaml"])["acme"]
-    assert acme["store"] == {"kubernetes": {"namespace": "kaas-system", "name": "kaas-proxy-acme"}}
+    # The store's Secrets in a namespace of their own: the Role must list and watch Secrets by namespace, and in
+    # the release's namespace that would be every Secret there.
+    assert acme["store"] == {"kubernetes": {"namespace": "kaas-proxy-acme", "name": "kaas-proxy-acme"}}
+    assert [o["metadata"]["name"] for o in by_kind(on, "Namespace")] == ["kaas-proxy-acme"]
+    for kind in ("Role", "RoleBinding"):
+        assert by_kind(on, kind)[0]["metadata"]["namespace"] == "kaas-proxy-acme", kind
     assert (acme["challenge"], acme["http01_listen"]) == ("http-01", "[::]:8080")
     pod = by_kind(on, "Deployment")[0]["spec"]["template"]["spec"]
     assert (pod["serviceAccountName"], pod["automountServiceAccountToken"]) == ("kaas-proxy", True)

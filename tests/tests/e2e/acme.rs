@@ -483,6 +483,8 @@ async fn replicas_on_the_kubernetes_store_share_one_order_and_answer_for_each_ot
     use k8s_openapi::api::core::v1::Secret;
     use kube::api::Api;
 
+    // The chart's own namespace for the store (acme.storeNamespace), apart from the release's.
+    const STORE: &str = "kaas-proxy-acme";
     let plane = kaas_e2e::apiserver::ControlPlane::start().await.expect("kube-apiserver");
     plane.namespace("kaas-system").await.expect("namespace");
     // The replicas run as the chart's ServiceAccount with exactly the chart's Role.
@@ -490,13 +492,16 @@ async fn replicas_on_the_kubernetes_store_share_one_order_and_answer_for_each_ot
     let values = serde_json::json!({ "acme": { "enabled": true } });
     let chart =
         kaas_e2e::python::render_chart("kaas-proxy", &values, "kaas-proxy", "kaas-system").expect("render");
-    let rbac = ["ServiceAccount", "Role", "RoleBinding"];
+    // The store's namespace first, then the rest where the chart puts it (the Role and its binding there).
+    let rbac = ["Namespace", "ServiceAccount", "Role", "RoleBinding"];
     for object in kaas_e2e::apiserver::documents(&chart).expect("documents") {
         if rbac.contains(&object["kind"].as_str().unwrap_or_default()) {
             let yaml = object.to_string();
-            kaas_e2e::apiserver::apply_yaml(&admin, &yaml, "kaas-e2e", Some("kaas-system"))
-                .await
-                .expect("apply");
+            let ns = match object["kind"].as_str() {
+                Some("Namespace") => None,
+                _ => Some(object["metadata"]["namespace"].as_str().unwrap_or("kaas-system")),
+            };
+            kaas_e2e::apiserver::apply_yaml(&admin, &yaml, "kaas-e2e", ns).await.expect("apply");
         }
     }
     let kubeconfig = plane.service_account("kaas-system", "kaas-proxy").await.expect("token");
@@ -504,14 +509,14 @@ async fn replicas_on_the_kubernetes_store_share_one_order_and_answer_for_each_ot
     let yaml = |identity: &str| {
         let roots = format!("  trust_roots: {}\n", s.pebble.https_ca.display());
         format!(
-            "acme:\n  directory_url: \"{}\"\n{roots}{TLS_ALPN}  store: {{ kubernetes: {{ namespace: kaas-system, \
+            "acme:\n  directory_url: \"{}\"\n{roots}{TLS_ALPN}  store: {{ kubernetes: {{ namespace: {STORE}, \
              name: kaas-proxy-acme, identity: {identity}, kubeconfig: {} }} }}\n",
             s.pebble.directory_url(),
             kubeconfig.display()
         )
     };
     let tenants = tenant_yaml(&s.tansu.addr());
-    let leases: Api<Lease> = Api::namespaced(admin.clone(), "kaas-system");
+    let leases: Api<Lease> = Api::namespaced(admin.clone(), STORE);
     // Replica a starts first and takes the Lease; b, on the port Pebble validates against, follows.
     let a =
         ProxyHandle::start_on_port(&s.certs, free_port(), &yaml("replica-a"), &tenants).expect("replica a");
@@ -544,8 +549,8 @@ async fn replicas_on_the_kubernetes_store_share_one_order_and_answer_for_each_ot
     // The CA reached only b, and the order was validated: b answered from what a published.
     assert!(wait_for_log("answered a TLS-ALPN-01 challenge", Duration::from_secs(1)), "validated");
 
-    let secrets: Api<Secret> = Api::namespaced(admin, "kaas-system");
-    let cert = secrets.get("kaas-proxy-acme-acme").await.expect("certificate Secret");
+    let secrets: Api<Secret> = Api::namespaced(admin, STORE);
+    let cert = secrets.get("kaas-proxy-acme-cert-acme").await.expect("certificate Secret");
     assert_eq!(cert.type_.as_deref(), Some("kubernetes.io/tls"));
     assert!(secrets.get_opt("kaas-proxy-acme-account").await.expect("get").is_some(), "account stored");
     let challenges = secrets.get("kaas-proxy-acme-challenges").await.expect("challenges Secret");

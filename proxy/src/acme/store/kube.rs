@@ -4,9 +4,12 @@
 //! replica, each serves the same certificate, and whichever replica the CA's validation reaches answers it.
 //!
 //! Secrets (all labelled `app.kubernetes.io/managed-by: kaas-proxy`, written by server-side apply as field
-//! manager `kaas-proxy-acme`): `<name>-account` (`account.json`), `<name>-<tenant>` (`kubernetes.io/tls`:
+//! manager `kaas-proxy-acme`): `<name>-account` (`account.json`), `<name>-cert-<tenant>` (`kubernetes.io/tls`:
 //! `tls.crt` chain, `tls.key`) and `<name>-challenges` (`tls-alpn-01.<dns name>`: the hex SHA-256 digest of
-//! the key authorization; `http-01.<token>`: the key authorization). `<name>` is also the Lease's name.
+//! the key authorization; `http-01.<token>`: the key authorization). `<name>` is also the Lease's name. The
+//! `cert-` prefix keeps tenants' names apart from the fixed ones: a tenant named `account` or `challenges` had
+//! its certificate written over the account or the answers when certificates were `<name>-<tenant>` (still read,
+//! for stores written before).
 //!
 //! Neighbour: [`crate::acme::Manager`] reads and writes through it; [`super::dir`] is the single-replica store.
 
@@ -182,9 +185,20 @@ impl KubeStore {
         Ok(())
     }
 
+    /// `tenant`'s certificate Secret and its name: `<name>-cert-<tenant>`, or a store's from before the prefix.
+    fn certificate_secret(&self, tenant: &str) -> Option<(String, Arc<Secret>)> {
+        let current = secret_name(&self.name, Stored::Certificate(tenant));
+        if let Some(secret) = self.cached(&current) {
+            return Some((current, secret));
+        }
+        let legacy = format!("{}-{tenant}", self.name);
+        let fixed = [Stored::Account, Stored::Challenges].map(|s| secret_name(&self.name, s));
+        (!fixed.contains(&legacy)).then(|| self.cached(&legacy).map(|s| (legacy, s))).flatten()
+    }
+
     /// The stored account for `directory_url`, if there is one for it.
     pub fn account(&self, directory_url: &str) -> Result<Option<AccountCredentials>, StoreError> {
-        let name = format!("{}-account", self.name);
+        let name = secret_name(&self.name, Stored::Account);
         let Some(bytes) = self.cached(&name).and_then(|s| Self::key(&s, "account.json").map(<[u8]>::to_vec))
         else {
             return Ok(None);
@@ -204,14 +218,14 @@ impl KubeStore {
         let json = serde_json::to_vec(&stored)
             .map_err(|_| KubeStoreError::Account(format!("{}/{}-account", self.namespace, self.name)))?;
         let data = [("account.json".to_owned(), ByteString(json))].into();
-        self.apply(&format!("{}-account", self.name), "Opaque", data).await
+        self.apply(&secret_name(&self.name, Stored::Account), "Opaque", data).await
     }
 
     /// The leaf (DER) of `tenant`'s stored chain, read without loading the key: what a follower compares
     /// with the certificate it serves on every tick.
     pub fn stored_leaf(&self, tenant: &str) -> Option<Vec<u8>> {
         use rustls::pki_types::pem::PemObject as _;
-        let secret = self.cached(&format!("{}-{tenant}", self.name))?;
+        let (_, secret) = self.certificate_secret(tenant)?;
         let chain = Self::key(&secret, "tls.crt")?;
         let leaf = rustls::pki_types::CertificateDer::pem_slice_iter(chain).next()?.ok()?;
         Some(leaf.as_ref().to_vec())
@@ -219,8 +233,7 @@ impl KubeStore {
 
     /// `tenant`'s stored certificate, when there is one that loads.
     pub fn certificate(&self, tenant: &str) -> Option<CertifiedKey> {
-        let name = format!("{}-{tenant}", self.name);
-        let secret = self.cached(&name)?;
+        let (name, secret) = self.certificate_secret(tenant)?;
         let (cert, key) = (Self::key(&secret, "tls.crt")?, Self::key(&secret, "tls.key")?);
         let at = PathBuf::from(format!("secret:{}/{name}", self.namespace));
         match certs::pair_from_pem(cert, key, &at.join("tls.crt"), &at.join("tls.key")) {
@@ -244,7 +257,7 @@ impl KubeStore {
             ("tls.key".to_owned(), ByteString(key_pem.as_bytes().to_vec())),
         ]
         .into();
-        self.apply(&format!("{}-{tenant}", self.name), "kubernetes.io/tls", data).await
+        self.apply(&secret_name(&self.name, Stored::Certificate(tenant)), "kubernetes.io/tls", data).await
     }
 
     /// Publishes every answer of the challenges in progress (replacing the last set): TLS-ALPN-01 digests by
@@ -263,13 +276,15 @@ impl KubeStore {
                     .map(|(token, ka)| (format!("http-01.{token}"), ByteString(ka.clone().into_bytes()))),
             )
             .collect();
-        self.apply(&format!("{}-challenges", self.name), "Opaque", data).await
+        self.apply(&secret_name(&self.name, Stored::Challenges), "Opaque", data).await
     }
 
     /// The answers another replica published: TLS-ALPN-01 digests by name, HTTP-01 key authorizations by token.
     pub fn challenges(&self) -> (BTreeMap<String, Vec<u8>>, BTreeMap<String, String>) {
         let (mut tls_alpn, mut http) = (BTreeMap::new(), BTreeMap::new());
-        let Some(secret) = self.cached(&format!("{}-challenges", self.name)) else { return (tls_alpn, http) };
+        let Some(secret) = self.cached(&secret_name(&self.name, Stored::Challenges)) else {
+            return (tls_alpn, http);
+        };
         for (key, value) in secret.data.iter().flatten() {
             if let Some(name) = key.strip_prefix("tls-alpn-01.") {
                 if let Some(digest) = unhex(&value.0) {
@@ -280,6 +295,24 @@ impl KubeStore {
             }
         }
         (tls_alpn, http)
+    }
+}
+
+/// What a store Secret holds.
+#[derive(Debug, Clone, Copy)]
+enum Stored<'a> {
+    Account,
+    Challenges,
+    Certificate(&'a str),
+}
+
+/// The Secret of store `store` holding `what`: fixed names for the account and the answers, `cert-<tenant>` for
+/// a tenant's certificate, so that no tenant name (a DNS label) can give another Secret's name.
+fn secret_name(store: &str, what: Stored) -> String {
+    match what {
+        Stored::Account => format!("{store}-account"),
+        Stored::Challenges => format!("{store}-challenges"),
+        Stored::Certificate(tenant) => format!("{store}-cert-{tenant}"),
     }
 }
 
@@ -307,6 +340,20 @@ async fn client(kubeconfig: Option<&Path>) -> Result<Client, KubeStoreError> {
 
 #[cfg(test)]
 mod tests {
+    use super::{secret_name, Stored};
+
+    /// Tenants named like the fixed Secrets (or like another tenant's prefix) keep Secrets of their own: before,
+    /// tenant `account` was stored as `kaas-proxy-acme-account`, over the ACME account.
+    #[test]
+    fn no_tenant_name_is_another_secrets_name() {
+        let fixed = [Stored::Account, Stored::Challenges].map(|w| secret_name("kaas-proxy-acme", w));
+        for tenant in ["account", "challenges", "cert-account", "acme", "a"] {
+            let cert = secret_name("kaas-proxy-acme", Stored::Certificate(tenant));
+            assert!(!fixed.contains(&cert), "{tenant}: {cert}");
+        }
+        assert_eq!(secret_name("s", Stored::Certificate("acme")), "s-cert-acme");
+    }
+
     #[test]
     fn digests_survive_the_hex_round_trip_and_bad_hex_is_none() {
         let digest: Vec<u8> = (0..32).collect();

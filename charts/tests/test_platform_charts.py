@@ -23,6 +23,7 @@ CONTROLLER_SETS = {
     "no-monitoring": {"serviceMonitor": {"enabled": False}},
     "network-path": {"network": {"vpcIpamPool": "ipam-pool-0a1b2c", "vpcNetmaskLength": 21,
                                  "proxyCidrs": ["10.0.0.0/16", "10.1.0.0/16"]}},
+    "chart-mirror": {"componentCharts": {"url": "https://charts.example.internal/kaas-components"}},
 }
 
 
@@ -169,6 +170,16 @@ def test_the_network_path_settings_reach_the_controller():
     assert not [a for a in args(None) if a.startswith(("--vpc-", "--proxy-cidr"))], "nothing by default"
 
 
+def test_the_component_chart_mirror_reaches_the_controller():
+    def args(values):
+        deployment = by_kind(render("kaas-controller", values, name="kaas-controller", namespace="kaas-system"),
+                             "Deployment")[0]
+        return deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--component-charts-url=https://charts.example.internal/kaas-components" in args(
+        CONTROLLER_SETS["chart-mirror"])
+    assert not [a for a in args(None) if a.startswith("--component-charts-url")], "upstream by default"
+
+
 def test_controller_chart_ships_the_generated_crd():
     chart = helm.Chart.load(str(ROOT / "charts" / "kaas-controller"))
     [crd_file] = chart.crds
@@ -191,6 +202,7 @@ def test_controller_chart_ships_the_generated_crd():
     ("kaas-controller", lambda v: v["routes"].__setitem__("clientAddressTemplate", "kafka:9092"), "clientAddressTemplate"),
     ("kaas-controller", lambda v: v["network"].__setitem__("proxyCidrs", ["everyone"]), "proxyCidrs"),
     ("kaas-controller", lambda v: v["network"].__setitem__("vpcNetmaskLength", 8), "vpcNetmaskLength"),
+    ("kaas-controller", lambda v: v["componentCharts"].__setitem__("url", "oci://quay.io/strimzi-helm"), "url"),
 ])
 def test_bad_values_are_refused_naming_the_value(chart, mutate, named):
     loaded = helm.Chart.load(str(ROOT / "charts" / chart))

@@ -95,6 +95,12 @@ enum Command {
         /// platform VPC's, where kaas-proxy runs.
         #[arg(long = "proxy-cidr", value_parser = parse_cidr)]
         proxy_cidrs: Vec<String>,
+        /// One HTTP(S) Helm repository serving every platform component chart of tenant clusters (Cilium, the
+        /// AWS cloud controller manager and EBS CSI driver, Strimzi, cert-manager, external-dns, the Prometheus
+        /// Operator's CRDs) under their upstream names and versions: a mirror, for an air-gapped platform.
+        /// Unset: each from its upstream repository.
+        #[arg(long, value_parser = render::component_charts_url)]
+        component_charts_url: Option<String>,
         /// Address of the /metrics and /healthz endpoint.
         #[arg(long, default_value = "0.0.0.0:8080")]
         metrics_listen: std::net::SocketAddr,
@@ -171,6 +177,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             vpc_ipam_pool,
             vpc_netmask_length,
             proxy_cidrs,
+            component_charts_url,
             metrics_listen,
             election,
         } => {
@@ -187,6 +194,7 @@ fn run(args: Args) -> anyhow::Result<()> {
                 network: render::Network { vpc_ipam_pool, vpc_netmask_length, proxy_cidrs },
                 cluster_bootstrap: cluster_bootstrap_template,
                 namespace_bootstrap: namespace_bootstrap_template,
+                component_charts: component_charts_url,
                 ..Default::default()
             };
             tokio::runtime::Runtime::new()?.block_on(serve(

@@ -24,6 +24,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use common::{all_rbac, eventually, put_strimzi_cas, Platform, SYSTEM};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kaas_controller::gitops;
 use kaas_controller::names::tenant_id;
 use kaas_controller::reconcile::ROUTES_KEY;
 use kaas_e2e::kafka::{ClusterOptions, KafkaCluster};
@@ -128,11 +129,8 @@ async fn tenant_loop(case: Case) -> anyhow::Result<()> {
     let controllers: &[&'static str] =
         if case.own_cluster { &flux::CONTROLLERS[..2] } else { &flux::CONTROLLERS };
     let flux = Flux::start(&p.plane, controllers).await?;
-    let sources = [
-        flux::git_repository("kaas", &git.url("platform.git"), "main", "1m"),
-        flux::git_repository("tenants", &git.url("gitops.git"), "main", "2s"),
-        flux::kustomization("tenants", "tenants", "./tenants", "2s"),
-    ];
+    let sources =
+        [flux::git_repository("kaas", &git.url("platform.git"), "main", "1m"), gitops_sources(&git)];
     apply_yaml(&p.admin, &sources.join("---\n"), TEST_MANAGER, Some(FLUX_NAMESPACE)).await?;
     let controller = p.controller("kaas-controller-0")?;
     let mounting = tokio::spawn(mount(p.admin.clone(), routes_file.clone(), upstream_dir.clone()));
@@ -373,4 +371,63 @@ async fn strimzi_objects(admin: &Client, ns: &str, kind: &str) -> anyhow::Result
     let api: Api<DynamicObject> =
         Api::namespaced_with(admin.clone(), ns, &resource("kafka.strimzi.io", "v1", kind, &plural));
     Ok(api.list(&ListParams::default()).await?.items)
+}
+
+/// B9: one tenant's object the API server refuses (here a ConfigMap whose name is no DNS name; on AWS, an
+/// AWSMachineTemplate edited in place, which CAPA's webhook refuses) must not hold up another tenant. Flux
+/// applies a Kustomization as one server-side dry run then apply, so when every tenant is one Kustomization,
+/// one refusal stops applies, new tenants and prunes for all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_tenants_refused_object_does_not_hold_up_another_tenants_apply() -> anyhow::Result<()> {
+    let p = Platform::start(json!({}), all_rbac).await?;
+    let git = GitHttp::start(p.tmp.path())?;
+    let flux = Flux::start(&p.plane, &flux::CONTROLLERS[..2]).await?;
+    apply_yaml(&p.admin, &gitops_sources(&git), TEST_MANAGER, Some(FLUX_NAMESPACE)).await?;
+
+    // A tenant whose folder holds an object the API server refuses, committed as the controller commits.
+    let broken =
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: kaas-tenants-broken\n---\napiVersion: v1\n\
+                  kind: ConfigMap\nmetadata:\n  name: Not_A_Name\n  namespace: kaas-tenants-broken\n";
+    let writer =
+        gitops::Repo::clone_remote(&p.remote.to_string_lossy(), &p.tmp.path().join("writer"), "main")?;
+    writer.write_tenant(
+        "tenants/broken",
+        Some(&gitops::tenant_files(broken.to_owned())),
+        "tenant tenants/broken: generation 1",
+    )?;
+    let controller = p.controller("kaas-controller-0")?;
+    p.create_example("beta").await?;
+    let id = tenant_id("tenants", "beta");
+    eventually("beta's release applied beside the refused tenant", Duration::from_secs(60), || async {
+        Ok(helm_release(&p.admin, &id).await?.filter(applied_by_flux).map(drop))
+    })
+    .await
+    .with_context(|| flux.logs())?;
+    // The refused tenant's own Kustomization says why.
+    let kustomizations: Api<DynamicObject> = Api::namespaced_with(
+        p.admin.clone(),
+        FLUX_NAMESPACE,
+        &resource("kustomize.toolkit.fluxcd.io", "v1", "Kustomization", "kustomizations"),
+    );
+    let refused = eventually("the refused tenant's Kustomization fails", Duration::from_secs(30), || async {
+        let k = kustomizations.get(&format!("kaas-{}", tenant_id("tenants", "broken"))).await?;
+        let ready =
+            k.data["status"]["conditions"].as_array().into_iter().flatten().find(|c| c["type"] == "Ready");
+        Ok(ready.filter(|c| c["status"] == "False").map(|c| c["message"].to_string()))
+    })
+    .await?;
+    assert!(refused.contains("Not_A_Name"), "{refused}");
+    drop(controller);
+    Ok(())
+}
+
+/// The platform's Flux bootstrap for the tenants: the GitOps repository (kaas-controller's remote) as the
+/// GitRepository the tenants' Kustomizations read, and one root Kustomization applying the tenants'
+/// Kustomizations and pruning what leaves.
+fn gitops_sources(git: &GitHttp) -> String {
+    let sources = [
+        flux::git_repository(gitops::FLUX_SOURCE, &git.url("gitops.git"), "main", "2s"),
+        flux::kustomization("tenants", gitops::FLUX_SOURCE, &format!("./{}", gitops::KUSTOMIZATIONS), "2s"),
+    ];
+    sources.join("---\n")
 }

@@ -2,7 +2,8 @@
 //! proxy (the end-to-end harness, `kaas_e2e`, re-exports all of it).
 //!
 //! [`apiserver`] is a real Kubernetes control plane (etcd + kube-apiserver), [`flux`] runs Flux's real
-//! controllers against it, and [`git_http`] serves a GitOps repository over HTTP to them; [`certs`] makes CAs,
+//! controllers against it, [`git_http`] serves a GitOps repository over HTTP to them and [`helm_repo`] a Helm
+//! chart repository of charts built by the test; [`certs`] makes CAs,
 //! server and client certificates as PEM files; [`python`] drives the project's Python environment (the
 //! Python Kafka clients, Helm chart rendering).
 
@@ -10,6 +11,7 @@ pub mod apiserver;
 pub mod certs;
 pub mod flux;
 pub mod git_http;
+pub mod helm_repo;
 pub mod python;
 
 use std::net::TcpListener;

@@ -1,19 +1,29 @@
 //! The whole tenant loop, end to end: a `KafkaTenant` applied to a real API server → the real
-//! `kaas-controller run` (the chart's arguments and RBAC) commits its folder to a real bare Git repository →
-//! Flux itself (source-controller fetching that repository and the platform's charts over HTTP,
-//! kustomize-controller applying `tenants/`, helm-controller installing `charts/kaas`, whose Strimzi objects
-//! the real CRDs accept) → Strimzi's part (stand-in: the cluster's real CA secrets; no operator runs Kafka
-//! here, the local cluster is the tenant's) → the controller marks the tenant Ready
-//! and publishes its route and upstream material → the proxy reads the route ConfigMap and the upstream Secret
-//! as the chart mounts them (stand-in for the kubelet: the objects' keys written to files) → a real Kafka
-//! client (confluent-kafka, with a tenant user's certificate) produces and consumes through
-//! `<tenant>.<domain>` on a real Apache Kafka cluster over mutual TLS with its own identity. Then an update (a
-//! new generation, a new commit, a Helm upgrade, a changed route) and a delete (Flux prunes and uninstalls,
-//! the proxy refuses the name, the object goes).
+//! `kaas-controller run` (the chart's arguments and RBAC) commits its folder and its own Flux Kustomization to a
+//! real bare Git repository → Flux itself (source-controller fetching that repository and the platform's charts
+//! over HTTP, kustomize-controller applying the root Kustomization and then the tenant's, helm-controller
+//! installing `charts/kaas`, whose Strimzi objects the real CRDs accept) → Strimzi's part (stand-in: the
+//! cluster's real CA secrets; no operator runs Kafka here, the local cluster is the tenant's) → the controller
+//! marks the tenant Ready and publishes its route and upstream material → the proxy reads the route ConfigMap
+//! and the upstream Secret as the chart mounts them (stand-in for the kubelet: the objects' keys written to
+//! files) → a real Kafka client (confluent-kafka, with a tenant user's certificate) produces and consumes
+//! through `<tenant>.<domain>` on a real Apache Kafka cluster over mutual TLS with its own identity. Then an
+//! update (a new generation, a new commit, a Helm upgrade, a changed route) and a delete (Flux prunes and
+//! uninstalls, the proxy refuses the name, the object goes).
 //!
-//! Both isolation modes: on the shared cluster (namespace) all three Flux controllers run; a tenant on its own
-//! cluster gets a second API server as that cluster, with Cluster API and helm-controller reported by a
-//! stand-in (its releases first install upstream charts from public Helm repositories, out of reach here).
+//! Both isolation modes run all three Flux controllers. A tenant on its own cluster gets a second etcd +
+//! kube-apiserver as that cluster: the real helm-controller installs, through each rendered HelmRelease's
+//! `kubeConfig`, the seven platform components (stand-in charts of the upstream names and versions, from a Helm
+//! repository the test serves, [`kaas_testsupport::helm_repo`], which the platform's chart-mirror setting points
+//! the releases at; the Strimzi one brings Strimzi's CRDs, the Prometheus one the monitoring CRDs) and then
+//! the real `charts/kaas` with the rendered values, judged there by those CRDs and Kubernetes' own schemas;
+//! `dependsOn`, `storageNamespace`, retries and upgrades are helm-controller's decisions, and the tenant is
+//! Ready on helm-controller's own report. Cluster API is the one stand-in on the management side (its
+//! `Cluster` reported Available, and the `<id>-kubeconfig` Secret, key `value`, it would publish, pointing at
+//! the second API server: the one bridge), because Cluster API and its AWS provider run in their own tests.
+//!
+//! [`one_tenants_refused_object_does_not_hold_up_another_tenants_apply`]: a tenant whose object the API server
+//! refuses stops only its own Kustomization.
 
 use crate::common;
 
@@ -34,6 +44,7 @@ use kaas_testsupport::apiserver::{apply_yaml, ControlPlane, TEST_MANAGER};
 use kaas_testsupport::certs::Certs;
 use kaas_testsupport::flux::{self, Flux, FLUX_NAMESPACE};
 use kaas_testsupport::git_http::GitHttp;
+use kaas_testsupport::helm_repo::HelmRepo;
 use kaas_testsupport::python::run_client;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use kube::{Client, ResourceExt};
@@ -113,22 +124,28 @@ async fn tenant_loop(case: Case) -> anyhow::Result<()> {
     // cluster's mutual-TLS listener, and the proxy's mounts are folders here.
     let prefix = format!("{}/{{tenant}}.", upstream_dir.display());
     let bootstrap = if case.own_cluster { "clusterBootstrapTemplate" } else { "namespaceBootstrapTemplate" };
-    let values = json!({ "routes": {
+    let mut values = json!({ "routes": {
         "upstreamFiles": prefix,
         "clientCaTemplate": format!("{prefix}clients-ca.crt"),
         bootstrap: cluster.bootstrap_tls(),
     }});
+    // A tenant on its own cluster first gets its network, cloud controller, CSI driver and operators from
+    // their public Helm repositories, which this machine cannot reach: the platform's mirror setting points
+    // them at a repository of stand-in charts of the same names and versions, served here.
+    let charts = match case.own_cluster {
+        true => Some(HelmRepo::start(&common::component_charts(case.name)?)?),
+        false => None,
+    };
+    if let Some(charts) = &charts {
+        values["componentCharts"] = json!({ "url": charts.url() });
+    }
     let p = Platform::start(values, all_rbac).await?;
     // The platform's Flux: its charts in one repository, the tenants' folders (kaas-controller's remote) in
-    // another, both over HTTP; a Kustomization applies `tenants/` and prunes what leaves it. A tenant on its
-    // own cluster first gets its network, cloud controller, CSI driver and operators from their public Helm
-    // repositories, which this machine cannot reach: there helm-controller does not run and a stand-in
-    // reports the release.
+    // another, both over HTTP; the root Kustomization applies each tenant's Kustomization, which applies the
+    // tenant's folder, and prunes what leaves.
     flux::publish(&kaas_testsupport::repo_root(), &["charts/kaas"], &p.tmp.path().join("platform.git"))?;
     let git = GitHttp::start(p.tmp.path())?;
-    let controllers: &[&'static str] =
-        if case.own_cluster { &flux::CONTROLLERS[..2] } else { &flux::CONTROLLERS };
-    let flux = Flux::start(&p.plane, controllers).await?;
+    let flux = Flux::start(&p.plane, &flux::CONTROLLERS).await?;
     let sources =
         [flux::git_repository("kaas", &git.url("platform.git"), "main", "1m"), gitops_sources(&git)];
     apply_yaml(&p.admin, &sources.join("---\n"), TEST_MANAGER, Some(FLUX_NAMESPACE)).await?;
@@ -141,17 +158,18 @@ async fn tenant_loop(case: Case) -> anyhow::Result<()> {
     let settings = format!("tenants_file: {}\n", routes_file.display());
     let proxy = ProxyHandle::start_with_config(&certs, &settings, "  []\n")?;
 
-    // The tenant's own cluster: a second API server with the Strimzi CRDs, reached through the kubeconfig
-    // Secret Cluster API writes; Cluster API's and helm-controller's reports come from a stand-in.
+    // The tenant's own cluster: a second API server, empty (the charts bring the CRDs), reached through the
+    // kubeconfig Secret Cluster API would write; Cluster API's report comes from a stand-in.
     let workload = if case.own_cluster {
         let plane = ControlPlane::start().await?;
-        plane.install_upstream_crds().await?;
         let kubeconfig = std::fs::read_to_string(plane.admin_kubeconfig())?;
-        let reporting = tokio::spawn(cluster_api_and_helm(p.admin.clone(), id.clone(), kubeconfig));
+        let reporting = tokio::spawn(cluster_api(p.admin.clone(), id.clone(), kubeconfig));
         Some((plane, reporting))
     } else {
         None
     };
+    // Seven releases through a kubeconfig, in dependency order, take longer than one on this cluster.
+    let within = Duration::from_secs(if case.own_cluster { 240 } else { 30 });
 
     p.create_example(case.name).await?;
     eventually("commit", Duration::from_secs(30), || async {
@@ -166,25 +184,29 @@ async fn tenant_loop(case: Case) -> anyhow::Result<()> {
         Some((plane, _)) => put_strimzi_cas(&plane.admin().await?, "kafka", material).await?,
         None => p.strimzi_cas(&id, material).await?,
     }
-    p.wait_state(case.name, "Ready", 1).await.with_context(|| flux.logs())?;
+    ready(&p, &flux, case.name, &id, 1, within).await?;
     let release = helm_release(&p.admin, &id).await?.context("HelmRelease applied")?;
     assert!(applied_by_flux(&release), "HelmRelease applied by kustomize-controller");
-    match &workload {
-        Some(_) => {
+    // Ready is helm-controller's own report: only it keeps the release history.
+    assert!(release.data["status"]["history"][0]["status"] == "deployed", "{}", release.data["status"]);
+    let (kafka_cluster, kafka_ns) = match &workload {
+        Some((plane, _)) => {
             let cluster = capi_cluster(&p.admin, &id).await?.context("Cluster applied")?;
             assert!(applied_by_flux(&cluster), "Cluster applied by kustomize-controller");
+            let tenant_cluster = plane.admin().await?;
+            helm_storage_is_on_the_tenant_cluster(&tenant_cluster).await?;
+            (tenant_cluster, "kafka".to_owned())
         }
-        None => {
-            let kafkas = strimzi_objects(&p.admin, &format!("tenant-{id}"), "Kafka").await?;
-            assert_eq!(kafkas.len(), 1, "helm-controller installed the chart's Kafka");
-            let release_name = kafkas[0].annotations().get("meta.helm.sh/release-name").cloned();
-            assert_eq!(release_name.as_deref(), Some("kaas"));
-            // KafkaTopic: the tenant's declared topics, accepted by the real Strimzi CRD.
-            for kind in ["KafkaNodePool", "KafkaUser", "KafkaTopic"] {
-                let objects = strimzi_objects(&p.admin, &format!("tenant-{id}"), kind).await?;
-                assert!(!objects.is_empty(), "helm-controller installed the chart's {kind}s");
-            }
-        }
+        None => (p.admin.clone(), format!("tenant-{id}")),
+    };
+    let kafkas = strimzi_objects(&kafka_cluster, &kafka_ns, "Kafka").await?;
+    assert_eq!(kafkas.len(), 1, "helm-controller installed the chart's Kafka");
+    let release_name = kafkas[0].annotations().get("meta.helm.sh/release-name").cloned();
+    assert_eq!(release_name.as_deref(), Some("kaas"));
+    // KafkaTopic: the tenant's declared topics, accepted by the real Strimzi CRD.
+    for kind in ["KafkaNodePool", "KafkaUser", "KafkaTopic"] {
+        let objects = strimzi_objects(&kafka_cluster, &kafka_ns, kind).await?;
+        assert!(!objects.is_empty(), "helm-controller installed the chart's {kind}s");
     }
 
     // A tenant user's client: the bootstrap name, the platform's CA, and a certificate from the tenant's
@@ -238,7 +260,7 @@ async fn tenant_loop(case: Case) -> anyhow::Result<()> {
         Ok((p.commits(&folder)?.first() == Some(&second)).then_some(()))
     })
     .await?;
-    p.wait_state(case.name, "Ready", 2).await.with_context(|| flux.logs())?;
+    ready(&p, &flux, case.name, &id, 2, within).await?;
     let after = p.routes().await?.unwrap_or_default();
     let quota = |routes: &[kaas_route::TenantRoute]| {
         routes.iter().find(|r| r.name == id).map(|r| serde_json::to_value(&r.quota).unwrap_or_default())
@@ -267,10 +289,10 @@ async fn tenant_loop(case: Case) -> anyhow::Result<()> {
     // Flux prunes what left Git; helm-controller uninstalls the release before letting it go.
     eventually("Flux pruned the tenant", Duration::from_secs(60), || async {
         let mut gone = helm_release(&p.admin, &id).await?.is_none();
-        gone &= match &workload {
-            Some(_) => capi_cluster(&p.admin, &id).await?.is_none(),
-            None => strimzi_objects(&p.admin, &format!("tenant-{id}"), "Kafka").await?.is_empty(),
-        };
+        gone &= strimzi_objects(&kafka_cluster, &kafka_ns, "Kafka").await?.is_empty();
+        if workload.is_some() {
+            gone &= capi_cluster(&p.admin, &id).await?.is_none();
+        }
         Ok(gone.then_some(()))
     })
     .await
@@ -283,14 +305,30 @@ async fn tenant_loop(case: Case) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Waits for the tenant Ready at `generation`; a failure carries Flux's logs and the Kafka release's status,
+/// where helm-controller says what it could not do.
+async fn ready(
+    p: &Platform,
+    flux: &Flux,
+    name: &str,
+    id: &str,
+    generation: i64,
+    within: Duration,
+) -> anyhow::Result<()> {
+    let Err(e) = p.wait_state_within(name, "Ready", generation, within).await else { return Ok(()) };
+    let release = helm_release(&p.admin, id).await.ok().flatten();
+    let status = release.map(|r| r.data["status"].to_string()).unwrap_or_default();
+    Err(e.context(format!("{}\n--- the Kafka release's status\n{status}", flux.logs())))
+}
+
 fn applied_by_flux(object: &DynamicObject) -> bool {
     object.managed_fields().iter().any(|m| m.manager.as_deref() == Some("kustomize-controller"))
 }
 
-/// Cluster API's and helm-controller's part for a tenant on its own cluster, as they would report it: the
-/// `<id>-kubeconfig` Secret, the `Cluster` Available and the Kafka release Ready, each at the generation
-/// Flux last applied.
-async fn cluster_api_and_helm(admin: Client, id: String, kubeconfig: String) {
+/// Cluster API's part for a tenant on its own cluster, as it would report it: the `<id>-kubeconfig` Secret
+/// (key `value`, pointing at the second API server: the one bridge from the stand-in to the real world) and
+/// the `Cluster` Available at the generation Flux last applied. Cluster API itself runs in its own tests.
+async fn cluster_api(admin: Client, id: String, kubeconfig: String) {
     let ns = format!("kaas-{id}");
     let secrets: Api<Secret> = Api::namespaced(admin.clone(), &ns);
     loop {
@@ -303,11 +341,35 @@ async fn cluster_api_and_helm(admin: Client, id: String, kubeconfig: String) {
                 .await;
             let _ = report(&admin, &ns, &cluster, &cluster_resource(), "Available", "Available").await;
         }
-        if let Ok(Some(release)) = helm_release(&admin, &id).await {
-            let _ = report(&admin, &ns, &release, &release_resource(), "Ready", "UpgradeSucceeded").await;
-        }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+}
+
+/// Every release helm-controller installed through the kubeconfig keeps its Helm storage on the tenant's
+/// cluster in its own target namespace (`storageNamespace`), none in `kaas-<id>`, which exists only on the
+/// management cluster; and the seven platform components are installed there.
+async fn helm_storage_is_on_the_tenant_cluster(tenant_cluster: &Client) -> anyhow::Result<()> {
+    let secrets: Api<Secret> = Api::all(tenant_cluster.clone());
+    let storage = secrets.list(&ListParams::default().labels("owner=helm")).await?.items;
+    let mut releases: Vec<(String, String)> = storage
+        .iter()
+        .map(|s| (s.labels().get("name").cloned().unwrap_or_default(), s.namespace().unwrap_or_default()))
+        .collect();
+    releases.sort();
+    releases.dedup();
+    let want = [
+        ("aws-cloud-controller-manager", "kube-system"),
+        ("aws-ebs-csi-driver", "kube-system"),
+        ("cert-manager", "cert-manager"),
+        ("cilium", "kube-system"),
+        ("external-dns", "external-dns"),
+        ("kaas", "kafka"),
+        ("prometheus-operator-crds", "kube-system"),
+        ("strimzi", "strimzi"),
+    ];
+    let want: Vec<(String, String)> = want.iter().map(|(r, n)| ((*r).to_owned(), (*n).to_owned())).collect();
+    assert_eq!(releases, want, "each release's Helm storage in its target namespace on the tenant's cluster");
+    Ok(())
 }
 
 /// Sets `condition` True at the object's generation unless it already is.
@@ -365,7 +427,8 @@ async fn capi_cluster(admin: &Client, id: &str) -> anyhow::Result<Option<Dynamic
     Ok(api.get_opt(id).await?)
 }
 
-/// The Strimzi objects of `kind` (Kafka, KafkaNodePool, KafkaUser) in namespace `ns`.
+/// The Strimzi objects of `kind` (Kafka, KafkaNodePool, KafkaUser) in namespace `ns` of the cluster `admin`
+/// reaches.
 async fn strimzi_objects(admin: &Client, ns: &str, kind: &str) -> anyhow::Result<Vec<DynamicObject>> {
     let plural = format!("{}s", kind.to_lowercase());
     let api: Api<DynamicObject> =

@@ -147,7 +147,7 @@ async fn tenant_loop(case: Case) -> anyhow::Result<()> {
     let git = GitHttp::start(p.tmp.path())?;
     let flux = Flux::start(&p.plane, &flux::CONTROLLERS).await?;
     let sources =
-        [flux::git_repository("kaas", &git.url("platform.git"), "main", "1m"), gitops_sources(&git)];
+        [flux::git_repository("kaas", &git.url("platform.git"), "main", "2s"), gitops_sources(&git)];
     apply_yaml(&p.admin, &sources.join("---\n"), TEST_MANAGER, Some(FLUX_NAMESPACE)).await?;
     let controller = p.controller("kaas-controller-0")?;
     let mounting = tokio::spawn(mount(p.admin.clone(), routes_file.clone(), upstream_dir.clone()));
@@ -269,6 +269,32 @@ async fn tenant_loop(case: Case) -> anyhow::Result<()> {
     let out = client("orders", "second").await??;
     assert_eq!(out["consumed"].as_array().map(Vec::len), Some(200), "{out}");
 
+    // A chart edit without a version bump (a new commit of the platform's chart repository) reaches the
+    // tenant's cluster: the release follows the chart's Git revision (`reconcileStrategy: Revision`).
+    edit_chart(&p.tmp.path().join("platform.git"))?;
+    let configmaps: Api<ConfigMap> = Api::namespaced(kafka_cluster.clone(), &kafka_ns);
+    eventually("the chart edit installed", Duration::from_secs(90), || async {
+        Ok(configmaps.get_opt(CHART_EDIT).await?.map(drop))
+    })
+    .await
+    .with_context(|| flux.logs())?;
+    // Drift: a topic deleted by hand on the tenant's side is created again at the release's next reconcile
+    // (helm-controller v1.4.0 internal/action/diff.go:165, drift detection on).
+    let topics = strimzi_objects(&kafka_cluster, &kafka_ns, "KafkaTopic").await?;
+    let topic = topics.first().context("a KafkaTopic")?.name_any();
+    let topic_api: Api<DynamicObject> = Api::namespaced_with(
+        kafka_cluster.clone(),
+        &kafka_ns,
+        &resource("kafka.strimzi.io", "v1", "KafkaTopic", "kafkatopics"),
+    );
+    topic_api.delete(&topic, &DeleteParams::default()).await?;
+    request_reconcile(&p.admin, &id).await?;
+    eventually("the deleted topic put back", Duration::from_secs(60), || async {
+        Ok(topic_api.get_opt(&topic).await?.map(drop))
+    })
+    .await
+    .with_context(|| flux.logs())?;
+
     // Delete: the route leaves the ConfigMap, the proxy (reading the file) refuses the name, and the object goes
     // once Flux has pruned its Cluster and HelmRelease (helm-controller uninstalling the release first).
     p.tenants().delete(case.name, &DeleteParams::default()).await?;
@@ -316,9 +342,51 @@ async fn ready(
     within: Duration,
 ) -> anyhow::Result<()> {
     let Err(e) = p.wait_state_within(name, "Ready", generation, within).await else { return Ok(()) };
-    let release = helm_release(&p.admin, id).await.ok().flatten();
-    let status = release.map(|r| r.data["status"].to_string()).unwrap_or_default();
-    Err(e.context(format!("{}\n--- the Kafka release's status\n{status}", flux.logs())))
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(p.admin.clone(), &format!("kaas-{id}"), &release_resource());
+    let releases = api.list(&ListParams::default()).await.map(|l| l.items).unwrap_or_default();
+    let report: Vec<String> = releases
+        .iter()
+        .map(|r| {
+            let conditions = r.data["status"]["conditions"].as_array().cloned().unwrap_or_default();
+            let said: Vec<String> = conditions
+                .iter()
+                .map(|c| format!("{}={} {}: {}", c["type"], c["status"], c["reason"], c["message"]))
+                .collect();
+            format!("{}: {}", r.name_any(), said.join("; "))
+        })
+        .collect();
+    Err(e.context(format!("{}\n--- the tenant's HelmReleases\n{}", flux.logs(), report.join("\n"))))
+}
+
+/// The ConfigMap [`edit_chart`] adds to `charts/kaas`.
+const CHART_EDIT: &str = "kaas-chart-edit";
+
+/// Commits to the platform's chart repository a change of `charts/kaas` that keeps its version: one more
+/// template, a ConfigMap named [`CHART_EDIT`].
+fn edit_chart(remote: &Path) -> anyhow::Result<()> {
+    let work = tempfile::tempdir()?;
+    let dir = work.path().join("platform");
+    common::git(&["clone", "--quiet", &remote.to_string_lossy(), &dir.to_string_lossy()])?;
+    let template = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {CHART_EDIT}\n  namespace: {{{{ .Release.Namespace }}}}\n"
+    );
+    std::fs::write(dir.join("charts/kaas/templates/chart-edit.yaml"), template)?;
+    let who = ["-c", "user.name=kaas-e2e", "-c", "user.email=kaas-e2e@kaas.dev"];
+    kaas_testsupport::git(Some(&dir), &["add", "--all"])?;
+    kaas_testsupport::git(Some(&dir), &[&who[..], &["commit", "--quiet", "-m", "chart edit"]].concat())?;
+    kaas_testsupport::git(Some(&dir), &["push", "--quiet", "origin", "main"])?;
+    Ok(())
+}
+
+/// Asks helm-controller to reconcile tenant `id`'s Kafka release now, as `flux reconcile helmrelease` does.
+async fn request_reconcile(admin: &Client, id: &str) -> anyhow::Result<()> {
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(admin.clone(), &format!("kaas-{id}"), &release_resource());
+    let now = format!("{:?}", std::time::SystemTime::now());
+    let patch = json!({ "metadata": { "annotations": { "reconcile.fluxcd.io/requestedAt": now } } });
+    api.patch(&format!("{id}-kafka"), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    Ok(())
 }
 
 fn applied_by_flux(object: &DynamicObject) -> bool {

@@ -22,7 +22,8 @@ CONTROLLER_SETS = {
     "secret-url": {"gitops": {"existingSecret": "gitops-credentials", "url": "unused", "branch": "tenants"}},
     "no-monitoring": {"serviceMonitor": {"enabled": False}},
     "network-path": {"network": {"vpcIpamPool": "ipam-pool-0a1b2c", "vpcNetmaskLength": 21,
-                                 "proxyCidrs": ["10.0.0.0/16", "10.1.0.0/16"]}},
+                                 "proxyCidrs": ["10.0.0.0/16", "10.1.0.0/16"], "tenantVpcCidrs": ["10.64.0.0/12"]}},
+    "chart-mirror": {"componentCharts": {"url": "https://charts.example.internal/kaas-components"}},
 }
 
 
@@ -190,6 +191,7 @@ def test_the_network_path_settings_reach_the_controller():
     assert "--vpc-ipam-pool=ipam-pool-0a1b2c" in set_ and "--vpc-netmask-length=21" in set_
     assert [a for a in set_ if a.startswith("--proxy-cidr=")] == ["--proxy-cidr=10.0.0.0/16",
                                                                   "--proxy-cidr=10.1.0.0/16"]
+    assert "--tenant-vpc-cidr=10.64.0.0/12" in set_
     assert "--client-address-template={tenant}.kaas.example.com:9092" in set_
     assert not [a for a in args(None) if a.startswith(("--vpc-", "--proxy-cidr"))], "nothing by default"
 
@@ -216,6 +218,16 @@ def test_controller_chart_refuses_to_install_without_the_images_owner_and_passes
     assert not [a for a in plain["spec"]["template"]["spec"]["containers"][0]["args"] if "ssh" in a], "no key pair"
 
 
+def test_the_component_chart_mirror_reaches_the_controller():
+    def args(values):
+        deployment = by_kind(render("kaas-controller", values, name="kaas-controller", namespace="kaas-system"),
+                             "Deployment")[0]
+        return deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--component-charts-url=https://charts.example.internal/kaas-components" in args(
+        CONTROLLER_SETS["chart-mirror"])
+    assert not [a for a in args(None) if a.startswith("--component-charts-url")], "upstream by default"
+
+
 def test_controller_chart_ships_the_generated_crd():
     chart = helm.Chart.load(str(ROOT / "charts" / "kaas-controller"))
     [crd_file] = chart.crds
@@ -238,8 +250,11 @@ def test_controller_chart_ships_the_generated_crd():
     ("kaas-controller", lambda v: v["routes"].__setitem__("clientAddressTemplate", "kafka:9092"), "clientAddressTemplate"),
     ("kaas-controller", lambda v: v["network"].__setitem__("proxyCidrs", ["everyone"]), "proxyCidrs"),
     ("kaas-controller", lambda v: v["network"].__setitem__("vpcNetmaskLength", 8), "vpcNetmaskLength"),
+    # An IPAM pool without its ranges: the proxy would not know where the tenants' brokers are.
+    ("kaas-controller", lambda v: v["network"].__setitem__("vpcIpamPool", "ipam-pool-0abc"), "tenantVpcCidrs"),
     ("kaas-controller", lambda v: v["machines"].__setitem__("imageLookupOrg", "amazon"), "imageLookupOrg"),
     ("kaas-controller", lambda v: v["machines"]["zones"].__setitem__("us-east-1", ["us-east-1a"]), "us-east-1"),
+    ("kaas-controller", lambda v: v["componentCharts"].__setitem__("url", "oci://quay.io/strimzi-helm"), "url"),
 ])
 def test_bad_values_are_refused_naming_the_value(chart, mutate, named):
     loaded = helm.Chart.load(str(ROOT / "charts" / chart))

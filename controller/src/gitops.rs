@@ -1,4 +1,10 @@
-//! GitOps: each tenant's manifests live under `tenants/<namespace>/<name>/` of the repository Flux applies.
+//! GitOps: each tenant's manifests live under `tenants/<namespace>/<name>/` of the repository Flux applies, and
+//! its own Flux Kustomization, which applies that folder, in `kustomizations/<namespace>/<name>.yaml`. The
+//! platform's one root Kustomization applies `kustomizations/` (Flux's generated kustomization lists every
+//! file there, fluxcd/pkg kustomize/kustomize_generator.go), so it creates, changes and prunes only the
+//! tenants' Kustomizations, and each tenant's objects are applied (dry run, apply, prune) on their own: an
+//! object the API server refuses stops that tenant alone. Both files go in the same commit; deleting a tenant
+//! removes both, and Flux deleting the tenant's Kustomization prunes what it applied.
 //!
 //! One commit per change, naming the tenant and generation; no commit when nothing changed; deleting a tenant
 //! removes its folder. With a remote, every change is rebuilt on the remote's newest commit and pushed; when
@@ -10,17 +16,31 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use crate::names;
+
 /// Attempts before a push is given up (each one rebuilds on the newest remote head).
 const PUSH_ATTEMPTS: u32 = 20;
 const AUTHOR: [&str; 4] = ["-c", "user.name=kaas-controller", "-c", "user.email=kaas-controller@kaas.dev"];
-/// Keeps `tenants/` in Git once the last tenant's folder is gone: Git tracks no empty folders, and a Flux
-/// Kustomization whose path has vanished fails ("kustomization path not found") instead of pruning the last
-/// tenant. Not YAML, so Flux's generated kustomization ignores it.
-const KEEP_FILE: (&str, &str) = (
-    "tenants/README.md",
-    "Managed by kaas-controller: one folder per KafkaTenant, `<namespace>/<name>/`, applied by Flux.\n\
-     This file keeps the folder in Git when no tenant is left, so Flux still finds it and prunes.\n",
-);
+/// The folder of the tenants' Flux Kustomizations: the path of the platform's root Kustomization.
+pub const KUSTOMIZATIONS: &str = "kustomizations";
+/// The namespace of the tenants' Flux Kustomizations, and of the GitRepository they read (Flux's own).
+pub const FLUX_NAMESPACE: &str = "flux-system";
+/// Keep `kustomizations/` (and `tenants/`) in Git once the last tenant's files are gone: Git tracks no empty
+/// folders, and a Flux Kustomization whose path has vanished fails ("kustomization path not found") instead
+/// of pruning the last tenant. Not YAML, so Flux's generated kustomization ignores them.
+const KEEP_FILES: [(&str, &str); 2] = [
+    (
+        "tenants/README.md",
+        "Managed by kaas-controller: one folder per KafkaTenant, `<namespace>/<name>/`, each applied by its own\n\
+         Flux Kustomization in ../kustomizations/. This file keeps the folder in Git when no tenant is left.\n",
+    ),
+    (
+        "kustomizations/README.md",
+        "Managed by kaas-controller: one Flux Kustomization per KafkaTenant, `<namespace>/<name>.yaml`, applying\n\
+         its folder in ../tenants/. The platform's root Kustomization applies this folder and prunes what\n\
+         leaves it; this file keeps the folder in Git when no tenant is left, so Flux still finds it and prunes.\n",
+    ),
+];
 
 /// Why the GitOps repository could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -59,7 +79,13 @@ pub struct Repo {
     dir: PathBuf,
     /// `Some((remote, branch))` when changes are pushed.
     upstream: Option<(String, String)>,
+    /// The Flux GitRepository (in [`FLUX_NAMESPACE`]) holding this repository, which the tenants'
+    /// Kustomizations read.
+    flux_source: String,
 }
+
+/// The default [`Repo::with_flux_source`]: the GitRepository `flux bootstrap` creates for its repository.
+pub const FLUX_SOURCE: &str = "flux-system";
 
 /// A file of a tenant's folder: name inside `tenants/<tenant>/`, contents.
 pub type TenantFile = (String, String);
@@ -67,7 +93,7 @@ pub type TenantFile = (String, String);
 impl Repo {
     /// Uses the work tree at `dir` as it is; commits stay local.
     pub fn local(dir: &Path) -> Result<Repo, GitError> {
-        let repo = Repo { dir: dir.to_owned(), upstream: None };
+        let repo = Repo { dir: dir.to_owned(), upstream: None, flux_source: FLUX_SOURCE.into() };
         repo.git(&["rev-parse", "--git-dir"])?;
         Ok(repo)
     }
@@ -79,8 +105,14 @@ impl Repo {
             std::fs::create_dir_all(parent)?;
             run(parent, &["clone", "--quiet", url, &dir.to_string_lossy()])?;
         }
-        let repo = Repo { dir: dir.to_owned(), upstream: Some(("origin".into(), branch.into())) };
-        Ok(repo)
+        let upstream = Some(("origin".into(), branch.into()));
+        Ok(Repo { dir: dir.to_owned(), upstream, flux_source: FLUX_SOURCE.into() })
+    }
+
+    /// Names the Flux GitRepository that holds this repository, for the tenants' Kustomizations.
+    pub fn with_flux_source(mut self, name: &str) -> Repo {
+        name.clone_into(&mut self.flux_source);
+        self
     }
 
     /// The work tree.
@@ -136,24 +168,36 @@ impl Repo {
         if abs.exists() {
             std::fs::remove_dir_all(&abs)?;
         }
+        let kustomization = Path::new(KUSTOMIZATIONS).join(format!("{tenant}.yaml"));
+        let kustomization_abs = self.dir.join(&kustomization);
+        if kustomization_abs.exists() {
+            std::fs::remove_file(&kustomization_abs)?;
+        }
         if let Some(files) = files {
             std::fs::create_dir_all(&abs)?;
             for (name, text) in files {
                 std::fs::write(abs.join(name), text)?;
             }
+            std::fs::create_dir_all(kustomization_abs.parent().unwrap_or(&self.dir))?;
+            std::fs::write(&kustomization_abs, flux_kustomization(tenant, &self.flux_source))?;
         }
-        let keep = self.dir.join(KEEP_FILE.0);
-        if std::fs::read_to_string(&keep).ok().as_deref() != Some(KEEP_FILE.1) {
-            std::fs::create_dir_all(self.dir.join("tenants"))?;
-            std::fs::write(&keep, KEEP_FILE.1)?;
+        for (path, text) in KEEP_FILES {
+            let keep = self.dir.join(path);
+            if std::fs::read_to_string(&keep).ok().as_deref() != Some(text) {
+                std::fs::create_dir_all(keep.parent().unwrap_or(&self.dir))?;
+                std::fs::write(&keep, text)?;
+            }
         }
-        let folder = folder.to_string_lossy().into_owned();
-        // A folder neither on disk nor in Git (removing a tenant that was never committed: refused as
+        // A path neither on disk nor in Git (removing a tenant that was never committed: refused as
         // malformed, or for a taken id) is no path git accepts; there is nothing of it to commit.
-        let mut paths = vec![KEEP_FILE.0];
-        if abs.exists() || !self.git(&["ls-files", "--", &folder])?.trim().is_empty() {
-            paths.insert(0, &folder);
+        let mut paths: Vec<String> = KEEP_FILES.iter().map(|(p, _)| (*p).to_owned()).collect();
+        for (relative, abs) in [(&folder, &abs), (&kustomization, &kustomization_abs)] {
+            let relative = relative.to_string_lossy().into_owned();
+            if abs.exists() || !self.git(&["ls-files", "--", &relative])?.trim().is_empty() {
+                paths.insert(0, relative);
+            }
         }
+        let paths: Vec<&str> = paths.iter().map(String::as_str).collect();
         let mut add = vec!["add", "--all", "--"];
         add.extend(&paths);
         self.git(&add)?;
@@ -168,6 +212,23 @@ impl Repo {
         self.git(&args)?;
         Ok(Outcome::Committed(self.git(&["rev-parse", "HEAD"])?.trim().to_owned()))
     }
+}
+
+/// The Flux Kustomization of the tenant whose folder is `tenants/<tenant>/`, named after its id as its
+/// management namespace is (`kaas-<id>`). Pruning on: a tenant's object that leaves its folder is deleted, and
+/// so is everything it applied when the Kustomization itself goes. Changes reach it when the source's
+/// revision does (kustomize-controller watches the source); `retryInterval` is for refused applies.
+fn flux_kustomization(tenant: &str, source: &str) -> String {
+    let (namespace, name) = tenant.split_once('/').unwrap_or(("default", tenant));
+    let id = names::tenant_id(namespace, name);
+    format!(
+        "apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata:\n  name: {ns}\n  namespace: \
+         {FLUX_NAMESPACE}\n  labels:\n    app.kubernetes.io/managed-by: kaas-controller\n    {label}: {id}\nspec:\n  \
+         interval: 10m\n  retryInterval: 1m\n  timeout: 5m\n  path: ./tenants/{tenant}\n  prune: true\n  sourceRef:\n    \
+         kind: GitRepository\n    name: {source}\n",
+        ns = names::namespace(&id),
+        label = names::TENANT_LABEL,
+    )
 }
 
 /// Growing, jittered wait, so two writers that collided do not collide again in lockstep.

@@ -60,6 +60,10 @@ enum Command {
         gitops_url: String,
         #[arg(long, env = "KAAS_GITOPS_BRANCH", default_value = "main")]
         gitops_branch: String,
+        /// The Flux GitRepository (in flux-system) that holds the GitOps repository: each tenant's own Flux
+        /// Kustomization reads its folder from it.
+        #[arg(long, env = "KAAS_GITOPS_FLUX_SOURCE", default_value = gitops::FLUX_SOURCE)]
+        gitops_flux_source: String,
         /// Where the controller keeps its clone.
         #[arg(long, default_value = "/var/lib/kaas-controller/gitops")]
         workdir: PathBuf,
@@ -156,6 +160,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         Command::Run {
             gitops_url,
             gitops_branch,
+            gitops_flux_source,
             workdir,
             routes_namespace,
             routes_config_map,
@@ -168,7 +173,8 @@ fn run(args: Args) -> anyhow::Result<()> {
             platform,
         } => {
             let platform = platform.platform()?;
-            let repo = gitops::Repo::clone_remote(&gitops_url, &workdir, &gitops_branch)?;
+            let repo = gitops::Repo::clone_remote(&gitops_url, &workdir, &gitops_branch)?
+                .with_flux_source(&gitops_flux_source);
             let routes = reconcile::RouteSource {
                 namespace: routes_namespace,
                 config_map: routes_config_map,

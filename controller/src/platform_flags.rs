@@ -48,6 +48,12 @@ pub struct PlatformArgs {
     /// tenant's brokers only there. Required with --vpc-ipam-pool; without one, CAPA's 10.0.0.0/16.
     #[arg(long = "tenant-vpc-cidr", value_parser = parse_cidr)]
     tenant_vpc_cidrs: Vec<String>,
+    /// One HTTP(S) Helm repository serving every platform component chart of tenant clusters (Cilium, the
+    /// AWS cloud controller manager and EBS CSI driver, Strimzi, cert-manager, external-dns, the Prometheus
+    /// Operator's CRDs) under their upstream names and versions: a mirror, for an air-gapped platform.
+    /// Unset: each from its upstream repository.
+    #[arg(long, value_parser = render::component_charts_url)]
+    component_charts_url: Option<String>,
 }
 
 impl PlatformArgs {
@@ -76,6 +82,7 @@ impl PlatformArgs {
                 proxy_cidrs: self.proxy_cidrs,
                 tenant_vpc_cidrs: self.tenant_vpc_cidrs,
             },
+            component_charts: self.component_charts_url,
             cluster_bootstrap: self.cluster_bootstrap_template,
             namespace_bootstrap: self.namespace_bootstrap_template,
             ..Default::default()

@@ -84,6 +84,11 @@ impl Flux {
             if name == "kustomize-controller" {
                 args.push("--no-remote-bases=true".to_owned());
             }
+            if name == "helm-controller" {
+                // A release waiting on another (`dependsOn`) is looked at again after this; the default 30 s
+                // (helm-controller v1.4.0 main.go:120) would make a chain of three releases wait a minute.
+                args.push("--requeue-dependency=2s".to_owned());
+            }
             let log = std::fs::File::create(flux.dir.path().join(format!("{name}.log")))?;
             let child = Command::new(binary(name)?)
                 .args(&args)
@@ -130,7 +135,7 @@ impl Flux {
             .map(|(name, _)| {
                 let text = std::fs::read_to_string(self.log_path(name)).unwrap_or_default();
                 let lines: Vec<&str> = text.lines().collect();
-                format!("--- {name}\n{}", lines[lines.len().saturating_sub(20)..].join("\n"))
+                format!("--- {name}\n{}", lines[lines.len().saturating_sub(40)..].join("\n"))
             })
             .collect::<Vec<_>>()
             .join("\n")

@@ -2,8 +2,9 @@
 //! proxy (the end-to-end harness, `kaas_e2e`, re-exports all of it).
 //!
 //! [`apiserver`] is a real Kubernetes control plane (etcd + kube-apiserver), [`flux`] runs Flux's real
-//! controllers against it, [`capi`] Cluster API's and its AWS provider's (with AWS emulated by moto), and [`git_http`] serves a GitOps repository over HTTP to them; [`certs`] makes CAs,
-//! server and client certificates as PEM files; [`python`] drives the project's Python environment (the
+//! controllers against it, [`capi`] Cluster API's and its AWS provider's (with AWS emulated by moto),
+//! [`git_http`] serves a GitOps repository over HTTP to them and [`helm_repo`] a Helm chart repository of charts
+//! built by the test; [`certs`] makes CAs, server and client certificates as PEM files; [`python`] drives the project's Python environment (the
 //! Python Kafka clients, Helm chart rendering).
 
 pub mod apiserver;
@@ -11,6 +12,7 @@ pub mod capi;
 pub mod certs;
 pub mod flux;
 pub mod git_http;
+pub mod helm_repo;
 pub mod python;
 
 use std::net::TcpListener;

@@ -2,7 +2,8 @@
 app.kubernetes.io/name: kaas
 app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
-helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- /* Flux packages the chart from Git as <version>+<commit> (reconcileStrategy: Revision); "+" is no label character. */}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 kaas.dev/tenant: {{ .Values.tenant }}
 {{- end -}}
 

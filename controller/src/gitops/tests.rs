@@ -143,7 +143,43 @@ fn the_tenants_folder_outlives_its_last_tenant_so_flux_can_prune_it() {
     repo.write_tenant("ns/acme", None, "remove tenant ns/acme").expect("remove");
     let check = tmp.path().join("check");
     git(tmp.path(), &["clone", "--quiet", &url, &check.to_string_lossy()]);
-    let tree = git(&check, &["ls-tree", "-r", "--name-only", "main", "tenants"]);
-    assert_eq!(tree.lines().collect::<Vec<_>>(), [KEEP_FILE.0], "only the keep file is left");
-    assert!(!KEEP_FILE.0.ends_with(".yaml"), "Flux must not try to apply it");
+    let tree = git(&check, &["ls-tree", "-r", "--name-only", "main", "tenants", KUSTOMIZATIONS]);
+    let mut keep: Vec<&str> = KEEP_FILES.iter().map(|(path, _)| *path).collect();
+    keep.sort_unstable();
+    assert_eq!(tree.lines().collect::<Vec<_>>(), keep, "only the keep files are left");
+    assert!(keep.iter().all(|p| !p.ends_with(".yaml")), "Flux must not try to apply them");
+}
+
+/// Each tenant gets its own Flux Kustomization beside its folder, in the same commit, applying exactly that
+/// folder from the platform's source; removing the tenant removes both, and the root's folder stays.
+#[test]
+fn each_tenant_has_its_own_flux_kustomization_committed_and_removed_with_its_folder() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let url = remote(tmp.path());
+    let repo =
+        Repo::clone_remote(&url, &tmp.path().join("ctl"), "main").expect("clone").with_flux_source("gitops");
+    repo.write_tenant("tenants/acme", Some(&files("a: 1\n")), &message("tenants/acme", Some(1)))
+        .expect("write");
+    let path = repo.dir().join("kustomizations/tenants/acme.yaml");
+    let k: serde_json::Value =
+        serde_norway::from_str(&std::fs::read_to_string(&path).expect("the tenant's Kustomization"))
+            .expect("yaml");
+    assert_eq!(k["kind"], "Kustomization");
+    assert_eq!(k["metadata"]["name"], "kaas-tenants-acme");
+    assert_eq!(k["metadata"]["namespace"], "flux-system");
+    assert_eq!(k["spec"]["path"], "./tenants/tenants/acme");
+    assert_eq!(k["spec"]["prune"], true);
+    assert_eq!(k["spec"]["sourceRef"], serde_json::json!({ "kind": "GitRepository", "name": "gitops" }));
+    // One commit holds both.
+    let changed = git(repo.dir(), &["show", "--name-only", "--format=", "HEAD"]);
+    assert!(
+        changed.contains("kustomizations/tenants/acme.yaml")
+            && changed.contains("tenants/tenants/acme/manifests.yaml")
+    );
+
+    repo.write_tenant("tenants/acme", None, "remove tenant tenants/acme").expect("remove");
+    assert!(!path.exists());
+    assert!(repo.dir().join("kustomizations/README.md").exists(), "the root's path stays in Git");
+    let tracked = git(repo.dir(), &["ls-files"]);
+    assert!(!tracked.contains("acme"), "{tracked}");
 }

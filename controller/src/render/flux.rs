@@ -1,6 +1,7 @@
 //! Flux objects: the tenant's `HelmRelease` of `charts/kaas` (with [`super::values`] as its values) and, on
 //! a tenant's own cluster, the platform components it needs first, each a `HelmRepository` and a `HelmRelease`
-//! installed through the tenant's kubeconfig. Pure.
+//! installed through the tenant's kubeconfig (from their upstream Helm repositories, or all from the platform's
+//! mirror, [`Platform::component_charts`]). Every release retries failures and corrects drift. Pure.
 //!
 //! Neighbours: [`super`] (the entry point) orders them after [`super::cluster_api`]'s objects.
 
@@ -18,21 +19,25 @@ pub(super) fn kafka_release(t: &KafkaTenant, plan: &Plan, ns: &str, p: &Platform
         "interval": "10m",
         "releaseName": KAFKA_RELEASE,
         "targetNamespace": kafka_namespace(tenant, t.spec.isolation),
-        "install": { "createNamespace": true, "remediation": { "retries": 3 } },
-        "upgrade": { "remediation": { "retries": 3 } },
+        "install": { "createNamespace": true },
         "chart": { "spec": {
             "chart": p.chart_path,
+            // The chart's version stays 0.1.0 while its templates change: a new Git revision of the chart is
+            // what must roll out (the default, ChartVersion, never would; helm-controller v1.4.0
+            // api/v2/helmrelease_types.go:373).
+            "reconcileStrategy": "Revision",
             "sourceRef": { "kind": "GitRepository", "name": p.chart_source, "namespace": "flux-system" },
         }},
         "values": chart_values(t, plan, p),
     });
     if t.spec.isolation == Isolation::Cluster {
-        spec["kubeConfig"] = kube_config(tenant);
+        through_kube_config(&mut spec, tenant);
         // Kafka's custom resources need the Strimzi operator's CRDs, its volumes the EBS CSI driver, its
         // PodMonitor the Prometheus Operator's CRDs.
         spec["dependsOn"] = json!(["strimzi", "aws-ebs-csi-driver", "prometheus-operator-crds"]
             .map(|c| json!({ "name": format!("{tenant}-{c}") })));
     }
+    retry_and_correct(&mut spec);
     let mut metadata = meta(&helm_release(tenant), ns, tenant);
     if let Some(g) = t.metadata.generation {
         metadata["annotations"] = json!({ TENANT_GENERATION: g.to_string() });
@@ -45,8 +50,45 @@ pub(super) fn kafka_release(t: &KafkaTenant, plan: &Plan, ns: &str, p: &Platform
     })
 }
 
-fn kube_config(tenant: &str) -> Value {
-    json!({ "secretRef": { "name": kubeconfig_secret(tenant), "key": "value" } })
+/// Installs the release into the tenant's cluster through the kubeconfig Cluster API publishes. Helm's
+/// storage (the release Secrets) goes to the target namespace there: without `storageNamespace`
+/// helm-controller uses the HelmRelease's own namespace (helm-controller v1.4.0,
+/// api/v2/helmrelease_types.go:1358 `GetStorageNamespace`), `kaas-<id>`, which exists only on the management
+/// cluster, and nothing installs.
+fn through_kube_config(spec: &mut Value, tenant: &str) {
+    spec["kubeConfig"] = json!({ "secretRef": { "name": kubeconfig_secret(tenant), "key": "value" } });
+    spec["storageNamespace"] = spec["targetNamespace"].clone();
+}
+
+/// What every release does on failure and drift. A failed install or upgrade is retried every two minutes
+/// (`RetryOnFailure`, helm-controller v1.4.0 api/v2/helmrelease_types.go:576; the default
+/// `RemediateOnFailure` with 0 retries stalls the release until its spec changes), each action given 15
+/// minutes (the default 5 is less than new workers take to join and run the operators and CSI driver that
+/// come first); drift detection puts back objects changed by hand on the target cluster.
+fn retry_and_correct(spec: &mut Value) {
+    spec["timeout"] = json!("15m");
+    let retry = json!({ "name": "RetryOnFailure", "retryInterval": "2m" });
+    spec["install"]["strategy"] = retry.clone();
+    spec["upgrade"]["strategy"] = retry;
+    spec["driftDetection"] = json!({ "mode": "enabled" });
+}
+
+/// Checks a [`Platform::component_charts`] URL: an HTTP(S) Helm repository (Flux reads its `index.yaml`), with a
+/// host and nothing a URL cannot carry. OCI registries are refused: one OCI URL names one chart, not a
+/// repository of them.
+pub fn component_charts_url(url: &str) -> Result<String, String> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or(format!("{url:?}: a Helm repository URL starts with https:// or http://"))?;
+    let host = rest.split('/').next().unwrap_or_default();
+    if host.is_empty() || host.starts_with(':') {
+        return Err(format!("{url:?}: no host"));
+    }
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("{url:?}: contains white space"));
+    }
+    Ok(url.to_owned())
 }
 
 /// One platform component of a tenant cluster: an upstream Helm chart installed through the tenant's kubeconfig.
@@ -55,6 +97,7 @@ struct Component {
     short: &'static str,
     chart: &'static str,
     version: String,
+    /// The upstream repository, unless the platform mirrors the charts.
     url: &'static str,
     oci: bool,
     namespace: &'static str,
@@ -172,8 +215,8 @@ pub(super) fn components(tenant: &str, ns: &str, p: &Platform) -> Vec<Value> {
     let mut out = Vec::new();
     for c in list {
         let name = format!("{tenant}-{}", c.short);
-        let mut repo = json!({ "interval": "1h", "url": c.url });
-        if c.oci {
+        let mut repo = json!({ "interval": "1h", "url": p.component_charts.as_deref().unwrap_or(c.url) });
+        if c.oci && p.component_charts.is_none() {
             repo["type"] = json!("oci");
         }
         out.push(json!({
@@ -186,12 +229,13 @@ pub(super) fn components(tenant: &str, ns: &str, p: &Platform) -> Vec<Value> {
             "interval": "30m",
             "releaseName": c.short,
             "targetNamespace": c.namespace,
-            "kubeConfig": kube_config(tenant),
             "install": { "createNamespace": true, "crds": "CreateReplace" },
             "upgrade": { "crds": "CreateReplace" },
             "chart": { "spec": { "chart": c.chart, "version": c.version, "sourceRef": { "kind": "HelmRepository", "name": name } } },
             "values": c.values,
         });
+        through_kube_config(&mut spec, tenant);
+        retry_and_correct(&mut spec);
         if !c.after.is_empty() {
             spec["dependsOn"] = c.after.iter().map(|a| json!({ "name": format!("{tenant}-{a}") })).collect();
         }
@@ -203,4 +247,111 @@ pub(super) fn components(tenant: &str, ns: &str, p: &Platform) -> Vec<Value> {
         }));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    use super::super::tests::example;
+    use super::super::{render, Platform};
+    use super::component_charts_url;
+
+    fn releases(name: &str, p: &Platform) -> Vec<Value> {
+        let objects = render(&example(name), p).expect("renders");
+        objects.into_iter().filter(|o| o["kind"] == "HelmRelease").collect()
+    }
+
+    /// helm-controller keeps a release's Helm storage in `spec.storageNamespace`, else in the HelmRelease's own
+    /// namespace, on the cluster it installs into (helm-controller v1.4.0, api/v2/helmrelease_types.go:1358
+    /// `GetStorageNamespace`): through a kubeconfig that is `kaas-<id>` on the tenant's cluster, which does
+    /// not exist there. The target namespace does (`createNamespace`).
+    #[test]
+    fn releases_through_a_kubeconfig_keep_helm_storage_in_their_target_namespace() {
+        let all = releases("acme", &Platform::default());
+        assert_eq!(all.len(), 8);
+        for r in &all {
+            assert!(r["spec"]["kubeConfig"].is_object(), "{}", r["metadata"]["name"]);
+            assert_eq!(
+                r["spec"]["storageNamespace"], r["spec"]["targetNamespace"],
+                "{}",
+                r["metadata"]["name"]
+            );
+        }
+        // On the shared cluster the release's own namespace exists: nothing to move.
+        for r in releases("beta", &Platform::default()) {
+            assert!(r["spec"].get("storageNamespace").is_none());
+        }
+    }
+
+    /// Every release retries a failed install or upgrade (helm-controller v1.4.0 api/v2/helmrelease_types.go:576
+    /// `RetryOnFailure`, retried every `retryInterval`; with the default `RemediateOnFailure` and 0 retries a
+    /// failure stalls the release until its spec changes), with a timeout that leaves new nodes time to join.
+    #[test]
+    fn releases_retry_failures_with_timeouts_long_enough_for_new_nodes() {
+        for name in ["acme", "beta"] {
+            for r in releases(name, &Platform::default()) {
+                let spec = &r["spec"];
+                let what = format!("{name} {}", r["metadata"]["name"]);
+                assert_eq!(spec["timeout"], "15m", "{what}");
+                for action in ["install", "upgrade"] {
+                    assert_eq!(spec[action]["strategy"]["name"], "RetryOnFailure", "{what} {action}");
+                    assert!(spec[action].get("remediation").is_none(), "{what}: retries are the strategy's");
+                }
+            }
+        }
+    }
+
+    /// The `kaas` chart's version never changes, so with the default `reconcileStrategy: ChartVersion` an edit
+    /// of the chart never reaches a tenant (helm-controller v1.4.0 api/v2/helmrelease_types.go:373); drift
+    /// detection puts back what someone changed by hand on the tenant's side.
+    #[test]
+    fn chart_edits_roll_out_and_drift_is_corrected() {
+        for name in ["acme", "beta"] {
+            let all = releases(name, &Platform::default());
+            let kafka = all.last().expect("the kafka release is last");
+            assert_eq!(kafka["spec"]["chart"]["spec"]["reconcileStrategy"], "Revision");
+            for r in &all {
+                assert_eq!(r["spec"]["driftDetection"]["mode"], "enabled", "{}", r["metadata"]["name"]);
+            }
+        }
+    }
+
+    /// With a mirror every component's chart comes from it, as a plain HTTP(S) Helm repository; without one
+    /// from the upstream repositories (Strimzi's is OCI).
+    #[test]
+    fn a_chart_mirror_replaces_every_components_repository() {
+        let repositories = |p: &Platform| -> Vec<Value> {
+            let objects = render(&example("acme"), p).expect("renders");
+            objects.into_iter().filter(|o| o["kind"] == "HelmRepository").map(|o| o["spec"].clone()).collect()
+        };
+        let upstream = repositories(&Platform::default());
+        assert_eq!(upstream.len(), 7);
+        assert!(upstream.iter().any(|s| s["type"] == "oci"));
+        let mirror = "https://charts.example.internal/kaas";
+        let p = Platform { component_charts: Some(mirror.into()), ..Platform::default() };
+        for spec in repositories(&p) {
+            assert_eq!(spec["url"], mirror);
+            assert!(spec.get("type").is_none(), "{spec}");
+        }
+    }
+
+    #[test]
+    fn chart_mirror_urls_are_http_helm_repositories() {
+        for good in ["https://charts.example.internal/kaas", "http://127.0.0.1:8080/", "https://mirror:8443"]
+        {
+            assert_eq!(component_charts_url(good).as_deref(), Ok(good));
+        }
+        for (bad, says) in [
+            ("oci://quay.io/strimzi-helm", "starts with https://"),
+            ("charts.example.internal", "starts with https://"),
+            ("https://", "no host"),
+            ("https:///kaas", "no host"),
+            ("http://:8080/", "no host"),
+            ("https://charts.example .internal/", "white space"),
+        ] {
+            let e = component_charts_url(bad).expect_err(bad);
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+    }
 }

@@ -22,6 +22,7 @@ mod cluster_api;
 mod flux;
 mod values;
 
+pub use flux::component_charts_url;
 pub use values::{chart_values, storage_class};
 
 /// Platform-wide settings the rendering needs besides the tenant.
@@ -42,6 +43,10 @@ pub struct Platform {
     pub chart_source: String,
     /// Path of the chart inside that source.
     pub chart_path: String,
+    /// One HTTP(S) Helm repository serving every platform component's chart (same names and versions), for a
+    /// platform that mirrors them (air-gapped, or pinned to vetted copies). `None`: each from its upstream
+    /// repository.
+    pub component_charts: Option<String>,
     /// StorageClass of the brokers' data volumes on a tenant's own cluster, created by the chart (encrypted
     /// gp3); on the shared cluster each tenant gets its own ([`storage_class`]).
     pub storage_class: String,
@@ -167,6 +172,7 @@ impl Default for Platform {
             control_plane_instance: "m7g.large".into(),
             chart_source: "kaas".into(),
             chart_path: "./charts/kaas".into(),
+            component_charts: None,
             storage_class: "kaas-encrypted-gp3".into(),
             network: Network::default(),
             cluster_bootstrap: CLUSTER_BOOTSTRAP.into(),

@@ -216,8 +216,18 @@ impl Platform {
     }
 
     pub async fn wait_state(&self, name: &str, state: &str, generation: i64) -> anyhow::Result<()> {
+        self.wait_state_within(name, state, generation, Duration::from_secs(30)).await
+    }
+
+    pub async fn wait_state_within(
+        &self,
+        name: &str,
+        state: &str,
+        generation: i64,
+        within: Duration,
+    ) -> anyhow::Result<()> {
         let want = (state.to_owned(), generation);
-        eventually(&format!("{name} {state} at generation {generation}"), Duration::from_secs(30), || async {
+        eventually(&format!("{name} {state} at generation {generation}"), within, || async {
             Ok(self.state(name).await?.filter(|(s, _, g)| (s.clone(), g.unwrap_or(0)) == want).map(drop))
         })
         .await
@@ -339,4 +349,48 @@ pub async fn put_strimzi_cas(client: &Client, ns: &str, material: [&[u8]; 3]) ->
 
 pub fn all_rbac(_: &serde_json::Value) -> bool {
     true
+}
+
+/// The platform components' charts that the releases of example tenant `example` ask for (names and versions
+/// as the controller renders them), as small stand-ins for a Helm repository the test serves in place of the
+/// public ones: the Strimzi operator's installs Strimzi 1.2.0's CRDs and the Prometheus Operator CRDs' the
+/// monitoring CRDs (both in `crds/`, as the real charts ship them, so `crds: CreateReplace` applies), on the
+/// tenant's cluster, where they judge what `charts/kaas` creates; every chart writes a ConfigMap of its name
+/// holding the values it was given. No operator, CNI or CSI driver runs: there is no kubelet.
+pub fn component_charts(example: &str) -> anyhow::Result<Vec<kaas_testsupport::helm_repo::Chart>> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("examples/{example}.yaml"));
+    let mut tenant: KafkaTenant = serde_norway::from_str(&std::fs::read_to_string(path)?)?;
+    tenant.metadata.namespace = Some("tenants".into());
+    let manifests = kaas_controller::render::render(&tenant, &Default::default())?;
+    let crds = kaas_testsupport::repo_root().join("../shared/crds");
+    let crd_files = |prefix: &str| -> anyhow::Result<Vec<(String, String)>> {
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(&crds)?.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(prefix) && name.ends_with(".yaml") {
+                files.push((format!("crds/{name}"), std::fs::read_to_string(entry.path())?));
+            }
+        }
+        files.sort();
+        Ok(files)
+    };
+    let configmap = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Chart.Name }}\n  namespace: \
+                     {{ .Release.Namespace }}\ndata:\n  version: {{ .Chart.Version | quote }}\n  values: {{ toJson \
+                     .Values | quote }}\n";
+    let mut charts = Vec::new();
+    for release in manifests.iter().filter(|o| o["kind"] == "HelmRelease") {
+        let spec = &release["spec"]["chart"]["spec"];
+        let (Some(name), Some(version)) = (spec["chart"].as_str(), spec["version"].as_str()) else {
+            continue;
+        };
+        let mut files = vec![("templates/configmap.yaml".to_owned(), configmap.to_owned())];
+        match name {
+            "strimzi-kafka-operator" => files.extend(crd_files("04")?),
+            "prometheus-operator-crds" => files.extend(crd_files("monitoring.coreos.com_")?),
+            _ => {}
+        }
+        charts.push(kaas_testsupport::helm_repo::Chart { name: name.into(), version: version.into(), files });
+    }
+    anyhow::ensure!(charts.len() == 7, "seven platform components, found {}", charts.len());
+    Ok(charts)
 }

@@ -1,19 +1,29 @@
 //! The whole tenant loop, end to end: a `KafkaTenant` applied to a real API server → the real
-//! `kaas-controller run` (the chart's arguments and RBAC) commits its folder to a real bare Git repository →
-//! Flux itself (source-controller fetching that repository and the platform's charts over HTTP,
-//! kustomize-controller applying `tenants/`, helm-controller installing `charts/kaas`, whose Strimzi objects
-//! the real CRDs accept) → Strimzi's part (stand-in: the cluster's real CA secrets; no operator runs Kafka
-//! here, the local cluster is the tenant's) → the controller marks the tenant Ready
-//! and publishes its route and upstream material → the proxy reads the route ConfigMap and the upstream Secret
-//! as the chart mounts them (stand-in for the kubelet: the objects' keys written to files) → a real Kafka
-//! client (confluent-kafka, with a tenant user's certificate) produces and consumes through
-//! `<tenant>.<domain>` on a real Apache Kafka cluster over mutual TLS with its own identity. Then an update (a
-//! new generation, a new commit, a Helm upgrade, a changed route) and a delete (Flux prunes and uninstalls,
-//! the proxy refuses the name, the object goes).
+//! `kaas-controller run` (the chart's arguments and RBAC) commits its folder and its own Flux Kustomization to a
+//! real bare Git repository → Flux itself (source-controller fetching that repository and the platform's charts
+//! over HTTP, kustomize-controller applying the root Kustomization and then the tenant's, helm-controller
+//! installing `charts/kaas`, whose Strimzi objects the real CRDs accept) → Strimzi's part (stand-in: the
+//! cluster's real CA secrets; no operator runs Kafka here, the local cluster is the tenant's) → the controller
+//! marks the tenant Ready and publishes its route and upstream material → the proxy reads the route ConfigMap
+//! and the upstream Secret as the chart mounts them (stand-in for the kubelet: the objects' keys written to
+//! files) → a real Kafka client (confluent-kafka, with a tenant user's certificate) produces and consumes
+//! through `<tenant>.<domain>` on a real Apache Kafka cluster over mutual TLS with its own identity. Then an
+//! update (a new generation, a new commit, a Helm upgrade, a changed route) and a delete (Flux prunes and
+//! uninstalls, the proxy refuses the name, the object goes).
 //!
-//! Both isolation modes: on the shared cluster (namespace) all three Flux controllers run; a tenant on its own
-//! cluster gets a second API server as that cluster, with Cluster API and helm-controller reported by a
-//! stand-in (its releases first install upstream charts from public Helm repositories, out of reach here).
+//! Both isolation modes run all three Flux controllers. A tenant on its own cluster gets a second etcd +
+//! kube-apiserver as that cluster: the real helm-controller installs, through each rendered HelmRelease's
+//! `kubeConfig`, the seven platform components (stand-in charts of the upstream names and versions, from a Helm
+//! repository the test serves, [`kaas_testsupport::helm_repo`], which the platform's chart-mirror setting points
+//! the releases at; the Strimzi one brings Strimzi's CRDs, the Prometheus one the monitoring CRDs) and then
+//! the real `charts/kaas` with the rendered values, judged there by those CRDs and Kubernetes' own schemas;
+//! `dependsOn`, `storageNamespace`, retries and upgrades are helm-controller's decisions, and the tenant is
+//! Ready on helm-controller's own report. Cluster API is the one stand-in on the management side (its
+//! `Cluster` reported Available, and the `<id>-kubeconfig` Secret, key `value`, it would publish, pointing at
+//! the second API server: the one bridge), because Cluster API and its AWS provider run in their own tests.
+//!
+//! [`one_tenants_refused_object_does_not_hold_up_another_tenants_apply`]: a tenant whose object the API server
+//! refuses stops only its own Kustomization.
 
 use crate::common;
 
@@ -24,6 +34,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use common::{all_rbac, eventually, put_strimzi_cas, Platform, SYSTEM};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kaas_controller::gitops;
 use kaas_controller::names::tenant_id;
 use kaas_controller::reconcile::ROUTES_KEY;
 use kaas_e2e::kafka::{ClusterOptions, KafkaCluster};
@@ -33,6 +44,7 @@ use kaas_testsupport::apiserver::{apply_yaml, ControlPlane, TEST_MANAGER};
 use kaas_testsupport::certs::Certs;
 use kaas_testsupport::flux::{self, Flux, FLUX_NAMESPACE};
 use kaas_testsupport::git_http::GitHttp;
+use kaas_testsupport::helm_repo::HelmRepo;
 use kaas_testsupport::python::run_client;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use kube::{Client, ResourceExt};
@@ -112,27 +124,30 @@ async fn tenant_loop(case: Case) -> anyhow::Result<()> {
     // cluster's mutual-TLS listener, and the proxy's mounts are folders here.
     let prefix = format!("{}/{{tenant}}.", upstream_dir.display());
     let bootstrap = if case.own_cluster { "clusterBootstrapTemplate" } else { "namespaceBootstrapTemplate" };
-    let values = json!({ "routes": {
+    let mut values = json!({ "routes": {
         "upstreamFiles": prefix,
         "clientCaTemplate": format!("{prefix}clients-ca.crt"),
         bootstrap: cluster.bootstrap_tls(),
     }});
+    // A tenant on its own cluster first gets its network, cloud controller, CSI driver and operators from
+    // their public Helm repositories, which this machine cannot reach: the platform's mirror setting points
+    // them at a repository of stand-in charts of the same names and versions, served here.
+    let charts = match case.own_cluster {
+        true => Some(HelmRepo::start(&common::component_charts(case.name)?)?),
+        false => None,
+    };
+    if let Some(charts) = &charts {
+        values["componentCharts"] = json!({ "url": charts.url() });
+    }
     let p = Platform::start(values, all_rbac).await?;
     // The platform's Flux: its charts in one repository, the tenants' folders (kaas-controller's remote) in
-    // another, both over HTTP; a Kustomization applies `tenants/` and prunes what leaves it. A tenant on its
-    // own cluster first gets its network, cloud controller, CSI driver and operators from their public Helm
-    // repositories, which this machine cannot reach: there helm-controller does not run and a stand-in
-    // reports the release.
+    // another, both over HTTP; the root Kustomization applies each tenant's Kustomization, which applies the
+    // tenant's folder, and prunes what leaves.
     flux::publish(&kaas_testsupport::repo_root(), &["charts/kaas"], &p.tmp.path().join("platform.git"))?;
     let git = GitHttp::start(p.tmp.path())?;
-    let controllers: &[&'static str] =
-        if case.own_cluster { &flux::CONTROLLERS[..2] } else { &flux::CONTROLLERS };
-    let flux = Flux::start(&p.plane, controllers).await?;
-    let sources = [
-        flux::git_repository("kaas", &git.url("platform.git"), "main", "1m"),
-        flux::git_repository("tenants", &git.url("gitops.git"), "main", "2s"),
-        flux::kustomization("tenants", "tenants", "./tenants", "2s"),
-    ];
+    let flux = Flux::start(&p.plane, &flux::CONTROLLERS).await?;
+    let sources =
+        [flux::git_repository("kaas", &git.url("platform.git"), "main", "2s"), gitops_sources(&git)];
     apply_yaml(&p.admin, &sources.join("---\n"), TEST_MANAGER, Some(FLUX_NAMESPACE)).await?;
     let controller = p.controller("kaas-controller-0")?;
     let mounting = tokio::spawn(mount(p.admin.clone(), routes_file.clone(), upstream_dir.clone()));
@@ -143,17 +158,18 @@ async fn tenant_loop(case: Case) -> anyhow::Result<()> {
     let settings = format!("tenants_file: {}\n", routes_file.display());
     let proxy = ProxyHandle::start_with_config(&certs, &settings, "  []\n")?;
 
-    // The tenant's own cluster: a second API server with the Strimzi CRDs, reached through the kubeconfig
-    // Secret Cluster API writes; Cluster API's and helm-controller's reports come from a stand-in.
+    // The tenant's own cluster: a second API server, empty (the charts bring the CRDs), reached through the
+    // kubeconfig Secret Cluster API would write; Cluster API's report comes from a stand-in.
     let workload = if case.own_cluster {
         let plane = ControlPlane::start().await?;
-        plane.install_upstream_crds().await?;
         let kubeconfig = std::fs::read_to_string(plane.admin_kubeconfig())?;
-        let reporting = tokio::spawn(cluster_api_and_helm(p.admin.clone(), id.clone(), kubeconfig));
+        let reporting = tokio::spawn(cluster_api(p.admin.clone(), id.clone(), kubeconfig));
         Some((plane, reporting))
     } else {
         None
     };
+    // Seven releases through a kubeconfig, in dependency order, take longer than one on this cluster.
+    let within = Duration::from_secs(if case.own_cluster { 240 } else { 30 });
 
     p.create_example(case.name).await?;
     eventually("commit", Duration::from_secs(30), || async {
@@ -168,25 +184,29 @@ async fn tenant_loop(case: Case) -> anyhow::Result<()> {
         Some((plane, _)) => put_strimzi_cas(&plane.admin().await?, "kafka", material).await?,
         None => p.strimzi_cas(&id, material).await?,
     }
-    p.wait_state(case.name, "Ready", 1).await.with_context(|| flux.logs())?;
+    ready(&p, &flux, case.name, &id, 1, within).await?;
     let release = helm_release(&p.admin, &id).await?.context("HelmRelease applied")?;
     assert!(applied_by_flux(&release), "HelmRelease applied by kustomize-controller");
-    match &workload {
-        Some(_) => {
+    // Ready is helm-controller's own report: only it keeps the release history.
+    assert!(release.data["status"]["history"][0]["status"] == "deployed", "{}", release.data["status"]);
+    let (kafka_cluster, kafka_ns) = match &workload {
+        Some((plane, _)) => {
             let cluster = capi_cluster(&p.admin, &id).await?.context("Cluster applied")?;
             assert!(applied_by_flux(&cluster), "Cluster applied by kustomize-controller");
+            let tenant_cluster = plane.admin().await?;
+            helm_storage_is_on_the_tenant_cluster(&tenant_cluster).await?;
+            (tenant_cluster, "kafka".to_owned())
         }
-        None => {
-            let kafkas = strimzi_objects(&p.admin, &format!("tenant-{id}"), "Kafka").await?;
-            assert_eq!(kafkas.len(), 1, "helm-controller installed the chart's Kafka");
-            let release_name = kafkas[0].annotations().get("meta.helm.sh/release-name").cloned();
-            assert_eq!(release_name.as_deref(), Some("kaas"));
-            // KafkaTopic: the tenant's declared topics, accepted by the real Strimzi CRD.
-            for kind in ["KafkaNodePool", "KafkaUser", "KafkaTopic"] {
-                let objects = strimzi_objects(&p.admin, &format!("tenant-{id}"), kind).await?;
-                assert!(!objects.is_empty(), "helm-controller installed the chart's {kind}s");
-            }
-        }
+        None => (p.admin.clone(), format!("tenant-{id}")),
+    };
+    let kafkas = strimzi_objects(&kafka_cluster, &kafka_ns, "Kafka").await?;
+    assert_eq!(kafkas.len(), 1, "helm-controller installed the chart's Kafka");
+    let release_name = kafkas[0].annotations().get("meta.helm.sh/release-name").cloned();
+    assert_eq!(release_name.as_deref(), Some("kaas"));
+    // KafkaTopic: the tenant's declared topics, accepted by the real Strimzi CRD.
+    for kind in ["KafkaNodePool", "KafkaUser", "KafkaTopic"] {
+        let objects = strimzi_objects(&kafka_cluster, &kafka_ns, kind).await?;
+        assert!(!objects.is_empty(), "helm-controller installed the chart's {kind}s");
     }
 
     // A tenant user's client: the bootstrap name, the platform's CA, and a certificate from the tenant's
@@ -240,7 +260,7 @@ async fn tenant_loop(case: Case) -> anyhow::Result<()> {
         Ok((p.commits(&folder)?.first() == Some(&second)).then_some(()))
     })
     .await?;
-    p.wait_state(case.name, "Ready", 2).await.with_context(|| flux.logs())?;
+    ready(&p, &flux, case.name, &id, 2, within).await?;
     let after = p.routes().await?.unwrap_or_default();
     let quota = |routes: &[kaas_route::TenantRoute]| {
         routes.iter().find(|r| r.name == id).map(|r| serde_json::to_value(&r.quota).unwrap_or_default())
@@ -248,6 +268,32 @@ async fn tenant_loop(case: Case) -> anyhow::Result<()> {
     assert_ne!(quota(&before), quota(&after), "the route follows the new throughput");
     let out = client("orders", "second").await??;
     assert_eq!(out["consumed"].as_array().map(Vec::len), Some(200), "{out}");
+
+    // A chart edit without a version bump (a new commit of the platform's chart repository) reaches the
+    // tenant's cluster: the release follows the chart's Git revision (`reconcileStrategy: Revision`).
+    edit_chart(&p.tmp.path().join("platform.git"))?;
+    let configmaps: Api<ConfigMap> = Api::namespaced(kafka_cluster.clone(), &kafka_ns);
+    eventually("the chart edit installed", Duration::from_secs(90), || async {
+        Ok(configmaps.get_opt(CHART_EDIT).await?.map(drop))
+    })
+    .await
+    .with_context(|| flux.logs())?;
+    // Drift: a topic deleted by hand on the tenant's side is created again at the release's next reconcile
+    // (helm-controller v1.4.0 internal/action/diff.go:165, drift detection on).
+    let topics = strimzi_objects(&kafka_cluster, &kafka_ns, "KafkaTopic").await?;
+    let topic = topics.first().context("a KafkaTopic")?.name_any();
+    let topic_api: Api<DynamicObject> = Api::namespaced_with(
+        kafka_cluster.clone(),
+        &kafka_ns,
+        &resource("kafka.strimzi.io", "v1", "KafkaTopic", "kafkatopics"),
+    );
+    topic_api.delete(&topic, &DeleteParams::default()).await?;
+    request_reconcile(&p.admin, &id).await?;
+    eventually("the deleted topic put back", Duration::from_secs(60), || async {
+        Ok(topic_api.get_opt(&topic).await?.map(drop))
+    })
+    .await
+    .with_context(|| flux.logs())?;
 
     // Delete: the route leaves the ConfigMap, the proxy (reading the file) refuses the name, and the object goes
     // once Flux has pruned its Cluster and HelmRelease (helm-controller uninstalling the release first).
@@ -269,10 +315,10 @@ async fn tenant_loop(case: Case) -> anyhow::Result<()> {
     // Flux prunes what left Git; helm-controller uninstalls the release before letting it go.
     eventually("Flux pruned the tenant", Duration::from_secs(60), || async {
         let mut gone = helm_release(&p.admin, &id).await?.is_none();
-        gone &= match &workload {
-            Some(_) => capi_cluster(&p.admin, &id).await?.is_none(),
-            None => strimzi_objects(&p.admin, &format!("tenant-{id}"), "Kafka").await?.is_empty(),
-        };
+        gone &= strimzi_objects(&kafka_cluster, &kafka_ns, "Kafka").await?.is_empty();
+        if workload.is_some() {
+            gone &= capi_cluster(&p.admin, &id).await?.is_none();
+        }
         Ok(gone.then_some(()))
     })
     .await
@@ -285,14 +331,72 @@ async fn tenant_loop(case: Case) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Waits for the tenant Ready at `generation`; a failure carries Flux's logs and the Kafka release's status,
+/// where helm-controller says what it could not do.
+async fn ready(
+    p: &Platform,
+    flux: &Flux,
+    name: &str,
+    id: &str,
+    generation: i64,
+    within: Duration,
+) -> anyhow::Result<()> {
+    let Err(e) = p.wait_state_within(name, "Ready", generation, within).await else { return Ok(()) };
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(p.admin.clone(), &format!("kaas-{id}"), &release_resource());
+    let releases = api.list(&ListParams::default()).await.map(|l| l.items).unwrap_or_default();
+    let report: Vec<String> = releases
+        .iter()
+        .map(|r| {
+            let conditions = r.data["status"]["conditions"].as_array().cloned().unwrap_or_default();
+            let said: Vec<String> = conditions
+                .iter()
+                .map(|c| format!("{}={} {}: {}", c["type"], c["status"], c["reason"], c["message"]))
+                .collect();
+            format!("{}: {}", r.name_any(), said.join("; "))
+        })
+        .collect();
+    Err(e.context(format!("{}\n--- the tenant's HelmReleases\n{}", flux.logs(), report.join("\n"))))
+}
+
+/// The ConfigMap [`edit_chart`] adds to `charts/kaas`.
+const CHART_EDIT: &str = "kaas-chart-edit";
+
+/// Commits to the platform's chart repository a change of `charts/kaas` that keeps its version: one more
+/// template, a ConfigMap named [`CHART_EDIT`].
+fn edit_chart(remote: &Path) -> anyhow::Result<()> {
+    let work = tempfile::tempdir()?;
+    let dir = work.path().join("platform");
+    common::git(&["clone", "--quiet", &remote.to_string_lossy(), &dir.to_string_lossy()])?;
+    let template = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {CHART_EDIT}\n  namespace: {{{{ .Release.Namespace }}}}\n"
+    );
+    std::fs::write(dir.join("charts/kaas/templates/chart-edit.yaml"), template)?;
+    let who = ["-c", "user.name=kaas-e2e", "-c", "user.email=kaas-e2e@kaas.dev"];
+    kaas_testsupport::git(Some(&dir), &["add", "--all"])?;
+    kaas_testsupport::git(Some(&dir), &[&who[..], &["commit", "--quiet", "-m", "chart edit"]].concat())?;
+    kaas_testsupport::git(Some(&dir), &["push", "--quiet", "origin", "main"])?;
+    Ok(())
+}
+
+/// Asks helm-controller to reconcile tenant `id`'s Kafka release now, as `flux reconcile helmrelease` does.
+async fn request_reconcile(admin: &Client, id: &str) -> anyhow::Result<()> {
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(admin.clone(), &format!("kaas-{id}"), &release_resource());
+    let now = format!("{:?}", std::time::SystemTime::now());
+    let patch = json!({ "metadata": { "annotations": { "reconcile.fluxcd.io/requestedAt": now } } });
+    api.patch(&format!("{id}-kafka"), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    Ok(())
+}
+
 fn applied_by_flux(object: &DynamicObject) -> bool {
     object.managed_fields().iter().any(|m| m.manager.as_deref() == Some("kustomize-controller"))
 }
 
-/// Cluster API's and helm-controller's part for a tenant on its own cluster, as they would report it: the
-/// `<id>-kubeconfig` Secret, the `Cluster` Available and the Kafka release Ready, each at the generation
-/// Flux last applied.
-async fn cluster_api_and_helm(admin: Client, id: String, kubeconfig: String) {
+/// Cluster API's part for a tenant on its own cluster, as it would report it: the `<id>-kubeconfig` Secret
+/// (key `value`, pointing at the second API server: the one bridge from the stand-in to the real world) and
+/// the `Cluster` Available at the generation Flux last applied. Cluster API itself runs in its own tests.
+async fn cluster_api(admin: Client, id: String, kubeconfig: String) {
     let ns = format!("kaas-{id}");
     let secrets: Api<Secret> = Api::namespaced(admin.clone(), &ns);
     loop {
@@ -305,11 +409,35 @@ async fn cluster_api_and_helm(admin: Client, id: String, kubeconfig: String) {
                 .await;
             let _ = report(&admin, &ns, &cluster, &cluster_resource(), "Available", "Available").await;
         }
-        if let Ok(Some(release)) = helm_release(&admin, &id).await {
-            let _ = report(&admin, &ns, &release, &release_resource(), "Ready", "UpgradeSucceeded").await;
-        }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+}
+
+/// Every release helm-controller installed through the kubeconfig keeps its Helm storage on the tenant's
+/// cluster in its own target namespace (`storageNamespace`), none in `kaas-<id>`, which exists only on the
+/// management cluster; and the seven platform components are installed there.
+async fn helm_storage_is_on_the_tenant_cluster(tenant_cluster: &Client) -> anyhow::Result<()> {
+    let secrets: Api<Secret> = Api::all(tenant_cluster.clone());
+    let storage = secrets.list(&ListParams::default().labels("owner=helm")).await?.items;
+    let mut releases: Vec<(String, String)> = storage
+        .iter()
+        .map(|s| (s.labels().get("name").cloned().unwrap_or_default(), s.namespace().unwrap_or_default()))
+        .collect();
+    releases.sort();
+    releases.dedup();
+    let want = [
+        ("aws-cloud-controller-manager", "kube-system"),
+        ("aws-ebs-csi-driver", "kube-system"),
+        ("cert-manager", "cert-manager"),
+        ("cilium", "kube-system"),
+        ("external-dns", "external-dns"),
+        ("kaas", "kafka"),
+        ("prometheus-operator-crds", "kube-system"),
+        ("strimzi", "strimzi"),
+    ];
+    let want: Vec<(String, String)> = want.iter().map(|(r, n)| ((*r).to_owned(), (*n).to_owned())).collect();
+    assert_eq!(releases, want, "each release's Helm storage in its target namespace on the tenant's cluster");
+    Ok(())
 }
 
 /// Sets `condition` True at the object's generation unless it already is.
@@ -367,10 +495,70 @@ async fn capi_cluster(admin: &Client, id: &str) -> anyhow::Result<Option<Dynamic
     Ok(api.get_opt(id).await?)
 }
 
-/// The Strimzi objects of `kind` (Kafka, KafkaNodePool, KafkaUser) in namespace `ns`.
+/// The Strimzi objects of `kind` (Kafka, KafkaNodePool, KafkaUser) in namespace `ns` of the cluster `admin`
+/// reaches.
 async fn strimzi_objects(admin: &Client, ns: &str, kind: &str) -> anyhow::Result<Vec<DynamicObject>> {
     let plural = format!("{}s", kind.to_lowercase());
     let api: Api<DynamicObject> =
         Api::namespaced_with(admin.clone(), ns, &resource("kafka.strimzi.io", "v1", kind, &plural));
     Ok(api.list(&ListParams::default()).await?.items)
+}
+
+/// B9: one tenant's object the API server refuses (here a ConfigMap whose name is no DNS name; on AWS, an
+/// AWSMachineTemplate edited in place, which CAPA's webhook refuses) must not hold up another tenant. Flux
+/// applies a Kustomization as one server-side dry run then apply, so when every tenant is one Kustomization,
+/// one refusal stops applies, new tenants and prunes for all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_tenants_refused_object_does_not_hold_up_another_tenants_apply() -> anyhow::Result<()> {
+    let p = Platform::start(json!({}), all_rbac).await?;
+    let git = GitHttp::start(p.tmp.path())?;
+    let flux = Flux::start(&p.plane, &flux::CONTROLLERS[..2]).await?;
+    apply_yaml(&p.admin, &gitops_sources(&git), TEST_MANAGER, Some(FLUX_NAMESPACE)).await?;
+
+    // A tenant whose folder holds an object the API server refuses, committed as the controller commits.
+    let broken =
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: kaas-tenants-broken\n---\napiVersion: v1\n\
+                  kind: ConfigMap\nmetadata:\n  name: Not_A_Name\n  namespace: kaas-tenants-broken\n";
+    let writer =
+        gitops::Repo::clone_remote(&p.remote.to_string_lossy(), &p.tmp.path().join("writer"), "main")?;
+    writer.write_tenant(
+        "tenants/broken",
+        Some(&gitops::tenant_files(broken.to_owned())),
+        "tenant tenants/broken: generation 1",
+    )?;
+    let controller = p.controller("kaas-controller-0")?;
+    p.create_example("beta").await?;
+    let id = tenant_id("tenants", "beta");
+    eventually("beta's release applied beside the refused tenant", Duration::from_secs(60), || async {
+        Ok(helm_release(&p.admin, &id).await?.filter(applied_by_flux).map(drop))
+    })
+    .await
+    .with_context(|| flux.logs())?;
+    // The refused tenant's own Kustomization says why.
+    let kustomizations: Api<DynamicObject> = Api::namespaced_with(
+        p.admin.clone(),
+        FLUX_NAMESPACE,
+        &resource("kustomize.toolkit.fluxcd.io", "v1", "Kustomization", "kustomizations"),
+    );
+    let refused = eventually("the refused tenant's Kustomization fails", Duration::from_secs(30), || async {
+        let k = kustomizations.get(&format!("kaas-{}", tenant_id("tenants", "broken"))).await?;
+        let ready =
+            k.data["status"]["conditions"].as_array().into_iter().flatten().find(|c| c["type"] == "Ready");
+        Ok(ready.filter(|c| c["status"] == "False").map(|c| c["message"].to_string()))
+    })
+    .await?;
+    assert!(refused.contains("Not_A_Name"), "{refused}");
+    drop(controller);
+    Ok(())
+}
+
+/// The platform's Flux bootstrap for the tenants: the GitOps repository (kaas-controller's remote) as the
+/// GitRepository the tenants' Kustomizations read, and one root Kustomization applying the tenants'
+/// Kustomizations and pruning what leaves.
+fn gitops_sources(git: &GitHttp) -> String {
+    let sources = [
+        flux::git_repository(gitops::FLUX_SOURCE, &git.url("gitops.git"), "main", "2s"),
+        flux::kustomization("tenants", gitops::FLUX_SOURCE, &format!("./{}", gitops::KUSTOMIZATIONS), "2s"),
+    ];
+    sources.join("---\n")
 }

@@ -229,3 +229,29 @@ def test_on_its_own_cluster_brokers_and_controllers_run_on_their_pools():
     assert "tolerations" not in shared["brokers"]["template"]["pod"]
     assert "nodeAffinity" not in shared["brokers"]["template"]["pod"]["affinity"]
     assert "template" not in shared["controllers"]
+
+
+def test_on_the_shared_cluster_the_namespace_is_a_wall():
+    """isolation: namespace (beta): nothing reaches the tenant's pods but what Strimzi's own policy admits, its
+    `tls` listener only from kaas-proxy's pods (Strimzi opens a listener to every namespace unless it names
+    peers), and the namespace holds no more than the sizing: before, none of these existed."""
+    objects = render("kaas", controller_values("beta"))
+    kinds = {o["kind"]: o for o in objects}
+    deny = kinds["NetworkPolicy"]["spec"]
+    assert deny == {"podSelector": {}, "policyTypes": ["Ingress"]}, "default deny: no ingress rule of its own"
+    tls = next(l for l in kinds["Kafka"]["spec"]["kafka"]["listeners"] if l["name"] == "tls")
+    assert tls["networkPolicyPeers"] == [{
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kaas-system"}},
+        "podSelector": {"matchLabels": {"app.kubernetes.io/name": "kaas-proxy"}},
+    }]
+    values = controller_values("beta")["kafka"]
+    quota = kinds["ResourceQuota"]["spec"]["hard"]
+    brokers, size = values["brokers"], int(values["storage"]["size"].removesuffix("Gi"))
+    assert quota["requests.storage"] == f"{brokers * size + 3 * 20}Gi"
+    assert quota["persistentvolumeclaims"] == str(brokers + 3)
+    assert (quota["services.loadbalancers"], quota["services.nodeports"]) == ("0", "0")
+    broker_cpu = values["brokerResources"]["cpuMillis"]
+    assert quota["requests.cpu"] == f"{brokers * broker_cpu + 3 * 250 + 2 * 200}m"
+    assert kinds["LimitRange"]["spec"]["limits"][0]["defaultRequest"] == {"cpu": "200m", "memory": "512Mi"}
+    own = {o["kind"] for o in render("kaas", controller_values("acme"))}
+    assert not own & {"ResourceQuota", "LimitRange", "NetworkPolicy"}, "its own cluster is its wall"

@@ -172,7 +172,9 @@ fn run(args: Args) -> anyhow::Result<()> {
             election,
             platform,
         } => {
-            let platform = platform.platform()?;
+            // The route source lives where kaas-proxy runs: the shared cluster's brokers admit it from there.
+            let platform =
+                render::Platform { proxy_namespace: routes_namespace.clone(), ..platform.platform()? };
             let repo = gitops::Repo::clone_remote(&gitops_url, &workdir, &gitops_branch)?
                 .with_flux_source(&gitops_flux_source);
             let routes = reconcile::RouteSource {

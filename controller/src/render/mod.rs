@@ -58,6 +58,9 @@ pub struct Platform {
     pub cluster_bootstrap: String,
     /// The same for `isolation: namespace` tenants: their Strimzi bootstrap Service on the shared cluster.
     pub namespace_bootstrap: String,
+    /// The namespace kaas-proxy runs in on the shared cluster (the route source's): on it, a namespace tenant's
+    /// brokers admit only kaas-proxy's pods there ([`values`]).
+    pub proxy_namespace: String,
     /// The machine images of every tenant machine, found by Cluster API AWS's AMI lookup. No default: CAPA's
     /// own (the CNCF account's community images) has no arm64 images and is not for production.
     pub images: ImageLookup,
@@ -177,6 +180,7 @@ impl Default for Platform {
             network: Network::default(),
             cluster_bootstrap: CLUSTER_BOOTSTRAP.into(),
             namespace_bootstrap: NAMESPACE_BOOTSTRAP.into(),
+            proxy_namespace: "kaas-system".into(),
             // The examples' and tests' platform: AWS's documentation account id, not a real image owner.
             images: ImageLookup {
                 org: "123456789012".into(),

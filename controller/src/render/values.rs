@@ -45,7 +45,23 @@ pub fn chart_values(t: &KafkaTenant, plan: &Plan, p: &Platform) -> Value {
     }
     values["kafka"]["proxyListener"] = proxy_listener(t.spec.isolation, &plan.bootstrap, p);
     values["kafka"]["placement"] = placement(t.spec.isolation);
+    if t.spec.isolation == Isolation::Namespace {
+        values["sharedCluster"] = shared_cluster(p);
+    }
     values
+}
+
+/// On the shared cluster the tenant's namespace is its only wall: the chart's default-deny NetworkPolicy,
+/// quota and limits, and the brokers' `tls` listener open only to kaas-proxy's pods (Strimzi opens a listener to
+/// every namespace unless it names peers).
+fn shared_cluster(p: &Platform) -> Value {
+    json!({
+        "enabled": true,
+        "listenerPeers": [{
+            "namespaceSelector": { "matchLabels": { "kubernetes.io/metadata.name": p.proxy_namespace } },
+            "podSelector": { "matchLabels": { "app.kubernetes.io/name": "kaas-proxy" } },
+        }],
+    })
 }
 
 /// Which node pools the brokers and the KRaft controllers run on. On its own cluster the brokers go to the

@@ -125,7 +125,7 @@ async fn broker_acls_hold_per_user_through_the_proxy() {
         // An open tenant (no client CA): the upstream is dialled before the client's handshake ends.
         format!(
             "  - name: forged\n    bootstrap: [\"{}\"]\n    upstream:\n      tls: {{ ca: {wrong_ca} }}\n      \
-             cert: {}\n      key: {}\n",
+             cert: {}\n      key: {}\n      one_principal_for_every_client: true\n",
             cluster.bootstrap_tls(),
             path(&proxy_user.0),
             path(&proxy_user.1)
@@ -135,7 +135,8 @@ async fn broker_acls_hold_per_user_through_the_proxy() {
             "forged-mutual",
             &cluster,
             &format!(
-                "      tls: {{ ca: {wrong_ca} }}\n      cert: {}\n      key: {}\n",
+                "      tls: {{ ca: {wrong_ca} }}\n      cert: {}\n      key: {}\n      \
+                 one_principal_for_every_client: true\n",
                 path(&proxy_user.0),
                 path(&proxy_user.1)
             ),

@@ -12,9 +12,9 @@
 //! 6. status: conditions, sizing, users and the clients' address, from the same plan.
 //!
 //! A kind the controller reads that the API server does not serve is named in the tenant's status and at
-//! start-up ([`apis`]). A deletion undoes it (route, CA copies, folder) and waits until the cluster is gone. [`metrics`] counts
-//! every reconcile, [`endpoint`] serves them with the health probe, and `kaas_lease` elects the one replica
-//! that reconciles.
+//! start-up ([`apis`]). A deletion undoes it (route, CA copies, folder) and waits until the cluster is gone.
+//! [`metrics`] counts every reconcile, [`endpoint`] serves them with the health probe, and `kaas_lease`
+//! elects the one replica that reconciles.
 
 #![warn(missing_docs)]
 

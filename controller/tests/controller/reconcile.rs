@@ -2,9 +2,8 @@
 //! Kubernetes API server (etcd + kube-apiserver, `kaas_testsupport::apiserver`) with the real CRDs, and a real Git
 //! remote: the finalizer the controller adds itself, readiness from the status fields Cluster API and Flux
 //! publish, route publishing, update, deletion through the finalizer, a status write the server forbids, a
-//! malformed tenant, Strimzi's CAs reaching the proxy, a tenant whose Cluster API or Flux kind the
-//! server does not serve. The `kaas-controller run` binary, RBAC and leader
-//! election are [`crate::apiserver`]'s.
+//! malformed tenant, Strimzi's CAs reaching the proxy, a tenant whose Cluster API or Flux kind the server does
+//! not serve. The `kaas-controller run` binary, RBAC and leader election are [`crate::apiserver`]'s.
 
 // The stand-ins for Flux and helm-controller the API-server tests use too.
 use crate::common;

@@ -5,7 +5,8 @@
 //! Events, publishes the route and cleans everything up on delete; a verb its role lacks stops it with an error
 //! naming it; two replicas elect one leader and the other takes over when it dies; a leader killed in the
 //! middle of its reconciles while tenants keep arriving leaves each tenant committed once and every status
-//! going Provisioning → Ready without a step back.
+//! going Provisioning → Ready without a step back; started where Cluster API's CRDs are not installed, it names
+//! the kind at start-up (log and metric) and goes on serving the tenants that do not need it.
 //!
 //! Flux, Cluster API and Strimzi are not running here (real Flux runs in [`crate::tenant_loop`]): these tests
 //! apply the committed folder by server-side apply as kustomize-controller would, and report the objects'

@@ -29,7 +29,7 @@ pub struct ApiLabels {
 }
 
 /// The controller's metrics: reconciles run, failures by reason, reconcile duration (seconds), whether this
-/// replica leads, and whether each kind it needs was served at start-up.
+/// replica leads, and whether each kind it needs is served (checked at start-up, then at each read).
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
@@ -63,7 +63,7 @@ impl Default for Metrics {
         let api_served = Family::<ApiLabels, Gauge>::default();
         registry.register(
             "api_served",
-            "1 when the API server served the kind at start-up, 0 when tenants needing it cannot be served",
+            "1 when the API server serves the kind (at start-up, then at each read), 0 when it does not",
             api_served.clone(),
         );
         Metrics { registry, leader, reconciles, errors, duration, api_served }

@@ -115,7 +115,7 @@ impl LiveObjects {
 }
 
 /// Reads `name`; a path the API server does not know is checked by discovery and, when the kind is indeed
-/// not served, noted in `unserved` and read as absent.
+/// not served, noted in `unserved` and read as absent. Either way `kaas_controller_api_served` follows.
 async fn read<K>(
     api: Api<K>,
     name: &str,
@@ -127,11 +127,15 @@ where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
     match api.get_opt(name).await {
-        Ok(found) => Ok(found),
+        Ok(found) => {
+            ctx.metrics.set_api_served(&needed, true);
+            Ok(found)
+        }
         Err(e) if apis::unserved_path(&e) => match apis::served(&ctx.client, &needed).await? {
             // Installed between the read and discovery: the next reconcile reads it.
             Served::Yes => Err(e.into()),
             served => {
+                ctx.metrics.set_api_served(&needed, false);
                 unserved.push((needed, served));
                 Ok(None)
             }

@@ -400,8 +400,8 @@ async fn a_leader_killed_while_tenants_arrive_commits_each_once_and_no_status_fl
 /// Started against an API server with Flux's CRDs but not Cluster API's, the controller says so at start-up:
 /// one log line naming the kind and its group/version, and `kaas_controller_api_served` 0 for it, 1 for the
 /// others. It goes on serving: the namespace-mode tenant, which needs no Cluster API, is committed and waits
-/// for its release; the cluster-mode one is `Degraded` (`ApiNotServed`) naming the kind, and its deletion
-/// completes.
+/// for its release; the cluster-mode one is `Degraded` (`ApiNotServed`) naming the kind until Cluster API's
+/// CRD is installed, then waits for its Cluster, and its deletion completes.
 #[tokio::test]
 async fn started_without_cluster_api_the_controller_reports_it_and_serves_namespace_tenants(
 ) -> anyhow::Result<()> {
@@ -449,6 +449,16 @@ async fn started_without_cluster_api_the_controller_reports_it_and_serves_namesp
     let degraded = degraded.context("Degraded")?;
     assert_eq!(degraded.reason, "ApiNotServed", "{degraded:?}");
     assert!(degraded.message.contains("Cluster (cluster.x-k8s.io/v1beta2)"), "{degraded:?}");
+
+    // Cluster API installed: without a restart, the tenant's next read finds the kind (it waits for its
+    // Cluster now) and the metric follows.
+    let crd = kaas_testsupport::repo_root().join("../shared/crds/cluster.x-k8s.io_clusters.yaml");
+    p.plane.install_crds(&std::fs::read_to_string(crd)?).await?;
+    p.wait_state_within("acme", "Provisioning", Duration::from_secs(60)).await?;
+    let cluster =
+        "kaas_controller_api_served{group=\"cluster.x-k8s.io\",version=\"v1beta2\",kind=\"Cluster\"} 1";
+    let metrics = http_get(&format!("127.0.0.1:{port}"), "/metrics").await?;
+    assert!(metrics.lines().any(|l| l == cluster), "{cluster} not in:\n{metrics}");
 
     p.tenants().delete("acme", &DeleteParams::default()).await?;
     eventually("acme deleted", Duration::from_secs(30), || async {
@@ -498,4 +508,19 @@ async fn http_get(address: &str, path: &str) -> anyhow::Result<String> {
     let mut answer = String::new();
     stream.read_to_string(&mut answer).await?;
     Ok(answer.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default())
+}
+
+trait WaitWithin {
+    /// [`Platform::wait_state`] at generation 1 with a longer bound: a tenant stopped by a kind not served is
+    /// re-read on its requeue (30 s), not on a watch.
+    async fn wait_state_within(&self, name: &str, state: &str, within: Duration) -> anyhow::Result<()>;
+}
+
+impl WaitWithin for Platform {
+    async fn wait_state_within(&self, name: &str, state: &str, within: Duration) -> anyhow::Result<()> {
+        eventually(&format!("{name} {state}"), within, || async {
+            Ok(self.state(name).await?.filter(|(s, _, _)| s == state).map(drop))
+        })
+        .await
+    }
 }

@@ -454,7 +454,7 @@ async fn started_without_cluster_api_the_controller_reports_it_and_serves_namesp
     // Cluster now) and the metric follows.
     let crd = kaas_testsupport::repo_root().join("../shared/crds/cluster.x-k8s.io_clusters.yaml");
     p.plane.install_crds(&std::fs::read_to_string(crd)?).await?;
-    p.wait_state_within("acme", "Provisioning", Duration::from_secs(60)).await?;
+    state_within(&p, "acme", "Provisioning", Duration::from_secs(60)).await?;
     let cluster =
         "kaas_controller_api_served{group=\"cluster.x-k8s.io\",version=\"v1beta2\",kind=\"Cluster\"} 1";
     let metrics = http_get(&format!("127.0.0.1:{port}"), "/metrics").await?;
@@ -510,17 +510,11 @@ async fn http_get(address: &str, path: &str) -> anyhow::Result<String> {
     Ok(answer.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default())
 }
 
-trait WaitWithin {
-    /// [`Platform::wait_state`] at generation 1 with a longer bound: a tenant stopped by a kind not served is
-    /// re-read on its requeue (30 s), not on a watch.
-    async fn wait_state_within(&self, name: &str, state: &str, within: Duration) -> anyhow::Result<()>;
-}
-
-impl WaitWithin for Platform {
-    async fn wait_state_within(&self, name: &str, state: &str, within: Duration) -> anyhow::Result<()> {
-        eventually(&format!("{name} {state}"), within, || async {
-            Ok(self.state(name).await?.filter(|(s, _, _)| s == state).map(drop))
-        })
-        .await
-    }
+/// [`Platform::wait_state`] at any generation with a longer bound: a tenant stopped by a kind not served is
+/// re-read on its requeue (30 s), not on a watch.
+async fn state_within(p: &Platform, name: &str, state: &str, within: Duration) -> anyhow::Result<()> {
+    eventually(&format!("{name} {state}"), within, || async {
+        Ok(p.state(name).await?.filter(|(s, _, _)| s == state).map(drop))
+    })
+    .await
 }

@@ -11,12 +11,14 @@
 //! 5. publish: the tenant's Strimzi CAs copied for the proxy ([`upstream`]), then its route;
 //! 6. status: conditions, sizing, users and the clients' address, from the same plan.
 //!
-//! A deletion undoes it (route, CA copies, folder) and waits until the cluster is gone. [`metrics`] counts
-//! every reconcile, [`endpoint`] serves them with the health probe, and `kaas_lease` elects the one replica
-//! that reconciles.
+//! A kind the controller reads that the API server does not serve is named in the tenant's status and at
+//! start-up ([`apis`]). A deletion undoes it (route, CA copies, folder) and waits until the cluster is gone.
+//! [`metrics`] counts every reconcile, [`endpoint`] serves them with the health probe, and `kaas_lease`
+//! elects the one replica that reconciles.
 
 #![warn(missing_docs)]
 
+pub mod apis;
 pub mod crd;
 pub mod endpoint;
 pub mod gitops;

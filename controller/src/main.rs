@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use kaas_controller::crd::KafkaTenant;
 use kaas_controller::watched::{Cluster, HelmRelease};
-use kaas_controller::{gitops, names, reconcile, render};
+use kaas_controller::{apis, gitops, names, reconcile, render};
 use kube::{CustomResourceExt, ResourceExt};
 use platform_flags::PlatformArgs;
 
@@ -265,8 +265,10 @@ async fn serve(
     });
     // Bound before the election, so a follower answers /healthz and shows kaas_controller_leader 0.
     let listener = tokio::net::TcpListener::bind(metrics_listen).await?;
+    tracing::info!(address = %listener.local_addr()?, "serving /metrics and /healthz");
     let metrics = ctx.clone();
     tokio::spawn(kaas_controller::endpoint::serve(listener, move || metrics.metrics.encode()));
+    let served = check_apis(&client, &ctx.metrics).await?;
 
     let duration = std::time::Duration::from_secs(election.lease_duration_seconds);
     let mut elector = kaas_lease::Elector::new(
@@ -301,9 +303,19 @@ async fn serve(
     };
     let labelled = || watcher::Config::default().labels(names::TENANT_LABEL);
     let owner_of_cluster = owner.clone();
+    // A kind not served is not watched: kube-runtime's `watches` has no back-off (kube-runtime 5.0.0
+    // `controller/mod.rs`, `watches_with`), so its watcher would re-list a 404 without pause. Tenants are
+    // re-read on their requeue meanwhile.
+    let mut controller = controller;
+    if served(apis::CLUSTER) {
+        let api = kube::Api::<Cluster>::all(client.clone());
+        controller = controller.watches(api, labelled(), move |c| owner_of_cluster(c.labels()));
+    }
+    if served(apis::HELM_RELEASE) {
+        let api = kube::Api::<HelmRelease>::all(client);
+        controller = controller.watches(api, labelled(), move |r| owner(r.labels()));
+    }
     let controller = controller
-        .watches(kube::Api::<Cluster>::all(client.clone()), labelled(), move |c| owner_of_cluster(c.labels()))
-        .watches(kube::Api::<HelmRelease>::all(client), labelled(), move |r| owner(r.labels()))
         .graceful_shutdown_on(shutdown_signal())
         .run(reconcile::reconcile, reconcile::error_policy, ctx.clone())
         .for_each(|result| async move {
@@ -323,6 +335,24 @@ async fn serve(
         // Another replica may be reconciling already: stop at once (the pod restarts as a follower).
         lost = elector.hold() => Err(anyhow::anyhow!("stopped leading: {lost}")),
     }
+}
+
+/// Asks discovery for every kind the controller needs ([`apis::NEEDED`]), sets `kaas_controller_api_served`
+/// for each, logs one warning naming those not served, and says which are. The tenants that need none of the
+/// missing kinds are served as usual; the others are `Degraded` (`ApiNotServed`) until their CRDs are there.
+async fn check_apis(
+    client: &kube::Client,
+    metrics: &kaas_controller::metrics::Metrics,
+) -> anyhow::Result<impl Fn(apis::NeededApi) -> bool> {
+    let checked = apis::check(client).await.map_err(|e| anyhow::anyhow!("API discovery: {e}"))?;
+    for (api, served) in &checked {
+        metrics.set_api_served(api, *served == apis::Served::Yes);
+    }
+    match apis::report(&checked) {
+        Some(missing) => tracing::warn!(%missing, "APIs not served; tenants that need them are Degraded"),
+        None => tracing::info!("every API the controller needs is served"),
+    }
+    Ok(move |api| checked.iter().any(|(a, s)| *a == api && *s == apis::Served::Yes))
 }
 
 /// SIGTERM (the kubelet's stop) or SIGINT.

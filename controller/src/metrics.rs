@@ -1,4 +1,5 @@
-//! Reconcile metrics in the Prometheus text format: count, errors by reason, duration.
+//! Reconcile metrics in the Prometheus text format: count, errors by reason, duration; whether this replica
+//! leads and whether each kind the controller needs is served ([`crate::apis`]).
 
 use std::time::Duration;
 
@@ -16,8 +17,19 @@ pub struct ErrorLabels {
     pub reason: String,
 }
 
-/// The controller's metrics: reconciles run, failures by reason, reconcile duration (seconds), and whether
-/// this replica leads.
+/// Labels of `kaas_controller_api_served`: one needed kind ([`crate::apis::NeededApi`]).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ApiLabels {
+    /// The API group.
+    pub group: String,
+    /// The version the controller reads.
+    pub version: String,
+    /// The kind.
+    pub kind: String,
+}
+
+/// The controller's metrics: reconciles run, failures by reason, reconcile duration (seconds), whether this
+/// replica leads, and whether each kind it needs is served (checked at start-up, then at each read).
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
@@ -25,6 +37,7 @@ pub struct Metrics {
     reconciles: Counter,
     errors: Family<ErrorLabels, Counter>,
     duration: Histogram,
+    api_served: Family<ApiLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -47,7 +60,13 @@ impl Default for Metrics {
             "1 while this replica holds the leader lease and reconciles",
             leader.clone(),
         );
-        Metrics { registry, leader, reconciles, errors, duration }
+        let api_served = Family::<ApiLabels, Gauge>::default();
+        registry.register(
+            "api_served",
+            "1 when the API server serves the kind (at start-up, then at each read), 0 when it does not",
+            api_served.clone(),
+        );
+        Metrics { registry, leader, reconciles, errors, duration, api_served }
     }
 }
 
@@ -64,6 +83,13 @@ impl Metrics {
     /// Whether this replica leads (and so reconciles).
     pub fn set_leader(&self, leading: bool) {
         self.leader.set(i64::from(leading));
+    }
+
+    /// Whether the API server serves `api` (`kaas_controller_api_served`).
+    pub fn set_api_served(&self, api: &crate::apis::NeededApi, served: bool) {
+        let labels =
+            ApiLabels { group: api.group.into(), version: api.version.into(), kind: api.kind.into() };
+        self.api_served.get_or_create(&labels).set(i64::from(served));
     }
 
     /// The Prometheus text exposition.

@@ -8,7 +8,8 @@
 //! → commit the plan to `tenants/<namespace>/<name>/` → wait until the Cluster API `Cluster` and the Flux
 //! `HelmRelease` read back are Ready → publish (the Strimzi CAs copied for the proxy, then the route, in the
 //! proxy's route source: a ConfigMap holding the tenants list as `kaas_route::TenantRoute`s) → status, from
-//! the same plan. A malformed tenant gets `Degraded` naming the field and nothing is committed for it.
+//! the same plan. A malformed tenant gets `Degraded` naming the field and nothing is committed for it; one whose
+//! `Cluster` or `HelmRelease` kind the API server does not serve gets `Degraded`, `ApiNotServed`, naming it.
 //! Cleanup (finalizer): remove the folder and the route, unless [`DELETION_PROTECTION`] holds the deletion
 //! ([`step`]).
 //!
@@ -43,7 +44,7 @@ mod status;
 
 use claims::{claims, id_taken};
 pub use claims::{id_owner, Claim};
-use live::{readiness_of, LiveObjects};
+use live::{LiveObjects, Standing};
 use routes::publish_route;
 pub use routes::{
     ensure_route_source, RouteSource, CLIENT_ADDRESS, ROUTES_CONFIG_MAP, ROUTES_KEY, ROUTES_NAMESPACE,
@@ -291,12 +292,12 @@ async fn apply(t: &KafkaTenant, api: &Api<KafkaTenant>, ctx: &Context) -> Result
         Err(e) => return refuse(t, api, ctx, "InvalidSpec", &e.to_string(), Action::await_change()).await,
     };
     commit(t, &plan, api, ctx).await?;
-    let waiting = match readiness_of(t, ctx).await? {
-        Some(why) => Some(why),
-        None => publish(t, &plan, ctx).await?,
+    let standing = match LiveObjects::of(t, ctx).await?.standing(t) {
+        Standing::Up => publish(t, &plan, ctx).await?.map_or(Standing::Up, Standing::Waiting),
+        other => other,
     };
-    set_status(api, ctx, t, applied_status(t, &plan, waiting.as_deref(), &ctx.routes)).await?;
-    Ok(Action::requeue(if waiting.is_some() { WAITING_RECHECK } else { READY_RECHECK }))
+    set_status(api, ctx, t, applied_status(t, &plan, &standing, &ctx.routes)).await?;
+    Ok(Action::requeue(if standing == Standing::Up { READY_RECHECK } else { WAITING_RECHECK }))
 }
 
 /// Marks `t` `Degraded` for `reason` with nothing committed for it, then `then`.
@@ -386,7 +387,8 @@ const TEARDOWN_RECHECK: Duration = Duration::from_secs(5);
 /// Deletes a tenant: removes its route, the proxy's copies of its CAs and its folder (so Flux prunes its
 /// objects), then holds the finalizer, `Deleting` True, until its `Cluster` and Kafka `HelmRelease` are gone
 /// from the management cluster (Cluster API has deleted the cluster, helm-controller uninstalled the
-/// release), and only then lets the object go: a tenant never disappears while its cluster still runs. A
+/// release), and only then lets the object go: a tenant never disappears while its cluster still runs (a kind
+/// no version of which is served holds no object, so it is not waited for: `LiveObjects::present`). A
 /// failure leaves the tenant `Deleting` with the error (the finalizer stays; the error policy retries).
 async fn cleanup(t: Arc<KafkaTenant>, api: &Api<KafkaTenant>, ctx: &Context) -> Result<Action, Error> {
     if !t.finalizers().iter().any(|f| f == FINALIZER) {

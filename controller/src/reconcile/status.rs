@@ -11,6 +11,7 @@ use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
+use super::live::Standing;
 use super::{Context, Error, RouteSource, DELETION_PROTECTION, FIELD_MANAGER};
 use crate::crd::{Condition, KafkaTenant, KafkaTenantStatus};
 use crate::names;
@@ -111,17 +112,19 @@ pub(super) async fn set_status(
 }
 
 /// The status of an applied tenant: `Ready` with the address its clients use once its route is published,
-/// else `Provisioning` with what it `waiting` for; either way the plan's sizing and users.
+/// `Provisioning` with what it is waiting for, or `Degraded` (`ApiNotServed`) naming the kinds the API server
+/// does not serve; in each case the plan's sizing and users.
 pub(super) fn applied_status(
     t: &KafkaTenant,
     plan: &Plan,
-    waiting: Option<&str>,
+    standing: &Standing,
     routes: &RouteSource,
 ) -> KafkaTenantStatus {
     let generation = t.metadata.generation;
-    let (state, reason, message, bootstrap) = match waiting {
-        Some(why) => ("Provisioning", "Waiting", why, None),
-        None => (
+    let (state, reason, message, bootstrap) = match standing {
+        Standing::Waiting(why) => ("Provisioning", "Waiting", why.as_str(), None),
+        Standing::NotServed(why) => ("Degraded", "ApiNotServed", why.as_str(), None),
+        Standing::Up => (
             "Ready",
             "Published",
             "route published to the proxy",

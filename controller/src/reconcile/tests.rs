@@ -207,14 +207,17 @@ fn status_and_route_report_the_plan() {
         (route.name.as_str(), route.bootstrap.as_slice(), route.quota.as_ref()),
         ("planned", ["kafka.planned:9094".to_owned()].as_slice(), Some(&plan.quota))
     );
-    let ready = applied_status(&t, &plan, None, &routes);
+    let ready = applied_status(&t, &plan, &Standing::Up, &routes);
     assert_eq!(state_of(&ready.conditions), Some(("Ready", "Published")));
     assert_eq!(ready.sizing.as_ref(), Some(&plan.sizing));
     assert_eq!(ready.users, plan.users);
     assert_eq!(ready.bootstrap.as_deref(), Some("planned.kaas.example.com:9092"), "the clients' address");
-    let waiting = applied_status(&t, &plan, Some("HelmRelease not ready"), &routes);
+    let waiting = applied_status(&t, &plan, &Standing::Waiting("HelmRelease not ready".into()), &routes);
     assert_eq!(state_of(&waiting.conditions), Some(("Provisioning", "Waiting")));
     assert_eq!((waiting.sizing.as_ref(), waiting.bootstrap), (Some(&plan.sizing), None));
+    let unserved = applied_status(&t, &plan, &Standing::NotServed("Cluster (x/v1)".into()), &routes);
+    assert_eq!(state_of(&unserved.conditions), Some(("Degraded", "ApiNotServed")));
+    assert_eq!((unserved.sizing.as_ref(), unserved.bootstrap), (Some(&plan.sizing), None));
 }
 
 /// Every failure's metric label, bounded and its own: a git task that failed or manifests that would not

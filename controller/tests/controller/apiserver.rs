@@ -5,7 +5,8 @@
 //! Events, publishes the route and cleans everything up on delete; a verb its role lacks stops it with an error
 //! naming it; two replicas elect one leader and the other takes over when it dies; a leader killed in the
 //! middle of its reconciles while tenants keep arriving leaves each tenant committed once and every status
-//! going Provisioning → Ready without a step back.
+//! going Provisioning → Ready without a step back; started where Cluster API's CRDs are not installed, it names
+//! the kind at start-up (log and metric) and goes on serving the tenants that do not need it.
 //!
 //! Flux, Cluster API and Strimzi are not running here (real Flux runs in [`crate::tenant_loop`]): these tests
 //! apply the committed folder by server-side apply as kustomize-controller would, and report the objects'
@@ -394,4 +395,126 @@ async fn a_leader_killed_while_tenants_arrive_commits_each_once_and_no_status_fl
     }
     println!("states seen: {seen:?}");
     Ok(())
+}
+
+/// Started against an API server with Flux's CRDs but not Cluster API's, the controller says so at start-up:
+/// one log line naming the kind and its group/version, and `kaas_controller_api_served` 0 for it, 1 for the
+/// others. It goes on serving: the namespace-mode tenant, which needs no Cluster API, is committed and waits
+/// for its release; the cluster-mode one is `Degraded` (`ApiNotServed`) naming the kind until Cluster API's
+/// CRD is installed, then waits for its Cluster, and its deletion completes.
+#[tokio::test]
+async fn started_without_cluster_api_the_controller_reports_it_and_serves_namespace_tenants(
+) -> anyhow::Result<()> {
+    let flux =
+        ["helm.toolkit.fluxcd.io_helmreleases.yaml", "kustomize.toolkit.fluxcd.io_kustomizations.yaml"];
+    let p = platform_serving(&flux).await?;
+    let controller = p.controller("kaas-controller-0")?;
+    let line = |what: &'static str| {
+        let log = controller.log();
+        async move { Ok(log.lines().find(|l| l.contains(what)).map(str::to_owned)) }
+    };
+    let report =
+        eventually("the start-up report", Duration::from_secs(30), || line("APIs not served")).await?;
+    assert!(report.contains("Cluster (cluster.x-k8s.io/v1beta2)"), "{report}");
+    assert!(!report.contains("HelmRelease") && !report.contains("Kustomization"), "{report}");
+
+    let endpoint =
+        eventually("the endpoint's line", Duration::from_secs(5), || line("serving /metrics")).await?;
+    let port: String = endpoint
+        .split("127.0.0.1:")
+        .nth(1)
+        .context("the endpoint's address")?
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    let metrics = http_get(&format!("127.0.0.1:{port}"), "/metrics").await?;
+    for (kind, group, version, served) in [
+        ("Cluster", "cluster.x-k8s.io", "v1beta2", 0),
+        ("HelmRelease", "helm.toolkit.fluxcd.io", "v2", 1),
+        ("Kustomization", "kustomize.toolkit.fluxcd.io", "v1", 1),
+    ] {
+        let sample = format!(
+            "kaas_controller_api_served{{group=\"{group}\",version=\"{version}\",kind=\"{kind}\"}} {served}"
+        );
+        assert!(metrics.lines().any(|l| l == sample), "{sample} not in:\n{metrics}");
+    }
+
+    p.create_example("beta").await?;
+    p.create_example("acme").await?;
+    p.wait_state("beta", "Provisioning", 1).await?;
+    assert_eq!(p.commits("tenants/tenants/beta")?, ["tenant tenants/beta: generation 1"]);
+    p.wait_state("acme", "Degraded", 1).await?;
+    let acme = p.tenants().get("acme").await?;
+    let degraded = acme.status.iter().flat_map(|s| &s.conditions).find(|c| c.type_ == "Degraded");
+    let degraded = degraded.context("Degraded")?;
+    assert_eq!(degraded.reason, "ApiNotServed", "{degraded:?}");
+    assert!(degraded.message.contains("Cluster (cluster.x-k8s.io/v1beta2)"), "{degraded:?}");
+
+    // Cluster API installed: without a restart, the tenant's next read finds the kind (it waits for its
+    // Cluster now) and the metric follows.
+    let crd = kaas_testsupport::repo_root().join("../shared/crds/cluster.x-k8s.io_clusters.yaml");
+    p.plane.install_crds(&std::fs::read_to_string(crd)?).await?;
+    state_within(&p, "acme", "Provisioning", Duration::from_secs(60)).await?;
+    let cluster =
+        "kaas_controller_api_served{group=\"cluster.x-k8s.io\",version=\"v1beta2\",kind=\"Cluster\"} 1";
+    let metrics = http_get(&format!("127.0.0.1:{port}"), "/metrics").await?;
+    assert!(metrics.lines().any(|l| l == cluster), "{cluster} not in:\n{metrics}");
+
+    p.tenants().delete("acme", &DeleteParams::default()).await?;
+    eventually("acme deleted", Duration::from_secs(30), || async {
+        Ok(p.tenants().get_opt("acme").await?.is_none().then_some(()))
+    })
+    .await
+    .with_context(|| controller.log())?;
+    Ok(())
+}
+
+/// [`Platform::start`] with only these upstream CRDs (files of `../shared/crds/`) installed.
+async fn platform_serving(files: &[&str]) -> anyhow::Result<Platform> {
+    use kaas_testsupport::apiserver::{apply_yaml, documents, TEST_MANAGER};
+    let plane = ControlPlane::start().await?;
+    for file in files {
+        let path = kaas_testsupport::repo_root().join("../shared/crds").join(file);
+        plane.install_crds(&std::fs::read_to_string(path)?).await?;
+    }
+    let root = kaas_testsupport::repo_root();
+    plane
+        .install_crds(&std::fs::read_to_string(root.join("charts/kaas-controller/crds/kafkatenant.yaml"))?)
+        .await?;
+    let admin = plane.admin().await?;
+    for ns in [SYSTEM, "tenants"] {
+        plane.namespace(ns).await?;
+    }
+    let values = json!({ "machines": { "imageLookupOrg": "123456789012" } });
+    let rendered =
+        kaas_testsupport::python::render_chart("kaas-controller", &values, common::RELEASE, SYSTEM)?;
+    let chart = documents(&rendered)?;
+    let rbac = ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"];
+    for object in chart.iter().filter(|o| rbac.contains(&o["kind"].as_str().unwrap_or_default())) {
+        apply_yaml(&admin, &object.to_string(), TEST_MANAGER, Some(SYSTEM)).await?;
+    }
+    let kubeconfig = plane.service_account(SYSTEM, common::RELEASE).await?;
+    let tmp = tempfile::tempdir()?;
+    let remote = tmp.path().join("gitops.git");
+    common::git(&["init", "--quiet", "--bare", "--initial-branch=main", &remote.to_string_lossy()])?;
+    Ok(Platform { plane, admin, chart, kubeconfig, remote, tmp })
+}
+
+/// The body of a plain HTTP GET of `path` at `address`.
+async fn http_get(address: &str, path: &str) -> anyhow::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address).await?;
+    stream.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes()).await?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await?;
+    Ok(answer.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default())
+}
+
+/// [`Platform::wait_state`] at any generation with a longer bound: a tenant stopped by a kind not served is
+/// re-read on its requeue (30 s), not on a watch.
+async fn state_within(p: &Platform, name: &str, state: &str, within: Duration) -> anyhow::Result<()> {
+    eventually(&format!("{name} {state}"), within, || async {
+        Ok(p.state(name).await?.filter(|(s, _, _)| s == state).map(drop))
+    })
+    .await
 }

@@ -7,7 +7,8 @@
 //! - [`reconcile`]: `reconcile` called in-process against a real kube-apiserver with the real CRDs and a real Git
 //!   remote.
 //! - [`apiserver`]: the real `kaas-controller run` binary with the chart's RBAC against a real kube-apiserver:
-//!   the CRDs' rules, finalizer, GitOps commits, status, Events, leader election. Each test starts its own
+//!   the CRDs' rules, finalizer, GitOps commits, status, Events, leader election, the start-up check of the
+//!   upstream APIs. Each test starts its own
 //!   etcd + kube-apiserver; nextest runs them one at a time (the `apiserver` group in `.config/nextest.toml`).
 //! - [`cluster_api`]: the rendered Cluster API objects under the real Cluster API and CAPA controllers, AWS
 //!   emulated by moto: what they build for a tenant (security groups, images, key pairs, zones) and what

@@ -2,8 +2,8 @@
 //! Kubernetes API server (etcd + kube-apiserver, `kaas_testsupport::apiserver`) with the real CRDs, and a real Git
 //! remote: the finalizer the controller adds itself, readiness from the status fields Cluster API and Flux
 //! publish, route publishing, update, deletion through the finalizer, a status write the server forbids, a
-//! malformed tenant, Strimzi's CAs reaching the proxy. The `kaas-controller run` binary, RBAC and leader
-//! election are [`crate::apiserver`]'s.
+//! malformed tenant, Strimzi's CAs reaching the proxy, a tenant whose Cluster API or Flux kind the server does
+//! not serve. The `kaas-controller run` binary, RBAC and leader election are [`crate::apiserver`]'s.
 
 // The stand-ins for Flux and helm-controller the API-server tests use too.
 use crate::common;
@@ -43,6 +43,14 @@ struct Fixture {
     _plane: ControlPlane,
 }
 
+/// Which upstream CRDs (`../shared/crds/`) the API server serves.
+enum Upstream {
+    /// Every one: Cluster API, CAPA, Flux, Strimzi.
+    All,
+    /// Only these files, as a platform where something is not installed.
+    Only(&'static [&'static str]),
+}
+
 /// Who the reconciler runs as.
 enum As {
     /// An identity RBAC allows everything.
@@ -57,8 +65,21 @@ impl Fixture {
     }
 
     async fn with(tenants: Vec<KafkaTenant>, routes: RouteSource, who: As) -> Fixture {
+        Self::serving(tenants, routes, who, Upstream::All).await
+    }
+
+    async fn serving(tenants: Vec<KafkaTenant>, routes: RouteSource, who: As, upstream: Upstream) -> Fixture {
         let plane = ControlPlane::start().await.expect("control plane");
-        plane.install_upstream_crds().await.expect("upstream CRDs");
+        match upstream {
+            Upstream::All => drop(plane.install_upstream_crds().await.expect("upstream CRDs")),
+            Upstream::Only(files) => {
+                for file in files {
+                    let path = kaas_testsupport::repo_root().join("../shared/crds").join(file);
+                    let yaml = std::fs::read_to_string(&path).expect("an upstream CRD");
+                    plane.install_crds(&yaml).await.expect("the upstream CRD");
+                }
+            }
+        }
         let crd = std::fs::read_to_string(
             kaas_testsupport::repo_root().join("charts/kaas-controller/crds/kafkatenant.yaml"),
         )
@@ -616,4 +637,39 @@ async fn a_second_tenant_with_the_same_id_is_refused_and_leaves_the_first_alone(
     assert!(f.routes().await.is_empty());
     f.reconcile_in("a", "b-c").await.expect("now its own");
     assert!(f.remote_has("tenants/a/b-c/manifests.yaml"), "committed once the id is free");
+}
+
+/// Flux installed but not Cluster API: the namespace-mode tenant goes on (it needs no Cluster API), the
+/// cluster-mode one is `Degraded` naming the kind and API version that is not served, and its deletion
+/// completes, since no `Cluster` can exist where no version of the kind is served. Without Flux either, the
+/// namespace-mode tenant names the `HelmRelease`.
+#[tokio::test]
+async fn a_tenant_whose_apis_are_not_served_says_which_and_can_be_deleted() {
+    let flux_only = Upstream::Only(&["helm.toolkit.fluxcd.io_helmreleases.yaml"]);
+    let f = Fixture::serving(
+        vec![example("acme"), example("beta")],
+        RouteSource::default(),
+        As::Admin,
+        flux_only,
+    )
+    .await;
+    for name in ["acme", "beta"] {
+        f.reconcile(name).await.unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    let (status, reason, message) = f.condition("acme", "Degraded").await;
+    assert_eq!((status.as_str(), reason.as_str()), ("True", "ApiNotServed"), "{message}");
+    assert!(message.contains("Cluster (cluster.x-k8s.io/v1beta2)"), "{message}");
+    let (status, _, message) = f.condition("beta", "Provisioning").await;
+    assert_eq!(status, "True", "{message}");
+    assert!(message.contains("HelmRelease kaas-tenants-beta/tenants-beta-kafka"), "{message}");
+    assert!(!f.delete_in("tenants", "acme").await, "nothing to wait for");
+
+    let bare =
+        Fixture::serving(vec![example("beta")], RouteSource::default(), As::Admin, Upstream::Only(&[])).await;
+    bare.reconcile("beta").await.expect("apply");
+    let (status, reason, message) = bare.condition("beta", "Degraded").await;
+    assert_eq!((status.as_str(), reason.as_str()), ("True", "ApiNotServed"), "{message}");
+    assert!(message.contains("HelmRelease (helm.toolkit.fluxcd.io/v2)"), "{message}");
+    assert!(!message.contains("Cluster"), "a namespace-mode tenant needs no Cluster API: {message}");
+    assert!(!bare.delete_in("tenants", "beta").await, "nothing to wait for");
 }

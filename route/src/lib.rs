@@ -12,6 +12,9 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+mod strimzi;
+pub use strimzi::OPERATOR_ORGANIZATION;
+
 /// One tenant as the proxy routes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

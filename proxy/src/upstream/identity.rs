@@ -30,6 +30,8 @@ use x509_parser::error::X509Error;
 use x509_parser::prelude::FromDer;
 use x509_parser::x509::X509Name;
 
+use kaas_route::OPERATOR_ORGANIZATION;
+
 use crate::config;
 use crate::config::upstream::{CaError, ClientsCaKey};
 use crate::tls::provider;
@@ -69,6 +71,11 @@ pub enum IdentityError {
         /// The attribute or construct at fault.
         why: String,
     },
+    /// The subject names Strimzi's own organisation (`O=io.strimzi`), whose components Strimzi makes super users
+    /// by subject: never minted, whatever the client presented, so not even a certificate the clients CA signed
+    /// in error becomes a super user through the proxy.
+    #[error("subject {0} names O={OPERATOR_ORGANIZATION}, Strimzi's own components (super users); refusing to mint it")]
+    Reserved(String),
     /// Signing the upstream certificate failed; holds rcgen's reason.
     #[error("cannot sign the upstream certificate: {0}")]
     Signing(String),
@@ -169,6 +176,16 @@ fn escape_into(out: &mut String, value: &str) {
     }
 }
 
+/// Whether any `O` attribute of `name` is Strimzi's organisation in any case (stricter than Kafka's
+/// case-sensitive principal match), or cannot be read as text (fail closed).
+fn names_strimzi(name: &X509Name<'_>) -> bool {
+    name.iter_organization().any(|o| {
+        let value = o.attr_value();
+        string_value(value.header.tag(), value.data)
+            .is_none_or(|v| v.eq_ignore_ascii_case(OPERATOR_ORGANIZATION))
+    })
+}
+
 /// The rcgen form of a name, refusing what it cannot carry (multi-valued RDNs, a type twice, odd strings).
 fn to_rcgen(name: &X509Name<'_>) -> Result<DistinguishedName, String> {
     let mut dn = DistinguishedName::new();
@@ -239,6 +256,9 @@ impl ClientsCa {
     pub fn mint(&self, subject_der: &[u8]) -> Result<CertifiedKey, IdentityError> {
         let (_, name) = <X509Name as FromDer<'_, X509Error>>::from_der(subject_der)
             .map_err(|e| IdentityError::Unreadable(e.to_string()))?;
+        if names_strimzi(&name) {
+            return Err(IdentityError::Reserved(rfc2253(&name)));
+        }
         let not_reproducible = |why: String| IdentityError::NotReproducible { subject: rfc2253(&name), why };
         let mut params = CertificateParams::default();
         params.distinguished_name = to_rcgen(&name).map_err(not_reproducible)?;

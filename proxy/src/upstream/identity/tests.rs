@@ -193,3 +193,41 @@ fn serials_come_from_the_secure_random_source_and_fail_closed() {
     );
     assert_ne!(a, b);
 }
+
+const O: &[u8] = &[0x55, 0x04, 0x0a];
+
+/// A subject as RDNs of (OID bytes, value), root-most first, as [`name_der`] takes them.
+type Rdns<'a> = &'a [&'a [(&'a [u8], &'a str)]];
+
+#[test]
+fn subjects_strimzi_makes_super_users_are_never_minted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_ca(dir.path(), "ca", "clients CA");
+    let ca = ClientsCa::load(&dir.path().join("ca.pem"), &dir.path().join("ca.key")).expect("loads");
+    // (subject as X.509 orders it, root-most RDN first; minted?)
+    let cases: [(Rdns, bool); 7] = [
+        // Strimzi's own components (controller/src/strimzi: `super_users`).
+        (&[&[(O, "io.strimzi")], &[(CN, "kaas-kafka")]], false),
+        (&[&[(O, "io.strimzi")], &[(CN, "cluster-operator")]], false),
+        (&[&[(O, "io.strimzi")], &[(CN, "kaas-entity-user-operator")]], false),
+        // The organisation wherever it stands, whatever its case, alone: never minted.
+        (&[&[(O, "io.strimzi")]], false),
+        (&[&[(OU, "x")], &[(O, "IO.Strimzi")], &[(CN, "a")]], false),
+        // Users: the organisation's name elsewhere is only text.
+        (&[&[(CN, "io.strimzi")]], true),
+        (&[&[(O, "acme")], &[(OU, "io.strimzi")], &[(CN, "alice")]], true),
+    ];
+    for (rdns, minted) in cases {
+        let der = name_der(rdns);
+        let (_, name) = X509Name::from_der(&der).expect("valid DER");
+        let subject = rfc2253(&name);
+        match ca.mint(&der) {
+            Ok(_) => assert!(minted, "{subject} was minted"),
+            Err(e) => {
+                assert!(!minted, "{subject}: {e}");
+                assert_eq!(e, IdentityError::Reserved(subject.clone()));
+                assert!(e.to_string().contains("O=io.strimzi"), "{subject}: {e}");
+            }
+        }
+    }
+}

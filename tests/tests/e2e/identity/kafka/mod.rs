@@ -4,9 +4,10 @@
 //! not verify is refused. librdkafka clients throughout.
 //!
 //! The same with every client program of the matrix: [`clients`]; the cluster and clients CAs rotated under
-//! a running producer: [`rotation`].
+//! a running producer: [`rotation`]; what a thief holding the proxy's signing key can mint: [`intermediate`].
 
 mod clients;
+mod intermediate;
 mod rotation;
 
 use crate::common;
@@ -125,7 +126,7 @@ async fn broker_acls_hold_per_user_through_the_proxy() {
         // An open tenant (no client CA): the upstream is dialled before the client's handshake ends.
         format!(
             "  - name: forged\n    bootstrap: [\"{}\"]\n    upstream:\n      tls: {{ ca: {wrong_ca} }}\n      \
-             cert: {}\n      key: {}\n",
+             cert: {}\n      key: {}\n      one_principal_for_every_client: true\n",
             cluster.bootstrap_tls(),
             path(&proxy_user.0),
             path(&proxy_user.1)
@@ -135,7 +136,8 @@ async fn broker_acls_hold_per_user_through_the_proxy() {
             "forged-mutual",
             &cluster,
             &format!(
-                "      tls: {{ ca: {wrong_ca} }}\n      cert: {}\n      key: {}\n",
+                "      tls: {{ ca: {wrong_ca} }}\n      cert: {}\n      key: {}\n      \
+                 one_principal_for_every_client: true\n",
                 path(&proxy_user.0),
                 path(&proxy_user.1)
             ),

@@ -1,0 +1,175 @@
+//! What a thief inside the proxy can mint, asked of a real Apache Kafka broker (the JDK's PKIX path validation
+//! behind a mutual-TLS listener, as Strimzi's `authentication: tls`) with a Strimzi-shaped clients CA (a root
+//! with `pathlen:0`, [`kaas_e2e::certs::new_clients_ca`]) and Strimzi's super users
+//! (`User:CN=<cluster>-kafka,O=io.strimzi`, `controller/src/strimzi`).
+//!
+//! With the clients CA's key, a certificate for `CN=nc-kafka,O=io.strimzi` is a super user: that is what
+//! `clients_ca_key` hands whoever steals it. An intermediate CA the clients CA signed, with `pathlen:0` and a
+//! NameConstraints extension excluding the directory subtree `O=io.strimzi`, holds: the broker accepts users'
+//! certificates it signs (leaf and intermediate presented, the anchor's own `pathlen:0` not applied to it, as
+//! RFC 5280 6.1 has it) and refuses the forged super user it signs (`name constraints check failed` in the
+//! JDK). And the proxy never mints `O=io.strimzi`, whatever the client presents (`reserved_subject`).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use kaas_e2e::certs::Certs;
+use kaas_e2e::kafka::{Acl, AclOperation, AclResource, ClusterOptions, KafkaCluster, Listener};
+use kaas_e2e::proxy::{wait_for_log, ProxyHandle};
+use kaas_e2e::{raw, DOMAIN};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::{MetadataRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, GeneralSubtree,
+    IsCa, Issuer, KeyPair, KeyUsagePurpose, NameConstraints,
+};
+use time::OffsetDateTime;
+
+/// The cluster's name, so its brokers' super user is `CN=nc-kafka,O=io.strimzi`.
+const CLUSTER: &str = "nc";
+const STRIMZI: &str = "io.strimzi";
+
+fn dn(attrs: &[(DnType, &str)]) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    for (ty, value) in attrs {
+        dn.push(ty.clone(), *value);
+    }
+    dn
+}
+
+/// An intermediate CA signed by `clients_ca`: `pathlen:0`, excluding the directory subtree `O=io.strimzi`, a
+/// day long; written as `<stem>.pem` and `<stem>.key` into `dir`. Returns its issuer and certificate PEM.
+fn intermediate(dir: &Path, clients_ca: &Issuer<'static, KeyPair>) -> (Issuer<'static, KeyPair>, String) {
+    let key = KeyPair::generate().expect("key");
+    let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+    params.distinguished_name = dn(&[(DnType::CommonName, "kaas-proxy nc intermediate")]);
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    params.name_constraints = Some(NameConstraints {
+        permitted_subtrees: vec![],
+        excluded_subtrees: vec![GeneralSubtree::DirectoryName(dn(&[(DnType::OrganizationName, STRIMZI)]))],
+    });
+    let now = OffsetDateTime::now_utc();
+    (params.not_before, params.not_after) = (now - time::Duration::minutes(5), now + time::Duration::days(1));
+    let pem = params.signed_by(&key, clients_ca).expect("signed by the clients CA").pem();
+    std::fs::write(dir.join("intermediate.pem"), &pem).expect("write");
+    std::fs::write(dir.join("intermediate.key"), key.serialize_pem()).expect("write");
+    (Issuer::new(params, key), pem)
+}
+
+/// A client certificate for `subject` (X.509 order, root-most first) from `issuer`, written with `chain`
+/// after it: (chain PEM path, key PEM path).
+fn leaf(
+    dir: &Path,
+    stem: &str,
+    issuer: &Issuer<'static, KeyPair>,
+    subject: &[(DnType, &str)],
+    chain: &str,
+) -> (PathBuf, PathBuf) {
+    let key = KeyPair::generate().expect("key");
+    let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+    params.distinguished_name = dn(subject);
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let pem = params.signed_by(&key, issuer).expect("signed").pem();
+    let paths = (dir.join(format!("{stem}.pem")), dir.join(format!("{stem}.key")));
+    std::fs::write(&paths.0, pem + chain).expect("write");
+    std::fs::write(&paths.1, key.serialize_pem()).expect("write");
+    paths
+}
+
+/// The error code of each of `topics` in a Metadata answer to a client presenting `cert` straight to the
+/// broker's mutual-TLS listener; an error when the broker refuses the certificate (TLS 1.3: at the first read).
+async fn topic_errors(
+    cluster: &KafkaCluster,
+    cert: &(PathBuf, PathBuf),
+    topics: &[&str],
+) -> anyhow::Result<Vec<i16>> {
+    let node = cluster.node_ids()[0];
+    let addr = cluster.broker_addr(node, Listener::Tls)?;
+    let port: u16 = addr.rsplit(':').next().unwrap_or_default().parse()?;
+    let client = Some((cert.0.as_path(), cert.1.as_path()));
+    let mut conn = raw::connect_as(port, None, cluster.cluster_ca_pem(), client).await?;
+    let request = MetadataRequest::default().with_topics(Some(
+        topics
+            .iter()
+            .map(|t| {
+                MetadataRequestTopic::default()
+                    .with_name(Some(TopicName(StrBytes::from_string((*t).to_owned()))))
+            })
+            .collect(),
+    ));
+    let (_, answer) = raw::call(&mut conn, 1, 9, &request).await?;
+    Ok(answer.topics.iter().map(|t| t.error_code).collect())
+}
+
+const TOPIC_AUTHORIZATION_FAILED: i16 = 29;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_constrained_intermediate_cannot_mint_strimzis_super_users() {
+    let super_user = format!("User:CN={CLUSTER}-kafka,O={STRIMZI}");
+    let opts = ClusterOptions::named(CLUSTER)
+        .nodes(1)
+        .authorizer()
+        .config("super.users", &format!("User:ANONYMOUS;{super_user}"));
+    let cluster = KafkaCluster::start(opts).expect("kafka");
+    for topic in ["orders", "payments"] {
+        cluster.create_topic(topic, 1).expect("topic");
+    }
+    let orders = || AclResource::Topic("orders".into());
+    let alice = "User:CN=alice";
+    cluster
+        .create_acls(&[
+            Acl::allow(alice, AclOperation::Write, orders()),
+            Acl::allow(alice, AclOperation::Read, orders()),
+            Acl::allow(alice, AclOperation::Describe, orders()),
+            Acl::allow(alice, AclOperation::Read, AclResource::Group("g-nc".into())),
+        ])
+        .expect("acls");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let forged_subject = [(DnType::OrganizationName, STRIMZI), (DnType::CommonName, "nc-kafka")];
+
+    // The control: signed by the clients CA itself (what `clients_ca_key` holds), the forged subject is a
+    // super user: it describes `payments`, which no ACL grants it.
+    let direct = leaf(d, "forged-direct", cluster.clients_ca().issuer(), &forged_subject, "");
+    let errors = topic_errors(&cluster, &direct, &["orders", "payments"]).await.expect("the broker answers");
+    assert_eq!(errors, [0, 0], "signed by the clients CA, {super_user} is a super user");
+
+    // Through the intermediate: alice is alice (orders yes, payments no), the forged super user is refused.
+    let (intermediate, chain) = intermediate(d, cluster.clients_ca().issuer());
+    let alice_cert = leaf(d, "alice", &intermediate, &[(DnType::CommonName, "alice")], &chain);
+    let errors =
+        topic_errors(&cluster, &alice_cert, &["orders", "payments"]).await.expect("alice is accepted");
+    assert_eq!(errors, [0, TOPIC_AUTHORIZATION_FAILED], "alice through the intermediate is User:CN=alice");
+    let forged = leaf(d, "forged", &intermediate, &forged_subject, &chain);
+    let refused = topic_errors(&cluster, &forged, &["payments"]).await;
+    assert!(refused.is_err(), "the intermediate minted a super user the broker accepted: {refused:?}");
+
+    // The proxy (still holding the clients CA's key here) never mints that subject, whatever the client
+    // presents: a client certificate the clients CA signed for it is refused, with its reason.
+    let certs = Certs::generate(d, DOMAIN, &["nc"]).expect("certs");
+    let tenant = format!(
+        "  - name: nc\n    bootstrap: [\"{}\"]\n    client_ca: {}\n    upstream:\n      tls: {{ ca: {} }}\n      \
+         clients_ca_key: {}\n",
+        cluster.bootstrap_tls(),
+        cluster.clients_ca_pem().display(),
+        cluster.cluster_ca_pem().display(),
+        cluster.clients_ca_key().display()
+    );
+    let proxy = ProxyHandle::start_with_tenants_yaml(&certs, &tenant).expect("proxy");
+    let name = format!("nc.{DOMAIN}");
+    let served = match raw::connect_as(proxy.port, Some(&name), &certs.ca, Some((&direct.0, &direct.1))).await
+    {
+        Err(_) => false,
+        Ok(mut conn) => raw::call(&mut conn, 1, 9, &MetadataRequest::default()).await.is_ok(),
+    };
+    assert!(!served, "the proxy minted {super_user}");
+    assert!(
+        wait_for_log("reason=reserved_subject", Duration::from_secs(5)),
+        "the refusal is logged by reason"
+    );
+    let series = "kaas_proxy_listener_refused_total{reason=\"reserved_subject\"}";
+    assert_eq!(proxy.wait_for_metric(series, 1.0, Duration::from_secs(5)).expect("metrics"), 1.0);
+}

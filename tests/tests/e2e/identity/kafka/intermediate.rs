@@ -8,10 +8,13 @@
 //! NameConstraints extension excluding the directory subtree `O=io.strimzi`, holds: the broker accepts users'
 //! certificates it signs (leaf and intermediate presented, the anchor's own `pathlen:0` not applied to it, as
 //! RFC 5280 6.1 has it) and refuses the forged super user it signs (`name constraints check failed` in the
-//! JDK). And the proxy never mints `O=io.strimzi`, whatever the client presents (`reserved_subject`).
+//! JDK). A proxy holding only that intermediate (`clients_ca_intermediate`) carries users through as
+//! themselves; and it never mints `O=io.strimzi`, whatever the client presents (`reserved_subject`).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use crate::common::{assert_same_records, consume, produce};
 
 use kaas_e2e::certs::Certs;
 use kaas_e2e::kafka::{Acl, AclOperation, AclResource, ClusterOptions, KafkaCluster, Listener};
@@ -147,18 +150,28 @@ async fn a_name_constrained_intermediate_cannot_mint_strimzis_super_users() {
     let refused = topic_errors(&cluster, &forged, &["payments"]).await;
     assert!(refused.is_err(), "the intermediate minted a super user the broker accepted: {refused:?}");
 
-    // The proxy (still holding the clients CA's key here) never mints that subject, whatever the client
-    // presents: a client certificate the clients CA signed for it is refused, with its reason.
+    // The proxy holding only the intermediate: alice (her certificate from the clients CA, as Strimzi's user
+    // operator issues it) produces and consumes through it as herself, and is still refused `payments`.
     let certs = Certs::generate(d, DOMAIN, &["nc"]).expect("certs");
     let tenant = format!(
         "  - name: nc\n    bootstrap: [\"{}\"]\n    client_ca: {}\n    upstream:\n      tls: {{ ca: {} }}\n      \
-         clients_ca_key: {}\n",
+         clients_ca_intermediate: {{ cert: {}, key: {} }}\n",
         cluster.bootstrap_tls(),
         cluster.clients_ca_pem().display(),
         cluster.cluster_ca_pem().display(),
-        cluster.clients_ca_key().display()
+        d.join("intermediate.pem").display(),
+        d.join("intermediate.key").display()
     );
     let proxy = ProxyHandle::start_with_tenants_yaml(&certs, &tenant).expect("proxy");
+    let alice = super::client(&proxy, &certs, "nc", &cluster.client_cert("alice").expect("alice"));
+    produce(&alice, "orders", "nc", 50, "all").await.expect("alice produces through the intermediate");
+    let seen = consume(&alice, "orders", "g-nc", 50, Duration::from_secs(60)).expect("alice consumes");
+    assert_same_records("nc", 50, &seen);
+    let denied = super::produce_error(&alice, "payments").await;
+    assert!(super::is_topic_authorization_failure(&denied), "alice on payments: {denied:?}");
+
+    // The proxy never mints Strimzi's organisation, whatever the client presents: a client certificate the
+    // clients CA signed for the brokers' super user is refused, with its reason.
     let name = format!("nc.{DOMAIN}");
     let served = match raw::connect_as(proxy.port, Some(&name), &certs.ca, Some((&direct.0, &direct.1))).await
     {

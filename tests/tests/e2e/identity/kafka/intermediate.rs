@@ -10,15 +10,20 @@
 //! RFC 5280 6.1 has it) and refuses the forged super user it signs (`name constraints check failed` in the
 //! JDK). A proxy holding only that intermediate (`clients_ca_intermediate`) carries users through as
 //! themselves; and it never mints `O=io.strimzi`, whatever the client presents (`reserved_subject`).
+//!
+//! Rotation: a second intermediate replaces the first (its folder swapped in at once, as a Secret volume
+//! changes) under a running idempotent producer; past the first one's end, fresh clients still get through
+//! (so the second signs) and no record is lost.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use crate::common::producing::{Plan, Producing};
 use crate::common::{assert_same_records, consume, produce};
 
 use kaas_e2e::certs::Certs;
 use kaas_e2e::kafka::{Acl, AclOperation, AclResource, ClusterOptions, KafkaCluster, Listener};
-use kaas_e2e::proxy::{wait_for_log, ProxyHandle};
+use kaas_e2e::proxy::{logs, wait_for_log, ProxyHandle, RELOAD_EVERY};
 use kaas_e2e::{raw, DOMAIN};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{MetadataRequest, TopicName};
@@ -41,9 +46,14 @@ fn dn(attrs: &[(DnType, &str)]) -> DistinguishedName {
     dn
 }
 
-/// An intermediate CA signed by `clients_ca`: `pathlen:0`, excluding the directory subtree `O=io.strimzi`, a
-/// day long; written as `<stem>.pem` and `<stem>.key` into `dir`. Returns its issuer and certificate PEM.
-fn intermediate(dir: &Path, clients_ca: &Issuer<'static, KeyPair>) -> (Issuer<'static, KeyPair>, String) {
+/// An intermediate CA signed by `clients_ca`: `pathlen:0`, excluding the directory subtree `O=io.strimzi`,
+/// valid from five minutes ago for `valid_for` more; written as `intermediate.pem` and `intermediate.key` into
+/// `dir`. Returns its issuer and certificate PEM.
+fn intermediate(
+    dir: &Path,
+    clients_ca: &Issuer<'static, KeyPair>,
+    valid_for: time::Duration,
+) -> (Issuer<'static, KeyPair>, String) {
     let key = KeyPair::generate().expect("key");
     let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
     params.distinguished_name = dn(&[(DnType::CommonName, "kaas-proxy nc intermediate")]);
@@ -54,7 +64,7 @@ fn intermediate(dir: &Path, clients_ca: &Issuer<'static, KeyPair>) -> (Issuer<'s
         excluded_subtrees: vec![GeneralSubtree::DirectoryName(dn(&[(DnType::OrganizationName, STRIMZI)]))],
     });
     let now = OffsetDateTime::now_utc();
-    (params.not_before, params.not_after) = (now - time::Duration::minutes(5), now + time::Duration::days(1));
+    (params.not_before, params.not_after) = (now - time::Duration::minutes(5), now + valid_for);
     let pem = params.signed_by(&key, clients_ca).expect("signed by the clients CA").pem();
     std::fs::write(dir.join("intermediate.pem"), &pem).expect("write");
     std::fs::write(dir.join("intermediate.key"), key.serialize_pem()).expect("write");
@@ -141,7 +151,7 @@ async fn a_name_constrained_intermediate_cannot_mint_strimzis_super_users() {
     assert_eq!(errors, [0, 0], "signed by the clients CA, {super_user} is a super user");
 
     // Through the intermediate: alice is alice (orders yes, payments no), the forged super user is refused.
-    let (intermediate, chain) = intermediate(d, cluster.clients_ca().issuer());
+    let (intermediate, chain) = intermediate(d, cluster.clients_ca().issuer(), time::Duration::days(1));
     let alice_cert = leaf(d, "alice", &intermediate, &[(DnType::CommonName, "alice")], &chain);
     let errors =
         topic_errors(&cluster, &alice_cert, &["orders", "payments"]).await.expect("alice is accepted");
@@ -185,4 +195,75 @@ async fn a_name_constrained_intermediate_cannot_mint_strimzis_super_users() {
     );
     let series = "kaas_proxy_listener_refused_total{reason=\"reserved_subject\"}";
     assert_eq!(proxy.wait_for_metric(series, 1.0, Duration::from_secs(5)).expect("metrics"), 1.0);
+}
+
+/// ~200 records a second, on a topic of this module's own.
+const PLAN: Plan = Plan {
+    topic: "nc-rotation",
+    run: "nc-rotation",
+    batch: 10,
+    pause: Duration::from_millis(50),
+    recovery: Duration::from_secs(60),
+};
+
+/// How long the first intermediate lives: past it, only the second can have signed what the proxy presents.
+const FIRST_LIFETIME: Duration = Duration::from_secs(40);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn intermediate_rotation_under_a_running_producer_loses_nothing() {
+    let started = Instant::now();
+    let cluster = KafkaCluster::start(ClusterOptions::named(CLUSTER).nodes(1)).expect("kafka");
+    cluster.create_topic(PLAN.topic, 3).expect("topic");
+    cluster.create_topic("nc-checks", 1).expect("topic");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    // The proxy reads `current/`, a link swapped at once to the next generation, as a Secret volume changes.
+    let generation = |n: u32, valid_for: time::Duration| {
+        let folder = d.join(format!("v{n}"));
+        std::fs::create_dir(&folder).expect("mkdir");
+        intermediate(&folder, cluster.clients_ca().issuer(), valid_for);
+        let link = d.join(format!("current.v{n}"));
+        std::os::unix::fs::symlink(&folder, &link).expect("symlink");
+        std::fs::rename(&link, d.join("current")).expect("swap");
+    };
+    generation(1, time::Duration::try_from(FIRST_LIFETIME).expect("short"));
+    let certs = Certs::generate(d, DOMAIN, &["nc"]).expect("certs");
+    let current = d.join("current");
+    let tenant = format!(
+        "  - name: nc\n    bootstrap: [\"{}\"]\n    client_ca: {}\n    upstream:\n      tls: {{ ca: {} }}\n      \
+         clients_ca_intermediate: {{ cert: {}, key: {} }}\n",
+        cluster.bootstrap_tls(),
+        cluster.clients_ca_pem().display(),
+        cluster.cluster_ca_pem().display(),
+        current.join("intermediate.pem").display(),
+        current.join("intermediate.key").display()
+    );
+    let proxy = ProxyHandle::start_with_tenants_yaml(&certs, &tenant).expect("proxy");
+    let alice = super::client(&proxy, &certs, "nc", &cluster.client_cert("alice").expect("alice"));
+    let producer = Producing::start(&alice, PLAN).expect("producer");
+    producer.wait_for_acks_since(started, 200, "first records").await;
+
+    // The next generation, well before the first expires: new connections are minted from it.
+    let reloaded = logs().matches("routes reloaded").count();
+    generation(2, time::Duration::days(1));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while logs().matches("routes reloaded").count() <= reloaded {
+        assert!(Instant::now() < deadline, "no reload within 10 s:\n{}", logs());
+        tokio::time::sleep(RELOAD_EVERY).await;
+    }
+    produce(&alice, "nc-checks", "v2", 5, "all").await.expect("a fresh client after the swap");
+
+    // Past the first generation's end: whatever it signed has expired, so a fresh client getting through shows
+    // the second one signs; the producer's open connections carried on.
+    let first_ends = started + FIRST_LIFETIME;
+    tokio::time::sleep_until((first_ends + Duration::from_secs(2)).into()).await;
+    produce(&alice, "nc-checks", "v1-expired", 5, "all")
+        .await
+        .expect("a fresh client after the first expired");
+    let since = Instant::now();
+    producer.wait_for_acks_since(since, 100, "records after the first generation expired").await;
+    let sent = producer.finish();
+    let seen = consume(&alice, PLAN.topic, "g-nc-rotation", sent, Duration::from_secs(120)).expect("consume");
+    assert_same_records(PLAN.run, sent, &seen);
+    assert!(!logs().contains("reload refused"), "a reload was refused:\n{}", logs());
 }

@@ -29,8 +29,8 @@ use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{MetadataRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, GeneralSubtree,
-    IsCa, Issuer, KeyPair, KeyUsagePurpose, NameConstraints,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, DnValue, ExtendedKeyUsagePurpose,
+    GeneralSubtree, IsCa, Issuer, KeyPair, KeyUsagePurpose, NameConstraints,
 };
 use time::OffsetDateTime;
 
@@ -77,12 +77,12 @@ fn leaf(
     dir: &Path,
     stem: &str,
     issuer: &Issuer<'static, KeyPair>,
-    subject: &[(DnType, &str)],
+    subject: DistinguishedName,
     chain: &str,
 ) -> (PathBuf, PathBuf) {
     let key = KeyPair::generate().expect("key");
     let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
-    params.distinguished_name = dn(subject);
+    params.distinguished_name = subject;
     params.is_ca = IsCa::ExplicitNoCa;
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     let pem = params.signed_by(&key, issuer).expect("signed").pem();
@@ -142,23 +142,39 @@ async fn a_name_constrained_intermediate_cannot_mint_strimzis_super_users() {
         .expect("acls");
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
-    let forged_subject = [(DnType::OrganizationName, STRIMZI), (DnType::CommonName, "nc-kafka")];
-
-    // The control: signed by the clients CA itself (what `clients_ca_key` holds), the forged subject is a
-    // super user: it describes `payments`, which no ACL grants it.
-    let direct = leaf(d, "forged-direct", cluster.clients_ca().issuer(), &forged_subject, "");
-    let errors = topic_errors(&cluster, &direct, &["orders", "payments"]).await.expect("the broker answers");
-    assert_eq!(errors, [0, 0], "signed by the clients CA, {super_user} is a super user");
-
-    // Through the intermediate: alice is alice (orders yes, payments no), the forged super user is refused.
+    // The super user's subject as UTF8String and as PrintableString: Java prints both as the same principal,
+    // so a constraint matched by string type would be evaded by the other.
+    let printable = |v: &str| DnValue::PrintableString(v.try_into().expect("printable"));
+    let mut printable_subject = DistinguishedName::new();
+    printable_subject.push(DnType::OrganizationName, printable(STRIMZI));
+    printable_subject.push(DnType::CommonName, printable("nc-kafka"));
+    let forged_subjects = [
+        ("utf8", dn(&[(DnType::OrganizationName, STRIMZI), (DnType::CommonName, "nc-kafka")])),
+        ("printable", printable_subject),
+    ];
     let (intermediate, chain) = intermediate(d, cluster.clients_ca().issuer(), time::Duration::days(1));
-    let alice_cert = leaf(d, "alice", &intermediate, &[(DnType::CommonName, "alice")], &chain);
+    for (encoding, subject) in &forged_subjects {
+        // The control: signed by the clients CA itself (what `clients_ca_key` holds), the forged subject is a
+        // super user: it describes `payments`, which no ACL grants it.
+        let direct =
+            leaf(d, &format!("direct-{encoding}"), cluster.clients_ca().issuer(), subject.clone(), "");
+        let errors =
+            topic_errors(&cluster, &direct, &["orders", "payments"]).await.expect("the broker answers");
+        assert_eq!(errors, [0, 0], "signed by the clients CA, {super_user} ({encoding}) is a super user");
+        // Signed by the intermediate: refused.
+        let forged = leaf(d, &format!("forged-{encoding}"), &intermediate, subject.clone(), &chain);
+        let refused = topic_errors(&cluster, &forged, &["payments"]).await;
+        assert!(
+            refused.is_err(),
+            "the intermediate minted a super user ({encoding}) the broker accepted: {refused:?}"
+        );
+    }
+    // Through the intermediate alice is alice: orders yes, payments no.
+    let alice_cert = leaf(d, "alice", &intermediate, dn(&[(DnType::CommonName, "alice")]), &chain);
     let errors =
         topic_errors(&cluster, &alice_cert, &["orders", "payments"]).await.expect("alice is accepted");
     assert_eq!(errors, [0, TOPIC_AUTHORIZATION_FAILED], "alice through the intermediate is User:CN=alice");
-    let forged = leaf(d, "forged", &intermediate, &forged_subject, &chain);
-    let refused = topic_errors(&cluster, &forged, &["payments"]).await;
-    assert!(refused.is_err(), "the intermediate minted a super user the broker accepted: {refused:?}");
+    let direct = leaf(d, "direct", cluster.clients_ca().issuer(), forged_subjects[0].1.clone(), "");
 
     // The proxy holding only the intermediate: alice (her certificate from the clients CA, as Strimzi's user
     // operator issues it) produces and consumes through it as herself, and is still refused `payments`.

@@ -123,6 +123,7 @@ fn route_files(route: &TenantRoute) -> Vec<&Path> {
     if let Some(up) = &route.upstream {
         files.extend(up.tls.as_ref().map(|t| t.ca.as_path()));
         files.extend([&up.clients_ca_key, &up.cert, &up.key].into_iter().filter_map(|f| f.as_deref()));
+        files.extend(up.clients_ca_intermediate.iter().flat_map(|f| [f.cert.as_path(), f.key.as_path()]));
     }
     files
 }
@@ -462,6 +463,7 @@ fn load_cert(
 
 mod acme;
 pub mod certs;
+pub mod intermediate;
 mod limits;
 pub mod principal;
 mod schema;

@@ -12,6 +12,11 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+mod cidr;
+mod strimzi;
+pub use cidr::Cidr;
+pub use strimzi::OPERATOR_ORGANIZATION;
+
 /// One tenant as the proxy routes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -87,10 +92,18 @@ pub struct UpstreamRoute {
     /// Whose certificate the broker sees; see [`UpstreamRoute::identity`] for the default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity: Option<Identity>,
-    /// `identity: client`: the private key of the tenant's clients CA (PEM), whose certificate is in
-    /// `client_ca`; the proxy signs each client's upstream certificate with it.
+    /// `identity: client`, the weaker mode: the private key of the tenant's clients CA (PEM), whose certificate
+    /// is in `client_ca`; the proxy signs each client's upstream certificate with it. Whoever steals it can sign
+    /// any subject, Strimzi's super users included, for as long as the CA lives: prefer
+    /// `clients_ca_intermediate`. Not with it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clients_ca_key: Option<PathBuf>,
+    /// `identity: client`: an intermediate CA the tenant's clients CA signed (`cert`: its certificate, PEM, which
+    /// the proxy presents after each minted one; `key`: its key), short-lived, with `pathlen:0` and a
+    /// NameConstraints extension excluding `O=io.strimzi`, so a stolen key mints no super user and only until
+    /// it expires. The proxy checks all of that when it loads it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clients_ca_intermediate: Option<CertificateFiles>,
     /// `identity: proxy`: the proxy's own certificate chain (PEM), its KafkaUser's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cert: Option<PathBuf>,
@@ -119,18 +132,19 @@ pub struct UpstreamTls {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Identity {
-    /// Each client's own: the proxy presents a short-lived certificate with the client's subject, signed by the
-    /// tenant's clients CA, so the broker's per-user ACLs, quotas and audit hold.
+    /// Each client's own: the proxy presents a short-lived certificate with the client's subject, signed by an
+    /// intermediate of the tenant's clients CA (or the CA itself), so the broker's per-user ACLs, quotas and
+    /// audit hold.
     Client,
     /// The proxy's own certificate: the broker sees one principal for every client.
     Proxy,
 }
 
 impl UpstreamRoute {
-    /// The identity in force: as written, else `client` when the clients CA key is given, else `proxy` when a
-    /// certificate is, else none (TLS without a client certificate, as for a SASL_SSL listener).
+    /// The identity in force: as written, else `client` when a clients CA intermediate or key is given, else
+    /// `proxy` when a certificate is, else none (TLS without a client certificate, as for a SASL_SSL listener).
     pub fn identity(&self) -> Option<Identity> {
-        self.identity.or(if self.clients_ca_key.is_some() {
+        self.identity.or(if self.clients_ca_key.is_some() || self.clients_ca_intermediate.is_some() {
             Some(Identity::Client)
         } else if self.cert.is_some() || self.key.is_some() {
             Some(Identity::Proxy)
@@ -341,11 +355,14 @@ impl UpstreamRoute {
                         "client needs the tenant's client_ca: only an authenticated client has an identity",
                     );
                 }
-                if self.clients_ca_key.is_none() {
-                    push(
-                        "clients_ca_key",
-                        "needed for identity: client (the key of the tenant's clients CA)",
-                    );
+                match (&self.clients_ca_key, &self.clients_ca_intermediate) {
+                    (None, None) => push(
+                        "clients_ca_intermediate",
+                        "needed for identity: client (an intermediate of the tenant's clients CA; or, weaker, \
+                         clients_ca_key)",
+                    ),
+                    (Some(_), Some(_)) => push("clients_ca_key", "not with clients_ca_intermediate: choose one"),
+                    _ => {}
                 }
                 if self.cert.is_some() || self.key.is_some() {
                     push("cert", "only for identity: proxy");
@@ -369,56 +386,12 @@ impl UpstreamRoute {
                 if self.clients_ca_key.is_some() {
                     push("clients_ca_key", "only for identity: client");
                 }
+                if self.clients_ca_intermediate.is_some() {
+                    push("clients_ca_intermediate", "only for identity: client");
+                }
             }
             None => {}
         }
-    }
-}
-
-/// An address range, `address/prefix-length` (`10.0.0.0/16`, `fd00::/8`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cidr {
-    network: std::net::IpAddr,
-    prefix: u8,
-}
-
-impl Cidr {
-    /// The range holding exactly `ip`.
-    pub fn host(ip: std::net::IpAddr) -> Self {
-        Cidr { network: ip, prefix: if ip.is_ipv4() { 32 } else { 128 } }
-    }
-
-    /// Whether `ip` is in the range (an IPv4 address is never in an IPv6 range, nor the reverse).
-    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
-        use std::net::IpAddr::{V4, V6};
-        let (net, ip, bits) = match (self.network, ip) {
-            (V4(n), V4(a)) => (u128::from(u32::from(n)), u128::from(u32::from(a)), 32),
-            (V6(n), V6(a)) => (u128::from(n), u128::from(a), 128),
-            _ => return false,
-        };
-        let shift = bits - u32::from(self.prefix);
-        shift >= bits || net >> shift == ip >> shift
-    }
-}
-
-impl std::str::FromStr for Cidr {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("{s:?} is not address/prefix-length (10.0.0.0/16, fd00::/8)");
-        let (addr, prefix) = s.split_once('/').ok_or_else(bad)?;
-        let network: std::net::IpAddr = addr.parse().map_err(|_| bad())?;
-        let prefix: u8 = prefix.parse().map_err(|_| bad())?;
-        if prefix > if network.is_ipv4() { 32 } else { 128 } {
-            return Err(bad());
-        }
-        Ok(Cidr { network, prefix })
-    }
-}
-
-impl fmt::Display for Cidr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.network, self.prefix)
     }
 }
 
@@ -569,6 +542,7 @@ mod tests {
             ("{ tls: { ca: c }, cert: a, key: b }", Some(Identity::Proxy)),
             ("{ tls: { ca: c }, identity: proxy, cert: a, key: b }", Some(Identity::Proxy)),
             ("{ tls: { ca: c }, identity: client, clients_ca_key: k }", Some(Identity::Client)),
+            ("{ tls: { ca: c }, clients_ca_intermediate: { cert: i, key: k } }", Some(Identity::Client)),
         ];
         for (yaml, want) in cases {
             assert_eq!(upstream(yaml).identity(), want, "{yaml}");
@@ -589,7 +563,20 @@ mod tests {
             ("{ tls: { ca: c }, clients_ca_key: k }", true, &[]),
             ("{ tls: { ca: c }, clients_ca_key: k }", false, &["upstream.identity"]),
             ("clients_ca_key: k", true, &["upstream.tls"]),
-            ("{ tls: { ca: c }, identity: client }", true, &["upstream.clients_ca_key"]),
+            ("{ tls: { ca: c }, identity: client }", true, &["upstream.clients_ca_intermediate"]),
+            ("{ tls: { ca: c }, clients_ca_intermediate: { cert: i, key: k } }", true, &[]),
+            ("{ tls: { ca: c }, clients_ca_intermediate: { cert: i, key: k } }", false, &["upstream.identity"]),
+            (
+                "{ tls: { ca: c }, clients_ca_key: k, clients_ca_intermediate: { cert: i, key: k } }",
+                true,
+                &["upstream.clients_ca_key"],
+            ),
+            (
+                "{ tls: { ca: c }, identity: proxy, cert: a, key: b, one_principal_for_every_client: true, \
+                 clients_ca_intermediate: { cert: i, key: k } }",
+                true,
+                &["upstream.clients_ca_intermediate"],
+            ),
             ("{ tls: { ca: c }, identity: client, clients_ca_key: k, cert: a }", true, &["upstream.cert"]),
             (
                 "{ tls: { ca: c }, identity: proxy }",

@@ -17,6 +17,22 @@ pub fn new_ca(common_name: &str) -> anyhow::Result<(String, Issuer<'static, KeyP
     Ok((pem, Issuer::new(params, key)))
 }
 
+/// A clients CA shaped as Strimzi 1.2.0 makes one (`OpenSslCertIssuer.generateSelfSignedCert`: a root with
+/// `basicConstraints critical,CA:true,pathlen:0` and `keyUsage critical,keyCertSign,cRLSign`), named
+/// `common_name`: its certificate as PEM, and the issuer that signs with it. The path length is the anchor's, which
+/// PKIX does not apply to the anchor itself (RFC 5280 6.1): `identity::kafka::intermediate` shows a JDK broker
+/// accepting an intermediate under it.
+pub fn new_clients_ca(common_name: &str) -> anyhow::Result<(String, Issuer<'static, KeyPair>)> {
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::CrlSign];
+    params.distinguished_name = DistinguishedName::new();
+    params.distinguished_name.push(DnType::CommonName, common_name);
+    let pem = params.self_signed(&key)?.pem();
+    Ok((pem, Issuer::new(params, key)))
+}
+
 /// A server certificate for `names` (DNS names or IP addresses) signed by `issuer`: (certificate PEM, key PEM),
 /// as a webhook server's `tls.crt` and `tls.key`.
 pub fn server_certificate(
@@ -70,7 +86,7 @@ pub struct ClientCa {
 
 impl ClientCa {
     pub fn generate(dir: &Path, name: &str) -> anyhow::Result<ClientCa> {
-        let (pem, issuer) = new_ca(&format!("{name} clients CA"))?;
+        let (pem, issuer) = new_clients_ca(&format!("{name} clients CA"))?;
         let ca = dir.join(format!("{name}-clients-ca.pem"));
         std::fs::write(&ca, pem)?;
         let key = dir.join(format!("{name}-clients-ca.key"));
@@ -82,12 +98,17 @@ impl ClientCa {
     /// v<generation>` (Strimzi numbers its CA generations so), so that old and new differ by name as well as
     /// by key in a bundle holding both; files and certificates in `dir` as with [`ClientCa::generate`].
     pub fn generate_version(dir: &Path, name: &str, generation: u32) -> anyhow::Result<ClientCa> {
-        let (pem, issuer) = new_ca(&format!("{name} clients CA v{generation}"))?;
+        let (pem, issuer) = new_clients_ca(&format!("{name} clients CA v{generation}"))?;
         let ca = dir.join(format!("{name}-clients-ca.pem"));
         std::fs::write(&ca, pem)?;
         let key = dir.join(format!("{name}-clients-ca.key"));
         std::fs::write(&key, issuer.key().serialize_pem())?;
         Ok(ClientCa { ca, key, issuer, dir: dir.to_owned() })
+    }
+
+    /// The CA's signer, for a test that issues what `issue_for` does not (an intermediate CA).
+    pub fn issuer(&self) -> &Issuer<'static, KeyPair> {
+        &self.issuer
     }
 
     /// A client certificate for `user`: (cert PEM path, key PEM path).

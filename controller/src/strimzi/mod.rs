@@ -15,8 +15,8 @@ pub mod versions;
 
 pub use versions::{check_versions, kafka_versions, VersionError};
 
-/// The organisation Strimzi puts in the subject of every certificate it issues to its own components.
-pub const OPERATOR_ORGANIZATION: &str = "io.strimzi";
+/// The organisation of Strimzi's own components (one definition, shared with the proxy, which never mints it).
+pub use kaas_route::OPERATOR_ORGANIZATION;
 
 /// The principals Strimzi 1.2.0 makes Kafka super users of a cluster named `cluster` whenever authorization is
 /// on (`KafkaBrokerConfigurationBuilder.java` `withAuthorization`, l.475-484 at 1.2.0): the brokers, the entity

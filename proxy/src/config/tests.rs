@@ -330,6 +330,10 @@ tenants:
   - name: c
     bootstrap: ["127.0.0.1:1"]
     upstream: { identity: client, tls: { ca: clients-ca.pem, sni: x } }
+  - name: d
+    bootstrap: ["127.0.0.1:1"]
+    client_ca: clients-ca.pem
+    upstream: { tls: { ca: clients-ca.pem }, clients_ca_intermediate: { cert: stranger-ca.pem, key: stranger-ca.key } }
 "#;
     let errors = from_yaml(yaml, dir.path()).expect_err("invalid");
     assert_eq!(
@@ -338,12 +342,14 @@ tenants:
             "tenants[2]",
             "tenants[0].upstream.tls.ca",
             "tenants[0].upstream.clients_ca_key",
-            "tenants[1].upstream.key"
+            "tenants[1].upstream.key",
+            "tenants[3].upstream.clients_ca_intermediate"
         ],
         "{errors:#?}"
     );
     let text = format!("{errors:?}");
     assert!(text.contains("missing.pem") && text.contains("no certificate in"), "{text}");
+    assert!(text.contains("stranger-ca.pem: refused as the clients CA intermediate"), "{text}");
 }
 
 #[test]

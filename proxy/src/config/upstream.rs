@@ -1,6 +1,7 @@
 //! A tenant's upstream TLS settings, loaded: the cluster CA its brokers' certificates must chain to, the name to
-//! verify, and the identity its connections present (none, the proxy's certificate, or the tenant's clients CA
-//! to mint per-client certificates with). Material only: [`crate::upstream::tls::UpstreamTls`] is built from it
+//! verify, and the identity its connections present (none, the proxy's certificate, or what mints per-client
+//! certificates: an intermediate of the tenant's clients CA, checked by [`super::intermediate`], or, weaker, the
+//! clients CA's own key). Material only: [`crate::upstream::tls::UpstreamTls`] is built from it
 //! by [`crate::routes`].
 
 use std::path::{Path, PathBuf};
@@ -37,14 +38,19 @@ pub enum UpstreamAuthSettings {
     Client(Arc<ClientsCaKey>),
 }
 
-/// A tenant's clients CA: its key, and the certificate of the CA bundle that belongs to it.
+/// What signs a tenant's minted certificates: the clients CA itself (its key, and the certificate of the CA
+/// bundle that belongs to it), or an intermediate it issued ([`super::intermediate`]), presented after each
+/// minted certificate.
 #[derive(Clone)]
 pub struct ClientsCaKey {
     /// The private key, PEM (PKCS#8 ECDSA/Ed25519/RSA).
     pub key_pem: String,
-    /// The CA certificate whose public key is the key's.
+    /// The signing CA's certificate, whose public key is the key's.
     pub certificate: CertificateDer<'static>,
-    /// The bundle it came from, for errors.
+    /// What the proxy presents after each minted certificate: the intermediate, or nothing (the broker holds
+    /// the clients CA).
+    pub chain: Vec<CertificateDer<'static>>,
+    /// The file the certificate came from, for errors.
     pub bundle: PathBuf,
 }
 
@@ -81,6 +87,14 @@ pub enum CaError {
         /// The key file (`clients_ca_key`).
         key: PathBuf,
     },
+    /// The intermediate fails a check of [`super::intermediate::check`].
+    #[error("{path}: refused as the clients CA intermediate: {reason}")]
+    Intermediate {
+        /// The intermediate's certificate file.
+        path: PathBuf,
+        /// What it lacks.
+        reason: String,
+    },
     /// The CA certificate's subject cannot be written as an issuer name.
     #[error("{path}: CA subject unusable: {reason}")]
     Subject {
@@ -105,10 +119,34 @@ pub fn load_clients_ca(bundle: &Path, key_file: &Path) -> Result<ClientsCaKey, C
     for der in CertificateDer::pem_slice_iter(&bundle_pem).flatten() {
         let Ok((_, cert)) = x509_parser::parse_x509_certificate(der.as_ref()) else { continue };
         if cert.public_key().raw == spki.as_slice() {
-            return Ok(ClientsCaKey { key_pem, certificate: der.clone(), bundle: bundle.into() });
+            return Ok(ClientsCaKey {
+                key_pem,
+                certificate: der.clone(),
+                chain: Vec::new(),
+                bundle: bundle.into(),
+            });
         }
     }
     Err(CaError::NoMatchingCertificate { ca: bundle.into(), key: key_file.into() })
+}
+
+/// Loads an intermediate of the clients CA in `bundle` (`cert_file`: its one certificate; `key_file`: its key)
+/// and checks it at `now` (Unix seconds) as [`super::intermediate::check`] says.
+pub fn load_intermediate(
+    bundle: &Path,
+    cert_file: &Path,
+    key_file: &Path,
+    now: i64,
+) -> Result<ClientsCaKey, CaError> {
+    let mut material = load_clients_ca(cert_file, key_file)?;
+    let refused = |reason: String| CaError::Intermediate { path: cert_file.into(), reason };
+    let (_, cert) = x509_parser::parse_x509_certificate(material.certificate.as_ref())
+        .map_err(|e| refused(e.to_string()))?;
+    let read = std::fs::read(bundle).map_err(|source| CaError::Unreadable { path: bundle.into(), source })?;
+    let cas: Vec<_> = CertificateDer::pem_slice_iter(&read).flatten().collect();
+    super::intermediate::check(&cert, &cas, now).map_err(refused)?;
+    material.chain = vec![material.certificate.clone()];
+    Ok(material)
 }
 
 /// The tenant's upstream TLS material, loaded; every file problem reported under its key.
@@ -132,11 +170,20 @@ pub(super) fn load(
             super::load_cert(&key, &files, base, errs).map(UpstreamAuthSettings::Proxy)
         }
         Some(Identity::Client) => {
-            let (bundle, ca_key) = (route.client_ca.as_ref()?, upstream.clients_ca_key.as_ref()?);
-            match load_clients_ca(&base.join(bundle), &base.join(ca_key)) {
+            let bundle = base.join(route.client_ca.as_ref()?);
+            let (loaded, field) = match (&upstream.clients_ca_intermediate, &upstream.clients_ca_key) {
+                (Some(files), None) => {
+                    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+                    let (cert, private) = (base.join(&files.cert), base.join(&files.key));
+                    (load_intermediate(&bundle, &cert, &private, now), "clients_ca_intermediate")
+                }
+                (None, Some(ca_key)) => (load_clients_ca(&bundle, &base.join(ca_key)), "clients_ca_key"),
+                _ => return None,
+            };
+            match loaded {
                 Ok(ca) => Some(UpstreamAuthSettings::Client(Arc::new(ca))),
                 Err(e) => {
-                    errs.push(format!("{key}.clients_ca_key"), e);
+                    errs.push(format!("{key}.{field}"), e);
                     None
                 }
             }

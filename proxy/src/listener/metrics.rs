@@ -58,10 +58,13 @@ pub enum RefusalReason {
     ClientCertInvalid,
     /// The client's target broker could not be reached after the handshake.
     UpstreamUnavailable,
+    /// The client's certificate names Strimzi's own organisation (`O=io.strimzi`, its super users): the proxy
+    /// never mints such a subject upstream ([`crate::upstream::identity`]).
+    ReservedSubject,
 }
 
 /// Every refusal reason: the `reason` label values of `kaas_proxy_listener_refused_total`.
-pub const REASONS: [RefusalReason; 21] = [
+pub const REASONS: [RefusalReason; 22] = [
     RefusalReason::Plaintext,
     RefusalReason::NotTls,
     RefusalReason::InvalidClientHello,
@@ -83,6 +86,7 @@ pub const REASONS: [RefusalReason; 21] = [
     RefusalReason::ClientCertRevoked,
     RefusalReason::ClientCertInvalid,
     RefusalReason::UpstreamUnavailable,
+    RefusalReason::ReservedSubject,
 ];
 
 impl RefusalReason {
@@ -110,6 +114,7 @@ impl RefusalReason {
             RefusalReason::ClientCertRevoked => "client_cert_revoked",
             RefusalReason::ClientCertInvalid => "client_cert_invalid",
             RefusalReason::UpstreamUnavailable => "upstream_unavailable",
+            RefusalReason::ReservedSubject => "reserved_subject",
         }
     }
 }

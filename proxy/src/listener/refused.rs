@@ -12,6 +12,7 @@ use super::metrics::RefusalReason;
 use crate::error::{Blame, Side};
 use crate::tenants::SniError;
 use crate::tls::{Alert, HelloError};
+use crate::upstream::identity::IdentityError;
 use crate::upstream::UpstreamError;
 
 /// Why a connection ended before its session: the one place refusals are named, counted and logged.
@@ -48,6 +49,7 @@ pub(super) enum Refused {
 impl Blame for Refused {
     fn side(&self) -> Side {
         match self {
+            Refused::Upstream(UpstreamError::Identity(IdentityError::Reserved(_))) => Side::Client,
             Refused::ClusterUnavailable(_) | Refused::Upstream(_) => Side::Upstream,
             _ => Side::Client,
         }
@@ -101,6 +103,9 @@ impl Refused {
             Refused::TenantHandshakeLimit { .. } => RefusalReason::TenantHandshakeLimit,
             Refused::Handshake(e) => handshake_reason(e),
             Refused::HandshakeTimeout(_) => RefusalReason::HandshakeTimeout,
+            Refused::Upstream(UpstreamError::Identity(IdentityError::Reserved(_))) => {
+                RefusalReason::ReservedSubject
+            }
             Refused::Upstream(_) => RefusalReason::UpstreamUnavailable,
         })
     }

@@ -1,7 +1,8 @@
 //! Identity that survives the proxy: a client's certificate subject read once after its handshake, and, for a
-//! tenant with `identity: client`, a short-lived upstream certificate with exactly that subject, signed by the
-//! tenant's clients CA, so the broker's authorizer sees the principal it would see had the client connected
-//! directly (`User:CN=alice`).
+//! tenant with `identity: client`, a short-lived upstream certificate with exactly that subject, signed by an
+//! intermediate of the tenant's clients CA (presented after it) or by the CA itself, so the broker's authorizer
+//! sees the principal it would see had the client connected directly (`User:CN=alice`). A subject naming
+//! `O=io.strimzi`, Strimzi's super users, is never minted.
 //!
 //! The subject is copied attribute by attribute and the result is compared byte for byte with the client's; a
 //! subject that cannot be reproduced exactly (a multi-valued RDN, a repeated attribute type) is refused rather
@@ -19,16 +20,19 @@ use std::time::{Duration, Instant};
 
 use rcgen::string::{BmpString, UniversalString};
 use rcgen::{
-    CertificateParams, DistinguishedName, DnType, DnValue, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    SerialNumber,
+    CertificateParams, DistinguishedName, DnType, DnValue, ExtendedKeyUsagePurpose, IsCa, Issuer,
+    KeyIdMethod, KeyPair, SerialNumber,
 };
 use rustls::crypto::SecureRandom;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::sign::CertifiedKey;
 use x509_parser::der_parser::asn1_rs::Tag;
 use x509_parser::error::X509Error;
+use x509_parser::extensions::ParsedExtension;
 use x509_parser::prelude::FromDer;
 use x509_parser::x509::X509Name;
+
+use kaas_route::OPERATOR_ORGANIZATION;
 
 use crate::config;
 use crate::config::upstream::{CaError, ClientsCaKey};
@@ -69,6 +73,11 @@ pub enum IdentityError {
         /// The attribute or construct at fault.
         why: String,
     },
+    /// The subject names Strimzi's own organisation (`O=io.strimzi`), whose components Strimzi makes super users
+    /// by subject: never minted, whatever the client presented, so not even a certificate the clients CA signed
+    /// in error becomes a super user through the proxy.
+    #[error("subject {0} names O={OPERATOR_ORGANIZATION}, Strimzi's own components (super users); refusing to mint it")]
+    Reserved(String),
     /// Signing the upstream certificate failed; holds rcgen's reason.
     #[error("cannot sign the upstream certificate: {0}")]
     Signing(String),
@@ -169,6 +178,16 @@ fn escape_into(out: &mut String, value: &str) {
     }
 }
 
+/// Whether any `O` attribute of `name` is Strimzi's organisation in any case (stricter than Kafka's
+/// case-sensitive principal match), or cannot be read as text (fail closed).
+fn names_strimzi(name: &X509Name<'_>) -> bool {
+    name.iter_organization().any(|o| {
+        let value = o.attr_value();
+        string_value(value.header.tag(), value.data)
+            .is_none_or(|v| v.eq_ignore_ascii_case(OPERATOR_ORGANIZATION))
+    })
+}
+
 /// The rcgen form of a name, refusing what it cannot carry (multi-valued RDNs, a type twice, odd strings).
 fn to_rcgen(name: &X509Name<'_>) -> Result<DistinguishedName, String> {
     let mut dn = DistinguishedName::new();
@@ -202,11 +221,16 @@ fn to_rcgen(name: &X509Name<'_>) -> Result<DistinguishedName, String> {
     Ok(dn)
 }
 
-/// A tenant's clients CA: certificate and key, able to sign client certificates.
+/// What signs a tenant's minted certificates: an intermediate of its clients CA, or the CA itself (certificate
+/// and key).
 pub struct ClientsCa {
     issuer: Issuer<'static, KeyPair>,
     /// The CA's subject, for the log.
     name: String,
+    /// Presented after each minted certificate: the intermediate, or nothing.
+    chain: Vec<CertificateDer<'static>>,
+    /// When the signing certificate expires: no minted certificate outlives it (a broker would refuse the path).
+    not_after: time::OffsetDateTime,
 }
 
 impl std::fmt::Debug for ClientsCa {
@@ -227,7 +251,27 @@ impl ClientsCa {
         let mut params = CertificateParams::default();
         params.distinguished_name =
             to_rcgen(subject).map_err(|reason| CaError::Subject { path: path.clone(), reason })?;
-        Ok(ClientsCa { name: rfc2253(subject), issuer: Issuer::new(params, key) })
+        // The minted certificates' authority key identifier is the CA's own subject key identifier, so path
+        // builders that match them (the JDK's among them) find it.
+        if let Some(ski) = cert.extensions().iter().find_map(|e| match e.parsed_extension() {
+            ParsedExtension::SubjectKeyIdentifier(id) => Some(id.0.to_vec()),
+            _ => None,
+        }) {
+            params.key_identifier_method = KeyIdMethod::PreSpecified(ski);
+        }
+        let not_after = time::OffsetDateTime::from_unix_timestamp(cert.validity().not_after.timestamp())
+            .map_err(|e| CaError::Subject { path: path.clone(), reason: e.to_string() })?;
+        Ok(ClientsCa {
+            name: rfc2253(subject),
+            issuer: Issuer::new(params, key),
+            chain: material.chain.clone(),
+            not_after,
+        })
+    }
+
+    /// How long a certificate minted at `now` lives: [`MINTED_LIFETIME`], cut short by the signing CA's expiry.
+    pub fn lifetime_at(&self, now: time::OffsetDateTime) -> Duration {
+        Duration::try_from(self.not_after - now).unwrap_or_default().min(MINTED_LIFETIME)
     }
 
     /// Loads the clients CA of `bundle` whose key is in `key_file` ([`config::upstream::load_clients_ca`]).
@@ -239,14 +283,22 @@ impl ClientsCa {
     pub fn mint(&self, subject_der: &[u8]) -> Result<CertifiedKey, IdentityError> {
         let (_, name) = <X509Name as FromDer<'_, X509Error>>::from_der(subject_der)
             .map_err(|e| IdentityError::Unreadable(e.to_string()))?;
+        if names_strimzi(&name) {
+            return Err(IdentityError::Reserved(rfc2253(&name)));
+        }
         let not_reproducible = |why: String| IdentityError::NotReproducible { subject: rfc2253(&name), why };
         let mut params = CertificateParams::default();
         params.distinguished_name = to_rcgen(&name).map_err(not_reproducible)?;
         params.is_ca = IsCa::ExplicitNoCa;
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.use_authority_key_identifier_extension = true;
         let now = time::OffsetDateTime::now_utc();
+        let lifetime = self.lifetime_at(now);
+        if lifetime.is_zero() {
+            return Err(IdentityError::Signing(format!("the signing CA {} has expired", self.name)));
+        }
         params.not_before = now - CLOCK_SKEW;
-        params.not_after = now + MINTED_LIFETIME;
+        params.not_after = now + lifetime;
         params.serial_number = Some(SerialNumber::from_slice(&random_serial(provider().secure_random)?));
         let signing = |e: rcgen::Error| IdentityError::Signing(e.to_string());
         let key = KeyPair::generate().map_err(signing)?;
@@ -261,7 +313,8 @@ impl ClientsCa {
             .key_provider
             .load_private_key(private)
             .map_err(|e| IdentityError::Signing(e.to_string()))?;
-        Ok(CertifiedKey::new(vec![cert.der().clone()], signer))
+        let chain = std::iter::once(cert.der().clone()).chain(self.chain.iter().cloned()).collect();
+        Ok(CertifiedKey::new(chain, signer))
     }
 }
 
@@ -300,8 +353,14 @@ impl<T: Clone> MintCache<T> {
         entries.get(subject).filter(|m| m.renew_at > now).map(|m| m.value.clone())
     }
 
-    /// Stores a value minted at `now`; when full, drops what is due, then what is nearest renewal.
+    /// Stores a value minted at `now`, valid for [`MINTED_LIFETIME`] ([`MintCache::insert_for`]).
     pub fn insert(&self, subject: Vec<u8>, value: T, now: Instant) {
+        self.insert_for(subject, value, now, MINTED_LIFETIME)
+    }
+
+    /// Stores a value minted at `now`, valid for `lifetime`; when full, drops what is due, then what is nearest
+    /// renewal.
+    pub fn insert_for(&self, subject: Vec<u8>, value: T, now: Instant, lifetime: Duration) {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         if entries.len() >= self.capacity && !entries.contains_key(&subject) {
             entries.retain(|_, m| m.renew_at > now);
@@ -312,7 +371,7 @@ impl<T: Clone> MintCache<T> {
                 }
             }
         }
-        entries.insert(subject, Minted { value, renew_at: now + MINTED_LIFETIME - RENEW_BEFORE });
+        entries.insert(subject, Minted { value, renew_at: now + lifetime.saturating_sub(RENEW_BEFORE) });
     }
 
     /// Subjects held.

@@ -153,13 +153,14 @@ impl UpstreamTls {
         if let Some(config) = cache.get(subject, Instant::now()) {
             return Ok(config);
         }
+        let lifetime = ca.lifetime_at(time::OffsetDateTime::now_utc());
         let (ca, owned) = (ca.clone(), subject.to_vec());
         let key = tokio::task::spawn_blocking(move || ca.mint(&owned))
             .await
             .map_err(|e| IdentityError::Signing(e.to_string()))??;
         let config = client_config(&self.verifier, Some(Arc::new(key)))
             .map_err(|e| IdentityError::Signing(e.to_string()))?;
-        cache.insert(subject.to_vec(), config.clone(), Instant::now());
+        cache.insert_for(subject.to_vec(), config.clone(), Instant::now(), lifetime);
         Ok(config)
     }
 

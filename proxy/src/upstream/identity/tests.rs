@@ -193,3 +193,116 @@ fn serials_come_from_the_secure_random_source_and_fail_closed() {
     );
     assert_ne!(a, b);
 }
+
+const O: &[u8] = &[0x55, 0x04, 0x0a];
+
+/// A subject as RDNs of (OID bytes, value), root-most first, as [`name_der`] takes them.
+type Rdns<'a> = &'a [&'a [(&'a [u8], &'a str)]];
+
+#[test]
+fn subjects_strimzi_makes_super_users_are_never_minted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_ca(dir.path(), "ca", "clients CA");
+    let ca = ClientsCa::load(&dir.path().join("ca.pem"), &dir.path().join("ca.key")).expect("loads");
+    // (subject as X.509 orders it, root-most RDN first; minted?)
+    let cases: [(Rdns, bool); 7] = [
+        // Strimzi's own components (controller/src/strimzi: `super_users`).
+        (&[&[(O, "io.strimzi")], &[(CN, "kaas-kafka")]], false),
+        (&[&[(O, "io.strimzi")], &[(CN, "cluster-operator")]], false),
+        (&[&[(O, "io.strimzi")], &[(CN, "kaas-entity-user-operator")]], false),
+        // The organisation wherever it stands, whatever its case, alone: never minted.
+        (&[&[(O, "io.strimzi")]], false),
+        (&[&[(OU, "x")], &[(O, "IO.Strimzi")], &[(CN, "a")]], false),
+        // Users: the organisation's name elsewhere is only text.
+        (&[&[(CN, "io.strimzi")]], true),
+        (&[&[(O, "acme")], &[(OU, "io.strimzi")], &[(CN, "alice")]], true),
+    ];
+    for (rdns, minted) in cases {
+        let der = name_der(rdns);
+        let (_, name) = X509Name::from_der(&der).expect("valid DER");
+        let subject = rfc2253(&name);
+        match ca.mint(&der) {
+            Ok(_) => assert!(minted, "{subject} was minted"),
+            Err(e) => {
+                assert!(!minted, "{subject}: {e}");
+                assert_eq!(e, IdentityError::Reserved(subject.clone()));
+                assert!(e.to_string().contains("O=io.strimzi"), "{subject}: {e}");
+            }
+        }
+    }
+}
+
+/// A clients CA and an intermediate of it (`pathlen:0`, excluding `O=io.strimzi`) that expires in `expires_in`,
+/// written into `dir` as `ca.pem`, `intermediate.pem` and `intermediate.key`; the intermediate loaded.
+fn intermediate(dir: &Path, expires_in: time::Duration) -> ClientsCa {
+    use rcgen::{GeneralSubtree, NameConstraints};
+    write_ca(dir, "ca", "clients CA");
+    let ca_key = KeyPair::from_pem(&std::fs::read_to_string(dir.join("ca.key")).expect("key")).expect("key");
+    let mut ca = CertificateParams::default();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name = DistinguishedName::new();
+    ca.distinguished_name.push(DnType::OrganizationName, "acme");
+    ca.distinguished_name.push(DnType::CommonName, "clients CA");
+    let ca = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate().expect("key");
+    let mut params = CertificateParams::default();
+    params.distinguished_name = DistinguishedName::new();
+    params.distinguished_name.push(DnType::CommonName, "kaas-proxy intermediate");
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    let mut strimzi = DistinguishedName::new();
+    strimzi.push(DnType::OrganizationName, "io.strimzi");
+    params.name_constraints = Some(NameConstraints {
+        permitted_subtrees: vec![],
+        excluded_subtrees: vec![GeneralSubtree::DirectoryName(strimzi)],
+    });
+    let now = time::OffsetDateTime::now_utc();
+    (params.not_before, params.not_after) = (now - time::Duration::minutes(5), now + expires_in);
+    let cert = params.signed_by(&key, &ca).expect("signed");
+    std::fs::write(dir.join("intermediate.pem"), cert.pem()).expect("write");
+    std::fs::write(dir.join("intermediate.key"), key.serialize_pem()).expect("write");
+    let material = config::upstream::load_intermediate(
+        &dir.join("ca.pem"),
+        &dir.join("intermediate.pem"),
+        &dir.join("intermediate.key"),
+        now.unix_timestamp(),
+    )
+    .expect("a good intermediate");
+    ClientsCa::new(&material).expect("signs")
+}
+
+#[test]
+fn an_intermediate_signs_is_presented_after_the_leaf_and_is_never_outlived() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = intermediate(dir.path(), time::Duration::days(2));
+    let key = ca.mint(PROXY_SUBJECT).expect("minted");
+    assert_eq!(key.cert.len(), 2, "the minted certificate, then the intermediate");
+    let (_, leaf) = x509_parser::parse_x509_certificate(key.cert[0].as_ref()).expect("leaf");
+    let (_, inter) = x509_parser::parse_x509_certificate(key.cert[1].as_ref()).expect("intermediate");
+    assert_eq!(leaf.issuer().as_raw(), inter.subject().as_raw());
+    leaf.verify_signature(Some(inter.public_key())).expect("the intermediate signed it");
+    let ski = inter.extensions().iter().find_map(|e| match e.parsed_extension() {
+        ParsedExtension::SubjectKeyIdentifier(id) => Some(id.0.to_vec()),
+        _ => None,
+    });
+    let aki = leaf.extensions().iter().find_map(|e| match e.parsed_extension() {
+        ParsedExtension::AuthorityKeyIdentifier(id) => id.key_identifier.as_ref().map(|k| k.0.to_vec()),
+        _ => None,
+    });
+    assert_eq!(aki, ski, "the leaf names the intermediate's key");
+    let lifetime = leaf.validity().not_after.timestamp() - leaf.validity().not_before.timestamp();
+    assert_eq!(lifetime as u64, (MINTED_LIFETIME + CLOCK_SKEW).as_secs());
+
+    // An intermediate ten minutes from expiry: what it signs expires with it, and is not cached past it.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = intermediate(dir.path(), time::Duration::minutes(10));
+    let key = ca.mint(PROXY_SUBJECT).expect("minted");
+    let (_, leaf) = x509_parser::parse_x509_certificate(key.cert[0].as_ref()).expect("leaf");
+    let (_, inter) = x509_parser::parse_x509_certificate(key.cert[1].as_ref()).expect("intermediate");
+    assert!(leaf.validity().not_after.timestamp() <= inter.validity().not_after.timestamp());
+    let left = ca.lifetime_at(time::OffsetDateTime::now_utc());
+    assert!(left <= Duration::from_secs(600) && left > Duration::from_secs(590), "{left:?}");
+    let cache = MintCache::new(4);
+    let t0 = Instant::now();
+    cache.insert_for(b"a".to_vec(), 1, t0, left);
+    assert_eq!(cache.get(b"a", t0), None, "less than the renewal margin left: minted afresh each time");
+}

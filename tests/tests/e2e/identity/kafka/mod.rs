@@ -4,9 +4,10 @@
 //! not verify is refused. librdkafka clients throughout.
 //!
 //! The same with every client program of the matrix: [`clients`]; the cluster and clients CAs rotated under
-//! a running producer: [`rotation`].
+//! a running producer: [`rotation`]; what a thief holding the proxy's signing key can mint: [`intermediate`].
 
 mod clients;
+mod intermediate;
 mod rotation;
 
 use crate::common;

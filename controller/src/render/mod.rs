@@ -59,7 +59,7 @@ pub struct Platform {
     /// The same for `isolation: namespace` tenants: their Strimzi bootstrap Service on the shared cluster.
     pub namespace_bootstrap: String,
     /// The namespace kaas-proxy runs in on the shared cluster (the route source's): on it, a namespace tenant's
-    /// brokers admit only kaas-proxy's pods there ([`values`]).
+    /// brokers admit only kaas-proxy's pods there ([`chart_values`]).
     pub proxy_namespace: String,
     /// The machine images of every tenant machine, found by Cluster API AWS's AMI lookup. No default: CAPA's
     /// own (the CNCF account's community images) has no arm64 images and is not for production.

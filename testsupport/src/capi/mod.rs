@@ -8,7 +8,7 @@
 //! the workload cluster and points `<cluster>-kubeconfig` at it ([`workload_kubeconfig`]).
 //!
 //! Neighbours: [`crate::apiserver`] (the control plane, owned here so it stops after the managers),
-//! [`crate::certs`] (the webhooks' serving certificate), [`webhooks`] and [`moto`].
+//! [`crate::certs`] (the webhooks' serving certificate), `webhooks` and `moto`.
 
 pub mod moto;
 mod webhooks;

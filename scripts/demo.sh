@@ -110,6 +110,7 @@ getent hosts b1.demo.kaas.localhost >/dev/null || { echo "*.localhost does not r
 step "Apache Kafka $KAFKA_VERSION"
 had_kafka=0
 [[ -f $kafka_home/complete ]] && had_kafka=1
+((had_kafka)) || printf 'from Maven Central ... '
 quiet bash scripts/install-kafka.sh "$KAFKA_VERSION"
 if ((had_kafka)); then done_ "present in $kafka_home"; else done_ "downloaded into $kafka_home"; fi
 
@@ -142,6 +143,8 @@ if [[ -n ${DEMO_PROXY_BIN:-} ]]; then
 else
   proxy_bin=${CARGO_TARGET_DIR:-$root/target}/release/kaas-proxy
   before=$(stat -c %Y "$proxy_bin" 2>/dev/null || echo none)
+  # The one long step of a first run: say so, and where cargo's progress goes.
+  [[ $before != none ]] || printf 'first build, minutes on 2 cores (cargo: %s) ... ' "$log"
   quiet cargo build --release --locked -p kaas-proxy --bin kaas-proxy
   if [[ $before == "$(stat -c %Y "$proxy_bin")" ]]; then done_ "up to date"; else done_ "built $proxy_bin"; fi
 fi

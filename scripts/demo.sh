@@ -99,12 +99,14 @@ if ((${#missing[@]})); then
   quiet $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive quiet $SUDO apt-get install -y -qq "${missing[@]}"
   # The package's postinst normally adds myhostname to nsswitch.conf; make sure.
-  grep -Eq '^hosts:.*myhostname' /etc/nsswitch.conf || quiet $SUDO sed -i -E 's/^(hosts:.*)$/\1 myhostname/' /etc/nsswitch.conf
+  grep -Eq '^hosts:.*myhostname' /etc/nsswitch.conf ||
+    quiet $SUDO sed -i -E 's/^(hosts:.*)$/\1 myhostname/' /etc/nsswitch.conf
   done_ "installed ${missing[*]}"
 else
   done_ "present"
 fi
-getent hosts b1.demo.kaas.localhost >/dev/null || { echo "*.localhost does not resolve; check /etc/nsswitch.conf" >&2; exit 1; }
+getent hosts b1.demo.kaas.localhost >/dev/null ||
+  { echo "*.localhost does not resolve; check /etc/nsswitch.conf" >&2; exit 1; }
 
 # --- 2. Apache Kafka's jars from Maven Central (the tests' install, this version only) ---------------------------
 step "Apache Kafka $KAFKA_VERSION"
@@ -229,7 +231,8 @@ step "produce + consume"
 "$py" tests/python/kafka_clients.py roundtrip --client confluent --bootstrap "$bootstrap" --ca "$ca" \
   --topic demo --group demo-group --count 5 --run demo >"$dir/roundtrip.json" 2>>"$log" ||
   fail "the round trip through the proxy failed; the end of $log:" "$log"
-"$py" - "$dir/roundtrip.json" >"$dir/roundtrip.txt" <<'PY' || fail "the round trip did not come back intact:" "$dir/roundtrip.txt"
+intact() { fail "the round trip did not come back intact:" "$dir/roundtrip.txt"; }
+"$py" - "$dir/roundtrip.json" >"$dir/roundtrip.txt" <<'PY' || intact
 import base64, json, sys
 r = json.load(open(sys.argv[1]))
 sent = sorted((m["key"], m["value"]) for m in r["produced"])
@@ -265,11 +268,13 @@ if "unrecognized name" not in errors[0].str():
     sys.exit("  not the TLS alert unrecognized_name")
 PY
 after=$(refusals)
-((after > before)) || fail "kaas_proxy_listener_refused_total{reason=\"unrecognized_name\"} did not grow ($before, then $after)"
+((after > before)) ||
+  fail "kaas_proxy_listener_refused_total{reason=\"unrecognized_name\"} did not grow ($before, then $after)"
 done_ "${wrong%:*} refused with the TLS alert unrecognized_name"
 cat "$dir/refusal.txt"
 # The proxy's log line, without its colours and time stamp.
-sed -E 's/\x1b\[[0-9;]*m//g' "$dir/proxy.log" | grep -m1 -F "${wrong%:*}" | sed -E 's/^[^ ]+ +/  the proxy logged: /' || true
+sed -E 's/\x1b\[[0-9;]*m//g' "$dir/proxy.log" | grep -m1 -F "${wrong%:*}" |
+  sed -E 's/^[^ ]+ +/  the proxy logged: /' || true
 echo "  kaas_proxy_listener_refused_total{reason=\"unrecognized_name\"} $after (was $before)"
 
 # --- 8. What the proxy reports about the tenant, as Prometheus scrapes it ---------------------------------------
@@ -277,8 +282,9 @@ echo "[demo] tenant \"demo\" on http://127.0.0.1:$admin_port/metrics (a few of i
 admin_get /metrics >"$dir/metrics.txt"
 # Sessions, bytes each way, and produce and fetch latency (seconds summed over the requests counted), in the proxy
 # itself (stage="proxy") and waiting on the broker (stage="upstream").
-grep -E '^kaas_proxy_(session_(opened_total|active|bytes_total)\{[^}]*tenant="demo"|request_duration_seconds_(count|sum)\{tenant="demo",api="(Produce|Fetch)")' \
-  "$dir/metrics.txt" | sed 's/^/  /' || fail "no series of tenant demo in $dir/metrics.txt"
+series='^kaas_proxy_(session_(opened_total|active|bytes_total)\{[^}]*tenant="demo"'
+series+='|request_duration_seconds_(count|sum)\{tenant="demo",api="(Produce|Fetch)")'
+grep -E "$series" "$dir/metrics.txt" | sed 's/^/  /' || fail "no series of tenant demo in $dir/metrics.txt"
 
 started=1
 cat >"$dir/summary.txt" <<TXT

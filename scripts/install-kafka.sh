@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+#   scripts/install-kafka.sh [VERSION...]   (default: every version pinned, which the tests need; the demo asks
+#                                           for KAFKA_VERSION only)
 # Installs the Apache Kafka versions pinned in scripts/kafka/versions.env for the end-to-end tests: Maven
 # resolves the broker, the tools and the client with their runtime dependencies (scripts/kafka/pom.xml) into
 # ${KAAS_CACHE:-$HOME/.cache/kaas}/kafka/<version>/libs/, outside the repository. A version whose folder was
@@ -67,7 +69,9 @@ PROPS
   rm -rf "$work"
 }
 
-for version in "$KAFKA_VERSION" "$KAFKA_3_VERSION"; do
+versions=("$@")
+((${#versions[@]})) || versions=("$KAFKA_VERSION" "$KAFKA_3_VERSION")
+for version in "${versions[@]}"; do
   dest="$CACHE/$version"
   # The marker names the version and the pom it came from, so editing the pom re-resolves.
   stamp="$version $(sha256sum scripts/kafka/pom.xml | cut -d' ' -f1)"

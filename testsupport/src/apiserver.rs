@@ -36,6 +36,18 @@ pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
+/// The CRD files a build in `~/.cache/kaas/k8s` copied beside binary `name` (`crds/*.yaml`), in name order.
+pub fn crd_files(name: &str) -> anyhow::Result<Vec<PathBuf>> {
+    let crds = binary(name)?.with_file_name("crds");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&crds)
+        .with_context(|| format!("{}: run scripts/install-k8s.sh", crds.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
 /// etcd + kube-apiserver, running.
 #[derive(Debug)]
 pub struct ControlPlane {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
-use crate::apiserver::{apply_yaml, binary, ControlPlane, TEST_MANAGER};
+use crate::apiserver::{apply_yaml, binary, crd_files, ControlPlane, TEST_MANAGER};
 use crate::{free_port, readyz};
 
 /// The namespace Flux runs in and keeps its sources in.
@@ -44,14 +44,7 @@ impl Flux {
     pub async fn start(plane: &ControlPlane, controllers: &[&'static str]) -> anyhow::Result<Flux> {
         let started = Instant::now();
         for name in CONTROLLERS {
-            let crds = binary(name)?.with_file_name("crds");
-            let mut files: Vec<PathBuf> = std::fs::read_dir(&crds)
-                .with_context(|| format!("{}: run scripts/install-k8s.sh", crds.display()))?
-                .flatten()
-                .map(|e| e.path())
-                .collect();
-            files.sort();
-            for file in files {
+            for file in crd_files(name)? {
                 let text = std::fs::read_to_string(&file)?;
                 plane.install_crds(&text).await.with_context(|| file.display().to_string())?;
             }

@@ -3,42 +3,25 @@
 //! only the HTTP/1.1 framing around it, on loopback, one thread per connection, `Connection: close`.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::net::TcpStream;
+use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 use anyhow::Context;
+
+use crate::loopback::LoopbackServer;
 
 /// Serves every bare repository under `root` at `http://127.0.0.1:<port>/<name>.git` until dropped.
 #[derive(Debug)]
 pub struct GitHttp {
     pub port: u16,
-    stop: Arc<AtomicBool>,
+    _server: LoopbackServer,
 }
 
 impl GitHttp {
     pub fn start(root: &Path) -> anyhow::Result<GitHttp> {
-        let listener = TcpListener::bind("127.0.0.1:0")?;
-        let port = listener.local_addr()?.port();
-        let stop = Arc::new(AtomicBool::new(false));
-        let (root, flag) = (root.to_path_buf(), stop.clone());
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                if flag.load(Ordering::Relaxed) {
-                    return;
-                }
-                let Ok(stream) = stream else { continue };
-                let root = root.clone();
-                std::thread::spawn(move || {
-                    if let Err(e) = serve(stream, &root) {
-                        eprintln!("git http: {e:#}");
-                    }
-                });
-            }
-        });
-        Ok(GitHttp { port, stop })
+        let server = LoopbackServer::start("git http", root.to_path_buf(), serve)?;
+        Ok(GitHttp { port: server.port, _server: server })
     }
 
     pub fn url(&self, repository: &str) -> String {
@@ -46,15 +29,7 @@ impl GitHttp {
     }
 }
 
-impl Drop for GitHttp {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        // Wakes the accept loop so it sees the flag.
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
-    }
-}
-
-fn serve(stream: TcpStream, root: &PathBuf) -> anyhow::Result<()> {
+fn serve(stream: TcpStream, root: &Path) -> anyhow::Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut line = String::new();
     reader.read_line(&mut line)?;

@@ -8,13 +8,13 @@
 //! reads both.
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::Path;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 use anyhow::Context as _;
+
+use crate::loopback::LoopbackServer;
 
 /// One chart: its name, version, and files by their path inside the chart (`templates/configmap.yaml`,
 /// `crds/kafka.yaml`); `Chart.yaml` is written from the name and version.
@@ -29,7 +29,7 @@ pub struct Chart {
 #[derive(Debug)]
 pub struct HelmRepo {
     pub port: u16,
-    stop: Arc<AtomicBool>,
+    _server: LoopbackServer,
     _dir: tempfile::TempDir,
 }
 
@@ -52,38 +52,13 @@ impl HelmRepo {
         index.push_str("generated: \"2026-01-01T00:00:00Z\"\n");
         std::fs::write(root.join("index.yaml"), index)?;
 
-        let listener = TcpListener::bind("127.0.0.1:0")?;
-        let port = listener.local_addr()?.port();
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                if flag.load(Ordering::Relaxed) {
-                    return;
-                }
-                let Ok(stream) = stream else { continue };
-                let root = root.clone();
-                std::thread::spawn(move || {
-                    if let Err(e) = serve(stream, &root) {
-                        eprintln!("helm repository: {e:#}");
-                    }
-                });
-            }
-        });
-        Ok(HelmRepo { port, stop, _dir: dir })
+        let server = LoopbackServer::start("helm repository", root, serve)?;
+        Ok(HelmRepo { port: server.port, _server: server, _dir: dir })
     }
 
     /// The repository's URL, as a HelmRepository's `spec.url`.
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}/", self.port)
-    }
-}
-
-impl Drop for HelmRepo {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        // Wakes the accept loop so it sees the flag.
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
     }
 }
 

@@ -4,7 +4,7 @@
 //! [`apiserver`] is a real Kubernetes control plane (etcd + kube-apiserver), [`flux`] runs Flux's real
 //! controllers against it, [`capi`] Cluster API's and its AWS provider's (with AWS emulated by moto),
 //! [`git_http`] serves a GitOps repository over HTTP to them and [`helm_repo`] a Helm chart repository of charts
-//! built by the test; [`certs`] makes CAs, server and client certificates as PEM files; [`python`] drives the project's Python environment (the
+//! built by the test (both on [`loopback`]'s server); [`certs`] makes CAs, server and client certificates as PEM files; [`python`] drives the project's Python environment (the
 //! Python Kafka clients, Helm chart rendering).
 
 pub mod apiserver;
@@ -13,6 +13,7 @@ pub mod certs;
 pub mod flux;
 pub mod git_http;
 pub mod helm_repo;
+pub mod loopback;
 pub mod python;
 
 use std::net::TcpListener;

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use base64::Engine as _;
 
-use crate::apiserver::{binary, documents, ControlPlane};
+use crate::apiserver::{binary, crd_files, documents, ControlPlane};
 use crate::certs::{new_ca, server_certificate};
 use crate::{free_port, readyz, stop};
 use moto::{Moto, Seed};
@@ -98,14 +98,7 @@ impl ClusterApi {
         let dir = tempfile::tempdir()?;
         let admin = plane.admin().await?;
         for provider in PROVIDERS {
-            let crds = binary(provider.name)?.with_file_name("crds");
-            let mut files: Vec<PathBuf> = std::fs::read_dir(&crds)
-                .with_context(|| format!("{}: run scripts/install-k8s.sh", crds.display()))?
-                .flatten()
-                .map(|e| e.path())
-                .collect();
-            files.sort();
-            for file in files {
+            for file in crd_files(provider.name)? {
                 let text = std::fs::read_to_string(&file)?;
                 for crd in documents(&text)? {
                     let crd = webhooks::labelled(crd, provider.labels);

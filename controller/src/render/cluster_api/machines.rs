@@ -98,13 +98,7 @@ pub(super) fn machine_template(tenant: &str, ns: &str, pool: &Pool, p: &Platform
         },
         "rootVolume": { "size": 64, "type": "gp3", "encrypted": true },
     }}});
-    let name = format!("{tenant}-{}-{}", pool.short, spec_hash(&spec));
-    json!({
-        "apiVersion": "infrastructure.cluster.x-k8s.io/v1beta2",
-        "kind": "AWSMachineTemplate",
-        "metadata": meta(&name, ns, tenant),
-        "spec": spec,
-    })
+    named_by_spec("infrastructure.cluster.x-k8s.io/v1beta2", "AWSMachineTemplate", tenant, ns, pool, spec)
 }
 
 /// The KubeadmConfigTemplate of worker pool `pool`, named like [`machine_template`] (a changed one rolls the
@@ -118,13 +112,14 @@ pub(super) fn bootstrap_template(tenant: &str, ns: &str, pool: &Pool, registrati
     };
     let spec =
         json!({ "template": { "spec": { "joinConfiguration": { "nodeRegistration": registration } } } });
+    named_by_spec("bootstrap.cluster.x-k8s.io/v1beta2", "KubeadmConfigTemplate", tenant, ns, pool, spec)
+}
+
+/// A template of pool `pool`, named `<tenant>-<pool>-<hash of spec>`: templates are immutable, so a changed spec
+/// is a new object the pool then points at.
+fn named_by_spec(api_version: &str, kind: &str, tenant: &str, ns: &str, pool: &Pool, spec: Value) -> Value {
     let name = format!("{tenant}-{}-{}", pool.short, spec_hash(&spec));
-    json!({
-        "apiVersion": "bootstrap.cluster.x-k8s.io/v1beta2",
-        "kind": "KubeadmConfigTemplate",
-        "metadata": meta(&name, ns, tenant),
-        "spec": spec,
-    })
+    json!({ "apiVersion": api_version, "kind": kind, "metadata": meta(&name, ns, tenant), "spec": spec })
 }
 
 pub(super) use crate::names::NODE_POOL_LABEL as POOL_LABEL;

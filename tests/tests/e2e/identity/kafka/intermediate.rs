@@ -179,15 +179,7 @@ async fn a_name_constrained_intermediate_cannot_mint_strimzis_super_users() {
     // The proxy holding only the intermediate: alice (her certificate from the clients CA, as Strimzi's user
     // operator issues it) produces and consumes through it as herself, and is still refused `payments`.
     let certs = Certs::generate(d, DOMAIN, &["nc"]).expect("certs");
-    let tenant = format!(
-        "  - name: nc\n    bootstrap: [\"{}\"]\n    client_ca: {}\n    upstream:\n      tls: {{ ca: {} }}\n      \
-         clients_ca_intermediate: {{ cert: {}, key: {} }}\n",
-        cluster.bootstrap_tls(),
-        cluster.clients_ca_pem().display(),
-        cluster.cluster_ca_pem().display(),
-        d.join("intermediate.pem").display(),
-        d.join("intermediate.key").display()
-    );
+    let tenant = tenant_yaml(&cluster, d);
     let proxy = ProxyHandle::start_with_tenants_yaml(&certs, &tenant).expect("proxy");
     let alice = super::client(&proxy, &certs, "nc", &cluster.client_cert("alice").expect("alice"));
     produce(&alice, "orders", "nc", 50, "all").await.expect("alice produces through the intermediate");
@@ -245,15 +237,7 @@ async fn intermediate_rotation_under_a_running_producer_loses_nothing() {
     generation(1, time::Duration::try_from(FIRST_LIFETIME).expect("short"));
     let certs = Certs::generate(d, DOMAIN, &["nc"]).expect("certs");
     let current = d.join("current");
-    let tenant = format!(
-        "  - name: nc\n    bootstrap: [\"{}\"]\n    client_ca: {}\n    upstream:\n      tls: {{ ca: {} }}\n      \
-         clients_ca_intermediate: {{ cert: {}, key: {} }}\n",
-        cluster.bootstrap_tls(),
-        cluster.clients_ca_pem().display(),
-        cluster.cluster_ca_pem().display(),
-        current.join("intermediate.pem").display(),
-        current.join("intermediate.key").display()
-    );
+    let tenant = tenant_yaml(&cluster, &current);
     let proxy = ProxyHandle::start_with_tenants_yaml(&certs, &tenant).expect("proxy");
     let alice = super::client(&proxy, &certs, "nc", &cluster.client_cert("alice").expect("alice"));
     let producer = Producing::start(&alice, PLAN).expect("producer");
@@ -282,4 +266,18 @@ async fn intermediate_rotation_under_a_running_producer_loses_nothing() {
     let seen = consume(&alice, PLAN.topic, "g-nc-rotation", sent, Duration::from_secs(120)).expect("consume");
     assert_same_records(PLAN.run, sent, &seen);
     assert!(!logs().contains("reload refused"), "a reload was refused:\n{}", logs());
+}
+
+/// Tenant `nc` on `cluster`'s mutual-TLS listener, signing with the intermediate in `folder`
+/// (`intermediate.pem`, `intermediate.key`).
+fn tenant_yaml(cluster: &KafkaCluster, folder: &Path) -> String {
+    format!(
+        "  - name: nc\n    bootstrap: [\"{}\"]\n    client_ca: {}\n    upstream:\n      tls: {{ ca: {} }}\n      \
+         clients_ca_intermediate: {{ cert: {}, key: {} }}\n",
+        cluster.bootstrap_tls(),
+        cluster.clients_ca_pem().display(),
+        cluster.cluster_ca_pem().display(),
+        folder.join("intermediate.pem").display(),
+        folder.join("intermediate.key").display()
+    )
 }

@@ -78,7 +78,9 @@ enum Command {
         #[arg(long)]
         client_ca_template: Option<String>,
         /// Path prefix, as the proxy sees it, of each tenant's upstream TLS material (`{tenant}` is replaced;
-        /// files `<prefix>cluster-ca.crt`, `<prefix>clients-ca.crt`, `<prefix>clients-ca.key`); when set, routes
+        /// files `<prefix>cluster-ca.crt`, `<prefix>clients-ca.crt` copied from Strimzi, and
+        /// `<prefix>clients-ca-intermediate.{crt,key}`, an intermediate the controller issues from the clients CA
+        /// and renews at half its 3-day life; the clients CA's key stays in the controller); when set, routes
         /// reach brokers over TLS and each client keeps its own identity there.
         #[arg(long, default_value = reconcile::UPSTREAM_FILES)]
         upstream_files_template: String,

@@ -363,17 +363,19 @@ async fn write_folder(
     .map_err(Error::GitTask)
 }
 
-/// Publishes a ready tenant: when routes name the tenant's CA files, copies its Strimzi CAs into the proxy's
-/// Secret first (the files a route names are in place before the route), then publishes its route. `Some`
-/// says what it still waits for (Strimzi's secrets), with nothing published.
+/// Publishes a ready tenant: when routes name the tenant's CA files, copies its Strimzi CAs and an intermediate
+/// issued from its clients CA into the proxy's Secret first (the files a route names are in place before the
+/// route), then publishes its route. `Some` says what it still waits for (Strimzi's secrets, or one of them
+/// unusable), with nothing published.
 async fn publish(t: &KafkaTenant, plan: &Plan, ctx: &Context) -> Result<Option<String>, Error> {
     if ctx.routes.copies_material() {
-        match upstream::read(&ctx.client, &plan.tenant, t.spec.isolation).await? {
-            Ok(material) => {
-                let (ns, secret) = (&ctx.routes.namespace, &ctx.routes.upstream_secret);
-                upstream::write(&ctx.client, ns, secret, &plan.tenant, Some(&material)).await?;
-            }
+        let strimzi = match upstream::read(&ctx.client, &plan.tenant, t.spec.isolation).await? {
+            Ok(strimzi) => strimzi,
             Err(why) => return Ok(Some(why)),
+        };
+        let (ns, secret) = (&ctx.routes.namespace, &ctx.routes.upstream_secret);
+        if let Err(why) = upstream::write(&ctx.client, ns, secret, &plan.tenant, &strimzi).await? {
+            return Ok(Some(why));
         }
     }
     publish_route(&plan.tenant, Some(ctx.routes.route(plan)), ctx).await?;
@@ -438,8 +440,7 @@ async fn remove(t: &KafkaTenant, ctx: &Context) -> Result<Vec<String>, Error> {
     if owns_id {
         publish_route(&name, None, ctx).await?;
         if ctx.routes.copies_material() {
-            upstream::write(&ctx.client, &ctx.routes.namespace, &ctx.routes.upstream_secret, &name, None)
-                .await?;
+            upstream::remove(&ctx.client, &ctx.routes.namespace, &ctx.routes.upstream_secret, &name).await?;
         }
     }
     let folder = names::folder(t);

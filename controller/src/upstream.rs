@@ -1,12 +1,20 @@
 //! Upstream material: what kaas-proxy needs to reach a tenant's brokers over mutual TLS with each client's own
-//! identity, copied from the tenant's Strimzi CA secrets into the one Secret the proxy mounts
-//! (`kaas-proxy-upstream`, flat keys `<tenant>.cluster-ca.crt`, `<tenant>.clients-ca.crt`,
-//! `<tenant>.clients-ca.key`). When Strimzi renews a CA, the next reconcile copies it, the kubelet updates the
-//! proxy's volume and the proxy reloads it: no human in the loop.
+//! identity, kept in the one Secret the proxy mounts (`kaas-proxy-upstream`, flat keys `<tenant>.<file>` for
+//! each of [`FILES`]): the tenant's Strimzi cluster CA (verifies the brokers) and clients CA (verifies its
+//! clients), copied, and an intermediate CA the controller issues from the clients CA
+//! ([`intermediate`]), which signs each client's upstream certificate. The clients CA's own key never leaves
+//! the controller: with it a thief in the proxy could mint Strimzi's super users on every tenant at once.
+//! When Strimzi renews a CA, or the intermediate reaches half its life, the next reconcile writes the new one,
+//! the kubelet updates the proxy's volume and the proxy reloads it: no human in the loop.
 //!
-//! The pure part ([`Material`], [`merge`]) is tested by tables; [`read()`] and [`write()`] are the I/O edges, used
-//! by [`crate::reconcile`]. Strimzi's secrets are read where the tenant's Kafka runs: its own cluster (through
-//! the Cluster API kubeconfig secret) or its namespace on the shared cluster.
+//! Strimzi's secrets are as hostile as any input: each file is capped at [`MAX_FILE_BYTES`] and parsed as PEM
+//! before anything is written, and one tenant's bad file names itself and stops only that tenant.
+//!
+//! The pure part ([`Material`], [`material`], [`merge`]) is tested by tables; [`read()`] and [`write()`] are the
+//! I/O edges, used by [`crate::reconcile`]. Strimzi's secrets are read where the tenant's Kafka runs: its own
+//! cluster (through the Cluster API kubeconfig secret) or its namespace on the shared cluster.
+
+pub mod intermediate;
 
 use std::collections::BTreeMap;
 
@@ -15,28 +23,115 @@ use k8s_openapi::ByteString;
 use kube::api::{Api, ObjectMeta, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::Client;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use time::OffsetDateTime;
 
 use crate::crd::Isolation;
 use crate::names::{kafka_namespace, kubeconfig_secret, namespace, KAFKA_RELEASE};
 
 /// The files of one tenant, as keys after `<tenant>.` (and as file names after the route's path prefix).
-pub const FILES: [&str; 3] = ["cluster-ca.crt", "clients-ca.crt", "clients-ca.key"];
+pub const FILES: [&str; 4] =
+    ["cluster-ca.crt", "clients-ca.crt", "clients-ca-intermediate.crt", "clients-ca-intermediate.key"];
+/// Files earlier versions wrote and a write removes: the clients CA's key, which the proxy no longer holds.
+const RETIRED: [&str; 1] = ["clients-ca.key"];
+/// The largest file taken from Strimzi's secrets: a CA bundle is a few certificates of ~2 KiB, and the proxy's
+/// Secret (1 MiB for every tenant) must not be filled by one.
+pub const MAX_FILE_BYTES: usize = 64 * 1024;
 
-/// One tenant's upstream material, as Strimzi keeps it.
+/// One tenant's CAs as Strimzi keeps them, read from its secrets ([`sources`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Material {
+pub struct Strimzi {
     /// `<cluster>-cluster-ca-cert` `ca.crt`: verifies the brokers.
     pub cluster_ca: ByteString,
-    /// `<cluster>-clients-ca-cert` `ca.crt`: the clients CA, which the proxy checks clients against.
+    /// `<cluster>-clients-ca-cert` `ca.crt`: the clients CA, which signs the tenant users' certificates.
     pub clients_ca: ByteString,
-    /// `<cluster>-clients-ca` `ca.key`: signs each client's upstream certificate.
+    /// `<cluster>-clients-ca` `ca.key`: signs the intermediate, and nothing leaves the controller with it.
     pub clients_ca_key: ByteString,
 }
 
+/// One tenant's files in the proxy's Secret, in [`FILES`] order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Material {
+    /// Strimzi's cluster CA, as read.
+    pub cluster_ca: ByteString,
+    /// Strimzi's clients CA, as read: the proxy checks clients against it.
+    pub clients_ca: ByteString,
+    /// The intermediate's certificate ([`intermediate::issue`]).
+    pub intermediate_cert: ByteString,
+    /// The intermediate's key: all the proxy can sign with.
+    pub intermediate_key: ByteString,
+}
+
 impl Material {
-    fn entries(&self) -> [(&'static str, &ByteString); 3] {
-        [(FILES[0], &self.cluster_ca), (FILES[1], &self.clients_ca), (FILES[2], &self.clients_ca_key)]
+    fn entries(&self) -> [(&'static str, &ByteString); 4] {
+        [
+            (FILES[0], &self.cluster_ca),
+            (FILES[1], &self.clients_ca),
+            (FILES[2], &self.intermediate_cert),
+            (FILES[3], &self.intermediate_key),
+        ]
     }
+}
+
+/// Whether `bytes` (Strimzi's `what`) is at most [`MAX_FILE_BYTES`] of PEM: certificates, all readable, or one
+/// private key.
+fn check_pem(what: &str, bytes: &[u8], key: bool) -> Result<(), String> {
+    if bytes.len() > MAX_FILE_BYTES {
+        return Err(format!("{what}: {} bytes, over the {MAX_FILE_BYTES} taken", bytes.len()));
+    }
+    let parsed = if key {
+        PrivateKeyDer::from_pem_slice(bytes).is_ok()
+    } else {
+        let certs: Result<Vec<_>, _> = CertificateDer::pem_slice_iter(bytes).collect();
+        certs.is_ok_and(|c| !c.is_empty())
+    };
+    if parsed {
+        Ok(())
+    } else {
+        Err(format!("{what}: not a PEM {}", if key { "private key" } else { "certificate" }))
+    }
+}
+
+/// The files `tenant`'s proxy gets from `strimzi` at `now`: its CAs copied and an intermediate, the one
+/// `held` (certificate and key, as the proxy's Secret has them) unless it is due for renewal
+/// ([`intermediate::renewal_due`]), otherwise a new one. `Err` names the Strimzi file that is unusable.
+pub fn material(
+    tenant: &str,
+    strimzi: &Strimzi,
+    held: Option<(&ByteString, &ByteString)>,
+    now: OffsetDateTime,
+) -> Result<Material, String> {
+    let [cluster_ca, clients_ca, clients_ca_key] = sources().map(|(secret, key)| format!("{secret} {key}"));
+    check_pem(&cluster_ca, &strimzi.cluster_ca.0, false)?;
+    check_pem(&clients_ca, &strimzi.clients_ca.0, false)?;
+    check_pem(&clients_ca_key, &strimzi.clients_ca_key.0, true)?;
+    let kept = held.filter(|(cert, key)| {
+        intermediate::renewal_due(&cert.0, &strimzi.clients_ca.0, now).is_none()
+            && check_pem("", &key.0, true).is_ok()
+    });
+    let (intermediate_cert, intermediate_key) = match kept {
+        Some((cert, key)) => (cert.clone(), key.clone()),
+        None => {
+            let issued = intermediate::issue(tenant, &strimzi.clients_ca.0, &strimzi.clients_ca_key.0, now)
+                .map_err(|e| format!("{clients_ca} and {clients_ca_key}: {e}"))?;
+            (ByteString(issued.cert_pem.into_bytes()), ByteString(issued.key_pem.into_bytes()))
+        }
+    };
+    Ok(Material {
+        cluster_ca: strimzi.cluster_ca.clone(),
+        clients_ca: strimzi.clients_ca.clone(),
+        intermediate_cert,
+        intermediate_key,
+    })
+}
+
+/// The intermediate `tenant`'s entries in the proxy's Secret hold: (certificate, key).
+pub fn held<'a>(
+    data: &'a BTreeMap<String, ByteString>,
+    tenant: &str,
+) -> Option<(&'a ByteString, &'a ByteString)> {
+    Some((data.get(&key(tenant, FILES[2]))?, data.get(&key(tenant, FILES[3]))?))
 }
 
 /// The Secret key of one of a tenant's files.
@@ -44,10 +139,13 @@ pub fn key(tenant: &str, file: &str) -> String {
     format!("{tenant}.{file}")
 }
 
-/// Sets `tenant`'s keys to `material`, or removes them with `None`; other tenants' keys are untouched. Returns
-/// whether anything changed (no write otherwise).
+/// Sets `tenant`'s keys to `material`, or removes them with `None`; its retired keys go either way, other
+/// tenants' keys are untouched. Returns whether anything changed (no write otherwise).
 pub fn merge(data: &mut BTreeMap<String, ByteString>, tenant: &str, material: Option<&Material>) -> bool {
     let before = data.clone();
+    for file in RETIRED {
+        data.remove(&key(tenant, file));
+    }
     match material {
         Some(m) => {
             for (file, value) in m.entries() {
@@ -63,7 +161,7 @@ pub fn merge(data: &mut BTreeMap<String, ByteString>, tenant: &str, material: Op
     *data != before
 }
 
-/// The Strimzi secrets a tenant's material comes from: (secret, key) per file, in [`FILES`] order.
+/// The Strimzi secrets a tenant's CAs come from: (secret, key) for the cluster CA, the clients CA and its key.
 pub fn sources() -> [(String, &'static str); 3] {
     [
         (format!("{KAFKA_RELEASE}-cluster-ca-cert"), "ca.crt"),
@@ -118,12 +216,12 @@ async fn tenant_client(
     Ok(Ok(Client::try_from(config).map_err(|e| bad(e.to_string()))?))
 }
 
-/// Reads the tenant's material from Strimzi's secrets; `Err(why)` names what is not there yet.
+/// Reads the tenant's CAs from Strimzi's secrets; `Err(why)` names what is not there yet.
 pub async fn read(
     management: &Client,
     tenant: &str,
     isolation: Isolation,
-) -> Result<Result<Material, String>, UpstreamError> {
+) -> Result<Result<Strimzi, String>, UpstreamError> {
     let client = match tenant_client(management, tenant, isolation).await? {
         Ok(c) => c,
         Err(waiting) => return Ok(Err(waiting)),
@@ -141,23 +239,47 @@ pub async fn read(
     let [cluster_ca, clients_ca, clients_ca_key] = <[ByteString; 3]>::try_from(values).map_err(|_| {
         UpstreamError::Kubeconfig { tenant: tenant.into(), message: "internal: 3 values".into() }
     })?;
-    Ok(Ok(Material { cluster_ca, clients_ca, clients_ca_key }))
+    Ok(Ok(Strimzi { cluster_ca, clients_ca, clients_ca_key }))
 }
 
-/// Sets (or with `None` removes) the tenant's keys in the proxy's Secret `namespace/name`, creating it when
-/// absent. `replace` carries the resourceVersion: a concurrent writer makes it fail and the reconcile retry.
+/// Sets the tenant's keys in the proxy's Secret `namespace/name` to the [`material`] of `strimzi`, keeping the
+/// intermediate it holds while that is good, and creates the Secret when absent. `Err(why)` names the Strimzi
+/// file that is unusable; nothing is written then.
 pub async fn write(
     client: &Client,
     namespace: &str,
     name: &str,
     tenant: &str,
-    material: Option<&Material>,
-) -> Result<(), UpstreamError> {
+    strimzi: &Strimzi,
+) -> Result<Result<(), String>, UpstreamError> {
     let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
     let existing = api.get_opt(name).await?;
-    if existing.is_none() && material.is_none() {
-        return Ok(());
+    let held = existing.as_ref().and_then(|e| held(e.data.as_ref()?, tenant));
+    match material(tenant, strimzi, held, OffsetDateTime::now_utc()) {
+        Ok(m) => store(&api, existing, namespace, name, tenant, Some(&m)).await.map(Ok),
+        Err(why) => Ok(Err(why)),
     }
+}
+
+/// Removes the tenant's keys from the proxy's Secret `namespace/name`.
+pub async fn remove(client: &Client, namespace: &str, name: &str, tenant: &str) -> Result<(), UpstreamError> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    match api.get_opt(name).await? {
+        Some(existing) => store(&api, Some(existing), namespace, name, tenant, None).await,
+        None => Ok(()),
+    }
+}
+
+/// Merges `material` into `existing` (a new Secret when `None`) and writes it when it changed. `replace`
+/// carries the resourceVersion: a concurrent writer makes it fail and the reconcile retry.
+async fn store(
+    api: &Api<Secret>,
+    existing: Option<Secret>,
+    namespace: &str,
+    name: &str,
+    tenant: &str,
+    material: Option<&Material>,
+) -> Result<(), UpstreamError> {
     let mut secret = existing.unwrap_or_else(|| Secret {
         metadata: ObjectMeta {
             name: Some(name.into()),
@@ -178,45 +300,4 @@ pub async fn write(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn material(tag: &str) -> Material {
-        let b = |what: &str| ByteString(format!("{tag}-{what}").into_bytes());
-        Material { cluster_ca: b("cluster"), clients_ca: b("clients"), clients_ca_key: b("key") }
-    }
-
-    #[test]
-    fn merge_touches_one_tenant_and_says_when_it_changed() {
-        let mut data = BTreeMap::new();
-        assert!(merge(&mut data, "acme", Some(&material("v1"))));
-        assert!(merge(&mut data, "beta", Some(&material("b1"))));
-        assert_eq!(
-            data.keys().map(String::as_str).collect::<Vec<_>>(),
-            [
-                "acme.clients-ca.crt",
-                "acme.clients-ca.key",
-                "acme.cluster-ca.crt",
-                "beta.clients-ca.crt",
-                "beta.clients-ca.key",
-                "beta.cluster-ca.crt"
-            ]
-        );
-        assert!(!merge(&mut data, "acme", Some(&material("v1"))), "same material: no write");
-        assert!(merge(&mut data, "acme", Some(&material("v2"))), "a rotated CA is a change");
-        assert_eq!(data["acme.cluster-ca.crt"].0, b"v2-cluster");
-        assert!(merge(&mut data, "acme", None));
-        assert!(!merge(&mut data, "acme", None));
-        assert_eq!(data.len(), 3, "beta untouched");
-        assert_eq!(data["beta.clients-ca.key"].0, b"b1-key");
-    }
-
-    #[test]
-    fn sources_are_strimzis_secrets_of_the_kaas_release() {
-        let names: Vec<_> = sources().into_iter().map(|(n, k)| format!("{n}/{k}")).collect();
-        assert_eq!(
-            names,
-            ["kaas-cluster-ca-cert/ca.crt", "kaas-clients-ca-cert/ca.crt", "kaas-clients-ca/ca.key"]
-        );
-    }
-}
+mod tests;

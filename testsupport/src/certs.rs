@@ -33,6 +33,13 @@ pub fn new_clients_ca(common_name: &str) -> anyhow::Result<(String, Issuer<'stat
     Ok((pem, Issuer::new(params, key)))
 }
 
+/// A CA as Strimzi keeps one in its `<cluster>-*-ca-cert` `ca.crt` and `<cluster>-*-ca` `ca.key` Secrets
+/// ([`new_clients_ca`]'s shape), named `common_name`: (certificate PEM, key PEM).
+pub fn strimzi_ca(common_name: &str) -> anyhow::Result<(String, String)> {
+    let (pem, issuer) = new_clients_ca(common_name)?;
+    Ok((pem, issuer.key().serialize_pem()))
+}
+
 /// A server certificate for `names` (DNS names or IP addresses) signed by `issuer`: (certificate PEM, key PEM),
 /// as a webhook server's `tls.crt` and `tls.key`.
 pub fn server_certificate(

@@ -7,7 +7,7 @@
 //! the proxy reloads the ConfigMap as its tenants file.
 
 use k8s_openapi::api::core::v1::ConfigMap;
-use kaas_route::{Identity, TenantRoute, UpstreamRoute, UpstreamTls};
+use kaas_route::{CertificateFiles, Identity, TenantRoute, UpstreamRoute, UpstreamTls};
 use kube::api::{Api, PostParams};
 use kube::Client;
 
@@ -43,7 +43,8 @@ pub struct RouteSource {
     /// Path prefix, as the proxy sees it, of each tenant's upstream material (`{tenant}` is replaced; e.g.
     /// `/etc/kaas-proxy/upstream/{tenant}.`), files kept from the tenant's Strimzi secrets: `<prefix>cluster-ca.crt`
     /// (`<cluster>-cluster-ca-cert`, `ca.crt`), `<prefix>clients-ca.crt` (`<cluster>-clients-ca-cert`, `ca.crt`)
-    /// and `<prefix>clients-ca.key` (`<cluster>-clients-ca`, `ca.key`). A prefix rather than a folder so that
+    /// and `<prefix>clients-ca-intermediate.{crt,key}` (an intermediate the controller issues from the clients
+    /// CA, [`upstream::intermediate`]). A prefix rather than a folder so that
     /// one Secret (flat keys) can hold every tenant's files. Set: routes reach the brokers over TLS with each
     /// client's own identity ([`UPSTREAM_FILES`] unless the operator says otherwise). Unset: routes say
     /// `upstream: { plaintext: true }`, which only the named opt-in `--plaintext-upstream` gives.
@@ -84,7 +85,7 @@ impl RouteSource {
         let tenant = plan.tenant.as_str();
         let prefix = self.upstream_files.as_ref().map(|p| names::expand(p, tenant));
         let file = |name: &str| prefix.as_ref().map(|p| std::path::PathBuf::from(format!("{p}{name}")));
-        let [cluster_ca, clients_ca, clients_ca_key] = upstream::FILES;
+        let [cluster_ca, clients_ca, intermediate_cert, intermediate_key] = upstream::FILES;
         let client_ca = match &self.client_ca {
             Some(t) => Some(names::expand(t, tenant).into()),
             None => file(clients_ca),
@@ -93,7 +94,10 @@ impl RouteSource {
             Some(ca) => UpstreamRoute {
                 tls: Some(UpstreamTls { ca, server_name: None }),
                 identity: Some(Identity::Client),
-                clients_ca_key: file(clients_ca_key),
+                // The proxy signs with an intermediate of the clients CA, never with the CA's own key.
+                clients_ca_intermediate: file(intermediate_cert)
+                    .zip(file(intermediate_key))
+                    .map(|(cert, key)| CertificateFiles { cert, key }),
                 ..UpstreamRoute::default()
             },
             None => UpstreamRoute::plaintext(),

@@ -1,6 +1,8 @@
 //! The reconcile loop's pure parts, by tables: retry back-off, id claims, failure counts, condition
 //! transitions, deletion protection, the published route.
 
+use std::path::PathBuf;
+
 use kaas_route::{Identity, UpstreamRoute};
 
 use super::status::{now, state_of};
@@ -179,7 +181,16 @@ fn published_routes_validate_and_carry_identity() {
     let upstream = route.upstream.expect("upstream published");
     assert_eq!(upstream.identity(), Some(Identity::Client));
     assert_eq!(upstream.tls.map(|t| t.ca), Some("/etc/kaas/upstream/tenants-beta.cluster-ca.crt".into()));
-    assert_eq!(upstream.clients_ca_key, Some("/etc/kaas/upstream/tenants-beta.clients-ca.key".into()));
+    assert_eq!(upstream.clients_ca_key, None, "the proxy never gets the clients CA's key");
+    let intermediate = upstream.clients_ca_intermediate.expect("an intermediate signs instead");
+    assert_eq!(
+        intermediate.cert,
+        PathBuf::from("/etc/kaas/upstream/tenants-beta.clients-ca-intermediate.crt")
+    );
+    assert_eq!(
+        intermediate.key,
+        PathBuf::from("/etc/kaas/upstream/tenants-beta.clients-ca-intermediate.key")
+    );
     assert!(
         upstream.allowed_cidrs.is_empty(),
         "the shared cluster's brokers are under the bootstrap's domain"

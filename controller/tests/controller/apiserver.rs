@@ -166,7 +166,9 @@ async fn the_controller_runs_the_tenant_loop_with_exactly_the_charts_rbac() -> a
     let applied = p.flux_apply(folder).await?;
     assert!(applied.iter().any(|a| a.starts_with("HelmRelease/")), "{applied:?}");
     p.helm_ready(&id).await?;
-    p.strimzi_cas(&id, [b"cluster CA", b"clients CA", b"clients CA key"]).await?;
+    let (cluster_ca, _) = kaas_testsupport::certs::strimzi_ca("cluster-ca v0")?;
+    let (clients_ca, clients_key) = kaas_testsupport::certs::strimzi_ca("clients-ca v0")?;
+    p.strimzi_cas(&id, [cluster_ca.as_bytes(), clients_ca.as_bytes(), clients_key.as_bytes()]).await?;
     p.wait_state("beta", "Ready", 1).await?;
     let routes = p.routes().await?.unwrap_or_default();
     let route = routes.iter().find(|r| r.name == id).context("route published")?;
@@ -175,10 +177,9 @@ async fn the_controller_runs_the_tenant_loop_with_exactly_the_charts_rbac() -> a
     let proxy_secret: Api<Secret> = Api::namespaced(p.admin.clone(), SYSTEM);
     let keys: Vec<String> =
         proxy_secret.get("kaas-proxy-upstream").await?.data.unwrap_or_default().into_keys().collect();
-    assert_eq!(
-        keys,
-        [format!("{id}.clients-ca.crt"), format!("{id}.clients-ca.key"), format!("{id}.cluster-ca.crt")]
-    );
+    let files =
+        ["clients-ca-intermediate.crt", "clients-ca-intermediate.key", "clients-ca.crt", "cluster-ca.crt"];
+    assert_eq!(keys, files.map(|f| format!("{id}.{f}")), "the clients CA's key is not among them");
 
     // A new generation: a new commit, and Provisioning until Flux has applied it.
     let patch = json!({ "spec": { "retentionHours": 72 } });
@@ -367,7 +368,9 @@ async fn a_leader_killed_while_tenants_arrive_commits_each_once_and_no_status_fl
         p.flux_apply(&folder).await?;
         let id = tenant_id("tenants", name);
         p.helm_ready(&id).await?;
-        p.strimzi_cas(&id, [b"cluster CA", b"clients CA", b"clients CA key"]).await?;
+        let (cluster_ca, _) = kaas_testsupport::certs::strimzi_ca("cluster-ca v0")?;
+        let (clients_ca, clients_key) = kaas_testsupport::certs::strimzi_ca("clients-ca v0")?;
+        p.strimzi_cas(&id, [cluster_ca.as_bytes(), clients_ca.as_bytes(), clients_key.as_bytes()]).await?;
     }
     for name in &names {
         p.wait_state(name, "Ready", 1).await?;

@@ -9,7 +9,7 @@
 use crate::common;
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
@@ -22,13 +22,16 @@ use kaas_controller::reconcile::{
     ensure_route_source, reconcile, Context, RouteSource, FINALIZER, ROUTES_KEY,
 };
 use kaas_controller::render::Platform;
+use kaas_controller::upstream::intermediate;
 use kaas_controller::watched::Cluster;
 use kaas_route::TenantRoute;
 use kaas_testsupport::apiserver::{apply_yaml, client_from, ControlPlane, TEST_MANAGER};
+use kaas_testsupport::certs::strimzi_ca;
 use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde::Deserialize;
 use serde_json::json;
+use time::OffsetDateTime;
 
 fn git(dir: &Path, args: &[&str]) -> String {
     kaas_testsupport::git(Some(dir), args).unwrap_or_else(|e| panic!("git {args:?}: {e:#}"))
@@ -483,8 +486,16 @@ async fn proxy_secret(f: &Fixture) -> BTreeMap<String, String> {
     data.into_iter().map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned())).collect()
 }
 
+/// Whether `files` holds for tenant `id` an intermediate the clients CA `clients_ca` issued, good now.
+fn intermediate_of(files: &BTreeMap<String, String>, id: &str, clients_ca: &str) -> Option<String> {
+    let cert = files.get(&format!("{id}.clients-ca-intermediate.crt"))?;
+    files.get(&format!("{id}.clients-ca-intermediate.key"))?;
+    let due = intermediate::renewal_due(cert.as_bytes(), clients_ca.as_bytes(), OffsetDateTime::now_utc());
+    due.is_none().then(|| cert.clone())
+}
+
 #[tokio::test]
-async fn strimzi_cas_reach_the_proxy_before_the_route_and_follow_rotations() {
+async fn strimzi_cas_and_an_intermediate_reach_the_proxy_before_the_route_never_the_clients_ca_key() {
     let routes = RouteSource {
         upstream_files: Some("/etc/kaas-proxy/upstream/{tenant}.".into()),
         ..RouteSource::default()
@@ -498,17 +509,30 @@ async fn strimzi_cas_reach_the_proxy_before_the_route_and_follow_rotations() {
     assert!(message.contains("tenant-tenants-beta/kaas-cluster-ca-cert"), "{message}");
     assert!(f.routes().await.is_empty(), "no route before its files exist");
 
-    strimzi_secret(&f, "tenants-beta", "kaas-cluster-ca-cert", "ca.crt", "cluster-ca-1").await;
-    strimzi_secret(&f, "tenants-beta", "kaas-clients-ca-cert", "ca.crt", "clients-ca-1").await;
+    let (cluster_ca, _) = strimzi_ca("cluster-ca v0").expect("CA");
+    let (clients_ca, clients_key) = strimzi_ca("clients-ca v0").expect("CA");
+    let (_, another_key) = strimzi_ca("another").expect("CA");
+    strimzi_secret(&f, "tenants-beta", "kaas-cluster-ca-cert", "ca.crt", &cluster_ca).await;
+    strimzi_secret(&f, "tenants-beta", "kaas-clients-ca-cert", "ca.crt", &clients_ca).await;
     f.reconcile("beta").await.expect("still waiting");
     assert!(f.condition("beta", "Provisioning").await.2.contains("kaas-clients-ca"), "the key is missing");
-    strimzi_secret(&f, "tenants-beta", "kaas-clients-ca", "ca.key", "clients-key-1").await;
+    // A key that is not the clients CA's issues nothing, and says so.
+    strimzi_secret(&f, "tenants-beta", "kaas-clients-ca", "ca.key", &another_key).await;
+    f.reconcile("beta").await.expect("waiting on a usable key");
+    let (status, _, message) = f.condition("beta", "Provisioning").await;
+    assert_eq!(status, "True");
+    assert!(message.contains("does not belong to the clients CA certificate"), "{message}");
+    assert!(f.routes().await.is_empty() && proxy_secret(&f).await.is_empty(), "nothing published");
+
+    strimzi_secret(&f, "tenants-beta", "kaas-clients-ca", "ca.key", &clients_key).await;
     f.reconcile("beta").await.expect("ready");
     assert_eq!(f.condition("beta", "Ready").await.0, "True");
     let files = proxy_secret(&f).await;
-    assert_eq!(files.get("tenants-beta.cluster-ca.crt").map(String::as_str), Some("cluster-ca-1"));
-    assert_eq!(files.get("tenants-beta.clients-ca.crt").map(String::as_str), Some("clients-ca-1"));
-    assert_eq!(files.get("tenants-beta.clients-ca.key").map(String::as_str), Some("clients-key-1"));
+    assert_eq!(files.get("tenants-beta.cluster-ca.crt"), Some(&cluster_ca));
+    assert_eq!(files.get("tenants-beta.clients-ca.crt"), Some(&clients_ca));
+    assert!(files.values().all(|v| *v != clients_key), "the clients CA's key is in no file of the proxy");
+    let first =
+        intermediate_of(&files, "tenants-beta", &clients_ca).expect("an intermediate of the clients CA");
     let route = f.routes().await.pop().expect("route published");
     assert!(route.validate().is_empty(), "{:?}", route.validate());
     let upstream = route.upstream.expect("upstream");
@@ -516,16 +540,30 @@ async fn strimzi_cas_reach_the_proxy_before_the_route_and_follow_rotations() {
         upstream.tls.map(|t| t.ca),
         Some("/etc/kaas-proxy/upstream/tenants-beta.cluster-ca.crt".into())
     );
-    assert_eq!(upstream.clients_ca_key, Some("/etc/kaas-proxy/upstream/tenants-beta.clients-ca.key".into()));
+    assert_eq!(upstream.clients_ca_key, None);
+    let signer = upstream.clients_ca_intermediate.expect("the intermediate signs");
+    assert_eq!(
+        signer.cert,
+        PathBuf::from("/etc/kaas-proxy/upstream/tenants-beta.clients-ca-intermediate.crt")
+    );
     assert_eq!(route.client_ca, Some("/etc/kaas-proxy/upstream/tenants-beta.clients-ca.crt".into()));
 
-    // Strimzi renews the cluster CA: the next reconcile carries it to the proxy.
-    strimzi_secret(&f, "tenants-beta", "kaas-cluster-ca-cert", "ca.crt", "cluster-ca-2").await;
+    // Strimzi renews the cluster CA: the next reconcile carries it to the proxy, and keeps the intermediate.
+    let (cluster_ca_2, _) = strimzi_ca("cluster-ca v1").expect("CA");
+    strimzi_secret(&f, "tenants-beta", "kaas-cluster-ca-cert", "ca.crt", &cluster_ca_2).await;
     f.reconcile("beta").await.expect("rotated");
-    assert_eq!(
-        proxy_secret(&f).await.get("tenants-beta.cluster-ca.crt").map(String::as_str),
-        Some("cluster-ca-2")
-    );
+    let files = proxy_secret(&f).await;
+    assert_eq!(files.get("tenants-beta.cluster-ca.crt"), Some(&cluster_ca_2));
+    assert_eq!(intermediate_of(&files, "tenants-beta", &clients_ca), Some(first.clone()), "kept while good");
+    // Strimzi renews the clients CA: a new intermediate, issued by the new CA.
+    let (clients_ca_2, clients_key_2) = strimzi_ca("clients-ca v1").expect("CA");
+    strimzi_secret(&f, "tenants-beta", "kaas-clients-ca-cert", "ca.crt", &clients_ca_2).await;
+    strimzi_secret(&f, "tenants-beta", "kaas-clients-ca", "ca.key", &clients_key_2).await;
+    f.reconcile("beta").await.expect("rotated");
+    let files = proxy_secret(&f).await;
+    let second =
+        intermediate_of(&files, "tenants-beta", &clients_ca_2).expect("issued by the new clients CA");
+    assert_ne!(second, first);
 
     // Deleting the tenant removes its keys (and only its keys).
     f.delete_in("tenants", "beta").await;
@@ -587,18 +625,17 @@ async fn a_client_ca_template_alone_requires_certificates_from_strimzis_clients_
     f.make_ready("beta").await;
     f.reconcile("beta").await.expect("up, waiting for the CAs");
     assert!(f.routes().await.is_empty(), "no route naming a CA file the proxy does not have");
-    for (secret, key) in [
-        ("kaas-cluster-ca-cert", "ca.crt"),
-        ("kaas-clients-ca-cert", "ca.crt"),
-        ("kaas-clients-ca", "ca.key"),
+    let (cluster_ca, _) = strimzi_ca("cluster-ca v0").expect("CA");
+    let (clients_ca, clients_key) = strimzi_ca("clients-ca v0").expect("CA");
+    for (secret, key, value) in [
+        ("kaas-cluster-ca-cert", "ca.crt", &cluster_ca),
+        ("kaas-clients-ca-cert", "ca.crt", &clients_ca),
+        ("kaas-clients-ca", "ca.key", &clients_key),
     ] {
-        strimzi_secret(&f, "tenants-beta", secret, key, &format!("{secret}-1")).await;
+        strimzi_secret(&f, "tenants-beta", secret, key, value).await;
     }
     f.reconcile("beta").await.expect("ready");
-    assert_eq!(
-        proxy_secret(&f).await.get("tenants-beta.clients-ca.crt").map(String::as_str),
-        Some("kaas-clients-ca-cert-1")
-    );
+    assert_eq!(proxy_secret(&f).await.get("tenants-beta.clients-ca.crt"), Some(&clients_ca));
     let route = f.routes().await.pop().expect("route published");
     assert_eq!(route.client_ca, Some("/etc/kaas-proxy/upstream/tenants-beta.clients-ca.crt".into()));
     assert!(route.validate().is_empty(), "{:?}", route.validate());

@@ -29,5 +29,6 @@ pub mod reconcile;
 pub mod render;
 pub mod sizing;
 pub mod strimzi;
+pub mod tenant_cluster;
 pub mod upstream;
 pub mod watched;

@@ -81,6 +81,16 @@ pub fn namespace(tenant: &str) -> String {
 }
 
 /// The namespace the tenant's Kafka runs in: `kafka` on its own cluster, `tenant-<id>` on the shared one.
+/// The listener of the tenant's `Kafka` that kaas-proxy dials (`charts/kaas/templates/kafka.yaml`): on its
+/// own cluster the load-balanced `proxy` listener, on the shared cluster the internal `tls` one.
+pub fn proxy_listener(isolation: Isolation) -> &'static str {
+    match isolation {
+        Isolation::Cluster => "proxy",
+        Isolation::Namespace => "tls",
+    }
+}
+
+/// The namespace of the tenant's `Kafka`: `kafka` on its own cluster, `tenant-<id>` on the shared one.
 pub fn kafka_namespace(tenant: &str, isolation: Isolation) -> String {
     match isolation {
         Isolation::Cluster => "kafka".to_owned(),

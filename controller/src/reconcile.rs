@@ -44,7 +44,7 @@ mod status;
 
 use claims::{claims, id_taken};
 pub use claims::{id_owner, Claim};
-use live::{LiveObjects, Standing};
+use live::{kafka_serving, LiveObjects, Standing};
 use routes::publish_route;
 pub use routes::{
     ensure_route_source, RouteSource, CLIENT_ADDRESS, ROUTES_CONFIG_MAP, ROUTES_KEY, ROUTES_NAMESPACE,
@@ -81,6 +81,9 @@ pub enum Error {
     /// The tenant's upstream material could not be read from Strimzi's secrets or written to the proxy's.
     #[error("upstream material: {0}")]
     Upstream(#[from] upstream::UpstreamError),
+    /// The cluster the tenant's Kafka runs on could not be read (its `Kafka`'s status).
+    #[error("tenant cluster: {0}")]
+    TenantCluster(#[from] crate::tenant_cluster::TenantClusterError),
     /// The route source ConfigMap's tenants list could not be read or written as YAML.
     #[error("route source: {0}")]
     Routes(String),
@@ -100,6 +103,7 @@ impl Error {
             Error::Manifests(_) => "manifests",
             Error::Routes(_) => "routes",
             Error::Upstream(_) => "upstream",
+            Error::TenantCluster(_) => "tenant_cluster",
             // The finalizer wraps every failure of the apply or cleanup: label the failure, not the wrapper.
             Error::Finalizer(e) => match e.as_ref() {
                 FinalizerError::ApplyFailed(inner) | FinalizerError::CleanupFailed(inner) => inner.reason(),
@@ -293,7 +297,10 @@ async fn apply(t: &KafkaTenant, api: &Api<KafkaTenant>, ctx: &Context) -> Result
     };
     commit(t, &plan, api, ctx).await?;
     let standing = match LiveObjects::of(t, ctx).await?.standing(t) {
-        Standing::Up => publish(t, &plan, ctx).await?.map_or(Standing::Up, Standing::Waiting),
+        Standing::Up => match kafka_serving(t, ctx).await? {
+            None => publish(t, &plan, ctx).await?.map_or(Standing::Up, Standing::Waiting),
+            Some(why) => Standing::Waiting(why),
+        },
         other => other,
     };
     set_status(api, ctx, t, applied_status(t, &plan, &standing, &ctx.routes)).await?;

@@ -21,14 +21,14 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::ByteString;
 use kube::api::{Api, ObjectMeta, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::Client;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use time::OffsetDateTime;
 
 use crate::crd::Isolation;
-use crate::names::{kafka_namespace, kubeconfig_secret, namespace, KAFKA_RELEASE};
+use crate::names::{kafka_namespace, KAFKA_RELEASE};
+use crate::tenant_cluster::{self, TenantClusterError};
 
 /// The files of one tenant, as keys after `<tenant>.` (and as file names after the route's path prefix).
 pub const FILES: [&str; 4] =
@@ -176,44 +176,9 @@ pub enum UpstreamError {
     /// A Kubernetes call failed.
     #[error("kubernetes: {0}")]
     Kube(#[from] kube::Error),
-    /// The tenant cluster's kubeconfig secret is unusable.
-    #[error("kubeconfig of tenant cluster {tenant}: {message}")]
-    Kubeconfig {
-        /// The tenant.
-        tenant: String,
-        /// What was wrong.
-        message: String,
-    },
-}
-
-/// A client for the cluster the tenant's Kafka runs on; `None` (with what is awaited) while its kubeconfig
-/// secret does not exist yet.
-async fn tenant_client(
-    management: &Client,
-    tenant: &str,
-    isolation: Isolation,
-) -> Result<Result<Client, String>, UpstreamError> {
-    if isolation == Isolation::Namespace {
-        return Ok(Ok(management.clone()));
-    }
-    let ns = namespace(tenant);
-    let name = kubeconfig_secret(tenant);
-    let secrets: Api<Secret> = Api::namespaced(management.clone(), &ns);
-    let Some(secret) = secrets.get_opt(&name).await? else {
-        return Ok(Err(format!("Secret {ns}/{name} (the tenant cluster's kubeconfig) not created yet")));
-    };
-    let bad = |message: String| UpstreamError::Kubeconfig { tenant: tenant.into(), message };
-    let text = secret
-        .data
-        .as_ref()
-        .and_then(|d| d.get("value"))
-        .ok_or_else(|| bad(format!("{ns}/{name} has no key `value`")))?;
-    let text = std::str::from_utf8(&text.0).map_err(|_| bad("not UTF-8".into()))?;
-    let kubeconfig = Kubeconfig::from_yaml(text).map_err(|e| bad(e.to_string()))?;
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .map_err(|e| bad(e.to_string()))?;
-    Ok(Ok(Client::try_from(config).map_err(|e| bad(e.to_string()))?))
+    /// The tenant's cluster could not be reached.
+    #[error(transparent)]
+    TenantCluster(#[from] TenantClusterError),
 }
 
 /// Reads the tenant's CAs from Strimzi's secrets; `Err(why)` names what is not there yet.
@@ -222,7 +187,7 @@ pub async fn read(
     tenant: &str,
     isolation: Isolation,
 ) -> Result<Result<Strimzi, String>, UpstreamError> {
-    let client = match tenant_client(management, tenant, isolation).await? {
+    let client = match tenant_cluster::client(management, tenant, isolation).await? {
         Ok(c) => c,
         Err(waiting) => return Ok(Err(waiting)),
     };
@@ -236,9 +201,9 @@ pub async fn read(
             _ => return Ok(Err(format!("Strimzi secret {ns}/{name} (key {key}) not created yet"))),
         }
     }
-    let [cluster_ca, clients_ca, clients_ca_key] = <[ByteString; 3]>::try_from(values).map_err(|_| {
-        UpstreamError::Kubeconfig { tenant: tenant.into(), message: "internal: 3 values".into() }
-    })?;
+    let mut values = values.into_iter();
+    let mut next = || values.next().unwrap_or_default();
+    let (cluster_ca, clients_ca, clients_ca_key) = (next(), next(), next());
     Ok(Ok(Strimzi { cluster_ca, clients_ca, clients_ca_key }))
 }
 

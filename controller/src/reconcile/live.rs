@@ -3,7 +3,9 @@
 //! until both are gone. A kind the API server does not serve is no failure to retry blindly: the tenant is
 //! `Degraded` naming it ([`Standing::NotServed`]), and a kind no version serves holds nothing to wait for.
 //!
-//! Neighbours: [`super::reconcile`] waits on [`LiveObjects::standing`] before publishing and on [`LiveObjects::present`]
+//! Then, on the cluster the tenant's Kafka runs on, Strimzi's `Kafka` status ([`kafka_serving`]).
+//!
+//! Neighbours: [`super::reconcile`] waits on [`LiveObjects::standing`] and [`kafka_serving`] before publishing and on [`LiveObjects::present`]
 //! before releasing a deleted tenant; [`crate::watched`] judges each object's conditions, [`crate::apis`]
 //! what discovery says.
 
@@ -15,6 +17,7 @@ use crate::apis::{self, not_served_message, NeededApi, Served, CLUSTER, HELM_REL
 use crate::crd::{Isolation, KafkaTenant};
 use crate::names;
 use crate::watched::{cluster_readiness, release_readiness, Cluster, HelmRelease};
+use crate::{strimzi, tenant_cluster};
 
 /// Where a tenant's objects stand: up (ready to publish), waiting for something, or stopped by a kind the API
 /// server does not serve.
@@ -112,6 +115,22 @@ impl LiveObjects {
             .map(|(api, s)| format!("any {} in {ns} ({})", api.kind, not_served_message(api, s)));
         cluster.into_iter().chain(helm).chain(unreadable).collect()
     }
+}
+
+/// Whether Strimzi says the tenant's `Kafka` serves for its current spec, on the listener kaas-proxy dials
+/// ([`strimzi::status::serving`]): `None` when it does, else what it waits for. Read after the release is
+/// `Ready`: helm-controller's `Ready` says the chart is applied, not that Kafka runs (a version Strimzi refuses,
+/// a broker that cannot start, a load balancer not yet provisioned all leave the release `Ready`).
+pub(super) async fn kafka_serving(t: &KafkaTenant, ctx: &Context) -> Result<Option<String>, Error> {
+    let id = names::tenant_id_of(t);
+    let kafka = match tenant_cluster::kafka(&ctx.client, &id, t.spec.isolation).await? {
+        Ok(kafka) => kafka,
+        Err(waiting) => return Ok(Some(waiting)),
+    };
+    let ns = names::kafka_namespace(&id, t.spec.isolation);
+    let listener = names::proxy_listener(t.spec.isolation);
+    let serving = strimzi::status::serving(&kafka, listener);
+    Ok(serving.err().map(|why| format!("Kafka {ns}/{}: {why}", names::KAFKA_RELEASE)))
 }
 
 /// Reads `name`; a path the API server does not know is checked by discovery and, when the kind is indeed

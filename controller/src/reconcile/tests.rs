@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use kaas_route::{Identity, UpstreamRoute};
 
+use crate::tenant_cluster::TenantClusterError;
+
 use super::status::{now, state_of};
 use super::*;
 use crate::render::tests::example;
@@ -241,7 +243,8 @@ async fn each_failure_has_its_own_label() {
     let cancelled = task.await.expect_err("cancelled");
     let yaml = serde_norway::from_str::<u32>("[").expect_err("not yaml");
     let git = gitops::GitError::PushContention { remote: "origin".into() };
-    let upstream = upstream::UpstreamError::Kubeconfig { tenant: "t".into(), message: "m".into() };
+    let kubeconfig = || TenantClusterError::Kubeconfig { tenant: "t".into(), message: "m".into() };
+    let upstream = upstream::UpstreamError::TenantCluster(kubeconfig());
     let wrapped = |e: FinalizerError<Error>| Error::Finalizer(Box::new(e));
     let table: Vec<(Error, &str)> = vec![
         (Error::Kube(kube()), "kube"),
@@ -249,6 +252,7 @@ async fn each_failure_has_its_own_label() {
         (Error::GitTask(cancelled), "git_task"),
         (Error::Manifests(yaml), "manifests"),
         (Error::Upstream(upstream), "upstream"),
+        (Error::TenantCluster(kubeconfig()), "tenant_cluster"),
         (Error::Routes("tenants.yaml: bad".into()), "routes"),
         (
             wrapped(FinalizerError::ApplyFailed(Error::Manifests(

@@ -166,6 +166,7 @@ async fn the_controller_runs_the_tenant_loop_with_exactly_the_charts_rbac() -> a
     let applied = p.flux_apply(folder).await?;
     assert!(applied.iter().any(|a| a.starts_with("HelmRelease/")), "{applied:?}");
     p.helm_ready(&id).await?;
+    p.strimzi_serving(&id).await?;
     let (cluster_ca, _) = kaas_testsupport::certs::strimzi_ca("cluster-ca v0")?;
     let (clients_ca, clients_key) = kaas_testsupport::certs::strimzi_ca("clients-ca v0")?;
     p.strimzi_cas(&id, [cluster_ca.as_bytes(), clients_ca.as_bytes(), clients_key.as_bytes()]).await?;
@@ -192,6 +193,7 @@ async fn the_controller_runs_the_tenant_loop_with_exactly_the_charts_rbac() -> a
     p.wait_state("beta", "Provisioning", 2).await?;
     p.flux_apply(folder).await?;
     p.helm_ready(&id).await?;
+    p.strimzi_serving(&id).await?;
     p.wait_state("beta", "Ready", 2).await?;
 
     // Every transition is an Event on the tenant.
@@ -368,6 +370,8 @@ async fn a_leader_killed_while_tenants_arrive_commits_each_once_and_no_status_fl
         p.flux_apply(&folder).await?;
         let id = tenant_id("tenants", name);
         p.helm_ready(&id).await?;
+        p.strimzi_serving(&id).await?;
+        p.strimzi_serving(&id).await?;
         let (cluster_ca, _) = kaas_testsupport::certs::strimzi_ca("cluster-ca v0")?;
         let (clients_ca, clients_key) = kaas_testsupport::certs::strimzi_ca("clients-ca v0")?;
         p.strimzi_cas(&id, [cluster_ca.as_bytes(), clients_ca.as_bytes(), clients_key.as_bytes()]).await?;

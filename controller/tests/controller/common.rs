@@ -18,7 +18,8 @@ use kaas_controller::watched::{Cluster, HelmRelease};
 use kaas_route::TenantRoute;
 use kaas_testsupport::apiserver::{apply_yaml, documents, ControlPlane, TEST_MANAGER};
 use kaas_testsupport::python::render_chart;
-use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::api::{Api, ApiResource, DynamicObject, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::core::GroupVersionKind;
 use kube::Client;
 use serde_json::json;
 
@@ -195,6 +196,11 @@ impl Platform {
         helm_ready(&self.admin, id).await
     }
 
+    /// Strimzi reporting a namespace-mode tenant's `Kafka` serving ([`strimzi_serving`]).
+    pub async fn strimzi_serving(&self, id: &str) -> anyhow::Result<()> {
+        strimzi_serving(&self.admin, &format!("tenant-{id}"), "tls").await
+    }
+
     /// Strimzi's three CA secrets of a namespace-mode tenant, in `tenant-<id>`.
     pub async fn strimzi_cas(&self, id: &str, material: [&[u8]; 3]) -> anyhow::Result<()> {
         put_strimzi_cas(&self.admin, &format!("tenant-{id}"), material).await
@@ -304,6 +310,46 @@ pub async fn flux_prune(admin: &Client, id: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Strimzi's part for a tenant whose Kafka is in namespace `ns` of the cluster `client` reaches: the `Kafka`
+/// `kaas` (created, minimal, when no chart installed it) reported serving ([`strimzi_reports`]).
+pub async fn strimzi_serving(client: &Client, ns: &str, listener: &str) -> anyhow::Result<()> {
+    if strimzi_reports(client, ns, listener).await? {
+        return Ok(());
+    }
+    ensure_namespace(client, ns).await?;
+    let minimal = json!({
+        "apiVersion": "kafka.strimzi.io/v1", "kind": "Kafka",
+        "metadata": { "name": "kaas", "namespace": ns },
+        "spec": { "kafka": { "listeners": [
+            { "name": listener, "port": 9093, "type": "internal", "tls": true }] } },
+    });
+    apply_yaml(client, &minimal.to_string(), TEST_MANAGER, None).await?;
+    anyhow::ensure!(strimzi_reports(client, ns, listener).await?, "Kafka {ns}/kaas created but not found");
+    Ok(())
+}
+
+/// Strimzi's report on the `Kafka` `kaas` in namespace `ns`, as the cluster operator writes it once the
+/// brokers run: `Ready` at its current generation, listener `listener` at an address
+/// (`kaas_controller::strimzi::status`). `false` when there is no such `Kafka`. No Strimzi operator runs
+/// here: it is not published to any registry this project builds from.
+pub async fn strimzi_reports(client: &Client, ns: &str, listener: &str) -> anyhow::Result<bool> {
+    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk("kafka.strimzi.io", "v1", "Kafka"));
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &resource);
+    let Some(kafka) = api.get_opt("kaas").await? else { return Ok(false) };
+    let generation = kafka.metadata.generation;
+    if kafka.data["status"]["observedGeneration"].as_i64() == generation {
+        return Ok(true);
+    }
+    let status = json!({ "status": {
+        "observedGeneration": generation,
+        "conditions": [{ "type": "Ready", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z" }],
+        "listeners": [{ "name": listener,
+            "addresses": [{ "host": format!("kaas-kafka-bootstrap.{ns}.svc"), "port": 9093 }] }],
+    }});
+    api.patch_status("kaas", &PatchParams::default(), &Patch::Merge(&status)).await?;
+    Ok(true)
+}
+
 /// helm-controller reporting tenant `id`'s release `<id>-kafka` upgraded at its current generation.
 pub async fn helm_ready(admin: &Client, id: &str) -> anyhow::Result<()> {
     let api: Api<HelmRelease> = Api::namespaced(admin.clone(), &format!("kaas-{id}"));
@@ -321,7 +367,8 @@ pub async fn helm_ready(admin: &Client, id: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn put_strimzi_cas(client: &Client, ns: &str, material: [&[u8]; 3]) -> anyhow::Result<()> {
+/// Namespace `ns`, created when missing, as helm-controller creates a release's (`install.createNamespace`).
+pub async fn ensure_namespace(client: &Client, ns: &str) -> anyhow::Result<()> {
     let namespaces: Api<Namespace> = Api::all(client.clone());
     if namespaces.get_opt(ns).await?.is_none() {
         let namespace = Namespace {
@@ -330,6 +377,11 @@ pub async fn put_strimzi_cas(client: &Client, ns: &str, material: [&[u8]; 3]) ->
         };
         namespaces.create(&PostParams::default(), &namespace).await?;
     }
+    Ok(())
+}
+
+pub async fn put_strimzi_cas(client: &Client, ns: &str, material: [&[u8]; 3]) -> anyhow::Result<()> {
+    ensure_namespace(client, ns).await?;
     let api: Api<Secret> = Api::namespaced(client.clone(), ns);
     let [cluster_ca, clients_ca, clients_key] = material;
     for (name, key, value) in [

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::ByteString;
 use kaas_controller::crd::KafkaTenant;
 use kaas_controller::gitops::Repo;
@@ -27,7 +27,8 @@ use kaas_controller::watched::Cluster;
 use kaas_route::TenantRoute;
 use kaas_testsupport::apiserver::{apply_yaml, client_from, ControlPlane, TEST_MANAGER};
 use kaas_testsupport::certs::strimzi_ca;
-use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use kube::core::GroupVersionKind;
 use kube::{Client, ResourceExt};
 use serde::Deserialize;
 use serde_json::json;
@@ -43,7 +44,7 @@ struct Fixture {
     /// The tests' own client (system:masters), for what Flux, Cluster API and Strimzi would write.
     admin: Client,
     ctx: Arc<Context>,
-    _plane: ControlPlane,
+    plane: ControlPlane,
 }
 
 /// Which upstream CRDs (`../shared/crds/`) the API server serves.
@@ -143,7 +144,7 @@ subjects: [{ kind: ServiceAccount, name: reconciler, namespace: kaas-system }]
             events: None,
             failures: Default::default(),
         });
-        Fixture { tmp, url, admin, ctx, _plane: plane }
+        Fixture { tmp, url, admin, ctx, plane }
     }
 
     fn tenants(&self) -> Api<KafkaTenant> {
@@ -294,10 +295,30 @@ subjects: [{ kind: ServiceAccount, name: reconciler, namespace: kaas-system }]
         self.flux_apply_in(ns, name).await;
         let id = tenant_id(ns, name);
         let clusters = Api::<Cluster>::namespaced(self.admin.clone(), &format!("kaas-{id}"));
-        if clusters.get_opt(&id).await.expect("get").is_some() {
+        let own_cluster = clusters.get_opt(&id).await.expect("get").is_some();
+        if own_cluster {
             self.capi_available(&id).await;
         }
         self.helm_ready(&id).await;
+        self.strimzi_serving(&id, own_cluster).await;
+    }
+
+    /// Strimzi reporting tenant `id`'s `Kafka` serving. A tenant on its own cluster reaches it through the
+    /// `<id>-kubeconfig` Secret Cluster API publishes, here pointing back at this API server (its `kafka`
+    /// namespace standing for the tenant cluster's).
+    async fn strimzi_serving(&self, id: &str, own_cluster: bool) {
+        let (ns, listener) =
+            if own_cluster { ("kafka".to_owned(), "proxy") } else { (format!("tenant-{id}"), "tls") };
+        if own_cluster {
+            let kubeconfig = std::fs::read_to_string(self.plane.admin_kubeconfig()).expect("kubeconfig");
+            let secret = json!({ "apiVersion": "v1", "kind": "Secret",
+                "metadata": { "name": format!("{id}-kubeconfig"), "namespace": format!("kaas-{id}") },
+                "stringData": { "value": kubeconfig } });
+            apply_yaml(&self.admin, &secret.to_string(), TEST_MANAGER, None)
+                .await
+                .expect("kubeconfig secret");
+        }
+        common::strimzi_serving(&self.admin, &ns, listener).await.expect("Strimzi reports the Kafka serving");
     }
 }
 
@@ -456,15 +477,7 @@ async fn unreachable_remote_degrades_the_tenant() {
 /// Writes one of Strimzi's CA secrets of tenant id `tenant` (namespace isolation: `tenant-<id>`).
 async fn strimzi_secret(f: &Fixture, tenant: &str, name: &str, key: &str, value: &str) {
     let ns = format!("tenant-{tenant}");
-    // helm-controller creates the release's target namespace (`install.createNamespace`).
-    let namespaces: Api<Namespace> = Api::all(f.admin.clone());
-    if namespaces.get_opt(&ns).await.expect("get").is_none() {
-        let object = Namespace {
-            metadata: ObjectMeta { name: Some(ns.clone()), ..Default::default() },
-            ..Default::default()
-        };
-        namespaces.create(&PostParams::default(), &object).await.expect("namespace");
-    }
+    common::ensure_namespace(&f.admin, &ns).await.expect("namespace");
     let api: Api<Secret> = Api::namespaced(f.admin.clone(), &ns);
     let mut secret = Secret::default();
     secret.metadata.name = Some(name.into());
@@ -568,6 +581,48 @@ async fn strimzi_cas_and_an_intermediate_reach_the_proxy_before_the_route_never_
     // Deleting the tenant removes its keys (and only its keys).
     f.delete_in("tenants", "beta").await;
     assert!(proxy_secret(&f).await.is_empty(), "{:?}", proxy_secret(&f).await);
+}
+
+/// helm-controller's `Ready` says the chart is applied, not that Kafka runs: a tenant is Ready, and its route
+/// published, only once Strimzi says its `Kafka` serves for the current spec on the listener the proxy dials.
+#[tokio::test]
+async fn a_tenant_is_ready_only_when_strimzi_says_its_kafka_serves() {
+    let f = Fixture::new(vec![example("beta")]).await;
+    f.reconcile("beta").await.expect("applied");
+    f.flux_apply_in("tenants", "beta").await;
+    f.helm_ready("tenants-beta").await;
+    f.reconcile("beta").await.expect("release ready, no Kafka yet");
+    let (status, _, message) = f.condition("beta", "Provisioning").await;
+    assert_eq!(status, "True", "{message}");
+    assert!(message.contains("Kafka tenant-tenants-beta/kaas not created yet"), "{message}");
+    assert!(f.routes().await.is_empty(), "no route while Kafka does not serve");
+
+    // Strimzi refuses the cluster (here: a Kafka version it does not run), and says why.
+    f.strimzi_serving("tenants-beta", false).await;
+    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk("kafka.strimzi.io", "v1", "Kafka"));
+    let kafkas: Api<DynamicObject> = Api::namespaced_with(f.admin.clone(), "tenant-tenants-beta", &resource);
+    let refused = json!({ "status": { "conditions": [{ "type": "NotReady", "status": "True",
+        "reason": "UnsupportedKafkaVersionException", "message": "Unsupported Kafka.spec.kafka.version: 3.9.0",
+        "lastTransitionTime": "2026-01-01T00:00:00Z" }], "listeners": [] } });
+    kafkas.patch_status("kaas", &PatchParams::default(), &Patch::Merge(&refused)).await.expect("status");
+    f.reconcile("beta").await.expect("Kafka refused");
+    let (status, _, message) = f.condition("beta", "Provisioning").await;
+    assert_eq!(status, "True", "{message}");
+    assert!(message.contains("Unsupported Kafka.spec.kafka.version: 3.9.0"), "{message}");
+    assert!(f.routes().await.is_empty(), "no route while Kafka does not serve");
+
+    // A spec change Strimzi has not reconciled yet is not served either, whatever the status said before.
+    let bump = json!({ "spec": { "kafka": { "listeners": [
+        { "name": "tls", "port": 9093, "type": "internal", "tls": true },
+        { "name": "other", "port": 9095, "type": "internal", "tls": true }] } } });
+    kafkas.patch("kaas", &PatchParams::default(), &Patch::Merge(&bump)).await.expect("spec change");
+    f.reconcile("beta").await.expect("not reconciled");
+    let message = f.condition("beta", "Provisioning").await.2;
+    assert!(message.contains("has not reconciled generation 2 yet"), "{message}");
+    f.strimzi_serving("tenants-beta", false).await;
+    f.reconcile("beta").await.expect("served");
+    assert_eq!(f.condition("beta", "Ready").await.0, "True");
+    assert_eq!(f.routes().await.len(), 1, "the route is published once Kafka serves");
 }
 
 #[tokio::test]

@@ -3,7 +3,8 @@
 //! real bare Git repository → Flux itself (source-controller fetching that repository and the platform's charts
 //! over HTTP, kustomize-controller applying the root Kustomization and then the tenant's, helm-controller
 //! installing `charts/kaas`, whose Strimzi objects the real CRDs accept) → Strimzi's part (stand-in: the
-//! cluster's real CA secrets; no operator runs Kafka here, the local cluster is the tenant's) → the controller
+//! cluster's real CA secrets and the `Kafka`'s status saying it serves; no operator runs Kafka here, the local
+//! cluster is the tenant's) → the controller
 //! marks the tenant Ready and publishes its route and upstream material → the proxy reads the route ConfigMap
 //! and the upstream Secret as the chart mounts them (stand-in for the kubelet: the objects' keys written to
 //! files) → a real Kafka client (confluent-kafka, with a tenant user's certificate) produces and consumes
@@ -168,6 +169,18 @@ async fn tenant_loop(case: Case) -> anyhow::Result<()> {
     } else {
         None
     };
+    // Strimzi's part: no operator runs here, so its report on the Kafka helm-controller installed comes from a
+    // stand-in, at each generation; the tenant is Ready only once Strimzi says its Kafka serves.
+    let (kafka_client, kafka_ns, listener) = match &workload {
+        Some((plane, _)) => (plane.admin().await?, "kafka".to_owned(), "proxy"),
+        None => (p.admin.clone(), format!("tenant-{id}"), "tls"),
+    };
+    let strimzi = tokio::spawn(async move {
+        loop {
+            let _ = common::strimzi_reports(&kafka_client, &kafka_ns, listener).await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    });
     // Seven releases through a kubeconfig, in dependency order, take longer than one on this cluster.
     let within = Duration::from_secs(if case.own_cluster { 240 } else { 30 });
 
@@ -327,6 +340,7 @@ async fn tenant_loop(case: Case) -> anyhow::Result<()> {
         reporting.abort();
     }
     mounting.abort();
+    strimzi.abort();
     drop(controller);
     Ok(())
 }

@@ -128,6 +128,31 @@ pub fn every_lookalike_is_marked(
     Ok(())
 }
 
+/// Holds the generated section `name` of the Markdown file `file` (relative to `root`) to `content`: the lines
+/// between `<!-- name:begin ... -->` and `<!-- name:end -->`. With `UPDATE_DOCS=1` in the environment it
+/// rewrites them instead; otherwise a difference fails, saying how to regenerate.
+pub fn generated_section(root: &Path, file: &str, name: &str, content: &str) -> anyhow::Result<()> {
+    let path = root.join(file);
+    let text = std::fs::read_to_string(&path).with_context(|| file.to_owned())?;
+    let (begin, end) = (format!("<!-- {name}:begin"), format!("<!-- {name}:end -->"));
+    let start = text.find(&begin).with_context(|| format!("{file}: no `{begin}` marker"))?;
+    let start =
+        start + text[start..].find('\n').with_context(|| format!("{file}: `{begin}` ends the file"))? + 1;
+    let stop =
+        start + text[start..].find(&end).with_context(|| format!("{file}: no `{end}` after `{begin}`"))?;
+    let content = format!("{}\n", content.trim_end_matches('\n'));
+    if text[start..stop] == content {
+        return Ok(());
+    }
+    if std::env::var_os("UPDATE_DOCS").is_some() {
+        std::fs::write(&path, format!("{}{content}{}", &text[..start], &text[stop..]))?;
+        return Ok(());
+    }
+    anyhow::bail!(
+        "{file}: the generated section `{name}` differs from its source: regenerate it with UPDATE_DOCS=1"
+    )
+}
+
 /// Every broken link of [`markdown_files`], as `file:line: what`; empty when all hold.
 pub fn broken_links(root: &Path) -> anyhow::Result<Vec<String>> {
     let files = markdown_files(root)?;

@@ -5,7 +5,10 @@
 //! is a whole kaas-proxy configuration file, ```` ```yaml kaas-proxy-config partial ```` a fragment the tests
 //! skip by name, ```` ```yaml kafkatenant ```` a `KafkaTenant`. Links are checked offline: a relative target must
 //! exist, an `#anchor` into a Markdown file must be one of its headings as GitHub slugs them, and an `http(s)`
-//! link must be a well-formed URI (nothing is fetched).
+//! link must be a well-formed URI (nothing is fetched). Generated sections ([`generated_section`]) hold a
+//! reference rendered from a schema ([`mod@reference`]) to its source.
+
+pub mod reference;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

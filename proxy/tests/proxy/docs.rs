@@ -161,3 +161,26 @@ fn dn(kind: DnType, value: &str) -> DistinguishedName {
     dn.push(kind, value);
     dn
 }
+
+/// The key reference in docs/operate/configuration.md is rendered from the configuration's types (`Config`,
+/// the route type shared with kaas-controller, the ACME section): their doc comments, defaults and types, so it
+/// cannot drift from them. `UPDATE_DOCS=1` rewrites it.
+#[test]
+fn the_configuration_reference_is_the_types() -> anyhow::Result<()> {
+    let mut schema = serde_json::to_value(schemars::schema_for!(kaas_proxy::config::Config))?;
+    // The limits are optional in the file; their defaults and ranges are the loader's table.
+    for (key, default, range) in kaas_proxy::config::limits() {
+        let field = schema["properties"][key].as_object_mut().with_context(|| format!("no key {key}"))?;
+        field.insert("default".into(), default.into());
+        field.insert("minimum".into(), (*range.start()).into());
+        field.insert("maximum".into(), (*range.end()).into());
+    }
+    let text = kaas_testsupport::docs::reference::table(&schema, &schema, "");
+    let root = kaas_testsupport::repo_root();
+    kaas_testsupport::docs::generated_section(
+        &root,
+        "docs/operate/configuration.md",
+        "config-reference",
+        &text,
+    )
+}

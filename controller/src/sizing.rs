@@ -1,7 +1,7 @@
 //! Sizing: throughput, retention and replication factor → brokers, instance type, storage, nodes, partitions.
 //!
 //! A pure function following the published right-sizing rules for Kafka on AWS (the formulas, with a worked
-//! example, are in the README):
+//! example, are in docs/controller/sizing.md):
 //! - storage per broker = ingress × retention × RF ÷ brokers ÷ 0.7 (disks never past 70 % full), at most
 //!   16 TiB of EBS per broker (more brokers past that);
 //! - per broker, the write load ingress × RF ÷ brokers stays within the instance's baseline EBS throughput

@@ -16,6 +16,7 @@ use rustls::sign::CertifiedKey;
 use serde_norway::{Mapping, Value};
 
 pub use acme::{AcmeConfig, AcmeSettings, ChallengeKind, KubernetesStoreSettings, StoreSettings};
+pub use limits::limits;
 use limits::{limit, LIMITS};
 use principal::PrincipalMapper;
 pub use schema::{Config, DEFAULT_MAX_FRAME_BYTES};

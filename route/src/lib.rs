@@ -10,6 +10,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 mod cidr;
@@ -18,7 +19,7 @@ pub use cidr::Cidr;
 pub use strimzi::OPERATOR_ORGANIZATION;
 
 /// One tenant as the proxy routes it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TenantRoute {
     /// DNS label; clients reach the tenant as `<name>.<domain>` and `b<node-id>.<name>.<domain>`.
@@ -52,7 +53,7 @@ pub struct TenantRoute {
 /// A tenant's byte-rate quotas, answered as Kafka's brokers answer theirs (KIP-219): a client over its rate
 /// gets its response at once with `throttle_time_ms` set, and the proxy reads nothing more from that connection
 /// for that long.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Quota {
     /// Produce request bytes per second.
@@ -68,7 +69,7 @@ pub const MIN_QUOTA_BYTES_PER_SECOND: u64 = 1024;
 
 /// The security of the connections from the proxy to a tenant's brokers (bootstrap, `b<id>` and the proxy's
 /// own metadata requests alike).
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamRoute {
     /// TLS to the brokers; required unless `plaintext`.
@@ -89,7 +90,9 @@ pub struct UpstreamRoute {
     /// unless a range here holds it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_cidrs: Vec<String>,
-    /// Whose certificate the broker sees; see [`UpstreamRoute::identity`] for the default.
+    /// Whose certificate the broker sees; default ([`UpstreamRoute::identity`]): `client` with
+    /// `clients_ca_intermediate` or `clients_ca_key`, else `proxy` with `cert`, else none (TLS without a client
+    /// certificate, as for a SASL_SSL listener).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity: Option<Identity>,
     /// `identity: client`, the weaker mode: the private key of the tenant's clients CA (PEM), whose certificate
@@ -117,7 +120,7 @@ pub struct UpstreamRoute {
 }
 
 /// TLS to a tenant's brokers.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamTls {
     /// The CA bundle (PEM) broker certificates must chain to: Strimzi's `<cluster>-cluster-ca-cert` `ca.crt`.
@@ -129,7 +132,7 @@ pub struct UpstreamTls {
 }
 
 /// Whose identity the broker sees on the proxy's upstream connections.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Identity {
     /// Each client's own: the proxy presents a short-lived certificate with the client's subject, signed by an
@@ -155,7 +158,7 @@ impl UpstreamRoute {
 }
 
 /// A PEM certificate chain and its private key, as file paths.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CertificateFiles {
     /// PEM certificate chain, leaf first.
@@ -166,7 +169,7 @@ pub struct CertificateFiles {
 
 /// Where a tenant's certificate comes from: files (`cert` and `key`), or the proxy's ACME client (`acme: true`,
 /// which needs the proxy's top-level `acme` section).
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TenantCertificate {
     /// PEM certificate chain, leaf first; not with `acme`.
@@ -179,8 +182,8 @@ pub struct TenantCertificate {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub acme: bool,
     /// With `acme`: the broker node ids whose `b<id>` names the certificate covers besides `<tenant>.<domain>`
-    /// (TLS-ALPN-01 and HTTP-01 cannot validate a wildcard, so the names are ordered ahead); default
-    /// [`DEFAULT_ACME_BROKER_IDS`].
+    /// (TLS-ALPN-01 and HTTP-01 cannot validate a wildcard, so the names are ordered ahead); default `[0, 1, 2]`
+    /// ([`DEFAULT_ACME_BROKER_IDS`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub broker_ids: Option<Vec<u32>>,
 }

@@ -4,12 +4,14 @@
 //! [`apiserver`] is a real Kubernetes control plane (etcd + kube-apiserver), [`flux`] runs Flux's real
 //! controllers against it, [`capi`] Cluster API's and its AWS provider's (with AWS emulated by moto),
 //! [`git_http`] serves a GitOps repository over HTTP to them and [`helm_repo`] a Helm chart repository of charts
-//! built by the test (both on [`loopback`]'s server); [`certs`] makes CAs, server and client certificates as PEM files; [`python`] drives the project's Python environment (the
+//! built by the test (both on [`loopback`]'s server); [`certs`] makes CAs, server and client certificates as PEM files; [`docs`] reads the documentation's
+//! examples and checks its links; [`python`] drives the project's Python environment (the
 //! Python Kafka clients, Helm chart rendering).
 
 pub mod apiserver;
 pub mod capi;
 pub mod certs;
+pub mod docs;
 pub mod flux;
 pub mod git_http;
 pub mod helm_repo;

@@ -211,7 +211,7 @@ fn the_network_path_settings_reach_the_aws_cluster_and_validate() {
     let validator = jsonschema::validator_for(&schema).expect("schema compiles");
     let errors: Vec<String> = validator.iter_errors(aws).map(|e| e.to_string()).collect();
     assert!(errors.is_empty(), "{errors:?}");
-    // Unset, Cluster API's defaults stand (and the README says why that is not routable).
+    // Unset, Cluster API's defaults stand (and docs/controller/platform.md says why that is not routable).
     let plain = render(&example("acme"), &Platform::default()).expect("renders");
     let aws = plain.iter().find(|o| o["kind"] == "AWSCluster").expect("AWSCluster");
     assert!(aws["spec"]["network"]["vpc"].get("ipamPool").is_none());

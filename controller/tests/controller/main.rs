@@ -2,6 +2,8 @@
 //! feature to its tests; the controller's unit tests sit beside its code in `src/`).
 //!
 //! - [`cli`]: the binary without a cluster: `render`, `crd`, `sync`, `size`, and refusals.
+//! - [`docs`]: the documentation's `KafkaTenant` examples read by the CRD's type and schema and planned. No
+//!   cluster.
 //! - [`strimzi`]: the example tenants through `charts/kaas`, held to Strimzi's rules (`kaas_controller::strimzi`):
 //!   versions, configuration, super users, certificate names, load balancers, node pools. No cluster.
 //! - [`reconcile`]: `reconcile` called in-process against a real kube-apiserver with the real CRDs and a real Git
@@ -24,6 +26,7 @@ mod common;
 mod apiserver;
 mod cli;
 mod cluster_api;
+mod docs;
 mod reconcile;
 mod strimzi;
 mod tenant_loop;

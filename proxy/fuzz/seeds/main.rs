@@ -2,7 +2,7 @@
 //! `CORPUS_DIR/<target>/gen-*` (overwriting earlier ones; what libFuzzer adds is left alone). Seeds are valid
 //! inputs, each in its target's input layout: broker responses of every rewritten API and version (as the unit
 //! tests generate them), request frames of every API and version kafka-protocol encodes, ApiVersions responses,
-//! ClientHellos from rustls' own client, and the configuration examples of README.md and the config tests; and
+//! ClientHellos from rustls' own client, and the configuration examples of docs/operate/ and the config tests; and
 //! the frames Apache Kafka wrote in the end-to-end tests (`proxy/fuzz/captured/`).
 //! Not a fuzz target; scripts/fuzz.sh runs it before fuzzing.
 
@@ -318,17 +318,20 @@ fn client_hellos(out: &mut Out) {
     }
 }
 
-/// `config`: `[0]` then a configuration file (README's example, the config tests' files; `/`, `\` and `%`, which
-/// the target skips, become `_`), and `[1]` then `rules \0 subject` (Kafka's principal mapping examples).
+/// `config`: `[0]` then a configuration file (the documentation's examples, the config tests' files; `/`, `\`
+/// and `%`, which the target skips, become `_`), and `[1]` then `rules \0 subject` (Kafka's principal mapping examples).
 fn configurations(out: &mut Out, repo: &Path) {
     let mut files = Vec::new();
     let read = |p: &str| std::fs::read_to_string(repo.join(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
-    let readme = read("README.md");
-    let mut lines = readme.lines();
-    while let Some(line) = lines.next() {
-        if line.trim_start() == "```yaml" {
-            let block: Vec<&str> = lines.by_ref().take_while(|l| l.trim_start() != "```").collect();
-            files.push(block.join("\n"));
+    // The documentation's configuration files: its blocks marked `kaas-proxy-config` (docs/develop/testing.md).
+    for doc in ["docs/operate/configuration.md", "docs/operate/acme.md"] {
+        let text = read(doc);
+        let mut lines = text.lines();
+        while let Some(line) = lines.next() {
+            if line.trim_start().starts_with("```yaml kaas-proxy-config") {
+                let block: Vec<&str> = lines.by_ref().take_while(|l| l.trim_start() != "```").collect();
+                files.push(block.join("\n"));
+            }
         }
     }
     let tests = read("proxy/src/config/tests.rs");

@@ -7,13 +7,14 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::certs;
 use super::Collector;
 
 /// The section as written.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AcmeConfig {
     /// The ACME (RFC 8555) directory, `https://`.
@@ -41,7 +42,7 @@ pub struct AcmeConfig {
 }
 
 /// External account binding (RFC 8555 §7.3.4).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EabConfig {
     /// The key identifier the CA gave.
@@ -66,7 +67,7 @@ impl ChallengeKind {
 }
 
 /// The ACME challenge type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum ChallengeKind {
     /// RFC 8737, answered on the proxy's one TLS port.
@@ -83,7 +84,7 @@ pub enum ChallengeKind {
 
 /// Where ACME state is kept: exactly one of the two. (A struct rather than an enum: the file is read as a YAML
 /// value first, and serde_norway reads enums from values only as YAML tags.)
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
     /// A directory (relative to the configuration file's folder).
@@ -95,7 +96,7 @@ pub struct StoreConfig {
 }
 
 /// The `kubernetes` store's settings.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KubernetesStore {
     /// The namespace holding the Secrets and the Lease (the proxy's own, in the chart).

@@ -86,3 +86,8 @@ pub(super) fn limit(p: &Parsed, key: &str, errs: &mut Collector) -> u64 {
         None => l.default,
     }
 }
+
+/// Each limit's key, default and range, for whoever documents them (the configuration reference).
+pub fn limits() -> impl Iterator<Item = (&'static str, u64, std::ops::RangeInclusive<u64>)> {
+    LIMITS.iter().map(|l| (l.key, l.default, l.range.clone()))
+}

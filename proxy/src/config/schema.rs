@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use kaas_route::{CertificateFiles, TenantRoute};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::AcmeConfig;
@@ -14,7 +15,7 @@ pub(super) const DEFAULT_CONNECT_TIMEOUT_SECONDS: u64 = 5;
 
 /// The file as written; field names are the YAML keys. The schema of record (for tools that write the file);
 /// [`super::load`] reads it key by key to report every error at once.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// The one TLS port for all tenants.

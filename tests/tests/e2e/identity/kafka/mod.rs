@@ -1,6 +1,6 @@
 //! Identity that survives the proxy, on real Apache Kafka with its StandardAuthorizer: every client reaches the
 //! cluster's mutual-TLS listener through kaas-proxy, and the broker's ACLs hold per user (`identity: client`),
-//! or see the proxy's one principal (`identity: proxy`, the README's warning). A broker whose certificate does
+//! or see the proxy's one principal (`identity: proxy`, docs/operate/security.md's warning). A broker whose certificate does
 //! not verify is refused. librdkafka clients throughout.
 //!
 //! The same with every client program of the matrix: [`clients`]; the cluster and clients CAs rotated under

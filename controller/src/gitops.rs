@@ -18,6 +18,10 @@ use std::time::Duration;
 
 use crate::names;
 
+pub mod credentials;
+
+pub use credentials::Credentials;
+
 /// Attempts before a push is given up (each one rebuilds on the newest remote head).
 const PUSH_ATTEMPTS: u32 = 20;
 const AUTHOR: [&str; 4] = ["-c", "user.name=kaas-controller", "-c", "user.email=kaas-controller@kaas.dev"];
@@ -82,6 +86,8 @@ pub struct Repo {
     /// The Flux GitRepository (in [`FLUX_NAMESPACE`]) holding this repository, which the tenants'
     /// Kustomizations read.
     flux_source: String,
+    /// The remote's credentials, given to git by a helper, never in its URL ([`credentials`]).
+    credentials: Option<Credentials>,
 }
 
 /// The default [`Repo::with_flux_source`]: the GitRepository `flux bootstrap` creates for its repository.
@@ -93,20 +99,27 @@ pub type TenantFile = (String, String);
 impl Repo {
     /// Uses the work tree at `dir` as it is; commits stay local.
     pub fn local(dir: &Path) -> Result<Repo, GitError> {
-        let repo = Repo { dir: dir.to_owned(), upstream: None, flux_source: FLUX_SOURCE.into() };
+        let repo =
+            Repo { dir: dir.to_owned(), upstream: None, flux_source: FLUX_SOURCE.into(), credentials: None };
         repo.git(&["rev-parse", "--git-dir"])?;
         Ok(repo)
     }
 
-    /// Clones `url` into `dir` (or reuses a clone already there) and pushes every change to `branch`.
+    /// Clones `url` into `dir` (or reuses a clone already there) and pushes every change to `branch`. A
+    /// username and token in an `http(s)` URL are taken out of it ([`credentials::split`]): git is given the
+    /// plain URL, and the credentials through a helper.
     pub fn clone_remote(url: &str, dir: &Path, branch: &str) -> Result<Repo, GitError> {
+        let (url, credentials) = credentials::split(url);
         if !dir.join(".git").exists() {
             let parent = dir.parent().unwrap_or(Path::new("."));
             std::fs::create_dir_all(parent)?;
-            run(parent, &["clone", "--quiet", url, &dir.to_string_lossy()])?;
+            run(parent, &["clone", "--quiet", &url, &dir.to_string_lossy()], credentials.as_ref())?;
+        } else {
+            // A clone an earlier version made may hold the credentials in its remote's URL.
+            run(dir, &["remote", "set-url", "origin", &url], None)?;
         }
         let upstream = Some(("origin".into(), branch.into()));
-        Ok(Repo { dir: dir.to_owned(), upstream, flux_source: FLUX_SOURCE.into() })
+        Ok(Repo { dir: dir.to_owned(), upstream, flux_source: FLUX_SOURCE.into(), credentials })
     }
 
     /// Names the Flux GitRepository that holds this repository, for the tenants' Kustomizations.
@@ -121,7 +134,7 @@ impl Repo {
     }
 
     fn git(&self, args: &[&str]) -> Result<String, GitError> {
-        run(&self.dir, args)
+        run(&self.dir, args, self.credentials.as_ref())
     }
 
     /// Makes `tenants/<tenant>/` (`tenant` a relative folder, [`crate::names::folder`]) hold exactly `files` (or nothing, for `None`), committed with `message`.
@@ -245,14 +258,20 @@ fn is_rejection(e: &GitError) -> bool {
             || message.contains("cannot lock ref"))
 }
 
-fn run(dir: &Path, args: &[&str]) -> Result<String, GitError> {
-    let out = Command::new("git").args(args).current_dir(dir).env("GIT_TERMINAL_PROMPT", "0").output()?;
+/// Runs git in `dir`; with `credentials`, git asks them of the helper ([`Credentials::git_args`]). Nothing it
+/// prints reaches an error unredacted.
+fn run(dir: &Path, args: &[&str], credentials: Option<&Credentials>) -> Result<String, GitError> {
+    let mut command = Command::new("git");
+    if let Some(c) = credentials {
+        command.args(Credentials::git_args()).envs(c.git_env());
+    }
+    let out = command.args(args).current_dir(dir).env("GIT_TERMINAL_PROMPT", "0").output()?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
         Err(GitError::Command {
-            args: args.join(" "),
-            message: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+            args: Credentials::redact(credentials, &args.join(" ")),
+            message: Credentials::redact(credentials, String::from_utf8_lossy(&out.stderr).trim()),
         })
     }
 }

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use anyhow::Context;
+use base64::Engine as _;
 
 use crate::loopback::LoopbackServer;
 
@@ -24,10 +25,21 @@ impl GitHttp {
         Ok(GitHttp { port: server.port, _server: server })
     }
 
+    /// As [`GitHttp::start`], answering only requests that carry HTTP basic credentials `username:password`
+    /// (401 with a `WWW-Authenticate` challenge otherwise, as a Git host does), kept in `root/.basic-auth`.
+    pub fn start_with_basic_auth(root: &Path, username: &str, password: &str) -> anyhow::Result<GitHttp> {
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
+        std::fs::write(root.join(BASIC_AUTH), format!("Basic {token}"))?;
+        Self::start(root)
+    }
+
     pub fn url(&self, repository: &str) -> String {
         format!("http://127.0.0.1:{}/{repository}", self.port)
     }
 }
+
+/// The file under the served root holding the one `Authorization` value accepted, when there is one.
+const BASIC_AUTH: &str = ".basic-auth";
 
 fn serve(stream: TcpStream, root: &Path) -> anyhow::Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
@@ -52,6 +64,14 @@ fn serve(stream: TcpStream, root: &Path) -> anyhow::Result<()> {
     if header("transfer-encoding").is_some() {
         return respond(stream, "411 Length Required", &[], b"chunked request bodies are not supported\n");
     }
+    let authenticated = match std::fs::read_to_string(root.join(BASIC_AUTH)) {
+        Ok(wanted) if header("authorization").as_deref() != Some(wanted.trim()) => {
+            let challenge = [("WWW-Authenticate".to_owned(), "Basic realm=\"git\"".to_owned())];
+            return respond(stream, "401 Unauthorized", &challenge, b"authentication required\n");
+        }
+        Ok(_) => true,
+        Err(_) => false,
+    };
     let length: usize = header("content-length").map(|l| l.parse()).transpose()?.unwrap_or(0);
     let mut body = vec![0; length];
     reader.read_exact(&mut body)?;
@@ -67,6 +87,10 @@ fn serve(stream: TcpStream, root: &Path) -> anyhow::Result<()> {
         .env("QUERY_STRING", &query)
         .env("CONTENT_LENGTH", length.to_string())
         .env("REMOTE_ADDR", "127.0.0.1");
+    // http-backend lets only an authenticated user push (its `http.receivepack` default).
+    if authenticated {
+        cgi.env("REMOTE_USER", "git");
+    }
     for (variable, name) in [
         ("CONTENT_TYPE", "content-type"),
         ("HTTP_CONTENT_ENCODING", "content-encoding"),

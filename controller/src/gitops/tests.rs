@@ -5,7 +5,7 @@ use std::path::Path;
 use super::*;
 
 fn git(dir: &Path, args: &[&str]) -> String {
-    run(dir, args).unwrap_or_else(|e| panic!("{e}"))
+    run(dir, args, None).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A bare remote with one initial commit on `main`, and a scratch clone used to inspect it.
@@ -182,4 +182,33 @@ fn each_tenant_has_its_own_flux_kustomization_committed_and_removed_with_its_fol
     assert!(repo.dir().join("kustomizations/README.md").exists(), "the root's path stays in Git");
     let tracked = git(repo.dir(), &["ls-files"]);
     assert!(!tracked.contains("acme"), "{tracked}");
+}
+
+/// A remote over HTTP that requires basic credentials (as a Git host does), given in the URL as the chart's
+/// `gitops.urlSecret` holds them: clone and push work, and the token is in no file of the clone, no error and no
+/// `Debug` output; a wrong token is refused with an error that does not show it.
+#[test]
+fn credentials_in_the_url_reach_git_through_the_helper_and_nowhere_else() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let bare = remote(tmp.path());
+    let served = tmp.path().join("served");
+    std::fs::create_dir_all(&served).expect("mkdir");
+    std::fs::rename(&bare, served.join("gitops.git")).expect("move");
+    let http = kaas_testsupport::git_http::GitHttp::start_with_basic_auth(&served, "kaas", "s3cret-t0ken")
+        .expect("git over HTTP");
+    let plain = http.url("gitops.git");
+    let with = |password: &str| plain.replacen("http://", &format!("http://kaas:{password}@"), 1);
+
+    let repo = Repo::clone_remote(&with("s3cret-t0ken"), &tmp.path().join("ctl"), "main").expect("clone");
+    let pushed = repo.write_tenant("acme", Some(&files("a: 1\n")), &message("acme", Some(1))).expect("push");
+    assert!(matches!(pushed, Outcome::Committed(_)));
+    assert!(!format!("{repo:?}").contains("s3cret"), "{repo:?}");
+    let config = std::fs::read_to_string(repo.dir().join(".git/config")).expect("config");
+    assert!(config.contains(&plain) && !config.contains("s3cret"), "{config}");
+
+    let refused =
+        Repo::clone_remote(&with("wr0ng-t0ken"), &tmp.path().join("other"), "main").expect_err("refused");
+    let said = refused.to_string();
+    assert!(!said.contains("wr0ng"), "{said}");
+    assert!(said.contains("Authentication failed") || said.contains("401"), "{said}");
 }

@@ -88,6 +88,10 @@ impl ControlPlane {
             "kubernetes.default.svc".to_owned(),
         ])?;
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        // kubeadm's name for it, which Cluster API's control-plane provider looks for when it reads the
+        // certificate's expiry (cluster-api v1.13.4 `controlplane/kubeadm/internal/workload_cluster.go` line 270).
+        params.distinguished_name = DistinguishedName::new();
+        params.distinguished_name.push(DnType::CommonName, "kube-apiserver");
         std::fs::write(d.join("server.crt"), params.signed_by(&key, &issuer)?.pem())?;
         std::fs::write(d.join("server.key"), key.serialize_pem())?;
 
@@ -360,7 +364,8 @@ fn b64(text: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(text)
 }
 
-fn spawn(command: &mut Command, log: &Path) -> anyhow::Result<Child> {
+/// Starts `command` with its output to `log`.
+pub(crate) fn spawn(command: &mut Command, log: &Path) -> anyhow::Result<Child> {
     let out = std::fs::File::create(log)?;
     let program = command.get_program().to_string_lossy().into_owned();
     command

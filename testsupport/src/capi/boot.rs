@@ -394,7 +394,11 @@ async fn start_member(ctx: &Ctx, state: &Mutex<State>, node: &str) -> anyhow::Re
         ]),
         &ctx.dir.join(format!("etcd-{node}.log")),
     )?;
-    wait_for_port(admin_port, Duration::from_secs(30))?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while tokio::net::TcpStream::connect(("127.0.0.1", admin_port)).await.is_err() {
+        anyhow::ensure!(std::time::Instant::now() < deadline, "etcd member {node} not listening after 30 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     Ok(Member { peer_url, client_port, admin_port, child })
 }
 

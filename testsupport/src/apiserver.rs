@@ -18,7 +18,7 @@ use kube::api::{Api, DynamicObject, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::GroupVersionKind;
 use kube::{Client, ResourceExt};
-use rcgen::{CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, KeyPair};
+use rcgen::{CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, Issuer, KeyPair};
 
 use crate::certs::new_ca;
 use crate::free_port;
@@ -54,6 +54,8 @@ pub struct ControlPlane {
     /// `https://127.0.0.1:<port>`.
     pub url: String,
     ca_pem: String,
+    /// The cluster CA's signer: kubelets' serving certificates ([`Self::kubelet_certificate`]).
+    issuer: Issuer<'static, KeyPair>,
     admin_kubeconfig: PathBuf,
     etcd: Child,
     apiserver: Child,
@@ -137,6 +139,10 @@ impl ControlPlane {
                 &format!("--tls-cert-file={}", path("server.crt")),
                 &format!("--tls-private-key-file={}", path("server.key")),
                 &format!("--client-ca-file={}", path("ca.crt")),
+                // Kubelets serve with certificates of the cluster CA, which the server checks when it proxies
+                // to them (`pods/portforward`); without it, it would not verify them at all (k8s.io/kubernetes
+                // v1.36.3 `pkg/kubelet/client/kubelet_client.go` line 126).
+                &format!("--kubelet-certificate-authority={}", path("ca.crt")),
                 &format!("--service-account-key-file={}", path("sa.pub")),
                 &format!("--service-account-signing-key-file={}", path("sa.key")),
                 "--service-account-issuer=https://kubernetes.default.svc",
@@ -162,7 +168,7 @@ impl ControlPlane {
                 "default",
             ),
         )?;
-        let plane = ControlPlane { url, ca_pem, admin_kubeconfig, etcd, apiserver, dir };
+        let plane = ControlPlane { url, ca_pem, issuer, admin_kubeconfig, etcd, apiserver, dir };
         plane.wait_ready(Duration::from_secs(90)).await?;
         tracing::info!(elapsed = ?started.elapsed(), url = %plane.url, "control plane ready");
         Ok(plane)
@@ -182,6 +188,12 @@ impl ControlPlane {
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
         anyhow::bail!("kube-apiserver not ready after {within:?}: {last}\n{}", self.logs())
+    }
+
+    /// A kubelet's serving certificate for `names` (the addresses the server dials it at), signed by the
+    /// cluster CA the server checks kubelets against: (certificate PEM, key PEM).
+    pub fn kubelet_certificate(&self, names: &[&str]) -> anyhow::Result<(String, String)> {
+        crate::certs::server_certificate(&self.issuer, names)
     }
 
     /// A client with the tests' system:masters identity.

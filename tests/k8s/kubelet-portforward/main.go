@@ -17,7 +17,6 @@ import (
 	"net/http"
 	"os"
 	"strings"
-	"sync"
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/httpstream"
@@ -57,7 +56,6 @@ func target(pod, port string) (string, error) {
 // pair is one forwarded connection's streams, which arrive one at a time.
 type pair struct {
 	errorStream, dataStream httpstream.Stream
-	complete                chan struct{}
 }
 
 func serve(w http.ResponseWriter, req *http.Request) {
@@ -80,18 +78,16 @@ func serve(w http.ResponseWriter, req *http.Request) {
 	}
 	defer conn.Close()
 	conn.SetIdleTimeout(4 * time.Hour)
-	var mu sync.Mutex
-	pairs := map[string]*pair{}
+	pairs := map[string]*pair{} // this loop's alone
 	for {
 		select {
 		case <-conn.CloseChan():
 			return
 		case s := <-streams:
 			id := s.Headers().Get(requestHeader)
-			mu.Lock()
 			p, ok := pairs[id]
 			if !ok {
-				p = &pair{complete: make(chan struct{})}
+				p = &pair{}
 				pairs[id] = p
 			}
 			switch s.Headers().Get(streamType) {
@@ -106,7 +102,6 @@ func serve(w http.ResponseWriter, req *http.Request) {
 				delete(pairs, id)
 				go forward(conn, pod, p)
 			}
-			mu.Unlock()
 		}
 	}
 }

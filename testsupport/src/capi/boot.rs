@@ -31,7 +31,8 @@
 //! in its own etcd, not in these members (they hold the membership Cluster API inspects); no container runs.
 //!
 //! Neighbours: [`super::ClusterApi`] (the managers and moto this follows), [`crate::apiserver`] (the etcd
-//! binary, the workload control plane), [`crate::certs`] (the kubelet's and the members' serving certificates).
+//! binary; the workload control plane, whose CA signs the kubelet's serving certificate and whose API server
+//! verifies it when it proxies a port-forward).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -48,7 +49,6 @@ use serde_json::{json, Value};
 
 use super::moto::Moto;
 use crate::apiserver::{binary, spawn, ControlPlane};
-use crate::certs::{new_ca, server_certificate};
 use crate::{free_port, stop, wait_for_port};
 
 /// The static pods kubeadm writes on a control-plane node (kubeadm's manifests' names; the provider reads
@@ -132,11 +132,9 @@ impl Boot {
     ) -> anyhow::Result<Boot> {
         let dir = tempfile::tempdir()?;
         let d = dir.path();
-        // The kubelet's serving certificate. kube-apiserver does not verify a kubelet's without
-        // `--kubelet-certificate-authority` (k8s.io/kubernetes v1.36.3 `pkg/kubelet/client/kubelet_client.go`
-        // line 126): any CA will do.
-        let (_, issuer) = new_ca("kaas e2e kubelets CA")?;
-        let (cert, key) = server_certificate(&issuer, &["127.0.0.1", "localhost"])?;
+        // The kubelet's serving certificate, from the workload cluster's CA, which its API server checks
+        // kubelets against; for the address its Nodes give (127.0.0.1).
+        let (cert, key) = workload.kubelet_certificate(&["127.0.0.1"])?;
         let tls = (d.join("tls.crt"), d.join("tls.key"));
         std::fs::write(&tls.0, cert)?;
         std::fs::write(&tls.1, key)?;

@@ -207,18 +207,27 @@ async fn pass(ctx: &Ctx, state: &Mutex<State>) -> anyhow::Result<()> {
     );
     let selector = format!("cluster.x-k8s.io/cluster-name={}", ctx.cluster);
     let machines = machines.list(&ListParams::default().labels(&selector)).await?.items;
+    // moto is asked (a Python process, about 0.6 s of a core) only while an instance may be coming or going:
+    // a Machine's instance not booted yet, a Machine being deleted, a booted instance whose Machine is gone.
+    let instances: Vec<&str> = machines.iter().filter_map(|m| instance_of(m).map(|(_, i)| i)).collect();
+    let coming = instances.iter().any(|i| !lock(state).booted.contains_key(*i));
+    let going = machines.iter().any(|m| m.metadata.deletion_timestamp.is_some())
+        || lock(state).booted.keys().any(|i| !instances.contains(&i.as_str()));
+    if !coming && !going {
+        return Ok(());
+    }
     let (moto, region) = (ctx.moto.clone(), ctx.region.clone());
     let snapshot = tokio::task::spawn_blocking(move || moto.snapshot(&region)).await??;
     let running: Vec<&str> =
         snapshot.instances.iter().filter(|i| i.state == "running").map(|i| i.id.as_str()).collect();
 
     for machine in &machines {
-        let Some(provider_id) = machine.data["spec"]["providerID"].as_str() else { continue };
-        let Some(instance) = provider_id.rsplit('/').next() else { continue };
+        let Some((provider_id, instance)) = instance_of(machine) else { continue };
         if !running.contains(&instance) || lock(state).booted.contains_key(instance) {
             continue;
         }
-        let node = node_name(machine, instance);
+        // Booted only once CAPA reported the host name the node takes.
+        let Some(node) = node_name(machine) else { continue };
         let version = machine.data["spec"]["version"].as_str().unwrap_or_default().to_owned();
         let control_plane = machine.labels().contains_key(CONTROL_PLANE_LABEL);
         register_node(ctx, &node, provider_id, &version, control_plane).await?;
@@ -248,16 +257,23 @@ async fn pass(ctx: &Ctx, state: &Mutex<State>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The Machine's `spec.providerID` (`aws:///<zone>/<instance-id>`, set once CAPA launched its instance) and
+/// the instance id in it.
+fn instance_of(machine: &DynamicObject) -> Option<(&str, &str)> {
+    let provider_id = machine.data["spec"]["providerID"].as_str()?;
+    Some((provider_id, provider_id.rsplit('/').next()?))
+}
+
 /// The node name kubeadm would use: the host name, which on EC2 is the private DNS name CAPA reports as the
-/// Machine's `InternalDNS` address; the instance id if it reports none.
-fn node_name(machine: &DynamicObject, instance: &str) -> String {
+/// Machine's `InternalDNS` address.
+fn node_name(machine: &DynamicObject) -> Option<String> {
     machine.data["status"]["addresses"]
         .as_array()
         .into_iter()
         .flatten()
         .find(|a| a["type"] == "InternalDNS")
         .and_then(|a| a["address"].as_str())
-        .map_or_else(|| instance.to_owned(), str::to_lowercase)
+        .map(str::to_lowercase)
 }
 
 /// The kubelet's registration: the Node, then its status (addresses, kubelet port, Ready).

@@ -3,7 +3,8 @@
 # pinned modules in tests/k8s/ (go.mod + go.sum: the versions and their checksums): etcd and kube-apiserver
 # (the control plane), Flux's source-controller, kustomize-controller and helm-controller (GitOps), and Cluster
 # API's core, kubeadm bootstrap and kubeadm control-plane managers and its AWS provider (CAPA), each with its
-# CRDs (and, for Cluster API, its admission webhooks' manifest) copied from the same module versions.
+# CRDs (and, for Cluster API, its admission webhooks' manifest) copied from the same module versions; and the
+# tests' own kubelet-portforward (the port-forward endpoint of the nodes the Cluster API tests boot).
 # Each binary lands in ${KAAS_CACHE:-$HOME/.cache/kaas}/k8s/<name>/ with a stamp of the sources it was built
 # from; a binary whose stamp matches is skipped, so a second run takes a second. A fresh machine needed 77 s for
 # etcd and 462 s for kube-apiserver on 2 cores (module downloads included), and 287 s, 130 s and 383 s for

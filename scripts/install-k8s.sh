@@ -3,7 +3,8 @@
 # pinned modules in tests/k8s/ (go.mod + go.sum: the versions and their checksums): etcd and kube-apiserver
 # (the control plane), Flux's source-controller, kustomize-controller and helm-controller (GitOps), and Cluster
 # API's core, kubeadm bootstrap and kubeadm control-plane managers and its AWS provider (CAPA), each with its
-# CRDs (and, for Cluster API, its admission webhooks' manifest) copied from the same module versions.
+# CRDs (and, for Cluster API, its admission webhooks' manifest) copied from the same module versions; and the
+# tests' own kubelet-portforward (the port-forward endpoint of the nodes the Cluster API tests boot).
 # Each binary lands in ${KAAS_CACHE:-$HOME/.cache/kaas}/k8s/<name>/ with a stamp of the sources it was built
 # from; a binary whose stamp matches is skipped, so a second run takes a second. A fresh machine needed 77 s for
 # etcd and 462 s for kube-apiserver on 2 cores (module downloads included), and 287 s, 130 s and 383 s for
@@ -11,7 +12,8 @@
 # then its kubeadm bootstrap 5 s and control plane 11 s (core's build cache shared), CAPA 959 s (empty build
 # cache for them, their modules fetched first by `go mod tidy` in 12 s and 17 s, three other engineers' builds
 # and tests sharing the 2 cores; the spike measured CAPA alone at 232 s); a build that stops half-way leaves no
-# binary.
+# binary. kubelet-portforward (our own main.go, apimachinery only) built in 28 s with an empty Go build cache (2
+# cores shared with a CI run), 1 s with a warm one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -76,3 +78,8 @@ build cluster-api "" "$capi" "$capi" . cluster-api
 build kubeadm-bootstrap "" "$capi/bootstrap/kubeadm" "$capi" bootstrap/kubeadm cluster-api
 build kubeadm-control-plane "" "$capi/controlplane/kubeadm" "$capi" controlplane/kubeadm cluster-api
 build cluster-api-provider-aws "" sigs.k8s.io/cluster-api-provider-aws/v2 sigs.k8s.io/cluster-api-provider-aws/v2
+
+# The one part of a kubelet the workload clusters of the Cluster API tests need: its port-forward endpoint, which
+# kube-apiserver proxies `pods/portforward` to and Cluster API's control-plane provider dials etcd and the API
+# server through (tests/k8s/kubelet-portforward/main.go; k8s.io/apimachinery's SPDY server only).
+build kubelet-portforward ""

@@ -83,7 +83,9 @@ def snapshot(endpoint, region):
         {"name": lb["LoadBalancerName"], "kind": lb["Type"], "scheme": lb.get("Scheme")}
         for lb in client(endpoint, region, "elbv2").describe_load_balancers()["LoadBalancers"]
     ]
+    vpcs = [{"id": v["VpcId"], "tags": tags(v)} for v in ec2.describe_vpcs()["Vpcs"]]
     return {
+        "vpcs": vpcs,
         "security_groups": groups,
         "subnets": subnets,
         "instances": instances,

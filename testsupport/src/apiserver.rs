@@ -18,7 +18,7 @@ use kube::api::{Api, DynamicObject, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::GroupVersionKind;
 use kube::{Client, ResourceExt};
-use rcgen::{CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, KeyPair};
+use rcgen::{CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, Issuer, KeyPair};
 
 use crate::certs::new_ca;
 use crate::free_port;
@@ -54,6 +54,8 @@ pub struct ControlPlane {
     /// `https://127.0.0.1:<port>`.
     pub url: String,
     ca_pem: String,
+    /// The cluster CA's signer: kubelets' serving certificates ([`Self::kubelet_certificate`]).
+    issuer: Issuer<'static, KeyPair>,
     admin_kubeconfig: PathBuf,
     etcd: Child,
     apiserver: Child,
@@ -88,6 +90,10 @@ impl ControlPlane {
             "kubernetes.default.svc".to_owned(),
         ])?;
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        // kubeadm's name for it, which Cluster API's control-plane provider looks for when it reads the
+        // certificate's expiry (cluster-api v1.13.4 `controlplane/kubeadm/internal/workload_cluster.go` line 270).
+        params.distinguished_name = DistinguishedName::new();
+        params.distinguished_name.push(DnType::CommonName, "kube-apiserver");
         std::fs::write(d.join("server.crt"), params.signed_by(&key, &issuer)?.pem())?;
         std::fs::write(d.join("server.key"), key.serialize_pem())?;
 
@@ -133,6 +139,10 @@ impl ControlPlane {
                 &format!("--tls-cert-file={}", path("server.crt")),
                 &format!("--tls-private-key-file={}", path("server.key")),
                 &format!("--client-ca-file={}", path("ca.crt")),
+                // Kubelets serve with certificates of the cluster CA, which the server checks when it proxies
+                // to them (`pods/portforward`); without it, it would not verify them at all (k8s.io/kubernetes
+                // v1.36.3 `pkg/kubelet/client/kubelet_client.go` line 126).
+                &format!("--kubelet-certificate-authority={}", path("ca.crt")),
                 &format!("--service-account-key-file={}", path("sa.pub")),
                 &format!("--service-account-signing-key-file={}", path("sa.key")),
                 "--service-account-issuer=https://kubernetes.default.svc",
@@ -158,7 +168,7 @@ impl ControlPlane {
                 "default",
             ),
         )?;
-        let plane = ControlPlane { url, ca_pem, admin_kubeconfig, etcd, apiserver, dir };
+        let plane = ControlPlane { url, ca_pem, issuer, admin_kubeconfig, etcd, apiserver, dir };
         plane.wait_ready(Duration::from_secs(90)).await?;
         tracing::info!(elapsed = ?started.elapsed(), url = %plane.url, "control plane ready");
         Ok(plane)
@@ -178,6 +188,12 @@ impl ControlPlane {
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
         anyhow::bail!("kube-apiserver not ready after {within:?}: {last}\n{}", self.logs())
+    }
+
+    /// A kubelet's serving certificate for `names` (the addresses the server dials it at), signed by the
+    /// cluster CA the server checks kubelets against: (certificate PEM, key PEM).
+    pub fn kubelet_certificate(&self, names: &[&str]) -> anyhow::Result<(String, String)> {
+        crate::certs::server_certificate(&self.issuer, names)
     }
 
     /// A client with the tests' system:masters identity.
@@ -360,7 +376,8 @@ fn b64(text: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(text)
 }
 
-fn spawn(command: &mut Command, log: &Path) -> anyhow::Result<Child> {
+/// Starts `command` with its output to `log`.
+pub(crate) fn spawn(command: &mut Command, log: &Path) -> anyhow::Result<Child> {
     let out = std::fs::File::create(log)?;
     let program = command.get_program().to_string_lossy().into_owned();
     command

@@ -6,11 +6,12 @@
 //! a tenant's cluster needs on real AWS.
 //!
 //! Two things the emulator cannot do are bridged, each at one point: the API server's load-balancer name does
-//! not resolve here (`dnsResolutionCheck: None` on the applied AWSCluster), and no instance boots kubeadm, so a
-//! second API server stands for the workload cluster: `<cluster>-kubeconfig` points at it from the start and,
-//! once the first control-plane instance runs, `kube-system/kubeadm-config` is written there as `kubeadm init`
-//! would, which is how the control-plane provider tells the control plane is initialized (cluster-api v1.13.4,
-//! `controlplane/kubeadm/internal/controllers/status.go` lines 172–204). Then workers join and launch.
+//! not resolve here (`dnsResolutionCheck: None` on the applied AWSCluster), and no instance boots, so a second
+//! API server stands for the workload cluster (`<cluster>-kubeconfig` points at it from the start) and
+//! `kaas_testsupport::capi::boot` does there what each running instance's kubelet and kubeadm would (its
+//! Node, the static pods' mirrors, a real etcd member, `kubeadm-config` on the first). The rest is Cluster
+//! API's own judgement: it scales the control plane up one machine at a time as the members prove healthy,
+//! and reports the Cluster Available.
 //!
 //! What moto cannot judge: it runs instances with a key pair or image that does not exist. So the key pair is
 //! judged by what CAPA asked for (no key unless the platform names one; CAPA's default is a key named
@@ -24,8 +25,9 @@ use std::time::Duration;
 use kaas_controller::crd::KafkaTenant;
 use kaas_controller::render::{self, Platform};
 use kaas_testsupport::apiserver::{apply_yaml, ControlPlane, TEST_MANAGER};
+use kaas_testsupport::capi::boot::Boot;
 use kaas_testsupport::capi::moto::{Image, Seed, Snapshot};
-use kaas_testsupport::capi::{workload_kubeconfig, ClusterApi};
+use kaas_testsupport::capi::{self, workload_kubeconfig, ClusterApi};
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use kube::core::GroupVersionKind;
 use kube::Client;
@@ -36,10 +38,13 @@ use crate::common::eventually;
 /// The account the platform publishes its node images from, and their base OS (as a platform's image
 /// pipeline would set them; not CAPA's default account, 819546954734, whose reference images are not for
 /// production).
-const PLATFORM_IMAGE_ORG: &str = "111122223333";
-const PLATFORM_BASE_OS: &str = "ubuntu-24.04";
+pub(crate) const PLATFORM_IMAGE_ORG: &str = "111122223333";
+pub(crate) const PLATFORM_BASE_OS: &str = "ubuntu-24.04";
 /// CAPA's default image account (CNCF's), publishing public reference images.
 const CAPA_REFERENCE_ORG: &str = "819546954734";
+
+/// Cluster API's `Cluster`, by group and kind.
+pub(crate) const CLUSTER: (&str, &str) = ("cluster.x-k8s.io", "Cluster");
 
 /// The Cluster API groups: what this test applies of a tenant's manifests (besides its Namespace).
 const CLUSTER_API_GROUPS: [&str; 4] = [
@@ -60,7 +65,7 @@ fn platform() -> Platform {
 }
 
 /// The example tenant.
-fn acme() -> anyhow::Result<KafkaTenant> {
+pub(crate) fn acme() -> anyhow::Result<KafkaTenant> {
     let path = kaas_testsupport::repo_root().join("controller/examples/acme.yaml");
     Ok(serde_norway::from_str(&std::fs::read_to_string(path)?)?)
 }
@@ -98,7 +103,7 @@ fn api(client: &Client, ns: &str, group: &str, version: &str, kind: &str) -> Api
 /// The images an account sees for Kubernetes `version`, both architectures: the platform's own, and the public
 /// reference images of CAPA's default lookup account (cluster-api-provider-aws v2.13.0,
 /// `pkg/cloud/services/ec2/ami.go` line 56), which a rendering without lookup settings would run instead.
-fn images(version: &str) -> Vec<Image> {
+pub(crate) fn images(version: &str) -> Vec<Image> {
     [PLATFORM_IMAGE_ORG, CAPA_REFERENCE_ORG]
         .into_iter()
         .flat_map(|org| ["x86_64", "arm64"].map(|architecture| (org, architecture)))
@@ -125,11 +130,7 @@ impl Findings {
 }
 
 /// Cluster `cluster`'s live instances whose Name (the AWSMachine's) starts with `prefix`.
-fn instances<'a>(
-    s: &'a Snapshot,
-    cluster: &str,
-    prefix: &str,
-) -> Vec<&'a kaas_testsupport::capi::moto::Instance> {
+fn instances<'a>(s: &'a Snapshot, cluster: &str, prefix: &str) -> Vec<&'a capi::moto::Instance> {
     s.live_instances(cluster)
         .into_iter()
         .filter(|i| i.tags.get("Name").is_some_and(|n| n.starts_with(prefix)))
@@ -174,13 +175,14 @@ async fn run(
     ns: &str,
     region: &str,
 ) -> anyhow::Result<()> {
-    let admin = capi.plane().admin().await?;
+    let admin = capi.admin().await?;
     let workload = ControlPlane::start().await?;
     let objects = cluster_objects(tenant, p)?;
     // The Namespace first, then the kubeconfig the workload cluster is reached by, then the cluster.
     apply(&admin, &objects[..1]).await?;
     apply_yaml(&admin, &workload_kubeconfig(cluster, ns, &workload)?, TEST_MANAGER, None).await?;
     apply(&admin, &objects[1..]).await?;
+    let boot = Boot::start(admin.clone(), capi.shared_moto(), region, cluster, ns, &workload).await?;
 
     let aws_clusters = api(&admin, ns, "infrastructure.cluster.x-k8s.io", "v1beta2", "AWSCluster");
     let ready = eventually("AWSCluster ready", Duration::from_secs(180), || async {
@@ -278,14 +280,6 @@ async fn run(
         }
     }
 
-    // The bridge: `kubeadm init` on that instance would have written this.
-    let kubeadm_config = json!({
-        "apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": { "name": "kubeadm-config", "namespace": "kube-system" },
-        "data": { "ClusterConfiguration": format!("apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\nkubernetesVersion: {}\n", p.kubernetes_version) },
-    });
-    apply_yaml(&workload.admin().await?, &kubeadm_config.to_string(), TEST_MANAGER, None).await?;
-
     let brokers_prefix = format!("{cluster}-brokers-");
     let plan = render::plan(tenant, p)?;
     let wanted = plan.sizing.brokers as usize;
@@ -340,6 +334,32 @@ async fn run(
         format!("the broker pool's instances are in {broker_zones:?}, not three zones")
     });
 
+    // Cluster API's own verdict on what booted: the Cluster Available (infrastructure, control plane, workers
+    // and the remote connection), with as many control-plane instances as the KubeadmControlPlane's replicas.
+    let available = eventually("the Cluster Available", Duration::from_secs(480), || async {
+        let c = capi::condition(&admin, CLUSTER, ns, cluster, "Available").await?;
+        Ok(c.filter(|c| c["status"] == "True"))
+    })
+    .await;
+    if let Err(e) = &available {
+        let said = capi::condition(&admin, CLUSTER, ns, cluster, "Available").await?;
+        findings.0.push(format!("{e:#}: {said:?}\n{}", boot.report()));
+    }
+    let kcp = api(&admin, ns, "controlplane.cluster.x-k8s.io", "v1beta2", "KubeadmControlPlane")
+        .get(&format!("{cluster}-control-plane"))
+        .await?;
+    let replicas = kcp.data["spec"]["replicas"].as_u64().unwrap_or(1) as usize;
+    // Available needs a quorum; the control-plane provider goes on adding one machine at a time.
+    let scaled = eventually("the control plane's instances running", Duration::from_secs(180), || async {
+        let s = capi.moto().snapshot(region)?;
+        let running = instances(&s, cluster, &cp_prefix).iter().filter(|i| i.state == "running").count();
+        Ok((running == replicas).then_some(()))
+    })
+    .await;
+    findings.check(scaled.is_ok(), || {
+        format!("not as many control-plane instances as the KubeadmControlPlane's {replicas}: {scaled:?}")
+    });
+
     // A throughput change that picks another broker instance type.
     let bigger = bigger_brokers(tenant, p)?;
     let templates = api(&admin, ns, "infrastructure.cluster.x-k8s.io", "v1beta2", "AWSMachineTemplate");
@@ -367,6 +387,7 @@ async fn run(
         format!("the throughput change to {} brokers was refused: {why}", bigger.1)
     });
 
+    drop(boot);
     drop(workload);
     anyhow::ensure!(findings.0.is_empty(), "{} findings:\n\n{}", findings.0.len(), findings.0.join("\n\n"));
     Ok(())
@@ -380,7 +401,7 @@ fn graviton(t: &str) -> bool {
     after_letters.trim_start_matches(|c: char| c.is_ascii_digit()).contains('g')
 }
 
-fn name(i: &kaas_testsupport::capi::moto::Instance) -> &str {
+fn name(i: &capi::moto::Instance) -> &str {
     i.tags.get("Name").map_or("?", String::as_str)
 }
 

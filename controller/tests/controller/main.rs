@@ -16,7 +16,8 @@
 //!   emulated by moto: what they build for a tenant (security groups, images, key pairs, zones) and what
 //!   their webhooks refuse (the `apiserver` group).
 //! - [`tenant_loop`]: the whole loop with real Flux, the proxy and a real Apache Kafka cluster (the `kafka`
-//!   group).
+//!   group); a cluster-mode tenant's own cluster comes from the real Cluster API and CAPA on moto
+//!   ([`own_cluster`]).
 //!
 //! [`common`] is the control-plane arrangement the API-server tests share; the control plane, Flux and the Git
 //! server themselves are the `kaas_testsupport` crate.
@@ -27,6 +28,7 @@ mod apiserver;
 mod cli;
 mod cluster_api;
 mod docs;
+mod own_cluster;
 mod reconcile;
 mod strimzi;
 mod tenant_loop;

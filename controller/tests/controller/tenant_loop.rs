@@ -19,14 +19,16 @@
 //! the releases at; the Strimzi one brings Strimzi's CRDs, the Prometheus one the monitoring CRDs) and then
 //! the real `charts/kaas` with the rendered values, judged there by those CRDs and Kubernetes' own schemas;
 //! `dependsOn`, `storageNamespace`, retries and upgrades are helm-controller's decisions, and the tenant is
-//! Ready on helm-controller's own report. Cluster API is the one stand-in on the management side (its
-//! `Cluster` reported Available, and the `<id>-kubeconfig` Secret, key `value`, it would publish, pointing at
-//! the second API server: the one bridge), because Cluster API and its AWS provider run in their own tests.
+//! Ready on helm-controller's own report. That cluster itself is built by the real Cluster API and CAPA on
+//! moto ([`crate::own_cluster`]): the tenant waits while Cluster API reports its `Cluster` not Available, and
+//! is Ready only once Cluster API's own report says Available; a throughput change rolls the broker pool's
+//! instances in moto, and the delete empties the tenant's AWS resources there. What moto's instances cannot
+//! do when they boot is bridged by `kaas_testsupport::capi::boot` (Node, static pods, etcd member).
 //!
 //! [`one_tenants_refused_object_does_not_hold_up_another_tenants_apply`]: a tenant whose object the API server
 //! refuses stops only its own Kustomization.
 
-use crate::common;
+use crate::{common, own_cluster};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -38,10 +40,11 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kaas_controller::gitops;
 use kaas_controller::names::tenant_id;
 use kaas_controller::reconcile::ROUTES_KEY;
+use kaas_controller::render;
 use kaas_e2e::kafka::{ClusterOptions, KafkaCluster};
 use kaas_e2e::proxy::ProxyHandle;
 use kaas_e2e::{raw, DOMAIN};
-use kaas_testsupport::apiserver::{apply_yaml, ControlPlane, TEST_MANAGER};
+use kaas_testsupport::apiserver::{apply_yaml, TEST_MANAGER};
 use kaas_testsupport::certs::Certs;
 use kaas_testsupport::flux::{self, Flux, FLUX_NAMESPACE};
 use kaas_testsupport::git_http::GitHttp;
@@ -49,6 +52,7 @@ use kaas_testsupport::helm_repo::HelmRepo;
 use kaas_testsupport::python::run_client;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use kube::{Client, ResourceExt};
+use own_cluster::OwnCluster;
 use rustls::AlertDescription;
 use serde_json::json;
 
@@ -139,6 +143,7 @@ async fn tenant_loop(case: Case) -> anyhow::Result<()> {
     };
     if let Some(charts) = &charts {
         values["componentCharts"] = json!({ "url": charts.url() });
+        values["machines"] = own_cluster::machines();
     }
     let p = Platform::start(values, all_rbac).await?;
     // The platform's Flux: its charts in one repository, the tenants' folders (kaas-controller's remote) in
@@ -147,8 +152,10 @@ async fn tenant_loop(case: Case) -> anyhow::Result<()> {
     flux::publish(&kaas_testsupport::repo_root(), &["charts/kaas"], &p.tmp.path().join("platform.git"))?;
     let git = GitHttp::start(p.tmp.path())?;
     let flux = Flux::start(&p.plane, &flux::CONTROLLERS).await?;
-    let sources =
-        [flux::git_repository("kaas", &git.url("platform.git"), "main", "2s"), gitops_sources(&git)];
+    let sources = [
+        flux::git_repository("kaas", &git.url("platform.git"), "main", "2s"),
+        gitops_sources(&git, case.own_cluster)?,
+    ];
     apply_yaml(&p.admin, &sources.join("---\n"), TEST_MANAGER, Some(FLUX_NAMESPACE)).await?;
     let controller = p.controller("kaas-controller-0")?;
     let mounting = tokio::spawn(mount(p.admin.clone(), routes_file.clone(), upstream_dir.clone()));
@@ -159,20 +166,17 @@ async fn tenant_loop(case: Case) -> anyhow::Result<()> {
     let settings = format!("tenants_file: {}\n", routes_file.display());
     let proxy = ProxyHandle::start_with_config(&certs, &settings, "  []\n")?;
 
-    // The tenant's own cluster: a second API server, empty (the charts bring the CRDs), reached through the
-    // kubeconfig Secret Cluster API would write; Cluster API's report comes from a stand-in.
-    let workload = if case.own_cluster {
-        let plane = ControlPlane::start().await?;
-        let kubeconfig = std::fs::read_to_string(plane.admin_kubeconfig())?;
-        let reporting = tokio::spawn(cluster_api(p.admin.clone(), id.clone(), kubeconfig));
-        Some((plane, reporting))
-    } else {
-        None
+    // The tenant's own cluster: Cluster API and CAPA on moto build it; a second API server, empty (the charts
+    // bring the CRDs), stands for it, reached through the kubeconfig Secret Cluster API reads.
+    let own = match case.own_cluster {
+        true => Some(OwnCluster::start(&p, &id).await?),
+        false => None,
     };
+    let workload = own.as_ref().map(|o| &o.workload);
     // Strimzi's part: no operator runs here, so its report on the Kafka helm-controller installed comes from a
     // stand-in, at each generation; the tenant is Ready only once Strimzi says its Kafka serves.
-    let (kafka_client, kafka_ns, listener) = match &workload {
-        Some((plane, _)) => (plane.admin().await?, "kafka".to_owned(), "proxy"),
+    let (kafka_client, kafka_ns, listener) = match workload {
+        Some(plane) => (plane.admin().await?, "kafka".to_owned(), "proxy"),
         None => (p.admin.clone(), format!("tenant-{id}"), "tls"),
     };
     let strimzi = tokio::spawn(async move {
@@ -181,7 +185,8 @@ async fn tenant_loop(case: Case) -> anyhow::Result<()> {
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
     });
-    // Seven releases through a kubeconfig, in dependency order, take longer than one on this cluster.
+    // Cluster API bringing up the cluster and seven releases through a kubeconfig in dependency order take
+    // longer than one release on this cluster (37–47 s measured on 2 shared cores).
     let within = Duration::from_secs(if case.own_cluster { 240 } else { 30 });
 
     p.create_example(case.name).await?;
@@ -193,17 +198,23 @@ async fn tenant_loop(case: Case) -> anyhow::Result<()> {
     let material =
         [read(cluster.cluster_ca_pem())?, read(cluster.clients_ca_pem())?, read(cluster.clients_ca_key())?];
     let material = [&material[0][..], &material[1][..], &material[2][..]];
-    match &workload {
-        Some((plane, _)) => put_strimzi_cas(&plane.admin().await?, "kafka", material).await?,
+    match workload {
+        Some(plane) => put_strimzi_cas(&plane.admin().await?, "kafka", material).await?,
         None => p.strimzi_cas(&id, material).await?,
     }
+    if let Some(own) = &own {
+        let waiting = own.tenant_waits_for_cluster_api(&p, case.name).await?;
+        eprintln!("while Cluster API builds the cluster: {waiting}");
+    }
+    let started = std::time::Instant::now();
     ready(&p, &flux, case.name, &id, 1, within).await?;
+    eprintln!("{} Ready in {:.0?}", case.name, started.elapsed());
     let release = helm_release(&p.admin, &id).await?.context("HelmRelease applied")?;
     assert!(applied_by_flux(&release), "HelmRelease applied by kustomize-controller");
     // Ready is helm-controller's own report: only it keeps the release history.
     assert!(release.data["status"]["history"][0]["status"] == "deployed", "{}", release.data["status"]);
-    let (kafka_cluster, kafka_ns) = match &workload {
-        Some((plane, _)) => {
+    let (kafka_cluster, kafka_ns) = match workload {
+        Some(plane) => {
             let cluster = capi_cluster(&p.admin, &id).await?.context("Cluster applied")?;
             assert!(applied_by_flux(&cluster), "Cluster applied by kustomize-controller");
             let tenant_cluster = plane.admin().await?;
@@ -265,6 +276,16 @@ async fn tenant_loop(case: Case) -> anyhow::Result<()> {
     assert_eq!(out["produced"].as_array().map(Vec::len), Some(200));
     assert_eq!(out["consumed"].as_array().map(Vec::len), Some(200), "{out}");
 
+    // Cluster API's own report and what it built in moto (the cluster-mode example is `acme`).
+    let platform = render::Platform::default();
+    let built = match &own {
+        Some(own) => {
+            let plan = render::plan(&crate::cluster_api::acme()?, &platform)?;
+            Some((own.built(&p, plan.sizing.brokers as usize).await?, plan))
+        }
+        None => None,
+    };
+
     // Update: more throughput is a new generation, a new commit, a release upgrade and a new route (its quota).
     let before = p.routes().await?.unwrap_or_default();
     p.tenants().patch(case.name, &PatchParams::default(), &Patch::Merge(&case.update)).await?;
@@ -281,6 +302,14 @@ async fn tenant_loop(case: Case) -> anyhow::Result<()> {
     assert_ne!(quota(&before), quota(&after), "the route follows the new throughput");
     let out = client("orders", "second").await??;
     assert_eq!(out["consumed"].as_array().map(Vec::len), Some(200), "{out}");
+    if let (Some(own), Some((brokers, plan))) = (&own, &built) {
+        // The new throughput sizes the brokers on another instance type (and count): the broker pool rolls.
+        let mut updated = serde_json::to_value(crate::cluster_api::acme()?)?;
+        json_merge(&mut updated, &case.update);
+        let bigger = render::plan(&serde_json::from_value(updated)?, &platform)?.sizing;
+        assert_ne!(bigger.instance_type, plan.sizing.instance_type, "the brokers change instance type");
+        own.rolled(brokers, &bigger.instance_type, bigger.brokers as usize).await?;
+    }
 
     // A chart edit without a version bump (a new commit of the platform's chart repository) reaches the
     // tenant's cluster: the release follows the chart's Git revision (`reconcileStrategy: Revision`).
@@ -309,12 +338,15 @@ async fn tenant_loop(case: Case) -> anyhow::Result<()> {
     .with_context(|| flux.logs())?;
 
     // Delete: the route leaves the ConfigMap, the proxy (reading the file) refuses the name, and the object goes
-    // once Flux has pruned its Cluster and HelmRelease (helm-controller uninstalling the release first).
+    // once Flux has pruned its Cluster and HelmRelease (helm-controller uninstalling the release first); a
+    // Cluster goes once Cluster API and CAPA have deleted its machines and AWS resources (43 s measured).
     p.tenants().delete(case.name, &DeleteParams::default()).await?;
+    let started = std::time::Instant::now();
     eventually("tenant gone", Duration::from_secs(90), || async {
         Ok(p.tenants().get_opt(case.name).await?.is_none().then_some(()))
     })
     .await?;
+    eprintln!("{} gone in {:.0?}", case.name, started.elapsed());
     let name = format!("{id}.{DOMAIN}");
     eventually("the proxy refuses the name", Duration::from_secs(20), || async {
         match raw::connect(proxy.port, Some(&name), &certs.ca).await {
@@ -336,8 +368,8 @@ async fn tenant_loop(case: Case) -> anyhow::Result<()> {
     })
     .await
     .with_context(|| flux.logs())?;
-    if let Some((_, reporting)) = workload {
-        reporting.abort();
+    if let Some(own) = &own {
+        own.emptied().await?;
     }
     mounting.abort();
     strimzi.abort();
@@ -407,26 +439,6 @@ fn applied_by_flux(object: &DynamicObject) -> bool {
     object.managed_fields().iter().any(|m| m.manager.as_deref() == Some("kustomize-controller"))
 }
 
-/// Cluster API's part for a tenant on its own cluster, as it would report it: the `<id>-kubeconfig` Secret
-/// (key `value`, pointing at the second API server: the one bridge from the stand-in to the real world) and
-/// the `Cluster` Available at the generation Flux last applied. Cluster API itself runs in its own tests.
-async fn cluster_api(admin: Client, id: String, kubeconfig: String) {
-    let ns = format!("kaas-{id}");
-    let secrets: Api<Secret> = Api::namespaced(admin.clone(), &ns);
-    loop {
-        if let Ok(Some(cluster)) = capi_cluster(&admin, &id).await {
-            let secret = json!({ "apiVersion": "v1", "kind": "Secret",
-                "metadata": { "name": format!("{id}-kubeconfig") },
-                "stringData": { "value": kubeconfig } });
-            let _ = secrets
-                .patch(&format!("{id}-kubeconfig"), &PatchParams::apply(TEST_MANAGER), &Patch::Apply(&secret))
-                .await;
-            let _ = report(&admin, &ns, &cluster, &cluster_resource(), "Available", "Available").await;
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-}
-
 /// Every release helm-controller installed through the kubeconfig keeps its Helm storage on the tenant's
 /// cluster in its own target namespace (`storageNamespace`), none in `kaas-<id>`, which exists only on the
 /// management cluster; and the seven platform components are installed there.
@@ -451,29 +463,6 @@ async fn helm_storage_is_on_the_tenant_cluster(tenant_cluster: &Client) -> anyho
     ];
     let want: Vec<(String, String)> = want.iter().map(|(r, n)| ((*r).to_owned(), (*n).to_owned())).collect();
     assert_eq!(releases, want, "each release's Helm storage in its target namespace on the tenant's cluster");
-    Ok(())
-}
-
-/// Sets `condition` True at the object's generation unless it already is.
-async fn report(
-    admin: &Client,
-    ns: &str,
-    object: &DynamicObject,
-    resource: &ApiResource,
-    condition: &str,
-    reason: &str,
-) -> anyhow::Result<()> {
-    let generation = object.metadata.generation;
-    if object.data["status"]["observedGeneration"].as_i64() == generation {
-        return Ok(());
-    }
-    let status = json!({ "status": {
-        "observedGeneration": generation,
-        "conditions": [{ "type": condition, "status": "True", "reason": reason, "message": "stand-in",
-            "observedGeneration": generation, "lastTransitionTime": "2026-01-01T00:00:00Z" }],
-    }});
-    let api: Api<DynamicObject> = Api::namespaced_with(admin.clone(), ns, resource);
-    api.patch_status(&object.name_any(), &PatchParams::default(), &Patch::Merge(&status)).await?;
     Ok(())
 }
 
@@ -527,7 +516,7 @@ async fn one_tenants_refused_object_does_not_hold_up_another_tenants_apply() -> 
     let p = Platform::start(json!({}), all_rbac).await?;
     let git = GitHttp::start(p.tmp.path())?;
     let flux = Flux::start(&p.plane, &flux::CONTROLLERS[..2]).await?;
-    apply_yaml(&p.admin, &gitops_sources(&git), TEST_MANAGER, Some(FLUX_NAMESPACE)).await?;
+    apply_yaml(&p.admin, &gitops_sources(&git, false)?, TEST_MANAGER, Some(FLUX_NAMESPACE)).await?;
 
     // A tenant whose folder holds an object the API server refuses, committed as the controller commits.
     let broken =
@@ -568,11 +557,30 @@ async fn one_tenants_refused_object_does_not_hold_up_another_tenants_apply() -> 
 
 /// The platform's Flux bootstrap for the tenants: the GitOps repository (kaas-controller's remote) as the
 /// GitRepository the tenants' Kustomizations read, and one root Kustomization applying the tenants'
-/// Kustomizations and pruning what leaves.
-fn gitops_sources(git: &GitHttp) -> String {
-    let sources = [
-        flux::git_repository(gitops::FLUX_SOURCE, &git.url("gitops.git"), "main", "2s"),
-        flux::kustomization("tenants", gitops::FLUX_SOURCE, &format!("./{}", gitops::KUSTOMIZATIONS), "2s"),
-    ];
-    sources.join("---\n")
+/// Kustomizations and pruning what leaves; with `emulated_aws`, patching them with the emulator's one
+/// AWSCluster setting ([`own_cluster::emulator_patches`]).
+fn gitops_sources(git: &GitHttp, emulated_aws: bool) -> anyhow::Result<String> {
+    let mut root: serde_json::Value = serde_norway::from_str(&flux::kustomization(
+        "tenants",
+        gitops::FLUX_SOURCE,
+        &format!("./{}", gitops::KUSTOMIZATIONS),
+        "2s",
+    ))?;
+    if emulated_aws {
+        root["spec"]["patches"] = own_cluster::emulator_patches();
+    }
+    let source = flux::git_repository(gitops::FLUX_SOURCE, &git.url("gitops.git"), "main", "2s");
+    Ok(format!("{source}---\n{}\n", serde_json::to_string(&root)?))
+}
+
+/// `patch` merged into `target` as a JSON merge patch (RFC 7386) does, as the API server applies the update.
+fn json_merge(target: &mut serde_json::Value, patch: &serde_json::Value) {
+    match (target, patch) {
+        (serde_json::Value::Object(t), serde_json::Value::Object(p)) => {
+            for (k, v) in p {
+                json_merge(t.entry(k.clone()).or_insert(serde_json::Value::Null), v);
+            }
+        }
+        (t, p) => *t = p.clone(),
+    }
 }

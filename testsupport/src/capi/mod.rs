@@ -4,23 +4,26 @@
 //! call CAPA makes goes to [`moto`], seeded with what a platform's account holds.
 //!
 //! The emulator stops where real machines would boot: no instance runs kubeadm, so no workload cluster comes
-//! up by itself. A test that needs the control plane initialized starts another [`ControlPlane`] to stand for
-//! the workload cluster and points `<cluster>-kubeconfig` at it ([`workload_kubeconfig`]).
+//! up by itself. A test starts another [`ControlPlane`] to stand for the workload cluster, points
+//! `<cluster>-kubeconfig` at it ([`workload_kubeconfig`]) and lets [`boot::Boot`] do on it what each running
+//! instance would (its Node, static pods, etcd member).
 //!
-//! Neighbours: [`crate::apiserver`] (the control plane, owned here so it stops after the managers),
-//! [`crate::certs`] (the webhooks' serving certificate), `webhooks` and `moto`.
+//! Neighbours: [`crate::apiserver`] (the control plane, owned here when given, so it stops after the
+//! managers), [`crate::certs`] (the webhooks' serving certificate), `webhooks`, [`moto`] and [`boot`].
 
+pub mod boot;
 pub mod moto;
 mod webhooks;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use base64::Engine as _;
 
-use crate::apiserver::{binary, crd_files, documents, ControlPlane};
+use crate::apiserver::{binary, client_from, crd_files, documents, ControlPlane};
 use crate::certs::{new_ca, server_certificate};
 use crate::{free_port, readyz, stop};
 use moto::{Moto, Seed};
@@ -71,12 +74,14 @@ struct Manager {
 }
 
 /// Cluster API's managers and moto, running on a control plane; on `Drop` the managers stop first, then moto,
-/// then the control plane (API server, then etcd).
+/// then the control plane if it was given to [`ClusterApi::start`] (API server, then etcd).
 #[derive(Debug)]
 pub struct ClusterApi {
     managers: Vec<Manager>,
-    moto: Moto,
-    plane: ControlPlane,
+    moto: Arc<Moto>,
+    /// The management cluster's admin kubeconfig, which the managers run with.
+    kubeconfig: PathBuf,
+    plane: Option<ControlPlane>,
     dir: tempfile::TempDir,
 }
 
@@ -91,9 +96,17 @@ impl Drop for ClusterApi {
 }
 
 impl ClusterApi {
-    /// Installs the four providers' CRDs and webhooks on `plane`, starts moto with `seed` (CAPA's calls for
-    /// `region` go to it) and the four managers, and waits until each reports ready.
+    /// [`Self::start_on`] `plane`, which then stops with this.
     pub async fn start(plane: ControlPlane, region: &str, seed: &Seed) -> anyhow::Result<ClusterApi> {
+        let mut capi = ClusterApi::start_on(&plane, region, seed).await?;
+        capi.plane = Some(plane);
+        Ok(capi)
+    }
+
+    /// Installs the four providers' CRDs and webhooks on `plane`, starts moto with `seed` (CAPA's calls for
+    /// `region` go to it) and the four managers, and waits until each reports ready. `plane` must outlive the
+    /// result (the managers stop on its `Drop`).
+    pub async fn start_on(plane: &ControlPlane, region: &str, seed: &Seed) -> anyhow::Result<ClusterApi> {
         let started = Instant::now();
         let dir = tempfile::tempdir()?;
         let admin = plane.admin().await?;
@@ -119,7 +132,9 @@ impl ClusterApi {
         std::fs::write(certs.join("tls.key"), key)?;
 
         let moto = Moto::start(dir.path(), region, seed)?;
-        let mut capi = ClusterApi { managers: Vec::new(), moto, plane, dir };
+        let kubeconfig = plane.admin_kubeconfig().to_path_buf();
+        let mut capi =
+            ClusterApi { managers: Vec::new(), moto: Arc::new(moto), kubeconfig, plane: None, dir };
         let mut health = Vec::new();
         for provider in PROVIDERS {
             let webhook_port = free_port();
@@ -148,7 +163,7 @@ impl ClusterApi {
         region: &str,
     ) -> anyhow::Result<()> {
         let mut args = vec![
-            format!("--kubeconfig={}", self.plane.admin_kubeconfig().display()),
+            format!("--kubeconfig={}", self.kubeconfig.display()),
             format!("--webhook-port={webhook_port}"),
             format!("--webhook-cert-dir={}", certs.display()),
             format!("--health-addr=127.0.0.1:{health_port}"),
@@ -215,14 +230,19 @@ impl ClusterApi {
         }
     }
 
-    /// The control plane the managers run on (the management cluster).
-    pub fn plane(&self) -> &ControlPlane {
-        &self.plane
+    /// A system:masters client of the control plane the managers run on (the management cluster).
+    pub async fn admin(&self) -> anyhow::Result<kube::Client> {
+        client_from(&self.kubeconfig).await
     }
 
     /// The AWS emulator.
     pub fn moto(&self) -> &Moto {
         &self.moto
+    }
+
+    /// The AWS emulator, shared (with [`boot::Boot`]).
+    pub fn shared_moto(&self) -> Arc<Moto> {
+        self.moto.clone()
     }
 
     /// A manager's whole log (its name as in [`PROVIDERS`]).
@@ -284,4 +304,22 @@ pub fn workload_kubeconfig(
         },
         "data": { "value": value },
     }))?)
+}
+
+/// Condition `type_` of Cluster API `kind` (a v1beta2 object of `group`) `namespace/name`, as its controller
+/// last wrote it; `None` while the object or the condition is missing.
+pub async fn condition(
+    admin: &kube::Client,
+    (group, kind): (&str, &str),
+    namespace: &str,
+    name: &str,
+    type_: &str,
+) -> anyhow::Result<Option<serde_json::Value>> {
+    let resource =
+        kube::api::ApiResource::from_gvk(&kube::core::GroupVersionKind::gvk(group, "v1beta2", kind));
+    let api: kube::Api<kube::api::DynamicObject> =
+        kube::Api::namespaced_with(admin.clone(), namespace, &resource);
+    let Some(object) = api.get_opt(name).await? else { return Ok(None) };
+    let conditions = object.data["status"]["conditions"].as_array().cloned().unwrap_or_default();
+    Ok(conditions.into_iter().find(|c| c["type"] == type_))
 }

@@ -196,11 +196,19 @@ impl Moto {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Snapshot {
+    pub vpcs: Vec<Vpc>,
     pub security_groups: Vec<SecurityGroup>,
     pub subnets: Vec<Subnet>,
     pub instances: Vec<Instance>,
     pub images: Vec<SeededImage>,
     pub load_balancers: Vec<LoadBalancer>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Vpc {
+    pub id: String,
+    pub tags: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -301,6 +309,12 @@ impl Snapshot {
     pub fn live_instances(&self, cluster: &str) -> Vec<&Instance> {
         let tag = format!("sigs.k8s.io/cluster-api-provider-aws/cluster/{cluster}");
         self.instances.iter().filter(|i| i.tags.contains_key(&tag) && i.state != "terminated").collect()
+    }
+
+    /// The VPCs tagged as cluster `cluster`'s (CAPA's, which it deletes with the cluster).
+    pub fn vpcs(&self, cluster: &str) -> Vec<&Vpc> {
+        let tag = format!("sigs.k8s.io/cluster-api-provider-aws/cluster/{cluster}");
+        self.vpcs.iter().filter(|v| v.tags.contains_key(&tag)).collect()
     }
 
     /// Cluster `cluster`'s security group of `role` (CAPA's `sigs.k8s.io/cluster-api-provider-aws/role` tag:

@@ -118,8 +118,15 @@ fn server_config(
         }
         None => builder.with_no_client_auth(),
     };
-    Ok(Arc::new(builder.with_cert_resolver(cert)))
+    let mut config = builder.with_cert_resolver(cert);
+    // TLS 1.2 without the extended master secret (RFC 7627) lets a man in the middle synchronise two sessions'
+    // keys (the triple handshake attack) and defeats channel binding: refused, as FIPS-mode rustls does.
+    config.require_ems = true;
+    Ok(Arc::new(config))
 }
+
+#[cfg(test)]
+mod tests;
 
 /// What a tenant's TLS configuration is made of.
 #[derive(Debug)]

@@ -180,10 +180,13 @@ fn client_config(
     let builder = ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .with_webpki_verifier(verifier.clone());
-    let config = match cert {
+    let mut config = match cert {
         Some(key) => builder.with_client_cert_resolver(Arc::new(FixedClientCert(key))),
         None => builder.with_no_client_auth(),
     };
+    // A broker that negotiates TLS 1.2 without the extended master secret is refused (RFC 7627; JDKs have
+    // sent it since 8u161, so Kafka brokers do).
+    config.require_ems = true;
     Ok(Arc::new(config))
 }
 

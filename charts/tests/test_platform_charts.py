@@ -84,7 +84,7 @@ def test_probes_have_their_own_port_that_no_pod_may_reach():
     for probe in ("livenessProbe", "readinessProbe"):
         assert container[probe]["httpGet"]["port"] == "probes", probe
     policy = by_kind(objects, "NetworkPolicy")[0]
-    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
     admitted = {p["port"]: rule.get("from") for rule in policy["spec"]["ingress"] for p in rule["ports"]}
     assert admitted["kafka-tls"] is None, "Kafka clients come from anywhere"
     assert admitted["admin"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
@@ -92,6 +92,26 @@ def test_probes_have_their_own_port_that_no_pod_may_reach():
     off = render("kaas-proxy", {"networkPolicy": {"enabled": False, "metricsFrom": []}}, name="kaas-proxy",
                  namespace="kaas-system")
     assert not by_kind(off, "NetworkPolicy")
+
+
+def test_the_proxy_dials_only_dns_its_tenants_brokers_and_with_acme_https():
+    """Egress (issue 28 §3): whatever a broker advertises, the pod reaches only DNS, Strimzi's Kafka pods, the
+    tenants' VPC ranges and, with ACME, HTTPS elsewhere than the instance metadata service."""
+    def egress(values=None):
+        objects = render("kaas-proxy", values, name="kaas-proxy", namespace="kaas-system")
+        return by_kind(objects, "NetworkPolicy")[0]["spec"]["egress"]
+    plain = egress()
+    peers = [peer for rule in plain for peer in rule["to"]]
+    assert not any("ipBlock" in p for p in peers), "no address range by default"
+    dns = [r for r in plain if r["to"][0].get("podSelector", {}).get("matchLabels") == {"k8s-app": "kube-dns"}]
+    assert dns and {(p["port"], p["protocol"]) for p in dns[0]["ports"]} == {(53, "UDP"), (53, "TCP")}
+    assert any(r["to"][0].get("podSelector", {}).get("matchLabels") == {"strimzi.io/kind": "Kafka"} for r in plain)
+    vpcs = egress({"networkPolicy": {"enabled": True, "metricsFrom": [], "upstreamCidrs": ["10.64.0.0/10"]}})
+    assert {"ipBlock": {"cidr": "10.64.0.0/10"}} in [p for r in vpcs for p in r["to"]]
+    acme = egress({"acme": {"enabled": True}})
+    [https] = [r for r in acme if any("ipBlock" in p for p in r["to"])]
+    assert https["to"] == [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ["169.254.169.254/32"]}}]
+    assert {p["port"] for p in https["ports"]} == {443, 6443}
 
 
 def test_upstream_material_reaches_the_proxy_where_the_controller_points():
@@ -161,6 +181,8 @@ def test_controller_rbac_is_exactly_what_it_uses():
         ("events.k8s.io", "events", "create"), ("events.k8s.io", "events", "patch"),
         *{(g, r, v) for g, r in [("cluster.x-k8s.io", "clusters"), ("helm.toolkit.fluxcd.io", "helmreleases")]
           for v in ("get", "list", "watch")},
+        # Strimzi's Kafka of a shared-cluster tenant, whose status says whether it serves.
+        ("kafka.strimzi.io", "kafkas", "get"),
         # Strimzi's clients CA, copied for the default client CA template.
         ("", "secrets", "get"),
     }

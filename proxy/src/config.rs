@@ -169,12 +169,23 @@ fn without_broken_entries(
     let is_broken = |key: &str| entry(key).is_some_and(|i| broken.contains(&i));
     let names =
         config.tenants.iter().filter(|(key, _)| is_broken(key)).map(|(_, r)| r.name.clone()).collect();
+    // A left-out entry's CRL that loads is still applied (RouteSet::build): revocation fails closed.
+    let crl_failed = |key: &str| errors.iter().any(|e| e.key == format!("{key}.client_crl"));
+    let crls = config
+        .tenants
+        .iter()
+        .filter(|(key, _)| is_broken(key) && !crl_failed(key))
+        .filter_map(|(_, r)| {
+            Some((r.name.clone(), certs::load_crls(&base.join(r.client_crl.as_ref()?)).ok()?))
+        })
+        .collect();
     config.tenants.retain(|(key, _)| !is_broken(key));
     let mut again = Collector::default();
     match validate(&config, base, &mut again) {
         Some(mut settings) if again.0.is_empty() => {
             settings.skipped = errors;
             settings.skipped_tenants = names;
+            settings.skipped_crls = crls;
             Ok(settings)
         }
         _ => Err(errors),
@@ -431,6 +442,7 @@ fn validate(p: &Parsed, base: &Path, errs: &mut Collector) -> Option<Settings> {
         tenants,
         skipped: Vec::new(),
         skipped_tenants: Vec::new(),
+        skipped_crls: Vec::new(),
         tenants_file_missing: p.tenants_file_missing.clone(),
         acme: acme.map(Arc::new),
     })

@@ -61,7 +61,8 @@ pub struct RouteSet {
 
 impl RouteSet {
     /// Builds from `settings`, keeping the broker addresses `previous` already learned for tenants that remain,
-    /// and the whole previous version of tenants whose new entry was left out ([`Settings::skipped_tenants`]).
+    /// and the whole previous version of tenants whose new entry was left out ([`Settings::skipped_tenants`]),
+    /// with the new entry's CRL when that one loaded ([`Settings::skipped_crls`]: revocation fails closed).
     /// A tenant whose route is unchanged (same fingerprint) is carried over as the same [`Tenant`], so its open
     /// sessions are not retired; see [`TenantTable::retired_since`].
     /// ACME tenants' configurations read their certificate from `acme` per handshake.
@@ -123,7 +124,9 @@ impl RouteSet {
             };
             tracing::warn!(tenant = %name, "its new route does not load; serving its previous one");
             tenants.keep(tenant);
-            tls.carry(&previous.tls, name);
+            // A CRL of the new entry that loaded applies all the same: revocation fails closed.
+            let crls = settings.skipped_crls.iter().find(|(n, _)| n == name).map(|(_, c)| c.clone());
+            tls.carry(&previous.tls, name, crls)?;
             if let Some(u) = previous.upstream_tls(name) {
                 upstream_tls.insert(name.clone(), u);
             }

@@ -64,6 +64,10 @@ pub struct Settings {
     /// Names of the entries left out (where their name could be read): a reload keeps serving the version of
     /// these tenants it already has rather than drop them.
     pub skipped_tenants: Vec<String>,
+    /// The revocation lists of left-out entries whose CRL file did load (another of their files did not): a
+    /// reload applies them to the version of the tenant it keeps, so a revocation is never held up by a
+    /// certificate that fails to load (fail closed for revocation).
+    pub skipped_crls: Vec<(String, Vec<CertificateRevocationListDer<'static>>)>,
     /// The `tenants_file`, when it was absent and [`super::Missing::Empty`] let the settings load without it.
     pub tenants_file_missing: Option<PathBuf>,
     /// The ACME client's settings; `None` without an `acme` section (then no tenant has `acme: true`).

@@ -65,9 +65,18 @@ pub enum HelloError {
 #[derive(Debug)]
 pub struct TlsFront {
     default: Arc<ServerConfig>,
-    tenants: HashMap<String, Arc<ServerConfig>>,
+    tenants: HashMap<String, Built>,
     /// Tenants whose clients must present a certificate.
     mutual: HashSet<String>,
+}
+
+/// A tenant's server configuration with what it was built from, so that a newer revocation list can be
+/// applied to it alone ([`TlsFront::carry`]).
+#[derive(Debug, Clone)]
+struct Built {
+    config: Arc<ServerConfig>,
+    cert: Arc<dyn ResolvesServerCert>,
+    client_roots: Option<Arc<rustls::RootCertStore>>,
 }
 
 #[derive(Debug)]
@@ -161,24 +170,36 @@ impl TlsFront {
             if t.cert.is_some() || t.resolver.is_some() || t.client_roots.is_some() {
                 let cert =
                     t.resolver.unwrap_or_else(|| fixed(t.cert.unwrap_or_else(|| default_cert.clone())));
-                configs
-                    .insert(t.name.to_owned(), server_config(cert, t.client_roots, t.client_crls, t.name)?);
+                let config = server_config(cert.clone(), t.client_roots.clone(), t.client_crls, t.name)?;
+                configs.insert(t.name.to_owned(), Built { config, cert, client_roots: t.client_roots });
             }
         }
         Ok(TlsFront { default, tenants: configs, mutual })
     }
 
-    /// Takes `tenant`'s configuration from `previous` (a tenant whose new route did not load keeps its old one).
-    pub fn carry(&mut self, previous: &TlsFront, tenant: &str) {
-        match previous.tenants.get(tenant) {
-            Some(config) => self.tenants.insert(tenant.to_owned(), config.clone()),
-            None => self.tenants.remove(tenant),
+    /// Takes `tenant`'s configuration from `previous` (a tenant whose new route did not load keeps its old one),
+    /// with `crls` instead of its revocation lists when given: a CRL that loaded applies even when another file
+    /// of the tenant did not.
+    pub fn carry(
+        &mut self,
+        previous: &TlsFront,
+        tenant: &str,
+        crls: Option<Vec<CertificateRevocationListDer<'static>>>,
+    ) -> Result<(), FrontError> {
+        match (previous.tenants.get(tenant), crls) {
+            (Some(old), Some(crls)) if old.client_roots.is_some() => {
+                let config = server_config(old.cert.clone(), old.client_roots.clone(), crls, tenant)?;
+                self.tenants.insert(tenant.to_owned(), Built { config, ..old.clone() });
+            }
+            (Some(old), _) => drop(self.tenants.insert(tenant.to_owned(), old.clone())),
+            (None, _) => drop(self.tenants.remove(tenant)),
         };
         if previous.mutual.contains(tenant) {
             self.mutual.insert(tenant.to_owned());
         } else {
             self.mutual.remove(tenant);
         }
+        Ok(())
     }
 
     /// Whether `tenant`'s clients must present a certificate (it has a client CA).
@@ -188,7 +209,7 @@ impl TlsFront {
 
     /// The server configuration for a tenant's names.
     pub fn config_for(&self, tenant: &str) -> Arc<ServerConfig> {
-        self.tenants.get(tenant).unwrap_or(&self.default).clone()
+        self.tenants.get(tenant).map_or(&self.default, |b| &b.config).clone()
     }
 }
 

@@ -9,3 +9,4 @@ mod address_fields;
 mod cli;
 mod demo;
 mod docs;
+mod revocation;

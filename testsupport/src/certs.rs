@@ -23,21 +23,54 @@ pub fn new_ca(common_name: &str) -> anyhow::Result<(String, Issuer<'static, KeyP
 /// PKIX does not apply to the anchor itself (RFC 5280 6.1): `identity::kafka::intermediate` shows a JDK broker
 /// accepting an intermediate under it.
 pub fn new_clients_ca(common_name: &str) -> anyhow::Result<(String, Issuer<'static, KeyPair>)> {
+    strimzi_shaped(&[(DnType::CommonName, common_name)])
+}
+
+/// A CA as Strimzi keeps one in its `<cluster>-*-ca-cert` `ca.crt` and `<cluster>-*-ca` `ca.key` Secrets
+/// ([`new_clients_ca`]'s shape, and Strimzi's subject `O=io.strimzi, CN=<common_name>`): (certificate PEM,
+/// key PEM).
+pub fn strimzi_ca(common_name: &str) -> anyhow::Result<(String, String)> {
+    let subject = [(DnType::OrganizationName, "io.strimzi"), (DnType::CommonName, common_name)];
+    let (pem, issuer) = strimzi_shaped(&subject)?;
+    Ok((pem, issuer.key().serialize_pem()))
+}
+
+/// A self-signed root of `subject` (attributes in X.509 order) as Strimzi makes its CAs.
+fn strimzi_shaped(subject: &[(DnType, &str)]) -> anyhow::Result<(String, Issuer<'static, KeyPair>)> {
     let key = KeyPair::generate()?;
     let mut params = CertificateParams::new(Vec::<String>::new())?;
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::CrlSign];
     params.distinguished_name = DistinguishedName::new();
-    params.distinguished_name.push(DnType::CommonName, common_name);
+    for (ty, value) in subject {
+        params.distinguished_name.push(ty.clone(), *value);
+    }
     let pem = params.self_signed(&key)?.pem();
     Ok((pem, Issuer::new(params, key)))
 }
 
-/// A CA as Strimzi keeps one in its `<cluster>-*-ca-cert` `ca.crt` and `<cluster>-*-ca` `ca.key` Secrets
-/// ([`new_clients_ca`]'s shape), named `common_name`: (certificate PEM, key PEM).
-pub fn strimzi_ca(common_name: &str) -> anyhow::Result<(String, String)> {
-    let (pem, issuer) = new_clients_ca(common_name)?;
-    Ok((pem, issuer.key().serialize_pem()))
+/// A CRL of `issuer` numbered `number`, listing the certificates of serial numbers `revoked` (reason: key
+/// compromise), valid from an hour ago for a day: PEM.
+pub fn crl(issuer: &Issuer<'static, KeyPair>, number: u64, revoked: &[u64]) -> anyhow::Result<String> {
+    let now = OffsetDateTime::now_utc();
+    let revoked_certs = revoked
+        .iter()
+        .map(|serial| rcgen::RevokedCertParams {
+            serial_number: rcgen::SerialNumber::from(*serial),
+            revocation_time: now - time::Duration::minutes(5),
+            reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+            invalidity_date: None,
+        })
+        .collect();
+    let params = rcgen::CertificateRevocationListParams {
+        this_update: now - time::Duration::hours(1),
+        next_update: now + time::Duration::days(1),
+        crl_number: rcgen::SerialNumber::from(number),
+        issuing_distribution_point: None,
+        revoked_certs,
+        key_identifier_method: rcgen::KeyIdMethod::Sha256,
+    };
+    Ok(params.signed_by(issuer)?.pem()?)
 }
 
 /// A server certificate for `names` (DNS names or IP addresses) signed by `issuer`: (certificate PEM, key PEM),

@@ -88,12 +88,7 @@ pub fn issue(
     params.not_after = now + LIFETIME - BACKDATE;
     let cert = params.signed_by(&key, &issuer).map_err(|e| IssueError::Issue(e.to_string()))?;
     // rcgen signs with whatever key it is given: a `ca.key` of another CA yields a certificate nobody trusts.
-    let signed = parse(cert.der()).is_some_and(|c| {
-        parse(&ca).is_some_and(|ca| {
-            c.issuer().as_raw() == ca.subject().as_raw() && c.verify_signature(Some(ca.public_key())).is_ok()
-        })
-    });
-    if !signed {
+    if !signed_by(cert.der(), Some(&ca)) {
         return Err(IssueError::Issue(
             "the clients CA key does not belong to the clients CA certificate".into(),
         ));
@@ -103,6 +98,13 @@ pub fn issue(
 
 fn parse(der: &[u8]) -> Option<x509_parser::certificate::X509Certificate<'_>> {
     x509_parser::parse_x509_certificate(der).ok().map(|(_, c)| c)
+}
+
+/// Whether certificate `der` names `ca` (DER) as its issuer, byte for byte as the proxy compares them, and
+/// carries its signature.
+fn signed_by(der: &[u8], ca: Option<&[u8]>) -> bool {
+    let (Some(cert), Some(ca)) = (parse(der), ca.and_then(parse)) else { return false };
+    cert.issuer().as_raw() == ca.subject().as_raw() && cert.verify_signature(Some(ca.public_key())).is_ok()
 }
 
 fn name(attrs: &[(DnType, &str)]) -> DistinguishedName {
@@ -118,12 +120,7 @@ fn name(attrs: &[(DnType, &str)]) -> DistinguishedName {
 pub fn renewal_due(cert_pem: &[u8], ca_pem: &[u8], now: OffsetDateTime) -> Option<String> {
     let Some(der) = first_certificate(cert_pem) else { return Some("none issued yet".into()) };
     let Some(cert) = parse(&der) else { return Some("the one held is unreadable".into()) };
-    let current = first_certificate(ca_pem);
-    let by_current = current.as_deref().and_then(parse).is_some_and(|ca| {
-        cert.issuer().as_raw() == ca.subject().as_raw()
-            && cert.verify_signature(Some(ca.public_key())).is_ok()
-    });
-    if !by_current {
+    if !signed_by(&der, first_certificate(ca_pem).as_deref()) {
         return Some("the clients CA changed".into());
     }
     let left = cert.validity().not_after.timestamp() - now.unix_timestamp();
@@ -134,17 +131,9 @@ pub fn renewal_due(cert_pem: &[u8], ca_pem: &[u8], now: OffsetDateTime) -> Optio
 mod tests {
     use super::*;
 
-    /// A clients CA shaped as Strimzi's (`O=io.strimzi, CN=clients-ca v0`, `pathlen:0`): PEM cert and key.
+    /// A clients CA as Strimzi keeps one (`O=io.strimzi, CN=clients-ca v<version>`): PEM cert and key.
     fn clients_ca(version: u32) -> (String, String) {
-        let key = KeyPair::generate().expect("key");
-        let mut params = CertificateParams::default();
-        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        params.distinguished_name = name(&[
-            (DnType::OrganizationName, OPERATOR_ORGANIZATION),
-            (DnType::CommonName, &format!("clients-ca v{version}")),
-        ]);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        (params.self_signed(&key).expect("CA").pem(), key.serialize_pem())
+        kaas_testsupport::certs::strimzi_ca(&format!("clients-ca v{version}")).expect("CA")
     }
 
     fn now() -> OffsetDateTime {

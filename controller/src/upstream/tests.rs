@@ -1,7 +1,5 @@
 use std::time::Duration;
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
-
 use super::*;
 
 fn material(tag: &str) -> Material {
@@ -14,15 +12,10 @@ fn material(tag: &str) -> Material {
     }
 }
 
-/// A CA shaped as Strimzi's (`O=io.strimzi, CN=<cn>`): PEM certificate and key.
+/// A CA as Strimzi keeps one (`O=io.strimzi, CN=<cn>`): PEM certificate and key.
 fn ca(cn: &str) -> (ByteString, ByteString) {
-    let key = KeyPair::generate().expect("key");
-    let mut params = CertificateParams::default();
-    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    params.distinguished_name.push(DnType::OrganizationName, kaas_route::OPERATOR_ORGANIZATION);
-    params.distinguished_name.push(DnType::CommonName, cn);
-    let cert = params.self_signed(&key).expect("CA").pem();
-    (ByteString(cert.into_bytes()), ByteString(key.serialize_pem().into_bytes()))
+    let (cert, key) = kaas_testsupport::certs::strimzi_ca(cn).expect("CA");
+    (ByteString(cert.into_bytes()), ByteString(key.into_bytes()))
 }
 
 fn strimzi() -> Strimzi {

@@ -28,12 +28,11 @@ use kaas_testsupport::apiserver::{apply_yaml, ControlPlane, TEST_MANAGER};
 use kaas_testsupport::capi::boot::Boot;
 use kaas_testsupport::capi::moto::{Image, Seed, Snapshot};
 use kaas_testsupport::capi::{self, workload_kubeconfig, ClusterApi};
-use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
-use kube::core::GroupVersionKind;
+use kube::api::{Patch, PatchParams};
 use kube::Client;
 use serde_json::{json, Value};
 
-use crate::common::eventually;
+use crate::common::{api, eventually};
 
 /// The account the platform publishes its node images from, and their base OS (as a platform's image
 /// pipeline would set them; not CAPA's default account, 819546954734, whose reference images are not for
@@ -95,11 +94,6 @@ async fn apply(client: &Client, objects: &[Value]) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn api(client: &Client, ns: &str, group: &str, version: &str, kind: &str) -> Api<DynamicObject> {
-    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind));
-    Api::namespaced_with(client.clone(), ns, &resource)
-}
-
 /// The images an account sees for Kubernetes `version`, both architectures: the platform's own, and the public
 /// reference images of CAPA's default lookup account (cluster-api-provider-aws v2.13.0,
 /// `pkg/cloud/services/ec2/ami.go` line 56), which a rendering without lookup settings would run instead.
@@ -130,7 +124,7 @@ impl Findings {
 }
 
 /// Cluster `cluster`'s live instances whose Name (the AWSMachine's) starts with `prefix`.
-fn instances<'a>(s: &'a Snapshot, cluster: &str, prefix: &str) -> Vec<&'a capi::moto::Instance> {
+pub(crate) fn instances<'a>(s: &'a Snapshot, cluster: &str, prefix: &str) -> Vec<&'a capi::moto::Instance> {
     s.live_instances(cluster)
         .into_iter()
         .filter(|i| i.tags.get("Name").is_some_and(|n| n.starts_with(prefix)))

@@ -310,6 +310,17 @@ pub async fn flux_prune(admin: &Client, id: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Objects of `kind` (`group`/`version`) in namespace `ns` of the cluster `client` reaches, untyped.
+pub fn api(client: &Client, ns: &str, group: &str, version: &str, kind: &str) -> Api<DynamicObject> {
+    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind));
+    Api::namespaced_with(client.clone(), ns, &resource)
+}
+
+/// Strimzi's `Kafka`s in namespace `ns` of the cluster `client` reaches.
+pub fn kafkas(client: &Client, ns: &str) -> Api<DynamicObject> {
+    api(client, ns, "kafka.strimzi.io", "v1", "Kafka")
+}
+
 /// Strimzi's part for a tenant whose Kafka is in namespace `ns` of the cluster `client` reaches: the `Kafka`
 /// `kaas` (created, minimal, when no chart installed it) reported serving ([`strimzi_reports`]).
 pub async fn strimzi_serving(client: &Client, ns: &str, listener: &str) -> anyhow::Result<()> {
@@ -333,8 +344,7 @@ pub async fn strimzi_serving(client: &Client, ns: &str, listener: &str) -> anyho
 /// (`kaas_controller::strimzi::status`). `false` when there is no such `Kafka`. No Strimzi operator runs
 /// here: it is not published to any registry this project builds from.
 pub async fn strimzi_reports(client: &Client, ns: &str, listener: &str) -> anyhow::Result<bool> {
-    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk("kafka.strimzi.io", "v1", "Kafka"));
-    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &resource);
+    let api = kafkas(client, ns);
     let Some(kafka) = api.get_opt("kaas").await? else { return Ok(false) };
     let generation = kafka.metadata.generation;
     if kafka.data["status"]["observedGeneration"].as_i64() == generation {

@@ -23,12 +23,10 @@ use kaas_testsupport::apiserver::{apply_yaml, ControlPlane, TEST_MANAGER};
 use kaas_testsupport::capi::boot::Boot;
 use kaas_testsupport::capi::moto::{Instance, Seed, Snapshot};
 use kaas_testsupport::capi::{self, workload_kubeconfig, ClusterApi};
-use kube::api::{Api, ApiResource, DynamicObject};
-use kube::core::GroupVersionKind;
 use serde_json::{json, Value};
 
-use crate::cluster_api::{acme, images, CLUSTER, PLATFORM_BASE_OS, PLATFORM_IMAGE_ORG};
-use crate::common::{eventually, Platform};
+use crate::cluster_api::{acme, images, instances, CLUSTER, PLATFORM_BASE_OS, PLATFORM_IMAGE_ORG};
+use crate::common::{api, eventually, Platform};
 
 /// The chart's `machines` values naming the images the seeded account holds.
 pub fn machines() -> Value {
@@ -90,11 +88,7 @@ impl OwnCluster {
     /// The running instances of the pool whose AWSMachines' names start with `<id>-<pool>-`.
     pub fn running(&self, s: &Snapshot, pool: &str) -> Vec<Instance> {
         let prefix = format!("{}-{pool}-", self.id);
-        s.live_instances(&self.id)
-            .into_iter()
-            .filter(|i| i.state == "running" && i.tags.get("Name").is_some_and(|n| n.starts_with(&prefix)))
-            .cloned()
-            .collect()
+        instances(s, &self.id, &prefix).into_iter().filter(|i| i.state == "running").cloned().collect()
     }
 
     /// The `Cluster`'s `Available` condition as Cluster API wrote it.
@@ -136,7 +130,7 @@ impl OwnCluster {
             return Err(e.context(format!("the Cluster's Available: {said:?}\n{}", self.boot.report())));
         }
         // Written by Cluster API's core manager alone: no one else touched the Cluster's status.
-        let cluster = api(p, &self.namespace(), CLUSTER.0, CLUSTER.1).get(&self.id).await?;
+        let cluster = api(&p.admin, &self.namespace(), CLUSTER.0, "v1beta2", CLUSTER.1).get(&self.id).await?;
         let writers: BTreeSet<&str> = kube::ResourceExt::managed_fields(&cluster)
             .iter()
             .filter(|f| f.subresource.as_deref() == Some("status"))
@@ -146,9 +140,15 @@ impl OwnCluster {
             writers == BTreeSet::from(["cluster-api"]),
             "the Cluster's status written by {writers:?}"
         );
-        let kcp = api(p, &self.namespace(), "controlplane.cluster.x-k8s.io", "KubeadmControlPlane")
-            .get(&format!("{}-control-plane", self.id))
-            .await?;
+        let kcp = api(
+            &p.admin,
+            &self.namespace(),
+            "controlplane.cluster.x-k8s.io",
+            "v1beta2",
+            "KubeadmControlPlane",
+        )
+        .get(&format!("{}-control-plane", self.id))
+        .await?;
         let replicas =
             kcp.data["spec"]["replicas"].as_u64().context("KubeadmControlPlane replicas")? as usize;
         // Available needs a quorum; the control-plane provider goes on adding one machine at a time.
@@ -201,9 +201,4 @@ impl OwnCluster {
         .await
         .with_context(|| format!("{:?}", self.snapshot().map(|s| s.live_instances(&self.id).len())))
     }
-}
-
-fn api(p: &Platform, ns: &str, group: &str, kind: &str) -> Api<DynamicObject> {
-    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(group, "v1beta2", kind));
-    Api::namespaced_with(p.admin.clone(), ns, &resource)
 }

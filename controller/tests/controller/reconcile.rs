@@ -26,9 +26,9 @@ use kaas_controller::upstream::intermediate;
 use kaas_controller::watched::Cluster;
 use kaas_route::TenantRoute;
 use kaas_testsupport::apiserver::{apply_yaml, client_from, ControlPlane, TEST_MANAGER};
+use kaas_testsupport::capi::workload_kubeconfig;
 use kaas_testsupport::certs::strimzi_ca;
-use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
-use kube::core::GroupVersionKind;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde::Deserialize;
 use serde_json::json;
@@ -310,13 +310,9 @@ subjects: [{ kind: ServiceAccount, name: reconciler, namespace: kaas-system }]
         let (ns, listener) =
             if own_cluster { ("kafka".to_owned(), "proxy") } else { (format!("tenant-{id}"), "tls") };
         if own_cluster {
-            let kubeconfig = std::fs::read_to_string(self.plane.admin_kubeconfig()).expect("kubeconfig");
-            let secret = json!({ "apiVersion": "v1", "kind": "Secret",
-                "metadata": { "name": format!("{id}-kubeconfig"), "namespace": format!("kaas-{id}") },
-                "stringData": { "value": kubeconfig } });
-            apply_yaml(&self.admin, &secret.to_string(), TEST_MANAGER, None)
-                .await
-                .expect("kubeconfig secret");
+            let secret =
+                workload_kubeconfig(id, &format!("kaas-{id}"), &self.plane).expect("kubeconfig secret");
+            apply_yaml(&self.admin, &secret, TEST_MANAGER, None).await.expect("kubeconfig secret");
         }
         common::strimzi_serving(&self.admin, &ns, listener).await.expect("Strimzi reports the Kafka serving");
     }
@@ -599,8 +595,7 @@ async fn a_tenant_is_ready_only_when_strimzi_says_its_kafka_serves() {
 
     // Strimzi refuses the cluster (here: a Kafka version it does not run), and says why.
     f.strimzi_serving("tenants-beta", false).await;
-    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk("kafka.strimzi.io", "v1", "Kafka"));
-    let kafkas: Api<DynamicObject> = Api::namespaced_with(f.admin.clone(), "tenant-tenants-beta", &resource);
+    let kafkas = common::kafkas(&f.admin, "tenant-tenants-beta");
     let refused = json!({ "status": { "conditions": [{ "type": "NotReady", "status": "True",
         "reason": "UnsupportedKafkaVersionException", "message": "Unsupported Kafka.spec.kafka.version: 3.9.0",
         "lastTransitionTime": "2026-01-01T00:00:00Z" }], "listeners": [] } });

@@ -11,11 +11,11 @@
 use std::path::Path;
 
 use anyhow::Context;
-use kaas_testsupport::certs::{new_ca, server_certificate};
+use kaas_testsupport::certs::{crl, new_ca, new_clients_ca, server_certificate};
 use kaas_testsupport::docs::{check_examples, every_lookalike_is_marked, Block};
 use rcgen::{
-    BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName, DnType,
-    GeneralSubtree, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, NameConstraints, SerialNumber,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, GeneralSubtree, IsCa, Issuer, KeyPair,
+    NameConstraints,
 };
 use serde_norway::Value;
 
@@ -116,28 +116,13 @@ struct ClientsCa {
 
 impl ClientsCa {
     fn new(tenant: &str) -> anyhow::Result<ClientsCa> {
-        let key = KeyPair::generate()?;
-        let mut params = CertificateParams::default();
-        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        params.distinguished_name = dn(DnType::CommonName, &format!("{tenant} clients CA"));
-        let cert = params.self_signed(&key)?.pem();
-        Ok(ClientsCa { cert, key: key.serialize_pem(), issuer: Issuer::new(params, key) })
+        let (cert, issuer) = new_clients_ca(&format!("{tenant} clients CA"))?;
+        Ok(ClientsCa { cert, key: issuer.key().serialize_pem(), issuer })
     }
 
     /// An empty CRL of this CA, PEM.
     fn crl(&self) -> anyhow::Result<String> {
-        let now = time::OffsetDateTime::now_utc();
-        let crl = CertificateRevocationListParams {
-            this_update: now - time::Duration::hours(1),
-            next_update: now + time::Duration::days(1),
-            crl_number: SerialNumber::from(1u64),
-            issuing_distribution_point: None,
-            revoked_certs: vec![],
-            key_identifier_method: KeyIdMethod::Sha256,
-        }
-        .signed_by(&self.issuer)?;
-        Ok(crl.pem()?)
+        crl(&self.issuer, 1, &[])
     }
 
     /// The intermediate the proxy accepts: signed by this CA, `pathlen:0`, `O=io.strimzi` excluded, two days.

@@ -9,40 +9,14 @@ use std::sync::Arc;
 
 use kaas_proxy::config;
 use kaas_proxy::routes::RouteSet;
-use kaas_testsupport::certs::{new_ca, new_clients_ca, server_certificate};
-use rcgen::{
-    CertificateParams, CertificateRevocationListParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
-    KeyIdMethod, KeyPair, RevocationReason, RevokedCertParams, SerialNumber,
-};
+use kaas_testsupport::certs::{crl, new_ca, new_clients_ca, server_certificate};
+use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, SerialNumber};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, ServerConfig, ServerConnection};
 
 const DOMAIN: &str = "kaas.localhost";
 const ALICE_SERIAL: u64 = 4242;
-
-/// A CRL of `issuer` listing `revoked` serials, PEM.
-fn crl(issuer: &Issuer<'static, KeyPair>, number: u64, revoked: &[u64]) -> anyhow::Result<String> {
-    let now = time::OffsetDateTime::now_utc();
-    let revoked_certs = revoked
-        .iter()
-        .map(|s| RevokedCertParams {
-            serial_number: SerialNumber::from(*s),
-            revocation_time: now - time::Duration::minutes(1),
-            reason_code: Some(RevocationReason::KeyCompromise),
-            invalidity_date: None,
-        })
-        .collect();
-    let params = CertificateRevocationListParams {
-        this_update: now - time::Duration::hours(1),
-        next_update: now + time::Duration::days(1),
-        crl_number: SerialNumber::from(number),
-        issuing_distribution_point: None,
-        revoked_certs,
-        key_identifier_method: KeyIdMethod::Sha256,
-    };
-    Ok(params.signed_by(issuer)?.pem()?)
-}
 
 /// Alice's client certificate from the tenant's clients CA: (chain, key).
 fn alice(

@@ -16,14 +16,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::{assert_authentication_fails, assert_same_records, consume, produce};
-use kaas_e2e::certs::{new_ca, Certs};
+use kaas_e2e::certs::{crl, new_ca, Certs};
 use kaas_e2e::kafka::{Acl, AclOperation, AclResource, ClusterOptions, KafkaCluster};
 use kaas_e2e::proxy::{logs, wait_for_log, ProxyHandle};
 use kaas_e2e::{raw, DOMAIN};
 use kafka_protocol::messages::MetadataRequest;
 use rcgen::{
-    CertificateParams, CertificateRevocationListParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    Issuer, KeyIdMethod, KeyPair, RevocationReason, RevokedCertParams, SerialNumber,
+    CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, Issuer, KeyPair, SerialNumber,
 };
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -287,23 +286,8 @@ async fn client_certificates_are_refused_by_kind_and_never_cross_tenants() {
     let revoked = issue(d, "revoked", &other_ca, "carol", 4, valid);
     let (_, self_signer) = new_ca("carol").expect("self-signed issuer");
     let self_signed = issue(d, "self-signed", &self_signer, "carol", 5, valid);
-    let crl = CertificateRevocationListParams {
-        this_update: now - time::Duration::hours(1),
-        next_update: now + time::Duration::days(1),
-        crl_number: SerialNumber::from(1u64),
-        issuing_distribution_point: None,
-        revoked_certs: vec![RevokedCertParams {
-            serial_number: SerialNumber::from(4u64),
-            revocation_time: now - time::Duration::minutes(5),
-            reason_code: Some(RevocationReason::KeyCompromise),
-            invalidity_date: None,
-        }],
-        key_identifier_method: KeyIdMethod::Sha256,
-    }
-    .signed_by(&other_ca)
-    .expect("crl");
     let crl_file = dir.path().join("other.crl");
-    std::fs::write(&crl_file, crl.pem().expect("crl pem")).expect("write crl");
+    std::fs::write(&crl_file, crl(&other_ca, 1, &[4]).expect("crl")).expect("write crl");
 
     let mine = tenant_yaml(
         "mine",

@@ -35,7 +35,7 @@ use crate::gitops::{self, Repo};
 use crate::metrics::Metrics;
 use crate::names;
 use crate::render::{self, Plan, Platform};
-use crate::upstream;
+use crate::{tenant_cluster, upstream};
 
 mod claims;
 mod live;
@@ -83,7 +83,7 @@ pub enum Error {
     Upstream(#[from] upstream::UpstreamError),
     /// The cluster the tenant's Kafka runs on could not be read (its `Kafka`'s status).
     #[error("tenant cluster: {0}")]
-    TenantCluster(#[from] crate::tenant_cluster::TenantClusterError),
+    TenantCluster(#[from] tenant_cluster::TenantClusterError),
     /// The route source ConfigMap's tenants list could not be read or written as YAML.
     #[error("route source: {0}")]
     Routes(String),
@@ -297,10 +297,7 @@ async fn apply(t: &KafkaTenant, api: &Api<KafkaTenant>, ctx: &Context) -> Result
     };
     commit(t, &plan, api, ctx).await?;
     let standing = match LiveObjects::of(t, ctx).await?.standing(t) {
-        Standing::Up => match kafka_serving(t, ctx).await? {
-            None => publish(t, &plan, ctx).await?.map_or(Standing::Up, Standing::Waiting),
-            Some(why) => Standing::Waiting(why),
-        },
+        Standing::Up => publish(t, &plan, ctx).await?.map_or(Standing::Up, Standing::Waiting),
         other => other,
     };
     set_status(api, ctx, t, applied_status(t, &plan, &standing, &ctx.routes)).await?;
@@ -370,13 +367,21 @@ async fn write_folder(
     .map_err(Error::GitTask)
 }
 
-/// Publishes a ready tenant: when routes name the tenant's CA files, copies its Strimzi CAs and an intermediate
-/// issued from its clients CA into the proxy's Secret first (the files a route names are in place before the
-/// route), then publishes its route. `Some` says what it still waits for (Strimzi's secrets, or one of them
-/// unusable), with nothing published.
+/// Publishes a tenant whose objects are up, once Strimzi says its Kafka serves ([`kafka_serving`]): when routes
+/// name the tenant's CA files, copies its Strimzi CAs and an intermediate issued from its clients CA into the
+/// proxy's Secret first (the files a route names are in place before the route), then publishes its route. Both
+/// reads go through one client of the cluster the tenant's Kafka runs on. `Some` says what it still waits for
+/// (its cluster's kubeconfig, Strimzi's word, its secrets, or one of them unusable), with nothing published.
 async fn publish(t: &KafkaTenant, plan: &Plan, ctx: &Context) -> Result<Option<String>, Error> {
+    let cluster = match tenant_cluster::client(&ctx.client, &plan.tenant, t.spec.isolation).await? {
+        Ok(client) => client,
+        Err(waiting) => return Ok(Some(waiting)),
+    };
+    if let Some(why) = kafka_serving(t, &cluster).await? {
+        return Ok(Some(why));
+    }
     if ctx.routes.copies_material() {
-        let strimzi = match upstream::read(&ctx.client, &plan.tenant, t.spec.isolation).await? {
+        let strimzi = match upstream::read(&cluster, &plan.tenant, t.spec.isolation).await? {
             Ok(strimzi) => strimzi,
             Err(why) => return Ok(Some(why)),
         };

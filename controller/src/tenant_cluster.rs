@@ -3,8 +3,8 @@
 //! `isolation: cluster`. What the controller reads there: Strimzi's CA Secrets ([`crate::upstream`]) and
 //! Strimzi's `Kafka`, whose status says whether the tenant serves ([`crate::strimzi::status`]).
 //!
-//! Neighbours: [`crate::reconcile`] asks [`kafka`] before it calls a tenant Ready; [`crate::upstream`] reads the
-//! CAs through [`client`].
+//! Neighbours: [`crate::reconcile`] makes one [`client`] per publish, asks [`kafka`] through it before it calls
+//! a tenant Ready, and [`crate::upstream`] reads the CAs through the same client.
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ApiResource, DynamicObject};
@@ -22,6 +22,9 @@ pub enum TenantClusterError {
     /// A Kubernetes call failed.
     #[error("kubernetes: {0}")]
     Kube(#[from] kube::Error),
+    /// Strimzi's `Kafka` could not be read as JSON.
+    #[error("Strimzi's Kafka unreadable: {0}")]
+    Unreadable(#[from] serde_json::Error),
     /// The tenant cluster's kubeconfig secret is unusable.
     #[error("kubeconfig of tenant cluster {tenant}: {message}")]
     Kubeconfig {
@@ -62,27 +65,19 @@ pub async fn client(
     Ok(Ok(Client::try_from(config).map_err(|e| bad(e.to_string()))?))
 }
 
-/// Strimzi's `Kafka` of the tenant (`kaas` in its Kafka namespace) as the API server returns it; `Err(why)`
-/// while the cluster, Strimzi's kind or the object is not there yet.
+/// Strimzi's `Kafka` of the tenant (`kaas` in its Kafka namespace), read through `cluster` (the [`client`] of
+/// the cluster it runs on), as the API server returns it; `Err(why)` while Strimzi's kind or the object is not
+/// there yet.
 pub async fn kafka(
-    management: &Client,
+    cluster: &Client,
     tenant: &str,
     isolation: Isolation,
 ) -> Result<Result<Value, String>, TenantClusterError> {
-    let client = match client(management, tenant, isolation).await? {
-        Ok(c) => c,
-        Err(waiting) => return Ok(Err(waiting)),
-    };
     let ns = kafka_namespace(tenant, isolation);
     let resource = ApiResource::from_gvk(&GroupVersionKind::gvk("kafka.strimzi.io", "v1", "Kafka"));
-    let api: Api<DynamicObject> = Api::namespaced_with(client, &ns, &resource);
+    let api: Api<DynamicObject> = Api::namespaced_with(cluster.clone(), &ns, &resource);
     match api.get_opt(KAFKA_RELEASE).await {
-        Ok(Some(kafka)) => {
-            Ok(Ok(serde_json::to_value(kafka).map_err(|e| TenantClusterError::Kubeconfig {
-                tenant: tenant.into(),
-                message: format!("Kafka {ns}/{KAFKA_RELEASE} unreadable: {e}"),
-            })?))
-        }
+        Ok(Some(kafka)) => Ok(Ok(serde_json::to_value(kafka)?)),
         Ok(None) => Ok(Err(format!("Strimzi's Kafka {ns}/{KAFKA_RELEASE} not created yet"))),
         // The kind itself is not served until Strimzi's release has installed its CRDs.
         Err(kube::Error::Api(e)) if e.code == 404 => Ok(Err(

@@ -28,7 +28,6 @@ use time::OffsetDateTime;
 
 use crate::crd::Isolation;
 use crate::names::{kafka_namespace, KAFKA_RELEASE};
-use crate::tenant_cluster::{self, TenantClusterError};
 
 /// The files of one tenant, as keys after `<tenant>.` (and as file names after the route's path prefix).
 pub const FILES: [&str; 4] =
@@ -176,34 +175,25 @@ pub enum UpstreamError {
     /// A Kubernetes call failed.
     #[error("kubernetes: {0}")]
     Kube(#[from] kube::Error),
-    /// The tenant's cluster could not be reached.
-    #[error(transparent)]
-    TenantCluster(#[from] TenantClusterError),
 }
 
-/// Reads the tenant's CAs from Strimzi's secrets; `Err(why)` names what is not there yet.
+/// Reads the tenant's CAs from Strimzi's secrets through `cluster` (the [`crate::tenant_cluster::client`] of
+/// the cluster its Kafka runs on); `Err(why)` names what is not there yet.
 pub async fn read(
-    management: &Client,
+    cluster: &Client,
     tenant: &str,
     isolation: Isolation,
 ) -> Result<Result<Strimzi, String>, UpstreamError> {
-    let client = match tenant_cluster::client(management, tenant, isolation).await? {
-        Ok(c) => c,
-        Err(waiting) => return Ok(Err(waiting)),
-    };
     let ns = kafka_namespace(tenant, isolation);
-    let secrets: Api<Secret> = Api::namespaced(client, &ns);
-    let mut values = Vec::with_capacity(3);
-    for (name, key) in sources() {
-        let value = secrets.get_opt(&name).await?.and_then(|s| s.data?.remove(key));
-        match value {
-            Some(v) if !v.0.is_empty() => values.push(v),
+    let secrets: Api<Secret> = Api::namespaced(cluster.clone(), &ns);
+    let mut values: [ByteString; 3] = Default::default();
+    for (slot, (name, key)) in values.iter_mut().zip(sources()) {
+        match secrets.get_opt(&name).await?.and_then(|s| s.data?.remove(key)) {
+            Some(v) if !v.0.is_empty() => *slot = v,
             _ => return Ok(Err(format!("Strimzi secret {ns}/{name} (key {key}) not created yet"))),
         }
     }
-    let mut values = values.into_iter();
-    let mut next = || values.next().unwrap_or_default();
-    let (cluster_ca, clients_ca, clients_ca_key) = (next(), next(), next());
+    let [cluster_ca, clients_ca, clients_ca_key] = values;
     Ok(Ok(Strimzi { cluster_ca, clients_ca, clients_ca_key }))
 }
 

@@ -10,7 +10,7 @@
 //! what discovery says.
 
 use kube::api::Api;
-use kube::ResourceExt;
+use kube::{Client, ResourceExt};
 
 use super::{Context, Error};
 use crate::apis::{self, not_served_message, NeededApi, Served, CLUSTER, HELM_RELEASE};
@@ -117,13 +117,14 @@ impl LiveObjects {
     }
 }
 
-/// Whether Strimzi says the tenant's `Kafka` serves for its current spec, on the listener kaas-proxy dials
+/// Whether Strimzi says the tenant's `Kafka` (read through `cluster`, the [`tenant_cluster::client`] of the
+/// cluster it runs on) serves for its current spec, on the listener kaas-proxy dials
 /// ([`strimzi::status::serving`]): `None` when it does, else what it waits for. Read after the release is
 /// `Ready`: helm-controller's `Ready` says the chart is applied, not that Kafka runs (a version Strimzi refuses,
 /// a broker that cannot start, a load balancer not yet provisioned all leave the release `Ready`).
-pub(super) async fn kafka_serving(t: &KafkaTenant, ctx: &Context) -> Result<Option<String>, Error> {
+pub(super) async fn kafka_serving(t: &KafkaTenant, cluster: &Client) -> Result<Option<String>, Error> {
     let id = names::tenant_id_of(t);
-    let kafka = match tenant_cluster::kafka(&ctx.client, &id, t.spec.isolation).await? {
+    let kafka = match tenant_cluster::kafka(cluster, &id, t.spec.isolation).await? {
         Ok(kafka) => kafka,
         Err(waiting) => return Ok(Some(waiting)),
     };

@@ -244,7 +244,7 @@ async fn each_failure_has_its_own_label() {
     let yaml = serde_norway::from_str::<u32>("[").expect_err("not yaml");
     let git = gitops::GitError::PushContention { remote: "origin".into() };
     let kubeconfig = || TenantClusterError::Kubeconfig { tenant: "t".into(), message: "m".into() };
-    let upstream = upstream::UpstreamError::TenantCluster(kubeconfig());
+    let upstream = upstream::UpstreamError::Kube(kube());
     let wrapped = |e: FinalizerError<Error>| Error::Finalizer(Box::new(e));
     let table: Vec<(Error, &str)> = vec![
         (Error::Kube(kube()), "kube"),

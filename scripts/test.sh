@@ -6,6 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
+# The whole suite builds each test binary once: incremental caches would only cost disk (GiBs across the test
+# binaries) and time. An explicit CARGO_INCREMENTAL is kept.
+export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
 target=${CARGO_TARGET_DIR:-target}
 summary=$target/test-summary
 rm -rf "$summary" && mkdir -p "$summary"

@@ -36,6 +36,11 @@ pub async fn watch(path: &Path, every: Option<Duration>, now: Arc<Notify>, reloa
         } else if contents(&files) == last {
             continue;
         }
+        // What the load below reads, taken before it reads: a file that changes while it loads (a Secret's
+        // files mounted just after the route naming them) then differs at the next check and brings another
+        // load, rather than being taken for seen and leaving its tenant out until something else changes.
+        let named = watched(path);
+        let seen = contents(&named);
         match config::load(path) {
             Ok(settings) => match reloader.reload(&settings) {
                 Ok(n) if !settings.skipped.is_empty() => {
@@ -50,9 +55,7 @@ pub async fn watch(path: &Path, every: Option<Duration>, now: Arc<Notify>, reloa
                 tracing::warn!("reload refused; keeping the current routes: invalid configuration {e}")
             }
         }
-        // The files named may have changed with it.
-        files = watched(path);
-        last = contents(&files);
+        (files, last) = (named, seen);
     }
 }
 

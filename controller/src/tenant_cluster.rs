@@ -4,7 +4,10 @@
 //! Strimzi's `Kafka`, whose status says whether the tenant serves ([`crate::strimzi::status`]).
 //!
 //! Neighbours: [`crate::reconcile`] makes one [`client`] per publish, asks [`kafka`] through it before it calls
-//! a tenant Ready, and [`crate::upstream`] reads the CAs through the same client.
+//! a tenant Ready, and [`crate::upstream`] reads the CAs through the same client; [`kubeconfig`] says which
+//! kubeconfigs [`client`] uses.
+
+pub mod kubeconfig;
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ApiResource, DynamicObject};
@@ -25,18 +28,11 @@ pub enum TenantClusterError {
     /// Strimzi's `Kafka` could not be read as JSON.
     #[error("Strimzi's Kafka unreadable: {0}")]
     Unreadable(#[from] serde_json::Error),
-    /// The tenant cluster's kubeconfig secret is unusable.
-    #[error("kubeconfig of tenant cluster {tenant}: {message}")]
-    Kubeconfig {
-        /// The tenant.
-        tenant: String,
-        /// What was wrong.
-        message: String,
-    },
 }
 
 /// A client for the cluster the tenant's Kafka runs on; `Err(why)` while its kubeconfig secret does not
-/// exist yet.
+/// exist yet or is not one the controller uses ([`kubeconfig::admit`]: Cluster API writes it again, and the
+/// tenant's status names what was wrong until then).
 pub async fn client(
     management: &Client,
     tenant: &str,
@@ -51,18 +47,27 @@ pub async fn client(
     let Some(secret) = secrets.get_opt(&name).await? else {
         return Ok(Err(format!("Secret {ns}/{name} (the tenant cluster's kubeconfig) not created yet")));
     };
-    let bad = |message: String| TenantClusterError::Kubeconfig { tenant: tenant.into(), message };
-    let text = secret
-        .data
-        .as_ref()
-        .and_then(|d| d.get("value"))
-        .ok_or_else(|| bad(format!("{ns}/{name} has no key `value`")))?;
-    let text = std::str::from_utf8(&text.0).map_err(|_| bad("not UTF-8".into()))?;
-    let kubeconfig = Kubeconfig::from_yaml(text).map_err(|e| bad(e.to_string()))?;
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .map_err(|e| bad(e.to_string()))?;
-    Ok(Ok(Client::try_from(config).map_err(|e| bad(e.to_string()))?))
+    let bad =
+        |message: String| Ok(Err(format!("Secret {ns}/{name} (the tenant cluster's kubeconfig): {message}")));
+    let Some(text) = secret.data.as_ref().and_then(|d| d.get("value")) else {
+        return bad("no key `value`".into());
+    };
+    let Ok(text) = std::str::from_utf8(&text.0) else { return bad("not UTF-8".into()) };
+    let kubeconfig = match Kubeconfig::from_yaml(text) {
+        Ok(kubeconfig) => kubeconfig,
+        Err(e) => return bad(e.to_string()),
+    };
+    if let Err(refused) = kubeconfig::admit(&kubeconfig) {
+        return bad(refused);
+    }
+    let client = match kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await {
+        Ok(config) => Client::try_from(config).map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    match client {
+        Ok(client) => Ok(Ok(client)),
+        Err(e) => bad(e),
+    }
 }
 
 /// Strimzi's `Kafka` of the tenant (`kaas` in its Kafka namespace), read through `cluster` (the [`client`] of

@@ -243,7 +243,8 @@ async fn each_failure_has_its_own_label() {
     let cancelled = task.await.expect_err("cancelled");
     let yaml = serde_norway::from_str::<u32>("[").expect_err("not yaml");
     let git = gitops::GitError::PushContention { remote: "origin".into() };
-    let kubeconfig = || TenantClusterError::Kubeconfig { tenant: "t".into(), message: "m".into() };
+    let unreadable =
+        || TenantClusterError::Unreadable(serde_json::from_str::<u32>("[").expect_err("not json"));
     let upstream = upstream::UpstreamError::Kube(kube());
     let wrapped = |e: FinalizerError<Error>| Error::Finalizer(Box::new(e));
     let table: Vec<(Error, &str)> = vec![
@@ -252,7 +253,7 @@ async fn each_failure_has_its_own_label() {
         (Error::GitTask(cancelled), "git_task"),
         (Error::Manifests(yaml), "manifests"),
         (Error::Upstream(upstream), "upstream"),
-        (Error::TenantCluster(kubeconfig()), "tenant_cluster"),
+        (Error::TenantCluster(unreadable()), "tenant_cluster"),
         (Error::Routes("tenants.yaml: bad".into()), "routes"),
         (
             wrapped(FinalizerError::ApplyFailed(Error::Manifests(

@@ -760,3 +760,54 @@ async fn a_tenant_whose_apis_are_not_served_says_which_and_can_be_deleted() {
     assert!(!message.contains("Cluster"), "a namespace-mode tenant needs no Cluster API: {message}");
     assert!(!bare.delete_in("tenants", "beta").await, "nothing to wait for");
 }
+
+/// A cluster tenant's `<id>-kubeconfig` that would make the controller run a command (a user `exec` plugin)
+/// or send its own service-account token (`tokenFile`) to the server it names is not used: the tenant waits,
+/// its status naming both, and the command never runs. Cluster API writing the Secret back as it should is
+/// enough for the tenant to go on.
+#[tokio::test]
+async fn a_tenant_kubeconfig_that_would_run_a_command_or_read_the_controllers_files_is_refused() {
+    let f = Fixture::new(vec![example("acme")]).await;
+    let id = "tenants-acme";
+    f.reconcile("acme").await.expect("applied");
+    f.flux_apply("acme").await;
+    f.capi_available(id).await;
+    f.helm_ready(id).await;
+
+    let marker = f.tmp.path().join("exec-ran");
+    let admin = std::fs::read_to_string(f.plane.admin_kubeconfig()).expect("admin kubeconfig");
+    // The admin's user entry, its client certificate and key replaced by a command and a file of the reader's.
+    let (start, end) =
+        (admin.find("client-certificate-data").expect("cert"), admin.find("\ncontexts:").expect("ctx"));
+    let hostile = format!(
+        "{}exec:\n        apiVersion: client.authentication.k8s.io/v1\n        command: /bin/sh\n        \
+         args: [\"-c\", \"touch {}\"]\n      tokenFile: /var/run/secrets/kubernetes.io/serviceaccount/token{}",
+        &admin[..start],
+        marker.display(),
+        &admin[end..]
+    );
+    let secret = Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some(format!("{id}-kubeconfig")),
+            namespace: Some(format!("kaas-{id}")),
+            ..Default::default()
+        },
+        type_: Some("cluster.x-k8s.io/secret".into()),
+        data: Some([("value".to_owned(), ByteString(hostile.into_bytes()))].into()),
+        ..Default::default()
+    };
+    let secret = serde_json::to_string(&secret).expect("serializes");
+    apply_yaml(&f.admin, &secret, TEST_MANAGER, None).await.expect("hostile kubeconfig");
+    f.reconcile("acme").await.expect("waits");
+    let (status, _, message) = f.condition("acme", "Provisioning").await;
+    assert_eq!(status, "True", "{message}");
+    for named in [format!("Secret kaas-{id}/{id}-kubeconfig"), "exec".into(), "tokenFile".into()] {
+        assert!(message.contains(&named), "{named}: {message}");
+    }
+    assert!(!marker.exists(), "the kubeconfig's command ran");
+    assert!(f.routes().await.is_empty(), "no route from a cluster read through a refused kubeconfig");
+
+    f.strimzi_serving(id, true).await;
+    f.reconcile("acme").await.expect("served");
+    assert_eq!(f.condition("acme", "Ready").await.0, "True");
+}

@@ -9,7 +9,8 @@ use kafka_protocol::protocol::VersionRange;
 pub enum Policy {
     /// Responses pass through as raw bytes, never decoded.
     PassThrough,
-    /// Responses of versions `from_version..=decodable.max` carry broker addresses: walked and rewritten.
+    /// Responses of versions `from_version..=decodable.max` carry broker addresses (in endpoints, or in
+    /// DescribeConfigs' values): walked and rewritten.
     /// Versions above `decodable.max` cannot be read, so ApiVersions caps the API there.
     Rewrite {
         /// First version whose responses carry broker addresses; earlier ones pass through.
@@ -33,6 +34,8 @@ pub fn walkable(api: ApiKey) -> Option<VersionRange> {
         Metadata => (0, 13),
         FindCoordinator => (0, 6),
         DescribeCluster => (0, 2),
+        // kafka-protocol (and so the oracle) reads v1–v4; Kafka 4 removed v0.
+        DescribeConfigs => (1, 4),
         Produce => (3, 13),
         Fetch => (4, 18),
         ShareFetch | ShareAcknowledge => (1, 1),
@@ -48,6 +51,8 @@ pub fn policy(api: ApiKey) -> Policy {
     let rewrite = |from_version| Policy::Rewrite { from_version, decodable };
     match api {
         Metadata | FindCoordinator | DescribeCluster => rewrite(0),
+        // Brokers describe their own listeners and quorum: values redacted (`rewrite::hidden_config`).
+        DescribeConfigs => rewrite(0),
         // KIP-951: leader endpoints ride along with NOT_LEADER errors.
         Produce => rewrite(10),
         Fetch => rewrite(16),

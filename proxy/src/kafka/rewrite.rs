@@ -116,6 +116,7 @@ pub fn scan(api: ApiKey, version: i16, body: &[u8], adv: Option<&Advertise>) -> 
         ApiKey::Metadata => w.metadata(&mut r, version),
         ApiKey::FindCoordinator => w.find_coordinator(&mut r, version),
         ApiKey::DescribeCluster => w.describe_cluster(&mut r, version),
+        ApiKey::DescribeConfigs => w.describe_configs(&mut r, version),
         ApiKey::Produce => w.produce(&mut r, version),
         ApiKey::Fetch => w.fetch(&mut r, version),
         ApiKey::ShareFetch => w.share_fetch(&mut r),
@@ -465,8 +466,10 @@ pub(crate) fn parse_addr(host: &str, port: i32) -> Option<HostPort> {
     HostPort::parse(&addr).ok()
 }
 
+mod configs;
 mod guard;
 
+pub use configs::hidden_config;
 pub use guard::{foreign, foreign_endpoints};
 
 #[cfg(test)]

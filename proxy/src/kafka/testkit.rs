@@ -5,16 +5,16 @@
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{
-    describe_cluster_response as dc, fetch_response as fe, find_coordinator_response as fc,
-    metadata_response as md, produce_response as pr, share_acknowledge_response as sa,
-    share_fetch_response as sf, ApiKey, BrokerId, DescribeClusterResponse, FetchResponse,
-    FindCoordinatorResponse, MetadataResponse, ProduceResponse, ShareAcknowledgeResponse, ShareFetchResponse,
-    TopicName,
+    describe_cluster_response as dc, describe_configs_response as cf, fetch_response as fe,
+    find_coordinator_response as fc, metadata_response as md, produce_response as pr,
+    share_acknowledge_response as sa, share_fetch_response as sf, ApiKey, BrokerId, DescribeClusterResponse,
+    DescribeConfigsResponse, FetchResponse, FindCoordinatorResponse, MetadataResponse, ProduceResponse,
+    ShareAcknowledgeResponse, ShareFetchResponse, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
 use super::apis::{policy, Policy};
-use super::rewrite::{parse_addr, rewrite_response, Advertise};
+use super::rewrite::{hidden_config, parse_addr, rewrite_response, Advertise};
 use kaas_route::HostPort;
 
 /// splitmix64: a small deterministic generator, so a failure names a seed that reproduces it.
@@ -297,6 +297,41 @@ pub fn random_response(api: ApiKey, v: i16, rng: &mut Rng) -> Bytes {
                 v,
             )
         }
+        ApiKey::DescribeConfigs => {
+            // Names a broker describes, hidden and not; values sometimes null (as Kafka hides a password).
+            let names =
+                ["advertised.listeners", "listener.name.tls-9093.ssl.keystore.location", "log.dirs", "x"];
+            let name = |r: &mut Rng| StrBytes::from_static_str(names[r.below(names.len() as u64) as usize]);
+            let results = many(rng, |r| {
+                let configs = many(r, |r| {
+                    let synonyms = many(r, |r| {
+                        cf::DescribeConfigsSynonym::default()
+                            .with_name(name(r))
+                            .with_value(r.opt_text("SSL://10.1.2.3:9093"))
+                            .with_source(r.below(8) as i8)
+                    });
+                    cf::DescribeConfigsResourceResult::default()
+                        .with_name(name(r))
+                        .with_value(r.opt_text("SSL://kafka-0.internal:9093"))
+                        .with_read_only(r.chance())
+                        .with_config_source(r.below(8) as i8)
+                        .with_is_sensitive(r.chance())
+                        .with_synonyms(synonyms)
+                        .with_config_type(if v >= 3 { r.below(10) as i8 } else { 0 })
+                        .with_documentation(if v >= 3 { r.opt_text("doc") } else { None })
+                });
+                cf::DescribeConfigsResult::default()
+                    .with_error_message(r.opt_text("err"))
+                    .with_resource_type(4)
+                    .with_resource_name(r.text("broker"))
+                    .with_configs(configs)
+            });
+            let m = DescribeConfigsResponse::default()
+                .with_throttle_time_ms(rng.int())
+                .with_results(results)
+                .with_unknown_tagged_fields(rng.unknown_tags(flexible));
+            encode(&m, v)
+        }
         other => panic!("no generator for {other:?}"),
     }
 }
@@ -372,6 +407,18 @@ pub fn oracle(api: ApiKey, v: i16, body: &[u8], adv: &Advertise) -> Option<(Byte
             m.brokers.iter_mut().for_each(|b| visit(b.broker_id.0, &mut b.host, &mut b.port));
             encode(&m, v)
         }
+        ApiKey::DescribeConfigs => {
+            let mut m: DescribeConfigsResponse = decode(body, v)?;
+            for config in m.results.iter_mut().flat_map(|r| r.configs.iter_mut()) {
+                if hidden_config(config.name.as_str()) {
+                    (config.value, config.is_sensitive) = (None, true);
+                }
+                for synonym in config.synonyms.iter_mut().filter(|s| hidden_config(s.name.as_str())) {
+                    synonym.value = None;
+                }
+            }
+            encode(&m, v)
+        }
         ApiKey::Produce => {
             let mut m: ProduceResponse = decode(body, v)?;
             m.node_endpoints.iter_mut().for_each(|e| visit(e.node_id.0, &mut e.host, &mut e.port));
@@ -408,6 +455,7 @@ pub fn same_message(api: ApiKey, v: i16, a: &[u8], b: &[u8]) -> bool {
         ApiKey::Metadata => eq::<MetadataResponse>(a, b, v),
         ApiKey::FindCoordinator => eq::<FindCoordinatorResponse>(a, b, v),
         ApiKey::DescribeCluster => eq::<DescribeClusterResponse>(a, b, v),
+        ApiKey::DescribeConfigs => eq::<DescribeConfigsResponse>(a, b, v),
         ApiKey::Produce => eq::<ProduceResponse>(a, b, v),
         ApiKey::Fetch => eq::<FetchResponse>(a, b, v),
         ApiKey::ShareFetch => eq::<ShareFetchResponse>(a, b, v),

@@ -193,7 +193,9 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 fn every_version_rewrites_exactly() {
     let adv = Advertise::new("acme", "kaas.localhost", 9092);
     let mut golden = String::new();
-    let cases = rewritten_versions();
+    // DescribeConfigs names no endpoint: its redaction has its own test below.
+    let cases = rewritten_versions().into_iter().filter(|(api, _)| *api != ApiKey::DescribeConfigs);
+    let cases: Vec<_> = cases.collect();
     assert!(cases.len() > 30, "expected every version of seven APIs, got {}", cases.len());
     for (api, version) in cases {
         let original = sample(api, version);
@@ -300,9 +302,77 @@ fn real_broker_responses_rewrite_cleanly() {
         let rewritten = rewrite_response(api, version, body, &adv).expect("walkable");
         let new = rewritten.body.unwrap_or_else(|| Bytes::copy_from_slice(body));
         assert_eq!(foreign_endpoints(api, version, &new, &adv).expect("walkable"), 0, "{name}");
+        if api == ApiKey::DescribeConfigs {
+            // The brokers listened on 127.0.0.1: their listener configurations said so, and no longer do.
+            assert!(contains(body, b"127.0.0.1") && !contains(&new, b"127.0.0.1"), "{name}");
+        }
         apis.insert(format!("{api:?}"));
         read += 1;
     }
-    let expected = ["DescribeCluster", "Fetch", "FindCoordinator", "Metadata"];
+    let expected = ["DescribeCluster", "DescribeConfigs", "Fetch", "FindCoordinator", "Metadata"];
     assert_eq!(apis.iter().map(String::as_str).collect::<Vec<_>>(), expected, "{read} seeds");
+}
+
+/// DescribeConfigs of a broker, every version: the values of its listener, quorum and `listener.name.*`
+/// configurations (and their synonyms) become null and sensitive, exactly as kafka-protocol encodes that;
+/// every other configuration, sensitive or not, and every other byte stay as the broker wrote them. Redacted
+/// once, a response has nothing left to redact.
+#[test]
+fn describe_configs_hides_the_brokers_listeners_and_quorum_in_every_version() {
+    use kafka_protocol::messages::describe_configs_response::{
+        DescribeConfigsResourceResult as Config, DescribeConfigsResult, DescribeConfigsSynonym as Synonym,
+    };
+    use kafka_protocol::messages::DescribeConfigsResponse;
+    let adv = Advertise::new("acme", "kaas.localhost", 9092);
+    let config = |name: &str, value: Option<&str>, synonyms: Vec<Synonym>| {
+        Config::default()
+            .with_name(s(name))
+            .with_value(value.map(s))
+            .with_config_source(1)
+            .with_synonyms(synonyms)
+    };
+    let synonym = |name: &str, value: &str| Synonym::default().with_name(s(name)).with_value(Some(s(value)));
+    let response = |configs: Vec<Config>| {
+        let result = DescribeConfigsResult::default()
+            .with_resource_type(4)
+            .with_resource_name(s("11"))
+            .with_configs(configs);
+        DescribeConfigsResponse::default().with_results(vec![result])
+    };
+    let listeners = "PLAIN://10.0.0.1:9093,REPLICATION://kafka-2.internal:9091";
+    let broker = |hide: bool| {
+        let hidden = |value: &'static str| (!hide).then_some(value);
+        response(vec![
+            config(
+                "advertised.listeners",
+                hidden(listeners),
+                vec![synonym("advertised.listeners", listeners)],
+            )
+            .with_is_sensitive(hide),
+            config("listener.name.replication.ssl.keystore.location", hidden("/tmp/r.p12"), vec![])
+                .with_is_sensitive(hide),
+            config("controller.quorum.voters", hidden("1@10.0.0.1:9090"), vec![]).with_is_sensitive(hide),
+            config("num.partitions", Some("3"), vec![synonym("num.partitions", "1")]),
+            // Kafka hides a password itself; the proxy leaves that as it came.
+            config("ssl.key.password", None, vec![]).with_is_sensitive(true),
+        ])
+    };
+    let mut want = broker(true);
+    want.results[0].configs[0].synonyms[0].value = None;
+    for version in 1..=4 {
+        let original = encode(&broker(false), version);
+        let out = rewrite_response(ApiKey::DescribeConfigs, version, &original, &adv).expect("walks");
+        let body = out.body.unwrap_or_else(|| panic!("v{version}: nothing redacted"));
+        assert_eq!(body, encode(&want, version), "v{version}");
+        for secret in ["10.0.0.1", "kafka-2.internal", "9093", "/tmp/r.p12"] {
+            assert!(!contains(&body, secret.as_bytes()), "v{version}: {secret}");
+        }
+        assert!(out.learned.is_empty(), "v{version}: configuration values are not routes");
+        let again = rewrite_response(ApiKey::DescribeConfigs, version, &body, &adv).expect("walks");
+        assert_eq!(again.body, None, "v{version}: a redacted response has nothing left to redact");
+        // Topics and brokers whose configurations name no listener pass untouched.
+        let plain = encode(&response(vec![config("retention.ms", Some("1"), vec![])]), version);
+        let out = rewrite_response(ApiKey::DescribeConfigs, version, &plain, &adv).expect("walks");
+        assert_eq!(out.body, None, "v{version}");
+    }
 }

@@ -2,7 +2,8 @@
 //! every version of every API that carries broker addresses — Metadata, FindCoordinator (single and batched
 //! keys), DescribeCluster, and the KIP-951 leader endpoints Kafka adds to Produce v10+ and Fetch v16+ answers
 //! that say NOT_LEADER_OR_FOLLOWER — reaches the client with each broker named `b<id>.<tenant>.<domain>` at
-//! the proxy's port, node ids unchanged, and not one byte of the brokers' own addresses. Each `b<id>` name
+//! the proxy's port, node ids unchanged, and not one byte of the brokers' own addresses; DescribeConfigs of
+//! each broker, every version, with its listener and quorum configurations null and sensitive. Each `b<id>` name
 //! reaches node `id` (only it accepts records for the partitions it leads), and records come back from
 //! every Fetch version byte for byte as they were produced.
 //!
@@ -61,6 +62,7 @@ async fn every_broker_address_reaches_clients_as_a_proxy_name() {
     let topics = w.metadata(range(ApiKey::Metadata)).await;
     w.find_coordinator(range(ApiKey::FindCoordinator)).await;
     w.describe_cluster(range(ApiKey::DescribeCluster)).await;
+    w.describe_configs(range(ApiKey::DescribeConfigs)).await;
     let sent = w.produce(range(ApiKey::Produce), &topics).await;
     w.fetch(range(ApiKey::Fetch), &topics, &sent).await;
     assert_metrics_moved_by(&k, &before, &w.counts, w.conns.len());
@@ -147,7 +149,13 @@ impl Wire<'_> {
         req: &R,
     ) {
         use kaas_proxy::testkit::rewritten_versions;
-        let read_only = [ApiKey::Metadata, ApiKey::FindCoordinator, ApiKey::DescribeCluster, ApiKey::Fetch];
+        let read_only = [
+            ApiKey::Metadata,
+            ApiKey::FindCoordinator,
+            ApiKey::DescribeCluster,
+            ApiKey::DescribeConfigs,
+            ApiKey::Fetch,
+        ];
         if !read_only.contains(&api) && api != ApiKey::ApiVersions {
             return;
         }
@@ -442,6 +450,50 @@ impl Wire<'_> {
                         self.name(b.broker_id.0),
                         "DescribeCluster v{v} controller"
                     );
+                }
+            }
+        }
+    }
+
+    /// Every DescribeConfigs version, for each broker's every configuration (synonyms too): the listener and
+    /// quorum configurations come back null and sensitive (their values name the brokers' own addresses and
+    /// ports: the byte search at the end covers every frame), the rest as the broker describes them.
+    async fn describe_configs(&mut self, (min, max): (i16, i16)) {
+        use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+        use kafka_protocol::messages::DescribeConfigsRequest;
+        const BROKER: i8 = 4;
+        for v in min..=max {
+            for id in NODES {
+                let resource = DescribeConfigsResource::default()
+                    .with_resource_type(BROKER)
+                    .with_resource_name(StrBytes::from_string(id.to_string()))
+                    .with_configuration_keys(None);
+                let req = DescribeConfigsRequest::default()
+                    .with_resources(vec![resource])
+                    .with_include_synonyms(true)
+                    // Kafka's documentation of `listeners` has example addresses, 127.0.0.1 among them: the
+                    // byte search would take them for the brokers' own.
+                    .with_include_documentation(false);
+                let resp = self.call(&self.name(id), v, &req).await;
+                let result = &resp.results[0];
+                assert_eq!(result.error_code, 0, "DescribeConfigs v{v} of {id}: {:?}", result.error_message);
+                let value = |name: &str| {
+                    let c = result.configs.iter().find(|c| c.name.as_str() == name);
+                    c.map(|c| (c.value.as_deref().map(str::to_owned), c.is_sensitive))
+                };
+                for hidden in ["listeners", "advertised.listeners", "listener.security.protocol.map"] {
+                    assert_eq!(value(hidden), Some((None, true)), "DescribeConfigs v{v} of {id}: {hidden}");
+                }
+                assert_eq!(
+                    value("node.id"),
+                    Some((Some(id.to_string()), false)),
+                    "DescribeConfigs v{v} of {id}"
+                );
+                for c in &result.configs {
+                    let synonyms = c.synonyms.iter().map(|s| s.value.as_deref());
+                    let leaks =
+                        synonyms.chain([c.value.as_deref()]).flatten().any(|t| t.contains("127.0.0.1"));
+                    assert!(!leaks, "DescribeConfigs v{v} of {id}: {c:?}");
                 }
             }
         }

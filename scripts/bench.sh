@@ -18,5 +18,12 @@ if ((${#missing[@]})); then
 fi
 # Many idle connections need file descriptors: raise the soft limit as far as the hard one allows.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+# The tests' Tansu is a debug build (scripts/install-prereqs.sh); measured against, Tansu runs as released.
+TANSU_RELEASE="${KAAS_CACHE:-$HOME/.cache/kaas}/tansu-release"
+if [[ ! -x $TANSU_RELEASE/bin/tansu ]]; then
+  CARGO_PROFILE_RELEASE_LTO=off CARGO_PROFILE_RELEASE_DEBUG=0 \
+    cargo install tansu --version 0.6.0 --locked --features dynostore --root "$TANSU_RELEASE"
+fi
+export KAAS_TANSU=$TANSU_RELEASE/bin/tansu
 cargo build --release -p kaas-proxy -p kaas-bench
 exec target/release/kaas-bench "$@"

@@ -44,9 +44,12 @@ if command -v tansu >/dev/null; then
   log "tansu: $(command -v tansu)"
 else
   # Only the in-memory object store the tests start it with (`--storage-engine memory://`): dynostore. SQLite
-  # (libsql) and the other engines would only lengthen a new machine's build.
-  log "tansu: cargo install"
-  cargo install tansu --version 0.6.0 --locked --features dynostore
+  # (libsql) and the other engines would only lengthen a new machine's build. A debug build without debug
+  # info: 316 s on 2 cores where the release build took 19 min 27 s (both with other builds sharing the
+  # cores), and the 82 end-to-end tests that run on Tansu took 123 s with it, 119 s with the release build.
+  # The bench builds its own release Tansu (scripts/bench.sh).
+  log "tansu: cargo install (debug build)"
+  CARGO_PROFILE_DEV_DEBUG=0 cargo install tansu --version 0.6.0 --locked --features dynostore --debug
 fi
 
 # --- Apache Kafka, the real tenant clusters of the end-to-end tests ----------------------------------------------

@@ -12,8 +12,12 @@ pub struct Tansu {
     child: Child,
 }
 
-/// `~/.cargo/bin/tansu` (where install-prereqs puts it), else whatever PATH finds.
+/// `$KAAS_TANSU` (the bench's release build), else `~/.cargo/bin/tansu` (where install-prereqs puts it), else
+/// whatever PATH finds.
 pub fn tansu_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("KAAS_TANSU") {
+        return PathBuf::from(path);
+    }
     if let Some(home) = std::env::var_os("HOME") {
         let p = PathBuf::from(home).join(".cargo/bin/tansu");
         if p.exists() {

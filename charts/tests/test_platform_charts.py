@@ -183,8 +183,7 @@ def test_controller_rbac_is_exactly_what_it_uses():
           for v in ("get", "list", "watch")},
         # Strimzi's Kafka of a shared-cluster tenant, whose status says whether it serves.
         ("kafka.strimzi.io", "kafkas", "get"),
-        # Strimzi's clients CA, copied for the default client CA template.
-        ("", "secrets", "get"),
+        # No Secrets: each tenant's folder grants the ones the controller reads for it, to --controller-user.
     }
     roles = {r["metadata"]["name"]: r for r in by_kind(objects, "Role")}
     role = roles["kaas-controller-routes"]
@@ -198,6 +197,7 @@ def test_controller_rbac_is_exactly_what_it_uses():
     assert not any("*" in str(rule) for rule in cluster_rules + role["rules"])
     deploy = by_kind(objects, "Deployment")[0]["spec"]["template"]["spec"]
     assert deploy["serviceAccountName"] == "kaas-controller"
+    assert "--controller-user=system:serviceaccount:kaas-system:kaas-controller" in deploy["containers"][0]["args"]
     assert by_kind(objects, "Deployment")[0]["spec"]["replicas"] == 2
     args = deploy["containers"][0]["args"]
     assert "--lease-name=kaas-controller" in args and "--lease-duration-seconds=15" in args

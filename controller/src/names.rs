@@ -110,6 +110,17 @@ pub fn kubeconfig_secret(tenant: &str) -> String {
     format!("{tenant}-kubeconfig")
 }
 
+/// Strimzi's Secrets holding the tenant's CAs, in the Kafka's namespace: the cluster CA's certificate, the
+/// clients CA's certificate and the clients CA's key (`<cluster>-cluster-ca-cert`, `<cluster>-clients-ca-cert`,
+/// `<cluster>-clients-ca`).
+pub fn strimzi_ca_secrets() -> [String; 3] {
+    [
+        format!("{KAFKA_RELEASE}-cluster-ca-cert"),
+        format!("{KAFKA_RELEASE}-clients-ca-cert"),
+        format!("{KAFKA_RELEASE}-clients-ca"),
+    ]
+}
+
 /// The name of a topic's `KafkaTopic` object. Kafka allows topic names Kubernetes does not (capitals, `_`,
 /// 249 characters where a label-like name must start and end alphanumeric): those get a cleaned name and a hash
 /// of the topic's, so two topics never share an object; a name Kubernetes takes is kept as it is.

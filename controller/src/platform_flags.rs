@@ -54,6 +54,10 @@ pub struct PlatformArgs {
     /// Unset: each from its upstream repository.
     #[arg(long, value_parser = render::component_charts_url)]
     component_charts_url: Option<String>,
+    /// The Kubernetes user this controller runs as (`system:serviceaccount:<namespace>:<name>` for its
+    /// ServiceAccount): each tenant's folder grants it `get` on exactly the Secrets it reads for that tenant.
+    #[arg(long, default_value = render::CONTROLLER_USER)]
+    controller_user: String,
 }
 
 impl PlatformArgs {
@@ -85,6 +89,7 @@ impl PlatformArgs {
             component_charts: self.component_charts_url,
             cluster_bootstrap: self.cluster_bootstrap_template,
             namespace_bootstrap: self.namespace_bootstrap_template,
+            controller_user: self.controller_user,
             ..Default::default()
         })
     }

@@ -27,7 +27,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use time::OffsetDateTime;
 
 use crate::crd::Isolation;
-use crate::names::{kafka_namespace, KAFKA_RELEASE};
+use crate::names::kafka_namespace;
 
 /// The files of one tenant, as keys after `<tenant>.` (and as file names after the route's path prefix).
 pub const FILES: [&str; 4] =
@@ -162,11 +162,8 @@ pub fn merge(data: &mut BTreeMap<String, ByteString>, tenant: &str, material: Op
 
 /// The Strimzi secrets a tenant's CAs come from: (secret, key) for the cluster CA, the clients CA and its key.
 pub fn sources() -> [(String, &'static str); 3] {
-    [
-        (format!("{KAFKA_RELEASE}-cluster-ca-cert"), "ca.crt"),
-        (format!("{KAFKA_RELEASE}-clients-ca-cert"), "ca.crt"),
-        (format!("{KAFKA_RELEASE}-clients-ca"), "ca.key"),
-    ]
+    let [cluster_ca, clients_ca, clients_ca_key] = crate::names::strimzi_ca_secrets();
+    [(cluster_ca, "ca.crt"), (clients_ca, "ca.crt"), (clients_ca_key, "ca.key")]
 }
 
 /// Why the material could not be read or written.

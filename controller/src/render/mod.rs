@@ -18,6 +18,7 @@ use crate::names::{
 };
 use crate::sizing::{self, Demand, Sizing, SizingError, StrimziQuota};
 
+mod access;
 mod cluster_api;
 mod flux;
 mod values;
@@ -64,6 +65,9 @@ pub struct Platform {
     /// The machine images of every tenant machine, found by Cluster API AWS's AMI lookup. No default: CAPA's
     /// own (the CNCF account's community images) has no arm64 images and is not for production.
     pub images: ImageLookup,
+    /// The Kubernetes user kaas-controller runs as (its ServiceAccount's `system:serviceaccount:<ns>:<name>`):
+    /// each tenant's folder binds it to a Role naming the Secrets it reads for that tenant, and no other.
+    pub controller_user: String,
     /// EC2 key pair on tenant machines. `None`: no key pair at all (machines are reached through SSM, if ever);
     /// CAPA would otherwise launch with a key pair named `default`, which most accounts do not have.
     pub ssh_key_name: Option<String>,
@@ -93,6 +97,9 @@ pub struct ImageLookup {
 pub const IMAGE_LOOKUP_FORMAT: &str = "capa-ami-{{.BaseOS}}-*{{.K8sVersion}}-*";
 /// The default [`ImageLookup::base_os`].
 pub const IMAGE_LOOKUP_BASE_OS: &str = "ubuntu-24.04";
+
+/// The chart's controller user: ServiceAccount `kaas-controller` in `kaas-system`.
+pub const CONTROLLER_USER: &str = "system:serviceaccount:kaas-system:kaas-controller";
 
 /// Availability zones by region, three each ([`crate::sizing::ZONES`]), sorted.
 pub type Zones = std::collections::BTreeMap<String, [String; 3]>;
@@ -188,6 +195,7 @@ impl Default for Platform {
                 base_os: IMAGE_LOOKUP_BASE_OS.into(),
             },
             ssh_key_name: None,
+            controller_user: CONTROLLER_USER.into(),
             zones: ["eu-west-1", "us-east-1"]
                 .into_iter()
                 .map(|r| (r.to_owned(), ["a", "b", "c"].map(|z| format!("{r}{z}"))))
@@ -343,6 +351,7 @@ fn manifests(t: &KafkaTenant, plan: &Plan, p: &Platform) -> Vec<Value> {
     let ns = namespace(&plan.tenant);
     // Flux applies the tenant's folder as it is: the namespace its objects live in comes with them.
     let mut out = vec![namespace_object(&ns, &plan.tenant)];
+    out.extend(access::objects(&plan.tenant, t.spec.isolation, p));
     // `plan` refused a cluster tenant in a region without zones.
     if let (Isolation::Cluster, Some(zones)) = (t.spec.isolation, p.zones.get(&t.spec.region)) {
         out.extend(cluster_api::cluster_objects(&plan.tenant, &ns, &t.spec.region, zones, &plan.sizing, p));

@@ -55,9 +55,9 @@ fn isolation_decides_the_objects() {
             .collect()
     };
     let acme = kinds(&example("acme"));
-    assert_eq!(acme[..2], ["Namespace", "Cluster"]);
+    assert_eq!(acme[..4], ["Namespace", "Role", "RoleBinding", "Cluster"]);
     assert_eq!(acme.last().map(String::as_str), Some("HelmRelease"));
-    assert_eq!(kinds(&example("beta")), ["Namespace", "HelmRelease"]);
+    assert_eq!(kinds(&example("beta")), ["Namespace", "Namespace", "Role", "RoleBinding", "HelmRelease"]);
     let objects = render(&example("acme"), &Platform::default()).expect("renders");
     let release = objects.last().expect("release");
     assert_eq!(release["spec"]["kubeConfig"]["secretRef"]["name"], "tenants-acme-kubeconfig");
@@ -168,11 +168,20 @@ fn rendered_objects_validate_against_upstream_crds() {
     for name in ["acme", "beta"] {
         for o in render(&example(name), &Platform::default()).expect("renders") {
             let (api, kind) = (o["apiVersion"].as_str().unwrap_or(""), o["kind"].as_str().unwrap_or(""));
-            if api == "v1" {
-                // Core kinds have no CRD: their typed form must read them without losing a field.
-                let typed: k8s_openapi::api::core::v1::Namespace =
-                    serde_json::from_value(o.clone()).unwrap_or_else(|e| panic!("{name}: {kind}: {e}"));
-                assert_eq!(serde_json::to_value(&typed).expect("json"), o, "{name}: {kind}");
+            // Kubernetes' own kinds have no CRD: their typed form must read them without losing a field.
+            fn lossless<T: serde::de::DeserializeOwned + serde::Serialize>(o: &Value) -> Result<Value, String> {
+                let typed: T = serde_json::from_value(o.clone()).map_err(|e| e.to_string())?;
+                serde_json::to_value(&typed).map_err(|e| e.to_string())
+            }
+            use k8s_openapi::api::{core::v1::Namespace, rbac::v1 as rbac};
+            let core = match (api, kind) {
+                ("v1", "Namespace") => Some(lossless::<Namespace>(&o)),
+                ("rbac.authorization.k8s.io/v1", "Role") => Some(lossless::<rbac::Role>(&o)),
+                ("rbac.authorization.k8s.io/v1", "RoleBinding") => Some(lossless::<rbac::RoleBinding>(&o)),
+                _ => None,
+            };
+            if let Some(typed) = core {
+                assert_eq!(typed.as_ref(), Ok(&o), "{name}: {kind}");
                 checked += 1;
                 continue;
             }
@@ -185,7 +194,7 @@ fn rendered_objects_validate_against_upstream_crds() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 32);
+    assert_eq!(checked, 37);
 }
 
 #[test]
@@ -427,8 +436,15 @@ fn the_folder_creates_the_namespace_every_object_lives_in() {
         assert_eq!((first["apiVersion"].as_str(), first["kind"].as_str()), (Some("v1"), Some("Namespace")));
         let ns = first["metadata"]["name"].as_str().expect("name");
         assert_eq!(ns, namespace(&format!("tenants-{name}")));
+        // A namespace tenant's folder also creates its Kafka's namespace, for the controller's Role there.
+        let mut created = vec![ns];
         for o in &objects[1..] {
-            assert_eq!(o["metadata"]["namespace"], ns, "{name}: {} {}", o["kind"], o["metadata"]["name"]);
+            if o["kind"] == "Namespace" {
+                created.push(o["metadata"]["name"].as_str().expect("name"));
+                continue;
+            }
+            let lives = o["metadata"]["namespace"].as_str().unwrap_or_default();
+            assert!(created.contains(&lives), "{name}: {} {} in {lives}", o["kind"], o["metadata"]["name"]);
         }
     }
 }
@@ -660,4 +676,46 @@ fn the_crd_bounds_what_its_list_rules_iterate() {
     assert_eq!(topic["properties"]["name"]["maxLength"], 249);
     assert_eq!(topic["properties"]["partitions"]["minimum"].as_f64(), Some(1.0));
     assert!(topic["x-kubernetes-validations"].as_array().is_some_and(|r| r.len() == 3), "{topic}");
+}
+
+/// Each tenant's folder grants the controller `get` on exactly the Secrets it reads for that tenant: Cluster
+/// API's kubeconfig for its own cluster, Strimzi's three CA Secrets in its Kafka's namespace on this one (a
+/// namespace the folder then creates, before the Role in it), bound to the platform's controller user.
+#[test]
+fn each_tenant_grants_the_controller_exactly_the_secrets_it_reads() {
+    let p = Platform { controller_user: "system:serviceaccount:ops:kaas".into(), ..Platform::default() };
+    for (name, ns, secrets, kafka_namespace) in [
+        ("acme", "kaas-tenants-acme", vec!["tenants-acme-kubeconfig"], None),
+        (
+            "beta",
+            "tenant-tenants-beta",
+            vec!["kaas-cluster-ca-cert", "kaas-clients-ca-cert", "kaas-clients-ca"],
+            Some("tenant-tenants-beta"),
+        ),
+    ] {
+        let objects = render(&example(name), &p).expect("renders");
+        let kind_named = |kind: &str, name: &str| {
+            objects.iter().position(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+        };
+        let role = kind_named("Role", "kaas-controller-reads").expect("a Role");
+        assert_eq!(objects[role]["metadata"]["namespace"], ns, "{name}");
+        let rules = &objects[role]["rules"];
+        assert_eq!(rules.as_array().map(Vec::len), Some(1), "{name}: {rules}");
+        assert_eq!(rules[0]["resources"], json!(["secrets"]), "{name}");
+        assert_eq!(rules[0]["verbs"], json!(["get"]), "{name}");
+        assert_eq!(rules[0]["resourceNames"], json!(secrets), "{name}");
+        let binding = kind_named("RoleBinding", "kaas-controller-reads").expect("a RoleBinding");
+        assert_eq!(objects[binding]["metadata"]["namespace"], ns, "{name}");
+        assert_eq!(
+            objects[binding]["subjects"],
+            json!([{ "apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "system:serviceaccount:ops:kaas" }]),
+            "{name}"
+        );
+        match kafka_namespace {
+            Some(kafka_ns) => {
+                assert!(kind_named("Namespace", kafka_ns).expect("its Namespace") < role, "{name}")
+            }
+            None => assert!(kind_named("Namespace", ns).expect("its Namespace") < role, "{name}"),
+        }
+    }
 }

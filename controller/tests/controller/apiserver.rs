@@ -181,6 +181,19 @@ async fn the_controller_runs_the_tenant_loop_with_exactly_the_charts_rbac() -> a
     let files =
         ["clients-ca-intermediate.crt", "clients-ca-intermediate.key", "clients-ca.crt", "cluster-ca.crt"];
     assert_eq!(keys, files.map(|f| format!("{id}.{f}")), "the clients CA's key is not among them");
+    // The controller reads exactly the Secrets the tenant's folder grants it, and no other: none in another
+    // namespace, none other of the tenant's own (the chart's ClusterRole has no Secrets at all).
+    let kafka_ns = format!("tenant-{id}");
+    for (ns, name, allowed) in [
+        (kafka_ns.as_str(), "kaas-clients-ca", true),
+        (kafka_ns.as_str(), "kaas-cluster-ca-cert", true),
+        (kafka_ns.as_str(), "kaas-kafka-brokers", false),
+        (&format!("kaas-{id}"), "anything", false),
+        ("kube-system", "anything", false),
+    ] {
+        let can = can_get_secret(&p, ns, name).await?;
+        assert_eq!(can, allowed, "the controller may get Secret {ns}/{name}: {can}");
+    }
 
     // A new generation: a new commit, and Provisioning until Flux has applied it.
     let patch = json!({ "spec": { "retentionHours": 72 } });
@@ -474,6 +487,31 @@ async fn started_without_cluster_api_the_controller_reports_it_and_serves_namesp
     .await
     .with_context(|| controller.log())?;
     Ok(())
+}
+
+/// Whether the API server lets the chart's controller (its ServiceAccount) get Secret `ns/name`.
+async fn can_get_secret(p: &Platform, ns: &str, name: &str) -> anyhow::Result<bool> {
+    use k8s_openapi::api::authorization::v1::{
+        ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
+    };
+    let review = SubjectAccessReview {
+        spec: SubjectAccessReviewSpec {
+            user: Some(format!("system:serviceaccount:{SYSTEM}:{}", common::RELEASE)),
+            groups: Some(vec!["system:serviceaccounts".into(), "system:authenticated".into()]),
+            resource_attributes: Some(ResourceAttributes {
+                namespace: Some(ns.into()),
+                verb: Some("get".into()),
+                resource: Some("secrets".into()),
+                name: Some(name.into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let reviews: Api<SubjectAccessReview> = Api::all(p.admin.clone());
+    let answer = reviews.create(&PostParams::default(), &review).await?;
+    Ok(answer.status.context("a review's status")?.allowed)
 }
 
 /// [`Platform::start`] with only these upstream CRDs (files of `../shared/crds/`) installed.

@@ -183,6 +183,8 @@ def test_controller_rbac_is_exactly_what_it_uses():
           for v in ("get", "list", "watch")},
         # Strimzi's Kafka of a shared-cluster tenant, whose status says whether it serves.
         ("kafka.strimzi.io", "kafkas", "get"),
+        # A new tenant's namespaces: one someone else made is not adopted.
+        ("", "namespaces", "get"),
         # No Secrets: each tenant's folder grants the ones the controller reads for it, to --controller-user.
     }
     roles = {r["metadata"]["name"]: r for r in by_kind(objects, "Role")}

@@ -170,13 +170,18 @@ impl Repo {
         Err(GitError::PushContention { remote: remote.clone() })
     }
 
+    /// Whether the work tree holds tenant `tenant`'s folder (as last fetched or written here).
+    pub fn has_tenant(&self, tenant: &str) -> bool {
+        self.dir.join(tenant_folder(tenant)).join(MANIFESTS).exists()
+    }
+
     fn commit_tenant(
         &self,
         tenant: &str,
         files: Option<&[TenantFile]>,
         message: &str,
     ) -> Result<Outcome, GitError> {
-        let folder = Path::new("tenants").join(tenant);
+        let folder = tenant_folder(tenant);
         let abs = self.dir.join(&folder);
         if abs.exists() {
             std::fs::remove_dir_all(&abs)?;
@@ -276,12 +281,20 @@ fn run(dir: &Path, args: &[&str], credentials: Option<&Credentials>) -> Result<S
     }
 }
 
+/// Where tenant `tenant`'s folder is in the repository.
+fn tenant_folder(tenant: &str) -> PathBuf {
+    Path::new("tenants").join(tenant)
+}
+
+/// The file of a tenant's folder that holds its manifests.
+const MANIFESTS: &str = "manifests.yaml";
+
 /// The files of a tenant's folder: its manifests and a kustomization listing them, for Flux.
 pub fn tenant_files(manifests_yaml: String) -> Vec<TenantFile> {
-    let kustomization =
-        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - manifests.yaml\n"
-            .to_owned();
-    vec![("kustomization.yaml".into(), kustomization), ("manifests.yaml".into(), manifests_yaml)]
+    let kustomization = format!(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - {MANIFESTS}\n"
+    );
+    vec![("kustomization.yaml".into(), kustomization), (MANIFESTS.into(), manifests_yaml)]
 }
 
 /// The commit message of a tenant change.

@@ -98,6 +98,15 @@ pub fn kafka_namespace(tenant: &str, isolation: Isolation) -> String {
     }
 }
 
+/// The management cluster's namespaces the tenant's folder creates: `kaas-<id>` ([`namespace`]) and, for a
+/// tenant on the shared cluster, its Kafka's `tenant-<id>` ([`kafka_namespace`]).
+pub fn management_namespaces(tenant: &str, isolation: Isolation) -> Vec<String> {
+    match isolation {
+        Isolation::Cluster => vec![namespace(tenant)],
+        Isolation::Namespace => vec![namespace(tenant), kafka_namespace(tenant, isolation)],
+    }
+}
+
 /// The name of the tenant's Flux `HelmRelease` of the `kaas` chart in its management namespace (the release
 /// inside is [`KAFKA_RELEASE`]).
 pub fn helm_release(tenant: &str) -> String {

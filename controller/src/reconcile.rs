@@ -295,6 +295,10 @@ async fn apply(t: &KafkaTenant, api: &Api<KafkaTenant>, ctx: &Context) -> Result
         // Nothing is committed for a malformed tenant; it waits for its spec to change.
         Err(e) => return refuse(t, api, ctx, "InvalidSpec", &e.to_string(), Action::await_change()).await,
     };
+    if let Some(why) = claims::namespaces_taken(t, &plan.folder, ctx).await? {
+        // Checked again now and then: the namespace may be deleted.
+        return refuse(t, api, ctx, "NamespaceTaken", &why, Action::requeue(ID_RECHECK)).await;
+    }
     commit(t, &plan, api, ctx).await?;
     let standing = match LiveObjects::of(t, ctx).await?.standing(t) {
         Standing::Up => publish(t, &plan, ctx).await?.map_or(Standing::Up, Standing::Waiting),

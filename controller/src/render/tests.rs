@@ -169,7 +169,9 @@ fn rendered_objects_validate_against_upstream_crds() {
         for o in render(&example(name), &Platform::default()).expect("renders") {
             let (api, kind) = (o["apiVersion"].as_str().unwrap_or(""), o["kind"].as_str().unwrap_or(""));
             // Kubernetes' own kinds have no CRD: their typed form must read them without losing a field.
-            fn lossless<T: serde::de::DeserializeOwned + serde::Serialize>(o: &Value) -> Result<Value, String> {
+            fn lossless<T: serde::de::DeserializeOwned + serde::Serialize>(
+                o: &Value,
+            ) -> Result<Value, String> {
                 let typed: T = serde_json::from_value(o.clone()).map_err(|e| e.to_string())?;
                 serde_json::to_value(&typed).map_err(|e| e.to_string())
             }

@@ -563,3 +563,58 @@ async fn state_within(p: &Platform, name: &str, state: &str, within: Duration) -
     })
     .await
 }
+
+/// The chart's admission policy on the real API server: a namespace named like a tenant's (`kaas-*`,
+/// `tenant-*`) is made only by Flux's appliers, refused to anyone else (even a cluster admin) with a message
+/// naming who may; other names, the exempt ones and the release's own namespace are anyone's with the right.
+#[tokio::test]
+async fn only_flux_makes_namespaces_named_like_tenants() -> anyhow::Result<()> {
+    use k8s_openapi::api::core::v1::Namespace;
+    let values = json!({ "tenantNamespaces": { "exempt": ["kaas-platform"] } });
+    let p = Platform::start(values, all_rbac).await?;
+    let policy = ["ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"];
+    for object in p.chart.iter().filter(|o| policy.contains(&o["kind"].as_str().unwrap_or_default())) {
+        kaas_testsupport::apiserver::apply_yaml(&p.admin, &object.to_string(), "test", None).await?;
+    }
+    // Flux's kustomize-controller, with the right to make namespaces (as Flux's own RBAC gives it).
+    p.plane.namespace("flux-system").await?;
+    let flux = p.plane.service_account("flux-system", "kustomize-controller").await?;
+    let binding = json!({ "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        "metadata": { "name": "flux-applies" },
+        "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin" },
+        "subjects": [{ "kind": "ServiceAccount", "name": "kustomize-controller", "namespace": "flux-system" }] });
+    kaas_testsupport::apiserver::apply_yaml(&p.admin, &binding.to_string(), "test", None).await?;
+    let flux = kaas_testsupport::apiserver::client_from(&flux).await?;
+    let make = |client: kube::Client, name: String| async move {
+        let ns = Namespace {
+            metadata: kube::api::ObjectMeta { name: Some(name), ..Default::default() },
+            ..Default::default()
+        };
+        Api::<Namespace>::all(client).create(&PostParams::default(), &ns).await.map(|_| ())
+    };
+    // The policy is compiled and watched by the server a moment after it is created (a name made before
+    // then stays taken: no namespace controller runs here to delete it, so each try takes a new one).
+    let tries = std::sync::atomic::AtomicU32::new(0);
+    let refusal = eventually("policy in force", Duration::from_secs(30), || async {
+        let name = format!("tenant-squatted-{}", tries.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        match make(p.admin.clone(), name).await {
+            Err(kube::Error::Api(e)) => Ok(Some(e)),
+            Ok(()) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    })
+    .await?;
+    assert_eq!(refusal.code, 403, "{refusal:?}");
+    assert!(
+        refusal.message.contains("is named like a tenant namespace (kaas-*, tenant-*)")
+            && refusal.message.contains("system:serviceaccount:flux-system:kustomize-controller"),
+        "{}",
+        refusal.message
+    );
+    assert!(make(p.admin.clone(), "kaas-squatted".into()).await.is_err(), "kaas-* is a tenant's too");
+    make(flux.clone(), "tenant-made-by-flux".into()).await.context("Flux makes tenant namespaces")?;
+    make(flux, "kaas-made-by-flux".into()).await.context("Flux makes tenant namespaces")?;
+    make(p.admin.clone(), "team-a".into()).await.context("other names are anyone's")?;
+    make(p.admin.clone(), "kaas-platform".into()).await.context("exempt names")?;
+    Ok(())
+}

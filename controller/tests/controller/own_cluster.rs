@@ -69,7 +69,10 @@ impl OwnCluster {
         let capi = ClusterApi::start_on(&p.plane, &region, &seed).await?;
         let workload = ControlPlane::start().await?;
         let ns = format!("kaas-{id}");
-        let namespace = json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": ns } });
+        // Labelled as the tenant's folder makes it (the controller adopts no namespace made for someone else).
+        let labels = json!({ "app.kubernetes.io/managed-by": "kaas-controller", "kaas.dev/tenant": id });
+        let namespace =
+            json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": ns, "labels": labels } });
         apply_yaml(&p.admin, &namespace.to_string(), TEST_MANAGER, None).await?;
         apply_yaml(&p.admin, &workload_kubeconfig(id, &ns, &workload)?, TEST_MANAGER, None).await?;
         let boot = Boot::start(p.admin.clone(), capi.shared_moto(), &region, id, &ns, &workload).await?;

@@ -113,7 +113,7 @@ kind: ClusterRole
 metadata: { name: tenants-but-not-status }
 rules:
   - { apiGroups: [kaas.dev], resources: [kafkatenants], verbs: [get, list, watch, patch, update] }
-  - { apiGroups: [""], resources: [configmaps, secrets], verbs: [get, list, watch, create, patch, update] }
+  - { apiGroups: [""], resources: [configmaps, secrets, namespaces], verbs: [get, list, watch, create, patch, update] }
   - { apiGroups: [cluster.x-k8s.io], resources: [clusters], verbs: [get, list, watch] }
   - { apiGroups: [helm.toolkit.fluxcd.io], resources: [helmreleases], verbs: [get, list, watch] }
 ---
@@ -810,4 +810,45 @@ async fn a_tenant_kubeconfig_that_would_run_a_command_or_read_the_controllers_fi
     f.strimzi_serving(id, true).await;
     f.reconcile("acme").await.expect("served");
     assert_eq!(f.condition("acme", "Ready").await.0, "True");
+}
+
+/// A namespace a new tenant's folder would create, made first by someone else, is not adopted: the tenant is
+/// `Degraded` (`NamespaceTaken`) naming it and nothing is committed; once it is gone the tenant goes on. A
+/// tenant already committed keeps its namespaces, an earlier version's unlabelled `tenant-<id>` included.
+#[tokio::test]
+async fn a_namespace_someone_else_made_first_is_not_adopted() {
+    use k8s_openapi::api::core::v1::Namespace;
+    let f = Fixture::new(vec![example("beta")]).await;
+    let namespaces: Api<Namespace> = Api::all(f.admin.clone());
+    let squatted = Namespace {
+        metadata: kube::api::ObjectMeta { name: Some("tenant-tenants-beta".into()), ..Default::default() },
+        ..Default::default()
+    };
+    namespaces.create(&PostParams::default(), &squatted).await.expect("made first");
+    f.reconcile("beta").await.expect("refused");
+    let (status, reason, message) = f.condition("beta", "Degraded").await;
+    assert_eq!((status.as_str(), reason.as_str()), ("True", "NamespaceTaken"), "{message}");
+    assert!(message.contains("namespace tenant-tenants-beta exists"), "{message}");
+    assert!(f.remote_log().is_empty(), "nothing committed");
+
+    namespaces.delete("tenant-tenants-beta", &DeleteParams::default()).await.expect("deleted");
+    // No namespace controller runs here: its last step, an empty finalizer list, is made by hand.
+    let mut terminating = namespaces.get("tenant-tenants-beta").await.expect("terminating");
+    terminating.spec = Some(Default::default());
+    namespaces
+        .replace_subresource("finalize", "tenant-tenants-beta", &PostParams::default(), &terminating)
+        .await
+        .expect("finalized");
+    assert!(namespaces.get_opt("tenant-tenants-beta").await.expect("get").is_none(), "gone");
+    f.reconcile("beta").await.expect("applied");
+    assert_eq!(f.remote_log().len(), 1, "committed once the namespace is gone");
+
+    // Committed: its namespaces are its own, labelled by Flux or not (helm-controller made them before).
+    let unlabelled = Namespace {
+        metadata: kube::api::ObjectMeta { name: Some("tenant-tenants-beta".into()), ..Default::default() },
+        ..Default::default()
+    };
+    namespaces.create(&PostParams::default(), &unlabelled).await.expect("helm-controller's");
+    f.reconcile("beta").await.expect("still applied");
+    assert_ne!(f.condition("beta", "Degraded").await.0, "True");
 }

@@ -14,8 +14,10 @@ SUDO=""
 # openssl: the demo generates its local CA and certificates with it.
 # openjdk-17-jdk-headless/maven: the tests' real Kafka brokers run on Java 17; Maven fetches their jars and
 # compiles the compatibility matrix's Java client (javac is in the JDK).
+# haproxy: the load balancer sending PROXY protocol v2 in front of the proxy (hostile::proxy_protocol); the
+# package's own service is stopped below, the test runs its own.
 apt_pkgs=(libnss-myhostname libssl-dev pkg-config zlib1g-dev make g++ openssl python3-venv
-  openjdk-17-jdk-headless maven)
+  openjdk-17-jdk-headless maven haproxy)
 missing=()
 for p in "${apt_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -26,6 +28,9 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 else
   log "apt: all present"
+fi
+if [[ " ${missing[*]:-} " == *" haproxy "* ]]; then
+  ($SUDO systemctl disable --now haproxy || $SUDO service haproxy stop) >/dev/null 2>&1 || true
 fi
 # The package's postinst normally adds myhostname to nsswitch.conf; make sure, since tests depend on it.
 if ! grep -Eq '^hosts:.*myhostname' /etc/nsswitch.conf; then

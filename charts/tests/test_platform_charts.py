@@ -152,6 +152,11 @@ def test_proxy_configuration_is_what_the_binary_reads():
                            "max_connections", "max_connections_per_tenant", "max_connections_per_ip",
                            "max_handshakes_per_ip", "max_handshakes_per_tenant",
                            "max_inflight_requests_per_connection", "reload_grace_seconds", "max_fetch_response_bytes", "admin_listen", "probe_listen", "tls", "tenants", "tenants_file"}
+    assert "proxy_protocol_trusted_cidrs" not in config, "PROXY protocol is off unless the load balancer's CIDRs are given"
+    behind = by_kind(render("kaas-proxy", {"proxyProtocol": {"trustedCidrs": ["10.0.0.0/16", "10.1.0.0/16"]}},
+                            name="kaas-proxy", namespace="kaas-system"), "ConfigMap")[0]
+    assert yaml.safe_load(behind["data"]["kaas-proxy.yaml"])["proxy_protocol_trusted_cidrs"] == ["10.0.0.0/16",
+                                                                                               "10.1.0.0/16"]
     assert (config["max_connections"], config["max_connections_per_tenant"], config["max_connections_per_ip"]) \
         == (20000, 5000, 1000)
     assert (config["hello_timeout_seconds"], config["max_handshakes_per_ip"], config["max_handshakes_per_tenant"]) \

@@ -204,6 +204,7 @@ struct Parsed {
     limits: Vec<(&'static str, u64)>,
     admin_listen: Option<String>,
     probe_listen: Option<String>,
+    proxy_protocol_trusted_cidrs: Vec<String>,
     tls: Option<CertificateFiles>,
     /// Tenants that parsed, with the key naming them (`tenants[1]`, `tenants_file[0]`).
     tenants: Vec<(String, TenantRoute)>,
@@ -236,6 +237,9 @@ fn parse_keys(map: &Mapping, errs: &mut Collector) -> Parsed {
             }
             "admin_listen" => p.admin_listen = typed(key, v, errs),
             "probe_listen" => p.probe_listen = typed(key, v, errs),
+            "proxy_protocol_trusted_cidrs" => {
+                p.proxy_protocol_trusted_cidrs = typed(key, v, errs).unwrap_or_default()
+            }
             "tenants_file" => {
                 if let Some(path) = typed::<PathBuf>(key, v, errs) {
                     p.tenants_file = Some(path);
@@ -343,6 +347,13 @@ fn validate(p: &Parsed, base: &Path, errs: &mut Collector) -> Option<Settings> {
     };
     let admin_listen = address("admin_listen", &p.admin_listen);
     let probe_listen = address("probe_listen", &p.probe_listen);
+    let mut proxy_protocol_trusted_cidrs = Vec::new();
+    for (i, cidr) in p.proxy_protocol_trusted_cidrs.iter().enumerate() {
+        match cidr.parse::<kaas_route::Cidr>() {
+            Ok(c) => proxy_protocol_trusted_cidrs.push(c),
+            Err(e) => errs.push(format!("proxy_protocol_trusted_cidrs[{i}]"), format!("{cidr:?}: {e}")),
+        }
+    }
     let default_cert = p.tls.as_ref().and_then(|files| load_cert("tls", files, base, errs));
     let acme = p.acme.as_ref().and_then(|config| acme::validate(config, base, errs));
     // With a tenants_file (the controller's route source) an empty list is normal: no tenant is ready yet.
@@ -438,6 +449,7 @@ fn validate(p: &Parsed, base: &Path, errs: &mut Collector) -> Option<Settings> {
         max_fetch_response_bytes: u32::try_from(max_fetch_response_bytes).unwrap_or(u32::MAX),
         admin_listen,
         probe_listen,
+        proxy_protocol_trusted_cidrs,
         default_cert: default_cert?,
         tenants,
         skipped: Vec::new(),

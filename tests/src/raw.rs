@@ -35,6 +35,26 @@ pub async fn connect_as(
     ca: &Path,
     client: Option<(&Path, &Path)>,
 ) -> io::Result<Tls> {
+    // An IP address as server name makes rustls send no SNI extension.
+    let name = match sni {
+        Some(n) => ServerName::try_from(n.to_owned()).map_err(io::Error::other)?,
+        None => ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()),
+    };
+    let tcp = TcpStream::connect(("127.0.0.1", port)).await?;
+    handshake(tcp, name, client_config(ca, client)?).await
+}
+
+/// Like [`connect`], from loopback address `from` (any of 127.0.0.0/8) to `port`: a client of its own address.
+pub async fn connect_from(from: std::net::Ipv4Addr, port: u16, sni: &str, ca: &Path) -> io::Result<Tls> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind((from, 0).into())?;
+    let tcp = socket.connect((std::net::Ipv4Addr::LOCALHOST, port).into()).await?;
+    let name = ServerName::try_from(sni.to_owned()).map_err(io::Error::other)?;
+    handshake(tcp, name, client_config(ca, None)?).await
+}
+
+/// A client configuration trusting `ca`, with the client certificate (cert PEM, key PEM) when given.
+fn client_config(ca: &Path, client: Option<(&Path, &Path)>) -> io::Result<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(ca).map_err(io::Error::other)? {
         roots.add(cert.map_err(io::Error::other)?).map_err(io::Error::other)?;
@@ -44,7 +64,7 @@ pub async fn connect_as(
             .with_safe_default_protocol_versions()
             .map_err(io::Error::other)?
             .with_root_certificates(roots);
-    let config = match client {
+    Ok(match client {
         Some((cert, key)) => {
             let chain = CertificateDer::pem_file_iter(cert)
                 .map_err(io::Error::other)?
@@ -54,13 +74,14 @@ pub async fn connect_as(
             builder.with_client_auth_cert(chain, key).map_err(io::Error::other)?
         }
         None => builder.with_no_client_auth(),
-    };
-    // An IP address as server name makes rustls send no SNI extension.
-    let name = match sni {
-        Some(n) => ServerName::try_from(n.to_owned()).map_err(io::Error::other)?,
-        None => ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()),
-    };
-    let tcp = TcpStream::connect(("127.0.0.1", port)).await?;
+    })
+}
+
+async fn handshake(
+    tcp: TcpStream,
+    name: ServerName<'static>,
+    config: rustls::ClientConfig,
+) -> io::Result<Tls> {
     let tls = TlsConnector::from(Arc::new(config)).connect(name, tcp).await?;
     Ok(FrameStream::new(tls, MAX_FRAME))
 }

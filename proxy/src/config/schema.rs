@@ -74,6 +74,12 @@ pub struct Config {
     /// absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub probe_listen: Option<String>,
+    /// Addresses (CIDRs) of the load balancers in front of the listener that send a PROXY protocol v2 header
+    /// (an AWS NLB with proxy protocol on, HAProxy's `send-proxy-v2`): from them the header is required and its
+    /// client address is the one limits, logs and metrics see; from anyone else a header is refused. Empty or
+    /// absent: no PROXY protocol.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub proxy_protocol_trusted_cidrs: Vec<String>,
     /// Default certificate chain and key, used for names without a tenant certificate.
     pub tls: CertificateFiles,
     /// Tenants written inline; may be empty or absent when `tenants_file` is given.
@@ -115,6 +121,7 @@ pub(super) const TOP_LEVEL_KEYS: &[&str] = &[
     "max_fetch_response_bytes",
     "admin_listen",
     "probe_listen",
+    "proxy_protocol_trusted_cidrs",
     "tls",
     "tenants",
     "tenants_file",

@@ -54,6 +54,8 @@ pub struct Settings {
     pub admin_listen: Option<SocketAddr>,
     /// Where only `/livez`, `/healthz` and `/readyz` are served, with connection places of their own.
     pub probe_listen: Option<SocketAddr>,
+    /// Load balancers whose connections start with a PROXY protocol v2 header naming the client.
+    pub proxy_protocol_trusted_cidrs: Vec<kaas_route::Cidr>,
     /// Chain and key for names whose tenant has no certificate of its own.
     pub default_cert: Arc<CertifiedKey>,
     /// Inline tenants first, then those of `tenants_file`; names are unique.

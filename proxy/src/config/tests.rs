@@ -152,6 +152,7 @@ fn the_key_list_matches_the_schema() {
         max_fetch_response_bytes: Some(1),
         admin_listen: Some("0.0.0.0:9100".into()),
         probe_listen: Some("0.0.0.0:9101".into()),
+        proxy_protocol_trusted_cidrs: vec!["10.0.0.0/16".into()],
         tls: CertificateFiles { cert: "c".into(), key: "k".into() },
         tenants: vec![],
         tenants_file: Some("routes.yaml".into()),

@@ -61,10 +61,13 @@ pub enum RefusalReason {
     /// The client's certificate names Strimzi's own organisation (`O=io.strimzi`, its super users): the proxy
     /// never mints such a subject upstream ([`crate::upstream::identity`]).
     ReservedSubject,
+    /// A PROXY protocol header that is missing, malformed or late from a trusted load balancer, or sent at all
+    /// by an address not trusted to send one.
+    ProxyHeader,
 }
 
 /// Every refusal reason: the `reason` label values of `kaas_proxy_listener_refused_total`.
-pub const REASONS: [RefusalReason; 22] = [
+pub const REASONS: [RefusalReason; 23] = [
     RefusalReason::Plaintext,
     RefusalReason::NotTls,
     RefusalReason::InvalidClientHello,
@@ -87,6 +90,7 @@ pub const REASONS: [RefusalReason; 22] = [
     RefusalReason::ClientCertInvalid,
     RefusalReason::UpstreamUnavailable,
     RefusalReason::ReservedSubject,
+    RefusalReason::ProxyHeader,
 ];
 
 impl RefusalReason {
@@ -115,6 +119,7 @@ impl RefusalReason {
             RefusalReason::ClientCertInvalid => "client_cert_invalid",
             RefusalReason::UpstreamUnavailable => "upstream_unavailable",
             RefusalReason::ReservedSubject => "reserved_subject",
+            RefusalReason::ProxyHeader => "proxy_header",
         }
     }
 }

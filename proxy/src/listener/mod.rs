@@ -18,6 +18,7 @@
 
 mod budget;
 pub mod metrics;
+pub mod proxy_header;
 mod refused;
 mod stages;
 
@@ -40,6 +41,7 @@ use crate::routes::Routes;
 use crate::tls;
 use crate::upstream::Connector;
 use budget::{block_of, Budget, Slot};
+use kaas_route::Cidr;
 pub use metrics::ListenerMetrics;
 use metrics::{OpenConnection, RefusalLog, RefusalReason};
 use refused::Halt;
@@ -80,7 +82,7 @@ struct Shared {
 }
 
 /// The limits of [`Settings`] that connections read (fixed at start-up).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Limits {
     max_frame_bytes: u32,
     hello_timeout: Duration,
@@ -93,6 +95,8 @@ pub struct Limits {
     max_connections_per_ip: usize,
     max_handshakes_per_ip: usize,
     max_handshakes_per_tenant: usize,
+    /// Load balancers whose connections start with a PROXY protocol v2 header ([`proxy_header`]).
+    proxy_protocol_trusted: Arc<[Cidr]>,
 }
 
 impl Limits {
@@ -110,6 +114,7 @@ impl Limits {
             max_connections_per_ip: settings.max_connections_per_ip,
             max_handshakes_per_ip: settings.max_handshakes_per_ip,
             max_handshakes_per_tenant: settings.max_handshakes_per_tenant,
+            proxy_protocol_trusted: settings.proxy_protocol_trusted_cidrs.clone().into(),
         }
     }
 }
@@ -129,14 +134,14 @@ impl Listener {
             routes,
             connector,
             advertised_port,
-            limits,
-            metrics,
-            counts,
             connections: TaskTracker::new(),
             connection_slots: Arc::new(Semaphore::new(limits.max_connections)),
             peers: Budget::new(limits.max_connections_per_ip),
             handshakes_by_peer: Budget::new(limits.max_handshakes_per_ip),
             handshakes_by_tenant: Budget::new(limits.max_handshakes_per_tenant),
+            limits,
+            metrics,
+            counts,
             draining: CancellationToken::new(),
             acme,
             refusal_log: RefusalLog::default(),
@@ -168,7 +173,9 @@ impl Listener {
     }
 
     /// A connection under `max_connections`, its address's `max_connections_per_ip` and its address's
-    /// `max_handshakes_per_ip` goes on in its own task; one over any is closed at once.
+    /// `max_handshakes_per_ip` goes on in its own task; one over any is closed at once. From a trusted load
+    /// balancer, the address is the client's in its PROXY protocol header, read first (under the hello
+    /// timeout) in the connection's task.
     fn admit(&self, tcp: TcpStream, peer: SocketAddr) {
         let shared = &self.shared;
         shared.counts.accepted();
@@ -176,25 +183,27 @@ impl Listener {
             shared.at_limit(peer, RefusalReason::ConnectionLimit, None);
             return;
         };
-        let block = block_of(peer.ip());
-        let peer_slot = match shared.peers.admit(block) {
-            Ok(peer_slot) => peer_slot,
-            Err(open) => {
-                shared.at_limit(peer, RefusalReason::IpConnectionLimit, Some(open));
-                return;
-            }
-        };
-        let handshaking = match shared.handshakes_by_peer.admit(block) {
-            Ok(handshaking) => handshaking,
-            Err(open) => {
-                shared.at_limit(peer, RefusalReason::IpHandshakeLimit, Some(open));
-                return;
-            }
-        };
         let state = shared.clone();
-        let slots = (slot, peer_slot, shared.counts.opened());
-        let handshake = Handshaking { _by_peer: handshaking, by_tenant: None };
-        shared.connections.spawn(async move { handle(tcp, peer, &state, slots, handshake).await });
+        // A dual-stack socket shows IPv4 peers as IPv4-mapped IPv6 (::ffff:a.b.c.d): matched as IPv4.
+        let ip = peer.ip().to_canonical();
+        if shared.limits.proxy_protocol_trusted.iter().any(|c| c.contains(ip)) {
+            shared.connections.spawn(async move {
+                let mut tcp = tcp;
+                match proxy_header::read(&mut tcp, state.limits.hello_timeout).await {
+                    Ok(client) => {
+                        let client = client.unwrap_or(peer);
+                        if let Some((slots, handshake)) = state.admit_address(client, slot) {
+                            handle(tcp, client, &state, slots, handshake).await;
+                        }
+                    }
+                    Err(e) => state.no_proxy_header(peer, &e),
+                }
+            });
+            return;
+        }
+        if let Some((slots, handshake)) = shared.admit_address(peer, slot) {
+            shared.connections.spawn(async move { handle(tcp, peer, &state, slots, handshake).await });
+        }
     }
 
     /// Stops accepting; open sessions close between requests. Whether all closed within `within` (the rest are
@@ -210,6 +219,38 @@ impl Listener {
 }
 
 impl Shared {
+    /// The places of a connection from `peer` (the client's address) under its address's
+    /// `max_connections_per_ip` and `max_handshakes_per_ip`, beside its `slot` under `max_connections`; `None`,
+    /// counted and logged, when the address has no place left.
+    fn admit_address(&self, peer: SocketAddr, slot: OwnedSemaphorePermit) -> Option<(Places, Handshaking)> {
+        let block = block_of(peer.ip());
+        let peer_slot = match self.peers.admit(block) {
+            Ok(peer_slot) => peer_slot,
+            Err(open) => {
+                self.at_limit(peer, RefusalReason::IpConnectionLimit, Some(open));
+                return None;
+            }
+        };
+        let handshaking = match self.handshakes_by_peer.admit(block) {
+            Ok(handshaking) => handshaking,
+            Err(open) => {
+                self.at_limit(peer, RefusalReason::IpHandshakeLimit, Some(open));
+                return None;
+            }
+        };
+        let handshake = Handshaking { _by_peer: handshaking, by_tenant: None };
+        Some(((slot, peer_slot, self.counts.opened()), handshake))
+    }
+
+    /// Counts and logs (sampled) a trusted load balancer's connection without a usable PROXY protocol header.
+    fn no_proxy_header(&self, peer: SocketAddr, e: &proxy_header::HeaderError) {
+        let why = RefusalReason::ProxyHeader;
+        self.counts.refused(why);
+        if let Some(left_out) = self.refusal_log.sample(why, std::time::Instant::now()) {
+            warn!(%peer, reason = why.label(), left_out, "connection refused: {e}");
+        }
+    }
+
     /// Counts (and logs, sampled) a connection closed at once because `max_connections` are open (`why`
     /// [`RefusalReason::ConnectionLimit`]), or its peer's address has `open` connections, its
     /// `max_connections_per_ip` or `max_handshakes_per_ip` (`why` says which).
@@ -246,6 +287,10 @@ impl Shared {
     }
 }
 
+/// A connection's places under `max_connections` and `max_connections_per_ip`, and its count among the open
+/// connections: held until it ends.
+type Places = (OwnedSemaphorePermit, Slot<IpAddr>, OpenConnection);
+
 /// A connection's places among the handshakes of its address and (once its ClientHello names one) its
 /// tenant; dropped when it has authenticated, or ends.
 #[derive(Debug)]
@@ -257,13 +302,7 @@ struct Handshaking {
 
 /// One connection, holding its places under `max_connections` and `max_connections_per_ip` until it ends; a
 /// refusal is counted, logged and (during the handshake) answered with its alert here.
-async fn handle(
-    tcp: TcpStream,
-    peer: SocketAddr,
-    state: &Shared,
-    _slots: (OwnedSemaphorePermit, Slot<IpAddr>, OpenConnection),
-    handshake: Handshaking,
-) {
+async fn handle(tcp: TcpStream, peer: SocketAddr, state: &Shared, _slots: Places, handshake: Handshaking) {
     // ERROR level so the connection's context is on every line it logs, whatever the filter.
     let span = tracing::error_span!("conn", %peer, sni = field::Empty, tenant = field::Empty, principal = field::Empty);
     async {

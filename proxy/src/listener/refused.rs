@@ -93,6 +93,7 @@ impl Refused {
             Refused::Hello(HelloError::Closed) => return None,
             Refused::Hello(HelloError::PlaintextKafka) => RefusalReason::Plaintext,
             Refused::Hello(HelloError::NotTls(_)) => RefusalReason::NotTls,
+            Refused::Hello(HelloError::ProxyHeader) => RefusalReason::ProxyHeader,
             Refused::Hello(HelloError::Invalid(_)) => RefusalReason::InvalidClientHello,
             Refused::NoClientHello(_) => RefusalReason::NoClientHello,
             Refused::UnknownName(_) | Refused::UnknownNode(_) | Refused::NoAcmeChallenge => {

@@ -73,7 +73,7 @@ pub(super) async fn connection(
         drop(handshaking);
         (client, upstream, admit(&to, state)?)
     };
-    let limits = state.limits;
+    let limits = &state.limits;
     let ctx = SessionContext {
         advertise: Advertise::new(&to.tenant.name, &routes.tenants.domain, state.advertised_port),
         metrics: counted.as_ref().map(|c| c.metrics().clone()),

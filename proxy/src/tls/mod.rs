@@ -50,6 +50,10 @@ pub enum HelloError {
     /// The first byte is 0x00: a Kafka frame's length, from a client configured without TLS.
     #[error("plaintext Kafka on the TLS port (clients must use security.protocol=SSL)")]
     PlaintextKafka,
+    /// A PROXY protocol v2 header (its first byte, `\r`) from an address not in
+    /// `proxy_protocol_trusted_cidrs`: it could choose the address the proxy's limits and logs see.
+    #[error("a PROXY protocol header from an address not in proxy_protocol_trusted_cidrs")]
+    ProxyHeader,
     /// The first byte is neither a TLS handshake record (0x16) nor plaintext Kafka; holds that byte.
     #[error("not TLS (first byte {0:#04x})")]
     NotTls(u8),
@@ -221,6 +225,7 @@ pub async fn read_client_hello(tcp: TcpStream) -> Result<StartHandshake<TcpStrea
         Ok(0) | Err(_) => return Err(HelloError::Closed),
         Ok(_) if first[0] == 0x16 => {}
         Ok(_) if first[0] == 0x00 => return Err(HelloError::PlaintextKafka),
+        Ok(_) if first[0] == b'\r' => return Err(HelloError::ProxyHeader),
         Ok(_) => return Err(HelloError::NotTls(first[0])),
     }
     LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp).await.map_err(HelloError::Invalid)

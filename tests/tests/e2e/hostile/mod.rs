@@ -13,6 +13,7 @@ mod frames;
 mod hello;
 mod kafka;
 mod preauth;
+mod proxy_protocol;
 mod reach;
 mod script;
 

@@ -205,6 +205,10 @@ def test_controller_rbac_is_exactly_what_it_uses():
     deploy = by_kind(objects, "Deployment")[0]["spec"]["template"]["spec"]
     assert deploy["serviceAccountName"] == "kaas-controller"
     assert "--controller-user=system:serviceaccount:kaas-system:kaas-controller" in deploy["containers"][0]["args"]
+    assert {"--namespace-max-brokers=30", "--namespace-max-storage-gib=131072"} <= set(deploy["containers"][0]["args"])
+    uncapped = by_kind(render("kaas-controller", {"namespaceQuota": {"maxBrokers": None, "maxStorageGiB": None}},
+                              name="kaas-controller", namespace="kaas-system"), "Deployment")[0]
+    assert not [a for a in uncapped["spec"]["template"]["spec"]["containers"][0]["args"] if "namespace-max" in a]
     assert by_kind(objects, "Deployment")[0]["spec"]["replicas"] == 2
     args = deploy["containers"][0]["args"]
     assert "--lease-name=kaas-controller" in args and "--lease-duration-seconds=15" in args

@@ -58,6 +58,14 @@ pub struct PlatformArgs {
     /// ServiceAccount): each tenant's folder grants it `get` on exactly the Secrets it reads for that tenant.
     #[arg(long, default_value = render::CONTROLLER_USER)]
     controller_user: String,
+    /// The most brokers one namespace's tenants may order together; a tenant that would take its namespace
+    /// over is refused (NamespaceQuotaExceeded). Unset: no cap.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    namespace_max_brokers: Option<u32>,
+    /// The most GiB of broker storage (brokers × storage per broker) one namespace's tenants may order
+    /// together. Unset: no cap.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    namespace_max_storage_gib: Option<u64>,
 }
 
 impl PlatformArgs {
@@ -90,6 +98,10 @@ impl PlatformArgs {
             cluster_bootstrap: self.cluster_bootstrap_template,
             namespace_bootstrap: self.namespace_bootstrap_template,
             controller_user: self.controller_user,
+            namespace_quota: render::NamespaceQuota {
+                max_brokers: self.namespace_max_brokers,
+                max_storage_gib: self.namespace_max_storage_gib,
+            },
             ..Default::default()
         })
     }

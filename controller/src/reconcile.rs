@@ -39,6 +39,7 @@ use crate::{tenant_cluster, upstream};
 
 mod claims;
 mod live;
+mod quota;
 mod routes;
 mod status;
 
@@ -298,6 +299,16 @@ async fn apply(t: &KafkaTenant, api: &Api<KafkaTenant>, ctx: &Context) -> Result
     if let Some(why) = claims::namespaces_taken(t, &plan.folder, ctx).await? {
         // Checked again now and then: the namespace may be deleted.
         return refuse(t, api, ctx, "NamespaceTaken", &why, Action::requeue(ID_RECHECK)).await;
+    }
+    if let Some(why) = quota::exceeded(t, &plan, ctx).await? {
+        // What it runs now stays (and counts in its status); checked again as the namespace's tenants change.
+        let status = KafkaTenantStatus {
+            observed_generation: t.metadata.generation,
+            conditions: conditions("Degraded", "NamespaceQuotaExceeded", &why, t.metadata.generation),
+            ..t.status.clone().unwrap_or_default()
+        };
+        set_status(api, ctx, t, status).await?;
+        return Ok(Action::requeue(ID_RECHECK));
     }
     commit(t, &plan, api, ctx).await?;
     let standing = match LiveObjects::of(t, ctx).await?.standing(t) {

@@ -65,6 +65,8 @@ pub struct Platform {
     /// The machine images of every tenant machine, found by Cluster API AWS's AMI lookup. No default: CAPA's
     /// own (the CNCF account's community images) has no arm64 images and is not for production.
     pub images: ImageLookup,
+    /// What one namespace's tenants may order together ([`NamespaceQuota`]); none by default.
+    pub namespace_quota: NamespaceQuota,
     /// The Kubernetes user kaas-controller runs as (its ServiceAccount's `system:serviceaccount:<ns>:<name>`):
     /// each tenant's folder binds it to a Role naming the Secrets it reads for that tenant, and no other.
     pub controller_user: String,
@@ -97,6 +99,15 @@ pub struct ImageLookup {
 pub const IMAGE_LOOKUP_FORMAT: &str = "capa-ami-{{.BaseOS}}-*{{.K8sVersion}}-*";
 /// The default [`ImageLookup::base_os`].
 pub const IMAGE_LOOKUP_BASE_OS: &str = "ubuntu-24.04";
+
+/// The most brokers and broker storage one namespace's tenants may order together; `None`: no cap.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NamespaceQuota {
+    /// Brokers across the namespace's tenants.
+    pub max_brokers: Option<u32>,
+    /// GiB of broker storage (brokers × storage per broker) across the namespace's tenants.
+    pub max_storage_gib: Option<u64>,
+}
 
 /// The chart's controller user: ServiceAccount `kaas-controller` in `kaas-system`.
 pub const CONTROLLER_USER: &str = "system:serviceaccount:kaas-system:kaas-controller";
@@ -196,6 +207,7 @@ impl Default for Platform {
             },
             ssh_key_name: None,
             controller_user: CONTROLLER_USER.into(),
+            namespace_quota: NamespaceQuota::default(),
             zones: ["eu-west-1", "us-east-1"]
                 .into_iter()
                 .map(|r| (r.to_owned(), ["a", "b", "c"].map(|z| format!("{r}{z}"))))

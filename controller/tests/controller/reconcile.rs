@@ -147,6 +147,14 @@ subjects: [{ kind: ServiceAccount, name: reconciler, namespace: kaas-system }]
         Fixture { tmp, url, admin, ctx, plane }
     }
 
+    /// The fixture with `platform` in place of the default one.
+    fn with_platform(mut self, platform: Platform) -> Fixture {
+        let Ok(mut ctx) = Arc::try_unwrap(self.ctx) else { panic!("the context is not shared yet") };
+        ctx.platform = platform;
+        self.ctx = Arc::new(ctx);
+        self
+    }
+
     fn tenants(&self) -> Api<KafkaTenant> {
         self.tenants_in("tenants")
     }
@@ -851,4 +859,33 @@ async fn a_namespace_someone_else_made_first_is_not_adopted() {
     namespaces.create(&PostParams::default(), &unlabelled).await.expect("helm-controller's");
     f.reconcile("beta").await.expect("still applied");
     assert_ne!(f.condition("beta", "Degraded").await.0, "True");
+}
+
+/// One namespace's tenants order at most `--namespace-max-brokers` brokers together: a tenant that would take
+/// its namespace over is `Degraded` (`NamespaceQuotaExceeded`) with nothing committed for it, and a tenant that
+/// runs keeps its size (and its status's sizing) when it asks for more than fits.
+#[tokio::test]
+async fn a_namespace_orders_at_most_its_quota() {
+    use kaas_controller::render::{plan, NamespaceQuota};
+    let brokers = |name: &str| plan(&example(name), &Platform::default()).expect("plans").sizing.brokers;
+    let (acme, beta) = (brokers("acme"), brokers("beta"));
+    let quota = NamespaceQuota { max_brokers: Some(acme + beta), max_storage_gib: None };
+    let f = Fixture::new(vec![example("acme"), example("beta")])
+        .await
+        .with_platform(Platform { namespace_quota: quota, ..Platform::default() });
+    f.reconcile("acme").await.expect("applied");
+    f.reconcile("beta").await.expect("applied: at the quota");
+    assert_eq!(f.remote_log().len(), 2, "both committed");
+    let sized = |t: KafkaTenant| t.status.and_then(|s| s.sizing).map(|s| s.brokers);
+    assert_eq!(sized(f.tenants().get("beta").await.expect("beta")), Some(beta));
+
+    // Beta asks for ten times its throughput: more brokers than its namespace has left.
+    let more = json!({ "spec": { "throughput": { "ingressMBps": 50, "egressMBps": 100 } } });
+    f.tenants().patch("beta", &PatchParams::default(), &Patch::Merge(&more)).await.expect("patched");
+    f.reconcile("beta").await.expect("refused");
+    let (status, reason, message) = f.condition("beta", "Degraded").await;
+    assert_eq!((status.as_str(), reason.as_str()), ("True", "NamespaceQuotaExceeded"), "{message}");
+    assert!(message.contains(&format!("over --namespace-max-brokers {}", acme + beta)), "{message}");
+    assert_eq!(f.remote_log().len(), 2, "nothing committed for the larger size");
+    assert_eq!(sized(f.tenants().get("beta").await.expect("beta")), Some(beta), "it keeps its size");
 }

@@ -14,10 +14,11 @@ SUDO=""
 # openssl: the demo generates its local CA and certificates with it.
 # openjdk-17-jdk-headless/maven: the tests' real Kafka brokers run on Java 17; Maven fetches their jars and
 # compiles the compatibility matrix's Java client (javac is in the JDK).
+# valgrind: callgrind counts the proxy's instructions for the cost figure (scripts/cost.sh).
 # haproxy: the load balancer sending PROXY protocol v2 in front of the proxy (hostile::proxy_protocol); the
 # package's own service is stopped below, the test runs its own.
 apt_pkgs=(libnss-myhostname libssl-dev pkg-config zlib1g-dev make g++ openssl python3-venv
-  openjdk-17-jdk-headless maven haproxy)
+  openjdk-17-jdk-headless maven haproxy valgrind)
 missing=()
 for p in "${apt_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the test prerequisites (idempotently) and runs the whole test suite: formatting, lints, unit tests,
-# golden files, the end-to-end tests with real brokers and real clients, a short fuzz run, and the chart tests.
+# golden files, the end-to-end tests with real brokers and real clients, the cost figure, a short fuzz run, and
+# the chart tests.
 # Stops at the first stage that fails; either way it ends with one summary (scripts/test-summary.py): each
 # stage with its result and time, and the tests passed, failed and skipped per suite.
 set -euo pipefail
@@ -35,6 +36,9 @@ RUSTDOCFLAGS="-D warnings" stage doc cargo doc --workspace --no-deps --locked --
 stage deny cargo deny --log-level error check licenses bans sources
 # JUnit per test binary (.config/nextest.toml) for the summary.
 stage nextest cargo nextest run --workspace --locked --no-fail-fast
+# The cost figure: instructions per MiB (callgrind) and allocations per request through one session, TLS on both
+# legs, against cost/baseline.json (fails on more than 5 % growth; scripts/cost.sh --update moves it on purpose).
+stage cost scripts/cost.sh
 # Every parser under libFuzzer with a malloc limit (20 s per target; FUZZ_SECONDS=600 scripts/fuzz.sh runs long).
 stage fuzz scripts/fuzz.sh
 # Helm charts: rendered with the Helm v4 SDK, validated against upstream CRDs and Kubernetes' schemas.

@@ -289,26 +289,27 @@ const READY_RECHECK: Duration = Duration::from_secs(600);
 async fn apply(t: &KafkaTenant, api: &Api<KafkaTenant>, ctx: &Context) -> Result<Action, Error> {
     if let Some(why) = id_taken(t, ctx).await? {
         // Checked again now and then: the id is free once the other tenant is gone.
-        return refuse(t, api, ctx, "IdConflict", &why, Action::requeue(ID_RECHECK)).await;
+        return refuse(t, api, ctx, Default::default(), "IdConflict", &why, Action::requeue(ID_RECHECK))
+            .await;
     }
     let plan = match render::plan(t, &ctx.platform) {
         Ok(plan) => plan,
         // Nothing is committed for a malformed tenant; it waits for its spec to change.
-        Err(e) => return refuse(t, api, ctx, "InvalidSpec", &e.to_string(), Action::await_change()).await,
+        Err(e) => {
+            let why = e.to_string();
+            return refuse(t, api, ctx, Default::default(), "InvalidSpec", &why, Action::await_change())
+                .await;
+        }
     };
     if let Some(why) = claims::namespaces_taken(t, &plan.folder, ctx).await? {
         // Checked again now and then: the namespace may be deleted.
-        return refuse(t, api, ctx, "NamespaceTaken", &why, Action::requeue(ID_RECHECK)).await;
+        return refuse(t, api, ctx, Default::default(), "NamespaceTaken", &why, Action::requeue(ID_RECHECK))
+            .await;
     }
     if let Some(why) = quota::exceeded(t, &plan, ctx).await? {
         // What it runs now stays (and counts in its status); checked again as the namespace's tenants change.
-        let status = KafkaTenantStatus {
-            observed_generation: t.metadata.generation,
-            conditions: conditions("Degraded", "NamespaceQuotaExceeded", &why, t.metadata.generation),
-            ..t.status.clone().unwrap_or_default()
-        };
-        set_status(api, ctx, t, status).await?;
-        return Ok(Action::requeue(ID_RECHECK));
+        let kept = t.status.clone().unwrap_or_default();
+        return refuse(t, api, ctx, kept, "NamespaceQuotaExceeded", &why, Action::requeue(ID_RECHECK)).await;
     }
     commit(t, &plan, api, ctx).await?;
     let standing = match LiveObjects::of(t, ctx).await?.standing(t) {
@@ -319,11 +320,14 @@ async fn apply(t: &KafkaTenant, api: &Api<KafkaTenant>, ctx: &Context) -> Result
     Ok(Action::requeue(if standing == Standing::Up { READY_RECHECK } else { WAITING_RECHECK }))
 }
 
-/// Marks `t` `Degraded` for `reason` with nothing committed for it, then `then`.
+/// Marks `t` `Degraded` for `reason`, then `then`: nothing is committed for it meanwhile, and its status keeps
+/// only what `kept` holds besides the condition (its sizing, bootstrap and users, for a tenant that runs and keeps
+/// running as it is; nothing, for one refused outright).
 async fn refuse(
     t: &KafkaTenant,
     api: &Api<KafkaTenant>,
     ctx: &Context,
+    kept: KafkaTenantStatus,
     reason: &str,
     message: &str,
     then: Action,
@@ -332,7 +336,7 @@ async fn refuse(
     let status = KafkaTenantStatus {
         observed_generation: generation,
         conditions: conditions("Degraded", reason, message, generation),
-        ..Default::default()
+        ..kept
     };
     set_status(api, ctx, t, status).await?;
     Ok(then)

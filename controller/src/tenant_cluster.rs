@@ -60,13 +60,13 @@ pub async fn client(
     if let Err(refused) = kubeconfig::admit(&kubeconfig) {
         return bad(refused);
     }
-    let client = match kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await {
-        Ok(config) => Client::try_from(config).map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
+    let config = match kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await {
+        Ok(config) => config,
+        Err(e) => return bad(e.to_string()),
     };
-    match client {
+    match Client::try_from(config) {
         Ok(client) => Ok(Ok(client)),
-        Err(e) => bad(e),
+        Err(e) => bad(e.to_string()),
     }
 }
 

@@ -40,11 +40,10 @@ impl Seen {
     /// Secret's files mounted just after the route naming them, as a kubelet does) then differs at the next
     /// check and brings another load, rather than being taken for seen and leaving its tenant out until
     /// something else changes.
-    fn load<T>(&mut self, path: &Path, load: impl FnOnce() -> T) -> T {
+    fn load(&mut self, path: &Path, load: impl FnOnce()) {
         let before = Seen::now(path);
-        let loaded = load();
+        load();
         *self = before;
-        loaded
     }
 }
 

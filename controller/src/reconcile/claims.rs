@@ -74,16 +74,6 @@ pub(super) async fn namespaces_taken(
     folder: &str,
     ctx: &Context,
 ) -> Result<Option<String>, Error> {
-    let (repo, folder) = (ctx.repo.clone(), folder.to_owned());
-    let committed = tokio::task::spawn_blocking(move || {
-        let repo = repo.lock().unwrap_or_else(|p| p.into_inner());
-        repo.has_tenant(&folder)
-    })
-    .await
-    .map_err(Error::GitTask)?;
-    if committed {
-        return Ok(None);
-    }
     let id = names::tenant_id_of(t);
     let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
     let mut taken = Vec::new();
@@ -93,7 +83,18 @@ pub(super) async fn namespaces_taken(
             taken.push(ns);
         }
     }
-    Ok((!taken.is_empty()).then(|| {
+    if taken.is_empty() {
+        return Ok(None);
+    }
+    // Asked of the work tree only then: its lock may be held by another tenant's push.
+    let (repo, folder) = (ctx.repo.clone(), folder.to_owned());
+    let committed = tokio::task::spawn_blocking(move || {
+        let repo = repo.lock().unwrap_or_else(|p| p.into_inner());
+        repo.has_tenant(&folder)
+    })
+    .await
+    .map_err(Error::GitTask)?;
+    Ok((!committed).then(|| {
         format!(
             "namespace {} exists and was not made for this tenant (no label {TENANT_LABEL}={id}): delete it \
              or rename the tenant; nothing is committed for it meanwhile",

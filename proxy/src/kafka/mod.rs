@@ -18,6 +18,7 @@ pub mod rewrite;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 pub mod throttle;
+pub mod usage;
 pub mod versions;
 pub mod wire;
 

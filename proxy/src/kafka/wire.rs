@@ -195,10 +195,15 @@ impl<'a> Reader<'a> {
 
     /// Nullable bytes (records, for example), skipped.
     pub fn skip_nullable_bytes(&mut self, field: &'static str) -> WireResult<()> {
-        if let Some(n) = self.length(field, true)? {
-            self.pos += n;
-        }
-        Ok(())
+        self.nullable_bytes(field).map(|_| ())
+    }
+
+    /// Nullable bytes (records, for example); their range, `None` for null.
+    pub fn nullable_bytes(&mut self, field: &'static str) -> WireResult<Option<Range<usize>>> {
+        let Some(n) = self.length(field, true)? else { return Ok(None) };
+        let at = self.pos;
+        self.pos += n;
+        Ok(Some(at..at + n))
     }
 
     /// An array length; `None` for null. Each element takes at least `min_element` bytes, so a count the

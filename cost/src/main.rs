@@ -230,6 +230,7 @@ async fn measure(w: &Workload) -> anyhow::Result<()> {
         draining: tokio_util::sync::CancellationToken::new(),
         peer: ([127, 0, 0, 1], 1).into(),
         metrics: None,
+        usage: None,
     };
     let before = PROXY_ALLOCATIONS.load(Ordering::Relaxed);
     let (session, client, broker) = tokio::join!(

@@ -23,6 +23,9 @@ pub use schema::{Config, DEFAULT_MAX_FRAME_BYTES};
 use schema::{DEFAULT_CONNECT_TIMEOUT_SECONDS, TOP_LEVEL_KEYS};
 pub use settings::{Settings, TenantSettings};
 pub use upstream::{UpstreamAuthSettings, UpstreamSettings};
+pub use usage::{UsageConfig, UsageSettings};
+use watched::route_files;
+pub use watched::watched_files;
 
 /// One problem, naming its key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,48 +88,6 @@ pub fn load_with(path: &Path, missing: Missing) -> Result<Settings, ConfigErrors
     let text = std::fs::read_to_string(path).map_err(|e| fail("(file)", format!("cannot read: {e}")))?;
     let base = path.parent().unwrap_or(Path::new("."));
     from_yaml_with(&text, base, missing).map_err(|errors| ConfigErrors { file: path.to_owned(), errors })
-}
-
-/// Every file a configuration file refers to, itself first, resolved against its folder: the tenants_file and
-/// every certificate, key, CA and CRL, inline tenants and those of the tenants_file alike. What the reloader
-/// watches, so a rotated certificate (a Secret updated in place) is picked up like a changed route. Read
-/// leniently: what does not parse is left out (the reload reports it).
-pub fn watched_files(path: &Path) -> Vec<PathBuf> {
-    let mut files = vec![path.to_owned()];
-    let base = path.parent().unwrap_or(Path::new("."));
-    let Some(text) = std::fs::read_to_string(path).ok() else { return files };
-    let Some(value) = serde_norway::from_str::<Value>(&text).ok() else { return files };
-    let Some(map) = value.as_mapping() else { return files };
-    let mut ignored = Collector::default();
-    let mut parsed = parse_keys(map, &mut ignored);
-    read_tenants_file(&mut parsed, base, Missing::Empty, &mut ignored);
-    let mut named: Vec<&Path> = Vec::new();
-    named.extend(parsed.tenants_file.as_deref());
-    if let Some(tls) = &parsed.tls {
-        named.extend([tls.cert.as_path(), tls.key.as_path()]);
-    }
-    for (_, route) in &parsed.tenants {
-        named.extend(route_files(route));
-    }
-    files.extend(named.into_iter().map(|f| base.join(f)));
-    files
-}
-
-/// The files one route names.
-fn route_files(route: &TenantRoute) -> Vec<&Path> {
-    let mut files: Vec<&Path> = Vec::new();
-    if let Some(tls) = &route.tls {
-        files.extend(tls.cert.as_deref());
-        files.extend(tls.key.as_deref());
-    }
-    files.extend(route.client_ca.as_deref());
-    files.extend(route.client_crl.as_deref());
-    if let Some(up) = &route.upstream {
-        files.extend(up.tls.as_ref().map(|t| t.ca.as_path()));
-        files.extend([&up.clients_ca_key, &up.cert, &up.key].into_iter().filter_map(|f| f.as_deref()));
-        files.extend(up.clients_ca_intermediate.iter().flat_map(|f| [f.cert.as_path(), f.key.as_path()]));
-    }
-    files
 }
 
 /// Parses and validates YAML text; `base` is the folder relative file paths start from.
@@ -213,6 +174,7 @@ struct Parsed {
     /// Set when the tenants_file was absent and that was allowed ([`Missing::Empty`]).
     tenants_file_missing: Option<PathBuf>,
     acme: Option<AcmeConfig>,
+    usage: Option<UsageConfig>,
     /// The file has an `acme` key (parsed or not): tenants with `acme: true` are not wrong for it.
     acme_given: bool,
 }
@@ -247,6 +209,7 @@ fn parse_keys(map: &Mapping, errs: &mut Collector) -> Parsed {
             }
             "tls" => p.tls = typed(key, v, errs),
             "acme" => p.acme = typed(key, v, errs),
+            "usage" => p.usage = typed(key, v, errs),
             "tenants" => match v.as_sequence() {
                 Some(seq) => {
                     p.tenant_count = seq.len();
@@ -356,6 +319,7 @@ fn validate(p: &Parsed, base: &Path, errs: &mut Collector) -> Option<Settings> {
     }
     let default_cert = p.tls.as_ref().and_then(|files| load_cert("tls", files, base, errs));
     let acme = p.acme.as_ref().and_then(|config| acme::validate(config, base, errs));
+    let usage = p.usage.as_ref().and_then(|config| usage::validate(config, base, errs));
     // With a tenants_file (the controller's route source) an empty list is normal: no tenant is ready yet.
     if p.tenant_count == 0 && p.tenants_file.is_none() && p.listen.is_some() {
         errs.push("tenants", "needs at least one tenant");
@@ -457,6 +421,7 @@ fn validate(p: &Parsed, base: &Path, errs: &mut Collector) -> Option<Settings> {
         skipped_crls: Vec::new(),
         tenants_file_missing: p.tenants_file_missing.clone(),
         acme: acme.map(Arc::new),
+        usage,
     })
 }
 
@@ -494,6 +459,8 @@ pub mod principal;
 mod schema;
 mod settings;
 pub mod upstream;
+mod usage;
+mod watched;
 
 #[cfg(test)]
 mod tests;

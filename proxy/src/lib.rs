@@ -31,6 +31,7 @@ pub mod session;
 pub mod tenants;
 pub mod tls;
 pub mod upstream;
+pub mod usage;
 
 pub use config::Settings;
 /// Test support (feature `testkit`): Kafka responses to rewrite, and their mutations; see [`kafka::testkit`].

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::acme::{AcmeCerts, AcmeMetrics, Manager};
@@ -22,6 +23,10 @@ use crate::listener::{Limits, Listener, ListenerMetrics};
 use crate::metrics::Metrics;
 use crate::routes::{BuildError, Reloader, RouteMetrics, RouteSet, Routes};
 use crate::upstream::Connector;
+use crate::usage::Usage;
+
+/// How long the last usage records get to reach their file when the proxy stops.
+const USAGE_WRITE_AT_EXIT: Duration = Duration::from_secs(5);
 
 /// A bound proxy, ready to serve.
 #[derive(Debug)]
@@ -40,6 +45,8 @@ pub struct Server {
     acme: Option<Manager>,
     /// The ACME HTTP-01 listener (`acme.http01_listen`).
     http01: Option<TcpListener>,
+    /// The usage recorder; `None` without a `usage` section.
+    usage: Option<Arc<Usage>>,
 }
 
 /// Why [`Server::bind`] failed; the process cannot serve.
@@ -59,6 +66,9 @@ pub enum StartError {
     /// The ACME store directory cannot be created.
     #[error(transparent)]
     AcmeStore(#[from] crate::acme::store::StoreError),
+    /// The usage records' writer could not be started.
+    #[error("usage records: cannot start the writer: {0}")]
+    Usage(std::io::Error),
 }
 
 /// How the proxy stops after its shutdown signal.
@@ -98,6 +108,10 @@ impl Server {
         let acme_metrics = AcmeMetrics::register(metrics.registry());
         let route_metrics = RouteMetrics::register(metrics.registry());
         let listener_metrics = ListenerMetrics::register(metrics.registry());
+        let usage = match &settings.usage {
+            Some(u) => Some(Usage::start(u, metrics.registry()).map_err(StartError::Usage)?),
+            None => None,
+        };
         let metrics = Arc::new(metrics);
         route_metrics.applied(settings.tenants.len(), settings.skipped.len());
         metrics.certificates(settings.certificate_expiry());
@@ -122,7 +136,7 @@ impl Server {
             advertised_port,
             Limits::of(settings),
             (metrics.clone(), listener_metrics),
-            acme_certs.clone(),
+            (acme_certs.clone(), usage.clone()),
         );
         Ok(Server {
             listener,
@@ -135,6 +149,7 @@ impl Server {
             acme_certs,
             acme,
             http01,
+            usage,
         })
     }
 
@@ -178,6 +193,10 @@ impl Server {
                 (current.tenants.domain.clone(), tenants.collect())
             }));
         }
+        let windows = CancellationToken::new();
+        if let Some(usage) = &self.usage {
+            tokio::spawn(usage.clone().run(windows.clone()));
+        }
         self.health.ready.store(true, Ordering::SeqCst);
         self.listener.accept_until(shutdown).await;
         self.health.ready.store(false, Ordering::SeqCst);
@@ -188,6 +207,11 @@ impl Server {
         self.listener.accept_until(tokio::time::sleep(stop.delay)).await;
         if !self.listener.drain(stop.drain).await {
             warn!("drain timeout; closed the remaining connections");
+        }
+        // Every session has ended (its meter with it): the open window is complete.
+        windows.cancel();
+        if let Some(usage) = &self.usage {
+            usage.finish(USAGE_WRITE_AT_EXIT).await;
         }
     }
 }

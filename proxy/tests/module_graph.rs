@@ -24,7 +24,7 @@ const PROXY_FLOORS: &[&[&str]] = &[
     &["routes"],
     &["acme"],
     &["admin", "session", "upstream"],
-    &["metrics"],
+    &["metrics", "usage"],
     &["tenants", "tls", "kafka", "error"],
     &["config"],
 ];

@@ -7,7 +7,7 @@ use kaas_route::{CertificateFiles, TenantRoute};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::AcmeConfig;
+use super::{AcmeConfig, UsageConfig};
 
 /// Kafka's own default for `socket.request.max.bytes`.
 pub const DEFAULT_MAX_FRAME_BYTES: u32 = 100 * 1024 * 1024;
@@ -91,6 +91,9 @@ pub struct Config {
     /// The ACME client for tenants with `tls: { acme: true }`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acme: Option<AcmeConfig>,
+    /// Usage records: who moved what, per tenant, principal, topic and direction; none when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<UsageConfig>,
 }
 
 fn default_max_frame_bytes() -> u32 {
@@ -126,4 +129,5 @@ pub(super) const TOP_LEVEL_KEYS: &[&str] = &[
     "tenants",
     "tenants_file",
     "acme",
+    "usage",
 ];

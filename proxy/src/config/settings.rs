@@ -74,6 +74,8 @@ pub struct Settings {
     pub tenants_file_missing: Option<PathBuf>,
     /// The ACME client's settings; `None` without an `acme` section (then no tenant has `acme: true`).
     pub acme: Option<Arc<AcmeSettings>>,
+    /// Where and how often usage records are written; `None`: no usage records. Read at start-up only.
+    pub usage: Option<super::UsageSettings>,
 }
 
 impl Settings {

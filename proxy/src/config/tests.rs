@@ -166,6 +166,15 @@ fn the_key_list_matches_the_schema() {
             dns01_hook: None,
             store: acme::StoreConfig { dir: Some("acme".into()), kubernetes: None },
         }),
+        usage: Some(UsageConfig {
+            file: "usage.jsonl".into(),
+            interval_seconds: 60,
+            max_keys_per_tenant: 1,
+            file_max_bytes: 4096,
+            file_keep: 1,
+            buffer_records: 1,
+            replica: Some("r".into()),
+        }),
     };
     let value = serde_norway::to_value(&config).expect("serialize");
     let mut fields: Vec<&str> = value.as_mapping().expect("map").keys().filter_map(|k| k.as_str()).collect();
@@ -173,6 +182,51 @@ fn the_key_list_matches_the_schema() {
     let mut listed = TOP_LEVEL_KEYS.to_vec();
     listed.sort_unstable();
     assert_eq!(fields, listed);
+}
+
+#[test]
+fn the_usage_section_is_validated_all_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_cert(dir.path(), "server");
+    let base =
+        "listen: \"127.0.0.1:9092\"\ndomain: kaas.localhost\ntls: { cert: server.pem, key: server.key }\n\
+                tenants:\n  - { name: acme, bootstrap: [\"127.0.0.1:1\"], upstream: { plaintext: true } }\n";
+    let settings =
+        from_yaml(&format!("{base}usage: {{ file: usage.jsonl, replica: proxy-0 }}\n"), dir.path())
+            .expect("valid");
+    let usage = settings.usage.expect("usage");
+    assert_eq!(usage.file, dir.path().join("usage.jsonl"), "relative to the configuration's folder");
+    assert_eq!(
+        (
+            usage.interval,
+            usage.max_keys_per_tenant,
+            usage.file_max_bytes,
+            usage.file_keep,
+            usage.buffer_records
+        ),
+        (Duration::from_secs(60), 10_000, 100 << 20, 5, 100_000),
+        "defaults"
+    );
+    assert_eq!(usage.replica, "proxy-0");
+    assert!(from_yaml(base, dir.path()).expect("valid").usage.is_none(), "off unless configured");
+    let bad = "usage: { file: \"\", interval_seconds: 0, max_keys_per_tenant: 0, file_max_bytes: 10, \
+               buffer_records: 0, replica: \"a\\nb\" }\n";
+    let errors = from_yaml(&format!("{base}{bad}"), dir.path()).expect_err("invalid");
+    assert_eq!(
+        keys(&errors),
+        [
+            "usage.interval_seconds",
+            "usage.max_keys_per_tenant",
+            "usage.file_max_bytes",
+            "usage.buffer_records",
+            "usage.file",
+            "usage.replica"
+        ],
+        "{errors:#?}"
+    );
+    let errors =
+        from_yaml(&format!("{base}usage: {{ file: u, sink: kafka }}\n"), dir.path()).expect_err("invalid");
+    assert!(errors[0].key == "usage" && errors[0].message.contains("unknown field `sink`"), "{errors:#?}");
 }
 
 #[test]

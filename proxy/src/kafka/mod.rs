@@ -22,6 +22,8 @@ pub mod usage;
 pub mod versions;
 pub mod wire;
 
+use std::ops::Range;
+
 use bytes::BufMut;
 use kaas_route::HostPort;
 use kafka_protocol::messages::ApiKey;
@@ -32,6 +34,7 @@ use header::HeaderError;
 use inflight::InFlight;
 use rewrite::{Advertise, RewriteError, Scan};
 use throttle::{raise_throttle, throttle_field, ThrottleField};
+use usage::TopicId;
 use versions::{cap_api_versions, Capped, VersionsError};
 use wire::Shifts;
 
@@ -157,11 +160,13 @@ pub struct Processed {
     pub rewritten: bool,
     /// Whether `throttle_time_ms` was raised to the request's `throttle_ms`.
     pub throttled: bool,
+    /// A Metadata response's topic ids and where each topic's name is in `frame`'s body ([`Scan::topic_ids`]).
+    pub topic_ids: Vec<(TopicId, Range<usize>)>,
 }
 
 impl Processed {
     fn unchanged(frame: Frame) -> Processed {
-        Processed { frame, learned: Vec::new(), rewritten: false, throttled: false }
+        Processed { frame, learned: Vec::new(), rewritten: false, throttled: false, topic_ids: Vec::new() }
     }
 }
 
@@ -190,7 +195,8 @@ pub fn process_response(frame: Frame, req: &InFlight, adv: &Advertise) -> Result
             let scan = rewrite::scan(api, req.version, body, Some(adv))?;
             if scan.edits.is_empty() {
                 let at = scan.throttle_at.map(|o| header_len + o);
-                (Processed { learned: scan.learned, ..Processed::unchanged(frame) }, at)
+                let topic_ids = moved(scan.topic_ids, |o| header_len + o);
+                (Processed { learned: scan.learned, topic_ids, ..Processed::unchanged(frame) }, at)
             } else {
                 spliced(&frame, header_len, api, req.version, scan, adv)?
             }
@@ -240,7 +246,7 @@ fn spliced(
     scan: Scan,
     adv: &Advertise,
 ) -> Result<(Processed, Option<usize>), ResponseError> {
-    let Scan { edits, learned, endpoints, throttle_at } = scan;
+    let Scan { edits, learned, endpoints, throttle_at, topic_ids } = scan;
     let (header, body) = frame.body().split_at(header_len);
     let mut shifts = Shifts::default();
     let new = Frame::build(frame.body().len() + 64, |out| {
@@ -253,7 +259,13 @@ fn spliced(
         return Err(ResponseError::Leak { api, addresses });
     }
     let throttle_at = throttle_at.map(|o| header_len + shifts.at(o));
-    Ok((Processed { frame: new, learned, rewritten: true, throttled: false }, throttle_at))
+    let topic_ids = moved(topic_ids, |o| header_len + shifts.at(o));
+    Ok((Processed { frame: new, learned, rewritten: true, throttled: false, topic_ids }, throttle_at))
+}
+
+/// Topic names' places moved by `to` (from the walked body to the frame sent); names are never edited.
+fn moved(ids: Vec<(TopicId, Range<usize>)>, to: impl Fn(usize) -> usize) -> Vec<(TopicId, Range<usize>)> {
+    ids.into_iter().map(|(id, name)| (id, to(name.start)..to(name.start) + name.len())).collect()
 }
 
 #[cfg(test)]
@@ -388,6 +400,46 @@ mod tests {
         let scan = rewrite::scan(ApiKey::Metadata, 12, &frame.body()[5..], Some(&beta)).expect("walks");
         let got = spliced(&frame, 5, ApiKey::Metadata, 12, scan, &adv);
         assert!(matches!(got, Err(ResponseError::Leak { addresses: 3, .. })), "{got:?}");
+    }
+
+    #[test]
+    fn metadata_topic_ids_point_at_the_names_in_the_frame_sent() {
+        use kafka_protocol::messages::metadata_response::{MetadataResponseBroker, MetadataResponseTopic};
+        use kafka_protocol::messages::{BrokerId, MetadataResponse, ResponseHeader, TopicName};
+        use kafka_protocol::protocol::StrBytes;
+        let adv = Advertise::new("acme", "kaas.localhost", 9092);
+        let topic = |name: &'static str, id: u8| {
+            MetadataResponseTopic::default()
+                .with_name(Some(TopicName(StrBytes::from_static_str(name))))
+                .with_topic_id(uuid::Uuid::from_bytes([id; 16]))
+        };
+        // A missing topic comes back with the zero id: nothing to learn.
+        let topics = vec![topic("orders", 1), topic("missing", 0), topic("payments", 2)];
+        for brokers in [0, 2] {
+            let brokers = (0..brokers)
+                .map(|id| {
+                    MetadataResponseBroker::default()
+                        .with_node_id(BrokerId(id))
+                        .with_host(StrBytes::from_static_str("kafka-internal.cluster.local"))
+                        .with_port(9093)
+                })
+                .collect();
+            let mut b = BytesMut::new();
+            ResponseHeader::default().with_correlation_id(3).encode(&mut b, 1).expect("header");
+            let response = MetadataResponse::default().with_brokers(brokers).with_topics(topics.clone());
+            response.encode(&mut b, 12).expect("body");
+            let req = InFlight {
+                correlation_id: 3,
+                api_key: ApiKey::Metadata as i16,
+                version: 12,
+                action: ResponseAction::Rewrite(ApiKey::Metadata),
+                throttle_ms: 0,
+            };
+            let p = process_response(Frame::from_body(&b), &req, &adv).expect("rewrites");
+            let named: Vec<_> =
+                p.topic_ids.iter().map(|(id, at)| (id[0], &p.frame.body()[at.clone()])).collect();
+            assert_eq!(named, [(1, &b"orders"[..]), (2, &b"payments"[..])], "rewritten: {}", p.rewritten);
+        }
     }
 
     #[test]

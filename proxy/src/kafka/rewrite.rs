@@ -21,6 +21,7 @@ use kafka_protocol::messages::ApiKey;
 use super::apis::ResponseAction;
 use super::codec::Frame;
 use super::inflight::InFlight;
+use super::usage::TopicId;
 use super::ResponseError;
 
 use super::wire::{put_string, Edits, Reader, WireError, WireResult};
@@ -96,6 +97,10 @@ pub struct Scan {
     /// Where the response's `throttle_time_ms` is, from the start of the body (Produce, Fetch and the share
     /// APIs; the field the quotas raise).
     pub throttle_at: Option<usize>,
+    /// Metadata (v10+): each topic's id and where its name is in the walked body, for the usage records of
+    /// Produce and Fetch v13+, which name topics by id ([`super::usage`]). Positions, not copies: nothing is
+    /// allocated for names unless usage is recorded.
+    pub topic_ids: Vec<(TopicId, Range<usize>)>,
 }
 
 /// One broker endpoint a walk saw: its node and where its `host` (then `port`) starts in the walked body.
@@ -259,9 +264,14 @@ impl Walk<'_> {
         }
         r.each("topics", TOPIC_MIN, |r| {
             r.i16("topics.error_code")?;
-            r.nullable_string("topics.name")?;
+            let name = r.nullable_string("topics.name")?;
             if v >= 10 {
-                r.skip(UUID, "topics.topic_id")?;
+                let mut id = TopicId::default();
+                id.copy_from_slice(r.take(UUID, "topics.topic_id")?);
+                // A topic that does not exist (or may not be described) comes back with the zero id.
+                if let Some(name) = name.filter(|_| id != TopicId::default()) {
+                    self.scan.topic_ids.push((id, name));
+                }
             }
             if v >= 1 {
                 r.i8("topics.is_internal")?;

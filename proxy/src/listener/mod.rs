@@ -40,6 +40,7 @@ use crate::metrics::Metrics;
 use crate::routes::Routes;
 use crate::tls;
 use crate::upstream::Connector;
+use crate::usage::Usage;
 use budget::{block_of, Budget, Slot};
 use kaas_route::Cidr;
 pub use metrics::ListenerMetrics;
@@ -77,6 +78,8 @@ struct Shared {
     draining: CancellationToken,
     /// ACME tenants' issued certificates and the pending TLS-ALPN-01 answers; `None` without ACME.
     acme: Option<Arc<AcmeCerts>>,
+    /// The usage recorder sessions meter through; `None` without a `usage` section.
+    usage: Option<Arc<Usage>>,
     /// Which refusals are logged (a few a second per reason; the metric counts each).
     refusal_log: RefusalLog,
 }
@@ -128,7 +131,7 @@ impl Listener {
         advertised_port: u16,
         limits: Limits,
         (metrics, counts): (Arc<Metrics>, ListenerMetrics),
-        acme: Option<Arc<AcmeCerts>>,
+        (acme, usage): (Option<Arc<AcmeCerts>>, Option<Arc<Usage>>),
     ) -> Listener {
         let shared = Shared {
             routes,
@@ -144,6 +147,7 @@ impl Listener {
             counts,
             draining: CancellationToken::new(),
             acme,
+            usage,
             refusal_log: RefusalLog::default(),
         };
         Listener { socket, shared: Arc::new(shared) }

@@ -49,6 +49,8 @@ pub(super) async fn connection(
         Ok(to) => to,
         Err(refused) => return Err(Halt { refused, handshake: Some(start) }),
     };
+    // The client certificate's principal (after the tenant's mapping rules); `None` without one.
+    let mut principal = None;
     let (client, upstream, counted) = if client_first(&routes, &to) {
         // Nothing reaches the tenant's cluster before the client has authenticated: no metadata refresh for
         // an unknown broker id, no connection (a TLS handshake, with `upstream.tls`); with `identity: client`
@@ -57,7 +59,9 @@ pub(super) async fn connection(
         drop(handshaking);
         let counted = admit(&to, state)?;
         find_broker(&mut to, state).await?;
-        (client, connect(&to, state, Principal::Client(identity.as_ref())).await?, counted)
+        let upstream = connect(&to, state, Principal::Client(identity.as_ref().map(|(id, _)| id))).await?;
+        principal = identity.map(|(_, principal)| principal);
+        (client, upstream, counted)
     } else {
         // A tenant that does not authenticate clients by certificate: brokers that cannot be found or reached
         // (or whose certificate does not verify) end the client's handshake with an alert.
@@ -74,6 +78,7 @@ pub(super) async fn connection(
         (client, upstream, admit(&to, state)?)
     };
     let limits = &state.limits;
+    let usage = state.usage.as_ref().map(|u| (u.clone(), u.meter(&to.tenant.name, principal.as_deref())));
     let ctx = SessionContext {
         advertise: Advertise::new(&to.tenant.name, &routes.tenants.domain, state.advertised_port),
         metrics: counted.as_ref().map(|c| c.metrics().clone()),
@@ -84,6 +89,7 @@ pub(super) async fn connection(
         idle_timeout: limits.idle_timeout,
         draining: state.draining.clone(),
         peer,
+        usage,
     };
     session(client, upstream, &ctx, state).await;
     Ok(())
@@ -183,7 +189,7 @@ async fn authenticate(
     routes: &RouteSet,
     to: &Destination,
     state: &Shared,
-) -> Result<(TlsStream<TcpStream>, Option<ClientIdentity>), Refused> {
+) -> Result<(TlsStream<TcpStream>, Option<(ClientIdentity, String)>), Refused> {
     let config = routes.tls.config_for(&to.tenant.name);
     let client = handshake(start, config, state.limits.handshake_timeout).await?;
     let identity = client_identity(&client, routes, &to.tenant.name);
@@ -203,15 +209,19 @@ async fn handshake(
     }
 }
 
-/// The client's verified certificate identity, recorded on the connection's span as `principal` (after the
-/// tenant's principal mapping rules).
-fn client_identity(client: &TlsStream<TcpStream>, routes: &RouteSet, tenant: &str) -> Option<ClientIdentity> {
+/// The client's verified certificate identity and its principal (after the tenant's principal mapping rules),
+/// which is recorded on the connection's span.
+fn client_identity(
+    client: &TlsStream<TcpStream>,
+    routes: &RouteSet,
+    tenant: &str,
+) -> Option<(ClientIdentity, String)> {
     let leaf = client.get_ref().1.peer_certificates()?.first()?;
     match ClientIdentity::from_leaf(leaf) {
         Ok(id) => {
             let principal = routes.principal(tenant, &id.subject);
             Span::current().record("principal", field::display(printable(&principal)));
-            Some(id)
+            Some((id, principal))
         }
         Err(e) => {
             warn!(error = %e, "client certificate subject unreadable");

@@ -14,7 +14,9 @@ use super::{SessionContext, SessionError};
 use crate::kafka::codec::{i32_at, Frame};
 use crate::kafka::inflight::{Answer, InFlight, Timing};
 use crate::kafka::{cap_fetch, inspect_request, process_response, ResponseError};
+use crate::kafka::{header, usage};
 use crate::metrics::TenantMetrics;
+use crate::usage::Direction;
 
 /// Client → upstream: read the header, remember what the response will need, forward the frame as it came
 /// (counted by API). Holds the client back while `max_inflight` requests await their responses.
@@ -48,6 +50,15 @@ impl Frames for Requests<'_> {
         let mut seen = inspect_request(&frame)?;
         if let Some(m) = self.metrics {
             m.request(seen.inflight.api_key);
+        }
+        if let Some((usage, meter)) = &self.ctx.usage {
+            meter.request();
+            if let (Some(ApiKey::Produce), Some(at)) = (seen.inflight.api(), seen.body_offset) {
+                let (body, version) = (&frame.body()[at..], seen.inflight.version);
+                if meter.add(Direction::Produce, |each| usage::produced(body, version, each)).is_err() {
+                    usage.unreadable();
+                }
+            }
         }
         let produce =
             self.ctx.tenant.quotas.produce.as_ref().filter(|_| seen.inflight.api() == Some(ApiKey::Produce));
@@ -126,6 +137,17 @@ impl Frames for Responses<'_> {
             }
         };
         request.throttle_ms = self.throttle_ms(&request, frame.body().len() + 4, arrived);
+        if let (Some((usage, meter)), Some(ApiKey::Fetch)) = (&ctx.usage, request.api()) {
+            let version = request.version;
+            let header =
+                header::response_header_len(frame.body(), ApiKey::Fetch.response_header_version(version));
+            let body = header.ok().and_then(|at| frame.body().get(at..));
+            let walked =
+                body.map(|body| meter.add(Direction::Fetch, |each| usage::fetched(body, version, each)));
+            if !matches!(walked, Some(Ok(()))) {
+                usage.unreadable();
+            }
+        }
         let processed = match process_response(frame, &request, &ctx.advertise) {
             Ok(p) => p,
             Err(e) => {
@@ -137,6 +159,9 @@ impl Frames for Responses<'_> {
         };
         if !processed.learned.is_empty() {
             ctx.tenant.learn(processed.learned);
+        }
+        if let (Some((_, meter)), false) = (&ctx.usage, processed.topic_ids.is_empty()) {
+            meter.learn_topics(processed.frame.body(), &processed.topic_ids);
         }
         if ctx.metrics.is_some() {
             self.done.push((request.api_key, timing, arrived));

@@ -26,6 +26,7 @@ use crate::kafka::rewrite::Advertise;
 use crate::kafka::{RequestError, ResponseError};
 use crate::metrics::{Direction, TenantMetrics};
 use crate::tenants::Tenant;
+use crate::usage::{Meter, Usage};
 use directions::{Requests, Responses};
 use pump::pump;
 use shared::{close_gracefully, close_when_quiet, idle, Shared};
@@ -131,6 +132,8 @@ pub struct SessionContext {
     /// frame is one atomic add rather than a lookup by name under the metrics lock; `None` for a tenant the
     /// metrics do not know (not configured), whose traffic is not counted.
     pub metrics: Option<Arc<TenantMetrics>>,
+    /// The usage recorder and this connection's meter (its principal's window); `None` without usage records.
+    pub usage: Option<(Arc<Usage>, Meter)>,
 }
 
 /// Runs until either side closes or misbehaves, or stays idle for `idle_timeout`.
@@ -239,6 +242,7 @@ mod tests {
             draining: CancellationToken::new(),
             peer: SocketAddr::from(([127, 0, 0, 1], 1)),
             metrics: metrics.tenant("acme"),
+            usage: None,
         };
         let (client, mut app) = tokio::io::duplex(4096);
         let (upstream, mut broker) = tokio::io::duplex(4096);

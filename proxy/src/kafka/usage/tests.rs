@@ -135,7 +135,9 @@ fn produce_body(version: i16) -> Bytes {
             let partitions = parts
                 .into_iter()
                 .enumerate()
-                .map(|(i, records)| PartitionProduceData::default().with_index(i as i32).with_records(records))
+                .map(|(i, records)| {
+                    PartitionProduceData::default().with_index(i as i32).with_records(records)
+                })
                 .collect();
             let t = TopicProduceData::default().with_partition_data(partitions);
             if version <= 12 {
@@ -228,7 +230,11 @@ fn every_fetch_version_reports_its_topics() {
 #[test]
 fn a_message_that_cannot_be_walked_reports_nothing() {
     for (walk, body, version) in [
-        (produce_walk as fn(&[u8], i16, &mut dyn FnMut(Topic<'_>, Volume)) -> WireResult<()>, produce_body(9), 9),
+        (
+            produce_walk as fn(&[u8], i16, &mut dyn FnMut(Topic<'_>, Volume)) -> WireResult<()>,
+            produce_body(9),
+            9,
+        ),
         (fetch_walk, fetch_body(12), 12),
         (fetch_walk, fetch_body(16), 16),
     ] {

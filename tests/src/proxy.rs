@@ -196,6 +196,14 @@ impl ProxyHandle {
         Ok(std::fs::write(self.config_dir.path().join("kaas-proxy.yaml"), yaml)?)
     }
 
+    /// Stops the proxy and waits until it has (drained, its last usage records written); its files stay.
+    pub fn stop_and_wait(&mut self) {
+        self.begin_shutdown();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+
     /// Sends the shutdown signal without waiting for the proxy to stop (dropping the handle waits).
     pub fn begin_shutdown(&mut self) {
         if let Some(stop) = self.stop.take() {

@@ -17,13 +17,13 @@ const BATCH: usize = 4096;
 /// Time between attempts while the file cannot be written.
 const RETRY: Duration = Duration::from_secs(1);
 
-/// An append-only file of lines, rotated by size.
+/// An append-only file of lines, rotated by size. Opened for each write (once a window): a file moved away or
+/// deleted (by an operator, by a log shipper) is simply made anew, never written to where no one reads it.
 #[derive(Debug)]
 pub struct FileSink {
     path: PathBuf,
     max_bytes: u64,
     keep: u32,
-    file: Option<(File, u64)>,
 }
 
 /// What the writer thread reports: `kaas_proxy_usage_*` series.
@@ -40,7 +40,7 @@ pub struct SinkCounters {
 impl FileSink {
     /// A sink appending to `path`, rotated once it would pass `max_bytes`, keeping `keep` rotated files.
     pub fn new(path: PathBuf, max_bytes: u64, keep: u32) -> Self {
-        FileSink { path, max_bytes, keep, file: None }
+        FileSink { path, max_bytes, keep }
     }
 
     /// Appends `lines`, each with a newline, in one write; rotates first when they would not fit.
@@ -50,29 +50,20 @@ impl FileSink {
             text.push_str(l);
             text.push('\n');
         }
-        let (file, size) = match self.file.take() {
-            Some(open) => open,
-            None => open(&self.path)?,
-        };
-        let (mut file, size) = if size > 0 && size + text.len() as u64 > self.max_bytes {
+        let mut file = open(&self.path)?;
+        let size = file.metadata()?.len();
+        if size > 0 && size + text.len() as u64 > self.max_bytes {
             drop(file);
             rotate(&self.path, self.keep)?;
-            open(&self.path)?
-        } else {
-            (file, size)
-        };
-        // On failure the file is reopened at the next attempt (it may have been replaced meanwhile).
+            file = open(&self.path)?;
+        }
         file.write_all(text.as_bytes())?;
-        file.flush()?;
-        self.file = Some((file, size + text.len() as u64));
-        Ok(())
+        file.sync_data()
     }
 }
 
-fn open(path: &Path) -> std::io::Result<(File, u64)> {
-    let file = OpenOptions::new().create(true).append(true).open(path)?;
-    let size = file.metadata()?.len();
-    Ok((file, size))
+fn open(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new().create(true).append(true).open(path)
 }
 
 /// `path.<keep-1>` → `path.<keep>` … `path` → `path.1`; the oldest beyond `keep` is overwritten.

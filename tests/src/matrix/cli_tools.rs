@@ -43,6 +43,17 @@ impl Tools {
         })
     }
 
+    /// The same tools presenting the client certificate `cert` with its unencrypted PKCS#8 `key` (PEM files):
+    /// a PEM keystore (KIP-651) holding both, added to `client.properties`.
+    pub fn with_client_cert(self, cert: &Path, key: &Path) -> anyhow::Result<Tools> {
+        let keystore = self.dir.join("keystore.pem");
+        std::fs::write(&keystore, [std::fs::read(key)?, std::fs::read(cert)?].concat())?;
+        let mut config = std::fs::read_to_string(&self.config)?;
+        config.push_str(&format!("ssl.keystore.type=PEM\nssl.keystore.location={}\n", keystore.display()));
+        std::fs::write(&self.config, config)?;
+        Ok(self)
+    }
+
     fn kafka4(&self) -> bool {
         !self.version.number().starts_with("3.")
     }

@@ -20,6 +20,7 @@
 //! - [`sni_routing`]: real clients' TLS ClientHellos route to the name they were sent to.
 //! - [`soak`]: a steady mixed load through the real binary, sampled.
 //! - [`tenants`]: tenants behind one port stay apart.
+//! - [`usage`]: usage records hold what each principal moved.
 //! - [`wire`]: byte-level address rewriting: no upstream address reaches a client.
 //!
 //! [`common`] holds the librdkafka helpers the features share.
@@ -36,4 +37,5 @@ mod operations;
 mod sni_routing;
 mod soak;
 mod tenants;
+mod usage;
 mod wire;

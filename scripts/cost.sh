@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The proxy's cost figure (cost/src/main.rs): instructions per MiB through one kaas-proxy session, TLS 1.3 on
 # both legs, all in memory on one thread, counted by callgrind inside the session only; and allocations per
-# request. Fixed workloads: produce (256 x 64 KiB Produce v11) and consume (16 x 1 MiB Fetch v17).
+# request. Fixed workloads: produce (256 x 64 KiB Produce v11) and consume (16 x 1 MiB Fetch v17), each also with
+# usage records on (produce-metered, consume-metered).
 #
 #   scripts/cost.sh            compare with cost/baseline.json: fails when either figure of either workload
 #                              grows by more than 5 %
@@ -18,7 +19,7 @@ bin=${CARGO_TARGET_DIR:-target}/release/kaas-cost
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 figures=$out/figures.tsv
-for workload in produce consume; do
+for workload in produce consume produce-metered consume-metered; do
   # Collection only inside the session's polls (never inlined, named for this); the rest runs uncounted.
   valgrind --tool=callgrind --callgrind-out-file="$out/$workload.out" \
     --toggle-collect='<kaas_cost::Proxy<*> as core::future::future::Future>::poll' \

@@ -11,10 +11,10 @@ use bytes::{Bytes, BytesMut};
 use hdrhistogram::Histogram;
 use kaas_proxy::kafka::client::KafkaClient;
 use kaas_proxy::kafka::codec::{encode_request, i32_at, FrameStream};
+use kaas_proxy::kafka::testkit::record_batch;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{ProduceRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -167,37 +167,13 @@ pub fn produce_frame_with_timestamp(
     timestamp_ms: i64,
 ) -> anyhow::Result<BytesMut> {
     let value = Bytes::from(vec![b'x'; w.record_bytes]);
-    let records: Vec<Record> = (0..w.batch_records)
-        .map(|i| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            // The encoder keeps records in one batch while offset − sequence stays constant; the first
-            // sequence is −1 (no idempotence), so the batch header says "no sequence" as it should.
-            sequence: i as i32 - 1,
-            timestamp: timestamp_ms,
-            key: None,
-            value: Some(value.clone()),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut batch = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut batch,
-        &records,
-        &RecordEncodeOptions { version: 2, compression: Compression::None },
-    )?;
+    let batch = record_batch(w.batch_records, &value, timestamp_ms)?;
     let request = ProduceRequest::default().with_acks(w.acks).with_timeout_ms(30_000).with_topic_data(vec![
         TopicProduceData::default()
             .with_name(TopicName(StrBytes::from_string(w.topic.clone())))
             .with_partition_data(vec![PartitionProduceData::default()
                 .with_index(partition)
-                .with_records(Some(batch.freeze()))]),
+                .with_records(Some(batch))]),
     ]);
     Ok(BytesMut::from(&encode_request(0, 7, "kaas-bench", &request)?[..]))
 }

@@ -153,6 +153,20 @@ def test_proxy_configuration_is_what_the_binary_reads():
                            "max_handshakes_per_ip", "max_handshakes_per_tenant",
                            "max_inflight_requests_per_connection", "reload_grace_seconds", "max_fetch_response_bytes", "admin_listen", "probe_listen", "tls", "tenants", "tenants_file"}
     assert "proxy_protocol_trusted_cidrs" not in config, "PROXY protocol is off unless the load balancer's CIDRs are given"
+    assert "usage" not in config, "usage records are off unless enabled"
+    metered = render("kaas-proxy", {"usage": {"enabled": True, "intervalSeconds": 30}}, name="kaas-proxy",
+                     namespace="kaas-system")
+    usage = yaml.safe_load(by_kind(metered, "ConfigMap")[0]["data"]["kaas-proxy.yaml"])["usage"]
+    # The keys of the proxy's usage section (proxy/src/config/usage.rs), the replica left to the pod's name.
+    assert usage == {"file": "/var/lib/kaas-proxy/usage/usage.jsonl", "interval_seconds": 30,
+                     "max_keys_per_tenant": 10000, "file_max_bytes": 104857600, "file_keep": 5}
+    pod = by_kind(metered, "Deployment")[0]["spec"]["template"]["spec"]
+    mounts = {m["name"]: m for m in pod["containers"][0]["volumeMounts"]}
+    assert mounts["usage"]["mountPath"] == "/var/lib/kaas-proxy/usage" and not mounts["usage"].get("readOnly")
+    assert [v for v in pod["volumes"] if v["name"] == "usage"] == [{"name": "usage", "emptyDir": {"sizeLimit": "1Gi"}}]
+    with pytest.raises(Exception, match="intervalSeconds"):
+        render("kaas-proxy", {"usage": {"enabled": True, "intervalSeconds": 0}}, name="kaas-proxy",
+               namespace="kaas-system")
     behind = by_kind(render("kaas-proxy", {"proxyProtocol": {"trustedCidrs": ["10.0.0.0/16", "10.1.0.0/16"]}},
                             name="kaas-proxy", namespace="kaas-system"), "ConfigMap")[0]
     assert yaml.safe_load(behind["data"]["kaas-proxy.yaml"])["proxy_protocol_trusted_cidrs"] == ["10.0.0.0/16",

@@ -1,8 +1,10 @@
 //! The proxy's cost figure, steady where wall-clock and CPU time are not: one kaas-proxy session
 //! ([`kaas_proxy::session::run`], the production loop) between a client and a broker, TLS 1.3 on both legs
 //! (rustls, as deployed), every byte in memory (`tokio::io::duplex`) on one thread, so nothing depends on the
-//! kernel's timing. Two fixed workloads: `produce` (256 Produce v11 requests of 64 KiB of records, acks=1) and
-//! `consume` (16 Fetch v17 requests answered with 1 MiB of records each): 16 MiB through the proxy either way.
+//! kernel's timing. Two fixed workloads of real record batches (16 records of 950-byte values, about 15 KiB
+//! each): `produce` (256 Produce v11 requests of four batches, acks=1) and `consume` (16 Fetch v17 requests
+//! answered with 64 batches each, just under 1 MiB); and the same two with usage records on
+//! (`produce-metered`, `consume-metered`), whose difference is what metering costs.
 //!
 //! It prints the allocations made while the proxy's session is polled, per request (stats_alloc's counting
 //! allocator, read around each of those polls); `scripts/cost.sh` runs it under callgrind with collection on only inside the
@@ -20,10 +22,13 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use bytes::Bytes;
+use kaas_proxy::config::UsageSettings;
 use kaas_proxy::kafka::codec::encode_request;
 use kaas_proxy::kafka::rewrite::Advertise;
+use kaas_proxy::kafka::testkit::record_batch;
 use kaas_proxy::session::{run, SessionContext};
 use kaas_proxy::tenants::Tenant;
+use kaas_proxy::usage::Usage;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
@@ -31,6 +36,7 @@ use kafka_protocol::messages::{
     ApiKey, FetchRequest, FetchResponse, ProduceRequest, ProduceResponse, ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{Encodable, StrBytes};
+use prometheus_client::registry::Registry;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use stats_alloc::{StatsAlloc, INSTRUMENTED_SYSTEM};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -77,8 +83,17 @@ struct Workload {
 
 const TOPIC: &str = "cost";
 
-fn produce() -> anyhow::Result<Workload> {
-    let records = Bytes::from(vec![0x5a; 64 << 10]);
+/// A record set as producers send it: `batches` batches of 16 records of 950-byte values (about 15 KiB each, near
+/// the Java producer's default `batch.size`). Its bytes are what the proxy forwards; with usage records on, their
+/// headers are what it reads.
+fn record_set(batches: usize) -> anyhow::Result<Bytes> {
+    let value = Bytes::from(vec![0x5a; 950]);
+    let batch = record_batch(16, &value, 1_700_000_000_000)?;
+    Ok(batch.repeat(batches).into())
+}
+
+fn produce(name: &'static str) -> anyhow::Result<Workload> {
+    let records = record_set(4)?;
     let requests = (0..256)
         .map(|i| {
             let partition = PartitionProduceData::default().with_index(0).with_records(Some(records.clone()));
@@ -91,16 +106,17 @@ fn produce() -> anyhow::Result<Workload> {
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     Ok(Workload {
-        name: "produce",
+        name,
         api: ApiKey::Produce,
         version: 11,
         requests,
         answer: encode(&ProduceResponse::default(), 11)?,
-        bytes: 256 * (64 << 10),
+        bytes: 256 * records.len() as u64,
     })
 }
 
-fn consume() -> anyhow::Result<Workload> {
+fn consume(name: &'static str) -> anyhow::Result<Workload> {
+    let records = record_set(64)?;
     let requests = (0..16)
         .map(|i| {
             let partition = FetchPartition::default().with_partition(0).with_fetch_offset(i64::from(i) << 20);
@@ -111,19 +127,17 @@ fn consume() -> anyhow::Result<Workload> {
             Ok(encode_request(i + 1, 17, "kaas-cost", &req)?)
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let partition = PartitionData::default()
-        .with_high_watermark(1 << 30)
-        .with_records(Some(Bytes::from(vec![0x5a; 1 << 20])));
+    let partition = PartitionData::default().with_high_watermark(1 << 30).with_records(Some(records.clone()));
     let topic = FetchableTopicResponse::default()
         .with_topic(TopicName(StrBytes::from_static_str(TOPIC)))
         .with_partitions(vec![partition]);
     Ok(Workload {
-        name: "consume",
+        name,
         api: ApiKey::Fetch,
         version: 17,
         requests,
         answer: encode(&FetchResponse::default().with_responses(vec![topic]), 17)?,
-        bytes: 16 << 20,
+        bytes: 16 * records.len() as u64,
     })
 }
 
@@ -217,9 +231,27 @@ async fn tls_pair(
     Ok((c?, s?))
 }
 
+/// Usage records on, as deployed (a file, one-minute windows), for the `-metered` workloads.
+fn usage() -> anyhow::Result<Arc<Usage>> {
+    let settings = UsageSettings {
+        file: std::env::temp_dir().join(format!("kaas-cost-usage-{}.jsonl", std::process::id())),
+        interval: Duration::from_secs(60),
+        max_keys_per_tenant: 10_000,
+        file_max_bytes: 100 << 20,
+        file_keep: 1,
+        buffer_records: 100_000,
+        replica: "kaas-cost".into(),
+    };
+    Ok(Usage::start(&settings, &mut Registry::default())?)
+}
+
 async fn measure(w: &Workload) -> anyhow::Result<()> {
     let (client_tls, front) = tls_pair("cost.kaas.localhost").await.context("client leg")?;
     let (upstream, broker_tls) = tls_pair("broker.cost.internal").await.context("broker leg")?;
+    let usage = match w.name.ends_with("-metered") {
+        true => Some(usage()?),
+        false => None,
+    };
     let ctx = SessionContext {
         tenant: Arc::new(Tenant::new("cost".into(), Vec::new())),
         advertise: Advertise::new("cost", "kaas.localhost", 9092),
@@ -230,7 +262,7 @@ async fn measure(w: &Workload) -> anyhow::Result<()> {
         draining: tokio_util::sync::CancellationToken::new(),
         peer: ([127, 0, 0, 1], 1).into(),
         metrics: None,
-        usage: None,
+        usage: usage.map(|u| (u.clone(), u.meter("cost", Some("cost-user")))),
     };
     let before = PROXY_ALLOCATIONS.load(Ordering::Relaxed);
     let (session, client, broker) = tokio::join!(
@@ -255,7 +287,9 @@ async fn measure(w: &Workload) -> anyhow::Result<()> {
 fn main() -> anyhow::Result<()> {
     let which = std::env::args().nth(1).unwrap_or_default();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    for w in [produce()?, consume()?] {
+    let workloads =
+        [produce("produce")?, consume("consume")?, produce("produce-metered")?, consume("consume-metered")?];
+    for w in workloads {
         if which.is_empty() || which == w.name {
             runtime.block_on(measure(&w))?;
         }

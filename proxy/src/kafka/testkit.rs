@@ -17,6 +17,36 @@ use super::apis::{policy, Policy};
 use super::rewrite::{hidden_config, parse_addr, rewrite_response, Advertise};
 use kaas_route::HostPort;
 
+/// One record batch (magic 2, uncompressed) of `count` records, each `value` without a key, stamped
+/// `timestamp_ms`, as a producer without idempotence writes it: the encoder keeps records in one batch while
+/// offset − sequence stays constant, and the first sequence is −1, so the header says "no sequence".
+pub fn record_batch(count: usize, value: &Bytes, timestamp_ms: i64) -> anyhow::Result<Bytes> {
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+    let records: Vec<Record> = (0..count)
+        .map(|i| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: i as i32 - 1,
+            timestamp: timestamp_ms,
+            key: None,
+            value: Some(value.clone()),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut batch = BytesMut::new();
+    let options = RecordEncodeOptions { version: 2, compression: Compression::None };
+    RecordBatchEncoder::encode(&mut batch, &records, &options)?;
+    Ok(batch.freeze())
+}
+
 /// splitmix64: a small deterministic generator, so a failure names a seed that reproduces it.
 #[derive(Debug)]
 pub struct Rng(u64);

@@ -49,13 +49,9 @@ fn legacy(n: usize, magic: u8) -> Bytes {
     b.into()
 }
 
-/// One batch of `n` records of magic `version`.
-fn batch(n: usize, version: i8) -> Bytes {
-    let records: Vec<Record> = (0..n).map(|_| record(b"value", false)).collect();
-    let mut b = BytesMut::new();
-    let options = RecordEncodeOptions { version, compression: Compression::None };
-    RecordBatchEncoder::encode(&mut b, &records, &options).expect("encodes");
-    b.freeze()
+/// One batch of `n` records (magic 2).
+fn batch(n: usize) -> Bytes {
+    crate::kafka::testkit::record_batch(n, &Bytes::from_static(b"value"), 1_700_000_000_000).expect("encodes")
 }
 
 fn control_batch() -> Bytes {
@@ -82,10 +78,12 @@ fn oracle_records(set: &Bytes) -> u64 {
 
 #[test]
 fn records_are_counted_from_batch_headers() {
-    let two = concat(&[batch(3, 2), batch(5, 2)]);
+    let two = concat(&[batch(3), batch(5)]);
     assert_eq!(records_in(&two), 8);
+    let mut headers = two.clone();
+    assert_eq!(RecordBatchDecoder::decode_batch_info(&mut headers).expect("decodes").len(), 2, "two batches");
     assert_eq!(records_in(&two), oracle_records(&two));
-    let with_marker = concat(&[batch(4, 2), control_batch()]);
+    let with_marker = concat(&[batch(4), control_batch()]);
     assert_eq!(records_in(&with_marker), 4, "a transaction marker is not the application's record");
     assert_eq!(records_in(&with_marker), oracle_records(&with_marker));
     // Magic 0 and 1 sets: one message is one record.
@@ -93,16 +91,16 @@ fn records_are_counted_from_batch_headers() {
         assert_eq!(records_in(&legacy(3, magic)), 3, "magic {magic}");
     }
     // A fetch response's last batch cut short (KIP-74): its records are not counted.
-    let cut = concat(&[batch(2, 2), batch(6, 2)]);
+    let cut = concat(&[batch(2), batch(6)]);
     assert_eq!(records_in(&cut[..cut.len() - 1]), 2);
     // Hostile headers: a negative or short length, a negative count.
-    let mut negative = batch(2, 2).to_vec();
+    let mut negative = batch(2).to_vec();
     negative[8..12].copy_from_slice(&(-5i32).to_be_bytes());
     assert_eq!(records_in(&negative), 0);
-    let mut short = batch(2, 2).to_vec();
+    let mut short = batch(2).to_vec();
     short[8..12].copy_from_slice(&10i32.to_be_bytes());
     assert_eq!(records_in(&short), 0);
-    let mut count = batch(2, 2).to_vec();
+    let mut count = batch(2).to_vec();
     count[57..61].copy_from_slice(&(-1i32).to_be_bytes());
     assert_eq!(records_in(&count), 0);
     assert_eq!(records_in(&[]), 0);
@@ -111,8 +109,8 @@ fn records_are_counted_from_batch_headers() {
 /// Two topics, `orders` (id 1…) over two partitions and `audit` (id 2…) with a null record set.
 fn sets() -> [(&'static str, TopicId, Vec<Option<Bytes>>); 2] {
     [
-        ("orders", [1; 16], vec![Some(batch(3, 2)), Some(concat(&[batch(1, 2), batch(2, 2)]))]),
-        ("audit", [2; 16], vec![None, Some(batch(4, 2))]),
+        ("orders", [1; 16], vec![Some(batch(3)), Some(concat(&[batch(1), batch(2)]))]),
+        ("audit", [2; 16], vec![None, Some(batch(4))]),
     ]
 }
 

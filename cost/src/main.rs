@@ -263,6 +263,7 @@ async fn measure(w: &Workload) -> anyhow::Result<()> {
         peer: ([127, 0, 0, 1], 1).into(),
         metrics: None,
         usage: usage.map(|u| (u.clone(), u.meter("cost", Some("cost-user")))),
+        audit: None,
     };
     let before = PROXY_ALLOCATIONS.load(Ordering::Relaxed);
     let (session, client, broker) = tokio::join!(

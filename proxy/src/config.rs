@@ -19,11 +19,11 @@ pub use acme::{AcmeConfig, AcmeSettings, ChallengeKind, KubernetesStoreSettings,
 pub use limits::limits;
 use limits::{limit, LIMITS};
 use principal::PrincipalMapper;
+pub use records::{AuditConfig, AuditSettings, UsageConfig, UsageSettings};
 pub use schema::{Config, DEFAULT_MAX_FRAME_BYTES};
 use schema::{DEFAULT_CONNECT_TIMEOUT_SECONDS, TOP_LEVEL_KEYS};
 pub use settings::{Settings, TenantSettings};
 pub use upstream::{UpstreamAuthSettings, UpstreamSettings};
-pub use usage::{UsageConfig, UsageSettings};
 use watched::route_files;
 pub use watched::watched_files;
 
@@ -175,6 +175,7 @@ struct Parsed {
     tenants_file_missing: Option<PathBuf>,
     acme: Option<AcmeConfig>,
     usage: Option<UsageConfig>,
+    audit: Option<AuditConfig>,
     /// The file has an `acme` key (parsed or not): tenants with `acme: true` are not wrong for it.
     acme_given: bool,
 }
@@ -210,6 +211,7 @@ fn parse_keys(map: &Mapping, errs: &mut Collector) -> Parsed {
             "tls" => p.tls = typed(key, v, errs),
             "acme" => p.acme = typed(key, v, errs),
             "usage" => p.usage = typed(key, v, errs),
+            "audit" => p.audit = typed(key, v, errs),
             "tenants" => match v.as_sequence() {
                 Some(seq) => {
                     p.tenant_count = seq.len();
@@ -319,7 +321,8 @@ fn validate(p: &Parsed, base: &Path, errs: &mut Collector) -> Option<Settings> {
     }
     let default_cert = p.tls.as_ref().and_then(|files| load_cert("tls", files, base, errs));
     let acme = p.acme.as_ref().and_then(|config| acme::validate(config, base, errs));
-    let usage = p.usage.as_ref().and_then(|config| usage::validate(config, base, errs));
+    let usage = p.usage.as_ref().and_then(|config| records::validate(config, base, errs));
+    let audit = p.audit.as_ref().and_then(|config| records::validate_audit(config, base, errs));
     // With a tenants_file (the controller's route source) an empty list is normal: no tenant is ready yet.
     if p.tenant_count == 0 && p.tenants_file.is_none() && p.listen.is_some() {
         errs.push("tenants", "needs at least one tenant");
@@ -422,6 +425,7 @@ fn validate(p: &Parsed, base: &Path, errs: &mut Collector) -> Option<Settings> {
         tenants_file_missing: p.tenants_file_missing.clone(),
         acme: acme.map(Arc::new),
         usage,
+        audit,
     })
 }
 
@@ -456,10 +460,10 @@ pub mod certs;
 pub mod intermediate;
 mod limits;
 pub mod principal;
+mod records;
 mod schema;
 mod settings;
 pub mod upstream;
-mod usage;
 mod watched;
 
 #[cfg(test)]

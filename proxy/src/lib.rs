@@ -19,6 +19,7 @@
 
 pub mod acme;
 pub mod admin;
+pub mod audit;
 pub mod config;
 pub mod error;
 pub mod kafka;
@@ -28,6 +29,7 @@ pub mod reload;
 pub mod routes;
 pub mod server;
 pub mod session;
+pub mod sink;
 pub mod tenants;
 pub mod tls;
 pub mod upstream;

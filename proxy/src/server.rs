@@ -18,15 +18,16 @@ use tracing::{info, warn};
 
 use crate::acme::{AcmeCerts, AcmeMetrics, Manager};
 use crate::admin::Health;
+use crate::audit::Audit;
 use crate::config::Settings;
-use crate::listener::{Limits, Listener, ListenerMetrics};
+use crate::listener::{Limits, Listener, ListenerMetrics, Services};
 use crate::metrics::Metrics;
 use crate::routes::{BuildError, Reloader, RouteMetrics, RouteSet, Routes};
 use crate::upstream::Connector;
 use crate::usage::Usage;
 
-/// How long the last usage records get to reach their file when the proxy stops.
-const USAGE_WRITE_AT_EXIT: Duration = Duration::from_secs(5);
+/// How long the last usage records and audit events get to reach their files when the proxy stops.
+const WRITE_AT_EXIT: Duration = Duration::from_secs(5);
 
 /// A bound proxy, ready to serve.
 #[derive(Debug)]
@@ -47,6 +48,8 @@ pub struct Server {
     http01: Option<TcpListener>,
     /// The usage recorder; `None` without a `usage` section.
     usage: Option<Arc<Usage>>,
+    /// The audit trail; `None` without an `audit` section.
+    audit: Option<Arc<Audit>>,
 }
 
 /// Why [`Server::bind`] failed; the process cannot serve.
@@ -69,6 +72,9 @@ pub enum StartError {
     /// The usage records' writer could not be started.
     #[error("usage records: cannot start the writer: {0}")]
     Usage(std::io::Error),
+    /// The audit trail's writer could not be started.
+    #[error("audit trail: cannot start the writer: {0}")]
+    Audit(std::io::Error),
 }
 
 /// How the proxy stops after its shutdown signal.
@@ -112,6 +118,10 @@ impl Server {
             Some(u) => Some(Usage::start(u, metrics.registry()).map_err(StartError::Usage)?),
             None => None,
         };
+        let audit = match &settings.audit {
+            Some(a) => Some(Audit::start(a, metrics.registry()).map_err(StartError::Audit)?),
+            None => None,
+        };
         let metrics = Arc::new(metrics);
         route_metrics.applied(settings.tenants.len(), settings.skipped.len());
         metrics.certificates(settings.certificate_expiry());
@@ -136,7 +146,7 @@ impl Server {
             advertised_port,
             Limits::of(settings),
             (metrics.clone(), listener_metrics),
-            (acme_certs.clone(), usage.clone()),
+            Services { acme: acme_certs.clone(), usage: usage.clone(), audit: audit.clone() },
         );
         Ok(Server {
             listener,
@@ -150,6 +160,7 @@ impl Server {
             acme,
             http01,
             usage,
+            audit,
         })
     }
 
@@ -211,7 +222,10 @@ impl Server {
         // Every session has ended (its meter with it): the open window is complete.
         windows.cancel();
         if let Some(usage) = &self.usage {
-            usage.finish(USAGE_WRITE_AT_EXIT).await;
+            usage.finish(WRITE_AT_EXIT).await;
+        }
+        if let Some(audit) = &self.audit {
+            audit.finish(WRITE_AT_EXIT).await;
         }
     }
 }

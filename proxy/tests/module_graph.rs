@@ -24,8 +24,8 @@ const PROXY_FLOORS: &[&[&str]] = &[
     &["routes"],
     &["acme"],
     &["admin", "session", "upstream"],
-    &["metrics", "usage"],
-    &["tenants", "tls", "kafka", "error"],
+    &["metrics", "usage", "audit"],
+    &["tenants", "tls", "kafka", "error", "sink"],
     &["config"],
 ];
 

@@ -7,7 +7,7 @@ use kaas_route::{CertificateFiles, TenantRoute};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{AcmeConfig, UsageConfig};
+use super::{AcmeConfig, AuditConfig, UsageConfig};
 
 /// Kafka's own default for `socket.request.max.bytes`.
 pub const DEFAULT_MAX_FRAME_BYTES: u32 = 100 * 1024 * 1024;
@@ -94,6 +94,10 @@ pub struct Config {
     /// Usage records: who moved what, per tenant, principal, topic and direction; none when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<UsageConfig>,
+    /// The audit trail: sessions authenticated and refused, administrative requests and their answers; none
+    /// when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit: Option<AuditConfig>,
 }
 
 fn default_max_frame_bytes() -> u32 {
@@ -130,4 +134,5 @@ pub(super) const TOP_LEVEL_KEYS: &[&str] = &[
     "tenants_file",
     "acme",
     "usage",
+    "audit",
 ];

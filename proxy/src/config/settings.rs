@@ -76,6 +76,8 @@ pub struct Settings {
     pub acme: Option<Arc<AcmeSettings>>,
     /// Where and how often usage records are written; `None`: no usage records. Read at start-up only.
     pub usage: Option<super::UsageSettings>,
+    /// Where the audit trail is written; `None`: no audit trail. Read at start-up only.
+    pub audit: Option<super::AuditSettings>,
 }
 
 impl Settings {

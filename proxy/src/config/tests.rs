@@ -175,6 +175,14 @@ fn the_key_list_matches_the_schema() {
             buffer_records: 1,
             replica: Some("r".into()),
         }),
+        audit: Some(AuditConfig {
+            file: "audit.jsonl".into(),
+            file_max_bytes: 4096,
+            file_keep: 1,
+            buffer_records: 1,
+            replica: Some("r".into()),
+            exclude_tenants: vec!["t".into()],
+        }),
     };
     let value = serde_norway::to_value(&config).expect("serialize");
     let mut fields: Vec<&str> = value.as_mapping().expect("map").keys().filter_map(|k| k.as_str()).collect();

@@ -8,7 +8,8 @@
 //! magic 0/1 message counts as one, a compressed wrapper included); control batches (transaction markers) are
 //! left out, and so is a Fetch response's last batch when the broker cut it short (KIP-74: the client fetches it
 //! again, whole). A message that cannot be walked counts nothing: [`produced`] and [`fetched`] check the whole
-//! message before they report any of it.
+//! message before they report any of it. Bytes after a message's last field are ignored, as Kafka does (a
+//! Produce request with them is stored, so it is counted).
 
 use kafka_protocol::messages::ApiKey;
 
@@ -78,8 +79,9 @@ fn walk_produce(
         each(topic, volume);
         Ok(())
     })?;
-    r.skip_tagged_fields("tags")?;
-    r.finish("end of request")
+    // Kafka reads a request's fields and ignores what follows them, so a Produce with bytes after its last
+    // field is stored: it is counted like any other.
+    r.skip_tagged_fields("tags")
 }
 
 fn walk_fetch(
@@ -122,8 +124,8 @@ fn walk_fetch(
         each(topic, volume);
         Ok(())
     })?;
-    r.skip_tagged_fields("tags")?;
-    r.finish("end of response")
+    // As clients read it: what follows the last field is ignored.
+    r.skip_tagged_fields("tags")
 }
 
 /// A topic's name (up to v12) or id (from v13), the same in Produce requests and Fetch responses.

@@ -34,6 +34,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{field, warn, Instrument};
 
 use crate::acme::AcmeCerts;
+use crate::audit::{Audit, Event};
 use crate::config::Settings;
 use crate::error::Blame;
 use crate::metrics::Metrics;
@@ -52,6 +53,17 @@ use refused::Halt;
 pub struct Listener {
     socket: TcpListener,
     shared: Arc<Shared>,
+}
+
+/// What the listener does besides routing, each present when configured.
+#[derive(Debug, Default)]
+pub struct Services {
+    /// ACME tenants' issued certificates and the pending TLS-ALPN-01 answers.
+    pub acme: Option<Arc<AcmeCerts>>,
+    /// The usage recorder sessions meter through.
+    pub usage: Option<Arc<Usage>>,
+    /// The audit trail sessions and refusals are written to.
+    pub audit: Option<Arc<Audit>>,
 }
 
 /// What every connection reads: the routes, how to reach upstreams, the limits, the metrics.
@@ -80,6 +92,8 @@ struct Shared {
     acme: Option<Arc<AcmeCerts>>,
     /// The usage recorder sessions meter through; `None` without a `usage` section.
     usage: Option<Arc<Usage>>,
+    /// The audit trail sessions and refusals are written to; `None` without an `audit` section.
+    audit: Option<Arc<Audit>>,
     /// Which refusals are logged (a few a second per reason; the metric counts each).
     refusal_log: RefusalLog,
 }
@@ -131,7 +145,7 @@ impl Listener {
         advertised_port: u16,
         limits: Limits,
         (metrics, counts): (Arc<Metrics>, ListenerMetrics),
-        (acme, usage): (Option<Arc<AcmeCerts>>, Option<Arc<Usage>>),
+        Services { acme, usage, audit }: Services,
     ) -> Listener {
         let shared = Shared {
             routes,
@@ -148,6 +162,7 @@ impl Listener {
             draining: CancellationToken::new(),
             acme,
             usage,
+            audit,
             refusal_log: RefusalLog::default(),
         };
         Listener { socket, shared: Arc::new(shared) }
@@ -310,7 +325,10 @@ async fn handle(tcp: TcpStream, peer: SocketAddr, state: &Shared, _slots: Places
     // ERROR level so the connection's context is on every line it logs, whatever the filter.
     let span = tracing::error_span!("conn", %peer, sni = field::Empty, tenant = field::Empty, principal = field::Empty);
     async {
-        let Err(Halt { refused, handshake }) = stages::connection(tcp, peer, state, handshake).await else {
+        let mut seen = stages::Seen::default();
+        let Err(Halt { refused, handshake }) =
+            stages::connection(tcp, peer, state, handshake, &mut seen).await
+        else {
             return;
         };
         if let Some(reason) = refused.reason() {
@@ -318,6 +336,17 @@ async fn handle(tcp: TcpStream, peer: SocketAddr, state: &Shared, _slots: Places
             if let Some(left_out) = state.refusal_log.sample(reason, std::time::Instant::now()) {
                 let (side, retryable) = (refused.side(), refused.retryable());
                 warn!(%side, reason = %reason.label(), retryable, left_out, "{refused}");
+                // Sampled like the log: a flood of refusals cannot crowd the audit trail's queue.
+                if let Some(audit) = &state.audit {
+                    audit.emit(Event::Refused {
+                        server_name: seen.server_name,
+                        tenant: seen.tenant,
+                        client: peer,
+                        reason: reason.label(),
+                        message: refused.to_string(),
+                        left_out,
+                    });
+                }
             }
         }
         if let (Some(start), Some(alert)) = (handshake, refused.alert()) {

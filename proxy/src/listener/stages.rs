@@ -19,12 +19,14 @@ use tracing::{field, info, warn, Span};
 use super::refused::{Halt, Refused};
 use super::{Handshaking, Shared};
 use crate::acme::challenge;
+use crate::audit::{Certificate, Event};
 use crate::error::Blame;
 use crate::kafka::rewrite::Advertise;
 use crate::kafka::ResponseError;
 use crate::metrics::TenantConnection;
 use crate::routes::RouteSet;
 use crate::session::{self, SessionContext, SessionError};
+use crate::sink::rfc3339;
 use crate::tenants::{Target, Tenant};
 use crate::tls;
 use crate::upstream::identity::ClientIdentity;
@@ -38,17 +40,24 @@ pub(super) async fn connection(
     peer: SocketAddr,
     state: &Shared,
     mut handshaking: Handshaking,
+    seen: &mut Seen,
 ) -> Result<(), Halt> {
     let _ = tcp.set_nodelay(true);
     let start = hello(tcp, state.limits.hello_timeout).await?;
     if challenge::offers_acme_tls(&start.client_hello()) {
         return answer_acme_challenge(start, state).await;
     }
+    if state.audit.is_some() {
+        seen.server_name = start.client_hello().server_name().map(str::to_owned);
+    }
     let routes = state.routes.current();
     let mut to = match route(&start, &routes, state, &mut handshaking) {
         Ok(to) => to,
         Err(refused) => return Err(Halt { refused, handshake: Some(start) }),
     };
+    if state.audit.is_some() {
+        seen.tenant = Some(to.tenant.name.clone());
+    }
     // The client certificate's principal (after the tenant's mapping rules); `None` without one.
     let mut principal = None;
     let (client, upstream, counted) = if client_first(&routes, &to) {
@@ -60,6 +69,7 @@ pub(super) async fn connection(
         let counted = admit(&to, state)?;
         find_broker(&mut to, state).await?;
         let upstream = connect(&to, state, Principal::Client(identity.as_ref().map(|(id, _)| id))).await?;
+        audit_authenticated(state, &to, &client, identity.as_ref(), peer);
         principal = identity.map(|(_, principal)| principal);
         (client, upstream, counted)
     } else {
@@ -75,10 +85,13 @@ pub(super) async fn connection(
         };
         let (client, _) = authenticate(start, &routes, &to, state).await?;
         drop(handshaking);
-        (client, upstream, admit(&to, state)?)
+        let counted = admit(&to, state)?;
+        audit_authenticated(state, &to, &client, None, peer);
+        (client, upstream, counted)
     };
     let limits = &state.limits;
     let usage = state.usage.as_ref().map(|u| (u.clone(), u.meter(&to.tenant.name, principal.as_deref())));
+    let audit = state.audit.as_ref().and_then(|a| a.session(&to.tenant.name, principal.as_deref(), peer));
     let ctx = SessionContext {
         advertise: Advertise::new(&to.tenant.name, &routes.tenants.domain, state.advertised_port),
         metrics: counted.as_ref().map(|c| c.metrics().clone()),
@@ -90,9 +103,47 @@ pub(super) async fn connection(
         draining: state.draining.clone(),
         peer,
         usage,
+        audit,
     };
     session(client, upstream, &ctx, state).await;
     Ok(())
+}
+
+/// What a connection's stages learned before a refusal, for its audit event: filled only with an audit trail.
+#[derive(Debug, Default)]
+pub(super) struct Seen {
+    /// The server name of the ClientHello.
+    pub(super) server_name: Option<String>,
+    /// The tenant it routed to.
+    pub(super) tenant: Option<String>,
+}
+
+/// The audit event of a session that starts: who, from where, over what TLS, with which certificate.
+fn audit_authenticated(
+    state: &Shared,
+    to: &Destination,
+    client: &TlsStream<TcpStream>,
+    identity: Option<&(ClientIdentity, String)>,
+    peer: SocketAddr,
+) {
+    let Some(audit) = &state.audit else { return };
+    let tls = client.get_ref().1;
+    let certificate = identity.map(|(id, _)| Certificate {
+        subject: id.subject.clone(),
+        serial: id.serial.clone(),
+        not_after: rfc3339(
+            std::time::UNIX_EPOCH + Duration::from_secs(u64::try_from(id.not_after).unwrap_or(0)),
+        ),
+    });
+    audit.emit(Event::Authenticated {
+        tenant: to.tenant.name.clone(),
+        principal: identity.map(|(_, principal)| principal.clone()),
+        client: peer,
+        server_name: tls.server_name().unwrap_or_default().to_owned(),
+        tls_version: tls.protocol_version().map(|v| format!("{v:?}")).unwrap_or_default(),
+        cipher_suite: tls.negotiated_cipher_suite().map(|c| format!("{:?}", c.suite())).unwrap_or_default(),
+        certificate,
+    });
 }
 
 /// Admission: an authenticated connection counts against its tenant's `max_connections_per_tenant` from here

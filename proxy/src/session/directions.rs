@@ -51,6 +51,10 @@ impl Frames for Requests<'_> {
         if let Some(m) = self.metrics {
             m.request(seen.inflight.api_key);
         }
+        if let (Some(auditor), Some(api), Some(at)) = (&self.ctx.audit, seen.inflight.api(), seen.body_offset)
+        {
+            auditor.request(api, seen.inflight.version, seen.inflight.correlation_id, &frame.body()[at..]);
+        }
         if let Some((usage, meter)) = &self.ctx.usage {
             meter.request();
             if let (Some(ApiKey::Produce), Some(at)) = (seen.inflight.api(), seen.body_offset) {
@@ -137,6 +141,16 @@ impl Frames for Responses<'_> {
             }
         };
         request.throttle_ms = self.throttle_ms(&request, frame.body().len() + 4, arrived);
+        if let (Some(auditor), Some(api)) = (&ctx.audit, request.api()) {
+            if crate::audit::admin::AUDITED.contains(&api) {
+                let header =
+                    header::response_header_len(frame.body(), api.response_header_version(request.version));
+                auditor.response(
+                    correlation_id,
+                    header.ok().and_then(|at| frame.body().get(at..)).unwrap_or(&[]),
+                );
+            }
+        }
         if let (Some((usage, meter)), Some(ApiKey::Fetch)) = (&ctx.usage, request.api()) {
             let version = request.version;
             let header =

@@ -19,6 +19,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::audit::Auditor;
 use crate::error::{Blame, Side};
 use crate::kafka::codec::FrameError;
 use crate::kafka::inflight::{InflightError, InflightQueue};
@@ -134,6 +135,8 @@ pub struct SessionContext {
     pub metrics: Option<Arc<TenantMetrics>>,
     /// The usage recorder and this connection's meter (its principal's window); `None` without usage records.
     pub usage: Option<(Arc<Usage>, Meter)>,
+    /// The session's auditor (administrative requests and their answers); `None` without an audit trail.
+    pub audit: Option<Auditor>,
 }
 
 /// Runs until either side closes or misbehaves, or stays idle for `idle_timeout`.
@@ -243,6 +246,7 @@ mod tests {
             peer: SocketAddr::from(([127, 0, 0, 1], 1)),
             metrics: metrics.tenant("acme"),
             usage: None,
+            audit: None,
         };
         let (client, mut app) = tokio::io::duplex(4096);
         let (upstream, mut broker) = tokio::io::duplex(4096);

@@ -91,6 +91,10 @@ pub struct ClientIdentity {
     /// The subject in RFC 2253 form, most specific first (`CN=alice,OU=payments,O=acme`): Kafka's
     /// `User:` principal for an SSL listener without mapping rules.
     pub subject: String,
+    /// The serial number, hex bytes separated by colons (as OpenSSL prints it), for the audit trail.
+    pub serial: String,
+    /// The expiry, seconds since the Unix epoch, for the audit trail.
+    pub not_after: i64,
 }
 
 impl ClientIdentity {
@@ -99,7 +103,12 @@ impl ClientIdentity {
         let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref())
             .map_err(|e| IdentityError::Unreadable(e.to_string()))?;
         let name = cert.subject();
-        Ok(ClientIdentity { subject_der: name.as_raw().to_vec(), subject: rfc2253(name) })
+        Ok(ClientIdentity {
+            subject_der: name.as_raw().to_vec(),
+            subject: rfc2253(name),
+            serial: cert.raw_serial_as_string(),
+            not_after: cert.validity().not_after.timestamp(),
+        })
     }
 }
 

@@ -1,7 +1,7 @@
 //! Usage records: who moved what through the proxy, to bill by. Each tenant's principals' record-set bytes and
 //! records, per topic and direction, their requests and connection time, summed in memory ([`ledger`]) and
 //! written every `interval_seconds` as JSON lines ([`record`], schema `kaas.usage/v1`) to a rotated file
-//! ([`sink`]). Windows end on multiples of the interval (UTC), so replicas' windows line up.
+//! ([`crate::sink`]). Windows end on multiples of the interval (UTC), so replicas' windows line up.
 //!
 //! Guarantees: a sink that cannot write never holds up traffic (records wait in a bounded queue of
 //! `buffer_records`; what does not fit is dropped, counted and logged); a graceful stop writes the open
@@ -10,7 +10,6 @@
 
 pub mod ledger;
 pub mod record;
-pub mod sink;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -18,12 +17,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::registry::Registry;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::UsageSettings;
+use crate::sink::{rfc3339, FileSink, Sink};
 pub use ledger::{Direction, Ledger, Meter};
-use sink::{FileSink, SinkCounters};
 
 /// The usage recorder of one proxy process.
 #[derive(Debug)]
@@ -35,39 +33,39 @@ pub struct Usage {
     sequence: AtomicU64,
     /// The open window's start (wall clock).
     window_start: Mutex<SystemTime>,
-    queue: Mutex<Option<mpsc::Sender<String>>>,
-    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
-    counters: UsageCounters,
-}
-
-/// The recorder's own counts, exported as `kaas_proxy_usage_*`.
-#[derive(Debug, Default)]
-struct UsageCounters {
-    sink: SinkCounters,
-    dropped: Counter,
+    sink: Sink,
+    /// `kaas_proxy_usage_unreadable_total`.
     unreadable: Counter,
 }
 
 impl Usage {
     /// Starts the sink's writer thread; registers the recorder's series in `registry`.
     pub fn start(settings: &UsageSettings, registry: &mut Registry) -> std::io::Result<Arc<Usage>> {
-        let (tx, rx) = mpsc::channel(settings.buffer_records.max(1));
-        let counters = UsageCounters::default();
-        let sink = FileSink::new(settings.file.clone(), settings.file_max_bytes, settings.file_keep);
-        let writer = sink::spawn(sink, rx, counters.sink.clone())?;
+        let file = FileSink::new(settings.file.clone(), settings.file_max_bytes, settings.file_keep);
+        let sink = Sink::start(file, settings.buffer_records, "usage records")?;
+        sink.register(registry, "usage");
         let ledger = Arc::new(Ledger::new(settings.max_keys_per_tenant));
-        register(registry, &counters, &ledger);
+        let unreadable = Counter::default();
+        registry.register(
+            "usage_folded",
+            "Topic volumes folded into the (other) topic past a tenant's max_keys_per_tenant",
+            ledger.folded.clone(),
+        );
+        registry.register(
+            "usage_unreadable",
+            "Produce requests and Fetch responses whose volumes could not be read (not recorded)",
+            unreadable.clone(),
+        );
         let now = SystemTime::now();
         Ok(Arc::new(Usage {
             ledger,
             interval: settings.interval,
             replica: settings.replica.clone(),
-            started: record::rfc3339(now),
+            started: rfc3339(now),
             sequence: AtomicU64::new(0),
             window_start: Mutex::new(now),
-            queue: Mutex::new(Some(tx)),
-            writer: Mutex::new(Some(writer)),
-            counters,
+            sink,
+            unreadable,
         }))
     }
 
@@ -78,7 +76,7 @@ impl Usage {
 
     /// Counts a Produce request or Fetch response the walkers could not read (its volumes are not recorded).
     pub fn unreadable(&self) {
-        self.counters.unreadable.inc();
+        self.unreadable.inc();
     }
 
     /// Closes a window at each multiple of the interval until `stop` is cancelled.
@@ -104,35 +102,20 @@ impl Usage {
         let window = record::Window {
             replica: &self.replica,
             replica_started: &self.started,
-            start: record::rfc3339(start),
-            end: record::rfc3339(wall),
+            start: rfc3339(start),
+            end: rfc3339(wall),
         };
-        let queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
-        let Some(tx) = queue.as_ref() else { return };
-        let mut dropped = 0u64;
-        for entry in &entries {
+        let lines = entries.iter().map(|entry| {
             let sequence = self.sequence.fetch_add(1, Ordering::Relaxed) + 1;
-            self.counters.sink.queued.inc();
-            if tx.try_send(record::line(&window, sequence, entry)).is_err() {
-                self.counters.sink.queued.dec();
-                dropped += 1;
-            }
-        }
-        if dropped > 0 {
-            self.counters.dropped.inc_by(dropped);
-            tracing::warn!(dropped, window_end = %window.end, "usage records dropped: the sink's queue is full");
-        }
+            record::line(&window, sequence, entry)
+        });
+        self.sink.send(lines);
     }
 
     /// At shutdown: closes the open window, then waits up to `within` for the sink to write everything queued.
     pub async fn finish(&self, within: Duration) {
         self.close_window();
-        self.queue.lock().unwrap_or_else(PoisonError::into_inner).take();
-        let Some(writer) = self.writer.lock().unwrap_or_else(PoisonError::into_inner).take() else { return };
-        let joined = tokio::task::spawn_blocking(move || writer.join());
-        if tokio::time::timeout(within, joined).await.is_err() {
-            tracing::warn!(within_seconds = within.as_secs(), "usage records still unwritten at exit");
-        }
+        self.sink.finish(within).await;
     }
 }
 
@@ -142,37 +125,6 @@ fn until_next_multiple(now: SystemTime, interval: Duration) -> Duration {
     let every = interval.as_millis().max(1);
     let wait = every - since % every;
     Duration::from_millis(u64::try_from(wait).unwrap_or(u64::MAX).max(1))
-}
-
-/// Registers the `kaas_proxy_usage_*` series.
-fn register(registry: &mut Registry, m: &UsageCounters, ledger: &Ledger) {
-    let series: [(&str, &str, Counter); 5] = [
-        ("usage_records_written", "Usage records the sink wrote", m.sink.written.clone()),
-        (
-            "usage_records_dropped",
-            "Usage records dropped because the sink's queue was full",
-            m.dropped.clone(),
-        ),
-        (
-            "usage_sink_errors",
-            "Attempts to write usage records that failed (each is retried)",
-            m.sink.errors.clone(),
-        ),
-        (
-            "usage_folded",
-            "Topic volumes folded into the (other) topic past a tenant's max_keys_per_tenant",
-            ledger.folded.clone(),
-        ),
-        (
-            "usage_unreadable",
-            "Produce requests and Fetch responses whose volumes could not be read (not recorded)",
-            m.unreadable.clone(),
-        ),
-    ];
-    for (name, help, counter) in series {
-        registry.register(name, help, counter);
-    }
-    registry.register("usage_queued_records", "Usage records waiting for the sink", m.sink.queued.clone());
 }
 
 #[cfg(test)]

@@ -2,8 +2,6 @@
 //! (docs/operate/usage.md). Records of one proxy process are numbered from 1; `(replica, replica_started,
 //! sequence)` names a record uniquely, so a consumer drops the duplicates a retried write can leave.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use base64::Engine;
 use serde::Serialize;
 
@@ -112,30 +110,13 @@ pub fn line(window: &Window<'_>, sequence: u64, entry: &Entry) -> String {
     serde_json::to_string(&record).unwrap_or_default()
 }
 
-/// `at` as RFC 3339 in UTC with milliseconds: `2026-12-07T20:01:00.000Z`.
-pub fn rfc3339(at: SystemTime) -> String {
-    let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let nanos = i128::try_from(since.as_nanos()).unwrap_or(0);
-    let t =
-        time::OffsetDateTime::from_unix_timestamp_nanos(nanos).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.millisecond()
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
-    use std::time::Duration;
+    use std::time::{Duration, UNIX_EPOCH};
 
     use super::*;
+    use crate::sink::rfc3339;
     use crate::usage::ledger::Counts;
 
     #[test]

@@ -1,15 +1,18 @@
-//! Where usage records go: a file of JSON lines, rotated by size (`usage.jsonl`, then `usage.jsonl.1` …
-//! `usage.jsonl.<keep>`), written by a thread of its own so that a slow or failing disk never holds up a
-//! session. Records reach it through a bounded queue ([`super::Usage`] counts what does not fit); a write that
-//! fails is retried, the same batch, every second, until it succeeds or the proxy stops.
+//! Where records go, the usage records ([`crate::usage`]) and the audit trail ([`crate::audit`]) alike: a file of
+//! JSON lines, rotated by size (`usage.jsonl`, then `usage.jsonl.1` … `usage.jsonl.<keep>`), written by a thread
+//! of its own so that a slow or failing disk never holds up a session. Lines reach it through a bounded queue
+//! ([`Sink::send`] counts what does not fit); a write that fails is retried, the same batch, every second, until
+//! it succeeds or the proxy stops ([`Sink::finish`] waits a while for what is queued).
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 use tokio::sync::mpsc;
 
 /// Records a write takes at most (so one batch stays small).
@@ -26,15 +29,88 @@ pub struct FileSink {
     keep: u32,
 }
 
-/// What the writer thread reports: `kaas_proxy_usage_*` series.
+/// A sink's series, `kaas_proxy_<name>_*` ([`Sink::register`]).
 #[derive(Debug, Clone, Default)]
 pub struct SinkCounters {
-    /// Records written.
+    /// Lines written.
     pub written: Counter,
     /// Failed attempts to write a batch.
     pub errors: Counter,
-    /// Records waiting in the queue (the sender adds, the writer takes away).
+    /// Lines waiting in the queue (the sender adds, the writer takes away).
     pub queued: Gauge,
+    /// Lines dropped because the queue was full.
+    pub dropped: Counter,
+}
+
+/// A file sink behind a bounded queue, written by a thread of its own.
+#[derive(Debug)]
+pub struct Sink {
+    queue: Mutex<Option<mpsc::Sender<String>>>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    counters: SinkCounters,
+    /// What the lines are, for logs: "usage records", "audit events".
+    what: &'static str,
+}
+
+impl Sink {
+    /// Starts the writer of `file`, behind a queue of `capacity` lines.
+    pub fn start(file: FileSink, capacity: usize, what: &'static str) -> std::io::Result<Sink> {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let counters = SinkCounters::default();
+        let writer = spawn(file, rx, counters.clone())?;
+        Ok(Sink { queue: Mutex::new(Some(tx)), writer: Mutex::new(Some(writer)), counters, what })
+    }
+
+    /// Registers `kaas_proxy_<name>_records_written_total` and the rest.
+    pub fn register(&self, registry: &mut Registry, name: &str) {
+        let c = &self.counters;
+        let what = self.what;
+        registry.register(format!("{name}_records_written"), format!("{what} written"), c.written.clone());
+        registry.register(
+            format!("{name}_records_dropped"),
+            format!("{what} dropped because the queue to the file was full"),
+            c.dropped.clone(),
+        );
+        registry.register(
+            format!("{name}_sink_errors"),
+            format!("Attempts to write {what} that failed (each is retried)"),
+            c.errors.clone(),
+        );
+        registry.register(
+            format!("{name}_queued_records"),
+            format!("{what} waiting for the file"),
+            c.queued.clone(),
+        );
+    }
+
+    /// Queues `lines`; those that do not fit are dropped, counted and logged. After [`Sink::finish`], nothing is
+    /// queued.
+    pub fn send(&self, lines: impl IntoIterator<Item = String>) {
+        let queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(tx) = queue.as_ref() else { return };
+        let mut dropped = 0u64;
+        for line in lines {
+            self.counters.queued.inc();
+            if tx.try_send(line).is_err() {
+                self.counters.queued.dec();
+                dropped += 1;
+            }
+        }
+        if dropped > 0 {
+            self.counters.dropped.inc_by(dropped);
+            tracing::warn!(dropped, "{} dropped: the queue to the file is full", self.what);
+        }
+    }
+
+    /// Closes the queue, then waits up to `within` for the writer to write what it holds.
+    pub async fn finish(&self, within: Duration) {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner).take();
+        let Some(writer) = self.writer.lock().unwrap_or_else(PoisonError::into_inner).take() else { return };
+        let joined = tokio::task::spawn_blocking(move || writer.join());
+        if tokio::time::timeout(within, joined).await.is_err() {
+            tracing::warn!(within_seconds = within.as_secs(), "{} still unwritten at exit", self.what);
+        }
+    }
 }
 
 impl FileSink {
@@ -82,12 +158,12 @@ fn rotate(path: &Path, keep: u32) -> std::io::Result<()> {
 }
 
 /// Runs `sink` on a thread of its own until `records` closes and is empty; returns the thread.
-pub fn spawn(
+fn spawn(
     mut sink: FileSink,
     mut records: mpsc::Receiver<String>,
     counters: SinkCounters,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
-    std::thread::Builder::new().name("kaas-usage-sink".into()).spawn(move || {
+    std::thread::Builder::new().name("kaas-sink".into()).spawn(move || {
         let mut batch = Vec::with_capacity(BATCH);
         while let Some(first) = records.blocking_recv() {
             batch.push(first);
@@ -102,8 +178,8 @@ pub fn spawn(
                     Ok(()) => break,
                     Err(e) => {
                         counters.errors.inc();
-                        tracing::warn!(file = %sink.path.display(), error = %e, records = batch.len(),
-                            "usage records not written; retrying (they wait in the buffer)");
+                        tracing::warn!(file = %sink.path.display(), error = %e, lines = batch.len(),
+                            "lines not written to the file; retrying (they wait in the queue)");
                         std::thread::sleep(RETRY);
                     }
                 }
@@ -113,6 +189,24 @@ pub fn spawn(
             batch.clear();
         }
     })
+}
+
+/// `at` as RFC 3339 in UTC with milliseconds: `2026-12-07T20:01:00.000Z`.
+pub fn rfc3339(at: SystemTime) -> String {
+    let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let nanos = i128::try_from(since.as_nanos()).unwrap_or(0);
+    let t =
+        time::OffsetDateTime::from_unix_timestamp_nanos(nanos).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.millisecond()
+    )
 }
 
 #[cfg(test)]

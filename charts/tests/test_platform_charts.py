@@ -163,6 +163,10 @@ def test_proxy_configuration_is_what_the_binary_reads():
     pod = by_kind(metered, "Deployment")[0]["spec"]["template"]["spec"]
     mounts = {m["name"]: m for m in pod["containers"][0]["volumeMounts"]}
     assert mounts["usage"]["mountPath"] == "/var/lib/kaas-proxy/usage" and not mounts["usage"].get("readOnly")
+    # One folder per replica: a shared claim never has two replicas writing (and rotating) one file.
+    assert mounts["usage"]["subPathExpr"] == "$(POD_NAME)"
+    env = {e["name"]: e for e in pod["containers"][0].get("env", [])}
+    assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
     assert [v for v in pod["volumes"] if v["name"] == "usage"] == [{"name": "usage", "emptyDir": {"sizeLimit": "1Gi"}}]
     with pytest.raises(Exception, match="intervalSeconds"):
         render("kaas-proxy", {"usage": {"enabled": True, "intervalSeconds": 0}}, name="kaas-proxy",

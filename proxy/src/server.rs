@@ -205,9 +205,8 @@ impl Server {
             }));
         }
         let windows = CancellationToken::new();
-        if let Some(usage) = &self.usage {
-            tokio::spawn(usage.clone().run(windows.clone()));
-        }
+        let closing_windows =
+            self.usage.as_ref().map(|usage| tokio::spawn(usage.clone().run(windows.clone())));
         self.health.ready.store(true, Ordering::SeqCst);
         self.listener.accept_until(shutdown).await;
         self.health.ready.store(false, Ordering::SeqCst);
@@ -218,9 +217,18 @@ impl Server {
         self.listener.accept_until(tokio::time::sleep(stop.delay)).await;
         if !self.listener.drain(stop.drain).await {
             warn!("drain timeout; closed the remaining connections");
+            if self.usage.is_some() {
+                warn!(
+                    "usage records: the sessions still open at the drain timeout are counted up to now only"
+                );
+            }
         }
-        // Every session has ended (its meter with it): the open window is complete.
+        // The sessions have ended (their meters with them): the open window is complete. The window timer is
+        // stopped first, so the last window is closed once.
         windows.cancel();
+        if let Some(task) = closing_windows {
+            let _ = task.await;
+        }
         if let Some(usage) = &self.usage {
             usage.finish(WRITE_AT_EXIT).await;
         }

@@ -7,7 +7,8 @@
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prometheus_client::metrics::counter::Counter;
@@ -46,7 +47,10 @@ pub struct SinkCounters {
 #[derive(Debug)]
 pub struct Sink {
     queue: Mutex<Option<mpsc::Sender<String>>>,
-    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Tells when the writer has written everything and ended.
+    done: Mutex<Option<tokio::sync::oneshot::Receiver<()>>>,
+    /// Set when the proxy stops waiting: the writer stops retrying and ends.
+    give_up: Arc<AtomicBool>,
     counters: SinkCounters,
     /// What the lines are, for logs: "usage records", "audit events".
     what: &'static str,
@@ -57,8 +61,10 @@ impl Sink {
     pub fn start(file: FileSink, capacity: usize, what: &'static str) -> std::io::Result<Sink> {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let counters = SinkCounters::default();
-        let writer = spawn(file, rx, counters.clone())?;
-        Ok(Sink { queue: Mutex::new(Some(tx)), writer: Mutex::new(Some(writer)), counters, what })
+        let (done_tx, done) = tokio::sync::oneshot::channel();
+        let give_up = Arc::new(AtomicBool::new(false));
+        spawn(file, rx, counters.clone(), give_up.clone(), done_tx)?;
+        Ok(Sink { queue: Mutex::new(Some(tx)), done: Mutex::new(Some(done)), give_up, counters, what })
     }
 
     /// Registers `kaas_proxy_<name>_records_written_total` and the rest.
@@ -102,13 +108,19 @@ impl Sink {
         }
     }
 
-    /// Closes the queue, then waits up to `within` for the writer to write what it holds.
+    /// Closes the queue, then waits up to `within` for the writer to write what it holds. Past that, the
+    /// writer gives up at its next attempt (what it held is counted as dropped) and nothing waits for it: a
+    /// file that cannot be written never holds the process up.
     pub async fn finish(&self, within: Duration) {
         self.queue.lock().unwrap_or_else(PoisonError::into_inner).take();
-        let Some(writer) = self.writer.lock().unwrap_or_else(PoisonError::into_inner).take() else { return };
-        let joined = tokio::task::spawn_blocking(move || writer.join());
-        if tokio::time::timeout(within, joined).await.is_err() {
-            tracing::warn!(within_seconds = within.as_secs(), "{} still unwritten at exit", self.what);
+        let Some(done) = self.done.lock().unwrap_or_else(PoisonError::into_inner).take() else { return };
+        if tokio::time::timeout(within, done).await.is_err() {
+            self.give_up.store(true, Ordering::SeqCst);
+            tracing::warn!(
+                within_seconds = within.as_secs(),
+                "{} still unwritten at exit: given up",
+                self.what
+            );
         }
     }
 }
@@ -127,19 +139,37 @@ impl FileSink {
             text.push('\n');
         }
         let mut file = open(&self.path)?;
-        let size = file.metadata()?.len();
+        let mut size = file.metadata()?.len();
         if size > 0 && size + text.len() as u64 > self.max_bytes {
             drop(file);
             rotate(&self.path, self.keep)?;
             file = open(&self.path)?;
+            size = file.metadata()?.len();
         }
-        file.write_all(text.as_bytes())?;
-        file.sync_data()
+        // A line cut short (a crash mid-write, a failed write that could not be undone) stays a line of its
+        // own: the lines written now start on a new line.
+        if size > 0 && !ends_with_newline(&mut file, size)? {
+            text.insert(0, '\n');
+        }
+        if let Err(e) = file.write_all(text.as_bytes()).and_then(|()| file.sync_data()) {
+            // Undo a partial write, so the retry does not leave half a line behind; best effort.
+            let _ = file.set_len(size);
+            return Err(e);
+        }
+        Ok(())
     }
 }
 
 fn open(path: &Path) -> std::io::Result<File> {
-    OpenOptions::new().create(true).append(true).open(path)
+    OpenOptions::new().create(true).append(true).read(true).open(path)
+}
+
+fn ends_with_newline(file: &mut File, size: u64) -> std::io::Result<bool> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut last = [0u8; 1];
+    file.seek(SeekFrom::Start(size - 1))?;
+    file.read_exact(&mut last)?;
+    Ok(last[0] == b'\n')
 }
 
 /// `path.<keep-1>` → `path.<keep>` … `path` → `path.1`; the oldest beyond `keep` is overwritten.
@@ -157,13 +187,16 @@ fn rotate(path: &Path, keep: u32) -> std::io::Result<()> {
     std::fs::rename(path, numbered(1))
 }
 
-/// Runs `sink` on a thread of its own until `records` closes and is empty; returns the thread.
+/// Runs `sink` on a thread of its own until `records` closes and is empty (then says so on `done`), or until
+/// `give_up` is set while a write keeps failing.
 fn spawn(
     mut sink: FileSink,
     mut records: mpsc::Receiver<String>,
     counters: SinkCounters,
-) -> std::io::Result<std::thread::JoinHandle<()>> {
-    std::thread::Builder::new().name("kaas-sink".into()).spawn(move || {
+    give_up: Arc<AtomicBool>,
+    done: tokio::sync::oneshot::Sender<()>,
+) -> std::io::Result<()> {
+    let thread = std::thread::Builder::new().name("kaas-sink".into()).spawn(move || {
         let mut batch = Vec::with_capacity(BATCH);
         while let Some(first) = records.blocking_recv() {
             batch.push(first);
@@ -173,22 +206,25 @@ fn spawn(
                     Err(_) => break,
                 }
             }
-            loop {
-                match sink.write(&batch) {
-                    Ok(()) => break,
-                    Err(e) => {
-                        counters.errors.inc();
-                        tracing::warn!(file = %sink.path.display(), error = %e, lines = batch.len(),
-                            "lines not written to the file; retrying (they wait in the queue)");
-                        std::thread::sleep(RETRY);
-                    }
+            while let Err(e) = sink.write(&batch) {
+                counters.errors.inc();
+                if give_up.load(Ordering::SeqCst) {
+                    let lost = batch.len() + records.len();
+                    counters.dropped.inc_by(lost as u64);
+                    tracing::error!(file = %sink.path.display(), error = %e, lost, "lines not written at exit");
+                    return;
                 }
+                tracing::warn!(file = %sink.path.display(), error = %e, lines = batch.len(),
+                    "lines not written to the file; retrying (they wait in the queue)");
+                std::thread::sleep(RETRY);
             }
             counters.written.inc_by(batch.len() as u64);
             counters.queued.dec_by(batch.len() as i64);
             batch.clear();
         }
-    })
+        let _ = done.send(());
+    });
+    thread.map(drop)
 }
 
 /// `at` as RFC 3339 in UTC with milliseconds: `2026-12-07T20:01:00.000Z`.
@@ -244,24 +280,50 @@ mod tests {
         let path = dir.path().join("usage.jsonl");
         // A folder where the file should be: every open fails.
         std::fs::create_dir(&path).expect("mkdir");
-        let (tx, rx) = mpsc::channel(100);
-        let counters = SinkCounters::default();
-        let thread = spawn(FileSink::new(path.clone(), 1 << 20, 1), rx, counters.clone()).expect("thread");
-        for l in lines(5, 3) {
-            tx.try_send(l).expect("room");
-        }
-        while counters.errors.get() == 0 {
+        let sink = Sink::start(FileSink::new(path.clone(), 1 << 20, 1), 100, "test lines").expect("thread");
+        sink.send(lines(5, 3));
+        while sink.counters.errors.get() == 0 {
             std::thread::sleep(Duration::from_millis(10));
         }
-        for l in lines(5, 4) {
-            tx.try_send(l).expect("room");
-        }
+        sink.send(lines(5, 4));
         std::fs::remove_dir(&path).expect("rmdir");
-        drop(tx);
-        thread.join().expect("the writer ends once the queue is closed and written");
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        runtime.block_on(sink.finish(Duration::from_secs(10)));
+        let counters = &sink.counters;
         let text = std::fs::read_to_string(&path).expect("written");
         let want: Vec<String> = lines(5, 3).into_iter().chain(lines(5, 4)).collect();
         assert_eq!(text.lines().collect::<Vec<_>>(), want);
-        assert_eq!(counters.written.get(), 10);
+        assert_eq!((counters.written.get(), counters.dropped.get()), (10, 0));
+    }
+
+    #[test]
+    fn a_file_that_can_never_be_written_does_not_hold_up_the_stop() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("usage.jsonl");
+        std::fs::create_dir(&path).expect("a folder where the file should be");
+        let sink = Sink::start(FileSink::new(path, 1 << 20, 1), 100, "test lines").expect("thread");
+        sink.send(lines(3, 3));
+        // The runtime is dropped at the end of the test: nothing of the writer may be left for it to wait on.
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let started = std::time::Instant::now();
+        runtime.block_on(sink.finish(Duration::from_millis(200)));
+        drop(runtime);
+        assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+        // The writer notices at its next attempt (within a second) and counts what it held.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while sink.counters.dropped.get() < 3 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(sink.counters.dropped.get(), 3);
+    }
+
+    #[test]
+    fn a_line_cut_short_stays_a_line_of_its_own() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("usage.jsonl");
+        std::fs::write(&path, "{\"complete\":1}\n{\"cut sh").expect("a torn write");
+        FileSink::new(path.clone(), 1 << 20, 1).write(&lines(2, 3)).expect("writes");
+        let text = std::fs::read_to_string(&path).expect("read");
+        assert_eq!(text.lines().collect::<Vec<_>>(), ["{\"complete\":1}", "{\"cut sh", "000", "001"]);
     }
 }

@@ -47,9 +47,10 @@ pub struct Counts {
 
 impl Counts {
     fn add(&mut self, v: Volume) {
-        self.bytes += v.bytes;
-        self.records += v.records;
-        self.requests += 1;
+        // Record counts are the client's word (a batch header): saturate rather than wrap.
+        self.bytes = self.bytes.saturating_add(v.bytes);
+        self.records = self.records.saturating_add(v.records);
+        self.requests = self.requests.saturating_add(1);
     }
 }
 
@@ -261,6 +262,12 @@ impl TenantLedger {
     }
 }
 
+/// Whether Kafka accepts `name` as a topic's: 1 to 249 of `[A-Za-z0-9._-]` (Kafka's `Topic.validate`).
+fn is_topic_name(name: &str) -> bool {
+    (1..=249).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
 /// One connection's handle on its principal's window.
 #[derive(Debug)]
 pub struct Meter {
@@ -301,6 +308,9 @@ impl Meter {
                 named => named,
             };
             let counts = match topic {
+                // A name Kafka would refuse takes no entry: such topics cannot exist, and a client sending
+                // thousands of made-up long names must not spend the tenant's budget or the proxy's memory.
+                Topic::Name(name) if !is_topic_name(name) => None,
                 Topic::Name(name) => match w.names.get_mut(name) {
                     Some(c) => Some(c),
                     None if self.new_key() => Some(w.names.entry(name.into()).or_default()),

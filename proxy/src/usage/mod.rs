@@ -81,29 +81,33 @@ impl Usage {
 
     /// Closes a window at each multiple of the interval until `stop` is cancelled.
     pub async fn run(self: Arc<Self>, stop: CancellationToken) {
+        let mut last = SystemTime::UNIX_EPOCH;
         loop {
-            let wait = until_next_multiple(SystemTime::now(), self.interval);
+            // From the last end at the earliest: a timer that fires a moment early (the wall clock slewed)
+            // must not close the same window twice.
+            let (wait, end) = next_window_end(SystemTime::now().max(last), self.interval);
             tokio::select! {
-                () = tokio::time::sleep(wait) => self.close_window(),
+                () = tokio::time::sleep(wait) => self.close_window(end),
                 () = stop.cancelled() => return,
             }
+            last = end;
         }
     }
 
-    /// Closes the open window now and queues its records; what does not fit the queue is dropped and counted.
-    pub fn close_window(&self) {
-        let (at, wall) = (Instant::now(), SystemTime::now());
-        let entries = self.ledger.roll(at);
-        let start =
-            std::mem::replace(&mut *self.window_start.lock().unwrap_or_else(PoisonError::into_inner), wall);
+    /// Closes the open window as ending at `end` and queues its records. Closes are one at a time (the
+    /// window's start is held across the roll), so a timer and the stop cannot close windows out of order.
+    pub fn close_window(&self, end: SystemTime) {
+        let mut start = self.window_start.lock().unwrap_or_else(PoisonError::into_inner);
+        let entries = self.ledger.roll(Instant::now());
+        let begun = std::mem::replace(&mut *start, end);
         if entries.is_empty() {
             return;
         }
         let window = record::Window {
             replica: &self.replica,
             replica_started: &self.started,
-            start: rfc3339(start),
-            end: rfc3339(wall),
+            start: rfc3339(begun),
+            end: rfc3339(end),
         };
         let lines = entries.iter().map(|entry| {
             let sequence = self.sequence.fetch_add(1, Ordering::Relaxed) + 1;
@@ -114,17 +118,20 @@ impl Usage {
 
     /// At shutdown: closes the open window, then waits up to `within` for the sink to write everything queued.
     pub async fn finish(&self, within: Duration) {
-        self.close_window();
+        self.close_window(SystemTime::now());
         self.sink.finish(within).await;
     }
 }
 
-/// Time from `now` to the next multiple of `interval` since the Unix epoch (at least a millisecond).
-fn until_next_multiple(now: SystemTime, interval: Duration) -> Duration {
+/// The next multiple of `interval` since the Unix epoch after `now`, and the time until it (at least a
+/// millisecond).
+fn next_window_end(now: SystemTime, interval: Duration) -> (Duration, SystemTime) {
     let since = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis();
     let every = interval.as_millis().max(1);
-    let wait = every - since % every;
-    Duration::from_millis(u64::try_from(wait).unwrap_or(u64::MAX).max(1))
+    let end = (since / every + 1) * every;
+    let end_ms = u64::try_from(end).unwrap_or(u64::MAX);
+    let wait = u64::try_from(end - since).unwrap_or(u64::MAX).max(1);
+    (Duration::from_millis(wait), UNIX_EPOCH + Duration::from_millis(end_ms))
 }
 
 #[cfg(test)]
@@ -135,8 +142,49 @@ mod tests {
     fn windows_end_on_multiples_of_the_interval() {
         let at = |ms| UNIX_EPOCH + Duration::from_millis(ms);
         let minute = Duration::from_secs(60);
-        assert_eq!(until_next_multiple(at(1_796_630_400_000), minute), minute);
-        assert_eq!(until_next_multiple(at(1_796_630_400_001), minute), Duration::from_millis(59_999));
-        assert_eq!(until_next_multiple(at(1_796_630_459_999), minute), Duration::from_millis(1));
+        let cases = [
+            (1_796_630_400_000, 60_000, 1_796_630_460_000),
+            (1_796_630_400_001, 59_999, 1_796_630_460_000),
+            (1_796_630_459_999, 1, 1_796_630_460_000),
+        ];
+        for (now, wait, end) in cases {
+            assert_eq!(next_window_end(at(now), minute), (Duration::from_millis(wait), at(end)), "{now}");
+        }
+    }
+
+    #[test]
+    fn a_closed_window_ends_at_the_multiple_it_was_closed_for() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let settings = UsageSettings {
+            file: dir.path().join("usage.jsonl"),
+            interval: Duration::from_secs(60),
+            max_keys_per_tenant: 10,
+            file_max_bytes: 1 << 20,
+            file_keep: 1,
+            buffer_records: 10,
+            replica: "r".into(),
+        };
+        let usage = Usage::start(&settings, &mut Registry::default()).expect("starts");
+        let meter = usage.meter("acme", Some("alice"));
+        let end = UNIX_EPOCH + Duration::from_millis(1_796_630_460_000);
+        usage.close_window(end);
+        drop(meter);
+        usage.close_window(end + Duration::from_secs(60));
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        runtime.block_on(usage.sink.finish(Duration::from_secs(5)));
+        let text = std::fs::read_to_string(dir.path().join("usage.jsonl")).expect("written");
+        let windows: Vec<(String, String)> = text
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json"))
+            .map(|r| {
+                (
+                    r["window_start"].as_str().unwrap_or("").to_owned(),
+                    r["window_end"].as_str().unwrap_or("").to_owned(),
+                )
+            })
+            .collect();
+        assert_eq!(windows.len(), 2, "{text}");
+        assert_eq!(windows[0].1, "2026-12-07T08:01:00.000Z", "the multiple, not the moment the timer fired");
+        assert_eq!(windows[1], ("2026-12-07T08:01:00.000Z".into(), "2026-12-07T08:02:00.000Z".into()));
     }
 }

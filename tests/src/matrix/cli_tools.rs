@@ -84,6 +84,20 @@ impl Tools {
         self.run("kafka-topics", &mut c)
     }
 
+    /// `kafka-acls.sh --bootstrap-server B --command-config client.properties ARGS` (Kafka 4).
+    pub fn acls(&self, args: &[&str]) -> anyhow::Result<String> {
+        let mut c = self.java("org.apache.kafka.tools.AclCommand");
+        c.arg("--command-config").arg(&self.config).args(args).stdin(Stdio::null());
+        self.run("kafka-acls", &mut c)
+    }
+
+    /// `kafka-configs.sh --bootstrap-server B --command-config client.properties ARGS` (Kafka 4).
+    pub fn configs(&self, args: &[&str]) -> anyhow::Result<String> {
+        let mut c = self.java("org.apache.kafka.tools.ConfigCommand");
+        c.arg("--command-config").arg(&self.config).args(args).stdin(Stdio::null());
+        self.run("kafka-configs", &mut c)
+    }
+
     /// `kafka-console-producer.sh` with `key:value` lines on stdin, the tool's default acks (all).
     pub fn produce(&self, topic: &str, lines: &[String]) -> anyhow::Result<()> {
         let input = self.dir.join(format!("{topic}-input.txt"));

@@ -10,6 +10,7 @@
 //! both slow.
 //!
 //! - [`acme`]: certificates ordered from a real ACME server (Pebble), renewed, revoked, shared by replicas.
+//! - [`audit`]: the audit trail names administrative requests with the broker's answers, and sessions.
 //! - [`clients`]: real client libraries round-trip records, groups and transactions, and the client × broker
 //!   matrix.
 //! - [`failover`]: leaders moving, a whole cluster unreachable, proxy replicas draining and restarting.
@@ -28,6 +29,7 @@
 mod common;
 
 mod acme;
+mod audit;
 mod clients;
 mod failover;
 mod fixtures;

@@ -26,12 +26,7 @@ fn encode<M: Encodable>(m: &M, version: i16) -> Vec<u8> {
 type Read = (Vec<(String, String, Option<i16>)>, Option<i16>);
 
 /// The resources and answers the audit reads from `request` and `response` at `version`.
-fn audited<Q: Encodable, R: Encodable>(
-    api: ApiKey,
-    version: i16,
-    request: &Q,
-    response: &R,
-) -> Read {
+fn audited<Q: Encodable, R: Encodable>(api: ApiKey, version: i16, request: &Q, response: &R) -> Read {
     let mut named = resources(api, version, &encode(request, version)).expect("request reads");
     assert!(named.resources.iter().all(|r| r.outcome.is_none()), "{api:?} v{version}: no answers yet");
     let whole = outcomes(api, version, &encode(response, version), &mut named).expect("response reads");

@@ -1,3 +1,5 @@
+//! The ledger by hand: windows, connection time, the key budget, topic ids named from Metadata.
+
 use std::time::Duration;
 
 use super::*;
@@ -160,4 +162,26 @@ fn learned_names_are_bounded_and_must_be_text() {
     assert_eq!(names.len(), 2, "{names:?}");
     assert_eq!(names.get(&[1; 16]).map(|n| &**n), Some("aaa"));
     assert!(!names.contains_key(&[2; 16]), "not UTF-8");
+}
+
+#[test]
+fn names_kafka_would_refuse_take_no_entry() {
+    let ledger = Arc::new(Ledger::new(2));
+    let t0 = Instant::now();
+    let mallory = ledger.open("acme", Some("mallory"), t0);
+    let long = "x".repeat(250);
+    add(
+        &mallory,
+        Direction::Produce,
+        &[Topic::Name(&long), Topic::Name("a b"), Topic::Name("")],
+        volume(10, 1),
+    );
+    // The tenant's budget is whole: two real topics still get their own entries.
+    add(&mallory, Direction::Produce, &[Topic::Name("orders"), Topic::Name("audit.log_v-2")], volume(10, 1));
+    let entries = ledger.roll(t0 + Duration::from_secs(1));
+    let c = |n| Some(Counts { bytes: 10 * n, records: n, requests: n });
+    assert_eq!(topic_counts(&entries, Some("mallory"), &TopicKey::Other, Direction::Produce), c(3));
+    assert_eq!(topic_counts(&entries, Some("mallory"), &name("orders"), Direction::Produce), c(1));
+    assert_eq!(topic_counts(&entries, Some("mallory"), &name("audit.log_v-2"), Direction::Produce), c(1));
+    assert_eq!(topic_counts(&entries, Some("mallory"), &name(&"x".repeat(249)), Direction::Produce), None);
 }

@@ -134,9 +134,6 @@ async fn usage_records_sum_to_what_each_principal_moved() {
     proxy.stop_and_wait();
     let records = records(proxy.config_dir.path());
 
-    for r in records.iter().take(6) {
-        eprintln!("RECORD {r}");
-    }
     let t = totals(&records);
     let key = |p: &str, topic: &str, d: &str| (p.to_owned(), topic.to_owned(), d.to_owned());
     let count = |p, topic, d| t.get(&key(p, topic, d)).map(|v| v.0);

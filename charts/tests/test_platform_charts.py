@@ -168,6 +168,16 @@ def test_proxy_configuration_is_what_the_binary_reads():
     env = {e["name"]: e for e in pod["containers"][0].get("env", [])}
     assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
     assert [v for v in pod["volumes"] if v["name"] == "usage"] == [{"name": "usage", "emptyDir": {"sizeLimit": "1Gi"}}]
+    audited = render("kaas-proxy", {"audit": {"enabled": True, "excludeTenants": ["quiet"]}}, name="kaas-proxy",
+                     namespace="kaas-system")
+    audit = yaml.safe_load(by_kind(audited, "ConfigMap")[0]["data"]["kaas-proxy.yaml"])["audit"]
+    # The keys of the proxy's audit section (proxy/src/config/records.rs).
+    assert audit == {"file": "/var/lib/kaas-proxy/audit/audit.jsonl", "file_max_bytes": 104857600, "file_keep": 5,
+                     "exclude_tenants": ["quiet"]}
+    pod = by_kind(audited, "Deployment")[0]["spec"]["template"]["spec"]
+    mounts = {m["name"]: m for m in pod["containers"][0]["volumeMounts"]}
+    assert mounts["audit"]["mountPath"] == "/var/lib/kaas-proxy/audit" and mounts["audit"]["subPathExpr"] == "$(POD_NAME)"
+    assert "usage" not in mounts, "each is mounted only when on"
     with pytest.raises(Exception, match="intervalSeconds"):
         render("kaas-proxy", {"usage": {"enabled": True, "intervalSeconds": 0}}, name="kaas-proxy",
                namespace="kaas-system")

@@ -42,6 +42,12 @@ pub struct UsageConfig {
     pub replica: Option<String>,
 }
 
+/// Upper bounds: far above any use, below what would take the proxy down at start-up (a queue reserved at
+/// that size) or make every rotation walk billions of names.
+const MAX_BUFFER_RECORDS: usize = 10_000_000;
+const MAX_FILE_KEEP: u32 = 1000;
+const MAX_KEYS_PER_TENANT: usize = 10_000_000;
+
 fn default_interval_seconds() -> u64 {
     60
 }
@@ -81,7 +87,7 @@ pub struct UsageSettings {
 fn file_keys(
     section: &str,
     file: &Path,
-    file_max_bytes: u64,
+    (file_max_bytes, file_keep): (u64, u32),
     buffer_records: usize,
     replica: &Option<String>,
     base: &Path,
@@ -91,8 +97,11 @@ fn file_keys(
     if file_max_bytes < 4096 {
         errs.push(format!("{section}.file_max_bytes"), "must be at least 4096");
     }
-    if buffer_records == 0 {
-        errs.push(format!("{section}.buffer_records"), "must be at least 1");
+    if !(1..=MAX_BUFFER_RECORDS).contains(&buffer_records) {
+        errs.push(format!("{section}.buffer_records"), format!("must be between 1 and {MAX_BUFFER_RECORDS}"));
+    }
+    if file_keep > MAX_FILE_KEEP {
+        errs.push(format!("{section}.file_keep"), format!("must be at most {MAX_FILE_KEEP}"));
     }
     if file.as_os_str().is_empty() {
         errs.push(format!("{section}.file"), "must name a file");
@@ -113,10 +122,11 @@ pub(super) fn validate(c: &UsageConfig, base: &Path, errs: &mut Collector) -> Op
     if !(1..=3600).contains(&c.interval_seconds) {
         errs.push("usage.interval_seconds", "must be between 1 and 3600");
     }
-    if c.max_keys_per_tenant == 0 {
-        errs.push("usage.max_keys_per_tenant", "must be at least 1");
+    if !(1..=MAX_KEYS_PER_TENANT).contains(&c.max_keys_per_tenant) {
+        errs.push("usage.max_keys_per_tenant", format!("must be between 1 and {MAX_KEYS_PER_TENANT}"));
     }
-    let files = file_keys("usage", &c.file, c.file_max_bytes, c.buffer_records, &c.replica, base, errs);
+    let sizes = (c.file_max_bytes, c.file_keep);
+    let files = file_keys("usage", &c.file, sizes, c.buffer_records, &c.replica, base, errs);
     let (file, replica) = files.filter(|_| errs.0.len() == before)?;
     Some(UsageSettings {
         file,
@@ -172,8 +182,15 @@ pub struct AuditSettings {
 }
 
 pub(super) fn validate_audit(c: &AuditConfig, base: &Path, errs: &mut Collector) -> Option<AuditSettings> {
-    let (file, replica) =
-        file_keys("audit", &c.file, c.file_max_bytes, c.buffer_records, &c.replica, base, errs)?;
+    let (file, replica) = file_keys(
+        "audit",
+        &c.file,
+        (c.file_max_bytes, c.file_keep),
+        c.buffer_records,
+        &c.replica,
+        base,
+        errs,
+    )?;
     Some(AuditSettings {
         file,
         file_max_bytes: c.file_max_bytes,

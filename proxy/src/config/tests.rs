@@ -232,6 +232,14 @@ fn the_usage_section_is_validated_all_at_once() {
         ],
         "{errors:#?}"
     );
+    let huge = "usage: { file: u, buffer_records: 18446744073709551615, file_keep: 4294967295, \
+                max_keys_per_tenant: 18446744073709551615 }\n";
+    let errors = from_yaml(&format!("{base}{huge}"), dir.path()).expect_err("invalid");
+    assert_eq!(
+        keys(&errors),
+        ["usage.max_keys_per_tenant", "usage.buffer_records", "usage.file_keep"],
+        "bounded above too: {errors:#?}"
+    );
     let errors =
         from_yaml(&format!("{base}usage: {{ file: u, sink: kafka }}\n"), dir.path()).expect_err("invalid");
     assert!(errors[0].key == "usage" && errors[0].message.contains("unknown field `sink`"), "{errors:#?}");

@@ -56,6 +56,21 @@ pub enum Event {
         /// Refusals of the same reason not written since the last one written.
         left_out: u64,
     },
+    /// SASL to the broker ended: its verdict.
+    Sasl {
+        /// The tenant.
+        tenant: String,
+        /// The client certificate's principal, as in [`Event::Authenticated`] (usually none with SASL).
+        principal: Option<String>,
+        /// Where the client connects from.
+        client: SocketAddr,
+        /// The mechanism asked for.
+        mechanism: Option<String>,
+        /// The user the client named (PLAIN, SCRAM); `None` for other mechanisms.
+        user: Option<String>,
+        /// The broker's verdict.
+        outcome: Outcome,
+    },
     /// An administrative request and the broker's answer.
     Admin {
         /// The tenant.
@@ -86,6 +101,7 @@ impl Event {
         match self {
             Event::Authenticated { .. } => "io.kaas.proxy.session.authenticated.v1",
             Event::Refused { .. } => "io.kaas.proxy.session.refused.v1",
+            Event::Sasl { .. } => "io.kaas.proxy.sasl.authenticated.v1",
             Event::Admin { .. } => "io.kaas.proxy.admin.v1",
         }
     }
@@ -93,7 +109,9 @@ impl Event {
     /// The tenant the event is about, when one is known.
     pub fn tenant(&self) -> Option<&str> {
         match self {
-            Event::Authenticated { tenant, .. } | Event::Admin { tenant, .. } => Some(tenant),
+            Event::Authenticated { tenant, .. }
+            | Event::Admin { tenant, .. }
+            | Event::Sasl { tenant, .. } => Some(tenant),
             Event::Refused { tenant, .. } => tenant.as_deref(),
         }
     }
@@ -116,6 +134,10 @@ impl Event {
             Event::Refused { server_name, tenant, client, reason, message, left_out } => {
                 json!({ "tenant": tenant, "server_name": server_name, "client_address": client.to_string(),
                         "reason": reason, "message": message, "left_out": left_out })
+            }
+            Event::Sasl { tenant, principal, client, mechanism, user, outcome } => {
+                json!({ "tenant": tenant, "principal": principal, "client_address": client.to_string(),
+                        "mechanism": mechanism, "user": user, "outcome": outcome })
             }
             Event::Admin {
                 tenant,

@@ -1,8 +1,9 @@
 //! The audit trail: one event per security-relevant action, as CloudEvents JSON lines ([`event`]) in a
 //! rotated file (the [`crate::sink`] the usage records use): a session authenticated (tenant, principal,
 //! client address, TLS version and cipher, certificate serial and expiry) or refused (reason, sampled like the
-//! log), and every administrative request ([`admin::AUDITED`]) with what it named and the broker's answer for
-//! each ([`outcome`]). Nothing of records, config values or credentials is ever written.
+//! log), SASL to the broker (mechanism, user, verdict: [`sasl`]), and every administrative request
+//! ([`admin::AUDITED`]) with what it named and the broker's answer for each ([`outcome`]). Nothing of records,
+//! config values or credentials is ever written.
 //!
 //! Neighbours: the listener reports sessions and refusals; the session hands each audited request and its
 //! response to its [`Auditor`]; the server starts and stops [`Audit`].
@@ -11,6 +12,7 @@ pub mod admin;
 pub mod event;
 pub mod outcome;
 pub mod requests;
+pub mod sasl;
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -78,6 +80,7 @@ impl Audit {
             principal: principal.map(str::to_owned),
             client,
             pending: Mutex::default(),
+            sasl: Mutex::default(),
         })
     }
 
@@ -105,14 +108,24 @@ pub struct Auditor {
     client: SocketAddr,
     /// By correlation id; at most `max_inflight_requests_per_connection`, the requests the session holds.
     pending: Mutex<HashMap<i32, Pending>>,
+    /// The connection's SASL exchange with the broker, and the SaslAuthenticate requests awaiting answers.
+    sasl: Mutex<(sasl::Exchange, HashSet<i32>)>,
 }
 
 impl Auditor {
     /// A request of `api` at `version` going to the broker; `body` is after the request header. Only the
     /// audited APIs are kept.
     pub fn request(&self, api: ApiKey, version: i16, correlation_id: i32, body: &[u8]) {
-        if !admin::AUDITED.contains(&api) {
-            return;
+        match api {
+            ApiKey::SaslHandshake => return self.sasl().0.handshake(body, version),
+            ApiKey::SaslAuthenticate => {
+                let mut sasl = self.sasl();
+                sasl.0.authenticate(body, version);
+                sasl.1.insert(correlation_id);
+                return;
+            }
+            _ if !admin::AUDITED.contains(&api) => return,
+            _ => {}
         }
         let resources = requests::resources(api, version, body);
         let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
@@ -121,7 +134,25 @@ impl Auditor {
 
     /// The response to the request `correlation_id`; `body` is after the response header. Writes the event of
     /// an audited request.
-    pub fn response(&self, correlation_id: i32, body: &[u8]) {
+    pub fn response(&self, api: ApiKey, version: i16, correlation_id: i32, body: &[u8]) {
+        if api == ApiKey::SaslAuthenticate {
+            let verdict = {
+                let mut sasl = self.sasl();
+                let awaited = sasl.1.remove(&correlation_id);
+                awaited.then(|| sasl.0.answered(body, version).map(|o| (sasl.0.clone(), o))).flatten()
+            };
+            if let Some((exchange, outcome)) = verdict {
+                self.audit.emit(Event::Sasl {
+                    tenant: self.tenant.clone(),
+                    principal: self.principal.clone(),
+                    client: self.client,
+                    mechanism: exchange.mechanism,
+                    user: exchange.user,
+                    outcome,
+                });
+            }
+            return;
+        }
         let pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner).remove(&correlation_id);
         let Some(Pending { api, version, resources }) = pending else { return };
         let (outcome, named, note) = match resources {
@@ -154,6 +185,17 @@ impl Auditor {
             note,
         });
     }
+}
+
+impl Auditor {
+    fn sasl(&self) -> std::sync::MutexGuard<'_, (sasl::Exchange, HashSet<i32>)> {
+        self.sasl.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Whether the audit trail reads requests (and responses) of `api`: the administrative APIs and SASL's.
+pub fn observes(api: ApiKey) -> bool {
+    admin::AUDITED.contains(&api) || matches!(api, ApiKey::SaslHandshake | ApiKey::SaslAuthenticate)
 }
 
 impl Drop for Auditor {

@@ -91,6 +91,12 @@ impl Frames for Requests<'_> {
     }
 }
 
+/// A response's body after its header; empty when the header cannot be read (a walk of it then fails).
+fn response_body(frame: &Frame, api: ApiKey, version: i16) -> &[u8] {
+    let header = header::response_header_len(frame.body(), api.response_header_version(version));
+    header.ok().and_then(|at| frame.body().get(at..)).unwrap_or(&[])
+}
+
 /// A throttle as Kafka's `throttle_time_ms`, rounded up.
 fn throttle_ms(throttle: Duration) -> i32 {
     i32::try_from(throttle.as_micros().div_ceil(1000)).unwrap_or(i32::MAX)
@@ -142,24 +148,13 @@ impl Frames for Responses<'_> {
         };
         request.throttle_ms = self.throttle_ms(&request, frame.body().len() + 4, arrived);
         if let (Some(auditor), Some(api)) = (&ctx.audit, request.api()) {
-            if crate::audit::admin::AUDITED.contains(&api) {
-                let header =
-                    header::response_header_len(frame.body(), api.response_header_version(request.version));
+            if crate::audit::observes(api) {
                 auditor.response(
+                    api,
+                    request.version,
                     correlation_id,
-                    header.ok().and_then(|at| frame.body().get(at..)).unwrap_or(&[]),
+                    response_body(&frame, api, request.version),
                 );
-            }
-        }
-        if let (Some((usage, meter)), Some(ApiKey::Fetch)) = (&ctx.usage, request.api()) {
-            let version = request.version;
-            let header =
-                header::response_header_len(frame.body(), ApiKey::Fetch.response_header_version(version));
-            let body = header.ok().and_then(|at| frame.body().get(at..));
-            let walked =
-                body.map(|body| meter.add(Direction::Fetch, |each| usage::fetched(body, version, each)));
-            if !matches!(walked, Some(Ok(()))) {
-                usage.unreadable();
             }
         }
         let processed = match process_response(frame, &request, &ctx.advertise) {
@@ -171,6 +166,15 @@ impl Frames for Responses<'_> {
                 return Err(e.into());
             }
         };
+        // Counted once it is sure to pass (a response the leak guard stops never reaches the client); the
+        // rewrite leaves record sets as they were.
+        if let (Some((usage, meter)), Some(ApiKey::Fetch)) = (&ctx.usage, request.api()) {
+            let (body, version) =
+                (response_body(&processed.frame, ApiKey::Fetch, request.version), request.version);
+            if meter.add(Direction::Fetch, |each| usage::fetched(body, version, each)).is_err() {
+                usage.unreadable();
+            }
+        }
         if !processed.learned.is_empty() {
             ctx.tenant.learn(processed.learned);
         }

@@ -416,7 +416,9 @@ async fn scram_clients_authenticate_at_the_broker_through_the_proxy() {
         cluster.bootstrap_sasl().expect("sasl listener"),
         path(cluster.cluster_ca_pem())
     );
-    let proxy = ProxyHandle::start_with_tenants_yaml(&certs, &tenant).expect("proxy");
+    // With the audit trail on: each SASL verdict is an event (checked at the end).
+    let audit = "audit: { file: audit.jsonl }\n";
+    let mut proxy = ProxyHandle::start_with_config(&certs, audit, &tenant).expect("proxy");
 
     let alice = scram_client(&proxy, &certs, "sasl", "alice", "alice-secret");
     produce(&alice, "orders", "scram", 50, "all").await.expect("alice produces over SCRAM");
@@ -455,4 +457,28 @@ async fn scram_clients_authenticate_at_the_broker_through_the_proxy() {
     // Kafka's PLAIN server words its refusal its own way.
     assert!(log.contains("Invalid username or password"), "the broker refused the PLAIN password");
     assert!(log.lines().any(|l| l.contains("User:bob") && l.contains("Denied")), "the broker saw User:bob");
+
+    // The audit trail: every exchange's mechanism, user and verdict, and never a password.
+    proxy.stop_and_wait();
+    let text = std::fs::read_to_string(proxy.config_dir.path().join("audit.jsonl")).expect("audit file");
+    assert!(!text.contains("secret") && !text.contains("not-her-password"), "no password is written");
+    let verdicts: std::collections::BTreeSet<(String, String, String)> = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json"))
+        .filter(|e| e["type"] == "io.kaas.proxy.sasl.authenticated.v1")
+        .map(|e| {
+            let s = |v: &serde_json::Value| v.as_str().unwrap_or("-").to_owned();
+            (s(&e["data"]["mechanism"]), s(&e["data"]["user"]), s(&e["data"]["outcome"]["error"]))
+        })
+        .collect();
+    let want = [
+        ("SCRAM-SHA-512", "alice", "NONE"),
+        ("SCRAM-SHA-512", "alice", "SASL_AUTHENTICATION_FAILED"),
+        ("PLAIN", "alice", "NONE"),
+        ("PLAIN", "alice", "SASL_AUTHENTICATION_FAILED"),
+        ("SCRAM-SHA-512", "bob", "NONE"),
+        ("PLAIN", "bob", "NONE"),
+    ];
+    let want = want.map(|(m, u, o)| (m.to_owned(), u.to_owned(), o.to_owned())).into_iter().collect();
+    assert_eq!(verdicts, want, "{text}");
 }

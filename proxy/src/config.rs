@@ -323,6 +323,11 @@ fn validate(p: &Parsed, base: &Path, errs: &mut Collector) -> Option<Settings> {
     let acme = p.acme.as_ref().and_then(|config| acme::validate(config, base, errs));
     let usage = p.usage.as_ref().and_then(|config| records::validate(config, base, errs));
     let audit = p.audit.as_ref().and_then(|config| records::validate_audit(config, base, errs));
+    if let (Some(u), Some(a)) = (&usage, &audit) {
+        if u.file == a.file {
+            errs.push("audit.file", "must not be usage.file: two writers would rotate one file");
+        }
+    }
     // With a tenants_file (the controller's route source) an empty list is normal: no tenant is ready yet.
     if p.tenant_count == 0 && p.tenants_file.is_none() && p.listen.is_some() {
         errs.push("tenants", "needs at least one tenant");

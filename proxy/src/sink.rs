@@ -54,6 +54,8 @@ pub struct Sink {
     counters: SinkCounters,
     /// What the lines are, for logs: "usage records", "audit events".
     what: &'static str,
+    /// When a drop was last logged.
+    last_warning: Mutex<Option<std::time::Instant>>,
 }
 
 impl Sink {
@@ -64,7 +66,8 @@ impl Sink {
         let (done_tx, done) = tokio::sync::oneshot::channel();
         let give_up = Arc::new(AtomicBool::new(false));
         spawn(file, rx, counters.clone(), give_up.clone(), done_tx)?;
-        Ok(Sink { queue: Mutex::new(Some(tx)), done: Mutex::new(Some(done)), give_up, counters, what })
+        let (queue, done) = (Mutex::new(Some(tx)), Mutex::new(Some(done)));
+        Ok(Sink { queue, done, give_up, counters, what, last_warning: Mutex::new(None) })
     }
 
     /// Registers `kaas_proxy_<name>_records_written_total` and the rest.
@@ -93,18 +96,30 @@ impl Sink {
     /// queued.
     pub fn send(&self, lines: impl IntoIterator<Item = String>) {
         let queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
-        let Some(tx) = queue.as_ref() else { return };
         let mut dropped = 0u64;
         for line in lines {
             self.counters.queued.inc();
-            if tx.try_send(line).is_err() {
+            // After the stop (a session dropped late) there is no queue: counted like a full one.
+            if queue.as_ref().is_none_or(|tx| tx.try_send(line).is_err()) {
                 self.counters.queued.dec();
                 dropped += 1;
             }
         }
         if dropped > 0 {
             self.counters.dropped.inc_by(dropped);
-            tracing::warn!(dropped, "{} dropped: the queue to the file is full", self.what);
+            // Once a second at most: a stalled disk must not also flood the log.
+            let now = std::time::Instant::now();
+            let mut last = self.last_warning.lock().unwrap_or_else(PoisonError::into_inner);
+            if last.is_none_or(|at| now.duration_since(at) >= Duration::from_secs(1)) {
+                *last = Some(now);
+                let total = self.counters.dropped.get();
+                tracing::warn!(
+                    dropped,
+                    total,
+                    "{} dropped: the queue to the file is full or closed",
+                    self.what
+                );
+            }
         }
     }
 
@@ -211,6 +226,7 @@ fn spawn(
                 if give_up.load(Ordering::SeqCst) {
                     let lost = batch.len() + records.len();
                     counters.dropped.inc_by(lost as u64);
+                    counters.queued.dec_by(lost as i64);
                     tracing::error!(file = %sink.path.display(), error = %e, lost, "lines not written at exit");
                     return;
                 }
@@ -315,6 +331,10 @@ mod tests {
             std::thread::sleep(Duration::from_millis(20));
         }
         assert_eq!(sink.counters.dropped.get(), 3);
+        assert_eq!(sink.counters.queued.get(), 0, "what was given up no longer waits");
+        // A line sent after the stop (a session dropped late) is counted, not silently lost.
+        sink.send(lines(1, 3));
+        assert_eq!(sink.counters.dropped.get(), 4);
     }
 
     #[test]

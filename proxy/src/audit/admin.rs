@@ -46,6 +46,16 @@ pub enum AdminError {
     /// An API the audit trail does not read (a bug in the caller).
     #[error("{0:?} is not audited")]
     NotAudited(ApiKey),
+    /// A version newer than the walks know.
+    #[error("{api:?} v{version} is newer than the audit trail reads (v{newest})")]
+    Version {
+        /// The API.
+        api: ApiKey,
+        /// The version used.
+        version: i16,
+        /// The newest the walks know.
+        newest: i16,
+    },
 }
 
 /// What a request names: its first [`MAX_RESOURCES`] resources, and how many more there were.
@@ -193,15 +203,31 @@ pub(super) fn acl_detail(
 /// A string that must be text.
 pub(super) fn text(r: &mut Reader<'_>, field: &'static str) -> WireResult<String> {
     let at = r.string(field)?;
-    r.text(at, field).map(str::to_owned)
+    r.text(at, field).map(kept)
 }
 
 /// A nullable string that must be text.
 pub(super) fn text_or_null(r: &mut Reader<'_>, field: &'static str) -> WireResult<Option<String>> {
     match r.nullable_string(field)? {
-        Some(at) => r.text(at, field).map(|t| Some(t.to_owned())),
+        Some(at) => r.text(at, field).map(|t| Some(kept(t))),
         None => Ok(None),
     }
+}
+
+/// Longest name or message kept whole: Kafka's names are at most 249 bytes, so only made-up ones are cut.
+pub const MAX_TEXT_BYTES: usize = 256;
+
+/// `text`, cut to [`MAX_TEXT_BYTES`] (with its length said): what an event keeps of a client's or broker's
+/// string, so a request of long names cannot make the proxy hold many copies of them.
+fn kept(text: &str) -> String {
+    if text.len() <= MAX_TEXT_BYTES {
+        return text.to_owned();
+    }
+    let mut end = MAX_TEXT_BYTES;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…({} bytes)", &text[..end], text.len())
 }
 
 /// A topic id, as Kafka prints it.
@@ -210,11 +236,16 @@ pub(super) fn topic_id(r: &mut Reader<'_>) -> WireResult<String> {
     Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(r.take(16, "topic_id")?))
 }
 
+/// A quota entity's name, its parts sorted by type: the broker answers them in its own (hash) order.
 pub(super) fn quota_entity<'a>(parts: impl Iterator<Item = (&'a str, Option<&'a str>)>) -> String {
-    let parts: Vec<String> =
-        parts.map(|(kind, name)| format!("{kind}={}", name.unwrap_or("<default>"))).collect();
+    let mut parts: Vec<String> =
+        parts.take(MAX_LIST).map(|(kind, name)| format!("{kind}={}", name.unwrap_or("<default>"))).collect();
+    parts.sort_unstable();
     parts.join(",")
 }
+
+/// Longest list kept in a resource's name or detail (replicas, quota entity parts, config names); past it, `…`.
+pub const MAX_LIST: usize = 100;
 
 #[cfg(test)]
 mod tests;

@@ -14,9 +14,9 @@ pub mod outcome;
 pub mod requests;
 pub mod sasl;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashSet, VecDeque};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -81,6 +81,7 @@ impl Audit {
             client,
             pending: Mutex::default(),
             sasl: Mutex::default(),
+            sasl_unconfirmed: AtomicBool::new(false),
         })
     }
 
@@ -106,10 +107,14 @@ pub struct Auditor {
     tenant: String,
     principal: Option<String>,
     client: SocketAddr,
-    /// By correlation id; at most `max_inflight_requests_per_connection`, the requests the session holds.
-    pending: Mutex<HashMap<i32, Pending>>,
+    /// In the order sent, with their correlation ids (a client may reuse one: the broker answers in order, so
+    /// the first with an id is the one answered); at most `max_inflight_requests_per_connection`.
+    pending: Mutex<VecDeque<(i32, Pending)>>,
     /// The connection's SASL exchange with the broker, and the SaslAuthenticate requests awaiting answers.
-    sasl: Mutex<(sasl::Exchange, HashSet<i32>)>,
+    sasl: Mutex<(sasl::Exchange, VecDeque<i32>)>,
+    /// An exchange the broker answered without error awaits its confirmation by another request: the fast path
+    /// of every request reads this, not the lock.
+    sasl_unconfirmed: AtomicBool,
 }
 
 impl Auditor {
@@ -121,40 +126,70 @@ impl Auditor {
             ApiKey::SaslAuthenticate => {
                 let mut sasl = self.sasl();
                 sasl.0.authenticate(body, version);
-                sasl.1.insert(correlation_id);
+                sasl.1.push_back(correlation_id);
                 return;
             }
-            _ if !admin::AUDITED.contains(&api) => return,
-            _ => {}
+            ApiKey::ApiVersions => return,
+            _ => self.confirm_sasl(),
+        }
+        if !admin::AUDITED.contains(&api) {
+            return;
         }
         let resources = requests::resources(api, version, body);
         let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
-        pending.insert(correlation_id, Pending { api, version, resources });
+        pending.push_back((correlation_id, Pending { api, version, resources }));
+    }
+
+    /// A request other than SASL's passes: an exchange the broker answered without error succeeded.
+    fn confirm_sasl(&self) {
+        if !self.sasl_unconfirmed.swap(false, Ordering::Relaxed) {
+            return;
+        }
+        let exchange = {
+            let mut sasl = self.sasl();
+            sasl.0.succeeded().then(|| sasl.0.clone())
+        };
+        if let Some(exchange) = exchange {
+            self.sasl_event(exchange, admin::Outcome::new(0, None));
+        }
+    }
+
+    fn sasl_event(&self, exchange: sasl::Exchange, outcome: admin::Outcome) {
+        self.audit.emit(Event::Sasl {
+            tenant: self.tenant.clone(),
+            principal: self.principal.clone(),
+            client: self.client,
+            mechanism: exchange.mechanism,
+            user: exchange.user,
+            outcome,
+        });
     }
 
     /// The response to the request `correlation_id`; `body` is after the response header. Writes the event of
     /// an audited request.
     pub fn response(&self, api: ApiKey, version: i16, correlation_id: i32, body: &[u8]) {
         if api == ApiKey::SaslAuthenticate {
-            let verdict = {
+            let refused = {
                 let mut sasl = self.sasl();
-                let awaited = sasl.1.remove(&correlation_id);
-                awaited.then(|| sasl.0.answered(body, version).map(|o| (sasl.0.clone(), o))).flatten()
+                let Some(at) = sasl.1.iter().position(|id| *id == correlation_id) else { return };
+                sasl.1.remove(at);
+                let refused = sasl.0.answered(body, version).map(|o| (sasl.0.clone(), o));
+                if refused.is_none() {
+                    self.sasl_unconfirmed.store(true, Ordering::Relaxed);
+                }
+                refused
             };
-            if let Some((exchange, outcome)) = verdict {
-                self.audit.emit(Event::Sasl {
-                    tenant: self.tenant.clone(),
-                    principal: self.principal.clone(),
-                    client: self.client,
-                    mechanism: exchange.mechanism,
-                    user: exchange.user,
-                    outcome,
-                });
+            if let Some((exchange, outcome)) = refused {
+                self.sasl_event(exchange, outcome);
             }
             return;
         }
-        let pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner).remove(&correlation_id);
-        let Some(Pending { api, version, resources }) = pending else { return };
+        let pending = {
+            let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+            let at = pending.iter().position(|(id, _)| *id == correlation_id);
+            at.and_then(|at| pending.remove(at))
+        };
+        let Some((_, Pending { api, version, resources })) = pending else { return };
         let (outcome, named, note) = match resources {
             Ok(mut named) => match outcome::outcomes(api, version, body, &mut named) {
                 Ok(outcome) => (outcome, named, None),
@@ -188,7 +223,7 @@ impl Auditor {
 }
 
 impl Auditor {
-    fn sasl(&self) -> std::sync::MutexGuard<'_, (sasl::Exchange, HashSet<i32>)> {
+    fn sasl(&self) -> std::sync::MutexGuard<'_, (sasl::Exchange, VecDeque<i32>)> {
         self.sasl.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -212,3 +247,6 @@ impl Drop for Auditor {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -3,21 +3,50 @@
 //! ([`super::requests::resources`]) by kind and name, or by position where Kafka answers by position (ACLs).
 //! Neighbours: [`super::admin`] (the types), [`super::requests`] (the requests).
 
+use std::collections::{HashMap, VecDeque};
+
 use kafka_protocol::messages::ApiKey;
 use serde_json::Value;
 
 use super::admin::{
     config_kind, quota_entity, text, text_or_null, topic_id, AdminError, Named, Outcome, Resource,
+    MAX_RESOURCES,
 };
 use super::requests::i64_at;
 use crate::kafka::wire::{Reader, WireResult};
 
-/// Puts the answer for (`kind`, `name`) on the first resource of that kind and name still without one; a
-/// resource the request did not name (an election of every partition, say) is added.
-fn settle(named: &mut Named, kind: &'static str, name: String, outcome: Outcome) {
-    match named.resources.iter_mut().find(|r| r.kind == kind && r.name == name && r.outcome.is_none()) {
-        Some(r) => r.outcome = Some(outcome),
-        None => named.push(Resource { kind, name, detail: Value::Null, outcome: Some(outcome) }),
+/// Puts each answer on the resource it answers: the first of its kind and name still without one, found by an
+/// index (a response of a million answers costs a million lookups, not a scan each).
+struct Settler<'a> {
+    named: &'a mut Named,
+    unsettled: HashMap<(&'static str, String), VecDeque<usize>>,
+}
+
+impl<'a> Settler<'a> {
+    fn new(named: &'a mut Named) -> Self {
+        let mut unsettled: HashMap<_, VecDeque<usize>> = HashMap::new();
+        for (i, r) in named.resources.iter().enumerate().filter(|(_, r)| r.outcome.is_none()) {
+            unsettled.entry((r.kind, r.name.clone())).or_default().push_back(i);
+        }
+        Settler { named, unsettled }
+    }
+
+    /// Settles (`kind`, `name`); false when the request named no such resource still unanswered.
+    fn settle(&mut self, kind: &'static str, name: &str, outcome: &Outcome) -> bool {
+        let Some(i) = self.unsettled.get_mut(&(kind, name.to_owned())).and_then(VecDeque::pop_front) else {
+            return false;
+        };
+        self.named.resources[i].outcome = Some(outcome.clone());
+        true
+    }
+
+    /// Settles (`kind`, `name`), or adds it when the request did not name it (an election of every partition)
+    /// and there is room; an answer for a resource past the kept ones is not kept (it was counted already).
+    fn settle_or_add(&mut self, kind: &'static str, name: String, outcome: Outcome) {
+        let full = self.named.resources.len() >= MAX_RESOURCES || self.named.omitted > 0;
+        if !self.settle(kind, &name, &outcome) && !full {
+            self.named.resources.push(Resource { kind, name, detail: Value::Null, outcome: Some(outcome) });
+        }
     }
 }
 
@@ -31,19 +60,35 @@ fn error(r: &mut Reader<'_>) -> WireResult<Outcome> {
 /// request named; returns the answer for the request as a whole, where the API has one.
 pub fn outcomes(api: ApiKey, v: i16, body: &[u8], named: &mut Named) -> Result<Option<Outcome>, AdminError> {
     use ApiKey::*;
+    super::requests::readable(api, v)?;
     let mut r = Reader::new(body, api.response_header_version(v) >= 1);
     let r = &mut r;
     let mut whole = None;
-    if api != OffsetDelete {
+    // Every answer starts with throttle_time_ms but OffsetDelete's (after its error code), CreateTopics' before
+    // v2 and DeleteTopics' v0.
+    let throttled = match api {
+        OffsetDelete => false,
+        CreateTopics => v >= 2,
+        DeleteTopics => v >= 1,
+        _ => true,
+    };
+    if throttled {
         r.i32("throttle_time_ms")?;
     }
+    let mut by_name = Settler::new(named);
+    let settled = &mut by_name;
     match api {
         CreateTopics => r.each("topics", 1, |r| {
             let name = text(r, "topics.name")?;
             if v >= 7 {
                 topic_id(r)?;
             }
-            let outcome = error(r)?;
+            let code = r.i16("error_code")?;
+            // The message is not kept: a refused config's message quotes its value.
+            if v >= 1 {
+                r.nullable_string("error_message")?;
+            }
+            let outcome = Outcome::new(code, None);
             if v >= 5 {
                 r.skip(4 + 2, "num_partitions and replication_factor")?;
                 r.each_nullable("configs", 1, |r| {
@@ -54,7 +99,7 @@ pub fn outcomes(api: ApiKey, v: i16, body: &[u8], named: &mut Named) -> Result<O
                 })?;
             }
             r.skip_tagged_fields("topics tags")?;
-            settle(named, "topic", name, outcome);
+            settled.settle_or_add("topic", name, outcome);
             Ok(())
         })?,
         DeleteTopics => r.each("responses", 1, |r| {
@@ -63,22 +108,31 @@ pub fn outcomes(api: ApiKey, v: i16, body: &[u8], named: &mut Named) -> Result<O
             let code = r.i16("error_code")?;
             let message = if v >= 5 { text_or_null(r, "error_message")? } else { None };
             r.skip_tagged_fields("responses tags")?;
-            let name = name.or(id.map(|id| format!("id:{id}"))).unwrap_or_default();
-            settle(named, "topic", name, Outcome::new(code, message.as_deref()));
+            let outcome = Outcome::new(code, message.as_deref());
+            // A topic deleted by id is answered with its name too: matched by either.
+            let by_id = id.map(|id| format!("id:{id}"));
+            let matched = name.as_deref().is_some_and(|n| settled.settle("topic", n, &outcome))
+                || by_id.as_deref().is_some_and(|i| settled.settle("topic", i, &outcome));
+            if !matched {
+                settled.settle_or_add("topic", name.or(by_id).unwrap_or_default(), outcome);
+            }
             Ok(())
         })?,
         CreatePartitions => r.each("results", 1, |r| {
             let name = text(r, "results.name")?;
             let outcome = error(r)?;
             r.skip_tagged_fields("results tags")?;
-            settle(named, "topic", name, outcome);
+            settled.settle_or_add("topic", name, outcome);
             Ok(())
         })?,
         AlterConfigs | IncrementalAlterConfigs => r.each("responses", 1, |r| {
-            let outcome = error(r)?;
+            // The message is not kept: Kafka's "Invalid value <value> for configuration <name>" quotes the value.
+            let code = r.i16("error_code")?;
+            r.nullable_string("error_message")?;
+            let outcome = Outcome::new(code, None);
             let (kind, name) = (r.i8("resource_type")?, text(r, "resource_name")?);
             r.skip_tagged_fields("responses tags")?;
-            settle(named, config_kind(kind), name, outcome);
+            settled.settle_or_add(config_kind(kind), name, outcome);
             Ok(())
         })?,
         // Answered by position: the i-th result is the i-th creation's, the i-th filter's.
@@ -87,7 +141,7 @@ pub fn outcomes(api: ApiKey, v: i16, body: &[u8], named: &mut Named) -> Result<O
             r.each("results", 1, |r| {
                 let outcome = error(r)?;
                 r.skip_tagged_fields("results tags")?;
-                if let Some(resource) = named.resources.get_mut(i) {
+                if let Some(resource) = settled.named.resources.get_mut(i) {
                     resource.outcome = Some(outcome);
                 }
                 i += 1;
@@ -100,19 +154,21 @@ pub fn outcomes(api: ApiKey, v: i16, body: &[u8], named: &mut Named) -> Result<O
                 let outcome = error(r)?;
                 let mut deleted = 0u64;
                 r.each("matching_acls", 1, |r| {
-                    error(r)?;
+                    let removed = error(r)?.error_code == 0;
                     r.i8("resource_type")?;
                     text(r, "resource_name")?;
-                    r.i8("pattern_type")?;
+                    if v >= 1 {
+                        r.i8("pattern_type")?;
+                    }
                     text(r, "principal")?;
                     text(r, "host")?;
                     r.skip(2, "operation and permission_type")?;
                     r.skip_tagged_fields("matching_acls tags")?;
-                    deleted += 1;
+                    deleted += u64::from(removed);
                     Ok(())
                 })?;
                 r.skip_tagged_fields("filter_results tags")?;
-                if let Some(resource) = named.resources.get_mut(i) {
+                if let Some(resource) = settled.named.resources.get_mut(i) {
                     if let Value::Object(detail) = &mut resource.detail {
                         detail.insert("deleted".into(), deleted.into());
                     }
@@ -129,7 +185,7 @@ pub fn outcomes(api: ApiKey, v: i16, body: &[u8], named: &mut Named) -> Result<O
                 i64_at(r, "low_watermark")?;
                 let code = r.i16("error_code")?;
                 r.skip_tagged_fields("partitions tags")?;
-                settle(named, "partition", format!("{topic}-{p}"), Outcome::new(code, None));
+                settled.settle_or_add("partition", format!("{topic}-{p}"), Outcome::new(code, None));
                 Ok(())
             })?;
             r.skip_tagged_fields("topics tags")
@@ -138,7 +194,7 @@ pub fn outcomes(api: ApiKey, v: i16, body: &[u8], named: &mut Named) -> Result<O
             let group = text(r, "group_id")?;
             let code = r.i16("error_code")?;
             r.skip_tagged_fields("results tags")?;
-            settle(named, "group", group, Outcome::new(code, None));
+            settled.settle_or_add("group", group, Outcome::new(code, None));
             Ok(())
         })?,
         OffsetDelete => {
@@ -149,7 +205,7 @@ pub fn outcomes(api: ApiKey, v: i16, body: &[u8], named: &mut Named) -> Result<O
                 r.each("partitions", 6, |r| {
                     let p = r.i32("partition_index")?;
                     let code = r.i16("error_code")?;
-                    settle(named, "partition", format!("{topic}-{p}"), Outcome::new(code, None));
+                    settled.settle_or_add("partition", format!("{topic}-{p}"), Outcome::new(code, None));
                     Ok(())
                 })
             })?;
@@ -165,7 +221,7 @@ pub fn outcomes(api: ApiKey, v: i16, body: &[u8], named: &mut Named) -> Result<O
                     let p = r.i32("partition_index")?;
                     let outcome = error(r)?;
                     r.skip_tagged_fields("partitions tags")?;
-                    settle(named, "partition", format!("{topic}-{p}"), outcome);
+                    settled.settle_or_add("partition", format!("{topic}-{p}"), outcome);
                     Ok(())
                 })?;
                 r.skip_tagged_fields("responses tags")
@@ -181,7 +237,7 @@ pub fn outcomes(api: ApiKey, v: i16, body: &[u8], named: &mut Named) -> Result<O
                     let p = r.i32("partition_id")?;
                     let outcome = error(r)?;
                     r.skip_tagged_fields("partition_result tags")?;
-                    settle(named, "partition", format!("{topic}-{p}"), outcome);
+                    settled.settle_or_add("partition", format!("{topic}-{p}"), outcome);
                     Ok(())
                 })?;
                 r.skip_tagged_fields("replica_election_results tags")
@@ -191,7 +247,7 @@ pub fn outcomes(api: ApiKey, v: i16, body: &[u8], named: &mut Named) -> Result<O
             let user = text(r, "results.user")?;
             let outcome = error(r)?;
             r.skip_tagged_fields("results tags")?;
-            settle(named, "user", user, outcome);
+            settled.settle_or_add("user", user, outcome);
             Ok(())
         })?,
         AlterClientQuotas => r.each("entries", 1, |r| {
@@ -203,7 +259,7 @@ pub fn outcomes(api: ApiKey, v: i16, body: &[u8], named: &mut Named) -> Result<O
             })?;
             r.skip_tagged_fields("entries tags")?;
             let name = quota_entity(entity.iter().map(|(k, n)| (k.as_str(), n.as_deref())));
-            settle(named, "client_quota", name, outcome);
+            settled.settle_or_add("client_quota", name, outcome);
             Ok(())
         })?,
         _ => return Err(AdminError::NotAudited(api)),

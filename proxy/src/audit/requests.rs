@@ -8,11 +8,11 @@ use kafka_protocol::messages::ApiKey;
 use serde_json::{json, Value};
 
 use super::admin::{acl_detail, acl_name, config_kind, quota_entity, resource, text, text_or_null, topic_id};
-use super::admin::{AdminError, Named};
+use super::admin::{AdminError, Named, MAX_LIST};
 use crate::kafka::wire::{Reader, WireResult};
 
-/// Config names listed per resource; past it, `…` ends the list.
-const MAX_NAMES: usize = 100;
+/// Kafka's `PatternType.LITERAL`.
+const LITERAL: i8 = 3;
 
 fn names_value(names: Vec<String>) -> Value {
     json!(names)
@@ -21,18 +21,31 @@ fn names_value(names: Vec<String>) -> Value {
 /// A name kept while the list is short.
 fn keep(list: &mut Vec<String>, name: String) {
     match list.len() {
-        n if n < MAX_NAMES => list.push(name),
-        n if n == MAX_NAMES => list.push("…".into()),
+        n if n < MAX_LIST => list.push(name),
+        n if n == MAX_LIST => list.push("…".into()),
         _ => {}
     }
 }
 
 /// What an audited request of `api` at `version` names; `body` is the request after its header.
 pub fn resources(api: ApiKey, version: i16, body: &[u8]) -> Result<Named, AdminError> {
+    readable(api, version)?;
     let mut r = Reader::new(body, api.request_header_version(version) >= 2);
     let mut named = Named::default();
     walk(api, version, &mut r, &mut named)?;
     Ok(named)
+}
+
+/// Whether the walks know `api` at `version`: from v0 (older brokers, Kafka 3.9, still accept the versions
+/// kafka-protocol has dropped; their differences are walked here) up to the newest kafka-protocol knows. A newer
+/// version may have moved a field: it is not guessed at.
+pub(super) fn readable(api: ApiKey, version: i16) -> Result<(), AdminError> {
+    let known = api.valid_versions();
+    if (0..=known.max).contains(&version) {
+        Ok(())
+    } else {
+        Err(AdminError::Version { api, version, newest: known.max })
+    }
 }
 
 /// Walks the body of an audited request of `api` at `version`, adding each resource it names to `named`.
@@ -54,8 +67,9 @@ fn walk(api: ApiKey, v: i16, r: &mut Reader<'_>, named: &mut Named) -> Result<()
         })?,
         AlterConfigs | IncrementalAlterConfigs => alter_configs(r, api == IncrementalAlterConfigs, named)?,
         CreateAcls => r.each("creations", 1, |r| {
-            let (kind, name, pattern) =
-                (r.i8("resource_type")?, text(r, "resource_name")?, r.i8("pattern_type")?);
+            let (kind, name) = (r.i8("resource_type")?, text(r, "resource_name")?);
+            // v0 has no pattern type: its names are literal.
+            let pattern = if v >= 1 { r.i8("pattern_type")? } else { LITERAL };
             let (principal, host) = (text(r, "principal")?, text(r, "host")?);
             let (operation, permission) = (r.i8("operation")?, r.i8("permission_type")?);
             r.skip_tagged_fields("creations tags")?;
@@ -65,7 +79,7 @@ fn walk(api: ApiKey, v: i16, r: &mut Reader<'_>, named: &mut Named) -> Result<()
         })?,
         DeleteAcls => r.each("filters", 1, |r| {
             let (kind, name) = (r.i8("resource_type_filter")?, text_or_null(r, "resource_name_filter")?);
-            let pattern = r.i8("pattern_type_filter")?;
+            let pattern = if v >= 1 { r.i8("pattern_type_filter")? } else { LITERAL };
             let (principal, host) = (text_or_null(r, "principal_filter")?, text_or_null(r, "host_filter")?);
             let (operation, permission) = (r.i8("operation")?, r.i8("permission_type")?);
             r.skip_tagged_fields("filters tags")?;
@@ -114,7 +128,10 @@ fn walk(api: ApiKey, v: i16, r: &mut Reader<'_>, named: &mut Named) -> Result<()
                     let mut replicas = Vec::new();
                     let listed = r.nullable_count("replicas", 4)?;
                     for _ in 0..listed.unwrap_or(0) {
-                        replicas.push(r.i32("replicas")?);
+                        let replica = r.i32("replicas")?;
+                        if replicas.len() < MAX_LIST {
+                            replicas.push(replica);
+                        }
                     }
                     r.skip_tagged_fields("partitions tags")?;
                     let detail = json!({ "replicas": listed.map(|_| replicas) });
@@ -171,7 +188,9 @@ fn walk(api: ApiKey, v: i16, r: &mut Reader<'_>, named: &mut Named) -> Result<()
             let mut entity = Vec::new();
             r.each("entity", 1, |r| {
                 let (kind, name) = (text(r, "entity_type")?, text_or_null(r, "entity_name")?);
-                entity.push((kind, name));
+                if entity.len() < MAX_LIST {
+                    entity.push((kind, name));
+                }
                 r.skip_tagged_fields("entity tags")
             })?;
             let mut ops = Vec::new();
@@ -180,7 +199,7 @@ fn walk(api: ApiKey, v: i16, r: &mut Reader<'_>, named: &mut Named) -> Result<()
                 let value = f64::from_bits(i64_at(r, "ops.value")? as u64);
                 let remove = r.i8("ops.remove")? != 0;
                 r.skip_tagged_fields("ops tags")?;
-                if ops.len() < MAX_NAMES {
+                if ops.len() < MAX_LIST {
                     ops.push(if remove {
                         json!({ "remove": key })
                     } else {

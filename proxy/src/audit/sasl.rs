@@ -17,6 +17,10 @@ pub struct Exchange {
     pub user: Option<String>,
     /// SaslAuthenticate requests since the handshake.
     rounds: u32,
+    /// The broker has answered every round without an error so far: success, once a request other than SASL's
+    /// passes (Kafka serves nothing else before authentication ends; a mechanism's last round cannot be told
+    /// from the bytes alone: OAUTHBEARER answers a bad token with an error-free challenge).
+    answered_ok: bool,
 }
 
 impl Exchange {
@@ -38,18 +42,26 @@ impl Exchange {
         self.user = user(self.mechanism.as_deref().unwrap_or(""), &body[at]);
     }
 
-    /// A SaslAuthenticate response's body: the verdict, once the exchange is over (a failure at any round; a
-    /// success after PLAIN's one round, SCRAM's two, one for other mechanisms).
-    pub fn answered(&self, body: &[u8], version: i16) -> Option<Outcome> {
+    /// A SaslAuthenticate response's body: the verdict when the broker refused (the exchange is over); `None`
+    /// while it goes on, or when it may have succeeded ([`Exchange::succeeded`] tells).
+    pub fn answered(&mut self, body: &[u8], version: i16) -> Option<Outcome> {
         let mut r = Reader::new(body, ApiKey::SaslAuthenticate.response_header_version(version) >= 1);
         let verdict = |r: &mut Reader<'_>| -> WireResult<Outcome> {
             let code = r.i16("error_code")?;
             Ok(Outcome::new(code, text_or_null(r, "error_message")?.as_deref()))
         };
         let outcome = verdict(&mut r).ok()?;
-        let scram = self.mechanism.as_deref().is_some_and(|m| m.starts_with("SCRAM-"));
-        let over = outcome.error_code != 0 || !scram || self.rounds >= 2;
-        over.then_some(outcome)
+        self.answered_ok = outcome.error_code == 0 && self.rounds > 0;
+        (outcome.error_code != 0).then(|| {
+            self.rounds = 0;
+            outcome
+        })
+    }
+
+    /// A request other than SASL's and ApiVersions passes: if the broker had answered the exchange without an
+    /// error, it succeeded (true, once).
+    pub fn succeeded(&mut self) -> bool {
+        std::mem::take(&mut self.answered_ok)
     }
 }
 
@@ -58,7 +70,12 @@ impl Exchange {
 fn user(mechanism: &str, first: &[u8]) -> Option<String> {
     let text = std::str::from_utf8(first).ok()?;
     let name = match mechanism {
-        "PLAIN" => text.split('\0').nth(1)?.to_owned(),
+        // Exactly `authzid NUL authcid NUL password`, as Kafka's PLAIN server requires: anything else names no one
+        // (two parts would make the password the second).
+        "PLAIN" => match text.splitn(3, '\0').collect::<Vec<_>>()[..] {
+            [_, authcid, _] => authcid.to_owned(),
+            _ => return None,
+        },
         m if m.starts_with("SCRAM-") => {
             let bare = text.splitn(3, ',').nth(2)?;
             let n = bare.split(',').find_map(|a| a.strip_prefix("n="))?;
@@ -99,26 +116,40 @@ mod tests {
     #[test]
     fn the_user_and_the_verdict_never_the_password() {
         for v in 0..=2 {
-            let plain = exchange("PLAIN", b"\0alice\0alice-secret", v);
+            let mut plain = exchange("PLAIN", b"\0alice\0alice-secret", v);
             assert_eq!((plain.mechanism.as_deref(), plain.user.as_deref()), (Some("PLAIN"), Some("alice")));
-            assert_eq!(plain.answered(&answer(0, v), v).map(|o| o.error), Some("NONE".into()), "v{v}");
-            let failed = plain.answered(&answer(58, v), v).expect("a failure ends it");
+            assert_eq!(plain.answered(&answer(0, v), v), None, "v{v}: no verdict until a request passes");
+            assert!(plain.succeeded() && !plain.succeeded(), "v{v}: success, once");
+            let mut refused = exchange("PLAIN", b"\0alice\0wrong", v);
+            let failed = refused.answered(&answer(58, v), v).expect("a failure ends it");
             assert_eq!(failed.error, "SASL_AUTHENTICATION_FAILED");
-            assert!(!format!("{plain:?}{failed:?}").contains("secret"), "no password is kept");
+            assert!(!refused.succeeded());
+            assert!(!format!("{plain:?}{refused:?}{failed:?}").contains("secret"), "no password is kept");
 
             let mut scram = exchange("SCRAM-SHA-512", b"n,,n=ali=2Cce,r=fyko+d2lbbFgONRv9qkxdawL", v);
             assert_eq!(scram.user.as_deref(), Some("ali,ce"));
-            assert_eq!(
-                scram.answered(&answer(0, v), v),
-                None,
-                "v{v}: SCRAM's first answer is not the verdict"
-            );
+            // A client pipelining its final message: the first answer is error-free, the second refuses.
             let proof =
-                SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from_static(b"c=biws,r=x,p=PROOF"));
+                SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from_static(b"c=biws,r=x,p=BAD"));
             scram.authenticate(&encode(&proof, v), v);
             assert_eq!(scram.user.as_deref(), Some("ali,ce"), "the second message is not read");
-            assert_eq!(scram.answered(&answer(0, v), v).map(|o| o.error), Some("NONE".into()));
+            assert_eq!(scram.answered(&answer(0, v), v), None);
+            assert_eq!(scram.answered(&answer(58, v), v).map(|o| o.error_code), Some(58), "v{v}");
+            assert!(!scram.succeeded(), "v{v}: refused, not a success");
         }
+    }
+
+    #[test]
+    fn an_error_free_challenge_is_no_success_until_a_request_passes() {
+        // OAUTHBEARER answers a bad token with an error-free challenge, then refuses the client's \x01.
+        let mut bearer = exchange("OAUTHBEARER", b"n,,\x01auth=Bearer bad\x01\x01", 1);
+        assert_eq!(bearer.answered(&answer(0, 1), 1), None);
+        let ack = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from_static(b"\x01"));
+        bearer.authenticate(&encode(&ack, 1), 1);
+        assert_eq!(bearer.answered(&answer(58, 1), 1).map(|o| o.error_code), Some(58));
+        assert!(!bearer.succeeded());
+        // Two parts: the second would be the password, so no one is named.
+        assert_eq!(exchange("PLAIN", b"alice\0hunter2", 1).user, None);
     }
 
     #[test]
@@ -131,5 +162,6 @@ mod tests {
         e.authenticate(&[0, 0, 0, 9, 1], 1);
         assert_eq!((e.mechanism, e.user), (None, None));
         assert_eq!(Exchange::default().answered(&[1], 1), None);
+        assert!(!Exchange::default().succeeded());
     }
 }

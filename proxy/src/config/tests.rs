@@ -240,6 +240,9 @@ fn the_usage_section_is_validated_all_at_once() {
         ["usage.max_keys_per_tenant", "usage.buffer_records", "usage.file_keep"],
         "bounded above too: {errors:#?}"
     );
+    let both = "usage: { file: records.jsonl }\naudit: { file: records.jsonl }\n";
+    let errors = from_yaml(&format!("{base}{both}"), dir.path()).expect_err("one file for two writers");
+    assert_eq!(keys(&errors), ["audit.file"], "{errors:#?}");
     let errors =
         from_yaml(&format!("{base}usage: {{ file: u, sink: kafka }}\n"), dir.path()).expect_err("invalid");
     assert!(errors[0].key == "usage" && errors[0].message.contains("unknown field `sink`"), "{errors:#?}");

@@ -370,3 +370,137 @@ fn hostile_counts_and_large_requests_cost_only_their_bytes() {
         assert!(resources(ApiKey::CreateTopics, 5, &body[..cut]).is_err(), "cut at {cut}");
     }
 }
+
+/// Bytes of a classic (non-flexible) message, by hand: for the versions kafka-protocol no longer encodes.
+#[derive(Default)]
+struct Classic(Vec<u8>);
+
+impl Classic {
+    fn i8(mut self, v: i8) -> Self {
+        self.0.push(v as u8);
+        self
+    }
+    fn i16(mut self, v: i16) -> Self {
+        self.0.extend_from_slice(&v.to_be_bytes());
+        self
+    }
+    fn i32(mut self, v: i32) -> Self {
+        self.0.extend_from_slice(&v.to_be_bytes());
+        self
+    }
+    fn str(self, v: &str) -> Self {
+        let mut s = self.i16(v.len() as i16);
+        s.0.extend_from_slice(v.as_bytes());
+        s
+    }
+    fn null(self) -> Self {
+        self.i16(-1)
+    }
+}
+
+#[test]
+fn versions_older_brokers_still_accept_are_read() {
+    // CreateTopics v0 and v1 answers: no throttle_time_ms; v0 no error_message either (Kafka 3.9 serves them).
+    let request = Classic::default().i32(1).str("orders").i32(1).i16(1).i32(0).i32(0).i32(1000).0;
+    for (v, answer) in [
+        (0, Classic::default().i32(1).str("orders").i16(36).0),
+        (1, Classic::default().i32(1).str("orders").i16(36).null().0),
+    ] {
+        let mut named = resources(ApiKey::CreateTopics, v, &request).expect("request");
+        outcomes(ApiKey::CreateTopics, v, &answer, &mut named).expect("answer");
+        assert_eq!(
+            named.resources[0].outcome.as_ref().map(|o| o.error.as_str()),
+            Some("TOPIC_ALREADY_EXISTS"),
+            "v{v}"
+        );
+    }
+    // DeleteTopics v0: no throttle_time_ms.
+    let mut named =
+        resources(ApiKey::DeleteTopics, 0, &Classic::default().i32(1).str("orders").i32(1000).0).expect("v0");
+    outcomes(ApiKey::DeleteTopics, 0, &Classic::default().i32(1).str("orders").i16(0).0, &mut named)
+        .expect("v0 answer");
+    assert_eq!(named.resources[0].outcome.as_ref().map(|o| o.error_code), Some(0));
+    // CreateAcls and DeleteAcls v0: no pattern type (literal names).
+    let acl = |c: Classic| c.i8(2).str("orders").str("User:CN=bob").str("*").i8(3).i8(3);
+    let named = resources(ApiKey::CreateAcls, 0, &acl(Classic::default().i32(1)).0).expect("CreateAcls v0");
+    assert_eq!(named.resources[0].name, "TOPIC:LITERAL:orders");
+    let mut named =
+        resources(ApiKey::DeleteAcls, 0, &acl(Classic::default().i32(1)).0).expect("DeleteAcls v0");
+    assert_eq!(named.resources[0].name, "TOPIC:LITERAL:orders");
+    let matching =
+        |c: Classic, code| c.i16(code).null().i8(2).str("orders").str("User:CN=bob").str("*").i8(3).i8(3);
+    let answer = matching(matching(Classic::default().i32(0).i32(1).i16(0).null().i32(2), 0), 87).0;
+    outcomes(ApiKey::DeleteAcls, 0, &answer, &mut named).expect("DeleteAcls v0 answer");
+    assert_eq!(named.resources[0].detail["deleted"], 1, "only the ACL removed without an error counts");
+    // A version newer than the walks know is not guessed at.
+    let newest = ApiKey::CreateTopics.valid_versions().max;
+    assert!(matches!(resources(ApiKey::CreateTopics, newest + 1, &request), Err(AdminError::Version { .. })));
+}
+
+#[test]
+fn answers_are_matched_however_the_broker_orders_or_names_them() {
+    use kafka_protocol::messages::alter_client_quotas_request as q;
+    use kafka_protocol::messages::alter_client_quotas_response as qr;
+    use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
+    use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
+    // Quota entities: the broker answers them in its own order.
+    let entity = |t, n| q::EntityData::default().with_entity_type(s(t)).with_entity_name(Some(s(n)));
+    let req =
+        AlterClientQuotasRequest::default()
+            .with_entries(vec![q::EntryData::default()
+                .with_entity(vec![entity("user", "alice"), entity("client-id", "app")])]);
+    let answered = |t, n| qr::EntityData::default().with_entity_type(s(t)).with_entity_name(Some(s(n)));
+    let resp = AlterClientQuotasResponse::default()
+        .with_entries(vec![qr::EntryData::default()
+            .with_entity(vec![answered("client-id", "app"), answered("user", "alice")])]);
+    let got = audited(ApiKey::AlterClientQuotas, 1, &req, &resp);
+    assert_eq!(got.0, [("client_quota".to_owned(), "client-id=app,user=alice".to_owned(), Some(0))]);
+    // A topic deleted by id is answered with its name and id.
+    let id = uuid::Uuid::from_bytes([7; 16]);
+    let req = DeleteTopicsRequest::default().with_topics(vec![DeleteTopicState::default().with_topic_id(id)]);
+    let resp = DeleteTopicsResponse::default().with_responses(vec![DeletableTopicResult::default()
+        .with_name(Some(topic("orders")))
+        .with_topic_id(id)]);
+    let got = audited(ApiKey::DeleteTopics, 6, &req, &resp);
+    assert_eq!(got.0.len(), 1, "one resource, not two: {got:?}");
+    assert_eq!(got.0[0].2, Some(0));
+    // Past MAX_RESOURCES the answers of resources not kept are not counted twice.
+    let groups: Vec<GroupId> =
+        (0..MAX_RESOURCES + 5).map(|i| GroupId(StrBytes::from_string(format!("g{i}")))).collect();
+    let req = DeleteGroupsRequest::default().with_groups_names(groups.clone());
+    let answers =
+        groups.into_iter().map(|g| delete_groups_response::DeletableGroupResult::default().with_group_id(g));
+    let resp = DeleteGroupsResponse::default().with_results(answers.collect());
+    let mut named = resources(ApiKey::DeleteGroups, 2, &encode(&req, 2)).expect("reads");
+    outcomes(ApiKey::DeleteGroups, 2, &encode(&resp, 2), &mut named).expect("answers");
+    assert_eq!((named.resources.len(), named.omitted), (MAX_RESOURCES, 5));
+    assert!(named.resources.iter().all(|r| r.outcome.is_some()));
+}
+
+#[test]
+fn long_names_are_cut_and_broker_messages_about_configs_dropped() {
+    use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
+    use kafka_protocol::messages::delete_records_request as dr;
+    // One 64 KiB topic name over 1000 partitions: each resource keeps a cut name, not a copy of it.
+    let long = "x".repeat(64 << 10);
+    let partitions =
+        (0..1000).map(|i| dr::DeleteRecordsPartition::default().with_partition_index(i)).collect();
+    let req = DeleteRecordsRequest::default().with_topics(vec![dr::DeleteRecordsTopic::default()
+        .with_name(TopicName(StrBytes::from_string(long)))
+        .with_partitions(partitions)]);
+    let named = resources(ApiKey::DeleteRecords, 2, &encode(&req, 2)).expect("reads");
+    let kept: usize = named.resources.iter().map(|r| r.name.len()).sum();
+    assert!(kept < 1000 * (MAX_TEXT_BYTES + 32), "{kept} bytes of names kept");
+    assert!(named.resources[0].name.ends_with("…(65536 bytes)-0"), "{}", &named.resources[0].name[250..]);
+    // "Invalid value <value> for configuration <name>": the broker's message is not kept.
+    let req = CreateTopicsRequest::default()
+        .with_topics(vec![create_topics_request::CreatableTopic::default().with_name(topic("orders"))]);
+    let resp = CreateTopicsResponse::default().with_topics(vec![CreatableTopicResult::default()
+        .with_name(topic("orders"))
+        .with_error_code(40)
+        .with_error_message(Some(s("Invalid value hunter2 for configuration sasl.jaas.config")))]);
+    let mut named = resources(ApiKey::CreateTopics, 5, &encode(&req, 5)).expect("reads");
+    outcomes(ApiKey::CreateTopics, 5, &encode(&resp, 5), &mut named).expect("answers");
+    let text = serde_json::to_string(&named.resources).expect("json");
+    assert!(text.contains("INVALID_CONFIG") && !text.contains("hunter2"), "{text}");
+}

@@ -82,6 +82,7 @@ impl Audit {
             pending: Mutex::default(),
             sasl: Mutex::default(),
             sasl_unconfirmed: AtomicBool::new(false),
+            sasl_succeeded: AtomicBool::new(false),
         })
     }
 
@@ -115,6 +116,8 @@ pub struct Auditor {
     /// An exchange the broker answered without error awaits its confirmation by another request: the fast path
     /// of every request reads this, not the lock.
     sasl_unconfirmed: AtomicBool,
+    /// A SASL exchange of the session succeeded.
+    sasl_succeeded: AtomicBool,
 }
 
 impl Auditor {
@@ -150,6 +153,7 @@ impl Auditor {
             sasl.0.succeeded().then(|| sasl.0.clone())
         };
         if let Some(exchange) = exchange {
+            self.sasl_succeeded.store(true, Ordering::Relaxed);
             self.sasl_event(exchange, admin::Outcome::new(0, None));
         }
     }
@@ -236,6 +240,12 @@ pub fn observes(api: ApiKey) -> bool {
 impl Drop for Auditor {
     fn drop(&mut self) {
         let pending = std::mem::take(&mut *self.pending.lock().unwrap_or_else(PoisonError::into_inner));
+        // A session that never authenticated (no certificate, no SASL success) whose requests the broker left
+        // unanswered: the broker did not act on them (it closes such a connection), and a stranger repeating
+        // that must not fill the trail.
+        if self.principal.is_none() && !self.sasl_succeeded.load(Ordering::Relaxed) {
+            return;
+        }
         for (_, Pending { api, version, resources }) in pending {
             let (resources, note) = match resources {
                 Ok(named) => (named, "no response: the connection closed first".to_owned()),

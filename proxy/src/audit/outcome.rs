@@ -12,7 +12,6 @@ use super::admin::{
     config_kind, quota_entity, text, text_or_null, topic_id, AdminError, Named, Outcome, Resource,
     MAX_RESOURCES,
 };
-use super::requests::i64_at;
 use crate::kafka::wire::{Reader, WireResult};
 
 /// Puts each answer on the resource it answers: the first of its kind and name still without one, found by an
@@ -182,7 +181,7 @@ pub fn outcomes(api: ApiKey, v: i16, body: &[u8], named: &mut Named) -> Result<O
             let topic = text(r, "topics.name")?;
             r.each("partitions", 14, |r| {
                 let p = r.i32("partition_index")?;
-                i64_at(r, "low_watermark")?;
+                r.i64("low_watermark")?;
                 let code = r.i16("error_code")?;
                 r.skip_tagged_fields("partitions tags")?;
                 settled.settle_or_add("partition", format!("{topic}-{p}"), Outcome::new(code, None));

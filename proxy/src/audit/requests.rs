@@ -94,7 +94,7 @@ fn walk(api: ApiKey, v: i16, r: &mut Reader<'_>, named: &mut Named) -> Result<()
         DeleteRecords => r.each("topics", 1, |r| {
             let topic = text(r, "topics.name")?;
             r.each("partitions", 12, |r| {
-                let (p, offset) = (r.i32("partition_index")?, i64_at(r, "offset")?);
+                let (p, offset) = (r.i32("partition_index")?, r.i64("offset")?);
                 r.skip_tagged_fields("partitions tags")?;
                 named.push(resource("partition", format!("{topic}-{p}"), json!({ "before_offset": offset })));
                 Ok(())
@@ -196,7 +196,7 @@ fn walk(api: ApiKey, v: i16, r: &mut Reader<'_>, named: &mut Named) -> Result<()
             let mut ops = Vec::new();
             r.each("ops", 1, |r| {
                 let key = text(r, "ops.key")?;
-                let value = f64::from_bits(i64_at(r, "ops.value")? as u64);
+                let value = f64::from_bits(r.i64("ops.value")? as u64);
                 let remove = r.i8("ops.remove")? != 0;
                 r.skip_tagged_fields("ops tags")?;
                 if ops.len() < MAX_LIST {
@@ -216,12 +216,6 @@ fn walk(api: ApiKey, v: i16, r: &mut Reader<'_>, named: &mut Named) -> Result<()
         _ => return Err(AdminError::NotAudited(api)),
     }
     Ok(())
-}
-
-/// A big-endian i64.
-pub(super) fn i64_at(r: &mut Reader<'_>, field: &'static str) -> WireResult<i64> {
-    let b = r.take(8, field)?;
-    Ok(i64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
 }
 
 fn create_topics(r: &mut Reader<'_>, named: &mut Named) -> WireResult<()> {

@@ -80,11 +80,17 @@ fn a_reused_correlation_id_pairs_each_request_with_its_own_answer() {
 #[test]
 fn unanswered_requests_are_written_when_the_session_ends_and_excluded_tenants_never() {
     let (audit, dir) = trail();
-    let auditor = audit.session("acme", None, ([127, 0, 0, 1], 1).into()).expect("audited");
     let create =
         CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default().with_name(topic("a"))]);
+    let auditor = audit.session("acme", Some("alice"), ([127, 0, 0, 1], 1).into()).expect("audited");
     auditor.request(ApiKey::CreateTopics, 5, 7, &encode(&create, 5));
     drop(auditor);
+    // A stranger (no certificate, no SASL) whose requests the broker never answered: nothing to write.
+    let stranger = audit.session("acme", None, ([127, 0, 0, 1], 2).into()).expect("audited");
+    for id in 0..100 {
+        stranger.request(ApiKey::CreateTopics, 5, id, &encode(&create, 5));
+    }
+    drop(stranger);
     assert!(audit.session("quiet", None, ([127, 0, 0, 1], 1).into()).is_none(), "an excluded tenant");
     let events = written(&audit, &dir);
     assert_eq!(events.len(), 1, "{events:#?}");

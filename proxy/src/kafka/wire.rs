@@ -137,6 +137,11 @@ impl<'a> Reader<'a> {
         Ok(i32::from_be_bytes(self.array(field)?))
     }
 
+    /// A big-endian i64.
+    pub fn i64(&mut self, field: &'static str) -> WireResult<i64> {
+        Ok(i64::from_be_bytes(self.array(field)?))
+    }
+
     /// An unsigned varint of at most 5 bytes.
     pub fn uvarint(&mut self, field: &'static str) -> WireResult<u32> {
         let mut value = 0u32;

@@ -8,6 +8,8 @@
 #   api_versions_cap  ApiVersions bodies: capping and what clients are then offered
 #   client_hello_sni  first bytes of a connection: rustls' Acceptor, then the SNI → tenant parse
 #   config            the configuration file and principal mapping rules
+#   usage_and_audit   what the usage records and the audit trail read: Produce and Fetch, the administrative
+#                     requests and their responses, SASL's messages
 # Seeds (valid inputs of every target) are generated into proxy/fuzz/corpus/<target>/gen-* before each run;
 # what libFuzzer finds is kept there (git-ignored) and grows the next run's start.
 #   scripts/fuzz.sh [SECONDS]          every target for SECONDS (FUZZ_SECONDS, default 20; the test command)
@@ -20,7 +22,7 @@ cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 seconds=${1:-${FUZZ_SECONDS:-20}}
 runs=${FUZZ_RUNS:-}
-read -r -a targets <<<"${FUZZ_TARGETS:-broker_response frame_codec request_header api_versions_cap client_hello_sni config}"
+read -r -a targets <<<"${FUZZ_TARGETS:-broker_response frame_codec request_header api_versions_cap client_hello_sni config usage_and_audit}"
 repo=$PWD
 cd proxy
 # cargo-fuzz passes nightly-only flags (sanitizers, coverage); RUSTC_BOOTSTRAP lets the stable toolchain

@@ -47,6 +47,7 @@ fn main() {
     client_hellos(&mut out);
     configurations(&mut out, Path::new(repo));
     captured(&mut out, &Path::new(repo).join("proxy/fuzz/captured"));
+    usage_and_audit(&mut out);
     println!("fuzz_seeds: {} seeds under {corpus}", out.written);
 }
 
@@ -361,5 +362,28 @@ fn configurations(out: &mut Out, repo: &Path) {
         seed.push(0);
         seed.extend_from_slice(subject.as_bytes());
         out.write("config", &format!("rules-{i}"), &seed);
+    }
+}
+
+/// `usage_and_audit`'s layout, `[kind, api, version]` then the body: Produce requests and Fetch responses of
+/// every version, each with real record batches.
+fn usage_and_audit(out: &mut Out) {
+    use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::protocol::StrBytes;
+    let value = bytes::Bytes::from_static(b"value");
+    let batch = kaas_proxy::testkit::record_batch(3, &value, 0).expect("a record batch");
+    let orders = || TopicName(StrBytes::from_static_str("orders"));
+    for version in 3..=13i16 {
+        let partition = PartitionProduceData::default().with_records(Some(batch.clone()));
+        let topic = TopicProduceData::default().with_name(orders()).with_partition_data(vec![partition]);
+        let body = encode(&ProduceRequest::default().with_acks(-1).with_topic_data(vec![topic]), version);
+        out.write("usage_and_audit", &format!("produce-v{version}"), &[&[0, 0, version as u8][..], &body].concat());
+    }
+    for version in 4..=18i16 {
+        let partition = PartitionData::default().with_records(Some(batch.clone()));
+        let topic = FetchableTopicResponse::default().with_topic(orders()).with_partitions(vec![partition]);
+        let body = encode(&FetchResponse::default().with_responses(vec![topic]), version);
+        out.write("usage_and_audit", &format!("fetch-v{version}"), &[&[1, 0, version as u8][..], &body].concat());
     }
 }

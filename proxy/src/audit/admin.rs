@@ -236,16 +236,22 @@ pub(super) fn topic_id(r: &mut Reader<'_>) -> WireResult<String> {
     Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(r.take(16, "topic_id")?))
 }
 
-/// A quota entity's name, its parts sorted by type: the broker answers them in its own (hash) order.
+/// A quota entity's name, its parts sorted by type: the broker answers them in its own (hash) order. Kafka's
+/// entities have at most three parts (user, client-id, ip); past [`MAX_ENTITY_PARTS`] the rest are not kept.
 pub(super) fn quota_entity<'a>(parts: impl Iterator<Item = (&'a str, Option<&'a str>)>) -> String {
-    let mut parts: Vec<String> =
-        parts.take(MAX_LIST).map(|(kind, name)| format!("{kind}={}", name.unwrap_or("<default>"))).collect();
+    let mut parts: Vec<String> = parts
+        .take(MAX_ENTITY_PARTS)
+        .map(|(kind, name)| format!("{kind}={}", name.unwrap_or("<default>")))
+        .collect();
     parts.sort_unstable();
     parts.join(",")
 }
 
-/// Longest list kept in a resource's name or detail (replicas, quota entity parts, config names); past it, `…`.
+/// Longest list kept in a resource's detail (replicas, config names, quota operations); past it, `…`.
 pub const MAX_LIST: usize = 100;
+
+/// Parts of a quota entity kept in its name.
+pub const MAX_ENTITY_PARTS: usize = 4;
 
 #[cfg(test)]
 mod tests;

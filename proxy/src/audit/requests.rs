@@ -8,7 +8,7 @@ use kafka_protocol::messages::ApiKey;
 use serde_json::{json, Value};
 
 use super::admin::{acl_detail, acl_name, config_kind, quota_entity, resource, text, text_or_null, topic_id};
-use super::admin::{AdminError, Named, MAX_LIST};
+use super::admin::{AdminError, Named, MAX_ENTITY_PARTS, MAX_LIST};
 use crate::kafka::wire::{Reader, WireResult};
 
 /// Kafka's `PatternType.LITERAL`.
@@ -188,7 +188,7 @@ fn walk(api: ApiKey, v: i16, r: &mut Reader<'_>, named: &mut Named) -> Result<()
             let mut entity = Vec::new();
             r.each("entity", 1, |r| {
                 let (kind, name) = (text(r, "entity_type")?, text_or_null(r, "entity_name")?);
-                if entity.len() < MAX_LIST {
+                if entity.len() < MAX_ENTITY_PARTS {
                     entity.push((kind, name));
                 }
                 r.skip_tagged_fields("entity tags")

@@ -28,7 +28,8 @@ fuzz_target!(|data: &[u8]| {
         2 | 3 => {
             let api = AUDITED[usize::from(*api) % AUDITED.len()];
             let version = i16::from(*version % 12);
-            let mut named = resources(api, version, if kind % 5 == 2 { body } else { &[] }).unwrap_or_default();
+            let mut named =
+                resources(api, version, if kind % 5 == 2 { body } else { &[] }).unwrap_or_default();
             if kind % 5 == 3 {
                 let _ = outcomes(api, version, body, &mut named);
             }

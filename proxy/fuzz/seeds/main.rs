@@ -58,7 +58,8 @@ fn captured(out: &mut Out, dir: &Path) {
     for target in targets.flatten() {
         let target_name = target.file_name().to_string_lossy().into_owned();
         for seed in std::fs::read_dir(target.path()).into_iter().flatten().flatten() {
-            let bytes = std::fs::read(seed.path()).unwrap_or_else(|e| panic!("{}: {e}", seed.path().display()));
+            let bytes =
+                std::fs::read(seed.path()).unwrap_or_else(|e| panic!("{}: {e}", seed.path().display()));
             out.write(&target_name, &format!("captured-{}", seed.file_name().to_string_lossy()), &bytes);
         }
     }
@@ -378,12 +379,20 @@ fn usage_and_audit(out: &mut Out) {
         let partition = PartitionProduceData::default().with_records(Some(batch.clone()));
         let topic = TopicProduceData::default().with_name(orders()).with_partition_data(vec![partition]);
         let body = encode(&ProduceRequest::default().with_acks(-1).with_topic_data(vec![topic]), version);
-        out.write("usage_and_audit", &format!("produce-v{version}"), &[&[0, 0, version as u8][..], &body].concat());
+        out.write(
+            "usage_and_audit",
+            &format!("produce-v{version}"),
+            &[&[0, 0, version as u8][..], &body].concat(),
+        );
     }
     for version in 4..=18i16 {
         let partition = PartitionData::default().with_records(Some(batch.clone()));
         let topic = FetchableTopicResponse::default().with_topic(orders()).with_partitions(vec![partition]);
         let body = encode(&FetchResponse::default().with_responses(vec![topic]), version);
-        out.write("usage_and_audit", &format!("fetch-v{version}"), &[&[1, 0, version as u8][..], &body].concat());
+        out.write(
+            "usage_and_audit",
+            &format!("fetch-v{version}"),
+            &[&[1, 0, version as u8][..], &body].concat(),
+        );
     }
 }

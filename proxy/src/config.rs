@@ -434,6 +434,17 @@ fn validate(p: &Parsed, base: &Path, errs: &mut Collector) -> Option<Settings> {
     })
 }
 
+/// This replica's name when the configuration gives none: `$POD_NAME`, else the host name (a pod's name in
+/// Kubernetes); `None` when neither is there. The ACME store's Lease and the usage and audit records name it.
+fn replica_name() -> Option<String> {
+    std::env::var("POD_NAME")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+}
+
 /// A hash of `route` and of the contents of every file it names (a file that cannot be read hashes as absent).
 fn fingerprint(route: &TenantRoute, base: &Path) -> u64 {
     use std::hash::{Hash, Hasher};

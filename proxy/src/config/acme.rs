@@ -270,13 +270,7 @@ pub(super) fn validate(config: &AcmeConfig, base: &Path, errs: &mut Collector) -
                     errs.push(format!("acme.store.kubernetes.{key}"), e);
                 }
             }
-            let identity = k
-                .identity
-                .clone()
-                .or_else(|| std::env::var("POD_NAME").ok())
-                .or_else(|| std::env::var("HOSTNAME").ok())
-                .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_owned()))
-                .filter(|i| !i.is_empty());
+            let identity = k.identity.clone().or_else(super::replica_name).filter(|i| !i.is_empty());
             if identity.is_none() {
                 errs.push(
                     "acme.store.kubernetes.identity",

@@ -37,7 +37,7 @@ pub struct UsageConfig {
     /// counted.
     #[serde(default = "default_buffer_records")]
     pub buffer_records: usize,
-    /// The name records give this proxy replica; default: the host name (a pod's name).
+    /// The name records give this proxy replica; default: `$POD_NAME`, else the host name (a pod's name).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replica: Option<String>,
 }
@@ -112,7 +112,8 @@ fn file_keys(
             String::new()
         }
         Some(r) => r.clone(),
-        None => hostname(),
+        // As the ACME store's Lease names it; `kaas-proxy` when nothing names the host.
+        None => super::replica_name().unwrap_or_else(|| "kaas-proxy".into()),
     };
     (errs.0.len() == before).then(|| (base.join(file), replica))
 }
@@ -156,7 +157,7 @@ pub struct AuditConfig {
     /// Events that may wait for the file (while it cannot be written) before new ones are dropped and counted.
     #[serde(default = "default_buffer_records")]
     pub buffer_records: usize,
-    /// The name events give this proxy replica (`source`, `id`); default: the host name (a pod's name).
+    /// The name events give this proxy replica (`source`, `id`); default: `$POD_NAME`, else the host name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replica: Option<String>,
     /// Tenants whose events are not written (every tenant's are, by default).
@@ -199,14 +200,4 @@ pub(super) fn validate_audit(c: &AuditConfig, base: &Path, errs: &mut Collector)
         replica,
         exclude_tenants: c.exclude_tenants.clone(),
     })
-}
-
-/// The host's name (a pod's name in Kubernetes), or `kaas-proxy` when it cannot be read.
-fn hostname() -> String {
-    std::env::var("HOSTNAME")
-        .ok()
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "kaas-proxy".into())
 }

@@ -21,7 +21,7 @@ use kafka_protocol::messages::ApiKey;
 use super::apis::ResponseAction;
 use super::codec::Frame;
 use super::inflight::InFlight;
-use super::usage::TopicId;
+use super::usage::{fetch_partition_head, TopicId};
 use super::ResponseError;
 
 use super::wire::{put_string, Edits, Reader, WireError, WireResult};
@@ -384,17 +384,7 @@ impl Walk<'_> {
         r.each("responses", TOPIC_MIN, |r| {
             topic_name_or_id(r, v, "responses.topic")?;
             r.each("partitions", PARTITION_MIN, |r| {
-                r.skip(4 + 2 + 8 + 8, "partitions.high_watermark")?;
-                if v >= 5 {
-                    r.skip(8, "partitions.log_start_offset")?;
-                }
-                r.each_nullable("aborted_transactions", 16, |r| {
-                    r.skip(16, "aborted_transactions.first_offset")?;
-                    r.skip_tagged_fields("aborted_transactions tags")
-                })?;
-                if v >= 11 {
-                    r.i32("partitions.preferred_read_replica")?;
-                }
+                fetch_partition_head(r, v)?;
                 r.skip_nullable_bytes("partitions.records")?;
                 // diverging_epoch, current_leader, snapshot_id: offsets, ids and epochs, no address.
                 r.skip_tagged_fields("partitions tags")

@@ -101,22 +101,7 @@ fn walk_fetch(
         let topic = topic(r, v)?;
         let mut volume = Volume::default();
         r.each("partitions", PARTITION_MIN, |r| {
-            r.skip(4 + 2 + 8, "partitions.high_watermark")?;
-            if v >= 4 {
-                r.skip(8, "partitions.last_stable_offset")?;
-            }
-            if v >= 5 {
-                r.skip(8, "partitions.log_start_offset")?;
-            }
-            if v >= 4 {
-                r.each_nullable("aborted_transactions", 16, |r| {
-                    r.skip(16, "aborted_transactions.first_offset")?;
-                    r.skip_tagged_fields("aborted_transactions tags")
-                })?;
-            }
-            if v >= 11 {
-                r.i32("partitions.preferred_read_replica")?;
-            }
+            fetch_partition_head(r, v)?;
             add_records(r, &mut volume, "partitions.records")?;
             r.skip_tagged_fields("partitions tags")
         })?;
@@ -126,6 +111,27 @@ fn walk_fetch(
     })?;
     // As clients read it: what follows the last field is ignored.
     r.skip_tagged_fields("tags")
+}
+
+/// A Fetch response partition's fields before its records, stepped over (the address rewrite walks the same).
+pub(super) fn fetch_partition_head(r: &mut Reader<'_>, v: i16) -> WireResult<()> {
+    r.skip(4 + 2 + 8, "partitions.high_watermark")?;
+    if v >= 4 {
+        r.skip(8, "partitions.last_stable_offset")?;
+    }
+    if v >= 5 {
+        r.skip(8, "partitions.log_start_offset")?;
+    }
+    if v >= 4 {
+        r.each_nullable("aborted_transactions", 16, |r| {
+            r.skip(16, "aborted_transactions.first_offset")?;
+            r.skip_tagged_fields("aborted_transactions tags")
+        })?;
+    }
+    if v >= 11 {
+        r.i32("partitions.preferred_read_replica")?;
+    }
+    Ok(())
 }
 
 /// A topic's name (up to v12) or id (from v13), the same in Produce requests and Fetch responses.

@@ -53,7 +53,7 @@ mod setup;
 pub use acl::{Acl, AclOperation, AclResource, ACLS_WITHIN};
 pub use admin::metadata;
 use admin::{error_text, exchange, EXCHANGE_WITHIN};
-use setup::{check_scram_user, free_ports, properties, random_cluster_id, ClusterCa};
+use setup::{check_scram_user, properties, random_cluster_id, ClusterCa};
 
 /// The id of a cluster's first node; the others follow (11, 12, 13).
 pub const FIRST_NODE_ID: i32 = 11;
@@ -567,7 +567,7 @@ impl KafkaCluster {
             check_scram_user(name, password)?;
         }
         let per_node = if opts.scram_users.is_empty() { 3 } else { 4 };
-        let ports = free_ports(per_node * opts.nodes)?;
+        let ports = kaas_testsupport::free_ports(per_node * opts.nodes);
         let nodes: Vec<Node> = ports
             .chunks(per_node)
             .zip(FIRST_NODE_ID..)

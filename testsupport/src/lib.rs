@@ -5,7 +5,7 @@
 //! controllers against it, [`capi`] Cluster API's and its AWS provider's (with AWS emulated by moto),
 //! [`git_http`] serves a GitOps repository over HTTP to them and [`helm_repo`] a Helm chart repository of charts
 //! built by the test (both on [`loopback`]'s server); [`certs`] makes CAs, server and client certificates as PEM files; [`docs`] reads the documentation's
-//! examples and checks its links; [`python`] drives the project's Python environment (the
+//! examples and checks its links; [`ports`] hands out the ports servers are told to bind; [`python`] drives the project's Python environment (the
 //! Python Kafka clients, Helm chart rendering).
 
 pub mod apiserver;
@@ -16,9 +16,11 @@ pub mod flux;
 pub mod git_http;
 pub mod helm_repo;
 pub mod loopback;
+pub mod ports;
 pub mod python;
 
-use std::net::TcpListener;
+pub use ports::{free_port, free_ports};
+
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -37,12 +39,6 @@ pub fn git(dir: Option<&std::path::Path>, args: &[&str]) -> anyhow::Result<Strin
     let out = command.args(args).output()?;
     anyhow::ensure!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// A port free right now on loopback.
-pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    l.local_addr().expect("local addr").port()
 }
 
 /// Polls until something accepts TCP connections on `port`.

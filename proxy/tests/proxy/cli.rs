@@ -3,6 +3,8 @@
 
 use std::process::Command;
 
+use kaas_testsupport::free_port;
+
 /// Writes a self-signed certificate for `*.kaas.localhost` as `s.pem` / `s.key` in `dir`.
 fn write_self_signed(dir: &std::path::Path) -> rcgen::CertifiedKey<rcgen::KeyPair> {
     let ck = rcgen::generate_simple_self_signed(vec!["*.kaas.localhost".to_string()]).expect("rcgen");
@@ -49,10 +51,6 @@ fn check_accepts_a_valid_file() {
     let out = kaas_proxy().arg("--config").arg(&path).arg("--check").output().expect("runs");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("ok (1 tenants, 0 left out)"));
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
 
 fn http_get(port: u16, path: &str) -> Option<String> {

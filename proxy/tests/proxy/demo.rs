@@ -3,7 +3,6 @@
 //! `unrecognized_name` and counted), a second run while it runs says so and leaves it running, and `stop` stops
 //! the broker and the proxy it started. Needs what the test command installs: Kafka's jars and `.venv`.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -63,10 +62,7 @@ fn text(out: &Output) -> String {
 
 #[test]
 fn demo_verifies_itself_refuses_a_second_start_and_stops() {
-    let listeners: Vec<TcpListener> =
-        (0..4).map(|_| TcpListener::bind("127.0.0.1:0").expect("a free port")).collect();
-    let ports = [0, 1, 2, 3].map(|i| listeners[i].local_addr().expect("bound").port());
-    drop(listeners);
+    let ports = [(); 4].map(|()| kaas_testsupport::free_port());
     let demo = Demo { dir: tempfile::tempdir().expect("tempdir"), ports };
 
     let first = demo.run(None);

@@ -2,7 +2,6 @@
 //! brokers' keystores, ports, the cluster id.
 
 use std::hash::{BuildHasher, Hasher};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 
 use rcgen::{CertificateParams, DistinguishedName, DnType, Issuer, KeyPair};
@@ -164,12 +163,6 @@ impl ClusterCa {
         let cert = params.signed_by(&key, &self.issuer)?;
         Ok(format!("{}{}{}", key.serialize_pem(), cert.pem(), self.ca_pem))
     }
-}
-
-/// `n` distinct free loopback ports: all bound at once so none is handed out twice.
-pub(super) fn free_ports(n: usize) -> anyhow::Result<Vec<u16>> {
-    let held = (0..n).map(|_| TcpListener::bind("127.0.0.1:0")).collect::<Result<Vec<_>, _>>()?;
-    Ok(held.iter().map(|l| l.local_addr().map(|a| a.port())).collect::<Result<Vec<_>, _>>()?)
 }
 
 /// A fresh cluster id: 16 random bytes in unpadded URL-safe base64, like `kafka-storage.sh random-uuid`.

@@ -8,6 +8,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub mod topic_config;
 mod validate;
 
 pub use validate::SpecError;
@@ -61,6 +62,7 @@ pub mod limits {
 #[x_kube(validation = Rule::new("self.users.all(u, u.name != 'kaas-proxy')").message("user name kaas-proxy is the proxy's own"))]
 #[x_kube(validation = Rule::new("self.topics.all(t, self.topics.exists_one(u, u.name == t.name))").message("topic names must be unique"))]
 #[x_kube(validation = Rule::new("self.topics.all(t, !has(t.retentionHours) || t.retentionHours <= self.retentionHours)").message("a topic's retentionHours may not exceed the tenant's (storage is sized for it)"))]
+#[x_kube(validation = Rule::new(topic_config::MIN_INSYNC_RULE).message("a topic's min.insync.replicas may not exceed its replicas (every acks=all write would fail)"))]
 #[x_kube(validation = Rule::new("self.users.all(u, !has(u.quota) || ((!has(u.quota.ingressMBps) || u.quota.ingressMBps <= self.throughput.ingressMBps) && (!has(u.quota.egressMBps) || u.quota.egressMBps <= self.throughput.egressMBps)))").message("a user's quota may not exceed the tenant's throughput"))]
 pub struct KafkaTenantSpec {
     /// Peak throughput the cluster is sized for, in megabytes per second.
@@ -188,9 +190,10 @@ pub struct Topic {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 8760))]
     pub retention_hours: Option<u32>,
-    /// Further Kafka topic configuration (`cleanup.policy`, `max.message.bytes`, ...), values as strings.
+    /// Further Kafka topic settings, values as strings: `cleanup.policy`, `max.message.bytes` and the others
+    /// tenants may change (docs/controller/tenant.md lists them with their values).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
-    #[schemars(extend("maxProperties" = 50))]
+    #[schemars(extend("maxProperties" = 50), transform = topic_config::transform)]
     pub config: std::collections::BTreeMap<String, String>,
 }
 

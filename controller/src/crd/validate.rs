@@ -10,9 +10,9 @@ use super::{limits, AclResource, Isolation, KafkaTenantSpec};
 use crate::strimzi::{check_versions, VersionError};
 
 impl KafkaTenantSpec {
-    /// The topic rules of the schema, and two Kafka applies beyond it: names that differ only in `.` and `_`
-    /// collide (Kafka refuses the second, since metric names replace one with the other), and config keys
-    /// are Kafka's lowercase dotted names.
+    /// The topic rules of the schema (config settings: [`super::topic_config`]), and one Kafka applies beyond
+    /// it: names that differ only in `.` and `_` collide (Kafka refuses the second, since metric names replace
+    /// one with the other).
     fn validate_topics(&self, bad: &mut impl FnMut(&str, String)) {
         use limits::*;
         if self.topics.len() > MAX_TOPICS {
@@ -56,15 +56,10 @@ impl KafkaTenantSpec {
             if topic.config.len() > MAX_TOPIC_CONFIGS {
                 bad(&field("config"), format!("{} entries; at most {MAX_TOPIC_CONFIGS}", topic.config.len()));
             }
+            let replicas = topic.replicas.unwrap_or(self.replication_factor);
             for (key, value) in &topic.config {
-                let dotted = !key.is_empty()
-                    && key.split('.').all(|w| {
-                        !w.is_empty() && w.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-                    });
-                if !dotted {
-                    bad(&field("config"), format!("{key:?} is no Kafka topic config name"));
-                } else if key == "retention.ms" {
-                    bad(&field("config"), "set retentionHours, not retention.ms".into());
+                if let Err(why) = super::topic_config::check(key, value, replicas) {
+                    bad(&field("config"), why);
                 }
                 if value.is_empty() || value.len() > MAX_TOPIC_CONFIG_VALUE {
                     bad(

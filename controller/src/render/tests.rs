@@ -543,7 +543,29 @@ fn bad_topics_are_refused_naming_the_field() {
             "a config key that is none",
             vec![Topic { config: [("Cleanup Policy".into(), "compact".into())].into(), ..topic("a") }],
             "topics[0].config",
-            "no Kafka topic config name",
+            "not a topic setting tenants may change",
+        ),
+        (
+            "a setting that loses acknowledged records",
+            vec![Topic {
+                config: [("unclean.leader.election.enable".into(), "true".into())].into(),
+                ..topic("a")
+            }],
+            "topics[0].config",
+            "acknowledged records be lost",
+        ),
+        (
+            "segments of a megabyte",
+            vec![Topic { config: [("segment.bytes".into(), "1048576".into())].into(), ..topic("a") }],
+            "topics[0].config",
+            "outside 52428800..=1073741824",
+        ),
+        // The tenant's replicationFactor (3) where the topic names none.
+        (
+            "more in-sync replicas than copies",
+            vec![Topic { config: [("min.insync.replicas".into(), "4".into())].into(), ..topic("a") }],
+            "topics[0].config",
+            "more than the topic's 3 replicas",
         ),
         // Only the sizing knows the brokers: 3 here.
         (

@@ -57,7 +57,7 @@ async fn the_server_accepts_the_crds_and_enforces_the_tenant_rules() -> anyhow::
     assert!(created.spec.topics.is_empty());
     assert_eq!(created.spec.region, "eu-west-1");
 
-    let bad: [(&str, serde_json::Value, &str); 15] = [
+    let bad: [(&str, serde_json::Value, &str); 21] = [
         (
             "duplicate user names",
             json!({ "users": [{ "name": "app" }, { "name": "app" }] }),
@@ -96,6 +96,37 @@ async fn the_server_accepts_the_crds_and_enforces_the_tenant_rules() -> anyhow::
             "a user quota past the tenant",
             json!({ "users": [{ "name": "app", "quota": { "ingressMBps": 11 } }] }),
             "quota may not exceed",
+        ),
+        // Topic settings: the allow-list of crd/topic_config.rs as CEL, each refusal naming the setting.
+        (
+            "a topic setting that loses acknowledged records",
+            json!({ "topics": [{ "name": "t", "config": { "unclean.leader.election.enable": "true" } }] }),
+            "a topic's config may set only cleanup.policy, compression.type",
+        ),
+        (
+            "segments of a megabyte",
+            json!({ "topics": [{ "name": "t", "config": { "segment.bytes": "1048576" } }] }),
+            "segment.bytes must be an integer in 52428800..=1073741824",
+        ),
+        (
+            "a cleanup policy that is none",
+            json!({ "topics": [{ "name": "t", "config": { "cleanup.policy": "compact,archive" } }] }),
+            "cleanup.policy must be a comma-separated list of delete, compact",
+        ),
+        (
+            "a size past what an integer holds",
+            json!({ "topics": [{ "name": "t", "config": { "retention.bytes": "99999999999999999999" } }] }),
+            "retention.bytes must be an integer in -1..=",
+        ),
+        (
+            "more in-sync replicas than the topic's copies",
+            json!({ "topics": [{ "name": "t", "replicas": 2, "config": { "min.insync.replicas": "3" } }] }),
+            "min.insync.replicas may not exceed its replicas",
+        ),
+        (
+            "more in-sync replicas than the tenant's copies",
+            json!({ "topics": [{ "name": "t", "config": { "min.insync.replicas": "4" } }] }),
+            "min.insync.replicas may not exceed its replicas",
         ),
     ];
     for (i, (what, change, expected)) in bad.iter().enumerate() {

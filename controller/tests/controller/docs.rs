@@ -50,3 +50,20 @@ fn the_kafkatenant_reference_is_the_crds() -> anyhow::Result<()> {
     let root = kaas_testsupport::repo_root();
     kaas_testsupport::docs::generated_section(&root, "docs/controller/tenant.md", "crd-reference", &text)
 }
+
+/// The topic settings a tenant may change, in docs/controller/tenant.md, are the controller's table
+/// (`crd/topic_config.rs`): `UPDATE_DOCS=1` rewrites them.
+#[test]
+fn the_topic_settings_reference_is_the_controllers_table() -> anyhow::Result<()> {
+    use kaas_controller::crd::topic_config::{REFUSED, SETTINGS};
+    let mut text = String::from("| setting | values |\n|---|---|\n");
+    for s in SETTINGS {
+        text.push_str(&format!("| `{}` | {} |\n", s.key, s.values.describe()));
+    }
+    text.push_str("\nRefused with their reason (any other key is refused too):\n\n");
+    for (key, why) in REFUSED {
+        text.push_str(&format!("- `{key}`: {why}\n"));
+    }
+    let root = kaas_testsupport::repo_root();
+    kaas_testsupport::docs::generated_section(&root, "docs/controller/tenant.md", "topic-settings", &text)
+}

@@ -237,6 +237,11 @@ def test_controller_rbac_is_exactly_what_it_uses():
     uncapped = by_kind(render("kaas-controller", {"namespaceQuota": {"maxBrokers": None, "maxStorageGiB": None}},
                               name="kaas-controller", namespace="kaas-system"), "Deployment")[0]
     assert not [a for a in uncapped["spec"]["template"]["spec"]["containers"][0]["args"] if "namespace-max" in a]
+    assert not [a for a in deploy["containers"][0]["args"] if a.startswith("--tenant-")], "no pins offered"
+    offered = by_kind(render("kaas-controller", {"tenantVersions": {"kubernetes": ["v1.35.1"], "strimzi": ["1.1.0"]}},
+                             name="kaas-controller", namespace="kaas-system"), "Deployment")[0]
+    assert {"--tenant-kubernetes-version=v1.35.1", "--tenant-strimzi-version=1.1.0"} <= set(
+        offered["spec"]["template"]["spec"]["containers"][0]["args"])
     assert by_kind(objects, "Deployment")[0]["spec"]["replicas"] == 2
     args = deploy["containers"][0]["args"]
     assert "--lease-name=kaas-controller" in args and "--lease-duration-seconds=15" in args

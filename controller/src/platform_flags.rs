@@ -66,6 +66,14 @@ pub struct PlatformArgs {
     /// together. Unset: no cap.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     namespace_max_storage_gib: Option<u64>,
+    /// A Kubernetes version (repeatable, `v1.35.1`) tenants may pin besides the platform's default: one the
+    /// platform has built machine images for under --image-lookup-org. Any other pin is refused.
+    #[arg(long = "tenant-kubernetes-version", value_parser = parse_kubernetes_version)]
+    tenant_kubernetes_versions: Vec<String>,
+    /// A Strimzi operator chart version (repeatable, `1.1.0`) tenants may pin besides the platform's default:
+    /// one the platform has vetted (and mirrored, with --component-charts-url). Any other pin is refused.
+    #[arg(long = "tenant-strimzi-version", value_parser = parse_strimzi_version)]
+    tenant_strimzi_versions: Vec<String>,
 }
 
 impl PlatformArgs {
@@ -102,6 +110,10 @@ impl PlatformArgs {
                 max_brokers: self.namespace_max_brokers,
                 max_storage_gib: self.namespace_max_storage_gib,
             },
+            offered: render::Offered {
+                kubernetes: self.tenant_kubernetes_versions,
+                strimzi: self.tenant_strimzi_versions,
+            },
             ..Default::default()
         })
     }
@@ -113,6 +125,30 @@ fn parse_account(s: &str) -> Result<String, String> {
     match s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit()) {
         true => Ok(s.to_owned()),
         false => Err(format!("{s:?} is not an AWS account id (12 digits)")),
+    }
+}
+
+/// A Kubernetes version as tenants pin them: `v1.MINOR.PATCH`, 1.34 or newer (the CRD's rule).
+fn parse_kubernetes_version(s: &str) -> Result<String, String> {
+    let minor = s.strip_prefix("v1.").and_then(|rest| rest.split_once('.')).and_then(|(minor, patch)| {
+        let digits = |d: &str| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit());
+        (digits(minor) && digits(patch)).then(|| minor.parse::<u32>().ok()).flatten()
+    });
+    match minor {
+        Some(m) if m >= 34 => Ok(s.to_owned()),
+        _ => Err(format!("{s:?} is not a Kubernetes version like v1.35.1, 1.34 or newer")),
+    }
+}
+
+/// A Strimzi release the controller knows the Kafka versions of (`strimzi::versions`).
+fn parse_strimzi_version(s: &str) -> Result<String, String> {
+    match kaas_controller::strimzi::versions::release(s) {
+        Some(_) => Ok(s.to_owned()),
+        None => {
+            let known: Vec<&str> =
+                kaas_controller::strimzi::versions::RELEASES.iter().map(|r| r.strimzi).collect();
+            Err(format!("{s:?} is not a Strimzi release this controller knows ({})", known.join(", ")))
+        }
     }
 }
 

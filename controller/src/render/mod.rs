@@ -76,6 +76,20 @@ pub struct Platform {
     /// The three availability zones tenant clusters use, by region: one MachineDeployment per zone and pool.
     /// They must be the zones CAPA creates the subnets of a managed VPC in (see [`Zones`]).
     pub zones: Zones,
+    /// Versions a tenant may pin besides the defaults above ([`Offered`]).
+    pub offered: Offered,
+}
+
+/// The Kubernetes and Strimzi versions a tenant may pin in `spec.versions` besides the platform's defaults
+/// (Kafka: any its Strimzi runs). A pin outside them is refused: CAPA finds no machine image for a Kubernetes
+/// version the platform built none for, and no machine starts; a Strimzi chart the platform has not vetted (or
+/// mirrored) is not installed on its say-so.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Offered {
+    /// Kubernetes versions (`v1.35.1`) with machine images under [`Platform::images`].
+    pub kubernetes: Vec<String>,
+    /// Strimzi operator chart versions (`1.1.0`), each one [`crate::strimzi::versions`] knows.
+    pub strimzi: Vec<String>,
 }
 
 /// CAPA's AMI lookup (`AWSMachineSpec.imageLookup{Org,Format,BaseOS}`): the newest available image owned by
@@ -208,6 +222,7 @@ impl Default for Platform {
             ssh_key_name: None,
             controller_user: CONTROLLER_USER.into(),
             namespace_quota: NamespaceQuota::default(),
+            offered: Offered::default(),
             zones: ["eu-west-1", "us-east-1"]
                 .into_iter()
                 .map(|r| (r.to_owned(), ["a", "b", "c"].map(|z| format!("{r}{z}"))))
@@ -324,6 +339,7 @@ fn valid_name(t: &KafkaTenant, p: &Platform) -> Result<String, RenderError> {
     let name = t.metadata.name.clone().ok_or(RenderError::NoName)?;
     let mut errors = t.spec.validate();
     if errors.iter().all(|e| !e.field.starts_with("versions.")) {
+        errors.extend(unoffered_pins(t, p));
         errors.extend(t.spec.validate_versions(&p.strimzi_version, &p.kafka_version));
     }
     if let Err(m) = kaas_route::check_dns_label(&name) {
@@ -333,6 +349,34 @@ fn valid_name(t: &KafkaTenant, p: &Platform) -> Result<String, RenderError> {
         return Err(RenderError::Invalid(errors));
     }
     Ok(name)
+}
+
+/// The tenant's pins of Kubernetes and Strimzi versions the platform does not offer ([`Offered`]).
+fn unoffered_pins(t: &KafkaTenant, p: &Platform) -> Vec<SpecError> {
+    let Some(pins) = &t.spec.versions else { return Vec::new() };
+    let checks = [
+        (
+            "versions.kubernetes",
+            &pins.kubernetes,
+            &p.kubernetes_version,
+            &p.offered.kubernetes,
+            "machine images for",
+        ),
+        ("versions.strimzi", &pins.strimzi, &p.strimzi_version, &p.offered.strimzi, "vetted"),
+    ];
+    let mut errors = Vec::new();
+    for (field, pin, default, offered, why) in checks {
+        let Some(pin) = pin.as_ref().filter(|v| *v != default && !offered.contains(v)) else { continue };
+        let list: Vec<&str> = std::iter::once(default).chain(offered).map(String::as_str).collect();
+        errors.push(SpecError {
+            field: field.into(),
+            message: format!(
+                "{pin} is not offered by this platform: it offers {} (the versions it has {why})",
+                list.join(", ")
+            ),
+        });
+    }
+    errors
 }
 
 /// Refuses topics with more replicas than the tenant has brokers: only the sizing knows the broker count.

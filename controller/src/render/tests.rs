@@ -299,7 +299,8 @@ fn broker_volumes_are_provisioned_past_the_baseline_only_when_the_sizing_needs_i
 
 #[test]
 fn pinned_versions_replace_the_platforms_for_that_tenant_only() {
-    let platform = Platform::default();
+    let mut platform = Platform::default();
+    platform.offered.kubernetes = vec!["v1.35.1".into()];
     let versions = |t: &KafkaTenant| {
         let objects = render(t, &platform).expect("renders");
         let kind = |k: &str| objects.iter().find(|o| o["kind"] == k).cloned().expect(k);
@@ -333,6 +334,39 @@ fn pinned_versions_replace_the_platforms_for_that_tenant_only() {
 }
 
 #[test]
+fn pins_the_platform_does_not_offer_are_refused_naming_what_it_offers() {
+    let platform = Platform {
+        offered: Offered { kubernetes: vec!["v1.35.1".into()], strimzi: vec!["1.1.0".into()] },
+        ..Default::default()
+    };
+    let pinned = |kubernetes: &str, strimzi: &str, kafka: &str| {
+        let mut t = example("acme");
+        t.spec.versions = Some(Versions {
+            kubernetes: Some(kubernetes.into()),
+            strimzi: Some(strimzi.into()),
+            kafka: Some(kafka.into()),
+        });
+        render(&t, &platform)
+    };
+    // The defaults and the offered ones render; Strimzi 1.1.0 with a Kafka it runs.
+    pinned("v1.34.2", "1.2.0", "4.3.1").expect("the defaults, pinned");
+    pinned("v1.35.1", "1.1.0", "4.3.0").expect("offered versions");
+    let Err(RenderError::Invalid(errors)) = pinned("v1.36.0", "1.0.1", "4.2.0") else { panic!("accepted") };
+    let got: Vec<(&str, &str)> = errors.iter().map(|e| (e.field.as_str(), e.message.as_str())).collect();
+    assert_eq!(
+        got,
+        [
+            (
+                "versions.kubernetes",
+                "v1.36.0 is not offered by this platform: it offers v1.34.2, v1.35.1 (the versions it has machine \
+                 images for)"
+            ),
+            ("versions.strimzi", "1.0.1 is not offered by this platform: it offers 1.2.0, 1.1.0 (the versions it has vetted)"),
+        ]
+    );
+}
+
+#[test]
 fn versions_that_are_none_or_do_not_apply_are_refused_by_name() {
     let mut t = example("beta");
     t.spec.versions = Some(Versions {
@@ -359,7 +393,11 @@ fn versions_that_are_none_or_do_not_apply_are_refused_by_name() {
 
 #[test]
 fn the_default_versions_go_together_and_pins_that_do_not_are_refused_naming_both() {
-    let platform = Platform::default();
+    let mut platform = Platform::default();
+    // Every Strimzi release the table knows is offered here, so only the pairs are judged.
+    // (0.9.0: one it does not know, offered by mistake.)
+    platform.offered.strimzi = crate::strimzi::versions::RELEASES.iter().map(|r| r.strimzi.into()).collect();
+    platform.offered.strimzi.push("0.9.0".into());
     assert_eq!(
         crate::strimzi::check_versions(&platform.strimzi_version, &platform.kafka_version),
         Ok(()),

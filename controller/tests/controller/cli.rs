@@ -79,6 +79,12 @@ fn platform_settings_that_are_not_ones_are_refused_naming_them() {
         ("--zones=eu-west-1=eu-west-1a,eu-west-1b", "three distinct zones"),
         ("--zones=eu-west-1=eu-west-1a,eu-west-1b,eu-west-1a", "three distinct zones"),
         ("--zones=eu-west-1=eu-west-1a,eu-west-1b,us-east-1c", "\"us-east-1c\" is not a zone of region"),
+        ("--tenant-kubernetes-version=1.35.1", "\"1.35.1\" is not a Kubernetes version like v1.35.1"),
+        ("--tenant-kubernetes-version=v1.33.4", "1.34 or newer"),
+        (
+            "--tenant-strimzi-version=0.9.0",
+            "\"0.9.0\" is not a Strimzi release this controller knows (0.51.0",
+        ),
     ] {
         let org = if arg.starts_with("--image-lookup-org") { arg } else { PLATFORM[0] };
         let out = run(&["render", "-f", "controller/examples/acme.yaml", org, arg]);
@@ -105,6 +111,31 @@ fn platform_settings_that_are_not_ones_are_refused_naming_them() {
     let out = run(&["render", "-f", "controller/examples/acme.yaml", "--image-lookup-org=123456789012"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("region eu-west-1") && err.contains("--zones"), "{err}");
+}
+
+#[test]
+fn a_pinned_version_renders_only_where_the_platform_offers_it() {
+    let dir = tempfile_dir();
+    let tenant = dir.join("pinned.yaml");
+    let text = std::fs::read_to_string(kaas_testsupport::repo_root().join("controller/examples/acme.yaml"))
+        .expect("acme");
+    let pinned = text.replacen("spec:\n", "spec:\n  versions: { kubernetes: v1.35.1 }\n", 1);
+    std::fs::write(&tenant, pinned).expect("write");
+    let path = tenant.to_string_lossy();
+    let out = run(&[&["render", "-f", &path][..], &PLATFORM].concat());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && err.contains(
+                "spec.versions.kubernetes: v1.35.1 is not offered by this platform: it offers v1.34.2"
+            ),
+        "{err}"
+    );
+    let offered =
+        [&["render", "-f", &path][..], &PLATFORM, &["--tenant-kubernetes-version=v1.35.1"]].concat();
+    let out = run(&offered);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("version: v1.35.1"));
 }
 
 #[test]

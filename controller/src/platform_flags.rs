@@ -74,6 +74,11 @@ pub struct PlatformArgs {
     /// one the platform has vetted (and mirrored, with --component-charts-url). Any other pin is refused.
     #[arg(long = "tenant-strimzi-version", value_parser = parse_strimzi_version)]
     tenant_strimzi_versions: Vec<String>,
+    /// The Pod Security Standard a namespace tenant's Kafka namespace enforces: `restricted`, which the shared
+    /// cluster's Strimzi operator must meet (STRIMZI_POD_SECURITY_PROVIDER_CLASS=restricted), or `baseline`,
+    /// the named opt-out for one that cannot.
+    #[arg(long, default_value = "restricted", value_parser = parse_pod_security)]
+    namespace_pod_security: render::PodSecurity,
 }
 
 impl PlatformArgs {
@@ -114,6 +119,7 @@ impl PlatformArgs {
                 kubernetes: self.tenant_kubernetes_versions,
                 strimzi: self.tenant_strimzi_versions,
             },
+            namespace_pod_security: self.namespace_pod_security,
             ..Default::default()
         })
     }
@@ -137,6 +143,15 @@ fn parse_kubernetes_version(s: &str) -> Result<String, String> {
     match minor {
         Some(m) if m >= 34 => Ok(s.to_owned()),
         _ => Err(format!("{s:?} is not a Kubernetes version like v1.35.1, 1.34 or newer")),
+    }
+}
+
+/// `restricted` or `baseline`.
+fn parse_pod_security(s: &str) -> Result<render::PodSecurity, String> {
+    match s {
+        "restricted" => Ok(render::PodSecurity::Restricted),
+        "baseline" => Ok(render::PodSecurity::Baseline),
+        _ => Err(format!("{s:?} is not a Pod Security Standard kaas-controller sets (restricted, baseline)")),
     }
 }
 

@@ -14,7 +14,7 @@
 
 use serde_json::{json, Value};
 
-use super::{meta, namespace_object, Platform};
+use super::{kafka_namespace_object, meta, Platform};
 use crate::crd::Isolation;
 use crate::names::{kafka_namespace, kubeconfig_secret, namespace, strimzi_ca_secrets};
 
@@ -27,7 +27,7 @@ pub fn objects(tenant: &str, isolation: Isolation, p: &Platform) -> Vec<Value> {
     };
     let mut out = Vec::new();
     if isolation == Isolation::Namespace {
-        out.push(namespace_object(&ns, tenant));
+        out.push(kafka_namespace_object(&ns, tenant, p.namespace_pod_security));
     }
     out.push(json!({
         "apiVersion": "rbac.authorization.k8s.io/v1",

@@ -171,7 +171,12 @@ pub(super) fn components(tenant: &str, ns: &str, p: &Platform) -> Vec<Value> {
             url: "oci://quay.io/strimzi-helm",
             oci: true,
             namespace: "strimzi",
-            values: json!({ "watchAnyNamespace": true }),
+            // Every pod Strimzi makes meets the restricted Pod Security Standard (RestrictedPodSecurityProvider,
+            // selected by this name: Strimzi 1.2.0 ClusterOperatorConfig and its PodSecurityProfilesST).
+            values: json!({
+                "watchAnyNamespace": true,
+                "extraEnvs": [{ "name": "STRIMZI_POD_SECURITY_PROVIDER_CLASS", "value": "restricted" }],
+            }),
             after: &["cilium", "aws-cloud-controller-manager"],
         },
         Component {

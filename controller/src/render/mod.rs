@@ -78,7 +78,37 @@ pub struct Platform {
     pub zones: Zones,
     /// Versions a tenant may pin besides the defaults above ([`Offered`]).
     pub offered: Offered,
+    /// The Pod Security Standard a namespace tenant's Kafka namespace enforces on this cluster ([`PodSecurity`]).
+    pub namespace_pod_security: PodSecurity,
 }
+
+/// A Pod Security Standard (`pod-security.kubernetes.io/enforce`) for the namespaces tenants' pods run in.
+/// Restricted by default: Strimzi makes every pod it runs conform when its operator runs with the restricted
+/// provider (`STRIMZI_POD_SECURITY_PROVIDER_CLASS=restricted`, `RestrictedPodSecurityProvider` at Strimzi
+/// 1.2.0), which a tenant's own cluster's operator always does and the shared cluster's must
+/// (docs/controller/platform.md). Baseline is the named opt-out for a shared operator that cannot.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PodSecurity {
+    /// The restricted standard.
+    #[default]
+    Restricted,
+    /// The baseline standard: what Strimzi's default provider's pods meet.
+    Baseline,
+}
+
+impl PodSecurity {
+    /// Its name as the namespace label takes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PodSecurity::Restricted => "restricted",
+            PodSecurity::Baseline => "baseline",
+        }
+    }
+}
+
+/// The Pod Security Admission version the standard is enforced at: pinned, as Kubernetes advises, so a cluster
+/// upgrade cannot start refusing the pods of running tenants; the platform's oldest supported minor.
+pub const POD_SECURITY_VERSION: &str = "v1.34";
 
 /// The Kubernetes and Strimzi versions a tenant may pin in `spec.versions` besides the platform's defaults
 /// (Kafka: any its Strimzi runs). A pin outside them is refused: CAPA finds no machine image for a Kubernetes
@@ -223,6 +253,7 @@ impl Default for Platform {
             controller_user: CONTROLLER_USER.into(),
             namespace_quota: NamespaceQuota::default(),
             offered: Offered::default(),
+            namespace_pod_security: PodSecurity::Restricted,
             zones: ["eu-west-1", "us-east-1"]
                 .into_iter()
                 .map(|r| (r.to_owned(), ["a", "b", "c"].map(|z| format!("{r}{z}"))))
@@ -420,6 +451,18 @@ fn manifests(t: &KafkaTenant, plan: &Plan, p: &Platform) -> Vec<Value> {
 /// The management-cluster Namespace holding the tenant's objects, first in apply order.
 fn namespace_object(ns: &str, tenant: &str) -> Value {
     json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": ns, "labels": labels(tenant) } })
+}
+
+/// The Namespace a namespace tenant's Kafka runs in on this cluster: its pods held to the platform's Pod
+/// Security Standard, enforced (refused), audited and warned about alike.
+fn kafka_namespace_object(ns: &str, tenant: &str, standard: PodSecurity) -> Value {
+    let mut object = namespace_object(ns, tenant);
+    let labels = &mut object["metadata"]["labels"];
+    for mode in ["enforce", "audit", "warn"] {
+        labels[format!("pod-security.kubernetes.io/{mode}")] = json!(standard.as_str());
+        labels[format!("pod-security.kubernetes.io/{mode}-version")] = json!(POD_SECURITY_VERSION);
+    }
+    object
 }
 
 fn labels(tenant: &str) -> Value {

@@ -781,3 +781,38 @@ fn each_tenant_grants_the_controller_exactly_the_secrets_it_reads() {
         }
     }
 }
+
+#[test]
+fn tenant_pods_are_held_to_the_restricted_standard_and_strimzi_makes_them_so() {
+    let standard = |p: &Platform| {
+        let objects = render(&example("beta"), p).expect("renders");
+        let kafka_ns = kafka_namespace(&tenant_id_of(&example("beta")), Isolation::Namespace);
+        let ns = objects
+            .iter()
+            .find(|o| o["kind"] == "Namespace" && o["metadata"]["name"] == kafka_ns.as_str())
+            .expect("the Kafka's namespace")
+            .clone();
+        let labels = &ns["metadata"]["labels"];
+        ["enforce", "audit", "warn"].map(|m| {
+            let at = |k: &str| labels[format!("pod-security.kubernetes.io/{k}")].as_str().map(str::to_owned);
+            (at(m), at(&format!("{m}-version")))
+        })
+    };
+    let restricted = (Some("restricted".to_owned()), Some("v1.34".to_owned()));
+    assert_eq!(standard(&Platform::default()), [(); 3].map(|()| restricted.clone()));
+    let opted_out = Platform { namespace_pod_security: PodSecurity::Baseline, ..Default::default() };
+    assert_eq!(standard(&opted_out)[0].0.as_deref(), Some("baseline"));
+    // The management namespace holds no pods of the tenant's: no standard is set there.
+    let objects = render(&example("beta"), &Platform::default()).expect("renders");
+    assert!(objects[0]["metadata"]["labels"].get("pod-security.kubernetes.io/enforce").is_none());
+    // A tenant's own cluster: its Strimzi operator makes restricted pods.
+    let acme = render(&example("acme"), &Platform::default()).expect("renders");
+    let strimzi = acme
+        .iter()
+        .find(|o| o["kind"] == "HelmRelease" && o["spec"]["releaseName"] == "strimzi")
+        .expect("strimzi");
+    assert_eq!(
+        strimzi["spec"]["values"]["extraEnvs"],
+        json!([{ "name": "STRIMZI_POD_SECURITY_PROVIDER_CLASS", "value": "restricted" }])
+    );
+}

@@ -12,6 +12,8 @@
 //!   the CRDs' rules, finalizer, GitOps commits, status, Events, leader election, the start-up check of the
 //!   upstream APIs. Each test starts its own
 //!   etcd + kube-apiserver; nextest runs them one at a time (the `apiserver` group in `.config/nextest.toml`).
+//! - [`pod_security`]: a namespace tenant's Kafka namespace on a real API server refuses the pods Strimzi's
+//!   default provider makes and admits its restricted provider's (the `apiserver` group).
 //! - [`cluster_api`]: the rendered Cluster API objects under the real Cluster API and CAPA controllers, AWS
 //!   emulated by moto: what they build for a tenant (security groups, images, key pairs, zones) and what
 //!   their webhooks refuse (the `apiserver` group).
@@ -29,6 +31,7 @@ mod cli;
 mod cluster_api;
 mod docs;
 mod own_cluster;
+mod pod_security;
 mod reconcile;
 mod strimzi;
 mod tenant_loop;

@@ -116,6 +116,8 @@ struct Component {
 /// uninitialized taint), which is why they come first. On the shared cluster of `isolation: namespace` the
 /// platform runs all of them once, for every tenant.
 pub(super) fn components(tenant: &str, ns: &str, p: &Platform) -> Vec<Value> {
+    let bootstrap = p.proxy_bootstrap(tenant, Isolation::Cluster);
+    let bootstrap_host = bootstrap.rsplit_once(':').map_or(bootstrap.as_str(), |(host, _)| host);
     let minor =
         p.kubernetes_version.trim_start_matches('v').splitn(3, '.').take(2).collect::<Vec<_>>().join(".");
     let list = [
@@ -197,8 +199,11 @@ pub(super) fn components(tenant: &str, ns: &str, p: &Platform) -> Vec<Value> {
             oci: false,
             namespace: "external-dns",
             // On the control plane, whose instance profile has the platform's Route 53 policy (aws-account.md).
+            // It publishes one name, the bootstrap's, from the brokers' Services alone: `domainFilters` keeps
+            // a Service annotated with another tenant's name (or any other) from being published at all.
             values: json!({
                 "provider": { "name": "aws" }, "policy": "upsert-only", "txtOwnerId": tenant,
+                "sources": ["service"], "domainFilters": [bootstrap_host],
                 "nodeSelector": { "node-role.kubernetes.io/control-plane": "" },
                 "tolerations": [
                     { "key": "node-role.kubernetes.io/control-plane", "operator": "Exists", "effect": "NoSchedule" },
@@ -292,6 +297,23 @@ mod tests {
     /// Every release retries a failed install or upgrade (helm-controller v1.4.0 api/v2/helmrelease_types.go:576
     /// `RetryOnFailure`, retried every `retryInterval`; with the default `RemediateOnFailure` and 0 retries a
     /// failure stalls the release until its spec changes), with a timeout that leaves new nodes time to join.
+    /// external-dns on a tenant's cluster publishes the bootstrap name and nothing else: a Service there annotated
+    /// with another tenant's name (or any name) is outside its domain filter and never reaches Route 53.
+    #[test]
+    fn external_dns_publishes_only_the_tenants_bootstrap_name() {
+        let mut p = Platform::default();
+        let dns = |p: &Platform| {
+            let all = releases("acme", p);
+            let r = all.iter().find(|r| r["spec"]["releaseName"] == "external-dns").expect("external-dns");
+            (r["spec"]["values"]["domainFilters"].clone(), r["spec"]["values"]["sources"].clone())
+        };
+        let id = crate::names::tenant_id_of(&example("acme"));
+        let want = serde_json::json!([format!("kafka-bootstrap.{id}.internal.kaas.dev")]);
+        assert_eq!(dns(&p), (want, serde_json::json!(["service"])));
+        p.cluster_bootstrap = "{tenant}.kafka.example.com:443".into();
+        assert_eq!(dns(&p).0, serde_json::json!([format!("{id}.kafka.example.com")]));
+    }
+
     #[test]
     fn releases_retry_failures_with_timeouts_long_enough_for_new_nodes() {
         for name in ["acme", "beta"] {

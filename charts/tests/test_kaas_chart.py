@@ -95,6 +95,8 @@ def test_acls_are_enforced_for_every_user(crd_schemas):
 def test_storage_class_is_encrypted():
     sc = [o for o in render("kaas") if o["kind"] == "StorageClass"][0]
     assert sc["parameters"]["encrypted"] == "true"
+    # Tagged with the tenant: retained volumes are found (and billed) by tenant, never by a name all share.
+    assert sc["parameters"]["tagSpecification_1"] == "kaas.dev/tenant=demo"
 
 
 def test_lint_is_clean():

@@ -239,6 +239,12 @@ def test_controller_rbac_is_exactly_what_it_uses():
     assert not [a for a in uncapped["spec"]["template"]["spec"]["containers"][0]["args"] if "namespace-max" in a]
     assert not [a for a in deploy["containers"][0]["args"] if a.startswith("--tenant-")], "no pins offered"
     assert "--namespace-pod-security=restricted" in deploy["containers"][0]["args"]
+    assert not [a for a in deploy["containers"][0]["args"] if a.startswith("--volume-kms")], "default EBS key"
+    keyed = by_kind(render("kaas-controller", {"machines": {"imageLookupOrg": "123456789012", "volumeKmsKeyTemplate":
+                                                            "arn:aws:kms:eu-west-1:123456789012:alias/kaas-{tenant}"}},
+                           name="kaas-controller", namespace="kaas-system"), "Deployment")[0]
+    assert "--volume-kms-key-template=arn:aws:kms:eu-west-1:123456789012:alias/kaas-{tenant}" in \
+        keyed["spec"]["template"]["spec"]["containers"][0]["args"]
     offered = by_kind(render("kaas-controller", {"tenantVersions": {"kubernetes": ["v1.35.1"], "strimzi": ["1.1.0"]}},
                              name="kaas-controller", namespace="kaas-system"), "Deployment")[0]
     assert {"--tenant-kubernetes-version=v1.35.1", "--tenant-strimzi-version=1.1.0"} <= set(

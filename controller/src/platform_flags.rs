@@ -79,6 +79,11 @@ pub struct PlatformArgs {
     /// the named opt-out for one that cannot.
     #[arg(long, default_value = "restricted", value_parser = parse_pod_security)]
     namespace_pod_security: render::PodSecurity,
+    /// The ARN of the KMS key each tenant's EBS volumes (brokers' and machines' root volumes) are encrypted
+    /// with, `{tenant}` replaced by its id: `arn:aws:kms:REGION:ACCOUNT:alias/kaas-{tenant}`. The keys are the
+    /// platform's to create (docs/controller/aws-account.md). Unset: the account's default EBS key.
+    #[arg(long, value_parser = parse_kms_key_template)]
+    volume_kms_key_template: Option<String>,
 }
 
 impl PlatformArgs {
@@ -120,6 +125,7 @@ impl PlatformArgs {
                 strimzi: self.tenant_strimzi_versions,
             },
             namespace_pod_security: self.namespace_pod_security,
+            volume_kms_key: self.volume_kms_key_template,
             ..Default::default()
         })
     }
@@ -144,6 +150,18 @@ fn parse_kubernetes_version(s: &str) -> Result<String, String> {
         Some(m) if m >= 34 => Ok(s.to_owned()),
         _ => Err(format!("{s:?} is not a Kubernetes version like v1.35.1, 1.34 or newer")),
     }
+}
+
+/// A KMS key ARN naming the tenant: one key for all would let any tenant's volumes be read with every other's.
+fn parse_kms_key_template(s: &str) -> Result<String, String> {
+    let arn = s.split(':').collect::<Vec<_>>();
+    if !(arn.len() == 6 && arn[0] == "arn" && arn[1].starts_with("aws") && arn[2] == "kms") {
+        return Err(format!("{s:?} is not a KMS key ARN (arn:aws:kms:REGION:ACCOUNT:alias/kaas-{{tenant}})"));
+    }
+    if !s.contains(kaas_controller::names::TENANT_PLACEHOLDER) {
+        return Err(format!("{s:?} names no {{tenant}}: every tenant would share one key"));
+    }
+    Ok(s.to_owned())
 }
 
 /// `restricted` or `baseline`.

@@ -80,6 +80,12 @@ pub struct Platform {
     pub offered: Offered,
     /// The Pod Security Standard a namespace tenant's Kafka namespace enforces on this cluster ([`PodSecurity`]).
     pub namespace_pod_security: PodSecurity,
+    /// The KMS key each tenant's EBS volumes are encrypted with, an ARN with `{tenant}` replaced by its id
+    /// (`arn:aws:kms:REGION:ACCOUNT:alias/kaas-{tenant}`; the EBS CSI driver takes ARNs only, CAPA key ids or
+    /// ARNs), so one tenant's key opens only its data and
+    /// can be revoked or scheduled for deletion with it: the brokers' volumes (its StorageClass) and, on its own
+    /// cluster, its machines' root volumes. `None`: the account's default EBS key for all.
+    pub volume_kms_key: Option<String>,
 }
 
 /// A Pod Security Standard (`pod-security.kubernetes.io/enforce`) for the namespaces tenants' pods run in.
@@ -176,6 +182,11 @@ impl Platform {
         p
     }
 
+    /// The KMS key of tenant `tenant`'s volumes ([`Platform::volume_kms_key`]).
+    pub fn volume_kms_key_of(&self, tenant: &str) -> Option<String> {
+        self.volume_kms_key.as_deref().map(|template| names::expand(template, tenant))
+    }
+
     /// Where kaas-proxy reaches tenant `tenant`'s Kafka: [`Platform::cluster_bootstrap`] or
     /// [`Platform::namespace_bootstrap`] for its isolation, the tenant id in place.
     pub fn proxy_bootstrap(&self, tenant: &str, isolation: Isolation) -> String {
@@ -254,6 +265,7 @@ impl Default for Platform {
             namespace_quota: NamespaceQuota::default(),
             offered: Offered::default(),
             namespace_pod_security: PodSecurity::Restricted,
+            volume_kms_key: None,
             zones: ["eu-west-1", "us-east-1"]
                 .into_iter()
                 .map(|r| (r.to_owned(), ["a", "b", "c"].map(|z| format!("{r}{z}"))))

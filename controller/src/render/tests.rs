@@ -165,8 +165,10 @@ fn rendered_objects_validate_against_upstream_crds() {
     let crds = load_crds();
     assert!(crds.len() >= 20, "upstream CRDs not found in ../shared/crds");
     let mut checked = 0;
+    // Every optional platform setting that renders into upstream objects is on.
+    let platform = Platform { volume_kms_key: Some(KMS_TEMPLATE.into()), ..Default::default() };
     for name in ["acme", "beta"] {
-        for o in render(&example(name), &Platform::default()).expect("renders") {
+        for o in render(&example(name), &platform).expect("renders") {
             let (api, kind) = (o["apiVersion"].as_str().unwrap_or(""), o["kind"].as_str().unwrap_or(""));
             // Kubernetes' own kinds have no CRD: their typed form must read them without losing a field.
             fn lossless<T: serde::de::DeserializeOwned + serde::Serialize>(
@@ -815,4 +817,39 @@ fn tenant_pods_are_held_to_the_restricted_standard_and_strimzi_makes_them_so() {
         strimzi["spec"]["values"]["extraEnvs"],
         json!([{ "name": "STRIMZI_POD_SECURITY_PROVIDER_CLASS", "value": "restricted" }])
     );
+}
+
+/// A KMS key per tenant, by alias ARN (the EBS CSI driver takes ARNs only).
+const KMS_TEMPLATE: &str = "arn:aws:kms:eu-west-1:123456789012:alias/kaas-{tenant}";
+
+#[test]
+fn each_tenants_volumes_are_encrypted_with_its_own_key_where_the_platform_has_one() {
+    let platform = Platform { volume_kms_key: Some(KMS_TEMPLATE.into()), ..Default::default() };
+    for name in ["acme", "beta"] {
+        let t = example(name);
+        let key = format!("arn:aws:kms:eu-west-1:123456789012:alias/kaas-{}", tenant_id_of(&t));
+        let objects = render(&t, &platform).expect("renders");
+        let release = objects.last().expect("the release");
+        assert_eq!(
+            release["spec"]["values"]["storageClass"]["kmsKeyId"],
+            key.as_str(),
+            "{name}: broker volumes"
+        );
+        let roots: Vec<&Value> = objects
+            .iter()
+            .filter(|o| o["kind"] == "AWSMachineTemplate")
+            .map(|o| &o["spec"]["template"]["spec"]["rootVolume"])
+            .collect();
+        assert_eq!(roots.is_empty(), name == "beta", "{name}: machines only on its own cluster");
+        for root in roots {
+            assert_eq!(root["encryptionKey"], key.as_str(), "{name}: root volumes");
+            assert_eq!(root["encrypted"], true);
+        }
+        // Without a key per tenant: the account's default key, nothing named.
+        let plain = render(&t, &Platform::default()).expect("renders");
+        assert!(plain.last().expect("release")["spec"]["values"].get("storageClass").is_none());
+        assert!(plain
+            .iter()
+            .all(|o| o["spec"]["template"]["spec"]["rootVolume"].get("encryptionKey").is_none()));
+    }
 }

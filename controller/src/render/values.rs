@@ -48,6 +48,9 @@ pub fn chart_values(t: &KafkaTenant, plan: &Plan, p: &Platform) -> Value {
     if t.spec.isolation == Isolation::Namespace {
         values["sharedCluster"] = shared_cluster(p);
     }
+    if let Some(key) = p.volume_kms_key_of(tenant) {
+        values["storageClass"] = json!({ "kmsKeyId": key });
+    }
     values
 }
 

@@ -81,6 +81,8 @@ fn platform_settings_that_are_not_ones_are_refused_naming_them() {
         ("--zones=eu-west-1=eu-west-1a,eu-west-1b,us-east-1c", "\"us-east-1c\" is not a zone of region"),
         ("--tenant-kubernetes-version=1.35.1", "\"1.35.1\" is not a Kubernetes version like v1.35.1"),
         ("--tenant-kubernetes-version=v1.33.4", "1.34 or newer"),
+        ("--volume-kms-key-template=alias/kaas-{tenant}", "is not a KMS key ARN"),
+        ("--volume-kms-key-template=arn:aws:kms:eu-west-1:123456789012:alias/kaas", "names no {tenant}"),
         (
             "--tenant-strimzi-version=0.9.0",
             "\"0.9.0\" is not a Strimzi release this controller knows (0.51.0",

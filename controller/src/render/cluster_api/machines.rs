@@ -96,9 +96,19 @@ pub(super) fn machine_template(tenant: &str, ns: &str, pool: &Pool, p: &Platform
             "httpTokens": "required",
             "httpPutResponseHopLimit": pool.imds_hop_limit,
         },
-        "rootVolume": { "size": 64, "type": "gp3", "encrypted": true },
+        "rootVolume": root_volume(tenant, p),
     }}});
     named_by_spec("infrastructure.cluster.x-k8s.io/v1beta2", "AWSMachineTemplate", tenant, ns, pool, spec)
+}
+
+/// A machine's root volume: encrypted, with the tenant's own key when the platform has one per tenant (CAPA
+/// `Volume.EncryptionKey`, passed to RunInstances' block device mapping).
+fn root_volume(tenant: &str, p: &Platform) -> Value {
+    let mut volume = json!({ "size": 64, "type": "gp3", "encrypted": true });
+    if let Some(key) = p.volume_kms_key_of(tenant) {
+        volume["encryptionKey"] = json!(key);
+    }
+    volume
 }
 
 /// The KubeadmConfigTemplate of worker pool `pool`, named like [`machine_template`] (a changed one rolls the

@@ -253,7 +253,33 @@ def test_on_the_shared_cluster_the_namespace_is_a_wall():
     assert quota["persistentvolumeclaims"] == str(brokers + 3)
     assert (quota["services.loadbalancers"], quota["services.nodeports"]) == ("0", "0")
     broker_cpu = values["brokerResources"]["cpuMillis"]
-    assert quota["requests.cpu"] == f"{brokers * broker_cpu + 3 * 250 + 2 * 200}m"
+    # Brokers, three KRaft controllers, the entity operator's two containers and Cruise Control.
+    assert quota["requests.cpu"] == f"{brokers * broker_cpu + 3 * 250 + 2 * 200 + 500}m"
     assert kinds["LimitRange"]["spec"]["limits"][0]["defaultRequest"] == {"cpu": "200m", "memory": "512Mi"}
     own = {o["kind"] for o in render("kaas", controller_values("acme"))}
     assert not own & {"ResourceQuota", "LimitRange", "NetworkPolicy"}, "its own cluster is its wall"
+
+
+def test_partitions_follow_a_resize_through_cruise_control():
+    """Strimzi rebalances when brokers are added or removed only when the Kafka names a rebalance template for
+    each mode and that KafkaRebalance exists, annotated as a template (Strimzi 1.2.0, Kafka CRD
+    spec.cruiseControl.autoRebalance): before, a scale-out added brokers holding nothing."""
+    for example in ("acme", "beta"):
+        objects = render("kaas", controller_values(example))
+        kafka = next(o for o in objects if o["kind"] == "Kafka")
+        cc = kafka["spec"]["cruiseControl"]
+        modes = {m["mode"]: m["template"]["name"] for m in cc["autoRebalance"]}
+        assert set(modes) == {"add-brokers", "remove-brokers"}, example
+        templates = {o["metadata"]["name"]: o for o in objects if o["kind"] == "KafkaRebalance"}
+        for name in modes.values():
+            assert templates[name]["metadata"]["annotations"] == {"strimzi.io/rebalance-template": "true"}
+        assert cc["resources"]["limits"]["memory"] == "1024Mi" and cc["jvmOptions"]["-Xmx"] == "512m"
+    # On its own cluster Cruise Control runs on the system pool, with the controllers.
+    acme = next(o for o in render("kaas", controller_values("acme")) if o["kind"] == "Kafka")
+    terms = acme["spec"]["cruiseControl"]["template"]["pod"]["affinity"]["nodeAffinity"]
+    assert "system" in str(terms), terms
+    off = render("kaas", {**controller_values("beta"), "kafka": {**controller_values("beta")["kafka"],
+                                                                "cruiseControl": {"enabled": False, "resources": {
+                                                                    "cpuMillis": 500, "memoryMiB": 1024, "heapMiB": 512}}}})
+    assert not [o for o in off if o["kind"] == "KafkaRebalance"]
+    assert "cruiseControl" not in next(o for o in off if o["kind"] == "Kafka")["spec"]

@@ -144,8 +144,38 @@ impl Repo {
         files: Option<&[TenantFile]>,
         message: &str,
     ) -> Result<Outcome, GitError> {
+        match files {
+            Some(files) => self.write(tenant, Some(&|_: Option<&str>| files.to_vec()), message),
+            None => self.write(tenant, None, message),
+        }
+    }
+
+    /// Like [`Repo::write_tenant`], with the files derived from the folder's manifests as committed at the
+    /// remote's head (`None` for a new folder), read again on every push attempt: what a new plan keeps of the
+    /// committed one is then the remote's, even after another writer moved it.
+    pub fn write_tenant_from(
+        &self,
+        tenant: &str,
+        derive: Derive<'_>,
+        message: &str,
+    ) -> Result<Outcome, GitError> {
+        self.write(tenant, Some(derive), message)
+    }
+
+    fn write(
+        &self,
+        tenant: &str,
+        derive: Option<Derive<'_>>,
+        message: &str,
+    ) -> Result<Outcome, GitError> {
+        let files = || {
+            derive.map(|derive| {
+                let committed = std::fs::read_to_string(self.dir.join(tenant_folder(tenant)).join(MANIFESTS));
+                derive(committed.ok().as_deref())
+            })
+        };
         let Some((remote, branch)) = &self.upstream else {
-            return self.commit_tenant(tenant, files, message);
+            return self.commit_tenant(tenant, files().as_deref(), message);
         };
         for attempt in 0..PUSH_ATTEMPTS {
             self.git(&["fetch", "--quiet", remote])?;
@@ -157,7 +187,7 @@ impl Repo {
             } else {
                 self.git(&["checkout", "--quiet", "--orphan", branch]).ok();
             }
-            let outcome = self.commit_tenant(tenant, files, message)?;
+            let outcome = self.commit_tenant(tenant, files().as_deref(), message)?;
             if outcome == Outcome::Unchanged {
                 return Ok(outcome);
             }
@@ -285,6 +315,9 @@ fn run(dir: &Path, args: &[&str], credentials: Option<&Credentials>) -> Result<S
 fn tenant_folder(tenant: &str) -> PathBuf {
     Path::new("tenants").join(tenant)
 }
+
+/// How a write derives a folder's files from its manifests as committed (`None`: a new folder).
+pub type Derive<'a> = &'a dyn Fn(Option<&str>) -> Vec<TenantFile>;
 
 /// The file of a tenant's folder that holds its manifests.
 const MANIFESTS: &str = "manifests.yaml";

@@ -154,7 +154,9 @@ fn main() -> ExitCode {
 fn run(args: Args) -> anyhow::Result<()> {
     match args.command {
         Command::Crd => print!("{}", serde_norway::to_string(&KafkaTenant::crd())?),
-        Command::Render { file, platform } => print!("{}", render_file(&file, &platform.platform()?)?.1),
+        Command::Render { file, platform } => {
+            print!("{}", render::to_yaml(&render_file(&file, &platform.platform()?)?.1)?)
+        }
         Command::Size { file, ingress_mbps, egress_mbps, retention_hours, replication_factor, output } => {
             let overrides = (ingress_mbps, egress_mbps, retention_hours, replication_factor);
             print!("{}", size_command(file.as_deref(), overrides, output)?)
@@ -211,10 +213,16 @@ fn run(args: Args) -> anyhow::Result<()> {
             let mut failed = 0;
             // A bad tenant is reported and skipped; every other tenant is still synced.
             for file in files {
-                match render_file(&file, &platform).and_then(|(tenant, yaml)| {
+                match render_file(&file, &platform).and_then(|(tenant, manifests)| {
                     let name = names::folder(&tenant);
                     let msg = gitops::message(&name, tenant.metadata.generation);
-                    let outcome = repo.write_tenant(&name, Some(&gitops::tenant_files(yaml)), &msg)?;
+                    let yaml = render::to_yaml(&manifests)?;
+                    // Numbers changed in values that already serialized: this cannot fail where `yaml` did not.
+                    let derive = |committed: Option<&str>| {
+                        let kept = render::yaml_over(&tenant, &manifests, committed);
+                        gitops::tenant_files(kept.unwrap_or_else(|_| yaml.clone()))
+                    };
+                    let outcome = repo.write_tenant_from(&name, &derive, &msg)?;
                     Ok((name, outcome))
                 }) {
                     Ok((name, gitops::Outcome::Committed(sha))) => {
@@ -427,12 +435,15 @@ fn size_command(
 }
 
 /// Reads, validates and renders one tenant file.
-fn render_file(file: &std::path::Path, platform: &render::Platform) -> anyhow::Result<(KafkaTenant, String)> {
+fn render_file(
+    file: &std::path::Path,
+    platform: &render::Platform,
+) -> anyhow::Result<(KafkaTenant, Vec<serde_json::Value>)> {
     let text =
         std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
     let tenant: KafkaTenant = serde_norway::from_str(&text)
         .map_err(|e| anyhow::anyhow!("{}: not a KafkaTenant: {e}", file.display()))?;
     let manifests =
         render::render(&tenant, platform).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-    Ok((tenant, render::to_yaml(&manifests)?))
+    Ok((tenant, manifests))
 }

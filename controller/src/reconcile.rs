@@ -347,7 +347,15 @@ async fn refuse(
 async fn commit(t: &KafkaTenant, plan: &Plan, api: &Api<KafkaTenant>, ctx: &Context) -> Result<(), Error> {
     let yaml = render::to_yaml(&plan.manifests).map_err(Error::Manifests)?;
     let message = gitops::message(&plan.folder, t.metadata.generation);
-    match write_folder(ctx, &plan.folder, Some(gitops::tenant_files(yaml)), message).await? {
+    // What the folder holds now decides what the plan keeps (its topics' partitions): read as it is written.
+    let (tenant, manifests) = (t.clone(), plan.manifests.clone());
+    let derive = move |committed: Option<&str>| {
+        // Numbers changed in values that already serialized: this cannot fail where the plan did not.
+        gitops::tenant_files(
+            render::yaml_over(&tenant, &manifests, committed).unwrap_or_else(|_| yaml.clone()),
+        )
+    };
+    match write_folder_from(ctx, &plan.folder, Box::new(derive), message).await? {
         Ok(gitops::Outcome::Committed(sha)) => {
             let note = format!("{} at {}", plan.folder, &sha[..12.min(sha.len())]);
             ctx.record(t, EventType::Normal, "Committed", note).await;
@@ -367,6 +375,25 @@ async fn commit(t: &KafkaTenant, plan: &Plan, api: &Api<KafkaTenant>, ctx: &Cont
             Err(e.into())
         }
     }
+}
+
+/// A folder's files from what it holds, to be written on the blocking pool ([`gitops::Derive`]).
+type DeriveFiles = Box<dyn Fn(Option<&str>) -> Vec<gitops::TenantFile> + Send>;
+
+/// [`write_folder`] with the files derived from what the folder holds ([`gitops::Repo::write_tenant_from`]).
+async fn write_folder_from(
+    ctx: &Context,
+    folder: &str,
+    derive: DeriveFiles,
+    message: String,
+) -> Result<Result<gitops::Outcome, gitops::GitError>, Error> {
+    let (repo, folder) = (ctx.repo.clone(), folder.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let repo = repo.lock().unwrap_or_else(|p| p.into_inner());
+        repo.write_tenant_from(&folder, &*derive, &message)
+    })
+    .await
+    .map_err(Error::GitTask)
 }
 
 /// Makes the tenant folder `folder` hold `files` (`None`: removes it), committed with `message`. Git work

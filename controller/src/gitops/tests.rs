@@ -212,3 +212,27 @@ fn credentials_in_the_url_reach_git_through_the_helper_and_nowhere_else() {
     assert!(!said.contains("wr0ng"), "{said}");
     assert!(said.contains("Authentication failed") || said.contains("401"), "{said}");
 }
+
+/// A derived write reads the folder as the remote holds it, even when another clone moved it since this one
+/// last fetched: what a plan keeps of the committed one (its topics' partitions) is never a stale copy's.
+#[test]
+fn a_derived_write_sees_the_folder_another_writer_pushed() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let url = remote(tmp.path());
+    let a = Repo::clone_remote(&url, &tmp.path().join("a"), "main").expect("a");
+    let b = Repo::clone_remote(&url, &tmp.path().join("b"), "main").expect("b");
+    a.write_tenant("acme", Some(&files("partitions: 12\n")), "tenant acme: generation 1").expect("a writes");
+    let seen = std::sync::Mutex::new(Vec::new());
+    let derive = |committed: Option<&str>| {
+        seen.lock().expect("lock").push(committed.map(str::to_owned));
+        files(committed.unwrap_or("partitions: 24\n"))
+    };
+    b.write_tenant_from("acme", &derive, "tenant acme: generation 2").expect("b writes");
+    assert_eq!(seen.lock().expect("lock").as_slice(), [Some("partitions: 12\n".to_owned())]);
+    let fresh = Repo::clone_remote(&url, &tmp.path().join("c"), "main").expect("c");
+    let text = std::fs::read_to_string(fresh.dir().join("tenants/acme/manifests.yaml")).expect("manifests");
+    assert_eq!(text, "partitions: 12\n", "b kept what a committed");
+    // A new folder: nothing committed to derive from.
+    b.write_tenant_from("beta", &derive, "tenant beta: generation 1").expect("new");
+    assert_eq!(seen.lock().expect("lock").last(), Some(&None));
+}

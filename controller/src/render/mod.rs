@@ -21,9 +21,11 @@ use crate::sizing::{self, Demand, Sizing, SizingError, StrimziQuota};
 mod access;
 mod cluster_api;
 mod flux;
+mod kept;
 mod values;
 
 pub use flux::component_charts_url;
+pub use kept::{keep_topic_partitions, yaml_over};
 pub use values::{chart_values, storage_class};
 
 /// Platform-wide settings the rendering needs besides the tenant.

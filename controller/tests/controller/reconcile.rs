@@ -397,12 +397,23 @@ async fn create_then_ready_then_update_then_delete() {
     assert!(sizing.monthly_cost.total_usd > 0.0);
 
     // Spec change: one more commit naming the new generation.
+    let sized_before = topic_partitions(&f.committed("tenants/tenants/acme"));
     let mut t = f.tenants().get("acme").await.expect("tenant");
     t.spec.throughput.ingress_mbps = 500;
     f.tenants().replace("acme", &PostParams::default(), &t).await.expect("update");
     f.reconcile("acme").await.expect("updated");
     let log = f.remote_log();
     assert_eq!(log.len(), 2, "{log:?}");
+    // Five times the throughput sizes more partitions, but a topic keeps those it was created with: `orders`
+    // names none in its spec, and more would move its keys to other partitions.
+    let resized =
+        f.tenants().get("acme").await.expect("tenant").status.expect("status").sizing.expect("sized");
+    assert!(u64::from(resized.partitions) > sized_before["orders"], "{} partitions now", resized.partitions);
+    assert_eq!(
+        topic_partitions(&f.committed("tenants/tenants/acme")),
+        sized_before,
+        "every topic's partitions kept"
+    );
     let generation = f.tenants().get("acme").await.expect("tenant").metadata.generation.expect("generation");
     assert_eq!(log[0], format!("tenant tenants/acme: generation {generation}"));
     // The old release is still Ready, for the old spec: the tenant is not Ready for its new one until Flux has
@@ -888,4 +899,17 @@ async fn a_namespace_orders_at_most_its_quota() {
     assert!(message.contains(&format!("over --namespace-max-brokers {}", acme + beta)), "{message}");
     assert_eq!(f.remote_log().len(), 2, "nothing committed for the larger size");
     assert_eq!(sized(f.tenants().get("beta").await.expect("beta")), Some(beta), "it keeps its size");
+}
+
+/// Each topic's partitions in the committed Kafka release (`documents` of its folder's manifests).
+fn topic_partitions(documents: &[serde_json::Value]) -> BTreeMap<String, u64> {
+    let release = documents
+        .iter()
+        .find(|o| o["kind"] == "HelmRelease" && o["spec"]["releaseName"] == "kaas")
+        .expect("the Kafka release");
+    let topics = release["spec"]["values"]["topics"].as_array().expect("topics");
+    topics
+        .iter()
+        .map(|t| (t["name"].as_str().unwrap_or("").to_owned(), t["partitions"].as_u64().unwrap_or(0)))
+        .collect()
 }

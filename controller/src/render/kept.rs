@@ -1,0 +1,130 @@
+//! What a new plan keeps of the one committed before it: a topic's partition count. A topic whose spec names no
+//! partitions gets the sizing's count when it is first committed, and that count must then stay, whatever later
+//! sizings say: more partitions move keys to other partitions (a keyed producer's order and a compacted topic's
+//! latest value per key are lost across the change), and Kafka cannot take partitions away (Strimzi's topic
+//! operator refuses a decrease and the topic stops being reconciled). A count the spec names is the tenant's
+//! own decision and is taken as it stands.
+//!
+//! Neighbours: [`super::plan`] renders the sized counts; the reconciler hands [`keep_topic_partitions`] the
+//! folder's committed manifests as it writes the folder (`gitops::Repo::write_tenant_from`), so the count kept
+//! is the one in Git, where Flux applied it from.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use crate::crd::KafkaTenant;
+use crate::names::KAFKA_RELEASE;
+
+/// Sets, in `manifests`' Kafka release, each topic's partitions that the spec leaves to the sizing to the count
+/// `committed` (the folder's manifests, YAML documents) gave it, where `committed` has the topic.
+pub fn keep_topic_partitions(t: &KafkaTenant, manifests: &mut [Value], committed: &str) {
+    let before = committed_partitions(committed);
+    let Some(release) = manifests.iter_mut().find(|o| is_kafka_release(o)) else { return };
+    let Some(topics) = release["spec"]["values"]["topics"].as_array_mut() else { return };
+    for topic in topics {
+        let Some(name) = topic["name"].as_str() else { continue };
+        let named_by_spec = t.spec.topics.iter().any(|s| s.name == name && s.partitions.is_some());
+        if let (false, Some(&count)) = (named_by_spec, before.get(name)) {
+            topic["partitions"] = Value::from(count);
+        }
+    }
+}
+
+/// The YAML of `manifests` to commit over `committed` (the folder's manifests; `None` for a new folder), with
+/// what a plan keeps of the committed one kept.
+pub fn yaml_over(
+    t: &KafkaTenant,
+    manifests: &[Value],
+    committed: Option<&str>,
+) -> Result<String, serde_norway::Error> {
+    let mut manifests = manifests.to_vec();
+    if let Some(committed) = committed {
+        keep_topic_partitions(t, &mut manifests, committed);
+    }
+    super::to_yaml(&manifests)
+}
+
+/// Each topic's partitions in the committed Kafka release; none of a document that is not YAML or not the
+/// release (a folder edited by hand is read for what it holds, never trusted to parse).
+fn committed_partitions(committed: &str) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for doc in serde_norway::Deserializer::from_str(committed) {
+        // A parse error ends the stream: the deserializer would yield the same error again forever.
+        let Ok(object) = <Value as serde::Deserialize>::deserialize(doc) else { break };
+        if !is_kafka_release(&object) {
+            continue;
+        }
+        for topic in object["spec"]["values"]["topics"].as_array().into_iter().flatten() {
+            if let (Some(name), Some(count)) = (topic["name"].as_str(), topic["partitions"].as_u64()) {
+                out.insert(name.to_owned(), count);
+            }
+        }
+    }
+    out
+}
+
+fn is_kafka_release(o: &Value) -> bool {
+    o["kind"] == "HelmRelease" && o["spec"]["releaseName"] == KAFKA_RELEASE
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::crd::Topic;
+    use crate::render::tests::example;
+    use crate::render::{plan, to_yaml, Platform};
+
+    fn partitions(manifests: &[Value]) -> BTreeMap<String, u64> {
+        let release = manifests.iter().find(|o| is_kafka_release(o)).expect("release");
+        let topics = release["spec"]["values"]["topics"].as_array().expect("topics");
+        topics
+            .iter()
+            .map(|t| (t["name"].as_str().unwrap_or("").to_owned(), t["partitions"].as_u64().unwrap_or(0)))
+            .collect()
+    }
+
+    #[test]
+    fn a_resize_keeps_each_committed_topics_partitions_and_sizes_new_ones() {
+        let mut t = example("acme");
+        t.spec.topics = vec![
+            Topic { name: "orders".into(), ..Default::default() },
+            Topic { name: "audit".into(), partitions: Some(3), ..Default::default() },
+        ];
+        let first = plan(&t, &Platform::default()).expect("plans");
+        let committed = to_yaml(&first.manifests).expect("yaml");
+        let sized = first.sizing.partitions;
+        // Ten times the throughput: more brokers, more partitions for what is new.
+        t.spec.throughput.ingress_mbps *= 10;
+        t.spec.throughput.egress_mbps *= 10;
+        t.spec.topics.push(Topic { name: "payments".into(), ..Default::default() });
+        t.spec.topics[1].partitions = Some(6);
+        let mut second = plan(&t, &Platform::default()).expect("plans");
+        let resized = second.sizing.partitions;
+        assert!(resized > sized, "{resized} > {sized}");
+        keep_topic_partitions(&t, &mut second.manifests, &committed);
+        let want: BTreeMap<String, u64> = [
+            ("orders".to_owned(), u64::from(sized)),
+            ("audit".to_owned(), 6),
+            ("payments".to_owned(), u64::from(resized)),
+        ]
+        .into();
+        assert_eq!(partitions(&second.manifests), want, "kept, the spec's own, and sized");
+    }
+
+    #[test]
+    fn a_committed_folder_that_is_not_what_was_written_keeps_nothing() {
+        let t = example("acme");
+        let mut fresh = plan(&t, &Platform::default()).expect("plans").manifests;
+        let before = partitions(&fresh);
+        for committed in ["", "not: [yaml", "---\nkind: HelmRelease\nspec: 7\n", "--- [1, 2]\n--- {}\n"] {
+            keep_topic_partitions(&t, &mut fresh, committed);
+            assert_eq!(partitions(&fresh), before, "{committed:?}");
+        }
+        let other = json!({ "kind": "HelmRelease", "spec": { "releaseName": "other", "values": { "topics": [{ "name": "orders", "partitions": 1 }] } } });
+        keep_topic_partitions(&t, &mut fresh, &to_yaml(&[other]).expect("yaml"));
+        assert_eq!(partitions(&fresh), before, "another release's topics");
+    }
+}

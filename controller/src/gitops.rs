@@ -162,12 +162,7 @@ impl Repo {
         self.write(tenant, Some(derive), message)
     }
 
-    fn write(
-        &self,
-        tenant: &str,
-        derive: Option<Derive<'_>>,
-        message: &str,
-    ) -> Result<Outcome, GitError> {
+    fn write(&self, tenant: &str, derive: Option<Derive<'_>>, message: &str) -> Result<Outcome, GitError> {
         let files = || {
             derive.map(|derive| {
                 let committed = std::fs::read_to_string(self.dir.join(tenant_folder(tenant)).join(MANIFESTS));

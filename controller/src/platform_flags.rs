@@ -49,8 +49,9 @@ pub struct PlatformArgs {
     #[arg(long = "tenant-vpc-cidr", value_parser = parse_cidr)]
     tenant_vpc_cidrs: Vec<String>,
     /// One HTTP(S) Helm repository serving every platform component chart of tenant clusters (Cilium, the
-    /// AWS cloud controller manager and EBS CSI driver, Strimzi, cert-manager, external-dns, the Prometheus
-    /// Operator's CRDs) under their upstream names and versions: a mirror, for an air-gapped platform.
+    /// AWS cloud controller manager and EBS CSI driver, Strimzi and its Drain Cleaner, cert-manager,
+    /// external-dns, the Prometheus Operator's CRDs) under their upstream names and versions: a mirror, for an
+    /// air-gapped platform.
     /// Unset: each from its upstream repository.
     #[arg(long, value_parser = render::component_charts_url)]
     component_charts_url: Option<String>,

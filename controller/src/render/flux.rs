@@ -191,6 +191,31 @@ pub(super) fn components(tenant: &str, ns: &str, p: &Platform) -> Vec<Value> {
             values: json!({ "crds": { "enabled": true } }),
             after: &["cilium", "aws-cloud-controller-manager"],
         },
+        // Node drains (a Kubernetes upgrade, a replaced machine) evict no broker: Strimzi Drain Cleaner denies
+        // the eviction and has Strimzi roll the broker itself, once its partitions stay in sync without it
+        // (drain-cleaner 1.6.0 README, "deny eviction", the chart's default). On the control plane, so draining
+        // workers never takes it down; two replicas for the control plane's own rollouts; its webhook's
+        // certificate from cert-manager.
+        Component {
+            short: "strimzi-drain-cleaner",
+            chart: "strimzi-drain-cleaner",
+            version: "1.6.0".into(),
+            url: "oci://quay.io/strimzi-helm",
+            oci: true,
+            namespace: "strimzi-drain-cleaner",
+            values: json!({
+                "replicaCount": 2,
+                "podDisruptionBudget": { "create": true, "minAvailable": 1 },
+                // helm-controller creates the target namespace; the chart only names it.
+                "namespace": { "create": false, "name": "strimzi-drain-cleaner" },
+                "certManager": { "create": true },
+                "nodeSelector": { "node-role.kubernetes.io/control-plane": "" },
+                "tolerations": [
+                    { "key": "node-role.kubernetes.io/control-plane", "operator": "Exists", "effect": "NoSchedule" },
+                ],
+            }),
+            after: &["strimzi", "cert-manager"],
+        },
         Component {
             short: "external-dns",
             chart: "external-dns",
@@ -279,7 +304,7 @@ mod tests {
     #[test]
     fn releases_through_a_kubeconfig_keep_helm_storage_in_their_target_namespace() {
         let all = releases("acme", &Platform::default());
-        assert_eq!(all.len(), 8);
+        assert_eq!(all.len(), 9);
         for r in &all {
             assert!(r["spec"]["kubeConfig"].is_object(), "{}", r["metadata"]["name"]);
             assert_eq!(
@@ -312,6 +337,33 @@ mod tests {
         assert_eq!(dns(&p), (want, serde_json::json!(["service"])));
         p.cluster_bootstrap = "{tenant}.kafka.example.com:443".into();
         assert_eq!(dns(&p).0, serde_json::json!([format!("{id}.kafka.example.com")]));
+    }
+
+    /// A drained node's brokers are rolled by Strimzi, not evicted: Drain Cleaner is installed after the
+    /// operator and cert-manager (its webhook certificate), on the control plane, which worker drains never
+    /// take it from.
+    #[test]
+    fn node_drains_leave_brokers_to_strimzi_through_drain_cleaner() {
+        let all = releases("acme", &Platform::default());
+        let cleaner =
+            all.iter().find(|r| r["spec"]["releaseName"] == "strimzi-drain-cleaner").expect("Drain Cleaner");
+        let id = crate::names::tenant_id_of(&example("acme"));
+        let after: Vec<String> = ["strimzi", "cert-manager"].iter().map(|c| format!("{id}-{c}")).collect();
+        assert_eq!(
+            cleaner["spec"]["dependsOn"],
+            serde_json::json!([{ "name": after[0] }, { "name": after[1] }])
+        );
+        let values = &cleaner["spec"]["values"];
+        assert_eq!(values["certManager"]["create"], true);
+        assert_eq!(values["namespace"]["create"], false, "helm-controller makes the target namespace");
+        assert_eq!(values["nodeSelector"]["node-role.kubernetes.io/control-plane"], "");
+        assert!(values["replicaCount"].as_u64() >= Some(2));
+        assert!(
+            values.get("env").is_none(),
+            "the chart's default: evictions denied, brokers rolled by Strimzi"
+        );
+        let kafka = all.iter().find(|r| r["spec"]["releaseName"] == "kaas").expect("kafka");
+        assert!(kafka["spec"]["values"]["kafka"].get("template").is_none());
     }
 
     #[test]
@@ -353,7 +405,7 @@ mod tests {
             objects.into_iter().filter(|o| o["kind"] == "HelmRepository").map(|o| o["spec"].clone()).collect()
         };
         let upstream = repositories(&Platform::default());
-        assert_eq!(upstream.len(), 7);
+        assert_eq!(upstream.len(), 8);
         assert!(upstream.iter().any(|s| s["type"] == "oci"));
         let mirror = "https://charts.example.internal/kaas";
         let p = Platform { component_charts: Some(mirror.into()), ..Platform::default() };

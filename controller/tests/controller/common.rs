@@ -453,6 +453,6 @@ pub fn component_charts(example: &str) -> anyhow::Result<Vec<kaas_testsupport::h
         }
         charts.push(kaas_testsupport::helm_repo::Chart { name: name.into(), version: version.into(), files });
     }
-    anyhow::ensure!(charts.len() == 7, "seven platform components, found {}", charts.len());
+    anyhow::ensure!(charts.len() == 8, "eight platform components, found {}", charts.len());
     Ok(charts)
 }

@@ -14,7 +14,7 @@
 //!
 //! Both isolation modes run all three Flux controllers. A tenant on its own cluster gets a second etcd +
 //! kube-apiserver as that cluster: the real helm-controller installs, through each rendered HelmRelease's
-//! `kubeConfig`, the seven platform components (stand-in charts of the upstream names and versions, from a Helm
+//! `kubeConfig`, the eight platform components (stand-in charts of the upstream names and versions, from a Helm
 //! repository the test serves, [`kaas_testsupport::helm_repo`], which the platform's chart-mirror setting points
 //! the releases at; the Strimzi one brings Strimzi's CRDs, the Prometheus one the monitoring CRDs) and then
 //! the real `charts/kaas` with the rendered values, judged there by those CRDs and Kubernetes' own schemas;
@@ -185,7 +185,7 @@ async fn tenant_loop(case: Case) -> anyhow::Result<()> {
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
     });
-    // Cluster API bringing up the cluster and seven releases through a kubeconfig in dependency order take
+    // Cluster API bringing up the cluster and eight releases through a kubeconfig in dependency order take
     // longer than one release on this cluster (37–47 s measured on 2 shared cores).
     let within = Duration::from_secs(if case.own_cluster { 240 } else { 30 });
 
@@ -441,7 +441,7 @@ fn applied_by_flux(object: &DynamicObject) -> bool {
 
 /// Every release helm-controller installed through the kubeconfig keeps its Helm storage on the tenant's
 /// cluster in its own target namespace (`storageNamespace`), none in `kaas-<id>`, which exists only on the
-/// management cluster; and the seven platform components are installed there.
+/// management cluster; and the eight platform components are installed there.
 async fn helm_storage_is_on_the_tenant_cluster(tenant_cluster: &Client) -> anyhow::Result<()> {
     let secrets: Api<Secret> = Api::all(tenant_cluster.clone());
     let storage = secrets.list(&ListParams::default().labels("owner=helm")).await?.items;
@@ -460,6 +460,7 @@ async fn helm_storage_is_on_the_tenant_cluster(tenant_cluster: &Client) -> anyho
         ("kaas", "kafka"),
         ("prometheus-operator-crds", "kube-system"),
         ("strimzi", "strimzi"),
+        ("strimzi-drain-cleaner", "strimzi-drain-cleaner"),
     ];
     let want: Vec<(String, String)> = want.iter().map(|(r, n)| ((*r).to_owned(), (*n).to_owned())).collect();
     assert_eq!(releases, want, "each release's Helm storage in its target namespace on the tenant's cluster");

@@ -57,9 +57,12 @@ fn next(last: Option<u16>, range: &Range<u16>, free: impl Fn(u16) -> bool) -> Op
     (start..range.end).chain(range.start..start).find(|&p| free(p))
 }
 
-/// Free on every address (a server binding the wildcard address conflicts with one on loopback).
+/// Free on every address (a server binding the wildcard address conflicts with one on loopback); a machine
+/// without IPv6 has nothing bound there.
 fn bindable(port: u16) -> bool {
-    TcpListener::bind(("0.0.0.0", port)).is_ok() && TcpListener::bind(("::", port)).is_ok()
+    let taken =
+        |r: std::io::Result<TcpListener>| matches!(r, Err(e) if e.kind() == std::io::ErrorKind::AddrInUse);
+    TcpListener::bind(("0.0.0.0", port)).is_ok() && !taken(TcpListener::bind(("::", port)))
 }
 
 /// [`LOWEST`] up to the first port of the kernel's ephemeral range.

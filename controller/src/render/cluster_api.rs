@@ -16,7 +16,7 @@ use crate::sizing::{Sizing, SYSTEM_INSTANCE, SYSTEM_NODES, ZONES};
 
 mod machines;
 
-use machines::{bootstrap_template, machine_template, Pool, POOL_LABEL};
+use machines::{bootstrap_template, health_checks, machine_template, Pool, POOL_LABEL};
 
 /// What Cilium needs open between nodes in VXLAN overlay mode, the chart's default as `components()` installs
 /// it: the AWS security-group example of cilium/cilium Documentation/operations/system_requirements.rst
@@ -178,6 +178,7 @@ pub(super) fn cluster_objects(
             zones.iter().map(|zone| machine_deployment(tenant, ns, pool, &template, &bootstrap, zone, p)),
         );
     }
+    out.extend(health_checks(tenant, ns));
     out
 }
 

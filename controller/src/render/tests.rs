@@ -190,6 +190,11 @@ fn rendered_objects_validate_against_upstream_crds() {
                 checked += 1;
                 continue;
             }
+            // Not among ../shared/crds: the `cluster_api` integration test applies it to the real Cluster API,
+            // whose CRD and webhooks judge it, and reads its status.
+            if kind == "MachineHealthCheck" {
+                continue;
+            }
             let schema = upstream_schema(&crds, api, kind)
                 .unwrap_or_else(|| panic!("no upstream CRD for {api} {kind}"));
             let validator = jsonschema::validator_for(&schema).expect("schema compiles");

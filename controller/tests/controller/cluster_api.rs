@@ -354,6 +354,28 @@ async fn run(
         format!("not as many control-plane instances as the KubeadmControlPlane's {replicas}: {scaled:?}")
     });
 
+    // Cluster API's health checks watch every machine, each healthy: the selectors match the labels Cluster
+    // API puts on workers and control-plane machines, and the Node conditions read are the ones nodes report.
+    let checks = api(&admin, ns, "cluster.x-k8s.io", "v1beta2", "MachineHealthCheck");
+    let workers = plan.sizing.worker_nodes as u64;
+    for (check, machines) in [("workers", workers), ("control-plane", replicas as u64)] {
+        let name = format!("{cluster}-{check}");
+        let watched = eventually(
+            &format!("{name} sees {machines} healthy machines"),
+            Duration::from_secs(120),
+            || async {
+                let status = checks.get(&name).await?.data["status"].clone();
+                let seen = (status["expectedMachines"].as_u64(), status["currentHealthy"].as_u64());
+                Ok((seen == (Some(machines), Some(machines))).then_some(()))
+            },
+        )
+        .await;
+        if watched.is_err() {
+            let status = checks.get(&name).await.map(|c| c.data["status"].clone());
+            findings.0.push(format!("{watched:?}: its status {status:?}"));
+        }
+    }
+
     // A throughput change that picks another broker instance type.
     let bigger = bigger_brokers(tenant, p)?;
     let templates = api(&admin, ns, "infrastructure.cluster.x-k8s.io", "v1beta2", "AWSMachineTemplate");

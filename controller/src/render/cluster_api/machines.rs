@@ -101,6 +101,40 @@ pub(super) fn machine_template(tenant: &str, ns: &str, pool: &Pool, p: &Platform
     named_by_spec("infrastructure.cluster.x-k8s.io/v1beta2", "AWSMachineTemplate", tenant, ns, pool, spec)
 }
 
+/// The tenant cluster's MachineHealthChecks: a worker (any MachineDeployment's machine) or a control-plane
+/// machine whose Node is not Ready for 5 minutes, or has none 20 minutes after it was made (instances boot and
+/// join in minutes), is replaced by Cluster API (KubeadmControlPlane remediates its own, one at a time and only
+/// with quorum kept). Only while a single machine of the set is unhealthy: a zone outage or a network
+/// partition makes many at once, and replacing them would only add load where nothing can heal (Cluster API
+/// v1.13 MachineHealthCheck v1beta2, `remediation.triggerIf.unhealthyLessThanOrEqualTo`). A broker's
+/// replacement drains its old node, which Drain Cleaner leaves to Strimzi.
+pub(super) fn health_checks(tenant: &str, ns: &str) -> Vec<Value> {
+    let check = |name: &str, machines: &str| {
+        json!({
+            "apiVersion": "cluster.x-k8s.io/v1beta2",
+            "kind": "MachineHealthCheck",
+            "metadata": meta(&format!("{tenant}-{name}"), ns, tenant),
+            "spec": {
+                "clusterName": tenant,
+                "selector": { "matchExpressions": [{ "key": machines, "operator": "Exists" }] },
+                "checks": {
+                    "nodeStartupTimeoutSeconds": 1200,
+                    "unhealthyNodeConditions": [
+                        { "type": "Ready", "status": "Unknown", "timeoutSeconds": 300 },
+                        { "type": "Ready", "status": "False", "timeoutSeconds": 300 },
+                    ],
+                },
+                "remediation": { "triggerIf": { "unhealthyLessThanOrEqualTo": 1 } },
+            },
+        })
+    };
+    // The labels Cluster API puts on every machine of a MachineDeployment and of a KubeadmControlPlane.
+    vec![
+        check("workers", "cluster.x-k8s.io/deployment-name"),
+        check("control-plane", "cluster.x-k8s.io/control-plane"),
+    ]
+}
+
 /// A machine's root volume: encrypted, with the tenant's own key when the platform has one per tenant (CAPA
 /// `Volume.EncryptionKey`, passed to RunInstances' block device mapping).
 fn root_volume(tenant: &str, p: &Platform) -> Value {

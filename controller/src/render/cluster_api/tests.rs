@@ -252,3 +252,26 @@ fn pool_labels_reach_nodes_and_only_brokers_are_tainted() {
         assert_eq!(registration["taints"], want, "{}", name(md));
     }
 }
+
+/// A broken machine is replaced, one at a time: workers and control-plane machines each have a health check
+/// on their Node's Ready condition that remediates only while a single machine is unhealthy.
+#[test]
+fn a_machine_whose_node_is_not_ready_is_replaced_one_at_a_time() {
+    let objects = render(&example("acme"), &Platform::default()).expect("renders");
+    let checks: Vec<&Value> = objects.iter().filter(|o| o["kind"] == "MachineHealthCheck").collect();
+    let selected: Vec<&str> = checks
+        .iter()
+        .map(|c| c["spec"]["selector"]["matchExpressions"][0]["key"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(selected, ["cluster.x-k8s.io/deployment-name", "cluster.x-k8s.io/control-plane"]);
+    for c in &checks {
+        assert_eq!(c["spec"]["clusterName"], c["metadata"]["labels"]["kaas.dev/tenant"]);
+        assert_eq!(c["spec"]["remediation"]["triggerIf"]["unhealthyLessThanOrEqualTo"], 1);
+        let conditions = c["spec"]["checks"]["unhealthyNodeConditions"].as_array().expect("conditions");
+        let statuses: Vec<&str> = conditions.iter().map(|c| c["status"].as_str().unwrap_or("")).collect();
+        assert_eq!(statuses, ["Unknown", "False"]);
+    }
+    // None for a tenant on the shared cluster: it has no machines.
+    let beta = render(&example("beta"), &Platform::default()).expect("renders");
+    assert!(beta.iter().all(|o| o["kind"] != "MachineHealthCheck"));
+}

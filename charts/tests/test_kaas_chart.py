@@ -260,6 +260,15 @@ def test_on_the_shared_cluster_the_namespace_is_a_wall():
     assert not own & {"ResourceQuota", "LimitRange", "NetworkPolicy"}, "its own cluster is its wall"
 
 
+def test_brokers_are_numbered_from_zero_and_controllers_apart():
+    """The b<id> names kaas-proxy serves and orders certificates for follow from the broker count: Strimzi
+    numbers nodes in creation order unless a pool names its ids (KafkaNodePool annotation
+    strimzi.io/next-node-ids); before, the controllers, made first, could take 0-2 and the brokers 3-5."""
+    pools = {o["metadata"]["name"]: o for o in render("kaas", controller_values("acme")) if o["kind"] == "KafkaNodePool"}
+    assert pools["brokers"]["metadata"]["annotations"]["strimzi.io/next-node-ids"] == "[0-99]"
+    assert pools["controllers"]["metadata"]["annotations"]["strimzi.io/next-node-ids"] == "[100-199]"
+
+
 def test_partitions_follow_a_resize_through_cruise_control():
     """Strimzi rebalances when brokers are added or removed only when the Kafka names a rebalance template for
     each mode and that KafkaRebalance exists, annotated as a template (Strimzi 1.2.0, Kafka CRD

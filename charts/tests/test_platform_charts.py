@@ -239,6 +239,10 @@ def test_controller_rbac_is_exactly_what_it_uses():
     assert not [a for a in uncapped["spec"]["template"]["spec"]["containers"][0]["args"] if "namespace-max" in a]
     assert not [a for a in deploy["containers"][0]["args"] if a.startswith("--tenant-")], "no pins offered"
     assert "--namespace-pod-security=restricted" in deploy["containers"][0]["args"]
+    assert "--route-acme" not in deploy["containers"][0]["args"], "the proxy's ACME client is off by default"
+    ordered = by_kind(render("kaas-controller", {"machines": {"imageLookupOrg": "123456789012"}, "routes": {"acme": True}},
+                             name="kaas-controller", namespace="kaas-system"), "Deployment")[0]
+    assert "--route-acme" in ordered["spec"]["template"]["spec"]["containers"][0]["args"]
     assert not [a for a in deploy["containers"][0]["args"] if a.startswith("--volume-kms")], "default EBS key"
     keyed = by_kind(render("kaas-controller", {"machines": {"imageLookupOrg": "123456789012", "volumeKmsKeyTemplate":
                                                             "arn:aws:kms:eu-west-1:123456789012:alias/kaas-{tenant}"}},

@@ -93,6 +93,11 @@ enum Command {
         /// its port; `{tenant}` is replaced by the tenant id.
         #[arg(long, default_value = reconcile::CLIENT_ADDRESS)]
         client_address_template: String,
+        /// Published routes have kaas-proxy order each tenant's certificate by ACME (`<tenant>.<domain>` and
+        /// every broker's `b<id>` name); kaas-proxy must run its ACME client. Without it, the proxy's default
+        /// certificate serves every tenant and must name each one.
+        #[arg(long)]
+        route_acme: bool,
         /// Address of the /metrics and /healthz endpoint.
         #[arg(long, default_value = "0.0.0.0:8080")]
         metrics_listen: std::net::SocketAddr,
@@ -169,6 +174,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             routes_namespace,
             routes_config_map,
             client_ca_template,
+            route_acme,
             upstream_files_template,
             plaintext_upstream,
             client_address_template,
@@ -187,6 +193,7 @@ fn run(args: Args) -> anyhow::Result<()> {
                 client_ca: client_ca_template,
                 upstream_files: (!plaintext_upstream).then_some(upstream_files_template),
                 client_address: client_address_template,
+                acme: route_acme,
                 ..Default::default()
             };
             tokio::runtime::Runtime::new()?.block_on(serve(

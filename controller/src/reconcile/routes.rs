@@ -7,7 +7,7 @@
 //! the proxy reloads the ConfigMap as its tenants file.
 
 use k8s_openapi::api::core::v1::ConfigMap;
-use kaas_route::{CertificateFiles, Identity, TenantRoute, UpstreamRoute, UpstreamTls};
+use kaas_route::{CertificateFiles, Identity, TenantCertificate, TenantRoute, UpstreamRoute, UpstreamTls};
 use kube::api::{Api, PostParams};
 use kube::Client;
 
@@ -55,6 +55,10 @@ pub struct RouteSource {
     /// The address a tenant's clients use, as the proxy serves it (`{tenant}` is replaced):
     /// `<tenant>.<proxy domain>:<proxy port>`; written to `status.bootstrap` once the route is published.
     pub client_address: String,
+    /// Each route's certificate is ordered by the proxy's ACME client, for `<tenant>.<domain>` and the
+    /// `b<id>` name of every broker: ids 0 to brokers − 1, as `charts/kaas` has Strimzi number them. Unset:
+    /// the proxy's default certificate, which must then name every tenant.
+    pub acme: bool,
 }
 
 impl Default for RouteSource {
@@ -66,6 +70,7 @@ impl Default for RouteSource {
             upstream_files: None,
             upstream_secret: "kaas-proxy-upstream".into(),
             client_address: CLIENT_ADDRESS.into(),
+            acme: false,
         }
     }
 }
@@ -107,7 +112,11 @@ impl RouteSource {
         TenantRoute {
             name: tenant.into(),
             bootstrap: vec![plan.bootstrap.clone()],
-            tls: None,
+            tls: self.acme.then(|| TenantCertificate {
+                acme: true,
+                broker_ids: Some((0..plan.sizing.brokers).collect()),
+                ..TenantCertificate::default()
+            }),
             client_ca,
             client_crl: None,
             principal_mapping_rules: None,

@@ -198,6 +198,15 @@ fn published_routes_validate_and_carry_identity() {
         "the shared cluster's brokers are under the bootstrap's domain"
     );
 
+    // With ACME the proxy orders each tenant's certificate: its name and every broker's, numbered from 0 as
+    // charts/kaas has Strimzi number them (acme: 3 brokers).
+    let ordered = RouteSource { acme: true, ..source.clone() }.route(&acme);
+    let tls = ordered.tls.clone().expect("a certificate by ACME");
+    assert!(tls.acme && tls.cert.is_none() && tls.key.is_none(), "{tls:?}");
+    assert_eq!(tls.broker_ids, Some(vec![0, 1, 2]));
+    assert!(ordered.validate().is_empty(), "{:?}", ordered.validate());
+    assert_eq!(source.route(&acme).tls, None, "without it, the proxy's default certificate");
+
     let own_ca = RouteSource { client_ca: Some("/ca/{tenant}.pem".into()), ..source };
     assert_eq!(own_ca.route(&acme).client_ca, Some("/ca/tenants-acme.pem".into()));
 }

@@ -49,11 +49,19 @@ impl Rendered {
             .unwrap_or_else(|| panic!("no KafkaNodePool {name}"))
     }
 
-    /// The brokers, numbered as Strimzi numbers the pools' nodes (the controllers' pool first).
+    /// The brokers, numbered as Strimzi numbers a pool's nodes: the lowest free ids of the range its
+    /// `strimzi.io/next-node-ids` annotation names (`[0-99]`), else on from the pools made before it.
     fn broker_nodes(&self) -> Vec<Node> {
-        let controllers = self.pool("controllers")["spec"]["replicas"].as_u64().expect("replicas");
-        let brokers = self.pool("brokers")["spec"]["replicas"].as_u64().expect("replicas");
-        (controllers..controllers + brokers)
+        let pool = self.pool("brokers");
+        let brokers = pool["spec"]["replicas"].as_u64().expect("replicas");
+        let range = pool["metadata"]["annotations"]["strimzi.io/next-node-ids"].as_str().expect("ids named");
+        let first: u64 = range
+            .trim_start_matches('[')
+            .split(['-', ']'])
+            .next()
+            .and_then(|n| n.parse().ok())
+            .expect("a [low-high] range");
+        (first..first + brokers)
             .map(|id| Node { id: u32::try_from(id).expect("small"), pool: "brokers".into() })
             .collect()
     }

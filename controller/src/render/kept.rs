@@ -3,7 +3,8 @@
 //! sizings say: more partitions move keys to other partitions (a keyed producer's order and a compacted topic's
 //! latest value per key are lost across the change), and Kafka cannot take partitions away (Strimzi's topic
 //! operator refuses a decrease and the topic stops being reconciled). A count the spec names is the tenant's
-//! own decision and is taken as it stands.
+//! own decision, taken when it raises the count; one below what the topic has is not (Kafka cannot remove
+//! partitions), so the committed count stays.
 //!
 //! Neighbours: [`super::plan`] renders the sized counts; the reconciler hands [`keep_topic_partitions`] the
 //! folder's committed manifests as it writes the folder (`gitops::Repo::write_tenant_from`), so the count kept
@@ -16,17 +17,20 @@ use serde_json::Value;
 use crate::crd::KafkaTenant;
 use crate::names::KAFKA_RELEASE;
 
-/// Sets, in `manifests`' Kafka release, each topic's partitions that the spec leaves to the sizing to the count
-/// `committed` (the folder's manifests, YAML documents) gave it, where `committed` has the topic.
+/// Sets, in `manifests`' Kafka release, each topic's partitions that the spec leaves to the sizing, or names
+/// below it, to the count `committed` (the folder's manifests, YAML documents) gave it, where `committed` has
+/// the topic.
 pub fn keep_topic_partitions(t: &KafkaTenant, manifests: &mut [Value], committed: &str) {
     let before = committed_partitions(committed);
     let Some(release) = manifests.iter_mut().find(|o| is_kafka_release(o)) else { return };
     let Some(topics) = release["spec"]["values"]["topics"].as_array_mut() else { return };
     for topic in topics {
         let Some(name) = topic["name"].as_str() else { continue };
-        let named_by_spec = t.spec.topics.iter().any(|s| s.name == name && s.partitions.is_some());
-        if let (false, Some(&count)) = (named_by_spec, before.get(name)) {
-            topic["partitions"] = Value::from(count);
+        let named = t.spec.topics.iter().find(|s| s.name == name).and_then(|s| s.partitions).map(u64::from);
+        match (named, before.get(name)) {
+            (Some(n), Some(&count)) if n < count => topic["partitions"] = Value::from(count),
+            (None, Some(&count)) => topic["partitions"] = Value::from(count),
+            _ => {}
         }
     }
 }
@@ -101,6 +105,8 @@ mod tests {
         t.spec.throughput.egress_mbps *= 10;
         t.spec.topics.push(Topic { name: "payments".into(), ..Default::default() });
         t.spec.topics[1].partitions = Some(6);
+        let raised = plan(&t, &Platform::default()).expect("plans");
+        let raised_yaml = to_yaml(&raised.manifests).expect("yaml");
         let mut second = plan(&t, &Platform::default()).expect("plans");
         let resized = second.sizing.partitions;
         assert!(resized > sized, "{resized} > {sized}");
@@ -112,6 +118,11 @@ mod tests {
         ]
         .into();
         assert_eq!(partitions(&second.manifests), want, "kept, the spec's own, and sized");
+        // A named count below what the topic has is not applied: Kafka cannot remove partitions.
+        t.spec.topics[1].partitions = Some(2);
+        let mut lowered = plan(&t, &Platform::default()).expect("plans");
+        keep_topic_partitions(&t, &mut lowered.manifests, &raised_yaml);
+        assert_eq!(partitions(&lowered.manifests)["audit"], 6, "six stay");
     }
 
     #[test]

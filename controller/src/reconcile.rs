@@ -38,6 +38,7 @@ use crate::render::{self, Plan, Platform};
 use crate::{tenant_cluster, upstream};
 
 mod claims;
+mod folder;
 mod live;
 mod quota;
 mod routes;
@@ -45,6 +46,7 @@ mod status;
 
 use claims::{claims, id_taken};
 pub use claims::{id_owner, Claim};
+use folder::{commit, write_folder};
 use live::{kafka_serving, LiveObjects, Standing};
 use routes::publish_route;
 pub use routes::{
@@ -340,77 +342,6 @@ async fn refuse(
     };
     set_status(api, ctx, t, status).await?;
     Ok(then)
-}
-
-/// Commits the plan's manifests to the tenant's folder; an Event names a new commit. A failed write marks the
-/// tenant `Degraded` (with the plan's sizing and users) and fails the reconcile, which retries it.
-async fn commit(t: &KafkaTenant, plan: &Plan, api: &Api<KafkaTenant>, ctx: &Context) -> Result<(), Error> {
-    let yaml = render::to_yaml(&plan.manifests).map_err(Error::Manifests)?;
-    let message = gitops::message(&plan.folder, t.metadata.generation);
-    // What the folder holds now decides what the plan keeps (its topics' partitions): read as it is written.
-    let (tenant, manifests) = (t.clone(), plan.manifests.clone());
-    let derive = move |committed: Option<&str>| {
-        // Numbers changed in values that already serialized: this cannot fail where the plan did not.
-        gitops::tenant_files(
-            render::yaml_over(&tenant, &manifests, committed).unwrap_or_else(|_| yaml.clone()),
-        )
-    };
-    match write_folder_from(ctx, &plan.folder, Box::new(derive), message).await? {
-        Ok(gitops::Outcome::Committed(sha)) => {
-            let note = format!("{} at {}", plan.folder, &sha[..12.min(sha.len())]);
-            ctx.record(t, EventType::Normal, "Committed", note).await;
-            Ok(())
-        }
-        Ok(gitops::Outcome::Unchanged) => Ok(()),
-        Err(e) => {
-            let generation = t.metadata.generation;
-            let status = KafkaTenantStatus {
-                observed_generation: generation,
-                conditions: conditions("Degraded", "GitWriteFailed", &e.to_string(), generation),
-                sizing: Some(plan.sizing.clone()),
-                users: plan.users.clone(),
-                ..Default::default()
-            };
-            set_status(api, ctx, t, status).await?;
-            Err(e.into())
-        }
-    }
-}
-
-/// A folder's files from what it holds, to be written on the blocking pool ([`gitops::Derive`]).
-type DeriveFiles = Box<dyn Fn(Option<&str>) -> Vec<gitops::TenantFile> + Send>;
-
-/// [`write_folder`] with the files derived from what the folder holds ([`gitops::Repo::write_tenant_from`]).
-async fn write_folder_from(
-    ctx: &Context,
-    folder: &str,
-    derive: DeriveFiles,
-    message: String,
-) -> Result<Result<gitops::Outcome, gitops::GitError>, Error> {
-    let (repo, folder) = (ctx.repo.clone(), folder.to_owned());
-    tokio::task::spawn_blocking(move || {
-        let repo = repo.lock().unwrap_or_else(|p| p.into_inner());
-        repo.write_tenant_from(&folder, &*derive, &message)
-    })
-    .await
-    .map_err(Error::GitTask)
-}
-
-/// Makes the tenant folder `folder` hold `files` (`None`: removes it), committed with `message`. Git work
-/// blocks, so it runs on the blocking pool; the repository's lock keeps two writes out of one work tree.
-async fn write_folder(
-    ctx: &Context,
-    folder: &str,
-    files: Option<Vec<gitops::TenantFile>>,
-    message: String,
-) -> Result<Result<gitops::Outcome, gitops::GitError>, Error> {
-    let (repo, folder) = (ctx.repo.clone(), folder.to_owned());
-    tokio::task::spawn_blocking(move || {
-        let repo = repo.lock().unwrap_or_else(|p| p.into_inner());
-        repo.write_tenant(&folder, files.as_deref(), &message)
-    })
-    .await
-    .map_err(Error::GitTask)
 }
 
 /// Publishes a tenant whose objects are up, once Strimzi says its Kafka serves ([`kafka_serving`]): when routes

@@ -22,7 +22,7 @@ use principal::PrincipalMapper;
 pub use records::{AuditConfig, AuditSettings, UsageConfig, UsageSettings};
 pub use schema::{Config, DEFAULT_MAX_FRAME_BYTES};
 use schema::{DEFAULT_CONNECT_TIMEOUT_SECONDS, TOP_LEVEL_KEYS};
-pub use settings::{Settings, TenantSettings};
+pub use settings::{changed_since_start, Settings, StartOnly, TenantSettings};
 pub use upstream::{UpstreamAuthSettings, UpstreamSettings};
 use watched::route_files;
 pub use watched::watched_files;

@@ -263,6 +263,8 @@ impl Routes {
 /// The listen address, advertised port and limits stay as started.
 #[derive(Debug, Clone)]
 pub struct Reloader {
+    /// The start-only settings the proxy runs with, to say which a reloaded file changes in vain.
+    pub(crate) started: crate::config::StartOnly,
     pub(crate) routes: Arc<Routes>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) route_metrics: RouteMetrics,
@@ -290,6 +292,14 @@ impl Reloader {
                 "route changed or removed; open sessions move to the new route when the grace period ends"
             );
             tenant.retire_after(settings.reload_grace);
+        }
+        let in_vain = crate::config::changed_since_start(&self.started, &settings.start_only());
+        if !in_vain.is_empty() {
+            tracing::warn!(
+                settings = %in_vain.join(", "),
+                "changed in the configuration file, but applied only when the proxy starts: it keeps the values \
+                 it started with until its next restart"
+            );
         }
         self.route_metrics.applied(tenants, settings.skipped.len());
         self.metrics.certificates(settings.certificate_expiry());

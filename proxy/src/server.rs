@@ -50,6 +50,8 @@ pub struct Server {
     usage: Option<Arc<Usage>>,
     /// The audit trail; `None` without an `audit` section.
     audit: Option<Arc<Audit>>,
+    /// The settings a reload cannot change, as the proxy started with them.
+    started: crate::config::StartOnly,
 }
 
 /// Why [`Server::bind`] failed; the process cannot serve.
@@ -161,12 +163,14 @@ impl Server {
             http01,
             usage,
             audit,
+            started: settings.start_only(),
         })
     }
 
     /// A handle that swaps in new routes while the proxy runs.
     pub fn reloader(&self) -> Reloader {
         Reloader {
+            started: self.started.clone(),
             routes: self.routes.clone(),
             metrics: self.metrics.clone(),
             route_metrics: self.route_metrics.clone(),

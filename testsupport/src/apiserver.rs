@@ -293,7 +293,9 @@ impl ControlPlane {
         Ok(names)
     }
 
-    /// Every upstream CRD in `../shared/crds/` (Cluster API, CAPA, Flux, Strimzi, Prometheus Operator).
+    /// Every upstream CRD in `../shared/crds/` (Cluster API, CAPA, Flux, Strimzi, Prometheus Operator), and
+    /// Cluster API's MachineHealthCheck, which that folder lacks and tenants' folders carry, from the Cluster API
+    /// build (`scripts/install-k8s.sh`).
     pub async fn install_upstream_crds(&self) -> anyhow::Result<Vec<String>> {
         let dir = crate::repo_root().join("../shared/crds");
         let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
@@ -303,6 +305,10 @@ impl ControlPlane {
             .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
             .collect();
         files.sort();
+        let health_checks = crd_files("cluster-api")?
+            .into_iter()
+            .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().contains("machinehealthchecks")));
+        files.extend(health_checks);
         let mut names = Vec::new();
         for file in files {
             let text = std::fs::read_to_string(&file)?;

@@ -14,7 +14,8 @@
 
 use serde_json::{json, Value};
 
-use super::{kafka_namespace_object, meta, Platform};
+use super::pod_security::kafka_namespace_object;
+use super::{meta, Platform};
 use crate::crd::Isolation;
 use crate::names::{kafka_namespace, kubeconfig_secret, namespace, strimzi_ca_secrets};
 

@@ -22,10 +22,14 @@ mod access;
 mod cluster_api;
 mod flux;
 mod kept;
+mod offered;
+mod pod_security;
 mod values;
 
 pub use flux::component_charts_url;
 pub use kept::{keep_topic_partitions, yaml_over};
+pub use offered::Offered;
+pub use pod_security::{PodSecurity, POD_SECURITY_VERSION};
 pub use values::{chart_values, storage_class};
 
 /// Platform-wide settings the rendering needs besides the tenant.
@@ -88,46 +92,6 @@ pub struct Platform {
     /// can be revoked or scheduled for deletion with it: the brokers' volumes (its StorageClass) and, on its own
     /// cluster, its machines' root volumes. `None`: the account's default EBS key for all.
     pub volume_kms_key: Option<String>,
-}
-
-/// A Pod Security Standard (`pod-security.kubernetes.io/enforce`) for the namespaces tenants' pods run in.
-/// Restricted by default: Strimzi makes every pod it runs conform when its operator runs with the restricted
-/// provider (`STRIMZI_POD_SECURITY_PROVIDER_CLASS=restricted`, `RestrictedPodSecurityProvider` at Strimzi
-/// 1.2.0), which a tenant's own cluster's operator always does and the shared cluster's must
-/// (docs/controller/platform.md). Baseline is the named opt-out for a shared operator that cannot.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum PodSecurity {
-    /// The restricted standard.
-    #[default]
-    Restricted,
-    /// The baseline standard: what Strimzi's default provider's pods meet.
-    Baseline,
-}
-
-impl PodSecurity {
-    /// Its name as the namespace label takes it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PodSecurity::Restricted => "restricted",
-            PodSecurity::Baseline => "baseline",
-        }
-    }
-}
-
-/// The Pod Security Admission version the standard is enforced at: pinned, as Kubernetes advises, so a cluster
-/// upgrade cannot start refusing the pods of running tenants; the platform's oldest supported minor.
-pub const POD_SECURITY_VERSION: &str = "v1.34";
-
-/// The Kubernetes and Strimzi versions a tenant may pin in `spec.versions` besides the platform's defaults
-/// (Kafka: any its Strimzi runs). A pin outside them is refused: CAPA finds no machine image for a Kubernetes
-/// version the platform built none for, and no machine starts; a Strimzi chart the platform has not vetted (or
-/// mirrored) is not installed on its say-so.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Offered {
-    /// Kubernetes versions (`v1.35.1`) with machine images under [`Platform::images`].
-    pub kubernetes: Vec<String>,
-    /// Strimzi operator chart versions (`1.1.0`), each one [`crate::strimzi::versions`] knows.
-    pub strimzi: Vec<String>,
 }
 
 /// CAPA's AMI lookup (`AWSMachineSpec.imageLookup{Org,Format,BaseOS}`): the newest available image owned by
@@ -384,7 +348,7 @@ fn valid_name(t: &KafkaTenant, p: &Platform) -> Result<String, RenderError> {
     let name = t.metadata.name.clone().ok_or(RenderError::NoName)?;
     let mut errors = t.spec.validate();
     if errors.iter().all(|e| !e.field.starts_with("versions.")) {
-        errors.extend(unoffered_pins(t, p));
+        errors.extend(offered::unoffered_pins(t, p));
         errors.extend(t.spec.validate_versions(&p.strimzi_version, &p.kafka_version));
     }
     if let Err(m) = kaas_route::check_dns_label(&name) {
@@ -394,34 +358,6 @@ fn valid_name(t: &KafkaTenant, p: &Platform) -> Result<String, RenderError> {
         return Err(RenderError::Invalid(errors));
     }
     Ok(name)
-}
-
-/// The tenant's pins of Kubernetes and Strimzi versions the platform does not offer ([`Offered`]).
-fn unoffered_pins(t: &KafkaTenant, p: &Platform) -> Vec<SpecError> {
-    let Some(pins) = &t.spec.versions else { return Vec::new() };
-    let checks = [
-        (
-            "versions.kubernetes",
-            &pins.kubernetes,
-            &p.kubernetes_version,
-            &p.offered.kubernetes,
-            "machine images for",
-        ),
-        ("versions.strimzi", &pins.strimzi, &p.strimzi_version, &p.offered.strimzi, "vetted"),
-    ];
-    let mut errors = Vec::new();
-    for (field, pin, default, offered, why) in checks {
-        let Some(pin) = pin.as_ref().filter(|v| *v != default && !offered.contains(v)) else { continue };
-        let list: Vec<&str> = std::iter::once(default).chain(offered).map(String::as_str).collect();
-        errors.push(SpecError {
-            field: field.into(),
-            message: format!(
-                "{pin} is not offered by this platform: it offers {} (the versions it has {why})",
-                list.join(", ")
-            ),
-        });
-    }
-    errors
 }
 
 /// Refuses topics with more replicas than the tenant has brokers: only the sizing knows the broker count.
@@ -465,18 +401,6 @@ fn manifests(t: &KafkaTenant, plan: &Plan, p: &Platform) -> Vec<Value> {
 /// The management-cluster Namespace holding the tenant's objects, first in apply order.
 fn namespace_object(ns: &str, tenant: &str) -> Value {
     json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": ns, "labels": labels(tenant) } })
-}
-
-/// The Namespace a namespace tenant's Kafka runs in on this cluster: its pods held to the platform's Pod
-/// Security Standard, enforced (refused), audited and warned about alike.
-fn kafka_namespace_object(ns: &str, tenant: &str, standard: PodSecurity) -> Value {
-    let mut object = namespace_object(ns, tenant);
-    let labels = &mut object["metadata"]["labels"];
-    for mode in ["enforce", "audit", "warn"] {
-        labels[format!("pod-security.kubernetes.io/{mode}")] = json!(standard.as_str());
-        labels[format!("pod-security.kubernetes.io/{mode}-version")] = json!(POD_SECURITY_VERSION);
-    }
-    object
 }
 
 fn labels(tenant: &str) -> Value {

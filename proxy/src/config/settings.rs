@@ -89,6 +89,37 @@ impl Settings {
         }
     }
 
+    /// The settings read only when the proxy starts, by their key in the file, each with its value as text to
+    /// compare (never shown: the ACME section holds its account key's source). A reload applies tenants,
+    /// certificates, the domain and the grace period; these stay as the proxy started ([`changed_since_start`]).
+    pub fn start_only(&self) -> StartOnly {
+        StartOnly(vec![
+            ("listen", format!("{:?}", self.listen)),
+            ("advertised_port", format!("{:?}", self.advertised_port)),
+            ("max_frame_bytes", format!("{:?}", self.max_frame_bytes)),
+            ("connect_timeout_seconds", format!("{:?}", self.connect_timeout)),
+            ("hello_timeout_seconds", format!("{:?}", self.hello_timeout)),
+            ("handshake_timeout_seconds", format!("{:?}", self.handshake_timeout)),
+            ("idle_timeout_seconds", format!("{:?}", self.idle_timeout)),
+            ("max_connections", format!("{:?}", self.max_connections)),
+            ("max_connections_per_tenant", format!("{:?}", self.max_connections_per_tenant)),
+            ("max_connections_per_ip", format!("{:?}", self.max_connections_per_ip)),
+            ("max_handshakes_per_ip", format!("{:?}", self.max_handshakes_per_ip)),
+            ("max_handshakes_per_tenant", format!("{:?}", self.max_handshakes_per_tenant)),
+            (
+                "max_inflight_requests_per_connection",
+                format!("{:?}", self.max_inflight_requests_per_connection),
+            ),
+            ("max_fetch_response_bytes", format!("{:?}", self.max_fetch_response_bytes)),
+            ("admin_listen", format!("{:?}", self.admin_listen)),
+            ("probe_listen", format!("{:?}", self.probe_listen)),
+            ("proxy_protocol_trusted_cidrs", format!("{:?}", self.proxy_protocol_trusted_cidrs)),
+            ("acme", format!("{:?}", self.acme)),
+            ("usage", format!("{:?}", self.usage)),
+            ("audit", format!("{:?}", self.audit)),
+        ])
+    }
+
     /// Each tenant with the not-after (Unix seconds) of the certificate its clients are served: its own, or
     /// the default one. ACME tenants are left out: [`crate::acme`] sets theirs as it installs certificates.
     pub fn certificate_expiry(&self) -> Vec<(&str, i64)> {
@@ -102,6 +133,16 @@ impl Settings {
             })
             .collect()
     }
+}
+
+/// [`Settings::start_only`]: the start-only settings' keys and values.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StartOnly(Vec<(&'static str, String)>);
+
+/// The keys of the start-only settings that differ between `started` (what the proxy runs with) and `now` (a
+/// file just loaded), in the file's order: a reload cannot apply them, so the operator is told.
+pub fn changed_since_start(started: &StartOnly, now: &StartOnly) -> Vec<&'static str> {
+    started.0.iter().zip(&now.0).filter(|(a, b)| a != b).map(|((key, _), _)| *key).collect()
 }
 
 /// One tenant of [`Settings`]: its [`kaas_route::TenantRoute`] validated, with its certificate and client CA loaded.

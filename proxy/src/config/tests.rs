@@ -667,3 +667,25 @@ fn acme_eab_key_from_a_file_or_inline_never_both() {
         assert_eq!(keys(&errors), *want, "{eab}: {errors:#?}");
     }
 }
+
+/// A reload cannot move the listener, change limits or start a sink: the keys a changed file changes in vain
+/// are named, and nothing else (tenants, the domain, the grace period apply at a reload).
+#[test]
+fn the_start_only_settings_a_file_changes_are_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_cert(dir.path(), "server");
+    let base =
+        "listen: \"127.0.0.1:9092\"\ndomain: kaas.localhost\ntls: { cert: server.pem, key: server.key }\n";
+    let tenant = |name: &str| {
+        format!("tenants: [{{ name: {name}, bootstrap: [\"127.0.0.1:19092\"], upstream: {{ plaintext: true }} }}]\n")
+    };
+    let load = |extra: &str| from_yaml(&format!("{base}{extra}"), dir.path()).expect("valid").start_only();
+    let started = load(&tenant("acme"));
+    let reloadable = load(&format!("reload_grace_seconds: 7\n{}", tenant("beta")));
+    assert_eq!(changed_since_start(&started, &reloadable), Vec::<&str>::new());
+    let changed = load(&format!(
+        "max_connections: 7\nidle_timeout_seconds: 9\nusage: {{ file: u.jsonl }}\n{}",
+        tenant("acme")
+    ));
+    assert_eq!(changed_since_start(&started, &changed), ["idle_timeout_seconds", "max_connections", "usage"]);
+}

@@ -332,3 +332,19 @@ async fn a_draining_proxy_unreadies_keeps_accepting_for_the_delay_and_closes_ses
     assert_eq!(&answer[4..8], &1i32.to_be_bytes());
     assert!(raw::closed_within(busy.get_mut(), Duration::from_secs(3)).await, "then it closes too");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_changes_a_limit_says_it_applies_only_at_the_next_start() {
+    let acme = Broker::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let certs = Certs::generate(dir.path(), DOMAIN, &["acme"]).expect("certs");
+    let tenants = tenants_yaml(&[("acme", &acme)]);
+    let proxy = ProxyHandle::start_with_config(&certs, "max_connections: 5\n", &tenants).expect("proxy");
+    proxy.rewrite_config(&certs, "max_connections: 6\n", &tenants).expect("rewrite");
+    let generation = proxy.wait_for_metric("kaas_proxy_routes_generation", 2.0, Duration::from_secs(5));
+    assert_eq!(generation.expect("metrics"), 2.0, "reloaded");
+    assert!(
+        wait_for_log("until its next restart settings=max_connections", Duration::from_secs(2)),
+        "the operator is told the new limit waits for a restart"
+    );
+}

@@ -13,7 +13,8 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::net::TcpListener;
 use std::ops::Range;
 
-/// Where ports are handed out when the ephemeral range cannot be read: below Linux's default (32768–60999).
+/// Where ports are handed out when the ephemeral range cannot be read (no Linux `/proc`): below Linux's
+/// default (32768–60999).
 const FALLBACK: Range<u16> = 15_000..32_768;
 
 /// The lowest port handed out (below it lie well-known services' ports).
@@ -65,12 +66,18 @@ fn bindable(port: u16) -> bool {
     TcpListener::bind(("0.0.0.0", port)).is_ok() && !taken(TcpListener::bind(("::", port)))
 }
 
-/// [`LOWEST`] up to the first port of the kernel's ephemeral range.
+/// [`LOWEST`] up to the first port of the kernel's ephemeral range. A range that starts too low to leave room
+/// below it is refused by name: ports inside it would race outgoing connections again.
 fn range() -> Range<u16> {
-    let text = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default();
+    let path = "/proc/sys/net/ipv4/ip_local_port_range";
+    let Ok(text) = std::fs::read_to_string(path) else { return FALLBACK };
     match text.split_whitespace().next().and_then(|low| low.parse::<u16>().ok()) {
         Some(low) if low >= LOWEST + 1_000 => LOWEST..low,
-        _ => FALLBACK,
+        Some(low) if low >= 2_024 => 1_024..low,
+        low => panic!(
+            "{path} starts the ephemeral range at {low:?}: no room below it for test ports that no outgoing \
+             connection can take (raise it, e.g. to 32768)"
+        ),
     }
 }
 

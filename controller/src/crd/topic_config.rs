@@ -65,8 +65,9 @@ pub const SETTINGS: &[Setting] = &[
         key: "compression.type",
         values: Values::Word(&["producer", "uncompressed", "zstd", "lz4", "snappy", "gzip"]),
     },
-    // KIP-390 (Kafka 3.8); Kafka's ranges.
-    int("compression.gzip.level", -1, 9),
+    // KIP-390 (Kafka 3.8); Kafka's ranges, but gzip's -1 (its default, as leaving the key out) is left out:
+    // Kafka takes -1 or 1..=9 and refuses 0 (`CompressionType.GZIP` level validator), which one range cannot say.
+    int("compression.gzip.level", 1, 9),
     int("compression.lz4.level", 1, 17),
     int("compression.zstd.level", -131_072, 22),
     int("delete.retention.ms", 0, MAX_INTEGER),

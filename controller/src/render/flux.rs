@@ -155,8 +155,11 @@ pub(super) fn components(tenant: &str, ns: &str, p: &Platform) -> Vec<Value> {
             // `enableCSIPolicy` attaches them to the control-plane role alone, CAPA v2.11.1
             // cmd/clusterawsadm/cloudformation/bootstrap/csi.go; docs/controller/aws-account.md). The chart's
             // default tolerations are kept (a list replaces, chart 2.62.0 values.yaml `controller.tolerations`).
+            // `extraVolumeTags`: every volume the driver makes on the tenant's cluster carries its tenant, whatever
+            // StorageClass (an existing class's parameters can never change; charts/kaas storageclass.yaml).
             values: json!({ "controller": {
                 "replicaCount": 2,
+                "extraVolumeTags": { "kaas.dev/tenant": tenant },
                 "nodeSelector": { "node-role.kubernetes.io/control-plane": "" },
                 "tolerations": [
                     { "key": "CriticalAddonsOnly", "operator": "Exists" },
@@ -224,11 +227,15 @@ pub(super) fn components(tenant: &str, ns: &str, p: &Platform) -> Vec<Value> {
             oci: false,
             namespace: "external-dns",
             // On the control plane, whose instance profile has the platform's Route 53 policy (aws-account.md).
-            // It publishes one name, the bootstrap's, from the brokers' Services alone: `domainFilters` keeps
-            // a Service annotated with another tenant's name (or any other) from being published at all.
+            // It publishes names at or under the bootstrap's, from the brokers' Services alone: `domainFilters`
+            // keeps a Service annotated with another tenant's name (or any other) from being published at all.
+            // The filter is narrower than the Route 53 zone holding it, which external-dns then skips unless
+            // told to match the zone as the filter's parent (`--aws-zone-match-parent`, off by default: its
+            // flags reference; without it no zone matches and nothing is ever published).
             values: json!({
                 "provider": { "name": "aws" }, "policy": "upsert-only", "txtOwnerId": tenant,
                 "sources": ["service"], "domainFilters": [bootstrap_host],
+                "extraArgs": ["--aws-zone-match-parent"],
                 "nodeSelector": { "node-role.kubernetes.io/control-plane": "" },
                 "tolerations": [
                     { "key": "node-role.kubernetes.io/control-plane", "operator": "Exists", "effect": "NoSchedule" },
@@ -319,9 +326,6 @@ mod tests {
         }
     }
 
-    /// Every release retries a failed install or upgrade (helm-controller v1.4.0 api/v2/helmrelease_types.go:576
-    /// `RetryOnFailure`, retried every `retryInterval`; with the default `RemediateOnFailure` and 0 retries a
-    /// failure stalls the release until its spec changes), with a timeout that leaves new nodes time to join.
     /// external-dns on a tenant's cluster publishes the bootstrap name and nothing else: a Service there annotated
     /// with another tenant's name (or any name) is outside its domain filter and never reaches Route 53.
     #[test]
@@ -335,8 +339,25 @@ mod tests {
         let id = crate::names::tenant_id_of(&example("acme"));
         let want = serde_json::json!([format!("kafka-bootstrap.{id}.internal.kaas.dev")]);
         assert_eq!(dns(&p), (want, serde_json::json!(["service"])));
+        // The zone (internal.kaas.dev) is the filter's parent: matched only with this flag.
+        let all = releases("acme", &p);
+        let r = all.iter().find(|r| r["spec"]["releaseName"] == "external-dns").expect("external-dns");
+        assert_eq!(r["spec"]["values"]["extraArgs"], serde_json::json!(["--aws-zone-match-parent"]));
         p.cluster_bootstrap = "{tenant}.kafka.example.com:443".into();
         assert_eq!(dns(&p).0, serde_json::json!([format!("{id}.kafka.example.com")]));
+    }
+
+    /// Every EBS volume made on a tenant's cluster carries its tenant, also under a StorageClass made before
+    /// classes were tagged (whose parameters can never change).
+    #[test]
+    fn every_volume_on_a_tenant_cluster_carries_its_tenant() {
+        let all = releases("acme", &Platform::default());
+        let csi = all.iter().find(|r| r["spec"]["releaseName"] == "aws-ebs-csi-driver").expect("EBS CSI");
+        let id = crate::names::tenant_id_of(&example("acme"));
+        assert_eq!(
+            csi["spec"]["values"]["controller"]["extraVolumeTags"],
+            serde_json::json!({ "kaas.dev/tenant": id })
+        );
     }
 
     /// A drained node's brokers are rolled by Strimzi, not evicted: Drain Cleaner is installed after the
@@ -366,6 +387,9 @@ mod tests {
         assert!(kafka["spec"]["values"]["kafka"].get("template").is_none());
     }
 
+    /// Every release retries a failed install or upgrade (helm-controller v1.4.0 api/v2/helmrelease_types.go:576
+    /// `RetryOnFailure`, retried every `retryInterval`; with the default `RemediateOnFailure` and 0 retries a
+    /// failure stalls the release until its spec changes), with a timeout that leaves new nodes time to join.
     #[test]
     fn releases_retry_failures_with_timeouts_long_enough_for_new_nodes() {
         for name in ["acme", "beta"] {

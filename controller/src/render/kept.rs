@@ -50,12 +50,23 @@ pub fn yaml_over(
 }
 
 /// Each topic's partitions in the committed Kafka release; none of a document that is not YAML or not the
-/// release (a folder edited by hand is read for what it holds, never trusted to parse).
+/// release (a folder edited by hand is read for what it holds, never trusted to parse). Each document is parsed
+/// on its own (the folder is written as `---` and one document, [`super::to_yaml`]), so a broken one hides
+/// nothing after it: a stream deserializer stops at the first error (and would yield it forever).
 fn committed_partitions(committed: &str) -> BTreeMap<String, u64> {
     let mut out = BTreeMap::new();
-    for doc in serde_norway::Deserializer::from_str(committed) {
-        // A parse error ends the stream: the deserializer would yield the same error again forever.
-        let Ok(object) = <Value as serde::Deserialize>::deserialize(doc) else { break };
+    let mut documents = vec![String::new()];
+    for line in committed.lines() {
+        match (line.trim_end() == "---", documents.last_mut()) {
+            (false, Some(doc)) => {
+                doc.push_str(line);
+                doc.push('\n');
+            }
+            _ => documents.push(String::new()),
+        }
+    }
+    for doc in documents {
+        let Ok(object) = serde_norway::from_str::<Value>(&doc) else { continue };
         if !is_kafka_release(&object) {
             continue;
         }
@@ -130,12 +141,20 @@ mod tests {
         let t = example("acme");
         let mut fresh = plan(&t, &Platform::default()).expect("plans").manifests;
         let before = partitions(&fresh);
-        for committed in ["", "not: [yaml", "---\nkind: HelmRelease\nspec: 7\n", "--- [1, 2]\n--- {}\n"] {
+        for committed in ["", "not: [yaml", "---\nkind: HelmRelease\nspec: 7\n", "---\n[1, 2]\n---\n{}\n"] {
             keep_topic_partitions(&t, &mut fresh, committed);
             assert_eq!(partitions(&fresh), before, "{committed:?}");
         }
         let other = json!({ "kind": "HelmRelease", "spec": { "releaseName": "other", "values": { "topics": [{ "name": "orders", "partitions": 1 }] } } });
         keep_topic_partitions(&t, &mut fresh, &to_yaml(&[other]).expect("yaml"));
         assert_eq!(partitions(&fresh), before, "another release's topics");
+        // A broken document before the release (a hand edit) hides nothing: the release's counts are kept.
+        let mut t = example("acme");
+        t.spec.throughput.ingress_mbps *= 10;
+        t.spec.throughput.egress_mbps *= 10;
+        let committed = format!("---\nnot: [yaml\n{}", to_yaml(&fresh).expect("yaml"));
+        let mut resized = plan(&t, &Platform::default()).expect("plans").manifests;
+        keep_topic_partitions(&t, &mut resized, &committed);
+        assert_eq!(partitions(&resized), before, "kept past the broken document");
     }
 }

@@ -224,10 +224,8 @@ fn run(args: Args) -> anyhow::Result<()> {
                     let name = names::folder(&tenant);
                     let msg = gitops::message(&name, tenant.metadata.generation);
                     let yaml = render::to_yaml(&manifests)?;
-                    // Numbers changed in values that already serialized: this cannot fail where `yaml` did not.
                     let derive = |committed: Option<&str>| {
-                        let kept = render::yaml_over(&tenant, &manifests, committed);
-                        gitops::tenant_files(kept.unwrap_or_else(|_| yaml.clone()))
+                        gitops::tenant_files(render::yaml_over(&tenant, &manifests, &yaml, committed))
                     };
                     let outcome = repo.write_tenant_from(&name, &derive, &msg)?;
                     Ok((name, outcome))

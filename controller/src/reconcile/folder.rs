@@ -25,12 +25,9 @@ pub(super) async fn commit(
     // What the folder holds now decides what the plan keeps (its topics' partitions): read as it is written.
     let (tenant, manifests) = (t.clone(), plan.manifests.clone());
     let derive = move |committed: Option<&str>| {
-        // Numbers changed in values that already serialized: this cannot fail where the plan did not.
-        gitops::tenant_files(
-            render::yaml_over(&tenant, &manifests, committed).unwrap_or_else(|_| yaml.clone()),
-        )
+        gitops::tenant_files(render::yaml_over(&tenant, &manifests, &yaml, committed))
     };
-    match write_folder_from(ctx, &plan.folder, Box::new(derive), message).await? {
+    match write_folder(ctx, &plan.folder, Some(Box::new(derive)), message).await? {
         Ok(gitops::Outcome::Committed(sha)) => {
             let note = format!("{} at {}", plan.folder, &sha[..12.min(sha.len())]);
             ctx.record(t, EventType::Normal, "Committed", note).await;
@@ -55,34 +52,22 @@ pub(super) async fn commit(
 /// A folder's files from what it holds, to be written on the blocking pool ([`gitops::Derive`]).
 type DeriveFiles = Box<dyn Fn(Option<&str>) -> Vec<gitops::TenantFile> + Send>;
 
-/// [`write_folder`] with the files derived from what the folder holds ([`gitops::Repo::write_tenant_from`]).
-async fn write_folder_from(
-    ctx: &Context,
-    folder: &str,
-    derive: DeriveFiles,
-    message: String,
-) -> Result<Result<gitops::Outcome, gitops::GitError>, Error> {
-    let (repo, folder) = (ctx.repo.clone(), folder.to_owned());
-    tokio::task::spawn_blocking(move || {
-        let repo = repo.lock().unwrap_or_else(|p| p.into_inner());
-        repo.write_tenant_from(&folder, &*derive, &message)
-    })
-    .await
-    .map_err(Error::GitTask)
-}
-
-/// Makes the tenant folder `folder` hold `files` (`None`: removes it), committed with `message`. Git work
-/// blocks, so it runs on the blocking pool; the repository's lock keeps two writes out of one work tree.
+/// Makes the tenant folder `folder` hold the files `derive` makes of what it holds
+/// ([`gitops::Repo::write_tenant_from`]; `None`: removes it), committed with `message`. Git work blocks, so it runs on the blocking pool; the
+/// repository's lock keeps two writes out of one work tree.
 pub(super) async fn write_folder(
     ctx: &Context,
     folder: &str,
-    files: Option<Vec<gitops::TenantFile>>,
+    derive: Option<DeriveFiles>,
     message: String,
 ) -> Result<Result<gitops::Outcome, gitops::GitError>, Error> {
     let (repo, folder) = (ctx.repo.clone(), folder.to_owned());
     tokio::task::spawn_blocking(move || {
         let repo = repo.lock().unwrap_or_else(|p| p.into_inner());
-        repo.write_tenant(&folder, files.as_deref(), &message)
+        match &derive {
+            Some(derive) => repo.write_tenant_from(&folder, &**derive, &message),
+            None => repo.write_tenant(&folder, None, &message),
+        }
     })
     .await
     .map_err(Error::GitTask)

@@ -35,18 +35,18 @@ pub fn keep_topic_partitions(t: &KafkaTenant, manifests: &mut [Value], committed
     }
 }
 
-/// The YAML of `manifests` to commit over `committed` (the folder's manifests; `None` for a new folder), with
-/// what a plan keeps of the committed one kept.
-pub fn yaml_over(
-    t: &KafkaTenant,
-    manifests: &[Value],
-    committed: Option<&str>,
-) -> Result<String, serde_norway::Error> {
-    let mut manifests = manifests.to_vec();
-    if let Some(committed) = committed {
-        keep_topic_partitions(t, &mut manifests, committed);
+/// The YAML to commit over `committed` (the folder's manifests; `None` for a new folder): `yaml`, the plan's
+/// `manifests` as already serialized, unless the plan keeps something of the committed folder, and then the
+/// manifests with it kept. Only numbers change from `yaml`, which serialized, so that cannot fail; were it to,
+/// `yaml` is committed rather than nothing.
+pub fn yaml_over(t: &KafkaTenant, manifests: &[Value], yaml: &str, committed: Option<&str>) -> String {
+    let Some(committed) = committed else { return yaml.to_owned() };
+    let mut kept = manifests.to_vec();
+    keep_topic_partitions(t, &mut kept, committed);
+    if kept == manifests {
+        return yaml.to_owned();
     }
-    super::to_yaml(&manifests)
+    super::to_yaml(&kept).unwrap_or_else(|_| yaml.to_owned())
 }
 
 /// Each topic's partitions in the committed Kafka release; none of a document that is not YAML or not the

@@ -143,13 +143,9 @@ fn parse_account(s: &str) -> Result<String, String> {
 
 /// A Kubernetes version as tenants pin them: `v1.MINOR.PATCH`, 1.34 or newer (the CRD's rule).
 fn parse_kubernetes_version(s: &str) -> Result<String, String> {
-    let minor = s.strip_prefix("v1.").and_then(|rest| rest.split_once('.')).and_then(|(minor, patch)| {
-        let digits = |d: &str| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit());
-        (digits(minor) && digits(patch)).then(|| minor.parse::<u32>().ok()).flatten()
-    });
-    match minor {
-        Some(m) if m >= 34 => Ok(s.to_owned()),
-        _ => Err(format!("{s:?} is not a Kubernetes version like v1.35.1, 1.34 or newer")),
+    match kaas_controller::crd::is_kubernetes_version(s) {
+        true => Ok(s.to_owned()),
+        false => Err(format!("{s:?} is not a Kubernetes version like v1.35.1, 1.34 or newer")),
     }
 }
 

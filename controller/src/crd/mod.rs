@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 pub mod topic_config;
 mod validate;
 
-pub use validate::SpecError;
+pub use validate::{is_kubernetes_version, SpecError};
 
 /// Platform maxima: the largest tenant one Kafka cluster of this platform is sized for. The schema attributes
 /// of [`KafkaTenantSpec`] repeat these numbers; keep both in step.

@@ -72,6 +72,16 @@ impl KafkaTenantSpec {
     }
 }
 
+/// Whether `k` is a Kubernetes version a tenant may run: `v1.MINOR.PATCH`, 1.34 or newer (the schema's pattern
+/// on `versions.kubernetes`; the platform's offered versions are held to it too).
+pub fn is_kubernetes_version(k: &str) -> bool {
+    let minor = k.strip_prefix("v1.").and_then(|r| r.split('.').next()).and_then(|m| m.parse::<u32>().ok());
+    let parts: Vec<&str> = k.strip_prefix('v').unwrap_or_default().split('.').collect();
+    let semver =
+        parts.len() == 3 && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    semver && minor.is_some_and(|m| m >= 34)
+}
+
 /// One problem with a tenant spec, naming its field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("spec.{field}: {message}")]
@@ -165,11 +175,7 @@ impl KafkaTenantSpec {
                     && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
             };
             if let Some(k) = &v.kubernetes {
-                let minor = k
-                    .strip_prefix("v1.")
-                    .and_then(|r| r.split('.').next())
-                    .and_then(|m| m.parse::<u32>().ok());
-                if !(k.starts_with('v') && semver(&k[1..]) && minor.is_some_and(|m| m >= 34)) {
+                if !is_kubernetes_version(k) {
                     bad(
                         "versions.kubernetes",
                         format!("{k:?} is not a Kubernetes version like v1.34.2, 1.34 or newer"),
